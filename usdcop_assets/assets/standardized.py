@@ -1,0 +1,47 @@
+"""L1: validated, deduplicated bars on the session grid, and the rejected rows with their reasons."""
+
+
+import dagster as dg
+import pandas as pd
+
+from usdcop_assets.partitions import bar_partitions
+from usdcop_assets.refine.standardize import standardize_bars
+
+L1_OHLCV = dg.AssetKey(["l1", "ohlcv_m5"])
+L1_REJECTS = dg.AssetKey(["l1", "ohlcv_m5_rejects"])
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            L1_OHLCV,
+            deps=[dg.AssetKey(["l0", "ohlcv_m5"])],
+            group_name="l1_standardized",
+            kinds={"parquet", "sql"},
+            metadata={"time_column": "time", "warehouse_table": "usdcop_m5_ohlcv"},
+            description="Validated USD/COP bars, one row per bar of the session grid (UTC).",
+        ).with_io_manager_key("serving_io_manager"),
+        dg.AssetSpec(
+            L1_REJECTS,
+            deps=[dg.AssetKey(["l0", "ohlcv_m5"])],
+            group_name="l1_standardized",
+            kinds={"parquet", "sql"},
+            metadata={"time_column": "time", "warehouse_table": "ohlcv_m5_rejects"},
+            description="Raw rows L1 did not keep, each with the reason.",
+        ).with_io_manager_key("serving_io_manager"),
+    ],
+    ins={"raw": dg.AssetIn(dg.AssetKey(["l0", "ohlcv_m5"]))},
+    partitions_def=bar_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def l1_ohlcv_m5(context: dg.AssetExecutionContext, raw: pd.DataFrame):
+    kept, rejects = standardize_bars(raw)
+    if rejects["time"].isna().any():  # no usable time: file it under the window it arrived in
+        rejects.loc[rejects["time"].isna(), "time"] = pd.Timestamp(context.partition_time_window.start).tz_convert("UTC")
+    by_reason = rejects["reason"].value_counts().to_dict()
+    yield dg.Output(
+        kept,
+        output_name="l1__ohlcv_m5",
+        metadata={"rows_in": len(raw), "rows_kept": len(kept), "rows_rejected": len(rejects), "flat_bars": int(kept["is_flat"].sum())},
+    )
+    yield dg.Output(rejects, output_name="l1__ohlcv_m5_rejects", metadata={"rows": len(rejects), "by_reason": dg.MetadataValue.json(by_reason)})

@@ -1,0 +1,36 @@
+"""Content checksums of tables, independent of the store they were read from.
+
+The same rows read back from Parquet, SQLite or PostgreSQL give the same checksum: timestamps become
+UTC nanoseconds, numbers float64, booleans 0/1, text UTF-8; rows are ordered by the natural key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+
+def canonical_column(series: pd.Series) -> bytes:
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype):
+        times = pd.to_datetime(series, utc=True).astype("datetime64[ns, UTC]")
+        values = times.to_numpy(dtype="datetime64[ns]").astype("int64")
+        return np.where(times.isna().to_numpy(), np.iinfo("int64").min, values).tobytes()
+    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+        values = pd.to_numeric(series, errors="raise").astype("float64").to_numpy(na_value=np.nan)
+        return np.where(np.isnan(values), np.inf, values).tobytes()  # one NaN spelling
+    if series.dtype == object and len(series) and series.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+        return series.astype("float64").to_numpy().tobytes()
+    return "\x1f".join("\x00" if pd.isna(v) else str(v) for v in series).encode()
+
+
+def frame_checksum(df: pd.DataFrame, key: list[str] | tuple[str, ...], columns: list[str] | None = None) -> str:
+    """sha256 over the canonical form of ``columns`` (default: all, sorted by name), rows sorted by ``key``."""
+    columns = sorted(columns if columns is not None else df.columns)
+    ordered = df.sort_values(list(key), kind="stable").reset_index(drop=True) if len(df) else df
+    digest = hashlib.sha256()
+    for name in columns:
+        digest.update(name.encode() + b"\x1e")
+        digest.update(canonical_column(ordered[name]))
+    return digest.hexdigest()

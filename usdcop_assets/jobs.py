@@ -1,0 +1,49 @@
+"""Jobs over the asset graph, one per partitioning, so each runs a partition range in one run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from usdcop_assets.partitions import bar_partitions, session_partitions
+
+LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
+M5_CHAIN_JOB = "m5_chain"
+
+
+def parse_layers(text: str | Sequence[str]) -> list[str]:
+    layers = [p.strip().upper() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
+    unknown = [layer for layer in layers if layer not in LAYERS]
+    if unknown or not layers:
+        raise ValueError(f"unknown layers {unknown or text!r}; choose from {','.join(LAYERS)}")
+    return layers
+
+
+def layer_selection(layers: Sequence[str]) -> dg.AssetSelection:
+    """Assets whose key starts with one of the layers (``L0`` -> ``l0/...``)."""
+    return dg.AssetSelection.key_prefixes(*[[layer.lower()] for layer in parse_layers(layers)])
+
+
+def build_m5_chain_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
+    m5_keys = [key for a in assets if a.partitions_def == bar_partitions for key in a.keys]
+    return dg.define_asset_job(
+        M5_CHAIN_JOB,
+        # Checks run in their own job (see build_checks_job): in a range run Dagster stores one planned
+        # check row per partition, each serializing the ~200 KB partitions definition.
+        selection=dg.AssetSelection.assets(*m5_keys).without_checks(),
+        partitions_def=bar_partitions,
+        description="Every 5-minute-partitioned layer (L0 onward), for one bar or a range of bars in one run.",
+    )
+
+
+CHECKS_JOB = "session_checks"
+
+
+def build_checks_job(checks: Sequence[dg.AssetChecksDefinition]) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        CHECKS_JOB,
+        selection=dg.AssetSelection.checks(*checks),
+        partitions_def=session_partitions,
+        description="Per-session data checks of the 5-minute layers (run at session close and after backfills).",
+    )

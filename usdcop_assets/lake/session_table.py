@@ -1,0 +1,277 @@
+"""A time-keyed Parquet table in the lake, stored as one object per Bogota session date.
+
+Layout: ``<dataset>/date=YYYY-MM-DD/data.parquet`` and ``<dataset>/date=YYYY-MM-DD/manifest.json``
+(rows, sha256, schema, time range, written_at). Writing a time window *replaces* the rows of that
+window in every session object it touches and keeps the rows outside it, so writing one bar, a
+session or six years in one pass all leave the same objects, byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from usdcop_assets import market_calendar as cal
+from usdcop_assets.lake.store import ObjectStore
+
+DATA_FILE = "data.parquet"
+MANIFEST_FILE = "manifest.json"
+_PROBE_DAYS = 31  # windows up to this many days are read by direct GETs instead of a listing
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    rows: int
+    objects_written: int
+    objects_deleted: int
+    dates: tuple[dt.date, ...]
+    sha256: dict[str, str]
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """Deterministic Parquet encoding: no pandas metadata, fixed codec, so equal rows give equal bytes."""
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(None), buf, compression="zstd", compression_level=3)
+    return buf.getvalue()
+
+
+def to_arrow(df: pd.DataFrame, time_column: str) -> pa.Table:
+    """Arrow table sorted by time with the time column as UTC nanoseconds; rejects naive or missing times."""
+    if time_column not in df.columns:
+        raise ValueError(f"frame has no time column {time_column!r} (columns: {list(df.columns)})")
+    times = df[time_column]
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        raise ValueError(f"time column {time_column!r} must be tz-aware (got {times.dtype})")
+    if times.isna().any():
+        raise ValueError(f"time column {time_column!r} has {int(times.isna().sum())} missing values")
+    df = df.assign(**{time_column: times.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")})
+    df = df.sort_values(time_column, kind="stable").reset_index(drop=True)
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def _local_day_numbers(utc_ns: np.ndarray) -> np.ndarray:
+    """Bogota calendar day (days since epoch) of UTC nanosecond instants."""
+    # Bogota is UTC-5 all year (no DST since 1993); asserted in tests against zoneinfo.
+    return (utc_ns - 5 * 3600 * 10**9) // (86400 * 10**9)
+
+
+def _day_bounds(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start = pd.Timestamp(dt.datetime.combine(day, dt.time(0), tzinfo=cal.TZ)).tz_convert("UTC")
+    return start, start + pd.Timedelta(days=1)
+
+
+class SessionTable:
+    def __init__(self, store: ObjectStore, dataset: str, time_column: str = "time", max_workers: int = 8):
+        self.store = store
+        self.dataset = dataset.strip("/")
+        self.time_column = time_column
+        self.max_workers = max_workers
+
+    # -- keys --------------------------------------------------------------------------------------
+
+    def object_key(self, day: dt.date, name: str = DATA_FILE) -> str:
+        return f"{self.dataset}/date={day.isoformat()}/{name}"
+
+    def dates(self) -> list[dt.date]:
+        """Session dates that have a data object (one listing)."""
+        out = []
+        for key in self.store.list(self.dataset + "/"):
+            part, _, name = key[len(self.dataset) + 1:].partition("/")
+            if name == DATA_FILE and part.startswith("date="):
+                out.append(dt.date.fromisoformat(part[5:]))
+        return sorted(out)
+
+    def _dates_in(self, first: dt.date, last: dt.date) -> list[dt.date]:
+        return [d for d in self.dates() if first <= d <= last]
+
+    # -- write -------------------------------------------------------------------------------------
+
+    def write(self, df: pd.DataFrame, start, end) -> WriteSummary:
+        """Replace the rows with ``start <= time < end`` by ``df`` (whose rows must all be in that window)."""
+        start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+        table = to_arrow(df, self.time_column)
+        ns = table.column(self.time_column).cast(pa.int64()).to_numpy()
+        outside = (ns < start.value) | (ns >= end.value)
+        if outside.any():
+            first_bad = pd.Timestamp(int(ns[outside][0]), tz="UTC")
+            raise ValueError(
+                f"{self.dataset}: {int(outside.sum())} rows fall outside the window [{start}, {end}) "
+                f"being written (first: {first_bad})"
+            )
+        first_day = start.tz_convert(cal.TZ).date()
+        last_day = (end - pd.Timedelta(1, "ns")).tz_convert(cal.TZ).date()
+        covers_whole_days = {}
+        for day in (first_day, last_day):
+            d0, d1 = _day_bounds(day)
+            covers_whole_days[day] = start <= d0 and end >= d1
+
+        # Split the sorted table into one slice per local day.
+        days = _local_day_numbers(ns)
+        cuts = np.flatnonzero(np.diff(days)) + 1
+        bounds = np.concatenate([[0], cuts, [len(days)]]).astype(int)
+        new_slices = {
+            dt.date(1970, 1, 1) + dt.timedelta(days=int(days[a])): table.slice(a, b - a)
+            for a, b in zip(bounds[:-1], bounds[1:])
+            if b > a
+        }
+        # Objects already stored in the window must be rewritten (or removed) even without new rows.
+        if (last_day - first_day).days <= _PROBE_DAYS:
+            existing = {d for d in _daterange(first_day, last_day) if d not in new_slices and self._exists(d)}
+        else:
+            existing = set(self._dates_in(first_day, last_day)) - set(new_slices)
+        partial_days = {d for d, whole in covers_whole_days.items() if not whole}
+
+        def merged(day: dt.date) -> pa.Table | None:
+            new = new_slices.get(day)
+            if day not in partial_days:
+                return new
+            old = self._read_day(day)
+            if old is None:
+                return new
+            old_ns = old.column(self.time_column).cast(pa.int64()).to_numpy()
+            keep = old.filter(pa.array((old_ns < start.value) | (old_ns >= end.value)))
+            if new is None:
+                return keep if keep.num_rows else None
+            combined = pa.concat_tables([keep.cast(new.schema, safe=False), new]) if keep.num_rows else new
+            order = np.argsort(combined.column(self.time_column).cast(pa.int64()).to_numpy(), kind="stable")
+            return combined.take(pa.array(order))
+
+        def write_day(day: dt.date) -> tuple[dt.date, str | None]:
+            data = merged(day)
+            if data is None or data.num_rows == 0:
+                self.store.delete(self.object_key(day, MANIFEST_FILE))
+                self.store.delete(self.object_key(day))
+                return day, None
+            return day, self._put_day(day, data)
+
+        todo = sorted(set(new_slices) | existing)
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            results = list(pool.map(write_day, todo))
+        shas = {d.isoformat(): s for d, s in results if s is not None}
+        return WriteSummary(
+            rows=table.num_rows,
+            objects_written=len(shas),
+            objects_deleted=sum(1 for _, s in results if s is None),
+            dates=tuple(todo),
+            sha256=shas,
+        )
+
+    def _put_day(self, day: dt.date, data: pa.Table) -> str:
+        blob = parquet_bytes(data)
+        sha = hashlib.sha256(blob).hexdigest()
+        times = data.column(self.time_column).cast(pa.int64()).to_numpy()
+        manifest = {
+            "dataset": self.dataset,
+            "date": day.isoformat(),
+            "rows": data.num_rows,
+            "bytes": len(blob),
+            "sha256": sha,
+            "schema": [[f.name, str(f.type)] for f in data.schema],
+            "time_min": pd.Timestamp(int(times.min()), tz="UTC").isoformat(),
+            "time_max": pd.Timestamp(int(times.max()), tz="UTC").isoformat(),
+            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        }
+        # Data first, then its manifest: a crash in between leaves a complete object whose manifest is
+        # stale, which `verify` reports and any re-run repairs.
+        self.store.put(self.object_key(day), blob)
+        self.store.put(self.object_key(day, MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
+        return sha
+
+    # -- read --------------------------------------------------------------------------------------
+
+    def _exists(self, day: dt.date) -> bool:
+        return self.store.get(self.object_key(day, MANIFEST_FILE)) is not None or self.store.get(self.object_key(day)) is not None
+
+    def _read_day(self, day: dt.date) -> pa.Table | None:
+        blob = self.store.get(self.object_key(day))
+        return None if blob is None else pq.read_table(io.BytesIO(blob))
+
+    def read_arrow(self, start=None, end=None, columns: list[str] | None = None) -> pa.Table | None:
+        if start is None or end is None:
+            days = self.dates()
+        else:
+            start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+            first_day = start.tz_convert(cal.TZ).date()
+            last_day = (end - pd.Timedelta(1, "ns")).tz_convert(cal.TZ).date()
+            if (last_day - first_day).days <= _PROBE_DAYS:
+                days = list(_daterange(first_day, last_day))
+            else:
+                days = self._dates_in(first_day, last_day)
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            tables = [t for t in pool.map(self._read_day, days) if t is not None]
+        if not tables:
+            return None
+        table = pa.concat_tables(tables, promote_options="permissive")
+        if start is not None and end is not None:
+            ns = table.column(self.time_column).cast(pa.int64()).to_numpy()
+            table = table.filter(pa.array((ns >= start.value) & (ns < end.value)))
+        if columns is not None:
+            table = table.select(columns)
+        return table
+
+    def read(self, start=None, end=None, columns: list[str] | None = None) -> pd.DataFrame:
+        """Rows with ``start <= time < end`` (all rows when no window), as one DataFrame sorted by time."""
+        table = self.read_arrow(start, end, columns)
+        if table is None:
+            return pd.DataFrame(columns=columns or [self.time_column]).astype({self.time_column: "datetime64[ns, UTC]"})
+        return table.to_pandas()
+
+    def manifest(self, day: dt.date) -> dict | None:
+        blob = self.store.get(self.object_key(day, MANIFEST_FILE))
+        return None if blob is None else json.loads(blob)
+
+    def verify(self, day: dt.date) -> list[str]:
+        """Problems with one session object: missing data or manifest, row count or sha256 mismatch."""
+        blob, manifest = self.store.get(self.object_key(day)), self.manifest(day)
+        if blob is None:
+            return [f"{self.object_key(day)} is missing"]
+        if manifest is None:
+            return [f"{self.object_key(day, MANIFEST_FILE)} is missing"]
+        problems = []
+        sha = hashlib.sha256(blob).hexdigest()
+        if sha != manifest["sha256"]:
+            problems.append(f"{self.object_key(day)}: sha256 {sha[:12]} != manifest {manifest['sha256'][:12]}")
+        rows = pq.read_metadata(io.BytesIO(blob)).num_rows
+        if rows != manifest["rows"]:
+            problems.append(f"{self.object_key(day)}: {rows} rows != manifest {manifest['rows']}")
+        return problems
+
+
+def _daterange(first: dt.date, last: dt.date):
+    day = first
+    while day <= last:
+        yield day
+        day += dt.timedelta(days=1)
+
+
+def write_object(store, dataset: str, df: pd.DataFrame) -> dict:
+    """An unpartitioned table as one object ``<dataset>/data.parquet`` with its manifest; returns the manifest."""
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    blob = parquet_bytes(table)
+    manifest = {
+        "dataset": dataset,
+        "rows": table.num_rows,
+        "bytes": len(blob),
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "schema": [[f.name, str(f.type)] for f in table.schema],
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+    store.put(f"{dataset}/{DATA_FILE}", blob)
+    store.put(f"{dataset}/{MANIFEST_FILE}", json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def read_object(store, dataset: str) -> pd.DataFrame:
+    blob = store.get(f"{dataset}/{DATA_FILE}")
+    if blob is None:
+        raise FileNotFoundError(f"lake object {dataset}/{DATA_FILE} does not exist in {store.location}; materialize it first")
+    return pq.read_table(io.BytesIO(blob)).to_pandas()

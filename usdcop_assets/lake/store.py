@@ -1,0 +1,160 @@
+"""Object stores behind the lake: a local directory or an S3-compatible bucket.
+
+Both give atomic whole-object puts: a local put writes a temporary file beside the target and
+``os.replace``s it; an S3 PUT is atomic per object. Readers therefore see the previous version or
+the new one, never half of either.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from usdcop_assets.settings import LAKE_ENV, ConfigError, LakeLocation
+
+
+class LakeUnavailable(RuntimeError):
+    """The lake cannot be reached or used; the message names the location and the cause."""
+
+
+class ObjectStore(Protocol):
+    location: str
+
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes | None: ...
+    def delete(self, key: str) -> None: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def check(self) -> None: ...
+
+
+class LocalObjectStore:
+    def __init__(self, root: str | Path, fsync: bool = False):
+        self.root = Path(root)
+        self.location = str(self.root)
+        # rename is atomic against crashes of this process; fsync adds power-loss durability at a cost.
+        self.fsync = fsync
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"lake key {key!r} escapes the lake root")
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        root = str(self.root) + os.sep
+        out = []
+        for dirpath, _dirs, files in os.walk(base):
+            rel_dir = dirpath[len(root):] if dirpath.startswith(root) else ""
+            out.extend(f"{rel_dir}/{f}".lstrip("/").replace(os.sep, "/") for f in files if not f.startswith("."))
+        return sorted(out)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise LakeUnavailable(f"lake directory {self.root} is not writable ({LAKE_ENV}): {exc}") from None
+
+
+class S3ObjectStore:
+    """A bucket on S3 or an S3-compatible server (MinIO, moto); endpoint and credentials come from the
+    standard AWS variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``)."""
+
+    def __init__(self, bucket: str, prefix: str = "", client=None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.location = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._client = client or _default_s3_client()
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes) -> None:
+        self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except self._client.exceptions.NoSuchKey:
+            return None
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._key(prefix)
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", ()))
+        return sorted(keys)
+
+    def check(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise LakeUnavailable(f"bucket {self.bucket!r} of {LAKE_ENV} does not exist; create it first") from None
+            if code in ("403", "AccessDenied"):
+                raise LakeUnavailable(f"access to bucket {self.bucket!r} of {LAKE_ENV} is denied (check the AWS credentials)") from None
+            raise LakeUnavailable(f"bucket {self.bucket!r} of {LAKE_ENV}: S3 error {code}") from None
+        except BotoCoreError as exc:
+            endpoint = self._client.meta.endpoint_url
+            raise LakeUnavailable(f"S3 endpoint {endpoint} for {LAKE_ENV} is unreachable: {type(exc).__name__}") from None
+
+
+def _default_s3_client():
+    import boto3
+    from botocore.config import Config
+
+    # boto3 reads AWS_ENDPOINT_URL / credentials / region itself; short timeouts make an unreachable
+    # endpoint fail in seconds with a clear error instead of hanging a run.
+    config = Config(
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": 3, "mode": "standard"},
+        max_pool_connections=16,
+        s3={"addressing_style": "path"},
+    )
+    return boto3.client("s3", region_name=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")), config=config)
+
+
+def open_store(location: LakeLocation) -> ObjectStore:
+    if location.scheme == "file":
+        return LocalObjectStore(location.root)
+    if location.scheme == "s3":
+        return S3ObjectStore(location.root, location.prefix)
+    raise ConfigError(f"{LAKE_ENV}: unsupported lake scheme {location.scheme!r}")

@@ -1,0 +1,130 @@
+"""Configuration from the environment, validated up front, with secrets masked for display.
+
+With nothing set, everything lives under ``USDCOP_HOME`` (default ``./.usdcop``): the lake directory,
+the SQLite warehouse and ``DAGSTER_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+HOME_ENV = "USDCOP_HOME"
+LAKE_ENV = "USDCOP_LAKE_URL"
+WAREHOUSE_ENV = "USDCOP_WAREHOUSE_URL"
+SOURCE_ENV = "USDCOP_SOURCE"
+DEFAULT_HOME = ".usdcop"
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_WAREHOUSE_DIALECTS = {"sqlite", "postgresql"}
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class LakeLocation:
+    scheme: str  # "file" or "s3"
+    root: str  # directory path, or bucket name
+    prefix: str = ""  # key prefix inside the bucket
+
+    @property
+    def url(self) -> str:
+        if self.scheme == "file":
+            return self.root
+        return f"s3://{self.root}/{self.prefix}".rstrip("/")
+
+
+def home(env=os.environ) -> Path:
+    return Path(env.get(HOME_ENV) or DEFAULT_HOME).expanduser().absolute()
+
+
+def parse_lake_url(raw: str, var: str = LAKE_ENV) -> LakeLocation:
+    """A local directory (plain path or ``file://``) or ``s3://bucket[/prefix]``."""
+    if not raw or not raw.strip():
+        raise ConfigError(f"{var} is empty; unset it for the local default or give a path or s3://bucket/prefix")
+    raw = raw.strip()
+    if "://" not in raw:
+        return LakeLocation("file", str(Path(raw).expanduser().absolute()))
+    parts = urlsplit(raw)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path:
+            raise ConfigError(f"{var}={raw!r}: a file URL must look like file:///absolute/path")
+        return LakeLocation("file", parts.path)
+    if parts.scheme in ("s3", "s3a"):
+        bucket = parts.netloc
+        if "@" in bucket or ":" in bucket:
+            raise ConfigError(f"{var}: put S3 credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, not in the URL")
+        if not _BUCKET_RE.match(bucket or ""):
+            raise ConfigError(f"{var}={raw!r}: {bucket!r} is not a valid S3 bucket name")
+        return LakeLocation("s3", bucket, parts.path.strip("/"))
+    raise ConfigError(f"{var}={_mask_url(raw)!r}: unsupported scheme {parts.scheme!r} (use a path, file:// or s3://)")
+
+
+def parse_warehouse_url(raw: str, var: str = WAREHOUSE_ENV) -> sa.URL:
+    """A SQLAlchemy URL for SQLite or PostgreSQL (``postgresql+psycopg://user@host/db``)."""
+    if not raw or not raw.strip():
+        raise ConfigError(f"{var} is empty; unset it for the SQLite default or give a SQLAlchemy URL")
+    try:
+        url = make_url(raw.strip())
+    except Exception:
+        raise ConfigError(f"{var} is not a SQLAlchemy URL (expected e.g. postgresql+psycopg://user@host:5432/db)") from None
+    if url.get_backend_name() not in _WAREHOUSE_DIALECTS:
+        raise ConfigError(
+            f"{var}={mask_url(url)!r}: backend {url.get_backend_name()!r} is not supported (sqlite or postgresql)"
+        )
+    if url.get_backend_name() == "postgresql" and not url.database:
+        raise ConfigError(f"{var}={mask_url(url)!r}: no database name")
+    return url
+
+
+def mask_url(url: sa.URL | str) -> str:
+    """Render a URL for logs and UIs: password hidden, query-string secrets hidden."""
+    if isinstance(url, sa.URL):
+        return url.render_as_string(hide_password=True)
+    return _mask_url(url)
+
+
+def _mask_url(raw: str) -> str:
+    masked = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", raw)
+    return re.sub(r"((?:api_?key|apikey|token|password|secret)=)[^&]*", r"\1***", masked, flags=re.I)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    lake: LakeLocation
+    warehouse_url: sa.URL
+    dagster_home: Path
+    lake_from_env: bool
+    warehouse_from_env: bool
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "Settings":
+        root = home(env)
+        lake_raw = env.get(LAKE_ENV)
+        wh_raw = env.get(WAREHOUSE_ENV)
+        lake = parse_lake_url(lake_raw) if lake_raw is not None else LakeLocation("file", str(root / "lake"))
+        warehouse = (
+            parse_warehouse_url(wh_raw)
+            if wh_raw is not None
+            else make_url(f"sqlite:///{root / 'warehouse.sqlite'}")
+        )
+        dagster_home = Path(env.get("DAGSTER_HOME") or root / "dagster_home").expanduser().absolute()
+        return cls(root, lake, warehouse, dagster_home, lake_raw is not None, wh_raw is not None)
+
+    def describe(self) -> dict[str, str]:
+        """Resolved configuration, safe to print or attach as metadata."""
+        return {
+            HOME_ENV: str(self.home),
+            LAKE_ENV: self.lake.url,
+            WAREHOUSE_ENV: mask_url(self.warehouse_url),
+            "DAGSTER_HOME": str(self.dagster_home),
+        }

@@ -1,0 +1,266 @@
+"""The warehouse: SQLite by default, PostgreSQL (with TimescaleDB when present) on request.
+
+Writes are idempotent upserts on each table's natural key, in one transaction per call. On PostgreSQL
+rows go through one ``COPY`` into a temporary table and one ``INSERT ... ON CONFLICT``; on SQLite
+through one ``executemany`` of the same upsert. The DDL lives in ``sql/``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from usdcop_assets.settings import WAREHOUSE_ENV, mask_url
+from usdcop_assets.warehouse.tables import TableSpec, table_spec
+
+SQL_DIR_ENV = "USDCOP_SQL_DIR"
+_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"  # fixed width, so text order = time order
+
+
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse cannot be reached; the message names the (masked) URL and the cause."""
+
+
+def sql_dir() -> Path:
+    override = os.environ.get(SQL_DIR_ENV)
+    path = Path(override) if override else Path(__file__).resolve().parents[2] / "sql"
+    if not (path / "tables").is_dir():
+        raise FileNotFoundError(f"DDL directory {path}/tables not found; set {SQL_DIR_ENV} to the project's sql/ folder")
+    return path
+
+
+def _statements(path: Path) -> list[str]:
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+@dataclass(frozen=True)
+class SchemaReport:
+    dialect: str
+    timescaledb: bool
+    detail: str
+
+
+_schema_lock = threading.Lock()
+_schema_done: dict[str, SchemaReport] = {}
+
+
+class Warehouse:
+    def __init__(self, url: sa.URL | str, echo: bool = False):
+        self.url = sa.make_url(url)
+        self.display_url = mask_url(self.url)
+        kwargs: dict = {"echo": echo}
+        if self.dialect == "sqlite":
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 60}
+        else:
+            kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        self.engine = sa.create_engine(self.url, **kwargs)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:  # driver errors differ per dialect; all mean "cannot use it"
+            cause = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+            raise WarehouseUnavailable(f"warehouse {self.display_url} ({WAREHOUSE_ENV}) is unreachable: {cause}") from None
+
+    def ensure_schema(self) -> SchemaReport:
+        """Create the tables (idempotent) and, on PostgreSQL with TimescaleDB available, hypertables."""
+        cache_key = str(self.url)
+        with _schema_lock:
+            if cache_key in _schema_done:
+                return _schema_done[cache_key]
+            self.check()
+            root = sql_dir()
+            with self.engine.begin() as conn:
+                for path in sorted((root / "tables").glob("*.sql")):
+                    for stmt in _statements(path):
+                        conn.exec_driver_sql(stmt)
+            report = SchemaReport(self.dialect, False, "sqlite" if self.dialect == "sqlite" else "plain PostgreSQL")
+            if self.dialect == "postgresql":
+                report = self._timescale(root)
+            _schema_done[cache_key] = report
+            return report
+
+    def _timescale(self, root: Path) -> SchemaReport:
+        with self.engine.connect() as conn:
+            available = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+            ).first()
+        if not available:
+            return SchemaReport("postgresql", False, "plain PostgreSQL (timescaledb extension not available)")
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                for path in sorted((root / "timescale").glob("*.sql")):
+                    for stmt in _statements(path):
+                        conn.exec_driver_sql(stmt)
+        except Exception as exc:
+            # e.g. installed but not in shared_preload_libraries: keep the plain tables, say why.
+            cause = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            return SchemaReport("postgresql", False, f"plain PostgreSQL (timescaledb unusable: {cause})")
+        return SchemaReport("postgresql", True, "TimescaleDB hypertables with compression and retention")
+
+    def table_columns(self, name: str) -> list[str]:
+        return [c["name"] for c in sa.inspect(self.engine).get_columns(name)]
+
+    # -- write -------------------------------------------------------------------------------------
+
+    def upsert(self, table: str, df: pd.DataFrame, replace_window: tuple | None = None) -> int:
+        """Insert or update ``df``'s rows on the table's natural key, in one transaction.
+
+        With ``replace_window=(start, end)`` rows of that time window whose key is not in ``df`` are
+        deleted in the same transaction, so the table holds exactly ``df`` for the window (as the lake
+        does) and re-running a partition that now yields fewer rows leaves nothing stale.
+        """
+        spec = table_spec(table)
+        self.ensure_schema()
+        columns = self._columns_for(spec, df)
+        dup = df.duplicated(list(spec.key), keep=False)
+        if dup.any():
+            first = df.loc[dup, list(spec.key)].iloc[0].to_dict()
+            raise ValueError(f"{table}: {int(dup.sum())} rows share a natural key {spec.key} (first: {first})")
+        if replace_window is not None:
+            ts = pd.to_datetime(df[spec.time_column], utc=True)
+            lo, hi = (pd.Timestamp(t).tz_convert("UTC") for t in replace_window)
+            if ((ts < lo) | (ts >= hi)).any():
+                raise ValueError(f"{table}: rows fall outside the window [{lo}, {hi}) being replaced")
+        frame = df[columns]
+        cols = ", ".join(f'"{c}"' for c in columns)
+        with self.engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            cur = raw.cursor()
+            try:
+                if self.dialect == "postgresql":
+                    cur.execute(f'CREATE TEMP TABLE "_stage" (LIKE "{spec.name}" INCLUDING DEFAULTS) ON COMMIT DROP')
+                else:
+                    cur.execute('DROP TABLE IF EXISTS temp."_stage"')
+                    cur.execute(f'CREATE TEMP TABLE "_stage" AS SELECT * FROM "{spec.name}" WHERE 0')
+                if len(frame):
+                    self._stage(cur, spec, frame)
+                    # "WHERE true" resolves SQLite's INSERT ... SELECT ... ON CONFLICT parsing ambiguity.
+                    cur.execute(self._upsert_sql(spec, columns, f'SELECT {cols} FROM "_stage" WHERE true'))
+                if replace_window is not None:
+                    match = " AND ".join(f's."{k}" = t."{k}"' for k in spec.key)
+                    ph = "?" if self.dialect == "sqlite" else "%s"
+                    cur.execute(
+                        f'DELETE FROM "{spec.name}" AS t WHERE t."{spec.time_column}" >= {ph} AND t."{spec.time_column}" < {ph} '
+                        f'AND NOT EXISTS (SELECT 1 FROM "_stage" AS s WHERE {match})',
+                        (self._bound(replace_window[0]), self._bound(replace_window[1])),
+                    )
+                if self.dialect == "sqlite":
+                    cur.execute('DROP TABLE temp."_stage"')
+            finally:
+                cur.close()
+        return len(frame)
+
+    def _columns_for(self, spec: TableSpec, df: pd.DataFrame) -> list[str]:
+        table_cols = self.table_columns(spec.name)
+        missing_key = [k for k in spec.key if k not in df.columns]
+        if missing_key:
+            raise ValueError(f"{spec.name}: frame lacks key columns {missing_key}")
+        unknown = [c for c in df.columns if c not in table_cols]
+        if unknown:
+            raise ValueError(f"{spec.name}: frame has columns the table does not: {unknown}")
+        return [c for c in table_cols if c in df.columns]
+
+    def _upsert_sql(self, spec: TableSpec, columns: list[str], source: str) -> str:
+        updates = [c for c in columns if c not in spec.key]
+        action = (
+            "DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in updates) if updates else "DO NOTHING"
+        )
+        cols = ", ".join(f'"{c}"' for c in columns)
+        keys = ", ".join(f'"{c}"' for c in spec.key)
+        return f'INSERT INTO "{spec.name}" ({cols}) {source} ON CONFLICT ({keys}) {action}'
+
+    def _stage(self, cur, spec: TableSpec, frame: pd.DataFrame) -> None:
+        """Load ``frame`` into the temporary ``_stage`` table: one COPY (psycopg) or one executemany."""
+        columns = list(frame.columns)
+        cols = ", ".join(f'"{c}"' for c in columns)
+        if self.dialect == "postgresql" and self.url.get_driver_name() == "psycopg":
+            text = frame.copy()
+            for c in columns:
+                if c in spec.timestamp_columns:
+                    text[c] = pd.to_datetime(text[c], utc=True).dt.strftime(_SQLITE_TIME_FORMAT)
+            buf = io.StringIO()
+            text.to_csv(buf, index=False, header=False, na_rep="\\N")
+            with cur.copy(f'COPY "_stage" ({cols}) FROM STDIN (FORMAT csv, NULL \'\\N\')') as copy:
+                copy.write(buf.getvalue())
+            return
+        ph = ", ".join("?" if self.dialect == "sqlite" else "%s" for _ in columns)
+        rows = list(zip(*(self._python_values(frame[c], c in spec.timestamp_columns) for c in columns)))
+        cur.executemany(f'INSERT INTO "_stage" ({cols}) VALUES ({ph})', rows)
+
+    def _python_values(self, series: pd.Series, is_time: bool) -> list:
+        if is_time:
+            times = pd.to_datetime(series, utc=True)
+            if self.dialect == "sqlite":
+                text = times.dt.strftime(_SQLITE_TIME_FORMAT)
+                return [None if pd.isna(v) else v for v in text]
+            return [None if pd.isna(v) else v.to_pydatetime() for v in times]
+        if pd.api.types.is_float_dtype(series.dtype):
+            arr = series.to_numpy(dtype="float64", na_value=np.nan)
+            return [None if v != v else v for v in arr.tolist()]
+        if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_integer_dtype(series.dtype):
+            return series.astype(object).where(series.notna(), None).tolist()
+        return [None if pd.isna(v) else str(v) for v in series]
+
+    # -- read --------------------------------------------------------------------------------------
+
+    def _bound(self, ts) -> object:
+        ts = pd.Timestamp(ts).tz_convert("UTC")
+        return ts.strftime(_SQLITE_TIME_FORMAT) if self.dialect == "sqlite" else ts.to_pydatetime()
+
+    def read_window(self, table: str, start=None, end=None, columns: list[str] | None = None) -> pd.DataFrame:
+        """Rows with ``start <= time < end`` (all rows without a window), ordered by the natural key."""
+        spec = table_spec(table)
+        self.ensure_schema()
+        cols = columns or self.table_columns(table)
+        where, params = "", {}
+        if start is not None and end is not None:
+            where = f'WHERE "{spec.time_column}" >= :start AND "{spec.time_column}" < :end'
+            params = {"start": self._bound(start), "end": self._bound(end)}
+        order = ", ".join(f'"{k}"' for k in spec.key)
+        sql = sa.text(f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{table}" {where} ORDER BY {order}')
+        with self.engine.connect() as conn:
+            result = conn.execute(sql, params)
+            df = pd.DataFrame(result.fetchall(), columns=cols)
+        types = {c["name"]: str(c["type"]).upper() for c in sa.inspect(self.engine).get_columns(table)}
+        for c in cols:
+            if c in spec.timestamp_columns:
+                df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
+            elif any(t in types.get(c, "") for t in ("DOUBLE", "REAL", "FLOAT", "NUMERIC")):
+                df[c] = pd.to_numeric(df[c]).astype("float64")  # an all-NULL column would stay object
+            elif "BOOL" in types.get(c, "") and not df[c].isna().any():
+                df[c] = df[c].astype(bool)  # SQLite hands back 0/1
+        return df
+
+    def count_window(self, table: str, start, end) -> int:
+        spec = table_spec(table)
+        sql = sa.text(f'SELECT COUNT(*) FROM "{table}" WHERE "{spec.time_column}" >= :start AND "{spec.time_column}" < :end')
+        with self.engine.connect() as conn:
+            return int(conn.execute(sql, {"start": self._bound(start), "end": self._bound(end)}).scalar_one())
+
+    def delete_window(self, table: str, start, end) -> int:
+        spec = table_spec(table)
+        sql = sa.text(f'DELETE FROM "{table}" WHERE "{spec.time_column}" >= :start AND "{spec.time_column}" < :end')
+        with self.engine.begin() as conn:
+            return conn.execute(sql, {"start": self._bound(start), "end": self._bound(end)}).rowcount

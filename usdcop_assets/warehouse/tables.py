@@ -1,0 +1,33 @@
+"""The warehouse tables the platform writes: natural key and timestamp columns of each.
+
+Their DDL lives in ``sql/tables/<name>.sql`` (portable) and ``sql/timescale/<name>.sql`` (applied
+only when TimescaleDB is present).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    key: tuple[str, ...]
+    time_column: str = "time"
+    timestamp_columns: tuple[str, ...] = ("time",)
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec("usdcop_m5_ohlcv", key=("time", "symbol"), timestamp_columns=("time", "ingested_at")),
+        TableSpec("ohlcv_m5_rejects", key=("time", "symbol", "row_hash"), timestamp_columns=("time", "ingested_at")),
+    )
+}
+
+
+def table_spec(name: str) -> TableSpec:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown warehouse table {name!r}; known: {sorted(TABLES)}") from None
