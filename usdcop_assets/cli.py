@@ -97,9 +97,10 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
         key_range = dg.PartitionKeyRange(key_range.start, cal.bar_key(last_closed))
         click.echo(f"clipped the range to the last closed bar {key_range.end}")
 
-    from usdcop_assets.definitions import defs
+    from usdcop_assets.definitions import build_definitions
     from usdcop_assets.jobs import M5_CHAIN_JOB
 
+    defs = build_definitions()  # from the current environment, not whatever was imported first
     job = defs.resolve_job_def(M5_CHAIN_JOB)
     graph = defs.resolve_asset_graph()
     wanted = layer_selection(chosen).resolve(graph) & set(job.asset_layer.selected_asset_keys)
