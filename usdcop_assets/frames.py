@@ -18,11 +18,36 @@ def canonical_column(series: pd.Series) -> bytes:
         values = times.to_numpy(dtype="datetime64[ns]").astype("int64")
         return np.where(times.isna().to_numpy(), np.iinfo("int64").min, values).tobytes()
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
-        values = pd.to_numeric(series, errors="raise").astype("float64").to_numpy(na_value=np.nan)
-        return np.where(np.isnan(values), np.inf, values).tobytes()  # one NaN spelling
-    if series.dtype == object and len(series) and series.map(lambda v: isinstance(v, (bool, np.bool_))).all():
-        return series.astype("float64").to_numpy().tobytes()
-    return "\x1f".join("\x00" if pd.isna(v) else str(v) for v in series).encode()
+        return _float_bytes(series.astype("float64").to_numpy(dtype="float64", na_value=np.nan))
+    if series.dtype == object and _numbers_with_nulls(series):
+        # Booleans or numbers held as objects, typically beside NULLs (a nullable BOOLEAN read back from
+        # PostgreSQL or Parquet): the same bytes as the typed column, NULL and NaN both as the one NaN.
+        return _float_bytes(np.array([np.nan if _is_null(v) else float(v) for v in series], dtype="float64"))
+    return "\x1f".join("\x00" if _is_null(v) else str(v) for v in series).encode()
+
+
+def _float_bytes(values: np.ndarray) -> bytes:
+    return np.where(np.isnan(values), np.inf, values).tobytes()  # one NaN spelling
+
+
+def _is_null(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or array held in a cell
+        return False
+
+
+def _numbers_with_nulls(series: pd.Series) -> bool:
+    """At least one value, and every non-null value a bool or real number (not text, not a timestamp)."""
+    seen = False
+    for v in series:
+        if _is_null(v):
+            continue
+        if isinstance(v, (bool, np.bool_, int, float, np.integer, np.floating)):
+            seen = True
+            continue
+        return False
+    return seen
 
 
 def frame_checksum(df: pd.DataFrame, key: list[str] | tuple[str, ...], columns: list[str] | None = None) -> str:

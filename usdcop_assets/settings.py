@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -22,6 +22,8 @@ SOURCE_ENV = "USDCOP_SOURCE"
 DEFAULT_HOME = ".usdcop"
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+_QUERY_SECRET_RE = re.compile(r"((?:api_?key|apikey|token|password|passwd|secret)=)[^&#]*", re.I)
 _WAREHOUSE_DIALECTS = {"sqlite", "postgresql"}
 
 
@@ -56,16 +58,23 @@ def parse_lake_url(raw: str, var: str = LAKE_ENV) -> LakeLocation:
     parts = urlsplit(raw)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path:
-            raise ConfigError(f"{var}={raw!r}: a file URL must look like file:///absolute/path")
-        return LakeLocation("file", parts.path)
+            raise ConfigError(f"{var}={_mask_url(raw)!r}: a file URL must look like file:///absolute/path")
+        return LakeLocation("file", unquote(parts.path))
     if parts.scheme in ("s3", "s3a"):
         bucket = parts.netloc
-        if "@" in bucket or ":" in bucket:
+        if "@" in bucket:
             raise ConfigError(f"{var}: put S3 credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, not in the URL")
-        if not _BUCKET_RE.match(bucket or ""):
-            raise ConfigError(f"{var}={raw!r}: {bucket!r} is not a valid S3 bucket name")
+        if ":" in bucket:
+            raise ConfigError(f"{var}: s3://bucket/prefix takes no host or port; set the endpoint in AWS_ENDPOINT_URL")
+        if not _valid_bucket(bucket):
+            raise ConfigError(f"{var}={_mask_url(raw)!r}: {bucket!r} is not a valid S3 bucket name")
         return LakeLocation("s3", bucket, parts.path.strip("/"))
     raise ConfigError(f"{var}={_mask_url(raw)!r}: unsupported scheme {parts.scheme!r} (use a path, file:// or s3://)")
+
+
+def _valid_bucket(bucket: str) -> bool:
+    """S3 bucket naming rules: 3-63 of [a-z0-9.-], alphanumeric ends, no "..", not an IPv4 address."""
+    return bool(_BUCKET_RE.match(bucket or "")) and ".." not in bucket and not _IPV4_RE.match(bucket)
 
 
 def parse_warehouse_url(raw: str, var: str = WAREHOUSE_ENV) -> sa.URL:
@@ -82,19 +91,40 @@ def parse_warehouse_url(raw: str, var: str = WAREHOUSE_ENV) -> sa.URL:
         )
     if url.get_backend_name() == "postgresql" and not url.database:
         raise ConfigError(f"{var}={mask_url(url)!r}: no database name")
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        # An in-memory database vanishes with each connection (and each run process): nothing would persist.
+        raise ConfigError(f"{var}={mask_url(url)!r}: a SQLite warehouse needs a file path (sqlite:///path/to/file)")
+    if url.host and "@" in url.host:
+        # An unescaped "@" in the password: SQLAlchemy would parse part of the password as the host.
+        raise ConfigError(f"{var}: the URL's host contains '@'; percent-encode special characters in the password (@ is %40)")
+    try:
+        url.get_dialect()
+    except Exception:
+        raise ConfigError(f"{var}={mask_url(url)!r}: unknown driver {url.drivername!r} (use e.g. postgresql+psycopg)") from None
     return url
 
 
 def mask_url(url: sa.URL | str) -> str:
     """Render a URL for logs and UIs: password hidden, query-string secrets hidden."""
     if isinstance(url, sa.URL):
-        return url.render_as_string(hide_password=True)
+        # render_as_string hides only the password field; secrets in the query string need masking too.
+        return _QUERY_SECRET_RE.sub(r"\1***", url.render_as_string(hide_password=True))
     return _mask_url(url)
 
 
 def _mask_url(raw: str) -> str:
-    masked = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", raw)
-    return re.sub(r"((?:api_?key|apikey|token|password|secret)=)[^&]*", r"\1***", masked, flags=re.I)
+    masked = raw
+    try:
+        parts = urlsplit(raw)
+        has_password = parts.password is not None
+    except ValueError:
+        has_password = False
+    if has_password:
+        # urlsplit splits user info at the *last* "@", so a password containing "@" is masked whole.
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        masked = masked.replace(parts.netloc, f"{userinfo.partition(':')[0]}:***@{hostport}", 1)
+    masked = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", masked)  # also a password containing "/"
+    return _QUERY_SECRET_RE.sub(r"\1***", masked)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,14 @@ def to_arrow(df: pd.DataFrame, time_column: str) -> pa.Table:
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
+def _utc(instant, what: str) -> pd.Timestamp:
+    """A tz-aware instant in UTC; naive instants are rejected (their zone would be a guess)."""
+    ts = pd.Timestamp(instant)
+    if ts.tzinfo is None:
+        raise ValueError(f"{what} {instant!r} has no timezone; pass a tz-aware instant")
+    return ts.tz_convert("UTC")
+
+
 def _local_day_numbers(utc_ns: np.ndarray) -> np.ndarray:
     """Bogota calendar day (days since epoch) of UTC nanosecond instants."""
     # Bogota is UTC-5 all year (no DST since 1993); asserted in tests against zoneinfo.
@@ -97,7 +105,9 @@ class SessionTable:
 
     def write(self, df: pd.DataFrame, start, end) -> WriteSummary:
         """Replace the rows with ``start <= time < end`` by ``df`` (whose rows must all be in that window)."""
-        start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+        start, end = _utc(start, "window start"), _utc(end, "window end")
+        if end <= start:
+            raise ValueError(f"{self.dataset}: empty or inverted window [{start}, {end})")
         table = to_arrow(df, self.time_column)
         ns = table.column(self.time_column).cast(pa.int64()).to_numpy()
         outside = (ns < start.value) | (ns >= end.value)
@@ -141,7 +151,7 @@ class SessionTable:
             keep = old.filter(pa.array((old_ns < start.value) | (old_ns >= end.value)))
             if new is None:
                 return keep if keep.num_rows else None
-            combined = pa.concat_tables([keep.cast(new.schema, safe=False), new]) if keep.num_rows else new
+            combined = pa.concat_tables([self._conform(keep, new.schema, day), new]) if keep.num_rows else new
             order = np.argsort(combined.column(self.time_column).cast(pa.int64()).to_numpy(), kind="stable")
             return combined.take(pa.array(order))
 
@@ -164,6 +174,17 @@ class SessionTable:
             dates=tuple(todo),
             sha256=shas,
         )
+
+    def _conform(self, old: pa.Table, schema: pa.Schema, day: dt.date) -> pa.Table:
+        """Stored rows in the column order and types of the rows being written (same column set required)."""
+        if set(old.column_names) != set(schema.names):
+            missing = sorted(set(schema.names) - set(old.column_names))
+            extra = sorted(set(old.column_names) - set(schema.names))
+            raise ValueError(
+                f"{self.object_key(day)}: stored columns differ from the frame being written "
+                f"(frame only: {missing}, stored only: {extra}); rewrite whole sessions to change the schema"
+            )
+        return old.select(schema.names).cast(schema, safe=False)
 
     def _put_day(self, day: dt.date, data: pa.Table) -> str:
         blob = parquet_bytes(data)
@@ -196,10 +217,19 @@ class SessionTable:
         return None if blob is None else pq.read_table(io.BytesIO(blob))
 
     def read_arrow(self, start=None, end=None, columns: list[str] | None = None) -> pa.Table | None:
+        start = None if start is None else _utc(start, "read start")
+        end = None if end is None else _utc(end, "read end")
+        if start is not None and end is not None and end <= start:
+            return None
         if start is None or end is None:
-            days = self.dates()
+            # Open-ended (or no) window: the listed session dates on the bounded side(s).
+            first_day = None if start is None else start.tz_convert(cal.TZ).date()
+            last_day = None if end is None else (end - pd.Timedelta(1, "ns")).tz_convert(cal.TZ).date()
+            days = [
+                d for d in self.dates()
+                if (first_day is None or d >= first_day) and (last_day is None or d <= last_day)
+            ]
         else:
-            start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
             first_day = start.tz_convert(cal.TZ).date()
             last_day = (end - pd.Timedelta(1, "ns")).tz_convert(cal.TZ).date()
             if (last_day - first_day).days <= _PROBE_DAYS:
@@ -211,18 +241,26 @@ class SessionTable:
         if not tables:
             return None
         table = pa.concat_tables(tables, promote_options="permissive")
-        if start is not None and end is not None:
+        if start is not None or end is not None:
             ns = table.column(self.time_column).cast(pa.int64()).to_numpy()
-            table = table.filter(pa.array((ns >= start.value) & (ns < end.value)))
+            keep = np.ones(len(ns), dtype=bool)
+            if start is not None:
+                keep &= ns >= start.value
+            if end is not None:
+                keep &= ns < end.value
+            table = table.filter(pa.array(keep))
         if columns is not None:
             table = table.select(columns)
         return table
 
     def read(self, start=None, end=None, columns: list[str] | None = None) -> pd.DataFrame:
-        """Rows with ``start <= time < end`` (all rows when no window), as one DataFrame sorted by time."""
+        """Rows with ``start <= time < end`` (a missing bound is open), as one DataFrame sorted by time."""
         table = self.read_arrow(start, end, columns)
         if table is None:
-            return pd.DataFrame(columns=columns or [self.time_column]).astype({self.time_column: "datetime64[ns, UTC]"})
+            empty = pd.DataFrame(columns=columns if columns is not None else [self.time_column])
+            if self.time_column in empty.columns:
+                empty = empty.astype({self.time_column: "datetime64[ns, UTC]"})
+            return empty
         return table.to_pandas()
 
     def manifest(self, day: dt.date) -> dict | None:
@@ -230,19 +268,31 @@ class SessionTable:
         return None if blob is None else json.loads(blob)
 
     def verify(self, day: dt.date) -> list[str]:
-        """Problems with one session object: missing data or manifest, row count or sha256 mismatch."""
-        blob, manifest = self.store.get(self.object_key(day)), self.manifest(day)
+        """Problems with one session object: missing data or manifest, row count or sha256 mismatch,
+        unreadable Parquet or manifest. Never raises for a damaged object: damage is what it reports."""
+        data_key, manifest_key = self.object_key(day), self.object_key(day, MANIFEST_FILE)
+        blob = self.store.get(data_key)
         if blob is None:
-            return [f"{self.object_key(day)} is missing"]
+            return [f"{data_key} is missing"]
+        try:
+            manifest = self.manifest(day)
+        except ValueError as exc:  # JSON (or its text encoding) is damaged
+            return [f"{manifest_key} is unreadable: {exc}"]
         if manifest is None:
-            return [f"{self.object_key(day, MANIFEST_FILE)} is missing"]
+            return [f"{manifest_key} is missing"]
+        if not isinstance(manifest, dict) or not {"sha256", "rows"} <= manifest.keys():
+            return [f"{manifest_key} lacks sha256/rows"]
         problems = []
         sha = hashlib.sha256(blob).hexdigest()
         if sha != manifest["sha256"]:
-            problems.append(f"{self.object_key(day)}: sha256 {sha[:12]} != manifest {manifest['sha256'][:12]}")
-        rows = pq.read_metadata(io.BytesIO(blob)).num_rows
+            problems.append(f"{data_key}: sha256 {sha[:12]} != manifest {str(manifest['sha256'])[:12]}")
+        try:
+            rows = pq.read_metadata(io.BytesIO(blob)).num_rows
+        except (pa.ArrowException, OSError) as exc:
+            problems.append(f"{data_key}: not readable as Parquet ({exc})")
+            return problems
         if rows != manifest["rows"]:
-            problems.append(f"{self.object_key(day)}: {rows} rows != manifest {manifest['rows']}")
+            problems.append(f"{data_key}: {rows} rows != manifest {manifest['rows']}")
         return problems
 
 

@@ -120,7 +120,7 @@ class S3ObjectStore:
         return sorted(keys)
 
     def check(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
             self._client.head_bucket(Bucket=self.bucket)
@@ -131,6 +131,10 @@ class S3ObjectStore:
             if code in ("403", "AccessDenied"):
                 raise LakeUnavailable(f"access to bucket {self.bucket!r} of {LAKE_ENV} is denied (check the AWS credentials)") from None
             raise LakeUnavailable(f"bucket {self.bucket!r} of {LAKE_ENV}: S3 error {code}") from None
+        except NoCredentialsError:
+            raise LakeUnavailable(
+                f"no AWS credentials for bucket {self.bucket!r} of {LAKE_ENV} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+            ) from None
         except BotoCoreError as exc:
             endpoint = self._client.meta.endpoint_url
             raise LakeUnavailable(f"S3 endpoint {endpoint} for {LAKE_ENV} is unreachable: {type(exc).__name__}") from None

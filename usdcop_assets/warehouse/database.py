@@ -79,8 +79,17 @@ class Warehouse:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except Exception as exc:  # driver errors differ per dialect; all mean "cannot use it"
-            cause = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-            raise WarehouseUnavailable(f"warehouse {self.display_url} ({WAREHOUSE_ENV}) is unreachable: {cause}") from None
+            raise WarehouseUnavailable(
+                f"warehouse {self.display_url} ({WAREHOUSE_ENV}) is unreachable: {self._cause(exc)}"
+            ) from None
+
+    def _cause(self, exc: BaseException) -> str:
+        """First line of the driver's message (never the password, even if a driver echoes it)."""
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        cause = lines[0] if lines else type(exc).__name__
+        if self.url.password:
+            cause = cause.replace(str(self.url.password), "***")
+        return cause
 
     def ensure_schema(self) -> SchemaReport:
         """Create the tables (idempotent) and, on PostgreSQL with TimescaleDB available, hypertables."""
@@ -115,8 +124,7 @@ class Warehouse:
                         conn.exec_driver_sql(stmt)
         except Exception as exc:
             # e.g. installed but not in shared_preload_libraries: keep the plain tables, say why.
-            cause = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            return SchemaReport("postgresql", False, f"plain PostgreSQL (timescaledb unusable: {cause})")
+            return SchemaReport("postgresql", False, f"plain PostgreSQL (timescaledb unusable: {self._cause(exc)})")
         return SchemaReport("postgresql", True, "TimescaleDB hypertables with compression and retention")
 
     def table_columns(self, name: str) -> list[str]:
@@ -138,9 +146,12 @@ class Warehouse:
         if dup.any():
             first = df.loc[dup, list(spec.key)].iloc[0].to_dict()
             raise ValueError(f"{table}: {int(dup.sum())} rows share a natural key {spec.key} (first: {first})")
+        for c in spec.timestamp_columns:
+            if c in df.columns and pd.api.types.is_datetime64_dtype(df[c].dtype) and not isinstance(df[c].dtype, pd.DatetimeTZDtype):
+                raise ValueError(f"{table}: column {c!r} has naive timestamps; localize them (UTC) first")
         if replace_window is not None:
             ts = pd.to_datetime(df[spec.time_column], utc=True)
-            lo, hi = (pd.Timestamp(t).tz_convert("UTC") for t in replace_window)
+            lo, hi = (_utc(t) for t in replace_window)
             if ((ts < lo) | (ts >= hi)).any():
                 raise ValueError(f"{table}: rows fall outside the window [{lo}, {hi}) being replaced")
         frame = df[columns]
@@ -221,23 +232,27 @@ class Warehouse:
             return [None if v != v else v for v in arr.tolist()]
         if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_integer_dtype(series.dtype):
             return series.astype(object).where(series.notna(), None).tolist()
-        return [None if pd.isna(v) else str(v) for v in series]
+        return [_python_scalar(v) for v in series]
 
     # -- read --------------------------------------------------------------------------------------
 
     def _bound(self, ts) -> object:
-        ts = pd.Timestamp(ts).tz_convert("UTC")
+        ts = _utc(ts)
         return ts.strftime(_SQLITE_TIME_FORMAT) if self.dialect == "sqlite" else ts.to_pydatetime()
 
     def read_window(self, table: str, start=None, end=None, columns: list[str] | None = None) -> pd.DataFrame:
-        """Rows with ``start <= time < end`` (all rows without a window), ordered by the natural key."""
+        """Rows with ``start <= time < end`` (a missing bound is open), ordered by the natural key."""
         spec = table_spec(table)
         self.ensure_schema()
         cols = columns or self.table_columns(table)
-        where, params = "", {}
-        if start is not None and end is not None:
-            where = f'WHERE "{spec.time_column}" >= :start AND "{spec.time_column}" < :end'
-            params = {"start": self._bound(start), "end": self._bound(end)}
+        conds, params = [], {}
+        if start is not None:  # either bound may be open
+            conds.append(f'"{spec.time_column}" >= :start')
+            params["start"] = self._bound(start)
+        if end is not None:
+            conds.append(f'"{spec.time_column}" < :end')
+            params["end"] = self._bound(end)
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
         order = ", ".join(f'"{k}"' for k in spec.key)
         sql = sa.text(f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{table}" {where} ORDER BY {order}')
         with self.engine.connect() as conn:
@@ -249,18 +264,42 @@ class Warehouse:
                 df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
             elif any(t in types.get(c, "") for t in ("DOUBLE", "REAL", "FLOAT", "NUMERIC")):
                 df[c] = pd.to_numeric(df[c]).astype("float64")  # an all-NULL column would stay object
-            elif "BOOL" in types.get(c, "") and not df[c].isna().any():
-                df[c] = df[c].astype(bool)  # SQLite hands back 0/1
+            elif "BOOL" in types.get(c, ""):
+                if not df[c].isna().any():
+                    df[c] = df[c].astype(bool)  # SQLite hands back 0/1
+                else:  # NULLs: True/False/None objects on every dialect (SQLite would give 1.0/0.0/NaN)
+                    df[c] = pd.Series([None if pd.isna(v) else bool(v) for v in df[c]], index=df.index, dtype=object)
         return df
 
     def count_window(self, table: str, start, end) -> int:
         spec = table_spec(table)
+        self.ensure_schema()
         sql = sa.text(f'SELECT COUNT(*) FROM "{table}" WHERE "{spec.time_column}" >= :start AND "{spec.time_column}" < :end')
         with self.engine.connect() as conn:
             return int(conn.execute(sql, {"start": self._bound(start), "end": self._bound(end)}).scalar_one())
 
     def delete_window(self, table: str, start, end) -> int:
         spec = table_spec(table)
+        self.ensure_schema()
         sql = sa.text(f'DELETE FROM "{table}" WHERE "{spec.time_column}" >= :start AND "{spec.time_column}" < :end')
         with self.engine.begin() as conn:
             return conn.execute(sql, {"start": self._bound(start), "end": self._bound(end)}).rowcount
+
+
+def _utc(instant) -> pd.Timestamp:
+    ts = pd.Timestamp(instant)
+    if ts.tzinfo is None:
+        raise ValueError(f"window bound {instant!r} has no timezone; pass a tz-aware instant")
+    return ts.tz_convert("UTC")
+
+
+def _python_scalar(value):
+    """A DB-API parameter for one cell of an object/text column: bools and numbers keep their type
+    (``str(False)`` would be stored as the text 'False' in SQLite and read back as true)."""
+    if value is None or (not isinstance(value, (list, tuple, np.ndarray)) and pd.isna(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
