@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import SOURCE_ENV, ConfigError, Settings
+from usdcop_assets.settings import ConfigError, Settings
+from usdcop_assets.sources import require_available, resolve_source
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,13 +29,6 @@ def prepare_environment() -> Settings:
     if not target.exists():
         shutil.copyfile(PROJECT_ROOT / "dagster.yaml", target)
     return settings
-
-
-def resolve_source() -> str:
-    explicit = os.environ.get(SOURCE_ENV)
-    if explicit:
-        return explicit
-    return "twelvedata" if os.environ.get("TWELVEDATA_API_KEYS") else "synthetic"
 
 
 def _date(value: str, name: str) -> dt.date:
@@ -70,6 +64,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
     """Materialize the selected layers for every bar and session from START to END (one run per partitioning)."""
     try:
         settings = prepare_environment()
+        require_available(resolve_source())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     import dagster as dg

@@ -132,3 +132,16 @@ def test_embedded_instance_config_is_valid(tmp_path):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         assert instance.run_coordinator is not None
+
+
+def test_backfill_refuses_a_source_this_build_cannot_read(usdcop_env, monkeypatch):
+    monkeypatch.setenv("TWELVEDATA_API_KEYS", "k1,k2")  # unset USDCOP_SOURCE -> twelvedata
+    result = CliRunner().invoke(main, ["backfill", "--start", "2025-03-07", "--end", "2025-03-07"])
+    assert result.exit_code == 1
+    assert "USDCOP_SOURCE resolves to 'twelvedata'" in result.output
+    assert "k1" not in result.output
+    assert not (usdcop_env / "lake").exists()
+    monkeypatch.setenv("USDCOP_SOURCE", "synthetic")  # an explicit choice wins over the keys
+    result = CliRunner().invoke(main, ["backfill", "--start", "2025-03-07", "--end", "2025-03-07", "--layers", "L0"])
+    assert result.exit_code == 0, result.output
+    assert "source=synthetic" in result.output
