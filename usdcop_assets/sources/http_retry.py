@@ -1,0 +1,102 @@
+"""Small helpers shared by the vendor HTTP clients: retry backoff and secret redaction.
+
+- :class:`Backoff` gives exponential backoff with *full jitter* (delay = U(0, min(cap, base * 2**n))),
+  with ``sleep`` and ``rand`` injectable so tests run instantly and deterministically.
+- :func:`redact` replaces every secret (API keys) in a string or URL with ``***``, including the
+  percent-encoded form a key takes inside a query string.
+- :func:`install_httpx_log_redaction` masks ``apikey=``/``api_key=`` query values in the records of
+  the ``httpx`` logger, which logs every request URL (query string included) at INFO level.
+
+Nothing here imports Dagster.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+
+_QUERY_KEY_RE = re.compile(r"((?:api_?key|apikey|token)=)[^&#\s\"']*", re.I)
+
+
+def redact(text, secrets: Iterable[str | None]) -> str:
+    """``text`` (anything ``str()`` accepts) with every non-empty secret replaced by ``***``.
+
+    Longer secrets are replaced first (so a key that contains another key is hidden whole), and the
+    percent-encoded forms of each secret are hidden too. Query-string values of ``apikey``/``api_key``
+    parameters are masked as well, whatever they hold.
+    """
+    out = str(text)
+    forms: set[str] = set()
+    for secret in secrets or ():
+        if not secret:
+            continue
+        forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+    for form in sorted(forms, key=len, reverse=True):
+        out = out.replace(form, MASK)
+    return _QUERY_KEY_RE.sub(r"\1" + MASK, out)
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter and a bounded number of attempts.
+
+    ``delay(n)`` for the n-th retry (0-based) is ``rand() * min(max_delay, base_delay * 2**n)``;
+    inject ``rand=lambda: 1.0`` for the deterministic upper envelope.
+    """
+
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    rand: Callable[[], float] = field(default=random.random, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("backoff delays must not be negative")
+
+    def delay(self, retry: int) -> float:
+        ceiling = min(self.max_delay, self.base_delay * (2.0 ** max(0, retry)))
+        return max(0.0, min(1.0, float(self.rand()))) * ceiling
+
+    def wait(self, retry: int) -> float:
+        """Sleep before retry number ``retry`` (0-based); returns the delay slept."""
+        seconds = self.delay(retry)
+        self.sleep(seconds)
+        return seconds
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks API-key query values in log records (httpx logs full request URLs at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            if record.args:
+                args = record.args if isinstance(record.args, tuple) else (record.args,)
+                record.args = tuple(
+                    redact(a, ()) if not isinstance(a, (int, float)) else a for a in args
+                )
+            if isinstance(record.msg, str):
+                record.msg = redact(record.msg, ())
+        except Exception:  # never let redaction break logging
+            pass
+        return True
+
+
+_FILTER = _RedactingFilter()
+
+
+def install_httpx_log_redaction() -> None:
+    """Attach (once) a filter to the ``httpx`` logger that masks ``apikey``/``api_key`` values."""
+    for name in ("httpx", "httpcore"):
+        lg = logging.getLogger(name)
+        if _FILTER not in lg.filters:
+            lg.addFilter(_FILTER)
