@@ -65,6 +65,7 @@ def lake_write(lake: LakeResource, context: dg.OutputContext, df: pd.DataFrame) 
         "lake_uri": f"{lake.location}/{dataset}",
         "rows": summary.rows,
         "lake_objects_written": summary.objects_written,
+        "lake_objects_unchanged": summary.objects_unchanged,
         "lake_objects_deleted": summary.objects_deleted,
         "window_start": window[0].isoformat(),
         "window_end": window[1].isoformat(),

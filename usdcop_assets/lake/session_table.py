@@ -31,7 +31,8 @@ _PROBE_DAYS = 31  # windows up to this many days are read by direct GETs instead
 @dataclass(frozen=True)
 class WriteSummary:
     rows: int
-    objects_written: int
+    objects_written: int  # session objects whose bytes changed (new or rewritten)
+    objects_unchanged: int  # session objects that already held exactly these bytes
     objects_deleted: int
     dates: tuple[dt.date, ...]
     sha256: dict[str, str]
@@ -155,22 +156,23 @@ class SessionTable:
             order = np.argsort(combined.column(self.time_column).cast(pa.int64()).to_numpy(), kind="stable")
             return combined.take(pa.array(order))
 
-        def write_day(day: dt.date) -> tuple[dt.date, str | None]:
+        def write_day(day: dt.date) -> tuple[dt.date, str | None, bool]:
             data = merged(day)
             if data is None or data.num_rows == 0:
                 self.store.delete(self.object_key(day, MANIFEST_FILE))
                 self.store.delete(self.object_key(day))
-                return day, None
-            return day, self._put_day(day, data)
+                return day, None, True
+            return (day, *self._put_day(day, data))
 
         todo = sorted(set(new_slices) | existing)
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
             results = list(pool.map(write_day, todo))
-        shas = {d.isoformat(): s for d, s in results if s is not None}
+        shas = {d.isoformat(): s for d, s, _ in results if s is not None}
         return WriteSummary(
             rows=table.num_rows,
-            objects_written=len(shas),
-            objects_deleted=sum(1 for _, s in results if s is None),
+            objects_written=sum(1 for _, s, changed in results if s is not None and changed),
+            objects_unchanged=sum(1 for _, s, changed in results if s is not None and not changed),
+            objects_deleted=sum(1 for _, s, _ in results if s is None),
             dates=tuple(todo),
             sha256=shas,
         )
@@ -186,9 +188,21 @@ class SessionTable:
             )
         return old.select(schema.names).cast(schema, safe=False)
 
-    def _put_day(self, day: dt.date, data: pa.Table) -> str:
+    def _put_day(self, day: dt.date, data: pa.Table) -> tuple[str, bool]:
+        """Store one session object and its manifest; returns (sha256, whether anything was written)."""
         blob = parquet_bytes(data)
         sha = hashlib.sha256(blob).hexdigest()
+        # Encoding is deterministic: when the manifest and the stored bytes both already match, skip
+        # both PUTs. A re-run of an unchanged range then costs GETs, and still repairs a stale manifest
+        # or a damaged object.
+        try:
+            current = self.manifest(day)
+        except ValueError:  # unreadable manifest: rewrite both, which repairs it
+            current = None
+        if current is not None and current.get("sha256") == sha and current.get("rows") == data.num_rows:
+            stored = self.store.get(self.object_key(day))
+            if stored is not None and hashlib.sha256(stored).hexdigest() == sha:
+                return sha, False
         times = data.column(self.time_column).cast(pa.int64()).to_numpy()
         manifest = {
             "dataset": self.dataset,
@@ -205,7 +219,7 @@ class SessionTable:
         # stale, which `verify` reports and any re-run repairs.
         self.store.put(self.object_key(day), blob)
         self.store.put(self.object_key(day, MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
-        return sha
+        return sha, True
 
     # -- read --------------------------------------------------------------------------------------
 

@@ -31,16 +31,17 @@ class ObjectStore(Protocol):
 
 class LocalObjectStore:
     def __init__(self, root: str | Path, fsync: bool = False):
-        self.root = Path(root)
+        self.root = Path(root).absolute()
         self.location = str(self.root)
         # rename is atomic against crashes of this process; fsync adds power-loss durability at a cost.
         self.fsync = fsync
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
+        # Lexical check (no filesystem calls on the hot path): relative, no "..", stays under root.
+        norm = os.path.normpath(key)
+        if not key or os.path.isabs(key) or norm == ".." or norm.startswith(".." + os.sep) or norm == ".":
             raise ValueError(f"lake key {key!r} escapes the lake root")
-        return path
+        return self.root / norm
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -53,8 +54,9 @@ class LocalObjectStore:
                     fh.flush()
                     os.fsync(fh.fileno())
             os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the previous object, if any, is untouched
+            raise
 
     def get(self, key: str) -> bytes | None:
         try:
