@@ -137,8 +137,10 @@ class SessionTable:
         # Objects already stored in the window must be rewritten (or removed) even without new rows.
         if (last_day - first_day).days <= _PROBE_DAYS:
             existing = {d for d in _daterange(first_day, last_day) if d not in new_slices and self._exists(d)}
+            stored = None  # unknown for the new days: _put_day looks
         else:
-            existing = set(self._dates_in(first_day, last_day)) - set(new_slices)
+            stored = set(self._dates_in(first_day, last_day))
+            existing = stored - set(new_slices)
         partial_days = {d for d, whole in covers_whole_days.items() if not whole}
 
         def merged(day: dt.date) -> pa.Table | None:
@@ -162,7 +164,7 @@ class SessionTable:
                 self.store.delete(self.object_key(day, MANIFEST_FILE))
                 self.store.delete(self.object_key(day))
                 return day, None, True
-            return (day, *self._put_day(day, data))
+            return (day, *self._put_day(day, data, maybe_stored=stored is None or day in stored))
 
         todo = sorted(set(new_slices) | existing)
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
@@ -188,7 +190,7 @@ class SessionTable:
             )
         return old.select(schema.names).cast(schema, safe=False)
 
-    def _put_day(self, day: dt.date, data: pa.Table) -> tuple[str, bool]:
+    def _put_day(self, day: dt.date, data: pa.Table, maybe_stored: bool = True) -> tuple[str, bool]:
         """Store one session object and its manifest; returns (sha256, whether anything was written)."""
         blob = parquet_bytes(data)
         sha = hashlib.sha256(blob).hexdigest()
@@ -196,7 +198,7 @@ class SessionTable:
         # both PUTs. A re-run of an unchanged range then costs GETs, and still repairs a stale manifest
         # or a damaged object.
         try:
-            current = self.manifest(day)
+            current = self.manifest(day) if maybe_stored else None  # a listing said it is absent
         except ValueError:  # unreadable manifest: rewrite both, which repairs it
             current = None
         if current is not None and current.get("sha256") == sha and current.get("rows") == data.num_rows:
