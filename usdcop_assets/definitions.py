@@ -1,31 +1,31 @@
 """The ``usdcop_assets`` code location."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from usdcop_assets.assets.raw import l0_ohlcv_m5
 from usdcop_assets.assets.standardized import l1_ohlcv_m5
-from usdcop_assets.checks import build_lake_warehouse_check
+from usdcop_assets.audits import build_session_audit
+from usdcop_assets.sensors import SENSORS
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
-from usdcop_assets.jobs import build_checks_job, build_m5_chain_job
-from usdcop_assets.partitions import session_partitions
+from usdcop_assets.jobs import build_audit_job, build_m5_chain_job
 from usdcop_assets.resources import store_resources
 
-ASSETS = [l0_ohlcv_m5, l1_ohlcv_m5]
-
-SERVING_CHECKS = [
-    build_lake_warehouse_check(spec, session_partitions)
-    for spec in l1_ohlcv_m5.specs
+M5_ASSETS = [l0_ohlcv_m5, l1_ohlcv_m5]
+_L1 = {spec.key.path[-1]: spec for spec in l1_ohlcv_m5.specs}
+AUDITS = [
+    build_session_audit(next(iter(l0_ohlcv_m5.specs)), store_check=False, gap_check=True),
+    build_session_audit(_L1["ohlcv_m5"], store_check=True, gap_check=True),
+    build_session_audit(_L1["ohlcv_m5_rejects"], store_check=True, gap_check=False),
 ]
+ASSETS = [*M5_ASSETS, *AUDITS]
 
 
 def build_definitions() -> dg.Definitions:
     lake, warehouse = store_resources()
     return dg.Definitions(
         assets=ASSETS,
-        asset_checks=SERVING_CHECKS,
-        jobs=[build_m5_chain_job(ASSETS), build_checks_job(SERVING_CHECKS)],
+        jobs=[build_m5_chain_job(M5_ASSETS), build_audit_job(AUDITS)],
+        sensors=SENSORS,
         resources={
             "lake": lake,
             "warehouse": warehouse,

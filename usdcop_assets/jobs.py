@@ -29,21 +29,20 @@ def build_m5_chain_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAs
     m5_keys = [key for a in assets if a.partitions_def == bar_partitions for key in a.keys]
     return dg.define_asset_job(
         M5_CHAIN_JOB,
-        # Checks run in their own job (see build_checks_job): in a range run Dagster stores one planned
-        # check row per partition, each serializing the ~200 KB partitions definition.
+        # Data checks live on session-partitioned audit assets (checks.py), never on bar partitions.
         selection=dg.AssetSelection.assets(*m5_keys).without_checks(),
         partitions_def=bar_partitions,
         description="Every 5-minute-partitioned layer (L0 onward), for one bar or a range of bars in one run.",
     )
 
 
-CHECKS_JOB = "session_checks"
+AUDIT_JOB = "session_audit"
 
 
-def build_checks_job(checks: Sequence[dg.AssetChecksDefinition]) -> dg.UnresolvedAssetJobDefinition:
+def build_audit_job(audits: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
-        CHECKS_JOB,
-        selection=dg.AssetSelection.checks(*checks),
+        AUDIT_JOB,
+        selection=dg.AssetSelection.assets(*audits),
         partitions_def=session_partitions,
-        description="Per-session data checks of the 5-minute layers (run at session close and after backfills).",
+        description="Per-session audits of the 5-minute layers and their checks (session close, after backfills).",
     )

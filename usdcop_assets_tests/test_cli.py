@@ -20,11 +20,12 @@ def test_backfill_materializes_layers_and_records_runs_in_the_instance(usdcop_en
     assert result.exit_code == 0, result.output
     assert "backfill 2025-03-07-08:00 .. 2025-03-07-12:55: 60 bars" in result.output
     assert "source=synthetic" in result.output
-    assert "check l1/ohlcv_m5:lake_matches_warehouse: passed" in result.output
+    assert "check l1/ohlcv_m5_audit:lake_matches_warehouse: passed" in result.output
+    assert "check l0/ohlcv_m5_audit:bars_complete: passed" in result.output
     assert (usdcop_env / "dagster_home" / "dagster.yaml").exists()
     with dg.DagsterInstance.from_config(str(usdcop_env / "dagster_home")) as instance:
         runs = instance.get_run_records()
-        assert {r.dagster_run.job_name for r in runs} == {"m5_chain", "session_checks"}
+        assert {r.dagster_run.job_name for r in runs} == {"m5_chain", "session_audit"}
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert (usdcop_env / "lake" / "l1" / "ohlcv_m5" / "date=2025-03-07" / "data.parquet").exists()
 
@@ -135,13 +136,17 @@ def test_embedded_instance_config_is_valid(tmp_path):
 
 
 def test_backfill_refuses_a_source_this_build_cannot_read(usdcop_env, monkeypatch):
-    monkeypatch.setenv("TWELVEDATA_API_KEYS", "k1,k2")  # unset USDCOP_SOURCE -> twelvedata
+    monkeypatch.setenv("USDCOP_SOURCE", "file:/tmp/bars.csv")
     result = CliRunner().invoke(main, ["backfill", "--start", "2025-03-07", "--end", "2025-03-07"])
     assert result.exit_code == 1
-    assert "USDCOP_SOURCE resolves to 'twelvedata'" in result.output
-    assert "k1" not in result.output
+    assert "USDCOP_SOURCE resolves to 'file:/tmp/bars.csv'" in result.output
     assert not (usdcop_env / "lake").exists()
-    monkeypatch.setenv("USDCOP_SOURCE", "synthetic")  # an explicit choice wins over the keys
+
+
+def test_an_explicit_source_wins_over_twelvedata_keys(usdcop_env, monkeypatch):
+    monkeypatch.setenv("TWELVEDATA_API_KEYS", "k1,k2")  # unset USDCOP_SOURCE would mean twelvedata
+    monkeypatch.setenv("USDCOP_SOURCE", "synthetic")
     result = CliRunner().invoke(main, ["backfill", "--start", "2025-03-07", "--end", "2025-03-07", "--layers", "L0"])
     assert result.exit_code == 0, result.output
     assert "source=synthetic" in result.output
+    assert "k1" not in result.output

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import CHECKS_JOB, M5_CHAIN_JOB
+from usdcop_assets.jobs import AUDIT_JOB, M5_CHAIN_JOB
 from usdcop_assets.partitions import bar_key_range, bar_partitions, session_key_range
 from usdcop_assets.settings import ConfigError
 
@@ -33,7 +33,7 @@ def _run_range(defs, instance, first: dt.date, last: dt.date):
 
 def _run_checks(defs, instance, first: dt.date, last: dt.date):
     key_range = session_key_range(first, last)
-    result = defs.resolve_job_def(CHECKS_JOB).execute_in_process(
+    result = defs.resolve_job_def(AUDIT_JOB).execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}, raise_on_error=False
     )
     evaluations = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
@@ -86,11 +86,20 @@ def test_range_run_writes_one_object_per_session_and_matching_warehouse(usdcop_e
 
     check_run, evaluations = _run_checks(defs, instance, first, last)
     assert check_run.success
-    assert len(evaluations) == 2  # one per serving asset, covering the five sessions of the range
+    by_name = {ev.asset_check_key.to_user_string(): ev for ev in evaluations}
+    assert sorted(by_name) == [
+        "l0/ohlcv_m5_audit:bars_complete",
+        "l1/ohlcv_m5_audit:bars_complete",
+        "l1/ohlcv_m5_audit:lake_matches_warehouse",
+        "l1/ohlcv_m5_rejects_audit:lake_matches_warehouse",
+    ]  # one evaluation per check, covering the five sessions of the range
     assert all(ev.passed for ev in evaluations)
-    by_name = {ev.asset_check_key.asset_key.to_user_string(): ev for ev in evaluations}
-    assert by_name["l1/ohlcv_m5"].metadata["sessions_checked"].value == 5
-    assert by_name["l1/ohlcv_m5"].metadata["lake_rows"].value == 300
+    assert by_name["l1/ohlcv_m5_audit:lake_matches_warehouse"].metadata["sessions_checked"].value == 5
+    assert by_name["l1/ohlcv_m5_audit:lake_matches_warehouse"].metadata["lake_rows"].value == 300
+    assert by_name["l1/ohlcv_m5_audit:bars_complete"].metadata["expected"].value == 300
+    # the audit itself is a session-partitioned table in the lake
+    audit = pd.read_parquet(usdcop_env / "lake" / "l1" / "ohlcv_m5_audit" / "date=2025-03-05" / "data.parquet")
+    assert audit[["session", "lake_rows", "warehouse_rows", "stores_match", "missing_bars"]].values.tolist() == [["2025-03-05", 60, 60, True, 0]]
 
 
 def test_rerunning_one_bar_or_the_range_gives_the_same_bytes(usdcop_env, instance):
@@ -144,13 +153,16 @@ def test_lake_warehouse_check_fails_when_the_stores_diverge(usdcop_env, instance
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE usdcop_m5_ohlcv SET close = close + 1 WHERE rowid = (SELECT MIN(rowid) FROM usdcop_m5_ohlcv)")
     _, evaluations = _run_checks(defs, instance, day, day)
-    by_name = {ev.asset_check_key.asset_key.to_user_string(): ev for ev in evaluations}
-    bad = by_name["l1/ohlcv_m5"]
+    by_name = {ev.asset_check_key.to_user_string(): ev for ev in evaluations}
+    bad = by_name["l1/ohlcv_m5_audit:lake_matches_warehouse"]
     assert not bad.passed
     assert bad.metadata["lake_rows"].value == bad.metadata["warehouse_rows"].value == 60
-    assert bad.metadata["lake_checksum"].value != bad.metadata["warehouse_checksum"].value
+    audit = pd.read_parquet(usdcop_env / "lake" / "l1" / "ohlcv_m5_audit" / f"date={day.isoformat()}" / "data.parquet")
+    assert audit["lake_checksum"].iloc[0] != audit["warehouse_checksum"].iloc[0]
+    assert not audit["stores_match"].iloc[0]
     assert bad.metadata["mismatched_sessions"].value == ["2025-03-05: lake 60 rows, warehouse 60 rows"]
-    assert by_name["l1/ohlcv_m5_rejects"].passed
+    assert by_name["l1/ohlcv_m5_rejects_audit:lake_matches_warehouse"].passed
+    assert by_name["l1/ohlcv_m5_audit:bars_complete"].passed
 
 
 def test_partition_key_outside_the_calendar_fails_before_writing(usdcop_env, instance):
@@ -202,4 +214,4 @@ def test_s3_lake_and_postgres_warehouse_end_to_end(usdcop_env, instance, s3_buck
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM usdcop_m5_ohlcv").scalar_one() == 120
     engine.dispose()
     _, evaluations = _run_checks(defs, instance, first, last)
-    assert len(evaluations) == 2 and all(ev.passed for ev in evaluations)
+    assert len(evaluations) == 4 and all(ev.passed for ev in evaluations)

@@ -1,12 +1,11 @@
-"""L0: bars exactly as the source gave them, with ``source`` and ``ingested_at``."""
+"""L0: bars exactly as the source gave them, with ``source``, ``ingested_at`` and ``parse_error``."""
 
 
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
 from usdcop_assets.partitions import bar_partitions
-from usdcop_assets.sources import require_available, resolve_source, synthetic
+from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
 
 
 @dg.asset(
@@ -22,7 +21,22 @@ from usdcop_assets.sources import require_available, resolve_source, synthetic
 def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
     source = require_available(resolve_source())
     window = context.partition_time_window
-    bars = cal.expected_bars(window.start, window.end)
-    raw = synthetic.synthetic_bars(bars)
-    context.log.info(f"source={source}: {len(raw)} bars for {len(context.partition_keys)} partitions")
-    return dg.Output(raw, metadata={"source": synthetic.SOURCE, "bars": len(raw), "partitions": len(context.partition_keys)})
+    # One fetch for the whole window: a range run pages the source once, not once per bar.
+    raw, summary = fetch_bars_with_summary(source, window.start, window.end)
+    n_partitions = len(context.partition_keys)
+    metadata: dict = {"source": source, "bars": len(raw), "partitions": n_partitions}
+    parse_errors = int(raw["parse_error"].notna().sum())
+    metadata["parse_errors"] = parse_errors
+    if "requests" in summary:  # a remote source: its request accounting (keys named by position only)
+        metadata["requests"] = summary["requests"]
+        metadata["requests_per_key"] = dg.MetadataValue.json(summary["requests_per_key"])
+        metadata["rate_limit_wait_seconds"] = summary["rate_limit_wait_seconds"]
+        context.log.info(
+            f"source={source}: {len(raw)} bars for {n_partitions} partitions in {summary['requests']} request(s) "
+            f"({', '.join(f'{k}: {v}' for k, v in summary['requests_per_key'].items())})"
+        )
+    else:
+        context.log.info(f"source={source}: {len(raw)} bars for {n_partitions} partitions")
+    if parse_errors:
+        context.log.warning(f"source={source}: {parse_errors} row(s) with unparseable fields kept as NaN (L1 rejects them)")
+    return dg.Output(raw, metadata=metadata)

@@ -27,7 +27,9 @@ REJECT_COLUMNS = ["time", "symbol", "row_hash", "reason", *PRICE_COLUMNS, "volum
 
 def row_hashes(raw: pd.DataFrame) -> pd.Series:
     """A stable identity for each raw row (its values and its position among identical rows)."""
-    text = raw.astype(str).agg("\x1f".join, axis=1)
+    # pandas 3 keeps missing values missing through astype(str) (None/NaN/NaT in any column, e.g. an
+    # absent volume or a clean row's parse_error): spell them out so the join sees only strings.
+    text = raw.astype(str).fillna("None").agg("\x1f".join, axis=1)
     occurrence = text.groupby(text).cumcount().astype(str)
     return (text + "\x1e" + occurrence).map(lambda s: hashlib.sha256(s.encode()).hexdigest()[:24])
 

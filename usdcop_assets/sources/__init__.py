@@ -1,13 +1,25 @@
 """Where bars come from. ``USDCOP_SOURCE`` = ``twelvedata`` | ``synthetic`` | ``file:PATH``; unset means
-``twelvedata`` when ``TWELVEDATA_API_KEYS`` is set, else ``synthetic``."""
+``twelvedata`` when ``TWELVEDATA_API_KEYS`` is set, else ``synthetic``.
+
+:func:`fetch_bars` is the one entry point the assets and sensors use: it returns the L0 frame for a
+window ``[start, end)`` with the same columns (``L0_COLUMNS``) and dtypes whatever the source, so the
+lake schema of ``l0/ohlcv_m5`` does not depend on which source wrote a session. ``parse_error`` is
+always a string column (None for clean rows): an all-None *object* column would be stored as Arrow
+``null``, and a later partial-session write could then not merge a session holding real parse errors.
+"""
 
 from __future__ import annotations
 
 import os
 
+import pandas as pd
+
 from usdcop_assets.settings import SOURCE_ENV, ConfigError
 
-AVAILABLE = ("synthetic",)  # twelvedata and file: arrive with the acquisition issue
+AVAILABLE = ("synthetic", "twelvedata")  # file: arrives with the acquisition issue
+
+# The L0 frame, for every source (same order as the TwelveData client's frame).
+L0_COLUMNS = ["time", "symbol", "open", "high", "low", "close", "volume", "source", "ingested_at", "parse_error"]
 
 
 def resolve_source(env=os.environ) -> str:
@@ -26,3 +38,46 @@ def require_available(source: str) -> str:
             f"(available: {', '.join(AVAILABLE)}); set {SOURCE_ENV}=synthetic"
         )
     return source
+
+
+def conform_l0(frame: pd.DataFrame) -> pd.DataFrame:
+    """The L0 columns in their fixed order and dtypes (``parse_error`` added as None when absent)."""
+    out = frame.copy()
+    if "parse_error" not in out.columns:
+        out["parse_error"] = None
+    out["parse_error"] = out["parse_error"].astype("string")
+    out["time"] = pd.to_datetime(out["time"], utc=True).astype("datetime64[ns, UTC]")
+    out["ingested_at"] = pd.to_datetime(out["ingested_at"], utc=True).astype("datetime64[ns, UTC]")
+    for col in ("open", "high", "low", "close", "volume"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+    return out[L0_COLUMNS].reset_index(drop=True)
+
+
+def fetch_bars_with_summary(source: str, start, end, **client_kwargs) -> tuple[pd.DataFrame, dict]:
+    """The L0 frame for ``[start, end)`` from ``source`` and a summary safe to log or attach as metadata.
+
+    ``twelvedata``: one client (``TwelveDataClient.from_env``) and one paged fetch for the whole
+    window, so a multi-year single-run backfill costs the minimum number of requests. The summary
+    carries the request counters per key *position* ("key #1"), never the keys. ``client_kwargs`` go
+    to ``from_env`` (e.g. a short ``timeout``/``max_attempts`` for a sensor's probe).
+    """
+    from usdcop_assets import market_calendar as cal
+
+    kind = require_available(source).split(":", 1)[0]
+    if kind == "synthetic":
+        from usdcop_assets.sources.synthetic import synthetic_bars
+
+        return conform_l0(synthetic_bars(cal.expected_bars(start, end))), {"source": "synthetic"}
+    if kind == "twelvedata":
+        from usdcop_assets.sources.twelvedata import SOURCE, TwelveDataClient
+
+        with TwelveDataClient.from_env(**client_kwargs) as client:
+            frame = client.fetch_bars(start, end)
+            summary = {"source": SOURCE, **client.summary()}
+        return conform_l0(frame), summary
+    raise ConfigError(f"{SOURCE_ENV}={source!r}: no reader for this source")  # pragma: no cover - guarded above
+
+
+def fetch_bars(source: str, start, end, **client_kwargs) -> pd.DataFrame:
+    """The L0 frame for ``[start, end)`` from ``source`` (every row carries ``source``)."""
+    return fetch_bars_with_summary(source, start, end, **client_kwargs)[0]
