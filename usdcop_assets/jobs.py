@@ -29,7 +29,7 @@ def build_m5_chain_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAs
     m5_keys = [key for a in assets if a.partitions_def == bar_partitions for key in a.keys]
     return dg.define_asset_job(
         M5_CHAIN_JOB,
-        # Data checks live on session-partitioned audit assets (checks.py), never on bar partitions.
+        # Data checks live on session-partitioned audit assets (audits.py), never on bar partitions.
         selection=dg.AssetSelection.assets(*m5_keys).without_checks(),
         partitions_def=bar_partitions,
         description="Every 5-minute-partitioned layer (L0 onward), for one bar or a range of bars in one run.",
