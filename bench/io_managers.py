@@ -17,7 +17,7 @@ expanded into a partitions subset) and is timed and reported separately, not cha
 managers; each ``handle_output`` gets a shallow copy of one built context with fresh output metadata.
 
 Floors (same DataFrame in, same DataFrame out, conversions included in both):
-- lake-local: ``pa.Table.from_pandas`` + ``pq.write_table`` per session file (same layout, zstd-3, same
+- lake-local: ``pa.Table.from_pandas`` + ``pq.write_table`` per session file (same layout, snappy like the lake, same
   8-thread pool as SessionTable), no manifest / atomic rename; read = ``pq.read_table`` per file
   (8 threads) + concat + ``to_pandas``.
 - lake-S3: same per-session Parquet bytes, ``put_object`` in an 8-thread pool with the platform's
@@ -137,7 +137,7 @@ def sorted_arrow(df: pd.DataFrame) -> pa.Table:
 
 def parquet_blob(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", compression_level=3)
+    pq.write_table(table, buf, compression="snappy")
     return buf.getvalue()
 
 
@@ -245,7 +245,7 @@ def lake_local(ctxs: Contexts, df: pd.DataFrame, checksum: str, tmp: Path, reps:
                 day, part = item
                 d = root / f"date={day.isoformat()}"
                 d.mkdir(parents=True, exist_ok=True)
-                pq.write_table(part, d / "data.parquet", compression="zstd", compression_level=3)
+                pq.write_table(part, d / "data.parquet", compression="snappy")
 
             with ThreadPoolExecutor(POOL) as pool:
                 list(pool.map(put, session_slices(table)))

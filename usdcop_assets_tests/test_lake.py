@@ -718,3 +718,13 @@ def test_rewriting_unchanged_sessions_writes_nothing_and_changed_ones_are_rewrit
     third = table.write(changed, *_span(times))
     assert (third.objects_written, third.objects_unchanged) == (1, 4)
     assert table.read(*_span(times))["close"].iloc[-1] == changed["close"].iloc[-1]
+
+
+def test_local_store_recreates_a_folder_removed_behind_its_back(tmp_path):
+    import shutil
+
+    store = LocalObjectStore(tmp_path / "lake")
+    store.put("l0/x/date=2025-03-04/data.parquet", b"1")
+    shutil.rmtree(tmp_path / "lake" / "l0")
+    store.put("l0/x/date=2025-03-04/data.parquet", b"2")
+    assert store.get("l0/x/date=2025-03-04/data.parquet") == b"2"

@@ -389,3 +389,20 @@ def test_unusable_sqlite_path_is_reported(tmp_path):
 def test_sql_dir_points_at_the_ddl():
     assert sql_dir() == Path(__file__).resolve().parents[1] / "sql"
     assert {p.stem for p in (sql_dir() / "tables").glob("*.sql")} == set(TABLES)
+
+
+def test_first_write_of_an_empty_window_loads_directly_and_atomically(warehouse, bars):
+    # a failed first write (NOT NULL violation mid-batch) leaves nothing behind
+    broken = bars.copy()
+    broken.loc[90, "open"] = np.nan
+    with pytest.raises(Exception):
+        warehouse.upsert(OHLCV, broken, replace_window=_span(bars))
+    assert len(_all(warehouse)) == 0
+    # a valid first write lands whole; a second write of the same window takes the merge path
+    assert warehouse.upsert(OHLCV, bars, replace_window=_span(bars)) == len(bars)
+    assert frame_checksum(_all(warehouse), KEY) == frame_checksum(bars, KEY)
+    changed = bars.iloc[:100].assign(close=bars["close"].iloc[:100] + 1.0)
+    assert warehouse.upsert(OHLCV, changed, replace_window=_span(bars)) == 100
+    after = _all(warehouse)
+    assert len(after) == 100  # rows of the window no longer produced are gone
+    assert frame_checksum(after, KEY) == frame_checksum(changed, KEY)

@@ -35,6 +35,7 @@ class LocalObjectStore:
         self.location = str(self.root)
         # rename is atomic against crashes of this process; fsync adds power-loss durability at a cost.
         self.fsync = fsync
+        self._dirs: set[Path] = set()  # folders known to exist
 
     def _path(self, key: str) -> Path:
         # Lexical check (no filesystem calls on the hot path): relative, no "..", stays under root.
@@ -45,10 +46,17 @@ class LocalObjectStore:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._dirs:  # data and manifest share a folder: one mkdir, not two
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
         try:
-            with open(tmp, "wb") as fh:
+            try:
+                fh = open(tmp, "wb")
+            except FileNotFoundError:  # folder removed behind our back since we cached it
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(tmp, "wb")
+            with fh:
                 fh.write(data)
                 if self.fsync:
                     fh.flush()

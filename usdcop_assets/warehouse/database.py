@@ -160,6 +160,12 @@ class Warehouse:
             raw = conn.connection.driver_connection
             cur = raw.cursor()
             try:
+                if replace_window is not None and len(frame) and self._window_is_empty(cur, spec, replace_window):
+                    # First write of this window (the bulk of a backfill): nothing can conflict and nothing
+                    # is stale, so load straight into the table, exactly like the floor (one COPY or one
+                    # executemany). A concurrent writer of the same window gets a key violation, not a merge.
+                    self._stage(cur, spec, frame, target=spec.name)
+                    return len(frame)
                 if self.dialect == "postgresql":
                     cur.execute(f'CREATE TEMP TABLE "_stage" (LIKE "{spec.name}" INCLUDING DEFAULTS) ON COMMIT DROP')
                 else:
@@ -213,8 +219,17 @@ class Warehouse:
         keys = ", ".join(f'"{c}"' for c in spec.key)
         return f'INSERT INTO "{spec.name}" ({cols}) {source} ON CONFLICT ({keys}) {action}'
 
-    def _stage(self, cur, spec: TableSpec, frame: pd.DataFrame) -> None:
-        """Load ``frame`` into the temporary ``_stage`` table: one COPY (psycopg) or one executemany."""
+    def _window_is_empty(self, cur, spec: TableSpec, window: tuple) -> bool:
+        ph = "?" if self.dialect == "sqlite" else "%s"
+        cur.execute(
+            f'SELECT 1 FROM "{spec.name}" WHERE "{spec.time_column}" >= {ph} AND "{spec.time_column}" < {ph} LIMIT 1',
+            (self._bound(window[0]), self._bound(window[1])),
+        )
+        return cur.fetchone() is None
+
+    def _stage(self, cur, spec: TableSpec, frame: pd.DataFrame, target: str = "_stage") -> None:
+        """Load ``frame`` into ``target`` (the temporary ``_stage`` table by default): one COPY (psycopg)
+        or one executemany."""
         columns = list(frame.columns)
         cols = ", ".join(f'"{c}"' for c in columns)
         if self.dialect == "postgresql" and self.url.get_driver_name() == "psycopg":
@@ -224,12 +239,12 @@ class Warehouse:
                     text[c] = pd.to_datetime(text[c], utc=True).dt.strftime(_SQLITE_TIME_FORMAT)
             buf = io.StringIO()
             text.to_csv(buf, index=False, header=False, na_rep="\\N")
-            with cur.copy(f'COPY "_stage" ({cols}) FROM STDIN (FORMAT csv, NULL \'\\N\')') as copy:
+            with cur.copy(f'COPY "{target}" ({cols}) FROM STDIN (FORMAT csv, NULL \'\\N\')') as copy:
                 copy.write(buf.getvalue())
             return
         ph = ", ".join("?" if self.dialect == "sqlite" else "%s" for _ in columns)
         rows = list(zip(*(self._python_values(frame[c], c in spec.timestamp_columns) for c in columns)))
-        cur.executemany(f'INSERT INTO "_stage" ({cols}) VALUES ({ph})', rows)
+        cur.executemany(f'INSERT INTO "{target}" ({cols}) VALUES ({ph})', rows)
 
     def _python_values(self, series: pd.Series, is_time: bool) -> list:
         if is_time:
