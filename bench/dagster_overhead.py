@@ -7,7 +7,7 @@ fresh temporary ``USDCOP_HOME`` (``DAGSTER_HOME``, ``USDCOP_LAKE_URL``, ``USDCOP
 instance, local lake, SQLite warehouse):
 
 1. ``usdcop backfill --start A --end B --layers L0,L1`` (what an operator runs: one m5_chain run over
-   the bar range, then one session_checks run), timed wall-clock from outside;
+   the bar range, then one session_audit run), timed wall-clock from outside;
 2. the same work through the pure functions, in a fresh interpreter too (``--direct-child``):
    ``synthetic_bars`` -> ``SessionTable.write`` (L0) -> ``SessionTable.read`` (L1's input) ->
    ``standardize_bars`` -> ``SessionTable.write`` (L1 kept + rejects) -> ``Warehouse.upsert`` (both
@@ -167,7 +167,7 @@ def run_cli(first: dt.date, last: dt.date, workdir: Path, extra_env: dict | None
             }
     finally:
         instance.dispose()
-    chain, checks = runs.get("m5_chain"), runs.get("session_checks")
+    chain, checks = runs.get("m5_chain"), runs.get("session_audit")
     seg = {}
     if chain:
         seg["startup"] = chain["create"] - t_start
@@ -302,7 +302,7 @@ def main() -> int:
     log("startup = process start to m5_chain run creation (interpreter, imports, Definitions, job subset, key range);")
     log("run create = creating the m5_chain run (storing one ASSET_MATERIALIZATION_PLANNED event per asset and partition);")
     log("m5 execute = RUN_START..RUN_SUCCESS of m5_chain (the IO work plus one ASSET_MATERIALIZATION event per asset and")
-    log("partition); checks run = the session_checks run; exit = after it. ms/planned ev = run create / planned events;")
+    log("partition); checks run = the session_audit run; exit = after it. ms/planned ev = run create / planned events;")
     log("ms/materializ. ev = (m5 execute - direct work without checks) / materialization events.")
     log()
     log("--- Dagster events stored per run (m5_chain) ---")
