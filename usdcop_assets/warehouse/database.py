@@ -311,12 +311,6 @@ class Warehouse:
         with self.engine.connect() as conn:
             return int(conn.execute(sql, {"start": self._bound(start), "end": self._bound(end)}).scalar_one())
 
-    def delete_window(self, table: str, start, end) -> int:
-        spec = table_spec(table)
-        self.ensure_schema()
-        sql = sa.text(f'DELETE FROM "{table}" WHERE "{spec.time_column}" >= :start AND "{spec.time_column}" < :end')
-        with self.engine.begin() as conn:
-            return conn.execute(sql, {"start": self._bound(start), "end": self._bound(end)}).rowcount
 
 
 def _utc(instant) -> pd.Timestamp:
