@@ -34,7 +34,7 @@ import pandas as pd
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.jobs import M5_CHAIN_JOB
 from usdcop_assets.partitions import history_start
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.settings import env_int
 from usdcop_assets.sources import fetch_bars, require_available, resolve_source
 
 L0_KEY = dg.AssetKey(["l0", "ohlcv_m5"])
@@ -51,19 +51,6 @@ TRIGGER_TAG = "usdcop/trigger"
 def utc_now() -> pd.Timestamp:
     """The current instant (UTC); tests monkeypatch this."""
     return pd.Timestamp(dt.datetime.now(dt.timezone.utc))
-
-
-def _env_int(var: str, default: int, minimum: int) -> int:
-    raw = (os.environ.get(var) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigError(f"{var}={raw!r} must be at least {minimum}")
-    return value
 
 
 # --- realtime -----------------------------------------------------------------------------------
@@ -173,8 +160,8 @@ def _in_flight_ranges(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     description="Launches m5_chain over recent bars that were never materialized, one run per contiguous hole.",
 )
 def gap_fill_sensor(context: dg.SensorEvaluationContext):
-    sessions = _env_int(GAP_FILL_SESSIONS_ENV, DEFAULT_GAP_FILL_SESSIONS, 1)
-    grace = _env_int(GAP_FILL_GRACE_ENV, DEFAULT_GAP_FILL_GRACE_MINUTES, 0)
+    sessions = env_int(GAP_FILL_SESSIONS_ENV, DEFAULT_GAP_FILL_SESSIONS, 1)
+    grace = env_int(GAP_FILL_GRACE_ENV, DEFAULT_GAP_FILL_GRACE_MINUTES, 0)
     keys = recent_bar_keys(utc_now(), sessions, grace)
     if not keys:
         return dg.SkipReason("no closed bar in the sessions looked at")

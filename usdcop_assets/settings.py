@@ -44,6 +44,20 @@ class LakeLocation:
         return f"s3://{self.root}/{self.prefix}".rstrip("/")
 
 
+def env_int(var: str, default: int, minimum: int = 1, env=os.environ) -> int:
+    """An integer setting from the environment (``default`` when unset); ConfigError naming ``var`` otherwise."""
+    raw = (env.get(var) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{var}={raw!r} must be at least {minimum}")
+    return value
+
+
 def home(env=os.environ) -> Path:
     return Path(env.get(HOME_ENV) or DEFAULT_HOME).expanduser().absolute()
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.settings import ConfigError
-from usdcop_assets.sources.http_retry import Backoff, install_httpx_log_redaction, redact
+from usdcop_assets.sources.http_retry import Backoff, VendorError, install_httpx_log_redaction, redact
 
 log = logging.getLogger(__name__)
 install_httpx_log_redaction()
@@ -56,13 +56,8 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class FredError(RuntimeError):
+class FredError(VendorError):
     """A FRED request that returned an error, or a body that could not be used."""
-
-    def __init__(self, message: str, *, code: int | None = None, vendor_message: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.vendor_message = vendor_message
 
 
 class FredRequestFailed(FredError):

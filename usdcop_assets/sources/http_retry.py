@@ -43,6 +43,15 @@ def redact(text, secrets: Iterable[str | None]) -> str:
     return _QUERY_KEY_RE.sub(r"\1" + MASK, out)
 
 
+class VendorError(RuntimeError):
+    """A vendor request that returned an error, or a body that could not be used (code/message quoted)."""
+
+    def __init__(self, message: str, *, code: int | None = None, vendor_message: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.vendor_message = vendor_message
+
+
 @dataclass
 class Backoff:
     """Exponential backoff with full jitter and a bounded number of attempts.

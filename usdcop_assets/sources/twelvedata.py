@@ -55,8 +55,8 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import ConfigError
-from usdcop_assets.sources.http_retry import Backoff, install_httpx_log_redaction, redact
+from usdcop_assets.settings import ConfigError, env_int
+from usdcop_assets.sources.http_retry import Backoff, VendorError, install_httpx_log_redaction, redact
 
 log = logging.getLogger(__name__)
 install_httpx_log_redaction()
@@ -88,13 +88,8 @@ def utc_now() -> dt.datetime:
 # --- errors -------------------------------------------------------------------------------------
 
 
-class TwelveDataError(RuntimeError):
+class TwelveDataError(VendorError):
     """A TwelveData request that returned an error, or a body that could not be used."""
-
-    def __init__(self, message: str, *, code: int | None = None, vendor_message: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.vendor_message = vendor_message
 
 
 class TwelveDataRequestFailed(TwelveDataError):
@@ -349,8 +344,8 @@ class TwelveDataClient:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{BASE_URL_ENV}={redact(base_url, keys)!r} is not an http(s) URL")
-        kwargs.setdefault("per_minute", _positive_int(env, PER_MINUTE_ENV, FREE_PER_MINUTE))
-        kwargs.setdefault("per_day", _positive_int(env, PER_DAY_ENV, FREE_PER_DAY))
+        kwargs.setdefault("per_minute", env_int(PER_MINUTE_ENV, FREE_PER_MINUTE, env=env))
+        kwargs.setdefault("per_day", env_int(PER_DAY_ENV, FREE_PER_DAY, env=env))
         return cls(keys, base_url, **kwargs)
 
     def __repr__(self) -> str:
@@ -540,19 +535,6 @@ def values_to_frame(values: list[dict], symbol: str = SYMBOL, ingested_at: dt.da
     out["ingested_at"] = ingested
     out["parse_error"] = pd.Series(["; ".join(p) if p else None for p in problems], index=out.index, dtype="object")
     return out.sort_values("time", kind="stable").reset_index(drop=True)[COLUMNS]
-
-
-def _positive_int(env: Mapping[str, str], var: str, default: int) -> int:
-    raw = (env.get(var) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not an integer") from None
-    if value < 1:
-        raise ConfigError(f"{var}={raw!r} must be at least 1")
-    return value
 
 
 def min_requests(n_bars: int, page_size: int = MAX_OUTPUTSIZE) -> int:
