@@ -107,16 +107,17 @@ def bars_of_days(days: list[dt.date]) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(grid.astype("datetime64[ns]"), name="time").tz_localize("UTC")
 
 
-def _as_utc(instant) -> pd.Timestamp:
+def as_utc(instant, what: str = "instant") -> pd.Timestamp:
+    """A tz-aware instant in UTC; a naive one is refused (its zone would be a guess). ``what`` names it."""
     ts = pd.Timestamp(instant)
     if ts.tzinfo is None:
-        raise CalendarError(f"instant {instant!r} has no timezone; pass a tz-aware time")
+        raise CalendarError(f"{what} {instant!r} has no timezone; pass a tz-aware instant")
     return ts.tz_convert("UTC")
 
 
 def expected_bars(start, end) -> pd.DatetimeIndex:
     """Bar opens ``t`` of the calendar with ``start <= t < end`` (tz-aware instants), in UTC."""
-    start, end = _as_utc(start), _as_utc(end)
+    start, end = as_utc(start), as_utc(end)
     if end <= start:
         return bars_of_days([])
     first = start.tz_convert(TZ).date()
@@ -155,7 +156,7 @@ def on_session_grid(times) -> np.ndarray:
 
 def session_of(instant) -> dt.date | None:
     """The session date the bar opening at ``instant`` belongs to, or None off the grid."""
-    ts = _as_utc(instant)
+    ts = as_utc(instant)
     if not on_session_grid(pd.DatetimeIndex([ts]))[0]:
         return None
     return ts.tz_convert(TZ).date()
@@ -176,7 +177,7 @@ def time_in_session(times) -> np.ndarray:
 
 def last_closed_bar(now) -> pd.Timestamp | None:
     """The open of the most recent bar whose 5 minutes have fully elapsed at ``now`` (UTC), if any."""
-    now = _as_utc(now)
+    now = as_utc(now)
     day = now.tz_convert(TZ).date()
     for _ in range(15):  # at most two weeks back over holidays and weekends
         if is_trading_day(day):
@@ -193,7 +194,7 @@ def last_closed_bar(now) -> pd.Timestamp | None:
 
 def bar_key(instant) -> str:
     """5-minute partition key (Bogota local, ``%Y-%m-%d-%H:%M``) of a bar open."""
-    return _as_utc(instant).tz_convert(TZ).strftime(BAR_KEY_FORMAT)
+    return as_utc(instant).tz_convert(TZ).strftime(BAR_KEY_FORMAT)
 
 
 def parse_bar_key(key: str) -> pd.Timestamp:

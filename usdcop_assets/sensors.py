@@ -26,7 +26,6 @@ Register ``SENSORS`` in the code location.
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import dagster as dg
 import pandas as pd

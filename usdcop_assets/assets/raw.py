@@ -4,6 +4,7 @@
 import dagster as dg
 import pandas as pd
 
+from usdcop_assets import market_calendar as cal
 from usdcop_assets.partitions import bar_partitions
 from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
 
@@ -23,7 +24,7 @@ def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
     window = context.partition_time_window
     # One fetch for the whole window: a range run pages the source once, not once per bar.
     raw, summary = fetch_bars_with_summary(source, window.start, window.end)
-    n_partitions = len(context.partition_keys)
+    n_partitions = len(cal.expected_bars(window.start, window.end))  # one partition per calendar bar
     metadata: dict = {"source": source, "bars": len(raw), "partitions": n_partitions}
     parse_errors = int(raw["parse_error"].notna().sum())
     metadata["parse_errors"] = parse_errors

@@ -60,14 +60,6 @@ def to_arrow(df: pd.DataFrame, time_column: str) -> pa.Table:
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
-def _utc(instant, what: str) -> pd.Timestamp:
-    """A tz-aware instant in UTC; naive instants are rejected (their zone would be a guess)."""
-    ts = pd.Timestamp(instant)
-    if ts.tzinfo is None:
-        raise ValueError(f"{what} {instant!r} has no timezone; pass a tz-aware instant")
-    return ts.tz_convert("UTC")
-
-
 def _local_day_numbers(utc_ns: np.ndarray) -> np.ndarray:
     """Bogota calendar day (days since epoch) of UTC nanosecond instants."""
     # Bogota is UTC-5 all year (no DST since 1993); asserted in tests against zoneinfo.
@@ -107,7 +99,7 @@ class SessionTable:
 
     def write(self, df: pd.DataFrame, start, end) -> WriteSummary:
         """Replace the rows with ``start <= time < end`` by ``df`` (whose rows must all be in that window)."""
-        start, end = _utc(start, "window start"), _utc(end, "window end")
+        start, end = cal.as_utc(start, "window start"), cal.as_utc(end, "window end")
         if end <= start:
             raise ValueError(f"{self.dataset}: empty or inverted window [{start}, {end})")
         table = to_arrow(df, self.time_column)
@@ -234,8 +226,8 @@ class SessionTable:
         return None if blob is None else pq.read_table(io.BytesIO(blob))
 
     def read_arrow(self, start=None, end=None, columns: list[str] | None = None) -> pa.Table | None:
-        start = None if start is None else _utc(start, "read start")
-        end = None if end is None else _utc(end, "read end")
+        start = None if start is None else cal.as_utc(start, "read start")
+        end = None if end is None else cal.as_utc(end, "read end")
         if start is not None and end is not None and end <= start:
             return None
         if start is None or end is None:

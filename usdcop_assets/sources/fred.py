@@ -20,14 +20,13 @@ import logging
 import os
 import time
 from typing import Callable, Iterable, Mapping
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import pandas as pd
 
 from usdcop_assets.settings import ConfigError
-from usdcop_assets.sources.http_retry import Backoff, VendorError, install_httpx_log_redaction, redact
+from usdcop_assets.sources.http_retry import VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
 
 log = logging.getLogger(__name__)
 install_httpx_log_redaction()
@@ -72,7 +71,7 @@ def _as_date(value) -> dt.date:
     return dt.date.fromisoformat(str(value))
 
 
-class FredClient:
+class FredClient(VendorHttpClient):
     """Daily observations of FRED series over a date range."""
 
     def __init__(
@@ -96,39 +95,21 @@ class FredClient:
         if not 1 <= int(page_limit) <= PAGE_LIMIT:
             raise ValueError(f"page_limit must be between 1 and {PAGE_LIMIT}")
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
+        super().__init__(
+            base_url, timeout=timeout, max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay,
+            clock=clock, sleep=sleep, rand=rand, client=client, transport=transport,
+        )
         self.page_limit = int(page_limit)
-        backoff_kwargs = {"rand": rand} if rand is not None else {}
-        self.backoff = Backoff(max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep, **backoff_kwargs)
-        self._clock = clock
-        self._owns_client = client is None
-        self._http = client or httpx.Client(timeout=timeout, transport=transport)
-        self.requests_made = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **kwargs) -> "FredClient":
         key = (env.get(KEY_ENV) or "").strip()
         if not key:
             raise ConfigError(f"{KEY_ENV} is not set; get a free key at https://fred.stlouisfed.org/docs/api/api_key.html")
-        base_url = (env.get(BASE_URL_ENV) or "").strip() or DEFAULT_BASE_URL
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"{BASE_URL_ENV}={redact(base_url, [key])!r} is not an http(s) URL")
-        return cls(key, base_url, **kwargs)
+        return cls(key, base_url_from_env(env, BASE_URL_ENV, DEFAULT_BASE_URL, [key]), **kwargs)
 
     def __repr__(self) -> str:
         return f"FredClient(base_url={self.base_url!r})"
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._http.close()
-
-    def __enter__(self) -> "FredClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # fetching
     def fetch_series(self, series_id: str, start, end) -> pd.DataFrame:

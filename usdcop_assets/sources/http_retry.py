@@ -12,13 +12,16 @@ Nothing here imports Dagster.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 from urllib.parse import quote, quote_plus
+
+import httpx
 
 MASK = "***"
 
@@ -109,3 +112,55 @@ def install_httpx_log_redaction() -> None:
         lg = logging.getLogger(name)
         if _FILTER not in lg.filters:
             lg.addFilter(_FILTER)
+
+
+class VendorHttpClient:
+    """The HTTP plumbing both vendor clients share: an owned or injected ``httpx.Client``, the backoff
+    policy, an injectable clock, a request counter, and ``close``/context-manager support. The retry
+    loops themselves stay in each client (TwelveData's rotates keys and honours rate limits)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        max_attempts: int,
+        base_delay: float,
+        max_delay: float,
+        clock: Callable[[], dt.datetime],
+        sleep: Callable[[float], None],
+        rand: Callable[[], float] | None,
+        client: httpx.Client | None,
+        transport: httpx.BaseTransport | None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        backoff_kwargs = {"rand": rand} if rand is not None else {}
+        self.backoff = Backoff(max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep, **backoff_kwargs)
+        self._clock = clock
+        self._owns_client = client is None
+        self._http = client or httpx.Client(timeout=timeout, transport=transport)
+        self.requests_made = 0
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def base_url_from_env(env: Mapping[str, str], var: str, default: str, secrets: Iterable[str]) -> str:
+    """``var`` from ``env`` (``default`` when unset), refused with a ConfigError unless it is an http(s) URL."""
+    from urllib.parse import urlsplit
+
+    from usdcop_assets.settings import ConfigError
+
+    raw = (env.get(var) or "").strip() or default
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{var}={redact(raw, secrets)!r} is not an http(s) URL")
+    return raw

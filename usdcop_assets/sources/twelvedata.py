@@ -48,7 +48,6 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -56,7 +55,7 @@ import pandas as pd
 
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.settings import ConfigError, env_int
-from usdcop_assets.sources.http_retry import Backoff, VendorError, install_httpx_log_redaction, redact
+from usdcop_assets.sources.http_retry import VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
 
 log = logging.getLogger(__name__)
 install_httpx_log_redaction()
@@ -279,18 +278,11 @@ def _is_no_data(code, message: str) -> bool:
     return "no data is available" in (message or "").lower()
 
 
-def _as_utc(instant, what: str) -> pd.Timestamp:
-    ts = pd.Timestamp(instant)
-    if ts.tzinfo is None:
-        raise ValueError(f"{what} {instant!r} has no timezone; pass a tz-aware instant")
-    return ts.tz_convert("UTC")
-
-
 def _local_str(ts: pd.Timestamp) -> str:
     return ts.tz_convert(TIMEZONE).strftime(DATETIME_FORMAT)
 
 
-class TwelveDataClient:
+class TwelveDataClient(VendorHttpClient):
     """USD/COP 5-minute bars from TwelveData, paged backwards, over a pool of API keys."""
 
     def __init__(
@@ -318,17 +310,13 @@ class TwelveDataClient:
         if not 1 <= int(page_size) <= MAX_OUTPUTSIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_OUTPUTSIZE}")
         self.pool = KeyPool(api_keys, per_minute=per_minute, per_day=per_day, clock=clock, sleep=sleep)
-        self.base_url = base_url.rstrip("/")
+        super().__init__(
+            base_url, timeout=timeout, max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay,
+            clock=clock, sleep=sleep, rand=rand, client=client, transport=transport,
+        )
         self.symbol = symbol
         self.interval = interval
         self.page_size = int(page_size)
-        self.timeout = timeout
-        backoff_kwargs = {"rand": rand} if rand is not None else {}
-        self.backoff = Backoff(max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep, **backoff_kwargs)
-        self._clock = clock
-        self._owns_client = client is None
-        self._http = client or httpx.Client(timeout=timeout, transport=transport)
-        self.requests_made = 0
         self.pages_fetched = 0
 
     @classmethod
@@ -340,10 +328,7 @@ class TwelveDataClient:
                 f"{KEYS_ENV} is not set or holds no key; give one or more comma-separated TwelveData API keys "
                 f"(or set USDCOP_SOURCE=synthetic)"
             )
-        base_url = (env.get(BASE_URL_ENV) or "").strip() or DEFAULT_BASE_URL
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"{BASE_URL_ENV}={redact(base_url, keys)!r} is not an http(s) URL")
+        base_url = base_url_from_env(env, BASE_URL_ENV, DEFAULT_BASE_URL, keys)
         kwargs.setdefault("per_minute", env_int(PER_MINUTE_ENV, FREE_PER_MINUTE, env=env))
         kwargs.setdefault("per_day", env_int(PER_DAY_ENV, FREE_PER_DAY, env=env))
         return cls(keys, base_url, **kwargs)
@@ -353,17 +338,6 @@ class TwelveDataClient:
             f"TwelveDataClient(base_url={self.base_url!r}, symbol={self.symbol!r}, interval={self.interval!r}, "
             f"keys={len(self.pool)}, page_size={self.page_size})"
         )
-
-    # lifecycle
-    def close(self) -> None:
-        if self._owns_client:
-            self._http.close()
-
-    def __enter__(self) -> "TwelveDataClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # accounting
     def requests_per_key(self) -> dict[str, int]:
@@ -383,7 +357,7 @@ class TwelveDataClient:
     # fetching
     def fetch_bars(self, start, end) -> pd.DataFrame:
         """Bars with ``start <= time < end`` (tz-aware instants), ascending; see the module docstring."""
-        start_utc, end_utc = _as_utc(start, "start"), _as_utc(end, "end")
+        start_utc, end_utc = cal.as_utc(start, "start"), cal.as_utc(end, "end")
         if end_utc <= start_utc:
             return self._frame([])
         start_s = _local_str(start_utc)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from usdcop_assets.market_calendar import as_utc
 from usdcop_assets.settings import WAREHOUSE_ENV, mask_url
 from usdcop_assets.warehouse.tables import TableSpec, table_spec
 
@@ -64,6 +65,7 @@ class Warehouse:
         else:
             kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
         self.engine = sa.create_engine(self.url, **kwargs)
+        self._columns: dict[str, dict[str, str]] = {}
 
     @property
     def dialect(self) -> str:
@@ -127,8 +129,14 @@ class Warehouse:
             return SchemaReport("postgresql", False, f"plain PostgreSQL (timescaledb unusable: {self._cause(exc)})")
         return SchemaReport("postgresql", True, "TimescaleDB hypertables with compression and retention")
 
+    def _column_types(self, name: str) -> dict[str, str]:
+        """Column name -> declared type (upper case), reflected once: the DDL in sql/ fixes them."""
+        if name not in self._columns:
+            self._columns[name] = {c["name"]: str(c["type"]).upper() for c in sa.inspect(self.engine).get_columns(name)}
+        return self._columns[name]
+
     def table_columns(self, name: str) -> list[str]:
-        return [c["name"] for c in sa.inspect(self.engine).get_columns(name)]
+        return list(self._column_types(name))
 
     # -- write -------------------------------------------------------------------------------------
 
@@ -151,7 +159,7 @@ class Warehouse:
                 raise ValueError(f"{table}: column {c!r} has naive timestamps; localize them (UTC) first")
         if replace_window is not None:
             ts = pd.to_datetime(df[spec.time_column], utc=True)
-            lo, hi = (_utc(t) for t in replace_window)
+            lo, hi = (as_utc(t, "window bound") for t in replace_window)
             if ((ts < lo) | (ts >= hi)).any():
                 raise ValueError(f"{table}: rows fall outside the window [{lo}, {hi}) being replaced")
         frame = df[columns]
@@ -269,7 +277,7 @@ class Warehouse:
     # -- read --------------------------------------------------------------------------------------
 
     def _bound(self, ts) -> object:
-        ts = _utc(ts)
+        ts = as_utc(ts, "window bound")
         return ts.strftime(_SQLITE_TIME_FORMAT) if self.dialect == "sqlite" else ts.to_pydatetime()
 
     def read_window(self, table: str, start=None, end=None, columns: list[str] | None = None) -> pd.DataFrame:
@@ -291,7 +299,7 @@ class Warehouse:
             result = conn.execute(sql, params)
             # tuples, not Row objects: pandas probes each Row through a slow fallback (~0.9 s / 88k rows)
             df = pd.DataFrame.from_records([tuple(r) for r in result.fetchall()], columns=cols)
-        types = {c["name"]: str(c["type"]).upper() for c in sa.inspect(self.engine).get_columns(table)}
+        types = self._column_types(table)
         for c in cols:
             if c in spec.timestamp_columns:
                 df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
@@ -311,13 +319,6 @@ class Warehouse:
         with self.engine.connect() as conn:
             return int(conn.execute(sql, {"start": self._bound(start), "end": self._bound(end)}).scalar_one())
 
-
-
-def _utc(instant) -> pd.Timestamp:
-    ts = pd.Timestamp(instant)
-    if ts.tzinfo is None:
-        raise ValueError(f"window bound {instant!r} has no timezone; pass a tz-aware instant")
-    return ts.tz_convert("UTC")
 
 
 def _python_scalar(value):
