@@ -132,7 +132,10 @@ def test_embedded_instance_config_is_valid(tmp_path):
     (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
-        assert instance.run_coordinator is not None
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.max_concurrent_runs == 2  # two cores
+        assert queue.tag_concurrency_limits == [{"key": "usdcop/launched_by", "value": "usdcop backfill", "limit": 1}]
 
 
 def test_backfill_refuses_a_source_this_build_cannot_read(usdcop_env, monkeypatch):

@@ -134,7 +134,6 @@ def test_look_back_input_is_read_in_one_pass_across_a_holiday_weekend(usdcop_env
     base = _defs()
     from usdcop_assets.assets.raw import l0_ohlcv_m5
 
-    defs = dg.Definitions(assets=[l0_ohlcv_m5, look_back], resources=base.resources)
     key_range = bar_key_range(dt.date(2025, 1, 3), dt.date(2025, 1, 7))
     assert dg.materialize(
         [l0_ohlcv_m5], instance=instance, resources=base.resources, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}
@@ -142,7 +141,6 @@ def test_look_back_input_is_read_in_one_pass_across_a_holiday_weekend(usdcop_env
     assert dg.materialize([look_back, l0_ohlcv_m5], selection=[look_back], instance=instance, resources=base.resources, partition_key="2025-01-07-08:00").success
     local = pd.DatetimeIndex(seen["raw"]["time"]).tz_convert(cal.TZ).strftime("%Y-%m-%d %H:%M").tolist()
     assert local == ["2025-01-03 12:45", "2025-01-03 12:50", "2025-01-03 12:55", "2025-01-07 08:00"]
-    assert defs is not None
 
 
 def test_lake_warehouse_check_fails_when_the_stores_diverge(usdcop_env, instance):
