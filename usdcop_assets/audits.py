@@ -86,6 +86,7 @@ def build_session_audit(
     """The session-partitioned audit asset of a 5-minute asset, with the requested checks."""
     dataset = str(spec.metadata.get("lake_dataset") or "/".join(spec.key.path))
     time_column = str(spec.metadata.get("time_column", "time"))
+    whole_days = spec.metadata.get("lake_window") == "session_days"
     table = str(spec.metadata["warehouse_table"]) if store_check else None
     key = list(table_spec(table).key) if table else []
     target = audit_key(spec.key)
@@ -120,6 +121,8 @@ def build_session_audit(
     def _audit(context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource):
         tw = context.partition_time_window
         start, end = pd.Timestamp(tw.start).tz_convert("UTC"), pd.Timestamp(tw.end).tz_convert("UTC")
+        if whole_days:  # the dataset stores whole Bogota days (rows off the session hours included)
+            start, end = cal.whole_session_days(start, end) or (start, end)
         lake_rows = lake.table(dataset, time_column).read(start, end)
         sessions = cal.trading_days(start.tz_convert(cal.TZ).date(), (end - pd.Timedelta(1, "ns")).tz_convert(cal.TZ).date())
         report = pd.DataFrame({"session": [d.isoformat() for d in sessions], "time": [cal.session_open(d) for d in sessions]})

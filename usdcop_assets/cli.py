@@ -72,18 +72,35 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
         require_available(resolve_source())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    import dagster as dg
-
-    from usdcop_assets.jobs import layer_selection, parse_layers
-    from usdcop_assets.partitions import bar_key_range, history_start, session_key_range
-
     first_default, last_default = default_recent_range()
     first = _date(start_s, "--start") if start_s else first_default
     last = _date(end_s, "--end") if end_s else last_default
+    chosen = _layers(layers)
+    ok = materialize_sessions(settings, first, last, chosen, launched_by="usdcop backfill")
+    if ok and "L0" in chosen:
+        from usdcop_assets.partitions import MACRO_WARMUP_DAYS
+
+        # the macro days the sessions' features look back over (a one-year z-score window)
+        ok = materialize_days(first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, launched_by="usdcop backfill")
+    sys.exit(0 if ok else 1)
+
+
+def _layers(text: str) -> list[str]:
+    from usdcop_assets.jobs import parse_layers
+
     try:
-        chosen = parse_layers(layers)
+        return parse_layers(text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--layers") from None
+
+
+def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
+    """One range run of the 5-minute chain over the sessions ``first..last``, then their audits; True if all passed."""
+    import dagster as dg
+
+    from usdcop_assets.jobs import layer_selection
+    from usdcop_assets.partitions import bar_key_range, history_start, session_key_range
+
     if last < first:
         raise click.BadParameter(f"--end {last} is before --start {first}")
     if first < history_start():
@@ -113,7 +130,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
     first_bar, last_bar = cal.parse_bar_key(key_range.start), cal.parse_bar_key(key_range.end)
     n_partitions = len(cal.expected_bars(first_bar, last_bar + pd.Timedelta(minutes=cal.BAR_MINUTES)))
     click.echo(
-        f"backfill {key_range.start} .. {key_range.end}: {n_partitions} bars, "
+        f"{launched_by.split()[-1]} {key_range.start} .. {key_range.end}: {n_partitions} bars, "
         f"assets {', '.join(sorted(k.to_user_string() for k in wanted))}; source={resolve_source()}; "
         f"DAGSTER_HOME={settings.dagster_home}"
     )
@@ -124,14 +141,139 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
         tags={
             "dagster/asset_partition_range_start": key_range.start,
             "dagster/asset_partition_range_end": key_range.end,
-            "usdcop/launched_by": "usdcop backfill",
+            "usdcop/launched_by": launched_by,
+            **(tags or {}),
         },
         raise_on_error=False,
     )
     click.echo(f"run {result.run_id}: {'success' if result.success else 'FAILURE'}")
     if not result.success:
-        sys.exit(1)
-    sys.exit(0 if run_checks(defs, instance, wanted, session_key_range(first, last)) else 1)
+        return False
+    return run_checks(defs, instance, wanted, session_key_range(first, last))
+
+
+def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict | None = None) -> bool:
+    """One range run of the daily macro job over ``first..last``, clipped to the partitions that exist."""
+    import dagster as dg
+
+    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.jobs import MACRO_JOB
+    from usdcop_assets.partitions import macro_partitions
+
+    keys_start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
+    keys_end = dt.date.fromisoformat(macro_partitions.get_last_partition_key())
+    first, last = max(first, keys_start), min(last, keys_end)
+    if last < first:
+        click.echo(f"no macro day to materialize between {first} and {last}")
+        return True
+    click.echo(f"macro {first} .. {last}: {(last - first).days + 1} days; source={os.environ.get('USDCOP_MACRO_SOURCE') or 'default'}")
+    job = build_definitions().resolve_job_def(MACRO_JOB)
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+            "usdcop/launched_by": launched_by,
+            **(tags or {}),
+        },
+        raise_on_error=False,
+    )
+    click.echo(f"run {result.run_id}: {'success' if result.success else 'FAILURE'}")
+    return result.success
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(["bars", "macro"]), required=True, help="what the file holds")
+@click.option("--source-tz", help="timezone of the file's wall-clock timestamps (IANA name); overrides offsets in the file")
+@click.option("--start", "start_s", help="first session to load (default: the file's first)")
+@click.option("--end", "end_s", help="last session to load (default: the file's last)")
+@click.option("--layers", default="L0,L1,L2,L3,L4,L5,L6", show_default=True, help="layers to materialize from the file")
+def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, end_s: str | None, layers: str) -> None:
+    """Load a CSV/Parquet history into L0 as given (and the layers above), recorded in Dagster like any run."""
+    if kind == "macro":
+        _import_macro(path, start_s, end_s)
+        return
+    from usdcop_assets.partitions import history_start
+    from usdcop_assets.sources.files import SOURCE_TZ_ENV, read_bar_file
+
+    chosen = _layers(layers)
+    try:
+        settings = prepare_environment()
+        path = path.expanduser().resolve()
+        bar_file = read_bar_file(path, source_tz, not_before=cal.session_open(history_start()))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    summary = bar_file.summary
+    click.echo(f"read {path}: {summary['rows_read']} rows, source timezone {summary['source_tz'] or 'as labelled in the file'}")
+    if summary["offsets_overridden"]:
+        click.echo(f"  {summary['offsets_overridden']} timestamps carried an offset, read as {summary['source_tz']} wall-clock instead")
+    click.echo(f"  rows per source: {', '.join(f'{k} {v}' for k, v in summary['rows_per_source'].items())}")
+    click.echo(f"  sessions covered: {summary['sessions']} ({summary['first_session']} .. {summary['last_session']})")
+    if summary["parse_errors"]:
+        click.echo(f"  {summary['parse_errors']} rows with unparseable values, loaded with parse_error (L1 rejects them)")
+    if len(bar_file.unplaced):
+        kept_at = keep_unplaced(settings, path, bar_file.unplaced)
+        reasons = ", ".join(f"{k} {v}" for k, v in summary["unplaced_by_reason"].items())
+        click.echo(f"  {len(bar_file.unplaced)} rows fit no session partition ({reasons}); kept in {kept_at}")
+    if not len(bar_file.placed):
+        raise click.ClickException(f"{path}: no row falls on a trading day on or after {history_start()}; nothing to load")
+    first = _date(start_s, "--start") if start_s else dt.date.fromisoformat(summary["first_session"])
+    last = _date(end_s, "--end") if end_s else dt.date.fromisoformat(summary["last_session"])
+    click.echo(f"  L0 for sessions {first} .. {last} is replaced by the file's rows")
+    os.environ["USDCOP_SOURCE"] = f"file:{path}"
+    if bar_file.source_tz:
+        os.environ[SOURCE_TZ_ENV] = bar_file.source_tz
+    else:
+        os.environ.pop(SOURCE_TZ_ENV, None)
+    tags = {"usdcop/import_file": path.name, "usdcop/source_tz": bar_file.source_tz or "as labelled"}
+    ok = materialize_sessions(settings, first, last, chosen, launched_by="usdcop import", tags=tags)
+    sys.exit(0 if ok else 1)
+
+
+def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
+    from usdcop_assets.sources.macro import SOURCE_ENV, read_macro_file
+
+    try:
+        prepare_environment()
+        path = path.expanduser().resolve()
+        frame = read_macro_file(path)
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if frame.empty:
+        raise click.ClickException(f"{path}: no observation in the file")
+    dates = pd.Series(frame["date"])
+    click.echo(f"read {path}: {len(frame)} observations of {frame['series_id'].nunique()} series, {dates.min()} .. {dates.max()}")
+    per_source = frame["source"].value_counts().sort_index()
+    click.echo(f"  rows per source: {', '.join(f'{k} {v}' for k, v in per_source.items())}")
+    unmapped = sorted(frame.loc[frame["indicator"].isna(), "series_id"].unique())
+    if unmapped:
+        click.echo(f"  {len(unmapped)} series not used by the features (kept in L0): {', '.join(unmapped)}")
+    if frame["parse_error"].notna().any():
+        click.echo(f"  {int(frame['parse_error'].notna().sum())} cells did not parse (kept as NaN with parse_error)")
+    first = _date(start_s, "--start") if start_s else dates.min()
+    last = _date(end_s, "--end") if end_s else dates.max()
+    from usdcop_assets.partitions import macro_partitions
+
+    start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
+    older = int((dates < max(first, start)).sum())
+    if older:
+        click.echo(f"  {older} observations before {max(first, start)} (the macro partitions start) stay in the file, not loaded")
+    os.environ[SOURCE_ENV] = f"file:{path}"
+    ok = materialize_days(first, last, launched_by="usdcop import", tags={"usdcop/import_file": path.name})
+    sys.exit(0 if ok else 1)
+
+
+def keep_unplaced(settings: Settings, path: Path, rows: pd.DataFrame) -> str:
+    """Write the rows no partition can hold to the lake (one object per imported file name), so nothing is lost."""
+    from usdcop_assets.lake.session_table import write_object
+    from usdcop_assets.lake.store import open_store
+
+    stem = path.name.split(".")[0]
+    dataset = f"l0/ohlcv_m5_unplaced/{stem}"
+    frame = rows.assign(time=rows["time"].astype("datetime64[ns, UTC]"), reason=rows["reason"].astype(str))
+    write_object(open_store(settings.lake), dataset, frame)
+    return f"{settings.lake.url}/{dataset}"
 
 
 def run_checks(defs, instance, asset_keys, key_range) -> bool:

@@ -2,12 +2,13 @@
 
 import dagster as dg
 
+from usdcop_assets.assets.macro import l0_macro_daily
 from usdcop_assets.assets.raw import l0_ohlcv_m5
 from usdcop_assets.assets.standardized import l1_ohlcv_m5
 from usdcop_assets.audits import build_session_audit
 from usdcop_assets.sensors import SENSORS
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
-from usdcop_assets.jobs import build_audit_job, build_m5_chain_job
+from usdcop_assets.jobs import build_audit_job, build_m5_chain_job, build_macro_job
 from usdcop_assets.resources import store_resources
 
 M5_ASSETS = [l0_ohlcv_m5, l1_ohlcv_m5]
@@ -17,14 +18,15 @@ AUDITS = [
     build_session_audit(_L1["ohlcv_m5"], store_check=True, gap_check=True),
     build_session_audit(_L1["ohlcv_m5_rejects"], store_check=True, gap_check=False),
 ]
-ASSETS = [*M5_ASSETS, *AUDITS]
+DAILY_ASSETS = [l0_macro_daily]
+ASSETS = [*M5_ASSETS, *DAILY_ASSETS, *AUDITS]
 
 
 def build_definitions() -> dg.Definitions:
     lake, warehouse = store_resources()
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[build_m5_chain_job(M5_ASSETS), build_audit_job(AUDITS)],
+        jobs=[build_m5_chain_job(M5_ASSETS), build_audit_job(AUDITS), build_macro_job(DAILY_ASSETS)],
         sensors=SENSORS,
         resources={
             "lake": lake,

@@ -3,7 +3,9 @@
 Asset metadata steers them:
 - ``time_column`` (default ``time``): the UTC instant each row belongs to;
 - ``lake_dataset`` (default: the asset key joined by ``/``): where in the lake;
-- ``warehouse_table``: which table in ``sql/tables/`` (required by the warehouse and serving managers).
+- ``warehouse_table``: which table in ``sql/tables/`` (required by the warehouse and serving managers);
+- ``lake_window: session_days``: a window of whole sessions is stored (and read) as whole Bogota days,
+  so rows stamped outside the session hours stay with their day (``cal.whole_session_days``).
 
 Time-partitioned outputs replace exactly their partition (or partition-range) window in one pass;
 inputs are read for the mapped window (look-backs included) in one pass, as one DataFrame.
@@ -14,20 +16,27 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
+from usdcop_assets import market_calendar as cal
 from usdcop_assets.lake.session_table import read_object, write_object
 from usdcop_assets.resources import LakeResource, WarehouseResource
 
 _MAX_LISTED = 10  # per-session checksums listed in metadata up to this many sessions
 
 
-def _window(context) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+SESSION_DAYS = "session_days"
+
+
+def _window(context, meta: dict | None = None) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     if not context.has_asset_partitions:
         return None
     partitions_def = context.asset_partitions_def
     if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
         raise TypeError(f"{context.asset_key.to_user_string()}: only time-window partitions are supported by the lake")
     tw = context.asset_partitions_time_window
-    return pd.Timestamp(tw.start).tz_convert("UTC"), pd.Timestamp(tw.end).tz_convert("UTC")
+    window = pd.Timestamp(tw.start).tz_convert("UTC"), pd.Timestamp(tw.end).tz_convert("UTC")
+    if meta and meta.get("lake_window") == SESSION_DAYS:
+        return cal.whole_session_days(*window) or window
+    return window
 
 
 def _meta(context, upstream: bool = False) -> dict:
@@ -56,7 +65,7 @@ def _table_name(meta: dict, asset_key: dg.AssetKey) -> str:
 def lake_write(lake: LakeResource, context: dg.OutputContext, df: pd.DataFrame) -> dict:
     meta = _meta(context)
     dataset = _dataset(meta, context.asset_key)
-    window = _window(context)
+    window = _window(context, meta)
     if window is None:
         manifest = write_object(lake.store(), dataset, df)
         return {"lake_uri": f"{lake.location}/{dataset}", "rows": manifest["rows"], "lake_sha256": manifest["sha256"]}
@@ -84,7 +93,7 @@ def lake_read(lake: LakeResource, context: dg.InputContext) -> pd.DataFrame:
         if upstream_def is None:
             return read_object(lake.store(), dataset)
         return lake.table(dataset, time_column).read()  # unpartitioned reader of a partitioned asset: all of it
-    start, end = _window(context)
+    start, end = _window(context, meta)
     return lake.table(dataset, time_column).read(start, end)
 
 
@@ -92,7 +101,7 @@ def warehouse_write(warehouse: WarehouseResource, context: dg.OutputContext, df:
     meta = _meta(context)
     table = _table_name(meta, context.asset_key)
     report = warehouse.schema()
-    rows = warehouse.warehouse().upsert(table, df, replace_window=_window(context))
+    rows = warehouse.warehouse().upsert(table, df, replace_window=_window(context, meta))
     return {
         "warehouse_table": table,
         "warehouse_rows": rows,
@@ -103,8 +112,9 @@ def warehouse_write(warehouse: WarehouseResource, context: dg.OutputContext, df:
 
 
 def warehouse_read(warehouse: WarehouseResource, context: dg.InputContext) -> pd.DataFrame:
-    table = _table_name(_meta(context, upstream=True), context.asset_key)
-    window = _window(context) if context.has_asset_partitions else (None, None)
+    meta = _meta(context, upstream=True)
+    table = _table_name(meta, context.asset_key)
+    window = _window(context, meta) if context.has_asset_partitions else (None, None)
     return warehouse.warehouse().read_window(table, *window)
 
 

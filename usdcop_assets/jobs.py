@@ -46,3 +46,14 @@ def build_audit_job(audits: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAsset
         partitions_def=session_partitions,
         description="Per-session audits of the 5-minute layers and their checks (session close, after backfills).",
     )
+
+
+MACRO_JOB = "macro_daily"
+
+
+def build_macro_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        MACRO_JOB,
+        selection=dg.AssetSelection.assets(*assets),
+        description="Daily macro layers, for one day or a range of days in one run.",
+    )

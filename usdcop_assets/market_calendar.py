@@ -126,6 +126,23 @@ def expected_bars(start, end) -> pd.DatetimeIndex:
     return bars[(bars >= start) & (bars < end)]
 
 
+def whole_session_days(start, end) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """``[start, end)`` as whole Bogota days, if it is exactly the sessions of a run of trading days.
+
+    A window from a session's open to a (later or same) session's close covers whole sessions; the
+    5-minute raw layer then owns the whole Bogota days, so rows a source stamped outside the session
+    hours (a clock shifted by hours) are kept for L1 to judge instead of falling between partitions.
+    Returns None for any other window (one bar, part of a session).
+    """
+    start, end = as_utc(start), as_utc(end)
+    first, last = start.tz_convert(TZ).date(), end.tz_convert(TZ).date()
+    if not (is_trading_day(first) and is_trading_day(last) and start == session_open(first) and end == session_end(last)):
+        return None
+    day0 = pd.Timestamp(dt.datetime.combine(first, dt.time(0), tzinfo=TZ)).tz_convert("UTC")
+    day1 = pd.Timestamp(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), tzinfo=TZ)).tz_convert("UTC")
+    return day0, day1
+
+
 def expected_bars_between_dates(first: dt.date, last: dt.date) -> pd.DatetimeIndex:
     """All bars of the sessions from ``first`` to ``last`` inclusive, in UTC."""
     return bars_of_days(trading_days(first, last))

@@ -4,7 +4,8 @@
   excluded makes the 12:55 window end at 13:00 the same day (a plain ``*/5 8-12`` cron would end it
   at 08:00 of the next trading day). Holiday bars are excluded as explicit datetimes.
 - ``session_partitions``: one partition per session, window [08:00, 13:00) = exactly its 60 bars.
-- ``daily_partitions``: calendar days, for daily macro data.
+- ``macro_partitions``: Bogota calendar days for daily macro data, starting ``MACRO_WARMUP_DAYS``
+  before the bar history so a one-year z-score window is warm at the first bar.
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ _END_YEAR = dt.date.today().year + 1
 
 bar_partitions = build_bar_partitions(_START, _END_YEAR)
 session_partitions = build_session_partitions(_START, _END_YEAR)
-daily_partitions = dg.DailyPartitionsDefinition(start_date=_START.isoformat(), timezone=cal.TZ_NAME)
+MACRO_WARMUP_DAYS = 366
+macro_partitions = dg.DailyPartitionsDefinition(
+    start_date=(_START - dt.timedelta(days=MACRO_WARMUP_DAYS)).isoformat(), timezone=cal.TZ_NAME
+)
 
 
 def bar_key_range(first: dt.date, last: dt.date) -> dg.PartitionKeyRange:

@@ -138,14 +138,6 @@ def test_embedded_instance_config_is_valid(tmp_path):
         assert queue.tag_concurrency_limits == [{"key": "usdcop/launched_by", "value": "usdcop backfill", "limit": 1}]
 
 
-def test_backfill_refuses_a_source_this_build_cannot_read(usdcop_env, monkeypatch):
-    monkeypatch.setenv("USDCOP_SOURCE", "file:/tmp/bars.csv")
-    result = CliRunner().invoke(main, ["backfill", "--start", "2025-03-07", "--end", "2025-03-07"])
-    assert result.exit_code == 1
-    assert "USDCOP_SOURCE resolves to 'file:/tmp/bars.csv'" in result.output
-    assert not (usdcop_env / "lake").exists()
-
-
 def test_an_explicit_source_wins_over_twelvedata_keys(usdcop_env, monkeypatch):
     monkeypatch.setenv("TWELVEDATA_API_KEYS", "k1,k2")  # unset USDCOP_SOURCE would mean twelvedata
     monkeypatch.setenv("USDCOP_SOURCE", "synthetic")

@@ -162,17 +162,21 @@ def test_l0_keeps_vendor_errors_as_given_and_l1_rejects_them_with_reasons(td_env
     assert meta["rows_rejected"].value == 3
 
 
-def test_cli_backfill_refuses_a_source_this_build_cannot_read(usdcop_env, monkeypatch):
-    """Replaces test_cli's twelvedata refusal (twelvedata is readable now): ``file:`` is still refused."""
+def test_cli_backfill_refuses_an_unknown_source_or_a_missing_file(usdcop_env, monkeypatch, tmp_path):
     from click.testing import CliRunner
 
     from usdcop_assets.cli import main
 
     monkeypatch.setenv("TWELVEDATA_API_KEYS", ",".join(KEYS))
-    monkeypatch.setenv("USDCOP_SOURCE", "file:/tmp/bars.csv")
+    monkeypatch.setenv("USDCOP_SOURCE", "bloomberg")
     result = CliRunner().invoke(main, ["backfill", "--start", "2025-03-07", "--end", "2025-03-07"])
     assert result.exit_code == 1
-    assert "USDCOP_SOURCE resolves to 'file:/tmp/bars.csv'" in result.output
-    assert "available: synthetic, twelvedata" in result.output
+    assert "USDCOP_SOURCE resolves to 'bloomberg'" in result.output
+    assert "available: synthetic, twelvedata, file" in result.output
     assert not any(k in result.output for k in KEYS)
+    missing = tmp_path / "nowhere" / "bars.csv"
+    monkeypatch.setenv("USDCOP_SOURCE", f"file:{missing}")
+    result = CliRunner().invoke(main, ["backfill", "--start", "2025-03-07", "--end", "2025-03-07"])
+    assert result.exit_code == 1
+    assert f"{missing}: no such file" in result.output
     assert not (usdcop_env / "lake").exists()

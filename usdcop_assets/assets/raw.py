@@ -16,8 +16,9 @@ from usdcop_assets.sources import fetch_bars_with_summary, require_available, re
     io_manager_key="lake_io_manager",
     group_name="l0_raw",
     kinds={"parquet"},
-    metadata={"time_column": "time"},
-    description="USD/COP 5-minute bars as the source gave them (one lake object per session).",
+    # Whole sessions are stored as whole Bogota days: rows a source stamped off-session stay in L0.
+    metadata={"time_column": "time", "lake_window": "session_days"},
+    description="USD/COP 5-minute bars as the source gave them (one lake object per session date).",
 )
 def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
     source = require_available(resolve_source())
@@ -28,6 +29,9 @@ def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
     metadata: dict = {"source": source, "bars": len(raw), "partitions": n_partitions}
     parse_errors = int(raw["parse_error"].notna().sum())
     metadata["parse_errors"] = parse_errors
+    if summary.get("source_tz") is not None or source.startswith("file:"):
+        metadata["source_tz"] = summary.get("source_tz") or "as labelled"
+        metadata["off_session_rows"] = int((~cal.on_session_grid(pd.DatetimeIndex(raw["time"]))).sum()) if len(raw) else 0
     if "requests" in summary:  # a remote source: its request accounting (keys named by position only)
         metadata["requests"] = summary["requests"]
         metadata["requests_per_key"] = dg.MetadataValue.json(summary["requests_per_key"])

@@ -18,7 +18,7 @@ L1_REJECTS = dg.AssetKey(["l1", "ohlcv_m5_rejects"])
             deps=[dg.AssetKey(["l0", "ohlcv_m5"])],
             group_name="l1_standardized",
             kinds={"parquet", "sql"},
-            metadata={"time_column": "time", "warehouse_table": "usdcop_m5_ohlcv"},
+            metadata={"time_column": "time", "warehouse_table": "usdcop_m5_ohlcv", "lake_window": "session_days"},
             description="Validated USD/COP bars, one row per bar of the session grid (UTC).",
         ).with_io_manager_key("serving_io_manager"),
         dg.AssetSpec(
@@ -26,7 +26,7 @@ L1_REJECTS = dg.AssetKey(["l1", "ohlcv_m5_rejects"])
             deps=[dg.AssetKey(["l0", "ohlcv_m5"])],
             group_name="l1_standardized",
             kinds={"parquet", "sql"},
-            metadata={"time_column": "time", "warehouse_table": "ohlcv_m5_rejects"},
+            metadata={"time_column": "time", "warehouse_table": "ohlcv_m5_rejects", "lake_window": "session_days"},
             description="Raw rows L1 did not keep, each with the reason.",
         ).with_io_manager_key("serving_io_manager"),
     ],

@@ -16,10 +16,12 @@ import pandas as pd
 
 from usdcop_assets.settings import SOURCE_ENV, ConfigError
 
-AVAILABLE = ("synthetic", "twelvedata")  # file: arrives with the acquisition issue
+AVAILABLE = ("synthetic", "twelvedata", "file")
 
-# The L0 frame, for every source (same order as the TwelveData client's frame).
-L0_COLUMNS = ["time", "symbol", "open", "high", "low", "close", "volume", "source", "ingested_at", "parse_error"]
+# The L0 frame, for every source. ``source_time``: the timestamp text as a file gave it (None for
+# API sources, whose instants are unambiguous), so L0 keeps what was read before any interpretation.
+L0_COLUMNS = ["time", "symbol", "open", "high", "low", "close", "volume", "source", "ingested_at", "parse_error", "source_time"]
+STRING_COLUMNS = ("parse_error", "source_time")
 
 
 def resolve_source(env=os.environ) -> str:
@@ -37,15 +39,22 @@ def require_available(source: str) -> str:
             f"{SOURCE_ENV} resolves to {source!r}, which this build cannot read yet "
             f"(available: {', '.join(AVAILABLE)}); set {SOURCE_ENV}=synthetic"
         )
+    if kind == "file":
+        from usdcop_assets.sources.files import parse_file_source
+
+        parse_file_source(source)  # the path exists and has a readable suffix
     return source
 
 
 def conform_l0(frame: pd.DataFrame) -> pd.DataFrame:
-    """The L0 columns in their fixed order and dtypes (``parse_error`` added as None when absent)."""
+    """The L0 columns in their fixed order and dtypes (string columns added as None when absent)."""
     out = frame.copy()
-    if "parse_error" not in out.columns:
-        out["parse_error"] = None
-    out["parse_error"] = out["parse_error"].astype("string")
+    for col in STRING_COLUMNS:
+        if col not in out.columns:
+            out[col] = None
+        out[col] = out[col].astype("string")
+    out["symbol"] = out["symbol"].astype(str)
+    out["source"] = out["source"].astype(str)
     out["time"] = pd.to_datetime(out["time"], utc=True).astype("datetime64[ns, UTC]")
     out["ingested_at"] = pd.to_datetime(out["ingested_at"], utc=True).astype("datetime64[ns, UTC]")
     for col in ("open", "high", "low", "close", "volume"):
@@ -74,6 +83,11 @@ def fetch_bars_with_summary(source: str, start, end, **client_kwargs) -> tuple[p
         with TwelveDataClient.from_env(**client_kwargs) as client:
             frame = client.fetch_bars(start, end)
             summary = {"source": SOURCE, **client.summary()}
+        return conform_l0(frame), summary
+    if kind == "file":
+        from usdcop_assets.sources.files import file_bars
+
+        frame, summary = file_bars(source, start, end)
         return conform_l0(frame), summary
     raise ConfigError(f"{SOURCE_ENV}={source!r}: no reader for this source")  # pragma: no cover - guarded above
 
