@@ -76,12 +76,13 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
     first = _date(start_s, "--start") if start_s else first_default
     last = _date(end_s, "--end") if end_s else last_default
     chosen = _layers(layers)
-    ok = materialize_sessions(settings, first, last, chosen, launched_by="usdcop backfill")
-    if ok and "L0" in chosen:
+    ok = True
+    if {"L0", "L1"} & set(chosen):
         from usdcop_assets.partitions import MACRO_WARMUP_DAYS
 
-        # the macro days the sessions' features look back over (a one-year z-score window)
-        ok = materialize_days(first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, launched_by="usdcop backfill")
+        # first the macro days the sessions' features look back over (a one-year z-score window)
+        ok = materialize_days(first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, launched_by="usdcop backfill", layers=chosen)
+    ok = ok and materialize_sessions(settings, first, last, chosen, launched_by="usdcop backfill")
     sys.exit(0 if ok else 1)
 
 
@@ -135,24 +136,40 @@ def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chos
         f"DAGSTER_HOME={settings.dagster_home}"
     )
     instance = dg.DagsterInstance.get()
-    subset = job.get_subset(asset_selection=set(wanted), asset_check_selection=set())
-    result = subset.execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": key_range.start,
-            "dagster/asset_partition_range_end": key_range.end,
-            "usdcop/launched_by": launched_by,
-            **(tags or {}),
-        },
-        raise_on_error=False,
-    )
-    click.echo(f"run {result.run_id}: {'success' if result.success else 'FAILURE'}")
-    if not result.success:
-        return False
-    return run_checks(defs, instance, wanted, session_key_range(first, last))
+    base_tags = {"usdcop/launched_by": launched_by, **(tags or {})}
+    bar_tags = {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
+    sessions = session_key_range(first, last)
+    session_tags = {"dagster/asset_partition_range_start": sessions.start, "dagster/asset_partition_range_end": sessions.end}
+
+    from usdcop_assets.assets.observations import OBSERVATIONS
+    from usdcop_assets.jobs import SESSION_JOB, STATS_JOB
+
+    # Observations need normalization statistics fitted on the (already materialized) training window,
+    # so the chain runs in stages: the bar layers below L4, the statistics, then L4.
+    stages = [(job, wanted - {OBSERVATIONS}, bar_tags)]
+    if OBSERVATIONS in wanted:
+        stats_job = defs.resolve_job_def(STATS_JOB)
+        stages += [(stats_job, set(stats_job.asset_layer.selected_asset_keys), {}), (job, {OBSERVATIONS}, bar_tags)]
+    session_job = defs.resolve_job_def(SESSION_JOB)
+    session_keys = layer_selection(chosen).resolve(graph) & set(session_job.asset_layer.selected_asset_keys)
+    if session_keys:
+        stages.append((session_job, session_keys, session_tags))
+    for stage_job, keys, range_tags in stages:
+        if not keys:
+            continue
+        result = stage_job.get_subset(asset_selection=keys, asset_check_selection=set()).execute_in_process(
+            instance=instance, tags={**range_tags, **base_tags}, raise_on_error=False
+        )
+        click.echo(f"run {result.run_id} ({stage_job.name}: {', '.join(sorted(k.to_user_string() for k in keys))}): {'success' if result.success else 'FAILURE'}")
+        if not result.success:
+            for event in result.all_events:
+                if event.event_type_value == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
+                    click.echo(f"  {event.step_key}: {event.step_failure_data.error.message.strip().splitlines()[-1]}")
+            return False
+    return run_checks(defs, instance, wanted | session_keys, sessions)
 
 
-def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict | None = None) -> bool:
+def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict | None = None, layers=("L0", "L1")) -> bool:
     """One range run of the daily macro job over ``first..last``, clipped to the partitions that exist."""
     import dagster as dg
 
@@ -167,8 +184,14 @@ def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict
         click.echo(f"no macro day to materialize between {first} and {last}")
         return True
     click.echo(f"macro {first} .. {last}: {(last - first).days + 1} days; source={os.environ.get('USDCOP_MACRO_SOURCE') or 'default'}")
-    job = build_definitions().resolve_job_def(MACRO_JOB)
-    result = job.execute_in_process(
+    from usdcop_assets.jobs import layer_selection
+
+    defs = build_definitions()
+    job = defs.resolve_job_def(MACRO_JOB)
+    keys = layer_selection(layers).resolve(defs.resolve_asset_graph()) & set(job.asset_layer.selected_asset_keys)
+    if not keys:
+        return True
+    result = job.get_subset(asset_selection=keys).execute_in_process(
         instance=dg.DagsterInstance.get(),
         tags={
             "dagster/asset_partition_range_start": first.isoformat(),

@@ -2,31 +2,52 @@
 
 import dagster as dg
 
+from usdcop_assets.assets.features import l3_features_m5
+from usdcop_assets.assets.indicators import l2_indicators_m5
 from usdcop_assets.assets.macro import l0_macro_daily
+from usdcop_assets.assets.observations import l4_episodes_session, l4_observation_stats, l4_observations_m5
 from usdcop_assets.assets.raw import l0_ohlcv_m5
 from usdcop_assets.assets.standardized import l1_ohlcv_m5
 from usdcop_assets.audits import build_session_audit
+from usdcop_assets.observation_audit import build_observation_audit
 from usdcop_assets.sensors import SENSORS
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
-from usdcop_assets.jobs import build_audit_job, build_m5_chain_job, build_macro_job
+from usdcop_assets.jobs import build_audit_job, build_m5_chain_job, build_macro_job, build_session_job, build_stats_job
 from usdcop_assets.resources import store_resources
 
-M5_ASSETS = [l0_ohlcv_m5, l1_ohlcv_m5]
+M5_ASSETS = [l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5]
+SESSION_ASSETS = [l4_episodes_session]
+DAILY_ASSETS = [l0_macro_daily]
+STATS_ASSETS = [l4_observation_stats]
 _L1 = {spec.key.path[-1]: spec for spec in l1_ohlcv_m5.specs}
+
+
+def _spec(asset: dg.AssetsDefinition) -> dg.AssetSpec:
+    return next(iter(asset.specs))
+
+
 AUDITS = [
-    build_session_audit(next(iter(l0_ohlcv_m5.specs)), store_check=False, gap_check=True),
+    build_session_audit(_spec(l0_ohlcv_m5), store_check=False, gap_check=True),
     build_session_audit(_L1["ohlcv_m5"], store_check=True, gap_check=True),
     build_session_audit(_L1["ohlcv_m5_rejects"], store_check=True, gap_check=False),
+    build_session_audit(_spec(l2_indicators_m5), store_check=True, gap_check=False),
+    build_session_audit(_spec(l3_features_m5), store_check=False, gap_check=False),
+    build_observation_audit(_spec(l4_observations_m5)),
 ]
-DAILY_ASSETS = [l0_macro_daily]
-ASSETS = [*M5_ASSETS, *DAILY_ASSETS, *AUDITS]
+ASSETS = [*M5_ASSETS, *SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *AUDITS]
 
 
 def build_definitions() -> dg.Definitions:
     lake, warehouse = store_resources()
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[build_m5_chain_job(M5_ASSETS), build_audit_job(AUDITS), build_macro_job(DAILY_ASSETS)],
+        jobs=[
+            build_m5_chain_job(M5_ASSETS),
+            build_session_job(SESSION_ASSETS),
+            build_audit_job(AUDITS),
+            build_macro_job(DAILY_ASSETS),
+            build_stats_job(STATS_ASSETS),
+        ],
         sensors=SENSORS,
         resources={
             "lake": lake,

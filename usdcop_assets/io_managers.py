@@ -84,10 +84,19 @@ def lake_write(lake: LakeResource, context: dg.OutputContext, df: pd.DataFrame) 
     return out
 
 
+def _upstream_partitioned(context: dg.InputContext) -> bool:
+    try:
+        return context.upstream_output is not None and context.upstream_output.asset_partitions_def is not None
+    except dg.DagsterInvariantViolationError:
+        return False
+
+
 def lake_read(lake: LakeResource, context: dg.InputContext) -> pd.DataFrame:
     meta = _meta(context, upstream=True)
     dataset = _dataset(meta, context.asset_key)
     time_column = meta.get("time_column", "time")
+    if context.has_asset_key and not _upstream_partitioned(context):
+        return read_object(lake.store(), dataset)  # an unpartitioned asset (e.g. fitted statistics) read whole
     if not context.has_asset_partitions:
         upstream_def = context.upstream_output.asset_partitions_def if context.upstream_output else None
         if upstream_def is None:

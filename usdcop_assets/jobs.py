@@ -57,3 +57,25 @@ def build_macro_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAsset
         selection=dg.AssetSelection.assets(*assets),
         description="Daily macro layers, for one day or a range of days in one run.",
     )
+
+
+SESSION_JOB = "session_chain"
+
+
+def build_session_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        SESSION_JOB,
+        selection=dg.AssetSelection.assets(*assets).without_checks(),
+        description="Session-partitioned layers (episodes; later the session backtest), after the 5-minute chain.",
+    )
+
+
+STATS_JOB = "observation_stats"
+
+
+def build_stats_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        STATS_JOB,
+        selection=dg.AssetSelection.assets(*assets),
+        description="Fit the observation normalization on the declared training window (needs l3/features_m5 there).",
+    )

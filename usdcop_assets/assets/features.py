@@ -1,0 +1,80 @@
+"""L3: model features per bar, from L1 bars (look-back), L2 indicators and point-in-time macro.
+
+Macro values come from ``l1/macro_daily`` (daily partitions) read straight from the lake over the
+z-score window before the bars: a bar only sees values whose ``<indicator>_known_at`` is strictly
+before it (``macro_zscores``). Without macro data for the window the macro features are NaN, which
+the observation config turns into 0 and counts.
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from usdcop_assets.assets.indicators import L1_OHLCV, L2_INDICATORS, lookback_input, own_window
+from usdcop_assets.features.engineering import MACRO_INDICATORS, MACRO_WINDOW_DAYS, build_features, macro_zscores
+from usdcop_assets.partitions import bar_partitions
+from usdcop_assets.resources import LakeResource
+
+L1_MACRO = dg.AssetKey(["l1", "macro_daily"])
+L3_FEATURES = dg.AssetKey(["l3", "features_m5"])
+# Returns over a session (60 grid bars) and rolling statistics of 60 returns need 120 bars back.
+FEATURE_LOOKBACK_BARS = 2 * 60
+# Calendar days of macro history behind the first bar: 252 business days of z-score window, with margin.
+MACRO_LOOKBACK_DAYS = int(MACRO_WINDOW_DAYS * 7 / 5) + 30
+
+
+def macro_daily_frame(wide: pd.DataFrame) -> pd.DataFrame:
+    """l1/macro_daily (one row per date; ``<x>`` and ``<x>_known_at``) -> rows indexed by known_at for ``macro_zscores``.
+
+    Each indicator keeps its own known_at: one block of rows per indicator (other columns NaN), so a
+    value released late never makes another indicator's value look late, or early.
+    """
+    blocks = []
+    for name in MACRO_INDICATORS:
+        known = f"{name}_known_at"
+        if name not in wide.columns or known not in wide.columns:
+            continue
+        rows = wide[[name, known]].dropna()
+        if rows.empty:
+            continue
+        block = pd.DataFrame({n: np.nan for n in MACRO_INDICATORS}, index=pd.DatetimeIndex(rows[known], name="known_at"))
+        block[name] = rows[name].to_numpy(dtype="float64")
+        blocks.append(block)
+    if not blocks:
+        return pd.DataFrame(columns=list(MACRO_INDICATORS), index=pd.DatetimeIndex([], tz="UTC", name="known_at"), dtype="float64")
+    return pd.concat(blocks)
+
+
+@dg.asset(
+    key=L3_FEATURES,
+    ins={"bars": lookback_input(L1_OHLCV, FEATURE_LOOKBACK_BARS), "indicators": dg.AssetIn(L2_INDICATORS)},
+    deps=[L1_MACRO],
+    partitions_def=bar_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="lake_io_manager",
+    group_name="l3_features",
+    kinds={"parquet"},
+    metadata={"time_column": "time"},
+    description="Returns, volatility, indicator-derived and time features, point-in-time macro z-scores, per bar.",
+)
+def l3_features_m5(context: dg.AssetExecutionContext, lake: LakeResource, bars: pd.DataFrame, indicators: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    start, end = own_window(context)
+    targets = pd.DatetimeIndex(indicators["time"]) if len(indicators) else pd.DatetimeIndex([], tz="UTC")
+    wide = lake.table("/".join(L1_MACRO.path)).read(start - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), end)
+    daily = macro_daily_frame(wide)
+    macro = macro_zscores(daily, targets) if len(targets) else None
+    out = build_features(bars, indicators, macro_pit=macro if macro is not None else macro_zscores(daily, pd.DatetimeIndex([], tz="UTC")), targets=targets)
+    macro_cols = [c for c in out.columns if c.startswith("macro_")]
+    missing_macro = int(out[macro_cols].isna().all(axis=1).sum()) if len(out) else 0
+    if len(out) and daily.empty:
+        context.log.warning("l1/macro_daily has no values before these bars: macro features are NaN (materialize l1/macro_daily)")
+    return dg.Output(
+        out,
+        metadata={
+            "bars": len(out),
+            "features": len(out.columns) - 3,
+            "not_warm": int((~out["warm"]).sum()) if len(out) else 0,
+            "bars_without_macro": missing_macro,
+            "macro_days_loaded": int(len(wide)),
+        },
+    )
