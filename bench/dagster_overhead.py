@@ -20,6 +20,12 @@ asset instead of one per partition); unless ``--no-planned-subset-variant``, the
 more with it set to 0 (Dagster's default) to show what that switch saves.
 
     .venv/bin/python bench/dagster_overhead.py [--sessions 5,20,60] [--skip-60] [--no-planned-subset-variant]
+        [--env K=V ...] [--dagster-yaml PATH]
+
+``--env`` adds environment to every CLI child (e.g. ``DAGSTER_EVENT_BATCH_SIZE=100000``, which only pays off
+on a storage with a real ``store_event_batch``: dagster-postgres, not the embedded SQLite one);
+``--dagster-yaml`` copies an instance config (e.g. a dagster-postgres one) into each child's
+``DAGSTER_HOME``. See bench/NOTES-overhead.md for the measured variants.
 """
 
 from __future__ import annotations
@@ -131,9 +137,12 @@ def usdcop_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "usdcop_assets.cli"]
 
 
-def run_cli(first: dt.date, last: dt.date, workdir: Path, extra_env: dict | None = None) -> dict:
+def run_cli(first: dt.date, last: dt.date, workdir: Path, extra_env: dict | None = None, dagster_yaml: str | None = None) -> dict:
     home = workdir / "home"
     workdir.mkdir(parents=True, exist_ok=True)
+    if dagster_yaml:
+        (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(dagster_yaml, home / "dagster_home" / "dagster.yaml")
     out, err = workdir / "stdout.txt", workdir / "stderr.txt"
     cmd = [*usdcop_cmd(), "backfill", "--start", first.isoformat(), "--end", last.isoformat(), "--layers", "L0,L1"]
     t_start = time.time()
@@ -214,18 +223,22 @@ def main() -> int:
     ap.add_argument("--sessions", default="5,20,60", help="comma-separated session counts (default 5,20,60)")
     ap.add_argument("--skip-60", action="store_true", help="drop the 60-session range (the slowest)")
     ap.add_argument("--no-planned-subset-variant", action="store_true", help="skip the re-run with DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=0 (per-bar planned events)")
+    ap.add_argument("--env", action="append", default=[], metavar="K=V", help="extra environment for every CLI child (repeatable)")
+    ap.add_argument("--dagster-yaml", help="instance config copied into each CLI child's DAGSTER_HOME (default: the embedded SQLite one)")
     ap.add_argument("--direct-child", nargs=2, metavar=("START", "END"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.direct_child:
         direct_child(*args.direct_child)
         return 0
 
+    common_env = dict(kv.split("=", 1) for kv in args.env)
     counts = [int(x) for x in args.sessions.split(",") if x.strip()]
     if args.skip_60:
         counts = [c for c in counts if c != 60]
     t_all = time.perf_counter()
     log(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; CLI: {' '.join(usdcop_cmd())} backfill --layers L0,L1")
-    log("each run: fresh temporary USDCOP_HOME (embedded SQLite Dagster instance, local lake, SQLite warehouse), synthetic source")
+    log("each run: fresh temporary USDCOP_HOME (" + (f"instance config {args.dagster_yaml}" if args.dagster_yaml else "embedded SQLite Dagster instance")
+        + ", local lake, SQLite warehouse), synthetic source" + (f"; extra environment {common_env}" if common_env else ""))
     log()
 
     rows = []
@@ -239,7 +252,7 @@ def main() -> int:
             first, last, bars = session_range(n)
             label = f"{n} sessions" + (" +per-bar planned" if extra else "")
             log(f"[{label}] {first} .. {last} ({bars} bars)")
-            cli = run_cli(first, last, tmp_root / f"cli_{i}", extra)
+            cli = run_cli(first, last, tmp_root / f"cli_{i}", {**common_env, **(extra or {})}, args.dagster_yaml)
             if cli["rc"] != 0:
                 log(f"  CLI FAILED (rc={cli['rc']}):\n{cli.get('stderr_tail', '')}")
                 continue

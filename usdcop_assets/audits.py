@@ -6,7 +6,13 @@ records one row per session in the lake, and carries the checks that apply:
 - ``lake_matches_warehouse`` (serving assets, ERROR): the lake and the warehouse hold the same rows
   (row count and a store-independent content checksum over the columns both have);
 - ``bars_complete`` (bar tables, WARN): every bar the calendar expects is stored (a vendor gap is a
-  data-quality warning, not corrupt data).
+  data-quality warning, not corrupt data);
+- ``conservation`` (``conservation_of=(upstream, [outputs])``, ERROR): per session, the rows of the
+  upstream dataset in the lake equal the rows of the audited dataset plus those of the other outputs
+  (L1: rows of ``l0/ohlcv_m5`` = rows of ``l1/ohlcv_m5`` + rows of ``l1/ohlcv_m5_rejects``). Sessions
+  are counted as whole Bogota days (``lake_window: session_days``), so rows stamped off the session
+  hours, clock-corrected rows (moved within their day) and rejects kept at their original time all
+  count under the day they belong to.
 
 Why checks on an audit asset rather than on the bar asset itself (Dagster 1.13.27):
 
@@ -32,6 +38,7 @@ from usdcop_assets.warehouse.tables import table_spec
 
 STORE_CHECK = "lake_matches_warehouse"
 GAP_CHECK = "bars_complete"
+CONSERVATION_CHECK = "conservation"
 MAX_LISTED = 20
 
 
@@ -80,10 +87,38 @@ def gap_report(times, start, end) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
     return frame, missing
 
 
+def day_counts(rows: pd.DataFrame, time_column: str) -> dict[str, int]:
+    """Rows per Bogota date (``YYYY-MM-DD``), at any hour of the day."""
+    if not len(rows):
+        return {}
+    return {str(k): int(v) for k, v in pd.Series(cal.session_dates(rows[time_column])).map(lambda d: d.isoformat()).value_counts().items()}
+
+
+def conservation_report(sessions: list[str], upstream: dict[str, int], outputs: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """Per session: upstream rows, rows of each output, and whether upstream == sum of the outputs."""
+    frame = pd.DataFrame({"session": sessions})
+    frame["rows_upstream"] = [int(upstream.get(s, 0)) for s in sessions]
+    total = pd.Series(0, index=frame.index)
+    for name, counts in outputs.items():
+        total = total + pd.Series([int(counts.get(s, 0)) for s in sessions], index=frame.index)
+    frame["rows_accounted"] = total.astype(int)
+    frame["rows_conserved"] = frame["rows_upstream"] == frame["rows_accounted"]
+    return frame
+
+
 def build_session_audit(
-    spec: dg.AssetSpec, *, store_check: bool, gap_check: bool
+    spec: dg.AssetSpec,
+    *,
+    store_check: bool,
+    gap_check: bool,
+    conservation_of: tuple[str, list[str]] | None = None,
 ) -> dg.AssetsDefinition:
-    """The session-partitioned audit asset of a 5-minute asset, with the requested checks."""
+    """The session-partitioned audit asset of a 5-minute asset, with the requested checks.
+
+    ``conservation_of=(upstream_dataset, [other_output_datasets])`` adds the ``conservation`` check:
+    per session, rows of ``upstream_dataset`` = rows of this asset's dataset + rows of the others
+    (lake datasets, read as whole Bogota days when this asset stores whole days).
+    """
     dataset = str(spec.metadata.get("lake_dataset") or "/".join(spec.key.path))
     time_column = str(spec.metadata.get("time_column", "time"))
     whole_days = spec.metadata.get("lake_window") == "session_days"
@@ -103,6 +138,19 @@ def build_session_audit(
         check_specs.append(
             dg.AssetCheckSpec(
                 GAP_CHECK, asset=target, description=f"Every bar the Bogota calendar expects is stored in {dataset}."
+            )
+        )
+    if conservation_of is not None:
+        upstream_dataset, other_outputs = conservation_of[0], list(conservation_of[1])
+        check_specs.append(
+            dg.AssetCheckSpec(
+                CONSERVATION_CHECK,
+                asset=target,
+                description=(
+                    f"Per session (whole Bogota day), rows of {upstream_dataset} = rows of "
+                    + " + ".join([dataset, *other_outputs])
+                    + ": nothing dropped, nothing invented."
+                ),
             )
         )
 
@@ -168,6 +216,38 @@ def build_session_audit(
                         "present": int(report["expected_bars"].sum()) - len(missing_keys),
                         "missing": len(missing_keys),
                         "missing_bar_keys": dg.MetadataValue.json(missing_keys[:MAX_LISTED]),
+                    },
+                )
+            )
+        if conservation_of is not None:
+            # whole Bogota days, whatever the audited dataset's window: shifted rows stay in their day
+            day_start, day_end = cal.whole_session_days(pd.Timestamp(tw.start), pd.Timestamp(tw.end)) or (start, end)
+            upstream = day_counts(lake.table(upstream_dataset, "time").read(day_start, day_end), "time")
+            here = lake_rows if whole_days else lake.table(dataset, time_column).read(day_start, day_end)
+            outputs = {dataset: day_counts(here, time_column)}
+            for other in other_outputs:
+                outputs[other] = day_counts(lake.table(other, "time").read(day_start, day_end), "time")
+            cons = conservation_report(list(report["session"]), upstream, outputs)
+            report = report.merge(cons, on="session", how="left")
+            bad = report.loc[~report["rows_conserved"]]
+            results.append(
+                dg.AssetCheckResult(
+                    check_name=CONSERVATION_CHECK,
+                    passed=bad.empty,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "sessions_checked": len(report),
+                        "rows_in": int(report["rows_upstream"].sum()),
+                        "rows_out": int(report["rows_accounted"].sum()),
+                        **{f"rows_{name.replace('/', '_')}": int(sum(c.values())) for name, c in outputs.items()},
+                        "mismatched_sessions": dg.MetadataValue.json(
+                            [
+                                f"{r.session}: {upstream_dataset} {r.rows_upstream} rows, "
+                                + " + ".join(f"{n} {outputs[n].get(r.session, 0)}" for n in outputs)
+                                + f" = {r.rows_accounted}"
+                                for r in bad.itertuples()
+                            ][:MAX_LISTED]
+                        ),
                     },
                 )
             )

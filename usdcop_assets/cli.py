@@ -28,6 +28,9 @@ def prepare_environment() -> Settings:
     # bookkeeping of a backfill (bench/dagster_overhead.py). Trade-off: partitions of a failed range
     # run show as missing rather than failed; re-running the range is idempotent.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+    # Store the per-partition materializations of a range output in batches (dagster.yaml's event
+    # log storage; one transaction per 5,000 events instead of three per event): bench/NOTES-overhead.md.
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "5000")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     target = settings.dagster_home / "dagster.yaml"
@@ -76,6 +79,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
     first = _date(start_s, "--start") if start_s else first_default
     last = _date(end_s, "--end") if end_s else last_default
     chosen = _layers(layers)
+    session_range(first, last)  # refuse a bad range before anything runs
     ok = True
     if {"L0", "L1"} & set(chosen):
         from usdcop_assets.partitions import MACRO_WARMUP_DAYS
@@ -95,21 +99,28 @@ def _layers(text: str) -> list[str]:
         raise click.BadParameter(str(exc), param_hint="--layers") from None
 
 
-def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
-    """One range run of the 5-minute chain over the sessions ``first..last``, then their audits; True if all passed."""
-    import dagster as dg
-
-    from usdcop_assets.jobs import layer_selection
-    from usdcop_assets.partitions import bar_key_range, history_start, session_key_range
+def session_range(first: dt.date, last: dt.date):
+    """The bar partition range of the sessions ``first..last``, or a usage error naming what is wrong."""
+    from usdcop_assets.partitions import bar_key_range, history_start
 
     if last < first:
         raise click.BadParameter(f"--end {last} is before --start {first}")
     if first < history_start():
         raise click.BadParameter(f"--start {first} is before the partitions start {history_start()} (USDCOP_HISTORY_START)")
     try:
-        key_range = bar_key_range(first, last)
+        return bar_key_range(first, last)
     except cal.CalendarError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
+    """The 5-minute chain over the sessions ``first..last`` (range runs), then their audits; True if all passed."""
+    import dagster as dg
+
+    from usdcop_assets.jobs import layer_selection
+    from usdcop_assets.partitions import session_key_range
+
+    key_range = session_range(first, last)
     last_closed = cal.last_closed_bar(dt.datetime.now(dt.timezone.utc))
     if cal.parse_bar_key(key_range.end) > last_closed:
         key_range = dg.PartitionKeyRange(key_range.start, cal.bar_key(last_closed))

@@ -4,7 +4,7 @@ import dagster as dg
 
 from usdcop_assets.assets.features import l3_features_m5
 from usdcop_assets.assets.indicators import l2_indicators_m5
-from usdcop_assets.assets.macro import l0_macro_daily
+from usdcop_assets.assets.macro import l0_macro_daily, l1_macro_daily
 from usdcop_assets.assets.observations import l4_episodes_session, l4_observation_stats, l4_observations_m5
 from usdcop_assets.assets.raw import l0_ohlcv_m5
 from usdcop_assets.assets.standardized import l1_ohlcv_m5
@@ -17,7 +17,7 @@ from usdcop_assets.resources import store_resources
 
 M5_ASSETS = [l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5]
 SESSION_ASSETS = [l4_episodes_session]
-DAILY_ASSETS = [l0_macro_daily]
+DAILY_ASSETS = [l0_macro_daily, l1_macro_daily]
 STATS_ASSETS = [l4_observation_stats]
 _L1 = {spec.key.path[-1]: spec for spec in l1_ohlcv_m5.specs}
 
@@ -28,7 +28,9 @@ def _spec(asset: dg.AssetsDefinition) -> dg.AssetSpec:
 
 AUDITS = [
     build_session_audit(_spec(l0_ohlcv_m5), store_check=False, gap_check=True),
-    build_session_audit(_L1["ohlcv_m5"], store_check=True, gap_check=True),
+    build_session_audit(
+        _L1["ohlcv_m5"], store_check=True, gap_check=True, conservation_of=("l0/ohlcv_m5", ["l1/ohlcv_m5_rejects"])
+    ),
     build_session_audit(_L1["ohlcv_m5_rejects"], store_check=True, gap_check=False),
     build_session_audit(_spec(l2_indicators_m5), store_check=True, gap_check=False),
     build_session_audit(_spec(l3_features_m5), store_check=False, gap_check=False),

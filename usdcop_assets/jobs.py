@@ -79,3 +79,10 @@ def build_stats_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAsset
         selection=dg.AssetSelection.assets(*assets),
         description="Fit the observation normalization on the declared training window (needs l3/features_m5 there).",
     )
+
+
+def layers_job(defs: dg.Definitions, layers: str | Sequence[str], job_name: str = M5_CHAIN_JOB, checks: bool = False):
+    """The job ``job_name`` restricted to the assets of ``layers`` (and their checks if ``checks``)."""
+    job = defs.resolve_job_def(job_name)
+    keys = layer_selection(layers).resolve(defs.resolve_asset_graph()) & set(job.asset_layer.selected_asset_keys)
+    return job.get_subset(asset_selection=keys, asset_check_selection=None if checks else set())

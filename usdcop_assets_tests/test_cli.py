@@ -25,7 +25,7 @@ def test_backfill_materializes_layers_and_records_runs_in_the_instance(usdcop_en
     assert (usdcop_env / "dagster_home" / "dagster.yaml").exists()
     with dg.DagsterInstance.from_config(str(usdcop_env / "dagster_home")) as instance:
         runs = instance.get_run_records()
-        assert {r.dagster_run.job_name for r in runs} == {"m5_chain", "session_audit"}
+        assert {r.dagster_run.job_name for r in runs} == {"macro_daily", "m5_chain", "session_audit"}
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert (usdcop_env / "lake" / "l1" / "ohlcv_m5" / "date=2025-03-07" / "data.parquet").exists()
 
@@ -126,12 +126,15 @@ def test_postgres_instance_variant_runs_against_real_postgres(tmp_path, pg_url, 
         assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None
 
 
-def test_embedded_instance_config_is_valid(tmp_path):
+def test_embedded_instance_config_is_valid(tmp_path, monkeypatch):
     home = tmp_path / "dh"
     home.mkdir()
     (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert type(instance.event_log_storage).__name__ == "BatchedSqliteEventLogStorage"
+        assert instance.event_log_storage._base_dir == str(home / "history" / "runs")
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 2  # two cores

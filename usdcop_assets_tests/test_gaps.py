@@ -11,7 +11,7 @@ from usdcop_assets import gaps
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.audits import GAP_CHECK
 from usdcop_assets.gaps import checked_end, missing_bars
-from usdcop_assets.jobs import AUDIT_JOB, M5_CHAIN_JOB
+from usdcop_assets.jobs import layers_job, AUDIT_JOB, M5_CHAIN_JOB
 from usdcop_assets.partitions import bar_key_range, session_key_range
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.vendor_server import VendorServer
@@ -115,7 +115,7 @@ def test_bars_complete_fails_on_a_session_the_source_left_short(usdcop_env, inst
         monkeypatch.setenv("TWELVEDATA_API_KEYS", "FAKE-GAP-KEY")
         defs = full_definitions()
         key_range = bar_key_range(complete_day, short_day)
-        run = defs.resolve_job_def(M5_CHAIN_JOB).execute_in_process(
+        run = layers_job(defs, "L0,L1").execute_in_process(
             instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}
         )
         assert run.success

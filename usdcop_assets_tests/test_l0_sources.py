@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import M5_CHAIN_JOB
+from usdcop_assets.jobs import layers_job, M5_CHAIN_JOB
 from usdcop_assets.lake.session_table import to_arrow
 from usdcop_assets.partitions import bar_key_range
 from usdcop_assets.resources import LakeResource
@@ -52,7 +52,7 @@ def _run_session(instance, day: dt.date):
     from usdcop_assets.definitions import build_definitions
 
     key_range = bar_key_range(day, day)
-    return build_definitions().resolve_job_def(M5_CHAIN_JOB).execute_in_process(
+    return layers_job(build_definitions(), "L0,L1").execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}
     )
 

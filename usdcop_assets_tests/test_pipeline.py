@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import AUDIT_JOB, M5_CHAIN_JOB
+from usdcop_assets.jobs import layers_job, AUDIT_JOB, M5_CHAIN_JOB
 from usdcop_assets.partitions import bar_key_range, bar_partitions, session_key_range
 from usdcop_assets.settings import ConfigError
 
@@ -26,14 +26,14 @@ def _defs():
 
 def _run_range(defs, instance, first: dt.date, last: dt.date):
     key_range = bar_key_range(first, last)
-    return defs.resolve_job_def(M5_CHAIN_JOB).execute_in_process(
+    return layers_job(defs, "L0,L1").execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}
     )
 
 
 def _run_checks(defs, instance, first: dt.date, last: dt.date):
     key_range = session_key_range(first, last)
-    result = defs.resolve_job_def(AUDIT_JOB).execute_in_process(
+    result = layers_job(defs, "L0,L1", AUDIT_JOB, checks=True).execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}, raise_on_error=False
     )
     evaluations = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
@@ -90,6 +90,7 @@ def test_range_run_writes_one_object_per_session_and_matching_warehouse(usdcop_e
     assert sorted(by_name) == [
         "l0/ohlcv_m5_audit:bars_complete",
         "l1/ohlcv_m5_audit:bars_complete",
+        "l1/ohlcv_m5_audit:conservation",
         "l1/ohlcv_m5_audit:lake_matches_warehouse",
         "l1/ohlcv_m5_rejects_audit:lake_matches_warehouse",
     ]  # one evaluation per check, covering the five sessions of the range
@@ -109,7 +110,7 @@ def test_rerunning_one_bar_or_the_range_gives_the_same_bytes(usdcop_env, instanc
     before = _lake_files(usdcop_env / "lake", "l1/ohlcv_m5")
     raw_before = _lake_files(usdcop_env / "lake", "l0/ohlcv_m5")
 
-    job = defs.resolve_job_def(M5_CHAIN_JOB)
+    job = layers_job(defs, "L0,L1")
     assert job.execute_in_process(instance=instance, partition_key="2025-03-04-10:30").success
     assert _lake_files(usdcop_env / "lake", "l1/ohlcv_m5") == before
     assert _run_range(defs, instance, first, last).success
@@ -164,7 +165,7 @@ def test_lake_warehouse_check_fails_when_the_stores_diverge(usdcop_env, instance
 
 
 def test_partition_key_outside_the_calendar_fails_before_writing(usdcop_env, instance):
-    job = _defs().resolve_job_def(M5_CHAIN_JOB)
+    job = layers_job(_defs(), "L0,L1")
     for key in ("2025-01-06-09:00", "2025-03-04-13:00", "2025-03-08-09:00"):
         with pytest.raises(Exception, match=key):
             job.execute_in_process(instance=instance, partition_key=key)
@@ -183,7 +184,7 @@ def test_malformed_store_urls_fail_when_definitions_load(usdcop_env, monkeypatch
 
 def test_missing_bucket_fails_the_run_before_any_write(usdcop_env, instance, s3_server, monkeypatch):
     monkeypatch.setenv("USDCOP_LAKE_URL", "s3://no-such-bucket-here/lake")
-    job = _defs().resolve_job_def(M5_CHAIN_JOB)
+    job = layers_job(_defs(), "L0,L1")
     result = job.execute_in_process(instance=instance, partition_key="2025-03-04-10:30", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_failure)
@@ -212,4 +213,4 @@ def test_s3_lake_and_postgres_warehouse_end_to_end(usdcop_env, instance, s3_buck
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM usdcop_m5_ohlcv").scalar_one() == 120
     engine.dispose()
     _, evaluations = _run_checks(defs, instance, first, last)
-    assert len(evaluations) == 4 and all(ev.passed for ev in evaluations)
+    assert len(evaluations) == 5 and all(ev.passed for ev in evaluations)

@@ -68,6 +68,8 @@ def bars() -> pd.DataFrame:
     df.loc[[0, 7, 61], "is_flat"] = True
     df.loc[[2, 30, 119], "volume"] = np.nan
     df.loc[[5], "ingested_at"] = pd.NaT
+    df["time_shift_hours"] = 0
+    df.loc[[40], "time_shift_hours"] = 5
     assert df["is_flat"].any() and not df["is_flat"].all()
     return df
 
@@ -78,6 +80,8 @@ def _rejects(bars: pd.DataFrame) -> pd.DataFrame:
     df["reason"] = ["negative_price", "gap", "gap", "off_grid", "duplicate", "gap"]
     df.loc[1, ["open", "high"]] = np.nan
     df.loc[2, "source"] = None
+    df["detail"] = [f"detail {i}" for i in range(6)]
+    df.loc[4, "detail"] = None
     return df
 
 
@@ -124,7 +128,7 @@ def test_ensure_schema_creates_tables_keys_and_indexes(warehouse, monkeypatch):
     assert not any(nullable[c] for c in ["time", "symbol", "open", "high", "low", "close", "source", "is_flat"])
     assert nullable["volume"] and nullable["ingested_at"]
     assert warehouse.table_columns(OHLCV) == [
-        "time", "symbol", "open", "high", "low", "close", "volume", "source", "is_flat", "ingested_at"
+        "time", "symbol", "open", "high", "low", "close", "volume", "source", "is_flat", "ingested_at", "time_shift_hours"
     ]
 
 
@@ -405,3 +409,35 @@ def test_first_write_of_an_empty_window_loads_directly_and_atomically(warehouse,
     after = _all(warehouse)
     assert len(after) == 100  # rows of the window no longer produced are gone
     assert frame_checksum(after, KEY) == frame_checksum(changed, KEY)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_a_table_from_an_older_release_gains_the_new_columns(tmp_path, pg_url, dialect):
+    """usdcop_m5_ohlcv before time_shift_hours, ohlcv_m5_rejects before detail: ensure_schema adds them."""
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    else:
+        name = f"old_{uuid.uuid4().hex[:10]}"
+        admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        admin.dispose()
+        url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE usdcop_m5_ohlcv (time TIMESTAMP WITH TIME ZONE NOT NULL, symbol TEXT NOT NULL, open DOUBLE PRECISION NOT NULL, "
+            "high DOUBLE PRECISION NOT NULL, low DOUBLE PRECISION NOT NULL, close DOUBLE PRECISION NOT NULL, volume DOUBLE PRECISION, "
+            "source TEXT NOT NULL, is_flat BOOLEAN NOT NULL, ingested_at TIMESTAMP WITH TIME ZONE, PRIMARY KEY (time, symbol))"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO usdcop_m5_ohlcv (time, symbol, open, high, low, close, source, is_flat) "
+            "VALUES ('2025-03-03 13:00:00+00:00', 'USD/COP', 1, 1, 1, 1, 'old', TRUE)"
+        )
+    engine.dispose()
+    wh = Warehouse(url)
+    wh.ensure_schema()
+    assert wh.table_columns(OHLCV)[-1] == "time_shift_hours" and "detail" in wh.table_columns(REJECTS)
+    old = wh.read_window(OHLCV)
+    assert len(old) == 1 and int(old["time_shift_hours"].iloc[0]) == 0  # the DDL's DEFAULT fills old rows
+    wh.dispose()

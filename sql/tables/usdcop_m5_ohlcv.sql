@@ -11,6 +11,8 @@ CREATE TABLE IF NOT EXISTS usdcop_m5_ohlcv (
     source      TEXT NOT NULL,
     is_flat     BOOLEAN NOT NULL,
     ingested_at TIMESTAMP WITH TIME ZONE,
+    -- whole hours L1 moved this row's clock by (a source's local time stored as UTC: +5); 0 = as given
+    time_shift_hours INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (time, symbol)
 );
 CREATE INDEX IF NOT EXISTS usdcop_m5_ohlcv_symbol_time ON usdcop_m5_ohlcv (symbol, time DESC);

@@ -68,3 +68,89 @@ def l0_macro_daily(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]
     if summary["parse_errors"]:
         context.log.warning(f"macro: {summary['parse_errors']} cell(s) did not parse; kept as NaN with parse_error")
     return dg.Output(frame, metadata=metadata)
+
+
+# --- L1 ---------------------------------------------------------------------------------------------
+
+# Calendar days of L0 read before the window: the source choice and the stale detection look back
+# this far (>= the default 5 business days of the stale rule plus a weekend and a holiday or two).
+MACRO_L1_LOOKBACK_DAYS = 10
+MACRO_LAG_ENV = "USDCOP_MACRO_LAG_BUSINESS_DAYS"
+MACRO_STALE_ENV = "USDCOP_MACRO_STALE_BUSINESS_DAYS"
+
+
+def _int_env(var: str, default: int, minimum: int) -> int:
+    raw = (os.environ.get(var) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{var}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"{var}={raw!r} must be >= {minimum}")
+    return value
+
+
+@dg.asset(
+    key=["l1", "macro_daily"],
+    partitions_def=macro_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="serving_io_manager",
+    group_name="l1_standardized",
+    kinds={"parquet", "sql"},
+    ins={"raw": dg.AssetIn(["l0", "macro_daily"],
+                           partition_mapping=dg.TimeWindowPartitionMapping(
+                               start_offset=-MACRO_L1_LOOKBACK_DAYS,
+                               allow_nonexistent_upstream_partitions=True,  # the first days have no look-back
+                           ))},
+    metadata={"time_column": "time", "warehouse_table": "macro_indicators_daily"},
+    description=(
+        "Daily macro, wide: one value column per catalog indicator with the UTC instant it became known "
+        "(<indicator>_known_at) and its source; one source per indicator; never forward-filled."
+    ),
+)
+def l1_macro_daily(context: dg.AssetExecutionContext, raw: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    from usdcop_assets.refine.macro import (
+        DEFAULT_LAG_BUSINESS_DAYS,
+        DEFAULT_STALE_AFTER_BUSINESS_DAYS,
+        MAX_LISTED_REJECTS,
+        refine_macro,
+    )
+
+    lag = _int_env(MACRO_LAG_ENV, DEFAULT_LAG_BUSINESS_DAYS, 1)
+    stale_after = _int_env(MACRO_STALE_ENV, DEFAULT_STALE_AFTER_BUSINESS_DAYS, 0)
+    first, last = _window_dates(context)
+    wide, report = refine_macro(raw, lag_business_days=lag, first_date=first, last_date=last,
+                                stale_after_business_days=stale_after)
+    chosen = {k: v for k, v in report["chosen_source"].items() if v is not None}
+    if report["stale_indicators"]:
+        context.log.warning(
+            "macro stale (no value for > %d business days up to %s): %s" % (
+                stale_after, last, ", ".join(f"{k} (last {v or 'none in look-back'})"
+                                             for k, v in report["stale_indicators"].items())))
+    if report["rejected_values"]:
+        context.log.warning(f"macro: {report['rejected_values']} impossible value(s) set to NaN (listed in metadata)")
+    metadata = {
+        "rows": report["rows"],
+        "first_date": first.isoformat(),
+        "last_date": last.isoformat(),
+        "indicators_present": dg.MetadataValue.json(report["indicators_present"]),
+        "chosen_source": dg.MetadataValue.json(chosen),
+        "candidate_sources": dg.MetadataValue.json({k: v for k, v in report["candidate_sources"].items() if v}),
+        "stale_indicators": dg.MetadataValue.json(report["stale_indicators"]),
+        "rejected_values": report["rejected_values"],
+        "rejected": dg.MetadataValue.json(report["rejected"][:MAX_LISTED_REJECTS]),
+        "missing_values": report["missing_values"],
+        "lag_business_days": lag,
+        "stale_after_business_days": stale_after,
+        "lookback_days": MACRO_L1_LOOKBACK_DAYS,
+        "l0_rows_read": report["rows_in"],
+        "l0_rows_used": report["rows_used"],
+        "l0_rows_not_chosen": report["rows_not_chosen"],
+        "l0_rows_unmapped": report["rows_unmapped"],
+        "l0_rows_lookback": report["rows_outside_window"],
+        "l0_rows_duplicate": report["rows_duplicate"],
+        "unmapped_series": len(report["unmapped_series"]),
+    }
+    return dg.Output(wide, metadata=metadata)

@@ -1,14 +1,50 @@
 """L1 standardization of raw 5-minute bars: every input row is either kept or rejected with a reason.
 
+Pure pandas; nothing here imports Dagster. ``len(kept) + len(rejects) == len(raw)`` always, and every
+rejected row keeps its ORIGINAL time (the rejects table shows what arrived) and gets a ``detail``.
+
 Rules, applied in this order (a row gets the first reason that applies):
+
 1. ``missing_time``: no parseable timestamp.
-2. ``bad_price``: an open/high/low/close that is missing, non-finite or not positive.
+2. ``bad_price``: an open/high/low/close that is missing, non-finite, zero or negative.
 3. ``ohlc_integrity``: high < max(open, close) or low > min(open, close).
-4. ``off_session_grid``: not the open of a bar of a Bogota session (nights, weekends, holidays,
-   off the 5-minute grid).
-5. ``duplicate``: more than one valid row for the same (time, symbol): the row ingested last is
-   kept (ties: the later row in the input), the others are rejected.
-Kept rows gain ``is_flat`` (open = high = low = close). Missing bars stay missing; nothing is invented.
+4. ``price_spike``: one of open/high/low/close is more than ``SPIKE_MAX_LOG`` (0.15, i.e. x1.162 or
+   x0.861) away in log terms from the median close of the rows of the same symbol and Bogota day
+   that passed rules 1-3 (any hour of that day). USD/COP never moves 16 % inside a day, so a 10x
+   (or 0.1x) print is a vendor error; the median ignores the spike itself. Days with fewer than
+   ``SPIKE_MIN_ROWS`` (3) such rows are not judged (a median of two cannot say which one is wrong).
+5. Session grid and whole-hour clock shifts. A row whose time is the open of a bar of a Bogota
+   session is *native*. The other rows are:
+   - on a weekend or a Colombian holiday (Bogota date): ``off_session_grid`` ("weekend"/"holiday");
+   - not on the 5-minute grid (e.g. 08:02, seconds): ``off_session_grid``;
+   - otherwise (a 5-minute-aligned time on a trading day, outside 08:00-12:55 Bogota) candidates for a
+     *shift*: grouped by (symbol, Bogota day, source), each group tries whole-hour shifts
+     ``SHIFT_CANDIDATES`` in order (+5, -5: Bogota's UTC offset, i.e. local time stored as UTC or the
+     reverse; then +1, -1, +2, -2, ... up to 12, skipping 5). A shift is confirmed for the group only
+     if (a) every shifted time is a bar of the session of the SAME Bogota day, and (b) prices
+     continue:
+       * a shifted row landing on a bar that a native row holds must have the same close:
+         ``|close_shifted / close_native - 1| <= COINCIDE_RTOL`` (1e-4, 0.4 COP at 4,000). Only the
+         close: vendors disagree on intrabar open/high/low (TwelveData's native bars are often flat
+         at the close while its backfill carries a full range for the same bar);
+       * shifted rows landing on bars no native row holds form runs (consecutive in time among the
+         day's native bars); each run must continue the native bars around it: its first open
+         against the previous native bar's close, its last close against the next native bar's
+         open, each with ``|log ratio| <= max(CONTINUITY_FLOOR, CONTINUITY_VOL_MULT * sigma * sqrt(k))``:
+         floor 0.5 %, 8x the day's typical 5-minute move ``sigma`` (the median |log return| of
+         consecutive closes, pooled over the day's native rows and the group's own rows, which a
+         shift does not change) scaled by the square root of the distance ``k`` in bars. Only the
+         junctions are evidence: inside a run the path is the same whatever the shift;
+       * a day without any native bar gives no continuity evidence: no shift is confirmed.
+     The first confirmed shift is applied: ``time`` moves by it and ``time_shift_hours`` records it.
+     A group with no confirmed shift is rejected ``off_session_grid`` with the shifts it tried.
+6. Duplicates: more than one row for the same (time, symbol) after correction. The winner is, in
+   order: a native row over a corrected one, then the row ingested last, then the later row in the
+   input. A corrected row losing to a native row is rejected ``shifted_duplicate`` (it was the
+   native bar, delivered again with a shifted clock); every other loser is rejected ``duplicate``.
+
+Kept rows gain ``is_flat`` (open = high = low = close) and ``time_shift_hours`` (0 for untouched rows).
+Missing bars stay missing; nothing is invented.
 """
 
 from __future__ import annotations
@@ -21,8 +57,27 @@ import pandas as pd
 from usdcop_assets import market_calendar as cal
 
 PRICE_COLUMNS = ["open", "high", "low", "close"]
-KEPT_COLUMNS = ["time", "symbol", *PRICE_COLUMNS, "volume", "source", "is_flat", "ingested_at"]
-REJECT_COLUMNS = ["time", "symbol", "row_hash", "reason", *PRICE_COLUMNS, "volume", "source", "ingested_at"]
+KEPT_COLUMNS = ["time", "symbol", *PRICE_COLUMNS, "volume", "source", "is_flat", "ingested_at", "time_shift_hours"]
+REJECT_COLUMNS = ["time", "symbol", "row_hash", "reason", *PRICE_COLUMNS, "volume", "source", "ingested_at", "detail"]
+
+MISSING_TIME = "missing_time"
+BAD_PRICE = "bad_price"
+OHLC_INTEGRITY = "ohlc_integrity"
+PRICE_SPIKE = "price_spike"
+OFF_SESSION_GRID = "off_session_grid"
+DUPLICATE = "duplicate"
+SHIFTED_DUPLICATE = "shifted_duplicate"
+REASONS = (MISSING_TIME, BAD_PRICE, OHLC_INTEGRITY, PRICE_SPIKE, OFF_SESSION_GRID, DUPLICATE, SHIFTED_DUPLICATE)
+
+SHIFT_CANDIDATES: tuple[int, ...] = (5, -5, *[s * h for h in range(1, 13) if h != 5 for s in (1, -1)])
+COINCIDE_RTOL = 1e-4
+CONTINUITY_FLOOR = 0.005
+CONTINUITY_VOL_MULT = 8.0
+SPIKE_MAX_LOG = 0.15
+SPIKE_MIN_ROWS = 3
+
+_HOUR_NS = 3_600 * 1_000_000_000
+_BAR_NS = cal.BAR_MINUTES * 60 * 1_000_000_000
 
 
 def row_hashes(raw: pd.DataFrame) -> pd.Series:
@@ -32,6 +87,114 @@ def row_hashes(raw: pd.DataFrame) -> pd.Series:
     text = raw.astype(str).fillna("None").agg("\x1f".join, axis=1)
     occurrence = text.groupby(text).cumcount().astype(str)
     return (text + "\x1e" + occurrence).map(lambda s: hashlib.sha256(s.encode()).hexdigest()[:24])
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(ns, tz="UTC").strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _sigma(*close_series: np.ndarray) -> float:
+    """Median |log return| of consecutive closes, pooled over the given time-ordered series."""
+    diffs = [np.abs(np.diff(np.log(c))) for c in close_series if len(c) >= 2]
+    pooled = np.concatenate(diffs) if diffs else np.zeros(0)
+    return float(np.median(pooled)) if len(pooled) else 0.0
+
+
+def _try_shift(h: int, times: np.ndarray, prices: np.ndarray, grid: set, native: dict | None, sigma: float) -> str | None:
+    """None if shift ``h`` is confirmed for the group, else why not."""
+    shifted = times + h * _HOUR_NS
+    if not all(int(t) in grid for t in shifted):
+        return "off the grid"
+    if native is None:
+        return "lands on the grid, but the day has no native bar to check price continuity"
+    n_times, n_prices = native["times"], native["prices"]
+    pos = np.searchsorted(n_times, shifted)
+    hit = (pos < len(n_times)) & (n_times[np.minimum(pos, len(n_times) - 1)] == shifted)
+    if hit.any():
+        diff = np.abs(prices[hit, 3] / n_prices[pos[hit], 3] - 1.0)
+        if (diff > COINCIDE_RTOL).any():
+            return (
+                f"{int((diff > COINCIDE_RTOL).sum())} of {int(hit.sum())} rows land on native bars with another close "
+                f"(max diff {diff.max():.2%})"
+            )
+    gap = ~hit
+    if gap.any():
+        # Runs of gap-filling rows between the same two native bars: a shift shows as a price jump
+        # where a run meets its native neighbours (the run's own path does not change with the shift).
+        t, p, i = shifted[gap], prices[gap], pos[gap]
+        starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]])
+        ends = np.r_[starts[1:] - 1, len(i) - 1]
+        run_pos = i[starts]
+        has_prev, has_next = run_pos > 0, run_pos < len(n_times)
+        prev_n, next_n = np.maximum(run_pos - 1, 0), np.minimum(run_pos, len(n_times) - 1)
+        # edge checks: first row's open against the previous native close, last row's close against the next native open
+        val = np.r_[p[starts[has_prev], 0], p[ends[has_next], 3]]
+        ref = np.r_[n_prices[prev_n[has_prev], 3], n_prices[next_n[has_next], 0]]
+        k = np.r_[t[starts[has_prev]] - n_times[prev_n[has_prev]], n_times[next_n[has_next]] - t[ends[has_next]]] / _BAR_NS
+        dev = np.abs(np.log(val / ref))
+        bound = np.maximum(CONTINUITY_FLOOR, CONTINUITY_VOL_MULT * sigma * np.sqrt(k))
+        bad = dev > bound
+        if bad.any():
+            j = int(np.argmax(dev - bound))
+            return (
+                f"{int(bad.sum())} of {len(dev)} junctions between gap-filling rows and native bars break price continuity "
+                f"(worst: {dev[j]:.2%} across {int(k[j])} bar(s), bound {bound[j]:.2%})"
+            )
+    return None
+
+
+def recognise_shifts(df: pd.DataFrame, candidates: np.ndarray, native_rows: np.ndarray) -> tuple[dict, dict]:
+    """Decide each candidate row: ``({row: shift hours}, {row: reject detail})``.
+
+    ``df`` has UTC ``time``, ``symbol``, ``source`` and float prices; ``candidates`` and ``native_rows``
+    are boolean masks over it (positional). See the module docstring, rule 5.
+    """
+    shifts: dict[int, int] = {}
+    details: dict[int, str] = {}
+    if not candidates.any():
+        return shifts, details
+    time_ns = df["time"].dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype("int64")
+    prices = df[PRICE_COLUMNS].to_numpy(dtype="float64")
+    days = np.asarray(cal.session_dates(pd.DatetimeIndex(df["time"].fillna(pd.Timestamp(0, tz="UTC")))), dtype=object)
+    symbols = df["symbol"].astype(str).to_numpy()
+    sources = df["source"].astype(str).to_numpy()
+
+    # Native reference bars per (symbol, day): one per bar (the last ingested, then the later row).
+    natives: dict[tuple, dict] = {}
+    nat_idx = np.flatnonzero(native_rows)
+    if len(nat_idx):
+        ing = df["ingested_at"].dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype("int64")  # NaT sorts first
+        order = nat_idx[np.lexsort((nat_idx, ing[nat_idx], time_ns[nat_idx]))]
+        frame = pd.DataFrame({"i": order, "sym": symbols[order], "day": days[order], "t": time_ns[order]})
+        frame = frame.drop_duplicates(["sym", "t"], keep="last")
+        for (sym, day), g in frame.groupby(["sym", "day"], sort=False):
+            rows = g["i"].to_numpy()
+            natives[(sym, day)] = {"times": time_ns[rows], "prices": prices[rows]}
+
+    cand_idx = np.flatnonzero(candidates)
+    groups = pd.DataFrame({"i": cand_idx, "sym": symbols[cand_idx], "day": days[cand_idx], "src": sources[cand_idx]})
+    for (sym, day, src), g in groups.groupby(["sym", "day", "src"], sort=True):
+        rows = g["i"].to_numpy()
+        rows = rows[np.argsort(time_ns[rows], kind="stable")]
+        grid = {int(t) for t in cal.session_bars(day).asi8}
+        native = natives.get((sym, day))
+        sigma = _sigma(native["prices"][:, 3] if native else np.zeros(0), prices[rows, 3])
+        tried = []
+        for h in SHIFT_CANDIDATES:
+            why = _try_shift(h, time_ns[rows], prices[rows], grid, native, sigma)
+            if why is None:
+                shifts.update({int(r): h for r in rows})
+                break
+            if why != "off the grid":
+                tried.append(f"{h:+d}h {why}")
+        else:
+            head = f"no whole-hour shift puts the {len(rows)} off-session row(s) of {src} on {day.isoformat()} on the session grid"
+            details.update({int(r): head + (" with continuous prices (" + "; ".join(tried) + ")" if tried else "") for r in rows})
+    return shifts, details
 
 
 def standardize_bars(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -48,32 +211,138 @@ def standardize_bars(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     prices = df[PRICE_COLUMNS].apply(pd.to_numeric, errors="coerce").astype("float64")
     df[PRICE_COLUMNS] = prices
     df["volume"] = pd.to_numeric(df["volume"], errors="coerce").astype("float64")
-
-    reason = pd.Series(pd.NA, index=df.index, dtype="object")
-
-    def flag(mask, why: str) -> None:
-        reason[mask.to_numpy() & reason.isna().to_numpy()] = why
-
-    flag(df["time"].isna(), "missing_time")
+    n = len(df)
     values = prices.to_numpy()
-    flag(pd.Series(~(np.isfinite(values) & (values > 0)).all(axis=1), index=df.index), "bad_price")
-    flag((df["high"] < df[["open", "close"]].max(axis=1)) | (df["low"] > df[["open", "close"]].min(axis=1)), "ohlc_integrity")
-    grid = pd.Series(False, index=df.index)
-    has_time = df["time"].notna()
-    grid[has_time] = cal.on_session_grid(pd.DatetimeIndex(df.loc[has_time, "time"]))
-    flag(~grid, "off_session_grid")
 
-    valid = reason.isna()
-    order = df[valid].assign(_pos=np.flatnonzero(valid)).sort_values(["time", "symbol", "ingested_at", "_pos"], na_position="first")
-    dup = order.duplicated(["time", "symbol"], keep="last")
-    reason[order.index[dup.to_numpy()]] = "duplicate"
+    reason = np.full(n, None, dtype=object)
+    detail = np.full(n, None, dtype=object)
 
-    kept = df[reason.isna()].copy()
+    def flag(mask, why: str, text) -> None:
+        """Give ``why`` to the rows of ``mask`` that have no reason yet; ``text(i)`` is each detail."""
+        rows = np.flatnonzero(np.asarray(mask, dtype=bool) & (reason == None))  # noqa: E711
+        reason[rows] = why
+        for i in rows:
+            detail[i] = text(int(i))
+
+    has_time = df["time"].notna().to_numpy()
+    flag(~has_time, MISSING_TIME, lambda i: f"time missing or unparseable ({raw.iloc[i]['time']!r})")
+
+    good = np.isfinite(values) & (values > 0)
+
+    def bad_text(i: int) -> str:
+        return "; ".join(f"{c} {'missing' if not np.isfinite(values[i, j]) else _fmt(values[i, j])}" for j, c in enumerate(PRICE_COLUMNS) if not good[i, j])
+
+    flag(~good.all(axis=1), BAD_PRICE, bad_text)
+    o, h, lo, c = (values[:, j] for j in range(4))
+    with np.errstate(invalid="ignore"):
+        flag((h < np.maximum(o, c)) | (lo > np.minimum(o, c)), OHLC_INTEGRITY,
+             lambda i: f"open {_fmt(o[i])} high {_fmt(h[i])} low {_fmt(lo[i])} close {_fmt(c[i])}")
+
+    # price_spike: against the median close of the symbol's day (rule 4)
+    days = np.full(n, None, dtype=object)
+    if has_time.any():
+        days[has_time] = cal.session_dates(pd.DatetimeIndex(df.loc[has_time, "time"])).to_numpy()
+    ok = reason == None  # noqa: E711
+    if ok.sum() >= SPIKE_MIN_ROWS:
+        keys = pd.Series(df["symbol"].astype(str).to_numpy(), dtype=object) + "|" + pd.Series(days, dtype=object).astype(str)
+        ok_s = pd.Series(ok)
+        med = pd.Series(c).where(ok_s).groupby(keys).transform("median").to_numpy()
+        cnt = ok_s.groupby(keys).transform("sum").to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dev = np.abs(np.log(values / med[:, None]))
+        worst = np.nanmax(np.where(np.isfinite(dev), dev, 0.0), axis=1) if n else np.zeros(0)
+        spike = ok & (cnt >= SPIKE_MIN_ROWS) & (worst > SPIKE_MAX_LOG)
+
+        def spike_text(i: int) -> str:
+            j = int(np.argmax(dev[i]))
+            return (f"{PRICE_COLUMNS[j]} {_fmt(values[i, j])} is {values[i, j] / med[i]:.3g}x the day's median close "
+                    f"{_fmt(med[i])} (allowed x{np.exp(-SPIKE_MAX_LOG):.3f}..x{np.exp(SPIKE_MAX_LOG):.3f})")
+
+        flag(spike, PRICE_SPIKE, spike_text)
+
+    # session grid and whole-hour shifts (rule 5)
+    grid = np.zeros(n, dtype=bool)
+    if has_time.any():
+        grid[has_time] = cal.on_session_grid(pd.DatetimeIndex(df.loc[has_time, "time"]))
+    valid = reason == None  # noqa: E711
+    native = valid & grid
+    off = valid & ~grid
+    day_ok = {d: cal.is_trading_day(d) for d in set(days) if d is not None}
+    trading = np.array([day_ok.get(d, False) for d in days], dtype=bool)
+    local = pd.DatetimeIndex(df["time"]).tz_convert(cal.TZ)
+    aligned = np.asarray((local.minute % cal.BAR_MINUTES == 0) & (local.second == 0) & (local.microsecond == 0) & (local.nanosecond == 0))
+    flag(off & ~trading, OFF_SESSION_GRID,
+         lambda i: "holiday" if cal.is_holiday(days[i]) else "weekend")
+    flag(off & trading & ~aligned, OFF_SESSION_GRID,
+         lambda i: f"not on the 5-minute grid ({local[i].strftime('%H:%M:%S')} Bogota)")
+    candidates = off & trading & aligned
+    shifts, shift_details = recognise_shifts(df, candidates, native)
+    flag(np.isin(np.arange(n), list(shift_details)), OFF_SESSION_GRID, shift_details.__getitem__)
+
+    shift_hours = np.zeros(n, dtype="int64")
+    for i, hrs in shifts.items():
+        shift_hours[i] = hrs
+    new_time = df["time"].copy()
+    if shifts:
+        idx = np.fromiter(shifts, dtype="int64")
+        new_time.iloc[idx] = df["time"].iloc[idx] + pd.to_timedelta(shift_hours[idx], unit="h")
+
+    # duplicates (rule 6): native over corrected, then last ingested, then later input row
+    live = np.flatnonzero(reason == None)  # noqa: E711
+    if len(live):
+        order = pd.DataFrame(
+            {
+                "time": new_time.iloc[live].to_numpy(),
+                "symbol": df["symbol"].iloc[live].astype(str).to_numpy(),
+                "native": native[live],
+                "ing": df["ingested_at"].iloc[live].to_numpy(),
+                "pos": live,
+            }
+        ).sort_values(["time", "symbol", "native", "ing", "pos"], na_position="first")
+        winner = order.drop_duplicates(["time", "symbol"], keep="last").set_index(["time", "symbol"])["pos"]
+        losers = order[order.duplicated(["time", "symbol"], keep="last")]
+        for row in losers.itertuples(index=False):
+            i, w = int(row.pos), int(winner.loc[(row.time, row.symbol)])
+            at = _iso(pd.Timestamp(row.time).value)
+            if shift_hours[i] and native[w]:
+                reason[i], detail[i] = SHIFTED_DUPLICATE, f"shifted {shift_hours[i]:+d}h to {at}: same close as the native bar"
+            else:
+                by = "a native row" if native[w] and shift_hours[i] == 0 else f"a row shifted {shift_hours[w]:+d}h" if shift_hours[w] else "a row"
+                when = "ingested later" if df["ingested_at"].iloc[w] != df["ingested_at"].iloc[i] else "later in the input"
+                shifted = f"shifted {shift_hours[i]:+d}h to {at}, " if shift_hours[i] else ""
+                reason[i], detail[i] = DUPLICATE, f"{shifted}bar {at} also given by {by} {when}"
+
+    keep = reason == None  # noqa: E711
+    kept = df[keep].copy()
+    kept["time"] = new_time[keep]
+    kept["time_shift_hours"] = shift_hours[keep]
     kept["is_flat"] = (kept[PRICE_COLUMNS].nunique(axis=1) == 1).to_numpy()
     kept = kept[KEPT_COLUMNS].sort_values(["time", "symbol"]).reset_index(drop=True)
 
-    rejected = df[reason.notna()].copy()
-    rejected["reason"] = reason[reason.notna()]
+    rejected = df[~keep].copy()
+    rejected["reason"] = reason[~keep]
+    rejected["detail"] = pd.Series(detail[~keep], index=rejected.index, dtype=object)
     rejected["row_hash"] = row_hashes(raw.reset_index(drop=True).loc[rejected.index]) if len(rejected) else pd.Series(dtype=str)
     rejects = rejected[REJECT_COLUMNS].reset_index(drop=True)
+    rejects["reason"] = rejects["reason"].astype(str) if len(rejects) else rejects["reason"].astype(object)
+    if len(kept) + len(rejects) != len(raw):  # pragma: no cover - a bug here must never lose a row silently
+        raise AssertionError(f"standardize lost rows: {len(raw)} in, {len(kept)} kept + {len(rejects)} rejected")
     return kept, rejects
+
+
+def time_shift_summary(kept: pd.DataFrame) -> dict[str, int]:
+    """Kept rows whose time was corrected, by shift (``{"+5h": n}``)."""
+    shifted = kept.loc[kept["time_shift_hours"] != 0, "time_shift_hours"]
+    return {f"{int(h):+d}h": int(v) for h, v in shifted.value_counts().sort_index().items()}
+
+
+__all__ = [
+    "KEPT_COLUMNS",
+    "REJECT_COLUMNS",
+    "REASONS",
+    "SHIFT_CANDIDATES",
+    "standardize_bars",
+    "recognise_shifts",
+    "row_hashes",
+    "time_shift_summary",
+]

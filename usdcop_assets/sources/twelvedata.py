@@ -371,7 +371,9 @@ class TwelveDataClient(VendorHttpClient):
             rows.extend(values)
             if len(values) < self.page_size:
                 break
-            oldest = min(self._parse_datetime(v, req) for v in values)
+            # One parse per page: the vendor's "YYYY-MM-DD HH:MM:SS" texts sort like the instants they
+            # name (parsing all 5,000 was most of a six-year fetch); a bad one is refused when framed.
+            oldest = self._parse_datetime(min(values, key=lambda v: str(v.get("datetime", "")) if isinstance(v, dict) else ""), req)
             if oldest <= start_utc:
                 break
             if oldest_seen is not None and oldest >= oldest_seen:

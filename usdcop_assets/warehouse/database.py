@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,29 @@ from usdcop_assets.warehouse.tables import TableSpec, table_spec
 
 SQL_DIR_ENV = "USDCOP_SQL_DIR"
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"  # fixed width, so text order = time order
+
+
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS\s+(\w+)\s*\((.*)\)\s*$", re.S | re.I)
+_COLUMN_LINE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+(.+?),?\s*$", re.I)
+
+
+def _add_missing_columns(conn, stmt: str) -> None:
+    """A table created by an older release gets the columns the DDL added since (``ADD COLUMN``).
+
+    ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it was; columns added later are
+    nullable or carry a DEFAULT in the DDL, so adding them in place is safe on SQLite and PostgreSQL.
+    """
+    match = _CREATE_TABLE.search(stmt.strip())
+    if not match:
+        return
+    table, body = match.group(1), match.group(2)
+    existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+    for line in body.splitlines():
+        col = _COLUMN_LINE.match(line.split("--")[0])
+        if not col or col.group(1).upper() in ("PRIMARY", "UNIQUE", "CONSTRAINT", "FOREIGN", "CHECK"):
+            continue
+        if col.group(1) not in existing:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col.group(1)} {col.group(2).rstrip(',')}")
 
 
 class WarehouseUnavailable(RuntimeError):
@@ -105,6 +129,7 @@ class Warehouse:
                 for path in sorted((root / "tables").glob("*.sql")):
                     for stmt in _statements(path):
                         conn.exec_driver_sql(stmt)
+                        _add_missing_columns(conn, stmt)
             report = SchemaReport(self.dialect, False, "sqlite" if self.dialect == "sqlite" else "plain PostgreSQL")
             if self.dialect == "postgresql":
                 report = self._timescale(root)

@@ -24,7 +24,10 @@ TABLES: dict[str, TableSpec] = {
         TableSpec("ohlcv_m5_rejects", key=("time", "symbol", "row_hash"), timestamp_columns=("time", "ingested_at")),
         TableSpec("usdcop_m5_indicators", key=("time", "symbol"), timestamp_columns=("time", "lookback_start")),
         # macro_indicators_daily: owned by the L1 macro asset (assets/macro.py); timestamps per its DDL
-        TableSpec("macro_indicators_daily", key=("time",), timestamp_columns=("time",)),
+        # (every catalog indicator's <name>_known_at; test_macro_l1 checks this list against the catalog)
+        TableSpec("macro_indicators_daily", key=("time",), timestamp_columns=("time", *(f"{n}_known_at" for n in (
+            "dxy", "vix", "embi_col", "usdmxn", "usdclp", "wti", "brent", "gold", "coffee", "ust10y", "ust2y",
+            "col10y", "col5y", "colcap", "ibr", "policy_rate_col", "prime_rate_usa")))),
     )
 }
 

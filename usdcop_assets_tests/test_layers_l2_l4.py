@@ -1,0 +1,158 @@
+"""L2-L4 through Dagster: a bar's indicators and features are the same whether computed in a range run
+or in one-bar realtime runs; statistics come from the declared training window only; episodes carry
+the next-bar return; the observation audit's checks pass, and catch a feature that looked ahead."""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from usdcop_assets import market_calendar as cal
+from usdcop_assets.jobs import AUDIT_JOB, M5_CHAIN_JOB, SESSION_JOB, STATS_JOB, layers_job
+from usdcop_assets.observation.builder import DEFAULT_CONFIG, load_config
+from usdcop_assets.partitions import bar_key_range, session_key_range
+from usdcop_assets.resources import LakeResource
+from usdcop_assets.features.indicators import compute_indicators
+from usdcop_assets.lake.session_table import read_object
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+FIRST, LAST = dt.date(2025, 2, 24), dt.date(2025, 3, 7)  # 10 sessions
+TRAIN = (dt.date(2025, 3, 3), dt.date(2025, 3, 5))  # warm sessions (the first 4 lack look-back)
+
+
+@pytest.fixture
+def obs_env(usdcop_env, tmp_path, monkeypatch):
+    config = json.loads(DEFAULT_CONFIG.read_text())
+    config["normalization"]["min_train_bars"] = 100
+    path = tmp_path / "obs_test.json"
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv("USDCOP_OBS_CONFIG", str(path))
+    monkeypatch.setenv("USDCOP_OBS_TRAIN_WINDOW", f"{TRAIN[0]}..{TRAIN[1]}")
+    return usdcop_env
+
+
+@pytest.fixture
+def instance(usdcop_env):
+    with dg.instance_for_test(temp_dir=str(usdcop_env / "dagster_home")) as inst:
+        yield inst
+
+
+def _defs():
+    from usdcop_assets.definitions import build_definitions
+
+    return build_definitions()
+
+
+def _range_tags(first, last, sessions=False):
+    r = session_key_range(first, last) if sessions else bar_key_range(first, last)
+    return {RANGE_START: r.start, RANGE_END: r.end}
+
+
+def _backfill(defs, instance, first=FIRST, last=LAST):
+    assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=instance, tags=_range_tags(first, last)).success
+    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
+    assert layers_job(defs, "L4").execute_in_process(instance=instance, tags=_range_tags(first, last)).success
+    assert layers_job(defs, "L4", SESSION_JOB).execute_in_process(instance=instance, tags=_range_tags(first, last, True)).success
+
+
+def _lake(env) -> LakeResource:
+    return LakeResource(url=str(env / "lake"))
+
+
+def test_range_run_and_one_bar_runs_store_identical_indicators_and_features(obs_env, instance, tmp_path, monkeypatch):
+    defs = _defs()
+    _backfill(defs, instance)
+    lake = _lake(obs_env)
+    bars_keys = [cal.bar_key(t) for t in cal.session_bars(LAST)[[0, 31, 59]]]
+    ranged = {k: lake.table(k).read() for k in ("l2/indicators_m5", "l3/features_m5")}
+
+    # A second platform home: L0-L1 as a range, then L2-L3 bar by bar, as the realtime chain would.
+    other = tmp_path / "other"
+    monkeypatch.setenv("USDCOP_HOME", str(other))
+    monkeypatch.setenv("DAGSTER_HOME", str(other / "dagster_home"))
+    (other / "dagster_home").mkdir(parents=True)
+    defs2 = _defs()
+    with dg.instance_for_test(temp_dir=str(other / "dagster_home")) as inst2:
+        assert layers_job(defs2, "L0,L1").execute_in_process(instance=inst2, tags=_range_tags(FIRST, LAST)).success
+        for key in bars_keys:
+            assert layers_job(defs2, "L2,L3").execute_in_process(instance=inst2, partition_key=key).success
+    lake2 = LakeResource(url=str(other / "lake"))
+    for dataset, full in ranged.items():
+        one = lake2.table(dataset).read().set_index("time")
+        assert len(one) == 3
+        expected = full.set_index("time").loc[one.index]
+        cols = [c for c in expected.columns if c not in ("warm",)]
+        pd.testing.assert_frame_equal(one[cols], expected[cols], check_exact=True)
+    # and the indicators are ta's on the clean series (the pure function is tested against ta itself)
+    l1 = lake.table("l1/ohlcv_m5").read()
+    direct = compute_indicators(l1, targets=pd.DatetimeIndex(ranged["l2/indicators_m5"]["time"]))
+    pd.testing.assert_series_equal(direct["ema_20"], ranged["l2/indicators_m5"]["ema_20"], check_exact=True, check_names=False)
+
+
+def test_statistics_come_from_the_training_window_only(obs_env, instance):
+    defs = _defs()
+    _backfill(defs, instance)
+    lake = _lake(obs_env)
+    stats = read_object(lake.store(), "l4/observation_stats")
+    features = lake.table("l3/features_m5").read()
+    t = pd.DatetimeIndex(features["time"])
+    train = features[(t >= cal.session_open(TRAIN[0])) & (t < cal.session_end(TRAIN[1])) & features["warm"]]
+    row = stats.set_index("feature").loc["ret_12"]
+    assert row["train_rows"] == len(train) == 180
+    assert np.isclose(row["mean"], train["ret_12"].mean()) and np.isclose(row["std"], train["ret_12"].std(ddof=1))
+    assert stats["train_start"].iloc[0] == "2025-03-03" and stats["version"].iloc[0].startswith("obs-v1-")
+
+    # Re-materializing bars outside the window with different data changes nothing in the statistics.
+    before = stats["version"].iloc[0]
+    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
+    assert read_object(lake.store(), "l4/observation_stats")["version"].iloc[0] == before
+
+    obs = lake.table("l4/observations_m5").read()
+    config = load_config()
+    assert [c for c in obs.columns if c.startswith("o_")] == config.columns and len(config.columns) == config.dim
+    values = obs[config.columns].to_numpy()
+    assert np.isfinite(values).all() and np.abs(values).max() <= config.clip
+    assert (obs["obs_version"] == before).all()
+
+
+def test_episodes_are_one_session_each_with_next_bar_returns(obs_env, instance):
+    defs = _defs()
+    _backfill(defs, instance)
+    lake = _lake(obs_env)
+    episodes = lake.table("l4/episodes_session").read()
+    bars = lake.table("l1/ohlcv_m5").read().set_index("time")
+    assert episodes.groupby("session").size().eq(60).all() and episodes["session"].nunique() == 10
+    one = episodes[episodes["session"] == "2025-03-04"].reset_index(drop=True)
+    closes = bars.loc[pd.DatetimeIndex(one["time"]), "close"].to_numpy()
+    assert np.allclose(one["next_ret"].to_numpy()[:-1], np.log(closes[1:] / closes[:-1]), rtol=0, atol=1e-15)
+    assert one["next_ret"].iloc[-1] == 0.0 and one["is_last"].iloc[-1] and one["step"].tolist() == list(range(60))
+
+
+def test_observation_audit_passes_and_catches_a_feature_that_looked_ahead(obs_env, instance):
+    defs = _defs()
+    _backfill(defs, instance)
+    audit = defs.resolve_job_def(AUDIT_JOB)
+    keys = {dg.AssetKey(["l4", "observations_m5_audit"])}
+
+    def run_audit():
+        result = audit.get_subset(asset_selection=keys).execute_in_process(instance=instance, tags=_range_tags(LAST, LAST, True), raise_on_error=False)
+        return {e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+    checks = run_audit()
+    assert set(checks) == {"observations_finite", "observation_dimension", "no_look_ahead"}
+    assert all(c.passed for c in checks.values())
+    assert checks["no_look_ahead"].metadata["bars_recomputed"].value == 3
+
+    # Replace the stored 1-hour return of the session's middle bar by the *next* hour's: a look-ahead.
+    lake = _lake(obs_env)
+    table = lake.table("l3/features_m5")
+    day = table.read(cal.session_open(LAST), cal.session_end(LAST)).reset_index(drop=True)
+    day.loc[30, "ret_12"] = day.loc[42, "ret_12"]
+    table.write(day, cal.session_open(LAST), cal.session_end(LAST))
+    checks = run_audit()
+    assert not checks["no_look_ahead"].passed
+    assert checks["no_look_ahead"].metadata["mismatched"].value == [f"{cal.bar_key(cal.session_bars(LAST)[30])}: ret_12"]
