@@ -27,6 +27,7 @@ Session partitions have ~150 exclusions and ~1,500 keys over six years, so an au
 """
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
@@ -39,6 +40,7 @@ from usdcop_assets.warehouse.tables import table_spec
 STORE_CHECK = "lake_matches_warehouse"
 GAP_CHECK = "bars_complete"
 CONSERVATION_CHECK = "conservation"
+INTEGRITY_CHECK = "ohlc_integrity"
 MAX_LISTED = 20
 
 
@@ -106,12 +108,25 @@ def conservation_report(sessions: list[str], upstream: dict[str, int], outputs: 
     return frame
 
 
+def integrity_violations(bars: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose prices are not positive and finite or break high >= max(open, close) >= min(open, close) >= low."""
+    if bars.empty:
+        return bars
+    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype="float64")
+    ok = np.isfinite(prices).all(axis=1) & (prices > 0).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        ok &= (bars["high"] >= bars[["open", "close"]].max(axis=1)).to_numpy()
+        ok &= (bars["low"] <= bars[["open", "close"]].min(axis=1)).to_numpy()
+    return bars[~ok]
+
+
 def build_session_audit(
     spec: dg.AssetSpec,
     *,
     store_check: bool,
     gap_check: bool,
     conservation_of: tuple[str, list[str]] | None = None,
+    integrity_check: bool = False,
 ) -> dg.AssetsDefinition:
     """The session-partitioned audit asset of a 5-minute asset, with the requested checks.
 
@@ -131,6 +146,7 @@ def build_session_audit(
             dg.AssetCheckSpec(
                 STORE_CHECK,
                 asset=target,
+                blocking=True,
                 description=f"Per session, lake {dataset} and warehouse table {table} hold the same rows.",
             )
         )
@@ -146,11 +162,21 @@ def build_session_audit(
             dg.AssetCheckSpec(
                 CONSERVATION_CHECK,
                 asset=target,
+                blocking=True,
                 description=(
                     f"Per session (whole Bogota day), rows of {upstream_dataset} = rows of "
                     + " + ".join([dataset, *other_outputs])
                     + ": nothing dropped, nothing invented."
                 ),
+            )
+        )
+    if integrity_check:
+        check_specs.append(
+            dg.AssetCheckSpec(
+                INTEGRITY_CHECK,
+                asset=target,
+                blocking=True,
+                description=f"Every bar of {dataset}: prices positive and finite, high >= max(open, close), low <= min(open, close).",
             )
         )
 
@@ -248,6 +274,20 @@ def build_session_audit(
                                 for r in bad.itertuples()
                             ][:MAX_LISTED]
                         ),
+                    },
+                )
+            )
+        if integrity_check:
+            broken = integrity_violations(lake_rows)
+            results.append(
+                dg.AssetCheckResult(
+                    check_name=INTEGRITY_CHECK,
+                    passed=broken.empty,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "bars_checked": len(lake_rows),
+                        "violations": len(broken),
+                        "first_violations": dg.MetadataValue.json([cal.bar_key(t) for t in broken["time"]][:MAX_LISTED]),
                     },
                 )
             )

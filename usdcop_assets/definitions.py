@@ -29,7 +29,11 @@ def _spec(asset: dg.AssetsDefinition) -> dg.AssetSpec:
 AUDITS = [
     build_session_audit(_spec(l0_ohlcv_m5), store_check=False, gap_check=True),
     build_session_audit(
-        _L1["ohlcv_m5"], store_check=True, gap_check=True, conservation_of=("l0/ohlcv_m5", ["l1/ohlcv_m5_rejects"])
+        _L1["ohlcv_m5"],
+        store_check=True,
+        gap_check=True,
+        conservation_of=("l0/ohlcv_m5", ["l1/ohlcv_m5_rejects"]),
+        integrity_check=True,
     ),
     build_session_audit(_L1["ohlcv_m5_rejects"], store_check=True, gap_check=False),
     build_session_audit(_spec(l2_indicators_m5), store_check=True, gap_check=False),

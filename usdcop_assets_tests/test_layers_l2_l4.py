@@ -24,14 +24,18 @@ FIRST, LAST = dt.date(2025, 2, 24), dt.date(2025, 3, 7)  # 10 sessions
 TRAIN = (dt.date(2025, 3, 3), dt.date(2025, 3, 5))  # warm sessions (the first 4 lack look-back)
 
 
-@pytest.fixture
-def obs_env(usdcop_env, tmp_path, monkeypatch):
+def _obs_config(tmp_path, monkeypatch):
     config = json.loads(DEFAULT_CONFIG.read_text())
     config["normalization"]["min_train_bars"] = 100
     path = tmp_path / "obs_test.json"
     path.write_text(json.dumps(config))
     monkeypatch.setenv("USDCOP_OBS_CONFIG", str(path))
     monkeypatch.setenv("USDCOP_OBS_TRAIN_WINDOW", f"{TRAIN[0]}..{TRAIN[1]}")
+
+
+@pytest.fixture
+def obs_env(usdcop_env, tmp_path, monkeypatch):
+    _obs_config(tmp_path, monkeypatch)
     return usdcop_env
 
 
@@ -39,6 +43,23 @@ def obs_env(usdcop_env, tmp_path, monkeypatch):
 def instance(usdcop_env):
     with dg.instance_for_test(temp_dir=str(usdcop_env / "dagster_home")) as inst:
         yield inst
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory):
+    """One platform home with L0-L4 over the ten sessions, shared by the read-mostly tests below."""
+    root = tmp_path_factory.mktemp("l2_l4")
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "TWELVEDATA_API_KEYS"):
+            mp.delenv(var, raising=False)
+        mp.setenv("USDCOP_HOME", str(root / "home"))
+        mp.setenv("DAGSTER_HOME", str(root / "home" / "dagster_home"))
+        (root / "home" / "dagster_home").mkdir(parents=True)
+        _obs_config(root, mp)
+        defs = _defs()
+        with dg.instance_for_test(temp_dir=str(root / "home" / "dagster_home")) as inst:
+            _backfill(defs, inst)
+            yield root / "home", defs, inst
 
 
 def _defs():
@@ -93,10 +114,9 @@ def test_range_run_and_one_bar_runs_store_identical_indicators_and_features(obs_
     pd.testing.assert_series_equal(direct["ema_20"], ranged["l2/indicators_m5"]["ema_20"], check_exact=True, check_names=False)
 
 
-def test_statistics_come_from_the_training_window_only(obs_env, instance):
-    defs = _defs()
-    _backfill(defs, instance)
-    lake = _lake(obs_env)
+def test_statistics_come_from_the_training_window_only(backfilled):
+    home, defs, instance = backfilled
+    lake = _lake(home)
     stats = read_object(lake.store(), "l4/observation_stats")
     features = lake.table("l3/features_m5").read()
     t = pd.DatetimeIndex(features["time"])
@@ -106,23 +126,23 @@ def test_statistics_come_from_the_training_window_only(obs_env, instance):
     assert np.isclose(row["mean"], train["ret_12"].mean()) and np.isclose(row["std"], train["ret_12"].std(ddof=1))
     assert stats["train_start"].iloc[0] == "2025-03-03" and stats["version"].iloc[0].startswith("obs-v1-")
 
-    # Re-materializing bars outside the window with different data changes nothing in the statistics.
+    # Re-fitting reads only the declared window: the same statistics, the same version.
     before = stats["version"].iloc[0]
-    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("USDCOP_HOME", str(home))
+        assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
     assert read_object(lake.store(), "l4/observation_stats")["version"].iloc[0] == before
 
     obs = lake.table("l4/observations_m5").read()
-    config = load_config()
+    config = load_config(env={"USDCOP_OBS_CONFIG": str(home.parent / "obs_test.json")})
     assert [c for c in obs.columns if c.startswith("o_")] == config.columns and len(config.columns) == config.dim
     values = obs[config.columns].to_numpy()
     assert np.isfinite(values).all() and np.abs(values).max() <= config.clip
     assert (obs["obs_version"] == before).all()
 
 
-def test_episodes_are_one_session_each_with_next_bar_returns(obs_env, instance):
-    defs = _defs()
-    _backfill(defs, instance)
-    lake = _lake(obs_env)
+def test_episodes_are_one_session_each_with_next_bar_returns(backfilled):
+    lake = _lake(backfilled[0])
     episodes = lake.table("l4/episodes_session").read()
     bars = lake.table("l1/ohlcv_m5").read().set_index("time")
     assert episodes.groupby("session").size().eq(60).all() and episodes["session"].nunique() == 10
@@ -132,9 +152,9 @@ def test_episodes_are_one_session_each_with_next_bar_returns(obs_env, instance):
     assert one["next_ret"].iloc[-1] == 0.0 and one["is_last"].iloc[-1] and one["step"].tolist() == list(range(60))
 
 
-def test_observation_audit_passes_and_catches_a_feature_that_looked_ahead(obs_env, instance):
-    defs = _defs()
-    _backfill(defs, instance)
+def test_observation_audit_passes_and_catches_a_feature_that_looked_ahead(backfilled, monkeypatch):
+    home, defs, instance = backfilled
+    _obs_config(home.parent, monkeypatch)
     audit = defs.resolve_job_def(AUDIT_JOB)
     keys = {dg.AssetKey(["l4", "observations_m5_audit"])}
 
@@ -148,7 +168,7 @@ def test_observation_audit_passes_and_catches_a_feature_that_looked_ahead(obs_en
     assert checks["no_look_ahead"].metadata["bars_recomputed"].value == 3
 
     # Replace the stored 1-hour return of the session's middle bar by the *next* hour's: a look-ahead.
-    lake = _lake(obs_env)
+    lake = _lake(home)
     table = lake.table("l3/features_m5")
     day = table.read(cal.session_open(LAST), cal.session_end(LAST)).reset_index(drop=True)
     day.loc[30, "ret_12"] = day.loc[42, "ret_12"]

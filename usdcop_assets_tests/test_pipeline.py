@@ -92,6 +92,7 @@ def test_range_run_writes_one_object_per_session_and_matching_warehouse(usdcop_e
         "l1/ohlcv_m5_audit:bars_complete",
         "l1/ohlcv_m5_audit:conservation",
         "l1/ohlcv_m5_audit:lake_matches_warehouse",
+        "l1/ohlcv_m5_audit:ohlc_integrity",
         "l1/ohlcv_m5_rejects_audit:lake_matches_warehouse",
     ]  # one evaluation per check, covering the five sessions of the range
     assert all(ev.passed for ev in evaluations)
@@ -142,6 +143,25 @@ def test_look_back_input_is_read_in_one_pass_across_a_holiday_weekend(usdcop_env
     assert dg.materialize([look_back, l0_ohlcv_m5], selection=[look_back], instance=instance, resources=base.resources, partition_key="2025-01-07-08:00").success
     local = pd.DatetimeIndex(seen["raw"]["time"]).tz_convert(cal.TZ).strftime("%Y-%m-%d %H:%M").tolist()
     assert local == ["2025-01-03 12:45", "2025-01-03 12:50", "2025-01-03 12:55", "2025-01-07 08:00"]
+
+
+def test_integrity_check_fails_on_a_stored_bar_with_high_below_close(usdcop_env, instance):
+    """L1 never keeps such a bar; the check guards what L2 reads against anything that wrote the lake."""
+    from usdcop_assets.resources import LakeResource
+
+    defs = _defs()
+    day = dt.date(2025, 3, 5)
+    assert _run_range(defs, instance, day, day).success
+    _, evaluations = _run_checks(defs, instance, day, day)
+    assert {ev.asset_check_key.to_user_string(): ev for ev in evaluations}["l1/ohlcv_m5_audit:ohlc_integrity"].passed
+    table = LakeResource(url=str(usdcop_env / "lake")).table("l1/ohlcv_m5")
+    bars = table.read(cal.session_open(day), cal.session_end(day))
+    bars.loc[17, "high"] = bars.loc[17, "close"] - 1.0
+    table.write(bars, cal.session_open(day), cal.session_end(day))
+    _, evaluations = _run_checks(defs, instance, day, day)
+    bad = {ev.asset_check_key.to_user_string(): ev for ev in evaluations}["l1/ohlcv_m5_audit:ohlc_integrity"]
+    assert not bad.passed and bad.metadata["violations"].value == 1
+    assert bad.metadata["first_violations"].value == [cal.bar_key(cal.session_bars(day)[17])]
 
 
 def test_lake_warehouse_check_fails_when_the_stores_diverge(usdcop_env, instance):
@@ -213,4 +233,4 @@ def test_s3_lake_and_postgres_warehouse_end_to_end(usdcop_env, instance, s3_buck
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM usdcop_m5_ohlcv").scalar_one() == 120
     engine.dispose()
     _, evaluations = _run_checks(defs, instance, first, last)
-    assert len(evaluations) == 5 and all(ev.passed for ev in evaluations)
+    assert len(evaluations) == 6 and all(ev.passed for ev in evaluations)

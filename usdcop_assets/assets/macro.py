@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
+from usdcop_assets.settings import env_int
 from usdcop_assets.partitions import MACRO_WARMUP_DAYS, macro_partitions  # noqa: F401 (re-exported)
 from usdcop_assets.sources.macro import FRED_KEY_ENV, fetch_macro, resolve_macro_source, source_label
 
@@ -79,19 +80,6 @@ MACRO_LAG_ENV = "USDCOP_MACRO_LAG_BUSINESS_DAYS"
 MACRO_STALE_ENV = "USDCOP_MACRO_STALE_BUSINESS_DAYS"
 
 
-def _int_env(var: str, default: int, minimum: int) -> int:
-    raw = (os.environ.get(var) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{var}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ValueError(f"{var}={raw!r} must be >= {minimum}")
-    return value
-
-
 @dg.asset(
     key=["l1", "macro_daily"],
     partitions_def=macro_partitions,
@@ -118,8 +106,8 @@ def l1_macro_daily(context: dg.AssetExecutionContext, raw: pd.DataFrame) -> dg.O
         refine_macro,
     )
 
-    lag = _int_env(MACRO_LAG_ENV, DEFAULT_LAG_BUSINESS_DAYS, 1)
-    stale_after = _int_env(MACRO_STALE_ENV, DEFAULT_STALE_AFTER_BUSINESS_DAYS, 0)
+    lag = env_int(MACRO_LAG_ENV, DEFAULT_LAG_BUSINESS_DAYS, 1)
+    stale_after = env_int(MACRO_STALE_ENV, DEFAULT_STALE_AFTER_BUSINESS_DAYS, 0)
     first, last = _window_dates(context)
     wide, report = refine_macro(raw, lag_business_days=lag, first_date=first, last_date=last,
                                 stale_after_business_days=stale_after)
