@@ -410,7 +410,7 @@ def main() -> int:
         for name, s in setup.items():
             log(f"  {name}: {s['wall_s']:.1f}s rc={s['rc']} (load {s['load_before']} -> {s['load_after']})  $ {s['cmd']}")
             for line in s["stdout"].splitlines():
-                if line.startswith(("read ", "  sessions", "  rows per", "check ", "run ")) or "bars," in line:
+                if line.startswith(("read ", "  sessions", "  rows per", "check ", "run ")) or "bars," in line or "fit no session" in line:
                     log(f"    | {line}")
             if s["rc"] != 0:
                 log(f"SETUP FAILED:\n{s['stderr_tail']}")

@@ -4,8 +4,8 @@ instance, so what it materializes shows up in the Dagster UI like any other run.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +35,20 @@ def prepare_environment() -> Settings:
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     target = settings.dagster_home / "dagster.yaml"
     if not target.exists():
-        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", target)
+        target.write_text(instance_yaml(settings.dagster_home))
     return settings
+
+
+def instance_yaml(dagster_home: Path) -> str:
+    """The project's dagster.yaml with the event log pinned to this instance's directory.
+
+    The batched event log otherwise follows ``$DAGSTER_HOME``; pinning it keeps an instance opened from
+    its directory (``DagsterInstance.from_config``) reading its own event log whatever the environment.
+    """
+    text = (PROJECT_ROOT / "dagster.yaml").read_text()
+    marker = "  class: BatchedSqliteEventLogStorage\n"
+    runs = (Path(dagster_home).resolve() / "history" / "runs").as_posix()
+    return text.replace(marker, marker + f"  config:\n    base_dir: {json.dumps(runs)}\n", 1)
 
 
 def _date(value: str, name: str) -> dt.date:

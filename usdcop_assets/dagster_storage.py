@@ -87,12 +87,16 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         )
         if not batchable:
             return EventLogStorage.store_event_batch(self, events)  # one by one, as the stock storage does
-        statement = self.prepare_insert_event_batch(events)
+        # An executemany of one cached INSERT, not Dagster's multi-VALUES statement: that binds 7
+        # variables per event, so a batch over 35,714 events exceeds SQLite's variable limit and
+        # Dagster falls back to storing the events one by one (the slow path this class avoids).
+        rows = [self._event_to_row(e) for e in events]
+        insert = SqlEventLogStorageTable.insert()
         with self.run_connection(events[0].run_id) as conn:
-            conn.execute(statement)
+            conn.execute(insert, rows)
         # mirrored into the cross-run index shard, as store_event does for asset events
         with self.index_transaction() as conn:
-            ids = [row[0] for row in conn.execute(statement.returning(SqlEventLogStorageTable.c.id)).fetchall()]
+            ids = list(conn.execute(insert.returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True), rows).scalars())
             self._store_asset_event_tags(conn, events, ids)
             self._store_asset_event(conn, events[-1], ids[-1])
 

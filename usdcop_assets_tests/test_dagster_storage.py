@@ -2,12 +2,10 @@
 SQLite storage records for a partition-range run."""
 
 import datetime as dt
-import shutil
-
 import dagster as dg
 import pytest
 
-from usdcop_assets.cli import PROJECT_ROOT
+from usdcop_assets.cli import instance_yaml
 from usdcop_assets.jobs import layers_job
 from usdcop_assets.partitions import bar_key_range
 
@@ -19,7 +17,7 @@ def _run(home, monkeypatch, batch: str, project_yaml: bool):
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch)
     home.mkdir(parents=True)
     if project_yaml:
-        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        (home / "dagster.yaml").write_text(instance_yaml(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     from usdcop_assets.definitions import build_definitions
 
@@ -50,7 +48,37 @@ def test_batched_event_log_records_every_partition_like_the_stock_storage(usdcop
     assert partitions == partitions0 and set(events) == set(events0)
     assert events == events0  # same metadata on every partition's event
     assert last.dagster_event.partition == last0.dagster_event.partition == "2025-03-04-12:55"
-    # the tag index answers partition queries, as the UI's partition view asks them
+    # the tag index answers partition queries, as the UI's partition view asks them; the instance's
+    # yaml pins its event log, so it is found whatever DAGSTER_HOME says (it points at "stock" now)
+    assert (tmp_path / "batched" / "history" / "runs" / "index.db").exists()
     with dg.DagsterInstance.from_config(str(tmp_path / "batched")) as instance:
+        assert instance.event_log_storage._base_dir == str((tmp_path / "batched" / "history" / "runs").resolve())
         one = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=L0, asset_partitions=["2025-03-03-10:00"]), limit=5).records
         assert [r.partition_key for r in one] == ["2025-03-03-10:00"]
+
+
+def test_a_batch_larger_than_sqlites_variable_limit_is_stored_in_one_write(tmp_path, monkeypatch):
+    """40,000 events: a multi-VALUES INSERT would need 280,000 variables (SQLite allows 250,000)."""
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+
+    from usdcop_assets.dagster_storage import BatchedSqliteEventLogStorage
+
+    storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path / "runs"))
+    calls = []
+    monkeypatch.setattr(storage, "store_event", lambda e: calls.append(e))  # the one-by-one fallback
+    events = [
+        EventLogEntry(
+            error_info=None, level="debug", user_message="", run_id="r1", timestamp=1.0 + i,
+            dagster_event=DagsterEvent(
+                DagsterEventType.ASSET_MATERIALIZATION.value, "job",
+                event_specific_data=StepMaterializationData(dg.AssetMaterialization(L0, partition=f"p{i:05d}")),
+            ),
+        )
+        for i in range(40_000)
+    ]
+    storage.store_event_batch(events)
+    assert calls == []
+    assert len(storage.get_materialized_partitions(L0)) == 40_000
+    assert storage.get_latest_materialization_events([L0])[L0].dagster_event.partition == "p39999"
+    storage.dispose()
