@@ -19,7 +19,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The recorded history every developer and CI has at ../shared/data from the project root
+# (USDCOP_SHARED_DATA points elsewhere). Never committed; tests that use it fail, not skip, without it.
+SHARED_DATA = Path(os.environ.get("USDCOP_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+SHARED_BARS = SHARED_DATA / "usdcop_m5_ohlcv_2020_2024h1.csv.gz"
+SHARED_MACRO = SHARED_DATA / "macro_indicators_daily_to_2024h1.csv.gz"
+
+
+def pytest_sessionstart(session):
+    missing = [p for p in (SHARED_BARS, SHARED_MACRO) if not p.is_file()]
+    if missing:
+        raise pytest.UsageError(f"shared test data not found: {', '.join(map(str, missing))} (set USDCOP_SHARED_DATA)")
 PG_SERVER = os.environ.get("USDCOP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

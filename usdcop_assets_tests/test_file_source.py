@@ -19,7 +19,7 @@ from usdcop_assets.sources import L0_COLUMNS, fetch_bars
 from usdcop_assets.sources.files import FileSourceError, read_bar_file
 from usdcop_assets.sources.synthetic import synthetic_bars
 
-SHARED_BARS = Path(__file__).resolve().parents[2] / "shared" / "data" / "usdcop_m5_ohlcv_2020_2024h1.csv.gz"
+from usdcop_assets_tests.conftest import SHARED_BARS
 DAY = dt.date(2025, 3, 5)
 
 

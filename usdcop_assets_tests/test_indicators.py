@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from usdcop_assets.features.indicators import (
 )
 from usdcop_assets.sources.synthetic import synthetic_bars
 
-REAL_BARS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "usdcop_m5_ohlcv_2020_2024h1.csv.gz"
+from usdcop_assets_tests.conftest import SHARED_BARS as REAL_BARS
 
 
 def synthetic_clean(start="2024-01-02", end="2024-02-14", seed=7) -> pd.DataFrame:
@@ -41,8 +40,6 @@ def load_real(start: str, end: str) -> pd.DataFrame:
     few sessions (e.g. 2020-01-02) carry Bogota wall-clock labelled "+00:00"; read as UTC they fall off
     the grid and are dropped here (the L1 import decides what to do with them).
     """
-    if not REAL_BARS.exists():
-        pytest.skip(f"{REAL_BARS} not available")
     df = pd.read_csv(REAL_BARS)
     df["time"] = pd.to_datetime(df["time"], utc=True).astype("datetime64[ns, UTC]")
     df = df[cal.on_session_grid(pd.DatetimeIndex(df["time"]))]

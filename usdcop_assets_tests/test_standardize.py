@@ -4,7 +4,6 @@ rejected) on synthetic sessions, on the real shared history, and as an asset che
 
 import datetime as dt
 import time
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -21,7 +20,7 @@ from usdcop_assets.refine.standardize import (
 )
 from usdcop_assets.sources.synthetic import synthetic_bars
 
-SHARED_BARS = Path(__file__).resolve().parents[2] / "shared" / "data" / "usdcop_m5_ohlcv_2020_2024h1.csv.gz"
+from usdcop_assets_tests.conftest import SHARED_BARS
 DAY = dt.date(2025, 3, 5)  # a Wednesday
 H = pd.Timedelta(hours=1)
 

@@ -1,0 +1,671 @@
+"""The dashboard's read-only layer over the warehouse, the lake and the Dagster instance.
+
+Same configuration as the code location (``Settings.from_env``: embedded default, or PostgreSQL / S3
+through ``USDCOP_WAREHOUSE_URL`` / ``USDCOP_LAKE_URL``). Nothing here writes: the SQLite warehouse is
+opened ``mode=ro``, no schema is created, a missing store or table reads as empty, and the Dagster
+instance is only opened when its directory already holds one.
+
+The module has two halves:
+
+- pure functions (``Sources`` and everything taking it or plain frames) that return DataFrames and
+  can be unit tested without Streamlit;
+- ``cached_*`` wrappers (``st.cache_data`` with a TTL) that the pages call, keyed on the
+  configuration so a change of ``USDCOP_HOME`` (or the tests' temporary homes) never mixes data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from usdcop_assets import market_calendar as cal
+from usdcop_assets.settings import ConfigError, Settings, mask_url
+
+OHLCV = "usdcop_m5_ohlcv"
+INDICATORS = "usdcop_m5_indicators"
+REJECTS = "ohlcv_m5_rejects"
+SYNTHETIC = "synthetic"
+DEMO_COMMAND = "bash scripts/demo.sh"
+CLI = ".venv/bin/usdcop"
+DEFAULT_SESSIONS = 20
+MAX_CHART_POINTS = 4000  # bars drawn at most; a longer window is resampled to coarser bars
+_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"  # the warehouse's text timestamps on SQLite
+
+# Every layer, its assets and how each is partitioned ("bar", "session", "day" or None), L5/L6 as the
+# README's target: they show as "not materialized yet" until those layers exist.
+LAYERS: dict[str, list[tuple[str, str | None]]] = {
+    "L0": [("l0/ohlcv_m5", "bar"), ("l0/macro_daily", "day")],
+    "L1": [("l1/ohlcv_m5", "bar"), ("l1/ohlcv_m5_rejects", "bar"), ("l1/macro_daily", "day")],
+    "L2": [("l2/indicators_m5", "bar")],
+    "L3": [("l3/features_m5", "bar")],
+    "L4": [("l4/observation_stats", None), ("l4/observations_m5", "bar"), ("l4/episodes_session", "session")],
+    "L5": [("l5/ppo_model", None), ("l5/actions_m5", "bar")],
+    "L6": [("l6/backtest_session", "session"), ("l6/performance", None)],
+}
+BUILT_LAYERS = ("L0", "L1", "L2", "L3", "L4")
+# Data checks (README "audit | checks"), on the session audit assets.
+CHECKS: dict[str, list[str]] = {
+    "l0/ohlcv_m5_audit": ["bars_complete"],
+    "l1/ohlcv_m5_audit": ["lake_matches_warehouse", "bars_complete", "conservation", "ohlc_integrity"],
+    "l1/ohlcv_m5_rejects_audit": ["lake_matches_warehouse"],
+    "l2/indicators_m5_audit": ["lake_matches_warehouse"],
+    "l4/observations_m5_audit": ["observations_finite", "observation_dimension", "no_look_ahead"],
+}
+CONFIG_VARS = (
+    "USDCOP_HOME", "USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "DAGSTER_HOME", "USDCOP_OBS_CONFIG",
+    "USDCOP_OBS_TRAIN_WINDOW", "AWS_ENDPOINT_URL",
+)
+
+
+def run_command(layers: str) -> str:
+    return f"{CLI} backfill --layers {layers}"
+
+
+def layer_of(asset: str) -> str:
+    return asset.split("/")[0].upper()
+
+
+def what_to_run(asset: str) -> str:
+    """The 'not materialized yet: run ...' line for an asset (L5/L6 are not built in this release)."""
+    layer = layer_of(asset)
+    if layer in BUILT_LAYERS:
+        extra = " (needs the observation training window materialized in L3; see README)" if layer == "L4" else ""
+        return f"`{asset}` not materialized yet: run `{DEMO_COMMAND}` or `{run_command(layer)}`{extra}"
+    return (
+        f"`{asset}` not materialized yet: run `{run_command(layer)}` once the {layer} layer is built "
+        f"(it is not part of this release yet)"
+    )
+
+
+# -- configuration and stores ----------------------------------------------------------------------
+
+
+def config_env(env=os.environ) -> tuple[tuple[str, str], ...]:
+    """The variables that decide where data is read from: the cache key of every cached read."""
+    return tuple((k, env[k]) for k in CONFIG_VARS if env.get(k))
+
+
+class WarehouseReader:
+    """Read-only SQL access: SQLite opened ``mode=ro`` (a missing file is an empty warehouse), PostgreSQL
+    through the same URL as the code location. Never creates tables."""
+
+    def __init__(self, url: sa.URL):
+        self.url = url
+        self.dialect = url.get_backend_name()
+        self.display_url = mask_url(url)
+        if self.dialect == "sqlite":
+            self.path = Path(url.database or "")
+            self.engine = sa.create_engine(f"sqlite:///file:{self.path}?mode=ro&uri=true", connect_args={"timeout": 30})
+        else:
+            self.path = None
+            self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        self._tables: dict[str, bool] = {}
+
+    def exists(self) -> bool:
+        return self.path is None or self.path.is_file()
+
+    def has_table(self, name: str) -> bool:
+        if not self.exists():
+            return False
+        if not self._tables.get(name):
+            self._tables[name] = sa.inspect(self.engine).has_table(name)
+        return self._tables[name]
+
+    def bound(self, ts) -> object:
+        ts = cal.as_utc(ts, "window bound")
+        return ts.strftime(_SQLITE_TIME_FORMAT) if self.dialect == "sqlite" else ts.to_pydatetime()
+
+    def query(self, sql: str, params: dict | None = None, times: tuple[str, ...] = ("time",)) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(sql), params or {})
+            df = pd.DataFrame.from_records([tuple(r) for r in result.fetchall()], columns=list(result.keys()))
+        for c in times:
+            if c in df.columns:
+                df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
+        return df
+
+    def window(self, table: str, columns: list[str], start=None, end=None, where: str = "") -> pd.DataFrame:
+        if not self.has_table(table):
+            return pd.DataFrame(columns=columns)
+        conds, params = ([where] if where else []), {}
+        if start is not None:
+            conds.append("time >= :start")
+            params["start"] = self.bound(start)
+        if end is not None:
+            conds.append("time < :end")
+            params["end"] = self.bound(end)
+        cols = ", ".join(f'"{c}"' for c in columns)
+        clause = (" WHERE " + " AND ".join(conds)) if conds else ""
+        return self.query(f'SELECT {cols} FROM "{table}"{clause} ORDER BY time', params)
+
+
+@dataclass
+class Sources:
+    settings: Settings
+    warehouse: WarehouseReader
+    _store: object = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from usdcop_assets.lake.store import open_store
+
+            self._store = open_store(self.settings.lake)
+        return self._store
+
+    def lake_table(self, dataset: str):
+        from usdcop_assets.lake.session_table import SessionTable
+
+        return SessionTable(self.store, dataset)
+
+    def has_instance(self) -> bool:
+        home = self.settings.dagster_home
+        return (home / "dagster.yaml").is_file() and (home / "history" / "runs.db").is_file() or (
+            (home / "dagster.yaml").is_file() and "postgres" in (home / "dagster.yaml").read_text()
+        )
+
+
+_lock = threading.Lock()
+_sources: dict[tuple, Sources] = {}
+
+
+def sources(env: tuple[tuple[str, str], ...] | None = None) -> Sources:
+    """Stores for a configuration (ConfigError names the variable when a URL is malformed)."""
+    env = config_env() if env is None else env
+    with _lock:
+        if env not in _sources:
+            settings = Settings.from_env(dict(env))
+            _sources[env] = Sources(settings, WarehouseReader(settings.warehouse_url))
+        return _sources[env]
+
+
+# -- bars ---------------------------------------------------------------------------------------------
+
+
+def bars_summary(src: Sources) -> pd.DataFrame:
+    """One row per bar source: source, bars, first, last (empty frame on an empty warehouse)."""
+    cols = ["source", "bars", "first", "last"]
+    if not src.warehouse.has_table(OHLCV):
+        return pd.DataFrame(columns=cols)
+    df = src.warehouse.query(
+        f'SELECT source, COUNT(*) AS bars, MIN(time) AS "first", MAX(time) AS "last" FROM "{OHLCV}" GROUP BY source',
+        times=("first", "last"),
+    )
+    return df[cols] if len(df) else pd.DataFrame(columns=cols)
+
+
+def synthetic_share(summary: pd.DataFrame) -> tuple[int, int]:
+    """(synthetic bars, all bars) of a ``bars_summary``."""
+    if summary.empty:
+        return 0, 0
+    total = int(summary["bars"].sum())
+    return int(summary.loc[summary["source"] == SYNTHETIC, "bars"].sum()), total
+
+
+def last_sessions_window(last_time: pd.Timestamp, sessions: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[open of the ``sessions``-th last trading day up to ``last_time``'s session, its session end)."""
+    last_day = cal.as_utc(last_time).tz_convert(cal.TZ).date()
+    first_day = last_day
+    for _ in range(max(sessions, 1) - 1):
+        first_day = cal.previous_trading_day(first_day)
+    return cal.session_open(first_day), cal.session_end(last_day) if cal.is_trading_day(last_day) else cal.as_utc(last_time) + pd.Timedelta(minutes=5)
+
+
+BAR_COLUMNS = ["time", "open", "high", "low", "close", "volume", "source", "is_flat"]
+OVERLAY_COLUMNS = ["ema_20", "ema_50", "bb_upper", "bb_middle", "bb_lower"]
+
+
+def read_bars(src: Sources, start=None, end=None) -> pd.DataFrame:
+    """Standardized bars of the window with the L2 overlays (EMA/Bollinger) joined when L2 has them."""
+    bars = src.warehouse.window(OHLCV, BAR_COLUMNS, start, end)
+    if bars.empty:
+        return bars
+    bars["is_flat"] = bars["is_flat"].astype(bool)
+    if src.warehouse.has_table(INDICATORS):
+        ind = src.warehouse.window(INDICATORS, ["time", *OVERLAY_COLUMNS], start, end)
+        if len(ind):
+            bars = bars.merge(ind, on="time", how="left")
+    return bars
+
+
+def add_overlays(df: pd.DataFrame, span_fast: int = 20, span_slow: int = 50, window: int = 20, k: float = 2.0) -> pd.DataFrame:
+    """EMA 20/50 and Bollinger(20, 2) on ``close`` where the frame lacks them (resampled bars, no L2)."""
+    out = df.copy()
+    close = out["close"].astype(float)
+    if "ema_20" not in out or out["ema_20"].isna().all():
+        out["ema_20"] = close.ewm(span=span_fast, adjust=False).mean()
+    if "ema_50" not in out or out["ema_50"].isna().all():
+        out["ema_50"] = close.ewm(span=span_slow, adjust=False).mean()
+    if "bb_middle" not in out or out["bb_middle"].isna().all():
+        mid, sd = close.rolling(window).mean(), close.rolling(window).std(ddof=0)
+        out["bb_middle"], out["bb_upper"], out["bb_lower"] = mid, mid + k * sd, mid - k * sd
+    return out
+
+
+def resample_ohlc(bars: pd.DataFrame, rule: str = "1D") -> pd.DataFrame:
+    """OHLC(V) per Bogota ``rule`` bucket (e.g. daily), with the bar count and the sources it came from."""
+    if bars.empty:
+        return pd.DataFrame(columns=["time", "open", "high", "low", "close", "volume", "bars", "source"])
+    local = bars.set_index(pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ))
+    g = local.resample(rule)
+    out = pd.DataFrame({
+        "open": g["open"].first(), "high": g["high"].max(), "low": g["low"].min(), "close": g["close"].last(),
+        "volume": g["volume"].sum(min_count=1), "bars": g["close"].count(),
+        "source": g["source"].agg(lambda s: ",".join(sorted(set(s))) if len(s) else None),
+    })
+    out = out[out["bars"] > 0]
+    out.index = out.index.tz_convert("UTC")
+    return out.rename_axis("time").reset_index()
+
+
+def chart_rule(n_bars: int, max_points: int = MAX_CHART_POINTS) -> str | None:
+    """Resampling rule keeping a chart under ``max_points`` candles (None: draw the 5-minute bars)."""
+    if n_bars <= max_points:
+        return None
+    for minutes, rule in ((15, "15min"), (30, "30min"), (60, "60min")):
+        if n_bars * 5 / minutes <= max_points:
+            return rule
+    return "1D"
+
+
+def session_pnl_hint(bars: pd.DataFrame) -> dict:
+    """Latest price and its change against the previous session's last close."""
+    if bars.empty:
+        return {}
+    last = bars.iloc[-1]
+    days = cal.session_dates(bars["time"])
+    last_day = days.iloc[-1]
+    prev = bars.loc[(days != last_day).to_numpy()]
+    out = {"price": float(last["close"]), "time": last["time"], "session": last_day, "source": last["source"]}
+    if len(prev):
+        out["change"] = float(last["close"] - prev.iloc[-1]["close"])
+        out["change_pct"] = 100.0 * out["change"] / float(prev.iloc[-1]["close"])
+    return out
+
+
+def in_session(now=None) -> bool:
+    now = cal.as_utc(now or pd.Timestamp.now(tz="UTC"))
+    day = now.tz_convert(cal.TZ).date()
+    return cal.is_trading_day(day) and cal.session_open(day) <= now < cal.session_end(day)
+
+
+# -- lake -------------------------------------------------------------------------------------------
+
+
+def lake_dates(src: Sources, dataset: str) -> list[dt.date]:
+    try:
+        return src.lake_table(dataset).dates()
+    except FileNotFoundError:
+        return []
+
+
+def read_lake(src: Sources, dataset: str, days: list[dt.date]) -> pd.DataFrame:
+    if not days:
+        return pd.DataFrame()
+    return src.lake_table(dataset).read(cal.session_open(days[0]) - pd.Timedelta(hours=8), cal.session_end(days[-1]) + pd.Timedelta(hours=11))
+
+
+def actions_markers(src: Sources, sessions: list[dt.date]) -> pd.DataFrame | None:
+    """Agent positions (L5 ``l5/actions_m5``) of the sessions as entry/exit markers; None if not there."""
+    days = [d for d in lake_dates(src, "l5/actions_m5") if sessions and sessions[0] <= d <= sessions[-1]]
+    if not days:
+        return None
+    df = read_lake(src, "l5/actions_m5", days)
+    if "position" not in df.columns:
+        return None
+    pos = df["position"].astype(float)
+    change = pos.diff().fillna(pos).ne(0)
+    out = df.loc[change, ["time"]].copy()
+    out["position"] = pos[change].to_numpy()
+    out["kind"] = np.where(out["position"] == 0, "exit", np.where(out["position"] > 0, "long", "short"))
+    return out
+
+
+def latest_observation(src: Sources) -> dict | None:
+    """The last observation row (l4/observations_m5), its vector with feature names, and the config."""
+    days = lake_dates(src, "l4/observations_m5")
+    if not days:
+        return None
+    df = read_lake(src, "l4/observations_m5", days[-1:])
+    if df.empty:
+        return None
+    row = df.iloc[-1]
+    ocols = [c for c in df.columns if c.startswith("o_")]
+    vector = pd.DataFrame({"position": range(len(ocols)), "feature": [c[2:] for c in ocols],
+                           "value": [float(row[c]) for c in ocols]})
+    return {"time": row["time"], "obs_version": row.get("obs_version"), "non_finite": int(row.get("non_finite", 0)),
+            "warm": bool(row.get("warm", True)), "vector": vector, "sessions": days}
+
+
+def observation_history(src: Sources, sessions: int = 5) -> pd.DataFrame:
+    days = lake_dates(src, "l4/observations_m5")
+    return read_lake(src, "l4/observations_m5", days[-sessions:])
+
+
+def latest_features(src: Sources) -> pd.DataFrame | None:
+    """The last L3 feature row, long format (feature, value)."""
+    days = lake_dates(src, "l3/features_m5")
+    if not days:
+        return None
+    df = read_lake(src, "l3/features_m5", days[-1:])
+    if df.empty:
+        return None
+    row = df.iloc[-1]
+    skip = {"time", "symbol"}
+    vals = [(c, row[c]) for c in df.columns if c not in skip and np.issubdtype(np.asarray(row[c]).dtype, np.number)]
+    return pd.DataFrame({"time": row["time"], "feature": [c for c, _ in vals], "value": [float(v) for _, v in vals]})
+
+
+def normalization(src: Sources) -> pd.DataFrame | None:
+    """l4/observation_stats (one row per feature: mean, std, version, training window), or None."""
+    from usdcop_assets.lake.session_table import read_object
+
+    try:
+        return read_object(src.store, "l4/observation_stats")
+    except FileNotFoundError:
+        return None
+
+
+def observation_config() -> dict:
+    """The observation config the code location uses (version, features, passthrough)."""
+    from usdcop_assets.observation.builder import load_config
+
+    try:
+        cfg = load_config()
+    except ValueError as exc:
+        return {"error": str(exc)}
+    return {"version": cfg.version, "dim": cfg.dim, "features": list(cfg.features), "sha256": cfg.sha256(),
+            "train_window": f"{cfg.train_start}..{cfg.train_end}", "passthrough": sorted(cfg.passthrough)}
+
+
+def manifests(src: Sources, dataset: str, sessions: int = 20, verify: bool = True) -> pd.DataFrame:
+    """manifest.json of the last ``sessions`` session objects of a dataset, and whether each verifies."""
+    table = src.lake_table(dataset)
+    rows = []
+    for day in lake_dates(src, dataset)[-sessions:][::-1]:
+        try:
+            m = table.manifest(day) or {}
+        except ValueError:
+            m = {}
+        problems = table.verify(day) if verify else []
+        rows.append({"date": day, "rows": m.get("rows"), "sha256": m.get("sha256"), "bytes": m.get("bytes"),
+                     "time_min": m.get("time_min"), "time_max": m.get("time_max"), "written_at": m.get("written_at"),
+                     "verified": "ok" if not problems else "; ".join(problems)})
+    return pd.DataFrame(rows, columns=["date", "rows", "sha256", "bytes", "time_min", "time_max", "written_at", "verified"])
+
+
+LAKE_DATASETS = ("l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5",
+                 "l4/observations_m5", "l0/macro_daily", "l1/macro_daily")
+
+
+# -- data quality -------------------------------------------------------------------------------------
+
+
+def rejects(src: Sources, start=None, end=None) -> pd.DataFrame:
+    return src.warehouse.window(REJECTS, ["time", "reason", "source", "detail"], start, end)
+
+
+def rejects_by_reason(rej: pd.DataFrame) -> pd.DataFrame:
+    if rej.empty:
+        return pd.DataFrame(columns=["reason", "rows"])
+    return rej.groupby("reason").size().rename("rows").sort_values(ascending=False).reset_index()
+
+
+def rejects_by_day(rej: pd.DataFrame) -> pd.DataFrame:
+    """Rows per Bogota day (index) and reason (columns)."""
+    if rej.empty:
+        return pd.DataFrame()
+    day = cal.session_dates(rej["time"]).to_numpy()
+    return rej.assign(day=day).pivot_table(index="day", columns="reason", values="time", aggfunc="count", fill_value=0)
+
+
+def quality_by_session(bars: pd.DataFrame, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """Per session of ``first..last``: bars present, expected, missing (gaps) and flat bars."""
+    days = cal.trading_days(first, last)
+    if not days:
+        return pd.DataFrame(columns=["session", "bars", "expected", "missing", "flat"])
+    if bars.empty:
+        present = pd.Series(0, index=days)
+        flat = pd.Series(0, index=days)
+    else:
+        on_grid = cal.on_session_grid(pd.DatetimeIndex(bars["time"]))
+        b = bars.loc[on_grid]
+        d = cal.session_dates(b["time"]).to_numpy()
+        present = pd.Series(1, index=d).groupby(level=0).sum().reindex(days, fill_value=0)
+        flat = pd.Series(b["is_flat"].astype(bool).to_numpy(), index=d).groupby(level=0).sum().reindex(days, fill_value=0)
+    out = pd.DataFrame({"session": days, "bars": present.to_numpy(), "expected": cal.BARS_PER_SESSION})
+    out["missing"] = out["expected"] - out["bars"]
+    out["flat"] = flat.to_numpy().astype(int)
+    return out
+
+
+# -- Dagster instance (read-only) ---------------------------------------------------------------------
+
+
+def open_instance(src: Sources):
+    """The Dagster instance at DAGSTER_HOME, or None when none was created there yet."""
+    if not src.has_instance():
+        return None
+    from dagster import DagsterInstance
+
+    return DagsterInstance.from_config(str(src.settings.dagster_home))
+
+
+def _key(asset: str):
+    from dagster import AssetKey
+
+    return AssetKey(asset.split("/"))
+
+
+def _ts(seconds: float | None) -> pd.Timestamp | None:
+    return None if seconds is None else pd.Timestamp(seconds, unit="s", tz="UTC")
+
+
+def expected_partitions(kind: str, first: str, last: str) -> list[str]:
+    """Partition keys the calendar expects from ``first`` to ``last`` (same kind, inclusive)."""
+    if kind == "bar":
+        bars = cal.expected_bars(cal.parse_bar_key(first), cal.parse_bar_key(last) + pd.Timedelta(minutes=cal.BAR_MINUTES))
+        return [cal.bar_key(b) for b in bars]
+    a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    if kind == "session":
+        return [d.isoformat() for d in cal.trading_days(a, b)]
+    return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+
+
+def freshness(kind: str | None, latest: str | None, now=None) -> str:
+    """'fresh', 'n bars/sessions behind' against the calendar's last closed bar, or 'never'."""
+    if latest is None:
+        return "never materialized"
+    if kind is None:
+        return "materialized (unpartitioned)"
+    now = cal.as_utc(now or pd.Timestamp.now(tz="UTC"))
+    last_bar = cal.last_closed_bar(now)
+    if last_bar is None:
+        return "unknown"
+    if kind == "bar":
+        behind = len(cal.expected_bars(cal.parse_bar_key(latest) + pd.Timedelta(minutes=5), last_bar + pd.Timedelta(minutes=5)))
+        unit = "bars"
+    else:
+        last_day = last_bar.tz_convert(cal.TZ).date()
+        start = dt.date.fromisoformat(latest) + dt.timedelta(days=1)
+        behind = len(cal.trading_days(start, last_day)) if kind == "session" else max((last_day - start).days + 1, 0)
+        unit = "sessions" if kind == "session" else "days"
+    return "fresh" if behind <= 0 else f"stale: {behind} {unit} behind"
+
+
+def layer_status(instance, now=None) -> pd.DataFrame:
+    """One row per asset of L0-L6: latest partition, when, run, partitions materialized, gaps, freshness."""
+    rows = []
+    known = {"/".join(k.path) for k in instance.get_asset_keys()} if instance is not None else set()
+    for layer, assets in LAYERS.items():
+        for asset, kind in assets:
+            row = {"layer": layer, "asset": asset, "partitioned_by": kind or "-", "latest_partition": None,
+                   "materialized_at": None, "run_id": None, "partitions": 0, "gaps": 0, "first_gap": None,
+                   "freshness": "never materialized", "what_to_run": what_to_run(asset)}
+            if asset in known:
+                event = instance.get_latest_materialization_event(_key(asset))
+                if event is not None:
+                    mat = event.asset_materialization
+                    row.update(materialized_at=_ts(event.timestamp), run_id=event.run_id, what_to_run="")
+                    if kind is not None:
+                        parts = sorted(instance.get_materialized_partitions(_key(asset)))
+                        row["partitions"] = len(parts)
+                        if parts:
+                            latest = parts[-1]  # keys sort in time order (ISO dates, %Y-%m-%d-%H:%M)
+                            row["latest_partition"] = latest
+                            have = set(parts)
+                            missing = [k for k in expected_partitions(kind, parts[0], latest) if k not in have]
+                            row.update(gaps=len(missing), first_gap=missing[0] if missing else None)
+                    else:
+                        row["latest_partition"] = mat.partition or "-"
+                    row["freshness"] = freshness(kind, row["latest_partition"] if kind else "-", now)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def check_results(instance) -> pd.DataFrame:
+    """Latest evaluation of each data check: status, passed, severity, partition, run, when."""
+    from dagster import AssetCheckKey
+
+    rows = []
+    for audit, names in CHECKS.items():
+        for name in names:
+            row = {"layer": layer_of(audit), "asset": audit, "check": name, "status": "never run", "passed": None,
+                   "severity": None, "partition": None, "run_id": None, "at": None}
+            rec = instance.get_latest_asset_check_evaluation_record(AssetCheckKey(_key(audit), name)) if instance else None
+            if rec is not None:
+                row.update(status=rec.status.value, partition=rec.partition, run_id=rec.run_id, at=_ts(rec.create_timestamp))
+                ev = rec.event.asset_check_evaluation if rec.event is not None and rec.event.dagster_event else None
+                if ev is not None:
+                    row.update(passed=bool(ev.passed), severity=ev.severity.value)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def recent_runs(instance, limit: int = 25) -> pd.DataFrame:
+    cols = ["run_id", "job", "status", "start", "end", "duration_s", "range", "launched_by"]
+    if instance is None:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for rec in instance.get_run_records(limit=limit):
+        run, tags = rec.dagster_run, rec.dagster_run.tags
+        start, end = _ts(rec.start_time), _ts(rec.end_time)
+        rng = tags.get("dagster/asset_partition_range_start")
+        rows.append({"run_id": run.run_id, "job": run.job_name, "status": run.status.value, "start": start, "end": end,
+                     "duration_s": round(rec.end_time - rec.start_time, 1) if rec.end_time and rec.start_time else None,
+                     "range": f"{rng} .. {tags.get('dagster/asset_partition_range_end')}" if rng else tags.get("dagster/partition"),
+                     "launched_by": tags.get("usdcop/launched_by")})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def materializations(instance, asset: str, limit: int = 50) -> pd.DataFrame:
+    """Latest materializations of an asset: partition, code version, data version, run id, when, metadata."""
+    cols = ["partition", "code_version", "data_version", "run_id", "at", "storage_id", "metadata"]
+    if instance is None:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for rec in instance.fetch_materializations(_key(asset), limit=limit).records:
+        mat = rec.asset_materialization
+        tags = mat.tags or {}
+        meta = {k: _meta_text(v) for k, v in list(mat.metadata.items())[:12]}
+        rows.append({"partition": mat.partition, "code_version": tags.get("dagster/code_version"),
+                     "data_version": tags.get("dagster/data_version"), "run_id": rec.run_id, "at": _ts(rec.timestamp),
+                     "storage_id": rec.storage_id, "metadata": json.dumps(meta, default=str)[:400]})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _meta_text(value) -> str:
+    inner = getattr(value, "value", value)
+    return str(inner)[:80]
+
+
+# -- cached wrappers for the pages ----------------------------------------------------------------------
+
+try:
+    import streamlit as st
+except ImportError:  # the pure half stays importable without Streamlit
+    st = None
+
+if st is not None:
+    TTL = 30
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_bars_summary(env) -> pd.DataFrame:
+        return bars_summary(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_bars(env, start, end) -> pd.DataFrame:
+        return read_bars(sources(env), start, end)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_daily_bars(env) -> pd.DataFrame:
+        src = sources(env)
+        bars = src.warehouse.window(OHLCV, ["time", "open", "high", "low", "close", "volume", "source"])
+        return resample_ohlc(bars, "1D")
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_rejects(env, start, end) -> pd.DataFrame:
+        return rejects(sources(env), start, end)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_quality_bars(env, start, end) -> pd.DataFrame:
+        return sources(env).warehouse.window(OHLCV, ["time", "is_flat", "source"], start, end)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_actions(env, first: dt.date, last: dt.date):
+        return actions_markers(sources(env), cal.trading_days(first, last))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_latest_observation(env):
+        return latest_observation(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_observation_history(env, sessions: int) -> pd.DataFrame:
+        return observation_history(sources(env), sessions)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_latest_features(env):
+        return latest_features(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_normalization(env):
+        return normalization(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_observation_config(env) -> dict:
+        return observation_config()
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_manifests(env, dataset: str, sessions: int) -> pd.DataFrame:
+        return manifests(sources(env), dataset, sessions)
+
+    @st.cache_resource(show_spinner=False)
+    def cached_instance(env):
+        return open_instance(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_layer_status(env) -> pd.DataFrame:
+        return layer_status(cached_instance(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_check_results(env) -> pd.DataFrame:
+        return check_results(cached_instance(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_recent_runs(env, limit: int = 25) -> pd.DataFrame:
+        return recent_runs(cached_instance(env), limit)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_materializations(env, asset: str, limit: int = 50) -> pd.DataFrame:
+        return materializations(cached_instance(env), asset, limit)
+
+
+__all__ = ["ConfigError"]

@@ -1,0 +1,69 @@
+"""Trading terminal: candles of the standardized bars with EMA/Bollinger, the agent's markers (L5),
+the latest price and the paper ledger (L5). Refreshes itself during the session."""
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+import charts
+import common
+import data
+from usdcop_assets import market_calendar as cal
+
+st.title("Trading terminal")
+ctx = common.context()
+
+if not ctx.has_bars:
+    common.empty_message("No standardized bars in the warehouse yet (`usdcop_m5_ohlcv` is empty)")
+    st.stop()
+
+live = data.in_session()
+c1, c2, c3 = st.columns([2, 2, 3])
+history = c1.radio("History", ["Last sessions", "Full history (daily)"], horizontal=True, key="history")
+sessions = c2.number_input("Sessions", min_value=1, max_value=250, value=data.DEFAULT_SESSIONS, step=5, key="sessions",
+                           disabled=history != "Last sessions")
+c3.caption(
+    f"{'Session open: refreshing every 60 s' if live else 'Market closed: no auto-refresh'} · "
+    f"{int(ctx.summary['bars'].sum()):,} bars from {ctx.summary['first'].min():%Y-%m-%d} to {ctx.summary['last'].max():%Y-%m-%d}"
+)
+
+
+@st.fragment(run_every="60s" if live else None)
+def terminal() -> None:
+    summary = data.cached_bars_summary(ctx.env)
+    last_time = summary["last"].max()
+    start, end = data.last_sessions_window(last_time, int(sessions))
+    window = data.cached_bars(ctx.env, start, end)
+    quote = data.session_pnl_hint(window)
+
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric(
+        "Latest price" + common.synthetic_tag([quote.get("source")]),
+        f"{quote['price']:,.2f}" if quote else "-",
+        f"{quote['change']:+,.2f} ({quote['change_pct']:+.2f}%) vs prior close" if "change" in quote else None,
+    )
+    m2.metric("Last bar (Bogota)", f"{quote['time'].tz_convert(cal.TZ):%Y-%m-%d %H:%M}" if quote else "-")
+    m3.metric("Agent position", "not materialized")
+    m4.metric("Session P&L (paper)", "not materialized")
+
+    if history == "Last sessions":
+        rule = data.chart_rule(len(window))
+        shown = window if rule is None else data.resample_ohlc(window, rule)
+        shown = data.add_overlays(shown)  # fills only what L2 did not provide
+        first_day, last_day = cal.session_dates(window["time"]).iloc[[0, -1]] if len(window) else (None, None)
+        markers = data.cached_actions(ctx.env, first_day, last_day) if first_day else None
+        title = f"USD/COP 5-min, last {int(sessions)} sessions" + (f" (resampled {rule})" if rule else "")
+        st.altair_chart(charts.candlestick(shown, title + common.synthetic_tag(shown["source"]), intraday=True, markers=markers),
+                        width="stretch")
+    else:
+        daily = data.add_overlays(data.cached_daily_bars(ctx.env))
+        markers = None
+        st.altair_chart(charts.candlestick(daily, f"USD/COP daily OHLC, full history ({len(daily):,} sessions)" + common.synthetic_tag(daily["source"]),
+                                           intraday=False), width="stretch")
+    if markers is None:
+        st.caption("Agent entries/exits: " + data.what_to_run("l5/actions_m5"))
+    st.caption("Paper ledger (latest fill, session P&L): " + data.what_to_run("l5/actions_m5"))
+
+
+terminal()
