@@ -26,5 +26,5 @@ cat <<MSG
 Done. Everything is under $USDCOP_HOME (lake/, warehouse.sqlite, dagster_home/).
   Dagster UI (runs, lineage, partitions, checks):  .venv/bin/usdcop ui      then open http://127.0.0.1:3000
   Configuration and store health:                 .venv/bin/usdcop doctor
-  Dashboard:                                      not built yet (streamlit_app/README.md)
+  Dashboard (Streamlit):                          .venv/bin/streamlit run streamlit_app/app.py
 MSG

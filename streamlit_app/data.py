@@ -473,7 +473,7 @@ def expected_partitions(kind: str, first: str, last: str) -> list[str]:
     """Partition keys the calendar expects from ``first`` to ``last`` (same kind, inclusive)."""
     if kind == "bar":
         bars = cal.expected_bars(cal.parse_bar_key(first), cal.parse_bar_key(last) + pd.Timedelta(minutes=cal.BAR_MINUTES))
-        return [cal.bar_key(b) for b in bars]
+        return list(bars.tz_convert(cal.TZ).strftime(cal.BAR_KEY_FORMAT))  # vectorized: ~100k keys for six years
     a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
     if kind == "session":
         return [d.isoformat() for d in cal.trading_days(a, b)]

@@ -14,6 +14,7 @@ from usdcop_assets.sensors import SENSORS
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
 from usdcop_assets.jobs import build_audit_job, build_m5_chain_job, build_macro_job, build_session_job, build_stats_job
 from usdcop_assets.resources import store_resources
+from usdcop_assets.schedules import build_schedules
 
 M5_ASSETS = [l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5]
 SESSION_ASSETS = [l4_episodes_session]
@@ -45,15 +46,18 @@ ASSETS = [*M5_ASSETS, *SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *AUDITS]
 
 def build_definitions() -> dg.Definitions:
     lake, warehouse = store_resources()
+    built = [
+        build_m5_chain_job(M5_ASSETS),
+        build_session_job(SESSION_ASSETS),
+        build_audit_job(AUDITS),
+        build_macro_job(DAILY_ASSETS),
+        build_stats_job(STATS_ASSETS),
+    ]
+    jobs = {job.name: job for job in built}
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[
-            build_m5_chain_job(M5_ASSETS),
-            build_session_job(SESSION_ASSETS),
-            build_audit_job(AUDITS),
-            build_macro_job(DAILY_ASSETS),
-            build_stats_job(STATS_ASSETS),
-        ],
+        jobs=list(jobs.values()),
+        schedules=build_schedules(jobs),
         sensors=SENSORS,
         resources={
             "lake": lake,

@@ -1,0 +1,69 @@
+"""Market-hour schedules, built from the partitioned jobs so they inherit the calendar.
+
+``build_schedule_from_partitioned_job`` takes the partitions' cron and skips ticks whose window
+start is excluded, so weekends (no tick), 13:xx ticks and Colombian holidays (excluded windows)
+request nothing, with no calendar logic here:
+
+- ``m5_chain_schedule``: every 5 minutes, the bar that just closed (08:05 runs the 08:00 bar, 13:00
+  the 12:55 bar). The realtime *sensor* is the live path (it waits for the vendor to publish the
+  bar); this schedule is for sources whose bars exist at the close (synthetic, replays). Run one or
+  the other, not both.
+- ``session_chain_schedule`` (13:10 Bogota) and ``session_audit_schedule`` (13:20): the session
+  layers and the audits of the session that just closed, after its last bar's run had time to land
+  (their own cron: Dagster cannot move the minute of the session partitions' custom cron).
+
+All start STOPPED, like the sensors: turn them on in the UI (Automation) for a live deployment.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from usdcop_assets import market_calendar as cal
+from usdcop_assets.jobs import AUDIT_JOB, M5_CHAIN_JOB, SESSION_JOB
+
+STOPPED = dg.DefaultScheduleStatus.STOPPED
+
+
+def session_close_schedule(job, name: str, minute: int, description: str) -> dg.ScheduleDefinition:
+    """At 13:<minute> Bogota on weekdays, the session that just closed; nothing on holidays.
+
+    Dagster cannot shift the minute of a custom partition cron (``0 8,13``), so this schedule keeps
+    its own cron and asks the session partitions whether today is a partition (the calendar decides).
+    """
+
+    @dg.schedule(
+        name=name,
+        cron_schedule=f"{minute} 13 * * 1-5",
+        execution_timezone=cal.TZ_NAME,
+        job=job,
+        default_status=STOPPED,
+        description=description,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        now = pd.Timestamp(context.scheduled_execution_time).tz_convert(cal.TZ)
+        day = now.date()
+        if not cal.is_trading_day(day):
+            return dg.SkipReason(f"{day.isoformat()} is not a trading day (holiday)")
+        if now < cal.session_end(day):  # a manual tick before the close: the session is not over
+            return dg.SkipReason(f"the {day.isoformat()} session has not closed yet")
+        key = cal.session_key(day)
+        return dg.RunRequest(run_key=key, partition_key=key)
+
+    return _schedule
+
+
+def build_schedules(jobs: dict) -> list:
+    return [
+        dg.build_schedule_from_partitioned_job(
+            jobs[M5_CHAIN_JOB],
+            name="m5_chain_schedule",
+            default_status=STOPPED,
+            description="Each bar at its close, during Bogota sessions (08:05-13:00), skipping holidays.",
+        ),
+        session_close_schedule(
+            jobs[SESSION_JOB], "session_chain_schedule", 10, "The session layers of the session that closed at 13:00, at 13:10 Bogota."
+        ),
+        session_close_schedule(
+            jobs[AUDIT_JOB], "session_audit_schedule", 20, "The audits and checks of the session that closed at 13:00, at 13:20 Bogota."
+        ),
+    ]
