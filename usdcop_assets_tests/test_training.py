@@ -148,6 +148,14 @@ def test_train_config_validation():
     assert T.TrainConfig(total_timesteps=1000, n_steps=256, n_checkpoints=3).chunk_timesteps == 512
 
 
+def test_select_checkpoint_best_and_earliest_on_ties():
+    curve = [{"valid_sharpe": None, "valid_mean_reward": 1.0}, {"valid_sharpe": 2.0, "valid_mean_reward": 3.0},
+             {"valid_sharpe": 2.0, "valid_mean_reward": 3.0}, {"valid_sharpe": float("nan"), "valid_mean_reward": 0.0}]
+    assert T.select_checkpoint(curve, "sharpe") == 1
+    assert T.select_checkpoint(curve, "mean_reward") == 1
+    assert T.select_checkpoint([{"valid_sharpe": None}] * 3) == 0
+
+
 # --- inference ------------------------------------------------------------------------------------
 
 

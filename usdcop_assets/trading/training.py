@@ -298,6 +298,17 @@ def _score(row: dict, metric: str) -> float:
     return float(v) if v is not None and math.isfinite(v) else -math.inf
 
 
+def select_checkpoint(curve: list[dict], metric: str = "sharpe") -> int:
+    """Index of the best checkpoint by ``valid_<metric>`` (None/NaN = -inf); ties go to the earliest."""
+    if not curve:
+        raise ValueError("no checkpoint to select from")
+    best = 0
+    for k in range(1, len(curve)):
+        if _score(curve[k], metric) > _score(curve[best], metric):
+            best = k
+    return best
+
+
 def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None = None, obs_config=None,
                costs: CostConfig | None = None, *, risk: RiskLimits | None = None, obs_stats: dict | None = None,
                log=None) -> TrainedModel:
@@ -345,7 +356,7 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
     chunk = config.chunk_timesteps
     curve: list[dict] = []
     snapshots: list[tuple[bytes, str]] = []
-    best = None
+    best = 0
     for k in range(config.n_checkpoints):
         rewards: list[float] = []
         model.learn(chunk, reset_num_timesteps=(k == 0), callback=_episode_rewards_callback(rewards), progress_bar=False)
@@ -365,8 +376,7 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
         }
         curve.append(row)
         snapshots.append((_save_bytes(model), digest))
-        if best is None or _score(row, config.selection_metric) > _score(curve[best], config.selection_metric):
-            best = k  # strict: ties keep the earliest
+        best = select_checkpoint(curve, config.selection_metric)
         if log:
             log(f"fold {fold.key} checkpoint {k}: {row['timesteps']} steps, train reward {row['train_mean_reward']}, "
                 f"valid sharpe {row['valid_sharpe']}, valid reward {row['valid_mean_reward']:.4g}")
