@@ -1,0 +1,306 @@
+"""L5: the PPO agent per walk-forward fold, and its actions per session.
+
+- ``l5/ppo_model`` (one partition per fold = calendar month, Bogota): trains on the L4 episodes strictly
+  before the month (``trading.folds.fold_windows``; scheme, window lengths from the environment), picks the
+  best checkpoint on the validation slice (``trading.training.train_fold``) and stores the artifact in the
+  lake under ``models/ppo/<fold>/<version>/model.zip`` + ``metadata.json``, where ``version`` is
+  ``<fold>-<first 12 hex of the weights hash>``: the path is content-addressed by the policy weights, so
+  retraining to the same weights writes nothing new (the first zip is kept; SB3 zips of identical weights
+  differ in timestamps only). Its Dagster output is one summary row per fold (fold, version, hash, path,
+  windows, selected checkpoint, validation Sharpe) through the lake IO manager: the row's ``time`` is the
+  fold start (00:00 Bogota on the 1st, in UTC), inside the month's partition window, so the lake keys it by
+  that day and re-materializing the fold replaces it (the manager replaces exactly the partition window).
+- ``l5/actions_m5`` (session-partitioned; see its docstring for why not per bar).
+
+Thin wiring only: the logic lives in ``usdcop_assets.trading``.
+"""
+
+import datetime as dt
+import hashlib
+import os
+import time as _time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from usdcop_assets import market_calendar as cal
+from usdcop_assets.assets.indicators import own_window
+from usdcop_assets.assets.observations import EPISODES, OBS_STATS, stats_from_frame
+from usdcop_assets.lake.session_table import read_object
+from usdcop_assets.observation.builder import load_config, observation_matrix
+from usdcop_assets.partitions import history_start, session_partitions
+from usdcop_assets.resources import LakeResource
+from usdcop_assets.trading.costs import CostConfig
+from usdcop_assets.trading.env import EnvConfig
+from usdcop_assets.trading.folds import fold_windows
+from usdcop_assets.trading.risk import RiskLimits
+from usdcop_assets.trading.training import TrainConfig, curve_markdown, load_model, predict_positions, train_fold, weights_sha256
+
+PPO_MODEL = dg.AssetKey(["l5", "ppo_model"])
+ACTIONS = dg.AssetKey(["l5", "actions_m5"])
+MODELS_PREFIX = "models/ppo"
+FLAT_VERSION = "none (flat)"
+FOLD_OFFSET_MONTHS = 3  # the first fold starts this many months after the history start (some history to train on)
+
+SCHEME_ENV = "USDCOP_TRAIN_SCHEME"
+TIMESTEPS_ENV = "USDCOP_PPO_TIMESTEPS"
+SEED_ENV = "USDCOP_PPO_SEED"
+CHECKPOINTS_ENV = "USDCOP_PPO_CHECKPOINTS"
+N_STEPS_ENV = "USDCOP_PPO_N_STEPS"
+TRAIN_SESSIONS_ENV = "USDCOP_TRAIN_SESSIONS"
+VALID_SESSIONS_ENV = "USDCOP_VALID_SESSIONS"
+MIN_TRAIN_SESSIONS_ENV = "USDCOP_MIN_TRAIN_SESSIONS"
+
+
+def _fold_start_date(start: dt.date, months: int = FOLD_OFFSET_MONTHS) -> dt.date:
+    m = start.year * 12 + start.month - 1 + months
+    return dt.date(m // 12, m % 12 + 1, 1)
+
+
+# end_offset=1: the current month's fold exists from its first day (it is trained on the sessions before it).
+fold_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=_fold_start_date(history_start()).strftime("%Y-%m"),
+    fmt="%Y-%m",
+    timezone=cal.TZ_NAME,
+    end_offset=1,
+)
+
+
+def _env_int(name: str, default: int, env=os.environ) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+
+
+def train_config_from_env(env=os.environ) -> TrainConfig:
+    n_steps = _env_int(N_STEPS_ENV, TrainConfig.n_steps, env)
+    return TrainConfig(
+        total_timesteps=_env_int(TIMESTEPS_ENV, 50_000, env),
+        seed=_env_int(SEED_ENV, 7, env),
+        n_checkpoints=_env_int(CHECKPOINTS_ENV, TrainConfig.n_checkpoints, env),
+        n_steps=n_steps,
+        batch_size=min(TrainConfig.batch_size, n_steps),
+    )
+
+
+def fold_options_from_env(env=os.environ) -> dict:
+    return {
+        "scheme": env.get(SCHEME_ENV) or "expanding",
+        "train_sessions": _env_int(TRAIN_SESSIONS_ENV, 250, env),
+        "valid_sessions": _env_int(VALID_SESSIONS_ENV, 20, env),
+        "min_train_sessions": _env_int(MIN_TRAIN_SESSIONS_ENV, 60, env),
+    }
+
+
+def live_costs() -> CostConfig:
+    """The costs of training, live risk and backtest (one definition)."""
+    return CostConfig()
+
+
+def live_limits() -> RiskLimits:
+    return RiskLimits()
+
+
+def model_dir(fold_key: str, version: str) -> str:
+    return f"{MODELS_PREFIX}/{fold_key}/{version}"
+
+
+def _warm_sessions(episodes: pd.DataFrame) -> list[str]:
+    if episodes.empty:
+        return []
+    warm = episodes.groupby("session")["warm"].all() if "warm" in episodes.columns else episodes.groupby("session").size() > 0
+    return sorted(warm[warm].index.astype(str))
+
+
+@dg.asset(
+    key=PPO_MODEL,
+    deps=[dg.AssetDep(EPISODES, partition_mapping=dg.AllPartitionMapping()), OBS_STATS],
+    partitions_def=fold_partitions,
+    io_manager_key="lake_io_manager",
+    group_name="l5_model",
+    kinds={"pytorch", "parquet"},
+    metadata={"time_column": "time"},
+    description="SB3 PPO trained only on the L4 episodes before its fold (month); artifact in the lake under models/ppo/<fold>/<version>/.",
+)
+def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Output[pd.DataFrame]:
+    fold_key = context.partition_key
+    fold_start, _ = own_window(context)
+    episodes = lake.table("/".join(EPISODES.path)).read(None, fold_start)
+    options = fold_options_from_env()
+    fold = fold_windows(fold_key, _warm_sessions(episodes), **options)  # ValueError: not enough history before the fold
+    config = train_config_from_env()
+    obs_config = load_config()
+    try:
+        obs_stats = stats_from_frame(read_object(lake.store(), "/".join(OBS_STATS.path)))
+    except FileNotFoundError:
+        obs_stats = None
+    context.log.info(f"fold {fold_key}: {fold.n_train} training sessions {fold.train_first}..{fold.train_last}, "
+                     f"{fold.n_valid} validation {fold.valid_first}..{fold.valid_last}; {config.total_timesteps} timesteps, seed {config.seed}")
+    trained = train_fold(episodes, fold, config, obs_config, live_costs(), risk=live_limits(), obs_stats=obs_stats, log=context.log.info)
+
+    version = trained.version
+    path = model_dir(fold_key, version)
+    store = lake.store()
+    reused = store.get(f"{path}/metadata.json") is not None
+    if not reused:  # content-addressed: the same weights are stored once
+        store.put(f"{path}/model.zip", trained.model_zip)
+        store.put(f"{path}/metadata.json", trained.metadata_json())
+    sel = trained.metadata["selection"]
+    window = trained.metadata["data_window"]
+    row = pd.DataFrame([{
+        "time": fold_start,
+        "fold": fold_key,
+        "version": version,
+        "weights_sha256": trained.weights_sha256,
+        "obs_version": trained.metadata["observation"]["obs_version"],
+        "model_path": f"{path}/model.zip",
+        "metadata_path": f"{path}/metadata.json",
+        "scheme": fold.scheme,
+        "train_first": window["train_first"], "train_last": window["train_last"],
+        "valid_first": window["valid_first"], "valid_last": window["valid_last"],
+        "train_sessions": int(window["train_sessions"]), "valid_sessions": int(window["valid_sessions"]),
+        "seed": int(config.seed),
+        "total_timesteps": int(config.total_timesteps),
+        "selected_checkpoint": int(sel["checkpoint"]),
+        "selected_timesteps": int(sel["timesteps"]),
+        "valid_sharpe": float(sel["valid_sharpe"]) if sel["valid_sharpe"] is not None else np.nan,
+        "valid_mean_reward": float(sel["valid_mean_reward"]),
+    }])
+    return dg.Output(
+        row,
+        metadata={
+            "version": version,
+            "weights_sha256": trained.weights_sha256,
+            "artifact": dg.MetadataValue.path(f"{lake.location}/{path}"),
+            "artifact_reused": reused,
+            "train_window": f"{window['train_first']}..{window['train_last']} ({window['train_sessions']} sessions)",
+            "valid_window": f"{window['valid_first']}..{window['valid_last']} ({window['valid_sessions']} sessions)",
+            "seed": int(config.seed),
+            "scheme": fold.scheme,
+            "selected_checkpoint": int(sel["checkpoint"]),
+            "valid_sharpe": sel["valid_sharpe"],
+            "curve": dg.MetadataValue.md(curve_markdown(trained.curve)),
+            "train_seconds": trained.metadata["train_seconds"],
+        },
+    )
+
+
+# --- actions ----------------------------------------------------------------------------------------
+
+
+def fold_of_session(session: str) -> str:
+    return str(session)[:7]
+
+
+def latest_models(lake: LakeResource) -> dict[str, dict]:
+    """fold key -> the l5/ppo_model lake row of that fold (the latest materialization replaced earlier ones)."""
+    frame = lake.table("/".join(PPO_MODEL.path)).read()
+    if frame.empty:
+        return {}
+    return {str(r["fold"]): r for r in frame.sort_values("time").to_dict("records")}
+
+
+def load_fold_model(lake: LakeResource, row: dict):
+    blob = lake.store().get(row["model_path"])
+    if blob is None:
+        raise FileNotFoundError(f"model artifact {row['model_path']} recorded by l5/ppo_model {row['fold']} is missing from the lake")
+    model = load_model(blob)
+    digest = weights_sha256(model)
+    if digest != row["weights_sha256"]:
+        raise ValueError(f"{row['model_path']}: weights hash {digest[:12]} differs from the recorded {row['weights_sha256'][:12]}")
+    return model
+
+
+def obs_hashes(frame: pd.DataFrame, obs_config) -> list[str]:
+    """SHA-256 of each bar's L4 observation vector as float32 (config order) bytes."""
+    matrix = np.ascontiguousarray(observation_matrix(frame, obs_config), dtype="<f4")
+    return [hashlib.sha256(row.tobytes()).hexdigest() for row in matrix]
+
+
+def _flat_rows(frame: pd.DataFrame, hashes, reason: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "time": frame["time"].to_numpy(), "symbol": frame["symbol"].to_numpy(), "session": frame["session"].astype(str).to_numpy(),
+        "step": frame["step"].to_numpy(dtype="int64"), "target": 0.0, "position": 0.0, "model_version": FLAT_VERSION,
+        "fold": fold_of_session(frame["session"].iloc[0]), "obs_version": frame["obs_version"].astype(str).to_numpy(),
+        "obs_hash": hashes, "inference_latency_ms": np.nan, "fallback": reason,
+    })
+
+
+@dg.asset(
+    key=ACTIONS,
+    ins={"episodes": dg.AssetIn(EPISODES)},
+    deps=[dg.AssetDep(PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True))],
+    partitions_def=session_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="serving_io_manager",
+    group_name="l5_model",
+    kinds={"parquet", "sql"},
+    metadata={"time_column": "time", "warehouse_table": "fact_rl_inference"},
+    description="Target position in [-1, 1] per bar from the fold's PPO model (flat, recorded, when the fold has none).",
+)
+def l5_actions_m5(context: dg.AssetExecutionContext, episodes: pd.DataFrame, lake: LakeResource) -> dg.Output[pd.DataFrame]:
+    """Per session, not per bar (DESIGN lists 5-minute bars): the agent's observation includes the position
+    it holds, fed back bar by bar, and the risk manager's state (daily stop, flat at the end) runs over the
+    session, so one bar cannot be computed without the session's earlier bars and decisions. A session run
+    rolls the whole session out sequentially with the fold's model (``trading.training.predict_positions``);
+    a realtime per-bar path (``RiskState`` stepping) can come later on top of the same model artifacts.
+
+    The model of a session is the latest ``l5/ppo_model`` of the fold (month) that contains it. A session
+    whose fold has no model, or that is not warm, gets position 0 with ``model_version = "none (flat)"``
+    and the reason in ``fallback`` (and a warning): never a silent trade.
+    """
+    obs_config = load_config()
+    models = latest_models(lake)
+    loaded: dict[str, object] = {}
+    env_config = EnvConfig(costs=live_costs(), risk=live_limits(), sampling="sequential")
+    parts, fallbacks = [], []
+    frame_all = episodes.sort_values(["session", "step"], kind="stable").reset_index(drop=True) if len(episodes) else episodes
+    for session, frame in (frame_all.groupby("session", sort=True) if len(frame_all) else []):
+        frame = frame.reset_index(drop=True)
+        hashes = obs_hashes(frame, obs_config)
+        fold = fold_of_session(session)
+        row = models.get(fold)
+        reason = None
+        if row is None:
+            reason = f"no l5/ppo_model for fold {fold}"
+        elif "warm" in frame.columns and not frame["warm"].all():
+            reason = "session not warm (features incomplete)"
+        if reason:
+            context.log.warning(f"session {session}: {reason}; positions recorded flat ({FLAT_VERSION})")
+            fallbacks.append(f"{session}: {reason}")
+            parts.append(_flat_rows(frame, hashes, reason))
+            continue
+        if fold not in loaded:
+            loaded[fold] = load_fold_model(lake, row)
+        t0 = _time.perf_counter()
+        out = predict_positions(loaded[fold], frame, obs_config, env_config)
+        ms = (_time.perf_counter() - t0) * 1000.0 / max(len(out), 1)
+        out = out.sort_values("step").reset_index(drop=True)
+        if len(out) != len(frame) or not (out["step"].to_numpy() == frame["step"].to_numpy()).all():
+            raise ValueError(f"session {session}: {len(out)} predicted bars for {len(frame)} episode bars")
+        parts.append(pd.DataFrame({
+            "time": frame["time"].to_numpy(), "symbol": frame["symbol"].to_numpy(), "session": str(session),
+            "step": frame["step"].to_numpy(dtype="int64"), "target": out["target"].to_numpy(dtype="float64"),
+            "position": out["position"].to_numpy(dtype="float64"), "model_version": str(row["version"]), "fold": fold,
+            "obs_version": frame["obs_version"].astype(str).to_numpy(), "obs_hash": hashes,
+            "inference_latency_ms": ms, "fallback": None,
+        }))
+    columns = ["time", "symbol", "session", "step", "target", "position", "model_version", "fold", "obs_version", "obs_hash",
+               "inference_latency_ms", "fallback"]
+    actions = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    actions["fallback"] = actions["fallback"].astype("string")  # typed even when every value is null
+    return dg.Output(
+        actions[columns],
+        metadata={
+            "bars": len(actions),
+            "sessions": int(actions["session"].nunique()) if len(actions) else 0,
+            "model_versions": dg.MetadataValue.json(sorted(actions["model_version"].unique().tolist()) if len(actions) else []),
+            "flat_fallback_sessions": dg.MetadataValue.json(fallbacks),
+            "mean_abs_position": float(actions["position"].abs().mean()) if len(actions) else 0.0,
+        },
+    )
