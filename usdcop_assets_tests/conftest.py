@@ -46,9 +46,7 @@ def _pg_or_fail():
     return engine
 
 
-@pytest.fixture(scope="session")
-def pg_url():
-    """URL of a new, empty PostgreSQL database for this test session."""
+def _new_database():
     admin = _pg_or_fail()
     name = f"usdcop_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
@@ -62,6 +60,18 @@ def pg_url():
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """URL of a new, empty PostgreSQL database shared by this test session (tests must scope their rows)."""
+    yield from _new_database()
+
+
+@pytest.fixture
+def fresh_pg_url():
+    """URL of a new, empty PostgreSQL database for one test (whole-table counts are then its own)."""
+    yield from _new_database()
 
 
 def _free_port() -> int:

@@ -171,11 +171,12 @@ def test_resample_and_windows():
     assert data.expected_partitions("session", "2025-03-07", "2025-03-11") == ["2025-03-07", "2025-03-10", "2025-03-11"]
 
 
-def test_postgres_warehouse(filled_home, pg_url, monkeypatch):
+def test_postgres_warehouse(filled_home, fresh_pg_url, monkeypatch):
     """The same pages over PostgreSQL: the filled home's bars copied into a PostgreSQL warehouse."""
     from usdcop_assets.warehouse.database import Warehouse
 
     sqlite_wh = Warehouse(f"sqlite:///{filled_home / 'warehouse.sqlite'}")
+    pg_url = fresh_pg_url
     pg = Warehouse(pg_url)
     for table in (data.OHLCV, data.INDICATORS):
         pg.upsert(table, sqlite_wh.read_window(table))

@@ -300,5 +300,5 @@ def test_asset_40_days_sqlite(macro_env, instance):
     _check_40_days(macro_env, instance, f"sqlite:///{macro_env / 'warehouse.sqlite'}")
 
 
-def test_asset_40_days_postgres(macro_env, instance, pg_url):
-    _check_40_days(macro_env, instance, pg_url)
+def test_asset_40_days_postgres(macro_env, instance, fresh_pg_url):
+    _check_40_days(macro_env, instance, fresh_pg_url)

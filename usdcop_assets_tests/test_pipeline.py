@@ -212,7 +212,8 @@ def test_missing_bucket_fails_the_run_before_any_write(usdcop_env, instance, s3_
     assert not result.get_asset_materialization_events()
 
 
-def test_s3_lake_and_postgres_warehouse_end_to_end(usdcop_env, instance, s3_bucket, pg_url, monkeypatch):
+def test_s3_lake_and_postgres_warehouse_end_to_end(usdcop_env, instance, s3_bucket, fresh_pg_url, monkeypatch):
+    pg_url = fresh_pg_url
     monkeypatch.setenv("USDCOP_LAKE_URL", f"s3://{s3_bucket}/lake")
     monkeypatch.setenv("USDCOP_WAREHOUSE_URL", pg_url)
     defs = _defs()
