@@ -43,10 +43,13 @@ def session_starts(session_ids) -> np.ndarray:
     new = np.ones(len(ids), dtype=bool)
     if len(ids) > 1:
         new[1:] = ids[1:] != ids[:-1]
-    runs = int(new.sum())
-    if runs != len(np.unique(ids)):
+    # Contiguous <=> no id heads two runs: np.unique over the run heads only (one per session), not
+    # over every bar (sorting a million string ids cost ~0.4 s of a 1M-bar backtest).
+    heads = ids[new]
+    distinct = len(np.unique(heads))
+    if distinct != len(heads):
         raise ValueError(
-            f"session ids are not contiguous: {runs} runs for {len(np.unique(ids))} distinct sessions; sort the bars by time first"
+            f"session ids are not contiguous: {len(heads)} runs for {distinct} distinct sessions; sort the bars by time first"
         )
     return new
 
