@@ -86,3 +86,28 @@ def layers_job(defs: dg.Definitions, layers: str | Sequence[str], job_name: str 
     job = defs.resolve_job_def(job_name)
     keys = layer_selection(layers).resolve(defs.resolve_asset_graph()) & set(job.asset_layer.selected_asset_keys)
     return job.get_subset(asset_selection=keys, asset_check_selection=None if checks else set())
+
+
+MODEL_JOB = "ppo_model"
+
+
+def build_model_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
+    from usdcop_assets.assets.model import fold_partitions
+
+    return dg.define_asset_job(
+        MODEL_JOB,
+        selection=dg.AssetSelection.assets(*assets),
+        partitions_def=fold_partitions,
+        description="Train the PPO agent of a walk-forward fold (month) on the L4 episodes before it.",
+    )
+
+
+PERFORMANCE_JOB = "performance"
+
+
+def build_performance_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        PERFORMANCE_JOB,
+        selection=dg.AssetSelection.assets(*assets),
+        description="Agent vs baselines over every stored session backtest: rl_metrics and the HTML report.",
+    )

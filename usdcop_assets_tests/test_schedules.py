@@ -14,15 +14,18 @@ SATURDAY = "2025-03-08"
 
 @pytest.fixture(scope="module")
 def defs():
-    return build_definitions()
+    definitions = build_definitions()
+    definitions.get_repository_def()  # resolved once, outside any instance
+    return definitions
 
 
 def _tick(defs, name: str, local: str):
     schedule = defs.get_schedule_def(name)
     when = pd.Timestamp(local, tz="America/Bogota").to_pydatetime()
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def())
-        data = schedule.evaluate_tick(context)
+    # No instance: these schedules only read the calendar. (An instance_for_test here leaves Dagster's
+    # global defs-state storage pointing at a closed instance, which breaks later Definitions loads.)
+    context = dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
+    data = schedule.evaluate_tick(context)
     return [r.partition_key for r in data.run_requests or []], data.skip_message
 
 
