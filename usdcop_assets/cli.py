@@ -145,11 +145,15 @@ def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chos
     job = defs.resolve_job_def(M5_CHAIN_JOB)
     graph = defs.resolve_asset_graph()
     wanted = layer_selection(chosen).resolve(graph) & set(job.asset_layer.selected_asset_keys)
-    missing_layers = [layer for layer in chosen if not any(k.path[0] == layer.lower() for k in wanted)]
+    from usdcop_assets.jobs import SESSION_JOB
+
+    session_job = defs.resolve_job_def(SESSION_JOB)
+    session_keys = layer_selection(chosen).resolve(graph) & set(session_job.asset_layer.selected_asset_keys)
+    missing_layers = [layer for layer in chosen if not any(k.path[0] == layer.lower() for k in wanted | session_keys)]
     if missing_layers:
-        click.echo(f"layers not built yet (skipped): {','.join(missing_layers)}")
-    if not wanted:
-        raise click.ClickException("none of the selected layers has assets yet")
+        click.echo(f"layers without 5-minute or session assets (skipped): {','.join(missing_layers)}")
+    if not wanted and not session_keys:
+        raise click.ClickException("none of the selected layers has 5-minute or session assets")
     # the calendar counts bars instantly; asking Dagster for the keys walks its cron (~5 s for six years)
     first_bar, last_bar = cal.parse_bar_key(key_range.start), cal.parse_bar_key(key_range.end)
     n_partitions = len(cal.expected_bars(first_bar, last_bar + pd.Timedelta(minutes=cal.BAR_MINUTES)))
@@ -165,7 +169,7 @@ def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chos
     session_tags = {"dagster/asset_partition_range_start": sessions.start, "dagster/asset_partition_range_end": sessions.end}
 
     from usdcop_assets.assets.observations import OBSERVATIONS
-    from usdcop_assets.jobs import SESSION_JOB, STATS_JOB
+    from usdcop_assets.jobs import STATS_JOB
 
     # Observations need normalization statistics fitted on the (already materialized) training window,
     # so the chain runs in stages: the bar layers below L4, the statistics, then L4.
@@ -173,8 +177,6 @@ def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chos
     if OBSERVATIONS in wanted:
         stats_job = defs.resolve_job_def(STATS_JOB)
         stages += [(stats_job, set(stats_job.asset_layer.selected_asset_keys), {}), (job, {OBSERVATIONS}, bar_tags)]
-    session_job = defs.resolve_job_def(SESSION_JOB)
-    session_keys = layer_selection(chosen).resolve(graph) & set(session_job.asset_layer.selected_asset_keys)
     if session_keys:
         stages.append((session_job, session_keys, session_tags))
     for stage_job, keys, range_tags in stages:
