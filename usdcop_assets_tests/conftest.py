@@ -21,7 +21,26 @@ import sqlalchemy as sa
 
 # The recorded history every developer and CI has at ../shared/data from the project root
 # (USDCOP_SHARED_DATA points elsewhere). Never committed; tests that use it fail, not skip, without it.
-SHARED_DATA = Path(os.environ.get("USDCOP_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+def _shared_data() -> Path:
+    """USDCOP_SHARED_DATA, else ../shared/data of this checkout, else of the repository it was cloned from."""
+    if os.environ.get("USDCOP_SHARED_DATA"):
+        return Path(os.environ["USDCOP_SHARED_DATA"])
+    root = Path(__file__).resolve().parents[1]
+    candidates = [root.parent / "shared" / "data"]
+    try:  # a clean clone elsewhere (CI's scratch checkout): the data sits next to its origin
+        import subprocess
+
+        origin = subprocess.run(
+            ["git", "-C", str(root), "config", "--get", "remote.origin.url"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        if origin and "://" not in origin and Path(origin).is_dir():
+            candidates.append(Path(origin).resolve().parent / "shared" / "data")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED_DATA = _shared_data()
 SHARED_BARS = SHARED_DATA / "usdcop_m5_ohlcv_2020_2024h1.csv.gz"
 SHARED_MACRO = SHARED_DATA / "macro_indicators_daily_to_2024h1.csv.gz"
 
