@@ -53,6 +53,32 @@ def log(msg: str = "") -> None:
     print(msg, flush=True)
 
 
+def run_segments(dagster_home: Path, t_start: float, t_end: float) -> tuple[dict, dict]:
+    """Per job (create/start/end, events by type) from the instance, and the wall split of a CLI run."""
+    import dagster as dg
+
+    # the instance's yaml pins its event log (usdcop.cli.instance_yaml); DAGSTER_HOME for older homes
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    try:
+        runs = {}
+        for r in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp):
+            events = Counter((e.dagster_event_type.value if e.dagster_event_type else "log") for e in instance.all_logs(r.dagster_run.run_id))
+            runs[r.dagster_run.job_name] = {"create": r.create_timestamp.timestamp(), "start": r.start_time, "end": r.end_time, "events": dict(events)}
+    finally:
+        instance.dispose()
+    chain, checks = runs.get("m5_chain"), runs.get("session_audit")
+    seg = {}
+    if chain:
+        seg["startup"] = chain["create"] - t_start
+        seg["run create"] = chain["start"] - chain["create"]
+        seg["m5 execute"] = chain["end"] - chain["start"]
+        if checks:
+            seg["checks run"] = checks["end"] - chain["end"]
+            seg["exit"] = t_end - checks["end"]
+    return runs, seg
+
+
 def child_env(home: Path, extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SCRUB}
     env["USDCOP_HOME"] = str(home)
@@ -158,33 +184,7 @@ def run_cli(first: dt.date, last: dt.date, workdir: Path, extra_env: dict | None
         res["stderr_tail"] = err.read_text()[-3000:]
         return res
 
-    import dagster as dg
-
-    instance = dg.DagsterInstance.from_config(str(home / "dagster_home"))
-    try:
-        records = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
-        runs = {}
-        for r in records:
-            events = Counter(
-                (e.dagster_event_type.value if e.dagster_event_type else "log") for e in instance.all_logs(r.dagster_run.run_id)
-            )
-            runs[r.dagster_run.job_name] = {
-                "create": r.create_timestamp.timestamp(),
-                "start": r.start_time,
-                "end": r.end_time,
-                "events": dict(events),
-            }
-    finally:
-        instance.dispose()
-    chain, checks = runs.get("m5_chain"), runs.get("session_audit")
-    seg = {}
-    if chain:
-        seg["startup"] = chain["create"] - t_start
-        seg["run create"] = chain["start"] - chain["create"]
-        seg["m5 execute"] = chain["end"] - chain["start"]
-    if chain and checks:
-        seg["checks run"] = checks["end"] - chain["end"]
-        seg["exit"] = t_end - checks["end"]
+    runs, seg = run_segments(home / "dagster_home", t_start, t_end)
     res["segments"] = seg
     res["runs"] = runs
     res["events_total"] = sum(sum(r["events"].values()) for r in runs.values())

@@ -224,7 +224,7 @@ def session_days(n: int | None) -> list[dt.date]:
 
 
 def run_dagster(server, keys, args, workdir: Path) -> dict:
-    from dagster_overhead import usdcop_cmd
+    from dagster_overhead import run_segments, usdcop_cmd
 
     days = session_days(None if args.full else args.sessions)
     home = workdir / "home"
@@ -244,27 +244,7 @@ def run_dagster(server, keys, args, workdir: Path) -> dict:
     if rc != 0:
         res["stderr_tail"] = (workdir / "dagster.err").read_text()[-3000:]
         return res
-    import dagster as dg
-
-    # BatchedSqliteEventLogStorage without a base_dir takes $DAGSTER_HOME/history/runs, so point it at the child's home
-    os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
-    instance = dg.DagsterInstance.from_config(str(home / "dagster_home"))
-    try:
-        runs = {}
-        for r in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp):
-            ev = Counter((e.dagster_event_type.value if e.dagster_event_type else "log") for e in instance.all_logs(r.dagster_run.run_id))
-            runs[r.dagster_run.job_name] = {"create": r.create_timestamp.timestamp(), "start": r.start_time, "end": r.end_time, "events": dict(ev)}
-    finally:
-        instance.dispose()
-    chain, checks = runs.get("m5_chain"), runs.get("session_audit")
-    seg = {}
-    if chain:
-        seg["startup"] = chain["create"] - t_start
-        seg["run create"] = chain["start"] - chain["create"]
-        seg["m5 execute"] = chain["end"] - chain["start"]
-        if checks:
-            seg["checks run"] = checks["end"] - chain["end"]
-            seg["exit"] = t_start + wall - checks["end"]
+    runs, seg = run_segments(home / "dagster_home", t_start, t_start + wall)
     res["segments"] = seg
     res["events"] = {k: v["events"] for k, v in runs.items()}
     return res

@@ -15,13 +15,14 @@ from usdcop_assets.observation_audit import build_observation_audit
 from usdcop_assets.sensors import SENSORS
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
 from usdcop_assets.jobs import (
-    build_audit_job,
+    AUDIT_JOB,
+    MACRO_JOB,
+    MODEL_JOB,
+    PERFORMANCE_JOB,
+    SESSION_JOB,
+    STATS_JOB,
+    build_asset_job,
     build_m5_chain_job,
-    build_macro_job,
-    build_model_job,
-    build_performance_job,
-    build_session_job,
-    build_stats_job,
 )
 from usdcop_assets.resources import store_resources
 from usdcop_assets.schedules import build_schedules
@@ -60,12 +61,12 @@ def build_definitions() -> dg.Definitions:
     lake, warehouse = store_resources()
     built = [
         build_m5_chain_job(M5_ASSETS),
-        build_session_job(SESSION_ASSETS),
-        build_audit_job(AUDITS),
-        build_macro_job(DAILY_ASSETS),
-        build_stats_job(STATS_ASSETS),
-        build_model_job(MODEL_ASSETS),
-        build_performance_job(PERFORMANCE_ASSETS),
+        build_asset_job(SESSION_JOB, SESSION_ASSETS),
+        build_asset_job(AUDIT_JOB, AUDITS),
+        build_asset_job(MACRO_JOB, DAILY_ASSETS),
+        build_asset_job(STATS_JOB, STATS_ASSETS),
+        build_asset_job(MODEL_JOB, MODEL_ASSETS),
+        build_asset_job(PERFORMANCE_JOB, PERFORMANCE_ASSETS),
     ]
     jobs = {job.name: job for job in built}
     return dg.Definitions(

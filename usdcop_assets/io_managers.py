@@ -85,8 +85,11 @@ def lake_write(lake: LakeResource, context: dg.OutputContext, df: pd.DataFrame) 
 
 
 def _upstream_partitioned(context: dg.InputContext) -> bool:
+    """Whether the asset read is partitioned (unknown upstream: assume it is, and read by window)."""
+    if context.upstream_output is None:
+        return context.has_asset_partitions
     try:
-        return context.upstream_output is not None and context.upstream_output.asset_partitions_def is not None
+        return context.upstream_output.asset_partitions_def is not None
     except dg.DagsterInvariantViolationError:
         return False
 
@@ -98,9 +101,6 @@ def lake_read(lake: LakeResource, context: dg.InputContext) -> pd.DataFrame:
     if context.has_asset_key and not _upstream_partitioned(context):
         return read_object(lake.store(), dataset)  # an unpartitioned asset (e.g. fitted statistics) read whole
     if not context.has_asset_partitions:
-        upstream_def = context.upstream_output.asset_partitions_def if context.upstream_output else None
-        if upstream_def is None:
-            return read_object(lake.store(), dataset)
         return lake.table(dataset, time_column).read()  # unpartitioned reader of a partitioned asset: all of it
     start, end = _window(context, meta)
     return lake.table(dataset, time_column).read(start, end)

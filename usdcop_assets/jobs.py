@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from usdcop_assets.partitions import bar_partitions, session_partitions
+from usdcop_assets.partitions import bar_partitions
 
 LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
 M5_CHAIN_JOB = "m5_chain"
@@ -37,48 +37,28 @@ def build_m5_chain_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAs
 
 
 AUDIT_JOB = "session_audit"
-
-
-def build_audit_job(audits: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        AUDIT_JOB,
-        selection=dg.AssetSelection.assets(*audits),
-        partitions_def=session_partitions,
-        description="Per-session audits of the 5-minute layers and their checks (session close, after backfills).",
-    )
-
-
 MACRO_JOB = "macro_daily"
-
-
-def build_macro_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        MACRO_JOB,
-        selection=dg.AssetSelection.assets(*assets),
-        description="Daily macro layers, for one day or a range of days in one run.",
-    )
-
-
 SESSION_JOB = "session_chain"
-
-
-def build_session_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        SESSION_JOB,
-        selection=dg.AssetSelection.assets(*assets).without_checks(),
-        description="Session-partitioned layers (episodes; later the session backtest), after the 5-minute chain.",
-    )
-
-
 STATS_JOB = "observation_stats"
+MODEL_JOB = "ppo_model"
+PERFORMANCE_JOB = "performance"
+
+# name -> (description, carry the assets' checks); partitioning comes from the assets.
+JOB_SPECS = {
+    AUDIT_JOB: ("Per-session audits of the 5-minute layers and their checks (session close, after backfills).", True),
+    MACRO_JOB: ("Daily macro layers, for one day or a range of days in one run.", True),
+    SESSION_JOB: ("Session-partitioned layers (episodes, actions, backtest), after the 5-minute chain.", False),
+    STATS_JOB: ("Fit the observation normalization on the declared training window (needs l3/features_m5 there).", True),
+    MODEL_JOB: ("Train the PPO agent of a walk-forward fold (month) on the L4 episodes before it.", True),
+    PERFORMANCE_JOB: ("Agent vs baselines over every stored session backtest: rl_metrics and the HTML report.", True),
+}
 
 
-def build_stats_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        STATS_JOB,
-        selection=dg.AssetSelection.assets(*assets),
-        description="Fit the observation normalization on the declared training window (needs l3/features_m5 there).",
-    )
+def build_asset_job(name: str, assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
+    """One of the ``JOB_SPECS`` jobs over ``assets``."""
+    description, with_checks = JOB_SPECS[name]
+    selection = dg.AssetSelection.assets(*assets)
+    return dg.define_asset_job(name, selection=selection if with_checks else selection.without_checks(), description=description)
 
 
 def layers_job(defs: dg.Definitions, layers: str | Sequence[str], job_name: str = M5_CHAIN_JOB, checks: bool = False):
@@ -86,28 +66,3 @@ def layers_job(defs: dg.Definitions, layers: str | Sequence[str], job_name: str 
     job = defs.resolve_job_def(job_name)
     keys = layer_selection(layers).resolve(defs.resolve_asset_graph()) & set(job.asset_layer.selected_asset_keys)
     return job.get_subset(asset_selection=keys, asset_check_selection=None if checks else set())
-
-
-MODEL_JOB = "ppo_model"
-
-
-def build_model_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
-    from usdcop_assets.assets.model import fold_partitions
-
-    return dg.define_asset_job(
-        MODEL_JOB,
-        selection=dg.AssetSelection.assets(*assets),
-        partitions_def=fold_partitions,
-        description="Train the PPO agent of a walk-forward fold (month) on the L4 episodes before it.",
-    )
-
-
-PERFORMANCE_JOB = "performance"
-
-
-def build_performance_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        PERFORMANCE_JOB,
-        selection=dg.AssetSelection.assets(*assets),
-        description="Agent vs baselines over every stored session backtest: rl_metrics and the HTML report.",
-    )

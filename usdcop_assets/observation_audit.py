@@ -48,15 +48,21 @@ def sample_bars(times: pd.DatetimeIndex, per_session: int = SAMPLE_PER_SESSION) 
     return pd.DatetimeIndex(picked)
 
 
-def recompute_cut_off(lake: LakeResource, bar: pd.Timestamp) -> pd.DataFrame:
-    """The L3 feature row of ``bar`` computed from data up to and including ``bar`` only."""
-    from_ = bar - pd.Timedelta(days=14)  # more than LOOKBACK_BARS bars back across any holiday stretch
-    bars = lake.table(_dataset(L1_OHLCV)).read(from_, bar + pd.Timedelta(minutes=cal.BAR_MINUTES))
-    bars = bars[bars["time"] <= bar]
+BARS_BACK = pd.Timedelta(days=14)  # more than LOOKBACK_BARS bars back across any holiday stretch
+BAR = pd.Timedelta(minutes=cal.BAR_MINUTES)
+
+
+def recompute_cut_off(bars: pd.DataFrame, wide: pd.DataFrame, bar: pd.Timestamp) -> pd.DataFrame:
+    """The L3 feature row of ``bar`` computed from data up to and including ``bar`` only.
+
+    ``bars`` (L1) and ``wide`` (l1/macro_daily) may reach later: they are cut here, so the audit reads
+    the lake once for all its sampled bars.
+    """
+    bars = bars[(bars["time"] >= bar - BARS_BACK) & (bars["time"] <= bar)]
     bars = bars.iloc[-(LOOKBACK_BARS + 1):]  # what a one-bar run loads: its window and LOOKBACK_BARS before
     target = pd.DatetimeIndex([bar])
     ind = compute_indicators(bars, targets=target, data_start=complete_from(bars))
-    wide = lake.table(_dataset(L1_MACRO)).read(bar - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), bar + pd.Timedelta(minutes=cal.BAR_MINUTES))
+    wide = wide[(wide["time"] >= bar - pd.Timedelta(days=MACRO_LOOKBACK_DAYS)) & (wide["time"] < bar + BAR)] if len(wide) else wide
     macro = macro_zscores(macro_daily_frame(wide), target)
     return build_features(bars, ind, macro_pit=macro, targets=target)
 
@@ -107,8 +113,11 @@ def build_observation_audit(spec: dg.AssetSpec) -> dg.AssetsDefinition:
         mismatches = []
         sample = sample_bars(pd.DatetimeIndex(feats["time"])) if len(feats) else pd.DatetimeIndex([], tz="UTC")
         stored = feats.set_index("time")
+        if len(sample):
+            l1_bars = lake.table(_dataset(L1_OHLCV)).read(start - BARS_BACK, end)
+            wide = lake.table(_dataset(L1_MACRO)).read(start - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), end)
         for bar in sample:
-            fresh = recompute_cut_off(lake, bar)
+            fresh = recompute_cut_off(l1_bars, wide, bar)
             cols = [c for c in stored.columns if c not in ("symbol", "warm")]
             a = stored.loc[bar, cols].to_numpy(dtype="float64")
             b = fresh.set_index("time").loc[bar, cols].to_numpy(dtype="float64") if len(fresh) else np.full(len(cols), np.inf)

@@ -128,9 +128,7 @@ def test_statistics_come_from_the_training_window_only(backfilled):
 
     # Re-fitting reads only the declared window: the same statistics, the same version.
     before = stats["version"].iloc[0]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("USDCOP_HOME", str(home))
-        assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
+    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
     assert read_object(lake.store(), "l4/observation_stats")["version"].iloc[0] == before
 
     obs = lake.table("l4/observations_m5").read()

@@ -62,8 +62,7 @@ def l3_features_m5(context: dg.AssetExecutionContext, lake: LakeResource, bars: 
     targets = pd.DatetimeIndex(indicators["time"]) if len(indicators) else pd.DatetimeIndex([], tz="UTC")
     wide = lake.table("/".join(L1_MACRO.path)).read(start - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), end)
     daily = macro_daily_frame(wide)
-    macro = macro_zscores(daily, targets) if len(targets) else None
-    out = build_features(bars, indicators, macro_pit=macro if macro is not None else macro_zscores(daily, pd.DatetimeIndex([], tz="UTC")), targets=targets)
+    out = build_features(bars, indicators, macro_pit=macro_zscores(daily, targets), targets=targets)
     macro_cols = [c for c in out.columns if c.startswith("macro_")]
     missing_macro = int(out[macro_cols].isna().all(axis=1).sum()) if len(out) else 0
     if len(out) and daily.empty:
