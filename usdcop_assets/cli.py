@@ -172,11 +172,14 @@ def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chos
     from usdcop_assets.jobs import STATS_JOB
 
     # Observations need normalization statistics fitted on the (already materialized) training window,
-    # so the chain runs in stages: the bar layers below L4, the statistics, then L4.
-    stages = [(job, wanted - {OBSERVATIONS}, bar_tags)]
+    # so the chain runs in stages: the bar layers below L4, the statistics, then L4 and L5 (the actions
+    # read the observations), then the session layers.
+    after_stats = {k for k in wanted if k == OBSERVATIONS or k.path[0] == "l5"}
+    stages = [(job, wanted - after_stats, bar_tags)]
     if OBSERVATIONS in wanted:
         stats_job = defs.resolve_job_def(STATS_JOB)
-        stages += [(stats_job, set(stats_job.asset_layer.selected_asset_keys), {}), (job, {OBSERVATIONS}, bar_tags)]
+        stages.append((stats_job, set(stats_job.asset_layer.selected_asset_keys), {}))
+    stages.append((job, after_stats, bar_tags))
     if session_keys:
         stages.append((session_job, session_keys, session_tags))
     for stage_job, keys, range_tags in stages:
@@ -228,6 +231,90 @@ def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict
     )
     click.echo(f"run {result.run_id}: {'success' if result.success else 'FAILURE'}")
     return result.success
+
+
+@main.command()
+@click.option("--fold", required=True, help="walk-forward fold (month), YYYY-MM: trained on the sessions before it")
+@click.option("--timesteps", type=int, help="PPO timesteps (default: USDCOP_PPO_TIMESTEPS or 50000)")
+@click.option("--seed", type=int, help="random seed (default: USDCOP_PPO_SEED or 7)")
+def train(fold: str, timesteps: int | None, seed: int | None) -> None:
+    """Train the PPO agent of one fold (materializes l5/ppo_model for that month) and print its version."""
+    from usdcop_assets.trading.folds import parse_fold_key
+
+    try:
+        parse_fold_key(fold)
+        prepare_environment()
+    except (ValueError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if timesteps is not None:
+        os.environ["USDCOP_PPO_TIMESTEPS"] = str(timesteps)
+    if seed is not None:
+        os.environ["USDCOP_PPO_SEED"] = str(seed)
+    import dagster as dg
+
+    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.jobs import MODEL_JOB
+
+    defs = build_definitions()
+    job = defs.resolve_job_def(MODEL_JOB)
+    if fold not in job.partitions_def.get_partition_keys():
+        raise click.ClickException(f"fold {fold} is not a partition of l5/ppo_model "
+                                   f"({job.partitions_def.get_first_partition_key()}..{job.partitions_def.get_last_partition_key()})")
+    result = job.execute_in_process(instance=dg.DagsterInstance.get(), partition_key=fold, raise_on_error=False,
+                                    tags={"usdcop/launched_by": "usdcop train"})
+    if not result.success:
+        _echo_failures(result)
+        sys.exit(1)
+    mat = next(e.event_specific_data.materialization for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION")
+    md = {k: v.value for k, v in mat.metadata.items()}
+    click.echo(f"run {result.run_id}: fold {fold} -> model {md['version']} (artifact {md['artifact']}{', reused' if md.get('artifact_reused') else ''})")
+    click.echo(f"  train {md['train_window']}; validation {md['valid_window']}; selected checkpoint {md['selected_checkpoint']}, "
+               f"validation Sharpe {md['valid_sharpe']}; seed {md['seed']}; {md['train_seconds']} s")
+
+
+@main.command()
+@click.option("--start", "start_s", required=True, help="first session, YYYY-MM-DD")
+@click.option("--end", "end_s", required=True, help="last session, YYYY-MM-DD")
+def backtest(start_s: str, end_s: str) -> None:
+    """Actions, session backtests and metrics vs baselines for START..END (needs L0-L4 there; models from `usdcop train`)."""
+    try:
+        settings = prepare_environment()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    first, last = _date(start_s, "--start"), _date(end_s, "--end")
+    session_range(first, last)
+    ok = materialize_sessions(settings, first, last, ["L5", "L6"], launched_by="usdcop backtest")
+    if not ok:
+        sys.exit(1)
+    import dagster as dg
+
+    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.jobs import PERFORMANCE_JOB
+
+    result = build_definitions().resolve_job_def(PERFORMANCE_JOB).execute_in_process(
+        instance=dg.DagsterInstance.get(), raise_on_error=False, tags={"usdcop/launched_by": "usdcop backtest"},
+        run_config={"ops": {"l6__performance": {"config": {"first_session": first.isoformat(), "last_session": last.isoformat()}}}},
+    )
+    if not result.success:
+        _echo_failures(result)
+        sys.exit(1)
+    table = result.output_for_node("l6__performance")
+    cols = ["strategy", "total_return", "annualized_return", "volatility", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high",
+            "sortino_ratio", "calmar", "max_drawdown", "win_rate", "profit_factor", "total_trades", "turnover", "avg_holding_bars"]
+    click.echo(f"run {result.run_id}: {first}..{last}, {int(table['sessions'].iloc[0])} sessions, {int(table['bars'].iloc[0])} bars "
+               f"(costs and risk rules as live; P&L net of costs)")
+    click.echo(table[[c for c in cols if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    mat = next(e.event_specific_data.materialization for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION")
+    if "report" in mat.metadata:
+        click.echo(f"report: {mat.metadata['report'].value}")
+
+
+def _echo_failures(result) -> None:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            cause = error.cause or error
+            click.echo(f"  {event.step_key}: {cause.message.strip().splitlines()[-1]}", err=True)
 
 
 @main.command("import")

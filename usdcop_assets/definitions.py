@@ -6,13 +6,17 @@ from usdcop_assets.assets.backtest import l6_backtest_session, l6_performance
 from usdcop_assets.assets.features import l3_features_m5
 from usdcop_assets.assets.indicators import l2_indicators_m5
 from usdcop_assets.assets.macro import l0_macro_daily, l1_macro_daily
-from usdcop_assets.assets.model import l5_actions_m5, l5_ppo_model
+from usdcop_assets.assets.model import l5_ppo_model
+from usdcop_assets.assets.serving import l5_actions_m5, l5_paper_ledger
 from usdcop_assets.assets.observations import l4_episodes_session, l4_observation_stats, l4_observations_m5
 from usdcop_assets.assets.raw import l0_ohlcv_m5
 from usdcop_assets.assets.standardized import l1_ohlcv_m5
 from usdcop_assets.audits import build_session_audit
+from usdcop_assets.automation import build_automation_sensor, with_realtime_condition
 from usdcop_assets.observation_audit import build_observation_audit
 from usdcop_assets.sensors import SENSORS
+from usdcop_assets.alerts import build_alert_sensors
+from usdcop_assets.freshness import build_freshness, check_keys
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
 from usdcop_assets.jobs import (
     AUDIT_JOB,
@@ -27,8 +31,9 @@ from usdcop_assets.jobs import (
 from usdcop_assets.resources import store_resources
 from usdcop_assets.schedules import build_schedules
 
-M5_ASSETS = [l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5]
-SESSION_ASSETS = [l4_episodes_session, l5_actions_m5, l6_backtest_session]
+# L1..L5 follow a bar's L0 by declarative automation (automation.py)
+M5_ASSETS = with_realtime_condition([l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5, l5_actions_m5, l5_paper_ledger])
+SESSION_ASSETS = [l4_episodes_session, l6_backtest_session]
 DAILY_ASSETS = [l0_macro_daily, l1_macro_daily]
 STATS_ASSETS = [l4_observation_stats]
 MODEL_ASSETS = [l5_ppo_model]
@@ -55,6 +60,32 @@ AUDITS = [
     build_observation_audit(_spec(l4_observations_m5)),
 ]
 ASSETS = [*M5_ASSETS, *SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS, *AUDITS]
+# Freshness of the realtime chain and the session layers (freshness.py), and the alerts (alerts.py).
+FRESHNESS_CHECKS, FRESHNESS_SENSOR = build_freshness(ASSETS)
+ALERT_SENSORS = build_alert_sensors(check_keys(FRESHNESS_CHECKS))
+
+
+def executor_from_env(env=None):
+    """``USDCOP_EXECUTOR``: ``in_process`` (default: the steps of a run in the run's process; a one-bar
+    realtime run would otherwise start one Python process per step, seconds each), ``multiprocess``,
+    ``k8s`` = one Kubernetes job per step (dagster-k8s), ``celery_k8s`` = steps on Celery workers
+    (dagster-celery-k8s). See docs/deployment.md."""
+    import os
+
+    name = ((env or os.environ).get("USDCOP_EXECUTOR") or "in_process").strip().lower()
+    if name == "in_process":
+        return dg.in_process_executor
+    if name == "multiprocess":
+        return dg.multiprocess_executor
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    if name == "celery_k8s":
+        from dagster_celery_k8s import celery_k8s_job_executor
+
+        return celery_k8s_job_executor
+    raise ValueError(f"USDCOP_EXECUTOR={name!r}: 'in_process' (default), 'multiprocess', 'k8s' or 'celery_k8s'")
 
 
 def build_definitions() -> dg.Definitions:
@@ -71,9 +102,11 @@ def build_definitions() -> dg.Definitions:
     jobs = {job.name: job for job in built}
     return dg.Definitions(
         assets=ASSETS,
+        asset_checks=FRESHNESS_CHECKS,
+        executor=executor_from_env(),
         jobs=list(jobs.values()),
         schedules=build_schedules(jobs),
-        sensors=SENSORS,
+        sensors=[*SENSORS, build_automation_sensor(M5_ASSETS), FRESHNESS_SENSOR, *ALERT_SENSORS],
         resources={
             "lake": lake,
             "warehouse": warehouse,

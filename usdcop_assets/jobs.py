@@ -47,7 +47,7 @@ PERFORMANCE_JOB = "performance"
 JOB_SPECS = {
     AUDIT_JOB: ("Per-session audits of the 5-minute layers and their checks (session close, after backfills).", True),
     MACRO_JOB: ("Daily macro layers, for one day or a range of days in one run.", True),
-    SESSION_JOB: ("Session-partitioned layers (episodes, actions, backtest), after the 5-minute chain.", False),
+    SESSION_JOB: ("Session-partitioned layers (episodes, backtest), after the 5-minute chain.", False),
     STATS_JOB: ("Fit the observation normalization on the declared training window (needs l3/features_m5 there).", True),
     MODEL_JOB: ("Train the PPO agent of a walk-forward fold (month) on the L4 episodes before it.", True),
     PERFORMANCE_JOB: ("Agent vs baselines over every stored session backtest: rl_metrics and the HTML report.", True),

@@ -8,6 +8,8 @@ request nothing, with no calendar logic here:
   the 12:55 bar). The realtime *sensor* is the live path (it waits for the vendor to publish the
   bar); this schedule is for sources whose bars exist at the close (synthetic, replays). Run one or
   the other, not both.
+- ``ppo_retrain_schedule``: 01:00 Bogota on the 1st of each month, the new month's ``l5/ppo_model`` fold,
+  trained on the sessions before it (so the month's first session already has its model).
 - ``session_chain_schedule`` (13:10 Bogota) and ``session_audit_schedule`` (13:20): the session
   layers and the audits of the session that just closed, after its last bar's run had time to land
   (their own cron: Dagster cannot move the minute of the session partitions' custom cron).
@@ -19,7 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import AUDIT_JOB, M5_CHAIN_JOB, SESSION_JOB
+from usdcop_assets.jobs import AUDIT_JOB, M5_CHAIN_JOB, MODEL_JOB, SESSION_JOB
 
 STOPPED = dg.DefaultScheduleStatus.STOPPED
 
@@ -59,6 +61,13 @@ def build_schedules(jobs: dict) -> list:
             name="m5_chain_schedule",
             default_status=STOPPED,
             description="Each bar at its close, during Bogota sessions (08:05-13:00), skipping holidays.",
+        ),
+        dg.build_schedule_from_partitioned_job(
+            jobs[MODEL_JOB],
+            name="ppo_retrain_schedule",
+            hour_of_day=1,
+            default_status=STOPPED,
+            description="Monthly walk-forward retrain: on the 1st at 01:00 Bogota, the new month's fold of l5/ppo_model.",
         ),
         session_close_schedule(
             jobs[SESSION_JOB], "session_chain_schedule", 10, "The session layers of the session that closed at 13:00, at 13:10 Bogota."

@@ -26,6 +26,7 @@ Register ``SENSORS`` in the code location.
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import dagster as dg
 import pandas as pd
@@ -45,11 +46,35 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_TAG = "dagster/partition"
 TRIGGER_TAG = "usdcop/trigger"
+REALTIME_RUN_ENV = "USDCOP_REALTIME_RUN"
+CLOCK_ENV = "USDCOP_REPLAY_CLOCK"
+REALTIME_ENV = "USDCOP_REALTIME"
+POLL_ENV = "USDCOP_REALTIME_POLL_SECONDS"
 
 
 def utc_now() -> pd.Timestamp:
-    """The current instant (UTC); tests monkeypatch this."""
-    return pd.Timestamp(dt.datetime.now(dt.timezone.utc))
+    """The current instant (UTC), or the replay clock's (``USDCOP_REPLAY_CLOCK``); tests monkeypatch this."""
+    now = pd.Timestamp(dt.datetime.now(dt.timezone.utc))
+    spec = os.environ.get(CLOCK_ENV)
+    return replay_clock(spec, now) if spec else now
+
+
+def replay_clock(spec: str, now: pd.Timestamp) -> pd.Timestamp:
+    """A time-shifted, optionally accelerated clock for replays and demos: ``<start ISO>@<real epoch s>x<speed>``.
+
+    At real instant ``epoch`` the clock reads ``start``; it then runs ``speed`` times faster. E.g.
+    ``2025-03-04T17:00:00Z@1763650000x30`` replays a session at 30x (a bar every 10 s). The sensors walk
+    the bars of that clock; Dagster itself keeps real time (the automation looks 7 days back, automation.py).
+    """
+    try:
+        start, rest = spec.split("@", 1)
+        epoch, _, speed = rest.partition("x")
+        base = pd.Timestamp(start)
+        base = base.tz_localize("UTC") if base.tz is None else base.tz_convert("UTC")
+        elapsed = now.timestamp() - float(epoch)
+        return base + pd.Timedelta(seconds=elapsed * float(speed or 1))
+    except ValueError:
+        raise ValueError(f"{CLOCK_ENV}={spec!r}: expected <start ISO>@<real epoch seconds>x<speed>") from None
 
 
 # --- realtime -----------------------------------------------------------------------------------
@@ -71,11 +96,21 @@ def bar_published(source: str, bar: pd.Timestamp) -> bool:
     return bool((frame["time"] == bar).any())
 
 
+def realtime_default_status(env=os.environ) -> dg.DefaultSensorStatus:
+    """``USDCOP_REALTIME=on`` starts the realtime sensors with the daemon (a live deployment); stopped otherwise."""
+    value = (env.get(REALTIME_ENV) or "off").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"{REALTIME_ENV}={value!r}: 'on' or 'off'")
+    return dg.DefaultSensorStatus.RUNNING if value == "on" else dg.DefaultSensorStatus.STOPPED
+
+
 @dg.sensor(
     name="realtime_bar_sensor",
     job_name=M5_CHAIN_JOB,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    # Between bars a tick asks nothing; once a bar has closed it asks the vendor until the bar is there,
+    # so a short interval costs requests only during the vendor's publication delay.
+    minimum_interval_seconds=env_int(POLL_ENV, 15, minimum=1),
+    default_status=realtime_default_status(),
     description="Launches m5_chain for each newly closed 5-minute bar (once the source publishes it).",
 )
 def realtime_bar_sensor(context: dg.SensorEvaluationContext):
@@ -94,11 +129,25 @@ def realtime_bar_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason(f"source={source}: rate-limited or retrying while asking for bar {key}; next tick retries")
     if not published:
         return dg.SkipReason(f"source={source}: bar {key} not published yet; next tick retries")
-    context.log.info(f"source={source}: requesting bar {key}")
+    mode = realtime_run_mode()
+    context.log.info(f"source={source}: requesting bar {key} ({mode})")
+    selection = [L0_KEY] if mode == "l0" else None  # l0: the automation sensor carries L1..L5
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=key, partition_key=key, tags={TRIGGER_TAG: "realtime"})],
+        # no checks in the bar's run: freshness checks are the freshness sensor's business (and cost seconds)
+        run_requests=[dg.RunRequest(run_key=key, partition_key=key, asset_selection=selection, asset_check_selection=[],
+                                    tags={TRIGGER_TAG: "realtime"})],
         cursor=key,
     )
+
+
+def realtime_run_mode(env=os.environ) -> str:
+    """``USDCOP_REALTIME_RUN``: ``chain`` (default: L0..L5 of the bar in one run) or ``l0`` (the bar's L0; declarative
+    automation then requests L1..L5: the design's shape, but each automation tick costs ~30 s of CPU here, see
+    automation.py)."""
+    mode = (env.get(REALTIME_RUN_ENV) or "chain").strip().lower()
+    if mode not in ("l0", "chain"):
+        raise ValueError(f"{REALTIME_RUN_ENV}={mode!r}: 'l0' (L0 then declarative automation) or 'chain' (L0..L5 in one run)")
+    return mode
 
 
 # --- gap fill -----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """L5-L6 through Dagster on a synthetic history: one walk-forward fold trained with a tiny PPO, its
-artifact content-addressed in the lake and reloadable to the same weights; actions per session (flat at
-the end, one row per bar, recorded flat fallback without a model); the backtest's P&L recomputed
+artifact content-addressed in the lake and reloadable to the same weights; actions per bar (flat at
+the end, one row per bar, recorded flat fallback without a model, a one-bar run equal to the range run); the backtest's P&L recomputed
 independently; rl_metrics for the agent and the baselines; the HTML report."""
 
 import datetime as dt
@@ -12,14 +12,13 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.assets.backtest import AGENT, BACKTEST, PERFORMANCE, l6_backtest_session, l6_performance
-from usdcop_assets.assets.model import (
-    ACTIONS, FLAT_VERSION, PPO_MODEL, fold_partitions, l5_actions_m5, l5_ppo_model,
-)
+from usdcop_assets.assets.backtest import AGENT, PERFORMANCE, l6_backtest_session, l6_performance
+from usdcop_assets.assets.model import PPO_MODEL, fold_partitions, l5_ppo_model
+from usdcop_assets.assets.serving import FLAT_VERSION, l5_actions_m5
 from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, layers_job
 from usdcop_assets.lake.session_table import read_object
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
-from usdcop_assets.partitions import bar_key_range, session_key_range, session_partitions
+from usdcop_assets.partitions import bar_key_range, session_key_range
 from usdcop_assets.resources import LakeResource
 from usdcop_assets.trading.costs import CostConfig
 from usdcop_assets.trading.training import load_model, weights_sha256
@@ -60,7 +59,6 @@ def _defs():
     extra = [a for a in L5_L6 if not set(a.keys) & present]
     jobs = [
         dg.define_asset_job("t_l5_model", selection=[PPO_MODEL], partitions_def=fold_partitions),
-        dg.define_asset_job("t_l5_l6_sessions", selection=[ACTIONS, BACKTEST], partitions_def=session_partitions),
         dg.define_asset_job("t_l6_performance", selection=[PERFORMANCE]),
     ]
     return dg.Definitions(assets=[*d.ASSETS, *extra], jobs=[*base.jobs, *jobs], resources=base.resources)
@@ -85,9 +83,9 @@ def platform(tmp_path_factory):
             assert layers_job(defs, "L4", SESSION_JOB).execute_in_process(instance=inst, tags=_range(FIRST, LAST, True)).success
             model_run = defs.resolve_job_def("t_l5_model").execute_in_process(instance=inst, partition_key=FOLD)
             assert model_run.success
-            sessions = defs.resolve_job_def("t_l5_l6_sessions")
-            assert sessions.execute_in_process(instance=inst, tags=_range(NO_MODEL_SESSION, NO_MODEL_SESSION, True)).success
-            assert sessions.execute_in_process(instance=inst, tags=_range(*FOLD_SESSIONS, True)).success
+            for first, last in ((NO_MODEL_SESSION, NO_MODEL_SESSION), FOLD_SESSIONS):
+                assert layers_job(defs, "L5").execute_in_process(instance=inst, tags=_range(first, last)).success
+                assert layers_job(defs, "L6", SESSION_JOB).execute_in_process(instance=inst, tags=_range(first, last, True)).success
             assert defs.resolve_job_def("t_l6_performance").execute_in_process(instance=inst).success
             yield {"home": root / "home", "defs": defs, "instance": inst, "model_run": model_run, "mp": mp}
 
@@ -188,3 +186,78 @@ def test_rl_metrics_for_the_agent_and_baselines_and_the_report(platform):
     assert len(read_object(lake.store(), "l6/performance")) == 4
     report = lake.store().get(f"reports/performance/{FOLD_SESSIONS[1].isoformat()}.html")
     assert report is not None and b"<svg" in report and b"buy_and_hold" in report
+
+
+def test_a_one_bar_realtime_run_stores_what_the_range_run_stored(platform):
+    """The realtime path: one bar partition re-decides its session from the open and lands the same row."""
+    lake = _lake(platform)
+    day = FOLD_SESSIONS[1]
+    bar = cal.session_bars(day)[37]
+    before = lake.table("l5/actions_m5").read(cal.session_open(day), cal.session_end(day)).set_index("time")
+    job = layers_job(platform["defs"], "L5")
+    result = job.execute_in_process(instance=platform["instance"], partition_key=cal.bar_key(bar))
+    assert result.success
+    after = lake.table("l5/actions_m5").read(cal.session_open(day), cal.session_end(day)).set_index("time")
+    cols = ["position", "target", "raw_action", "risk_flags", "model_version", "obs_hash"]
+    pd.testing.assert_frame_equal(after[cols], before[cols])
+    trades = lake.table("l5/paper_trades").read(cal.session_open(day), cal.session_end(day))
+    positions = lake.table("l5/paper_positions").read(cal.session_open(day), cal.session_end(day))
+    assert len(positions) == 60 and positions["position"].iloc[0] == 0.0 and positions["position"].iloc[-1] == before["position"].iloc[-2]
+    # every change of the decided position is one fill, at the next bar's open (or the session's close)
+    changes = int((np.diff(np.r_[0.0, before["position"].to_numpy()]) != 0).sum())
+    assert len(trades) == changes and set(trades["fill_at"]) <= {"open", "close"}
+
+
+def test_a_tampered_model_artifact_fails_and_a_stale_observation_version_is_recorded_flat(platform, tmp_path):
+    from usdcop_assets.assets.model import latest_models, load_fold_model
+    from usdcop_assets.assets.serving import decide_bars
+    from usdcop_assets.observation.builder import load_config
+    from usdcop_assets.trading.live import PolicyFunction
+
+    lake = _lake(platform)
+    row = dict(latest_models(lake)[FOLD])
+    model = load_fold_model(lake, row)
+    forged = {**row, "weights_sha256": "0" * 64}
+    with pytest.raises(ValueError, match="weights hash .* differs from the recorded 000000000000"):
+        load_fold_model(lake, forged)
+    day = FOLD_SESSIONS[0]
+    start, end = cal.session_open(day), cal.session_end(day)
+    obs = lake.table("l4/observations_m5").read(start, end)
+    bars = lake.table("l1/ohlcv_m5").read(start, end)
+    policy = PolicyFunction.from_model(model)
+    stale = {FOLD: {**row, "obs_version": "obs-v1-000000000000"}}
+    actions, fallbacks = decide_bars(obs, bars, start, end, stale, lambda r: policy, load_config())
+    assert (actions["position"] == 0).all() and (actions["model_version"] == FLAT_VERSION).all()
+    assert actions["fallback"].str.contains("trained on observations obs-v1-000000000000").all() and len(fallbacks) == 1
+    # a bar whose observation is not finite is flat with its reason; the others are decided as before
+    good, _ = decide_bars(obs, bars, start, end, {FOLD: row}, lambda r: policy, load_config())
+    broken = obs.copy()
+    broken.loc[broken.index[10], load_config().columns[0]] = np.nan
+    bad, _ = decide_bars(broken, bars, start, end, {FOLD: row}, lambda r: policy, load_config())
+    assert bad["position"].iloc[10] == 0 and bad["fallback"].iloc[10] == "observation not finite"
+    assert (bad["risk_flags"].iloc[10] & 16) and bad["position"].iloc[:10].tolist() == good["position"].iloc[:10].tolist()
+    # the wrong dimension is an error naming both
+    narrow = obs.drop(columns=[load_config().columns[-1]])
+    cfg = load_config()
+    with pytest.raises(ValueError, match="observations lack 1 columns"):
+        decide_bars(narrow, bars, start, end, {FOLD: row}, lambda r: policy, cfg)
+
+
+def test_the_cli_trains_a_fold_and_backtests_a_range(platform):
+    from click.testing import CliRunner
+
+    from usdcop_assets.cli import main
+
+    runner = CliRunner()
+    bad = runner.invoke(main, ["train", "--fold", "2025-13"])
+    assert bad.exit_code != 0 and "not of the form YYYY-MM" in bad.output
+    trained = runner.invoke(main, ["train", "--fold", FOLD])
+    assert trained.exit_code == 0, trained.output
+    version = _lake(platform).table("l5/ppo_model").read()["version"].iloc[0]
+    assert f"fold {FOLD} -> model {version}" in trained.output and ", reused" in trained.output  # same data + seed: same weights
+    tested = runner.invoke(main, ["backtest", "--start", FOLD_SESSIONS[0].isoformat(), "--end", FOLD_SESSIONS[1].isoformat()])
+    assert tested.exit_code == 0, tested.output
+    assert "3 sessions, 180 bars" in tested.output
+    for strategy in (AGENT, "flat", "buy_and_hold", "sma_5_20"):
+        assert f"\n{strategy} " in tested.output or f"\n     {strategy}" in tested.output or strategy in tested.output
+    assert "report:" in tested.output

@@ -62,3 +62,10 @@ def test_session_close_schedules_run_the_closed_session_and_skip_holidays(defs, 
     keys, skip = _tick(defs, name, f"{TUESDAY} 08:00")  # a manual tick before the close
     assert keys == [] and "has not closed yet" in skip
     assert defs.get_schedule_def(name).cron_schedule.endswith("13 * * 1-5")  # no weekend tick at all
+
+
+def test_the_monthly_retrain_requests_the_new_months_fold(defs):
+    schedule = defs.get_schedule_def("ppo_retrain_schedule")
+    assert schedule.cron_schedule == "0 1 1 * *" and schedule.execution_timezone == "America/Bogota"
+    assert _tick(defs, "ppo_retrain_schedule", "2025-04-01 01:00")[0] == ["2025-04"]  # trained on the sessions before April
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED

@@ -63,6 +63,35 @@ def test_penalties_by_hand():
     assert c == pytest.approx(10 * (-0.1))
 
 
+def test_four_bar_episode_costs_penalties_and_risk_by_hand():
+    # rate 3 bps, turnover penalty 1 bp per unit, drawdown penalty 0.5, rewards in bps, max position 0.8
+    r = np.array([0.004, 0.006, 0.002, 0.0])
+    ep = SessionEpisodes(np.zeros((4, 1)), r, [0.0, 1 / 60, 2 / 60, 3 / 60], ["s"] * 4)
+    cfg = EnvConfig(costs=CostConfig(4.0, 1.0), turnover_penalty=1e-4, drawdown_penalty=0.5, reward_scale=1e4,
+                    risk=RiskLimits(max_position=0.8))
+    env = UsdCopTradingEnv(ep, cfg)
+    env.reset(seed=0)
+    out = [env.step(np.array([a], dtype=np.float32)) for a in (1.0, -0.5, 0.25, np.nan)]
+    rewards = [o[1] for o in out]
+    info = [o[4] for o in out]
+    # bar 0: clipped to 0.8; pnl 0.8*0.004 - 3e-4*0.8 = 0.00296 (new peak, no drawdown); turnover 0.8
+    # bar 1: -0.5 (trade 1.3); pnl -0.003 - 3.9e-4 = -0.00339; equity -0.00043, drawdown 0.00339 (all new)
+    # bar 2: 0.25 (trade 0.75); pnl 0.0005 - 2.25e-4 = 0.000275; drawdown falls to 0.003115: no penalty
+    # bar 3: NaN -> 0 and last bar (trade 0.25); pnl -7.5e-5; drawdown rises by 7.5e-5
+    want = [1e4 * (0.00296 - 1e-4 * 0.8),
+            1e4 * (-0.00339 - 1e-4 * 1.3 - 0.5 * 0.00339),
+            1e4 * (0.000275 - 1e-4 * 0.75),
+            1e4 * (-7.5e-5 - 1e-4 * 0.25 - 0.5 * 7.5e-5)]
+    np.testing.assert_allclose(rewards, want, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(rewards, [28.8, -52.15, 2.0, -1.375], rtol=0, atol=1e-9)
+    assert [i["position"] for i in info] == [pytest.approx(0.8), -0.5, 0.25, 0.0]
+    np.testing.assert_allclose([i["cost"] for i in info], [2.4e-4, 3.9e-4, 2.25e-4, 7.5e-5], rtol=0, atol=1e-15)
+    np.testing.assert_allclose([i["equity"] for i in info], np.cumsum([0.00296, -0.00339, 0.000275, -7.5e-5]), rtol=0, atol=1e-15)
+    np.testing.assert_allclose([i["drawdown"] for i in info], [0.0, 0.00339, 0.003115, 0.00319], rtol=0, atol=1e-15)
+    assert [i["risk_flags"] for i in info] == [R.CLIPPED, 0, 0, R.INVALID | R.SESSION_END]
+    assert [o[2] for o in out] == [False, False, False, True]
+
+
 def test_every_episode_ends_flat_and_terminates_at_the_last_bar():
     ep = synthetic(n_sessions=3)
     env = UsdCopTradingEnv(ep)

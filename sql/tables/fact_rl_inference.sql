@@ -1,5 +1,5 @@
--- L5 live actions (l5/actions_m5, usdcop_assets/assets/model.py): one row per bar open (UTC) and symbol.
--- target = the policy's action clipped to [-1, 1]; position = after the risk manager (flat at the
+-- L5 live actions (l5/actions_m5, usdcop_assets/assets/serving.py): one row per bar open (UTC) and symbol.
+-- raw_action = the policy's output (NULL when the bar had no usable observation); target = it clipped to [-1, 1]; position = after the risk manager (flat at the
 -- session's last bar). model_version 'none (flat)' with a fallback reason = no model: recorded flat.
 -- obs_hash = SHA-256 of the bar's L4 observation vector (float32 bytes, config order).
 CREATE TABLE IF NOT EXISTS fact_rl_inference (
@@ -9,6 +9,8 @@ CREATE TABLE IF NOT EXISTS fact_rl_inference (
     step                 BIGINT NOT NULL,
     target               DOUBLE PRECISION NOT NULL,
     position             DOUBLE PRECISION NOT NULL,
+    raw_action           DOUBLE PRECISION,
+    risk_flags           BIGINT,               -- bitmask: 1 clipped, 2 daily_stop, 4 drawdown, 8 session_end, 16 invalid
     model_version        TEXT NOT NULL,
     fold                 TEXT NOT NULL,
     obs_version          TEXT,

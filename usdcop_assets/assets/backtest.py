@@ -19,7 +19,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.assets.model import ACTIONS, live_costs, live_limits
+from usdcop_assets.assets.model import live_costs, live_limits
+from usdcop_assets.assets.serving import ACTIONS
 from usdcop_assets.assets.observations import EPISODES
 from usdcop_assets.backtest.baselines import all_baselines
 from usdcop_assets.backtest.engine import backtest_actions, compare
@@ -161,6 +162,13 @@ def report_html(table: pd.DataFrame, curves: dict[str, np.ndarray], bt: pd.DataF
     )
 
 
+class PerformanceConfig(dg.Config):
+    """Which stored session backtests to judge (ISO dates, inclusive); all of them by default."""
+
+    first_session: str | None = None
+    last_session: str | None = None
+
+
 @dg.asset(
     key=PERFORMANCE,
     ins={"backtest": dg.AssetIn(BACKTEST)},
@@ -170,10 +178,15 @@ def report_html(table: pd.DataFrame, curves: dict[str, np.ndarray], bt: pd.DataF
     metadata={"warehouse_table": "rl_metrics"},
     description="Agent metrics vs baselines (flat, buy and hold, SMA crossover) on the same bars; rl_metrics and an HTML report.",
 )
-def l6_performance(context: dg.AssetExecutionContext, backtest: pd.DataFrame, lake: LakeResource) -> dg.Output[pd.DataFrame]:
+def l6_performance(context: dg.AssetExecutionContext, config: PerformanceConfig, backtest: pd.DataFrame, lake: LakeResource) -> dg.Output[pd.DataFrame]:
     if backtest.empty:
         raise ValueError("l6/backtest_session is empty; materialize l5/actions_m5 and l6/backtest_session for some sessions first")
     bt = backtest.sort_values("time", kind="stable").reset_index(drop=True)
+    if config.first_session or config.last_session:
+        keep = bt["session"].astype(str).between(config.first_session or "0000", config.last_session or "9999")
+        bt = bt[keep].reset_index(drop=True)
+        if bt.empty:
+            raise ValueError(f"no stored session backtest between {config.first_session} and {config.last_session}")
     sessions = bt["session"].astype(str).to_numpy()
     next_ret = bt["next_ret"].to_numpy(dtype="float64")
     strategies = {AGENT: bt["position"].to_numpy(dtype="float64"), **all_baselines(bt["close"].to_numpy(dtype="float64"), sessions)}

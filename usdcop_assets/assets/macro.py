@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
+from usdcop_assets.alerts import SOURCE_RETRY_POLICY
 from usdcop_assets.settings import env_int
 from usdcop_assets.partitions import MACRO_WARMUP_DAYS, macro_partitions  # noqa: F401 (re-exported)
 from usdcop_assets.sources.macro import FRED_KEY_ENV, fetch_macro, resolve_macro_source, source_label
@@ -30,6 +31,7 @@ def _window_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     key=["l0", "macro_daily"],
     partitions_def=macro_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (alerts.py)
     io_manager_key="lake_io_manager",
     group_name="l0_raw",
     kinds={"parquet"},

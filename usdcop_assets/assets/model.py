@@ -10,15 +10,13 @@
   windows, selected checkpoint, validation Sharpe) through the lake IO manager: the row's ``time`` is the
   fold start (00:00 Bogota on the 1st, in UTC), inside the month's partition window, so the lake keys it by
   that day and re-materializing the fold replaces it (the manager replaces exactly the partition window).
-- ``l5/actions_m5`` (session-partitioned; see its docstring for why not per bar).
+The serving side (``l5/actions_m5``, the paper ledger) is in ``assets/serving.py``.
 
 Thin wiring only: the logic lives in ``usdcop_assets.trading``.
 """
 
 import datetime as dt
-import hashlib
 import os
-import time as _time
 
 import dagster as dg
 import numpy as np
@@ -28,19 +26,16 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.assets.indicators import own_window
 from usdcop_assets.assets.observations import EPISODES, OBS_STATS, stats_from_frame
 from usdcop_assets.lake.session_table import read_object
-from usdcop_assets.observation.builder import load_config, observation_matrix
-from usdcop_assets.partitions import history_start, session_partitions
+from usdcop_assets.observation.builder import load_config
+from usdcop_assets.partitions import history_start
 from usdcop_assets.resources import LakeResource
 from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.env import EnvConfig
 from usdcop_assets.trading.folds import fold_windows
 from usdcop_assets.trading.risk import RiskLimits
-from usdcop_assets.trading.training import TrainConfig, curve_markdown, load_model, predict_positions, train_fold, weights_sha256
+from usdcop_assets.trading.training import TrainConfig, curve_markdown, load_model, train_fold, weights_sha256
 
 PPO_MODEL = dg.AssetKey(["l5", "ppo_model"])
-ACTIONS = dg.AssetKey(["l5", "actions_m5"])
 MODELS_PREFIX = "models/ppo"
-FLAT_VERSION = "none (flat)"
 FOLD_OFFSET_MONTHS = 3  # the first fold starts this many months after the history start (some history to train on)
 
 SCHEME_ENV = "USDCOP_TRAIN_SCHEME"
@@ -190,11 +185,7 @@ def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ou
     )
 
 
-# --- actions ----------------------------------------------------------------------------------------
-
-
-def fold_of_session(session: str) -> str:
-    return str(session)[:7]
+# --- the stored models, for serving (assets/serving.py) and the CLI ---------------------------------
 
 
 def latest_models(lake: LakeResource) -> dict[str, dict]:
@@ -206,101 +197,13 @@ def latest_models(lake: LakeResource) -> dict[str, dict]:
 
 
 def load_fold_model(lake: LakeResource, row: dict):
+    """The fold's SB3 model, refused when its weights differ from the hash l5/ppo_model recorded."""
     blob = lake.store().get(row["model_path"])
     if blob is None:
         raise FileNotFoundError(f"model artifact {row['model_path']} recorded by l5/ppo_model {row['fold']} is missing from the lake")
     model = load_model(blob)
     digest = weights_sha256(model)
     if digest != row["weights_sha256"]:
-        raise ValueError(f"{row['model_path']}: weights hash {digest[:12]} differs from the recorded {row['weights_sha256'][:12]}")
+        raise ValueError(f"{row['model_path']}: weights hash {digest[:12]} differs from the recorded {row['weights_sha256'][:12]} "
+                         "(artifact altered or replaced): re-materialize l5/ppo_model for the fold")
     return model
-
-
-def obs_hashes(frame: pd.DataFrame, obs_config) -> list[str]:
-    """SHA-256 of each bar's L4 observation vector as float32 (config order) bytes."""
-    matrix = np.ascontiguousarray(observation_matrix(frame, obs_config), dtype="<f4")
-    return [hashlib.sha256(row.tobytes()).hexdigest() for row in matrix]
-
-
-def _flat_rows(frame: pd.DataFrame, hashes, reason: str) -> pd.DataFrame:
-    return pd.DataFrame({
-        "time": frame["time"].to_numpy(), "symbol": frame["symbol"].to_numpy(), "session": frame["session"].astype(str).to_numpy(),
-        "step": frame["step"].to_numpy(dtype="int64"), "target": 0.0, "position": 0.0, "model_version": FLAT_VERSION,
-        "fold": fold_of_session(frame["session"].iloc[0]), "obs_version": frame["obs_version"].astype(str).to_numpy(),
-        "obs_hash": hashes, "inference_latency_ms": np.nan, "fallback": reason,
-    })
-
-
-@dg.asset(
-    key=ACTIONS,
-    ins={"episodes": dg.AssetIn(EPISODES)},
-    deps=[dg.AssetDep(PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True))],
-    partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="serving_io_manager",
-    group_name="l5_model",
-    kinds={"parquet", "sql"},
-    metadata={"time_column": "time", "warehouse_table": "fact_rl_inference"},
-    description="Target position in [-1, 1] per bar from the fold's PPO model (flat, recorded, when the fold has none).",
-)
-def l5_actions_m5(context: dg.AssetExecutionContext, episodes: pd.DataFrame, lake: LakeResource) -> dg.Output[pd.DataFrame]:
-    """Per session, not per bar (DESIGN lists 5-minute bars): the agent's observation includes the position
-    it holds, fed back bar by bar, and the risk manager's state (daily stop, flat at the end) runs over the
-    session, so one bar cannot be computed without the session's earlier bars and decisions. A session run
-    rolls the whole session out sequentially with the fold's model (``trading.training.predict_positions``);
-    a realtime per-bar path (``RiskState`` stepping) can come later on top of the same model artifacts.
-
-    The model of a session is the latest ``l5/ppo_model`` of the fold (month) that contains it. A session
-    whose fold has no model, or that is not warm, gets position 0 with ``model_version = "none (flat)"``
-    and the reason in ``fallback`` (and a warning): never a silent trade.
-    """
-    obs_config = load_config()
-    models = latest_models(lake)
-    loaded: dict[str, object] = {}
-    env_config = EnvConfig(costs=live_costs(), risk=live_limits(), sampling="sequential")
-    parts, fallbacks = [], []
-    frame_all = episodes.sort_values(["session", "step"], kind="stable").reset_index(drop=True) if len(episodes) else episodes
-    for session, frame in (frame_all.groupby("session", sort=True) if len(frame_all) else []):
-        frame = frame.reset_index(drop=True)
-        hashes = obs_hashes(frame, obs_config)
-        fold = fold_of_session(session)
-        row = models.get(fold)
-        reason = None
-        if row is None:
-            reason = f"no l5/ppo_model for fold {fold}"
-        elif "warm" in frame.columns and not frame["warm"].all():
-            reason = "session not warm (features incomplete)"
-        if reason:
-            context.log.warning(f"session {session}: {reason}; positions recorded flat ({FLAT_VERSION})")
-            fallbacks.append(f"{session}: {reason}")
-            parts.append(_flat_rows(frame, hashes, reason))
-            continue
-        if fold not in loaded:
-            loaded[fold] = load_fold_model(lake, row)
-        t0 = _time.perf_counter()
-        out = predict_positions(loaded[fold], frame, obs_config, env_config)
-        ms = (_time.perf_counter() - t0) * 1000.0 / max(len(out), 1)
-        out = out.sort_values("step").reset_index(drop=True)
-        if len(out) != len(frame) or not (out["step"].to_numpy() == frame["step"].to_numpy()).all():
-            raise ValueError(f"session {session}: {len(out)} predicted bars for {len(frame)} episode bars")
-        parts.append(pd.DataFrame({
-            "time": frame["time"].to_numpy(), "symbol": frame["symbol"].to_numpy(), "session": str(session),
-            "step": frame["step"].to_numpy(dtype="int64"), "target": out["target"].to_numpy(dtype="float64"),
-            "position": out["position"].to_numpy(dtype="float64"), "model_version": str(row["version"]), "fold": fold,
-            "obs_version": frame["obs_version"].astype(str).to_numpy(), "obs_hash": hashes,
-            "inference_latency_ms": ms, "fallback": None,
-        }))
-    columns = ["time", "symbol", "session", "step", "target", "position", "model_version", "fold", "obs_version", "obs_hash",
-               "inference_latency_ms", "fallback"]
-    actions = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    actions["fallback"] = actions["fallback"].astype("string")  # typed even when every value is null
-    return dg.Output(
-        actions[columns],
-        metadata={
-            "bars": len(actions),
-            "sessions": int(actions["session"].nunique()) if len(actions) else 0,
-            "model_versions": dg.MetadataValue.json(sorted(actions["model_version"].unique().tolist()) if len(actions) else []),
-            "flat_fallback_sessions": dg.MetadataValue.json(fallbacks),
-            "mean_abs_position": float(actions["position"].abs().mean()) if len(actions) else 0.0,
-        },
-    )

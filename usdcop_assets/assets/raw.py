@@ -5,6 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
+from usdcop_assets.alerts import SOURCE_RETRY_POLICY
 from usdcop_assets.partitions import bar_partitions
 from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
 
@@ -13,6 +14,7 @@ from usdcop_assets.sources import fetch_bars_with_summary, require_available, re
     key=["l0", "ohlcv_m5"],
     partitions_def=bar_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (alerts.py)
     io_manager_key="lake_io_manager",
     group_name="l0_raw",
     kinds={"parquet"},

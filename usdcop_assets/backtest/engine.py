@@ -15,51 +15,96 @@ Pure numpy/pandas; no Dagster.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from usdcop_assets.backtest import metrics as M
-from usdcop_assets.trading.costs import CostConfig, last_of_session, session_starts
-from usdcop_assets.trading.risk import RiskLimits, apply_risk
+from usdcop_assets.trading.costs import CostConfig, session_codes, session_starts
+from usdcop_assets.trading.risk import RiskLimits, _apply_risk
 
 
 def run_backtest(positions, next_ret, session_ids, costs: CostConfig | None = None) -> pd.DataFrame:
     """Per-bar frame: session, position, trade, cost, gross, pnl (log), equity."""
-    costs = costs or CostConfig()
     p = np.asarray(positions, dtype="float64").ravel()
     r = np.asarray(next_ret, dtype="float64").ravel()
     n = len(p)
     if len(r) != n or len(session_ids) != n:
         raise ValueError(f"run_backtest: lengths differ (positions {n}, next_ret {len(r)}, sessions {len(session_ids)})")
-    for name, a in (("positions", p), ("next_ret", r)):
-        if not np.isfinite(a).all():
-            raise ValueError(f"run_backtest: {int((~np.isfinite(a)).sum())} {name} are not finite")
-    if (np.abs(p) > 1 + 1e-12).any():
-        raise ValueError("run_backtest: positions must lie in [-1, 1]")
-    session_starts(session_ids)  # contiguity check
-    trade = np.diff(np.r_[0.0, p])
-    cost = costs.rate * np.abs(trade)
+    return _run_backtest(p, r, session_ids, session_starts(session_ids), costs or CostConfig())
+
+
+def _run_backtest(p: np.ndarray, r: np.ndarray, session_ids, new: np.ndarray, costs: CostConfig, *, owned: bool = False) -> pd.DataFrame:
+    """``run_backtest`` with the session-start mask already computed (it also did the contiguity check).
+
+    ``owned``: ``p`` is a fresh array the frame may keep (else it is copied). Each column is allocated once
+    and the rest is computed in place: at 1M bars the cost is memory traffic, not arithmetic.
+    """
+    if len(p):
+        lo, hi = float(p.min()), float(p.max())  # NaN/inf propagate to the extremes: no mask needed when all is well
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"run_backtest: {int((~np.isfinite(p)).sum())} positions are not finite")
+        if not np.isfinite(r).all():
+            raise ValueError(f"run_backtest: {int((~np.isfinite(r)).sum())} next_ret are not finite")
+        if hi > 1 + 1e-12 or lo < -1 - 1e-12:
+            raise ValueError("run_backtest: positions must lie in [-1, 1]")
+    if not owned:
+        p = p.copy()  # the frame owns its columns (built below without a second copy)
+    trade = np.empty_like(p)
+    trade[:1] = p[:1]
+    np.subtract(p[1:], p[:-1], out=trade[1:])
+    cost = np.abs(trade)
+    cost *= costs.rate
     gross = p * r
     pnl = gross - cost
+    equity = np.cumsum(pnl)
+    np.exp(equity, out=equity)
     return pd.DataFrame({
-        "session": np.asarray(session_ids),
+        "session": _session_column(session_ids, new),
         "position": p,
         "trade": trade,
         "cost": cost,
         "gross": gross,
         "pnl": pnl,
-        "equity": np.exp(np.cumsum(pnl)),
-    })
+        "equity": equity,
+    }, copy=False)
+
+
+def _session_column(session_ids, new: np.ndarray):
+    """The session ids as a column of their own (a copy), with the dtype ``pd.DataFrame`` infers for them.
+
+    String ids (an object array, as ``Series.astype(str).to_numpy()`` gives them) are inferred and converted
+    once per session and then repeated by position: converting 1M Python strings one by one to pandas'
+    string dtype cost ~40 ms, more than the rest of the backtest.
+    """
+    ids = np.asarray(session_ids)
+    if ids.dtype == object and len(ids):
+        heads = ids[new]
+        if all(type(h) is str for h in heads.tolist()):
+            codes = np.cumsum(new)
+            codes -= 1
+            return pd.Series(heads).array.take(codes)
+    return ids.copy()
 
 
 def backtest_actions(actions, next_ret, session_ids, costs: CostConfig | None = None, limits: RiskLimits | None = None,
                      is_last=None) -> pd.DataFrame:
-    """Raw target actions -> risk manager (``apply_risk``, same rules as live) -> ``run_backtest``; adds ``target`` and ``risk_flags``."""
+    """Raw target actions -> risk manager (``apply_risk``, same rules as live) -> ``run_backtest``; adds ``target`` and ``risk_flags``.
+
+    Fully vectorized unless ``limits`` sets ``daily_loss_stop`` or ``max_drawdown`` (then ``apply_risk`` is a
+    sequential loop, see ``trading.risk``).
+    """
     costs = costs or CostConfig()
-    last = last_of_session(session_ids) if is_last is None else is_last
-    positions, flags = apply_risk(actions, next_ret, session_ids, last, limits or RiskLimits(), costs)
-    frame = run_backtest(positions, next_ret, session_ids, costs)
-    frame.insert(1, "target", np.asarray(actions, dtype="float64").ravel())
+    a = np.asarray(actions, dtype="float64").ravel()
+    r = np.asarray(next_ret, dtype="float64").ravel()
+    n = len(a)
+    if len(r) != n or len(session_ids) != n:
+        raise ValueError(f"backtest_actions: lengths differ (actions {n}, next_ret {len(r)}, sessions {len(session_ids)})")
+    new = session_starts(session_ids)  # once: the contiguity check and the session boundaries of both steps
+    positions, flags = _apply_risk(a, r, new, is_last, limits or RiskLimits(), costs)
+    frame = _run_backtest(positions, r, session_ids, new, costs, owned=True)
+    frame.insert(1, "target", a.copy())
     frame["risk_flags"] = flags
     return frame
 
@@ -71,15 +116,16 @@ def compare(strategies: dict, next_ret, session_ids, costs: CostConfig | None = 
     With ``reference`` among the strategies, adds the session-bootstrap CI of each Sharpe and of its
     difference to the reference (paired by session).
     """
-    frames = {name: backtest_actions(t, next_ret, session_ids, costs, limits) for name, t in strategies.items()}
+    codes = session_codes(session_ids)  # once; every step below only needs the session of each bar, not its id
+    frames = {name: backtest_actions(t, next_ret, codes, costs, limits) for name, t in strategies.items()}
     rows = []
     for name, f in frames.items():
-        row = {"strategy": name, **M.performance(f["pnl"].to_numpy(), f["position"].to_numpy(), session_ids)}
+        row = {"strategy": name, **M.performance(f["pnl"].to_numpy(), f["position"].to_numpy(), codes)}
         if n_boot:
-            ci = M.bootstrap_sharpe_ci(f["pnl"].to_numpy(), session_ids, n=n_boot, seed=seed)
+            ci = M.bootstrap_sharpe_ci(f["pnl"].to_numpy(), codes, n=n_boot, seed=seed)
             row.update(sharpe_ci_low=ci["low"], sharpe_ci_high=ci["high"])
             if reference in frames:
-                d = M.bootstrap_sharpe_diff_ci(f["pnl"].to_numpy(), frames[reference]["pnl"].to_numpy(), session_ids, n=n_boot, seed=seed)
+                d = M.bootstrap_sharpe_diff_ci(f["pnl"].to_numpy(), frames[reference]["pnl"].to_numpy(), codes, n=n_boot, seed=seed)
                 row.update({f"sharpe_diff_vs_{reference}": d["estimate"], "sharpe_diff_ci_low": d["low"], "sharpe_diff_ci_high": d["high"]})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -5,17 +5,29 @@ Annualisation (documented once, used everywhere):
     SESSIONS_PER_YEAR = 252      session returns (sum of a session's bar P&L)
 
 Inputs are per-bar net log P&L (``engine.run_backtest``'s ``pnl``: p_t * next_ret_t - cost_t), the positions,
-and the session of each bar. Definitions (risk-free rate 0):
+and the session of each bar. Risk-free rate 0, required return 0.
 
-- total_log_return = sum(pnl); total_return = exp(sum(pnl)) - 1
-- annualized_return = exp(mean(pnl) * BARS_PER_YEAR) - 1
-- volatility = std(pnl, ddof=1) * sqrt(BARS_PER_YEAR)
-- sharpe = mean(pnl) / std(pnl, ddof=1) * sqrt(BARS_PER_YEAR)            (NaN when std is 0)
-- sortino = mean(pnl) / sqrt(mean(min(pnl, 0)^2)) * sqrt(BARS_PER_YEAR)  (NaN without a losing bar)
-- sharpe_session = mean(S) / std(S, ddof=1) * sqrt(SESSIONS_PER_YEAR), S = per-session sums of pnl
-- equity E_t = exp(cumsum(pnl)), starting at E_{-1} = 1; max_drawdown = max_t (1 - E_t / max(1, max_{k<=t} E_k))
+Compounding: the P&L is in log-return units, so the equity is E_t = exp(cumsum(pnl)) (starting at
+E_{-1} = 1), which is exactly the simple-return compounding prod(1 + s_k) of the simple bar returns
+s = expm1(pnl). The definitions are empyrical's (``empyrical``/``empyrical-reloaded``), applied as follows:
+
+- on the log bar P&L x = pnl, like empyrical's ``sharpe_ratio``, ``sortino_ratio``, ``annual_volatility``
+  with ``annualization=BARS_PER_YEAR``:
+    volatility = std(x, ddof=1) * sqrt(BARS_PER_YEAR)
+    sharpe     = mean(x) / std(x, ddof=1) * sqrt(BARS_PER_YEAR)                       (NaN when std is 0)
+    sortino    = mean(x) * BARS_PER_YEAR / (sqrt(mean(min(x, 0)^2)) * sqrt(BARS_PER_YEAR))
+               = mean(x) / sqrt(mean(min(x, 0)^2)) * sqrt(BARS_PER_YEAR)             (downside deviation over
+                 ALL bars, not only the losing ones; NaN without a losing bar, where empyrical gives inf)
+    sharpe_session = the same Sharpe on S, the per-session sums of pnl, with SESSIONS_PER_YEAR
+- on the equity, i.e. on the simple returns s, like empyrical's ``cum_returns_final``, ``annual_return``,
+  ``max_drawdown`` and ``calmar_ratio``:
+    total_return = E_final - 1 = exp(sum(pnl)) - 1;  total_log_return = sum(pnl)
+    annualized_return = E_final ** (BARS_PER_YEAR / n) - 1 = exp(mean(pnl) * BARS_PER_YEAR) - 1
+    max_drawdown = max_t (1 - E_t / max(1, max_{k<=t} E_k))  (a positive fraction; empyrical's is its negative,
+                   and like empyrical the starting equity 1 counts as a peak)
+    calmar = annualized_return / max_drawdown                 (NaN when there is no drawdown)
 - max_drawdown_duration_bars = the longest run of consecutive bars with equity below its running peak
-- calmar = annualized_return / max_drawdown (NaN when there is no drawdown)
+  (log equity more than 1e-12 under it)
 - a trade is a maximal run of consecutive bars of one session holding a non-zero position of the same
   sign: it opens on a change from flat or of sign, and closes on the next change to flat or of sign (or at
   the session end). Its P&L is the sum of its bars' pnl plus the pnl of the flat bar that closes it (which
@@ -24,6 +36,8 @@ and the session of each bar. Definitions (risk-free rate 0):
   |sum of losing trade P&L| (inf with no losing trade, NaN with no trade), avg_holding_bars = mean trade length
 - turnover = sum |p_t - p_{t-1}| (p_{-1} = 0); turnover_per_session = turnover / sessions;
   exposure = share of bars with a non-zero position
+
+Everything is vectorized numpy (no Python loop over bars).
 
 Bootstrap: session-block bootstrap (whole sessions resampled with replacement, so intra-session
 dependence is kept), percentile intervals; the difference version resamples the same sessions for both
@@ -60,56 +74,84 @@ def sharpe(bar_pnl, periods_per_year: float = BARS_PER_YEAR) -> float:
     x = np.asarray(bar_pnl, dtype="float64")
     if len(x) < 2:
         return _NAN
-    sd = x.std(ddof=1)
-    return float(x.mean() / sd * math.sqrt(periods_per_year)) if sd > 0 else _NAN
+    return _sharpe(float(x.mean()), float(x.std(ddof=1)), periods_per_year)
+
+
+def _sharpe(mean: float, sd: float, periods_per_year: float) -> float:
+    return float(mean / sd * math.sqrt(periods_per_year)) if sd > 0 else _NAN
 
 
 def sortino(bar_pnl, periods_per_year: float = BARS_PER_YEAR) -> float:
     x = np.asarray(bar_pnl, dtype="float64")
     if not len(x):
         return _NAN
-    down = math.sqrt(float(np.mean(np.minimum(x, 0.0) ** 2)))
+    down = np.minimum(x, 0.0)
+    np.square(down, out=down)
+    down = math.sqrt(float(np.mean(down)))
     return float(x.mean() / down * math.sqrt(periods_per_year)) if down > 0 else _NAN
 
 
 def drawdown(bar_pnl) -> tuple[float, int]:
     """(max drawdown as a fraction of the peak equity, longest under-water stretch in bars)."""
-    x = np.asarray(bar_pnl, dtype="float64")
+    x = np.asarray(bar_pnl, dtype="float64").ravel()
     if not len(x):
         return 0.0, 0
     log_eq = np.cumsum(x)
-    peak = np.maximum.accumulate(np.maximum(log_eq, 0.0))
-    under = peak - log_eq
+    under = np.maximum(log_eq, 0.0)
+    np.maximum.accumulate(under, out=under)  # running peak of the log equity, the start (0) included
+    np.subtract(under, log_eq, out=under)  # peak - log equity >= 0
     max_dd = float(1.0 - math.exp(-float(under.max())))
-    water = under > 1e-12
-    longest = run = 0
-    for w in water.tolist():
-        run = run + 1 if w else 0
-        if run > longest:
-            longest = run
-    return max_dd, longest
+    return max_dd, _longest_run(under > 1e-12)
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of consecutive True values (the widest gap between two False ones)."""
+    dry = np.flatnonzero(~mask)
+    if len(dry) == len(mask):
+        return 0
+    return int(np.diff(np.concatenate(([-1], dry, [len(mask)]))).max() - 1)
 
 
 def trades(bar_pnl, positions, session_ids) -> tuple[np.ndarray, np.ndarray]:
     """(P&L per trade, length in bars per trade), trades as defined in the module docstring."""
-    pnl = np.asarray(bar_pnl, dtype="float64")
-    sign = np.sign(np.asarray(positions, dtype="float64"))
-    codes = session_codes(session_ids)
-    n = len(sign)
+    pnl = _as1d(bar_pnl, "bar_pnl")
+    pos = _as1d(positions, "positions", len(pnl))
+    if len(session_ids) != len(pnl):
+        raise ValueError(f"session_ids has {len(session_ids)} values for {len(pnl)} bars")
+    return _trades(pnl, pos, session_codes(session_ids))
+
+
+def _trades(pnl: np.ndarray, pos: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # boolean masks (1 byte a bar) and few full-size temporaries: at 1M bars the cost is memory traffic
+    n = len(pos)
     if not n:
         return np.zeros(0), np.zeros(0, dtype="int64")
-    prev_sign = np.r_[0.0, sign[:-1]]
-    new_session = np.r_[True, codes[1:] != codes[:-1]]
-    active = sign != 0
-    opens = active & (new_session | (sign != prev_sign))
-    trade_id = np.cumsum(opens) - 1
-    k = int(opens.sum())
-    if k == 0:
+    up, down = pos > 0, pos < 0
+    active = up | down
+    opens = np.empty(n, dtype=bool)  # a trade starts: a non-flat bar with a new sign, or in a new session
+    opens[0] = active[0]
+    np.not_equal(up[1:], up[:-1], out=opens[1:])
+    opens[1:] |= down[1:] != down[:-1]
+    opens[1:] |= codes[1:] != codes[:-1]
+    opens &= active
+    starts = np.flatnonzero(opens)
+    k = len(starts)
+    if not k:
         return np.zeros(0), np.zeros(0, dtype="int64")
-    trade_pnl = np.bincount(trade_id[active], weights=pnl[active], minlength=k)
-    lengths = np.bincount(trade_id[active], minlength=k).astype("int64")
-    closing = (~active) & (prev_sign != 0)  # a flat bar right after a position: its pnl is the closing cost
-    trade_pnl += np.bincount(trade_id[closing], weights=pnl[closing], minlength=k)
+    last = active.copy()  # a trade's last bar: the next bar is flat or opens another trade
+    last[:-1] &= ~active[1:] | opens[1:]
+    ends = np.flatnonzero(last) + 1  # one past each trade's last bar, in the order of starts
+    lengths = (ends - starts).astype("int64")
+    # Every bar carries the number of trades opened so far (0 before the first): a trade's bars, then the flat
+    # bar that closes it (its closing cost), then flat bars weighted 0, so one bincount sums each trade in
+    # bar order, exactly as adding its bars one by one and then its closing cost.
+    closes = ends[ends < n]
+    closes = closes[~active[closes]]
+    weights = np.zeros(n)
+    np.copyto(weights, pnl, where=active)
+    weights[closes] = pnl[closes]
+    trade_no = np.cumsum(opens)
+    trade_pnl = np.bincount(trade_no, weights=weights, minlength=k + 1)[1:]
     return trade_pnl, lengths
 
 
@@ -123,9 +165,11 @@ def performance(bar_pnl, positions, session_ids) -> dict:
     n_sessions = int(codes[-1] + 1) if n else 0
     session_pnl = np.bincount(codes, weights=pnl, minlength=n_sessions) if n else np.zeros(0)
     total = float(pnl.sum())
-    ann = float(math.exp(pnl.mean() * BARS_PER_YEAR) - 1.0) if n else _NAN
+    mean = float(pnl.mean()) if n else _NAN
+    sd = float(pnl.std(ddof=1)) if n > 1 else _NAN
+    ann = float(math.exp(mean * BARS_PER_YEAR) - 1.0) if n else _NAN
     max_dd, dd_bars = drawdown(pnl)
-    tp, lengths = trades(pnl, pos, session_ids)
+    tp, lengths = _trades(pnl, pos, codes)
     wins, losses = tp[tp > 0].sum(), tp[tp < 0].sum()
     if not len(tp):
         pf = _NAN
@@ -133,15 +177,18 @@ def performance(bar_pnl, positions, session_ids) -> dict:
         pf = float(wins / -losses)
     else:
         pf = float("inf") if wins > 0 else _NAN
-    turnover = float(np.abs(np.diff(np.r_[0.0, pos])).sum())
+    step = np.empty(n)
+    step[:1] = pos[:1]
+    np.subtract(pos[1:], pos[:-1], out=step[1:])
+    turnover = float(np.abs(step, out=step).sum())
     return {
         "bars": n,
         "sessions": n_sessions,
         "total_log_return": total,
         "total_return": float(math.exp(total) - 1.0),
         "annualized_return": ann,
-        "volatility": float(pnl.std(ddof=1) * math.sqrt(BARS_PER_YEAR)) if n > 1 else _NAN,
-        "sharpe": sharpe(pnl),
+        "volatility": float(sd * math.sqrt(BARS_PER_YEAR)) if n > 1 else _NAN,
+        "sharpe": _sharpe(mean, sd, BARS_PER_YEAR) if n > 1 else _NAN,
         "sortino": sortino(pnl),
         "sharpe_session": sharpe(session_pnl, SESSIONS_PER_YEAR),
         "max_drawdown": max_dd,
@@ -153,7 +200,7 @@ def performance(bar_pnl, positions, session_ids) -> dict:
         "avg_holding_bars": float(lengths.mean()) if len(lengths) else _NAN,
         "turnover": turnover,
         "turnover_per_session": turnover / n_sessions if n_sessions else _NAN,
-        "exposure": float((pos != 0).mean()) if n else _NAN,
+        "exposure": np.count_nonzero(pos) / n if n else _NAN,
     }
 
 

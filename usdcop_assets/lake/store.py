@@ -29,6 +29,40 @@ class ObjectStore(Protocol):
     def check(self) -> None: ...
 
 
+_TMP_MARK = ".tmp-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: the process exists (another user's)
+        return True
+    return True
+
+
+def _sweep_orphaned_temps(folder: Path) -> None:
+    """Remove temp files of ``folder`` left by writers that no longer run (killed before their rename).
+
+    Readers never see them (listings skip dot files, keys never name them); this keeps the lake from
+    accumulating them. A temp file of a live process (this one included) is left alone.
+    """
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(".") or _TMP_MARK not in name:
+            continue
+        pid_text = name.rpartition(_TMP_MARK)[2].partition("-")[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            try:
+                (folder / name).unlink()
+            except OSError:
+                pass
+
+
 class LocalObjectStore:
     def __init__(self, root: str | Path, fsync: bool = False):
         self.root = Path(root).absolute()
@@ -48,8 +82,11 @@ class LocalObjectStore:
         path = self._path(key)
         if path.parent not in self._dirs:  # data and manifest share a folder: one mkdir, not two
             path.parent.mkdir(parents=True, exist_ok=True)
+            _sweep_orphaned_temps(path.parent)
             self._dirs.add(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+        # The writer's pid in the name: a temp file whose writer died (kill -9 between write and
+        # rename) is recognised as orphaned and removed by the next writer of its folder.
+        tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex}")
         try:
             try:
                 fh = open(tmp, "wb")
@@ -109,24 +146,53 @@ class S3ObjectStore:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def _failed(self, operation: str, key: str, exc: Exception) -> LakeUnavailable:
+        """The lake's error for a failed request: names the lake, the object and the cause."""
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc, ClientError):
+            cause = f"S3 error {exc.response.get('Error', {}).get('Code', '')}".strip()
+        else:
+            cause = f"S3 endpoint {self._client.meta.endpoint_url} unreachable ({type(exc).__name__})"
+        return LakeUnavailable(f"lake {self.location} ({LAKE_ENV}): {operation} {key} failed: {cause}")
+
     def put(self, key: str, data: bytes) -> None:
-        self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._failed("PUT", key, exc) from exc
 
     def get(self, key: str) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             return self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except self._client.exceptions.NoSuchKey:
             return None
+        except (BotoCoreError, ClientError) as exc:
+            raise self._failed("GET", key, exc) from exc
 
     def delete(self, key: str) -> None:
-        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._failed("DELETE", key, exc) from exc
 
     def list(self, prefix: str) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         full = self._key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
-        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", ()))
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", ()))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._failed("LIST", prefix + "*", exc) from exc
         return sorted(keys)
 
     def check(self) -> None:

@@ -65,4 +65,6 @@ def last_of_session(session_ids) -> np.ndarray:
 
 def session_codes(session_ids) -> np.ndarray:
     """0, 1, 2, ... per contiguous session, in bar order."""
-    return np.cumsum(session_starts(session_ids)) - 1
+    codes = np.cumsum(session_starts(session_ids))
+    codes -= 1
+    return codes

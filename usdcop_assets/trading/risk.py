@@ -21,9 +21,12 @@ Rules, evaluated in this order for every bar (all are in log-return units):
 
 Flags are a bitmask per bar. Going flat is charged its closing cost like any other trade.
 
-``apply_risk`` runs the rules over a whole array (O(n), plain Python loop on lists: ~90k bars in well under
-0.5 s); ``RiskState`` runs them one bar at a time for realtime use (``decide`` at a bar's close, ``realize``
-once the next close is known) and gives identical positions and flags.
+``apply_risk`` runs the rules over a whole array. Without a path-dependent rule (``daily_loss_stop`` and
+``max_drawdown`` both ``None``: only rules 1, 2 and 5) it is pure vectorized numpy (~100 M bars/s); with a
+stop or the breaker configured, the position depends on the P&L of the earlier bars, so it is a sequential
+O(n) Python loop on lists (~2-3 M bars/s, ~90k bars in well under 0.5 s). Both paths give the same
+positions and flags as ``RiskState``, which runs the rules one bar at a time for realtime use (``decide``
+at a bar's close, ``realize`` once the next close is known).
 
 Pure numpy; no Dagster, no pandas.
 """
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from usdcop_assets.trading.costs import CostConfig, last_of_session, session_starts
+from usdcop_assets.trading.costs import CostConfig, session_starts
 
 CLIPPED = 1
 DAILY_STOP = 2
@@ -159,22 +162,63 @@ def apply_risk(raw_targets, bar_returns, session_ids, is_last=None, limits: Risk
     """Vectorized-input risk manager: (positions float64, flags uint8), identical to RiskState bar by bar.
 
     ``bar_returns[t]`` is the return earned by the position decided at t (the episodes' ``next_ret``).
-    ``is_last`` defaults to the last bar of each contiguous session.
+    ``is_last`` defaults to the last bar of each contiguous session. Pure numpy when neither
+    ``daily_loss_stop`` nor ``max_drawdown`` is set; a sequential loop otherwise (see the module docstring).
     """
+    n, n_ret = np.size(raw_targets), np.size(bar_returns)
+    if n_ret != n or len(session_ids) != n:
+        raise ValueError(f"apply_risk: lengths differ (targets {n}, returns {n_ret}, sessions {len(session_ids)})")
+    return _apply_risk(raw_targets, bar_returns, session_starts(session_ids), is_last, limits, costs)
+
+
+def _apply_risk(raw_targets, bar_returns, new: np.ndarray, is_last=None, limits: RiskLimits | None = None,
+                costs: CostConfig | None = None):
+    """``apply_risk`` with the session-start mask already computed (``costs.session_starts``)."""
     limits = limits or RiskLimits()
     costs = costs or CostConfig()
     targets = np.asarray(raw_targets, dtype="float64").ravel()
     rets = np.asarray(bar_returns, dtype="float64").ravel()
     n = len(targets)
-    if len(rets) != n or len(session_ids) != n:
-        raise ValueError(f"apply_risk: lengths differ (targets {n}, returns {len(rets)}, sessions {len(session_ids)})")
+    if len(rets) != n or len(new) != n:
+        raise ValueError(f"apply_risk: lengths differ (targets {n}, returns {len(rets)}, sessions {len(new)})")
     if not np.isfinite(rets).all():
         raise ValueError(f"apply_risk: {int((~np.isfinite(rets)).sum())} bar returns are not finite")
-    new = session_starts(session_ids)
-    last = last_of_session(session_ids) if is_last is None else np.asarray(is_last, dtype=bool).ravel()
+    if is_last is None:
+        last = np.ones(n, dtype=bool)
+        last[:-1] = new[1:]
+    else:
+        last = np.asarray(is_last, dtype=bool).ravel()
     if len(last) != n:
         raise ValueError(f"apply_risk: is_last has {len(last)} values for {n} bars")
+    if limits.daily_loss_stop is None and limits.max_drawdown is None:
+        return _apply_static(targets, last, limits)
+    return _apply_loop(targets, rets, new, last, limits, costs)
 
+
+def _apply_static(targets: np.ndarray, last: np.ndarray, limits: RiskLimits):
+    """Rules 1, 2 and 5 only (no P&L dependence): element-wise numpy, same values and flags as the loop."""
+    m = float(limits.max_position)
+    t = targets.copy()
+    bad = ~np.isfinite(t)
+    any_bad = bool(bad.any())
+    if any_bad:
+        t[bad] = 0.0
+    clipped = t > m
+    clipped |= t < -m
+    np.clip(t, -m, m, out=t)
+    flags = clipped.view(np.uint8)  # CLIPPED == 1: the mask's bytes are the flags
+    if any_bad:
+        flags[bad] |= np.uint8(INVALID)
+    if limits.flat_at_session_end:
+        ends = np.flatnonzero(last)
+        t[ends] = 0.0
+        flags[ends] |= np.uint8(SESSION_END)
+    return t, flags
+
+
+def _apply_loop(targets: np.ndarray, rets: np.ndarray, new: np.ndarray, last: np.ndarray, limits: RiskLimits, costs: CostConfig):
+    """All rules, bar by bar (the daily stop and the breaker depend on the P&L of the earlier bars)."""
+    n = len(targets)
     rate = costs.rate
     m = float(limits.max_position)
     stop = limits.daily_loss_stop

@@ -188,6 +188,27 @@ class Warehouse:
             if ((ts < lo) | (ts >= hi)).any():
                 raise ValueError(f"{table}: rows fall outside the window [{lo}, {hi}) being replaced")
         frame = df[columns]
+        try:
+            return self._write(spec, frame, columns, replace_window)
+        except Exception as exc:
+            if not self._lost(exc):
+                raise
+            # The one transaction did not commit (or its commit's outcome was lost with the link):
+            # re-running the output writes the whole window again, idempotently.
+            raise WarehouseUnavailable(
+                f"warehouse {self.display_url} ({WAREHOUSE_ENV}) failed while writing {len(frame)} rows to {table}: "
+                f"{self._cause(exc)}"
+            ) from None
+
+    def _lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the database or the link to it failed (not a bad statement or row)."""
+        if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+            return True
+        dbapi = getattr(self.engine.dialect, "loaded_dbapi", None) or getattr(self.engine.dialect, "dbapi", None)
+        kinds = tuple(k for k in (getattr(dbapi, "OperationalError", None), getattr(dbapi, "InterfaceError", None)) if k)
+        return bool(kinds) and isinstance(exc, kinds)
+
+    def _write(self, spec: TableSpec, frame: pd.DataFrame, columns: list[str], replace_window: tuple | None) -> int:
         cols = ", ".join(f'"{c}"' for c in columns)
         with self.engine.begin() as conn:
             raw = conn.connection.driver_connection

@@ -1,0 +1,158 @@
+"""A realtime session replayed through the real Dagster daemon, for the end-to-end test and the latency bench.
+
+A loopback TwelveData server publishes the bars of the last complete session one by one on a
+time-shifted, accelerated clock (``USDCOP_REPLAY_CLOCK``); ``dagster-daemon run`` runs the realtime
+sensors (``USDCOP_REALTIME=on``); each bar's latency is from the moment the server starts serving it
+to the moment its row is in the warehouse's ``fact_rl_inference``.
+
+Set-up: the five sessions before are backfilled first through ``usdcop backfill`` (L0-L5 and the
+observation statistics), so the look-backs of the realtime bars are materialized.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from usdcop_assets import market_calendar as cal
+from usdcop_assets.cli import default_recent_range, instance_yaml
+from usdcop_assets.observation.builder import DEFAULT_CONFIG
+from usdcop_assets.sources.synthetic import synthetic_bars
+from usdcop_assets_tests.vendor_server import VendorServer
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Replay:
+    day: object
+    published: dict = field(default_factory=dict)  # bar time -> real time the server started serving it
+    landed: dict = field(default_factory=dict)  # bar time -> real time its fact_rl_inference row was first seen
+    rows: pd.DataFrame | None = None
+    daemon_log: str = ""
+
+    def latencies(self) -> pd.Series:
+        common = sorted(set(self.published) & set(self.landed))
+        return pd.Series([self.landed[t] - self.published[t] for t in common], index=common, dtype="float64")
+
+
+def _env(root: Path, server_url: str, history: list) -> dict:
+    config = json.loads(DEFAULT_CONFIG.read_text())
+    config["normalization"]["min_train_bars"] = 50  # one warm session of the five
+    (root / "obs.json").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("USDCOP_", "TWELVEDATA_", "FRED_", "DAGSTER_"))}
+    env.update({
+        "USDCOP_HOME": str(root / "home"),
+        "DAGSTER_HOME": str(root / "home" / "dagster_home"),
+        "USDCOP_SOURCE": "twelvedata",
+        "TWELVEDATA_API_KEYS": "replay-key",
+        "TWELVEDATA_BASE_URL": server_url,
+        "USDCOP_OBS_CONFIG": str(root / "obs.json"),
+        "USDCOP_OBS_TRAIN_WINDOW": f"{history[0]}..{history[-1]}",
+        "DAGSTER_EVENT_BATCH_SIZE": "5000",
+    })
+    return env
+
+
+def _wait_rows(db: Path, day) -> set:
+    """Bar times of ``day`` in the warehouse's fact_rl_inference (read-only; empty while the file or table is not there)."""
+    if not db.exists():
+        return set()
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            rows = conn.execute("SELECT time FROM fact_rl_inference").fetchall()
+    except sqlite3.Error:
+        return set()
+    times = pd.to_datetime([r[0] for r in rows], utc=True)
+    return set(times[(times >= cal.session_open(day)) & (times < cal.session_end(day))])
+
+
+def replay(root: Path, n_bars: int = 5, seconds_per_bar: float = 12.0, mode: str = "l0", timeout: float = 300.0,
+           log=print) -> Replay:
+    root.mkdir(parents=True, exist_ok=True)
+    _, day = default_recent_range(sessions=1)
+    history = [day]
+    for _ in range(5):
+        history.insert(0, cal.previous_trading_day(history[0]))
+    history = history[:-1]
+    bars = synthetic_bars(cal.bars_of_days([*history, day]))
+    past = bars[bars["time"] < cal.session_open(day)]
+    today = bars[bars["time"] >= cal.session_open(day)].reset_index(drop=True).iloc[:n_bars]
+    result = Replay(day=day)
+    with VendorServer() as server:
+        server.set_bars(past)
+        env = _env(root, server.url, history)
+        home = Path(env["DAGSTER_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text(instance_yaml(home))
+        t0 = time.time()
+        done = subprocess.run([str(VENV_BIN / "usdcop"), "backfill", "--start", str(history[0]), "--end", str(history[-1]),
+                               "--layers", "L0,L1,L2,L3,L4,L5"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"backfill failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        log(f"[replay] history {history[0]}..{history[-1]} backfilled in {time.time() - t0:.0f} s; replaying {n_bars} bars of {day}")
+
+        warmup = 25.0  # the daemon loads the code location and starts its sensor threads
+        speed = 300.0 / seconds_per_bar
+        epoch = time.time() + warmup
+        env.update({
+            "USDCOP_REALTIME": "on",
+            "USDCOP_REALTIME_RUN": mode,
+            "USDCOP_REALTIME_POLL_SECONDS": "1",
+            "USDCOP_AUTOMATION_INTERVAL_SECONDS": "1",
+            # the clock reads the session open (the replayed 08:00 bar opens) when the warm-up ends
+            "USDCOP_REPLAY_CLOCK": f"{cal.session_open(day).isoformat()}@{epoch}x{speed}",
+        })
+        log_path = root / "daemon.log"
+        with open(log_path, "w") as out:
+            daemon = subprocess.Popen([str(VENV_BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")], env=env, cwd=ROOT,
+                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        stop = threading.Event()
+
+        def publish():
+            for k, row in today.iterrows():
+                close_at = epoch + (k + 1) * seconds_per_bar  # the bar's close on the replay clock
+                while not stop.is_set() and time.time() < close_at:
+                    time.sleep(0.05)
+                if stop.is_set():
+                    return
+                server.set_bars(pd.concat([past, today.iloc[: k + 1]], ignore_index=True))
+                result.published[row["time"]] = time.time()
+
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        db = Path(env["USDCOP_HOME"]) / "warehouse.sqlite"
+        deadline = epoch + n_bars * seconds_per_bar + timeout
+        try:
+            while time.time() < deadline:
+                if daemon.poll() is not None:
+                    raise RuntimeError(f"dagster-daemon exited with {daemon.returncode}:\n{log_path.read_text()[-3000:]}")
+                now = time.time()
+                for t in _wait_rows(db, day):
+                    result.landed.setdefault(t, now)
+                if all(t in result.landed for t in today["time"]):
+                    break
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait(10)
+            result.daemon_log = log_path.read_text()
+    with sqlite3.connect(db) as conn:
+        result.rows = pd.read_sql_query("SELECT * FROM fact_rl_inference", conn)
+    return result
