@@ -39,18 +39,17 @@ DEFAULT_SESSIONS = 20
 MAX_CHART_POINTS = 4000  # bars drawn at most; a longer window is resampled to coarser bars
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"  # the warehouse's text timestamps on SQLite
 
-# Every layer, its assets and how each is partitioned ("bar", "session", "day" or None), L5/L6 as the
-# README's target: they show as "not materialized yet" until those layers exist.
+# Every layer, its assets and how each is partitioned ("bar", "session", "day" or None).
 LAYERS: dict[str, list[tuple[str, str | None]]] = {
     "L0": [("l0/ohlcv_m5", "bar"), ("l0/macro_daily", "day")],
     "L1": [("l1/ohlcv_m5", "bar"), ("l1/ohlcv_m5_rejects", "bar"), ("l1/macro_daily", "day")],
     "L2": [("l2/indicators_m5", "bar")],
     "L3": [("l3/features_m5", "bar")],
     "L4": [("l4/observation_stats", None), ("l4/observations_m5", "bar"), ("l4/episodes_session", "session")],
-    "L5": [("l5/ppo_model", None), ("l5/actions_m5", "bar")],
+    "L5": [("l5/ppo_model", None), ("l5/actions_m5", "bar"), ("l5/paper_trades", "bar"), ("l5/paper_positions", "bar")],
     "L6": [("l6/backtest_session", "session"), ("l6/performance", None)],
 }
-BUILT_LAYERS = ("L0", "L1", "L2", "L3", "L4")
+BUILT_LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
 # Data checks (README "audit | checks"), on the session audit assets.
 CHECKS: dict[str, list[str]] = {
     "l0/ohlcv_m5_audit": ["bars_complete"],
@@ -74,15 +73,32 @@ def layer_of(asset: str) -> str:
 
 
 def what_to_run(asset: str) -> str:
-    """The 'not materialized yet: run ...' line for an asset (L5/L6 are not built in this release)."""
+    """The 'not materialized yet: run ...' line for an asset."""
     layer = layer_of(asset)
-    if layer in BUILT_LAYERS:
-        extra = " (needs the observation training window materialized in L3; see README)" if layer == "L4" else ""
-        return f"`{asset}` not materialized yet: run `{DEMO_COMMAND}` or `{run_command(layer)}`{extra}"
-    return (
-        f"`{asset}` not materialized yet: run `{run_command(layer)}` once the {layer} layer is built "
-        f"(it is not part of this release yet)"
-    )
+    if asset == "l5/ppo_model":
+        return f"`{asset}` not materialized yet: run `{CLI} train --fold YYYY-MM` (trained on the sessions before the month)"
+    if layer == "L6":
+        return f"`{asset}` not materialized yet: run `{CLI} backtest --start YYYY-MM-DD --end YYYY-MM-DD`"
+    extra = {"L4": " (needs the observation training window materialized in L3; see README)",
+             "L5": " (without a trained fold the actions are recorded flat)"}.get(layer, "")
+    return f"`{asset}` not materialized yet: run `{DEMO_COMMAND}` or `{run_command(layer)}`{extra}"
+
+
+def paper_status(src: "Sources") -> dict | None:
+    """The latest paper position (warehouse ``paper_positions``) and fill (``paper_trades``); None if not there."""
+    wh = src.warehouse
+    if not wh.has_table("paper_positions"):
+        return None
+    pos = wh.query("SELECT time, session, position, next_target, session_pnl, model_version FROM paper_positions ORDER BY time DESC LIMIT 1")
+    if pos.empty:
+        return None
+    out = pos.iloc[0].to_dict()
+    out["last_fill"] = None
+    if wh.has_table("paper_trades"):
+        fills = wh.query("SELECT time, side, quantity, fill_price, fill_at FROM paper_trades ORDER BY time DESC, fill_at DESC LIMIT 1")
+        if len(fills):
+            out["last_fill"] = fills.iloc[0].to_dict()
+    return out
 
 
 # -- configuration and stores ----------------------------------------------------------------------
@@ -618,6 +634,10 @@ if st is not None:
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_quality_bars(env, start, end) -> pd.DataFrame:
         return sources(env).warehouse.window(OHLCV, ["time", "is_flat", "source"], start, end)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_paper_status(env):
+        return paper_status(sources(env))
 
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_actions(env, first: dt.date, last: dt.date):

@@ -83,7 +83,7 @@ def test_page_with_data(page, filled_home, monkeypatch):
         for asset in ("l5/ppo_model", "l5/actions_m5", "l6/backtest_session", "l6/performance", "l4/episodes_session"):
             assert f"`{asset}` not materialized yet: run" in info
     elif page == "views/pipeline.py":
-        assert metrics["Assets materialized"] == "7 / 14"  # L0-L3, not L4-L6
+        assert metrics["Assets materialized"] == "7 / 16"  # L0-L3, not L4-L6
         assert metrics["Partition gaps"] == "0"
         assert metrics["Checks failing"] == "0"
         assert "`l4/observations_m5` not materialized yet: run" in info

@@ -261,3 +261,15 @@ def test_the_cli_trains_a_fold_and_backtests_a_range(platform):
     for strategy in (AGENT, "flat", "buy_and_hold", "sma_5_20"):
         assert f"\n{strategy} " in tested.output or f"\n     {strategy}" in tested.output or strategy in tested.output
     assert "report:" in tested.output
+
+
+def test_the_terminal_shows_the_paper_position_and_last_fill(platform, monkeypatch):
+    from usdcop_assets_tests.test_dashboard import _metrics, _point_at, _run, _texts
+
+    _point_at(monkeypatch, platform["home"])
+    at = _run("views/terminal.py")
+    metrics = _metrics(at)
+    # the last bar of the last session is the closing bar: decided flat
+    assert metrics["Agent position"] == "+0.00" and metrics["Session P&L (paper)"].endswith(" bp")
+    trades = _lake(platform).table("l5/paper_trades").read()
+    assert ("Latest paper fill: " in _texts(at.caption)) == (len(trades) > 0)

@@ -44,8 +44,11 @@ def terminal() -> None:
         f"{quote['change']:+,.2f} ({quote['change_pct']:+.2f}%) vs prior close" if "change" in quote else None,
     )
     m2.metric("Last bar (Bogota)", f"{quote['time'].tz_convert(cal.TZ):%Y-%m-%d %H:%M}" if quote else "-")
-    m3.metric("Agent position", "not materialized")
-    m4.metric("Session P&L (paper)", "not materialized")
+    paper = data.cached_paper_status(ctx.env)
+    m3.metric("Agent position", f"{paper['next_target']:+.2f}" if paper else "not materialized",
+              f"held {paper['position']:+.2f} · {paper['model_version']}" if paper else None, delta_color="off")
+    m4.metric("Session P&L (paper)", f"{paper['session_pnl'] * 1e4:+.1f} bp" if paper else "not materialized",
+              f"session {paper['session']}" if paper else None, delta_color="off")
 
     if history == "Last sessions":
         rule = data.chart_rule(len(window))
@@ -63,7 +66,14 @@ def terminal() -> None:
                                            intraday=False), width="stretch")
     if markers is None:
         st.caption("Agent entries/exits: " + data.what_to_run("l5/actions_m5"))
-    st.caption("Paper ledger (latest fill, session P&L): " + data.what_to_run("l5/actions_m5"))
+    if paper is None:
+        st.caption("Paper ledger (latest fill, session P&L): " + data.what_to_run("l5/paper_positions"))
+    elif paper["last_fill"] is not None:
+        fill = paper["last_fill"]
+        st.caption(f"Latest paper fill: {fill['side']} {fill['quantity']:.2f} at {fill['fill_price']:,.2f} "
+                   f"({fill['fill_at']} of the {fill['time'].tz_convert(cal.TZ):%Y-%m-%d %H:%M} bar, costs included)")
+    else:
+        st.caption("No paper fill yet: the agent has stayed flat")
 
 
 terminal()

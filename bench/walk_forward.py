@@ -1,0 +1,424 @@
+#!/usr/bin/env python
+"""Out-of-sample walk-forward of the PPO agent on the shared real data, with costs, beside the baselines.
+
+No Dagster run: the pure functions the assets call, in the order the assets run, in memory, on the real
+files of ``../shared/data`` (read in place, never copied):
+
+- L0: ``sources.files.read_bar_file`` (as ``usdcop import --kind bars`` does, timestamps as labelled, the
+  rows before the partitions start or on non-trading days left out exactly as the import leaves them out)
+  and ``sources.macro.fetch_macro("file:...")`` over the macro partitions (as ``usdcop import --kind macro``);
+- L1: ``standardize_bars``; ``refine_macro`` (the asset's lag / stale settings from the environment);
+- L2: ``compute_indicators`` (data_start = ``complete_from``); L3: ``macro_daily_frame`` + ``macro_zscores`` +
+  ``build_features``; L4: ``fit_normalization`` on the training window of the observation config
+  (obs_v1.json: 2020-01-02..2022-12-30; ``USDCOP_OBS_TRAIN_WINDOW`` is ignored here: it is removed from the
+  environment), ``build_observations``, and the body of ``l4/episodes_session`` (it has no separate pure
+  helper) over the whole history, as ``bench/l1_l4_pipeline.py``'s direct part does.
+- L5: per monthly fold of ``--folds`` (``trading.folds.fold_windows`` with ``fold_options_from_env()``;
+  sessions available = the warm episode sessions strictly before the fold, as ``l5/ppo_model`` reads them),
+  ``train_fold`` with ``train_config_from_env()`` (``--timesteps`` overrides total_timesteps),
+  ``live_costs()``, ``live_limits()``; then ``predict_positions`` on the fold's sessions with the actions
+  asset's env config (sessions that are not warm are flat, as ``l5/actions_m5`` records them).
+  ``--every N`` trains every N-th month only and reuses the latest model in between (still out of sample:
+  a model only ever trades sessions after its own fold start).
+- L6: ``backtest.engine.compare`` (``backtest_actions`` + ``metrics.performance`` + session bootstrap CIs of
+  the Sharpe and of its difference to buy-and-hold) with the same costs and risk rules, on exactly the same
+  bars for: the walk-forward agent, the first model held fixed over the whole period (no retraining), and
+  the baselines (flat, buy-and-hold, SMA 5/20 crossover). Also: each trained model held fixed from its
+  own fold to the end, against the walk-forward agent and buy-and-hold on that same sub-period.
+
+    .venv/bin/python bench/walk_forward.py --every 6 --timesteps 10000        # quick validation run
+    .venv/bin/python bench/walk_forward.py --timesteps 50000                  # monthly retraining
+
+Prints a table and writes every figure to ``--json`` (default /tmp/walk_forward_<time>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", message=".*is currently in beta.*")  # Dagster BetaWarnings on importing the asset modules
+
+os.environ.pop("USDCOP_OBS_TRAIN_WINDOW", None)  # the config's declared window, not an override
+os.environ.pop("USDCOP_OBS_CONFIG", None)
+for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+PROJECT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("USDCOP_SHARED_DATA", PROJECT.parent / "shared" / "data"))
+BARS_FILE = DATA / "usdcop_m5_ohlcv_2020_2024h1.csv.gz"
+MACRO_FILE = DATA / "macro_indicators_daily_to_2024h1.csv.gz"
+
+
+def log(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+class Clock:
+    def __enter__(self):
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = time.process_time() - self.c0
+
+
+# --- L0 -> L4 ---------------------------------------------------------------------------------------
+
+
+def build_episodes() -> tuple:
+    """(episodes frame of the whole history, normalization stats dict, obs config, L0-L4 info)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.assets.features import macro_daily_frame
+    from usdcop_assets.assets.indicators import complete_from
+    from usdcop_assets.assets.macro import MACRO_LAG_ENV, MACRO_STALE_ENV
+    from usdcop_assets.assets.observations import l4_episodes_session, stats_from_frame, stats_to_frame
+    from usdcop_assets.features.engineering import build_features, macro_zscores
+    from usdcop_assets.features.indicators import compute_indicators
+    from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, train_window
+    from usdcop_assets.partitions import history_start, macro_partitions
+    from usdcop_assets.refine.macro import DEFAULT_LAG_BUSINESS_DAYS, DEFAULT_STALE_AFTER_BUSINESS_DAYS, refine_macro
+    from usdcop_assets.refine.standardize import standardize_bars
+    from usdcop_assets.settings import env_int
+    from usdcop_assets.sources.files import read_bar_file
+    from usdcop_assets.sources.macro import fetch_macro, read_macro_file
+
+    info: dict = {}
+    t = {}
+    with Clock() as c:
+        bar_file = read_bar_file(BARS_FILE, None, not_before=cal.session_open(history_start()))
+        raw = bar_file.placed
+        macro_file = read_macro_file(MACRO_FILE)
+        m_first = max(min(macro_file["date"]), dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d")))
+        m_last = max(macro_file["date"])
+        macro_l0, _ = fetch_macro(f"file:{MACRO_FILE}", m_first, m_last)
+    t["L0"] = c.wall
+    info["l0"] = {**{k: bar_file.summary[k] for k in ("rows_read", "rows_placed", "rows_unplaced", "unplaced_by_reason", "sessions",
+                                                      "first_session", "last_session")},
+                  "macro_rows": len(macro_l0), "macro_first": str(m_first), "macro_last": str(m_last)}
+
+    with Clock() as c:
+        kept, rejects = standardize_bars(raw)
+        lag = env_int(MACRO_LAG_ENV, DEFAULT_LAG_BUSINESS_DAYS, 1)
+        stale = env_int(MACRO_STALE_ENV, DEFAULT_STALE_AFTER_BUSINESS_DAYS, 0)
+        wide, _ = refine_macro(macro_l0, lag_business_days=lag, first_date=m_first, last_date=m_last, stale_after_business_days=stale)
+    t["L1"] = c.wall
+    info["l1"] = {"kept": len(kept), "rejects": len(rejects), "rejects_by_reason": {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
+                  if "reason" in rejects.columns else {}, "macro_days": len(wide)}
+
+    kept = kept.sort_values("time", kind="stable").reset_index(drop=True)
+    with Clock() as c:
+        targets = pd.DatetimeIndex(kept["time"])
+        indicators = compute_indicators(kept, targets=targets, data_start=complete_from(kept))
+    t["L2"] = c.wall
+
+    with Clock() as c:
+        targets = pd.DatetimeIndex(indicators["time"])
+        daily = macro_daily_frame(wide)
+        features = build_features(kept, indicators, macro_pit=macro_zscores(daily, targets), targets=targets)
+    t["L3"] = c.wall
+
+    with Clock() as c:
+        config = load_config()
+        a, b = train_window(config)
+        train = features[(features["time"] >= a) & (features["time"] < b)]
+        stats = stats_from_frame(stats_to_frame(fit_normalization(train, config)))  # the lake round trip of the asset
+        obs = build_observations(features, config, stats)
+        days = cal.trading_days(*[pd.Timestamp(x).tz_convert(cal.TZ).date() for x in (kept["time"].min(), kept["time"].max())])
+        window = SimpleNamespace(start=cal.session_open(days[0]), end=cal.session_end(days[-1]))
+        body = l4_episodes_session.op.compute_fn.decorated_fn
+        episodes = body(SimpleNamespace(partition_time_window=window), observations=obs, bars=kept).value
+    t["L4"] = c.wall
+    info["l4"] = {"obs_version": stats["version"], "train_window": f"{config.train_start}..{config.train_end}", "train_rows": stats["train_rows"],
+                  "episode_bars": len(episodes), "sessions": int(episodes["session"].nunique()),
+                  "warm_sessions": int(episodes.groupby("session")["warm"].all().sum())}
+    info["seconds"] = t
+    return episodes, stats, config, info
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def month_keys(spec: str) -> list[str]:
+    import pandas as pd
+
+    a, _, b = spec.partition("..")
+    b = b or a
+    return [p.strftime("%Y-%m") for p in pd.period_range(a, b, freq="M")]
+
+
+def fnum(v, fmt="{:.3f}"):
+    return "nan" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
+
+
+def clean(o):
+    """JSON-safe (NaN/inf -> None, numpy -> python)."""
+    import numpy as np
+
+    if isinstance(o, dict):
+        return {str(k): clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [clean(v) for v in o]
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating, float)):
+        return float(o) if math.isfinite(float(o)) else None
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    return o
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--folds", default="2023-01..2024-06", help="fold months YYYY-MM..YYYY-MM (out-of-sample period)")
+    ap.add_argument("--every", type=int, default=1, help="train every N months, reusing the latest model in between (1)")
+    ap.add_argument("--timesteps", type=int, default=None, help="PPO timesteps per fold (default: the asset's, USDCOP_PPO_TIMESTEPS or 50000)")
+    ap.add_argument("--n-boot", type=int, default=1000, help="session-bootstrap draws (1000, as l6/performance)")
+    ap.add_argument("--no-fixed", action="store_true", help="skip the 'each model held fixed' staleness table")
+    ap.add_argument("--json", default=None, help="write every figure here (default /tmp/walk_forward_<time>.json)")
+    args = ap.parse_args()
+    if args.every < 1:
+        ap.error("--every must be >= 1")
+    json_path = Path(args.json or f"/tmp/walk_forward_{time.strftime('%Y%m%d_%H%M%S')}.json")
+
+    t_all = time.perf_counter()
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from usdcop_assets.assets.model import _warm_sessions, fold_options_from_env, live_costs, live_limits, train_config_from_env
+    from usdcop_assets.backtest.baselines import all_baselines
+    from usdcop_assets.backtest.engine import backtest_actions, compare
+    from usdcop_assets.backtest import metrics as M
+    from usdcop_assets.trading.env import EnvConfig
+    from usdcop_assets.trading.folds import fold_sessions, fold_windows
+    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.trading.training import predict_positions, train_fold
+    import stable_baselines3
+
+    costs, limits = live_costs(), live_limits()
+    config = train_config_from_env()
+    if args.timesteps:
+        config = dataclasses.replace(config, total_timesteps=int(args.timesteps))
+    options = fold_options_from_env()
+    keys = month_keys(args.folds)
+    log(f"python {sys.version.split()[0]}, torch {torch.__version__}, sb3 {stable_baselines3.__version__}, {os.cpu_count()} CPUs, load {loadavg()}")
+    log(f"costs {costs} -> rate {costs.rate * 1e4:.2f} bps per unit traded; risk {limits}")
+    log(f"train config: timesteps {config.total_timesteps} ({config.n_checkpoints} checkpoints x {config.chunk_timesteps}), "
+        f"n_steps {config.n_steps}, batch {config.batch_size}, seed {config.seed}; folds {keys[0]}..{keys[-1]} ({len(keys)}), "
+        f"train every {args.every}; fold options {options}")
+
+    report: dict = {"args": vars(args), "costs": dataclasses.asdict(costs), "rate_bps": costs.rate * 1e4, "risk": dataclasses.asdict(limits),
+                    "train_config": config.to_dict(), "fold_options": options, "machine": {"cpus": os.cpu_count(), "load_start": loadavg()}}
+
+    # L0 - L4
+    with Clock() as c_l4:
+        episodes, stats, obs_config, info = build_episodes()
+    report["l0_l4"] = {**info, "wall_s": c_l4.wall, "cpu_s": c_l4.cpu}
+    log(f"[L0-L4] {c_l4.wall:.1f}s: L0 {info['l0']['rows_read']} rows read, {info['l0']['rows_placed']} placed; L1 kept {info['l1']['kept']}, "
+        f"rejected {info['l1']['rejects']} {info['l1']['rejects_by_reason']}; episodes {info['l4']['episode_bars']} bars, "
+        f"{info['l4']['sessions']} sessions ({info['l4']['warm_sessions']} warm); {info['l4']['obs_version']} fitted on "
+        f"{info['l4']['train_window']} ({info['l4']['train_rows']} rows); per layer {', '.join(f'{k} {v:.1f}s' for k, v in info['seconds'].items())}")
+
+    episodes = episodes.sort_values(["time"], kind="stable").reset_index(drop=True)
+    month_of = episodes["session"].astype(str).str[:7]
+    env_config = EnvConfig(costs=costs, risk=limits, sampling="sequential")
+
+    # L5: training per fold (every N-th), inference cached per (model, month)
+    models: dict[str, object] = {}  # fold key -> SB3 model
+    fold_rows: list[dict] = []
+    model_of_month: dict[str, str] = {}
+    t_train = 0.0
+    current = None
+    for i, key in enumerate(keys):
+        if i % args.every == 0:
+            before = episodes[episodes["time"] < cal.session_open(fold_sessions(key)[0])]  # what l5/ppo_model reads
+            fold = fold_windows(key, _warm_sessions(before), **options)
+            with Clock() as c:
+                trained = train_fold(before, fold, config, obs_config, costs, risk=limits, obs_stats=stats)
+            t_train += c.wall
+            models[key] = trained.load()
+            current = key
+            sel = trained.metadata["selection"]
+            fold_rows.append({"fold": key, "model": key, "trained": True, "version": trained.version, "train_first": str(fold.train_first),
+                              "train_last": str(fold.train_last), "n_train": fold.n_train, "valid_first": str(fold.valid_first),
+                              "valid_last": str(fold.valid_last), "n_valid": fold.n_valid, "selected_checkpoint": sel["checkpoint"],
+                              "valid_sharpe": sel["valid_sharpe"], "valid_sharpes": [r["valid_sharpe"] for r in trained.curve],
+                              "train_mean_rewards": [r["train_mean_reward"] for r in trained.curve], "train_s": c.wall,
+                              "fps": trained.curve[-1]["timesteps"] / c.wall})
+            log(f"[L5] fold {key}: trained {c.wall:.0f}s ({fold_rows[-1]['fps']:.0f} steps/s incl. validation), {fold.n_train} train "
+                f"{fold.train_first}..{fold.train_last}, valid {fold.valid_first}..{fold.valid_last}; valid Sharpe per checkpoint "
+                f"{[fnum(v, '{:.2f}') for v in fold_rows[-1]['valid_sharpes']]} -> #{sel['checkpoint']}  (load {loadavg()})")
+        else:
+            fold_rows.append({"fold": key, "model": current, "trained": False, "valid_sharpe": None})
+        model_of_month[key] = current
+
+    # inference: walk-forward = each month with its model; fixed = each model from its fold to the end
+    t_inf = 0.0
+    cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def positions(model_key: str, month: str) -> np.ndarray:
+        nonlocal t_inf
+        if (model_key, month) in cache:
+            return cache[(model_key, month)]
+        rows = episodes.index[month_of == month]
+        frame = episodes.loc[rows]
+        out = np.zeros(len(frame))
+        t0 = time.perf_counter()
+        warm = frame.groupby("session")["warm"].transform("all").to_numpy(dtype=bool)
+        if warm.any():
+            pred = predict_positions(models[model_key], frame[warm], obs_config, env_config)
+            pos = frame[["session", "step"]].assign(session=frame["session"].astype(str)).merge(
+                pred[["session", "step", "position"]], on=["session", "step"], how="left")["position"].to_numpy()
+            out = np.where(np.isnan(pos), 0.0, pos)  # not warm: flat, as l5/actions_m5 records it
+        t_inf += time.perf_counter() - t0
+        cache[(model_key, month)] = out
+        return out
+
+    oos = month_of.isin(keys).to_numpy()
+    bars = episodes[oos].reset_index(drop=True)
+    months = month_of[oos].reset_index(drop=True)
+    sessions = bars["session"].astype(str).to_numpy()
+    next_ret = bars["next_ret"].to_numpy(dtype="float64")
+    close = bars["close"].to_numpy(dtype="float64")
+    wf = np.concatenate([positions(model_of_month[k], k) for k in keys])
+    first_model = keys[0]
+    fixed_first = np.concatenate([positions(first_model, k) for k in keys])
+    log(f"[L5] inference walk-forward + first model fixed: {t_inf:.1f}s")
+
+    # L6
+    with Clock() as c_bt:
+        strategies = {"ppo_walk_forward": wf, f"ppo_fixed_{first_model}": fixed_first, **all_baselines(close, sessions)}
+        table = compare(strategies, next_ret, sessions, costs, limits, reference="buy_and_hold", n_boot=args.n_boot, seed=0)
+        # per-fold: the month's bars only
+        frames = {name: backtest_actions(t, next_ret, sessions, costs, limits) for name, t in strategies.items()}
+        gross = {name: {"gross_total_return": float(np.expm1(f["gross"].sum())), "gross_sharpe": M.sharpe(f["gross"].to_numpy()),
+                        "total_cost": float(f["cost"].sum())} for name, f in frames.items()}
+        table["gross_total_return"] = table["strategy"].map(lambda n: gross[n]["gross_total_return"])
+        table["gross_sharpe"] = table["strategy"].map(lambda n: gross[n]["gross_sharpe"])
+        table["total_cost_log"] = table["strategy"].map(lambda n: gross[n]["total_cost"])
+        for row in fold_rows:
+            m = (months == row["fold"]).to_numpy()
+            for name, short in (("ppo_walk_forward", "oos"), ("buy_and_hold", "bh"), ("flat", "flat")):
+                f = frames[name][m]
+                perf = M.performance(f["pnl"].to_numpy(), f["position"].to_numpy(), sessions[m])
+                row[f"{short}_sharpe"] = perf["sharpe"]
+                row[f"{short}_total_return"] = perf["total_return"]
+                if short == "oos":
+                    row.update(oos_trades=perf["n_trades"], oos_turnover=perf["turnover"], oos_exposure=perf["exposure"], sessions=perf["sessions"],
+                               oos_cost=float(f["cost"].sum()))
+    t_bt = c_bt.wall
+
+    fixed_rows = []
+    if not args.no_fixed:
+        for k_i, key in enumerate(keys):
+            if not fold_rows[k_i]["trained"]:
+                continue
+            sub_keys = keys[k_i:]
+            m = months.isin(sub_keys).to_numpy()
+            fx = np.concatenate([positions(key, k) for k in sub_keys])
+            with Clock() as c:
+                sub = compare({"fixed": fx, "walk_forward": wf[m], "buy_and_hold": all_baselines(close[m], sessions[m])["buy_and_hold"]},
+                              next_ret[m], sessions[m], costs, limits, reference="walk_forward", n_boot=args.n_boot, seed=0).set_index("strategy")
+            t_bt += c.wall
+            fixed_rows.append({"model": key, "period": f"{sub_keys[0]}..{sub_keys[-1]}", "sessions": int(sub.loc["fixed", "sessions"]),
+                               "fixed_sharpe": sub.loc["fixed", "sharpe"], "fixed_total_return": sub.loc["fixed", "total_return"],
+                               "walk_forward_sharpe": sub.loc["walk_forward", "sharpe"], "walk_forward_total_return": sub.loc["walk_forward", "total_return"],
+                               "bh_sharpe": sub.loc["buy_and_hold", "sharpe"], "fixed_minus_wf_sharpe": sub.loc["fixed", "sharpe_diff_vs_walk_forward"],
+                               "fixed_minus_wf_ci": [sub.loc["fixed", "sharpe_diff_ci_low"], sub.loc["fixed", "sharpe_diff_ci_high"]]})
+        log(f"[L5] inference incl. fixed models: {t_inf:.1f}s")
+
+    total = time.perf_counter() - t_all
+
+    # --- print ---
+    log()
+    log(f"=== out of sample {keys[0]}..{keys[-1]}: {len(bars)} bars, {len(set(sessions))} sessions; costs {costs.spread_bps:g} bps spread + "
+        f"{costs.slippage_bps:g} bps slippage = {costs.rate * 1e4:.1f} bps per unit traded; risk {limits}; {config.total_timesteps} timesteps/fold, "
+        f"train every {args.every} month(s) ===")
+    head = f"{'strategy':22} {'total ret':>9} {'ann ret':>8} {'vol':>7} {'Sharpe [95% CI]':>22} {'dSharpe vs B&H [95% CI]':>25} {'Sortino':>8} {'max DD':>7} {'trades':>7} {'turnover':>9} {'win rate':>8}"
+    lines = [head, "-" * len(head)]
+    for r in table.to_dict("records"):
+        ci = f"{fnum(r['sharpe'], '{:.2f}')} [{fnum(r['sharpe_ci_low'], '{:.2f}')}, {fnum(r['sharpe_ci_high'], '{:.2f}')}]"
+        dci = (f"{fnum(r['sharpe_diff_vs_buy_and_hold'], '{:.2f}')} [{fnum(r['sharpe_diff_ci_low'], '{:.2f}')}, {fnum(r['sharpe_diff_ci_high'], '{:.2f}')}]"
+               if "sharpe_diff_vs_buy_and_hold" in r else "")
+        lines.append(f"{r['strategy']:22} {fnum(r['total_return'] * 100, '{:.2f}%'):>9} {fnum(r['annualized_return'] * 100, '{:.2f}%'):>8} "
+                     f"{fnum(r['volatility'] * 100, '{:.2f}%'):>7} {ci:>22} {dci:>25} {fnum(r['sortino'], '{:.2f}'):>8} "
+                     f"{fnum(r['max_drawdown'] * 100, '{:.2f}%'):>7} {r['n_trades']:>7} {fnum(r['turnover'], '{:.1f}'):>9} "
+                     f"{fnum(r['win_rate'] * 100 if r['win_rate'] == r['win_rate'] else float('nan'), '{:.1f}%'):>8}")
+    for line in lines:
+        log(line)
+    glines = ["before costs (same positions, cost = 0): " + "; ".join(
+        f"{r['strategy']} gross return {fnum(r['gross_total_return'] * 100, '{:.2f}%')}, gross Sharpe {fnum(r['gross_sharpe'], '{:.2f}')}, "
+        f"costs paid {fnum(r['total_cost_log'] * 1e4, '{:.0f}')} bp (log)" for r in table.to_dict("records") if r["strategy"] != "flat")]
+    for line in glines:
+        log(line)
+    lines += glines
+    log()
+    log("per fold (month): model used, validation Sharpe of the selected checkpoint (pre-fold), out-of-sample Sharpe/return of the agent, buy-and-hold")
+    fh = f"{'fold':8} {'model':8} {'n_train':>7} {'valid Sh':>9} {'OOS Sh':>8} {'OOS ret':>8} {'B&H Sh':>8} {'B&H ret':>8} {'trades':>6} {'turnover':>8} {'cost':>7}"
+    flines = [fh]
+    for r in fold_rows:
+        flines.append(f"{r['fold']:8} {r['model']:8} {r.get('n_train', ''):>7} {fnum(r['valid_sharpe'], '{:.2f}'):>9} {fnum(r['oos_sharpe'], '{:.2f}'):>8} "
+                      f"{fnum(r['oos_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['bh_sharpe'], '{:.2f}'):>8} {fnum(r['bh_total_return'] * 100, '{:.2f}%'):>8} "
+                      f"{r['oos_trades']:>6} {fnum(r['oos_turnover'], '{:.1f}'):>8} {fnum(r['oos_cost'] * 1e4, '{:.0f}bp'):>7}")
+    for line in flines:
+        log(line)
+    tr = [r for r in fold_rows if r["trained"] and r["valid_sharpe"] is not None]
+    if len(tr) >= 3:
+        v = np.array([r["valid_sharpe"] for r in tr], dtype=float)
+        o = np.array([r["oos_sharpe"] for r in tr], dtype=float)
+        ok = np.isfinite(v) & np.isfinite(o)
+        corr = float(np.corrcoef(v[ok], o[ok])[0, 1]) if ok.sum() >= 3 else float("nan")
+        log(f"trained folds: mean validation Sharpe {np.nanmean(v):.2f}, mean OOS month Sharpe {np.nanmean(o):.2f}, corr {corr:.2f}; "
+            f"OOS Sharpe > 0 in {int((o > 0).sum())}/{len(o)} months")
+        report["valid_vs_oos"] = {"mean_valid": float(np.nanmean(v)), "mean_oos": float(np.nanmean(o)), "corr": corr, "oos_positive": int((o > 0).sum()), "n": len(o)}
+    if fixed_rows:
+        log()
+        log("each trained model held fixed from its fold to the end vs the walk-forward agent on the same sessions")
+        xh = f"{'model':8} {'period':17} {'sessions':>8} {'fixed Sh':>9} {'fixed ret':>9} {'WF Sh':>7} {'WF ret':>8} {'B&H Sh':>7} {'fixed-WF [95% CI]':>22}"
+        xlines = [xh]
+        for r in fixed_rows:
+            xlines.append(f"{r['model']:8} {r['period']:17} {r['sessions']:>8} {fnum(r['fixed_sharpe'], '{:.2f}'):>9} {fnum(r['fixed_total_return'] * 100, '{:.2f}%'):>9} "
+                          f"{fnum(r['walk_forward_sharpe'], '{:.2f}'):>7} {fnum(r['walk_forward_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['bh_sharpe'], '{:.2f}'):>7} "
+                          f"{fnum(r['fixed_minus_wf_sharpe'], '{:.2f}')} [{fnum(r['fixed_minus_wf_ci'][0], '{:.2f}')}, {fnum(r['fixed_minus_wf_ci'][1], '{:.2f}')}]")
+        for line in xlines:
+            log(line)
+    log()
+    times = {"l1_l4_s": c_l4.wall, "training_s": t_train, "inference_s": t_inf, "backtest_s": t_bt, "total_s": total}
+    log(f"wall time: L0-L4 {c_l4.wall:.1f}s, training {t_train:.1f}s ({sum(r['trained'] for r in fold_rows)} folds), inference {t_inf:.1f}s, "
+        f"backtest+metrics+bootstrap {t_bt:.1f}s, total {total:.1f}s; load average now {loadavg()}")
+    report.update(table=table.to_dict("records"), folds=fold_rows, fixed=fixed_rows, wall=times, oos={"first": keys[0], "last": keys[-1], "bars": len(bars),
+                  "sessions": len(set(sessions))}, printed={"table": lines, "folds": flines})
+    report["machine"]["load_end"] = loadavg()
+    json_path.write_text(json.dumps(clean(report), indent=1))
+    log(f"figures written to {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
