@@ -119,8 +119,17 @@ _URL_FILTER = _WebhookUrlFilter()
 
 
 def _guard_url(url: str, host: str) -> None:
-    for variant in {url, str(httpx.URL(url))}:
+    parsed = httpx.URL(url)
+    for variant in {url, str(parsed)}:
         _URL_FILTER.secrets[variant] = f"<{WEBHOOK_ENV} host {host}>"
+    # Other filters (the vendor clients mask their own query keys) may have rewritten the URL text
+    # before this one runs, so the path and query values, where tokens live, are scrubbed on their own too.
+    path = parsed.raw_path.decode("ascii", "replace").split("?", 1)[0]
+    if path not in ("", "/"):
+        _URL_FILTER.secrets[path] = "/<redacted>"
+    for _, value in parsed.params.multi_items():
+        if value:
+            _URL_FILTER.secrets[value] = "<redacted>"
     for name in ("httpx", "httpcore"):
         lg = logging.getLogger(name)
         if _URL_FILTER not in lg.filters:

@@ -71,7 +71,7 @@ def test_sensors_target_m5_chain_and_start_stopped(usdcop_env, defs):
     for sensor in SENSORS:
         assert repo.get_sensor_def(sensor.name).job_name == M5_CHAIN_JOB
         assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
-    assert realtime_bar_sensor.minimum_interval_seconds == 30
+    assert realtime_bar_sensor.minimum_interval_seconds == 15  # USDCOP_REALTIME_POLL_SECONDS default
 
 
 def test_definitions_with_the_sensors_validate(usdcop_env):
