@@ -58,25 +58,7 @@ BARS_FILE = DATA / "usdcop_m5_ohlcv_2020_2024h1.csv.gz"
 MACRO_FILE = DATA / "macro_indicators_daily_to_2024h1.csv.gz"
 
 
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-class Clock:
-    def __enter__(self):
-        self.w0, self.c0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.w0
-        self.cpu = time.process_time() - self.c0
+from l1_l4_pipeline import Clock, loadavg, log  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 # --- L0 -> L4 ---------------------------------------------------------------------------------------
@@ -208,7 +190,6 @@ def main() -> int:
 
     t_all = time.perf_counter()
     import numpy as np
-    import pandas as pd
     import torch
 
     from usdcop_assets.assets.model import _warm_sessions, fold_options_from_env, live_costs, live_limits, train_config_from_env

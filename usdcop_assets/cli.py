@@ -190,9 +190,7 @@ def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chos
         )
         click.echo(f"run {result.run_id} ({stage_job.name}: {', '.join(sorted(k.to_user_string() for k in keys))}): {'success' if result.success else 'FAILURE'}")
         if not result.success:
-            for event in result.all_events:
-                if event.event_type_value == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
-                    click.echo(f"  {event.step_key}: {event.step_failure_data.error.message.strip().splitlines()[-1]}")
+            _echo_failures(result)
             return False
     return run_checks(defs, instance, wanted | session_keys, sessions)
 
@@ -313,8 +311,8 @@ def _echo_failures(result) -> None:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error
-            cause = error.cause or error
-            click.echo(f"  {event.step_key}: {cause.message.strip().splitlines()[-1]}", err=True)
+            cause = error.cause or error  # the user's exception, not Dagster's "Error occurred while executing op"
+            click.echo(f"  {event.step_key}: {cause.message.strip().splitlines()[-1]}")
 
 
 @main.command("import")

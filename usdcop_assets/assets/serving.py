@@ -97,11 +97,12 @@ def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timest
     times = pd.DatetimeIndex(obs["time"])
     sessions = np.array([d.isoformat() for d in times.tz_convert(cal.TZ).date])
     wanted = set(sessions[(times >= start) & (times < end)])
+    rows_of = pd.Series(sessions).groupby(sessions, sort=False).indices  # session -> row positions, one pass
     closes = bars.drop_duplicates("time", keep="last").set_index("time")["close"]
     limits, costs = live_limits(), live_costs()
     parts, fallbacks = [], []
     for session in sorted(wanted):
-        frame = obs[sessions == session].reset_index(drop=True)
+        frame = obs.iloc[rows_of[session]].reset_index(drop=True)
         ftimes = pd.DatetimeIndex(frame["time"])
         day = ftimes[0].tz_convert(cal.TZ).date()
         matrix = np.clip(obs_matrix(frame, obs_config), -obs_config.clip, obs_config.clip)
