@@ -39,14 +39,14 @@ DEFAULT_SESSIONS = 20
 MAX_CHART_POINTS = 4000  # bars drawn at most; a longer window is resampled to coarser bars
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"  # the warehouse's text timestamps on SQLite
 
-# Every layer, its assets and how each is partitioned ("bar", "session", "day" or None).
+# Every layer, its assets and how each is partitioned ("session", "day" or None).
 LAYERS: dict[str, list[tuple[str, str | None]]] = {
-    "L0": [("l0/ohlcv_m5", "bar"), ("l0/macro_daily", "day")],
-    "L1": [("l1/ohlcv_m5", "bar"), ("l1/ohlcv_m5_rejects", "bar"), ("l1/macro_daily", "day")],
-    "L2": [("l2/indicators_m5", "bar")],
-    "L3": [("l3/features_m5", "bar")],
-    "L4": [("l4/observation_stats", None), ("l4/observations_m5", "bar"), ("l4/episodes_session", "session")],
-    "L5": [("l5/ppo_model", None), ("l5/actions_m5", "bar"), ("l5/paper_trades", "bar"), ("l5/paper_positions", "bar")],
+    "L0": [("l0/ohlcv_m5", "session"), ("l0/macro_daily", "day")],
+    "L1": [("l1/ohlcv_m5", "session"), ("l1/ohlcv_m5_rejects", "session"), ("l1/macro_daily", "day")],
+    "L2": [("l2/indicators_m5", "session")],
+    "L3": [("l3/features_m5", "session")],
+    "L4": [("l4/observation_stats", None), ("l4/observations_m5", "session"), ("l4/episodes_session", "session")],
+    "L5": [("l5/ppo_model", None), ("l5/actions_m5", "session"), ("l5/paper_trades", "session"), ("l5/paper_positions", "session")],
     "L6": [("l6/backtest_session", "session"), ("l6/performance", None)],
 }
 BUILT_LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
@@ -487,9 +487,6 @@ def _ts(seconds: float | None) -> pd.Timestamp | None:
 
 def expected_partitions(kind: str, first: str, last: str) -> list[str]:
     """Partition keys the calendar expects from ``first`` to ``last`` (same kind, inclusive)."""
-    if kind == "bar":
-        bars = cal.expected_bars(cal.parse_bar_key(first), cal.parse_bar_key(last) + pd.Timedelta(minutes=cal.BAR_MINUTES))
-        return list(bars.tz_convert(cal.TZ).strftime(cal.BAR_KEY_FORMAT))  # vectorized: ~100k keys for six years
     a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
     if kind == "session":
         return [d.isoformat() for d in cal.trading_days(a, b)]
@@ -506,14 +503,10 @@ def freshness(kind: str | None, latest: str | None, now=None) -> str:
     last_bar = cal.last_closed_bar(now)
     if last_bar is None:
         return "unknown"
-    if kind == "bar":
-        behind = len(cal.expected_bars(cal.parse_bar_key(latest) + pd.Timedelta(minutes=5), last_bar + pd.Timedelta(minutes=5)))
-        unit = "bars"
-    else:
-        last_day = last_bar.tz_convert(cal.TZ).date()
-        start = dt.date.fromisoformat(latest) + dt.timedelta(days=1)
-        behind = len(cal.trading_days(start, last_day)) if kind == "session" else max((last_day - start).days + 1, 0)
-        unit = "sessions" if kind == "session" else "days"
+    last_day = last_bar.tz_convert(cal.TZ).date()
+    start = dt.date.fromisoformat(latest) + dt.timedelta(days=1)
+    behind = len(cal.trading_days(start, last_day)) if kind == "session" else max((last_day - start).days + 1, 0)
+    unit = "sessions" if kind == "session" else "days"
     return "fresh" if behind <= 0 else f"stale: {behind} {unit} behind"
 
 

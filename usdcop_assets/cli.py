@@ -91,7 +91,8 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
     first = _date(start_s, "--start") if start_s else first_default
     last = _date(end_s, "--end") if end_s else last_default
     chosen = _layers(layers)
-    session_range(first, last)  # refuse a bad range before anything runs
+    key_range = available_range(first, last)  # refuse a bad or future range before anything runs
+    last = cal.parse_session_key(key_range.end)
     ok = True
     if {"L0", "L1"} & set(chosen):
         from usdcop_assets.partitions import MACRO_WARMUP_DAYS
@@ -112,87 +113,83 @@ def _layers(text: str) -> list[str]:
 
 
 def session_range(first: dt.date, last: dt.date):
-    """The bar partition range of the sessions ``first..last``, or a usage error naming what is wrong."""
-    from usdcop_assets.partitions import bar_key_range, history_start
+    """The session partition range ``first..last``, or a usage error naming what is wrong."""
+    from usdcop_assets.partitions import history_start, session_key_range
 
     if last < first:
         raise click.BadParameter(f"--end {last} is before --start {first}")
     if first < history_start():
         raise click.BadParameter(f"--start {first} is before the partitions start {history_start()} (USDCOP_HISTORY_START)")
     try:
-        return bar_key_range(first, last)
+        return session_key_range(first, last)
     except cal.CalendarError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
-def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
-    """The 5-minute chain over the sessions ``first..last`` (range runs), then their audits; True if all passed."""
-    import dagster as dg
-
-    from usdcop_assets.jobs import layer_selection
-    from usdcop_assets.partitions import session_key_range
+def available_range(first: dt.date, last: dt.date, now=None):
+    """``first..last`` clipped to the sessions that have begun by ``now``; refused if none has."""
+    from usdcop_assets import clock
 
     key_range = session_range(first, last)
-    last_closed = cal.last_closed_bar(dt.datetime.now(dt.timezone.utc))
-    if cal.parse_bar_key(key_range.end) > last_closed:
-        key_range = dg.PartitionKeyRange(key_range.start, cal.bar_key(last_closed))
-        click.echo(f"clipped the range to the last closed bar {key_range.end}")
+    last_bar = cal.last_closed_bar(clock.utc_now() if now is None else now)
+    newest = last_bar.tz_convert(cal.TZ).date() if last_bar is not None else None
+    if newest is None or cal.parse_session_key(key_range.start) > newest:
+        raise click.BadParameter(f"{first} .. {last} is in the future: the newest session with a closed bar is {newest}; "
+                                 f"pick an --end on or before it")
+    if cal.parse_session_key(key_range.end) > newest:
+        click.echo(f"sessions after {newest} have no closed bar yet: the range stops at {newest} "
+                   f"({'partial, bars up to ' + cal.bar_key(last_bar) if last_bar != cal.session_bars(newest)[-1] else 'complete'})")
+        key_range = session_range(cal.parse_session_key(key_range.start), newest)
+    return key_range
 
+
+def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
+    """The session layers over ``first..last`` in range runs (staged around the observation statistics), then their checks."""
+    import dagster as dg
+
+    from usdcop_assets.assets.observations import OBSERVATIONS
     from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import M5_CHAIN_JOB
+    from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, layer_selection
 
+    key_range = available_range(first, last)
     defs = build_definitions()  # from the current environment, not whatever was imported first
-    job = defs.resolve_job_def(M5_CHAIN_JOB)
+    job = defs.resolve_job_def(SESSION_JOB)
     graph = defs.resolve_asset_graph()
     wanted = layer_selection(chosen).resolve(graph) & set(job.asset_layer.selected_asset_keys)
-    from usdcop_assets.jobs import SESSION_JOB
-
-    session_job = defs.resolve_job_def(SESSION_JOB)
-    session_keys = layer_selection(chosen).resolve(graph) & set(session_job.asset_layer.selected_asset_keys)
-    missing_layers = [layer for layer in chosen if not any(k.path[0] == layer.lower() for k in wanted | session_keys)]
+    missing_layers = [layer for layer in chosen if not any(k.path[0] == layer.lower() for k in wanted)]
     if missing_layers:
-        click.echo(f"layers without 5-minute or session assets (skipped): {','.join(missing_layers)}")
-    if not wanted and not session_keys:
-        raise click.ClickException("none of the selected layers has 5-minute or session assets")
-    # the calendar counts bars instantly; asking Dagster for the keys walks its cron (~5 s for six years)
-    first_bar, last_bar = cal.parse_bar_key(key_range.start), cal.parse_bar_key(key_range.end)
-    n_partitions = len(cal.expected_bars(first_bar, last_bar + pd.Timedelta(minutes=cal.BAR_MINUTES)))
+        click.echo(f"layers without session assets (skipped): {','.join(missing_layers)}")
+    if not wanted:
+        raise click.ClickException("none of the selected layers has session assets")
+    n_sessions = len(cal.trading_days(cal.parse_session_key(key_range.start), cal.parse_session_key(key_range.end)))
     click.echo(
-        f"{launched_by.split()[-1]} {key_range.start} .. {key_range.end}: {n_partitions} bars, "
+        f"{launched_by.split()[-1]} {key_range.start} .. {key_range.end}: {n_sessions} sessions, "
         f"assets {', '.join(sorted(k.to_user_string() for k in wanted))}; source={resolve_source()}; "
         f"DAGSTER_HOME={settings.dagster_home}"
     )
     instance = dg.DagsterInstance.get()
     base_tags = {"usdcop/launched_by": launched_by, **(tags or {})}
-    bar_tags = {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
-    sessions = session_key_range(first, last)
-    session_tags = {"dagster/asset_partition_range_start": sessions.start, "dagster/asset_partition_range_end": sessions.end}
-
-    from usdcop_assets.assets.observations import OBSERVATIONS
-    from usdcop_assets.jobs import STATS_JOB
+    range_tags = {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
 
     # Observations need normalization statistics fitted on the (already materialized) training window,
-    # so the chain runs in stages: the bar layers below L4, the statistics, then L4 and L5 (the actions
-    # read the observations), then the session layers.
-    after_stats = {k for k in wanted if k == OBSERVATIONS or k.path[0] == "l5"}
-    stages = [(job, wanted - after_stats, bar_tags)]
+    # so the chain runs in stages: the layers below L4, the statistics, then L4 and above.
+    after_stats = {k for k in wanted if k.path[0] in ("l4", "l5", "l6")}
+    stages = [(job, wanted - after_stats, range_tags)]
     if OBSERVATIONS in wanted:
         stats_job = defs.resolve_job_def(STATS_JOB)
         stages.append((stats_job, set(stats_job.asset_layer.selected_asset_keys), {}))
-    stages.append((job, after_stats, bar_tags))
-    if session_keys:
-        stages.append((session_job, session_keys, session_tags))
-    for stage_job, keys, range_tags in stages:
+    stages.append((job, after_stats, range_tags))
+    for stage_job, keys, stage_tags in stages:
         if not keys:
             continue
         result = stage_job.get_subset(asset_selection=keys, asset_check_selection=set()).execute_in_process(
-            instance=instance, tags={**range_tags, **base_tags}, raise_on_error=False
+            instance=instance, tags={**stage_tags, **base_tags}, raise_on_error=False
         )
         click.echo(f"run {result.run_id} ({stage_job.name}: {', '.join(sorted(k.to_user_string() for k in keys))}): {'success' if result.success else 'FAILURE'}")
         if not result.success:
             _echo_failures(result)
             return False
-    return run_checks(defs, instance, wanted | session_keys, sessions)
+    return run_checks(defs, instance, wanted, key_range)
 
 
 def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict | None = None, layers=("L0", "L1")) -> bool:

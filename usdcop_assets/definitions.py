@@ -23,17 +23,16 @@ from usdcop_assets.jobs import (
     MACRO_JOB,
     MODEL_JOB,
     PERFORMANCE_JOB,
-    SESSION_JOB,
     STATS_JOB,
     build_asset_job,
-    build_m5_chain_job,
+    build_session_chain_job,
 )
 from usdcop_assets.resources import store_resources
 from usdcop_assets.schedules import build_schedules
 
-# L1..L5 follow a bar's L0 by declarative automation (automation.py)
-M5_ASSETS = with_realtime_condition([l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5, l5_actions_m5, l5_paper_ledger])
-SESSION_ASSETS = [l4_episodes_session, l6_backtest_session]
+# L1..L6 follow a session's L0 by declarative automation (automation.py)
+SESSION_ASSETS = with_realtime_condition([l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5,
+                                          l4_episodes_session, l5_actions_m5, l5_paper_ledger, l6_backtest_session])
 DAILY_ASSETS = [l0_macro_daily, l1_macro_daily]
 STATS_ASSETS = [l4_observation_stats]
 MODEL_ASSETS = [l5_ppo_model]
@@ -59,7 +58,7 @@ AUDITS = [
     build_session_audit(_spec(l3_features_m5), store_check=False, gap_check=False),
     build_observation_audit(_spec(l4_observations_m5)),
 ]
-ASSETS = [*M5_ASSETS, *SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS, *AUDITS]
+ASSETS = [*SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS, *AUDITS]
 # Freshness of the realtime chain and the session layers (freshness.py), and the alerts (alerts.py).
 FRESHNESS_CHECKS, FRESHNESS_SENSOR = build_freshness(ASSETS)
 ALERT_SENSORS = build_alert_sensors(check_keys(FRESHNESS_CHECKS))
@@ -91,8 +90,7 @@ def executor_from_env(env=None):
 def build_definitions() -> dg.Definitions:
     lake, warehouse = store_resources()
     built = [
-        build_m5_chain_job(M5_ASSETS),
-        build_asset_job(SESSION_JOB, SESSION_ASSETS),
+        build_session_chain_job(SESSION_ASSETS),
         build_asset_job(AUDIT_JOB, AUDITS),
         build_asset_job(MACRO_JOB, DAILY_ASSETS),
         build_asset_job(STATS_JOB, STATS_ASSETS),
@@ -106,7 +104,7 @@ def build_definitions() -> dg.Definitions:
         executor=executor_from_env(),
         jobs=list(jobs.values()),
         schedules=build_schedules(jobs),
-        sensors=[*SENSORS, build_automation_sensor(M5_ASSETS), FRESHNESS_SENSOR, *ALERT_SENSORS],
+        sensors=[*SENSORS, build_automation_sensor(SESSION_ASSETS), FRESHNESS_SENSOR, *ALERT_SENSORS],
         resources={
             "lake": lake,
             "warehouse": warehouse,

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.partitions import bar_partitions, session_partitions
+from usdcop_assets.partitions import session_partitions
 
 M5_GRACE_MINUTES = 4  # 1..4: a bar is due this long after it closes
 M5_DEADLINE_CRON = f"{M5_GRACE_MINUTES}-59/{cal.BAR_MINUTES} 8-13 * * 1-5"
@@ -81,7 +81,7 @@ def build_freshness(
     missing = [k.to_user_string() for k in keys if k not in partitions_of]
     if missing:
         raise ValueError(f"freshness: no asset {', '.join(missing)} in the definitions")
-    m5_keys = [k for k in keys if partitions_of[k] == bar_partitions]
+    m5_keys: list[dg.AssetKey] = []  # every bar layer is session-partitioned now
     session_keys = [k for k in keys if partitions_of[k] == session_partitions]
     other = [k.to_user_string() for k in keys if k not in m5_keys and k not in session_keys]
     if other:

@@ -9,16 +9,15 @@
 The ``bars_complete`` check built on these lives on the session audit assets (``audits.py``).
 """
 
-import datetime as dt
-
 import pandas as pd
 
+from usdcop_assets import clock
 from usdcop_assets import market_calendar as cal
 
 
 def utc_now() -> pd.Timestamp:
-    """The current instant (UTC); tests monkeypatch this."""
-    return pd.Timestamp(dt.datetime.now(dt.timezone.utc))
+    """The current instant (UTC, or the replay clock's); tests monkeypatch this."""
+    return clock.utc_now()
 
 
 def missing_bars(times, start, end) -> pd.DatetimeIndex:
@@ -41,3 +40,22 @@ def checked_end(end, now=None) -> pd.Timestamp:
     if last is None:
         return end
     return min(end, last + pd.Timedelta(minutes=cal.BAR_MINUTES))
+
+
+def bar_summary(times, start, end, now=None) -> dict:
+    """What a user wants to know of a session-grain window of bars: present, missing (due so far), first, last.
+
+    ``times``: bar opens stored for ``[start, end)`` (UTC); bars not yet closed at ``now`` are not missing.
+    """
+    idx = pd.DatetimeIndex(times) if len(times) else pd.DatetimeIndex([], tz="UTC")
+    idx = idx[(idx >= pd.Timestamp(start)) & (idx < pd.Timestamp(end))].unique().sort_values()
+    stop = max(pd.Timestamp(start).tz_convert("UTC"), checked_end(end, now))
+    missing = missing_bars(idx, start, stop)
+    fmt = "%Y-%m-%d %H:%M"
+    return {
+        "bars_present": int(len(idx)),
+        "bars_missing": int(len(missing)),
+        "first_bar": idx[0].tz_convert(cal.TZ).strftime(fmt) if len(idx) else "",
+        "last_bar": idx[-1].tz_convert(cal.TZ).strftime(fmt) if len(idx) else "",
+        "missing_bars_sample": [t.tz_convert(cal.TZ).strftime(fmt) for t in missing[:10]],
+    }

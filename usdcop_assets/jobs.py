@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from usdcop_assets.partitions import bar_partitions
+from usdcop_assets.partitions import session_partitions
 
 LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
-M5_CHAIN_JOB = "m5_chain"
+SESSION_JOB = "session_chain"
 
 
 def parse_layers(text: str | Sequence[str]) -> list[str]:
@@ -25,20 +25,18 @@ def layer_selection(layers: Sequence[str]) -> dg.AssetSelection:
     return dg.AssetSelection.key_prefixes(*[[layer.lower()] for layer in parse_layers(layers)])
 
 
-def build_m5_chain_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
-    m5_keys = [key for a in assets if a.partitions_def == bar_partitions for key in a.keys]
+def build_session_chain_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
+    keys = [key for a in assets if a.partitions_def == session_partitions for key in a.keys]
     return dg.define_asset_job(
-        M5_CHAIN_JOB,
-        # Data checks live on session-partitioned audit assets (audits.py), never on bar partitions.
-        selection=dg.AssetSelection.assets(*m5_keys).without_checks(),
-        partitions_def=bar_partitions,
-        description="Every 5-minute-partitioned layer (L0 onward), for one bar or a range of bars in one run.",
+        SESSION_JOB,
+        selection=dg.AssetSelection.assets(*keys),
+        partitions_def=session_partitions,
+        description="Every session-partitioned layer (L0 bars to L6 backtest), for one session or a range of sessions in one run.",
     )
 
 
 AUDIT_JOB = "session_audit"
 MACRO_JOB = "macro_daily"
-SESSION_JOB = "session_chain"
 STATS_JOB = "observation_stats"
 MODEL_JOB = "ppo_model"
 PERFORMANCE_JOB = "performance"
@@ -47,7 +45,6 @@ PERFORMANCE_JOB = "performance"
 JOB_SPECS = {
     AUDIT_JOB: ("Per-session audits of the 5-minute layers and their checks (session close, after backfills).", True),
     MACRO_JOB: ("Daily macro layers, for one day or a range of days in one run.", True),
-    SESSION_JOB: ("Session-partitioned layers (episodes, backtest), after the 5-minute chain.", False),
     STATS_JOB: ("Fit the observation normalization on the declared training window (needs l3/features_m5 there).", True),
     MODEL_JOB: ("Train the PPO agent of a walk-forward fold (month) on the L4 episodes before it.", True),
     PERFORMANCE_JOB: ("Agent vs baselines over every stored session backtest: rl_metrics and the HTML report.", True),
@@ -61,7 +58,7 @@ def build_asset_job(name: str, assets: Sequence[dg.AssetsDefinition]) -> dg.Unre
     return dg.define_asset_job(name, selection=selection if with_checks else selection.without_checks(), description=description)
 
 
-def layers_job(defs: dg.Definitions, layers: str | Sequence[str], job_name: str = M5_CHAIN_JOB, checks: bool = False):
+def layers_job(defs: dg.Definitions, layers: str | Sequence[str], job_name: str = SESSION_JOB, checks: bool = False):
     """The job ``job_name`` restricted to the assets of ``layers`` (and their checks if ``checks``)."""
     job = defs.resolve_job_def(job_name)
     keys = layer_selection(layers).resolve(defs.resolve_asset_graph()) & set(job.asset_layer.selected_asset_keys)

@@ -16,7 +16,9 @@ import pandas as pd
 
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.assets.features import L1_MACRO, L3_FEATURES, MACRO_LOOKBACK_DAYS, macro_daily_frame
-from usdcop_assets.assets.indicators import L1_OHLCV, LOOKBACK_BARS, complete_from
+from usdcop_assets.assets.indicators import L1_OHLCV
+from usdcop_assets.assets.windows import complete_from
+from usdcop_assets.features.indicators import LOOKBACK_SESSIONS
 from usdcop_assets.assets.observations import OBSERVATIONS
 from usdcop_assets.audits import audit_key
 from usdcop_assets.features.engineering import build_features, macro_zscores
@@ -48,6 +50,7 @@ def sample_bars(times: pd.DatetimeIndex, per_session: int = SAMPLE_PER_SESSION) 
     return pd.DatetimeIndex(picked)
 
 
+LOOKBACK_BARS = LOOKBACK_SESSIONS * cal.BARS_PER_SESSION
 BARS_BACK = pd.Timedelta(days=14)  # more than LOOKBACK_BARS bars back across any holiday stretch
 BAR = pd.Timedelta(minutes=cal.BAR_MINUTES)
 

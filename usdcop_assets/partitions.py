@@ -1,9 +1,11 @@
 """Dagster partitions built from the market calendar (the calendar decides; this module only wires).
 
-- ``bar_partitions``: one partition per 5-minute bar. The cron ``*/5 8-13`` with every 13:xx tick
-  excluded makes the 12:55 window end at 13:00 the same day (a plain ``*/5 8-12`` cron would end it
-  at 08:00 of the next trading day). Holiday bars are excluded as explicit datetimes.
-- ``session_partitions``: one partition per session, window [08:00, 13:00) = exactly its 60 bars.
+- ``session_partitions``: one partition per Bogota session, window [08:00, 13:00) = exactly its 60
+  bars; every persisted bar layer (L0..L6) uses it. The cron ``0 8,13`` with the 13:00 ticks excluded
+  makes each window end at 13:00 the same day; holidays are excluded as their 08:00 instants. Why one
+  key per session and not per bar: docs/decisions/0001-session-partitions.md.
+- Look-backs are session offsets (``TimeWindowPartitionMapping(start_offset=-n)``): they jump nights,
+  weekends and holidays.
 - ``macro_partitions``: Bogota calendar days for daily macro data, starting ``MACRO_WARMUP_DAYS``
   before the bar history so a one-year z-score window is warm at the first bar.
 """
@@ -33,19 +35,6 @@ def _holiday_weekdays(start: dt.date, end_year: int) -> list[dt.date]:
     return [d for d in cal.colombian_holidays(start.year, end_year) if d.weekday() < 5 and d >= start]
 
 
-def build_bar_partitions(start: dt.date, end_year: int) -> dg.TimeWindowPartitionsDefinition:
-    exclusions: list[str | dt.datetime] = ["*/5 13 * * 1-5"]
-    for day in _holiday_weekdays(start, end_year):
-        exclusions.extend(t.to_pydatetime().astimezone(cal.TZ) for t in cal.bars_of_days([day]))
-    return dg.TimeWindowPartitionsDefinition(
-        cron_schedule="*/5 8-13 * * 1-5",
-        start=dt.datetime.combine(start, cal.SESSION_OPEN).strftime(cal.BAR_KEY_FORMAT),
-        fmt=cal.BAR_KEY_FORMAT,
-        timezone=cal.TZ_NAME,
-        exclusions=exclusions,
-    )
-
-
 def build_session_partitions(start: dt.date, end_year: int) -> dg.TimeWindowPartitionsDefinition:
     exclusions: list[str | dt.datetime] = ["0 13 * * 1-5"]
     exclusions.extend(dt.datetime.combine(d, cal.SESSION_OPEN, tzinfo=cal.TZ) for d in _holiday_weekdays(start, end_year))
@@ -62,7 +51,6 @@ def build_session_partitions(start: dt.date, end_year: int) -> dg.TimeWindowPart
 _START = history_start()
 _END_YEAR = dt.date.today().year + 1
 
-bar_partitions = build_bar_partitions(_START, _END_YEAR)
 session_partitions = build_session_partitions(_START, _END_YEAR)
 MACRO_WARMUP_DAYS = 366
 macro_partitions = dg.DailyPartitionsDefinition(
@@ -70,17 +58,13 @@ macro_partitions = dg.DailyPartitionsDefinition(
 )
 
 
-def bar_key_range(first: dt.date, last: dt.date) -> dg.PartitionKeyRange:
-    """The 5-minute partition range covering every bar of the sessions ``first..last`` (inclusive)."""
-    days = cal.trading_days(first, last)
-    if not days:
-        raise cal.CalendarError(f"no trading session between {first} and {last}")
-    bars = cal.bars_of_days([days[0], days[-1]])
-    return dg.PartitionKeyRange(cal.bar_key(bars[0]), cal.bar_key(bars[-1]))
-
-
 def session_key_range(first: dt.date, last: dt.date) -> dg.PartitionKeyRange:
     days = cal.trading_days(first, last)
     if not days:
         raise cal.CalendarError(f"no trading session between {first} and {last}")
     return dg.PartitionKeyRange(cal.session_key(days[0]), cal.session_key(days[-1]))
+
+
+def lookback_mapping(sessions: int) -> dg.TimeWindowPartitionMapping:
+    """The session and the ``sessions`` trading sessions before it (0: the session alone)."""
+    return dg.TimeWindowPartitionMapping(start_offset=-sessions, allow_nonexistent_upstream_partitions=True)

@@ -4,10 +4,10 @@
 start is excluded, so weekends (no tick), 13:xx ticks and Colombian holidays (excluded windows)
 request nothing, with no calendar logic here:
 
-- ``m5_chain_schedule``: every 5 minutes, the bar that just closed (08:05 runs the 08:00 bar, 13:00
-  the 12:55 bar). The realtime *sensor* is the live path (it waits for the vendor to publish the
-  bar); this schedule is for sources whose bars exist at the close (synthetic, replays). Run one or
-  the other, not both.
+- ``bar_close_schedule``: a minute after each bar closes (08:06 .. 12:56, then 13:01), today's session
+  partition of ``session_chain`` again: the session grows by the bar that just closed (L0 asks the
+  source only for closed bars). The realtime *sensor* waits for the vendor to publish the bar; this
+  schedule is for sources whose bars exist at the close (synthetic, replays). Run one or the other.
 - ``ppo_retrain_schedule``: 01:00 Bogota on the 1st of each month, the new month's ``l5/ppo_model`` fold,
   trained on the sessions before it (so the month's first session already has its model).
 - ``session_chain_schedule`` (13:10 Bogota) and ``session_audit_schedule`` (13:20): the session
@@ -21,7 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import AUDIT_JOB, M5_CHAIN_JOB, MODEL_JOB, SESSION_JOB
+from usdcop_assets.jobs import AUDIT_JOB, MODEL_JOB, SESSION_JOB
 
 STOPPED = dg.DefaultScheduleStatus.STOPPED
 
@@ -54,14 +54,31 @@ def session_close_schedule(job, name: str, minute: int, description: str) -> dg.
     return _schedule
 
 
+def bar_close_schedule(job) -> dg.ScheduleDefinition:
+    """A minute after each bar's close, today's session partition (its run key: the bar that closed)."""
+
+    @dg.schedule(
+        name="bar_close_schedule",
+        cron_schedule=["6-59/5 8-12 * * 1-5", "1 13 * * 1-5"],
+        execution_timezone=cal.TZ_NAME,
+        job=job,
+        default_status=STOPPED,
+        description="A minute after each bar closes during Bogota sessions (08:06-13:01), today's session again; holidays skipped.",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        now = pd.Timestamp(context.scheduled_execution_time).tz_convert("UTC")
+        bar = cal.last_closed_bar(now)
+        day = now.tz_convert(cal.TZ).date()
+        if bar is None or bar.tz_convert(cal.TZ).date() != day:
+            return dg.SkipReason(f"{day.isoformat()} has no closed bar of its own (holiday, or before 08:05)")
+        return dg.RunRequest(run_key=cal.bar_key(bar), partition_key=cal.session_key(day), tags={"usdcop/bar": cal.bar_key(bar)})
+
+    return _schedule
+
+
 def build_schedules(jobs: dict) -> list:
     return [
-        dg.build_schedule_from_partitioned_job(
-            jobs[M5_CHAIN_JOB],
-            name="m5_chain_schedule",
-            default_status=STOPPED,
-            description="Each bar at its close, during Bogota sessions (08:05-13:00), skipping holidays.",
-        ),
+        bar_close_schedule(jobs[SESSION_JOB]),
         dg.build_schedule_from_partitioned_job(
             jobs[MODEL_JOB],
             name="ppo_retrain_schedule",
@@ -70,7 +87,7 @@ def build_schedules(jobs: dict) -> list:
             description="Monthly walk-forward retrain: on the 1st at 01:00 Bogota, the new month's fold of l5/ppo_model.",
         ),
         session_close_schedule(
-            jobs[SESSION_JOB], "session_chain_schedule", 10, "The session layers of the session that closed at 13:00, at 13:10 Bogota."
+            jobs[SESSION_JOB], "session_chain_schedule", 10, "Every layer of the session that closed at 13:00, once more at 13:10 Bogota (late bars, final rows)."
         ),
         session_close_schedule(
             jobs[AUDIT_JOB], "session_audit_schedule", 20, "The audits and checks of the session that closed at 13:00, at 13:20 Bogota."

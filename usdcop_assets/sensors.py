@@ -1,23 +1,20 @@
-"""Sensors that launch the ``m5_chain`` job: the realtime bar, and filling bars nobody materialized.
+"""Sensors that launch the ``session_chain`` job: the realtime bar, and filling sessions nobody completed.
 
-``realtime_bar_sensor`` (every 30 s)
+``realtime_bar_sensor`` (every ``USDCOP_REALTIME_POLL_SECONDS``)
     Targets the last *closed* bar (``cal.last_closed_bar(now)``). The cursor is the key of the last bar
     requested; a tick whose last closed bar is not newer skips (outside sessions, weekends and
     holidays the last closed bar is the previous session's 12:55, already requested). For the
     ``twelvedata`` source the tick first asks the vendor for just that bar's window: not there yet →
-    skip *without* advancing the cursor, so the next tick asks again. A bar the vendor never
-    publishes does not block the sensor: once a newer bar closes, that one becomes the target, and
-    the skipped bar is left to ``gap_fill_sensor``. One run per bar, ``run_key`` = the bar key.
+    skip *without* advancing the cursor, so the next tick asks again. Once it is there, one run of the
+    bar's *session* partition (``run_key`` = the bar key): L0 fetches the session's closed bars, and the
+    layers above recompute the session (earlier bars' rows do not change; the new bar's are added).
 
 ``gap_fill_sensor`` (every 5 min)
-    Over the last ``USDCOP_GAP_FILL_SESSIONS`` sessions (default 5), the bars up to the last bar
-    closed ``USDCOP_GAP_FILL_GRACE_MINUTES`` ago (default 10: room for the realtime sensor and a late
-    vendor) that have no ``l0/ohlcv_m5`` materialization and are not covered by a queued or running
-    ``m5_chain`` run. The instance is asked only about those few hundred partition keys, never about
-    the whole ~100k-key definition. One run per contiguous missing range (range tags), ``run_key``
-    derived from the range. Because ``run_key`` deduplicates, a range whose run *failed* is not
-    requested again by this sensor while it has the same bounds (launch it from the UI, or it is
-    retried once the hole changes shape).
+    Over the last ``USDCOP_GAP_FILL_SESSIONS`` sessions (default 5), the sessions whose ``l0/ohlcv_m5``
+    was never materialized, or whose latest materialization ends before the last bar closed
+    ``USDCOP_GAP_FILL_GRACE_MINUTES`` ago (default 10: room for the realtime sensor and a late vendor),
+    and that no queued or running ``session_chain`` run covers. One run per session, ``run_key`` derived
+    from the session and the bar it must reach, so a failed run is not retried until a newer bar is due.
 
 Both are STOPPED by default; the current instant comes from :func:`utc_now` (tests monkeypatch it).
 Register ``SENSORS`` in the code location.
@@ -32,7 +29,8 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import M5_CHAIN_JOB
+from usdcop_assets.clock import CLOCK_ENV, replay_clock  # noqa: F401 (re-exported)
+from usdcop_assets.jobs import SESSION_JOB
 from usdcop_assets.partitions import history_start
 from usdcop_assets.settings import env_int
 from usdcop_assets.sources import fetch_bars, require_available, resolve_source
@@ -47,34 +45,15 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_TAG = "dagster/partition"
 TRIGGER_TAG = "usdcop/trigger"
 REALTIME_RUN_ENV = "USDCOP_REALTIME_RUN"
-CLOCK_ENV = "USDCOP_REPLAY_CLOCK"
 REALTIME_ENV = "USDCOP_REALTIME"
 POLL_ENV = "USDCOP_REALTIME_POLL_SECONDS"
 
 
 def utc_now() -> pd.Timestamp:
     """The current instant (UTC), or the replay clock's (``USDCOP_REPLAY_CLOCK``); tests monkeypatch this."""
-    now = pd.Timestamp(dt.datetime.now(dt.timezone.utc))
-    spec = os.environ.get(CLOCK_ENV)
-    return replay_clock(spec, now) if spec else now
+    from usdcop_assets import clock
 
-
-def replay_clock(spec: str, now: pd.Timestamp) -> pd.Timestamp:
-    """A time-shifted, optionally accelerated clock for replays and demos: ``<start ISO>@<real epoch s>x<speed>``.
-
-    At real instant ``epoch`` the clock reads ``start``; it then runs ``speed`` times faster. E.g.
-    ``2025-03-04T17:00:00Z@1763650000x30`` replays a session at 30x (a bar every 10 s). The sensors walk
-    the bars of that clock; Dagster itself keeps real time (the automation looks 7 days back, automation.py).
-    """
-    try:
-        start, rest = spec.split("@", 1)
-        epoch, _, speed = rest.partition("x")
-        base = pd.Timestamp(start)
-        base = base.tz_localize("UTC") if base.tz is None else base.tz_convert("UTC")
-        elapsed = now.timestamp() - float(epoch)
-        return base + pd.Timedelta(seconds=elapsed * float(speed or 1))
-    except ValueError:
-        raise ValueError(f"{CLOCK_ENV}={spec!r}: expected <start ISO>@<real epoch seconds>x<speed>") from None
+    return clock.utc_now()
 
 
 # --- realtime -----------------------------------------------------------------------------------
@@ -106,12 +85,12 @@ def realtime_default_status(env=os.environ) -> dg.DefaultSensorStatus:
 
 @dg.sensor(
     name="realtime_bar_sensor",
-    job_name=M5_CHAIN_JOB,
+    job_name=SESSION_JOB,
     # Between bars a tick asks nothing; once a bar has closed it asks the vendor until the bar is there,
     # so a short interval costs requests only during the vendor's publication delay.
     minimum_interval_seconds=env_int(POLL_ENV, 15, minimum=1),
     default_status=realtime_default_status(),
-    description="Launches m5_chain for each newly closed 5-minute bar (once the source publishes it).",
+    description="Runs today's session partition (L0..L6) for each newly closed 5-minute bar, once the source publishes it.",
 )
 def realtime_bar_sensor(context: dg.SensorEvaluationContext):
     now = utc_now()
@@ -131,30 +110,28 @@ def realtime_bar_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason(f"source={source}: bar {key} not published yet; next tick retries")
     mode = realtime_run_mode()
     context.log.info(f"source={source}: requesting bar {key} ({mode})")
-    selection = [L0_KEY] if mode == "l0" else None  # l0: the automation sensor carries L1..L5
+    selection = [L0_KEY] if mode == "l0" else None  # l0: the automation sensor carries L1..L6
     return dg.SensorResult(
-        # no checks in the bar's run: freshness checks are the freshness sensor's business (and cost seconds)
-        run_requests=[dg.RunRequest(run_key=key, partition_key=key, asset_selection=selection, asset_check_selection=[],
-                                    tags={TRIGGER_TAG: "realtime"})],
+        run_requests=[dg.RunRequest(run_key=key, partition_key=cal.session_key(bar.tz_convert(cal.TZ).date()),
+                                    asset_selection=selection, tags={TRIGGER_TAG: "realtime", "usdcop/bar": key})],
         cursor=key,
     )
 
 
 def realtime_run_mode(env=os.environ) -> str:
-    """``USDCOP_REALTIME_RUN``: ``chain`` (default: L0..L5 of the bar in one run) or ``l0`` (the bar's L0; declarative
-    automation then requests L1..L5: the design's shape, but each automation tick costs ~30 s of CPU here, see
-    automation.py)."""
+    """``USDCOP_REALTIME_RUN``: ``chain`` (default: the session's L0..L6 in one run) or ``l0`` (the session's L0;
+    declarative automation then requests L1..L6)."""
     mode = (env.get(REALTIME_RUN_ENV) or "chain").strip().lower()
     if mode not in ("l0", "chain"):
-        raise ValueError(f"{REALTIME_RUN_ENV}={mode!r}: 'l0' (L0 then declarative automation) or 'chain' (L0..L5 in one run)")
+        raise ValueError(f"{REALTIME_RUN_ENV}={mode!r}: 'l0' (L0 then declarative automation) or 'chain' (L0..L6 in one run)")
     return mode
 
 
 # --- gap fill -----------------------------------------------------------------------------------
 
 
-def recent_bar_keys(now, sessions: int, grace_minutes: int = 0) -> list[str]:
-    """Keys of the bars of the last ``sessions`` sessions up to the last bar closed ``grace_minutes`` before ``now``."""
+def recent_sessions(now, sessions: int, grace_minutes: int = 0) -> list[tuple[str, pd.Timestamp]]:
+    """(session key, last bar due) of the last ``sessions`` sessions up to the bar closed ``grace_minutes`` before ``now``."""
     last = cal.last_closed_bar(pd.Timestamp(now) - pd.Timedelta(minutes=grace_minutes))
     if last is None:
         return []
@@ -162,36 +139,22 @@ def recent_bar_keys(now, sessions: int, grace_minutes: int = 0) -> list[str]:
     while len(days) < sessions:
         days.insert(0, cal.previous_trading_day(days[0]))
     start = history_start()
-    days = [d for d in days if d >= start]
-    bars = cal.bars_of_days(days)
-    return [cal.bar_key(t) for t in bars[bars <= last]]
+    out = []
+    for day in days:
+        if day >= start:
+            bars = cal.session_bars(day)
+            out.append((cal.session_key(day), min(bars[-1], last)))
+    return out
 
 
-def contiguous_ranges(keys: list[str], missing: set[str]) -> list[tuple[str, str]]:
-    """Runs of consecutive entries of ``keys`` (in order) that are all in ``missing``, as (first, last)."""
-    ranges: list[tuple[str, str]] = []
-    first = prev = None
-    for k in keys:
-        if k in missing:
-            if first is None:
-                first = k
-            prev = k
-        elif first is not None:
-            ranges.append((first, prev))
-            first = None
-    if first is not None:
-        ranges.append((first, prev))
-    return ranges
-
-
-def _in_flight_ranges(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
-    """Bar-key ranges of m5_chain runs that are queued or running (their bars are on their way)."""
+def _in_flight_sessions(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
+    """Session-key ranges of session_chain runs that are queued or running (their rows are on their way)."""
     statuses = [
         dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
         dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
     ]
     out = []
-    for run in instance.get_runs(filters=dg.RunsFilter(job_name=M5_CHAIN_JOB, statuses=statuses), limit=200):
+    for run in instance.get_runs(filters=dg.RunsFilter(job_name=SESSION_JOB, statuses=statuses), limit=200):
         tags = run.tags
         if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
             out.append((tags[RANGE_START_TAG], tags[RANGE_END_TAG]))
@@ -200,35 +163,47 @@ def _in_flight_ranges(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     return out
 
 
+def _last_bar_stored(instance: dg.DagsterInstance, session: str) -> pd.Timestamp | None:
+    """The ``last_bar`` metadata of the session's latest ``l0/ohlcv_m5`` materialization (None: never materialized)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=L0_KEY, asset_partitions=[session]), limit=1
+    ).records
+    if not records:
+        return None
+    mat = records[0].asset_materialization
+    value = mat.metadata.get("last_bar") if mat else None
+    text = getattr(value, "value", None) or getattr(value, "text", None)
+    if not text:
+        return pd.Timestamp.min.tz_localize("UTC")  # materialized with no bar: every due bar is still missing
+    return pd.Timestamp(text).tz_localize(cal.TZ).tz_convert("UTC")
+
+
 @dg.sensor(
     name="gap_fill_sensor",
-    job_name=M5_CHAIN_JOB,
+    job_name=SESSION_JOB,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Launches m5_chain over recent bars that were never materialized, one run per contiguous hole.",
+    description="Runs recent sessions whose L0 was never materialized or stops short of the bars due, one run per session.",
 )
 def gap_fill_sensor(context: dg.SensorEvaluationContext):
     sessions = env_int(GAP_FILL_SESSIONS_ENV, DEFAULT_GAP_FILL_SESSIONS, 1)
     grace = env_int(GAP_FILL_GRACE_ENV, DEFAULT_GAP_FILL_GRACE_MINUTES, 0)
-    keys = recent_bar_keys(utc_now(), sessions, grace)
-    if not keys:
+    recent = recent_sessions(utc_now(), sessions, grace)
+    if not recent:
         return dg.SkipReason("no closed bar in the sessions looked at")
-    done = context.instance.get_latest_storage_id_by_partition(
-        L0_KEY, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys)
-    )
-    in_flight = _in_flight_ranges(context.instance)
-    missing = {k for k in keys if k not in done and not any(a <= k <= b for a, b in in_flight)}
-    if not missing:
-        return dg.SkipReason(f"all {len(keys)} bars of the last {sessions} session(s) are materialized or on their way")
-    requests = [
-        dg.RunRequest(
-            run_key=f"gap-fill:{first}..{last}",
-            tags={RANGE_START_TAG: first, RANGE_END_TAG: last, TRIGGER_TAG: "gap_fill"},
-        )
-        for first, last in contiguous_ranges(keys, missing)
-    ]
-    context.log.info(f"{len(missing)} unmaterialized bar(s) in {len(requests)} range(s): "
-                     + ", ".join(f"{r.tags[RANGE_START_TAG]}..{r.tags[RANGE_END_TAG]}" for r in requests[:10]))
+    in_flight = _in_flight_sessions(context.instance)
+    requests = []
+    for key, due in recent:
+        if any(a <= key <= b for a, b in in_flight):
+            continue
+        stored = _last_bar_stored(context.instance, key)
+        if stored is not None and stored >= due:
+            continue
+        requests.append(dg.RunRequest(run_key=f"gap-fill:{key}:{cal.bar_key(due)}", partition_key=key,
+                                      tags={TRIGGER_TAG: "gap_fill"}))
+    if not requests:
+        return dg.SkipReason(f"the last {len(recent)} session(s) are complete up to the bars due, or on their way")
+    context.log.info(f"{len(requests)} session(s) short of their due bars: " + ", ".join(r.partition_key for r in requests))
     return requests
 
 

@@ -10,15 +10,17 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.assets.indicators import L1_OHLCV, L2_INDICATORS, lookback_input, own_window
+from usdcop_assets.assets.indicators import L1_OHLCV, L2_INDICATORS
+from usdcop_assets.assets.windows import lookback_input, own_window, session_output
 from usdcop_assets.features.engineering import MACRO_INDICATORS, MACRO_WINDOW_DAYS, build_features, macro_zscores
-from usdcop_assets.partitions import bar_partitions
+from usdcop_assets.partitions import session_partitions
 from usdcop_assets.resources import LakeResource
 
 L1_MACRO = dg.AssetKey(["l1", "macro_daily"])
 L3_FEATURES = dg.AssetKey(["l3", "features_m5"])
-# Returns over a session (60 grid bars) and rolling statistics of 60 returns need 120 bars back.
-FEATURE_LOOKBACK_BARS = 2 * 60
+# Returns over a session (60 grid bars) and rolling statistics of 60 returns need 120 bars back:
+# the two sessions before the bar's own.
+FEATURE_LOOKBACK_SESSIONS = 2
 # Calendar days of macro history behind the first bar: 252 business days of z-score window, with margin.
 MACRO_LOOKBACK_DAYS = int(MACRO_WINDOW_DAYS * 7 / 5) + 30
 
@@ -47,9 +49,9 @@ def macro_daily_frame(wide: pd.DataFrame) -> pd.DataFrame:
 
 @dg.asset(
     key=L3_FEATURES,
-    ins={"bars": lookback_input(L1_OHLCV, FEATURE_LOOKBACK_BARS), "indicators": dg.AssetIn(L2_INDICATORS)},
+    ins={"bars": lookback_input(L1_OHLCV, FEATURE_LOOKBACK_SESSIONS), "indicators": dg.AssetIn(L2_INDICATORS)},
     deps=[L1_MACRO],
-    partitions_def=bar_partitions,
+    partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="lake_io_manager",
     group_name="l3_features",
@@ -67,10 +69,10 @@ def l3_features_m5(context: dg.AssetExecutionContext, lake: LakeResource, bars: 
     missing_macro = int(out[macro_cols].isna().all(axis=1).sum()) if len(out) else 0
     if len(out) and daily.empty:
         context.log.warning("l1/macro_daily has no values before these bars: macro features are NaN (materialize l1/macro_daily)")
-    return dg.Output(
+    return session_output(
+        context,
         out,
-        metadata={
-            "bars": len(out),
+        {
             "features": len(out.columns) - 3,
             "not_warm": int((~out["warm"]).sum()) if len(out) else 0,
             "bars_without_macro": missing_macro,

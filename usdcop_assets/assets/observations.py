@@ -11,9 +11,10 @@ import pandas as pd
 
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.assets.features import L3_FEATURES
-from usdcop_assets.assets.indicators import L1_OHLCV, own_window
+from usdcop_assets.assets.indicators import L1_OHLCV
+from usdcop_assets.assets.windows import own_window, session_output
 from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, train_window
-from usdcop_assets.partitions import bar_partitions, session_partitions
+from usdcop_assets.partitions import session_partitions
 from usdcop_assets.resources import LakeResource
 
 OBS_STATS = dg.AssetKey(["l4", "observation_stats"])
@@ -79,7 +80,7 @@ def l4_observation_stats(context: dg.AssetExecutionContext, lake: LakeResource) 
 @dg.asset(
     key=OBSERVATIONS,
     ins={"features": dg.AssetIn(L3_FEATURES), "stats": dg.AssetIn(OBS_STATS)},
-    partitions_def=bar_partitions,
+    partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="lake_io_manager",
     group_name="l4_rl_ready",
@@ -91,10 +92,10 @@ def l4_observations_m5(context: dg.AssetExecutionContext, features: pd.DataFrame
     config = load_config()
     fitted = stats_from_frame(stats)
     out = build_observations(features, config, fitted)
-    return dg.Output(
+    return session_output(
+        context,
         out,
-        metadata={
-            "bars": len(out),
+        {
             "obs_version": fitted["version"],
             "dimension": config.dim,
             "non_finite_values_zeroed": int(out["non_finite"].sum()) if len(out) else 0,

@@ -4,15 +4,17 @@
 import dagster as dg
 import pandas as pd
 
+from usdcop_assets import clock
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.alerts import SOURCE_RETRY_POLICY
-from usdcop_assets.partitions import bar_partitions
+from usdcop_assets.assets.windows import session_output
+from usdcop_assets.partitions import session_partitions
 from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
 
 
 @dg.asset(
     key=["l0", "ohlcv_m5"],
-    partitions_def=bar_partitions,
+    partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (alerts.py)
     io_manager_key="lake_io_manager",
@@ -25,10 +27,15 @@ from usdcop_assets.sources import fetch_bars_with_summary, require_available, re
 def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
     source = require_available(resolve_source())
     window = context.partition_time_window
-    # One fetch for the whole window: a range run pages the source once, not once per bar.
-    raw, summary = fetch_bars_with_summary(source, window.start, window.end)
-    n_partitions = len(cal.expected_bars(window.start, window.end))  # one partition per calendar bar
-    metadata: dict = {"source": source, "bars": len(raw), "partitions": n_partitions}
+    start, end = pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
+    # Today's session is materialized many times a day: ask only for bars closed by now, so a bar is
+    # stored once it is final and a partial session is a prefix of the whole one.
+    last = cal.last_closed_bar(clock.utc_now())
+    fetch_end = min(end, last + pd.Timedelta(minutes=cal.BAR_MINUTES)) if last is not None else end
+    # One fetch for the whole window: a range run pages the source once, not once per session.
+    raw, summary = fetch_bars_with_summary(source, start, max(start, fetch_end))
+    n_bars = len(cal.expected_bars(start, max(start, fetch_end)))
+    metadata: dict = {"source": source, "rows": len(raw), "bars_due": n_bars}
     parse_errors = int(raw["parse_error"].notna().sum())
     metadata["parse_errors"] = parse_errors
     if summary.get("source_tz") is not None or source.startswith("file:"):
@@ -39,11 +46,11 @@ def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
         metadata["requests_per_key"] = dg.MetadataValue.json(summary["requests_per_key"])
         metadata["rate_limit_wait_seconds"] = summary["rate_limit_wait_seconds"]
         context.log.info(
-            f"source={source}: {len(raw)} bars for {n_partitions} partitions in {summary['requests']} request(s) "
+            f"source={source}: {len(raw)} rows for {n_bars} bars due in {summary['requests']} request(s) "
             f"({', '.join(f'{k}: {v}' for k, v in summary['requests_per_key'].items())})"
         )
     else:
-        context.log.info(f"source={source}: {len(raw)} bars for {n_partitions} partitions")
+        context.log.info(f"source={source}: {len(raw)} rows for {n_bars} bars due")
     if parse_errors:
         context.log.warning(f"source={source}: {parse_errors} row(s) with unparseable fields kept as NaN (L1 rejects them)")
-    return dg.Output(raw, metadata=metadata)
+    return session_output(context, raw, metadata)

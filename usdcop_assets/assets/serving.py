@@ -28,11 +28,12 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.assets.indicators import L1_OHLCV, lookback_input, own_window
+from usdcop_assets.assets.indicators import L1_OHLCV
+from usdcop_assets.assets.windows import own_window, session_output
 from usdcop_assets.assets.model import PPO_MODEL, latest_models, live_costs, live_limits, load_fold_model
 from usdcop_assets.assets.observations import OBSERVATIONS, next_bar_returns
 from usdcop_assets.observation.builder import load_config
-from usdcop_assets.partitions import bar_partitions
+from usdcop_assets.partitions import session_partitions
 from usdcop_assets.resources import LakeResource
 from usdcop_assets.trading.live import PolicyFunction, decide_session
 from usdcop_assets.trading.paper import paper_ledger
@@ -44,8 +45,6 @@ PAPER_POSITIONS = dg.AssetKey(["l5", "paper_positions"])
 FLAT_VERSION = "none (flat)"
 ACTION_COLUMNS = ["time", "symbol", "session", "step", "raw_action", "target", "position", "risk_flags", "model_version", "fold",
                   "obs_version", "obs_hash", "inference_latency_ms", "fallback"]
-# One session of look-back partitions: every bar's session starts at most 59 bars earlier.
-SESSION_LOOKBACK = cal.BARS_PER_SESSION
 
 _policies: OrderedDict[tuple[str, str], PolicyFunction] = OrderedDict()
 _policies_lock = threading.Lock()
@@ -165,9 +164,9 @@ def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timest
 
 @dg.asset(
     key=ACTIONS,
-    ins={"observations": lookback_input(OBSERVATIONS, SESSION_LOOKBACK), "bars": lookback_input(L1_OHLCV, SESSION_LOOKBACK)},
+    ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
     deps=[dg.AssetDep(PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True))],
-    partitions_def=bar_partitions,
+    partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="serving_io_manager",
     group_name="l5_serving",
@@ -186,11 +185,10 @@ def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame,
         for name in describe_flags(int(value)):
             flag_counts[name] = flag_counts.get(name, 0) + 1
     lat = actions["inference_latency_ms"].dropna() if len(actions) else pd.Series(dtype="float64")
-    return dg.Output(
+    return session_output(
+        context,
         actions,
-        metadata={
-            "bars": len(actions),
-            "sessions": int(actions["session"].nunique()) if len(actions) else 0,
+        {
             "model_versions": dg.MetadataValue.json(sorted(actions["model_version"].unique().tolist()) if len(actions) else []),
             "flat_fallback_sessions": dg.MetadataValue.json(fallbacks[:50]),
             "risk_flags": dg.MetadataValue.json(flag_counts),
@@ -210,8 +208,8 @@ def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame,
                                        metadata={"time_column": "time", "warehouse_table": "paper_positions"},
                                        description="The paper position per bar, marked at the bar's close: entry, unrealized and realized P&L."),
     },
-    ins={"actions": lookback_input(ACTIONS, SESSION_LOOKBACK), "bars": lookback_input(L1_OHLCV, SESSION_LOOKBACK)},
-    partitions_def=bar_partitions,
+    ins={"actions": dg.AssetIn(ACTIONS), "bars": dg.AssetIn(L1_OHLCV)},
+    partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="l5_serving",
 )
@@ -222,6 +220,6 @@ def l5_paper_ledger(context: dg.AssetExecutionContext, actions: pd.DataFrame, ba
     positions = positions[(positions["time"] >= start) & (positions["time"] < end)].reset_index(drop=True)
     yield dg.Output(trades, output_name="paper_trades",
                     metadata={"fills": len(trades), "cost": float(trades["cost"].sum()) if len(trades) else 0.0})
-    yield dg.Output(positions, output_name="paper_positions",
-                    metadata={"bars": len(positions), "last_position": float(positions["position"].iloc[-1]) if len(positions) else 0.0,
+    yield session_output(context, positions, output_name="paper_positions",
+                    metadata={"last_position": float(positions["position"].iloc[-1]) if len(positions) else 0.0,
                               "session_pnl": float(positions["session_pnl"].iloc[-1]) if len(positions) else 0.0})

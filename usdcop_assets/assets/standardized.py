@@ -4,7 +4,8 @@
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.partitions import bar_partitions
+from usdcop_assets.assets.windows import session_output
+from usdcop_assets.partitions import session_partitions
 from usdcop_assets.refine.standardize import standardize_bars, time_shift_summary
 
 L1_OHLCV = dg.AssetKey(["l1", "ohlcv_m5"])
@@ -31,7 +32,7 @@ L1_REJECTS = dg.AssetKey(["l1", "ohlcv_m5_rejects"])
         ).with_io_manager_key("serving_io_manager"),
     ],
     ins={"raw": dg.AssetIn(dg.AssetKey(["l0", "ohlcv_m5"]))},
-    partitions_def=bar_partitions,
+    partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def l1_ohlcv_m5(context: dg.AssetExecutionContext, raw: pd.DataFrame):
@@ -41,7 +42,8 @@ def l1_ohlcv_m5(context: dg.AssetExecutionContext, raw: pd.DataFrame):
     by_reason = {str(k): int(v) for k, v in rejects["reason"].value_counts().sort_index().items()}
     by_shift = time_shift_summary(kept)
     conserved = len(raw) == len(kept) + len(rejects)
-    yield dg.Output(
+    yield session_output(
+        context,
         kept,
         output_name="l1__ohlcv_m5",
         metadata={
