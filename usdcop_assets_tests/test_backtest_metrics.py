@@ -62,11 +62,12 @@ def test_metrics_by_hand():
     m = performance(pnl, [1, 1, 1, 1], ["a", "a", "b", "b"])
     mean = 0.00125
     sd = math.sqrt(((0.00875) ** 2 + (-0.02125) ** 2 + 0.00875 ** 2 + 0.00375 ** 2) / 3)
-    assert m["sharpe"] == pytest.approx(mean / sd * math.sqrt(15120))
-    assert m["volatility"] == pytest.approx(sd * math.sqrt(15120))
-    assert m["sortino"] == pytest.approx(mean / math.sqrt(0.02 ** 2 / 4) * math.sqrt(15120))
+    per_year = 2 * 252  # 2 bars a session in this data, 252 sessions a year (years are counted in sessions)
+    assert m["sharpe"] == pytest.approx(mean / sd * math.sqrt(per_year))
+    assert m["volatility"] == pytest.approx(sd * math.sqrt(per_year))
+    assert m["sortino"] == pytest.approx(mean / math.sqrt(0.02 ** 2 / 4) * math.sqrt(per_year))
     assert m["total_return"] == pytest.approx(math.exp(0.005) - 1)
-    assert m["annualized_return"] == pytest.approx(math.exp(mean * 15120) - 1)
+    assert m["annualized_return"] == pytest.approx(math.exp(0.005 * 252 / 2) - 1)  # 2 sessions = 2/252 of a year
     # log equity 0.01, -0.01, 0.0, 0.005 against a peak of 0.01: worst 0.02 below, under water for 3 bars
     assert m["max_drawdown"] == pytest.approx(1 - math.exp(-0.02))
     assert m["max_drawdown_duration_bars"] == 3
@@ -183,13 +184,15 @@ def test_metrics_equal_empyrical_definitions(name):
     m = performance(pnl, np.ones(len(pnl)), ids)
     s = np.expm1(pnl)  # simple bar returns: prod(1 + s) = exp(sum(pnl))
     rel = dict(rel=1e-9, abs=1e-12)
-    assert m["sharpe"] == pytest.approx(emp_sharpe(pnl, 15120), **rel)
-    assert m["sortino"] == pytest.approx(emp_sortino(pnl, 15120), **rel)
-    assert m["volatility"] == pytest.approx(emp_annual_volatility(pnl, 15120), **rel)
+    ann = len(pnl) / len(np.unique(ids)) * 252  # empyrical's annualization = the bars a year this data has
+    assert ann == (15120 if name != "hand" else 4 * 252)
+    assert m["sharpe"] == pytest.approx(emp_sharpe(pnl, ann), **rel)
+    assert m["sortino"] == pytest.approx(emp_sortino(pnl, ann), **rel)
+    assert m["volatility"] == pytest.approx(emp_annual_volatility(pnl, ann), **rel)
     assert m["total_return"] == pytest.approx(emp_cum_returns_final(s), **rel)
-    assert m["annualized_return"] == pytest.approx(emp_annual_return(s, 15120), **rel)
+    assert m["annualized_return"] == pytest.approx(emp_annual_return(s, ann), **rel)
     assert m["max_drawdown"] == pytest.approx(-emp_max_drawdown(s), **rel)
-    assert m["calmar"] == pytest.approx(emp_calmar(s, 15120), **rel)
+    assert m["calmar"] == pytest.approx(emp_calmar(s, ann), **rel)
     session = np.bincount(ids, weights=pnl)
     assert m["sharpe_session"] == pytest.approx(emp_sharpe(session, 252), **rel)
     assert m["max_drawdown"] > 0
@@ -300,3 +303,13 @@ def test_compare_gives_the_same_table_for_string_ids_and_their_codes():
     import pandas as pd
 
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_gappy_sessions_annualise_by_sessions_not_by_bars():
+    """57 bars a session for 252 sessions is one year, not 57/60 of one: annualised return = total return."""
+    rng = np.random.default_rng(3)
+    ids = np.repeat(np.arange(252), 57)
+    pnl = rng.normal(2e-5, 5e-4, len(ids))
+    m = performance(pnl, np.ones(len(pnl)), ids)
+    assert m["annualized_return"] == pytest.approx(m["total_return"], rel=1e-12)
+    assert m["sharpe"] == pytest.approx(pnl.mean() / pnl.std(ddof=1) * math.sqrt(57 * 252), rel=1e-12)

@@ -200,5 +200,26 @@ def test_real_bars_features():
     pos = grid_positions(real["time"])
     prev_missing = ~np.isin(pos - 1, pos)
     assert (np.isnan(feats["ret_1"].to_numpy()) == prev_missing).all()
-    for col in ["rsi_norm", "atr_pct", "ema20_dist", "ema20_50_spread", "bb_width", "macd_diff_pct", "session_sin", "dow_cos"]:
+    for col in ["rsi_norm", "atr_pct", "ema20_dist", "ema20_50_spread", "macd_diff_pct", "session_sin", "dow_cos"]:
         assert np.isfinite(after[col].to_numpy()).all(), col
+    # Bollinger features are NaN exactly where the 20 closes of the band's window are identical (zero width)
+    closes = real.set_index("time")["close"]
+    flat = (closes.rolling(20).max() - closes.rolling(20).min() == 0).reindex(after["time"]).to_numpy()
+    assert (np.isnan(after["bb_width"].to_numpy()) == flat).all() and flat.any()
+
+
+def test_flat_bollinger_windows_have_no_band_width_despite_rolling_round_off(bars):
+    """20+ identical closes: pandas' rolling std leaves round-off (bands ~1e-8 wide), which must read as zero width."""
+    from usdcop_assets.features.engineering import BB_ZERO_WIDTH_RTOL
+
+    flat = bars.copy()
+    stretch = slice(100, 140)
+    level = 4123.370001  # a price whose repeated sum does not cancel exactly in the rolling variance
+    flat.loc[flat.index[stretch], ["open", "high", "low", "close"]] = level
+    ind = compute_indicators(flat)
+    feats = build_features(flat, ind)
+    window_end = flat["time"].iloc[125]  # its 20-bar Bollinger window lies inside the flat stretch
+    row = feats.set_index("time").loc[window_end]
+    width = ind.set_index("time").loc[window_end, ["bb_upper", "bb_lower"]].diff().abs().iloc[-1]
+    assert width / level < BB_ZERO_WIDTH_RTOL  # what pandas hands over for a flat window: round-off, never a real band
+    assert np.isnan(row["bb_pctb"]) and np.isnan(row["bb_width"])

@@ -72,7 +72,7 @@ def test_shifted_copies_of_native_bars_are_rejected_as_shifted_duplicates_at_the
     assert len(rejects) == 18 and set(rejects["reason"]) == {SHIFTED_DUPLICATE}
     assert list(rejects.sort_values("time")["time"]) == list(copies["time"])  # what arrived, not the corrected time
     first = rejects.sort_values("time").iloc[0]
-    assert first["detail"] == f"shifted +5h to {bars['time'].iloc[0].strftime('%Y-%m-%dT%H:%MZ')}: same close as the native bar"
+    assert first["detail"] == f"shifted +5h to {bars['time'].iloc[0].strftime('%Y-%m-%dT%H:%MZ')}: close within 0.20% of the native bar's"
 
 
 def test_a_block_that_both_fills_gaps_and_repeats_native_bars_is_split_between_kept_and_rejected():
@@ -117,7 +117,7 @@ def test_half_a_session_missing_stays_missing():
 def test_shifted_rows_without_any_native_bar_that_day_are_not_guessed():
     kept, rejects = _std(_local_as_utc(_session().iloc[:20]))
     assert kept.empty and set(rejects["reason"]) == {"off_session_grid"}
-    assert "no native bar to check price continuity" in rejects["detail"].iloc[0]
+    assert "have a native bar to check price continuity" in rejects["detail"].iloc[0]
 
 
 def test_a_zero_price_is_bad_and_a_10x_spike_is_rejected_as_a_spike():

@@ -4,12 +4,16 @@
 import dagster as dg
 import pandas as pd
 
+from usdcop_assets import market_calendar as cal
+
 from usdcop_assets.assets.windows import session_output
 from usdcop_assets.partitions import session_partitions
 from usdcop_assets.refine.standardize import standardize_bars, time_shift_summary
+from usdcop_assets.resources import LakeResource
 
 L1_OHLCV = dg.AssetKey(["l1", "ohlcv_m5"])
 L1_REJECTS = dg.AssetKey(["l1", "ohlcv_m5_rejects"])
+L0_OHLCV = dg.AssetKey(["l0", "ohlcv_m5"])
 
 
 @dg.multi_asset(
@@ -35,8 +39,9 @@ L1_REJECTS = dg.AssetKey(["l1", "ohlcv_m5_rejects"])
     partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def l1_ohlcv_m5(context: dg.AssetExecutionContext, raw: pd.DataFrame):
-    kept, rejects = standardize_bars(raw)
+def l1_ohlcv_m5(context: dg.AssetExecutionContext, lake: LakeResource, raw: pd.DataFrame):
+    neighbours = neighbour_sessions(lake, context.partition_time_window)
+    kept, rejects = standardize_bars(raw, context=neighbours)
     if rejects["time"].isna().any():  # no usable time: file it under the window it arrived in
         rejects.loc[rejects["time"].isna(), "time"] = pd.Timestamp(context.partition_time_window.start).tz_convert("UTC")
     by_reason = {str(k): int(v) for k, v in rejects["reason"].value_counts().sort_index().items()}
@@ -62,3 +67,17 @@ def l1_ohlcv_m5(context: dg.AssetExecutionContext, raw: pd.DataFrame):
         output_name="l1__ohlcv_m5_rejects",
         metadata={"rows": len(rejects), "by_reason": dg.MetadataValue.json(by_reason)},
     )
+
+
+def neighbour_sessions(lake: LakeResource, window) -> pd.DataFrame:
+    """L0 rows of the trading sessions just before and after the window (whole Bogota days; empty if not stored).
+
+    Only price references: a session stamped wholly in the wrong zone has no native bar of its own,
+    so the shift is confirmed by continuity with its neighbours (``refine.standardize`` rule 5).
+    """
+    start, end = pd.Timestamp(window.start).tz_convert(cal.TZ), pd.Timestamp(window.end).tz_convert(cal.TZ)
+    days = [cal.previous_trading_day(start.date()), cal.next_trading_day((end - pd.Timedelta(1, "ns")).date())]
+    table = lake.table("/".join(L0_OHLCV.path), "time")
+    parts = [table.read(*cal.whole_session_days(cal.session_open(d), cal.session_end(d))) for d in days]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -1,7 +1,8 @@
 """Performance metrics: the one module, with one annualisation.
 
 Annualisation (documented once, used everywhere):
-    BARS_PER_YEAR = 60 * 252     bar returns (5-minute bars, 60 per Bogota session, 252 sessions a year)
+    BARS_PER_YEAR = 60 * 252     bar returns on a full grid; ``performance`` and the bootstrap use the bars per
+                                 session the data has x 252 (years are counted in sessions, not bars / 60)
     SESSIONS_PER_YEAR = 252      session returns (sum of a session's bar P&L)
 
 Inputs are per-bar net log P&L (``engine.run_backtest``'s ``pnl``: p_t * next_ret_t - cost_t), the positions,
@@ -167,7 +168,9 @@ def performance(bar_pnl, positions, session_ids) -> dict:
     total = float(pnl.sum())
     mean = float(pnl.mean()) if n else _NAN
     sd = float(pnl.std(ddof=1)) if n > 1 else _NAN
-    ann = float(math.exp(mean * BARS_PER_YEAR) - 1.0) if n else _NAN
+    # Years are counted in sessions (252 a year), not in bars / 60: gappy data averages fewer than 60 bars a session.
+    per_year = bars_per_year(n, n_sessions)
+    ann = float(math.exp(total * SESSIONS_PER_YEAR / n_sessions) - 1.0) if n else _NAN
     max_dd, dd_bars = drawdown(pnl)
     tp, lengths = _trades(pnl, pos, codes)
     wins, losses = tp[tp > 0].sum(), tp[tp < 0].sum()
@@ -187,9 +190,9 @@ def performance(bar_pnl, positions, session_ids) -> dict:
         "total_log_return": total,
         "total_return": float(math.exp(total) - 1.0),
         "annualized_return": ann,
-        "volatility": float(sd * math.sqrt(BARS_PER_YEAR)) if n > 1 else _NAN,
-        "sharpe": _sharpe(mean, sd, BARS_PER_YEAR) if n > 1 else _NAN,
-        "sortino": sortino(pnl),
+        "volatility": float(sd * math.sqrt(per_year)) if n > 1 else _NAN,
+        "sharpe": _sharpe(mean, sd, per_year) if n > 1 else _NAN,
+        "sortino": sortino(pnl, per_year),
         "sharpe_session": sharpe(session_pnl, SESSIONS_PER_YEAR),
         "max_drawdown": max_dd,
         "max_drawdown_duration_bars": int(dd_bars),
@@ -204,6 +207,11 @@ def performance(bar_pnl, positions, session_ids) -> dict:
     }
 
 
+def bars_per_year(n_bars: int, n_sessions: int) -> float:
+    """Bars a year as the data has them: bars per session observed x 252 sessions (60 x 252 on a full grid)."""
+    return n_bars / n_sessions * SESSIONS_PER_YEAR if n_sessions else float(BARS_PER_YEAR)
+
+
 def _session_moments(bar_pnl, session_ids, center: float):
     x = np.asarray(bar_pnl, dtype="float64") - center
     codes = session_codes(session_ids)
@@ -212,14 +220,14 @@ def _session_moments(bar_pnl, session_ids, center: float):
             np.bincount(codes, minlength=k).astype("float64"))
 
 
-def _boot_sharpes(moments, center: float, idx: np.ndarray) -> np.ndarray:
+def _boot_sharpes(moments, center: float, idx: np.ndarray, per_year: float = BARS_PER_YEAR) -> np.ndarray:
     s, q, c = moments
     cnt = c[idx].sum(axis=1)
     m = s[idx].sum(axis=1) / cnt
     with np.errstate(invalid="ignore", divide="ignore"):
         var = (q[idx].sum(axis=1) - cnt * m * m) / (cnt - 1)
         sd = np.sqrt(np.maximum(var, 0.0))
-        out = (m + center) / sd * math.sqrt(BARS_PER_YEAR)
+        out = (m + center) / sd * math.sqrt(per_year)
     return np.where(sd > 1e-15, out, np.nan)
 
 
@@ -245,7 +253,9 @@ def bootstrap_sharpe_ci(bar_pnl, session_ids, n: int = 1000, seed: int = 0, conf
         raise ValueError("the bootstrap needs at least 2 bars")
     center = float(x.mean())
     idx = _draws(session_ids, n, seed)
-    return _interval(sharpe(x), _boot_sharpes(_session_moments(x, session_ids, center), center, idx), confidence, n, seed)
+    per_year = bars_per_year(len(x), idx.shape[1])
+    return _interval(sharpe(x, per_year), _boot_sharpes(_session_moments(x, session_ids, center), center, idx, per_year),
+                     confidence, n, seed)
 
 
 def bootstrap_sharpe_diff_ci(a_pnl, b_pnl, session_ids, n: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
@@ -256,5 +266,7 @@ def bootstrap_sharpe_diff_ci(a_pnl, b_pnl, session_ids, n: int = 1000, seed: int
         raise ValueError("the bootstrap needs at least 2 bars")
     ca, cb = float(a.mean()), float(b.mean())
     idx = _draws(session_ids, n, seed)
-    diff = _boot_sharpes(_session_moments(a, session_ids, ca), ca, idx) - _boot_sharpes(_session_moments(b, session_ids, cb), cb, idx)
-    return _interval(sharpe(a) - sharpe(b), diff, confidence, n, seed)
+    per_year = bars_per_year(len(a), idx.shape[1])
+    diff = (_boot_sharpes(_session_moments(a, session_ids, ca), ca, idx, per_year)
+            - _boot_sharpes(_session_moments(b, session_ids, cb), cb, idx, per_year))
+    return _interval(sharpe(a, per_year) - sharpe(b, per_year), diff, confidence, n, seed)

@@ -23,7 +23,8 @@ Other choices
   rolling std of returns over 12 bars asked for next to the rolling mean *is* ``vol_12``; it is not
   duplicated.
 - ``bb_pctb`` = (close - bb_lower)/(bb_upper - bb_lower), ``bb_width`` = (bb_upper - bb_lower)/bb_middle;
-  NaN when the bands have zero width.
+  NaN when the bands have zero width (narrower than ``BB_ZERO_WIDTH_RTOL`` x close: pandas' rolling std
+  of a flat window is round-off, not 0).
 - Time: ``session_frac`` = ``market_calendar.time_in_session`` (0 at 08:00, 59/60 at 12:55) with its
   sin/cos over one session; day of week as sin/cos of 2*pi*weekday/5 (Mon=0..Fri=4): two smooth
   columns instead of a five-column one-hot, with Friday next to Monday.
@@ -83,6 +84,7 @@ MACRO_CHANGE_INDICATORS = ("usdmxn", "dxy")
 MACRO_FEATURE_COLUMNS = [f"macro_{n}_z" for n in MACRO_INDICATORS] + [f"macro_{n}_chg1d" for n in MACRO_CHANGE_INDICATORS]
 FEATURE_COLUMNS = BASE_FEATURE_COLUMNS + MACRO_FEATURE_COLUMNS
 MACRO_WINDOW_DAYS = 252
+BB_ZERO_WIDTH_RTOL = 1e-6  # 0.004 COP at 4,000: below one price tick (a 1-tick window is ~2e-6), above rolling round-off (~3e-8)
 
 
 # --- the session grid ---------------------------------------------------------------------------
@@ -215,8 +217,10 @@ def build_features(bars: pd.DataFrame, indicators: pd.DataFrame, macro_pit: pd.D
             f["ema20_dist"] = (close - g["ema_20"]) / close
             f["ema20_50_spread"] = (g["ema_20"] - g["ema_50"]) / close
             width = g["bb_upper"] - g["bb_lower"]
-            f["bb_pctb"] = np.where(width > 0, (close - g["bb_lower"]) / np.where(width > 0, width, 1.0), np.nan)
-            f["bb_width"] = np.where(width > 0, width / g["bb_middle"], np.nan)
+            # rolling std of identical closes leaves round-off (~1e-8 wide bands): zero width is relative to price
+            open_bands = width > BB_ZERO_WIDTH_RTOL * close
+            f["bb_pctb"] = np.where(open_bands, (close - g["bb_lower"]) / np.where(open_bands, width, 1.0), np.nan)
+            f["bb_width"] = np.where(open_bands, width / g["bb_middle"], np.nan)
             f["macd_diff_pct"] = g["macd_diff"] / close
         frac = cal.time_in_session(times)
         f["session_frac"] = frac

@@ -23,10 +23,13 @@ Rules, applied in this order (a row gets the first reason that applies):
      reverse; then +1, -1, +2, -2, ... up to 12, skipping 5). A shift is confirmed for the group only
      if (a) every shifted time is a bar of the session of the SAME Bogota day, and (b) prices
      continue:
-       * a shifted row landing on a bar that a native row holds must have the same close:
-         ``|close_shifted / close_native - 1| <= COINCIDE_RTOL`` (1e-4, 0.4 COP at 4,000). Only the
-         close: vendors disagree on intrabar open/high/low (TwelveData's native bars are often flat
-         at the close while its backfill carries a full range for the same bar);
+       * a shifted row landing on a bar that a native row holds is compared by its close:
+         ``|close_shifted / close_native - 1| <= FEED_RTOL`` (0.2 %: another feed's snapshot of the
+         same bar; about the 95th percentile of a 5-minute move in 2020-2024H1, 5x the median move).
+         Only the close: vendors disagree on intrabar open/high/low. The native row wins either way;
+         a copy within the tolerance is a ``shifted_duplicate``, one beyond it is rejected on its own
+         as ``shifted_mismatch`` (it does not veto the rest of its group). A group whose every row
+         lands on native bars needs at least half of them within the tolerance;
        * shifted rows landing on bars no native row holds form runs (consecutive in time among the
          day's native bars); each run must continue the native bars around it: its first open
          against the previous native bar's close, its last close against the next native bar's
@@ -35,7 +38,13 @@ Rules, applied in this order (a row gets the first reason that applies):
          consecutive closes, pooled over the day's native rows and the group's own rows, which a
          shift does not change) scaled by the square root of the distance ``k`` in bars. Only the
          junctions are evidence: inside a run the path is the same whatever the shift;
-       * a day without any native bar gives no continuity evidence: no shift is confirmed.
+       * a day without any native bar (a whole session stamped in the wrong zone) is checked across
+         the session boundaries instead: the previous session's last close against the group's
+         first open, and the group's last close against the next session's first open, each within
+         ``OVERNIGHT_MAX_LOG`` (3.5 %: the largest overnight gap in the real 2020-2024H1 history is
+         3.08 %, its 99.9th percentile 2.63 %). Neighbour sessions come from the rows given (a range)
+         or from ``context`` (the L0 rows of the neighbouring sessions); at least one must be
+         known, and every one known must continue. Without either, no shift is confirmed.
      The first confirmed shift is applied: ``time`` moves by it and ``time_shift_hours`` records it.
      A group with no confirmed shift is rejected ``off_session_grid`` with the shifts it tried.
 6. Duplicates: more than one row for the same (time, symbol) after correction. The winner is, in
@@ -67,10 +76,13 @@ PRICE_SPIKE = "price_spike"
 OFF_SESSION_GRID = "off_session_grid"
 DUPLICATE = "duplicate"
 SHIFTED_DUPLICATE = "shifted_duplicate"
-REASONS = (MISSING_TIME, BAD_PRICE, OHLC_INTEGRITY, PRICE_SPIKE, OFF_SESSION_GRID, DUPLICATE, SHIFTED_DUPLICATE)
+SHIFTED_MISMATCH = "shifted_mismatch"
+REASONS = (MISSING_TIME, BAD_PRICE, OHLC_INTEGRITY, PRICE_SPIKE, OFF_SESSION_GRID, DUPLICATE, SHIFTED_DUPLICATE, SHIFTED_MISMATCH)
 
 SHIFT_CANDIDATES: tuple[int, ...] = (5, -5, *[s * h for h in range(1, 13) if h != 5 for s in (1, -1)])
-COINCIDE_RTOL = 1e-4
+FEED_RTOL = 0.002
+COINCIDE_RTOL = 1e-4  # "the same close": an exact confirmation, preferred over one within FEED_RTOL
+OVERNIGHT_MAX_LOG = 0.035
 CONTINUITY_FLOOR = 0.005
 CONTINUITY_VOL_MULT = 8.0
 SPIKE_MAX_LOG = 0.15
@@ -104,23 +116,27 @@ def _sigma(*close_series: np.ndarray) -> float:
     return float(np.median(pooled)) if len(pooled) else 0.0
 
 
-def _try_shift(h: int, times: np.ndarray, prices: np.ndarray, grid: set, native: dict | None, sigma: float) -> str | None:
-    """None if shift ``h`` is confirmed for the group, else why not."""
+def _try_shift(h: int, times: np.ndarray, prices: np.ndarray, grid: set, native: dict | None, sigma: float,
+               boundary: tuple[float | None, float | None]) -> tuple[str | None, np.ndarray]:
+    """(None if shift ``h`` is confirmed for the group else why not, rows landing on native bars beyond ``FEED_RTOL``)."""
+    none = np.zeros(len(times), dtype=bool)
     shifted = times + h * _HOUR_NS
     if not all(int(t) in grid for t in shifted):
-        return "off the grid"
+        return "off the grid", none
     if native is None:
-        return "lands on the grid, but the day has no native bar to check price continuity"
+        return _across_sessions(prices, boundary), none
     n_times, n_prices = native["times"], native["prices"]
     pos = np.searchsorted(n_times, shifted)
     hit = (pos < len(n_times)) & (n_times[np.minimum(pos, len(n_times) - 1)] == shifted)
+    mismatch = none.copy()
     if hit.any():
         diff = np.abs(prices[hit, 3] / n_prices[pos[hit], 3] - 1.0)
-        if (diff > COINCIDE_RTOL).any():
+        mismatch[np.flatnonzero(hit)[diff > FEED_RTOL]] = True
+        if not (~hit).any() and (diff <= FEED_RTOL).sum() * 2 < len(diff):
             return (
-                f"{int((diff > COINCIDE_RTOL).sum())} of {int(hit.sum())} rows land on native bars with another close "
-                f"(max diff {diff.max():.2%})"
-            )
+                f"{int((diff > FEED_RTOL).sum())} of {int(hit.sum())} rows land on native bars with another close "
+                f"(max diff {diff.max():.2%}, feed tolerance {FEED_RTOL:.2%})"
+            ), none
     gap = ~hit
     if gap.any():
         # Runs of gap-filling rows between the same two native bars: a shift shows as a price jump
@@ -143,20 +159,55 @@ def _try_shift(h: int, times: np.ndarray, prices: np.ndarray, grid: set, native:
             return (
                 f"{int(bad.sum())} of {len(dev)} junctions between gap-filling rows and native bars break price continuity "
                 f"(worst: {dev[j]:.2%} across {int(k[j])} bar(s), bound {bound[j]:.2%})"
-            )
+            ), none
+    return None, mismatch
+
+
+def _exact(h: int, times: np.ndarray, prices: np.ndarray, native: dict | None) -> bool:
+    """Whether the rows shift ``h`` puts on native bars have exactly their closes (within ``COINCIDE_RTOL``).
+
+    A shift confirmed only within the feed tolerance gives way to a later candidate that is exact: a
+    wrong shift can land every row on native bars a couple of hours away whose closes differ little.
+    """
+    if native is None:
+        return True
+    shifted = times + h * _HOUR_NS
+    pos = np.searchsorted(native["times"], shifted)
+    hit = (pos < len(native["times"])) & (native["times"][np.minimum(pos, len(native["times"]) - 1)] == shifted)
+    if not hit.any():
+        return True
+    return bool((np.abs(prices[hit, 3] / native["prices"][pos[hit], 3] - 1.0) <= COINCIDE_RTOL).all())
+
+
+def _across_sessions(prices: np.ndarray, boundary: tuple[float | None, float | None]) -> str | None:
+    """A day with no native bar: the group must continue the neighbouring sessions (see rule 5)."""
+    prev_close, next_open = boundary
+    if prev_close is None and next_open is None:
+        return "lands on the grid, but neither the day nor its neighbouring sessions have a native bar to check price continuity"
+    gaps = []
+    if prev_close is not None:
+        gaps.append(("previous session's last close", abs(np.log(prices[0, 0] / prev_close))))
+    if next_open is not None:
+        gaps.append(("next session's first open", abs(np.log(next_open / prices[-1, 3]))))
+    broken = [f"{what} {gap:.2%}" for what, gap in gaps if gap > OVERNIGHT_MAX_LOG]
+    if broken:
+        return f"no native bar that day, and the prices do not continue the neighbouring sessions ({'; '.join(broken)} > {OVERNIGHT_MAX_LOG:.1%})"
     return None
 
 
-def recognise_shifts(df: pd.DataFrame, candidates: np.ndarray, native_rows: np.ndarray) -> tuple[dict, dict]:
-    """Decide each candidate row: ``({row: shift hours}, {row: reject detail})``.
+def recognise_shifts(df: pd.DataFrame, candidates: np.ndarray, native_rows: np.ndarray,
+                     context: pd.DataFrame | None = None) -> tuple[dict, dict, dict]:
+    """Decide each candidate row: ``({row: shift hours}, {row: reject detail}, {row: mismatch detail})``.
 
     ``df`` has UTC ``time``, ``symbol``, ``source`` and float prices; ``candidates`` and ``native_rows``
-    are boolean masks over it (positional). See the module docstring, rule 5.
+    are boolean masks over it (positional); ``context``: rows of the neighbouring sessions (any of
+    them on the grid with valid prices serve as session-boundary references). See rule 5.
     """
     shifts: dict[int, int] = {}
     details: dict[int, str] = {}
+    mismatches: dict[int, str] = {}
     if not candidates.any():
-        return shifts, details
+        return shifts, details, mismatches
     time_ns = df["time"].dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype("int64")
     prices = df[PRICE_COLUMNS].to_numpy(dtype="float64")
     days = np.asarray(cal.session_dates(pd.DatetimeIndex(df["time"].fillna(pd.Timestamp(0, tz="UTC")))), dtype=object)
@@ -175,6 +226,7 @@ def recognise_shifts(df: pd.DataFrame, candidates: np.ndarray, native_rows: np.n
             rows = g["i"].to_numpy()
             natives[(sym, day)] = {"times": time_ns[rows], "prices": prices[rows]}
 
+    edges = _session_edges(natives, context)
     cand_idx = np.flatnonzero(candidates)
     groups = pd.DataFrame({"i": cand_idx, "sym": symbols[cand_idx], "day": days[cand_idx], "src": sources[cand_idx]})
     for (sym, day, src), g in groups.groupby(["sym", "day", "src"], sort=True):
@@ -184,21 +236,56 @@ def recognise_shifts(df: pd.DataFrame, candidates: np.ndarray, native_rows: np.n
         native = natives.get((sym, day))
         sigma = _sigma(native["prices"][:, 3] if native else np.zeros(0), prices[rows, 3])
         tried = []
+        boundary = (edges.get((sym, cal.previous_trading_day(day)), (None, None))[1],
+                    edges.get((sym, cal.next_trading_day(day)), (None, None))[0])
+        confirmed = []  # (shift, mismatch mask): the first exact one wins, else the first within the feed tolerance
         for h in SHIFT_CANDIDATES:
-            why = _try_shift(h, time_ns[rows], prices[rows], grid, native, sigma)
+            why, mismatch = _try_shift(h, time_ns[rows], prices[rows], grid, native, sigma, boundary)
             if why is None:
-                shifts.update({int(r): h for r in rows})
-                break
-            if why != "off the grid":
+                confirmed.append((h, mismatch))
+                if _exact(h, time_ns[rows], prices[rows], native):
+                    confirmed = [confirmed[-1]]
+                    break
+            elif why != "off the grid":
                 tried.append(f"{h:+d}h {why}")
+        if confirmed:
+            h, mismatch = confirmed[0]
+            shifts.update({int(r): h for r in rows})
+            for r in rows[mismatch]:
+                at = _iso(int(time_ns[r]) + h * _HOUR_NS)
+                ref = native["prices"][np.searchsorted(native["times"], int(time_ns[r]) + h * _HOUR_NS), 3]
+                mismatches[int(r)] = (f"shifted {h:+d}h onto native bar {at} whose close {_fmt(ref)} differs from "
+                                      f"{_fmt(prices[r, 3])} by {abs(prices[r, 3] / ref - 1):.2%} (feed tolerance {FEED_RTOL:.2%})")
         else:
             head = f"no whole-hour shift puts the {len(rows)} off-session row(s) of {src} on {day.isoformat()} on the session grid"
             details.update({int(r): head + (" with continuous prices (" + "; ".join(tried) + ")" if tried else "") for r in rows})
-    return shifts, details
+    return shifts, details, mismatches
 
 
-def standardize_bars(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split raw bars into (kept, rejects); ``len(kept) + len(rejects) == len(raw)`` always."""
+def _session_edges(natives: dict, context: pd.DataFrame | None) -> dict[tuple, tuple[float, float]]:
+    """(symbol, day) -> (first native open, last native close), from the rows' natives and the context's grid rows."""
+    edges = {key: (float(n["prices"][0, 0]), float(n["prices"][-1, 3])) for key, n in natives.items()}
+    if context is None or context.empty:
+        return edges
+    ctx = context.dropna(subset=["time"]).copy()
+    ctx["time"] = pd.to_datetime(ctx["time"], utc=True)
+    px = ctx[PRICE_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
+    ok = np.isfinite(px).all(axis=1) & (px > 0).all(axis=1) & cal.on_session_grid(pd.DatetimeIndex(ctx["time"]))
+    ctx = ctx[ok].sort_values("time", kind="stable")
+    if ctx.empty:
+        return edges
+    ctx["day"] = cal.session_dates(pd.DatetimeIndex(ctx["time"])).to_numpy()
+    for (sym, day), g in ctx.groupby([ctx["symbol"].astype(str), "day"], sort=False):
+        edges.setdefault((sym, day), (float(g["open"].iloc[0]), float(g["close"].iloc[-1])))
+    return edges
+
+
+def standardize_bars(raw: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split raw bars into (kept, rejects); ``len(kept) + len(rejects) == len(raw)`` always.
+
+    ``context``: raw rows of the neighbouring sessions, read only as session-boundary price references
+    for days with no native bar (rule 5); never kept or rejected here.
+    """
     missing = [c for c in ["time", "symbol", *PRICE_COLUMNS] if c not in raw.columns]
     if missing:
         raise ValueError(f"raw bars lack columns {missing} (have {list(raw.columns)})")
@@ -276,12 +363,15 @@ def standardize_bars(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     flag(off & trading & ~aligned, OFF_SESSION_GRID,
          lambda i: f"not on the 5-minute grid ({local[i].strftime('%H:%M:%S')} Bogota)")
     candidates = off & trading & aligned
-    shifts, shift_details = recognise_shifts(df, candidates, native)
+    shifts, shift_details, mismatches = recognise_shifts(df, candidates, native, context)
     flag(np.isin(np.arange(n), list(shift_details)), OFF_SESSION_GRID, shift_details.__getitem__)
+    flag(np.isin(np.arange(n), list(mismatches)), SHIFTED_MISMATCH, mismatches.__getitem__)
 
     shift_hours = np.zeros(n, dtype="int64")
     for i, hrs in shifts.items():
-        shift_hours[i] = hrs
+        if i not in mismatches:
+            shift_hours[i] = hrs
+    shifts = {i: h for i, h in shifts.items() if i not in mismatches}
     new_time = df["time"].copy()
     if shifts:
         idx = np.fromiter(shifts, dtype="int64")
@@ -305,7 +395,7 @@ def standardize_bars(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             i, w = int(row.pos), int(winner.loc[(row.time, row.symbol)])
             at = _iso(pd.Timestamp(row.time).value)
             if shift_hours[i] and native[w]:
-                reason[i], detail[i] = SHIFTED_DUPLICATE, f"shifted {shift_hours[i]:+d}h to {at}: same close as the native bar"
+                reason[i], detail[i] = SHIFTED_DUPLICATE, f"shifted {shift_hours[i]:+d}h to {at}: close within {FEED_RTOL:.2%} of the native bar's"
             else:
                 by = "a native row" if native[w] and shift_hours[i] == 0 else f"a row shifted {shift_hours[w]:+d}h" if shift_hours[w] else "a row"
                 when = "ingested later" if df["ingested_at"].iloc[w] != df["ingested_at"].iloc[i] else "later in the input"
@@ -341,6 +431,8 @@ __all__ = [
     "REJECT_COLUMNS",
     "REASONS",
     "SHIFT_CANDIDATES",
+    "FEED_RTOL",
+    "OVERNIGHT_MAX_LOG",
     "standardize_bars",
     "recognise_shifts",
     "row_hashes",
