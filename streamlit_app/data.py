@@ -32,6 +32,7 @@ from usdcop_assets.settings import ConfigError, Settings, mask_url
 OHLCV = "usdcop_m5_ohlcv"
 INDICATORS = "usdcop_m5_indicators"
 REJECTS = "ohlcv_m5_rejects"
+UNPLACED = "ohlcv_m5_unplaced"
 SYNTHETIC = "synthetic"
 DEMO_COMMAND = "bash scripts/demo.sh"
 CLI = ".venv/bin/usdcop"
@@ -426,7 +427,11 @@ LAKE_DATASETS = ("l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indica
 
 
 def rejects(src: Sources, start=None, end=None) -> pd.DataFrame:
-    return src.warehouse.window(REJECTS, ["time", "reason", "source", "detail"], start, end)
+    """L1's rejected rows and the rows an import could place in no session (``not_a_trading_day``, ...), together."""
+    cols = ["time", "reason", "source", "detail"]
+    parts = [src.warehouse.window(name, cols, start, end) for name in (REJECTS, UNPLACED)]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True).sort_values("time", kind="stable").reset_index(drop=True) if parts else pd.DataFrame(columns=cols)
 
 
 def rejects_by_reason(rej: pd.DataFrame) -> pd.DataFrame:

@@ -403,7 +403,26 @@ def keep_unplaced(settings: Settings, path: Path, rows: pd.DataFrame) -> str:
     dataset = f"l0/ohlcv_m5_unplaced/{stem}"
     frame = rows.assign(time=rows["time"].astype("datetime64[ns, UTC]"), reason=rows["reason"].astype(str))
     write_object(open_store(settings.lake), dataset, frame)
-    return f"{settings.lake.url}/{dataset}"
+    where = f"{settings.lake.url}/{dataset}"
+    show_unplaced_as_rejects(settings, frame, where)
+    return where
+
+
+def show_unplaced_as_rejects(settings: Settings, frame: pd.DataFrame, where: str) -> int:
+    """List the unplaced rows that have a time in the warehouse's ``ohlcv_m5_unplaced`` (reason ``not_a_trading_day`` etc.).
+
+    The lake object stays the original; the table is what the dashboard's rejects view reads beside
+    ``ohlcv_m5_rejects``. Keyed by row hash: re-importing the file changes nothing.
+    """
+    from usdcop_assets.refine.standardize import unplaced_rejects
+    from usdcop_assets.warehouse.database import Warehouse
+
+    rejects = unplaced_rejects(frame, where)
+    if rejects.empty:
+        return 0
+    Warehouse(settings.warehouse_url).upsert("ohlcv_m5_unplaced", rejects)
+    click.echo(f"  {len(rejects)} of them are listed in the warehouse's ohlcv_m5_unplaced ({', '.join(sorted(set(rejects['reason'])))})")
+    return len(rejects)
 
 
 def run_checks(defs, instance, asset_keys, key_range) -> bool:

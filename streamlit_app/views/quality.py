@@ -1,4 +1,4 @@
-"""Data quality: rejected rows by reason and by day, flat bars and gaps per session."""
+"""Data quality: rejected rows by reason and by day (L1's rejects and the rows an import placed in no session), flat bars and gaps per session."""
 
 import streamlit as st
 
@@ -34,7 +34,7 @@ m2.metric("Missing bars (gaps)", f"{int(q['missing'].sum()):,}", f"{int((q['miss
 m3.metric("Flat bars", f"{int(q['flat'].sum()):,}")
 m4.metric("Sessions", f"{len(q):,}", f"{first_day} .. {last_day}", delta_color="off")
 
-st.subheader("Rejected rows (ohlcv_m5_rejects)")
+st.subheader("Rejected rows (ohlcv_m5_rejects, and ohlcv_m5_unplaced: imported rows on no trading day)")
 if rej.empty:
     st.success("No rejected rows in this window.")
 else:

@@ -420,6 +420,32 @@ def standardize_bars(raw: pd.DataFrame, context: pd.DataFrame | None = None) -> 
     return kept, rejects
 
 
+UNPLACED_REASONS = ("not_a_trading_day", "before_partitions_start")  # unplaced rows with a time the rejects table can hold
+
+
+def unplaced_rejects(unplaced: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Rows an import could not place in any session partition, as reject rows (``REJECT_COLUMNS``).
+
+    They stay in their lake object (``where``); this copy makes them visible beside L1's rejects, on their
+    own (weekend or holiday) dates, which no session window ever replaces. Rows without a time stay in
+    the lake object only (the rejects table is keyed by time).
+    """
+    rows = unplaced[unplaced["reason"].isin(UNPLACED_REASONS) & unplaced["time"].notna()].reset_index(drop=True)
+    out = pd.DataFrame({
+        "time": pd.to_datetime(rows["time"], utc=True).astype("datetime64[ns, UTC]"),
+        "symbol": rows["symbol"].astype(str),
+        "row_hash": row_hashes(rows.drop(columns=["reason", "line"], errors="ignore")) if len(rows) else pd.Series(dtype=str),
+        "reason": rows["reason"].astype(str),
+        **{c: pd.to_numeric(rows[c], errors="coerce").astype("float64") for c in [*PRICE_COLUMNS, "volume"]},
+        "source": rows["source"].astype(str) if "source" in rows else "unknown",
+        "ingested_at": pd.to_datetime(rows.get("ingested_at"), utc=True) if "ingested_at" in rows else pd.NaT,
+        "detail": [f"{r} (line {int(n)} of the file; kept in {where})" if pd.notna(n) else f"{r} (kept in {where})"
+                   for r, n in zip(rows["reason"], rows["line"] if "line" in rows else [None] * len(rows))],
+    })
+    out["ingested_at"] = pd.to_datetime(out["ingested_at"], utc=True).astype("datetime64[ns, UTC]")
+    return out[REJECT_COLUMNS]
+
+
 def time_shift_summary(kept: pd.DataFrame) -> dict[str, int]:
     """Kept rows whose time was corrected, by shift (``{"+5h": n}``)."""
     shifted = kept.loc[kept["time_shift_hours"] != 0, "time_shift_hours"]

@@ -22,6 +22,8 @@ TABLES: dict[str, TableSpec] = {
     for spec in (
         TableSpec("usdcop_m5_ohlcv", key=("time", "symbol"), timestamp_columns=("time", "ingested_at")),
         TableSpec("ohlcv_m5_rejects", key=("time", "symbol", "row_hash"), timestamp_columns=("time", "ingested_at")),
+        # rows an import could place in no session partition (usdcop import), beside the rejects
+        TableSpec("ohlcv_m5_unplaced", key=("time", "symbol", "row_hash"), timestamp_columns=("time", "ingested_at")),
         TableSpec("usdcop_m5_indicators", key=("time", "symbol"), timestamp_columns=("time", "lookback_start")),
         # macro_indicators_daily: owned by the L1 macro asset (assets/macro.py); timestamps per its DDL
         # (every catalog indicator's <name>_known_at; test_macro_l1 checks this list against the catalog)
