@@ -87,6 +87,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
         require_available(resolve_source())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    check_home(writes=True)
     first_default, last_default = default_recent_range()
     first = _date(start_s, "--start") if start_s else first_default
     last = _date(end_s, "--end") if end_s else last_default
@@ -241,6 +242,7 @@ def train(fold: str, timesteps: int | None, seed: int | None) -> None:
         prepare_environment()
     except (ValueError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
+    check_home(writes=True)
     if timesteps is not None:
         os.environ["USDCOP_PPO_TIMESTEPS"] = str(timesteps)
     if seed is not None:
@@ -276,6 +278,7 @@ def backtest(start_s: str, end_s: str) -> None:
         settings = prepare_environment()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    check_home(writes=True)
     first, last = _date(start_s, "--start"), _date(end_s, "--end")
     session_range(first, last)
     ok = materialize_sessions(settings, first, last, ["L5", "L6"], launched_by="usdcop backtest")
@@ -334,6 +337,7 @@ def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, e
         bar_file = read_bar_file(path, source_tz, not_before=cal.session_open(history_start()))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    check_home(writes=True)
     summary = bar_file.summary
     click.echo(f"read {path}: {summary['rows_read']} rows, source timezone {summary['source_tz'] or 'as labelled in the file'}")
     if summary["offsets_overridden"]:
@@ -370,6 +374,7 @@ def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
         frame = read_macro_file(path)
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    check_home(writes=True)
     if frame.empty:
         raise click.ClickException(f"{path}: no observation in the file")
     dates = pd.Series(frame["date"])
@@ -476,6 +481,11 @@ def doctor() -> None:
         except Exception as exc:  # report every store, then fail
             ok = False
             click.echo(f"{name:22} UNREACHABLE: {exc}")
+    if ok:
+        try:
+            check_home(writes=False, label=f"{'dagster records':22} ")
+        except Exception as exc:  # doctor reports; it does not stop on what it inspects
+            click.echo(f"{'dagster records':22} UNREADABLE: {exc}")
     sys.exit(0 if ok else 1)
 
 
@@ -487,11 +497,68 @@ def _instance_summary() -> str:
         return f"{storage}, {len(instance.get_run_records(limit=1000))} runs recorded"
 
 
+def check_home(writes: bool, label: str = "") -> None:
+    """Stop a writing command on a home the bar-partitioned code recorded (others only print the line)."""
+    import dagster as dg
+
+    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.home_migration import stale_home_message
+
+    with dg.DagsterInstance.get() as instance:
+        message = stale_home_message(instance, build_definitions())
+    if message and writes:
+        raise click.ClickException(message)
+    if message:
+        click.echo(label + message)
+
+
+@main.command("rebuild-records")
+@click.option("--dry-run", is_flag=True, help="print what would be recorded and wiped; change nothing")
+def rebuild_records(dry_run: bool) -> None:
+    """Record each session object of the lake in Dagster (one materialization per session), replacing bar-partitioned records."""
+    import dagster as dg
+
+    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.home_migration import apply_rebuild, plan_rebuild, session_assets
+    from usdcop_assets.lake.store import open_store
+
+    try:
+        settings = prepare_environment()
+        store = open_store(settings.lake)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"rebuild-records: lake {store.location}; DAGSTER_HOME={settings.dagster_home}{' (dry run)' if dry_run else ''}")
+    verb = "would record" if dry_run else "recorded"
+
+    def line(p) -> None:
+        wiped = f"; {len(p.bar_keys)} bar partitions {'would be ' if dry_run else ''}wiped" if p.bar_keys else ""
+        off = f"; {len(p.off_calendar)} lake dates outside the session calendar left unrecorded" if p.off_calendar else ""
+        bad = (f"; unreadable lake objects left unrecorded: {', '.join(p.damaged)} (re-materialize those sessions)"
+               if p.damaged else "")
+        click.echo(f"  {p.asset.key.to_user_string()}: {p.lake_sessions} lake sessions; {verb} {len(p.to_record)}, "
+                   f"{p.up_to_date} already recorded{wiped}{off}{bad}")
+
+    with dg.DagsterInstance.get() as instance:
+        plan = plan_rebuild(instance, store, session_assets(build_definitions()))
+        if dry_run:
+            for p in plan.assets:
+                line(p)
+        else:
+            apply_rebuild(instance, plan, store.location, progress=line)
+    for name, n in sorted(plan.other_bar_assets.items()):
+        click.echo(f"  {name}: {n} bar partitions left as they are (no session asset of this code; "
+                   f"'dagster asset wipe' removes them)")
+    click.echo(f"{len(plan.assets)} assets: {verb} {plan.sessions_to_record} sessions, "
+               f"{'would wipe' if dry_run else 'wiped'} {plan.bar_partitions} bar partitions from the asset records "
+               f"(runs and their logs are kept; the lake and the warehouse are only read)")
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def ui(args: tuple[str, ...]) -> None:
     """Start the Dagster UI and daemon on this project's instance (``dagster dev``)."""
     prepare_environment()
+    check_home(writes=False)
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *args]
     sys.exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
 
