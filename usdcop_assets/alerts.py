@@ -41,12 +41,15 @@ import httpx
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.events import DagsterEventType
 from dagster._core.instance.utils import RUNLESS_RUN_ID
+from dagster._time import get_current_datetime
 
 from usdcop_assets import market_calendar as cal
+from usdcop_assets.settings import env_int
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_ENV = "USDCOP_ALERT_WEBHOOK_URL"
+FRESHNESS_ALERT_INTERVAL_ENV = "USDCOP_FRESHNESS_ALERT_INTERVAL_SECONDS"  # default 60
 WEBSERVER_ENV = "DAGSTER_WEBSERVER_URL"
 RETRY_DELAY_ENV = "USDCOP_RETRY_DELAY_SECONDS"
 DEFAULT_RETRY_DELAY_SECONDS = 10.0
@@ -326,7 +329,7 @@ def _on_trading_day(instant: dt.datetime) -> bool:
 
 
 def build_freshness_alert_sensor(
-    policies: Mapping[dg.AssetKey, dg.FreshnessPolicy], name: str = FRESHNESS_ALERT_SENSOR_NAME, minimum_interval_seconds: int = 60
+    policies: Mapping[dg.AssetKey, dg.FreshnessPolicy], name: str = FRESHNESS_ALERT_SENSOR_NAME, minimum_interval_seconds: int | None = None
 ) -> dg.SensorDefinition:
     """A sensor posting once when an asset of ``policies`` goes stale (FAIL) and once when it recovers.
 
@@ -338,6 +341,7 @@ def build_freshness_alert_sensor(
     from usdcop_assets.freshness import latest_deadline
 
     watched = dict(policies)
+    minimum_interval_seconds = minimum_interval_seconds or env_int(FRESHNESS_ALERT_INTERVAL_ENV, 60, minimum=1)
 
     @dg.sensor(
         name=name,
@@ -381,7 +385,7 @@ def build_freshness_alert_sensor(
             if not page.has_more:
                 break
         if held:  # still FAIL once a trading-day deadline has passed: no state change will say so, post it now
-            now = dt.datetime.now(dt.timezone.utc)
+            now = get_current_datetime()  # dagster's clock, as the freshness evaluator's
             keys = [dg.AssetKey.from_user_string(n) for n in sorted(held)]
             current = instance.get_freshness_state_records(keys)
             for key in keys:

@@ -42,10 +42,15 @@ IGNORED = (PPO_MODEL, OBS_STATS, L1_MACRO)
 _AC = dg.AutomationCondition
 
 # A dependency's update, unless the run that made it also targeted this asset or was started by the CLI.
+# Not ``executed_with_tags``: in 1.13.27 it (like ``executed_with_root_target``) looks only at the asset's
+# *latest* materialization (``AssetGraphView._compute_latest_asset_run_matches``), so of a range run's
+# sessions only the last would be recognised. ``all_new_updates_have_run_tags`` reads the run of every
+# new materialization of each partition. (A range run targeting parent and child is still covered: the
+# child's own update in that run resets ``since_last_handled``, and while it runs it is in progress.)
 _DEPS_UPDATED = _AC.any_deps_match(
-    (_AC.newly_updated() & ~(_AC.executed_with_root_target() | _AC.executed_with_tags(tag_keys={CLI_TAG}))).with_label(
-        "newly_updated_by_another_run"
-    )
+    (
+        _AC.newly_updated() & ~(_AC.executed_with_root_target() | _AC.all_new_updates_have_run_tags(tag_keys={CLI_TAG}))
+    ).with_label("newly_updated_by_another_run")
     | _AC.will_be_requested()
 ).with_label("any_deps_updated")
 
