@@ -17,12 +17,14 @@ empty: these costs read the Dagster instance only. Then, all against that home:
 3. the UI: ``PartitionHealthQuery`` (the asset page's partition bar, text taken from the 1.13.27 web
    app) and ``FreshnessStatusQuery`` per session asset through ``execute_dagster_graphql``, a first
    (cold: builds the partition status cache) and a second call;
-4. unless ``--daemon-seconds 0``: ``dagster-daemon run`` for that long (automation sensor every 5 s,
-   freshness every 5 s), an ``l0`` update in the middle; the automation sensor's tick durations
-   from the instance's tick records.
+4. unless ``--daemon-seconds 0``: ``dagster-daemon run`` (automation sensor every 5 s, freshness every
+   5 s): 3 quiet ticks, an ``l0`` update of the last session (one requesting tick), 4 ticks, a
+   whole-chain update of it (what each realtime bar records), 4 ticks. The automation sensor's tick
+   durations from the instance's tick records, and the bytes of evaluation history Dagster stored
+   (``asset_daemon_asset_evaluations``) after each update.
 
     PYTHONPATH=$PWD .venv/bin/python bench/automation_freshness.py [--home DIR] [--start D] [--end D]
-        [--daemon-seconds 90] [--json PATH]
+        [--daemon-seconds 240] [--json PATH]
 """
 
 from __future__ import annotations
@@ -223,12 +225,23 @@ def ui_queries(workspace, keys) -> dict:
     return out
 
 
+def _evaluation_records(home: Path) -> tuple[int, int]:
+    """(rows, bytes) of the automation evaluation history in the embedded schedule storage."""
+    import sqlite3
+
+    db = home / "dagster_home" / "schedules" / "schedules.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        rows, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(asset_evaluation_body)), 0) FROM asset_daemon_asset_evaluations").fetchone()
+    return int(rows), int(size)
+
+
 def daemon_ticks(home: Path, seconds: float, last_session: str) -> dict:
-    """``dagster-daemon run`` on the home; the automation sensor's tick durations from its tick records."""
+    """``dagster-daemon run`` on the home: the automation sensor's tick durations (its tick records), and the
+    evaluation history Dagster stores after an ``l0`` update and after a whole-chain update of one session."""
     import dagster as dg
-    from dagster._core.scheduler.instigation import InstigatorType
 
     from usdcop_assets.automation import AUTOMATION_SENSOR
+    from usdcop_assets.definitions import SESSION_ASSETS
     from usdcop_assets.sensors import L0_KEY
 
     env = {**os.environ, "USDCOP_AUTOMATION_INTERVAL_SECONDS": "5", "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5"}
@@ -237,18 +250,40 @@ def daemon_ticks(home: Path, seconds: float, last_session: str) -> dict:
         proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
                                 cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     started = time.time()
+    stored = {}
     try:
         with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
-            reported = False
-            while time.time() - started < seconds:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"dagster-daemon exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-                if not reported and time.time() - started > seconds / 2:
-                    instance.report_runless_asset_event(dg.AssetMaterialization(L0_KEY, partition=last_session))
-                    reported = True
-                time.sleep(1)
-            states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR) if s.name == AUTOMATION_SENSOR]
-            ticks = instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=1000) if states else []
+
+            def ticks():
+                from dagster._core.scheduler.instigation import InstigatorType
+
+                states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR) if s.name == AUTOMATION_SENSOR]
+                found = instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=1000) if states else []
+                return [t for t in found if t.end_timestamp and t.timestamp >= started]  # this run's, not an earlier bench's
+
+            def wait_ticks(n: int) -> None:
+                target = len(ticks()) + n
+                while len(ticks()) < target:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"dagster-daemon exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                    if time.time() - started > seconds:
+                        raise RuntimeError(f"daemon phase longer than {seconds:.0f} s (--daemon-seconds)")
+                    time.sleep(1)
+
+            wait_ticks(3)
+            before = _evaluation_records(home)
+            instance.report_runless_asset_event(dg.AssetMaterialization(L0_KEY, partition=last_session))
+            wait_ticks(4)
+            after_l0 = _evaluation_records(home)
+            for key in (k for a in SESSION_ASSETS for k in a.keys):  # what a realtime chain run or `usdcop live` records per bar
+                instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=last_session))
+            wait_ticks(4)
+            after_chain = _evaluation_records(home)
+            stored = {
+                "after_l0_update": {"records": after_l0[0] - before[0], "mb": round((after_l0[1] - before[1]) / 1e6, 1)},
+                "after_whole_chain_update": {"records": after_chain[0] - after_l0[0], "mb": round((after_chain[1] - after_l0[1]) / 1e6, 1)},
+            }
+            done = ticks()
             for run in instance.get_runs():  # queued forever (queue of 0): they would block the next bench's ticks
                 instance.delete_run(run.run_id)
     finally:
@@ -258,18 +293,19 @@ def daemon_ticks(home: Path, seconds: float, last_session: str) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    done = [t for t in ticks if t.end_timestamp and t.timestamp >= started]  # this run's ticks, not an earlier bench's
     durations = [t.end_timestamp - t.timestamp for t in done]
     requesting = [t.end_timestamp - t.timestamp for t in done if t.requested_asset_materialization_count]
     result = {
-        "seconds_run": seconds,
+        "seconds_run": round(time.time() - started, 1),
         "ticks": len(done),
         "tick_seconds_median": round(statistics.median(durations), 3) if durations else None,
         "tick_seconds_max": round(max(durations), 3) if durations else None,
         "requesting_tick_seconds": [round(s, 3) for s in requesting],
+        "evaluation_history_stored": stored,
     }
-    log(f"  daemon: {result['ticks']} automation ticks in {seconds:.0f} s, median {result['tick_seconds_median']} s, max "
-        f"{result['tick_seconds_max']} s; ticks that requested runs: {result['requesting_tick_seconds']}")
+    log(f"  daemon: {result['ticks']} automation ticks, median {result['tick_seconds_median']} s, max "
+        f"{result['tick_seconds_max']} s; ticks that requested a run: {result['requesting_tick_seconds']}")
+    log(f"  evaluation history stored by Dagster: {stored}")
     return result
 
 
@@ -278,7 +314,7 @@ def main() -> None:
     ap.add_argument("--home", default="/tmp/usdcop-bench-automation", help="bench home, kept and reused (default %(default)s)")
     ap.add_argument("--start", default="2020-01-02")
     ap.add_argument("--end", help="last session (default: the last complete session)")
-    ap.add_argument("--daemon-seconds", type=float, default=90.0, help="run dagster-daemon this long (0: skip)")
+    ap.add_argument("--daemon-seconds", type=float, default=240.0, help="at most this long for the dagster-daemon phase (0: skip)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     home = Path(args.home).resolve()
