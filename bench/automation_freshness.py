@@ -142,7 +142,6 @@ def prepare_home(home: Path, start: dt.date, end: dt.date) -> tuple[list[str], d
 def automation_ticks(instance, last_session: str) -> list[dict]:
     import dagster as dg
 
-    from usdcop_assets.automation import SESSION_CONDITION  # noqa: F401 (the condition under test)
     from usdcop_assets.definitions import SESSION_ASSETS, defs
     from usdcop_assets.sensors import L0_KEY
 

@@ -15,6 +15,7 @@
     events Dagster's freshness daemon writes when an asset's freshness policy (``freshness.py``)
     changes state (cursor: the last event read, and which layers are stale). A FAIL at a holiday's
     deadline is held (see ``freshness.py``). The first tick only records where the history stands.
+    Every ``USDCOP_FRESHNESS_ALERT_INTERVAL_SECONDS`` (default 60).
 
 Both log every alert (sensor tick log and the ``usdcop_assets.alerts`` logger) and, when
 ``USDCOP_ALERT_WEBHOOK_URL`` is set, POST it as JSON (``text`` is a one-line summary, so a Slack or

@@ -12,7 +12,6 @@ import time
 import uuid
 
 import dagster as dg
-import pytest
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 
 from usdcop_assets import market_calendar as cal
