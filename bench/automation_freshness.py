@@ -346,6 +346,12 @@ def main() -> None:
         "partition_health_query": max(max(r["partition_health_cold_s"], r["partition_health_warm_s"]) for r in figures["ui"].values()),
     }
     figures["worst_seconds"] = worst
+    figures["worst_cpu_seconds"] = {
+        "automation_tick": max(t["cpu_seconds"] for t in figures["automation_ticks"]),
+        "freshness_evaluation": max(e["cpu_seconds"] for e in figures["freshness_evaluations"]),
+        "partition_health_query": max(max(r["partition_health_cold_cpu_s"], r["partition_health_warm_cpu_s"]) for r in figures["ui"].values()),
+    }
+    log("worst cpu: " + ", ".join(f"{k} {v:.3f} s" for k, v in figures["worst_cpu_seconds"].items()))
     figures["load_average_at_end"] = os.getloadavg()
     log(f"load average (1, 5, 15 min) at start {figures['load_average_at_start']}, at end {figures['load_average_at_end']} on "
         f"{os.cpu_count()} cpus: wall times stretch with it; cpu times much less")
