@@ -1,4 +1,4 @@
-"""Operations: retries of the source-facing steps, and alerts on failed runs and failed freshness checks.
+"""Operations: retries of the source-facing steps, and alerts on failed runs and stale layers.
 
 ``SOURCE_RETRY_POLICY``
     ``l0/ohlcv_m5`` and ``l0/macro_daily`` talk to vendors: a failed step is retried 3 times with an
@@ -11,9 +11,11 @@
     ``DAGSTER_WEBSERVER_URL`` is set.
 
 ``freshness_alert_sensor``
-    Once per *failed evaluation* of a freshness check (``freshness.py``): reads the instance's check
-    execution records newer than its cursor (the last record id seen per check). The first tick only
-    records where the history stands; earlier failures are not replayed.
+    Once per layer going stale, and once when it recovers: follows the ``FRESHNESS_STATE_CHANGE``
+    events Dagster's freshness daemon writes when an asset's freshness policy (``freshness.py``)
+    changes state (cursor: the last event read, and which layers are stale). A FAIL at a holiday's
+    deadline is held (see ``freshness.py``). The first tick only records where the history stands.
+    Every ``USDCOP_FRESHNESS_ALERT_INTERVAL_SECONDS`` (default 60).
 
 Both log every alert (sensor tick log and the ``usdcop_assets.alerts`` logger) and, when
 ``USDCOP_ALERT_WEBHOOK_URL`` is set, POST it as JSON (``text`` is a one-line summary, so a Slack or
@@ -21,8 +23,8 @@ Teams incoming webhook shows it as is) with httpx: 5 s timeout, one retry on a t
 or a 5xx. A webhook that fails is logged and never fails the sensor. The URL may carry a token: only
 its host is ever logged (the ``httpx`` request log line is rewritten the same way).
 
-Both default to RUNNING: without a webhook they only log, and cost one indexed query of the
-instance per tick; an alert that has to be remembered to be switched on is the one that is missing on
+Both default to RUNNING: without a webhook they only log, and cost one or two indexed queries of
+the instance per tick; an alert that has to be remembered to be switched on is the one that is missing on
 the day it is needed. They launch no run.
 """
 
@@ -37,13 +39,18 @@ from collections.abc import Callable, Mapping, Sequence
 
 import dagster as dg
 import httpx
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.events import DagsterEventType
+from dagster._core.instance.utils import RUNLESS_RUN_ID
+from dagster._time import get_current_datetime
 
 from usdcop_assets import market_calendar as cal
+from usdcop_assets.settings import env_int
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_ENV = "USDCOP_ALERT_WEBHOOK_URL"
+FRESHNESS_ALERT_INTERVAL_ENV = "USDCOP_FRESHNESS_ALERT_INTERVAL_SECONDS"  # default 60
 WEBSERVER_ENV = "DAGSTER_WEBSERVER_URL"
 RETRY_DELAY_ENV = "USDCOP_RETRY_DELAY_SECONDS"
 DEFAULT_RETRY_DELAY_SECONDS = 10.0
@@ -52,6 +59,7 @@ WEBHOOK_ATTEMPTS = 2  # one retry
 WEBHOOK_RETRY_PAUSE_SECONDS = 1.0
 RUN_FAILURE_SENSOR_NAME = "run_failure_alert_sensor"
 FRESHNESS_ALERT_SENSOR_NAME = "freshness_alert_sensor"
+_STATE_CHANGE = DagsterEventType.FRESHNESS_STATE_CHANGE  # written by the freshness daemon, runless
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
@@ -267,76 +275,138 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     deliver(payload, context=context)
 
 
-# --- failed freshness checks --------------------------------------------------------------------
+# --- stale layers (freshness policies) -------------------------------------------------------------
 
-_HISTORY_LIMIT = 25
-_PLANNED = AssetCheckExecutionRecordStatus.PLANNED
-_FAILED = AssetCheckExecutionRecordStatus.FAILED
+_STATE_CHANGES_PER_READ = 500
 
 
-def freshness_failure_payload(record, env: Mapping[str, str] = os.environ) -> dict:
-    evaluation = record.event.asset_check_evaluation if record.event is not None else None
-    key = record.key
-    asset = key.asset_key.to_user_string()
-    description = (evaluation.description if evaluation else None) or "freshness check failed"
-    deadline = None
-    if evaluation is not None and "dagster/latest_cron_tick_timestamp" in evaluation.metadata:
-        ts = evaluation.metadata["dagster/latest_cron_tick_timestamp"].value
-        deadline = dt.datetime.fromtimestamp(ts, tz=cal.TZ).isoformat()
-    severity = evaluation.severity.value if evaluation is not None else None
+def _iso(ts: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(ts, tz=cal.TZ).isoformat() if ts is not None else None
+
+
+def _last_materialized(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
+    records = instance.get_asset_records([key])
+    entry = records[0].asset_entry.last_materialization if records else None
+    return entry.timestamp if entry is not None else None
+
+
+def stale_payload(
+    key: dg.AssetKey, policy, deadline: dt.datetime, last_materialized: float | None, changed_at: float,
+    env: Mapping[str, str] = os.environ,
+) -> dict:
+    asset = key.to_user_string()
+    due = deadline.astimezone(cal.TZ)
+    window_start = due - policy.lower_bound_delta
+    last = _iso(last_materialized)
     return {
-        "kind": "freshness_check_failed",
-        "text": f"[usdcop] {asset} is not fresh: {_first_line(description)}",
+        "kind": "freshness_stale",
+        "text": f"[usdcop] {asset} is stale: not materialized between {window_start:%H:%M} and its {due:%Y-%m-%d %H:%M} "
+        f"deadline (Bogota); last materialization {last or 'never'}",
         "asset_key": asset,
-        "check": key.to_user_string(),
-        "severity": severity,
-        "description": description,
-        "deadline": deadline,
-        "run_id": record.run_id,
-        "evaluated_at": dt.datetime.fromtimestamp(record.create_timestamp, tz=dt.timezone.utc).isoformat(),
-        "ui_url": _ui(f"assets/{asset}?view=checks", env),
+        "deadline": due.isoformat(),
+        "window_start": window_start.isoformat(),
+        "last_materialization": last,
+        "changed_at": _iso(changed_at),
+        "policy": {"deadline_cron": policy.deadline_cron, "lower_bound_minutes": policy.lower_bound_delta.total_seconds() / 60,
+                   "timezone": policy.timezone},
+        "ui_url": _ui(f"assets/{asset}", env),
     }
 
 
+def recovered_payload(key: dg.AssetKey, last_materialized: float | None, changed_at: float, env: Mapping[str, str] = os.environ) -> dict:
+    asset = key.to_user_string()
+    return {
+        "kind": "freshness_recovered",
+        "text": f"[usdcop] {asset} is fresh again (materialized {_iso(last_materialized) or '?'})",
+        "asset_key": asset,
+        "last_materialization": _iso(last_materialized),
+        "changed_at": _iso(changed_at),
+        "ui_url": _ui(f"assets/{asset}", env),
+    }
+
+
+def _on_trading_day(instant: dt.datetime) -> bool:
+    return cal.is_trading_day(instant.astimezone(cal.TZ).date())
+
+
 def build_freshness_alert_sensor(
-    check_keys: Sequence[dg.AssetCheckKey], name: str = FRESHNESS_ALERT_SENSOR_NAME, minimum_interval_seconds: int = 60
+    policies: Mapping[dg.AssetKey, dg.FreshnessPolicy], name: str = FRESHNESS_ALERT_SENSOR_NAME, minimum_interval_seconds: int | None = None
 ) -> dg.SensorDefinition:
-    """A sensor alerting once per failed evaluation of ``check_keys`` (cursor: last record id per check)."""
-    keys = sorted(set(check_keys), key=lambda k: k.to_user_string())
+    """A sensor posting once when an asset of ``policies`` goes stale (FAIL) and once when it recovers.
+
+    Reads the ``FRESHNESS_STATE_CHANGE`` events the freshness daemon writes (runless events) after its
+    cursor. A FAIL whose missed deadline falls on a holiday (the cron does not know the calendar) is
+    held, not posted; a held asset still FAIL at a trading-day deadline is posted then.
+    Cursor: ``{"after": event-log cursor, "stale": [alerted, not recovered], "held": [...]}``.
+    """
+    from usdcop_assets.freshness import latest_deadline
+
+    watched = dict(policies)
+    minimum_interval_seconds = minimum_interval_seconds or env_int(FRESHNESS_ALERT_INTERVAL_ENV, 60, minimum=1)
 
     @dg.sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Logs every failed freshness-check evaluation once, and posts it to {WEBHOOK_ENV} when set.",
+        description=f"Logs each layer going stale (freshness policy FAIL) and recovering, once, and posts it to {WEBHOOK_ENV} when set.",
     )
     def _sensor(context: dg.SensorEvaluationContext):
-        seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-        storage = context.instance.event_log_storage
-        alerts = []
-        for key in keys:
-            name_ = key.to_user_string()
-            records = sorted(storage.get_asset_check_execution_history(key, limit=_HISTORY_LIMIT), key=lambda r: r.id)
-            completed = [r for r in records if r.status != _PLANNED]
-            if name_ not in seen:  # first look at this check: start from where its history stands
-                seen[name_] = completed[-1].id if completed else 0
-                continue
-            # A still-PLANNED record newer than every completed one is picked up when it completes; an
-            # older one (its run died) is passed over.
-            for record in completed:
-                if record.id > seen[name_]:
-                    if record.status == _FAILED:
-                        alerts.append(record)
-                    seen[name_] = record.id
-        for record in sorted(alerts, key=lambda r: r.id):
-            deliver(freshness_failure_payload(record), context=context)
-        context.update_cursor(json.dumps(seen, sort_keys=True))
-        if not alerts:
-            return dg.SkipReason("no new failed freshness-check evaluation")
-        return dg.SkipReason(f"alerted {len(alerts)} failed freshness-check evaluation(s)")
+        instance = context.instance
+        if not context.cursor:  # first look: follow the changes from where the event log stands, replay nothing
+            latest = instance.get_records_for_run(RUNLESS_RUN_ID, of_type=_STATE_CHANGE, limit=1, ascending=False)
+            context.update_cursor(json.dumps({"after": latest.cursor, "stale": [], "held": []}))
+            return dg.SkipReason("first tick: following freshness state changes from now on")
+        state = json.loads(context.cursor)
+        stale, held = set(state["stale"]), set(state["held"])
+        payloads = []
+        after = state["after"]
+        while True:
+            page = instance.get_records_for_run(RUNLESS_RUN_ID, cursor=after, of_type=_STATE_CHANGE, limit=_STATE_CHANGES_PER_READ)
+            after = page.cursor
+            for record in page.records:
+                change = record.event_log_entry.dagster_event.asset_freshness_state_change_data
+                policy = watched.get(change.key)
+                if policy is None:
+                    continue
+                name_ = change.key.to_user_string()
+                if change.new_state == FreshnessState.FAIL and name_ not in stale:
+                    deadline = latest_deadline(policy, dt.datetime.fromtimestamp(change.state_change_timestamp, tz=dt.timezone.utc))
+                    if _on_trading_day(deadline):
+                        payloads.append(stale_payload(change.key, policy, deadline, _last_materialized(instance, change.key),
+                                                      change.state_change_timestamp))
+                        stale.add(name_)
+                    else:
+                        held.add(name_)
+                        _emit(context, "info", f"{name_} FAIL at a {deadline.date()} deadline: a holiday, not alerted")
+                elif change.new_state != FreshnessState.FAIL:
+                    if name_ in stale and change.new_state == FreshnessState.PASS:
+                        payloads.append(recovered_payload(change.key, _last_materialized(instance, change.key), change.state_change_timestamp))
+                    stale.discard(name_)
+                    held.discard(name_)
+            if not page.has_more:
+                break
+        if held:  # still FAIL once a trading-day deadline has passed: no state change will say so, post it now
+            now = get_current_datetime()  # dagster's clock, as the freshness evaluator's
+            keys = [dg.AssetKey.from_user_string(n) for n in sorted(held)]
+            current = instance.get_freshness_state_records(keys)
+            for key in keys:
+                deadline = latest_deadline(watched[key], now)
+                record = current.get(key)
+                if record is None or record.freshness_state != FreshnessState.FAIL:
+                    held.discard(key.to_user_string())
+                elif _on_trading_day(deadline):
+                    payloads.append(stale_payload(key, watched[key], deadline, _last_materialized(instance, key), now.timestamp()))
+                    held.discard(key.to_user_string())
+                    stale.add(key.to_user_string())
+        for payload in payloads:
+            deliver(payload, context=context)
+        context.update_cursor(json.dumps({"after": after, "stale": sorted(stale), "held": sorted(held)}))
+        if not payloads:
+            return dg.SkipReason(f"no layer went stale or recovered (stale now: {', '.join(sorted(stale)) or 'none'})")
+        return dg.SkipReason(f"alerted {len(payloads)} freshness change(s) (stale now: {', '.join(sorted(stale)) or 'none'})")
 
     return _sensor
 
 
-def build_alert_sensors(freshness_check_keys: Sequence[dg.AssetCheckKey]) -> list[dg.SensorDefinition]:
-    return [run_failure_alert_sensor, build_freshness_alert_sensor(freshness_check_keys)]
+def build_alert_sensors(freshness_policies: Mapping[dg.AssetKey, dg.FreshnessPolicy]) -> list[dg.SensorDefinition]:
+    return [run_failure_alert_sensor, build_freshness_alert_sensor(freshness_policies)]

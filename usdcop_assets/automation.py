@@ -1,78 +1,104 @@
-"""Declarative automation of the realtime chain: once a bar's L0 lands, L1 -> L5 follow by themselves.
+"""Declarative automation of the session chain: once a session's L0 lands, L1..L6 follow by themselves.
 
-With ``USDCOP_REALTIME_RUN=l0``, ``realtime_bar_sensor`` starts L0 for each published bar and
-``realtime_automation_sensor`` evaluates ``REALTIME_CONDITION`` on the 5-minute layers above it: a bar
-partition is requested when one of its dependencies updated (or will be requested on the same tick,
-so one tick requests L1..L5 of the bar together, as one run), none of its dependencies is missing or
-in progress, and their blocking checks passed. It is Dagster's ``eager()`` with two changes:
+``automation_sensor`` (RUNNING by default, every ``USDCOP_AUTOMATION_INTERVAL_SECONDS``, default 30)
+evaluates ``SESSION_CONDITION`` on every session asset above L0. A session partition is requested
+when one of its dependencies updated (or will be requested on the same tick, so one tick requests
+L1..L6 of a session together, as one run), none of its dependencies is missing or in progress, and
+their blocking checks passed (``all_deps_blocking_checks_passed``: the data checks on the assets
+themselves gate the layer above). It is Dagster's ``eager()`` with these changes:
 
-- it looks at the partitions of the last ``REALTIME_LOOKBACK`` (7 days) instead of only the latest
-  window, so bars published late (a vendor delay, the gap-fill sensor, a replay of the last session)
-  are carried up too; older history is the business of backfills;
-- updates of ``l5/ppo_model`` (a retrain) and ``l4/observation_stats`` (a refit) neither block nor
-  re-trigger the chain: a fold without a model is decided flat (recorded), and a retrain must not
-  silently rewrite actions already served.
+- it looks at the sessions ending within ``AUTOMATION_LOOKBACK`` (7 days: the last 5 sessions, fewer
+  across a holiday) instead of only the latest, so a session that lands late (a vendor delay, the
+  gap-fill sensor, a replay) is carried up too; older history is the business of backfills;
+- updates of ``l5/ppo_model`` (a retrain), ``l4/observation_stats`` (a refit) and ``l1/macro_daily``
+  neither block nor trigger the chain: a fold without a model is decided flat (recorded), a macro day
+  is read point in time over a year by L3 (a missing day gives NaN features, counted), and none of
+  them may silently rewrite actions already served;
+- a dependency updated by a run that also targeted the asset is no update (Dagster's own rule: the
+  realtime ``chain`` run and ``session_chain_schedule`` compute L0..L6 together), nor is one made by
+  the CLI (runs tagged ``usdcop/launched_by``): ``usdcop backfill`` runs L0-L3, the statistics, then
+  L4-L6 in stages, and the automation would otherwise compute L4-L6 of the recent sessions between
+  them, to have the last stage compute them again.
 
-Cost (measured, ``dagster.evaluate_automation_conditions`` on a home with five sessions): ~28 s of CPU
-per evaluation on this 2-core machine, nearly all in Dagster mapping the 300-bar look-back of
-``l2/indicators_m5`` (and the 60-bar ones of L5) through the custom-cron partitions with exclusions
-(``TimeWindowPartitionMapping`` -> cron iteration, ~1 ms a window). That is too slow to carry a bar within
-seconds, so the realtime default is ``USDCOP_REALTIME_RUN=chain`` (the bar sensor runs L0..L5 in one
-run); ``l0`` + this sensor is the declarative alternative for deployments with cores to spare.
+Dagster 1.13.27 behaviours this relies on or works around:
 
-Runs launched by the chain's own range runs (backfills) are not re-requested: Dagster ignores parent
-updates made by a run that also targeted the child, so with ``chain`` (the default) the automation
-finds nothing to do for the bars the sensor ran; it still carries bars that land some other way.
+- not ``newly_missing``: a session missing above L0 is not requested unless its L0 changes (the first
+  start on a home with gaps requests nothing; backfills and gap fill fill gaps);
+- each NOT node keeps a cursor; one NOT over the three blockers instead of three;
+- the asset daemon stores every changed evaluation (``asset_daemon_asset_evaluations``, kept 30 days,
+  ``EVALUATIONS_TTL_DAYS``), each subset in it embedding the session partitions definition (~13 kB
+  with the holiday exclusions): ~1.2 MB per asset evaluation, ~24 MB per realtime bar (whole-chain
+  update, 10 assets). Measured in ``bench/automation_freshness.py``, with the tick costs (< 1 s CPU on
+  six-plus years of sessions).
 """
 
 import datetime as dt
 
 import dagster as dg
 
+from usdcop_assets.assets.features import L1_MACRO
 from usdcop_assets.assets.model import PPO_MODEL
 from usdcop_assets.assets.observations import OBS_STATS
-from usdcop_assets.sensors import realtime_default_status
 from usdcop_assets.settings import env_int
 
-REALTIME_LOOKBACK = dt.timedelta(days=7)
-AUTOMATION_SENSOR = "realtime_automation_sensor"
+AUTOMATION_LOOKBACK = dt.timedelta(days=7)
+AUTOMATION_SENSOR = "automation_sensor"
+INTERVAL_ENV = "USDCOP_AUTOMATION_INTERVAL_SECONDS"
+DEFAULT_INTERVAL_SECONDS = 30
+CLI_TAG = "usdcop/launched_by"  # set on every run the usdcop CLI starts
+IGNORED = (PPO_MODEL, OBS_STATS, L1_MACRO)
 
-REALTIME_CONDITION = (
+_AC = dg.AutomationCondition
+
+# A dependency's update, unless the run that made it also targeted this asset or was started by the CLI.
+# Not ``executed_with_tags``: in 1.13.27 it (like ``executed_with_root_target``) looks only at the asset's
+# *latest* materialization (``AssetGraphView._compute_latest_asset_run_matches``), so of a range run's
+# sessions only the last would be recognised. ``all_new_updates_have_run_tags`` reads the run of every
+# new materialization of each partition. (A range run targeting parent and child is still covered: the
+# child's own update in that run resets ``since_last_handled``, and while it runs it is in progress.)
+_DEPS_UPDATED = _AC.any_deps_match(
     (
-        dg.AutomationCondition.in_latest_time_window(lookback_delta=REALTIME_LOOKBACK)
-        & (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
-        & ~dg.AutomationCondition.any_deps_missing()
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        _AC.newly_updated() & ~(_AC.executed_with_root_target() | _AC.all_new_updates_have_run_tags(tag_keys={CLI_TAG}))
+    ).with_label("newly_updated_by_another_run")
+    | _AC.will_be_requested()
+).with_label("any_deps_updated")
+
+# Each NOT stores a cursor holding two serialized subsets, each embedding the session partitions
+# definition (~13 kB with the holiday exclusions): one NOT over the three blockers, not three.
+_BLOCKED = (_AC.any_deps_missing() | _AC.any_deps_in_progress() | _AC.in_progress()).with_label("blocked")
+
+SESSION_CONDITION = (
+    (
+        _AC.in_latest_time_window(lookback_delta=AUTOMATION_LOOKBACK)
+        & _DEPS_UPDATED.since_last_handled()
+        & ~_BLOCKED
+        & _AC.all_deps_blocking_checks_passed()
     )
-    .ignore(dg.AssetSelection.assets(PPO_MODEL, OBS_STATS))
-    .with_label("realtime_eager")
+    .ignore(dg.AssetSelection.assets(*IGNORED))
+    .with_label("session_eager")
 )
 
-
-def with_realtime_condition(assets):
-    """The 5-minute assets above L0 with ``REALTIME_CONDITION`` (L0 is started by the bar sensor)."""
-    out = []
-    for asset in assets:
-        if all(key.path[0] == "l0" for key in asset.keys):
-            out.append(asset)
-        else:
-            out.append(asset.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=REALTIME_CONDITION)))
-    return out
+def _above_l0(asset: dg.AssetsDefinition) -> bool:
+    return not all(key.path[0] == "l0" for key in asset.keys)
 
 
-INTERVAL_ENV = "USDCOP_AUTOMATION_INTERVAL_SECONDS"
+def with_session_automation(assets):
+    """The session assets above L0 with ``SESSION_CONDITION`` (L0 is started by sensors, schedules or the CLI)."""
+    return [
+        asset.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=SESSION_CONDITION)) if _above_l0(asset) else asset
+        for asset in assets
+    ]
 
 
 def build_automation_sensor(assets, interval_seconds: int | None = None) -> dg.AutomationConditionSensorDefinition:
-    """Evaluated every ``USDCOP_AUTOMATION_INTERVAL_SECONDS`` (default 10): the wait between a bar's L0 and its L1..L5 run."""
-    interval_seconds = interval_seconds or env_int(INTERVAL_ENV, 10, minimum=1)
-    keys = [key for asset in assets for key in asset.keys if key.path[0] != "l0"]
+    """The sensor evaluating ``SESSION_CONDITION``; its interval is the wait between a session's L0 and its L1..L6 run."""
+    interval_seconds = interval_seconds or env_int(INTERVAL_ENV, DEFAULT_INTERVAL_SECONDS, minimum=1)
+    keys = [key for asset in assets if _above_l0(asset) for key in asset.keys]
     return dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
         target=dg.AssetSelection.assets(*keys),
         minimum_interval_seconds=interval_seconds,
-        default_status=realtime_default_status(),
-        description="Carries each newly landed bar from L0 up to L5 (declarative automation; turn on with realtime_bar_sensor).",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        run_tags={"usdcop/trigger": "automation"},
+        description="Carries each newly landed session from L0 up to L6 (declarative automation).",
     )

@@ -12,11 +12,11 @@ from usdcop_assets.assets.observations import l4_episodes_session, l4_observatio
 from usdcop_assets.assets.raw import l0_ohlcv_m5
 from usdcop_assets.assets.standardized import l1_ohlcv_m5
 from usdcop_assets.audits import build_session_audit
-from usdcop_assets.automation import build_automation_sensor, with_realtime_condition
+from usdcop_assets.automation import build_automation_sensor, with_session_automation
 from usdcop_assets.observation_audit import build_observation_audit
 from usdcop_assets.sensors import SENSORS
 from usdcop_assets.alerts import build_alert_sensors
-from usdcop_assets.freshness import build_freshness, check_keys
+from usdcop_assets.freshness import POLICIES, with_freshness_policies
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
 from usdcop_assets.jobs import (
     AUDIT_JOB,
@@ -31,7 +31,7 @@ from usdcop_assets.resources import store_resources
 from usdcop_assets.schedules import build_schedules
 
 # L1..L6 follow a session's L0 by declarative automation (automation.py)
-SESSION_ASSETS = with_realtime_condition([l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5,
+SESSION_ASSETS = with_session_automation([l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5,
                                           l4_episodes_session, l5_actions_m5, l5_paper_ledger, l6_backtest_session])
 DAILY_ASSETS = [l0_macro_daily, l1_macro_daily]
 STATS_ASSETS = [l4_observation_stats]
@@ -58,10 +58,9 @@ AUDITS = [
     build_session_audit(_spec(l3_features_m5), store_check=False, gap_check=False),
     build_observation_audit(_spec(l4_observations_m5)),
 ]
-ASSETS = [*SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS, *AUDITS]
-# Freshness of the realtime chain and the session layers (freshness.py), and the alerts (alerts.py).
-FRESHNESS_CHECKS, FRESHNESS_SENSOR = build_freshness(ASSETS)
-ALERT_SENSORS = build_alert_sensors(check_keys(FRESHNESS_CHECKS))
+# Freshness policies of the bar and session layers, applied here in one place (freshness.py), and the alerts (alerts.py).
+ASSETS = with_freshness_policies([*SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS, *AUDITS])
+ALERT_SENSORS = build_alert_sensors(POLICIES)
 
 
 def executor_from_env(env=None):
@@ -100,11 +99,10 @@ def build_definitions() -> dg.Definitions:
     jobs = {job.name: job for job in built}
     return dg.Definitions(
         assets=ASSETS,
-        asset_checks=FRESHNESS_CHECKS,
         executor=executor_from_env(),
         jobs=list(jobs.values()),
         schedules=build_schedules(jobs),
-        sensors=[*SENSORS, build_automation_sensor(SESSION_ASSETS), FRESHNESS_SENSOR, *ALERT_SENSORS],
+        sensors=[*SENSORS, build_automation_sensor(SESSION_ASSETS), *ALERT_SENSORS],
         resources={
             "lake": lake,
             "warehouse": warehouse,

@@ -1,16 +1,23 @@
-"""Alerts through a real loopback HTTP server: once per failed run, once per failed freshness-check
-evaluation, never raising on a dead webhook, never logging the webhook URL; the source retry policy."""
+"""Alerts through a real loopback HTTP server: once per failed run, once per layer going stale (and once
+when it recovers), holiday FAILs held, never raising on a dead webhook, never logging the webhook URL;
+the source retry policy. The freshness states come from Dagster's own freshness daemon code, in process
+at frozen instants and through a real ``dagster-daemon``."""
 
+import asyncio
+import datetime as dt
 import json
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
+from dagster._core.test_utils import freeze_time
 
 from usdcop_assets import alerts
+from usdcop_assets import market_calendar as cal
 from usdcop_assets.alerts import (
     RETRY_DELAY_ENV,
     WEBHOOK_ENV,
@@ -20,6 +27,7 @@ from usdcop_assets.alerts import (
     run_failure_alert_sensor,
     source_retry_policy,
 )
+from usdcop_assets.freshness import POLICIES
 
 TOKEN = "T0KEN-s3cr3t-xyz"
 
@@ -75,7 +83,7 @@ def _no_pause(monkeypatch):
     monkeypatch.setattr(alerts, "WEBHOOK_RETRY_PAUSE_SECONDS", 0.0)
 
 
-def _failing_run(instance, partition: str = "2025-03-07-10:30"):
+def _failing_run(instance, partition: str = "2025-03-07"):
     @dg.asset(key=["l0", "ohlcv_m5"], partitions_def=dg.StaticPartitionsDefinition([partition]))
     def l0():
         raise RuntimeError("TwelveData answered 503 three times\nsecond line of detail")
@@ -100,11 +108,11 @@ def test_run_failure_posts_once_per_failed_run(hook, instance, caplog):
     msg = hook.posts[0]["json"]
     assert msg["kind"] == "run_failure" and msg["run_id"] == run_id
     assert msg["job_name"] == "__ASSET_JOB" or msg["job_name"].startswith("__")
-    assert msg["partition_tags"] == {"dagster/partition": "2025-03-07-10:30"}
+    assert msg["partition_tags"] == {"dagster/partition": "2025-03-07"}
     assert msg["error"] == "RuntimeError: TwelveData answered 503 three times"
     assert msg["failed_steps"] == ["l0__ohlcv_m5"]
     assert msg["ui_url"] == f"http://dagster.example:3000/runs/{run_id}"
-    assert "2025-03-07-10:30" in msg["text"] and "503 three times" in msg["text"]
+    assert "partition 2025-03-07 " in msg["text"] and "503 three times" in msg["text"]
 
     _tick(run_failure_alert_sensor, instance, cursor)  # nothing new
     assert len(hook.posts) == 1
@@ -155,43 +163,147 @@ def test_without_a_webhook_alerts_only_log(instance, monkeypatch, caplog):
     assert post_webhook({"text": "x"}) == "no_webhook"
 
 
-def test_freshness_failure_alerts_once_per_failed_evaluation(hook, instance):
-    from usdcop_assets.freshness import build_freshness, check_keys
-    from usdcop_assets.partitions import session_partitions
+# --- stale layers --------------------------------------------------------------------------------
 
-    @dg.asset(key=["l6", "backtest_session"], partitions_def=session_partitions)
-    def backtest():
-        return dg.MaterializeResult()
+L0 = dg.AssetKey(["l0", "ohlcv_m5"])
+L1 = dg.AssetKey(["l1", "ohlcv_m5"])
+BACKTEST = dg.AssetKey(["l6", "backtest_session"])
 
-    key = dg.AssetKey(["l6", "backtest_session"])
-    checks, _ = build_freshness([backtest], keys=[key])
-    sensor = build_freshness_alert_sensor(check_keys(checks))
 
-    def evaluate():
-        # Nothing materialized: the check fails whatever the date.
-        result = dg.materialize([backtest, *checks], selection=dg.AssetSelection.checks(*checks), instance=instance)
-        (ev,) = result.get_asset_check_evaluations()
-        assert not ev.passed
-        return result.run_id
+def _bogota(*args) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=cal.TZ)
 
-    evaluate()  # a failure from before the alert sensor's first tick is not replayed
-    cursor = _tick(sensor, instance)
+
+@pytest.fixture(scope="module")
+def graph():
+    from usdcop_assets.definitions import defs
+
+    return defs.resolve_asset_graph()
+
+
+def _materialize(instance, key, partition, at):
+    with freeze_time(at):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+
+
+def _freshness_daemon(instance, graph, keys, at):
+    """What one freshness daemon iteration does for ``keys`` at ``at``: evaluate, write the state changes."""
+    from dagster._core.loader import LoadingContextForTest
+    from dagster._daemon.freshness import FreshnessDaemon
+
+    async def run():
+        context = LoadingContextForTest(instance)
+        return [await FreshnessDaemon()._evaluate_asset(context, graph.get(k)) for k in keys]
+
+    with freeze_time(at):
+        return asyncio.run(run())
+
+
+def _alert_tick(sensor, instance, cursor, at):
+    with freeze_time(at):
+        return _tick(sensor, instance, cursor)
+
+
+def test_a_stale_layer_is_posted_once_and_its_recovery_once(hook, instance, graph, caplog):
+    caplog.set_level(logging.DEBUG)
+    sensor = build_freshness_alert_sensor(POLICIES)
+    _materialize(instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 12, 58))  # before the close: not the whole session
+    cursor = _alert_tick(sensor, instance, None, _bogota(2025, 3, 7, 13, 0))  # the first tick starts from the present
+    assert _freshness_daemon(instance, graph, [BACKTEST], _bogota(2025, 3, 7, 13, 20)) == [True]  # (none) -> PASS
+    cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 7, 13, 21))
     assert hook.posts == []
-    run_id = evaluate()
-    cursor = _tick(sensor, instance, cursor)
+
+    assert _freshness_daemon(instance, graph, [BACKTEST], _bogota(2025, 3, 7, 13, 31)) == [True]  # PASS -> FAIL
+    cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 7, 13, 31, 30))
     assert len(hook.posts) == 1
     msg = hook.posts[0]["json"]
-    assert msg["kind"] == "freshness_check_failed" and msg["asset_key"] == "l6/backtest_session"
-    assert msg["check"] == "l6/backtest_session:freshness_check" and msg["run_id"] == run_id
-    assert msg["severity"] == "WARN" and "expect partition" in msg["description"]
-    assert msg["deadline"].endswith("-05:00") and "T13:30:00" in msg["deadline"]
-    assert msg["ui_url"] == "http://dagster.example:3000/assets/l6/backtest_session?view=checks"
-    cursor = _tick(sensor, instance, cursor)
-    assert len(hook.posts) == 1  # once per evaluation
-    evaluate()
-    evaluate()
-    _tick(sensor, instance, cursor)
-    assert len(hook.posts) == 3
+    assert msg["kind"] == "freshness_stale" and msg["asset_key"] == "l6/backtest_session"
+    assert msg["deadline"] == "2025-03-07T13:30:00-05:00" and msg["window_start"] == "2025-03-07T13:00:00-05:00"
+    assert msg["last_materialization"] == "2025-03-07T12:58:00-05:00"
+    assert msg["policy"] == {"deadline_cron": "30 13 * * 1-5", "lower_bound_minutes": 30.0, "timezone": "America/Bogota"}
+    assert msg["ui_url"] == "http://dagster.example:3000/assets/l6/backtest_session"
+    assert "l6/backtest_session is stale" in msg["text"] and "13:00 and its 2025-03-07 13:30 deadline" in msg["text"]
+
+    # still stale: no new state change, no new post, however many ticks
+    assert _freshness_daemon(instance, graph, [BACKTEST], _bogota(2025, 3, 7, 13, 40)) == [False]
+    for minute in (41, 42):
+        cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 7, 13, minute))
+    assert len(hook.posts) == 1
+
+    _materialize(instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 13, 45))
+    assert _freshness_daemon(instance, graph, [BACKTEST], _bogota(2025, 3, 7, 13, 46)) == [True]  # FAIL -> PASS
+    cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 7, 13, 47))
+    assert [p["json"]["kind"] for p in hook.posts] == ["freshness_stale", "freshness_recovered"]
+    assert hook.posts[1]["json"]["last_materialization"] == "2025-03-07T13:45:00-05:00"
+    assert json.loads(cursor)["stale"] == []
+    assert TOKEN not in caplog.text
+
+
+def test_a_holiday_fail_is_held_and_posted_only_if_still_stale_at_a_trading_deadline(hook, instance, graph):
+    """Monday 2025-03-24 is San José: both bar layers go FAIL at 08:09 (the cron does not know). L1 recovers
+    with Tuesday's first bar: never posted. L0 is still stale at Tuesday's first deadline: posted then, once."""
+    sensor = build_freshness_alert_sensor(POLICIES)
+    for key in (L0, L1):
+        _materialize(instance, key, "2025-03-21", _bogota(2025, 3, 21, 12, 56))
+    cursor = _alert_tick(sensor, instance, None, _bogota(2025, 3, 21, 12, 57))
+    _freshness_daemon(instance, graph, [L0, L1], _bogota(2025, 3, 21, 13, 0))  # PASS
+    assert _freshness_daemon(instance, graph, [L0, L1], _bogota(2025, 3, 24, 8, 10)) == [True, True]  # FAIL on the holiday
+    for now in (_bogota(2025, 3, 24, 8, 10, 30), _bogota(2025, 3, 24, 12, 0), _bogota(2025, 3, 25, 8, 8)):
+        cursor = _alert_tick(sensor, instance, cursor, now)
+    assert hook.posts == []
+    assert json.loads(cursor)["held"] == ["l0/ohlcv_m5", "l1/ohlcv_m5"]
+
+    _materialize(instance, L1, "2025-03-25", _bogota(2025, 3, 25, 8, 5, 30))  # Tuesday's first bar, on time
+    assert _freshness_daemon(instance, graph, [L0, L1], _bogota(2025, 3, 25, 8, 6)) == [False, True]  # L1 -> PASS
+    cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 25, 8, 9, 30))  # L0 still FAIL at the 08:09 deadline
+    assert [(p["json"]["kind"], p["json"]["asset_key"], p["json"]["deadline"]) for p in hook.posts] == [
+        ("freshness_stale", "l0/ohlcv_m5", "2025-03-25T08:09:00-05:00")
+    ]
+    state = json.loads(cursor)
+    assert state["held"] == [] and state["stale"] == ["l0/ohlcv_m5"]
+    _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 25, 8, 14, 30))
+    assert len(hook.posts) == 1
+
+
+def test_the_freshness_daemon_and_the_alert_sensor_post_a_stale_layer_once(tmp_path):
+    """Through ``dagster-daemon run`` (freshness every 1 s, the alert sensor every 1 s): a session layer whose
+    latest materialization is ten days old goes FAIL and is posted once; a new materialization posts the recovery."""
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+
+    from usdcop_assets.freshness import SESSION_POLICY, latest_deadline
+    from usdcop_assets_tests.dagster_daemon import home_env, running_daemon, sensor_ticks
+
+    with _Recorder() as rec:
+        env = home_env(tmp_path, **{WEBHOOK_ENV: rec.url, "FRESHNESS_DAEMON_INTERVAL_SECONDS": "1",
+                                   "USDCOP_FRESHNESS_ALERT_INTERVAL_SECONDS": "1"})
+        with running_daemon(env, tmp_path / "daemon.log") as daemon, \
+                dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            daemon.wait_for(lambda: sensor_ticks(instance, "freshness_alert_sensor"), 150, "first freshness_alert_sensor tick")
+            old = time.time() - 10 * 86400  # before any 13:30 deadline of the last days
+            instance.report_dagster_event(
+                DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name=RUNLESS_JOB_NAME,
+                             event_specific_data=StepMaterializationData(dg.AssetMaterialization(BACKTEST, partition="2025-03-07"))),
+                run_id=RUNLESS_RUN_ID, timestamp=old,
+            )
+            deadline = latest_deadline(SESSION_POLICY, dt.datetime.now(dt.timezone.utc)).astimezone(cal.TZ)
+            records = lambda: instance.get_freshness_state_records([BACKTEST]).get(BACKTEST)  # noqa: E731
+            daemon.wait_for(lambda: (r := records()) and r.freshness_state.value == "FAIL", 60, "FAIL written by the freshness daemon")
+            if cal.is_trading_day(deadline.date()):
+                daemon.wait_for(lambda: rec.posts, 30, "stale alert on the webhook")
+                ticks_before = len(sensor_ticks(instance, "freshness_alert_sensor"))
+                daemon.wait_for(lambda: len(sensor_ticks(instance, "freshness_alert_sensor")) >= ticks_before + 3, 30, "3 more ticks")
+                assert [p["json"]["kind"] for p in rec.posts] == ["freshness_stale"]  # once, not once per tick
+                msg = rec.posts[0]["json"]
+                assert msg["asset_key"] == "l6/backtest_session" and msg["deadline"] == deadline.isoformat()
+                instance.report_runless_asset_event(dg.AssetMaterialization(BACKTEST, partition="2025-03-07"))
+                daemon.wait_for(lambda: len(rec.posts) == 2, 30, "recovery alert on the webhook")
+                assert rec.posts[1]["json"]["kind"] == "freshness_recovered"
+            else:  # the last 13:30 deadline fell on a Colombian holiday: held, not posted (documented in freshness.py)
+                daemon.wait_for(lambda: len(sensor_ticks(instance, "freshness_alert_sensor")) >= 5, 30, "alert sensor ticks")
+                assert rec.posts == []
+            log = daemon.log()
+        assert TOKEN not in log
 
 
 def test_alert_sensors_are_registered_and_running_by_default():
@@ -200,7 +312,7 @@ def test_alert_sensors_are_registered_and_running_by_default():
     names = {s.name: s for s in defs.sensors}
     assert names["run_failure_alert_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert names["freshness_alert_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
-    assert names["freshness_checks_sensor"].default_status == dg.DefaultSensorStatus.STOPPED
+    assert "freshness_checks_sensor" not in names
 
 
 def test_source_retry_policy(monkeypatch):

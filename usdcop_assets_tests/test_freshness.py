@@ -1,23 +1,43 @@
-"""Freshness checks: one per watched asset, deadlines from the Bogota calendar, evaluated through Dagster
-at controlled instants (``dagster._core.test_utils.freeze_time``), and the sensor that evaluates them."""
+"""Freshness policies: which assets carry which policy, and what Dagster's own freshness evaluation
+(``FreshnessDaemon._compute_asset_freshness_state`` -> ``CronFreshnessPolicyEvaluator``) makes of them
+at controlled instants (``dagster._core.test_utils.freeze_time``), materializations reported at
+controlled instants too."""
 
+import asyncio
 import datetime as dt
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.freshness import CronFreshnessPolicy, FreshnessState
+from dagster._core.loader import LoadingContextForTest
 from dagster._core.test_utils import freeze_time
+from dagster._daemon.freshness import FreshnessDaemon
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.freshness import FRESHNESS_KEYS, FRESHNESS_SENSOR_NAME, M5_DEADLINE_CRON, SESSION_DEADLINE_CRON, build_freshness, check_keys
-from usdcop_assets.partitions import bar_partitions, session_partitions
+from usdcop_assets.freshness import (
+    BAR_DEADLINE_CRON,
+    BAR_KEYS,
+    POLICIES,
+    SESSION_DEADLINE_CRON,
+    SESSION_KEYS,
+    latest_deadline,
+    with_freshness_policies,
+)
 
 L0 = dg.AssetKey(["l0", "ohlcv_m5"])
 BACKTEST = dg.AssetKey(["l6", "backtest_session"])
-BAR = "2025-03-07-10:30"  # a Friday; 2025-03-24 (Monday) is a Colombian holiday
+# 2025-03-07 is a Friday; Monday 2025-03-24 is a Colombian holiday (San José).
 
 
 def _bogota(*args) -> dt.datetime:
     return dt.datetime(*args, tzinfo=cal.TZ)
+
+
+@pytest.fixture(scope="module")
+def graph():
+    from usdcop_assets.definitions import defs
+
+    return defs.resolve_asset_graph()
 
 
 @pytest.fixture
@@ -26,158 +46,112 @@ def instance(usdcop_env):
         yield inst
 
 
-@pytest.fixture
-def l0_platform(usdcop_env, instance):
-    """The real ``l0/ohlcv_m5`` (synthetic source), its freshness check, and the lake IO manager."""
-    from usdcop_assets.assets.raw import l0_ohlcv_m5
-    from usdcop_assets.io_managers import LakeIOManager
-    from usdcop_assets.resources import store_resources
-
-    lake, _ = store_resources()
-    checks, _ = build_freshness([l0_ohlcv_m5], keys=[L0])
-    return {"asset": l0_ohlcv_m5, "checks": checks, "resources": {"lake_io_manager": LakeIOManager(lake=lake)}, "instance": instance}
+def _materialize(instance, key: dg.AssetKey, partition: str, at: dt.datetime) -> None:
+    with freeze_time(at):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
 
 
-def _evaluate(assets, checks, instance, resources=None) -> dict[str, dg.AssetCheckEvaluation]:
-    result = dg.materialize([*assets, *checks], selection=dg.AssetSelection.checks(*checks), instance=instance, resources=resources)
-    assert result.success
-    return {e.asset_check_key.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
+def _state(instance, graph, key: dg.AssetKey, at: dt.datetime) -> FreshnessState:
+    """What the freshness daemon computes for ``key`` at ``at`` (a fresh loading context: no cached records)."""
+    with freeze_time(at):
+        return asyncio.run(FreshnessDaemon()._compute_asset_freshness_state(LoadingContextForTest(instance), graph.get(key)))
 
 
-def test_one_check_per_watched_asset_with_the_calendar_deadlines():
-    from usdcop_assets.definitions import ASSETS, FRESHNESS_CHECKS, FRESHNESS_SENSOR
+def test_policies_sit_on_the_bar_and_session_layers_only(graph):
+    seen = {}
+    for node in graph.asset_nodes:
+        policy = node.freshness_policy
+        if policy is None:
+            continue
+        assert isinstance(policy, CronFreshnessPolicy) and policy.timezone == "America/Bogota"
+        seen[node.key.to_user_string()] = (policy.deadline_cron, policy.lower_bound_delta)
+    bar = (BAR_DEADLINE_CRON, dt.timedelta(minutes=5))
+    session = (SESSION_DEADLINE_CRON, dt.timedelta(minutes=30))
+    assert BAR_DEADLINE_CRON == "9-59/5 8-12 * * 1-5" and SESSION_DEADLINE_CRON == "30 13 * * 1-5"
+    assert seen == {
+        "l0/ohlcv_m5": bar, "l1/ohlcv_m5": bar, "l1/ohlcv_m5_rejects": bar, "l2/indicators_m5": bar, "l3/features_m5": bar,
+        "l4/observations_m5": bar, "l5/actions_m5": bar,
+        "l4/episodes_session": session, "l5/paper_trades": session, "l5/paper_positions": session, "l6/backtest_session": session,
+    }
+    assert set(POLICIES) == set(BAR_KEYS) | set(SESSION_KEYS)
 
-    keys = check_keys(FRESHNESS_CHECKS)
-    assert sorted(k.asset_key for k in keys) == sorted(FRESHNESS_KEYS)
-    assert {k.name for k in keys} == {"freshness_check"}
-    partitions_of = {key: a.partitions_def for a in ASSETS for key in a.keys}
-    expected = {bar_partitions: M5_DEADLINE_CRON, session_partitions: SESSION_DEADLINE_CRON}
-    cron_of = {}
-    for check in FRESHNESS_CHECKS:
-        for spec in check.check_specs:
-            params = spec.metadata["dagster/freshness_params"].value
-            assert params["timezone"] == "America/Bogota"
-            cron_of[spec.asset_key.to_user_string()] = params["deadline_cron"]
-            assert params["deadline_cron"] == expected[partitions_of[spec.asset_key]]
-    for key in ("l0/ohlcv_m5", "l1/ohlcv_m5", "l2/indicators_m5", "l3/features_m5", "l4/observations_m5"):
-        assert cron_of[key] == M5_DEADLINE_CRON == "4-59/5 8-13 * * 1-5"
-    for key in ("l4/episodes_session", "l6/backtest_session"):
-        assert cron_of[key] == SESSION_DEADLINE_CRON == "30 13 * * 1-5"
 
-    # The sensor targets exactly these checks, and starts stopped.
-    assert FRESHNESS_SENSOR.name == FRESHNESS_SENSOR_NAME
-    assert FRESHNESS_SENSOR.default_status == dg.DefaultSensorStatus.STOPPED
+def test_the_old_freshness_checks_and_their_sensor_are_gone():
     from usdcop_assets.definitions import defs
 
-    graph = defs.resolve_asset_graph()
-    assert FRESHNESS_SENSOR.asset_selection.resolve_checks(graph) == set(keys)
+    assert "freshness_checks_sensor" not in {s.name for s in defs.sensors}
+    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert "freshness_check" not in checks
 
 
-def test_no_job_runs_the_freshness_checks():
-    """Only the implicit asset job (through which the sensor's run requests go) holds them."""
-    from dagster._core.definitions.dependency import NodeHandle
-
-    from usdcop_assets.definitions import FRESHNESS_CHECKS, defs
-
-    keys = set(check_keys(FRESHNESS_CHECKS))
-    seen = {}
-    for job in defs.resolve_all_job_defs():
-        executed = set()
-        for node in job.graph.node_dict:
-            assets_def = job.asset_layer.get_assets_def_for_node(NodeHandle(node, None))
-            executed |= set(assets_def.check_keys) if assets_def else set()
-        seen[job.name] = executed
-        if not job.name.startswith("__"):
-            assert not executed & keys, job.name
-    assert seen["session_audit"] and seen["m5_chain"] == set()  # the audits keep their own checks
-
-
-def test_builder_refuses_an_asset_it_cannot_give_a_deadline():
-    @dg.asset(key=["l9", "daily"], partitions_def=dg.DailyPartitionsDefinition("2025-01-01"))
+def test_a_policy_for_an_asset_that_is_not_there_is_refused():
+    @dg.asset(key=["l9", "daily"])
     def daily():
         return None
 
-    with pytest.raises(ValueError, match="l9/daily neither"):
-        build_freshness([daily], keys=[daily.key])
     with pytest.raises(ValueError, match="no asset l0/ohlcv_m5"):
-        build_freshness([daily], keys=[L0])
+        with_freshness_policies([daily])
+    (only,) = with_freshness_policies([daily], policies={daily.key: POLICIES[L0]})
+    assert next(iter(only.specs)).freshness_policy == POLICIES[L0]
 
 
-def test_bar_check_passes_once_the_bar_is_materialized_and_fails_when_the_next_is_late(l0_platform):
-    p = l0_platform
-    asset, checks, instance, resources = p["asset"], p["checks"], p["instance"], p["resources"]
-
-    # 10:39: the last deadline tick is 10:39, the last window closed by then is [10:30, 10:35).
-    with freeze_time(_bogota(2025, 3, 7, 10, 39, 30)):
-        before = _evaluate([asset], checks, instance, resources)["l0/ohlcv_m5"]
-    assert not before.passed and BAR in before.description
-
-    assert dg.materialize([asset], partition_key=BAR, instance=instance, resources=resources).success
-    with freeze_time(_bogota(2025, 3, 7, 10, 39, 30)):
-        fresh = _evaluate([asset], checks, instance, resources)["l0/ohlcv_m5"]
-    assert fresh.passed and BAR in fresh.description
-    # fresh until the next tick, 10:44 Bogota: when the 10:35 bar becomes due
-    assert fresh.metadata["dagster/fresh_until_timestamp"].value == _bogota(2025, 3, 7, 10, 44).timestamp()
-
-    # Before the grace period ends the 10:30 bar is not due yet (10:38 -> due bar 10:25, never stored).
-    with freeze_time(_bogota(2025, 3, 7, 10, 38)):
-        early = _evaluate([asset], checks, instance, resources)["l0/ohlcv_m5"]
-    assert not early.passed and "2025-03-07-10:25" in early.description
-    # 10:44: the 10:35 bar is due and missing.
-    with freeze_time(_bogota(2025, 3, 7, 10, 44, 1)):
-        late = _evaluate([asset], checks, instance, resources)["l0/ohlcv_m5"]
-    assert not late.passed and "2025-03-07-10:35" in late.description
-    assert "dagster/last_updated_timestamp" in late.metadata  # the asset was updated, just not that bar
+def test_bar_layer_fresh_within_five_minutes_of_each_bar_close(instance, graph):
+    assert _state(instance, graph, L0, _bogota(2025, 3, 7, 10, 39, 30)) == FreshnessState.UNKNOWN  # never materialized
+    _materialize(instance, L0, "2025-03-07", _bogota(2025, 3, 7, 10, 35, 40))  # the 10:30 bar, closed 10:35
+    # 10:39 tick: a materialization after 10:34 is due -> fresh until the 10:44 tick
+    assert _state(instance, graph, L0, _bogota(2025, 3, 7, 10, 39, 30)) == FreshnessState.PASS
+    assert _state(instance, graph, L0, _bogota(2025, 3, 7, 10, 43, 59)) == FreshnessState.PASS
+    # 10:44 tick: the 10:35 bar (closed 10:40) is due and nothing came after 10:39
+    assert _state(instance, graph, L0, _bogota(2025, 3, 7, 10, 44, 1)) == FreshnessState.FAIL
+    _materialize(instance, L0, "2025-03-07", _bogota(2025, 3, 7, 10, 45, 10))  # late: fresh again at once
+    assert _state(instance, graph, L0, _bogota(2025, 3, 7, 10, 45, 30)) == FreshnessState.PASS
 
 
-def test_bar_check_is_silent_at_night_weekends_and_holidays(l0_platform):
-    """Outside session hours the expected bar stays the last session's 12:55 (no deadline tick fires)."""
-    p = l0_platform
-    asset, checks, instance, resources = p["asset"], p["checks"], p["instance"], p["resources"]
-    assert dg.materialize([asset], partition_key="2025-03-21-12:55", instance=instance, resources=resources).success
+def test_bar_layer_silent_at_night_and_weekends_and_no_false_alarm_before_the_first_bar(instance, graph):
+    _materialize(instance, L0, "2025-03-07", _bogota(2025, 3, 7, 12, 55, 30))  # Friday, the 12:50 bar (closed 12:55)
     for now in (
-        _bogota(2025, 3, 21, 13, 4, 30),  # Friday, 4 minutes after the close
-        _bogota(2025, 3, 21, 23, 0),  # Friday night
-        _bogota(2025, 3, 23, 12, 0),  # Sunday
-        _bogota(2025, 3, 24, 10, 0),  # Monday 2025-03-24: San José, a holiday -> still Friday's last bar
-        _bogota(2025, 3, 25, 8, 3),  # Tuesday before its first bar is due
+        _bogota(2025, 3, 7, 12, 59, 30),  # the last bar deadline of the day
+        _bogota(2025, 3, 7, 13, 30),  # after the close: no tick until Monday 08:09
+        _bogota(2025, 3, 7, 23, 0),
+        _bogota(2025, 3, 9, 12, 0),  # Sunday
+        _bogota(2025, 3, 10, 8, 8),  # Monday before its first bar is due: no 08:04 tick to trip over
     ):
-        with freeze_time(now):
-            ev = _evaluate([asset], checks, instance, resources)["l0/ohlcv_m5"]
-        assert ev.passed and "2025-03-21-12:55" in ev.description, (now, ev.description)
-    with freeze_time(_bogota(2025, 3, 25, 8, 9)):  # Tuesday 08:09: its 08:00 bar is due
-        ev = _evaluate([asset], checks, instance, resources)["l0/ohlcv_m5"]
-    assert not ev.passed and "2025-03-25-08:00" in ev.description
+        assert _state(instance, graph, L0, now) == FreshnessState.PASS, now
+    assert _state(instance, graph, L0, _bogota(2025, 3, 10, 8, 9, 5)) == FreshnessState.FAIL  # 08:00 bar due at 08:09
+    _materialize(instance, L0, "2025-03-10", _bogota(2025, 3, 10, 8, 5, 30))  # (as if it had landed at 08:05:30)
+    assert _state(instance, graph, L0, _bogota(2025, 3, 10, 8, 9, 5)) == FreshnessState.PASS
 
 
-def test_session_check_expects_the_session_by_13_30(instance):
-    @dg.asset(key=BACKTEST, partitions_def=session_partitions)
-    def backtest():
-        return dg.MaterializeResult()
+def test_on_a_holiday_the_cron_fails_and_the_deadline_says_it_was_a_holiday(instance, graph):
+    """The documented limit: a cron cannot skip the calendar's holidays. The FAIL is there; the alert
+    sensor tells it apart by the missed deadline's date (test_alerts)."""
+    _materialize(instance, L0, "2025-03-21", _bogota(2025, 3, 21, 12, 56))  # Friday before San José
+    assert _state(instance, graph, L0, _bogota(2025, 3, 24, 8, 8)) == FreshnessState.PASS
+    holiday = _bogota(2025, 3, 24, 8, 9, 30)
+    assert _state(instance, graph, L0, holiday) == FreshnessState.FAIL
+    deadline = latest_deadline(POLICIES[L0], holiday)
+    assert deadline.astimezone(cal.TZ) == _bogota(2025, 3, 24, 8, 9) and cal.is_holiday(deadline.astimezone(cal.TZ).date())
+    _materialize(instance, L0, "2025-03-25", _bogota(2025, 3, 25, 8, 5, 20))  # Tuesday's first bar
+    assert _state(instance, graph, L0, _bogota(2025, 3, 25, 8, 9, 30)) == FreshnessState.PASS
 
-    checks, _ = build_freshness([backtest], keys=[BACKTEST])
-    with freeze_time(_bogota(2025, 3, 7, 13, 29)):  # not due yet: Thursday's is expected
-        ev = _evaluate([backtest], checks, instance)["l6/backtest_session"]
-    assert not ev.passed and "2025-03-06" in ev.description
-    assert dg.materialize([backtest], partition_key="2025-03-07", instance=instance).success
+
+def test_session_layer_expects_the_closed_session_by_13_30(instance, graph):
+    _materialize(instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 12, 58))  # during the session: not the whole session
+    assert _state(instance, graph, BACKTEST, _bogota(2025, 3, 7, 13, 29)) == FreshnessState.PASS  # Thursday's deadline still rules
+    assert _state(instance, graph, BACKTEST, _bogota(2025, 3, 7, 13, 30, 5)) == FreshnessState.FAIL
+    _materialize(instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 13, 11))
     for now in (_bogota(2025, 3, 7, 13, 31), _bogota(2025, 3, 9, 9, 0), _bogota(2025, 3, 10, 13, 29)):
-        with freeze_time(now):
-            ev = _evaluate([backtest], checks, instance)["l6/backtest_session"]
-        assert ev.passed and "2025-03-07" in ev.description, now
-    with freeze_time(_bogota(2025, 3, 10, 13, 30, 5)):
-        ev = _evaluate([backtest], checks, instance)["l6/backtest_session"]
-    assert not ev.passed and "2025-03-10" in ev.description
+        assert _state(instance, graph, BACKTEST, now) == FreshnessState.PASS, now
+    assert _state(instance, graph, BACKTEST, _bogota(2025, 3, 10, 13, 30, 5)) == FreshnessState.FAIL  # Monday's session is due
 
 
-def test_sensor_requests_the_checks_never_evaluated(instance):
-    @dg.asset(key=BACKTEST, partitions_def=session_partitions)
-    def backtest():
-        return dg.MaterializeResult()
+def test_the_freshness_daemon_is_enabled_in_both_instance_configs():
+    from pathlib import Path
 
-    checks, sensor = build_freshness([backtest], keys=[BACKTEST])
-    defs = dg.Definitions(assets=[backtest], asset_checks=checks, sensors=[sensor])
-    with dg.build_sensor_context(instance=instance, definitions=defs) as ctx:
-        result = sensor.evaluate_tick(ctx)
-    (request,) = result.run_requests
-    assert set(request.asset_check_keys) == set(check_keys(checks))
-    assert request.tags.get("usdcop/trigger") == "freshness"
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    for path in (root / "dagster.yaml", root / "docker" / "dagster.yaml"):
+        config = yaml.safe_load(path.read_text())
+        assert config["freshness"] == {"enabled": True}, path
+        assert config["auto_materialize"] == {"enabled": True}, path
