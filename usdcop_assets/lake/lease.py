@@ -165,14 +165,18 @@ class SessionLeases:
             return {}  # unreadable: counts as expired
         return entry if isinstance(entry, dict) else {}
 
-    def entries(self) -> dict[int, dict]:
+    def _seqs(self) -> list[int]:
+        """Entry numbers present (one LIST, no GETs)."""
+        return sorted(s for s in map(_seq, self.store.list(PREFIX)) if s is not None)
+
+    def entries(self, below: int | None = None) -> dict[int, dict]:
         out = {}
-        for key in self.store.list(PREFIX):
-            seq = _seq(key)
-            if seq is not None:
-                entry = self._load(key)
-                if entry is not None:
-                    out[seq] = entry
+        for seq in self._seqs():
+            if below is not None and seq >= below:
+                continue  # later registrants never block us: not even read
+            entry = self._load(_key(seq))
+            if entry is not None:
+                out[seq] = entry
         return out
 
     def _live(self, entry: dict) -> bool:
@@ -183,7 +187,7 @@ class SessionLeases:
         entry = {"owner": uuid.uuid4().hex, "purpose": purpose, "first": first, "last": last, "host": socket.gethostname(),
                  "pid": os.getpid(), "acquired_at": now, "expires_at": now + self.ttl, "released": False}
         while True:
-            seq = max(self.entries(), default=0) + 1
+            seq = max(self._seqs(), default=0) + 1
             if self.store.create(_key(seq), json.dumps(entry, sort_keys=True).encode()):
                 return Lease(self, seq, entry)
 
@@ -193,20 +197,21 @@ class SessionLeases:
             if lease in mine:
                 mine.remove(lease)
         key = _key(lease.seq)
-        if max(self.entries(), default=0) > lease.seq:
+        if max(self._seqs(), default=0) > lease.seq:
             self.store.delete(key)
         else:  # the highest entry stays (numbers must only grow): marked released
             lease.entry.update(released=True, expires_at=0)
             self.store.put(key, json.dumps(lease.entry, sort_keys=True).encode())
 
-    def blockers(self, seq: int, first: str, last: str) -> list[dict]:
-        """Earlier live entries overlapping ``first..last`` (and the entries seen)."""
-        return [e for s, e in sorted(self.entries().items())
-                if s < seq and self._live(e) and e.get("first", "") <= last and first <= e.get("last", "")]
+    def blockers(self, seq: int, first: str, last: str, earlier: dict[int, dict] | None = None) -> list[dict]:
+        """Earlier live entries overlapping ``first..last``."""
+        earlier = self.entries(below=seq) if earlier is None else earlier
+        return [e for _, e in sorted(earlier.items()) if self._live(e) and e.get("first", "") <= last and first <= e.get("last", "")]
 
-    def _collect(self, below: int) -> None:
-        for s, e in self.entries().items():
-            if s < below and not self._live(e):
+    def _collect(self, earlier: dict[int, dict]) -> None:
+        """Delete the expired and released entries among ``earlier`` (all below a held entry)."""
+        for s, e in earlier.items():
+            if not self._live(e):
                 self.store.delete(_key(s))
 
     # -- API --------------------------------------------------------------------------------------
@@ -225,7 +230,8 @@ class SessionLeases:
         told = None
         try:
             while True:
-                blocking = self.blockers(lease.seq, first, last)
+                earlier = self.entries(below=lease.seq)
+                blocking = self.blockers(lease.seq, first, last, earlier)
                 if not blocking:
                     break
                 holder = describe(blocking[0])
@@ -242,7 +248,7 @@ class SessionLeases:
         except BaseException:
             lease.release()
             raise
-        self._collect(lease.seq)
+        self._collect(earlier)
         with _held_lock:
             _held.setdefault(self.store.location, []).append(lease)
         return lease
