@@ -19,8 +19,8 @@ the one of the observation config (``load_config().dim``, + position and time_fr
    metrics: the 10 M bars/s target), and ``compare`` of one strategy with ``n_boot=0`` (what the L6 asset runs
    per strategy, minus the bootstrap). Reported without a target: ``apply_risk`` with a daily loss stop and
    the drawdown breaker (P&L-dependent, so a sequential loop by design) and the 1,000-draw session bootstrap.
-4. per-bar inference latency: a briefly trained PPO (one 2,048-step rollout + update), saved to the SB3
-   zip and loaded back with ``training.load_model`` (torch threads 1), then per bar: the observation
+4. per-bar inference latency: a briefly trained PPO (one 2,048-step rollout + update), saved as the
+   weights-only artifact and loaded back with ``training.load_model`` (torch threads 1), then per bar: the observation
    vector built with ``build_observations`` on a one-row features frame + ``observation_matrix`` +
    position/time_frac, and ``model.predict(obs, deterministic=True)``; p50/p95/p99 over ``--latency-bars``.
 
@@ -56,7 +56,7 @@ from usdcop_assets.observation.builder import build_observations, load_config, o
 from usdcop_assets.trading.costs import CostConfig  # noqa: E402
 from usdcop_assets.trading.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv  # noqa: E402
 from usdcop_assets.trading.risk import RiskLimits, apply_risk  # noqa: E402
-from usdcop_assets.trading.training import TrainConfig, _save_bytes, load_model  # noqa: E402
+from usdcop_assets.trading.training import TrainConfig, load_model, policy_artifact  # noqa: E402
 
 BARS = 60
 RISK = RiskLimits(max_position=0.8, daily_loss_stop=0.004, max_drawdown=0.02, drawdown_cooldown_sessions=2)
@@ -261,7 +261,7 @@ def bench_latency(episodes: SessionEpisodes, bars: int) -> None:
     cfg = TrainConfig(total_timesteps=2048, n_steps=2048)
     model = make_ppo(episodes, cfg, EnvConfig(reward_scale=cfg.reward_scale, sampling=cfg.sampling))
     model.learn(cfg.n_steps, progress_bar=False)  # one rollout + one update: a "trained" tiny model
-    model = load_model(_save_bytes(model), torch_threads=1)  # as the realtime path would hold it
+    model = load_model(policy_artifact(model.policy), torch_threads=1)  # as the realtime path would hold it
 
     stats = {"config_sha256": config.sha256(), "version": f"{config.version}-bench",
              "mean": {f: 0.0 for f in config.features}, "std": {f: 1.0 for f in config.features}}

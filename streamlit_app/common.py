@@ -32,8 +32,7 @@ def context() -> Context:
     try:
         summary = data.cached_bars_summary(env)
     except Exception as exc:  # driver errors differ per dialect: all mean the warehouse cannot be read
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
-        return Context(env, src, pd.DataFrame(), f"warehouse {src.warehouse.display_url} cannot be read: {cause}")
+        return Context(env, src, pd.DataFrame(), data.warehouse_error(src, exc))
     return Context(env, src, summary)
 
 

@@ -110,6 +110,23 @@ def config_env(env=os.environ) -> tuple[tuple[str, str], ...]:
     return tuple((k, env[k]) for k in CONFIG_VARS if env.get(k))
 
 
+def sqlite_readonly_url(path: Path) -> sa.URL:
+    """A SQLite URI that opens ``path`` read-only: the path is percent-encoded, so a ``?``, ``#`` or ``%`` in
+    it cannot end the file name early (``file:/a#b?mode=ro`` would open ``/a`` read-write, creating it)."""
+    from urllib.parse import quote
+
+    return sa.URL.create("sqlite", database=f"file:{quote(str(Path(path).absolute()))}", query={"mode": "ro", "uri": "true"})
+
+
+def warehouse_error(src: "Sources", exc: BaseException) -> str:
+    """The banner line for a warehouse that cannot be read: the driver's first line, secrets scrubbed."""
+    from usdcop_assets.settings import scrub_secrets
+
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    cause = scrub_secrets(lines[0] if lines else type(exc).__name__, src.warehouse.url)[:300]
+    return f"warehouse {src.warehouse.display_url} cannot be read: {cause}"
+
+
 class WarehouseReader:
     """Read-only SQL access: SQLite opened ``mode=ro`` (a missing file is an empty warehouse), PostgreSQL
     through the same URL as the code location. Never creates tables."""
@@ -120,7 +137,7 @@ class WarehouseReader:
         self.display_url = mask_url(url)
         if self.dialect == "sqlite":
             self.path = Path(url.database or "")
-            self.engine = sa.create_engine(f"sqlite:///file:{self.path}?mode=ro&uri=true", connect_args={"timeout": 30})
+            self.engine = sa.create_engine(sqlite_readonly_url(self.path), connect_args={"timeout": 30})
         else:
             self.path = None
             self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})

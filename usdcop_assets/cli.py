@@ -3,6 +3,7 @@ instance, so what it materializes shows up in the Dagster UI like any other run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -95,12 +96,15 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
     key_range = available_range(first, last)  # refuse a bad or future range before anything runs
     last = cal.parse_session_key(key_range.end)
     ok = True
-    if {"L0", "L1"} & set(chosen):
-        from usdcop_assets.partitions import MACRO_WARMUP_DAYS
+    from usdcop_assets.partitions import MACRO_WARMUP_DAYS
 
-        # first the macro days the sessions' features look back over (a one-year z-score window)
-        ok = materialize_days(first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, launched_by="usdcop backfill", layers=chosen)
-    ok = ok and materialize_sessions(settings, first, last, chosen, launched_by="usdcop backfill")
+    macro = bool({"L0", "L1"} & set(chosen))
+    # one lease over every date this backfill writes (macro days included): overlapping backfills serialize
+    with writer_lease(settings, first - dt.timedelta(days=MACRO_WARMUP_DAYS) if macro else first, last, "usdcop backfill"):
+        if macro:
+            # first the macro days the sessions' features look back over (a one-year z-score window)
+            ok = materialize_days(first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, launched_by="usdcop backfill", layers=chosen)
+        ok = ok and materialize_sessions(settings, first, last, chosen, launched_by="usdcop backfill")
     sys.exit(0 if ok else 1)
 
 
@@ -145,6 +149,29 @@ def available_range(first: dt.date, last: dt.date, now=None):
 
 
 def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
+    """``_materialize_sessions`` under a lease on the sessions (lake/lease.py): an overlapping backfill, import
+    or realtime run on the same lake, from any host, finishes first; this one says so and waits for it."""
+    key_range = session_range(first, last)
+    with writer_lease(settings, key_range.start, key_range.end, launched_by):
+        return _materialize_sessions(settings, first, last, chosen, launched_by, tags)
+
+
+@contextlib.contextmanager
+def writer_lease(settings: Settings, first, last, purpose: str):
+    """A lease on the lake's dates ``first..last`` for this command (lake/lease.py); reentrant in one process.
+    Waits (saying for whom) up to USDCOP_LEASE_WAIT_SECONDS, then stops with the holder named."""
+    from usdcop_assets.lake.lease import LeaseBusy, LeaseLost, session_lease
+    from usdcop_assets.lake.store import open_store
+
+    try:
+        with session_lease(open_store(settings.lake), first, last, purpose, on_wait=click.echo) as lease:
+            yield lease
+            lease.check()
+    except (LeaseBusy, LeaseLost) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
     """The session layers over ``first..last`` in range runs (staged around the observation statistics), then their checks."""
     import dagster as dg
 

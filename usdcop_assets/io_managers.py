@@ -9,14 +9,21 @@ Asset metadata steers them:
 
 Time-partitioned outputs replace exactly their partition (or partition-range) window in one pass;
 inputs are read for the mapped window (look-backs included) in one pass, as one DataFrame.
+
+Session- and macro-day-partitioned outputs are written under a lease on their dates (``lake/lease.py``): a
+run whose dates another writer holds (an overlapping ``usdcop backfill``) waits for it, then fails with a
+message naming the holder. A CLI backfill holds one lease over its whole range, which covers its runs.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
+from usdcop_assets.lake.lease import session_lease
 from usdcop_assets.lake.session_table import read_object, write_object
 from usdcop_assets.resources import LakeResource, WarehouseResource
 
@@ -60,6 +67,40 @@ def _table_name(meta: dict, asset_key: dg.AssetKey) -> str:
         return str(meta["warehouse_table"])
     except KeyError:
         raise KeyError(f"{asset_key.to_user_string()} has no 'warehouse_table' metadata for the warehouse IO manager") from None
+
+
+def _date_span(context) -> tuple[str, str] | None:
+    """First and last Bogota date (ISO) of a session- or macro-day-partitioned output; None for any other."""
+    from usdcop_assets.partitions import macro_partitions, session_partitions
+
+    if not context.has_asset_partitions:
+        return None
+    pdef = context.asset_partitions_def
+    leased = {(p.cron_schedule, p.timezone) for p in (session_partitions, macro_partitions)}
+    if not isinstance(pdef, dg.TimeWindowPartitionsDefinition) or (pdef.cron_schedule, pdef.timezone) not in leased:
+        return None
+    tw = context.asset_partitions_time_window
+    first = pd.Timestamp(tw.start).tz_convert(cal.TZ).date()
+    last = (pd.Timestamp(tw.end) - pd.Timedelta(microseconds=1)).tz_convert(cal.TZ).date()
+    return first.isoformat(), last.isoformat()
+
+
+@contextlib.contextmanager
+def writing(lake: LakeResource, context: dg.OutputContext):
+    """Hold a lease on the output's dates while it is written (no-op for other outputs)."""
+    span = _date_span(context)
+    if span is None:
+        yield
+        return
+    log = getattr(context, "log", None)
+    try:
+        run = str(context.run_id)[:8]
+    except Exception:  # an output context built outside a run (tests)
+        run = "-"
+    purpose = f"run {run} {context.asset_key.to_user_string()}"
+    with session_lease(lake.store(), *span, purpose, on_wait=log.warning if log else None) as lease:
+        yield
+        lease.check()  # lost while writing: fail the run, so it is re-run rather than trusted
 
 
 def lake_write(lake: LakeResource, context: dg.OutputContext, df: pd.DataFrame) -> dict:
@@ -133,7 +174,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
     lake: LakeResource
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        context.add_output_metadata(lake_write(self.lake, context, _require_frame(context, obj)))
+        df = _require_frame(context, obj)
+        with writing(self.lake, context):
+            context.add_output_metadata(lake_write(self.lake, context, df))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         return lake_read(self.lake, context)
@@ -163,8 +206,9 @@ class ServingIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         df = _require_frame(context, obj)
-        metadata = lake_write(self.lake, context, df)
-        metadata.update(warehouse_write(self.warehouse, context, df))
+        with writing(self.lake, context):
+            metadata = lake_write(self.lake, context, df)
+            metadata.update(warehouse_write(self.warehouse, context, df))
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:

@@ -126,6 +126,27 @@ def mask_url(url: sa.URL | str) -> str:
     return _mask_url(url)
 
 
+def scrub_secrets(text: str, url: sa.URL | str | None) -> str:
+    """``text`` (a driver's error message) with the URL's password, in raw and percent-encoded forms, and any
+    ``password=``/``apikey=``-style values replaced by ``***``: some drivers echo their connection string."""
+    from urllib.parse import quote, quote_plus
+
+    out = str(text)
+    password = None
+    if isinstance(url, sa.URL):
+        password = url.password
+    elif url:
+        try:
+            password = make_url(url).password
+        except Exception:
+            password = None
+    if password:
+        password = str(password)
+        for form in sorted({password, quote(password, safe=""), quote_plus(password)}, key=len, reverse=True):
+            out = out.replace(form, "***")
+    return _QUERY_SECRET_RE.sub(r"\1***", out)
+
+
 def _mask_url(raw: str) -> str:
     masked = raw
     try:
@@ -159,7 +180,7 @@ class Settings:
         warehouse = (
             parse_warehouse_url(wh_raw)
             if wh_raw is not None
-            else make_url(f"sqlite:///{root / 'warehouse.sqlite'}")
+            else sa.URL.create("sqlite", database=str(root / "warehouse.sqlite"))  # no parsing: "?" or "#" in the path stay
         )
         dagster_home = Path(env.get("DAGSTER_HOME") or root / "dagster_home").expanduser().absolute()
         return cls(root, lake, warehouse, dagster_home, lake_raw is not None, wh_raw is not None)

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -70,7 +71,7 @@ def _wait_rows(db: Path, day) -> set:
     if not db.exists():
         return set()
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+        with sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True, timeout=1) as conn:
             rows = conn.execute("SELECT time FROM fact_rl_inference").fetchall()
     except sqlite3.Error:
         return set()

@@ -22,6 +22,9 @@ COMPOSE = DOCKER / "compose.yaml"
 ENV_TEMPLATE = DOCKER / "env.example"
 DOCKERFILE = DOCKER / "Dockerfile"
 CODE_SERVICE = "usdcop-code"
+PROXY = "proxy"
+READONLY_WEB = "dagster-webserver-readonly"
+APP_SERVICES = (CODE_SERVICE, "dagster-webserver", READONLY_WEB, "dagster-daemon", "streamlit")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET", re.I)
 # ${VAR}, ${VAR:-x}, ${VAR-x}, ${VAR:?msg}, ${VAR?msg}, ${VAR:+x}, ${VAR+x}; "$$" is a literal "$".
 INTERP = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
@@ -119,7 +122,7 @@ def _volumes(service: dict):
 
 def test_compose_has_the_stack():
     services = _services()
-    expected = {"timescaledb", "dagster-postgres", "minio", "minio-init", CODE_SERVICE, "dagster-webserver", "dagster-daemon", "streamlit"}
+    expected = {PROXY, "timescaledb", "dagster-postgres", "minio", "minio-init", *APP_SERVICES}
     assert expected <= set(services), expected - set(services)
 
 
@@ -138,7 +141,7 @@ def test_every_service_has_an_image_or_a_build_that_exists():
             dockerfile = context / build.get("dockerfile", "Dockerfile")
             assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
     # the app services share one image, built from docker/Dockerfile
-    app = [_services()[s] for s in (CODE_SERVICE, "dagster-webserver", "dagster-daemon", "streamlit")]
+    app = [_services()[s] for s in APP_SERVICES]
     assert len({s["image"] for s in app}) == 1
 
 
@@ -201,18 +204,25 @@ def test_missing_password_fails_loudly_and_filled_env_resolves():
     lake = parse_lake_url(code_env["USDCOP_LAKE_URL"])
     assert lake.scheme == "s3" and lake.root == env["LAKE_BUCKET"] and lake.prefix == "lake"
     warehouse = parse_warehouse_url(code_env["USDCOP_WAREHOUSE_URL"])
-    assert warehouse.host == "timescaledb" and warehouse.password == env["WAREHOUSE_PG_PASSWORD"]
+    assert warehouse.host == "timescaledb" and warehouse.password == env["WAREHOUSE_WRITER_PASSWORD"]
     assert warehouse.get_driver_name() == "psycopg"  # COPY staging needs psycopg 3
-    # The lake's S3 client reads the standard AWS variables (lake/store.py): MinIO's credentials.
+    # The lake's S3 client reads the standard AWS variables (lake/store.py): the lake writer's credentials.
     store = (ROOT / "usdcop_assets" / "lake" / "store.py").read_text()
     assert "AWS_ENDPOINT_URL" in store
     assert code_env["AWS_ENDPOINT_URL"] == "http://minio:9000"
-    assert code_env["AWS_ACCESS_KEY_ID"] == env["MINIO_ROOT_USER"]
-    assert code_env["AWS_SECRET_ACCESS_KEY"] == env["MINIO_ROOT_PASSWORD"]
+    assert code_env["AWS_ACCESS_KEY_ID"] == env["LAKE_WRITER_USER"]
+    assert code_env["AWS_SECRET_ACCESS_KEY"] == env["LAKE_WRITER_PASSWORD"]
     assert rendered["services"]["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == env["MINIO_ROOT_PASSWORD"]
-    # Same credentials on both sides of each database.
-    assert rendered["services"]["timescaledb"]["environment"]["POSTGRES_PASSWORD"] == env["WAREHOUSE_PG_PASSWORD"]
-    assert rendered["services"]["dagster-postgres"]["environment"]["POSTGRES_PASSWORD"] == env["DAGSTER_PG_PASSWORD"]
+    init_env = rendered["services"]["minio-init"]["environment"]
+    assert (init_env["LAKE_WRITER_USER"], init_env["LAKE_WRITER_PASSWORD"]) == (env["LAKE_WRITER_USER"], env["LAKE_WRITER_PASSWORD"])
+    # Same credentials on both sides of each database: the writer roles the init script creates.
+    ts_env = rendered["services"]["timescaledb"]["environment"]
+    assert ts_env["POSTGRES_PASSWORD"] == env["WAREHOUSE_ADMIN_PASSWORD"]
+    assert (ts_env["APP_DB_WRITER_USER"], ts_env["APP_DB_WRITER_PASSWORD"]) == (warehouse.username, warehouse.password)
+    assert warehouse.username == env["WAREHOUSE_WRITER_USER"]
+    dpg_env = rendered["services"]["dagster-postgres"]["environment"]
+    assert dpg_env["POSTGRES_PASSWORD"] == env["DAGSTER_PG_ADMIN_PASSWORD"]
+    assert (dpg_env["APP_DB_WRITER_USER"], dpg_env["APP_DB_WRITER_PASSWORD"]) == (code_env["DAGSTER_PG_USER"], code_env["DAGSTER_PG_PASSWORD"])
     assert code_env["DAGSTER_EVENT_BATCH_SIZE"] == "5000"
     # Market/macro keys are optional: empty in the template means the synthetic sources.
     assert code_env["TWELVEDATA_API_KEYS"] == "" and code_env["FRED_API_KEY"] == ""
@@ -243,7 +253,7 @@ def test_mounts_volumes_and_ports():
         for port in svc.get("expose", []):
             assert 0 < int(port) < 65536
     published = {p for _, p in seen_ports}
-    assert {3000, 8501} <= published  # UI and dashboard reachable from the host
+    assert {443, 80} <= published  # the proxy: the UIs are reachable only through it
 
 
 def test_depends_on_and_healthchecks():
@@ -261,7 +271,7 @@ def test_depends_on_and_healthchecks():
                 assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy but it has no healthcheck"
             if condition == "service_completed_successfully":
                 assert services[dep].get("restart", "no") == "no", f"{dep} is one-shot: restart must be 'no'"
-    for name in ("timescaledb", "dagster-postgres", "minio", CODE_SERVICE, "dagster-webserver", "dagster-daemon", "streamlit"):
+    for name in ("timescaledb", "dagster-postgres", "minio", *APP_SERVICES):
         test = services[name]["healthcheck"]["test"]
         assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name}: healthcheck {test}"
     # start order: bucket before code, code server before webserver/daemon, databases first
@@ -270,7 +280,9 @@ def test_depends_on_and_healthchecks():
         assert services[name]["depends_on"][CODE_SERVICE]["condition"] == "service_healthy"
         assert services[name]["depends_on"]["dagster-postgres"]["condition"] == "service_healthy"
     # the bucket the init job creates is the lake's bucket
-    init = " ".join(services["minio-init"]["entrypoint"])
+    entry = services["minio-init"]["entrypoint"]
+    mounts = {target: src for src, target, bind in _volumes(services["minio-init"]) if bind}
+    init = (DOCKER / mounts[entry[-1]]).read_text()
     assert "mc mb" in init and "LAKE_BUCKET" in init
 
 
@@ -290,7 +302,7 @@ def test_webserver_and_daemon_talk_to_the_code_server():
     grpc = entry["grpc_server"]
     assert grpc["host"] == CODE_SERVICE and int(grpc["port"]) == code_port
     assert grpc["location_name"] == location == "usdcop_assets"
-    for name in ("dagster-webserver", "dagster-daemon"):
+    for name in ("dagster-webserver", READONLY_WEB, "dagster-daemon"):
         cmd = _command(services[name])
         ws_path = _option(cmd, "-w", "--workspace")
         assert ws_path, f"{name}: no -w workspace"
@@ -309,7 +321,8 @@ def test_instance_env_reaches_every_dagster_process():
     instance_yaml = (DOCKER / "dagster.yaml").read_text()
     needed = set(re.findall(r"env:\s*([A-Z_][A-Z0-9_]*)", instance_yaml))
     assert {"DAGSTER_PG_HOST", "DAGSTER_PG_PASSWORD"} <= needed
-    for name in (CODE_SERVICE, "dagster-webserver", "dagster-daemon", "streamlit"):
+    assert set(re.findall(r"env:\s*([A-Z_][A-Z0-9_]*)", (DOCKER / "dagster-readonly.yaml").read_text())) == needed
+    for name in (CODE_SERVICE, "dagster-webserver", READONLY_WEB, "dagster-daemon", "streamlit"):
         env = services[name]["environment"]
         assert needed <= set(env), f"{name} lacks {needed - set(env)}"
         assert env["DAGSTER_PG_HOST"] == "dagster-postgres"
@@ -480,3 +493,203 @@ def test_docker_compose_config(tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert empty.returncode != 0 and "PASSWORD" in empty.stderr, empty.stderr
+
+
+# --- exposure, secrets and least privilege ---------------------------------------------------------
+
+LOOPBACK = {"127.0.0.1", "::1", "[::1]"}
+# a variable holding a credential: passwords, secrets, bcrypt hashes, API keys
+CREDENTIAL = re.compile(r"PASSWORD|SECRET|_HASH$|_KEYS?$", re.I)
+OPTIONAL_CREDENTIALS = {"TWELVEDATA_API_KEYS", "FRED_API_KEY"}  # empty = the synthetic sources
+
+
+def _port_host_ip(port) -> str:
+    """The host address a published port binds (compose: all interfaces when none is given)."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip") or "0.0.0.0")
+    m = re.fullmatch(r"(?:(?P<ip>\[[^\]]+\]|[\d.]+):)?(?:\d+):\d+(?:/(?:tcp|udp))?", str(port))
+    assert m, f"malformed port {port!r}"
+    return m["ip"] or "0.0.0.0"
+
+
+def _exposure_problems(compose: dict) -> list[str]:
+    return [f"{name} publishes {port!r} beyond 127.0.0.1" for name, svc in compose["services"].items() if name != PROXY
+            for port in svc.get("ports", []) if _port_host_ip(port) not in LOOPBACK]
+
+
+def _literal_secret_problems(compose: dict) -> list[str]:
+    """Environment entries that carry a credential as literal text instead of one ${VAR:?...} from docker/.env."""
+    problems = []
+    for name, svc in compose["services"].items():
+        env = svc.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+        for key, value in env.items():
+            text = "" if value is None else str(value)
+            refs = list(INTERP.finditer(text.replace("$$", "")))
+            credential_refs = [m for m in refs if CREDENTIAL.search(m["name"])]
+            if CREDENTIAL.search(key) or credential_refs:
+                if CREDENTIAL.search(key) and not refs:
+                    problems.append(f"{name}: {key} has a literal value")
+                for m in credential_refs or refs:
+                    optional = m["name"] in OPTIONAL_CREDENTIALS and m["op"] == ":-" and not m["arg"]
+                    if not (optional or (m["op"] == ":?" and m["arg"].strip())):
+                        problems.append(f"{name}: {key} uses ${{{m['name']}{m['op'] or ''}{m['arg'] or ''}}}, not a required variable")
+                if CREDENTIAL.search(key) and refs and "://" not in text and INTERP.sub("", text.replace("$$", "")).strip():
+                    problems.append(f"{name}: {key} mixes literal text into a credential")
+    return problems
+
+
+def test_only_the_proxy_publishes_ports_beyond_loopback():
+    compose = _compose()
+    assert _exposure_problems(compose) == []
+    proxy_ports = {str(p).rsplit(":", 1)[-1] for p in compose["services"][PROXY]["ports"]}
+    assert proxy_ports == {"443", "80"}
+    for name in ("dagster-webserver", READONLY_WEB, "streamlit", CODE_SERVICE, "dagster-postgres"):
+        assert not compose["services"][name].get("ports"), f"{name} must not publish a port (the proxy reaches it)"
+    # the check itself catches the finding it guards against: a UI published on all interfaces
+    opened = yaml.safe_load(COMPOSE.read_text())
+    opened["services"]["dagster-webserver"]["ports"] = ["3000:3000"]
+    opened["services"]["streamlit"]["ports"] = [{"target": 8501, "published": 8501}]
+    assert _exposure_problems(opened) == ["dagster-webserver publishes '3000:3000' beyond 127.0.0.1",
+                                          "streamlit publishes {'target': 8501, 'published': 8501} beyond 127.0.0.1"]
+
+
+def test_no_credential_has_a_literal_value():
+    assert _literal_secret_problems(_compose()) == []
+    planted = yaml.safe_load(COMPOSE.read_text())
+    planted["services"]["streamlit"]["environment"]["AWS_SECRET_ACCESS_KEY"] = "minio123"
+    planted["services"][PROXY]["environment"]["VIEWER_PASSWORD_HASH"] = "${VIEWER_PASSWORD_HASH:-$2a$14$abc}"
+    planted["services"][CODE_SERVICE]["environment"]["USDCOP_WAREHOUSE_URL"] = "postgresql+psycopg://u:${WAREHOUSE_WRITER_PASSWORD-x}@h/db"
+    assert [p.split(" ", 2)[:2] for p in _literal_secret_problems(planted)] == [
+        ["proxy:", "VIEWER_PASSWORD_HASH"], ["usdcop-code:", "USDCOP_WAREHOUSE_URL"], ["streamlit:", "AWS_SECRET_ACCESS_KEY"]]
+
+
+# Which credentials each service may hold (docs/deployment.md): every other secret stays out of it.
+ALLOWED_SECRETS = {
+    PROXY: {"OPERATOR_PASSWORD_HASH", "VIEWER_PASSWORD_HASH"},
+    "timescaledb": {"WAREHOUSE_ADMIN_PASSWORD", "WAREHOUSE_WRITER_PASSWORD", "WAREHOUSE_READER_PASSWORD"},
+    "dagster-postgres": {"DAGSTER_PG_ADMIN_PASSWORD", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_READER_PASSWORD"},
+    "minio": {"MINIO_ROOT_PASSWORD"},
+    "minio-init": {"MINIO_ROOT_PASSWORD", "LAKE_WRITER_PASSWORD", "LAKE_READER_PASSWORD"},
+    CODE_SERVICE: {"DAGSTER_PG_PASSWORD", "LAKE_WRITER_PASSWORD", "WAREHOUSE_WRITER_PASSWORD", "TWELVEDATA_API_KEYS", "FRED_API_KEY"},
+    "dagster-webserver": {"DAGSTER_PG_PASSWORD"},
+    "dagster-daemon": {"DAGSTER_PG_PASSWORD"},
+    READONLY_WEB: {"DAGSTER_PG_READER_PASSWORD"},
+    "streamlit": {"DAGSTER_PG_READER_PASSWORD", "LAKE_READER_PASSWORD", "WAREHOUSE_READER_PASSWORD"},
+}
+
+
+def test_each_service_holds_only_the_credentials_it_needs():
+    env = _template()
+    for key in env:
+        if CREDENTIAL.search(key):
+            env[key] = f"{key.lower()}-{secrets.token_hex(8)}"  # a distinct, recognisable value per secret
+    rendered = _interpolate(_compose(), env)
+    secrets_in = {}
+    for name, svc in rendered["services"].items():
+        text = yaml.safe_dump(svc)
+        secrets_in[name] = {key for key, value in env.items() if CREDENTIAL.search(key) and value in text}
+    assert secrets_in == {name: ALLOWED_SECRETS.get(name, set()) for name in rendered["services"]}
+    # the read-only processes reach every store as their read-only identity
+    st = rendered["services"]["streamlit"]["environment"]
+    ro = rendered["services"][READONLY_WEB]["environment"]
+    from usdcop_assets.settings import parse_warehouse_url
+
+    assert parse_warehouse_url(st["USDCOP_WAREHOUSE_URL"]).username == env["WAREHOUSE_READER_USER"]
+    assert st["AWS_ACCESS_KEY_ID"] == env["LAKE_READER_USER"]
+    assert st["DAGSTER_PG_USER"] == ro["DAGSTER_PG_USER"] == env["DAGSTER_PG_READER_USER"]
+    assert st["DAGSTER_HOME"] == ro["DAGSTER_HOME"] == "/opt/dagster/readonly_home"
+    for name in ("streamlit", READONLY_WEB):
+        mounts = {target: src for src, target, bind in _volumes(_services()[name]) if bind}
+        assert mounts["/opt/dagster/readonly_home/dagster.yaml"] == "./dagster-readonly.yaml"
+    # both databases create the roles the services use, from one script
+    for name in ("timescaledb", "dagster-postgres"):
+        mounts = {target: src for src, target, bind in _volumes(_services()[name]) if bind}
+        script = (DOCKER / mounts["/docker-entrypoint-initdb.d/10-roles.sh"]).read_text()
+        assert "/usdcop-initdb/roles.sql" in script and mounts["/usdcop-initdb/roles.sql"] == "./initdb/roles.sql"
+
+
+def _caddy_blocks(text: str) -> dict[str, str]:
+    """Top-level Caddyfile blocks by their label (global options under '')."""
+    blocks, depth, label, body = {}, 0, None, []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip() if not raw.strip().startswith("#") else ""
+        if not line:
+            continue
+        if depth == 0 and line.endswith("{"):
+            label, body = line[:-1].strip(), []
+        elif depth > 0:
+            body.append(line)
+        depth += line.count("{") - line.count("}")
+        if depth == 0 and label is not None:
+            blocks[label] = "\n".join(body[:-1])
+            label = None
+    return blocks
+
+
+def _handles(site: str) -> dict[str, str]:
+    """handle blocks of a site: matcher name (or '' for the fallback) -> body."""
+    out, current, depth, body = {}, None, 0, []
+    for line in site.splitlines():
+        if depth == 0 and line.startswith("handle"):
+            current, body = line[len("handle"):].strip(" {"), []
+        elif current is not None:
+            body.append(line)
+        depth += line.count("{") - line.count("}")
+        if depth == 0 and current is not None:
+            out[current] = "\n".join(body[:-1])
+            current = None
+    return out
+
+
+def test_the_proxy_authenticates_every_route_over_tls_and_routes_operators_apart():
+    services = _services()
+    proxy = services[PROXY]
+    assert proxy["image"].startswith("caddy:") and not proxy["image"].endswith(":latest")
+    mounts = {target: src for src, target, bind in _volumes(proxy) if bind}
+    caddyfile = (DOCKER / mounts["/etc/caddy/Caddyfile"]).read_text()
+    blocks = _caddy_blocks(caddyfile)
+    assert "admin off" in blocks[""]  # no admin API listening
+    site = blocks["{$PROXY_HOSTNAME}"]  # a host name: automatic HTTPS (no http:// site, no auto_https off)
+    assert "auto_https off" not in caddyfile and "tls off" not in caddyfile and "http://" not in caddyfile
+    assert "{$VIEWER_USER} {$VIEWER_PASSWORD_HASH}" in blocks["(viewers)"] and "{$OPERATOR_USER}" in blocks["(viewers)"]
+    assert "{$VIEWER_USER}" not in blocks["(operators)"] and "{$OPERATOR_USER} {$OPERATOR_PASSWORD_HASH}" in blocks["(operators)"]
+    handles = _handles(site)
+    assert set(handles) == {"@ops", "@dagster", ""}
+    assert "@ops path /ops /ops/*" in site and "@dagster path /dagster /dagster/*" in site
+    upstream = {h: re.search(r"reverse_proxy\s+([\w-]+):(\d+)", body).groups() for h, body in handles.items()}
+    auth = {h: re.search(r"import\s+(\w+)", body).group(1) for h, body in handles.items()}
+    assert auth == {"@ops": "operators", "@dagster": "viewers", "": "viewers"}
+    assert upstream == {"@ops": ("dagster-webserver", "3000"), "@dagster": (READONLY_WEB, "3001"), "": ("streamlit", "8501")}
+    # each upstream listens where the proxy sends it, under the path prefix it is routed by
+    full, ro = _command(services["dagster-webserver"]), _command(services[READONLY_WEB])
+    assert _option(full, "-p", "--port") == "3000" and _option(full, "--path-prefix", "-l") == "/ops" and "--read-only" not in full
+    assert _option(ro, "-p", "--port") == "3001" and _option(ro, "--path-prefix", "-l") == "/dagster" and "--read-only" in ro
+    assert "--server.port=8501" in _command(services["streamlit"])
+    for name, port in (("dagster-webserver", "3000"), (READONLY_WEB, "3001"), ("streamlit", "8501")):
+        assert [str(p) for p in services[name].get("expose", [])] == [port]
+    # the proxy's users and hashes come from docker/.env with no default
+    for var in ("PROXY_HOSTNAME", "OPERATOR_USER", "OPERATOR_PASSWORD_HASH", "VIEWER_USER", "VIEWER_PASSWORD_HASH"):
+        assert REQUIRED.match(proxy["environment"][var]), var
+        assert f"{{${var}}}" in caddyfile
+
+
+@pytest.mark.parametrize("name", ["values-k8s.yaml", "values-celery.yaml"])
+def test_helm_values_add_a_read_only_webserver_behind_authenticated_ingresses(name):
+    values = yaml.safe_load((DOCKER / "helm" / name).read_text())
+    assert values["dagsterWebserver"]["enableReadOnly"] is True
+    assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
+    assert values["ingress"]["enabled"] is False  # docker/helm/ingress.yaml: one Ingress per audience
+    ingresses = list(yaml.safe_load_all((DOCKER / "helm" / "ingress.yaml").read_text()))
+    backends = {}
+    for ing in ingresses:
+        ann = ing["metadata"]["annotations"]
+        assert ann["nginx.ingress.kubernetes.io/auth-type"] == "basic" and ann["nginx.ingress.kubernetes.io/auth-secret"]
+        assert ann["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+        hosts = {r["host"] for r in ing["spec"]["rules"]}
+        assert hosts <= {h for t in ing["spec"]["tls"] for h in t["hosts"]} and all(t["secretName"] for t in ing["spec"]["tls"])
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backends[path["backend"]["service"]["name"]] = ann["nginx.ingress.kubernetes.io/auth-secret"]
+    assert backends == {"usdcop-dagster-webserver": "usdcop-operators", "usdcop-dagster-webserver-read-only": "usdcop-viewers"}

@@ -4,8 +4,7 @@ Tiny synthetic episodes in the exact l4/episodes_session layout; tiny PPO so the
 """
 
 import datetime as dt
-import io
-import zipfile
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -106,9 +105,12 @@ def test_train_fold_artifact_selection_and_curve(trained, fold):
     meta = trained.metadata
     assert len(trained.weights_sha256) == 64 and meta["weights_sha256"] == trained.weights_sha256
     assert trained.version == f"2024-03-{trained.weights_sha256[:12]}"
-    assert zipfile.is_zipfile(io.BytesIO(trained.model_zip))
-    # the zip is the selected checkpoint: reloading it gives the same weights hash
+    # the artifact is the selected checkpoint's weights only: reloading it gives the same weights hash, and
+    # its bytes are a function of the weights (the same policy serializes to the same bytes)
+    assert trained.artifact[8:].lstrip(b" ")[:1] == b"{" and b"PK" != trained.artifact[:2]
     assert T.weights_sha256(trained.load()) == trained.weights_sha256
+    assert T.policy_artifact(trained.load().policy) == trained.artifact
+    assert meta["artifact"]["sha256"] == trained.artifact_sha256 == hashlib.sha256(trained.artifact).hexdigest()
     curve = trained.curve
     assert [r["checkpoint"] for r in curve] == [0, 1, 2]
     assert [r["timesteps"] for r in curve] == [512, 1024, 1536]
@@ -128,7 +130,7 @@ def test_train_fold_artifact_selection_and_curve(trained, fold):
 
 def test_same_data_seed_config_same_weights_different_seed_differs(trained, frame, fold):
     again = T.train_fold(frame, fold, TINY, CONFIG, CostConfig())
-    assert again.weights_sha256 == trained.weights_sha256
+    assert again.weights_sha256 == trained.weights_sha256 and again.artifact == trained.artifact
     assert [r["weights_sha256"] for r in again.curve] == [r["weights_sha256"] for r in trained.curve]
     other = T.train_fold(frame, fold, T.TrainConfig(**{**TINY.to_dict(), "seed": 8, "net_arch": (16, 16)}), CONFIG, CostConfig())
     assert other.weights_sha256 != trained.weights_sha256
@@ -161,7 +163,7 @@ def test_select_checkpoint_best_and_earliest_on_ties():
 
 def test_predict_positions_deterministic_bounded_and_flat_at_session_end(trained, frame):
     march = frame[frame["session"] >= "2024-03-01"]
-    a = T.predict_positions(trained.model_zip, march, CONFIG)
+    a = T.predict_positions(trained.artifact, march, CONFIG)
     b = T.predict_positions(trained.load(), march, CONFIG)
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == len(march) and list(a.columns[:3]) == ["session", "step", "time"]
@@ -170,7 +172,7 @@ def test_predict_positions_deterministic_bounded_and_flat_at_session_end(trained
     last = a.groupby("session")["step"].transform("max") == a["step"]
     assert (a.loc[last, "position"] == 0).all()
     # with a risk manager capping the position
-    capped = T.predict_positions(trained.model_zip, march, CONFIG, EnvConfig(risk=RiskLimits(max_position=0.25)))
+    capped = T.predict_positions(trained.artifact, march, CONFIG, EnvConfig(risk=RiskLimits(max_position=0.25)))
     assert (capped["position"].abs() <= 0.25 + 1e-12).all() and (capped.loc[last.to_numpy(), "position"] == 0).all()
 
 

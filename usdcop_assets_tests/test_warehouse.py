@@ -335,6 +335,21 @@ def test_nullable_columns_round_trip_in_the_rejects_table(warehouse, bars, tmp_p
     assert frame_checksum(got, key, columns) == frame_checksum(from_lake, key, columns)
 
 
+def test_text_that_looks_like_a_null_marker_round_trips_on_every_store(warehouse, bars):
+    """PostgreSQL's COPY reads its NULL marker (``\\N`` by default) as NULL: text values equal to it, and an
+    empty string, must come back as text there exactly as on SQLite (first write = COPY into the table,
+    second = COPY into the stage + upsert)."""
+    rejects = _rejects(bars)
+    rejects["detail"] = ["\\N", "\\NN", "", None, "a,\\N", "\\N"]
+    rejects["reason"] = ["\\N", "gap", "\\NN", "gap", "gap", "gap"]
+    for _ in range(2):
+        warehouse.upsert(REJECTS, rejects, replace_window=_span(rejects))
+        got = warehouse.read_window(REJECTS).sort_values("row_hash").reset_index(drop=True)
+        assert got["detail"].tolist()[:3] == ["\\N", "\\NN", ""] and pd.isna(got.loc[3, "detail"])
+        assert got["detail"].tolist()[4:] == ["a,\\N", "\\N"] and got["reason"].tolist()[:3] == ["\\N", "gap", "\\NN"]
+        assert pd.isna(got.loc[2, "source"]) and got.loc[1, ["open", "high"]].isna().all()  # real NULLs stay NULL
+
+
 def test_nullable_booleans_checksum_alike_across_stores(warehouse, bars, tmp_path):
     """A NULL-able BOOLEAN reads back as True/False/None on every store, with one checksum."""
     with warehouse.engine.begin() as conn:

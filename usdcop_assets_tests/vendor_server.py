@@ -10,7 +10,9 @@ Each test programs it:
   and ``set_fred_series(series_id, [(date, value), ...])``. Optional ``daily_credits`` per key makes
   TwelveData answer its "out of API credits for the day" error once a key has used them.
 
-Every request is recorded (path, query parameters) in ``requests``.
+Every request is recorded (path, query parameters, Authorization header) in ``requests``. TwelveData's
+key is taken from the ``Authorization: apikey <key>`` header (as the client sends it) or, like the real
+service, from an ``apikey`` query parameter.
 """
 
 from __future__ import annotations
@@ -51,10 +53,16 @@ class Recorded:
     path: str
     params: dict[str, str]
     at: float
+    authorization: str | None = None
+
+    @property
+    def header_key(self) -> str | None:
+        scheme, _, value = (self.authorization or "").partition(" ")
+        return value.strip() or None if scheme.lower() == "apikey" else None
 
     @property
     def key(self) -> str | None:
-        return self.params.get("apikey") or self.params.get("api_key")
+        return self.header_key or self.params.get("apikey") or self.params.get("api_key")
 
 
 @dataclass
@@ -163,7 +171,7 @@ class VendorServer:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(h.path)
         params = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        rec = Recorded(parts.path, params, time.monotonic())
+        rec = Recorded(parts.path, params, time.monotonic(), h.headers.get("Authorization"))
         with self._lock:
             self.requests.append(rec)
             scripted = next((s for s in self._script if s.matches(parts.path, rec.key)), None)
@@ -178,7 +186,7 @@ class VendorServer:
                 self._send(h, scripted.status, json.dumps(scripted.json_body), scripted.content_type or "application/json")
             return
         if parts.path == TD_PATH:
-            status, payload = self._time_series(params)
+            status, payload = self._time_series({**params, "apikey": rec.key} if rec.key else params)
         elif parts.path == FRED_PATH:
             status, payload = self._fred_observations(params)
         else:

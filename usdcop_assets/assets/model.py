@@ -3,19 +3,26 @@
 - ``l5/ppo_model`` (one partition per fold = calendar month, Bogota): trains on the L4 episodes strictly
   before the month (``trading.folds.fold_windows``; scheme, window lengths from the environment), picks the
   best checkpoint on the validation slice (``trading.training.train_fold``) and stores the artifact in the
-  lake under ``models/ppo/<fold>/<version>/model.zip`` + ``metadata.json``, where ``version`` is
-  ``<fold>-<first 12 hex of the weights hash>``: the path is content-addressed by the policy weights, so
-  retraining to the same weights writes nothing new (the first zip is kept; SB3 zips of identical weights
-  differ in timestamps only). Its Dagster output is one summary row per fold (fold, version, hash, path,
-  windows, selected checkpoint, validation Sharpe) through the lake IO manager: the row's ``time`` is the
-  fold start (00:00 Bogota on the 1st, in UTC), inside the month's partition window, so the lake keys it by
-  that day and re-materializing the fold replaces it (the manager replaces exactly the partition window).
+  lake under ``models/ppo/<fold>/<version>/policy.safetensors`` + ``metadata.json``, where ``version`` is
+  ``<fold>-<first 12 hex of the weights hash>``: the path is content-addressed by the policy weights, and
+  the artifact's bytes are a function of the weights, so retraining to the same weights writes nothing
+  new, while a stored artifact that differs (corrupted, replaced) is rewritten. Its output is one summary
+  row per fold (fold, version, hashes, path, windows, selected checkpoint, validation Sharpe) through the
+  serving IO manager: the lake, and the warehouse table ``rl_models``, the model registry serving trusts.
+  The row's ``time`` is the fold start (00:00 Bogota on the 1st, in UTC), inside the month's partition
+  window, so re-materializing the fold replaces it in both stores.
+
+Trust: the artifact's SHA-256 (``artifact_sha256``) is recorded outside the lake, in the warehouse row and
+in the materialization's Dagster metadata; ``load_fold_model`` checks the bytes against it before parsing
+them, and parsing reads tensors only (``trading.training.load_policy_artifact``: no unpickling), so a lake
+writer can neither run code in the serving process nor swap the policy.
 The serving side (``l5/actions_m5``, the paper ledger) is in ``assets/serving.py``.
 
 Thin wiring only: the logic lives in ``usdcop_assets.trading``.
 """
 
 import datetime as dt
+import hashlib
 import os
 
 import dagster as dg
@@ -28,14 +35,16 @@ from usdcop_assets.assets.observations import EPISODES, OBS_STATS, stats_from_fr
 from usdcop_assets.lake.session_table import read_object
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.partitions import history_start
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.resources import LakeResource, WarehouseResource
 from usdcop_assets.trading.costs import CostConfig
 from usdcop_assets.trading.folds import fold_windows
 from usdcop_assets.trading.risk import RiskLimits
-from usdcop_assets.trading.training import TrainConfig, curve_markdown, load_model, train_fold, weights_sha256
+from usdcop_assets.trading.training import TrainConfig, curve_markdown, load_policy_artifact, train_fold, weights_sha256
 
 PPO_MODEL = dg.AssetKey(["l5", "ppo_model"])
 MODELS_PREFIX = "models/ppo"
+ARTIFACT_NAME = "policy.safetensors"
+REGISTRY_TABLE = "rl_models"
 FOLD_OFFSET_MONTHS = 3  # the first fold starts this many months after the history start (some history to train on)
 
 SCHEME_ENV = "USDCOP_TRAIN_SCHEME"
@@ -116,11 +125,12 @@ def _warm_sessions(episodes: pd.DataFrame) -> list[str]:
     key=PPO_MODEL,
     deps=[dg.AssetDep(EPISODES, partition_mapping=dg.AllPartitionMapping()), OBS_STATS],
     partitions_def=fold_partitions,
-    io_manager_key="lake_io_manager",
+    io_manager_key="serving_io_manager",
     group_name="l5_model",
-    kinds={"pytorch", "parquet"},
-    metadata={"time_column": "time"},
-    description="SB3 PPO trained only on the L4 episodes before its fold (month); artifact in the lake under models/ppo/<fold>/<version>/.",
+    kinds={"pytorch", "parquet", "sql"},
+    metadata={"time_column": "time", "warehouse_table": REGISTRY_TABLE},
+    description="SB3 PPO trained only on the L4 episodes before its fold (month); weights-only artifact in the lake under "
+                "models/ppo/<fold>/<version>/, its SHA-256 registered in the warehouse (rl_models) and in this metadata.",
 )
 def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Output[pd.DataFrame]:
     fold_key = context.partition_key
@@ -141,9 +151,13 @@ def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ou
     version = trained.version
     path = model_dir(fold_key, version)
     store = lake.store()
-    reused = store.get(f"{path}/metadata.json") is not None
-    if not reused:  # content-addressed: the same weights are stored once
-        store.put(f"{path}/model.zip", trained.model_zip)
+    # Content-addressed and deterministic: the same weights give the same bytes, written once; stored bytes
+    # that differ (a corrupted or replaced artifact) are rewritten, with their metadata.
+    reused = store.get(f"{path}/{ARTIFACT_NAME}") == trained.artifact
+    if not reused:
+        store.put(f"{path}/{ARTIFACT_NAME}", trained.artifact)
+        context.log.info(f"fold {fold_key}: artifact {path}/{ARTIFACT_NAME} written (sha256 {trained.artifact_sha256[:12]})")
+    if not reused or store.get(f"{path}/metadata.json") is None:
         store.put(f"{path}/metadata.json", trained.metadata_json())
     sel = trained.metadata["selection"]
     window = trained.metadata["data_window"]
@@ -152,8 +166,9 @@ def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ou
         "fold": fold_key,
         "version": version,
         "weights_sha256": trained.weights_sha256,
+        "artifact_sha256": trained.artifact_sha256,
         "obs_version": trained.metadata["observation"]["obs_version"],
-        "model_path": f"{path}/model.zip",
+        "model_path": f"{path}/{ARTIFACT_NAME}",
         "metadata_path": f"{path}/metadata.json",
         "scheme": fold.scheme,
         "train_first": window["train_first"], "train_last": window["train_last"],
@@ -171,7 +186,8 @@ def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ou
         metadata={
             "version": version,
             "weights_sha256": trained.weights_sha256,
-            "artifact": dg.MetadataValue.path(f"{lake.location}/{path}"),
+            "artifact_sha256": trained.artifact_sha256,
+            "artifact": dg.MetadataValue.path(f"{lake.location}/{path}/{ARTIFACT_NAME}"),
             "artifact_reused": reused,
             "train_window": f"{window['train_first']}..{window['train_last']} ({window['train_sessions']} sessions)",
             "valid_window": f"{window['valid_first']}..{window['valid_last']} ({window['valid_sessions']} sessions)",
@@ -185,25 +201,57 @@ def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ou
     )
 
 
-# --- the stored models, for serving (assets/serving.py) and the CLI ---------------------------------
+# --- the registered models, for serving (assets/serving.py) ------------------------------------------
 
 
-def latest_models(lake: LakeResource) -> dict[str, dict]:
-    """fold key -> the l5/ppo_model lake row of that fold (the latest materialization replaced earlier ones)."""
-    frame = lake.table("/".join(PPO_MODEL.path)).read()
-    if frame.empty:
-        return {}
+def registered_models(warehouse: WarehouseResource) -> dict[str, dict]:
+    """fold key -> the fold's ``rl_models`` row (version, model_path, artifact_sha256, weights_sha256, ...).
+
+    The registry lives in the warehouse, not the lake: the lake's copy of the row is informational only,
+    since whoever can write the lake could rewrite it along with the artifact.
+    """
+    frame = warehouse.warehouse().read_window(REGISTRY_TABLE)
     return {str(r["fold"]): r for r in frame.sort_values("time").to_dict("records")}
 
 
-def load_fold_model(lake: LakeResource, row: dict):
-    """The fold's SB3 model, refused when its weights differ from the hash l5/ppo_model recorded."""
-    blob = lake.store().get(row["model_path"])
+def dagster_artifact_sha256(instance: dg.DagsterInstance, fold: str) -> str | None:
+    """The ``artifact_sha256`` of the fold's latest l5/ppo_model materialization in the Dagster instance."""
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=PPO_MODEL, asset_partitions=[fold]), limit=1).records
+    if not records:
+        return None
+    value = records[0].asset_materialization.metadata.get("artifact_sha256")
+    return str(value.value) if value is not None else None
+
+
+def _remedy(fold: str) -> str:
+    return f"re-materialize l5/ppo_model for the fold (usdcop train --fold {fold})"
+
+
+def load_fold_model(lake: LakeResource, row: dict, instance: dg.DagsterInstance | None = None):
+    """The fold's policy from the lake, checked against the registry before a byte of it is parsed.
+
+    ``row`` is the fold's registry row (``registered_models``). With ``instance``, its Dagster record of
+    the artifact hash must agree too. Refused (ValueError naming the remedy): a missing record, bytes whose
+    SHA-256 differs from the recorded one, an artifact that is not the weights-only format, weights whose
+    hash differs from the recorded ``weights_sha256``.
+    """
+    fold, key, expected = str(row["fold"]), str(row["model_path"]), str(row.get("artifact_sha256") or "")
+    if len(expected) != 64:
+        raise ValueError(f"fold {fold}: the model registry holds no artifact hash for {key}: {_remedy(fold)}")
+    if instance is not None:
+        recorded = dagster_artifact_sha256(instance, fold)
+        if recorded != expected:
+            raise ValueError(f"fold {fold}: Dagster records artifact hash {str(recorded)[:12]} but the registry "
+                             f"{REGISTRY_TABLE} holds {expected[:12]}: {_remedy(fold)}")
+    blob = lake.store().get(key)
     if blob is None:
-        raise FileNotFoundError(f"model artifact {row['model_path']} recorded by l5/ppo_model {row['fold']} is missing from the lake")
-    model = load_model(blob)
-    digest = weights_sha256(model)
-    if digest != row["weights_sha256"]:
-        raise ValueError(f"{row['model_path']}: weights hash {digest[:12]} differs from the recorded {row['weights_sha256'][:12]} "
-                         "(artifact altered or replaced): re-materialize l5/ppo_model for the fold")
+        raise FileNotFoundError(f"model artifact {key} registered for fold {fold} is missing from the lake: {_remedy(fold)}")
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != expected:
+        raise ValueError(f"{key}: artifact sha256 {digest[:12]} differs from the registered {expected[:12]} "
+                         f"(altered, corrupted or replaced; not parsed): {_remedy(fold)}")
+    model = load_policy_artifact(blob)
+    weights = weights_sha256(model)
+    if weights != row["weights_sha256"]:
+        raise ValueError(f"{key}: weights hash {weights[:12]} differs from the recorded {str(row['weights_sha256'])[:12]}: {_remedy(fold)}")
     return model

@@ -13,8 +13,9 @@
 
 Never a silent trade: a bar whose fold has no model, whose model was trained on another observation
 version, or whose observation is not usable (not warm, not finite) is recorded flat with the reason
-in ``fallback``; a model artifact whose weights hash differs from the recorded one, or whose
-observation dimension does not match, fails the run with an error naming both.
+in ``fallback``; a model artifact whose bytes or weights differ from the registry's hashes (warehouse
+``rl_models`` and the Dagster record of l5/ppo_model), or whose observation dimension does not match,
+fails the run with an error naming both, before anything of the artifact is parsed.
 """
 
 
@@ -30,11 +31,11 @@ import pandas as pd
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.assets.indicators import L1_OHLCV
 from usdcop_assets.assets.windows import own_window, session_output
-from usdcop_assets.assets.model import PPO_MODEL, latest_models, live_costs, live_limits, load_fold_model
+from usdcop_assets.assets.model import PPO_MODEL, live_costs, live_limits, load_fold_model, registered_models
 from usdcop_assets.assets.observations import OBSERVATIONS, next_bar_returns
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.partitions import session_partitions
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.resources import LakeResource, WarehouseResource
 from usdcop_assets.trading.live import PolicyFunction, decide_session
 from usdcop_assets.trading.paper import paper_ledger
 from usdcop_assets.trading.risk import describe_flags
@@ -54,14 +55,14 @@ def fold_of_session(session: str) -> str:
     return str(session)[:7]
 
 
-def policy_for(lake: LakeResource, row: dict) -> PolicyFunction:
+def policy_for(lake: LakeResource, row: dict, instance: dg.DagsterInstance | None = None) -> PolicyFunction:
     """The fold model's policy, loaded and hash-verified once per process (a realtime worker reuses it)."""
-    key = (str(row["model_path"]), str(row["weights_sha256"]))
+    key = (str(lake.location), str(row["model_path"]), str(row.get("artifact_sha256")), str(row["weights_sha256"]))
     with _policies_lock:
         if key in _policies:
             _policies.move_to_end(key)
             return _policies[key]
-    policy = PolicyFunction.from_model(load_fold_model(lake, row))
+    policy = PolicyFunction.from_model(load_fold_model(lake, row, instance))
     with _policies_lock:
         _policies[key] = policy
         while len(_policies) > 8:
@@ -174,11 +175,12 @@ def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timest
     metadata={"time_column": "time", "warehouse_table": "fact_rl_inference"},
     description="Target position in [-1, 1] per bar from its fold's PPO model, after the risk manager (flat and recorded when there is no usable model).",
 )
-def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame, bars: pd.DataFrame, lake: LakeResource) -> dg.Output[pd.DataFrame]:
+def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame, bars: pd.DataFrame, lake: LakeResource,
+                  warehouse: WarehouseResource) -> dg.Output[pd.DataFrame]:
     start, end = own_window(context)
-    models = latest_models(lake)
-    actions, fallbacks = decide_bars(observations, bars, start, end, models, lambda row: policy_for(lake, row), load_config(),
-                                     log=context.log.warning)
+    models = registered_models(warehouse)
+    actions, fallbacks = decide_bars(observations, bars, start, end, models, lambda row: policy_for(lake, row, context.instance),
+                                     load_config(), log=context.log.warning)
     flagged = actions.loc[actions["risk_flags"] > 0, "risk_flags"] if len(actions) else pd.Series(dtype="int64")
     flag_counts: dict[str, int] = {}
     for value in flagged:

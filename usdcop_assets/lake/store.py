@@ -7,12 +7,15 @@ the new one, never half of either.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Protocol
 
-from usdcop_assets.settings import LAKE_ENV, ConfigError, LakeLocation
+from usdcop_assets.settings import LAKE_ENV, ConfigError, LakeLocation, env_int
 
 
 class LakeUnavailable(RuntimeError):
@@ -23,6 +26,7 @@ class ObjectStore(Protocol):
     location: str
 
     def put(self, key: str, data: bytes) -> None: ...
+    def create(self, key: str, data: bytes) -> bool: ...  # exclusive: False if the key exists (lease.py)
     def get(self, key: str) -> bytes | None: ...
     def delete(self, key: str) -> None: ...
     def list(self, prefix: str) -> list[str]: ...
@@ -30,6 +34,27 @@ class ObjectStore(Protocol):
 
 
 _TMP_MARK = ".tmp-"
+STALE_TEMP_ENV = "USDCOP_LAKE_STALE_TEMP_SECONDS"
+DEFAULT_STALE_TEMP_SECONDS = 3600  # far longer than any single object write
+
+
+def _node_id() -> str:
+    """Who can judge our process ids: this host (boot) and pid namespace. Two pods, containers or hosts
+    sharing a lake directory get different ids even when their hostnames or pids collide."""
+    parts = [socket.gethostname()]
+    for read in (lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip(), lambda: os.readlink("/proc/self/ns/pid")):
+        try:
+            parts.append(read())
+        except OSError:
+            pass
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+_NODE = _node_id()
+
+
+def _writer() -> str:
+    return f"{os.getpid()}-{_NODE}"  # at each call: a forked child has its own pid
 
 
 def _pid_alive(pid: int) -> bool:
@@ -42,21 +67,40 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _orphaned(folder: Path, name: str, now: float, stale_after: float) -> bool:
+    """Whether the temp file ``name`` was left by a writer that no longer runs.
+
+    Its writer's pid is only meaningful in the pid namespace of the same boot of the same host (the node
+    id in the name); a temp file from anywhere else (another host or pod on a shared directory, or an
+    older name without a node id) is judged by age alone.
+    """
+    fields = name.rpartition(_TMP_MARK)[2].split("-")
+    if len(fields) == 3 and fields[1] == _NODE and fields[0].isdigit():
+        pid = int(fields[0])
+        return pid != os.getpid() and not _pid_alive(pid)
+    try:
+        return now - (folder / name).stat().st_mtime > stale_after
+    except OSError:
+        return False
+
+
 def _sweep_orphaned_temps(folder: Path) -> None:
     """Remove temp files of ``folder`` left by writers that no longer run (killed before their rename).
 
     Readers never see them (listings skip dot files, keys never name them); this keeps the lake from
-    accumulating them. A temp file of a live process (this one included) is left alone.
+    accumulating them. A temp file of a live process (this one included) is left alone, and so is a
+    recent one written from another host or pid namespace.
     """
     try:
         names = os.listdir(folder)
     except OSError:
         return
+    now = time.time()
+    stale_after = float(env_int(STALE_TEMP_ENV, DEFAULT_STALE_TEMP_SECONDS, minimum=1))
     for name in names:
         if not name.startswith(".") or _TMP_MARK not in name:
             continue
-        pid_text = name.rpartition(_TMP_MARK)[2].partition("-")[0]
-        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+        if _orphaned(folder, name, now, stale_after):
             try:
                 (folder / name).unlink()
             except OSError:
@@ -84,9 +128,9 @@ class LocalObjectStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             _sweep_orphaned_temps(path.parent)
             self._dirs.add(path.parent)
-        # The writer's pid in the name: a temp file whose writer died (kill -9 between write and
-        # rename) is recognised as orphaned and removed by the next writer of its folder.
-        tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex}")
+        # The writer's pid and node in the name: a temp file whose writer died (kill -9 between write
+        # and rename) is recognised as orphaned and removed by the next writer of its folder.
+        tmp = path.with_name(f".{path.name}{_TMP_MARK}{_writer()}-{uuid.uuid4().hex}")
         try:
             try:
                 fh = open(tmp, "wb")
@@ -102,6 +146,22 @@ class LocalObjectStore:
         except BaseException:
             tmp.unlink(missing_ok=True)  # the previous object, if any, is untouched
             raise
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist (atomic: ``link`` of a complete temp file fails on an
+        existing name, also over NFS); False when it exists."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}{_TMP_MARK}{_writer()}-{uuid.uuid4().hex}")
+        try:
+            tmp.write_bytes(data)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -163,6 +223,21 @@ class S3ObjectStore:
             self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         except (BotoCoreError, ClientError) as exc:
             raise self._failed("PUT", key, exc) from exc
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Conditional PUT (``If-None-Match: *``, S3 and MinIO): False when the key exists."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (409, 412) or exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise self._failed("PUT", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._failed("PUT", key, exc) from exc
+        return True
 
     def get(self, key: str) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError

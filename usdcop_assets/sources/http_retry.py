@@ -133,7 +133,7 @@ class VendorHttpClient:
         client: httpx.Client | None,
         transport: httpx.BaseTransport | None,
     ):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url, f"{type(self).__name__} base_url").rstrip("/")
         self.timeout = timeout
         backoff_kwargs = {"rand": rand} if rand is not None else {}
         self.backoff = Backoff(max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep, **backoff_kwargs)
@@ -153,14 +153,42 @@ class VendorHttpClient:
         self.close()
 
 
-def base_url_from_env(env: Mapping[str, str], var: str, default: str, secrets: Iterable[str]) -> str:
-    """``var`` from ``env`` (``default`` when unset), refused with a ConfigError unless it is an http(s) URL."""
+def is_loopback(host: str | None) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): traffic that never leaves the machine."""
+    import ipaddress
+
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(raw: str, var: str, secrets: Iterable[str] = ()) -> str:
+    """``raw`` if it is an https URL, or an http URL to a loopback host (a local test server or proxy);
+    a ConfigError naming ``var`` otherwise: over plain http the API key would cross the network in clear."""
     from urllib.parse import urlsplit
 
     from usdcop_assets.settings import ConfigError
 
-    raw = (env.get(var) or "").strip() or default
     parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{var}={redact(raw, secrets)!r} is not an http(s) URL")
+    try:
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"{var}={redact(raw, secrets)!r} is not an https URL")
+    if parts.username or parts.password:
+        raise ConfigError(f"{var}: credentials do not belong in the URL (the API key is sent in a header or parameter)")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ConfigError(f"{var}={redact(raw, secrets)!r}: plain http would send the API key in clear text; use https "
+                          f"(http is accepted only for a loopback host such as 127.0.0.1)")
     return raw
+
+
+def base_url_from_env(env: Mapping[str, str], var: str, default: str, secrets: Iterable[str]) -> str:
+    """``var`` from ``env`` (``default`` when unset), refused with a ConfigError unless ``check_base_url`` accepts it."""
+    return check_base_url((env.get(var) or "").strip() or default, var, secrets)

@@ -397,7 +397,9 @@ class TwelveDataClient(VendorHttpClient):
             self.requests_made += 1
             cause: str
             try:
-                resp = self._http.get(url, params={**req.params(), "apikey": key}, timeout=self.timeout)
+                # The key in the Authorization header (TwelveData accepts "apikey <key>"), never in the URL,
+                # which proxies and access logs record.
+                resp = self._http.get(url, params=req.params(), headers={"Authorization": f"apikey {key}"}, timeout=self.timeout)
             except httpx.TimeoutException as exc:
                 cause = f"timeout after {self.timeout:g} s ({type(exc).__name__})"
             except httpx.TransportError as exc:

@@ -17,6 +17,14 @@ reductions in a fixed order), ``set_random_seed(seed)`` (python, numpy, torch), 
 device='cpu')`` (which also seeds the env's ``np_random`` and action space), a single non-vectorized
 env (``DummyVecEnv``), and evaluation that draws no random numbers.
 
+The stored artifact (``policy_artifact``) is the selected policy's tensors in a safetensors file (8-byte
+header length, JSON header, raw little-endian bytes) written here with numpy: deterministic (its SHA-256
+is a function of the weights), and loaded (``load_policy_artifact``) without unpickling anything: the
+header is validated, the ``ActorCriticPolicy`` is rebuilt from the known spaces (observation vector,
+target position in [-1, 1]) and the architecture in the header, and only tensors are copied in
+(``load_state_dict(strict=True)``). SB3's own zip is never written or read: ``PPO.load`` unpickles its
+``data`` entry with cloudpickle, so a modified zip would run code.
+
 Observation assembly at inference is the environment's own (``UsdCopTradingEnv``): the L4 vector,
 the position held (fed back bar by bar, so sessions are rolled out sequentially) and the time in
 session; the env's rules apply (clip, optional risk manager, flat at the session's last bar).
@@ -28,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import math
 import time
@@ -44,7 +51,11 @@ from usdcop_assets.trading.env import EnvConfig, SessionEpisodes, UsdCopTradingE
 from usdcop_assets.trading.folds import Fold
 from usdcop_assets.trading.risk import RiskLimits
 
-ARTIFACT_FORMAT = "usdcop-ppo-v1"
+ARTIFACT_FORMAT = "usdcop-ppo-v2"  # v2: weights-only safetensors artifact (v1 was the SB3 zip)
+POLICY_FORMAT = "usdcop-ppo-policy-v1"  # the safetensors header's __metadata__["format"]
+ACTIVATION = "Tanh"  # SB3's MlpPolicy default for PPO (TrainConfig does not change it)
+_MAX_HEADER = 1 << 20  # bytes: a policy header is a few KB; anything larger is refused before parsing
+_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,7 @@ class TrainConfig:
 
 @dataclass
 class TrainedModel:
-    model_zip: bytes  # the SB3 zip of the selected checkpoint (``PPO.load(io.BytesIO(model_zip))``)
+    artifact: bytes  # the selected checkpoint's policy as safetensors (``policy_artifact``); deterministic
     weights_sha256: str  # hash of the selected policy's tensors: the reproducibility id
     metadata: dict  # JSON-serializable
     curve: list[dict] = field(default_factory=list)  # one row per checkpoint
@@ -109,8 +120,13 @@ class TrainedModel:
     def version(self) -> str:
         return f"{self.metadata['fold']['key']}-{self.weights_sha256[:12]}"
 
+    @property
+    def artifact_sha256(self) -> str:
+        """SHA-256 of the artifact's bytes: recorded outside the lake and checked before the file is parsed."""
+        return hashlib.sha256(self.artifact).hexdigest()
+
     def load(self):
-        return load_model(self.model_zip)
+        return load_model(self.artifact)
 
     def metadata_json(self) -> bytes:
         return json.dumps(self.metadata, sort_keys=True, indent=1, default=_json_default).encode()
@@ -162,22 +178,151 @@ def _set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def load_model(model_bytes_or_model, torch_threads: int = 1):
-    """A PPO model from SB3 zip bytes (or a model passed through), on CPU."""
-    from stable_baselines3 import PPO
+class ArtifactError(ValueError):
+    """A policy artifact that is not a valid weights-only file of this project (nothing of it was executed)."""
 
+
+@dataclass
+class LoadedPolicy:
+    """A policy rebuilt from an artifact: what serving and evaluation need of an SB3 model
+    (``.policy`` for ``PolicyFunction``/``weights_sha256``, ``.predict`` like ``PPO.predict``)."""
+
+    policy: object  # stable_baselines3 ActorCriticPolicy, eval mode, CPU
+
+    def predict(self, observation, deterministic: bool = True):
+        return self.policy.predict(observation, deterministic=deterministic)
+
+
+def _net_arch(policy) -> tuple[list[int], list[int]]:
+    """Hidden layer sizes of the policy and value MLPs (the Linear layers of ``mlp_extractor``)."""
+    import torch.nn as nn
+
+    sizes = lambda net: [m.out_features for m in net if isinstance(m, nn.Linear)]  # noqa: E731
+    return sizes(policy.mlp_extractor.policy_net), sizes(policy.mlp_extractor.value_net)
+
+
+def policy_artifact(policy) -> bytes:
+    """The policy's tensors as a safetensors file, deterministic for given weights (names sorted,
+    fixed header, no timestamps). ``__metadata__`` holds what rebuilding it needs."""
+    import torch.nn as nn
+
+    act = {type(m).__name__ for m in policy.mlp_extractor.policy_net if not isinstance(m, nn.Linear)}
+    if act - {ACTIVATION}:
+        raise ValueError(f"unsupported activation {sorted(act)}: the artifact format supports {ACTIVATION}")
+    low, high = policy.action_space.low, policy.action_space.high
+    pi, vf = _net_arch(policy)
+    meta = {
+        "format": POLICY_FORMAT,
+        "activation": ACTIVATION,
+        "net_arch_pi": ",".join(map(str, pi)),
+        "net_arch_vf": ",".join(map(str, vf)),
+        "obs_dim": str(int(np.prod(policy.observation_space.shape))),
+        "action_dim": str(int(np.prod(policy.action_space.shape))),
+        "action_low": repr(float(low.min())),
+        "action_high": repr(float(high.max())),
+    }
+    header: dict = {"__metadata__": meta}
+    chunks, offset = [], 0
+    state = policy.state_dict()
+    for name in sorted(state):
+        arr = state[name].detach().cpu().contiguous().numpy()
+        code = {np.dtype("float32"): "F32", np.dtype("float64"): "F64"}.get(arr.dtype)
+        if code is None:
+            raise ValueError(f"policy tensor {name} has dtype {arr.dtype}; only float32/float64 are stored")
+        raw = np.ascontiguousarray(arr, dtype=_DTYPES[code]).tobytes()
+        header[name] = {"dtype": code, "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8-byte alignment
+    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
+
+
+def _read_artifact(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """Header metadata and tensors of a safetensors file, every field validated (no pickle, no eval)."""
+    if blob[:2] == b"PK":
+        raise ArtifactError("a zip archive (an SB3 model.zip?) is not loaded: its 'data' entry is unpickled; "
+                            "the artifact must be the weights-only policy.safetensors")
+    if len(blob) < 8:
+        raise ArtifactError(f"{len(blob)} bytes: too short for a safetensors header")
+    n = int.from_bytes(blob[:8], "little")
+    if not 2 <= n <= min(_MAX_HEADER, len(blob) - 8):
+        raise ArtifactError(f"header length {n} is out of range for a {len(blob)}-byte file")
+    try:
+        header = json.loads(blob[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ArtifactError("header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ArtifactError("header is not a JSON object")
+    meta = header.pop("__metadata__", None)
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise ArtifactError("header lacks the __metadata__ string map")
+    if meta.get("format") != POLICY_FORMAT:
+        raise ArtifactError(f"format {meta.get('format')!r} is not {POLICY_FORMAT!r}")
+    data = memoryview(blob)[8 + n:]
+    spans, tensors = [], {}
+    for name, spec in header.items():
+        if not isinstance(spec, dict) or spec.get("dtype") not in _DTYPES:
+            raise ArtifactError(f"tensor {name!r}: unsupported or missing dtype")
+        shape, offsets = spec.get("shape"), spec.get("data_offsets")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+                and isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise ArtifactError(f"tensor {name!r}: malformed shape or data_offsets")
+        dtype = np.dtype(_DTYPES[spec["dtype"]])
+        begin, end = offsets
+        if not 0 <= begin <= end <= len(data) or end - begin != int(np.prod(shape, dtype="int64")) * dtype.itemsize:
+            raise ArtifactError(f"tensor {name!r}: data_offsets {offsets} do not fit shape {shape} in {len(data)} bytes")
+        spans.append((begin, end))
+        tensors[name] = np.frombuffer(data[begin:end], dtype=dtype).astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+    spans.sort()
+    if [0, *[e for _, e in spans]] != [*[b for b, _ in spans], len(data)]:
+        raise ArtifactError("tensor data has holes or overlaps (data_offsets must tile the buffer)")
+    return meta, tensors
+
+
+def load_policy_artifact(blob: bytes) -> LoadedPolicy:
+    """The policy of a ``policy_artifact`` file, rebuilt from its spaces and architecture; only tensors are read."""
+    import gymnasium as gym
+    import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    meta, tensors = _read_artifact(bytes(blob))
+    if meta.get("activation") != ACTIVATION:
+        raise ArtifactError(f"activation {meta.get('activation')!r} is not {ACTIVATION}")
+    try:
+        pi = [int(x) for x in meta["net_arch_pi"].split(",") if x]
+        vf = [int(x) for x in meta["net_arch_vf"].split(",") if x]
+        obs_dim, action_dim = int(meta["obs_dim"]), int(meta["action_dim"])
+        low, high = float(meta["action_low"]), float(meta["action_high"])
+    except (KeyError, ValueError) as exc:
+        raise ArtifactError(f"header metadata: {exc}") from None
+    if not (0 < obs_dim <= 100_000 and action_dim == 1 and all(0 < s <= 100_000 for s in pi + vf) and len(pi + vf) <= 64
+            and math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ArtifactError(f"header metadata out of range: obs_dim {obs_dim}, action_dim {action_dim}, net_arch {pi}/{vf}, action [{low}, {high}]")
+    with torch.random.fork_rng(devices=[]):  # building initializes layers randomly: leave the caller's RNG alone
+        policy = ActorCriticPolicy(
+            gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+            gym.spaces.Box(low, high, (action_dim,), np.float32),
+            lambda _: 0.0,
+            net_arch={"pi": pi, "vf": vf},
+            activation_fn=getattr(torch.nn, ACTIVATION),
+        )
+    try:
+        policy.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"tensors do not match the architecture in the header: {str(exc).splitlines()[0]}") from None
+    policy.set_training_mode(False)
+    return LoadedPolicy(policy)
+
+
+def load_model(model_bytes_or_model, torch_threads: int = 1):
+    """A policy from artifact bytes (``load_policy_artifact``), a ``TrainedModel``, or a model passed through."""
     _set_threads(torch_threads)
     if isinstance(model_bytes_or_model, (bytes, bytearray, memoryview)):
-        return PPO.load(io.BytesIO(bytes(model_bytes_or_model)), device="cpu")
+        return load_policy_artifact(bytes(model_bytes_or_model))
     if isinstance(model_bytes_or_model, TrainedModel):
         return model_bytes_or_model.load()
     return model_bytes_or_model
-
-
-def _save_bytes(model) -> bytes:
-    buf = io.BytesIO()
-    model.save(buf)
-    return buf.getvalue()
 
 
 # --- episodes -----------------------------------------------------------------------------------
@@ -355,7 +500,7 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
     )
     chunk = config.chunk_timesteps
     curve: list[dict] = []
-    snapshots: list[tuple[bytes, str]] = []
+    snapshots: list[tuple[bytes, str]] = []  # (policy_artifact, weights hash) per checkpoint
     best = 0
     for k in range(config.n_checkpoints):
         rewards: list[float] = []
@@ -375,14 +520,14 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
             "weights_sha256": digest,
         }
         curve.append(row)
-        snapshots.append((_save_bytes(model), digest))
+        snapshots.append((policy_artifact(model.policy), digest))
         best = select_checkpoint(curve, config.selection_metric)
         if log:
             log(f"fold {fold.key} checkpoint {k}: {row['timesteps']} steps, train reward {row['train_mean_reward']}, "
                 f"valid sharpe {row['valid_sharpe']}, valid reward {row['valid_mean_reward']:.4g}")
         del state
     seconds = time.perf_counter() - t0
-    model_zip, digest = snapshots[best]
+    artifact, digest = snapshots[best]
     for row in curve:
         row["selected"] = row["checkpoint"] == best
 
@@ -420,7 +565,8 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
         "train_seconds": round(seconds, 3),  # informational; not part of any hash
     }
     venv.close()
-    return TrainedModel(model_zip=model_zip, weights_sha256=digest, metadata=metadata, curve=curve)
+    metadata["artifact"] = {"file": "policy.safetensors", "sha256": hashlib.sha256(artifact).hexdigest()}
+    return TrainedModel(artifact=artifact, weights_sha256=digest, metadata=metadata, curve=curve)
 
 
 def curve_markdown(curve: list[dict]) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from usdcop_assets.market_calendar import as_utc
-from usdcop_assets.settings import WAREHOUSE_ENV, mask_url
+from usdcop_assets.settings import WAREHOUSE_ENV, mask_url, scrub_secrets
 from usdcop_assets.warehouse.tables import TableSpec, table_spec
 
 SQL_DIR_ENV = "USDCOP_SQL_DIR"
@@ -112,10 +112,7 @@ class Warehouse:
     def _cause(self, exc: BaseException) -> str:
         """First line of the driver's message (never the password, even if a driver echoes it)."""
         lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        cause = lines[0] if lines else type(exc).__name__
-        if self.url.password:
-            cause = cause.replace(str(self.url.password), "***")
-        return cause
+        return scrub_secrets(lines[0] if lines else type(exc).__name__, self.url)
 
     def ensure_schema(self) -> SchemaReport:
         """Create the tables (idempotent) and, on PostgreSQL with TimescaleDB available, hypertables."""
@@ -291,9 +288,10 @@ class Warehouse:
             for c in columns:
                 if c in spec.timestamp_columns:
                     text[c] = pd.to_datetime(text[c], utc=True).dt.strftime(_SQLITE_TIME_FORMAT)
+            null = _null_marker(text)
             buf = io.StringIO()
-            text.to_csv(buf, index=False, header=False, na_rep="\\N")
-            with cur.copy(f'COPY "{target}" ({cols}) FROM STDIN (FORMAT csv, NULL \'\\N\')') as copy:
+            text.to_csv(buf, index=False, header=False, na_rep=null)
+            with cur.copy(f'COPY "{target}" ({cols}) FROM STDIN (FORMAT csv, NULL \'{null}\')') as copy:
                 copy.write(buf.getvalue())
             return
         ph = ", ".join("?" if self.dialect == "sqlite" else "%s" for _ in columns)
@@ -365,6 +363,21 @@ class Warehouse:
         with self.engine.connect() as conn:
             return int(conn.execute(sql, {"start": self._bound(start), "end": self._bound(end)}).scalar_one())
 
+
+
+def _null_marker(frame: pd.DataFrame) -> str:
+    """A CSV NULL marker for COPY that no text value of ``frame`` equals.
+
+    COPY reads any *unquoted* field equal to the marker as NULL, and pandas quotes a text value only when
+    it holds a comma, quote or newline; so a text value ``\\N`` (the usual marker) would become NULL on
+    PostgreSQL but stay text on SQLite. The marker is ``\\N``, lengthened until no value matches it (it
+    holds no comma, quote or newline, so it is written unquoted and needs no escaping in the statement).
+    """
+    texts = [frame[c] for c in frame.columns if not (pd.api.types.is_numeric_dtype(frame[c].dtype) or pd.api.types.is_bool_dtype(frame[c].dtype))]
+    marker = "\\N"
+    while any(series.astype(object).eq(marker).any() for series in texts):
+        marker += "N"
+    return marker
 
 
 def _python_scalar(value):

@@ -33,6 +33,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec("fact_rl_inference", key=("time", "symbol")),  # l5/actions_m5 (assets/serving.py)
         TableSpec("paper_trades", key=("time", "symbol", "fill_at"), timestamp_columns=("time", "decided_at")),  # l5/paper_trades
         TableSpec("paper_positions", key=("time", "symbol")),  # l5/paper_positions
+        TableSpec("rl_models", key=("fold",)),  # l5/ppo_model: the model registry serving trusts (assets/model.py)
         TableSpec("rl_metrics", key=("metric_date", "symbol", "strategy"), time_column="metric_date",
                   timestamp_columns=("computed_at",)),  # l6/performance (assets/backtest.py)
     )
