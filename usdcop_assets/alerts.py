@@ -160,7 +160,7 @@ def post_webhook(
     *,
     context=None,
     env: Mapping[str, str] = os.environ,
-    timeout: float = WEBHOOK_TIMEOUT_SECONDS,
+    timeout: float | None = None,
     attempts: int = WEBHOOK_ATTEMPTS,
     pause: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -185,7 +185,7 @@ def post_webhook(
         if attempt:
             sleep(WEBHOOK_RETRY_PAUSE_SECONDS if pause is None else pause)
         try:
-            with httpx.Client(timeout=timeout, transport=transport) as client:
+            with httpx.Client(timeout=WEBHOOK_TIMEOUT_SECONDS if timeout is None else timeout, transport=transport) as client:
                 response = client.post(url, json=payload)
         except Exception as exc:  # transport error, timeout, anything: retry once, then give up
             detail = str(exc).replace(url, "<url>").replace(str(parsed), "<url>")
@@ -329,6 +329,10 @@ def _on_trading_day(instant: dt.datetime) -> bool:
     return cal.is_trading_day(instant.astimezone(cal.TZ).date())
 
 
+MAX_ALERTS_PER_TICK = 3
+ALERT_TICK_BUDGET_SECONDS = 30.0  # Dagster's default sensor evaluation timeout is 60 s
+
+
 def build_freshness_alert_sensor(
     policies: Mapping[dg.AssetKey, dg.FreshnessPolicy], name: str = FRESHNESS_ALERT_SENSOR_NAME, minimum_interval_seconds: int | None = None
 ) -> dg.SensorDefinition:
@@ -337,7 +341,8 @@ def build_freshness_alert_sensor(
     Reads the ``FRESHNESS_STATE_CHANGE`` events the freshness daemon writes (runless events) after its
     cursor. A FAIL whose missed deadline falls on a holiday (the cron does not know the calendar) is
     held, not posted; a held asset still FAIL at a trading-day deadline is posted then.
-    Cursor: ``{"after": event-log cursor, "stale": [alerted, not recovered], "held": [...]}``.
+    Cursor: ``{"after": event-log cursor, "stale": [alerted, not recovered], "held": [...], "pending": [alerts not
+    delivered yet]}``: at most ``MAX_ALERTS_PER_TICK`` are posted per tick, the rest on the next ticks.
     """
     from usdcop_assets.freshness import latest_deadline
 
@@ -358,7 +363,7 @@ def build_freshness_alert_sensor(
             return dg.SkipReason("first tick: following freshness state changes from now on")
         state = json.loads(context.cursor)
         stale, held = set(state["stale"]), set(state["held"])
-        payloads = []
+        payloads = list(state.get("pending", []))  # alerts found by an earlier tick and not delivered yet
         after = state["after"]
         while True:
             page = instance.get_records_for_run(RUNLESS_RUN_ID, cursor=after, of_type=_STATE_CHANGE, limit=_STATE_CHANGES_PER_READ)
@@ -398,12 +403,18 @@ def build_freshness_alert_sensor(
                     payloads.append(stale_payload(key, watched[key], deadline, _last_materialized(instance, key), now.timestamp()))
                     held.discard(key.to_user_string())
                     stale.add(key.to_user_string())
-        for payload in payloads:
-            deliver(payload, context=context)
-        context.update_cursor(json.dumps({"after": after, "stale": sorted(stale), "held": sorted(held)}))
-        if not payloads:
+        # A webhook that never answers costs ~11 s an alert (5 s timeout, one retry): deliver at most
+        # MAX_ALERTS_PER_TICK within the tick's budget and carry the rest in the cursor, so the tick ends
+        # (and saves its cursor) well before Dagster's sensor timeout and no alert is posted twice.
+        started, sent = time.monotonic(), 0
+        while payloads and sent < MAX_ALERTS_PER_TICK and time.monotonic() - started < ALERT_TICK_BUDGET_SECONDS:
+            deliver(payloads.pop(0), context=context)
+            sent += 1
+        context.update_cursor(json.dumps({"after": after, "stale": sorted(stale), "held": sorted(held), "pending": payloads}))
+        if not sent:
             return dg.SkipReason(f"no layer went stale or recovered (stale now: {', '.join(sorted(stale)) or 'none'})")
-        return dg.SkipReason(f"alerted {len(payloads)} freshness change(s) (stale now: {', '.join(sorted(stale)) or 'none'})")
+        waiting = f"; {len(payloads)} more next tick" if payloads else ""
+        return dg.SkipReason(f"alerted {sent} freshness change(s){waiting} (stale now: {', '.join(sorted(stale)) or 'none'})")
 
     return _sensor
 

@@ -326,3 +326,46 @@ def test_source_retry_policy(monkeypatch):
     assert source_retry_policy({RETRY_DELAY_ENV: "0.5"}).delay == 0.5
     with pytest.raises(ValueError, match=RETRY_DELAY_ENV):
         source_retry_policy({RETRY_DELAY_ENV: "soon"})
+
+
+class _Silent:
+    """A webhook that accepts connections and never answers."""
+
+    def __enter__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+def test_a_webhook_that_never_answers_cannot_time_the_tick_out_or_repeat_alerts(instance, graph, monkeypatch):
+    """Four layers go stale at once; the webhook hangs. Each tick posts at most MAX_ALERTS_PER_TICK within its
+    budget and carries the rest in its cursor: every alert is attempted exactly once, over two ticks."""
+    monkeypatch.setattr(alerts, "WEBHOOK_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(alerts, "ALERT_TICK_BUDGET_SECONDS", 5.0)
+    attempted = []
+    real_post = alerts.post_webhook
+    monkeypatch.setattr(alerts, "post_webhook", lambda payload, **kw: attempted.append(payload["asset_key"]) or real_post(payload, **kw))
+    from usdcop_assets.freshness import SESSION_KEYS
+
+    with _Silent() as silent:
+        monkeypatch.setenv(WEBHOOK_ENV, silent.url)
+        sensor = build_freshness_alert_sensor(POLICIES)
+        for key in SESSION_KEYS:
+            _materialize(instance, key, "2025-03-07", _bogota(2025, 3, 7, 12, 58))
+        cursor = _alert_tick(sensor, instance, None, _bogota(2025, 3, 7, 13, 0))
+        _freshness_daemon(instance, graph, SESSION_KEYS, _bogota(2025, 3, 7, 13, 20))  # -> PASS
+        assert _freshness_daemon(instance, graph, SESSION_KEYS, _bogota(2025, 3, 7, 13, 31)) == [True] * 4  # -> FAIL
+        started = time.monotonic()
+        cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 7, 13, 31, 30))
+        assert time.monotonic() - started < 10  # far from Dagster's 60 s sensor timeout
+        assert len(attempted) == alerts.MAX_ALERTS_PER_TICK == 3
+        assert len(json.loads(cursor)["pending"]) == 1
+        cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 7, 13, 32))
+        cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 7, 13, 33))
+    assert sorted(attempted) == sorted(k.to_user_string() for k in SESSION_KEYS)  # each once, none repeated
+    assert json.loads(cursor)["pending"] == [] and len(json.loads(cursor)["stale"]) == 4
