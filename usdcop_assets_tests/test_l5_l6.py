@@ -1,6 +1,6 @@
 """L5-L6 through Dagster on a synthetic history: one walk-forward fold trained with a tiny PPO, its
 artifact content-addressed in the lake and reloadable to the same weights; actions per bar (flat at
-the end, one row per bar, recorded flat fallback without a model, a one-bar run equal to the range run); the backtest's P&L recomputed
+the end, one row per bar, recorded flat fallback without a model, a one-session run equal to the range run); the backtest's P&L recomputed
 independently; rl_metrics for the agent and the baselines; the HTML report."""
 
 import datetime as dt
@@ -15,10 +15,10 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.assets.backtest import AGENT, PERFORMANCE, l6_backtest_session, l6_performance
 from usdcop_assets.assets.model import PPO_MODEL, fold_partitions, l5_ppo_model
 from usdcop_assets.assets.serving import FLAT_VERSION, l5_actions_m5
-from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, layers_job
+from usdcop_assets.jobs import STATS_JOB, layers_job
 from usdcop_assets.lake.session_table import read_object
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
-from usdcop_assets.partitions import bar_key_range, session_key_range
+from usdcop_assets.partitions import session_key_range
 from usdcop_assets.resources import LakeResource
 from usdcop_assets.trading.costs import CostConfig
 from usdcop_assets.trading.training import load_model, weights_sha256
@@ -64,8 +64,8 @@ def _defs():
     return dg.Definitions(assets=[*d.ASSETS, *extra], jobs=[*base.jobs, *jobs], resources=base.resources)
 
 
-def _range(first, last, sessions=False):
-    r = session_key_range(first, last) if sessions else bar_key_range(first, last)
+def _range(first, last):
+    r = session_key_range(first, last)
     return {RANGE_START: r.start, RANGE_END: r.end}
 
 
@@ -80,12 +80,10 @@ def platform(tmp_path_factory):
             assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=inst, tags=_range(FIRST, LAST)).success
             assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=inst).success
             assert layers_job(defs, "L4").execute_in_process(instance=inst, tags=_range(FIRST, LAST)).success
-            assert layers_job(defs, "L4", SESSION_JOB).execute_in_process(instance=inst, tags=_range(FIRST, LAST, True)).success
             model_run = defs.resolve_job_def("t_l5_model").execute_in_process(instance=inst, partition_key=FOLD)
             assert model_run.success
             for first, last in ((NO_MODEL_SESSION, NO_MODEL_SESSION), FOLD_SESSIONS):
-                assert layers_job(defs, "L5").execute_in_process(instance=inst, tags=_range(first, last)).success
-                assert layers_job(defs, "L6", SESSION_JOB).execute_in_process(instance=inst, tags=_range(first, last, True)).success
+                assert layers_job(defs, "L5,L6").execute_in_process(instance=inst, tags=_range(first, last)).success
             assert defs.resolve_job_def("t_l6_performance").execute_in_process(instance=inst).success
             yield {"home": root / "home", "defs": defs, "instance": inst, "model_run": model_run, "mp": mp}
 
@@ -188,14 +186,13 @@ def test_rl_metrics_for_the_agent_and_baselines_and_the_report(platform):
     assert report is not None and b"<svg" in report and b"buy_and_hold" in report
 
 
-def test_a_one_bar_realtime_run_stores_what_the_range_run_stored(platform):
-    """The realtime path: one bar partition re-decides its session from the open and lands the same row."""
+def test_a_one_session_run_stores_what_the_range_run_stored(platform):
+    """A session re-run alone (as the session close schedule does) re-decides it from the open and lands the same rows."""
     lake = _lake(platform)
     day = FOLD_SESSIONS[1]
-    bar = cal.session_bars(day)[37]
     before = lake.table("l5/actions_m5").read(cal.session_open(day), cal.session_end(day)).set_index("time")
     job = layers_job(platform["defs"], "L5")
-    result = job.execute_in_process(instance=platform["instance"], partition_key=cal.bar_key(bar))
+    result = job.execute_in_process(instance=platform["instance"], partition_key=cal.session_key(day))
     assert result.success
     after = lake.table("l5/actions_m5").read(cal.session_open(day), cal.session_end(day)).set_index("time")
     cols = ["position", "target", "raw_action", "risk_flags", "model_version", "obs_hash"]
