@@ -56,6 +56,16 @@ def test_session_look_back_crosses_nights_weekends_and_holidays():
     assert upstream.required_but_nonexistent_subset.is_empty
 
 
+@pytest.mark.parametrize("now", ["2025-03-05 08:00", "2025-03-05 10:07", "2025-03-05 12:59"])
+def test_todays_session_is_a_partition_while_it_runs(now):
+    """The realtime sensor and the bar-close schedule request today's session mid-session; Dagster
+    validates the key at its own clock, so the running session must exist (not only once it closed)."""
+    with dg.partition_loading_context(effective_dt=pd.Timestamp(now, tz=BOGOTA).to_pydatetime()):
+        assert session_partitions.has_partition_key("2025-03-05")
+        assert session_partitions.get_last_partition_key() == "2025-03-05"
+        assert not session_partitions.has_partition_key("2025-03-07")  # two sessions ahead
+
+
 def test_key_ranges_reject_spans_without_sessions():
     with pytest.raises(cal.CalendarError, match="no trading session"):
         session_key_range(dt.date(2025, 3, 8), dt.date(2025, 3, 9))

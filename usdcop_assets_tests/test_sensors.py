@@ -59,7 +59,10 @@ def clock(monkeypatch):
 
 def _tick(sensor, instance, defs, cursor=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-    return sensor.evaluate_tick(context)
+    # Dagster validates requested partitions at its own "now": the daemon's would be the injected clock's
+    # (today's session must exist mid-session).
+    with dg.partition_loading_context(effective_dt=sensors.utc_now().to_pydatetime()):
+        return sensor.evaluate_tick(context)
 
 
 # --- definitions ----------------------------------------------------------------------------------
