@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -188,3 +189,136 @@ def test_todays_session_grows_bar_by_bar_and_ends_equal_to_a_one_shot_run(staged
     once = _snapshot(oneshot)
     for name, rows in snapshots[-1][1].items():
         pd.testing.assert_frame_equal(rows, once[name], check_exact=True, obj=name)
+
+
+# --- a range past the data available ----------------------------------------------------------------
+
+
+def _backfill(args: list[str], now: pd.Timestamp):
+    """``usdcop backfill`` in process with the platform's and Dagster's clocks at ``now``."""
+    from click.testing import CliRunner
+
+    from usdcop_assets.cli import main
+
+    with dg.partition_loading_context(effective_dt=now.to_pydatetime()):
+        return CliRunner().invoke(main, ["backfill", *args])
+
+
+def test_backfill_past_the_data_lands_the_partial_session_and_reports_the_rest(usdcop_env, monkeypatch):
+    now = _bogota(SESSION, "10:31")  # Wednesday mid-session: 30 bars closed, Thursday on not begun
+    monkeypatch.setattr(clock, "utc_now", lambda: now.tz_convert("UTC"))
+
+    # wholly in the future: refused in one line before anything runs
+    future = _backfill(["--start", "2025-03-06", "--end", "2025-03-14", "--layers", "L0,L1"], now)
+    assert future.exit_code == 2
+    error = [line for line in future.output.splitlines() if "Error" in line]
+    assert len(error) == 1 and "2025-03-06 .. 2025-03-14 is in the future" in error[0], future.output
+    assert "the newest session with a closed bar is 2025-03-05; pick a --start on or before it" in error[0]
+    assert not (usdcop_env / "lake").exists() and not (usdcop_env / "warehouse.sqlite").exists()
+    assert not (usdcop_env / "dagster_home" / "history").exists()  # no run recorded
+
+    # from Monday to next week: Monday, Tuesday and Wednesday's bars so far land; the rest is reported
+    result = _backfill(["--start", "2025-03-03", "--end", "2025-03-14", "--layers", "L0,L1,L2"], now)
+    assert result.exit_code == 0, result.output
+    assert "sessions after 2025-03-05 have no closed bar yet: the range stops at 2025-03-05 (partial, bars up to 2025-03-05-10:25)" in result.output
+    assert "backfill 2025-03-03 .. 2025-03-05: 3 sessions" in result.output
+    lake = LakeResource(url=str(usdcop_env / "lake"))
+    for dataset in ("l0/ohlcv_m5", "l1/ohlcv_m5", "l2/indicators_m5"):
+        table = lake.table(dataset)
+        assert table.dates() == [dt.date(2025, 3, 3), dt.date(2025, 3, 4), SESSION], dataset
+        today = table.read(cal.session_open(SESSION), cal.session_end(SESSION))
+        assert list(today["time"]) == list(cal.session_bars(SESSION)[:30]), dataset
+    with dg.DagsterInstance.from_config(str(usdcop_env / "dagster_home")) as instance:
+        records = instance.fetch_materializations(dg.AssetKey(["l0", "ohlcv_m5"]), limit=10).records
+        last_bar = {r.partition_key: r.asset_materialization.metadata["last_bar"].value for r in records}
+        missing = {r.partition_key: r.asset_materialization.metadata["bars_missing"].value for r in records}
+    assert last_bar == {"2025-03-03": "2025-03-03 12:55", "2025-03-04": "2025-03-04 12:55", "2025-03-05": "2025-03-05 10:25"}
+    assert missing == {"2025-03-03": 0, "2025-03-04": 0, "2025-03-05": 0}  # bars not closed yet are not missing
+
+
+# --- concurrent writers of one session ----------------------------------------------------------------
+
+_WRITER = """
+import os, sys, time
+import dagster as dg
+from usdcop_assets.cli import prepare_environment
+from usdcop_assets.definitions import build_definitions
+from usdcop_assets.jobs import layers_job
+
+prepare_environment()
+job = layers_job(build_definitions(), "L0,L1,L2")
+tags = {"dagster/asset_partition_range_start": sys.argv[1], "dagster/asset_partition_range_end": sys.argv[2]}
+with dg.DagsterInstance.get() as instance:
+    print("ready", flush=True)
+    while not os.path.exists(sys.argv[4]):  # start together with the other writer
+        time.sleep(0.01)
+    for _ in range(int(sys.argv[3])):
+        result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        print("run", result.run_id, result.success, flush=True)
+        for event in result.all_events:
+            if event.event_type_value == "STEP_FAILURE":
+                print("failure", event.step_key, event.step_failure_data.error.to_string()[-2000:], flush=True)
+"""
+
+
+def test_a_session_rematerialized_while_another_run_writes_it_keeps_every_row_once(tmp_path):
+    """Two processes materialize the same sessions of L0-L2 at once, twice each: lake objects and warehouse rows stay whole."""
+    from usdcop_assets.cli import instance_yaml
+    from usdcop_assets.lake.session_table import SessionTable
+    from usdcop_assets.lake.store import LocalObjectStore
+
+    home = tmp_path / "home"
+    (home / "dagster_home").mkdir(parents=True)
+    (home / "dagster_home" / "dagster.yaml").write_text(instance_yaml(home / "dagster_home"))
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:  # an existing instance, as in a deployment
+        instance.get_run_records(limit=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("USDCOP_", "DAGSTER_", "TWELVEDATA_"))}
+    env.update(USDCOP_HOME=str(home), PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
+    days = [dt.date(2025, 3, 4), SESSION]
+    go = tmp_path / "go"
+    args = [days[0].isoformat(), days[-1].isoformat(), "2", str(go)]
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = []
+    deadline = time.monotonic() + 240
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-3000:] if proc.poll() is not None else ""
+    finally:
+        go.touch()
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        outputs.append((proc.returncode, out, err))
+    for code, out, err in outputs:
+        assert code == 0, err[-3000:]
+        runs = [line.split() for line in out.splitlines() if line.startswith("run ")]
+        assert len(runs) == 2 and all(ok == "True" for _, _, ok in runs), out[-4000:]
+
+    expected = pd.DatetimeIndex([b for d in days for b in cal.session_bars(d)])
+    store = LocalObjectStore(home / "lake")
+    start, end = cal.session_open(days[0]), cal.session_end(days[-1])
+    wh = Warehouse(f"sqlite:///{home / 'warehouse.sqlite'}")
+    try:
+        for dataset, table in (("l1/ohlcv_m5", "usdcop_m5_ohlcv"), ("l2/indicators_m5", "usdcop_m5_indicators")):
+            lake_rows = SessionTable(store, dataset).read(start, end)
+            assert pd.DatetimeIndex(lake_rows["time"]).equals(expected), dataset  # every bar once, in order
+            for day in days:
+                assert SessionTable(store, dataset).verify(day) == [], (dataset, day)  # manifests match the objects
+            stored = wh.read_window(table, start, end)
+            assert pd.DatetimeIndex(stored["time"]).equals(expected), table
+            column = "close" if "close" in stored else "ema_20"  # and the two stores hold the same values
+            assert np.array_equal(stored[column].to_numpy(dtype=float), lake_rows[column].to_numpy(dtype=float), equal_nan=True)
+        raw = SessionTable(store, "l0/ohlcv_m5").read(start, end)
+        assert pd.DatetimeIndex(raw["time"]).equals(expected)
+        assert not [p for p in (home / "lake").rglob("*") if p.is_file() and ".tmp" in p.name]  # no temp file left
+    finally:
+        wh.dispose()
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        runs = instance.get_run_records()
+    assert len(runs) == 4 and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    first = sorted(runs, key=lambda r: r.start_time)[:2]  # the two writers' first runs did overlap
+    assert first[1].start_time < first[0].end_time
