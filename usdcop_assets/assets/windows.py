@@ -10,6 +10,7 @@ import hashlib
 import dagster as dg
 import pandas as pd
 
+from usdcop_assets import gaps
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.gaps import bar_summary
 from usdcop_assets.partitions import lookback_mapping
@@ -67,15 +68,13 @@ def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, t
         days = cal.session_dates(frame[time_column]).map(cal.session_key).to_numpy() if len(frame) else []
         parts = dict(tuple(frame.groupby(days))) if len(frame) else {}
         asset_key = context.asset_key_for_output(output_name)
+        now = gaps.utc_now()
         per_session: dict[str, str] = {}
         for key in sessions:
             part = parts.get(key, frame.iloc[:0])
             per_session[key] = data_version(part)
-            day = cal.parse_session_key(key)
-            context.add_asset_metadata(
-                _summary_metadata(part, time_column, cal.session_open(day), cal.session_end(day), per_session[key]),
-                asset_key=asset_key, partition_key=key,
-            )
+            context.add_asset_metadata(_session_metadata(part, time_column, cal.parse_session_key(key), per_session[key], now),
+                                       asset_key=asset_key, partition_key=key)
         if len(per_session) <= 100:
             md["data_version_by_session"] = dg.MetadataValue.json(per_session)
         versions = None
@@ -83,9 +82,26 @@ def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, t
     return dg.Output(frame, output_name=output_name, metadata=md, data_version=versions)
 
 
+def _session_metadata(frame: pd.DataFrame, time_column: str, day, version: str, now) -> dict:
+    """``_summary_metadata`` of one session of a range; a complete session skips the gap search (a six-year range is mostly complete)."""
+    start, end = cal.session_open(day), cal.session_end(day)
+    times = pd.DatetimeIndex(frame[time_column]) if len(frame) else pd.DatetimeIndex([], tz="UTC")
+    idx = times[(times >= start) & (times < end)].unique().sort_values()
+    if len(idx) and cal.bars_of_days([day]).isin(idx).all():
+        fmt = "%Y-%m-%d %H:%M"
+        summary = {"bars_present": len(idx), "bars_missing": 0, "first_bar": idx[0].tz_convert(cal.TZ).strftime(fmt),
+                   "last_bar": idx[-1].tz_convert(cal.TZ).strftime(fmt), "missing_bars_sample": []}
+    else:
+        summary = bar_summary(idx, start, end, now)
+    return _as_metadata(summary, version)
+
+
 def _summary_metadata(frame: pd.DataFrame, time_column: str, start, end, version: str) -> dict:
     times = pd.DatetimeIndex(frame[time_column]) if len(frame) else pd.DatetimeIndex([], tz="UTC")
-    summary = bar_summary(times, start, end)
+    return _as_metadata(bar_summary(times, start, end), version)
+
+
+def _as_metadata(summary: dict, version: str) -> dict:
     md = {
         "bars_present": summary["bars_present"],
         "bars_missing": summary["bars_missing"],
