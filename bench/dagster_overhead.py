@@ -1,13 +1,13 @@
 #!/usr/bin/env python
-"""What Dagster itself costs per 5-minute partition when backfilling the L0 -> L1 chain.
+"""What Dagster itself costs per session partition (and per bar) when backfilling the L0 -> L1 chain.
 
 For ranges of 5, 20 and 60 sessions (300, 1,200 and 3,600 bars) this runs, each in a subprocess with a
 fresh temporary ``USDCOP_HOME`` (``DAGSTER_HOME``, ``USDCOP_LAKE_URL``, ``USDCOP_WAREHOUSE_URL``,
 ``USDCOP_SOURCE``, ``TWELVEDATA_API_KEYS`` unset, so: synthetic source, embedded SQLite Dagster
 instance, local lake, SQLite warehouse):
 
-1. ``usdcop backfill --start A --end B --layers L0,L1`` (what an operator runs: one m5_chain run over
-   the bar range, then one session_audit run), timed wall-clock from outside;
+1. ``usdcop backfill --start A --end B --layers L0,L1`` (what an operator runs: one session_chain run over
+   the session range, then one session_audit run), timed wall-clock from outside;
 2. the same work through the pure functions, in a fresh interpreter too (``--direct-child``):
    ``synthetic_bars`` -> ``SessionTable.write`` (L0) -> ``SessionTable.read`` (L1's input) ->
    ``standardize_bars`` -> ``SessionTable.write`` (L1 kept + rejects) -> ``Warehouse.upsert`` (both
@@ -46,6 +46,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 SIX_YEARS_BARS = 88_260  # 1,471 sessions 2019-01-02 .. 2024-12-31 x 60 bars
 FIRST_DAY = dt.date(2024, 1, 2)
+CHAIN_JOB = "session_chain"
 SCRUB = ("DAGSTER_HOME", "USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "TWELVEDATA_API_KEYS")
 
 
@@ -67,7 +68,7 @@ def run_segments(dagster_home: Path, t_start: float, t_end: float) -> tuple[dict
             runs[r.dagster_run.job_name] = {"create": r.create_timestamp.timestamp(), "start": r.start_time, "end": r.end_time, "events": dict(events)}
     finally:
         instance.dispose()
-    chain, checks = runs.get("m5_chain"), runs.get("session_audit")
+    chain, checks = runs.get(CHAIN_JOB), runs.get("session_audit")
     seg = {}
     if chain:
         seg["startup"] = chain["create"] - t_start
@@ -178,8 +179,8 @@ def run_cli(first: dt.date, last: dt.date, workdir: Path, extra_env: dict | None
     wall = time.perf_counter() - t0
     t_end = t_start + wall
     text = out.read_text()
-    m = re.search(r": (\d+) bars,", text)
-    res = {"rc": rc, "wall_s": wall, "bars": int(m.group(1)) if m else None, "stdout": text.strip()}
+    m = re.search(r": (\d+) sessions,", text)
+    res = {"rc": rc, "wall_s": wall, "bars": int(m.group(1)) * 60 if m else None, "stdout": text.strip()}
     if rc != 0:
         res["stderr_tail"] = err.read_text()[-3000:]
         return res
@@ -306,24 +307,24 @@ def main() -> int:
     for r in rows:
         label = f"{r['n']} sessions" + (" (per-bar planned)" if r["variant"] else "")
         seg = r["cli"].get("segments", {})
-        ev = r["cli"]["runs"].get("m5_chain", {}).get("events", {})
+        ev = r["cli"]["runs"].get(CHAIN_JOB, {}).get("events", {})
         planned, mat = ev.get("ASSET_MATERIALIZATION_PLANNED", 0), ev.get("ASSET_MATERIALIZATION", 0)
         work = r["direct"]["work_s"] - r["direct"]["phases"].get("checks (lake vs warehouse)", 0.0)
         per_planned = f"{1000 * seg['run create'] / planned:.1f}" if planned and "run create" in seg else "-"
         per_mat = f"{1000 * (seg['m5 execute'] - work) / mat:.1f}" if mat and "m5 execute" in seg else "-"
         log(f"{label:26} " + " ".join(f"{seg.get(k, float('nan')):>11.1f}" for k in seg_names) + f" {per_planned:>14} {per_mat:>18}")
-    log("startup = process start to m5_chain run creation (interpreter, imports, Definitions, job subset, key range);")
-    log("run create = creating the m5_chain run (storing one ASSET_MATERIALIZATION_PLANNED event per asset and partition);")
-    log("m5 execute = RUN_START..RUN_SUCCESS of m5_chain (the IO work plus one ASSET_MATERIALIZATION event per asset and")
+    log("startup = process start to session_chain run creation (interpreter, imports, Definitions, job subset, key range);")
+    log("run create = creating the session_chain run (storing one ASSET_MATERIALIZATION_PLANNED event per asset and partition);")
+    log("m5 execute = RUN_START..RUN_SUCCESS of session_chain (the IO work plus one ASSET_MATERIALIZATION event per asset and")
     log("partition); checks run = the session_audit run; exit = after it. ms/planned ev = run create / planned events;")
     log("ms/materializ. ev = (m5 execute - direct work without checks) / materialization events.")
     log()
-    log("--- Dagster events stored per run (m5_chain) ---")
+    log("--- Dagster events stored per run (session_chain) ---")
     for r in rows:
-        ev = r["cli"]["runs"].get("m5_chain", {}).get("events", {})
+        ev = r["cli"]["runs"].get(CHAIN_JOB, {}).get("events", {})
         label = f"{r['n']} sessions" + (" (per-bar planned)" if r["variant"] else "")
-        main_ev = {k: v for k, v in ev.items() if v >= r["bars"]}
-        log(f"{label:26} {sum(ev.values()):>6} events; per-partition ones: {main_ev} = {sum(main_ev.values()) / r['bars']:.1f} per bar")
+        main_ev = {k: v for k, v in ev.items() if v >= r["n"]}
+        log(f"{label:26} {sum(ev.values()):>6} events; per-partition ones: {main_ev} = {sum(main_ev.values()) / r['n']:.1f} per session")
     log()
     log("--- direct path phases (seconds) ---")
     base = [r for r in rows if not r["variant"]]

@@ -10,8 +10,8 @@ like the L1 table ``usdcop_m5_ohlcv``, through the real IO manager classes:
 - ``WarehouseIOManager(warehouse=WarehouseResource(url=postgresql+psycopg://...))`` -> warehouse-PostgreSQL
 
 each driven by ``handle_output`` / ``load_input`` with contexts from ``dagster.build_output_context`` /
-``dagster.build_input_context`` (``asset_partitions_def=bar_partitions`` and an
-``asset_partition_key_range`` covering every bar). The builders accept key ranges in the installed
+``dagster.build_input_context`` (``asset_partitions_def=session_partitions`` and an
+``asset_partition_key_range`` covering every session). The builders accept key ranges in the installed
 Dagster, so no layer is bypassed. Building the context itself is Dagster work (the key range is
 expanded into a partitions subset) and is timed and reported separately, not charged to the IO
 managers; each ``handle_output`` gets a shallow copy of one built context with fresh output metadata.
@@ -52,7 +52,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# The bar partitions start at USDCOP_HISTORY_START (default 2020-01-01); six years from 2019 need an
+# The session partitions start at USDCOP_HISTORY_START (default 2020-01-01); six years from 2019 need an
 # earlier start, and it must be set before usdcop_assets.partitions is imported.
 os.environ["USDCOP_HISTORY_START"] = "2019-01-01"
 
@@ -67,7 +67,7 @@ import dagster as dg  # noqa: E402
 from usdcop_assets import market_calendar as cal  # noqa: E402
 from usdcop_assets.frames import frame_checksum  # noqa: E402
 from usdcop_assets.io_managers import LakeIOManager, WarehouseIOManager  # noqa: E402
-from usdcop_assets.partitions import bar_key_range, bar_partitions  # noqa: E402
+from usdcop_assets.partitions import session_key_range, session_partitions  # noqa: E402
 from usdcop_assets.refine.standardize import standardize_bars  # noqa: E402
 from usdcop_assets.resources import LakeResource, WarehouseResource  # noqa: E402
 from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
@@ -148,19 +148,19 @@ class Contexts:
     """One output and one input context for the whole key range, built once through the public builders."""
 
     def __init__(self, days: list[dt.date]):
-        self.key_range = bar_key_range(days[0], days[-1])
+        self.key_range = session_key_range(days[0], days[-1])
         self.build_out_s, self.base_out = timed(
             dg.build_output_context,
             asset_key=ASSET_KEY,
             definition_metadata=META,
-            asset_partitions_def=bar_partitions,
+            asset_partitions_def=session_partitions,
             asset_partition_key_range=self.key_range,
         )
         self.build_in_s, self.input = timed(
             dg.build_input_context,
             asset_key=ASSET_KEY,
             upstream_output=self.base_out,
-            asset_partitions_def=bar_partitions,
+            asset_partitions_def=session_partitions,
             asset_partition_key_range=self.key_range,
         )
         self.window = self.base_out.asset_partitions_time_window
@@ -365,8 +365,10 @@ def sqlite_floor(path: Path, df: pd.DataFrame) -> tuple[float, float, int]:
                 df["source"].tolist(),
                 df["is_flat"].astype(int).tolist(),
                 iso_utc_text(df["ingested_at"]),
+                df["time_shift_hours"].tolist(),
             )
         )
+        assert len(cols) == 11, cols  # one value per column of the L1 frame, in its order
         with con:
             con.executemany(f"INSERT INTO {TABLE} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
 

@@ -13,9 +13,9 @@ the same state and writes into its own lake and warehouse.
 
 1. **Dagster** (one child interpreter, as ``usdcop backfill`` does after L0): ``prepare_environment()``,
    ``build_definitions()``, then one ``execute_in_process`` per stage with the range tags of
-   ``cli.materialize_sessions``: ``layers_job(defs, "L1")``, ``"L2"``, ``"L3"`` (bar range), the
-   ``observation_stats`` job, ``layers_job(defs, "L4")`` (bar range), and the ``session_chain`` job
-   (``l4/episodes_session``, session range). Each stage is timed around ``get_subset`` +
+   ``cli.materialize_sessions``: ``layers_job(defs, "L1")``, ``"L2"``, ``"L3"`` (session range), the
+   ``observation_stats`` job, then ``session_chain`` restricted to ``l4/observations_m5`` and to
+   ``l4/episodes_session`` (session range). Each stage is timed around ``get_subset`` +
    ``execute_in_process`` (wall and process CPU); its events are counted from the result.
 2. **Direct** (another child interpreter, no Dagster run): the same computations through the pure
    functions on the same inputs, read from the lake over the same windows the IO managers read
@@ -115,25 +115,27 @@ def dagster_child(first_s: str, last_s: str) -> dict:
 
         from usdcop_assets.cli import prepare_environment, session_range
         from usdcop_assets.definitions import build_definitions
+        from usdcop_assets.assets.observations import EPISODES, OBSERVATIONS
         from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, layers_job
-        from usdcop_assets.partitions import session_key_range
 
         prepare_environment()  # DAGSTER_HOME, batched event log, one planned event per asset (as the CLI)
         defs = build_definitions()
         instance = dg.DagsterInstance.get()
     first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
-    bars = session_range(first, last)
-    sessions = session_key_range(first, last)
-    bar_tags = {"dagster/asset_partition_range_start": bars.start, "dagster/asset_partition_range_end": bars.end}
+    sessions = session_range(first, last)
     session_tags = {"dagster/asset_partition_range_start": sessions.start, "dagster/asset_partition_range_end": sessions.end}
     base = {"usdcop/launched_by": "bench/l1_l4_pipeline.py"}
+
+    def only(key):
+        return defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection={key}, asset_check_selection=set())
+
     stages = [
-        ("L1", lambda: layers_job(defs, "L1"), bar_tags),
-        ("L2", lambda: layers_job(defs, "L2"), bar_tags),
-        ("L3", lambda: layers_job(defs, "L3"), bar_tags),
+        ("L1", lambda: layers_job(defs, "L1"), session_tags),
+        ("L2", lambda: layers_job(defs, "L2"), session_tags),
+        ("L3", lambda: layers_job(defs, "L3"), session_tags),
         ("L4 stats", lambda: defs.resolve_job_def(STATS_JOB), {}),
-        ("L4 obs", lambda: layers_job(defs, "L4"), bar_tags),
-        ("L4 episodes", lambda: layers_job(defs, "L4", SESSION_JOB), session_tags),
+        ("L4 obs", lambda: only(OBSERVATIONS), session_tags),
+        ("L4 episodes", lambda: only(EPISODES), session_tags),
     ]
     out: dict = {"startup_s": time.perf_counter() - t_proc, "startup_cpu_s": c_start.cpu, "stages": {}}
     for name, make_job, tags in stages:
@@ -179,11 +181,11 @@ def direct_child(first_s: str, last_s: str) -> dict:
         import pandas as pd
 
         from usdcop_assets import market_calendar as cal
-        from usdcop_assets.assets.features import L1_MACRO, MACRO_LOOKBACK_DAYS, FEATURE_LOOKBACK_BARS, macro_daily_frame
-        from usdcop_assets.assets.indicators import LOOKBACK_BARS, complete_from
+        from usdcop_assets.assets.features import FEATURE_LOOKBACK_SESSIONS, L1_MACRO, MACRO_LOOKBACK_DAYS, macro_daily_frame
+        from usdcop_assets.assets.windows import complete_from
         from usdcop_assets.assets.observations import l4_episodes_session, stats_from_frame, stats_to_frame
         from usdcop_assets.features.engineering import build_features, macro_zscores
-        from usdcop_assets.features.indicators import compute_indicators
+        from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
         from usdcop_assets.lake.session_table import SessionTable, read_object, write_object
         from usdcop_assets.lake.store import open_store
         from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, train_window
@@ -194,13 +196,13 @@ def direct_child(first_s: str, last_s: str) -> dict:
 
     first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
     days = cal.trading_days(first, last)
-    own = (cal.session_open(days[0]), cal.session_end(days[-1]))  # the bar (and session) range's time window
+    own = (cal.session_open(days[0]), cal.session_end(days[-1]))  # the session range's time window
     whole = cal.whole_session_days(*own)  # what a "lake_window: session_days" asset stores and reads
 
-    def back(bars_back: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-        """TimeWindowPartitionMapping(start_offset=-bars_back) of the range, clipped to the partitions' start."""
+    def back(sessions_back: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """TimeWindowPartitionMapping(start_offset=-sessions_back) of the range, clipped to the partitions' start."""
         day = days[0]
-        for _ in range(bars_back // cal.BARS_PER_SESSION):
+        for _ in range(sessions_back):
             prev = cal.previous_trading_day(day)
             if prev < history_start():
                 break
@@ -239,7 +241,7 @@ def direct_child(first_s: str, last_s: str) -> dict:
         timed("L1", "write", wh.upsert, wtable, frame, replace_window=whole)
 
     # L2: l1/ohlcv_m5 with the 5-session look-back -> compute_indicators -> lake + warehouse
-    lb = cal.whole_session_days(*back(LOOKBACK_BARS))
+    lb = cal.whole_session_days(*back(LOOKBACK_SESSIONS - 1))
     bars = timed("L2", "read", table("l1/ohlcv_m5").read, *lb)
 
     def l2(bars):
@@ -252,7 +254,7 @@ def direct_child(first_s: str, last_s: str) -> dict:
     timed("L2", "write", wh.upsert, "usdcop_m5_indicators", indicators, replace_window=own)
 
     # L3: l1 bars (2-session look-back), l2 indicators, l1/macro_daily (z-score window) -> build_features -> lake
-    bars3 = timed("L3", "read", table("l1/ohlcv_m5").read, *cal.whole_session_days(*back(FEATURE_LOOKBACK_BARS)))
+    bars3 = timed("L3", "read", table("l1/ohlcv_m5").read, *cal.whole_session_days(*back(FEATURE_LOOKBACK_SESSIONS)))
     ind3 = timed("L3", "read", table("l2/indicators_m5").read, *own)
     wide = timed("L3", "read", table("/".join(L1_MACRO.path)).read, own[0] - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), own[1])
 

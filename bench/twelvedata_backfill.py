@@ -358,8 +358,8 @@ def report_dagster(dag: dict, clients: list[dict], n_bars: int, args) -> None:
     log(f"  {'wall (whole CLI)':32} {dag['wall_s']:.1f}s = {1000 * dag['wall_s'] / bars:.2f} ms/bar, {bars / dag['wall_s']:,.0f} bars/s")
     log(f"  {'split':32} " + ", ".join(f"{k} {v:.1f}s" for k, v in seg.items()))
     log(f"  {'peak RSS of the usdcop process':32} {dag['maxrss_mb']:.0f} MB")
-    ev = dag["events"].get("m5_chain", {})
-    log(f"  {'m5_chain events':32} {sum(ev.values())} ({ev.get('ASSET_MATERIALIZATION', 0)} ASSET_MATERIALIZATION)")
+    ev = dag["events"].get("session_chain", {})
+    log(f"  {'session_chain events':32} {sum(ev.values())} ({ev.get('ASSET_MATERIALIZATION', 0)} ASSET_MATERIALIZATION)")
     if "m5 execute" in seg:
         per_bar = seg["m5 execute"] / bars
         checks_per_session = seg.get("checks run", 0.0) / dag["sessions"]

@@ -140,7 +140,7 @@ def available_range(first: dt.date, last: dt.date, now=None):
     newest = last_bar.tz_convert(cal.TZ).date() if last_bar is not None else None
     if newest is None or cal.parse_session_key(key_range.start) > newest:
         raise click.BadParameter(f"{first} .. {last} is in the future: the newest session with a closed bar is {newest}; "
-                                 f"pick an --end on or before it")
+                                 f"pick a --start on or before it")
     if cal.parse_session_key(key_range.end) > newest:
         click.echo(f"sessions after {newest} have no closed bar yet: the range stops at {newest} "
                    f"({'partial, bars up to ' + cal.bar_key(last_bar) if last_bar != cal.session_bars(newest)[-1] else 'complete'})")

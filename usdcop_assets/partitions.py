@@ -4,6 +4,10 @@
   bars; every persisted bar layer (L0..L6) uses it. The cron ``0 8,13`` with the 13:00 ticks excluded
   makes each window end at 13:00 the same day; holidays are excluded as their 08:00 instants. Why one
   key per session and not per bar: docs/decisions/0001-session-partitions.md.
+- ``end_offset=1``: today's session is a partition while it runs (Dagster otherwise lists a window only
+  once it has ended, and refuses the realtime sensor's and ``bar_close_schedule``'s mid-session
+  requests). With the excluded 13:00 ticks Dagster 1.13 shows the next session from the previous
+  close on (dagster issue #33551); it holds no bar until it opens, and ``usdcop backfill`` refuses it.
 - Look-backs are session offsets (``TimeWindowPartitionMapping(start_offset=-n)``): they jump nights,
   weekends and holidays.
 - ``macro_partitions``: Bogota calendar days for daily macro data, starting ``MACRO_WARMUP_DAYS``
@@ -44,6 +48,7 @@ def build_session_partitions(start: dt.date, end_year: int) -> dg.TimeWindowPart
         fmt=cal.SESSION_KEY_FORMAT,
         timezone=cal.TZ_NAME,
         exclusions=exclusions,
+        end_offset=1,
     )
 
 

@@ -59,7 +59,8 @@ def bar_close_schedule(job) -> dg.ScheduleDefinition:
 
     @dg.schedule(
         name="bar_close_schedule",
-        cron_schedule=["6-59/5 8-12 * * 1-5", "1 13 * * 1-5"],
+        # a minute past each close: 08:06..08:56, 09:01..12:56, 13:01 (60 ticks, one per bar)
+        cron_schedule=["6-59/5 8 * * 1-5", "1-59/5 9-12 * * 1-5", "1 13 * * 1-5"],
         execution_timezone=cal.TZ_NAME,
         job=job,
         default_status=STOPPED,

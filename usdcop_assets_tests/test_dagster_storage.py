@@ -7,7 +7,7 @@ import pytest
 
 from usdcop_assets.cli import instance_yaml
 from usdcop_assets.jobs import layers_job
-from usdcop_assets.partitions import bar_key_range
+from usdcop_assets.partitions import session_key_range
 
 DAYS = (dt.date(2025, 3, 3), dt.date(2025, 3, 4))
 L0 = dg.AssetKey(["l0", "ohlcv_m5"])
@@ -21,7 +21,7 @@ def _run(home, monkeypatch, batch: str, project_yaml: bool):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     from usdcop_assets.definitions import build_definitions
 
-    key_range = bar_key_range(*DAYS)
+    key_range = session_key_range(*DAYS)
     with dg.DagsterInstance.get() as instance:
         result = layers_job(build_definitions(), "L0").execute_in_process(
             instance=instance,
@@ -39,22 +39,22 @@ def _run(home, monkeypatch, batch: str, project_yaml: bool):
     return storage, partitions, records, last, events
 
 
-@pytest.mark.parametrize("batch", ["5000", "7"])  # one batch per output, or many small ones
+@pytest.mark.parametrize("batch", ["5000", "1"])  # one batch per output, or one per event
 def test_batched_event_log_records_every_partition_like_the_stock_storage(usdcop_env, tmp_path, monkeypatch, batch):
     storage, partitions, records, last, events = _run(tmp_path / "batched", monkeypatch, batch, project_yaml=True)
     stock, partitions0, records0, last0, events0 = _run(tmp_path / "stock", monkeypatch, "0", project_yaml=False)
     assert storage == "BatchedSqliteEventLogStorage" and stock == "SqliteEventLogStorage"
-    assert len(partitions) == len(records) == 120
+    assert len(partitions) == len(records) == 2  # one per session
     assert partitions == partitions0 and set(events) == set(events0)
     assert events == events0  # same metadata on every partition's event
-    assert last.dagster_event.partition == last0.dagster_event.partition == "2025-03-04-12:55"
+    assert last.dagster_event.partition == last0.dagster_event.partition == "2025-03-04"
     # the tag index answers partition queries, as the UI's partition view asks them; the instance's
     # yaml pins its event log, so it is found whatever DAGSTER_HOME says (it points at "stock" now)
     assert (tmp_path / "batched" / "history" / "runs" / "index.db").exists()
     with dg.DagsterInstance.from_config(str(tmp_path / "batched")) as instance:
         assert instance.event_log_storage._base_dir == str((tmp_path / "batched" / "history" / "runs").resolve())
-        one = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=L0, asset_partitions=["2025-03-03-10:00"]), limit=5).records
-        assert [r.partition_key for r in one] == ["2025-03-03-10:00"]
+        one = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=L0, asset_partitions=["2025-03-03"]), limit=5).records
+        assert [r.partition_key for r in one] == ["2025-03-03"]
 
 
 def test_a_batch_larger_than_sqlites_variable_limit_is_stored_in_one_write(tmp_path, monkeypatch):

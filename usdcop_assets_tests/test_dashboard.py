@@ -91,12 +91,12 @@ def test_page_with_data(page, filled_home, monkeypatch):
         assert [h.value for h in at.subheader] == ["L0", "L1", "L2", "L3", "L4", "L5", "L6", "Recent runs"]
         tables = [df.value for df in at.dataframe]
         status = pd.concat([t for t in tables if "latest_partition" in t.columns])
-        assert status.set_index("asset").loc["l1/ohlcv_m5", "latest_partition"] == "2025-03-14-12:55"
+        assert status.set_index("asset").loc["l1/ohlcv_m5", "latest_partition"] == "2025-03-14"
         assert (status["freshness"] != "").all()
         checks = pd.concat([t for t in tables if "check" in t.columns])
         assert checks.set_index("check").loc["conservation", "passed"] == True  # noqa: E712
         runs = tables[-1]
-        assert {"m5_chain", "macro_daily", "session_audit"} <= set(runs["job"])
+        assert {"session_chain", "macro_daily"} <= set(runs["job"])
     elif page == "views/features.py":
         assert "`l4/observations_m5` not materialized yet: run" in info
         assert "`l4/observation_stats` not materialized yet: run" in info
@@ -110,7 +110,8 @@ def test_page_with_data(page, filled_home, monkeypatch):
         assert "No rejected rows" in _texts(at.success)
     elif page == "views/audit.py":
         mats = at.dataframe[0].value
-        assert {"code_version", "data_version", "run_id"} <= set(mats.columns) and len(mats) == 50
+        assert {"code_version", "data_version", "run_id"} <= set(mats.columns) and len(mats) == 5  # one per session
+        assert sorted(mats["partition"]) == ["2025-03-10", "2025-03-11", "2025-03-12", "2025-03-13", "2025-03-14"]
         assert mats["data_version"].notna().all()
         assert metrics["Session objects verified (last 20)"] == "5 / 5"
         man = at.dataframe[1].value
@@ -166,8 +167,9 @@ def test_resample_and_windows():
     over = data.add_overlays(bars)
     assert over[["ema_20", "ema_50"]].notna().all().all()
     assert data.synthetic_share(pd.DataFrame({"source": ["synthetic", "twelvedata"], "bars": [3, 7]})) == (3, 10)
-    assert data.freshness("bar", "2025-03-14-12:55", now=pd.Timestamp("2025-03-14 18:01", tz="UTC")) == "fresh"
-    assert data.freshness("bar", "2025-03-14-12:50", now=pd.Timestamp("2025-03-14 18:01", tz="UTC")) == "stale: 1 bars behind"
+    assert data.freshness("session", "2025-03-14", now=pd.Timestamp("2025-03-14 18:01", tz="UTC")) == "fresh"
+    assert data.freshness("session", "2025-03-12", now=pd.Timestamp("2025-03-14 18:01", tz="UTC")) == "stale: 2 sessions behind"
+    assert data.freshness("session", "2025-03-14", now=pd.Timestamp("2025-03-14 15:07", tz="UTC")) == "fresh"  # mid-session
     assert data.expected_partitions("session", "2025-03-07", "2025-03-11") == ["2025-03-07", "2025-03-10", "2025-03-11"]
 
 

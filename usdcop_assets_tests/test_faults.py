@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.lake.session_table import SessionTable
 from usdcop_assets.lake.store import LocalObjectStore, S3ObjectStore
-from usdcop_assets.partitions import bar_key_range
+from usdcop_assets.partitions import session_key_range
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.fault_helpers import FaultProxy, http_request_cut, pg_write_cut
 from usdcop_assets_tests.vendor_server import TD_PATH, VendorServer
@@ -69,7 +69,7 @@ def _run(instance, first: dt.date, last: dt.date, layers: str = "L0,L1"):
     from usdcop_assets.definitions import build_definitions
     from usdcop_assets.jobs import layers_job
 
-    key_range = bar_key_range(first, last)
+    key_range = session_key_range(first, last)
     return layers_job(build_definitions(), layers).execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}, raise_on_error=False
     )
@@ -406,7 +406,7 @@ def test_backfill_killed_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     l1 = killed_home / "lake" / "l1" / "ohlcv_m5"
     deadline = time.monotonic() + 120
     try:
-        # kill as soon as the 5-minute chain is writing L1 (L0 stored, L1 and L2 not finished)
+        # kill as soon as the session chain is writing L1 (L0 stored, L1 and L2 not finished)
         while not (l1.is_dir() and any(l1.glob("date=*/*"))):
             assert proc.poll() is None, "the backfill ended before it could be killed"
             assert time.monotonic() < deadline, "the backfill never started writing L1"
@@ -423,7 +423,7 @@ def test_backfill_killed_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     assert l2_written < len(days)  # killed mid-way: the chain had not finished
 
     with dg.DagsterInstance.from_config(str(killed_home / "dagster_home")) as inst:
-        statuses = [r.dagster_run.status for r in inst.get_run_records() if r.dagster_run.job_name == "m5_chain"]
+        statuses = [r.dagster_run.status for r in inst.get_run_records() if r.dagster_run.job_name == "session_chain"]
     assert len(statuses) == 1 and statuses[0] != dg.DagsterRunStatus.SUCCESS  # the killed run (left STARTED)
 
     rerun = _backfill(killed_home)

@@ -148,7 +148,7 @@ def test_gap_returns_are_nan_and_no_bar_is_invented(bars, daily):
     assert np.isnan(at.loc[session[52], "ret_1_lag2"]) and not np.isnan(at.loc[session[52], "ret_1_lag1"])
     assert np.isnan(at.loc[session[55], "vol_12"])  # only 5 of its 12 returns exist
     assert not np.isnan(at.loc[session[50], "ret_60"])  # both ends exist: a true one-session return
-    # the look-back still works on the rows that exist, and one-bar runs agree with the gappy backfill
+    # the look-back still works on the rows that exist, and a bar computed alone agrees with the gappy backfill
     t = session[55]
     one = features_for(gappy, daily, t)
     ref = build_features(gappy, ind, macro_pit=macro_zscores(daily, gappy["time"]), targets=[t])

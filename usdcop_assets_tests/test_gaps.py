@@ -10,9 +10,9 @@ import pytest
 from usdcop_assets import gaps
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.audits import GAP_CHECK
-from usdcop_assets.gaps import checked_end, missing_bars
-from usdcop_assets.jobs import layers_job, AUDIT_JOB, M5_CHAIN_JOB
-from usdcop_assets.partitions import bar_key_range, session_key_range
+from usdcop_assets.gaps import bar_summary, checked_end, missing_bars
+from usdcop_assets.jobs import AUDIT_JOB, layers_job
+from usdcop_assets.partitions import session_key_range
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.vendor_server import VendorServer
 
@@ -83,6 +83,21 @@ def test_checked_window_stops_at_the_last_closed_bar():
     assert checked_end(end, now=_bogota("2025-03-06 07:00")) == end.tz_convert("UTC")
 
 
+def test_bar_summary_counts_only_bars_due_by_now():
+    day = dt.date(2025, 3, 5)
+    bars = cal.session_bars(day)
+    present = bars[:30].delete(13)  # 08:00..10:25 without 09:05
+    start, end = cal.session_open(day), cal.session_end(day)
+    full = bar_summary(present, start, end, now=_bogota("2025-03-05 14:00"))
+    assert (full["bars_present"], full["bars_missing"]) == (29, 31)
+    assert (full["first_bar"], full["last_bar"]) == ("2025-03-05 08:00", "2025-03-05 10:25")
+    # at 10:31 the bars up to 10:25 are due: only the hole is missing
+    mid = bar_summary(present, start, end, now=_bogota("2025-03-05 10:31"))
+    assert (mid["bars_present"], mid["bars_missing"], mid["missing_bars_sample"]) == (29, 1, ["2025-03-05 09:05"])
+    # before the open nothing is due
+    assert bar_summary([], start, end, now=_bogota("2025-03-05 07:00"))["bars_missing"] == 0
+
+
 # --- the checks through Dagster -------------------------------------------------------------------
 
 
@@ -114,11 +129,18 @@ def test_bars_complete_fails_on_a_session_the_source_left_short(usdcop_env, inst
         monkeypatch.setenv("TWELVEDATA_BASE_URL", server.url)
         monkeypatch.setenv("TWELVEDATA_API_KEYS", "FAKE-GAP-KEY")
         defs = full_definitions()
-        key_range = bar_key_range(complete_day, short_day)
+        key_range = session_key_range(complete_day, short_day)
         run = layers_job(defs, "L0,L1").execute_in_process(
             instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}
         )
         assert run.success
+
+    # each session's L0 materialization says what it holds and lacks (what the gap-fill sensor reads)
+    l0 = {m.partition: m.metadata for m in run.asset_materializations_for_node("l0__ohlcv_m5")}
+    assert l0[complete_day.isoformat()]["bars_missing"].value == 0
+    assert l0[short_day.isoformat()]["bars_present"].value == 57
+    assert l0[short_day.isoformat()]["bars_missing"].value == 3
+    assert l0[short_day.isoformat()]["last_bar"].value == "2025-03-06 12:55"
 
     ok = _check(defs, instance, complete_day)
     assert set(ok) == {"l0/ohlcv_m5_audit:bars_complete", "l1/ohlcv_m5_audit:bars_complete"}

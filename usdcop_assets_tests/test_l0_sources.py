@@ -9,17 +9,14 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import layers_job, M5_CHAIN_JOB
+from usdcop_assets.jobs import layers_job
 from usdcop_assets.lake.session_table import to_arrow
-from usdcop_assets.partitions import bar_key_range
 from usdcop_assets.resources import LakeResource
 from usdcop_assets.settings import ConfigError
 from usdcop_assets.sources import AVAILABLE, L0_COLUMNS, fetch_bars, fetch_bars_with_summary, require_available
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.vendor_server import TD_PATH, VendorServer
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 KEYS = ("FAKE-TD-KEY-0001", "FAKE-TD-KEY-0002")
 DAY = dt.date(2025, 3, 5)
 
@@ -51,10 +48,7 @@ def _window(day: dt.date):
 def _run_session(instance, day: dt.date):
     from usdcop_assets.definitions import build_definitions
 
-    key_range = bar_key_range(day, day)
-    return layers_job(build_definitions(), "L0,L1").execute_in_process(
-        instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}
-    )
+    return layers_job(build_definitions(), "L0,L1").execute_in_process(instance=instance, partition_key=cal.session_key(day))
 
 
 def _lake(usdcop_env, dataset: str, day: dt.date) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """L5-L6 through Dagster on a synthetic history: one walk-forward fold trained with a tiny PPO, its
 artifact content-addressed in the lake and reloadable to the same weights; actions per bar (flat at
-the end, one row per bar, recorded flat fallback without a model, a one-bar run equal to the range run); the backtest's P&L recomputed
+the end, one row per bar, recorded flat fallback without a model, a one-session run equal to the range run); the backtest's P&L recomputed
 independently; rl_metrics for the agent and the baselines; the HTML report."""
 
 import datetime as dt
@@ -186,8 +186,8 @@ def test_rl_metrics_for_the_agent_and_baselines_and_the_report(platform):
     assert report is not None and b"<svg" in report and b"buy_and_hold" in report
 
 
-def test_a_one_session_realtime_run_stores_what_the_range_run_stored(platform):
-    """The realtime path: one session partition re-decides the session from the open and lands the same rows."""
+def test_a_one_session_run_stores_what_the_range_run_stored(platform):
+    """A session re-run alone (as the session close schedule does) re-decides it from the open and lands the same rows."""
     lake = _lake(platform)
     day = FOLD_SESSIONS[1]
     before = lake.table("l5/actions_m5").read(cal.session_open(day), cal.session_end(day)).set_index("time")

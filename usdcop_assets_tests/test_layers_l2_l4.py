@@ -1,5 +1,5 @@
 """L2-L4 through Dagster: a bar's indicators and features are the same whether computed in a range run
-or in one-bar realtime runs; statistics come from the declared training window only; episodes carry
+or in one-session runs; statistics come from the declared training window only; episodes carry
 the next-bar return; the observation audit's checks pass, and catch a feature that looked ahead."""
 
 import datetime as dt
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import AUDIT_JOB, M5_CHAIN_JOB, SESSION_JOB, STATS_JOB, layers_job
+from usdcop_assets.jobs import AUDIT_JOB, STATS_JOB, layers_job
 from usdcop_assets.observation.builder import DEFAULT_CONFIG, load_config
-from usdcop_assets.partitions import bar_key_range, session_key_range
+from usdcop_assets.partitions import session_key_range
 from usdcop_assets.resources import LakeResource
 from usdcop_assets.features.indicators import compute_indicators
 from usdcop_assets.lake.session_table import read_object
@@ -68,8 +68,8 @@ def _defs():
     return build_definitions()
 
 
-def _range_tags(first, last, sessions=False):
-    r = session_key_range(first, last) if sessions else bar_key_range(first, last)
+def _range_tags(first, last):
+    r = session_key_range(first, last)
     return {RANGE_START: r.start, RANGE_END: r.end}
 
 
@@ -77,21 +77,21 @@ def _backfill(defs, instance, first=FIRST, last=LAST):
     assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=instance, tags=_range_tags(first, last)).success
     assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
     assert layers_job(defs, "L4").execute_in_process(instance=instance, tags=_range_tags(first, last)).success
-    assert layers_job(defs, "L4", SESSION_JOB).execute_in_process(instance=instance, tags=_range_tags(first, last, True)).success
 
 
 def _lake(env) -> LakeResource:
     return LakeResource(url=str(env / "lake"))
 
 
-def test_range_run_and_one_bar_runs_store_identical_indicators_and_features(obs_env, instance, tmp_path, monkeypatch):
+def test_range_run_and_one_session_runs_store_identical_indicators_and_features(obs_env, instance, tmp_path, monkeypatch):
     defs = _defs()
     _backfill(defs, instance)
     lake = _lake(obs_env)
-    bars_keys = [cal.bar_key(t) for t in cal.session_bars(LAST)[[0, 31, 59]]]
+    sessions = cal.trading_days(FIRST, LAST)[-3:]
     ranged = {k: lake.table(k).read() for k in ("l2/indicators_m5", "l3/features_m5")}
 
-    # A second platform home: L0-L1 as a range, then L2-L3 bar by bar, as the realtime chain would.
+    # A second platform home: L0-L1 as a range, then L2-L3 one session per run (each loads its own
+    # look-back: 4 sessions of L1 for L2, 2 for L3), as the session close schedule would.
     other = tmp_path / "other"
     monkeypatch.setenv("USDCOP_HOME", str(other))
     monkeypatch.setenv("DAGSTER_HOME", str(other / "dagster_home"))
@@ -99,15 +99,18 @@ def test_range_run_and_one_bar_runs_store_identical_indicators_and_features(obs_
     defs2 = _defs()
     with dg.instance_for_test(temp_dir=str(other / "dagster_home")) as inst2:
         assert layers_job(defs2, "L0,L1").execute_in_process(instance=inst2, tags=_range_tags(FIRST, LAST)).success
-        for key in bars_keys:
-            assert layers_job(defs2, "L2,L3").execute_in_process(instance=inst2, partition_key=key).success
+        for day in sessions:
+            result = layers_job(defs2, "L2,L3").execute_in_process(instance=inst2, partition_key=cal.session_key(day))
+            assert result.success
+        l2 = result.asset_materializations_for_node("l2__indicators_m5")[0].metadata
+        assert l2["lookback_bars_loaded"].value == 240 and l2["bars_present"].value == 60
     lake2 = LakeResource(url=str(other / "lake"))
     for dataset, full in ranged.items():
         one = lake2.table(dataset).read().set_index("time")
-        assert len(one) == 3
+        assert len(one) == 180
         expected = full.set_index("time").loc[one.index]
-        cols = [c for c in expected.columns if c not in ("warm",)]
-        pd.testing.assert_frame_equal(one[cols], expected[cols], check_exact=True)
+        assert one["warm"].all()
+        pd.testing.assert_frame_equal(one, expected[one.columns], check_exact=True)
     # and the indicators are ta's on the clean series (the pure function is tested against ta itself)
     l1 = lake.table("l1/ohlcv_m5").read()
     direct = compute_indicators(l1, targets=pd.DatetimeIndex(ranged["l2/indicators_m5"]["time"]))
@@ -157,7 +160,7 @@ def test_observation_audit_passes_and_catches_a_feature_that_looked_ahead(backfi
     keys = {dg.AssetKey(["l4", "observations_m5_audit"])}
 
     def run_audit():
-        result = audit.get_subset(asset_selection=keys).execute_in_process(instance=instance, tags=_range_tags(LAST, LAST, True), raise_on_error=False)
+        result = audit.get_subset(asset_selection=keys).execute_in_process(instance=instance, tags=_range_tags(LAST, LAST), raise_on_error=False)
         return {e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
 
     checks = run_audit()

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import layers_job, AUDIT_JOB, M5_CHAIN_JOB
-from usdcop_assets.partitions import bar_key_range, bar_partitions, session_key_range
+from usdcop_assets.jobs import AUDIT_JOB, layers_job
+from usdcop_assets.partitions import lookback_mapping, session_key_range, session_partitions
 from usdcop_assets.settings import ConfigError
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -25,7 +25,7 @@ def _defs():
 
 
 def _run_range(defs, instance, first: dt.date, last: dt.date):
-    key_range = bar_key_range(first, last)
+    key_range = session_key_range(first, last)
     return layers_job(defs, "L0,L1").execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}
     )
@@ -64,10 +64,15 @@ def test_range_run_writes_one_object_per_session_and_matching_warehouse(usdcop_e
     first, last = dt.date(2025, 3, 3), dt.date(2025, 3, 7)
     result = _run_range(defs, instance, first, last)
     assert result.success
-    # one run, recorded in the instance, materializing every bar of each asset
+    # one run, recorded in the instance, materializing every session of each asset, each with its own summary
     assert len(instance.get_run_records()) == 1
     mats = _mats(result, "l1/ohlcv_m5")
-    assert len(mats) == 300
+    assert [m.partition for m in mats] == [d.isoformat() for d in cal.trading_days(first, last)]
+    for m in mats:
+        day = dt.date.fromisoformat(m.partition)
+        assert (m.metadata["bars_present"].value, m.metadata["bars_missing"].value) == (60, 0)
+        assert (m.metadata["first_bar"].value, m.metadata["last_bar"].value) == (f"{day} 08:00", f"{day} 12:55")
+    assert len({m.metadata["data_version"].value for m in mats}) == 5
 
     lake_root = usdcop_env / "lake"
     files = _lake_files(lake_root, "l1/ohlcv_m5")
@@ -104,7 +109,7 @@ def test_range_run_writes_one_object_per_session_and_matching_warehouse(usdcop_e
     assert audit[["session", "lake_rows", "warehouse_rows", "stores_match", "missing_bars"]].values.tolist() == [["2025-03-05", 60, 60, True, 0]]
 
 
-def test_rerunning_one_bar_or_the_range_gives_the_same_bytes(usdcop_env, instance):
+def test_rerunning_one_session_or_the_range_gives_the_same_bytes(usdcop_env, instance):
     defs = _defs()
     first, last = dt.date(2025, 3, 3), dt.date(2025, 3, 4)
     assert _run_range(defs, instance, first, last).success
@@ -112,7 +117,7 @@ def test_rerunning_one_bar_or_the_range_gives_the_same_bytes(usdcop_env, instanc
     raw_before = _lake_files(usdcop_env / "lake", "l0/ohlcv_m5")
 
     job = layers_job(defs, "L0,L1")
-    assert job.execute_in_process(instance=instance, partition_key="2025-03-04-10:30").success
+    assert job.execute_in_process(instance=instance, partition_key="2025-03-04").success
     assert _lake_files(usdcop_env / "lake", "l1/ohlcv_m5") == before
     assert _run_range(defs, instance, first, last).success
     assert _lake_files(usdcop_env / "lake", "l1/ohlcv_m5") == before
@@ -124,8 +129,8 @@ def test_look_back_input_is_read_in_one_pass_across_a_holiday_weekend(usdcop_env
 
     @dg.asset(
         key=["test", "look_back"],
-        partitions_def=bar_partitions,
-        ins={"raw": dg.AssetIn(["l0", "ohlcv_m5"], partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-3))},
+        partitions_def=session_partitions,
+        ins={"raw": dg.AssetIn(["l0", "ohlcv_m5"], partition_mapping=lookback_mapping(2))},
         io_manager_key="lake_io_manager",
         metadata={"time_column": "time"},
     )
@@ -136,13 +141,15 @@ def test_look_back_input_is_read_in_one_pass_across_a_holiday_weekend(usdcop_env
     base = _defs()
     from usdcop_assets.assets.raw import l0_ohlcv_m5
 
-    key_range = bar_key_range(dt.date(2025, 1, 3), dt.date(2025, 1, 7))
+    key_range = session_key_range(dt.date(2024, 12, 30), dt.date(2025, 1, 7))
     assert dg.materialize(
         [l0_ohlcv_m5], instance=instance, resources=base.resources, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}
     ).success
-    assert dg.materialize([look_back, l0_ohlcv_m5], selection=[look_back], instance=instance, resources=base.resources, partition_key="2025-01-07-08:00").success
-    local = pd.DatetimeIndex(seen["raw"]["time"]).tz_convert(cal.TZ).strftime("%Y-%m-%d %H:%M").tolist()
-    assert local == ["2025-01-03 12:45", "2025-01-03 12:50", "2025-01-03 12:55", "2025-01-07 08:00"]
+    # Tuesday 2025-01-07 after the Monday holiday: its session and the two before it (Thursday, Friday), time-ordered
+    assert dg.materialize([look_back, l0_ohlcv_m5], selection=[look_back], instance=instance, resources=base.resources, partition_key="2025-01-07").success
+    local = pd.DatetimeIndex(seen["raw"]["time"]).tz_convert(cal.TZ)
+    assert sorted(set(local.strftime("%Y-%m-%d"))) == ["2025-01-02", "2025-01-03", "2025-01-07"]
+    assert len(local) == 180 and local.is_monotonic_increasing
 
 
 def test_integrity_check_fails_on_a_stored_bar_with_high_below_close(usdcop_env, instance):
@@ -186,7 +193,7 @@ def test_lake_warehouse_check_fails_when_the_stores_diverge(usdcop_env, instance
 
 def test_partition_key_outside_the_calendar_fails_before_writing(usdcop_env, instance):
     job = layers_job(_defs(), "L0,L1")
-    for key in ("2025-01-06-09:00", "2025-03-04-13:00", "2025-03-08-09:00"):
+    for key in ("2025-01-06", "2025-03-08", "2025-03-04-10:30"):  # a holiday, a Saturday, a bar key
         with pytest.raises(Exception, match=key):
             job.execute_in_process(instance=instance, partition_key=key)
     assert not (usdcop_env / "lake").exists() or not any((usdcop_env / "lake").rglob("*.parquet"))
@@ -205,7 +212,7 @@ def test_malformed_store_urls_fail_when_definitions_load(usdcop_env, monkeypatch
 def test_missing_bucket_fails_the_run_before_any_write(usdcop_env, instance, s3_server, monkeypatch):
     monkeypatch.setenv("USDCOP_LAKE_URL", "s3://no-such-bucket-here/lake")
     job = layers_job(_defs(), "L0,L1")
-    result = job.execute_in_process(instance=instance, partition_key="2025-03-04-10:30", raise_on_error=False)
+    result = job.execute_in_process(instance=instance, partition_key="2025-03-04", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_failure)
     assert "bucket 'no-such-bucket-here' of USDCOP_LAKE_URL does not exist" in failure.event_specific_data.error.to_string()

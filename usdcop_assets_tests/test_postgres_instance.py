@@ -2,7 +2,7 @@
 
 One test, two halves on the same fresh database:
 
-1. a run executed in process on the instance: one bar of ``l0/ohlcv_m5`` (synthetic source) lands
+1. a run executed in process on the instance: one session of ``l0/ohlcv_m5`` (synthetic source) lands
    in the lake and its materialization in PostgreSQL's ``event_logs`` table;
 2. the run queue: a run submitted the way the UI does it (GraphQL ``launchPipelineExecution``) is
    QUEUED by the QueuedRunCoordinator, and a real ``dagster-daemon run`` subprocess dequeues,
@@ -32,12 +32,14 @@ L0 = ("l0", "ohlcv_m5")
 RUN_TIMEOUT_S = 150
 
 
-def _bars(n: int) -> list[str]:
-    """The first ``n`` bar keys of the last complete trading session before today (Bogota)."""
+def _sessions(n: int) -> list[str]:
+    """The keys of the last ``n`` complete trading sessions before today (Bogota), oldest first."""
     from usdcop_assets import market_calendar as cal
 
-    day = cal.previous_trading_day(dt.datetime.now(cal.TZ).date())
-    return [cal.bar_key(b) for b in cal.session_bars(day)[:n]]
+    days = [cal.previous_trading_day(dt.datetime.now(cal.TZ).date())]
+    while len(days) < n:
+        days.insert(0, cal.previous_trading_day(days[0]))
+    return [cal.session_key(d) for d in days]
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ def _materializations(url: sa.URL) -> list[tuple[str, str]]:
 
 
 def _launch_queued(instance, workspace: Path, partition: str) -> str:
-    """Submit ``m5_chain`` restricted to l0/ohlcv_m5 for one bar, through GraphQL like the UI."""
+    """Submit ``session_chain`` restricted to l0/ohlcv_m5 for one session, through GraphQL like the UI."""
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
@@ -88,7 +90,7 @@ def _launch_queued(instance, workspace: Path, partition: str) -> str:
         "selector": {
             "repositoryLocationName": "usdcop_assets",
             "repositoryName": "__repository__",
-            "jobName": "m5_chain",
+            "jobName": "session_chain",
             "assetSelection": [{"path": list(L0)}],
             "assetCheckSelection": [],
         },
@@ -134,7 +136,7 @@ def test_postgres_instance_runs_and_queue(pg_instance_env):
     from usdcop_assets.definitions import build_definitions
 
     url = pg_instance_env["url"]
-    first, second = _bars(2)
+    first, second = _sessions(2)
 
     instance = dg.DagsterInstance.get()  # from $DAGSTER_HOME/dagster.yaml = docker/dagster.yaml
     try:
@@ -147,13 +149,12 @@ def test_postgres_instance_runs_and_queue(pg_instance_env):
 
         # --- 1. a run in process: lake object + materialization row in PostgreSQL -----------------
         defs = build_definitions()
-        job = defs.resolve_job_def("m5_chain").get_subset(asset_selection={dg.AssetKey(list(L0))}, asset_check_selection=set())
+        job = defs.resolve_job_def("session_chain").get_subset(asset_selection={dg.AssetKey(list(L0))}, asset_check_selection=set())
         result = job.execute_in_process(partition_key=first, instance=instance)
         assert result.success
         rows = _materializations(url)
         assert ('["l0", "ohlcv_m5"]', first) in rows, rows
-        day = first[:10]
-        assert (pg_instance_env["home"] / "lake" / "l0" / "ohlcv_m5" / f"date={day}" / "data.parquet").is_file()
+        assert (pg_instance_env["home"] / "lake" / "l0" / "ohlcv_m5" / f"date={first}" / "data.parquet").is_file()
         stored = instance.get_run_by_id(result.run_id)
         assert stored.status == DagsterRunStatus.SUCCESS and stored.tags["dagster/partition"] == first
 

@@ -19,38 +19,58 @@ def defs():
     return definitions
 
 
-def _tick(defs, name: str, local: str):
+def _evaluate(defs, name: str, local: str):
     schedule = defs.get_schedule_def(name)
     when = pd.Timestamp(local, tz="America/Bogota").to_pydatetime()
     # No instance: these schedules only read the calendar. (An instance_for_test here leaves Dagster's
     # global defs-state storage pointing at a closed instance, which breaks later Definitions loads.)
     context = dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
-    data = schedule.evaluate_tick(context)
+    return schedule.evaluate_tick(context)
+
+
+def _tick(defs, name: str, local: str):
+    data = _evaluate(defs, name, local)
     return [r.partition_key for r in data.run_requests or []], data.skip_message
 
 
 @pytest.mark.parametrize(
     ("local", "expected"),
     [
-        (f"{TUESDAY} 10:35", ["2025-03-04-10:30"]),  # the bar that just closed
-        (f"{TUESDAY} 08:05", ["2025-03-04-08:00"]),  # the session's first bar
-        (f"{TUESDAY} 13:00", ["2025-03-04-12:55"]),  # the last bar closes at 13:00, same day
-        (f"{TUESDAY} 08:00", []),  # no bar has closed yet
-        (f"{TUESDAY} 13:05", []),
-        (f"{HOLIDAY} 10:35", []),
-        (f"{SATURDAY} 10:35", []),
+        (f"{TUESDAY} 10:36", ("2025-03-04", "2025-03-04-10:30")),  # the bar that just closed, in today's session
+        (f"{TUESDAY} 08:06", ("2025-03-04", "2025-03-04-08:00")),  # the session's first bar
+        (f"{TUESDAY} 13:01", ("2025-03-04", "2025-03-04-12:55")),  # the last bar closes at 13:00, same day
+        (f"{TUESDAY} 08:01", None),  # no bar of today has closed yet (the last closed one is Monday's)
+        (f"{HOLIDAY} 10:36", None),
+        (f"{SATURDAY} 10:36", None),
     ],
 )
-def test_the_bar_schedule_requests_the_bar_that_just_closed(defs, local, expected):
-    keys, skip = _tick(defs, "m5_chain_schedule", local)
-    assert keys == expected
-    assert bool(skip) == (not expected)
+def test_the_bar_close_schedule_requests_todays_session_once_per_closed_bar(defs, local, expected):
+    data = _evaluate(defs, "bar_close_schedule", local)
+    got = [(r.partition_key, r.run_key) for r in data.run_requests or []]
+    assert got == ([expected] if expected else [])
+    assert bool(data.skip_message) == (not expected)
+    if expected:
+        assert data.run_requests[0].tags["usdcop/bar"] == expected[1]
 
 
-def test_the_bar_schedule_inherits_the_partitions_cron(defs):
-    schedule = defs.get_schedule_def("m5_chain_schedule")
-    assert schedule.cron_schedule == "*/5 8-13 * * 1-5" and schedule.execution_timezone == "America/Bogota"
+def test_the_bar_close_schedule_ticks_a_minute_after_each_of_the_60_closes(defs):
+    from dagster._utils.schedules import schedule_execution_time_iterator  # the daemon's own tick times
+
+    schedule = defs.get_schedule_def("bar_close_schedule")
+    assert schedule.execution_timezone == "America/Bogota" and schedule.job_name == "session_chain"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    start = pd.Timestamp(f"{TUESDAY} 00:00", tz="America/Bogota")
+    ticks = schedule_execution_time_iterator(start.timestamp(), schedule.cron_schedule, schedule.execution_timezone)
+    day = []
+    for tick in ticks:
+        if tick.date().isoformat() != TUESDAY:
+            break
+        day.append(tick)
+    # one tick a minute after each close, each requesting a different bar of today's session
+    assert len(day) == 60 and day[0].strftime("%H:%M") == "08:06" and day[-1].strftime("%H:%M") == "13:01"
+    requests = [_evaluate(defs, "bar_close_schedule", t.strftime("%Y-%m-%d %H:%M")).run_requests[0] for t in day]
+    assert {r.partition_key for r in requests} == {TUESDAY}
+    assert [r.run_key for r in requests] == [f"{TUESDAY}-{h:02d}:{m:02d}" for h in range(8, 13) for m in range(0, 60, 5)]
 
 
 @pytest.mark.parametrize("name", ["session_chain_schedule", "session_audit_schedule"])

@@ -205,7 +205,7 @@ def test_conservation_check_passes_and_names_a_session_that_lost_rows(usdcop_env
     from usdcop_assets.assets.standardized import l1_ohlcv_m5
     from usdcop_assets.audits import CONSERVATION_CHECK, build_session_audit
     from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.partitions import bar_key_range, session_key_range
+    from usdcop_assets.partitions import session_key_range
     from usdcop_assets.resources import LakeResource
 
     l1 = {spec.key.path[-1]: spec for spec in l1_ohlcv_m5.specs}
@@ -214,13 +214,12 @@ def test_conservation_check_passes_and_names_a_session_that_lost_rows(usdcop_env
     )
     resources = build_definitions().resources
     first, last = dt.date(2025, 3, 4), dt.date(2025, 3, 5)
-    bars = bar_key_range(first, last)
     sessions = session_key_range(first, last)
     tags = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
     (tmp_path / "dh").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dh")) as instance:
         assert dg.materialize([l0_ohlcv_m5, l1_ohlcv_m5], instance=instance, resources=resources,
-                              tags=dict(zip(tags, (bars.start, bars.end)))).success
+                              tags=dict(zip(tags, (sessions.start, sessions.end)))).success
         lake = LakeResource(url=str(usdcop_env / "lake"))
         # a shifted copy of a native bar in L0 (03:00 Bogota): L1 rejects it, conservation still holds
         day0, day1 = cal.whole_session_days(cal.session_open(last), cal.session_end(last))
@@ -228,7 +227,7 @@ def test_conservation_check_passes_and_names_a_session_that_lost_rows(usdcop_env
         extra = l0.iloc[[0]].assign(time=l0["time"].iloc[0] - 5 * H)
         lake.table("l0/ohlcv_m5").write(pd.concat([l0, extra], ignore_index=True), day0, day1)
         assert dg.materialize([l0_ohlcv_m5, l1_ohlcv_m5], selection=[l1_ohlcv_m5], instance=instance, resources=resources,
-                              tags=dict(zip(tags, (bars.start, bars.end)))).success
+                              tags=dict(zip(tags, (sessions.start, sessions.end)))).success
 
         def check():
             result = dg.materialize([audit], instance=instance, resources=resources, raise_on_error=False,

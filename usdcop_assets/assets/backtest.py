@@ -3,7 +3,9 @@
 - ``l6/backtest_session`` (session-partitioned): the session's ``l5/actions_m5`` positions against the L4
   episodes' ``next_ret``, through ``backtest.engine.backtest_actions`` (the same costs and risk rules as
   training and live). Each session is backtested on its own (equity starts at 1 each session; sessions end
-  flat so nothing carries over), so a one-session run and a range run store the same rows.
+  flat so nothing carries over), so a one-session run and a range run store the same rows. A session still
+  running is backtested up to the bar before its newest (whose next return is not known yet), so its rows
+  never change as bars arrive.
 - ``l6/performance`` (unpartitioned): every stored session backtest, the agent's metrics and the baselines'
   (``backtest.baselines.all_baselines``) on exactly the same bars through ``backtest.engine.compare``; rows
   to the lake and warehouse ``rl_metrics``, and a self-contained HTML report (inline SVG, no JavaScript or
@@ -19,9 +21,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from usdcop_assets import clock
 from usdcop_assets.assets.model import live_costs, live_limits
 from usdcop_assets.assets.serving import ACTIONS
-from usdcop_assets.assets.observations import EPISODES
+from usdcop_assets.assets.observations import EPISODES, pending_steps
 from usdcop_assets.backtest.baselines import all_baselines
 from usdcop_assets.backtest.engine import backtest_actions, compare
 from usdcop_assets.partitions import session_partitions
@@ -40,16 +43,21 @@ def backtest_sessions(actions: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataF
     """Per-bar backtest of the actions' positions, each session on its own (see the module docstring)."""
     if actions.empty:
         return pd.DataFrame(columns=BACKTEST_COLUMNS)
-    bars = actions.merge(episodes[["time", "next_ret", "close"]], on="time", how="left", validate="one_to_one")
+    bars = actions.merge(episodes[["time", "next_ret", "close", "is_last"]], on="time", how="left", validate="one_to_one")
+    bars = bars.sort_values("time", kind="stable").reset_index(drop=True)
+    # the newest bar of a session still running has no episode step yet (its next return is unknown): backtested once it has
+    pending = bars["next_ret"].isna().to_numpy() & pending_steps(pd.DatetimeIndex(bars["time"]), clock.utc_now())
+    bars = bars[~pending].reset_index(drop=True)
+    if bars.empty:
+        return pd.DataFrame(columns=BACKTEST_COLUMNS)
     missing = bars["next_ret"].isna()
     if missing.any():
         raise ValueError(f"{int(missing.sum())} action bars have no l4/episodes_session row (first {bars.loc[missing, 'time'].iloc[0]})")
-    bars = bars.sort_values("time", kind="stable").reset_index(drop=True)
     parts = []
     for _, frame in bars.groupby("session", sort=True):
         sessions = frame["session"].astype(str).to_numpy()
         bt = backtest_actions(frame["position"].to_numpy(dtype="float64"), frame["next_ret"].to_numpy(dtype="float64"), sessions,
-                              live_costs(), live_limits(), is_last=None)
+                              live_costs(), live_limits(), is_last=frame["is_last"].to_numpy(dtype=bool))
         out = frame[["time", "symbol", "session", "step", "next_ret", "close", "model_version"]].reset_index(drop=True)
         for c in ("position", "trade", "cost", "gross", "pnl", "equity", "risk_flags"):
             out[c] = bt[c].to_numpy()

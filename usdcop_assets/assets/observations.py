@@ -9,6 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from usdcop_assets import clock
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.assets.features import L3_FEATURES
 from usdcop_assets.assets.indicators import L1_OHLCV
@@ -116,6 +117,17 @@ def next_bar_returns(closes: pd.Series, times: pd.DatetimeIndex) -> np.ndarray:
     return out
 
 
+def pending_steps(times: pd.DatetimeIndex, now: pd.Timestamp) -> np.ndarray:
+    """The newest bar of each session still running at ``now`` (not the session's 12:55 bar): its next return is not known yet."""
+    if not len(times):
+        return np.zeros(0, dtype=bool)
+    days = pd.Series(times.tz_convert(cal.TZ).date)
+    newest = days.ne(days.shift(-1)).to_numpy()
+    ends = pd.DatetimeIndex([cal.session_end(d) for d in days])
+    closing_bar = (ends - times) == pd.Timedelta(minutes=cal.BAR_MINUTES)
+    return newest & ~closing_bar & (ends > now)
+
+
 @dg.asset(
     key=EPISODES,
     ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
@@ -141,8 +153,13 @@ def l4_episodes_session(context: dg.AssetExecutionContext, observations: pd.Data
     episodes["close"] = closes.reindex(times).to_numpy(dtype="float64")
     episodes["next_ret"] = next_bar_returns(episodes["close"], times)
     episodes["is_last"] = episodes["session"].ne(episodes["session"].shift(-1)).to_numpy()
+    # Today's session, mid-day: its newest step waits for the next bar (its next_ret and is_last are not
+    # known yet), so every stored step is final and rows never change as the session's bars arrive.
+    pending = pending_steps(times, clock.utc_now())
+    episodes = episodes[~pending].reset_index(drop=True)
     sessions = episodes["session"].nunique() if len(episodes) else 0
     return dg.Output(
         episodes,
-        metadata={"sessions": int(sessions), "steps": len(episodes), "warm_steps": int(episodes["warm"].sum()) if len(episodes) else 0},
+        metadata={"sessions": int(sessions), "steps": len(episodes), "warm_steps": int(episodes["warm"].sum()) if len(episodes) else 0,
+                  "pending_steps": int(pending.sum())},
     )
