@@ -31,6 +31,7 @@ import dagster as dg
 
 from usdcop_assets.assets.model import PPO_MODEL
 from usdcop_assets.assets.observations import OBS_STATS
+from usdcop_assets.quality.checks import NO_FAILED_BLOCKING_CHECK_UPSTREAM
 from usdcop_assets.sensors import realtime_default_status
 from usdcop_assets.settings import env_int
 
@@ -45,6 +46,7 @@ REALTIME_CONDITION = (
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
         & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        & NO_FAILED_BLOCKING_CHECK_UPSTREAM  # every session of a look-back window (quality/checks.py)
     )
     .ignore(dg.AssetSelection.assets(PPO_MODEL, OBS_STATS))
     .with_label("realtime_eager")

@@ -24,7 +24,9 @@ Choices (Dagster 1.13.27):
   latest materialization, so Dagster counts it as current and ``all_deps_blocking_checks_passed``
   (``automation.REALTIME_CONDITION``) gates the layers above per session.
 - ``CHECK_CONDITION``: a check is requested with its asset (and after it updates), so runs launched by
-  declarative automation evaluate the blocking checks the next layer waits for.
+  declarative automation evaluate the blocking checks the next layer waits for;
+  ``NO_FAILED_BLOCKING_CHECK_UPSTREAM`` (in ``automation.REALTIME_CONDITION``) keeps a layer from
+  being requested while any session it reads has a failed blocking check.
 
 Cost per session and check: one evaluation event (a few ms on the embedded SQLite instance) and one
 planned row; the reads are one pass over the range per dataset. ``no_look_ahead`` recomputes
@@ -67,12 +69,26 @@ OBS_STATS = dg.AssetKey(["l4", "observation_stats"])
 SERVING = ("l2/indicators_m5", "l5/actions_m5", "l5/paper_trades", "l5/paper_positions")  # + L1's two, in l1_checks
 
 CHECK_LOOKBACK = dt.timedelta(days=7)  # as automation.REALTIME_LOOKBACK: sessions late bars may still reach
+# Requested in the tick that requests its asset (so both go in one run), or after the asset updated in
+# a run without it. Not ``since_last_handled`` alone: Dagster marks a check "newly updated" in every
+# partition once any partition was evaluated after the previous tick, which would drop a request.
 CHECK_CONDITION = (
     dg.AutomationCondition.in_latest_time_window(lookback_delta=CHECK_LOOKBACK)
-    & dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & (
+        dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
+        | dg.AutomationCondition.any_deps_updated().since_last_handled()
+    )
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("with_its_asset")
+
+
+# Dagster's ``all_deps_blocking_checks_passed`` maps a dependency's partitions down with "any": a session
+# whose look-back window holds one passing session passes, even if its own failed (L2 reads four
+# sessions back). Required next to it: no session the asset reads has a failed blocking check.
+NO_FAILED_BLOCKING_CHECK_UPSTREAM = (~dg.AutomationCondition.any_deps_match(
+    dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
+)).with_label("no_failed_blocking_check_upstream")
 
 
 def severity(name: str) -> dg.AssetCheckSeverity:

@@ -162,8 +162,8 @@ def _text(value) -> str:
 
 def first_difference(lake: pd.DataFrame, warehouse: pd.DataFrame, key: list[str], columns: list[str]) -> str:
     """The first row (in key order) that differs between the two stores, and how; '' when none does."""
-    a = lake.sort_values(key, kind="stable").reset_index(drop=True)
-    b = warehouse.sort_values(key, kind="stable").reset_index(drop=True)
+    a = lake.reindex(columns=list(dict.fromkeys([*key, *columns]))).sort_values(key, kind="stable").reset_index(drop=True)
+    b = warehouse.reindex(columns=list(dict.fromkeys([*key, *columns]))).sort_values(key, kind="stable").reset_index(drop=True)
     a_keys, b_keys = _key_labels(a, key), _key_labels(b, key)
     a_pos, b_pos = {k: i for i, k in enumerate(a_keys)}, {k: i for i, k in enumerate(b_keys)}
     for k in sorted(set(a_pos) | set(b_pos), key=lambda k: (a_pos.get(k, 1 << 30), b_pos.get(k, 1 << 30))):
@@ -182,7 +182,9 @@ def first_difference(lake: pd.DataFrame, warehouse: pd.DataFrame, key: list[str]
 def store_verdicts(lake_rows: pd.DataFrame, wh_rows: pd.DataFrame, key: list[str], sessions: list[str],
                    time_column: str = "time") -> dict[str, Verdict]:
     """Per session: row counts and content checksums of both stores over the columns both have."""
-    columns = sorted(set(lake_rows.columns) & set(wh_rows.columns))
+    # the columns both stores have; a store with no row at all has no schema to intersect with
+    sides = [set(f.columns) for f in (lake_rows, wh_rows) if len(f)]
+    columns = sorted(set.intersection(*sides)) if sides else []
     lake_by, wh_by = split_by_session(lake_rows, time_column), split_by_session(wh_rows, time_column)
     out = {}
     for session in sessions:
@@ -331,7 +333,8 @@ def look_ahead_verdicts(features: pd.DataFrame, observations: pd.DataFrame, bars
                 c = cols[0]
                 stored = obs.loc[bar, c] if c.startswith("o_") else feats.loc[bar, c]
                 fresh_value = fresh_obs[c] if c.startswith("o_") else row[c]
-                mismatches.append(f"{_label(bar)}: {', '.join(cols[:5])} (stored {c} {_num(stored)}, recomputed {_num(fresh_value)})")
+                others = f" (also {', '.join(cols[1:5])})" if len(cols) > 1 else ""
+                mismatches.append(f"{_label(bar)}: {c} stored {_num(stored)}, recomputed {_num(fresh_value)}{others}")
         md = {"bars_recomputed": len(picked), "bars": [_label(t) for t in picked][:MAX_LISTED], "mismatched": mismatches[:MAX_LISTED]}
         out[session] = Verdict(not mismatches, md, f"{session}: {mismatches[0]}" if mismatches else "")
     return out
