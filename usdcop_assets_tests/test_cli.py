@@ -20,12 +20,12 @@ def test_backfill_materializes_layers_and_records_runs_in_the_instance(usdcop_en
     assert result.exit_code == 0, result.output
     assert "backfill 2025-03-07-08:00 .. 2025-03-07-12:55: 60 bars" in result.output
     assert "source=synthetic" in result.output
-    assert "check l1/ohlcv_m5_audit:lake_matches_warehouse: passed" in result.output
-    assert "check l0/ohlcv_m5_audit:bars_complete: passed" in result.output
+    assert "check l1/ohlcv_m5:lake_matches_warehouse: passed (1 session)" in result.output
+    assert "check l0/ohlcv_m5:bars_complete: passed (1 session)" in result.output
     assert (usdcop_env / "dagster_home" / "dagster.yaml").exists()
     with dg.DagsterInstance.from_config(str(usdcop_env / "dagster_home")) as instance:
         runs = instance.get_run_records()
-        assert {r.dagster_run.job_name for r in runs} == {"macro_daily", "m5_chain", "session_audit"}
+        assert {r.dagster_run.job_name for r in runs} == {"macro_daily", "session_chain"}  # the checks ran in the session run
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert (usdcop_env / "lake" / "l1" / "ohlcv_m5" / "date=2025-03-07" / "data.parquet").exists()
 

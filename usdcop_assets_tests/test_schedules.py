@@ -53,7 +53,7 @@ def test_the_bar_schedule_inherits_the_partitions_cron(defs):
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
-@pytest.mark.parametrize("name", ["session_chain_schedule", "session_audit_schedule"])
+@pytest.mark.parametrize("name", ["session_chain_schedule"])
 def test_session_close_schedules_run_the_closed_session_and_skip_holidays(defs, name):
     minute = defs.get_schedule_def(name).cron_schedule.split()[0]
     assert _tick(defs, name, f"{TUESDAY} 13:{minute}") == (["2025-03-04"], None)
