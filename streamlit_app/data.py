@@ -59,8 +59,6 @@ CHECKS: dict[str, list[str]] = {
     "l2/indicators_m5": ["lake_matches_warehouse"],
     "l4/observations_m5": ["observations_finite", "observation_dimension", "no_look_ahead"],
     "l5/actions_m5": ["lake_matches_warehouse"],
-    "l5/paper_trades": ["lake_matches_warehouse"],
-    "l5/paper_positions": ["lake_matches_warehouse"],
 }
 CONFIG_VARS = (
     "USDCOP_HOME", "USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "DAGSTER_HOME", "USDCOP_OBS_CONFIG",

@@ -32,7 +32,7 @@ ERROR_CHECKS = {
     "l1/ohlcv_m5:conservation", "l1/ohlcv_m5:ohlc_integrity", "l1/ohlcv_m5:lake_matches_warehouse",
     "l1/ohlcv_m5_rejects:lake_matches_warehouse", "l2/indicators_m5:lake_matches_warehouse",
     "l4/observations_m5:observations_finite", "l4/observations_m5:observation_dimension", "l4/observations_m5:no_look_ahead",
-    "l5/actions_m5:lake_matches_warehouse", "l5/paper_trades:lake_matches_warehouse", "l5/paper_positions:lake_matches_warehouse",
+    "l5/actions_m5:lake_matches_warehouse",
 }
 WARN_CHECKS = {"l0/ohlcv_m5:bars_complete", "l1/ohlcv_m5:bars_complete"}
 

@@ -4,7 +4,7 @@
 |---|---|
 | ``l0/ohlcv_m5`` | ``bars_complete`` (WARN) |
 | ``l1/ohlcv_m5`` | ``conservation``, ``ohlc_integrity``, ``lake_matches_warehouse`` (ERROR); ``bars_complete`` (WARN) |
-| ``l1/ohlcv_m5_rejects``, ``l2/indicators_m5``, ``l5/actions_m5``, ``l5/paper_trades``, ``l5/paper_positions`` | ``lake_matches_warehouse`` (ERROR) |
+| ``l1/ohlcv_m5_rejects``, ``l2/indicators_m5``, ``l5/actions_m5`` | ``lake_matches_warehouse`` (ERROR) |
 | ``l4/observations_m5`` | ``observations_finite``, ``observation_dimension``, ``no_look_ahead`` (ERROR) |
 
 The rules are pure (``quality/rules.py``); this module reads the stores and records the verdicts.
@@ -66,7 +66,10 @@ L1_MACRO = dg.AssetKey(["l1", "macro_daily"])
 L3 = dg.AssetKey(["l3", "features_m5"])
 L4 = dg.AssetKey(["l4", "observations_m5"])
 OBS_STATS = dg.AssetKey(["l4", "observation_stats"])
-SERVING = ("l2/indicators_m5", "l5/actions_m5", "l5/paper_trades", "l5/paper_positions")  # + L1's two, in l1_checks
+# Serving assets checked lake == warehouse (L1's two are in l1_checks). The paper ledger's two tables are
+# not: two more evaluations per session (~10% of a 100-session backfill on the embedded instance) for
+# tables nothing downstream reads; add "l5/paper_trades", "l5/paper_positions" here to check them.
+SERVING = ("l2/indicators_m5", "l5/actions_m5")
 
 CHECK_LOOKBACK = dt.timedelta(days=7)  # as automation.REALTIME_LOOKBACK: sessions late bars may still reach
 # Requested in the tick that requests its asset (so both go in one run), or after the asset updated in
@@ -320,12 +323,11 @@ def build_session_checks(assets: Iterable[dg.AssetsDefinition]) -> list[dg.Asset
     checks = [l0_checks] if L0 in specs else []
     if L1 in specs:
         checks.append(build_l1_checks(specs))
-    serving = [specs[k] for k in (dg.AssetKey(s.split("/")) for s in SERVING) if k in specs]
-    by_layer: dict[str, list[dg.AssetSpec]] = {}
-    for spec in serving:  # the paper ledger's two tables in one step, like the asset that writes them
-        group = "l5_paper_ledger" if spec.key.path[-1].startswith("paper_") else f"{spec.key.path[0]}_{spec.key.path[-1]}"
-        by_layer.setdefault(group, []).append(spec)
-    checks.extend(build_store_checks(group_specs, f"{group}_checks") for group, group_specs in by_layer.items())
+    by_step: dict[str, list[dg.AssetSpec]] = {}  # one check step per asset step (the paper ledger's two tables together)
+    for spec in (specs[k] for k in (dg.AssetKey(s.split("/")) for s in SERVING) if k in specs):
+        step = "l5_paper_ledger" if spec.key.path[-1].startswith("paper_") else "_".join(spec.key.path)
+        by_step.setdefault(step, []).append(spec)
+    checks.extend(build_store_checks(step_specs, f"{step}_checks") for step, step_specs in by_step.items())
     if L4 in specs:
         checks.append(l4_checks)
     return checks
