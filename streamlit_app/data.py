@@ -51,13 +51,15 @@ LAYERS: dict[str, list[tuple[str, str | None]]] = {
     "L6": [("l6/backtest_session", "session"), ("l6/performance", None)],
 }
 BUILT_LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
-# Data checks (README "audit | checks"), on the session audit assets.
+# Data checks (usdcop_assets/quality/checks.py), on the asset each protects; one evaluation per session.
+# Keys as Dagster spells them: "<asset>:<check>" (a test holds this list to the code location's).
 CHECKS: dict[str, list[str]] = {
-    "l0/ohlcv_m5_audit": ["bars_complete"],
-    "l1/ohlcv_m5_audit": ["lake_matches_warehouse", "bars_complete", "conservation", "ohlc_integrity"],
-    "l1/ohlcv_m5_rejects_audit": ["lake_matches_warehouse"],
-    "l2/indicators_m5_audit": ["lake_matches_warehouse"],
-    "l4/observations_m5_audit": ["observations_finite", "observation_dimension", "no_look_ahead"],
+    "l0/ohlcv_m5": ["bars_complete"],
+    "l1/ohlcv_m5": ["conservation", "ohlc_integrity", "lake_matches_warehouse", "bars_complete"],
+    "l1/ohlcv_m5_rejects": ["lake_matches_warehouse"],
+    "l2/indicators_m5": ["lake_matches_warehouse"],
+    "l4/observations_m5": ["observations_finite", "observation_dimension", "no_look_ahead"],
+    "l5/actions_m5": ["lake_matches_warehouse"],
 }
 CONFIG_VARS = (
     "USDCOP_HOME", "USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "DAGSTER_HOME", "USDCOP_OBS_CONFIG",
@@ -562,23 +564,79 @@ def layer_status(instance, now=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def check_results(instance) -> pd.DataFrame:
-    """Latest evaluation of each data check: status, passed, severity, partition, run, when."""
+CHECK_COLUMNS = ["layer", "asset", "check", "key", "status", "passed", "severity", "sessions", "failing", "first_failing",
+                 "detail", "partition", "at", "run_id"]
+
+
+def _check_key(asset: str, name: str):
     from dagster import AssetCheckKey
 
+    return AssetCheckKey(_key(asset), name)
+
+
+def _evaluation(record):
+    """The AssetCheckEvaluation of an execution record (None while planned or if the step died)."""
+    event = record.event if record is not None else None
+    if event is None or event.dagster_event is None or event.dagster_event.event_type_value != "ASSET_CHECK_EVALUATION":
+        return None
+    return event.dagster_event.event_specific_data
+
+
+def check_results(instance) -> pd.DataFrame:
+    """Each data check over the sessions it evaluated: its latest evaluation per session, summarized.
+
+    ``passed``: True when every evaluated session's latest evaluation passed, False when one failed,
+    None when never run; ``first_failing``/``detail``: the earliest failing session and why.
+    """
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
+    from dagster._core.event_api import PartitionKeyFilter
+
     rows = []
-    for audit, names in CHECKS.items():
+    for asset, names in CHECKS.items():
         for name in names:
-            row = {"layer": layer_of(audit), "asset": audit, "check": name, "status": "never run", "passed": None,
-                   "severity": None, "partition": None, "run_id": None, "at": None}
-            rec = instance.get_latest_asset_check_evaluation_record(AssetCheckKey(_key(audit), name)) if instance else None
+            key = _check_key(asset, name)
+            row = dict.fromkeys(CHECK_COLUMNS)
+            row.update(layer=layer_of(asset), asset=asset, check=name, key=key.to_user_string(), status="never run", sessions=0, failing=0)
+            rec = instance.get_latest_asset_check_evaluation_record(key) if instance else None
             if rec is not None:
-                row.update(status=rec.status.value, partition=rec.partition, run_id=rec.run_id, at=_ts(rec.create_timestamp))
-                ev = rec.event.asset_check_evaluation if rec.event is not None and rec.event.dagster_event else None
-                if ev is not None:
-                    row.update(passed=bool(ev.passed), severity=ev.severity.value)
+                row.update(partition=rec.partition, run_id=rec.run_id, at=_ts(rec.create_timestamp), status=rec.status.value.lower())
+                infos = instance.event_log_storage.get_asset_check_partition_info([key])
+                done = {i.partition_key: i.latest_execution_status for i in infos if i.latest_execution_status in (Status.SUCCEEDED, Status.FAILED)}
+                failing = sorted(p for p, st in done.items() if st == Status.FAILED)
+                row.update(sessions=len(done), failing=len(failing), passed=not failing if done else None)
+                latest = _evaluation(rec)
+                if failing:
+                    first = instance.event_log_storage.get_asset_check_execution_history(
+                        key, limit=1, partition_filter=PartitionKeyFilter(key=failing[0]))
+                    latest = _evaluation(first[0]) if first else latest
+                    row.update(first_failing=failing[0], detail=(latest.description or "") if latest else "")
+                    row["status"] = f"{'failed' if latest is None or latest.severity.value == 'ERROR' else 'warning'} in {len(failing)} of {len(done)} sessions"
+                elif done:
+                    row["status"] = f"passed in {len(done)} sessions"
+                if latest is not None:
+                    row["severity"] = latest.severity.value
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+def check_history(instance, asset: str, sessions: int = 20) -> pd.DataFrame:
+    """The latest evaluation of each check of ``asset`` in its ``sessions`` most recent evaluated sessions."""
+    cols = ["session", "check", "passed", "severity", "detail", "run_id", "at"]
+    if instance is None or asset not in CHECKS:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for name in CHECKS[asset]:
+        seen = set()
+        for rec in instance.event_log_storage.get_asset_check_execution_history(_check_key(asset, name), limit=sessions * 5):
+            ev = _evaluation(rec)
+            if ev is None or rec.partition in seen:
+                continue
+            seen.add(rec.partition)
+            rows.append({"session": rec.partition, "check": name, "passed": bool(ev.passed), "severity": ev.severity.value,
+                         "detail": ev.description or "", "run_id": rec.run_id, "at": _ts(rec.create_timestamp)})
+    frame = pd.DataFrame(rows, columns=cols)
+    keep = sorted(frame["session"].dropna().unique())[-sessions:]
+    return frame[frame["session"].isin(keep)].sort_values(["session", "check"], ascending=[False, True]).reset_index(drop=True)
 
 
 def recent_runs(instance, limit: int = 25) -> pd.DataFrame:
@@ -693,6 +751,10 @@ if st is not None:
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_check_results(env) -> pd.DataFrame:
         return check_results(cached_instance(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_check_history(env, asset: str, sessions: int = 20) -> pd.DataFrame:
+        return check_history(cached_instance(env), asset, sessions)
 
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_recent_runs(env, limit: int = 25) -> pd.DataFrame:

@@ -39,6 +39,7 @@ import dagster as dg
 from usdcop_assets.assets.features import L1_MACRO
 from usdcop_assets.assets.model import PPO_MODEL
 from usdcop_assets.assets.observations import OBS_STATS
+from usdcop_assets.quality.checks import NO_FAILED_BLOCKING_CHECK_UPSTREAM
 from usdcop_assets.settings import env_int
 
 AUTOMATION_LOOKBACK = dt.timedelta(days=7)
@@ -73,6 +74,7 @@ SESSION_CONDITION = (
         & _DEPS_UPDATED.since_last_handled()
         & ~_BLOCKED
         & _AC.all_deps_blocking_checks_passed()
+        & NO_FAILED_BLOCKING_CHECK_UPSTREAM  # every session of a look-back window (quality/checks.py)
     )
     .ignore(dg.AssetSelection.assets(*IGNORED))
     .with_label("session_eager")

@@ -172,12 +172,13 @@ def writer_lease(settings: Settings, first, last, purpose: str):
 
 
 def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
-    """The session layers over ``first..last`` in range runs (staged around the observation statistics), then their checks."""
+    """The session layers over ``first..last`` in range runs (staged around the observation statistics), each with
+    the data checks of its assets; one line per check; False if a run failed or an ERROR check did."""
     import dagster as dg
 
     from usdcop_assets.assets.observations import OBSERVATIONS
     from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, layer_selection
+    from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, checks_of, layer_selection
 
     key_range = available_range(first, last)
     defs = build_definitions()  # from the current environment, not whatever was imported first
@@ -207,17 +208,24 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
         stats_job = defs.resolve_job_def(STATS_JOB)
         stages.append((stats_job, set(stats_job.asset_layer.selected_asset_keys), {}))
     stages.append((job, after_stats, range_tags))
+    evaluations, failed = [], None
     for stage_job, keys, stage_tags in stages:
         if not keys:
             continue
-        result = stage_job.get_subset(asset_selection=keys, asset_check_selection=set()).execute_in_process(
+        # the data checks run in the same range run, each after its asset (blocking ones gate the layers above)
+        result = stage_job.get_subset(asset_selection=keys, asset_check_selection=checks_of(stage_job, keys)).execute_in_process(
             instance=instance, tags={**stage_tags, **base_tags}, raise_on_error=False
         )
         click.echo(f"run {result.run_id} ({stage_job.name}: {', '.join(sorted(k.to_user_string() for k in keys))}): {'success' if result.success else 'FAILURE'}")
+        evaluations += [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
         if not result.success:
-            _echo_failures(result)
-            return False
-    return run_checks(defs, instance, wanted, key_range)
+            failed = result
+            break
+    checks_ok = report_checks(evaluations)
+    if failed is not None:
+        _echo_failures(failed)
+        return False
+    return checks_ok
 
 
 def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict | None = None, layers=("L0", "L1")) -> bool:
@@ -457,28 +465,27 @@ def show_unplaced_as_rejects(settings: Settings, frame: pd.DataFrame, where: str
     return len(rejects)
 
 
-def run_checks(defs, instance, asset_keys, key_range) -> bool:
-    """Materialize the session audits of ``asset_keys`` (and their checks) in one session-range run."""
+def report_checks(evaluations) -> bool:
+    """One line per check over the sessions it evaluated; False if an ERROR check failed in any session.
+
+    A WARN check (a vendor gap) is reported as a warning and does not fail the command.
+    """
     import dagster as dg
 
-    from usdcop_assets.audits import audit_key
-    from usdcop_assets.jobs import AUDIT_JOB
-
-    job = defs.resolve_job_def(AUDIT_JOB)
-    audits = {audit_key(k) for k in asset_keys} & set(job.asset_layer.selected_asset_keys)
-    if not audits:
-        return True
-    result = job.get_subset(asset_selection=audits).execute_in_process(
-        instance=instance,
-        tags={"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end},
-        raise_on_error=False,
-    )
-    evaluations = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    for ev in sorted(evaluations, key=lambda e: e.asset_check_key.to_user_string()):
-        verdict = "passed" if ev.passed else ("FAILED" if ev.severity == dg.AssetCheckSeverity.ERROR else "warning")
-        click.echo(f"check {ev.asset_check_key.to_user_string()}: {verdict}")
-    # A WARN check (a vendor gap) is reported but does not fail the backfill; an ERROR check does.
-    return result.success and all(ev.passed or ev.severity != dg.AssetCheckSeverity.ERROR for ev in evaluations)
+    by_check: dict[str, list] = {}
+    for ev in evaluations:
+        by_check.setdefault(ev.asset_check_key.to_user_string(), []).append(ev)
+    ok = True
+    for name, evs in sorted(by_check.items()):
+        bad = sorted((ev for ev in evs if not ev.passed), key=lambda ev: ev.partition or "")
+        sessions = f"{len(evs)} session{'s' if len(evs) != 1 else ''}"
+        if not bad:
+            click.echo(f"check {name}: passed ({sessions})")
+            continue
+        error = any(ev.severity == dg.AssetCheckSeverity.ERROR for ev in bad)
+        ok = ok and not error
+        click.echo(f"check {name}: {'FAILED' if error else 'warning'} ({len(bad)} of {sessions}; {bad[0].description or bad[0].partition})")
+    return ok
 
 
 @main.command()

@@ -11,15 +11,12 @@ from usdcop_assets.assets.serving import l5_actions_m5, l5_paper_ledger
 from usdcop_assets.assets.observations import l4_episodes_session, l4_observation_stats, l4_observations_m5
 from usdcop_assets.assets.raw import l0_ohlcv_m5
 from usdcop_assets.assets.standardized import l1_ohlcv_m5
-from usdcop_assets.audits import build_session_audit
 from usdcop_assets.automation import build_automation_sensor, with_session_automation
-from usdcop_assets.observation_audit import build_observation_audit
 from usdcop_assets.sensors import SENSORS
 from usdcop_assets.alerts import build_alert_sensors
 from usdcop_assets.freshness import POLICIES, with_freshness_policies
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
 from usdcop_assets.jobs import (
-    AUDIT_JOB,
     MACRO_JOB,
     MODEL_JOB,
     PERFORMANCE_JOB,
@@ -27,6 +24,7 @@ from usdcop_assets.jobs import (
     build_asset_job,
     build_session_chain_job,
 )
+from usdcop_assets.quality.checks import build_session_checks
 from usdcop_assets.resources import store_resources
 from usdcop_assets.schedules import build_schedules
 
@@ -37,29 +35,10 @@ DAILY_ASSETS = [l0_macro_daily, l1_macro_daily]
 STATS_ASSETS = [l4_observation_stats]
 MODEL_ASSETS = [l5_ppo_model]
 PERFORMANCE_ASSETS = [l6_performance]
-_L1 = {spec.key.path[-1]: spec for spec in l1_ohlcv_m5.specs}
-
-
-def _spec(asset: dg.AssetsDefinition) -> dg.AssetSpec:
-    return next(iter(asset.specs))
-
-
-AUDITS = [
-    build_session_audit(_spec(l0_ohlcv_m5), store_check=False, gap_check=True),
-    build_session_audit(
-        _L1["ohlcv_m5"],
-        store_check=True,
-        gap_check=True,
-        conservation_of=("l0/ohlcv_m5", ["l1/ohlcv_m5_rejects"]),
-        integrity_check=True,
-    ),
-    build_session_audit(_L1["ohlcv_m5_rejects"], store_check=True, gap_check=False),
-    build_session_audit(_spec(l2_indicators_m5), store_check=True, gap_check=False),
-    build_session_audit(_spec(l3_features_m5), store_check=False, gap_check=False),
-    build_observation_audit(_spec(l4_observations_m5)),
-]
+# Data checks on the session layers themselves, partitioned like them (quality/checks.py).
+SESSION_CHECKS = build_session_checks(SESSION_ASSETS)
 # Freshness policies of the bar and session layers, applied here in one place (freshness.py), and the alerts (alerts.py).
-ASSETS = with_freshness_policies([*SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS, *AUDITS])
+ASSETS = with_freshness_policies([*SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS])
 ALERT_SENSORS = build_alert_sensors(POLICIES)
 
 
@@ -89,8 +68,7 @@ def executor_from_env(env=None):
 def build_definitions() -> dg.Definitions:
     lake, warehouse = store_resources()
     built = [
-        build_session_chain_job(SESSION_ASSETS),
-        build_asset_job(AUDIT_JOB, AUDITS),
+        build_session_chain_job(SESSION_ASSETS, SESSION_CHECKS),
         build_asset_job(MACRO_JOB, DAILY_ASSETS),
         build_asset_job(STATS_JOB, STATS_ASSETS),
         build_asset_job(MODEL_JOB, MODEL_ASSETS),
@@ -99,6 +77,7 @@ def build_definitions() -> dg.Definitions:
     jobs = {job.name: job for job in built}
     return dg.Definitions(
         assets=ASSETS,
+        asset_checks=SESSION_CHECKS,
         executor=executor_from_env(),
         jobs=list(jobs.values()),
         schedules=build_schedules(jobs),

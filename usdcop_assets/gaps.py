@@ -6,7 +6,7 @@
   mid-session) is checked only up to the close of the last closed bar, so bars that cannot exist
   yet are not "missing".
 
-The ``bars_complete`` check built on these lives on the session audit assets (``audits.py``).
+The ``bars_complete`` checks built on these sit on L0 and L1 themselves (``quality/rules.py``, ``quality/checks.py``).
 """
 
 import pandas as pd

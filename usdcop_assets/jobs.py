@@ -25,17 +25,17 @@ def layer_selection(layers: Sequence[str]) -> dg.AssetSelection:
     return dg.AssetSelection.key_prefixes(*[[layer.lower()] for layer in parse_layers(layers)])
 
 
-def build_session_chain_job(assets: Sequence[dg.AssetsDefinition]) -> dg.UnresolvedAssetJobDefinition:
+def build_session_chain_job(assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.AssetChecksDefinition] = ()) -> dg.UnresolvedAssetJobDefinition:
+    """The session assets and their data checks (``quality/checks.py``); other checks on them (freshness) stay out."""
     keys = [key for a in assets if a.partitions_def == session_partitions for key in a.keys]
     return dg.define_asset_job(
         SESSION_JOB,
-        selection=dg.AssetSelection.assets(*keys),
+        selection=dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(*checks),
         partitions_def=session_partitions,
         description="Every session-partitioned layer (L0 bars to L6 backtest), for one session or a range of sessions in one run.",
     )
 
 
-AUDIT_JOB = "session_audit"
 MACRO_JOB = "macro_daily"
 STATS_JOB = "observation_stats"
 MODEL_JOB = "ppo_model"
@@ -43,7 +43,6 @@ PERFORMANCE_JOB = "performance"
 
 # name -> (description, carry the assets' checks); partitioning comes from the assets.
 JOB_SPECS = {
-    AUDIT_JOB: ("Per-session audits of the 5-minute layers and their checks (session close, after backfills).", True),
     MACRO_JOB: ("Daily macro layers, for one day or a range of days in one run.", True),
     STATS_JOB: ("Fit the observation normalization on the declared training window (needs l3/features_m5 there).", True),
     MODEL_JOB: ("Train the PPO agent of a walk-forward fold (month) on the L4 episodes before it.", True),
@@ -58,8 +57,26 @@ def build_asset_job(name: str, assets: Sequence[dg.AssetsDefinition]) -> dg.Unre
     return dg.define_asset_job(name, selection=selection if with_checks else selection.without_checks(), description=description)
 
 
+def job_check_keys(job) -> set[dg.AssetCheckKey]:
+    """The asset checks a resolved job executes."""
+    from dagster._core.definitions.dependency import NodeHandle
+
+    layer = job.asset_layer
+    return {
+        key
+        for node in job.graph.node_dict
+        for key in layer.get_selected_entity_keys_for_node(NodeHandle(node, None))
+        if isinstance(key, dg.AssetCheckKey)
+    }
+
+
+def checks_of(job, asset_keys) -> set[dg.AssetCheckKey]:
+    """The checks of ``job`` on ``asset_keys``."""
+    return {key for key in job_check_keys(job) if key.asset_key in set(asset_keys)}
+
+
 def layers_job(defs: dg.Definitions, layers: str | Sequence[str], job_name: str = SESSION_JOB, checks: bool = False):
-    """The job ``job_name`` restricted to the assets of ``layers`` (and their checks if ``checks``)."""
+    """The job ``job_name`` restricted to the assets of ``layers`` (and the job's checks on them if ``checks``)."""
     job = defs.resolve_job_def(job_name)
     keys = layer_selection(layers).resolve(defs.resolve_asset_graph()) & set(job.asset_layer.selected_asset_keys)
-    return job.get_subset(asset_selection=keys, asset_check_selection=None if checks else set())
+    return job.get_subset(asset_selection=keys, asset_check_selection=checks_of(job, keys) if checks else set())

@@ -10,9 +10,9 @@ request nothing, with no calendar logic here:
   schedule is for sources whose bars exist at the close (synthetic, replays). Run one or the other.
 - ``ppo_retrain_schedule``: 01:00 Bogota on the 1st of each month, the new month's ``l5/ppo_model`` fold,
   trained on the sessions before it (so the month's first session already has its model).
-- ``session_chain_schedule`` (13:10 Bogota) and ``session_audit_schedule`` (13:20): the session
-  layers and the audits of the session that just closed, after its last bar's run had time to land
-  (their own cron: Dagster cannot move the minute of the session partitions' custom cron).
+- ``session_chain_schedule`` (13:10 Bogota): the session layers of the session that just closed, with
+  their data checks, after its last bar's run had time to land (its own cron: Dagster cannot move the
+  minute of the session partitions' custom cron).
 
 All start STOPPED, like the sensors: turn them on in the UI (Automation) for a live deployment.
 """
@@ -21,7 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import AUDIT_JOB, MODEL_JOB, SESSION_JOB
+from usdcop_assets.jobs import MODEL_JOB, SESSION_JOB
 
 STOPPED = dg.DefaultScheduleStatus.STOPPED
 
@@ -89,8 +89,5 @@ def build_schedules(jobs: dict) -> list:
         ),
         session_close_schedule(
             jobs[SESSION_JOB], "session_chain_schedule", 10, "Every layer of the session that closed at 13:00, once more at 13:10 Bogota (late bars, final rows)."
-        ),
-        session_close_schedule(
-            jobs[AUDIT_JOB], "session_audit_schedule", 20, "The audits and checks of the session that closed at 13:00, at 13:20 Bogota."
         ),
     ]

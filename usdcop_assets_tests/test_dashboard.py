@@ -108,13 +108,17 @@ def test_page_with_data(page, filled_home, monkeypatch):
         assert metrics["Missing bars (gaps)"] == "0"
         assert metrics["Sessions"] == "5"
         assert "No rejected rows" in _texts(at.success)
+        assert "All 7 data checks passed in every session they evaluated." in _texts(at.success)  # L0-L3's checks
     elif page == "views/audit.py":
         mats = at.dataframe[0].value
         assert {"code_version", "data_version", "run_id"} <= set(mats.columns) and len(mats) == 5  # one per session
         assert sorted(mats["partition"]) == ["2025-03-10", "2025-03-11", "2025-03-12", "2025-03-13", "2025-03-14"]
         assert mats["data_version"].notna().all()
+        checks = at.dataframe[1].value  # the data checks of l1/ohlcv_m5, per session, from the Dagster instance
+        assert set(checks["check"]) == set(data.CHECKS["l1/ohlcv_m5"]) and checks["session"].nunique() == 5
+        assert checks["passed"].all() and (checks.groupby("session").size() == 4).all()
         assert metrics["Session objects verified (last 20)"] == "5 / 5"
-        man = at.dataframe[1].value
+        man = at.dataframe[2].value
         assert man["sha256"].str.len().eq(64).all()
 
 

@@ -165,7 +165,7 @@ def test_import_loads_l0_as_given_records_runs_and_keeps_every_row(usdcop_env, t
     assert "250 rows" in out and f"rows per source: {per_source}" in out
     assert f"sessions covered: {len(sessions)} ({sessions[0]} .. {sessions[-1]})" in out
     assert f"{on_holiday} rows fit no session partition (not_a_trading_day {on_holiday})" in out
-    assert any(line.startswith("check ") and "lake_matches_warehouse" in line and line.endswith(": passed") for line in out.splitlines())
+    assert "check l1/ohlcv_m5:lake_matches_warehouse: passed" in out
 
     lake = LakeResource(url=str(usdcop_env / "lake"))
     l0 = lake.table("l0/ohlcv_m5").read()
@@ -220,8 +220,8 @@ def test_a_messy_file_loads_as_given_and_l1_files_each_bad_row_under_its_reason(
     assert len(kept) + len(rejects) == len(l0)
     assert rejects["reason"].value_counts().to_dict() == {"duplicate": 1, "ohlc_integrity": 1, "off_session_grid": 2}
     assert len(kept) == 59 and not kept["time"].duplicated().any()  # the 20th bar stays missing, not invented
-    assert any(line.startswith("check l1/ohlcv_m5") and "bars_complete" in line and line.endswith(": warning")
-               for line in result.output.splitlines())
+    missing = cal.bar_key(cal.session_bars(DAY)[20])
+    assert f"check l1/ohlcv_m5:bars_complete: warning (1 of 1 session; {DAY}: 1 of 60 expected bars missing, first {missing})" in result.output
     # the session's L1 materialization names the hole
     with dg.DagsterInstance.get() as instance:
         md = instance.get_latest_materialization_event(dg.AssetKey(["l1", "ohlcv_m5"])).asset_materialization.metadata

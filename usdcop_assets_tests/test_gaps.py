@@ -1,5 +1,5 @@
 """Gap detection: the pure ``missing_bars`` and the session-partitioned ``bars_complete`` checks on
-L0 and L1, run through Dagster after a TwelveData session that lacked bars."""
+L0 and L1 (usdcop_assets/quality/), run through Dagster after a TwelveData session that lacked bars."""
 
 import datetime as dt
 
@@ -9,10 +9,10 @@ import pytest
 
 from usdcop_assets import gaps
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.audits import GAP_CHECK
 from usdcop_assets.gaps import bar_summary, checked_end, missing_bars
-from usdcop_assets.jobs import AUDIT_JOB, layers_job
+from usdcop_assets.jobs import SESSION_JOB, job_check_keys, layers_job
 from usdcop_assets.partitions import session_key_range
+from usdcop_assets.quality.checks import GAP
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.vendor_server import VendorServer
 
@@ -25,7 +25,7 @@ def _bogota(text: str) -> pd.Timestamp:
 
 
 def full_definitions() -> dg.Definitions:
-    """The code location as registered (audits with their checks, sensors), from the current environment."""
+    """The code location as registered (assets with their checks, sensors), from the current environment."""
     from usdcop_assets.definitions import build_definitions
 
     return build_definitions()
@@ -108,13 +108,17 @@ def instance(usdcop_env):
 
 
 def _check(defs, instance, day: dt.date) -> dict[str, dg.AssetCheckEvaluation]:
+    """The ``bars_complete`` checks alone over the session ``day`` (what the lake holds)."""
     key_range = session_key_range(day, day)
-    result = defs.resolve_job_def(AUDIT_JOB).execute_in_process(
+    job = defs.resolve_job_def(SESSION_JOB)
+    gap_checks = {k for k in job_check_keys(job) if k.name == GAP}
+    result = job.get_subset(asset_selection=set(), asset_check_selection=gap_checks).execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}, raise_on_error=False
     )
-    assert result.success
+    assert result.success  # WARN: a gap fails the check, not the run
     evaluations = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    return {ev.asset_check_key.to_user_string(): ev for ev in evaluations if ev.asset_check_key.name == GAP_CHECK}
+    assert {ev.partition for ev in evaluations} == {key_range.start}
+    return {ev.asset_check_key.to_user_string(): ev for ev in evaluations}
 
 
 def test_bars_complete_fails_on_a_session_the_source_left_short(usdcop_env, instance, monkeypatch):
@@ -143,7 +147,7 @@ def test_bars_complete_fails_on_a_session_the_source_left_short(usdcop_env, inst
     assert l0[short_day.isoformat()]["last_bar"].value == "2025-03-06 12:55"
 
     ok = _check(defs, instance, complete_day)
-    assert set(ok) == {"l0/ohlcv_m5_audit:bars_complete", "l1/ohlcv_m5_audit:bars_complete"}
+    assert set(ok) == {"l0/ohlcv_m5:bars_complete", "l1/ohlcv_m5:bars_complete"}
     for ev in ok.values():
         assert ev.passed
         assert ev.metadata["expected"].value == ev.metadata["present"].value == 60
@@ -156,11 +160,11 @@ def test_bars_complete_fails_on_a_session_the_source_left_short(usdcop_env, inst
         assert ev.metadata["expected"].value == 60
         assert ev.metadata["present"].value == 57
         assert ev.metadata["missing"].value == 3
-        assert ev.metadata["missing_bar_keys"].value == lacking
+        assert ev.metadata["missing_bars"].value == lacking
 
     # Checked mid-session (10:07): only bars closed by then can be missing.
     monkeypatch.setattr(gaps, "utc_now", lambda: _bogota("2025-03-06 10:07").tz_convert("UTC"))
-    partial = _check(defs, instance, short_day)["l0/ohlcv_m5_audit:bars_complete"]
+    partial = _check(defs, instance, short_day)["l0/ohlcv_m5:bars_complete"]
     assert partial.metadata["expected"].value == 25
     assert partial.metadata["missing"].value == 2
-    assert partial.metadata["missing_bar_keys"].value == lacking[:2]
+    assert partial.metadata["missing_bars"].value == lacking[:2]

@@ -1,6 +1,6 @@
 """L2-L4 through Dagster: a bar's indicators and features are the same whether computed in a range run
 or in one-session runs; statistics come from the declared training window only; episodes carry
-the next-bar return; the observation audit's checks pass, and catch a feature that looked ahead."""
+the next-bar return; the observation checks pass, and catch a feature that looked ahead."""
 
 import datetime as dt
 import json
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import AUDIT_JOB, STATS_JOB, layers_job
+from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, job_check_keys, layers_job
 from usdcop_assets.observation.builder import DEFAULT_CONFIG, load_config
 from usdcop_assets.partitions import session_key_range
 from usdcop_assets.resources import LakeResource
@@ -153,27 +153,32 @@ def test_episodes_are_one_session_each_with_next_bar_returns(backfilled):
     assert one["next_ret"].iloc[-1] == 0.0 and one["is_last"].iloc[-1] and one["step"].tolist() == list(range(60))
 
 
-def test_observation_audit_passes_and_catches_a_feature_that_looked_ahead(backfilled, monkeypatch):
+def test_observation_checks_pass_and_catch_a_feature_that_looked_ahead(backfilled, monkeypatch):
+    from usdcop_assets.quality import rules
+
     home, defs, instance = backfilled
     _obs_config(home.parent, monkeypatch)
-    audit = defs.resolve_job_def(AUDIT_JOB)
-    keys = {dg.AssetKey(["l4", "observations_m5_audit"])}
+    job = defs.resolve_job_def(SESSION_JOB)
+    keys = {k for k in job_check_keys(job) if k.asset_key == dg.AssetKey(["l4", "observations_m5"])}
 
-    def run_audit():
-        result = audit.get_subset(asset_selection=keys).execute_in_process(instance=instance, tags=_range_tags(LAST, LAST), raise_on_error=False)
+    def run_checks():  # the l4/observations_m5 checks alone, on what the lake holds
+        result = job.get_subset(asset_selection=set(), asset_check_selection=keys).execute_in_process(
+            instance=instance, tags=_range_tags(LAST, LAST), raise_on_error=False)
         return {e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
 
-    checks = run_audit()
+    checks = run_checks()
     assert set(checks) == {"observations_finite", "observation_dimension", "no_look_ahead"}
     assert all(c.passed for c in checks.values())
-    assert checks["no_look_ahead"].metadata["bars_recomputed"].value == 3
+    assert checks["no_look_ahead"].metadata["bars_recomputed"].value == 1
 
-    # Replace the stored 1-hour return of the session's middle bar by the *next* hour's: a look-ahead.
+    # Replace the stored 1-hour return of the sampled bar by the *next* hour's: a look-ahead.
     lake = _lake(home)
     table = lake.table("l3/features_m5")
     day = table.read(cal.session_open(LAST), cal.session_end(LAST)).reset_index(drop=True)
-    day.loc[30, "ret_12"] = day.loc[42, "ret_12"]
+    i = int(np.flatnonzero(day["time"] == rules.sample_bars(pd.DatetimeIndex(day["time"]))[0])[0])
+    day.loc[i, "ret_12"] = day.loc[i + 12, "ret_12"]
     table.write(day, cal.session_open(LAST), cal.session_end(LAST))
-    checks = run_audit()
+    checks = run_checks()
     assert not checks["no_look_ahead"].passed
-    assert checks["no_look_ahead"].metadata["mismatched"].value == [f"{cal.bar_key(cal.session_bars(LAST)[30])}: ret_12"]
+    [mismatch] = checks["no_look_ahead"].metadata["mismatched"].value
+    assert mismatch.startswith(f"{cal.bar_key(cal.session_bars(LAST)[i])}: ret_12 stored ")

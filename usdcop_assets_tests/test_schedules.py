@@ -73,7 +73,7 @@ def test_the_bar_close_schedule_ticks_a_minute_after_each_of_the_60_closes(defs)
     assert [r.run_key for r in requests] == [f"{TUESDAY}-{h:02d}:{m:02d}" for h in range(8, 13) for m in range(0, 60, 5)]
 
 
-@pytest.mark.parametrize("name", ["session_chain_schedule", "session_audit_schedule"])
+@pytest.mark.parametrize("name", ["session_chain_schedule"])
 def test_session_close_schedules_run_the_closed_session_and_skip_holidays(defs, name):
     minute = defs.get_schedule_def(name).cron_schedule.split()[0]
     assert _tick(defs, name, f"{TUESDAY} 13:{minute}") == (["2025-03-04"], None)

@@ -1,11 +1,11 @@
 """L1 standardization: whole-hour clock shifts recognised from the session grid and price continuity,
 corrected or rejected (always recorded), bad prices and spikes, and conservation (rows in = kept +
-rejected) on synthetic sessions, on the real shared history, and as an asset check."""
+rejected) on synthetic sessions and on the real shared history (the ``conservation`` check on the stored
+layers: test_checks.py)."""
 
 import datetime as dt
 import time
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -195,54 +195,3 @@ def test_real_history_backfill_rows_are_corrected_by_5h_or_rejected_as_shifted_d
     assert set(rejects["source"]) == {"twelvedata_backfill"}
     assert not cal.on_session_grid(pd.DatetimeIndex(rejects["time"])).any()  # rejects keep the time as given
     assert kept["is_flat"].mean() > 0.8  # the history is mostly flat bars; kept, and counted in metadata
-
-
-# --- the conservation check on the L1 audit ----------------------------------------------------------
-
-
-def test_conservation_check_passes_and_names_a_session_that_lost_rows(usdcop_env, tmp_path):
-    from usdcop_assets.assets.raw import l0_ohlcv_m5
-    from usdcop_assets.assets.standardized import l1_ohlcv_m5
-    from usdcop_assets.audits import CONSERVATION_CHECK, build_session_audit
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.partitions import session_key_range
-    from usdcop_assets.resources import LakeResource
-
-    l1 = {spec.key.path[-1]: spec for spec in l1_ohlcv_m5.specs}
-    audit = build_session_audit(
-        l1["ohlcv_m5"], store_check=False, gap_check=False, conservation_of=("l0/ohlcv_m5", ["l1/ohlcv_m5_rejects"])
-    )
-    resources = build_definitions().resources
-    first, last = dt.date(2025, 3, 4), dt.date(2025, 3, 5)
-    sessions = session_key_range(first, last)
-    tags = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-    (tmp_path / "dh").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dh")) as instance:
-        assert dg.materialize([l0_ohlcv_m5, l1_ohlcv_m5], instance=instance, resources=resources,
-                              tags=dict(zip(tags, (sessions.start, sessions.end)))).success
-        lake = LakeResource(url=str(usdcop_env / "lake"))
-        # a shifted copy of a native bar in L0 (03:00 Bogota): L1 rejects it, conservation still holds
-        day0, day1 = cal.whole_session_days(cal.session_open(last), cal.session_end(last))
-        l0 = lake.table("l0/ohlcv_m5").read(day0, day1)
-        extra = l0.iloc[[0]].assign(time=l0["time"].iloc[0] - 5 * H)
-        lake.table("l0/ohlcv_m5").write(pd.concat([l0, extra], ignore_index=True), day0, day1)
-        assert dg.materialize([l0_ohlcv_m5, l1_ohlcv_m5], selection=[l1_ohlcv_m5], instance=instance, resources=resources,
-                              tags=dict(zip(tags, (sessions.start, sessions.end)))).success
-
-        def check():
-            result = dg.materialize([audit], instance=instance, resources=resources, raise_on_error=False,
-                                    tags=dict(zip(tags, (sessions.start, sessions.end))))
-            evals = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-            return {e.asset_check_key.name: e for e in evals}[CONSERVATION_CHECK]
-
-        ok = check()
-        assert ok.passed and ok.metadata["rows_in"].value == 121 and ok.metadata["rows_out"].value == 121
-        assert ok.metadata["rows_l1_ohlcv_m5_rejects"].value == 1
-        # now L0 gains a row L1 never saw: the session is named
-        l0 = lake.table("l0/ohlcv_m5").read(day0, day1)
-        lake.table("l0/ohlcv_m5").write(pd.concat([l0, l0.iloc[[5]].assign(time=l0["time"].iloc[5] + 6 * H)]), day0, day1)
-        bad = check()
-        assert not bad.passed
-        assert bad.metadata["mismatched_sessions"].value == [
-            "2025-03-05: l0/ohlcv_m5 62 rows, l1/ohlcv_m5 60 + l1/ohlcv_m5_rejects 1 = 61"
-        ]

@@ -1,4 +1,5 @@
-"""Audit: materializations with code version, data version and run id; manifest checksums per session."""
+"""Audit: materializations with code version, data version and run id; the asset's data checks per session;
+manifest checksums per session."""
 
 import streamlit as st
 
@@ -24,6 +25,17 @@ else:
     else:
         st.caption(f"latest {len(mats)} materializations of `{asset}`")
         st.dataframe(mats, hide_index=True, width="stretch")
+
+if asset in data.CHECKS:
+    st.subheader("Data checks per session")
+    history = data.cached_check_history(ctx.env, asset, 20) if ctx.src.has_instance() else data.check_history(None, asset)
+    if history.empty:
+        st.info(f"No check of `{asset}` has run yet ({', '.join(data.CHECKS[asset])}): they run with the layer.")
+    else:
+        bad = history[~history["passed"]]
+        st.caption(f"latest evaluation of {', '.join(data.CHECKS[asset])} in the last {history['session'].nunique()} sessions; "
+                   f"{len(bad)} failing")
+        st.dataframe(history, hide_index=True, width="stretch")
 
 st.subheader("Lake manifests (manifest.json per session)")
 dataset = asset if asset in data.LAKE_DATASETS else "l1/ohlcv_m5"

@@ -44,7 +44,8 @@ for layer, rows in status.groupby("layer", sort=True):
     lc = checks[checks["layer"] == layer]
     if len(lc):
         st.caption(f"{layer} data checks (latest evaluation)")
-        st.dataframe(lc[["asset", "check", "status", "passed", "severity", "partition", "at", "run_id"]], hide_index=True, width="stretch")
+        st.dataframe(lc[["asset", "check", "status", "passed", "severity", "first_failing", "partition", "at", "run_id"]],
+                     hide_index=True, width="stretch")
 
 st.subheader("Recent runs")
 st.dataframe(runs, hide_index=True, width="stretch")

@@ -1,4 +1,5 @@
-"""Data quality: rejected rows by reason and by day (L1's rejects and the rows an import placed in no session), flat bars and gaps per session."""
+"""Data quality: the data checks per session (from the Dagster instance), rejected rows by reason and by day
+(L1's rejects and the rows an import placed in no session), flat bars and gaps per session."""
 
 import streamlit as st
 
@@ -33,6 +34,21 @@ m1.metric("Rejected rows", f"{len(rej):,}")
 m2.metric("Missing bars (gaps)", f"{int(q['missing'].sum()):,}", f"{int((q['missing'] > 0).sum())} sessions", delta_color="off")
 m3.metric("Flat bars", f"{int(q['flat'].sum()):,}")
 m4.metric("Sessions", f"{len(q):,}", f"{first_day} .. {last_day}", delta_color="off")
+
+st.subheader("Data checks")
+instance = data.cached_instance(ctx.env) if ctx.src.has_instance() else None
+checks = data.cached_check_results(ctx.env) if instance is not None else data.check_results(None)
+evaluated = checks[checks["passed"].notna()]
+failing = evaluated[evaluated["passed"] == False]  # noqa: E712 (None = never run)
+if evaluated.empty:
+    st.info(f"No data check has run yet: they run with the layers (`{data.run_command('L0,L1')}`).")
+elif failing.empty:
+    st.success(f"All {len(evaluated)} data checks passed in every session they evaluated.")
+else:
+    for row in failing.itertuples():
+        (st.error if row.severity == "ERROR" else st.warning)(f"`{row.key}` {row.status}: {row.detail}")
+st.dataframe(checks[["key", "status", "severity", "sessions", "failing", "first_failing", "detail", "at", "run_id"]],
+             hide_index=True, width="stretch")
 
 st.subheader("Rejected rows (ohlcv_m5_rejects, and ohlcv_m5_unplaced: imported rows on no trading day)")
 if rej.empty:

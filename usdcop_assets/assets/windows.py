@@ -12,6 +12,7 @@ import pandas as pd
 
 from usdcop_assets import gaps
 from usdcop_assets import market_calendar as cal
+from usdcop_assets.features.indicators import complete_from  # noqa: F401 (the L2/L3 assets' data start)
 from usdcop_assets.gaps import bar_summary
 from usdcop_assets.partitions import lookback_mapping
 
@@ -25,19 +26,6 @@ def own_window(context) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The run's window ``[08:00 of the first session, 13:00 of the last)`` in UTC."""
     tw = context.partition_time_window
     return pd.Timestamp(tw.start).tz_convert("UTC"), pd.Timestamp(tw.end).tz_convert("UTC")
-
-
-def complete_from(bars: pd.DataFrame) -> pd.Timestamp | None:
-    """From when the loaded bars are taken as complete: the open of the first loaded session.
-
-    Sessions before it (not materialized, or before the history) are unknown, so windows reaching
-    into them are flagged ``warm=False``; a bar missing *inside* a loaded session is a vendor gap and
-    the indicators are computed on the rows that exist.
-    """
-    if bars.empty:
-        return None
-    first = pd.Timestamp(bars["time"].min()).tz_convert(cal.TZ).date()
-    return cal.session_open(first)
 
 
 def data_version(frame: pd.DataFrame) -> str:

@@ -85,6 +85,11 @@ MACRO_FEATURE_COLUMNS = [f"macro_{n}_z" for n in MACRO_INDICATORS] + [f"macro_{n
 FEATURE_COLUMNS = BASE_FEATURE_COLUMNS + MACRO_FEATURE_COLUMNS
 MACRO_WINDOW_DAYS = 252
 BB_ZERO_WIDTH_RTOL = 1e-6  # 0.004 COP at 4,000: below one price tick (a 1-tick window is ~2e-6), above rolling round-off (~3e-8)
+# Returns over a session (60 grid bars) and rolling statistics of 60 returns need 120 bars back:
+# the two sessions before the bar's own.
+FEATURE_LOOKBACK_SESSIONS = 2
+# Calendar days of macro history behind the first bar: 252 business days of z-score window, with margin.
+MACRO_LOOKBACK_DAYS = int(MACRO_WINDOW_DAYS * 7 / 5) + 30
 
 
 # --- the session grid ---------------------------------------------------------------------------
@@ -312,3 +317,25 @@ def macro_zscores(daily: pd.DataFrame, bar_times, window_days: int = MACRO_WINDO
                 chg[1:] = np.log(vals[1:] / vals[:-1])
             out[f"macro_{name}_chg1d"] = _gather(chg, last)
     return out[MACRO_FEATURE_COLUMNS]
+
+
+def macro_daily_frame(wide: pd.DataFrame) -> pd.DataFrame:
+    """l1/macro_daily (one row per date; ``<x>`` and ``<x>_known_at``) -> rows indexed by known_at for ``macro_zscores``.
+
+    Each indicator keeps its own known_at: one block of rows per indicator (other columns NaN), so a
+    value released late never makes another indicator's value look late, or early.
+    """
+    blocks = []
+    for name in MACRO_INDICATORS:
+        known = f"{name}_known_at"
+        if name not in wide.columns or known not in wide.columns:
+            continue
+        rows = wide[[name, known]].dropna()
+        if rows.empty:
+            continue
+        block = pd.DataFrame({n: np.nan for n in MACRO_INDICATORS}, index=pd.DatetimeIndex(rows[known], name="known_at"))
+        block[name] = rows[name].to_numpy(dtype="float64")
+        blocks.append(block)
+    if not blocks:
+        return pd.DataFrame(columns=list(MACRO_INDICATORS), index=pd.DatetimeIndex([], tz="UTC", name="known_at"), dtype="float64")
+    return pd.concat(blocks)
