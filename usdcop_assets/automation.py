@@ -35,6 +35,7 @@ Dagster 1.13.27 behaviours this relies on or works around:
 import datetime as dt
 
 import dagster as dg
+from dagster._time import get_current_datetime
 
 from usdcop_assets.assets.features import L1_MACRO
 from usdcop_assets.assets.model import PPO_MODEL
@@ -104,3 +105,30 @@ def build_automation_sensor(assets, interval_seconds: int | None = None) -> dg.A
         run_tags={"usdcop/trigger": "automation"},
         description="Carries each newly landed session from L0 up to L6 (declarative automation).",
     )
+
+
+HISTORY_ENV = "USDCOP_AUTOMATION_HISTORY_HOURS"
+HISTORY_SENSOR = "automation_history_sensor"
+
+
+def build_history_sensor(interval_seconds: int = 3600) -> dg.SensorDefinition:
+    """Purges automation evaluation records older than ``USDCOP_AUTOMATION_HISTORY_HOURS`` (default 48).
+
+    Dagster keeps them 30 days (``EVALUATIONS_TTL_DAYS``, not configurable in 1.13), and each stored subset
+    embeds the session partitions definition with its ~130 holiday exclusions (~13 kB): measured ~24 MB of
+    records per bar that carries a whole chain (bench/automation_freshness.py), ~1.4 GB a trading day.
+    Two days keep the UI's recent evaluation history and bound the instance database.
+    """
+
+    @dg.sensor(name=HISTORY_SENSOR, minimum_interval_seconds=interval_seconds, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Keeps the automation evaluation history to the last USDCOP_AUTOMATION_HISTORY_HOURS (default 48).")
+    def _sensor(context: dg.SensorEvaluationContext):
+        hours = env_int(HISTORY_ENV, 48, minimum=1)
+        storage = context.instance.schedule_storage
+        if storage is None or not storage.supports_auto_materialize_asset_evaluations:
+            return dg.SkipReason("this instance stores no automation evaluations")
+        before = get_current_datetime() - dt.timedelta(hours=hours)  # dagster's clock, as the daemon's purge
+        storage.purge_asset_evaluations(before=before.timestamp())
+        return dg.SkipReason(f"purged automation evaluations before {before.isoformat(timespec='minutes')}")
+
+    return _sensor

@@ -11,7 +11,7 @@ from usdcop_assets.assets.serving import l5_actions_m5, l5_paper_ledger
 from usdcop_assets.assets.observations import l4_episodes_session, l4_observation_stats, l4_observations_m5
 from usdcop_assets.assets.raw import l0_ohlcv_m5
 from usdcop_assets.assets.standardized import l1_ohlcv_m5
-from usdcop_assets.automation import build_automation_sensor, with_session_automation
+from usdcop_assets.automation import build_automation_sensor, build_history_sensor, with_session_automation
 from usdcop_assets.sensors import SENSORS
 from usdcop_assets.alerts import build_alert_sensors
 from usdcop_assets.freshness import POLICIES, with_freshness_policies
@@ -81,7 +81,7 @@ def build_definitions() -> dg.Definitions:
         executor=executor_from_env(),
         jobs=list(jobs.values()),
         schedules=build_schedules(jobs),
-        sensors=[*SENSORS, build_automation_sensor(SESSION_ASSETS), *ALERT_SENSORS],
+        sensors=[*SENSORS, build_automation_sensor(SESSION_ASSETS), build_history_sensor(), *ALERT_SENSORS],
         resources={
             "lake": lake,
             "warehouse": warehouse,

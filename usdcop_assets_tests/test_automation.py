@@ -177,4 +177,16 @@ def test_the_daemon_carries_a_session_from_l0_to_l6_once(tmp_path):
                     assert len(records) == 1, (key.to_user_string(), str(session), len(records))
                     if session == day and key != L0:
                         assert records[0].run_id == run.run_id
+
+            # the evaluation history is bounded: the history sensor purges what is older than its window
+            from dagster._core.test_utils import freeze_time
+
+            from usdcop_assets.automation import build_history_sensor
+
+            storage, l1 = instance.schedule_storage, dg.AssetKey(["l1", "ohlcv_m5"])
+            assert storage.get_auto_materialize_asset_evaluations(l1, limit=100)
+            with freeze_time(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=49)):
+                with dg.build_sensor_context(instance=instance) as ctx:
+                    build_history_sensor().evaluate_tick(ctx)
+            assert storage.get_auto_materialize_asset_evaluations(l1, limit=100) == []
     print(f"daemon automation test: {time.time() - started:.0f} s")
