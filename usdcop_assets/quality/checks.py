@@ -21,16 +21,16 @@ Choices (Dagster 1.13.27):
   ``AssetCheckEvaluation(partition=session, ...)`` itself, because ``AssetCheckResult`` is recorded
   unpartitioned in a range step (it takes the step's partition only when there is exactly one), which
   would leave each session's planned evaluation unresolved. Each evaluation points at the session's
-  latest materialization, so Dagster counts it as current and ``all_deps_blocking_checks_passed``
-  (``automation.REALTIME_CONDITION``) gates the layers above per session.
+  latest materialization, so Dagster counts it as current for that session (what automation reads).
 - ``CHECK_CONDITION``: a check is requested with its asset (and after it updates), so runs launched by
   declarative automation evaluate the blocking checks the next layer waits for;
   ``NO_FAILED_BLOCKING_CHECK_UPSTREAM`` (in ``automation.REALTIME_CONDITION``) keeps a layer from
   being requested while any session it reads has a failed blocking check.
 
-Cost per session and check: one evaluation event (a few ms on the embedded SQLite instance) and one
-planned row; the reads are one pass over the range per dataset. ``no_look_ahead`` recomputes
-``rules.SAMPLE_PER_SESSION`` bars per session through the indicator and feature functions.
+Cost (measured on the embedded SQLite instance, two busy cores): each evaluation is one stored event,
+~35-70 ms (several SQLite transactions), so 11 checks x sessions; the reads are one pass over the range
+per dataset; ``no_look_ahead`` adds ~0.2 s per session. A 100-session ``usdcop backfill``: check steps
+73 s of 131 s (the audit run they replace: 95 s of 161 s, with three look-ahead bars per session).
 """
 
 
