@@ -300,8 +300,8 @@ def test_a_failing_blocking_check_stops_the_layers_above_and_fails_the_backfill(
     real = standardized.standardize_bars
     lost = cal.session_bars(DAY)[24]
 
-    def losing(raw):
-        kept, rejects = real(raw)
+    def losing(raw, **kw):
+        kept, rejects = real(raw, **kw)
         return kept[kept["time"] != lost].reset_index(drop=True), rejects
 
     monkeypatch.setattr(standardized, "standardize_bars", losing)
@@ -336,8 +336,8 @@ def test_blocking_checks_gate_declarative_automation(platform, monkeypatch):
 
     real = standardized.standardize_bars
 
-    def losing_the_first_bar(raw):
-        kept, rejects = real(raw)
+    def losing_the_first_bar(raw, **kw):
+        kept, rejects = real(raw, **kw)
         return kept.iloc[1:].reset_index(drop=True), rejects
 
     monkeypatch.setattr(standardized, "standardize_bars", losing_the_first_bar)
