@@ -88,13 +88,13 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
         require_available(resolve_source())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    check_home(writes=True)
     first_default, last_default = default_recent_range()
     first = _date(start_s, "--start") if start_s else first_default
     last = _date(end_s, "--end") if end_s else last_default
     chosen = _layers(layers)
     key_range = available_range(first, last)  # refuse a bad or future range before anything runs
     last = cal.parse_session_key(key_range.end)
+    check_home(writes=True)
     ok = True
     from usdcop_assets.partitions import MACRO_WARMUP_DAYS
 

@@ -130,7 +130,9 @@ def staged(tmp_path_factory):
         with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as inst:
             _stage_history(_defs(), inst)
     oneshot = root / "oneshot"
-    (oneshot / "dagster_home").mkdir(parents=True)
+    oneshot.mkdir(parents=True)
+    # the whole home, Dagster records included: serving checks the model's hash there as well as in the warehouse
+    shutil.copytree(home / "dagster_home", oneshot / "dagster_home")
     shutil.copytree(home / "lake", oneshot / "lake")
     shutil.copy2(home / "warehouse.sqlite", oneshot / "warehouse.sqlite")
     return root, home, oneshot

@@ -28,8 +28,9 @@ Rules, applied in this order (a row gets the first reason that applies):
          same bar; about the 95th percentile of a 5-minute move in 2020-2024H1, 5x the median move).
          Only the close: vendors disagree on intrabar open/high/low. The native row wins either way;
          a copy within the tolerance is a ``shifted_duplicate``, one beyond it is rejected on its own
-         as ``shifted_mismatch`` (it does not veto the rest of its group). A group whose every row
-         lands on native bars needs at least half of them within the tolerance;
+         as ``shifted_mismatch`` (it does not veto the rest of its group, whose gap-filling rows are
+         the evidence). A group whose every row lands on native bars has no other evidence: its
+         closes must then be the same (``COINCIDE_RTOL``, 1e-4);
        * shifted rows landing on bars no native row holds form runs (consecutive in time among the
          day's native bars); each run must continue the native bars around it: its first open
          against the previous native bar's close, its last close against the next native bar's
@@ -132,10 +133,11 @@ def _try_shift(h: int, times: np.ndarray, prices: np.ndarray, grid: set, native:
     if hit.any():
         diff = np.abs(prices[hit, 3] / n_prices[pos[hit], 3] - 1.0)
         mismatch[np.flatnonzero(hit)[diff > FEED_RTOL]] = True
-        if not (~hit).any() and (diff <= FEED_RTOL).sum() * 2 < len(diff):
+        if not (~hit).any() and (diff > COINCIDE_RTOL).any():
+            # nothing to fill: the shift is evidenced only by the copies, which must then be exact
             return (
-                f"{int((diff > FEED_RTOL).sum())} of {int(hit.sum())} rows land on native bars with another close "
-                f"(max diff {diff.max():.2%}, feed tolerance {FEED_RTOL:.2%})"
+                f"{int((diff > COINCIDE_RTOL).sum())} of {int(hit.sum())} rows land on native bars with another close "
+                f"(max diff {diff.max():.2%})"
             ), none
     gap = ~hit
     if gap.any():
