@@ -7,12 +7,11 @@ the observation config turns into 0 and counts.
 """
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from usdcop_assets.assets.indicators import L1_OHLCV, L2_INDICATORS
 from usdcop_assets.assets.windows import lookback_input, own_window, session_output
-from usdcop_assets.features.engineering import MACRO_INDICATORS, MACRO_WINDOW_DAYS, build_features, macro_zscores
+from usdcop_assets.features.engineering import MACRO_WINDOW_DAYS, build_features, macro_daily_frame, macro_zscores  # noqa: F401 (re-exported)
 from usdcop_assets.partitions import session_partitions
 from usdcop_assets.resources import LakeResource
 
@@ -23,28 +22,6 @@ L3_FEATURES = dg.AssetKey(["l3", "features_m5"])
 FEATURE_LOOKBACK_SESSIONS = 2
 # Calendar days of macro history behind the first bar: 252 business days of z-score window, with margin.
 MACRO_LOOKBACK_DAYS = int(MACRO_WINDOW_DAYS * 7 / 5) + 30
-
-
-def macro_daily_frame(wide: pd.DataFrame) -> pd.DataFrame:
-    """l1/macro_daily (one row per date; ``<x>`` and ``<x>_known_at``) -> rows indexed by known_at for ``macro_zscores``.
-
-    Each indicator keeps its own known_at: one block of rows per indicator (other columns NaN), so a
-    value released late never makes another indicator's value look late, or early.
-    """
-    blocks = []
-    for name in MACRO_INDICATORS:
-        known = f"{name}_known_at"
-        if name not in wide.columns or known not in wide.columns:
-            continue
-        rows = wide[[name, known]].dropna()
-        if rows.empty:
-            continue
-        block = pd.DataFrame({n: np.nan for n in MACRO_INDICATORS}, index=pd.DatetimeIndex(rows[known], name="known_at"))
-        block[name] = rows[name].to_numpy(dtype="float64")
-        blocks.append(block)
-    if not blocks:
-        return pd.DataFrame(columns=list(MACRO_INDICATORS), index=pd.DatetimeIndex([], tz="UTC", name="known_at"), dtype="float64")
-    return pd.concat(blocks)
 
 
 @dg.asset(

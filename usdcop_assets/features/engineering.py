@@ -308,3 +308,25 @@ def macro_zscores(daily: pd.DataFrame, bar_times, window_days: int = MACRO_WINDO
                 chg[1:] = np.log(vals[1:] / vals[:-1])
             out[f"macro_{name}_chg1d"] = _gather(chg, last)
     return out[MACRO_FEATURE_COLUMNS]
+
+
+def macro_daily_frame(wide: pd.DataFrame) -> pd.DataFrame:
+    """l1/macro_daily (one row per date; ``<x>`` and ``<x>_known_at``) -> rows indexed by known_at for ``macro_zscores``.
+
+    Each indicator keeps its own known_at: one block of rows per indicator (other columns NaN), so a
+    value released late never makes another indicator's value look late, or early.
+    """
+    blocks = []
+    for name in MACRO_INDICATORS:
+        known = f"{name}_known_at"
+        if name not in wide.columns or known not in wide.columns:
+            continue
+        rows = wide[[name, known]].dropna()
+        if rows.empty:
+            continue
+        block = pd.DataFrame({n: np.nan for n in MACRO_INDICATORS}, index=pd.DatetimeIndex(rows[known], name="known_at"))
+        block[name] = rows[name].to_numpy(dtype="float64")
+        blocks.append(block)
+    if not blocks:
+        return pd.DataFrame(columns=list(MACRO_INDICATORS), index=pd.DatetimeIndex([], tz="UTC", name="known_at"), dtype="float64")
+    return pd.concat(blocks)
