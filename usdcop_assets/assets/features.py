@@ -11,17 +11,18 @@ import pandas as pd
 
 from usdcop_assets.assets.indicators import L1_OHLCV, L2_INDICATORS
 from usdcop_assets.assets.windows import lookback_input, own_window, session_output
-from usdcop_assets.features.engineering import MACRO_WINDOW_DAYS, build_features, macro_daily_frame, macro_zscores  # noqa: F401 (re-exported)
+from usdcop_assets.features.engineering import (  # noqa: F401 (re-exported)
+    FEATURE_LOOKBACK_SESSIONS,
+    MACRO_LOOKBACK_DAYS,
+    build_features,
+    macro_daily_frame,
+    macro_zscores,
+)
 from usdcop_assets.partitions import session_partitions
 from usdcop_assets.resources import LakeResource
 
 L1_MACRO = dg.AssetKey(["l1", "macro_daily"])
 L3_FEATURES = dg.AssetKey(["l3", "features_m5"])
-# Returns over a session (60 grid bars) and rolling statistics of 60 returns need 120 bars back:
-# the two sessions before the bar's own.
-FEATURE_LOOKBACK_SESSIONS = 2
-# Calendar days of macro history behind the first bar: 252 business days of z-score window, with margin.
-MACRO_LOOKBACK_DAYS = int(MACRO_WINDOW_DAYS * 7 / 5) + 30
 
 
 @dg.asset(

@@ -83,6 +83,11 @@ MACRO_CHANGE_INDICATORS = ("usdmxn", "dxy")
 MACRO_FEATURE_COLUMNS = [f"macro_{n}_z" for n in MACRO_INDICATORS] + [f"macro_{n}_chg1d" for n in MACRO_CHANGE_INDICATORS]
 FEATURE_COLUMNS = BASE_FEATURE_COLUMNS + MACRO_FEATURE_COLUMNS
 MACRO_WINDOW_DAYS = 252
+# Returns over a session (60 grid bars) and rolling statistics of 60 returns need 120 bars back:
+# the two sessions before the bar's own.
+FEATURE_LOOKBACK_SESSIONS = 2
+# Calendar days of macro history behind the first bar: 252 business days of z-score window, with margin.
+MACRO_LOOKBACK_DAYS = int(MACRO_WINDOW_DAYS * 7 / 5) + 30
 
 
 # --- the session grid ---------------------------------------------------------------------------
