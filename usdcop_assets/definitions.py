@@ -18,6 +18,7 @@ from usdcop_assets.sensors import SENSORS
 from usdcop_assets.alerts import build_alert_sensors
 from usdcop_assets.freshness import build_freshness, check_keys
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
+from usdcop_assets.live.checks import build_live_parity_checks
 from usdcop_assets.jobs import (
     AUDIT_JOB,
     MACRO_JOB,
@@ -62,6 +63,8 @@ ASSETS = [*SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORM
 # Freshness of the realtime chain and the session layers (freshness.py), and the alerts (alerts.py).
 FRESHNESS_CHECKS, FRESHNESS_SENSOR = build_freshness(ASSETS)
 ALERT_SENSORS = build_alert_sensors(check_keys(FRESHNESS_CHECKS))
+# Live rows == batch rows, per session, after the session's run (usdcop_assets/live/checks.py).
+LIVE_PARITY_CHECKS = build_live_parity_checks(SESSION_ASSETS)
 
 
 def executor_from_env(env=None):
@@ -100,7 +103,7 @@ def build_definitions() -> dg.Definitions:
     jobs = {job.name: job for job in built}
     return dg.Definitions(
         assets=ASSETS,
-        asset_checks=FRESHNESS_CHECKS,
+        asset_checks=[*FRESHNESS_CHECKS, *LIVE_PARITY_CHECKS],
         executor=executor_from_env(),
         jobs=list(jobs.values()),
         schedules=build_schedules(jobs),
