@@ -468,6 +468,27 @@ def _instance_summary() -> str:
         return f"{storage}, {len(instance.get_run_records(limit=1000))} runs recorded"
 
 
+@main.command()
+def live() -> None:
+    """Decide each bar as it is published: a long-lived process (runs until SIGTERM) that polls the source every
+    second from each bar's close, stores the session's L0..L5 rows like the batch run and records them in Dagster.
+
+    Sleeps over nights, weekends and holidays; resumes a session from what is stored. Settings:
+    USDCOP_LIVE_POLL_SECONDS (1), USDCOP_LIVE_GRACE_MINUTES (10), USDCOP_LIVE_ALERT_AFTER_SECONDS (300).
+    """
+    try:
+        prepare_environment()
+        require_available(resolve_source())
+        from usdcop_assets.live.loop import LiveSettings
+
+        LiveSettings.from_env()  # a malformed setting fails here, naming the variable
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    from usdcop_assets.live.service import run_live
+
+    sys.exit(run_live())
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def ui(args: tuple[str, ...]) -> None:
