@@ -336,7 +336,7 @@ class LiveLoop:
             return self.settings.poll_seconds
         update = merge_raw(s.raw, fetched)
         try:
-            self._store(update, target, t0 + fetch_s, trigger="live", fetch_s=fetch_s)
+            self._store(update, target, t0, trigger="live", fetch_s=fetch_s)  # from the request that found the bar
         except Exception as exc:  # lake or warehouse down: the writes are idempotent, the next poll retries them
             text = f"{type(exc).__name__}: {exc}"
             if text not in self.outage.store_errors:
@@ -394,9 +394,10 @@ class LiveLoop:
         self.worker.submit(lambda: self.store.write_journal(rows))
         self.worker.submit(lambda: self.recorder.record(key, rows, info))
         if bar is not None:
-            log.info("session %s: bar %s stored (%s) %.0f ms after it was seen: fetch %.0f ms, compute %.0f ms, writes %.0f ms",
-                     key, cal.bar_key(bar)[-5:], trigger, (max(committed.values()) - detected) * 1000, fetch_s * 1000,
-                     rows.seconds * 1000, (max(committed.values()) - detected - rows.seconds) * 1000)
+            to_actions = committed.get(ACTIONS, committed[L0]) - detected
+            log.info("session %s: bar %s stored (%s): seen -> actions %.0f ms (fetch %.0f, compute %.0f, writes %.0f), "
+                     "all layers %.0f ms", key, cal.bar_key(bar)[-5:], trigger, to_actions * 1000, fetch_s * 1000,
+                     rows.seconds * 1000, (to_actions - fetch_s - rows.seconds) * 1000, (max(committed.values()) - detected) * 1000)
         try:
             changed = self.store.refresh(s.warm)  # off the critical path: what landed meanwhile counts from the next bar
         except Exception as exc:

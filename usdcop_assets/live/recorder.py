@@ -122,7 +122,7 @@ class DagsterRecorder:
             "bar": cal.bar_key(bar) if bar is not None else "",
             "bar_time": bar.isoformat() if bar is not None else "",
             "trigger": info["trigger"],
-            # real seconds from the poll that saw the bar published to this layer's rows committed
+            # real seconds from the request that found the bar published to this layer's rows committed
             "latency_s": round(committed - info["detected"], 4) if committed is not None else None,
             # clock seconds from the bar's close to now (vendor delay + polling + computing + storing)
             "since_bar_close_s": round((info["clock_now"] - bar - pd.Timedelta(minutes=cal.BAR_MINUTES)).total_seconds(), 3)
