@@ -304,3 +304,18 @@ def test_parity_compares_values_as_any_store_reads_them_back():
     read_back.loc[2, "why"] = "b"
     diff = first_difference(live, read_back)
     assert diff.bar == t[2] and diff.column == "why" and (diff.live, diff.batch) == (None, "b")
+
+
+def test_the_compose_stack_runs_the_live_process_with_the_platform_stores_and_the_instance():
+    import yaml
+
+    from usdcop_assets_tests.live_helpers import ROOT
+
+    services = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())["services"]
+    live = services["usdcop-live"]
+    assert live["command"] == ["usdcop", "live"] and live["stop_signal"] == "SIGTERM"
+    env = live["environment"]
+    for name in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "TWELVEDATA_API_KEYS", "DAGSTER_PG_HOST", "DAGSTER_PG_PASSWORD"):
+        assert name in env, name  # the same stores as the code server, events in the same Dagster instance
+    assert env == services["usdcop-code"]["environment"]
+    assert {"dagster-postgres", "timescaledb", "minio-init"} <= set(live["depends_on"])

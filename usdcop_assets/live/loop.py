@@ -32,7 +32,7 @@ import pandas as pd
 
 from usdcop_assets import clock as platform_clock
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.live.session import ACTIONS, L0, WRITE_ORDER, RawUpdate, SessionRows, WarmState, compute_session, merge_raw
+from usdcop_assets.live.session import ACTIONS, L0, WRITE_ORDER, RawUpdate, SessionRows, WarmState, complete_session, decide_session, merge_raw
 from usdcop_assets.live.store import LiveStore
 
 log = logging.getLogger("usdcop_assets.live")
@@ -374,9 +374,15 @@ class LiveLoop:
         for t in update.republished:
             log.warning("session %s: bar %s was published again with different values; the new values replace it",
                         s.key, cal.bar_key(t))
-        rows = compute_session(update.raw, s.warm, self.policy_of, self.limits, self.costs, log=self._once)
+        rows = decide_session(update.raw, s.warm, self.policy_of, self.limits, self.costs, log=self._once)
+        decide_s = rows.seconds
         committed = {}
-        for asset in (a for a in WRITE_ORDER if a in rows.frames):
+        for asset in (L0, ACTIONS):  # the input, then the decision: what the trader waits for
+            if asset in rows.frames:
+                self.store.write_layer(asset, s.day, rows.frames[asset])
+                committed[asset] = self.clock.monotonic()
+        complete_session(rows, self.costs)
+        for asset in (a for a in WRITE_ORDER if a in rows.frames and a not in committed):
             self.store.write_layer(asset, s.day, rows.frames[asset])
             committed[asset] = self.clock.monotonic()
         now = self.clock.now()
@@ -384,10 +390,10 @@ class LiveLoop:
         s.bars_stored += 1
         info = {
             "bar": bar, "trigger": trigger, "detected": detected, "committed": committed, "clock_now": now,
-            "fetch_s": fetch_s, "compute_s": rows.seconds, "update": update, "skipped": rows.skipped,
+            "fetch_s": fetch_s, "compute_s": decide_s, "update": update, "skipped": rows.skipped,
             "source": self.source_name,
         }
-        self.bars.append({"bar": bar, "trigger": trigger, "fetch_s": fetch_s, "compute_s": rows.seconds,
+        self.bars.append({"bar": bar, "trigger": trigger, "fetch_s": fetch_s, "compute_s": decide_s,
                           "detected_to_actions_s": committed.get(ACTIONS, committed[L0]) - detected,
                           "detected_to_all_s": max(committed.values()) - detected})
         key = s.key
@@ -397,7 +403,7 @@ class LiveLoop:
             to_actions = committed.get(ACTIONS, committed[L0]) - detected
             log.info("session %s: bar %s stored (%s): seen -> actions %.0f ms (fetch %.0f, compute %.0f, writes %.0f), "
                      "all layers %.0f ms", key, cal.bar_key(bar)[-5:], trigger, to_actions * 1000, fetch_s * 1000,
-                     rows.seconds * 1000, (to_actions - fetch_s - rows.seconds) * 1000, (max(committed.values()) - detected) * 1000)
+                     decide_s * 1000, (to_actions - fetch_s - decide_s) * 1000, (max(committed.values()) - detected) * 1000)
         try:
             changed = self.store.refresh(s.warm)  # off the critical path: what landed meanwhile counts from the next bar
         except Exception as exc:

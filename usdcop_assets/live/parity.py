@@ -6,8 +6,8 @@ UTC nanoseconds, numbers and booleans as float64 (NaN equal to NaN, -0.0 equal t
 every null alike. ``PROVENANCE_COLUMNS`` (when a row was fetched, a hash over it, a timing) are not
 values of the bar and are left out.
 
-Which bars: the live journal holds the session up to the last bar the live process stored; the batch
-rows are compared up to that bar. ``LOOK_AHEAD`` columns of a row read the *next* bar (an episode's
+Which bars: the live journal holds the session up to the last bar the live process stored (its L0 rows);
+the batch rows are compared up to that bar. ``LOOK_AHEAD`` columns of a row read the *next* bar (an episode's
 next-bar return), so they are compared only on rows whose next bar the live process stored too.
 
 No Dagster.
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.live.session import EPISODES, PROVENANCE_COLUMNS
+from usdcop_assets.live.session import EPISODES, L0, PROVENANCE_COLUMNS
 
 LOOK_AHEAD = {EPISODES: ("next_ret", "is_last")}
 
@@ -129,35 +129,41 @@ def first_difference(live: pd.DataFrame, batch: pd.DataFrame, time_column: str =
 
 
 def session_parity(store, asset: str, day: dt.date) -> ParityResult:
-    """The live journal of ``asset`` for the session ``day`` against the lake and the warehouse (``store``: ``LiveStore``)."""
+    """The live journal of ``asset`` for the session ``day`` against the lake and the warehouse (``store``: ``LiveStore``).
+
+    The bars compared are those up to the last bar the live process stored (its L0 journal), so a layer
+    with no live row (no trade filled) is still compared: the batch must have none there either.
+    """
     spec = store.specs[asset]
     result = ParityResult(asset, day)
-    live = store.journal_rows(asset, day)
-    if live.empty:
+    served = store.journal_rows(L0, day)
+    if served.empty:
         return result
-    tcol = spec.time_column
     grid = cal.session_bars(day)
-    live_times = pd.DatetimeIndex(live[tcol])
-    on_grid = live_times[live_times.isin(grid)]
+    times = pd.DatetimeIndex(served[store.specs[L0].time_column])
+    on_grid = times[times.isin(grid)]
+    if not len(on_grid):
+        return result
     result.live_bars = int(on_grid.nunique())
-    result.last_live_bar = on_grid.max() if len(on_grid) else live_times.max()
-    cutoff = result.last_live_bar
-    ignore: dict[str, set] = {}
-    for column in LOOK_AHEAD.get(asset, ()):
-        ignore[column] = {int(cutoff.value)}  # the last live row's look-ahead columns saw no next bar
+    cutoff = result.last_live_bar = on_grid.max()
+    tcol = spec.time_column
+    live = served if asset == L0 else store.journal_rows(asset, day)
     batches = {"lake": store.lake_rows(asset, day)}
     wh = store.warehouse_rows(asset, day)
     if wh is not None:
         batches["warehouse"] = wh
     for where, batch in batches.items():
-        times = pd.DatetimeIndex(batch[tcol]) if len(batch) else pd.DatetimeIndex([], tz="UTC")
-        later = times > cutoff
+        bt = pd.DatetimeIndex(batch[tcol]) if len(batch) else pd.DatetimeIndex([], tz="UTC")
+        later = bt > cutoff
         if later.any():
-            result.not_compared_after = max(result.not_compared_after, int(pd.Index(times[later]).nunique()))
+            result.not_compared_after = max(result.not_compared_after, int(pd.Index(bt[later]).nunique()))
             batch = batch[~later]
-        side = live[[c for c in live.columns if c in batch.columns]] if where == "warehouse" else live
-        ignore_here = ignore if later.any() else {}
-        diff = first_difference(side, batch, tcol, ignore_at=ignore_here)
+        # the last live row's look-ahead columns saw no next bar: compared only when the batch has none either
+        ignore = {c: {int(cutoff.value)} for c in LOOK_AHEAD.get(asset, ())} if later.any() else {}
+        side = live[[c for c in live.columns if c in batch.columns]] if where == "warehouse" and len(live) else live
+        if live.empty:
+            side = batch.iloc[:0]
+        diff = first_difference(side, batch, tcol, ignore_at=ignore)
         result.compared[where] = len(batch)
         if diff is not None:
             result.differences[where] = diff

@@ -127,6 +127,12 @@ def _frame(columns, time_columns=("time",)) -> pd.DataFrame:
 
 def compute_session(raw: pd.DataFrame, warm: WarmState, policy_of, limits, costs, log=None) -> SessionRows:
     """L0..L5 of the session ``warm.day`` from its raw bars (the L0 frame), as the session's batch run computes them."""
+    return complete_session(decide_session(raw, warm, policy_of, limits, costs, log), costs)
+
+
+def decide_session(raw: pd.DataFrame, warm: WarmState, policy_of, limits, costs, log=None) -> SessionRows:
+    """The layers the decision needs (L0..L4 observations, L5 actions); ``complete_session`` adds the episodes
+    and the paper ledger. Split so the decision is stored before the bookkeeping is computed."""
     t0 = time.perf_counter()
     day = warm.day
     start, end = cal.session_open(day), cal.session_end(day)
@@ -163,16 +169,28 @@ def compute_session(raw: pd.DataFrame, warm: WarmState, policy_of, limits, costs
     # L4 (assets/observations.py)
     observations = build_observations(features, warm.config, warm.stats)
     frames[OBS] = observations
-    frames[EPISODES] = build_episodes(observations, kept, start, end)
 
     # L5 (assets/serving.py)
     actions, fallbacks = decide_bars(observations, kept, start, end, warm.models, policy_of, warm.config, log=log,
                                      limits=limits, costs=costs)
     frames[ACTIONS] = actions
+    return SessionRows(day, frames, fallbacks, None, time.perf_counter() - t0)
+
+
+def complete_session(rows: SessionRows, costs) -> SessionRows:
+    """Add the episodes (l4/episodes_session) and the paper ledger (l5/paper_*) to decided rows, in place."""
+    frames = rows.frames
+    if ACTIONS not in frames or EPISODES in frames:
+        return rows
+    t0 = time.perf_counter()
+    start, end = cal.session_open(rows.day), cal.session_end(rows.day)
+    kept, actions = frames[L1], frames[ACTIONS]
+    frames[EPISODES] = build_episodes(frames[OBS], kept, start, end)
     trades, positions = paper_ledger(actions[actions["time"] < end], kept[kept["time"] < end], costs)
     frames[TRADES] = trades[(trades["time"] >= start) & (trades["time"] < end)].reset_index(drop=True)
     frames[POSITIONS] = positions[(positions["time"] >= start) & (positions["time"] < end)].reset_index(drop=True)
-    return SessionRows(day, frames, fallbacks, None, time.perf_counter() - t0)
+    rows.seconds += time.perf_counter() - t0
+    return rows
 
 
 # --- L0: the source's rows of the session so far ------------------------------------------------------
