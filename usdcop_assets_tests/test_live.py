@@ -319,3 +319,38 @@ def test_the_compose_stack_runs_the_live_process_with_the_platform_stores_and_th
         assert name in env, name  # the same stores as the code server, events in the same Dagster instance
     assert env == services["usdcop-code"]["environment"]
     assert {"dagster-postgres", "timescaledb", "minio-init"} <= set(live["depends_on"])
+
+
+def test_the_recorder_works_mid_session_when_todays_partition_is_not_yet_a_dagster_partition(tmp_path):
+    """On the real clock today's session is a partition only from 13:00 (Dagster lists a window once it ended):
+    the live run and its bar events must be stored before that (a run of the partition could not be launched)."""
+    from dagster._core.test_utils import freeze_time
+
+    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.jobs import SESSION_JOB
+    from usdcop_assets.live.checks import layer_specs
+    from usdcop_assets.live.recorder import DagsterRecorder
+    from usdcop_assets.live.session import L0, RawUpdate, SessionRows
+    from usdcop_assets.partitions import session_partitions
+    from usdcop_assets.sources import conform_l0
+
+    defs = build_definitions()
+    specs, keys = layer_specs(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+    job = defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection=set(keys.values()), asset_check_selection=set())
+    bar = cal.session_bars(DAY)[30]  # 10:30
+    raw = conform_l0(synthetic_bars(cal.session_bars(DAY)[:31]))
+    with freeze_time((bar + pd.Timedelta(minutes=5, seconds=2)).to_pydatetime()), dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert not session_partitions.has_partition_key(cal.session_key(DAY))
+        recorder = DagsterRecorder(instance, job, keys, specs)
+        recorder.open_session(cal.session_key(DAY))
+        info = {"bar": bar, "trigger": "live", "detected": 1.0, "committed": {L0: 1.2}, "clock_now": bar + pd.Timedelta(minutes=5),
+                "fetch_s": 0.01, "compute_s": 0.1, "update": RawUpdate(raw, [bar], [], []), "skipped": None, "source": "synthetic"}
+        recorder.record(cal.session_key(DAY), SessionRows(DAY, {L0: raw}, [], None, 0.1), info)
+        recorder.close_session(cal.session_key(DAY), "success", "closed")
+        event = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(["l0", "ohlcv_m5"]),
+                                                                      asset_partitions=["2025-03-10"]), limit=1).records[0]
+        md = event.asset_materialization.metadata
+        assert md["bar"].value == "2025-03-10-10:30" and md["bars_present"].value == 31 and md["bars_missing"].value == 0
+        assert md["latency_s"].value == pytest.approx(0.2) and md["new_bars"].value == ["2025-03-10-10:30"]
+        run = instance.get_run_by_id(event.run_id)
+        assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == "2025-03-10"
