@@ -252,7 +252,7 @@ def test_the_loop_sleeps_over_the_night_weekend_and_a_holiday_without_asking_the
             self.writes = []
 
         def load_warm(self, day, config):
-            return type("Warm", (), {"prior_l1": [], "macro_wide": [], "stats": {}, "models": {}})()
+            return type("Warm", (), {"day": day, "prior_l1": [], "macro_wide": [], "stats": {}, "models": {}})()
 
         def stored_raw(self, day):
             return pd.DataFrame()
@@ -354,3 +354,17 @@ def test_the_recorder_works_mid_session_when_todays_partition_is_not_yet_a_dagst
         assert md["latency_s"].value == pytest.approx(0.2) and md["new_bars"].value == ["2025-03-10-10:30"]
         run = instance.get_run_by_id(event.run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == "2025-03-10"
+
+
+def test_live_rows_equal_the_batch_rows_in_a_postgresql_warehouse(home, monkeypatch, fresh_pg_url):
+    install_model(home / "lake")
+    monkeypatch.setenv("USDCOP_WAREHOUSE_URL", fresh_pg_url)
+    stop = threading.Event()
+    _loop(SimClock(OPEN - 3 * MINUTE, OPEN + 41 * MINUTE, stop), stop).run()  # eight bars
+    result, checks = run_session_batch(DAY, dg.DagsterInstance.get())
+    assert result.success
+    parity = {k: v for k, v in checks.items() if k.endswith(":live_parity")}
+    assert len(parity) == len(LIVE_ASSETS) and all(v.passed for v in parity.values()), \
+        {k: v.description for k, v in parity.items() if not v.passed}
+    actions = parity["l5/actions_m5:live_parity"]
+    assert actions.metadata["live_bars"].value == 8 and actions.metadata["rows_compared"].value == {"lake": 8, "warehouse": 8}

@@ -34,6 +34,7 @@ from usdcop_assets import clock as platform_clock
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.live.session import ACTIONS, L0, WRITE_ORDER, RawUpdate, SessionRows, WarmState, complete_session, decide_session, merge_raw
 from usdcop_assets.live.store import LiveStore
+from usdcop_assets.trading.decisions import fold_of_session
 
 log = logging.getLogger("usdcop_assets.live")
 BAR = pd.Timedelta(minutes=cal.BAR_MINUTES)
@@ -283,9 +284,19 @@ class LiveLoop:
         if warm.stats is None:
             log.warning("session %s: l4/observation_stats is not materialized: L0..L3 are stored live, L4 and L5 are not "
                         "(materialize it with `usdcop backfill`, job observation_stats)", key)
+        self._load_policy(warm)
         stored = self.store.stored_raw(day)
         if len(stored):
             self._resume(stored)
+
+    def _load_policy(self, warm: WarmState) -> None:
+        """Load (and hash-verify) the fold's model now, not inside the first bar (torch and the artifact take seconds)."""
+        row = warm.models.get(fold_of_session(cal.session_key(warm.day)))
+        if row is not None and self.policy_of is not None:
+            try:
+                self.policy_of(row)
+            except Exception as exc:  # the bar's decision raises the same error, naming the artifact
+                log.error("session %s: the fold's model cannot be used: %s", cal.session_key(warm.day), exc)
 
     def _resume(self, stored: pd.DataFrame) -> None:
         """Recompute and re-write the stored bars (completes a bar a killed process left half-written)."""
@@ -411,6 +422,7 @@ class LiveLoop:
             self._once(f"refreshing the warm state failed: {exc}")
         if changed:
             log.info("session %s: %s changed since the warm state was loaded; used from the next bar", key, ", ".join(changed))
+            self._load_policy(s.warm)
 
     def _once(self, text: str) -> None:
         if text != self._said:
