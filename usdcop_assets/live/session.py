@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS, MACRO_LOOKBACK_DAYS, build_features, macro_daily_frame, macro_zscores
-from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators, complete_from
+from usdcop_assets.features.engineering import MACRO_LOOKBACK_DAYS, build_features, macro_daily_frame, macro_zscores
+from usdcop_assets.features.indicators import complete_from, compute_indicators
 from usdcop_assets.observation.builder import ObservationConfig, build_observations
 from usdcop_assets.observation.episodes import build_episodes
 from usdcop_assets.refine.standardize import standardize_bars
