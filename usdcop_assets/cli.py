@@ -585,6 +585,25 @@ def rebuild_records(dry_run: bool) -> None:
     click.echo(f"{len(plan.assets)} assets: {verb} {plan.sessions_to_record} sessions, "
                f"{'would wipe' if dry_run else 'wiped'} {plan.bar_partitions} bar partitions from the asset records "
                f"(runs and their logs are kept; the lake and the warehouse are only read)")
+@main.command()
+def live() -> None:
+    """Decide each bar as it is published: a long-lived process (runs until SIGTERM) that polls the source every
+    second from each bar's close, stores the session's L0..L5 rows like the batch run and records them in Dagster.
+
+    Sleeps over nights, weekends and holidays; resumes a session from what is stored. Settings:
+    USDCOP_LIVE_POLL_SECONDS (1), USDCOP_LIVE_GRACE_MINUTES (10), USDCOP_LIVE_ALERT_AFTER_SECONDS (300).
+    """
+    try:
+        prepare_environment()
+        require_available(resolve_source())
+        from usdcop_assets.live.loop import LiveSettings
+
+        LiveSettings.from_env()  # a malformed setting fails here, naming the variable
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    from usdcop_assets.live.service import run_live
+
+    sys.exit(run_live())
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -16,6 +16,7 @@ from usdcop_assets.sensors import SENSORS
 from usdcop_assets.alerts import build_alert_sensors
 from usdcop_assets.freshness import POLICIES, with_freshness_policies
 from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
+from usdcop_assets.live.checks import build_live_parity_checks
 from usdcop_assets.jobs import (
     MACRO_JOB,
     MODEL_JOB,
@@ -40,6 +41,8 @@ SESSION_CHECKS = build_session_checks(SESSION_ASSETS)
 # Freshness policies of the bar and session layers, applied here in one place (freshness.py), and the alerts (alerts.py).
 ASSETS = with_freshness_policies([*SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS])
 ALERT_SENSORS = build_alert_sensors(POLICIES)
+# Live rows == batch rows, per session, after the session's run (usdcop_assets/live/checks.py).
+LIVE_PARITY_CHECKS = build_live_parity_checks(SESSION_ASSETS)
 
 
 def executor_from_env(env=None):
@@ -77,7 +80,7 @@ def build_definitions() -> dg.Definitions:
     jobs = {job.name: job for job in built}
     return dg.Definitions(
         assets=ASSETS,
-        asset_checks=SESSION_CHECKS,
+        asset_checks=[*SESSION_CHECKS, *LIVE_PARITY_CHECKS],
         executor=executor_from_env(),
         jobs=list(jobs.values()),
         schedules=build_schedules(jobs),

@@ -59,3 +59,12 @@ def frame_checksum(df: pd.DataFrame, key: list[str] | tuple[str, ...], columns: 
         digest.update(name.encode() + b"\x1e")
         digest.update(canonical_column(ordered[name]))
     return digest.hexdigest()
+
+
+def data_version(frame: pd.DataFrame) -> str:
+    """A content hash of the rows (order-independent of the index; column order fixed by the frame)."""
+    if frame.empty:
+        return "empty"
+    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from usdcop_assets.assets.indicators import L1_OHLCV, L2_INDICATORS
 from usdcop_assets.assets.windows import lookback_input, own_window, session_output
-from usdcop_assets.features.engineering import (
+from usdcop_assets.features.engineering import (  # noqa: F401 (re-exported)
     FEATURE_LOOKBACK_SESSIONS,
     MACRO_LOOKBACK_DAYS,
     build_features,

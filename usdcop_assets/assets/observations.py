@@ -6,50 +6,20 @@ inference and the backtest.
 """
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from usdcop_assets import clock
-from usdcop_assets import market_calendar as cal
 from usdcop_assets.assets.features import L3_FEATURES
 from usdcop_assets.assets.indicators import L1_OHLCV
 from usdcop_assets.assets.windows import own_window, session_output
-from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, train_window
+from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, stats_from_frame, stats_to_frame, train_window
+from usdcop_assets.observation.episodes import build_episodes, next_bar_returns, pending_steps  # noqa: F401 (re-exported)
 from usdcop_assets.partitions import session_partitions
 from usdcop_assets.resources import LakeResource
 
 OBS_STATS = dg.AssetKey(["l4", "observation_stats"])
 OBSERVATIONS = dg.AssetKey(["l4", "observations_m5"])
 EPISODES = dg.AssetKey(["l4", "episodes_session"])
-
-
-def stats_to_frame(stats: dict) -> pd.DataFrame:
-    """One row per feature (mean, std, finite rows) with the version and window on every row."""
-    names = list(stats["mean"])
-    frame = pd.DataFrame(
-        {
-            "feature": names,
-            "position": np.arange(len(names)),
-            "mean": [stats["mean"][n] for n in names],
-            "std": [stats["std"][n] for n in names],
-            "finite_rows": [stats["finite_rows"][n] for n in names],
-        }
-    )
-    for key in ("version", "config_version", "config_sha256", "train_start", "train_end", "train_rows", "first_bar", "last_bar"):
-        frame[key] = stats[key]
-    return frame
-
-
-def stats_from_frame(frame: pd.DataFrame) -> dict:
-    if frame.empty:
-        raise ValueError("l4/observation_stats is empty; materialize it (it needs l3/features_m5 over the training window)")
-    first = frame.iloc[0]
-    frame = frame.sort_values("position")
-    stats = {k: (first[k].item() if hasattr(first[k], "item") else first[k]) for k in ("version", "config_version", "config_sha256", "train_start", "train_end", "train_rows", "first_bar", "last_bar")}
-    stats["mean"] = dict(zip(frame["feature"], frame["mean"].astype(float)))
-    stats["std"] = dict(zip(frame["feature"], frame["std"].astype(float)))
-    stats["finite_rows"] = dict(zip(frame["feature"], frame["finite_rows"].astype(int)))
-    return stats
 
 
 @dg.asset(
@@ -105,29 +75,6 @@ def l4_observations_m5(context: dg.AssetExecutionContext, features: pd.DataFrame
     )
 
 
-def next_bar_returns(closes: pd.Series, times: pd.DatetimeIndex) -> np.ndarray:
-    """log(close of the next existing bar of the same session / close); 0 at the session's last bar (the episode ends flat)."""
-    close = closes.to_numpy(dtype="float64")
-    days = np.asarray(times.tz_convert(cal.TZ).date)
-    out = np.zeros(len(close))
-    if len(close) > 1:
-        same = days[1:] == days[:-1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[:-1] = np.where(same, np.log(close[1:] / close[:-1]), 0.0)
-    return out
-
-
-def pending_steps(times: pd.DatetimeIndex, now: pd.Timestamp) -> np.ndarray:
-    """The newest bar of each session still running at ``now`` (not the session's 12:55 bar): its next return is not known yet."""
-    if not len(times):
-        return np.zeros(0, dtype=bool)
-    days = pd.Series(times.tz_convert(cal.TZ).date)
-    newest = days.ne(days.shift(-1)).to_numpy()
-    ends = pd.DatetimeIndex([cal.session_end(d) for d in days])
-    closing_bar = (ends - times) == pd.Timedelta(minutes=cal.BAR_MINUTES)
-    return newest & ~closing_bar & (ends > now)
-
-
 @dg.asset(
     key=EPISODES,
     ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
@@ -141,21 +88,10 @@ def pending_steps(times: pd.DatetimeIndex, now: pd.Timestamp) -> np.ndarray:
 )
 def l4_episodes_session(context: dg.AssetExecutionContext, observations: pd.DataFrame, bars: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     start, end = own_window(context)
-    obs = observations[(observations["time"] >= start) & (observations["time"] < end)].sort_values("time").reset_index(drop=True)
-    closes = bars.set_index("time")["close"]
-    times = pd.DatetimeIndex(obs["time"])
-    missing_close = times.difference(closes.index)
-    if len(missing_close):
-        raise ValueError(f"{len(missing_close)} observations have no L1 bar (first {missing_close[0]}); re-materialize l1 then l4")
-    episodes = obs.copy()
-    episodes.insert(2, "session", [d.isoformat() for d in times.tz_convert(cal.TZ).date])
-    episodes.insert(3, "step", episodes.groupby("session").cumcount().astype("int64"))
-    episodes["close"] = closes.reindex(times).to_numpy(dtype="float64")
-    episodes["next_ret"] = next_bar_returns(episodes["close"], times)
-    episodes["is_last"] = episodes["session"].ne(episodes["session"].shift(-1)).to_numpy()
+    episodes = build_episodes(observations, bars, start, end)
     # Today's session, mid-day: its newest step waits for the next bar (its next_ret and is_last are not
     # known yet), so every stored step is final and rows never change as the session's bars arrive.
-    pending = pending_steps(times, clock.utc_now())
+    pending = pending_steps(pd.DatetimeIndex(episodes["time"]), clock.utc_now())
     episodes = episodes[~pending].reset_index(drop=True)
     sessions = episodes["session"].nunique() if len(episodes) else 0
     return dg.Output(

@@ -19,40 +19,32 @@ fails the run with an error naming both, before anything of the artifact is pars
 """
 
 
-import hashlib
 import threading
-import time as _time
 from collections import OrderedDict
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
 from usdcop_assets.assets.indicators import L1_OHLCV
 from usdcop_assets.assets.windows import own_window, session_output
 from usdcop_assets.assets.model import PPO_MODEL, live_costs, live_limits, load_fold_model, registered_models
-from usdcop_assets.assets.observations import OBSERVATIONS, next_bar_returns
+from usdcop_assets.assets.observations import OBSERVATIONS
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.partitions import session_partitions
 from usdcop_assets.resources import LakeResource, WarehouseResource
-from usdcop_assets.trading.live import PolicyFunction, decide_session
+# the decision itself is pure (trading/decisions.py), shared with the live process; names re-exported
+from usdcop_assets.trading.decisions import ACTION_COLUMNS, FLAT_VERSION, decide_bars, fold_of_session, obs_hashes, obs_matrix  # noqa: F401
+from usdcop_assets.trading.live import PolicyFunction
 from usdcop_assets.trading.paper import paper_ledger
 from usdcop_assets.trading.risk import describe_flags
 
 ACTIONS = dg.AssetKey(["l5", "actions_m5"])
 PAPER_TRADES = dg.AssetKey(["l5", "paper_trades"])
 PAPER_POSITIONS = dg.AssetKey(["l5", "paper_positions"])
-FLAT_VERSION = "none (flat)"
-ACTION_COLUMNS = ["time", "symbol", "session", "step", "raw_action", "target", "position", "risk_flags", "model_version", "fold",
-                  "obs_version", "obs_hash", "inference_latency_ms", "fallback"]
 
 _policies: OrderedDict[tuple[str, str], PolicyFunction] = OrderedDict()
 _policies_lock = threading.Lock()
-
-
-def fold_of_session(session: str) -> str:
-    return str(session)[:7]
 
 
 def policy_for(lake: LakeResource, row: dict, instance: dg.DagsterInstance | None = None) -> PolicyFunction:
@@ -68,99 +60,6 @@ def policy_for(lake: LakeResource, row: dict, instance: dg.DagsterInstance | Non
         while len(_policies) > 8:
             _policies.popitem(last=False)
     return policy
-
-
-def obs_matrix(frame: pd.DataFrame, obs_config) -> np.ndarray:
-    """The L4 vectors of ``frame`` in config order (float32), NaN where the config's column is NaN."""
-    missing = [c for c in obs_config.columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"observations lack {len(missing)} columns of {obs_config.version} (first {missing[0]}): rebuild l4/observations_m5")
-    return np.ascontiguousarray(frame[obs_config.columns].to_numpy(dtype="float32"))
-
-
-def obs_hashes(matrix: np.ndarray) -> list[str]:
-    """SHA-256 of each bar's observation vector as little-endian float32 bytes (config order)."""
-    m = np.ascontiguousarray(matrix, dtype="<f4")
-    return [hashlib.sha256(row.tobytes()).hexdigest() for row in m]
-
-
-def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, models: dict, policy_of,
-                obs_config, log=None) -> tuple[pd.DataFrame, list[str]]:
-    """Actions for the bars in ``[start, end)``, each session decided from its open (pure apart from ``policy_of``).
-
-    ``observations``/``bars``: L4 and L1 rows covering at least the sessions of the window from their open.
-    ``models``: fold -> l5/ppo_model row; ``policy_of(row)`` -> ``PolicyFunction``.
-    """
-    if observations.empty:
-        return pd.DataFrame(columns=ACTION_COLUMNS), []
-    obs = observations[observations["time"] < end].sort_values("time", kind="stable").reset_index(drop=True)
-    times = pd.DatetimeIndex(obs["time"])
-    sessions = np.array([d.isoformat() for d in times.tz_convert(cal.TZ).date])
-    wanted = set(sessions[(times >= start) & (times < end)])
-    rows_of = pd.Series(sessions).groupby(sessions, sort=False).indices  # session -> row positions, one pass
-    closes = bars.drop_duplicates("time", keep="last").set_index("time")["close"]
-    limits, costs = live_limits(), live_costs()
-    parts, fallbacks = [], []
-    for session in sorted(wanted):
-        frame = obs.iloc[rows_of[session]].reset_index(drop=True)
-        ftimes = pd.DatetimeIndex(frame["time"])
-        day = ftimes[0].tz_convert(cal.TZ).date()
-        matrix = np.clip(obs_matrix(frame, obs_config), -obs_config.clip, obs_config.clip)
-        hashes = obs_hashes(matrix)
-        close = closes.reindex(ftimes)
-        if close.isna().any():
-            raise ValueError(f"session {session}: {int(close.isna().sum())} observations have no L1 close (first {ftimes[close.isna()][0]})")
-        rets = next_bar_returns(close, ftimes)
-        is_last = (ftimes == cal.session_bars(day)[-1])
-        frac = cal.time_in_session(ftimes)
-        fold = fold_of_session(session)
-        row = models.get(fold)
-        obs_versions = frame["obs_version"].astype(str)
-        reason = None
-        if row is None:
-            reason = f"no l5/ppo_model for fold {fold}"
-        elif str(row.get("obs_version")) not in set(obs_versions):
-            reason = f"model {row['version']} was trained on observations {row.get('obs_version')}, these are {obs_versions.iloc[-1]}: retrain the fold"
-        n = len(frame)
-        reasons = np.full(n, None, dtype=object)
-        t0 = _time.perf_counter()
-        if reason:
-            decided = None
-            reasons[:] = reason
-            position = target = np.zeros(n)
-            raw = np.full(n, np.nan)
-            flags = np.zeros(n, dtype="int64")
-            version = FLAT_VERSION
-        else:
-            cold = ~frame["warm"].to_numpy(dtype=bool) if "warm" in frame.columns else np.zeros(n, dtype=bool)
-            usable = matrix.copy()
-            usable[cold] = np.nan  # decided flat: features not warm
-            decided = decide_session(policy_of(row), usable, frac, rets, is_last, session, limits, costs)
-            raw, target, position, flags = decided.raw_action, np.nan_to_num(decided.target), decided.position, decided.risk_flags
-            reasons[cold] = "features not warm"
-            nonfinite = decided.invalid_obs & ~cold
-            reasons[nonfinite] = "observation not finite"
-            bad_action = ~np.isfinite(raw) & ~decided.invalid_obs
-            reasons[bad_action] = "policy output not finite"
-            version = str(row["version"])
-        elapsed_ms = (_time.perf_counter() - t0) * 1000.0
-        own = (ftimes >= start) & (ftimes < end)
-        n_own = int(own.sum())
-        out = pd.DataFrame({
-            "time": frame["time"].to_numpy(), "symbol": frame["symbol"].to_numpy(), "session": session,
-            "step": np.arange(n, dtype="int64"), "raw_action": raw, "target": target, "position": position,
-            "risk_flags": flags, "model_version": version, "fold": fold, "obs_version": obs_versions.to_numpy(),
-            "obs_hash": hashes, "inference_latency_ms": elapsed_ms / max(n_own, 1), "fallback": reasons,
-        })[own]
-        if reason:
-            fallbacks.append(f"{session}: {reason}")
-            if log:
-                log(f"session {session}: {reason}; recorded flat ({FLAT_VERSION})")
-        parts.append(out)
-    actions = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ACTION_COLUMNS)
-    actions["fallback"] = actions["fallback"].astype("string")  # typed even when every value is null
-    actions["risk_flags"] = actions["risk_flags"].astype("int64")
-    return actions[ACTION_COLUMNS].reset_index(drop=True), fallbacks
 
 
 @dg.asset(
@@ -180,7 +79,7 @@ def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame,
     start, end = own_window(context)
     models = registered_models(warehouse)
     actions, fallbacks = decide_bars(observations, bars, start, end, models, lambda row: policy_for(lake, row, context.instance),
-                                     load_config(), log=context.log.warning)
+                                     load_config(), log=context.log.warning, limits=live_limits(), costs=live_costs())
     flagged = actions.loc[actions["risk_flags"] > 0, "risk_flags"] if len(actions) else pd.Series(dtype="int64")
     flag_counts: dict[str, int] = {}
     for value in flagged:

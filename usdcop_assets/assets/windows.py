@@ -5,14 +5,13 @@ Every bar layer is partitioned by Bogota session (``partitions.session_partition
 a number of earlier *sessions* (nights, weekends and holidays jumped), never a number of bars.
 """
 
-import hashlib
-
 import dagster as dg
 import pandas as pd
 
 from usdcop_assets import gaps
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.features.indicators import complete_from  # noqa: F401 (the L2/L3 assets' data start)
+from usdcop_assets.features.indicators import complete_from  # noqa: F401 (re-exported)
+from usdcop_assets.frames import data_version
 from usdcop_assets.gaps import bar_summary
 from usdcop_assets.partitions import lookback_mapping
 
@@ -26,15 +25,6 @@ def own_window(context) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The run's window ``[08:00 of the first session, 13:00 of the last)`` in UTC."""
     tw = context.partition_time_window
     return pd.Timestamp(tw.start).tz_convert("UTC"), pd.Timestamp(tw.end).tz_convert("UTC")
-
-
-def data_version(frame: pd.DataFrame) -> str:
-    """A content hash of the rows (order-independent of the index; column order fixed by the frame)."""
-    if frame.empty:
-        return "empty"
-    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, time_column: str = "time",

@@ -178,3 +178,35 @@ def observation_matrix(observations: pd.DataFrame, config: ObservationConfig) ->
     if missing:
         raise ValueError(f"observations lack {missing} (config {config.version}, dim {config.dim})")
     return observations[config.columns].to_numpy(dtype="float32")
+
+
+# --- the statistics as a table (l4/observation_stats in the lake) ---------------------------------
+
+
+def stats_to_frame(stats: dict) -> pd.DataFrame:
+    """One row per feature (mean, std, finite rows) with the version and window on every row."""
+    names = list(stats["mean"])
+    frame = pd.DataFrame(
+        {
+            "feature": names,
+            "position": np.arange(len(names)),
+            "mean": [stats["mean"][n] for n in names],
+            "std": [stats["std"][n] for n in names],
+            "finite_rows": [stats["finite_rows"][n] for n in names],
+        }
+    )
+    for key in ("version", "config_version", "config_sha256", "train_start", "train_end", "train_rows", "first_bar", "last_bar"):
+        frame[key] = stats[key]
+    return frame
+
+
+def stats_from_frame(frame: pd.DataFrame) -> dict:
+    if frame.empty:
+        raise ValueError("l4/observation_stats is empty; materialize it (it needs l3/features_m5 over the training window)")
+    first = frame.iloc[0]
+    frame = frame.sort_values("position")
+    stats = {k: (first[k].item() if hasattr(first[k], "item") else first[k]) for k in ("version", "config_version", "config_sha256", "train_start", "train_end", "train_rows", "first_bar", "last_bar")}
+    stats["mean"] = dict(zip(frame["feature"], frame["mean"].astype(float)))
+    stats["std"] = dict(zip(frame["feature"], frame["std"].astype(float)))
+    stats["finite_rows"] = dict(zip(frame["feature"], frame["finite_rows"].astype(int)))
+    return stats

@@ -1,0 +1,75 @@
+"""``usdcop live``: the live loop wired to this deployment (the code location imported once, its stores,
+its Dagster instance, the alert webhook) and to SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+import dagster as dg
+
+from usdcop_assets import market_calendar as cal
+from usdcop_assets.live.checks import layer_specs
+from usdcop_assets.live.loop import LiveLoop, LiveSettings
+from usdcop_assets.live.recorder import DagsterRecorder
+from usdcop_assets.live.source import BarSource
+from usdcop_assets.live.store import LiveStore
+
+log = logging.getLogger("usdcop_assets.live")
+def build_loop(env=os.environ, instance: dg.DagsterInstance | None = None, clock=None, settings: LiveSettings | None = None,
+               stop: threading.Event | None = None, source=None, alert=None) -> LiveLoop:
+    """The live loop for the configured deployment (``source``/``clock``/``alert`` injectable for tests)."""
+    from usdcop_assets.alerts import deliver
+    from usdcop_assets.assets.model import live_costs, live_limits
+    from usdcop_assets.assets.serving import policy_for
+    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.jobs import SESSION_JOB
+    from usdcop_assets.observation.builder import load_config
+    from usdcop_assets.partitions import history_start
+    from usdcop_assets.resources import LakeResource, WarehouseResource
+    from usdcop_assets.settings import Settings
+    from usdcop_assets.sources import require_available, resolve_source
+
+    defs = build_definitions()  # the code location, imported once for the life of the process
+    specs, keys = layer_specs(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
+    config = Settings.from_env(env)
+    lake = LakeResource(url=config.lake.url)
+    lake.store().check()
+    warehouse = WarehouseResource(url=config.warehouse_url.render_as_string(hide_password=False)).warehouse()
+    warehouse.ensure_schema()
+    days = cal.trading_days(history_start(), history_start().replace(year=history_start().year + 1))
+    store = LiveStore(lake.store(), warehouse, specs, first_day=days[0] if days else None)
+    job = defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection=set(keys.values()), asset_check_selection=set())
+    instance = instance or dg.DagsterInstance.get()
+    recorder = DagsterRecorder(instance, job, keys, specs)
+    name = require_available(resolve_source(env))
+    return LiveLoop(
+        source=source or BarSource(name, env), store=store, obs_config=load_config(env=env),
+        policy_of=lambda row: policy_for(lake, row, instance), limits=live_limits(), costs=live_costs(), recorder=recorder,
+        clock=clock, settings=settings or LiveSettings.from_env(env),
+        alert=alert or (lambda text: deliver({"text": text, "kind": "live_source"})),
+        stop=stop, source_name=name,
+    )
+
+
+def run_live() -> int:
+    """Run until SIGTERM/SIGINT; 0 on a clean stop."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torch loads the fold models: one thread, like training
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        log.info("live: %s received, stopping after the current step", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    loop = build_loop(stop=stop)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    loop.run()
+    log.info("live: stopped")
+    return 0
