@@ -184,19 +184,6 @@ def _as_targets(targets) -> pd.DatetimeIndex | None:
     return idx.tz_convert("UTC").astype("datetime64[ns, UTC]")
 
 
-def complete_from(bars: pd.DataFrame) -> pd.Timestamp | None:
-    """From when the loaded bars are taken as complete: the open of the first loaded session.
-
-    Sessions before it (not materialized, or before the history) are unknown, so windows reaching
-    into them are flagged ``warm=False``; a bar missing *inside* a loaded session is a vendor gap and
-    the indicators are computed on the rows that exist.
-    """
-    if bars.empty:
-        return None
-    first = pd.Timestamp(bars["time"].min()).tz_convert(cal.TZ).date()
-    return cal.session_open(first)
-
-
 # --- the public entry point ----------------------------------------------------------------------
 
 
