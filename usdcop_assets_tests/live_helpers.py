@@ -89,17 +89,25 @@ class SimClock:
 
 
 def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) -> dict:
-    """An (untrained, seeded) PPO MlpPolicy stored as l5/ppo_model stores a fold's model; its action head is
-    scaled so the decided positions move. Returns the l5/ppo_model row."""
+    """An (untrained, seeded) PPO MlpPolicy registered as l5/ppo_model registers a fold's model: the weights-only
+    artifact in the lake, its row in the warehouse registry (``rl_models``, the configured warehouse) and its
+    artifact hash in a Dagster materialization of the fold (the current instance). The action head is scaled
+    so the decided positions move. Returns the registry row."""
+    import hashlib
+    import os
+
     import gymnasium as gym
     import torch
     from stable_baselines3 import PPO
 
+    from usdcop_assets.assets.model import ARTIFACT_NAME, PPO_MODEL, REGISTRY_TABLE
     from usdcop_assets.lake.session_table import SessionTable, read_object
     from usdcop_assets.lake.store import LocalObjectStore
     from usdcop_assets.live.store import fold_start
     from usdcop_assets.observation.builder import load_config, stats_from_frame
-    from usdcop_assets.trading.training import _save_bytes, weights_sha256
+    from usdcop_assets.settings import Settings
+    from usdcop_assets.trading.training import policy_artifact, weights_sha256
+    from usdcop_assets.warehouse.database import Warehouse
 
     store = LocalObjectStore(lake_root)
     config = load_config()
@@ -116,13 +124,22 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
     sha = weights_sha256(model)
     version = f"{fold}-{sha[:12]}"
     path = f"models/ppo/{fold}/{version}"
-    store.put(f"{path}/model.zip", _save_bytes(model))
+    artifact = policy_artifact(model.policy)
+    store.put(f"{path}/{ARTIFACT_NAME}", artifact)
+    artifact_sha = hashlib.sha256(artifact).hexdigest()
     first = dt.date.fromisoformat(f"{fold}-01")
     start = fold_start(first)
-    row = {"time": start, "fold": fold, "version": version, "weights_sha256": sha, "obs_version": stats["version"],
-           "model_path": f"{path}/model.zip", "metadata_path": f"{path}/metadata.json"}
+    row = {"time": start, "fold": fold, "version": version, "weights_sha256": sha, "artifact_sha256": artifact_sha,
+           "obs_version": stats["version"], "model_path": f"{path}/{ARTIFACT_NAME}", "metadata_path": f"{path}/metadata.json"}
     frame = pd.DataFrame([row]).astype({"time": "datetime64[ns, UTC]"})
     SessionTable(store, "l5/ppo_model").write(frame, start, start + pd.Timedelta(days=28))
+    warehouse = Warehouse(Settings.from_env(os.environ).warehouse_url)
+    try:
+        warehouse.upsert(REGISTRY_TABLE, frame)
+    finally:
+        warehouse.dispose()
+    dg.DagsterInstance.get().report_runless_asset_event(
+        dg.AssetMaterialization(PPO_MODEL, partition=fold, metadata={"version": version, "artifact_sha256": artifact_sha}))
     return row
 
 

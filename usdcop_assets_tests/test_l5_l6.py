@@ -61,7 +61,7 @@ def _defs():
         dg.define_asset_job("t_l5_model", selection=[PPO_MODEL], partitions_def=fold_partitions),
         dg.define_asset_job("t_l6_performance", selection=[PERFORMANCE]),
     ]
-    return dg.Definitions(assets=[*d.ASSETS, *extra], jobs=[*base.jobs, *jobs], resources=base.resources)
+    return dg.Definitions(assets=[*d.ASSETS, *extra], asset_checks=base.asset_checks, jobs=[*base.jobs, *jobs], resources=base.resources)
 
 
 def _range(first, last):

@@ -317,13 +317,15 @@ def test_the_compose_stack_runs_the_live_process_with_the_platform_stores_and_th
     env = live["environment"]
     for name in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "TWELVEDATA_API_KEYS", "DAGSTER_PG_HOST", "DAGSTER_PG_PASSWORD"):
         assert name in env, name  # the same stores as the code server, events in the same Dagster instance
-    assert env == services["usdcop-code"]["environment"]
+    code = services["usdcop-code"]["environment"]
+    assert "FRED_API_KEY" not in env  # least privilege: only what it writes and the bar vendor's keys
+    assert {k: v for k, v in code.items() if k != "FRED_API_KEY"} == env  # otherwise the code server's stores, as writer
     assert {"dagster-postgres", "timescaledb", "minio-init"} <= set(live["depends_on"])
 
 
-def test_the_recorder_works_mid_session_when_todays_partition_is_not_yet_a_dagster_partition(tmp_path):
-    """On the real clock today's session is a partition only from 13:00 (Dagster lists a window once it ended):
-    the live run and its bar events must be stored before that (a run of the partition could not be launched)."""
+def test_the_recorder_works_mid_session_on_the_real_clock(tmp_path):
+    """Mid-session on Dagster's own clock: today's session is a partition already (``end_offset=1``: Dagster lists
+    a window once it ended), and the live run and its bar events are stored under it."""
     from dagster._core.test_utils import freeze_time
 
     from usdcop_assets.definitions import build_definitions
@@ -340,7 +342,8 @@ def test_the_recorder_works_mid_session_when_todays_partition_is_not_yet_a_dagst
     bar = cal.session_bars(DAY)[30]  # 10:30
     raw = conform_l0(synthetic_bars(cal.session_bars(DAY)[:31]))
     with freeze_time((bar + pd.Timedelta(minutes=5, seconds=2)).to_pydatetime()), dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        assert not session_partitions.has_partition_key(cal.session_key(DAY))
+        with dg.partition_loading_context(effective_dt=(bar + pd.Timedelta(minutes=5, seconds=2)).to_pydatetime()):
+            assert session_partitions.has_partition_key(cal.session_key(DAY))
         recorder = DagsterRecorder(instance, job, keys, specs)
         recorder.open_session(cal.session_key(DAY))
         info = {"bar": bar, "trigger": "live", "detected": 1.0, "committed": {L0: 1.2}, "clock_now": bar + pd.Timedelta(minutes=5),
