@@ -43,9 +43,16 @@ def data_version(frame: pd.DataFrame) -> str:
     """A content hash of the rows (order-independent of the index; column order fixed by the frame)."""
     if frame.empty:
         return "empty"
-    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return _digest(frame.columns, pd.util.hash_pandas_object(frame, index=False).to_numpy())
+
+
+def _digest(columns, row_hashes) -> str:
+    digest = hashlib.sha256(",".join(map(str, columns)).encode())
+    digest.update(row_hashes.tobytes())
     return digest.hexdigest()[:16]
+
+
+MAX_SESSION_VERSIONS = 100  # per-session data versions listed in a range run's metadata up to this many sessions
 
 
 def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, time_column: str = "time",
@@ -55,16 +62,17 @@ def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, t
     times = pd.DatetimeIndex(frame[time_column]) if len(frame) else pd.DatetimeIndex([], tz="UTC")
     summary = bar_summary(times, start, end)
     sessions = list(context.partition_keys)
+    # Row hashes once for the whole frame: a session's version is the digest of its own rows' hashes, the
+    # same as data_version(rows of that session) since a row's hash depends on that row alone.
+    row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy() if len(frame) else None
+    version = _digest(frame.columns, row_hashes) if row_hashes is not None else "empty"
     per_session: dict[str, str] = {}
-    if len(sessions) == 1:
-        version = data_version(frame)
-        versions = dg.DataVersion(version)
-    else:  # a range run: dg.Output takes one version, so each session's own is listed in the metadata
-        days = cal.session_dates(frame[time_column]).map(cal.session_key).to_numpy() if len(frame) else []
-        parts = dict(tuple(frame.groupby(days))) if len(frame) else {}
-        per_session = {k: data_version(parts[k]) if k in parts else "empty" for k in sessions}
-        version = data_version(frame)
-        versions = None
+    if 1 < len(sessions) <= MAX_SESSION_VERSIONS:
+        # a range run: dg.Output takes one version, so each session's own is listed in the metadata
+        # (not computed beyond that many sessions: nothing would show it)
+        keys = cal.session_dates(frame[time_column]).map(cal.session_key).to_numpy() if len(frame) else []
+        rows_of = pd.Series(keys).groupby(keys, sort=False).indices if len(frame) else {}
+        per_session = {k: _digest(frame.columns, row_hashes[rows_of[k]]) if k in rows_of else "empty" for k in sessions}
     md = {
         "sessions": len(sessions),
         "bars_present": summary["bars_present"],
@@ -74,8 +82,8 @@ def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, t
         "data_version": version,
         **(metadata or {}),
     }
-    if per_session and len(per_session) <= 100:
+    if per_session:
         md["data_version_by_session"] = dg.MetadataValue.json(per_session)
     if summary["missing_bars_sample"]:
         md["missing_bars_sample"] = dg.MetadataValue.json(summary["missing_bars_sample"])
-    return dg.Output(frame, output_name=output_name, metadata=md, data_version=versions)
+    return dg.Output(frame, output_name=output_name, metadata=md, data_version=dg.DataVersion(version) if len(sessions) == 1 else None)
