@@ -179,7 +179,7 @@ def run_records(dagster_home: Path, since: float) -> list[dict]:
                 continue
             run = r.dagster_run
             events = Counter((e.dagster_event_type.value if e.dagster_event_type else "log") for e in instance.all_logs(run.run_id))
-            keys = sorted(k.to_user_string() for k in (run.asset_selection or ()))
+            keys = sorted({e.dagster_event.asset_key.to_user_string() for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)})
             out.append({
                 "run_id": run.run_id, "job": run.job_name, "status": run.status.value, "assets": keys,
                 "range": [run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")],

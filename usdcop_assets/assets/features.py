@@ -14,6 +14,7 @@ from usdcop_assets.assets.indicators import L1_OHLCV, L2_INDICATORS
 from usdcop_assets.assets.windows import lookback_input, own_window, session_output
 from usdcop_assets.features.engineering import MACRO_INDICATORS, MACRO_WINDOW_DAYS, build_features, macro_zscores
 from usdcop_assets.partitions import session_partitions
+from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.resources import LakeResource
 
 L1_MACRO = dg.AssetKey(["l1", "macro_daily"])
@@ -52,7 +53,7 @@ def macro_daily_frame(wide: pd.DataFrame) -> pd.DataFrame:
     ins={"bars": lookback_input(L1_OHLCV, FEATURE_LOOKBACK_SESSIONS), "indicators": dg.AssetIn(L2_INDICATORS)},
     deps=[L1_MACRO],
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     io_manager_key="lake_io_manager",
     group_name="l3_features",
     kinds={"parquet"},

@@ -34,6 +34,7 @@ from usdcop_assets.assets.model import PPO_MODEL, latest_models, live_costs, liv
 from usdcop_assets.assets.observations import OBSERVATIONS, next_bar_returns
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.partitions import session_partitions
+from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.resources import LakeResource
 from usdcop_assets.trading.live import PolicyFunction, decide_session
 from usdcop_assets.trading.paper import paper_ledger
@@ -167,7 +168,7 @@ def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timest
     ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
     deps=[dg.AssetDep(PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True))],
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     io_manager_key="serving_io_manager",
     group_name="l5_serving",
     kinds={"parquet", "sql"},
@@ -210,7 +211,7 @@ def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame,
     },
     ins={"actions": dg.AssetIn(ACTIONS), "bars": dg.AssetIn(L1_OHLCV)},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     group_name="l5_serving",
 )
 def l5_paper_ledger(context: dg.AssetExecutionContext, actions: pd.DataFrame, bars: pd.DataFrame):

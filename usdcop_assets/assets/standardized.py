@@ -6,6 +6,7 @@ import pandas as pd
 
 from usdcop_assets.assets.windows import session_output
 from usdcop_assets.partitions import session_partitions
+from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.refine.standardize import standardize_bars, time_shift_summary
 
 L1_OHLCV = dg.AssetKey(["l1", "ohlcv_m5"])
@@ -33,7 +34,7 @@ L1_REJECTS = dg.AssetKey(["l1", "ohlcv_m5_rejects"])
     ],
     ins={"raw": dg.AssetIn(dg.AssetKey(["l0", "ohlcv_m5"]))},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
 )
 def l1_ohlcv_m5(context: dg.AssetExecutionContext, raw: pd.DataFrame):
     kept, rejects = standardize_bars(raw)
