@@ -31,7 +31,8 @@ Both children import pandas, numpy, pyarrow and ``usdcop_assets.cli`` before the
 is imported inside the clock). Afterwards every lake object's sha256 (manifests) and every warehouse
 table's row count are compared: the two parts must store the same bytes, or the comparison says so.
 
-JSON: ``dagster_s``, ``direct_s``, ``ratio`` (= dagster_s / direct_s), ``dagster_stages`` (per run: wall,
+JSON: ``dagster_s``, ``direct_s``, ``ratio`` (= dagster_s / direct_s), ``cpu_ratio`` (process CPU seconds; with
+``--skip-audits`` the Dagster part's CPU is the layers' alone), ``dagster_stages`` (per run: wall,
 events), ``direct_stages`` (per layer: read/compute/write), the comparison, setup, load averages.
 
 ``--skip-audits`` leaves the audit run out (saves bench time; ``dagster_s`` does not include it anyway).
@@ -559,16 +560,21 @@ def main() -> int:
 
     if dag:
         report["dagster_s"] = dag["dagster_s"]
+        report["dagster_cpu_s"] = dag["materialize_sessions_cpu_s"]
         report["dagster_audits_s"] = dag["dagster_audits_s"]
         report["dagster_stages"] = [{k: r[k] for k in ("job", "assets", "range", "wall_s", "execute_s", "events")} for r in dag["runs"]]
     if dire:
         report["direct_s"] = dire["direct_s"]
+        report["direct_cpu_s"] = dire["direct_cpu_s"]
         report["direct_stages"] = dire["stages"]
     if dag and dire:
         report["ratio"] = dag["dagster_s"] / dire["direct_s"]
+        # CPU seconds of the two processes (worker processes of --runs-in-parallel not counted): steadier on a shared box
+        report["cpu_ratio"] = dag["materialize_sessions_cpu_s"] / dire["direct_cpu_s"]
         lc, wc = report["lake_comparison"], report["warehouse_comparison"]
         log()
-        log(f"=== {len(days)} sessions: dagster_s {dag['dagster_s']:.1f}  direct_s {dire['direct_s']:.1f}  ratio {report['ratio']:.2f} "
+        log(f"=== {len(days)} sessions: dagster_s {dag['dagster_s']:.1f}  direct_s {dire['direct_s']:.1f}  ratio {report['ratio']:.2f}; "
+            f"CPU {dag['materialize_sessions_cpu_s']:.1f} vs {dire['direct_cpu_s']:.1f} s = {report['cpu_ratio']:.2f} "
             f"(audits after the layers: {dag['dagster_audits_s']:.1f}s, not in dagster_s) ===")
         log(f"lake: {'identical' if lc['identical'] else 'DIFFERENT'} "
             f"({sum(d['objects'] for d in lc['datasets'].values())} objects in {len(lc['datasets'])} datasets)"
