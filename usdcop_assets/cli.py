@@ -81,8 +81,10 @@ def main() -> None:
 @click.option("--start", "start_s", help="first session date, YYYY-MM-DD (default: 5 sessions back)")
 @click.option("--end", "end_s", help="last session date, YYYY-MM-DD (default: last complete session)")
 @click.option("--layers", default="L0,L1,L2,L3,L4,L5,L6", show_default=True, help="comma-separated layers")
-def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
-    """Materialize the selected layers for every bar and session from START to END (one run per partitioning)."""
+@click.option("--runs-in-parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="range runs of USDCOP_BACKFILL_SESSIONS_PER_RUN sessions executed at a time, each in its own process")
+def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parallel: int) -> None:
+    """Materialize the selected layers for every session from START to END (range runs of up to USDCOP_BACKFILL_SESSIONS_PER_RUN sessions)."""
     try:
         settings = prepare_environment()
         require_available(resolve_source())
@@ -104,7 +106,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str) -> None:
         if macro:
             # first the macro days the sessions' features look back over (a one-year z-score window)
             ok = materialize_days(first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, launched_by="usdcop backfill", layers=chosen)
-        ok = ok and materialize_sessions(settings, first, last, chosen, launched_by="usdcop backfill")
+        ok = ok and materialize_sessions(settings, first, last, chosen, launched_by="usdcop backfill", runs_in_parallel=runs_in_parallel)
     sys.exit(0 if ok else 1)
 
 
@@ -148,12 +150,13 @@ def available_range(first: dt.date, last: dt.date, now=None):
     return key_range
 
 
-def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
+def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None,
+                         runs_in_parallel: int = 1) -> bool:
     """``_materialize_sessions`` under a lease on the sessions (lake/lease.py): an overlapping backfill, import
     or realtime run on the same lake, from any host, finishes first; this one says so and waits for it."""
     key_range = session_range(first, last)
     with writer_lease(settings, key_range.start, key_range.end, launched_by):
-        return _materialize_sessions(settings, first, last, chosen, launched_by, tags)
+        return _materialize_sessions(settings, first, last, chosen, launched_by, tags, runs_in_parallel)
 
 
 @contextlib.contextmanager
@@ -171,14 +174,21 @@ def writer_lease(settings: Settings, first, last, purpose: str):
         raise click.ClickException(str(exc)) from None
 
 
-def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None) -> bool:
-    """The session layers over ``first..last`` in range runs (staged around the observation statistics), each with
-    the data checks of its assets; one line per check; False if a run failed or an ERROR check did."""
+def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None,
+                          runs_in_parallel: int = 1) -> bool:
+    """The session layers over ``first..last``, each run with the data checks of its assets; one line per check;
+    False if a run failed or an ERROR check did.
+
+    Staged around the observation statistics: L0-L3 over the whole range, ``observation_stats``, then
+    L4-L6. Each stage runs as range runs of at most ``USDCOP_BACKFILL_SESSIONS_PER_RUN`` sessions (the
+    session assets' backfill policy), ``runs_in_parallel`` of them at a time in worker processes.
+    """
     import dagster as dg
 
     from usdcop_assets.assets.observations import OBSERVATIONS
     from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, checks_of, layer_selection
+    from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, layer_selection
+    from usdcop_assets.settings import backfill_sessions_per_run
 
     key_range = available_range(first, last)
     defs = build_definitions()  # from the current environment, not whatever was imported first
@@ -190,42 +200,142 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
         click.echo(f"layers without session assets (skipped): {','.join(missing_layers)}")
     if not wanted:
         raise click.ClickException("none of the selected layers has session assets")
-    n_sessions = len(cal.trading_days(cal.parse_session_key(key_range.start), cal.parse_session_key(key_range.end)))
+    try:
+        per_run = backfill_sessions_per_run()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    keys = job.partitions_def.get_partition_keys_in_range(key_range)
+    chunks = [dg.PartitionKeyRange(keys[i], keys[min(i + per_run, len(keys)) - 1]) for i in range(0, len(keys), per_run)]
+    parallel = max(1, min(runs_in_parallel, len(chunks)))
     click.echo(
-        f"{launched_by.split()[-1]} {key_range.start} .. {key_range.end}: {n_sessions} sessions, "
+        f"{launched_by.split()[-1]} {key_range.start} .. {key_range.end}: {len(keys)} sessions, "
         f"assets {', '.join(sorted(k.to_user_string() for k in wanted))}; source={resolve_source()}; "
         f"DAGSTER_HOME={settings.dagster_home}"
     )
+    if len(chunks) > 1:
+        click.echo(f"{len(chunks)} runs per stage of up to {per_run} sessions (USDCOP_BACKFILL_SESSIONS_PER_RUN), {parallel} at a time")
     instance = dg.DagsterInstance.get()
     base_tags = {"usdcop/launched_by": launched_by, **(tags or {})}
-    range_tags = {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
 
     # Observations need normalization statistics fitted on the (already materialized) training window,
     # so the chain runs in stages: the layers below L4, the statistics, then L4 and above.
     after_stats = {k for k in wanted if k.path[0] in ("l4", "l5", "l6")}
-    stages = [(job, wanted - after_stats, range_tags)]
+    stages = [(SESSION_JOB, wanted - after_stats)]
     if OBSERVATIONS in wanted:
-        stats_job = defs.resolve_job_def(STATS_JOB)
-        stages.append((stats_job, set(stats_job.asset_layer.selected_asset_keys), {}))
-    stages.append((job, after_stats, range_tags))
-    evaluations, failed = [], None
-    for stage_job, keys, stage_tags in stages:
-        if not keys:
+        stages.append((STATS_JOB, set(defs.resolve_job_def(STATS_JOB).asset_layer.selected_asset_keys)))
+    stages.append((SESSION_JOB, after_stats))
+    evaluations: list = []
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if parallel > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: fresh interpreters (Dagster's instance and SQLite connections do not survive a fork),
+            # kept for every stage so each builds the definitions once
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")))
+        for job_name, stage_keys in stages:
+            if not stage_keys:
+                continue
+            if job_name == STATS_JOB:  # unpartitioned: one run
+                ok = _run_ranges(defs, instance, job_name, stage_keys, [None], base_tags, None, evaluations)
+            else:
+                # Concurrent chunks see only what earlier waves wrote: an asset reading earlier sessions
+                # of another (L2/L3's look-back on L1) waits until every chunk has written them.
+                waves = _lookback_waves(graph, stage_keys) if pool else [stage_keys]
+                ok = all(_run_ranges(defs, instance, job_name, wave, chunks, base_tags, pool, evaluations) for wave in waves)
+            if not ok:
+                report_checks(evaluations)
+                return False
+    return report_checks(evaluations)
+
+
+def _lookback_waves(graph, keys: set) -> list[set]:
+    """``keys`` in successive groups such that no asset looks back on the sessions of an asset of its own or a later group."""
+    import dagster as dg
+
+    remaining, waves = set(keys), []
+    while remaining:
+        blocked = {k for k in remaining if any(
+            parent in remaining and isinstance(mapping, dg.TimeWindowPartitionMapping) and mapping.start_offset < 0
+            for parent, mapping in graph.get(k).partition_mappings.items())}
+        frontier = set(blocked)
+        while frontier:  # and what reads them within the stage
+            frontier = {c for k in frontier for c in graph.get(k).child_keys if c in remaining and c not in blocked}
+            blocked |= frontier
+        if blocked == remaining:
+            raise RuntimeError(f"look-back cycle among {sorted(k.to_user_string() for k in remaining)}")
+        waves.append(remaining - blocked)
+        remaining = blocked
+    return waves
+
+
+def _run_ranges(defs, instance, job_name: str, keys: set, ranges: list, base_tags: dict, pool, evaluations: list) -> bool:
+    """One run of ``job_name`` restricted to ``keys`` per partition key range (``None``: unpartitioned); in ``pool``'s
+    worker processes if given, else one after the other in this process. Stops starting runs after a failure."""
+    names = ", ".join(sorted(k.to_user_string() for k in keys))
+    if pool is None:
+        for key_range in ranges:
+            run_id, ok, failures, evs = _execute_range(job_name, keys, key_range, base_tags, defs, instance)
+            evaluations.extend(evs)
+            _echo_run(run_id, job_name, names, key_range, ok, failures)
+            if not ok:
+                return False
+        return True
+    from concurrent.futures import as_completed
+
+    ok = True
+    futures = {pool.submit(_execute_range, job_name, keys, r, base_tags): r for r in ranges}
+    for future in as_completed(futures):
+        if future.cancelled():
             continue
-        # the data checks run in the same range run, each after its asset (blocking ones gate the layers above)
-        result = stage_job.get_subset(asset_selection=keys, asset_check_selection=checks_of(stage_job, keys)).execute_in_process(
-            instance=instance, tags={**stage_tags, **base_tags}, raise_on_error=False
-        )
-        click.echo(f"run {result.run_id} ({stage_job.name}: {', '.join(sorted(k.to_user_string() for k in keys))}): {'success' if result.success else 'FAILURE'}")
-        evaluations += [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        if not result.success:
-            failed = result
-            break
-    checks_ok = report_checks(evaluations)
-    if failed is not None:
-        _echo_failures(failed)
-        return False
-    return checks_ok
+        key_range = futures[future]
+        try:
+            run_id, run_ok, failures, evs = future.result()
+            evaluations.extend(evs)
+            _echo_run(run_id, job_name, names, key_range, run_ok, failures)
+        except Exception as exc:  # the worker itself died (a step failure is a failed run, reported above)
+            run_ok = False
+            click.echo(f"run ({job_name} {key_range.start} .. {key_range.end}: {names}): worker FAILED: {exc}")
+        if not run_ok and ok:
+            ok = False
+            for other in futures:  # runs not started yet are not started; running ones finish
+                other.cancel()
+    return ok
+
+
+_worker_defs = None
+
+
+def _execute_range(job_name: str, keys: set, key_range, base_tags: dict, defs=None, instance=None) -> tuple[str, bool, list[str], list]:
+    """Execute one range run in this process (a backfill worker builds the definitions once), the assets' data
+    checks in the same run, each after its asset (blocking ones gate the layers above)."""
+    import dagster as dg
+
+    global _worker_defs
+    if defs is None:
+        if _worker_defs is None:
+            from usdcop_assets.definitions import build_definitions
+
+            _worker_defs = build_definitions()
+        defs = _worker_defs
+    tags = dict(base_tags)
+    if key_range is not None:
+        tags.update({"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end})
+    from usdcop_assets.jobs import checks_of
+
+    full = defs.resolve_job_def(job_name)
+    job = full.get_subset(asset_selection=keys, asset_check_selection=checks_of(full, keys))
+    result = job.execute_in_process(instance=instance or dg.DagsterInstance.get(), tags=tags, raise_on_error=False)
+    evaluations = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return result.run_id, result.success, [] if result.success else _failure_lines(result), evaluations
+
+
+def _echo_run(run_id: str, job_name: str, names: str, key_range, ok: bool, failures: list[str]) -> None:
+    span = f" {key_range.start} .. {key_range.end}" if key_range is not None else ""
+    click.echo(f"run {run_id} ({job_name}{span}: {names}): {'success' if ok else 'FAILURE'}")
+    for line in failures:
+        click.echo(line)
 
 
 def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict | None = None, layers=("L0", "L1")) -> bool:
@@ -342,12 +452,19 @@ def backtest(start_s: str, end_s: str) -> None:
         click.echo(f"report: {mat.metadata['report'].value}")
 
 
-def _echo_failures(result) -> None:
+def _failure_lines(result) -> list[str]:
+    lines = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error
             cause = error.cause or error  # the user's exception, not Dagster's "Error occurred while executing op"
-            click.echo(f"  {event.step_key}: {cause.message.strip().splitlines()[-1]}")
+            lines.append(f"  {event.step_key}: {cause.message.strip().splitlines()[-1]}")
+    return lines
+
+
+def _echo_failures(result) -> None:
+    for line in _failure_lines(result):
+        click.echo(line)
 
 
 @main.command("import")

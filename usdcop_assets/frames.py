@@ -65,6 +65,19 @@ def data_version(frame: pd.DataFrame) -> str:
     """A content hash of the rows (order-independent of the index; column order fixed by the frame)."""
     if frame.empty:
         return "empty"
-    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return _digest(frame.columns, pd.util.hash_pandas_object(frame, index=False).to_numpy())
+
+
+def data_versions_by_group(frame: pd.DataFrame, rows_of: dict) -> dict:
+    """``{group: data_version(frame.iloc[rows])}`` for ``rows_of = {group: positions}``, hashing the frame once
+    (a row's hash depends on that row alone)."""
+    if frame.empty:
+        return {}
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return {k: _digest(frame.columns, hashes[rows]) for k, rows in rows_of.items()}
+
+
+def _digest(columns, row_hashes) -> str:
+    digest = hashlib.sha256(",".join(map(str, columns)).encode())
+    digest.update(row_hashes.tobytes())
     return digest.hexdigest()[:16]

@@ -13,18 +13,24 @@ inputs are read for the mapped window (look-backs included) in one pass, as one 
 Session- and macro-day-partitioned outputs are written under a lease on their dates (``lake/lease.py``): a
 run whose dates another writer holds (an overlapping ``usdcop backfill``) waits for it, then fails with a
 message naming the holder. A CLI backfill holds one lease over its whole range, which covers its runs.
+
+A later step of the same run reads what an earlier step wrote from memory (``RunTables``), not back
+from the lake: a six-year backfill otherwise parses every session object of L1 five times over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import dagster as dg
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.lake.lease import session_lease
-from usdcop_assets.lake.session_table import read_object, write_object
+from usdcop_assets.lake.session_table import read_object, to_arrow, write_object
 from usdcop_assets.resources import LakeResource, WarehouseResource
 
 _MAX_LISTED = 10  # per-session checksums listed in metadata up to this many sessions
@@ -103,6 +109,61 @@ def writing(lake: LakeResource, context: dg.OutputContext):
         lease.check()  # lost while writing: fail the run, so it is re-run rather than trusted
 
 
+class RunTables:
+    """The windows written to the lake by the current run in this process, kept as Arrow tables.
+
+    A read of the same run inside such a window (a look-back reaching before it reads that part from the
+    lake) converts the kept table instead of parsing the session objects again. The table is what the
+    lake stores (sorted by time, no pandas metadata), so the frame is the one a lake read returns. Only
+    the latest run's tables are kept; another run, or anything not written by this run, reads the lake.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._run_id: str | None = None
+        self._tables: dict[tuple[str, str], list[tuple[int, int, pa.Table]]] = {}
+
+    def put(self, run_id: str | None, location: str, dataset: str, df: pd.DataFrame, time_column: str, window) -> None:
+        if run_id is None:
+            return
+        table = to_arrow(df, time_column).replace_schema_metadata(None)
+        start, end = window[0].value, window[1].value
+        with self._lock:
+            if run_id != self._run_id:
+                self._run_id, self._tables = run_id, {}
+            kept = [e for e in self._tables.get((location, dataset), []) if e[1] <= start or e[0] >= end]
+            self._tables[(location, dataset)] = [*kept, (start, end, table)]
+
+    def get(self, run_id: str | None, location: str, dataset: str, time_column: str, start: pd.Timestamp, end: pd.Timestamp, stored):
+        """Rows of ``[start, end)`` if this run wrote the window's end part; ``stored(a, b)`` reads ``[a, b)`` from the lake."""
+        with self._lock:
+            entries = self._tables.get((location, dataset), []) if run_id is not None and run_id == self._run_id else []
+        entry = next((e for e in entries if e[0] < end.value <= e[1]), None)
+        if entry is None:
+            return None
+        w0, _, table = entry
+        ns = table.column(time_column).cast(pa.int64()).to_numpy()
+        i0, i1 = np.searchsorted(ns, max(start.value, w0)), np.searchsorted(ns, end.value)
+        if i1 <= i0:
+            return None  # no row written there: the lake read decides what an empty read looks like
+        parts = [table.slice(i0, i1 - i0)]
+        if start.value < w0:  # a look-back before what this run wrote
+            before = stored(start, pd.Timestamp(w0, tz="UTC"))
+            if before is not None:
+                parts.insert(0, before)
+        return (pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]).to_pandas()
+
+
+RUN_TABLES = RunTables()
+
+
+def _run_id(context) -> str | None:
+    try:
+        return context.run_id if isinstance(context, dg.OutputContext) else context.step_context.run_id
+    except dg.DagsterInvariantViolationError:  # a context built outside a run (tests)
+        return None
+
+
 def lake_write(lake: LakeResource, context: dg.OutputContext, df: pd.DataFrame) -> dict:
     meta = _meta(context)
     dataset = _dataset(meta, context.asset_key)
@@ -110,7 +171,9 @@ def lake_write(lake: LakeResource, context: dg.OutputContext, df: pd.DataFrame) 
     if window is None:
         manifest = write_object(lake.store(), dataset, df)
         return {"lake_uri": f"{lake.location}/{dataset}", "rows": manifest["rows"], "lake_sha256": manifest["sha256"]}
-    summary = lake.table(dataset, meta.get("time_column", "time")).write(df, *window)
+    time_column = meta.get("time_column", "time")
+    summary = lake.table(dataset, time_column).write(df, *window)
+    RUN_TABLES.put(_run_id(context), lake.location, dataset, df, time_column, window)
     out = {
         "lake_uri": f"{lake.location}/{dataset}",
         "rows": summary.rows,
@@ -144,7 +207,9 @@ def lake_read(lake: LakeResource, context: dg.InputContext) -> pd.DataFrame:
     if not context.has_asset_partitions:
         return lake.table(dataset, time_column).read()  # unpartitioned reader of a partitioned asset: all of it
     start, end = _window(context, meta)
-    return lake.table(dataset, time_column).read(start, end)
+    table = lake.table(dataset, time_column)
+    kept = RUN_TABLES.get(_run_id(context), lake.location, dataset, time_column, start, end, table.read_arrow)
+    return kept if kept is not None else table.read(start, end)
 
 
 def warehouse_write(warehouse: WarehouseResource, context: dg.OutputContext, df: pd.DataFrame) -> dict:

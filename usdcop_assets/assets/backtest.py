@@ -28,6 +28,7 @@ from usdcop_assets.assets.observations import EPISODES, pending_steps
 from usdcop_assets.backtest.baselines import all_baselines
 from usdcop_assets.backtest.engine import backtest_actions, compare
 from usdcop_assets.partitions import session_partitions
+from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.resources import LakeResource
 
 BACKTEST = dg.AssetKey(["l6", "backtest_session"])
@@ -72,7 +73,7 @@ def backtest_sessions(actions: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataF
     key=BACKTEST,
     ins={"actions": dg.AssetIn(ACTIONS), "episodes": dg.AssetIn(EPISODES)},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     io_manager_key="lake_io_manager",
     group_name="l6_backtest",
     kinds={"parquet"},

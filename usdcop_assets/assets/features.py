@@ -19,6 +19,7 @@ from usdcop_assets.features.engineering import (  # noqa: F401 (re-exported)
     macro_zscores,
 )
 from usdcop_assets.partitions import session_partitions
+from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.resources import LakeResource
 
 L1_MACRO = dg.AssetKey(["l1", "macro_daily"])
@@ -30,7 +31,7 @@ L3_FEATURES = dg.AssetKey(["l3", "features_m5"])
     ins={"bars": lookback_input(L1_OHLCV, FEATURE_LOOKBACK_SESSIONS), "indicators": dg.AssetIn(L2_INDICATORS)},
     deps=[L1_MACRO],
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     io_manager_key="lake_io_manager",
     group_name="l3_features",
     kinds={"parquet"},

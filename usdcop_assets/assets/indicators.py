@@ -12,6 +12,7 @@ import pandas as pd
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
 from usdcop_assets.assets.windows import complete_from, lookback_input, own_window, session_output
 from usdcop_assets.partitions import session_partitions
+from usdcop_assets.settings import backfill_sessions_per_run
 
 L1_OHLCV = dg.AssetKey(["l1", "ohlcv_m5"])
 L2_INDICATORS = dg.AssetKey(["l2", "indicators_m5"])
@@ -19,7 +20,7 @@ L2_INDICATORS = dg.AssetKey(["l2", "indicators_m5"])
     key=L2_INDICATORS,
     ins={"bars": lookback_input(L1_OHLCV, LOOKBACK_SESSIONS - 1)},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     io_manager_key="serving_io_manager",
     group_name="l2_indicators",
     kinds={"parquet", "sql"},

@@ -15,6 +15,7 @@ from usdcop_assets.assets.windows import own_window, session_output
 from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, stats_from_frame, stats_to_frame, train_window
 from usdcop_assets.observation.episodes import build_episodes, next_bar_returns, pending_steps  # noqa: F401 (re-exported)
 from usdcop_assets.partitions import session_partitions
+from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.resources import LakeResource
 
 OBS_STATS = dg.AssetKey(["l4", "observation_stats"])
@@ -52,7 +53,7 @@ def l4_observation_stats(context: dg.AssetExecutionContext, lake: LakeResource) 
     key=OBSERVATIONS,
     ins={"features": dg.AssetIn(L3_FEATURES), "stats": dg.AssetIn(OBS_STATS)},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     io_manager_key="lake_io_manager",
     group_name="l4_rl_ready",
     kinds={"parquet"},
@@ -79,7 +80,7 @@ def l4_observations_m5(context: dg.AssetExecutionContext, features: pd.DataFrame
     key=EPISODES,
     ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     io_manager_key="lake_io_manager",
     group_name="l4_rl_ready",
     kinds={"parquet"},

@@ -9,13 +9,14 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.alerts import SOURCE_RETRY_POLICY
 from usdcop_assets.assets.windows import session_output
 from usdcop_assets.partitions import session_partitions
+from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
 
 
 @dg.asset(
     key=["l0", "ohlcv_m5"],
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (alerts.py)
     io_manager_key="lake_io_manager",
     group_name="l0_raw",

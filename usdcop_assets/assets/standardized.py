@@ -8,6 +8,7 @@ from usdcop_assets import market_calendar as cal
 
 from usdcop_assets.assets.windows import session_output
 from usdcop_assets.partitions import session_partitions
+from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.refine.standardize import standardize_bars, time_shift_summary
 from usdcop_assets.resources import LakeResource
 
@@ -37,7 +38,7 @@ L0_OHLCV = dg.AssetKey(["l0", "ohlcv_m5"])
     ],
     ins={"raw": dg.AssetIn(dg.AssetKey(["l0", "ohlcv_m5"]))},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
 )
 def l1_ohlcv_m5(context: dg.AssetExecutionContext, lake: LakeResource, raw: pd.DataFrame):
     neighbours = neighbour_sessions(lake, context.partition_time_window)

@@ -11,7 +11,7 @@ import pandas as pd
 from usdcop_assets import gaps
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.features.indicators import complete_from  # noqa: F401 (re-exported)
-from usdcop_assets.frames import data_version
+from usdcop_assets.frames import data_version, data_versions_by_group
 from usdcop_assets.gaps import bar_summary
 from usdcop_assets.partitions import lookback_mapping
 
@@ -44,13 +44,14 @@ def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, t
         versions = dg.DataVersion(version)
     else:  # a range run: dg.Output takes one version, so each session's own goes in its own metadata
         days = cal.session_dates(frame[time_column]).map(cal.session_key).to_numpy() if len(frame) else []
-        parts = dict(tuple(frame.groupby(days))) if len(frame) else {}
+        rows_of = pd.Series(days).groupby(days, sort=False).indices if len(frame) else {}
+        versions_of = data_versions_by_group(frame, rows_of)  # one hashing pass over the range's rows
         asset_key = context.asset_key_for_output(output_name)
         now = gaps.utc_now()
         per_session: dict[str, str] = {}
         for key in sessions:
-            part = parts.get(key, frame.iloc[:0])
-            per_session[key] = data_version(part)
+            part = frame.iloc[rows_of[key]] if key in rows_of else frame.iloc[:0]
+            per_session[key] = versions_of.get(key, "empty")
             context.add_asset_metadata(_session_metadata(part, time_column, cal.parse_session_key(key), per_session[key], now),
                                        asset_key=asset_key, partition_key=key)
         if len(per_session) <= 100:
