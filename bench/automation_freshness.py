@@ -95,7 +95,7 @@ def prepare_home(home: Path, start: dt.date, end: dt.date) -> tuple[list[str], d
 
     from usdcop_assets import market_calendar as cal
     from usdcop_assets.cli import instance_yaml
-    from usdcop_assets.definitions import SESSION_ASSETS
+    from usdcop_assets.defs.definitions import SESSION_ASSETS
 
     sessions = [cal.session_key(d) for d in cal.trading_days(start, end)]
     keys = sorted((k for a in SESSION_ASSETS for k in a.keys), key=lambda k: k.to_user_string())
@@ -142,8 +142,8 @@ def prepare_home(home: Path, start: dt.date, end: dt.date) -> tuple[list[str], d
 def automation_ticks(instance, last_session: str) -> list[dict]:
     import dagster as dg
 
-    from usdcop_assets.definitions import SESSION_ASSETS, defs
-    from usdcop_assets.sensors import L0_KEY
+    from usdcop_assets.defs.definitions import SESSION_ASSETS, defs
+    from usdcop_assets.defs.automation.sensors import L0_KEY
 
     target = dg.AssetSelection.assets(*[k for a in SESSION_ASSETS for k in a.keys if k.path[0] != "l0"])
     out = []
@@ -239,9 +239,9 @@ def daemon_ticks(home: Path, seconds: float, last_session: str) -> dict:
     evaluation history Dagster stores after an ``l0`` update and after a whole-chain update of one session."""
     import dagster as dg
 
-    from usdcop_assets.automation import AUTOMATION_SENSOR
-    from usdcop_assets.definitions import SESSION_ASSETS
-    from usdcop_assets.sensors import L0_KEY
+    from usdcop_assets.defs.automation.conditions import AUTOMATION_SENSOR
+    from usdcop_assets.defs.definitions import SESSION_ASSETS
+    from usdcop_assets.defs.automation.sensors import L0_KEY
 
     env = {**os.environ, "USDCOP_AUTOMATION_INTERVAL_SECONDS": "5", "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5"}
     log_path = home / "daemon.log"
@@ -324,7 +324,7 @@ def main() -> None:
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
     from usdcop_assets.cli import default_recent_range
-    from usdcop_assets.definitions import SESSION_ASSETS
+    from usdcop_assets.defs.definitions import SESSION_ASSETS
 
     start = dt.date.fromisoformat(args.start)
     end = dt.date.fromisoformat(args.end) if args.end else default_recent_range(sessions=1)[1]

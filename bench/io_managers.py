@@ -53,7 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # The session partitions start at USDCOP_HISTORY_START (default 2020-01-01); six years from 2019 need an
-# earlier start, and it must be set before usdcop_assets.partitions is imported.
+# earlier start, and it must be set before usdcop_assets.defs.partitions is imported.
 os.environ["USDCOP_HISTORY_START"] = "2019-01-01"
 
 import numpy as np  # noqa: E402
@@ -66,10 +66,10 @@ import dagster as dg  # noqa: E402
 
 from usdcop_assets import market_calendar as cal  # noqa: E402
 from usdcop_assets.frames import frame_checksum  # noqa: E402
-from usdcop_assets.io_managers import LakeIOManager, WarehouseIOManager  # noqa: E402
-from usdcop_assets.partitions import session_key_range, session_partitions  # noqa: E402
+from usdcop_assets.defs.io_managers import LakeIOManager, WarehouseIOManager  # noqa: E402
+from usdcop_assets.defs.partitions import session_key_range, session_partitions  # noqa: E402
 from usdcop_assets.refine.standardize import standardize_bars  # noqa: E402
-from usdcop_assets.resources import LakeResource, WarehouseResource  # noqa: E402
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource  # noqa: E402
 from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
 from usdcop_assets.warehouse.database import _statements  # noqa: E402
 
@@ -511,7 +511,7 @@ def pg_floor(conninfo: str, df: pd.DataFrame) -> tuple[float, float, int]:
 def warehouse_pg(ctxs: Contexts, df: pd.DataFrame, checksum: str, reps: int) -> Result:
     import sqlalchemy as sa
 
-    from usdcop_assets import resources
+    from usdcop_assets.defs import resources
 
     res = Result("warehouse-PostgreSQL", len(df))
     admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})

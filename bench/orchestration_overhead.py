@@ -112,7 +112,7 @@ def _preimport() -> None:
 
 def setup_child(first_s: str, last_s: str) -> dict:
     from usdcop_assets import cli
-    from usdcop_assets.partitions import MACRO_WARMUP_DAYS
+    from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
 
     cli.prepare_environment()
     first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
@@ -215,20 +215,20 @@ def direct_child(first_s: str, last_s: str) -> dict:
 
         from usdcop_assets import clock
         from usdcop_assets import market_calendar as cal
-        from usdcop_assets.assets.backtest import backtest_sessions
-        from usdcop_assets.assets.features import FEATURE_LOOKBACK_SESSIONS, L1_MACRO, MACRO_LOOKBACK_DAYS, macro_daily_frame
-        from usdcop_assets.assets.model import latest_models, live_costs
-        from usdcop_assets.assets.observations import l4_episodes_session, stats_from_frame, stats_to_frame
-        from usdcop_assets.assets.serving import decide_bars, policy_for
-        from usdcop_assets.assets.windows import complete_from
+        from usdcop_assets.defs.layers.l6_backtest import backtest_sessions
+        from usdcop_assets.defs.layers.l3_features import FEATURE_LOOKBACK_SESSIONS, L1_MACRO, MACRO_LOOKBACK_DAYS, macro_daily_frame
+        from usdcop_assets.defs.layers.l5_model import latest_models, live_costs
+        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, stats_from_frame, stats_to_frame
+        from usdcop_assets.defs.layers.l5_serving import decide_bars, policy_for
+        from usdcop_assets.defs.windows import complete_from
         from usdcop_assets.features.engineering import build_features, macro_zscores
         from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
         from usdcop_assets.lake.session_table import SessionTable, write_object
         from usdcop_assets.lake.store import open_store
         from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, train_window
-        from usdcop_assets.partitions import history_start
+        from usdcop_assets.defs.partitions import history_start
         from usdcop_assets.refine.standardize import standardize_bars
-        from usdcop_assets.resources import LakeResource
+        from usdcop_assets.defs.resources import LakeResource
         from usdcop_assets.settings import Settings
         from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
         from usdcop_assets.trading.paper import paper_ledger

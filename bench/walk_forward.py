@@ -71,14 +71,14 @@ def build_episodes() -> tuple:
     import pandas as pd
 
     from usdcop_assets import market_calendar as cal
-    from usdcop_assets.assets.features import macro_daily_frame
-    from usdcop_assets.assets.indicators import complete_from
-    from usdcop_assets.assets.macro import MACRO_LAG_ENV, MACRO_STALE_ENV
-    from usdcop_assets.assets.observations import l4_episodes_session, stats_from_frame, stats_to_frame
+    from usdcop_assets.defs.layers.l3_features import macro_daily_frame
+    from usdcop_assets.defs.layers.l2_indicators import complete_from
+    from usdcop_assets.defs.layers.macro_daily import MACRO_LAG_ENV, MACRO_STALE_ENV
+    from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, stats_from_frame, stats_to_frame
     from usdcop_assets.features.engineering import build_features, macro_zscores
     from usdcop_assets.features.indicators import compute_indicators
     from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, train_window
-    from usdcop_assets.partitions import history_start, macro_partitions
+    from usdcop_assets.defs.partitions import history_start, macro_partitions
     from usdcop_assets.refine.macro import DEFAULT_LAG_BUSINESS_DAYS, DEFAULT_STALE_AFTER_BUSINESS_DAYS, refine_macro
     from usdcop_assets.refine.standardize import standardize_bars
     from usdcop_assets.settings import env_int
@@ -192,7 +192,7 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from usdcop_assets.assets.model import _warm_sessions, fold_options_from_env, live_costs, live_limits, train_config_from_env
+    from usdcop_assets.defs.layers.l5_model import _warm_sessions, fold_options_from_env, live_costs, live_limits, train_config_from_env
     from usdcop_assets.backtest.baselines import all_baselines
     from usdcop_assets.backtest.engine import backtest_actions, compare
     from usdcop_assets.backtest import metrics as M

@@ -51,7 +51,7 @@ LAYERS: dict[str, list[tuple[str, str | None]]] = {
     "L6": [("l6/backtest_session", "session"), ("l6/performance", None)],
 }
 BUILT_LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
-# Data checks (usdcop_assets/quality/checks.py), on the asset each protects; one evaluation per session.
+# Data checks (usdcop_assets/defs/quality/checks.py), on the asset each protects; one evaluation per session.
 # Keys as Dagster spells them: "<asset>:<check>" (a test holds this list to the code location's).
 CHECKS: dict[str, list[str]] = {
     "l0/ohlcv_m5": ["bars_complete"],

@@ -98,7 +98,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parall
     last = cal.parse_session_key(key_range.end)
     check_home(writes=True)
     ok = True
-    from usdcop_assets.partitions import MACRO_WARMUP_DAYS
+    from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
 
     macro = bool({"L0", "L1"} & set(chosen))
     # one lease over every date this backfill writes (macro days included): overlapping backfills serialize
@@ -111,7 +111,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parall
 
 
 def _layers(text: str) -> list[str]:
-    from usdcop_assets.jobs import parse_layers
+    from usdcop_assets.defs.automation.jobs import parse_layers
 
     try:
         return parse_layers(text)
@@ -121,7 +121,7 @@ def _layers(text: str) -> list[str]:
 
 def session_range(first: dt.date, last: dt.date):
     """The session partition range ``first..last``, or a usage error naming what is wrong."""
-    from usdcop_assets.partitions import history_start, session_key_range
+    from usdcop_assets.defs.partitions import history_start, session_key_range
 
     if last < first:
         raise click.BadParameter(f"--end {last} is before --start {first}")
@@ -185,9 +185,9 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
     """
     import dagster as dg
 
-    from usdcop_assets.assets.observations import OBSERVATIONS
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, layer_selection
+    from usdcop_assets.defs.layers.l4_rl_ready import OBSERVATIONS
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layer_selection
     from usdcop_assets.settings import backfill_sessions_per_run
 
     key_range = available_range(first, last)
@@ -315,14 +315,14 @@ def _execute_range(job_name: str, keys: set, key_range, base_tags: dict, defs=No
     global _worker_defs
     if defs is None:
         if _worker_defs is None:
-            from usdcop_assets.definitions import build_definitions
+            from usdcop_assets.defs.definitions import build_definitions
 
             _worker_defs = build_definitions()
         defs = _worker_defs
     tags = dict(base_tags)
     if key_range is not None:
         tags.update({"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end})
-    from usdcop_assets.jobs import checks_of
+    from usdcop_assets.defs.automation.jobs import checks_of
 
     full = defs.resolve_job_def(job_name)
     job = full.get_subset(asset_selection=keys, asset_check_selection=checks_of(full, keys))
@@ -342,9 +342,9 @@ def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict
     """One range run of the daily macro job over ``first..last``, clipped to the partitions that exist."""
     import dagster as dg
 
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import MACRO_JOB
-    from usdcop_assets.partitions import macro_partitions
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.automation.jobs import MACRO_JOB
+    from usdcop_assets.defs.partitions import macro_partitions
 
     keys_start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
     keys_end = dt.date.fromisoformat(macro_partitions.get_last_partition_key())
@@ -353,7 +353,7 @@ def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict
         click.echo(f"no macro day to materialize between {first} and {last}")
         return True
     click.echo(f"macro {first} .. {last}: {(last - first).days + 1} days; source={os.environ.get('USDCOP_MACRO_SOURCE') or 'default'}")
-    from usdcop_assets.jobs import layer_selection
+    from usdcop_assets.defs.automation.jobs import layer_selection
 
     defs = build_definitions()
     job = defs.resolve_job_def(MACRO_JOB)
@@ -394,8 +394,8 @@ def train(fold: str, timesteps: int | None, seed: int | None) -> None:
         os.environ["USDCOP_PPO_SEED"] = str(seed)
     import dagster as dg
 
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import MODEL_JOB
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.automation.jobs import MODEL_JOB
 
     defs = build_definitions()
     job = defs.resolve_job_def(MODEL_JOB)
@@ -431,8 +431,8 @@ def backtest(start_s: str, end_s: str) -> None:
         sys.exit(1)
     import dagster as dg
 
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import PERFORMANCE_JOB
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.automation.jobs import PERFORMANCE_JOB
 
     result = build_definitions().resolve_job_def(PERFORMANCE_JOB).execute_in_process(
         instance=dg.DagsterInstance.get(), raise_on_error=False, tags={"usdcop/launched_by": "usdcop backtest"},
@@ -479,7 +479,7 @@ def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, e
     if kind == "macro":
         _import_macro(path, start_s, end_s)
         return
-    from usdcop_assets.partitions import history_start
+    from usdcop_assets.defs.partitions import history_start
     from usdcop_assets.sources.files import SOURCE_TZ_ENV, read_bar_file
 
     chosen = _layers(layers)
@@ -540,7 +540,7 @@ def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
         click.echo(f"  {int(frame['parse_error'].notna().sum())} cells did not parse (kept as NaN with parse_error)")
     first = _date(start_s, "--start") if start_s else dates.min()
     last = _date(end_s, "--end") if end_s else dates.max()
-    from usdcop_assets.partitions import macro_partitions
+    from usdcop_assets.defs.partitions import macro_partitions
 
     start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
     older = int((dates < max(first, start)).sum())
@@ -652,8 +652,8 @@ def check_home(writes: bool, label: str = "") -> None:
     """Stop a writing command on a home the bar-partitioned code recorded (others only print the line)."""
     import dagster as dg
 
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.home_migration import stale_home_message
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.home_migration import stale_home_message
 
     with dg.DagsterInstance.get() as instance:
         message = stale_home_message(instance, build_definitions())
@@ -669,8 +669,8 @@ def rebuild_records(dry_run: bool) -> None:
     """Record each session object of the lake in Dagster (one materialization per session), replacing bar-partitioned records."""
     import dagster as dg
 
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.home_migration import apply_rebuild, plan_rebuild, session_assets
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.home_migration import apply_rebuild, plan_rebuild, session_assets
     from usdcop_assets.lake.store import open_store
 
     try:
@@ -718,7 +718,7 @@ def live() -> None:
         LiveSettings.from_env()  # a malformed setting fails here, naming the variable
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    from usdcop_assets.live.service import run_live
+    from usdcop_assets.defs.live.service import run_live
 
     sys.exit(run_live())
 

@@ -72,7 +72,7 @@ def _new_database():
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = sa.make_url(PG_SERVER).set(database=name)
     yield url.render_as_string(hide_password=False)
-    from usdcop_assets import resources
+    from usdcop_assets.defs import resources
 
     for wh in list(resources._warehouses.values()):
         wh.dispose()

@@ -100,7 +100,7 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
     import torch
     from stable_baselines3 import PPO
 
-    from usdcop_assets.assets.model import ARTIFACT_NAME, PPO_MODEL, REGISTRY_TABLE
+    from usdcop_assets.defs.layers.l5_model import ARTIFACT_NAME, PPO_MODEL, REGISTRY_TABLE
     from usdcop_assets.lake.session_table import SessionTable, read_object
     from usdcop_assets.lake.store import LocalObjectStore
     from usdcop_assets.live.store import fold_start
@@ -145,7 +145,7 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
 
 def run_session_batch(day: dt.date, instance: dg.DagsterInstance):
     """The session's normal run (session_chain for the day, with its checks), as the 13:10 schedule launches it."""
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("session_chain")
     result = job.execute_in_process(partition_key=cal.session_key(day), instance=instance, raise_on_error=False,

@@ -16,9 +16,9 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import freeze_time
 
-from usdcop_assets import alerts
+from usdcop_assets.defs.automation import alerts
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.alerts import (
+from usdcop_assets.defs.automation.alerts import (
     RETRY_DELAY_ENV,
     WEBHOOK_ENV,
     WEBSERVER_ENV,
@@ -27,7 +27,7 @@ from usdcop_assets.alerts import (
     run_failure_alert_sensor,
     source_retry_policy,
 )
-from usdcop_assets.freshness import POLICIES
+from usdcop_assets.defs.quality.freshness import POLICIES
 
 TOKEN = "T0KEN-s3cr3t-xyz"
 
@@ -176,7 +176,7 @@ def _bogota(*args) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def graph():
-    from usdcop_assets.definitions import defs
+    from usdcop_assets.defs.definitions import defs
 
     return defs.resolve_asset_graph()
 
@@ -271,7 +271,7 @@ def test_the_freshness_daemon_and_the_alert_sensor_post_a_stale_layer_once(tmp_p
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
     from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
-    from usdcop_assets.freshness import SESSION_POLICY, latest_deadline
+    from usdcop_assets.defs.quality.freshness import SESSION_POLICY, latest_deadline
     from usdcop_assets_tests.dagster_daemon import home_env, running_daemon, sensor_ticks
 
     with _Recorder() as rec:
@@ -307,7 +307,7 @@ def test_the_freshness_daemon_and_the_alert_sensor_post_a_stale_layer_once(tmp_p
 
 
 def test_alert_sensors_are_registered_and_running_by_default():
-    from usdcop_assets.definitions import defs
+    from usdcop_assets.defs.definitions import defs
 
     names = {s.name: s for s in defs.sensors}
     assert names["run_failure_alert_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
@@ -316,8 +316,8 @@ def test_alert_sensors_are_registered_and_running_by_default():
 
 
 def test_source_retry_policy(monkeypatch):
-    from usdcop_assets.assets.macro import l0_macro_daily
-    from usdcop_assets.assets.raw import l0_ohlcv_m5
+    from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
+    from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
 
     for asset in (l0_ohlcv_m5, l0_macro_daily):
         policy = asset.op.retry_policy
@@ -350,7 +350,7 @@ def test_a_webhook_that_never_answers_cannot_time_the_tick_out_or_repeat_alerts(
     attempted = []
     real_post = alerts.post_webhook
     monkeypatch.setattr(alerts, "post_webhook", lambda payload, **kw: attempted.append(payload["asset_key"]) or real_post(payload, **kw))
-    from usdcop_assets.freshness import SESSION_KEYS
+    from usdcop_assets.defs.quality.freshness import SESSION_KEYS
 
     with _Silent() as silent:
         monkeypatch.setenv(WEBHOOK_ENV, silent.url)

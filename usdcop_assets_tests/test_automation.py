@@ -15,7 +15,7 @@ import dagster as dg
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.automation import (
+from usdcop_assets.defs.automation.conditions import (
     AUTOMATION_SENSOR,
     CLI_TAG,
     DEFAULT_INTERVAL_SECONDS,
@@ -29,7 +29,7 @@ L0 = dg.AssetKey(["l0", "ohlcv_m5"])
 
 
 def _session_keys():
-    from usdcop_assets.definitions import SESSION_ASSETS
+    from usdcop_assets.defs.definitions import SESSION_ASSETS
 
     return sorted((k for a in SESSION_ASSETS for k in a.keys), key=lambda k: k.to_user_string())
 
@@ -51,7 +51,7 @@ def _recent_sessions(n: int) -> list[dt.date]:
 
 
 def test_the_sensor_runs_by_default_over_the_session_assets_above_l0(usdcop_env, monkeypatch):
-    from usdcop_assets.definitions import defs
+    from usdcop_assets.defs.definitions import defs
 
     sensor = next(s for s in defs.sensors if s.name == AUTOMATION_SENSOR)
     assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
@@ -81,7 +81,7 @@ def _report(instance, key, partition, run_id=None):
 
 
 def test_the_condition_follows_l0_updates_not_the_clis_nor_the_ignored_dependencies(usdcop_env):
-    from usdcop_assets.definitions import defs
+    from usdcop_assets.defs.definitions import defs
 
     days = _recent_sessions(6)
     keys = [cal.session_key(d) for d in days]
@@ -151,7 +151,7 @@ def test_the_daemon_carries_a_session_from_l0_to_l6_once(tmp_path):
                             "automation tick after the backfill")
             assert instance.get_runs(filters=automation_runs) == []  # the backfill's sessions are left alone
 
-            l0 = subprocess.run([str(VENV_BIN / "dagster"), "asset", "materialize", "-m", "usdcop_assets.definitions",
+            l0 = subprocess.run([str(VENV_BIN / "dagster"), "asset", "materialize", "-m", "usdcop_assets.defs.definitions",
                                  "--select", "l0/ohlcv_m5", "--partition", day_key], env=env, cwd=ROOT, capture_output=True,
                                 text=True, timeout=300)
             assert l0.returncode == 0, l0.stdout[-3000:] + l0.stderr[-3000:]
@@ -181,7 +181,7 @@ def test_the_daemon_carries_a_session_from_l0_to_l6_once(tmp_path):
             # the evaluation history is bounded: the history sensor purges what is older than its window
             from dagster._core.test_utils import freeze_time
 
-            from usdcop_assets.automation import build_history_sensor
+            from usdcop_assets.defs.automation.conditions import build_history_sensor
 
             storage, l1 = instance.schedule_storage, dg.AssetKey(["l1", "ohlcv_m5"])
             assert storage.get_auto_materialize_asset_evaluations(l1, limit=100)

@@ -130,7 +130,7 @@ def test_chunked_backfills_store_the_bytes_of_one_run_per_session(backfills, var
 
 def test_session_assets_backfill_in_runs_of_the_setting():
     # read when the code location loads: a fresh interpreter with the variable set
-    code = ("import json; from usdcop_assets.definitions import SESSION_ASSETS as A\n"
+    code = ("import json; from usdcop_assets.defs.definitions import SESSION_ASSETS as A\n"
             "print(json.dumps([[a.backfill_policy.policy_type.value, a.backfill_policy.max_partitions_per_run] for a in A]))")
     env = {**os.environ, BACKFILL_SESSIONS_PER_RUN_ENV: "7", "PYTHONWARNINGS": "ignore"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=cli.PROJECT_ROOT, check=True).stdout

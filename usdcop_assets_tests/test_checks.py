@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import MACRO_JOB, SESSION_JOB, STATS_JOB, job_check_keys, layers_job
+from usdcop_assets.defs.automation.jobs import MACRO_JOB, SESSION_JOB, STATS_JOB, job_check_keys, layers_job
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
-from usdcop_assets.partitions import session_key_range, session_partitions
+from usdcop_assets.defs.partitions import session_key_range, session_partitions
 from usdcop_assets.quality import rules
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.defs.resources import LakeResource
 
 FIRST, LAST = dt.date(2025, 2, 25), dt.date(2025, 3, 5)  # seven sessions
 DAY = dt.date(2025, 3, 4)
@@ -58,7 +58,7 @@ def _set_env(mp, home: Path) -> None:
 
 
 def _defs():
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     return build_definitions()
 
@@ -294,7 +294,7 @@ def test_a_failing_blocking_check_stops_the_layers_above_and_fails_the_backfill(
     """L1 loses a kept bar: conservation fails in the run, L2/L3 are not computed, the CLI exits 1."""
     from click.testing import CliRunner
 
-    from usdcop_assets.assets import standardized
+    from usdcop_assets.defs.layers import l1_standardized as standardized
     from usdcop_assets.cli import main
 
     real = standardized.standardize_bars
@@ -325,7 +325,7 @@ def test_a_failing_blocking_check_stops_the_layers_above_and_fails_the_backfill(
 
 def test_blocking_checks_gate_declarative_automation(platform, monkeypatch):
     """L2 of a session is requested once L1 updated *and* L1's blocking checks passed on that update."""
-    from usdcop_assets.assets import standardized
+    from usdcop_assets.defs.layers import l1_standardized as standardized
 
     defs, instance = platform.defs, platform.instance
     l2 = dg.AssetKey(["l2", "indicators_m5"])

@@ -241,8 +241,8 @@ def test_overlapping_backfills_run_one_after_the_other_with_a_message(tmp_path):
 
 
 def test_a_realtime_run_of_a_held_session_fails_naming_the_holder(usdcop_env, monkeypatch):
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import layers_job
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.automation.jobs import layers_job
 
     monkeypatch.setenv("USDCOP_LEASE_WAIT_SECONDS", "1")
     defs = build_definitions()

@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 
 from usdcop_assets.cli import instance_yaml
-from usdcop_assets.jobs import layers_job
-from usdcop_assets.partitions import session_key_range
+from usdcop_assets.defs.automation.jobs import layers_job
+from usdcop_assets.defs.partitions import session_key_range
 
 DAYS = (dt.date(2025, 3, 3), dt.date(2025, 3, 4))
 L0 = dg.AssetKey(["l0", "ohlcv_m5"])
@@ -19,7 +19,7 @@ def _run(home, monkeypatch, batch: str, project_yaml: bool):
     if project_yaml:
         (home / "dagster.yaml").write_text(instance_yaml(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     key_range = session_key_range(*DAYS)
     with dg.DagsterInstance.get() as instance:
@@ -62,7 +62,7 @@ def test_a_batch_larger_than_sqlites_variable_limit_is_stored_in_one_write(tmp_p
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
     from dagster._core.events.log import EventLogEntry
 
-    from usdcop_assets.dagster_storage import BatchedSqliteEventLogStorage
+    from usdcop_assets.defs.event_log import BatchedSqliteEventLogStorage
 
     storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path / "runs"))
     calls = []

@@ -290,7 +290,7 @@ def test_webserver_and_daemon_talk_to_the_code_server():
     services = _services()
     code_cmd = _command(services[CODE_SERVICE])
     assert code_cmd[:3] == ["dagster", "code-server", "start"]
-    assert _option(code_cmd, "-m", "--module-name") == "usdcop_assets.definitions"
+    assert _option(code_cmd, "-m", "--module-name") == "usdcop_assets.defs.definitions"
     assert _option(code_cmd, "-h", "--host") == "0.0.0.0"
     code_port = int(_option(code_cmd, "-p", "--port"))
     location = _option(code_cmd, "--location-name")
@@ -440,7 +440,7 @@ def test_helm_values(name, launcher):
     assert uds["enabled"] is True
     [dep] = uds["deployments"]
     args = dep.get("codeServerArgs") or dep.get("dagsterApiGrpcArgs")
-    assert _option(args, "-m") == "usdcop_assets.definitions" and dep["port"] == 4000
+    assert _option(args, "-m") == "usdcop_assets.defs.definitions" and dep["port"] == 4000
     assert dep["image"]["repository"] and dep["image"]["tag"] not in (None, "", "latest")
     assert {e["name"] for e in dep["env"]} >= {"USDCOP_LAKE_URL", "DAGSTER_EVENT_BATCH_SIZE"}
     assert dep["envSecrets"], "the platform's secrets come from a Kubernetes Secret"

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.lake.session_table import SessionTable
 from usdcop_assets.lake.store import LocalObjectStore, S3ObjectStore
-from usdcop_assets.partitions import session_key_range
+from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.fault_helpers import FaultProxy, http_request_cut, pg_write_cut
 from usdcop_assets_tests.vendor_server import TD_PATH, VendorServer
@@ -66,8 +66,8 @@ def instance(usdcop_env, monkeypatch):
 
 
 def _run(instance, first: dt.date, last: dt.date, layers: str = "L0,L1"):
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import layers_job
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.automation.jobs import layers_job
 
     key_range = session_key_range(first, last)
     return layers_job(build_definitions(), layers).execute_in_process(
@@ -143,7 +143,7 @@ def test_source_down_for_a_whole_session_fails_the_run_and_the_rerun_matches_a_c
 
     monkeypatch.setattr(TwelveDataClient, "from_env", classmethod(quick))
     # the step's own retry policy (alerts.SOURCE_RETRY_POLICY) runs too, without its 10-40 s waits
-    from usdcop_assets.assets.raw import l0_ohlcv_m5
+    from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
 
     policy = l0_ohlcv_m5.op.retry_policy
     step_attempts = 1 + (policy.max_retries if policy else 0)

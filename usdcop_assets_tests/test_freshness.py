@@ -14,7 +14,7 @@ from dagster._core.test_utils import freeze_time
 from dagster._daemon.freshness import FreshnessDaemon
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.freshness import (
+from usdcop_assets.defs.quality.freshness import (
     BAR_DEADLINE_CRON,
     BAR_KEYS,
     POLICIES,
@@ -35,7 +35,7 @@ def _bogota(*args) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def graph():
-    from usdcop_assets.definitions import defs
+    from usdcop_assets.defs.definitions import defs
 
     return defs.resolve_asset_graph()
 
@@ -77,7 +77,7 @@ def test_policies_sit_on_the_bar_and_session_layers_only(graph):
 
 
 def test_the_old_freshness_checks_and_their_sensor_are_gone():
-    from usdcop_assets.definitions import defs
+    from usdcop_assets.defs.definitions import defs
 
     assert "freshness_checks_sensor" not in {s.name for s in defs.sensors}
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}

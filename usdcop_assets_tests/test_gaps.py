@@ -10,9 +10,9 @@ import pytest
 from usdcop_assets import gaps
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.gaps import bar_summary, checked_end, missing_bars
-from usdcop_assets.jobs import SESSION_JOB, job_check_keys, layers_job
-from usdcop_assets.partitions import session_key_range
-from usdcop_assets.quality.checks import GAP
+from usdcop_assets.defs.automation.jobs import SESSION_JOB, job_check_keys, layers_job
+from usdcop_assets.defs.partitions import session_key_range
+from usdcop_assets.defs.quality.checks import GAP
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.vendor_server import VendorServer
 
@@ -26,7 +26,7 @@ def _bogota(text: str) -> pd.Timestamp:
 
 def full_definitions() -> dg.Definitions:
     """The code location as registered (assets with their checks, sensors), from the current environment."""
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     return build_definitions()
 

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.cli import main
-from usdcop_assets.definitions import build_definitions
-from usdcop_assets.home_migration import assets_with_bar_records, report_runless_materializations, session_assets
+from usdcop_assets.defs.definitions import build_definitions
+from usdcop_assets.defs.home_migration import assets_with_bar_records, report_runless_materializations, session_assets
 from usdcop_assets.lake.session_table import SessionTable
 from usdcop_assets.lake.store import LocalObjectStore
 
@@ -138,7 +138,7 @@ def test_rebuild_plan_reads_what_the_lake_holds_and_records_nothing_twice(tmp_pa
 
     import pandas as pd
 
-    from usdcop_assets.home_migration import SessionAsset, apply_rebuild, plan_rebuild
+    from usdcop_assets.defs.home_migration import SessionAsset, apply_rebuild, plan_rebuild
     from usdcop_assets.lake.store import S3ObjectStore
 
     store = LocalObjectStore(tmp_path / "lake") if lake == "local" else S3ObjectStore(request.getfixturevalue("s3_bucket"), "lake")

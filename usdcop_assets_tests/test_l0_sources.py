@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import layers_job
+from usdcop_assets.defs.automation.jobs import layers_job
 from usdcop_assets.lake.session_table import to_arrow
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.settings import ConfigError
 from usdcop_assets.sources import AVAILABLE, L0_COLUMNS, fetch_bars, fetch_bars_with_summary, require_available
 from usdcop_assets.sources.synthetic import synthetic_bars
@@ -46,7 +46,7 @@ def _window(day: dt.date):
 
 
 def _run_session(instance, day: dt.date):
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     return layers_job(build_definitions(), "L0,L1").execute_in_process(instance=instance, partition_key=cal.session_key(day))
 

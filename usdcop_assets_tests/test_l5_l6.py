@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.assets.backtest import AGENT, PERFORMANCE, l6_backtest_session, l6_performance
-from usdcop_assets.assets.model import PPO_MODEL, fold_partitions, l5_ppo_model
-from usdcop_assets.assets.serving import FLAT_VERSION, l5_actions_m5
-from usdcop_assets.jobs import STATS_JOB, layers_job
+from usdcop_assets.defs.layers.l6_backtest import AGENT, PERFORMANCE, l6_backtest_session, l6_performance
+from usdcop_assets.defs.layers.l5_model import PPO_MODEL, fold_partitions, l5_ppo_model
+from usdcop_assets.defs.layers.l5_serving import FLAT_VERSION, l5_actions_m5
+from usdcop_assets.defs.automation.jobs import STATS_JOB, layers_job
 from usdcop_assets.lake.session_table import read_object
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
-from usdcop_assets.partitions import session_key_range
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.defs.partitions import session_key_range
+from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.trading.costs import CostConfig
 from usdcop_assets.trading.training import load_model, weights_sha256
 
@@ -52,7 +52,7 @@ def _env(root, mp):
 
 
 def _defs():
-    from usdcop_assets import definitions as d
+    from usdcop_assets.defs import definitions as d
 
     base = d.build_definitions()
     present = {k for a in d.ASSETS for k in a.keys}
@@ -134,7 +134,7 @@ def test_actions_are_bounded_flat_at_the_end_and_one_per_bar(platform):
     assert (actions["model_version"] == version).all() and actions["fallback"].isna().all()
     assert actions["obs_hash"].str.len().eq(64).all() and (actions["inference_latency_ms"] > 0).all()
     # the warehouse holds the same rows
-    from usdcop_assets.resources import store_resources
+    from usdcop_assets.defs.resources import store_resources
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("USDCOP_HOME", str(platform["home"]))
@@ -168,7 +168,7 @@ def test_backtest_pnl_is_position_times_next_return_minus_costs(platform):
 
 def test_rl_metrics_for_the_agent_and_baselines_and_the_report(platform):
     lake = _lake(platform)
-    from usdcop_assets.resources import store_resources
+    from usdcop_assets.defs.resources import store_resources
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("USDCOP_HOME", str(platform["home"]))
@@ -206,9 +206,9 @@ def test_a_one_session_run_stores_what_the_range_run_stored(platform):
 
 
 def test_a_tampered_model_artifact_fails_and_a_stale_observation_version_is_recorded_flat(platform, tmp_path):
-    from usdcop_assets.assets.model import load_fold_model, registered_models
-    from usdcop_assets.resources import store_resources
-    from usdcop_assets.assets.serving import decide_bars
+    from usdcop_assets.defs.layers.l5_model import load_fold_model, registered_models
+    from usdcop_assets.defs.resources import store_resources
+    from usdcop_assets.defs.layers.l5_serving import decide_bars
     from usdcop_assets.observation.builder import load_config
     from usdcop_assets.trading.live import PolicyFunction
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import SESSION_JOB, STATS_JOB, job_check_keys, layers_job
+from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, job_check_keys, layers_job
 from usdcop_assets.observation.builder import DEFAULT_CONFIG, load_config
-from usdcop_assets.partitions import session_key_range
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.defs.partitions import session_key_range
+from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.features.indicators import compute_indicators
 from usdcop_assets.lake.session_table import read_object
 
@@ -63,7 +63,7 @@ def backfilled(tmp_path_factory):
 
 
 def _defs():
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     return build_definitions()
 

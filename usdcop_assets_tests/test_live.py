@@ -51,7 +51,7 @@ def home(tmp_path, tmp_path_factory, monkeypatch):
 
 
 def _loop(clock, stop, **kwargs):
-    from usdcop_assets.live.service import build_loop
+    from usdcop_assets.defs.live.service import build_loop
 
     return build_loop(instance=dg.DagsterInstance.get(), clock=clock, stop=stop, **kwargs)
 
@@ -124,7 +124,7 @@ def test_a_live_session_equals_its_batch_run_bar_for_bar_and_is_recorded_in_dags
 
 
 def test_automation_does_not_recompute_what_the_live_process_stored(home):
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     defs = build_definitions()
     instance = dg.DagsterInstance.get()
@@ -328,12 +328,12 @@ def test_the_recorder_works_mid_session_on_the_real_clock(tmp_path):
     a window once it ended), and the live run and its bar events are stored under it."""
     from dagster._core.test_utils import freeze_time
 
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import SESSION_JOB
-    from usdcop_assets.live.checks import layer_specs
-    from usdcop_assets.live.recorder import DagsterRecorder
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.automation.jobs import SESSION_JOB
+    from usdcop_assets.defs.quality.live_parity import layer_specs
+    from usdcop_assets.defs.live.recorder import DagsterRecorder
     from usdcop_assets.live.session import L0, RawUpdate, SessionRows
-    from usdcop_assets.partitions import session_partitions
+    from usdcop_assets.defs.partitions import session_partitions
     from usdcop_assets.sources import conform_l0
 
     defs = build_definitions()

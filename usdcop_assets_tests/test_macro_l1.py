@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.assets.macro import MACRO_L1_LOOKBACK_DAYS, l0_macro_daily, l1_macro_daily
-from usdcop_assets.io_managers import LakeIOManager, ServingIOManager
+from usdcop_assets.defs.layers.macro_daily import MACRO_L1_LOOKBACK_DAYS, l0_macro_daily, l1_macro_daily
+from usdcop_assets.defs.io_managers import LakeIOManager, ServingIOManager
 from usdcop_assets.refine.macro import (
     INDICATOR_NAMES,
     known_at_columns,
@@ -24,7 +24,7 @@ from usdcop_assets.refine.macro import (
     refine_macro,
     release_known_at,
 )
-from usdcop_assets.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.macro import SOURCE_ENV, conform_macro, read_macro_file
 from usdcop_assets.warehouse.database import sql_dir

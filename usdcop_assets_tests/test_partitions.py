@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.partitions import lookback_mapping, session_key_range, session_partitions
+from usdcop_assets.defs.partitions import lookback_mapping, session_key_range, session_partitions
 
 BOGOTA = ZoneInfo("America/Bogota")
 

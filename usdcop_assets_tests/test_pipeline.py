@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import SESSION_JOB, checks_of, layer_selection, layers_job
-from usdcop_assets.partitions import lookback_mapping, session_key_range, session_partitions
+from usdcop_assets.defs.automation.jobs import SESSION_JOB, checks_of, layer_selection, layers_job
+from usdcop_assets.defs.partitions import lookback_mapping, session_key_range, session_partitions
 from usdcop_assets.settings import ConfigError
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -19,7 +19,7 @@ RANGE_END = "dagster/asset_partition_range_end"
 
 
 def _defs():
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     return build_definitions()
 
@@ -143,7 +143,7 @@ def test_look_back_input_is_read_in_one_pass_across_a_holiday_weekend(usdcop_env
         return raw.iloc[-1:]
 
     base = _defs()
-    from usdcop_assets.assets.raw import l0_ohlcv_m5
+    from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
 
     key_range = session_key_range(dt.date(2024, 12, 30), dt.date(2025, 1, 7))
     assert dg.materialize(

@@ -133,7 +133,7 @@ def test_postgres_instance_runs_and_queue(pg_instance_env):
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     url = pg_instance_env["url"]
     first, second = _sessions(2)
@@ -163,7 +163,7 @@ def test_postgres_instance_runs_and_queue(pg_instance_env):
         workspace.write_text(
             "load_from:\n"
             "  - python_module:\n"
-            "      module_name: usdcop_assets.definitions\n"
+            "      module_name: usdcop_assets.defs.definitions\n"
             "      location_name: usdcop_assets\n"
             f"      working_directory: {ROOT}\n"
         )

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from usdcop_assets.definitions import build_definitions
+from usdcop_assets.defs.definitions import build_definitions
 
 TUESDAY = "2025-03-04"
 HOLIDAY = "2025-03-24"  # San José (moved to Monday)

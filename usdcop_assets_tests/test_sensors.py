@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets import sensors
-from usdcop_assets.definitions import ASSETS, build_definitions
-from usdcop_assets.jobs import SESSION_JOB, build_session_chain_job
-from usdcop_assets.sensors import (
+from usdcop_assets.defs.automation import sensors
+from usdcop_assets.defs.definitions import ASSETS, build_definitions
+from usdcop_assets.defs.automation.jobs import SESSION_JOB, build_session_chain_job
+from usdcop_assets.defs.automation.sensors import (
     GAP_FILL_SESSIONS_ENV,
     PARTITION_TAG,
     RANGE_END_TAG,
@@ -246,8 +246,8 @@ def test_gap_fill_requests_sessions_missing_or_short_of_their_due_bars(usdcop_en
 
 def test_gap_fill_finds_a_short_session_inside_a_range_run(usdcop_env, instance, defs, clock, monkeypatch):
     """A range run records each session's own last bar: a short first session is not hidden by a complete last one."""
-    from usdcop_assets.jobs import layers_job
-    from usdcop_assets.partitions import session_key_range
+    from usdcop_assets.defs.automation.jobs import layers_job
+    from usdcop_assets.defs.partitions import session_key_range
 
     short_day, full_day = dt.date(2025, 3, 6), dt.date(2025, 3, 7)
     bars = synthetic_bars(cal.bars_of_days([short_day, full_day]))

@@ -26,10 +26,10 @@ import pytest
 
 from usdcop_assets import clock
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import MODEL_JOB, STATS_JOB, layers_job
+from usdcop_assets.defs.automation.jobs import MODEL_JOB, STATS_JOB, layers_job
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
-from usdcop_assets.partitions import session_key_range
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.defs.partitions import session_key_range
+from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.warehouse.database import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def _platform_env(mp: pytest.MonkeyPatch, home: Path, root: Path) -> None:
 
 
 def _defs():
-    from usdcop_assets.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_definitions
 
     return build_definitions()
 
@@ -243,8 +243,8 @@ _WRITER = """
 import os, sys, time
 import dagster as dg
 from usdcop_assets.cli import prepare_environment
-from usdcop_assets.definitions import build_definitions
-from usdcop_assets.jobs import layers_job
+from usdcop_assets.defs.definitions import build_definitions
+from usdcop_assets.defs.automation.jobs import layers_job
 
 prepare_environment()
 job = layers_job(build_definitions(), "L0,L1,L2")

@@ -147,3 +147,12 @@ def decide_session(policy: PolicyFunction, obs, time_frac, bar_returns, is_last,
             state.realize(r if np.isfinite(r) else 0.0)
         held = p
     return SessionDecisions(raw_action=raw, target=target, position=position, risk_flags=flags, invalid_obs=~finite)
+
+
+def live_costs() -> CostConfig:
+    """The costs of training, live risk and backtest (one definition)."""
+    return CostConfig()
+
+
+def live_limits() -> RiskLimits:
+    return RiskLimits()

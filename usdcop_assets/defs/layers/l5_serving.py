@@ -19,48 +19,27 @@ fails the run with an error naming both, before anything of the artifact is pars
 """
 
 
-import threading
-from collections import OrderedDict
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.assets.indicators import L1_OHLCV
-from usdcop_assets.assets.windows import own_window, session_output
-from usdcop_assets.assets.model import PPO_MODEL, live_costs, live_limits, load_fold_model, registered_models
-from usdcop_assets.assets.observations import OBSERVATIONS
+from usdcop_assets.defs.keys import ACTIONS, PAPER_POSITIONS, PAPER_TRADES  # noqa: F401 (re-exported)
+from usdcop_assets.defs.keys import L1_OHLCV
+from usdcop_assets.defs.windows import own_window, session_output
+from usdcop_assets.defs.keys import PPO_MODEL
+from usdcop_assets.defs.registry import policy_for, registered_models  # noqa: F401 (policy_for re-exported)
+from usdcop_assets.trading.live import live_costs, live_limits
+from usdcop_assets.defs.keys import OBSERVATIONS
 from usdcop_assets.observation.builder import load_config
-from usdcop_assets.partitions import session_partitions
-from usdcop_assets.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.partitions import session_partitions
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 # the decision itself is pure (trading/decisions.py), shared with the live process; names re-exported
 from usdcop_assets.trading.decisions import ACTION_COLUMNS, FLAT_VERSION, decide_bars, fold_of_session, obs_hashes, obs_matrix  # noqa: F401
-from usdcop_assets.trading.live import PolicyFunction
+from usdcop_assets.trading.live import PolicyFunction  # noqa: F401 (re-exported)
 from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.trading.paper import paper_ledger
 from usdcop_assets.trading.risk import describe_flags
-
-ACTIONS = dg.AssetKey(["l5", "actions_m5"])
-PAPER_TRADES = dg.AssetKey(["l5", "paper_trades"])
-PAPER_POSITIONS = dg.AssetKey(["l5", "paper_positions"])
-
-_policies: OrderedDict[tuple[str, str], PolicyFunction] = OrderedDict()
-_policies_lock = threading.Lock()
-
-
-def policy_for(lake: LakeResource, row: dict, instance: dg.DagsterInstance | None = None) -> PolicyFunction:
-    """The fold model's policy, loaded and hash-verified once per process (a realtime worker reuses it)."""
-    key = (str(lake.location), str(row["model_path"]), str(row.get("artifact_sha256")), str(row["weights_sha256"]))
-    with _policies_lock:
-        if key in _policies:
-            _policies.move_to_end(key)
-            return _policies[key]
-    policy = PolicyFunction.from_model(load_fold_model(lake, row, instance))
-    with _policies_lock:
-        _policies[key] = policy
-        while len(_policies) > 8:
-            _policies.popitem(last=False)
-    return policy
 
 
 @dg.asset(

@@ -2,22 +2,22 @@
 
 import dagster as dg
 
-from usdcop_assets.assets.backtest import l6_backtest_session, l6_performance
-from usdcop_assets.assets.features import l3_features_m5
-from usdcop_assets.assets.indicators import l2_indicators_m5
-from usdcop_assets.assets.macro import l0_macro_daily, l1_macro_daily
-from usdcop_assets.assets.model import l5_ppo_model
-from usdcop_assets.assets.serving import l5_actions_m5, l5_paper_ledger
-from usdcop_assets.assets.observations import l4_episodes_session, l4_observation_stats, l4_observations_m5
-from usdcop_assets.assets.raw import l0_ohlcv_m5
-from usdcop_assets.assets.standardized import l1_ohlcv_m5
-from usdcop_assets.automation import build_automation_sensor, build_history_sensor, with_session_automation
-from usdcop_assets.sensors import SENSORS
-from usdcop_assets.alerts import build_alert_sensors
-from usdcop_assets.freshness import POLICIES, with_freshness_policies
-from usdcop_assets.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
-from usdcop_assets.live.checks import build_live_parity_checks
-from usdcop_assets.jobs import (
+from usdcop_assets.defs.layers.l6_backtest import l6_backtest_session, l6_performance
+from usdcop_assets.defs.layers.l3_features import l3_features_m5
+from usdcop_assets.defs.layers.l2_indicators import l2_indicators_m5
+from usdcop_assets.defs.layers.macro_daily import l0_macro_daily, l1_macro_daily
+from usdcop_assets.defs.layers.l5_model import l5_ppo_model
+from usdcop_assets.defs.layers.l5_serving import l5_actions_m5, l5_paper_ledger
+from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, l4_observation_stats, l4_observations_m5
+from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
+from usdcop_assets.defs.layers.l1_standardized import l1_ohlcv_m5
+from usdcop_assets.defs.automation.conditions import build_automation_sensor, build_history_sensor, with_session_automation
+from usdcop_assets.defs.automation.sensors import SENSORS
+from usdcop_assets.defs.automation.alerts import build_alert_sensors
+from usdcop_assets.defs.quality.freshness import POLICIES, with_freshness_policies
+from usdcop_assets.defs.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
+from usdcop_assets.defs.quality.live_parity import build_live_parity_checks
+from usdcop_assets.defs.automation.jobs import (
     MACRO_JOB,
     MODEL_JOB,
     PERFORMANCE_JOB,
@@ -25,9 +25,9 @@ from usdcop_assets.jobs import (
     build_asset_job,
     build_session_chain_job,
 )
-from usdcop_assets.quality.checks import build_session_checks
-from usdcop_assets.resources import store_resources
-from usdcop_assets.schedules import build_schedules
+from usdcop_assets.defs.quality.checks import build_session_checks
+from usdcop_assets.defs.resources import store_resources
+from usdcop_assets.defs.automation.schedules import build_schedules
 
 # L1..L6 follow a session's L0 by declarative automation (automation.py)
 SESSION_ASSETS = with_session_automation([l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5,
@@ -41,7 +41,7 @@ SESSION_CHECKS = build_session_checks(SESSION_ASSETS)
 # Freshness policies of the bar and session layers, applied here in one place (freshness.py), and the alerts (alerts.py).
 ASSETS = with_freshness_policies([*SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS])
 ALERT_SENSORS = build_alert_sensors(POLICIES)
-# Live rows == batch rows, per session, after the session's run (usdcop_assets/live/checks.py).
+# Live rows == batch rows, per session, after the session's run (usdcop_assets/defs/quality/live_parity.py).
 LIVE_PARITY_CHECKS = build_live_parity_checks(SESSION_ASSETS)
 
 

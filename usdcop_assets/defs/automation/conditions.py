@@ -37,10 +37,10 @@ import datetime as dt
 import dagster as dg
 from dagster._time import get_current_datetime
 
-from usdcop_assets.assets.features import L1_MACRO
-from usdcop_assets.assets.model import PPO_MODEL
-from usdcop_assets.assets.observations import OBS_STATS
-from usdcop_assets.quality.checks import NO_FAILED_BLOCKING_CHECK_UPSTREAM
+from usdcop_assets.defs.keys import L1_MACRO
+from usdcop_assets.defs.keys import PPO_MODEL
+from usdcop_assets.defs.keys import OBS_STATS
+from usdcop_assets.defs.quality.checks import NO_FAILED_BLOCKING_CHECK_UPSTREAM
 from usdcop_assets.settings import env_int
 
 AUTOMATION_LOOKBACK = dt.timedelta(days=7)

@@ -9,8 +9,9 @@ the observation config turns into 0 and counts.
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.assets.indicators import L1_OHLCV, L2_INDICATORS
-from usdcop_assets.assets.windows import lookback_input, own_window, session_output
+from usdcop_assets.defs.keys import L1_MACRO, L3_FEATURES  # noqa: F401 (re-exported)
+from usdcop_assets.defs.keys import L1_OHLCV, L2_INDICATORS
+from usdcop_assets.defs.windows import lookback_input, own_window, session_output
 from usdcop_assets.features.engineering import (  # noqa: F401 (re-exported)
     FEATURE_LOOKBACK_SESSIONS,
     MACRO_LOOKBACK_DAYS,
@@ -18,12 +19,10 @@ from usdcop_assets.features.engineering import (  # noqa: F401 (re-exported)
     macro_daily_frame,
     macro_zscores,
 )
-from usdcop_assets.partitions import session_partitions
+from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.settings import backfill_sessions_per_run
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.defs.resources import LakeResource
 
-L1_MACRO = dg.AssetKey(["l1", "macro_daily"])
-L3_FEATURES = dg.AssetKey(["l3", "features_m5"])
 
 
 @dg.asset(

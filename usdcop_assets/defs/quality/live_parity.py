@@ -17,8 +17,8 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.live.parity import session_parity
 from usdcop_assets.live.session import LIVE_ASSETS, LayerSpec
 from usdcop_assets.live.store import LiveStore
-from usdcop_assets.partitions import session_partitions
-from usdcop_assets.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.partitions import session_partitions
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 
 PARITY_CHECK = "live_parity"
 _STORES = {"lake_io_manager": (True, False), "serving_io_manager": (True, True), "warehouse_io_manager": (False, True)}

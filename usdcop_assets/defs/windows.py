@@ -13,7 +13,7 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.features.indicators import complete_from  # noqa: F401 (re-exported)
 from usdcop_assets.frames import data_version, data_versions_by_group
 from usdcop_assets.gaps import bar_summary
-from usdcop_assets.partitions import lookback_mapping
+from usdcop_assets.defs.partitions import lookback_mapping
 
 
 def lookback_input(key: dg.AssetKey, sessions: int = 0) -> dg.AssetIn:

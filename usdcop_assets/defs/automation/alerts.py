@@ -17,7 +17,7 @@
     deadline is held (see ``freshness.py``). The first tick only records where the history stands.
     Every ``USDCOP_FRESHNESS_ALERT_INTERVAL_SECONDS`` (default 60).
 
-Both log every alert (sensor tick log and the ``usdcop_assets.alerts`` logger) and, when
+Both log every alert (sensor tick log and the ``usdcop_assets.defs.automation.alerts`` logger) and, when
 ``USDCOP_ALERT_WEBHOOK_URL`` is set, POST it as JSON (``text`` is a one-line summary, so a Slack or
 Teams incoming webhook shows it as is) with httpx: 5 s timeout, one retry on a transport error, a 429
 or a 5xx. A webhook that fails is logged and never fails the sensor. The URL may carry a token: only
@@ -52,8 +52,6 @@ log = logging.getLogger(__name__)
 WEBHOOK_ENV = "USDCOP_ALERT_WEBHOOK_URL"
 FRESHNESS_ALERT_INTERVAL_ENV = "USDCOP_FRESHNESS_ALERT_INTERVAL_SECONDS"  # default 60
 WEBSERVER_ENV = "DAGSTER_WEBSERVER_URL"
-RETRY_DELAY_ENV = "USDCOP_RETRY_DELAY_SECONDS"
-DEFAULT_RETRY_DELAY_SECONDS = 10.0
 WEBHOOK_TIMEOUT_SECONDS = 5.0
 WEBHOOK_ATTEMPTS = 2  # one retry
 WEBHOOK_RETRY_PAUSE_SECONDS = 1.0
@@ -66,27 +64,9 @@ PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "d
 # --- retries ------------------------------------------------------------------------------------
 
 
-def retry_delay_seconds(env: Mapping[str, str] = os.environ) -> float:
-    raw = (env.get(RETRY_DELAY_ENV) or "").strip()
-    if not raw:
-        return DEFAULT_RETRY_DELAY_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} is not a number of seconds") from None
-    if not 0 <= value <= 3600:
-        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be between 0 and 3600 seconds")
-    return value
 
 
-def source_retry_policy(env: Mapping[str, str] = os.environ) -> dg.RetryPolicy:
-    """3 retries, exponential back-off from ``USDCOP_RETRY_DELAY_SECONDS`` with +/- jitter."""
-    return dg.RetryPolicy(
-        max_retries=3, delay=retry_delay_seconds(env), backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-    )
-
-
-SOURCE_RETRY_POLICY = source_retry_policy()
+from usdcop_assets.defs.policies import RETRY_DELAY_ENV, SOURCE_RETRY_POLICY, retry_delay_seconds, source_retry_policy  # noqa: E402,F401 (re-exported)
 
 
 # --- webhook ------------------------------------------------------------------------------------
@@ -344,7 +324,7 @@ def build_freshness_alert_sensor(
     Cursor: ``{"after": event-log cursor, "stale": [alerted, not recovered], "held": [...], "pending": [alerts not
     delivered yet]}``: at most ``MAX_ALERTS_PER_TICK`` are posted per tick, the rest on the next ticks.
     """
-    from usdcop_assets.freshness import latest_deadline
+    from usdcop_assets.defs.quality.freshness import latest_deadline
 
     watched = dict(policies)
     minimum_interval_seconds = minimum_interval_seconds or env_int(FRESHNESS_ALERT_INTERVAL_ENV, 60, minimum=1)

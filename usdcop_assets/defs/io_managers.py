@@ -31,7 +31,7 @@ import pyarrow as pa
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.lake.lease import session_lease
 from usdcop_assets.lake.session_table import read_object, to_arrow, write_object
-from usdcop_assets.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 
 _MAX_LISTED = 10  # per-session checksums listed in metadata up to this many sessions
 
@@ -77,7 +77,7 @@ def _table_name(meta: dict, asset_key: dg.AssetKey) -> str:
 
 def _date_span(context) -> tuple[str, str] | None:
     """First and last Bogota date (ISO) of a session- or macro-day-partitioned output; None for any other."""
-    from usdcop_assets.partitions import macro_partitions, session_partitions
+    from usdcop_assets.defs.partitions import macro_partitions, session_partitions
 
     if not context.has_asset_partitions:
         return None

@@ -45,9 +45,9 @@ from usdcop_assets.features.engineering import MACRO_LOOKBACK_DAYS
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, lookback_start_day
 from usdcop_assets.lake.session_table import read_object
 from usdcop_assets.observation.builder import build_observations, load_config
-from usdcop_assets.partitions import session_partitions
+from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.quality import rules
-from usdcop_assets.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.warehouse.tables import table_spec
 
 GAP = "bars_complete"
@@ -286,7 +286,7 @@ def build_store_checks(specs: Sequence[dg.AssetSpec], name: str) -> dg.AssetChec
     can_subset=True,
 )
 def l4_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
-    from usdcop_assets.assets.observations import stats_from_frame
+    from usdcop_assets.observation.builder import stats_from_frame
 
     sessions = _sessions(context)
     config = load_config()

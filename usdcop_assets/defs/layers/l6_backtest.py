@@ -21,18 +21,18 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from usdcop_assets.defs.keys import BACKTEST, PERFORMANCE  # noqa: F401 (re-exported)
 from usdcop_assets import clock
-from usdcop_assets.assets.model import live_costs, live_limits
-from usdcop_assets.assets.serving import ACTIONS
-from usdcop_assets.assets.observations import EPISODES, pending_steps
+from usdcop_assets.trading.live import live_costs, live_limits
+from usdcop_assets.defs.keys import ACTIONS
+from usdcop_assets.defs.keys import EPISODES
+from usdcop_assets.observation.episodes import pending_steps
 from usdcop_assets.backtest.baselines import all_baselines
 from usdcop_assets.backtest.engine import backtest_actions, compare
-from usdcop_assets.partitions import session_partitions
+from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.settings import backfill_sessions_per_run
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.defs.resources import LakeResource
 
-BACKTEST = dg.AssetKey(["l6", "backtest_session"])
-PERFORMANCE = dg.AssetKey(["l6", "performance"])
 AGENT = "ppo"
 REPORTS_PREFIX = "reports/performance"
 

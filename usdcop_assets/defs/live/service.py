@@ -12,9 +12,9 @@ import threading
 import dagster as dg
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.live.checks import layer_specs
+from usdcop_assets.defs.quality.live_parity import layer_specs
 from usdcop_assets.live.loop import LiveLoop, LiveSettings
-from usdcop_assets.live.recorder import DagsterRecorder
+from usdcop_assets.defs.live.recorder import DagsterRecorder
 from usdcop_assets.live.source import BarSource
 from usdcop_assets.live.store import LiveStore
 
@@ -22,14 +22,14 @@ log = logging.getLogger("usdcop_assets.live")
 def build_loop(env=os.environ, instance: dg.DagsterInstance | None = None, clock=None, settings: LiveSettings | None = None,
                stop: threading.Event | None = None, source=None, alert=None) -> LiveLoop:
     """The live loop for the configured deployment (``source``/``clock``/``alert`` injectable for tests)."""
-    from usdcop_assets.alerts import deliver
-    from usdcop_assets.assets.model import live_costs, live_limits
-    from usdcop_assets.assets.serving import policy_for
-    from usdcop_assets.definitions import build_definitions
-    from usdcop_assets.jobs import SESSION_JOB
+    from usdcop_assets.defs.automation.alerts import deliver
+    from usdcop_assets.trading.live import live_costs, live_limits
+    from usdcop_assets.defs.registry import policy_for
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.automation.jobs import SESSION_JOB
     from usdcop_assets.observation.builder import load_config
-    from usdcop_assets.partitions import history_start
-    from usdcop_assets.resources import LakeResource, WarehouseResource
+    from usdcop_assets.defs.partitions import history_start
+    from usdcop_assets.defs.resources import LakeResource, WarehouseResource
     from usdcop_assets.settings import Settings
     from usdcop_assets.sources import require_available, resolve_source
 

@@ -30,21 +30,22 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.assets.indicators import own_window
-from usdcop_assets.assets.observations import EPISODES, OBS_STATS, stats_from_frame
+from usdcop_assets.defs.windows import own_window
+from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
+from usdcop_assets.defs.registry import REGISTRY_TABLE, dagster_artifact_sha256, load_fold_model, registered_models  # noqa: F401 (re-exported)
+from usdcop_assets.observation.builder import stats_from_frame
+from usdcop_assets.trading.live import live_costs, live_limits  # noqa: F401 (re-exported)
 from usdcop_assets.lake.session_table import read_object
 from usdcop_assets.observation.builder import load_config
-from usdcop_assets.partitions import history_start
-from usdcop_assets.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.partitions import history_start
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.trading.costs import CostConfig
 from usdcop_assets.trading.folds import fold_windows
 from usdcop_assets.trading.risk import RiskLimits
 from usdcop_assets.trading.training import TrainConfig, curve_markdown, load_policy_artifact, train_fold, weights_sha256
 
-PPO_MODEL = dg.AssetKey(["l5", "ppo_model"])
 MODELS_PREFIX = "models/ppo"
 ARTIFACT_NAME = "policy.safetensors"
-REGISTRY_TABLE = "rl_models"
 FOLD_OFFSET_MONTHS = 3  # the first fold starts this many months after the history start (some history to train on)
 
 SCHEME_ENV = "USDCOP_TRAIN_SCHEME"
@@ -99,15 +100,6 @@ def fold_options_from_env(env=os.environ) -> dict:
         "valid_sessions": _env_int(VALID_SESSIONS_ENV, 20, env),
         "min_train_sessions": _env_int(MIN_TRAIN_SESSIONS_ENV, 60, env),
     }
-
-
-def live_costs() -> CostConfig:
-    """The costs of training, live risk and backtest (one definition)."""
-    return CostConfig()
-
-
-def live_limits() -> RiskLimits:
-    return RiskLimits()
 
 
 def model_dir(fold_key: str, version: str) -> str:
@@ -201,57 +193,3 @@ def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ou
     )
 
 
-# --- the registered models, for serving (assets/serving.py) ------------------------------------------
-
-
-def registered_models(warehouse: WarehouseResource) -> dict[str, dict]:
-    """fold key -> the fold's ``rl_models`` row (version, model_path, artifact_sha256, weights_sha256, ...).
-
-    The registry lives in the warehouse, not the lake: the lake's copy of the row is informational only,
-    since whoever can write the lake could rewrite it along with the artifact.
-    """
-    frame = warehouse.warehouse().read_window(REGISTRY_TABLE)
-    return {str(r["fold"]): r for r in frame.sort_values("time").to_dict("records")}
-
-
-def dagster_artifact_sha256(instance: dg.DagsterInstance, fold: str) -> str | None:
-    """The ``artifact_sha256`` of the fold's latest l5/ppo_model materialization in the Dagster instance."""
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=PPO_MODEL, asset_partitions=[fold]), limit=1).records
-    if not records:
-        return None
-    value = records[0].asset_materialization.metadata.get("artifact_sha256")
-    return str(value.value) if value is not None else None
-
-
-def _remedy(fold: str) -> str:
-    return f"re-materialize l5/ppo_model for the fold (usdcop train --fold {fold})"
-
-
-def load_fold_model(lake: LakeResource, row: dict, instance: dg.DagsterInstance | None = None):
-    """The fold's policy from the lake, checked against the registry before a byte of it is parsed.
-
-    ``row`` is the fold's registry row (``registered_models``). With ``instance``, its Dagster record of
-    the artifact hash must agree too. Refused (ValueError naming the remedy): a missing record, bytes whose
-    SHA-256 differs from the recorded one, an artifact that is not the weights-only format, weights whose
-    hash differs from the recorded ``weights_sha256``.
-    """
-    fold, key, expected = str(row["fold"]), str(row["model_path"]), str(row.get("artifact_sha256") or "")
-    if len(expected) != 64:
-        raise ValueError(f"fold {fold}: the model registry holds no artifact hash for {key}: {_remedy(fold)}")
-    if instance is not None:
-        recorded = dagster_artifact_sha256(instance, fold)
-        if recorded != expected:
-            raise ValueError(f"fold {fold}: Dagster records artifact hash {str(recorded)[:12]} but the registry "
-                             f"{REGISTRY_TABLE} holds {expected[:12]}: {_remedy(fold)}")
-    blob = lake.store().get(key)
-    if blob is None:
-        raise FileNotFoundError(f"model artifact {key} registered for fold {fold} is missing from the lake: {_remedy(fold)}")
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != expected:
-        raise ValueError(f"{key}: artifact sha256 {digest[:12]} differs from the registered {expected[:12]} "
-                         f"(altered, corrupted or replaced; not parsed): {_remedy(fold)}")
-    model = load_policy_artifact(blob)
-    weights = weights_sha256(model)
-    if weights != row["weights_sha256"]:
-        raise ValueError(f"{key}: weights hash {weights[:12]} differs from the recorded {str(row['weights_sha256'])[:12]}: {_remedy(fold)}")
-    return model

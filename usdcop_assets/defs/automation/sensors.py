@@ -30,8 +30,8 @@ import pandas as pd
 
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.clock import CLOCK_ENV, replay_clock  # noqa: F401 (re-exported)
-from usdcop_assets.jobs import SESSION_JOB
-from usdcop_assets.partitions import history_start
+from usdcop_assets.defs.automation.jobs import SESSION_JOB
+from usdcop_assets.defs.partitions import history_start
 from usdcop_assets.settings import env_int
 from usdcop_assets.sources import fetch_bars, require_available, resolve_source
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from usdcop_assets.partitions import session_partitions
+from usdcop_assets.defs.partitions import session_partitions
 
 LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
 SESSION_JOB = "session_chain"

@@ -9,13 +9,12 @@ store the same bits (usdcop_assets/features/indicators.py).
 import dagster as dg
 import pandas as pd
 
+from usdcop_assets.defs.keys import L1_OHLCV, L2_INDICATORS  # noqa: F401 (re-exported)
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
-from usdcop_assets.assets.windows import complete_from, lookback_input, own_window, session_output
-from usdcop_assets.partitions import session_partitions
+from usdcop_assets.defs.windows import complete_from, lookback_input, own_window, session_output
+from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.settings import backfill_sessions_per_run
 
-L1_OHLCV = dg.AssetKey(["l1", "ohlcv_m5"])
-L2_INDICATORS = dg.AssetKey(["l2", "indicators_m5"])
 @dg.asset(
     key=L2_INDICATORS,
     ins={"bars": lookback_input(L1_OHLCV, LOOKBACK_SESSIONS - 1)},

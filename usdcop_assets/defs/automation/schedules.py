@@ -21,7 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.jobs import MODEL_JOB, SESSION_JOB
+from usdcop_assets.defs.automation.jobs import MODEL_JOB, SESSION_JOB
 
 STOPPED = dg.DefaultScheduleStatus.STOPPED
 

@@ -6,9 +6,9 @@ import pandas as pd
 
 from usdcop_assets import clock
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.alerts import SOURCE_RETRY_POLICY
-from usdcop_assets.assets.windows import session_output
-from usdcop_assets.partitions import session_partitions
+from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
+from usdcop_assets.defs.windows import session_output
+from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
 

@@ -4,17 +4,15 @@
 import dagster as dg
 import pandas as pd
 
+from usdcop_assets.defs.keys import L0_OHLCV, L1_OHLCV, L1_REJECTS  # noqa: F401 (re-exported)
 from usdcop_assets import market_calendar as cal
 
-from usdcop_assets.assets.windows import session_output
-from usdcop_assets.partitions import session_partitions
+from usdcop_assets.defs.windows import session_output
+from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.refine.standardize import standardize_bars, time_shift_summary
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.defs.resources import LakeResource
 
-L1_OHLCV = dg.AssetKey(["l1", "ohlcv_m5"])
-L1_REJECTS = dg.AssetKey(["l1", "ohlcv_m5_rejects"])
-L0_OHLCV = dg.AssetKey(["l0", "ohlcv_m5"])
 
 
 @dg.multi_asset(

@@ -8,19 +8,17 @@ inference and the backtest.
 import dagster as dg
 import pandas as pd
 
+from usdcop_assets.defs.keys import EPISODES, OBSERVATIONS, OBS_STATS  # noqa: F401 (re-exported)
 from usdcop_assets import clock
-from usdcop_assets.assets.features import L3_FEATURES
-from usdcop_assets.assets.indicators import L1_OHLCV
-from usdcop_assets.assets.windows import own_window, session_output
+from usdcop_assets.defs.keys import L3_FEATURES
+from usdcop_assets.defs.keys import L1_OHLCV
+from usdcop_assets.defs.windows import own_window, session_output
 from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, stats_from_frame, stats_to_frame, train_window
 from usdcop_assets.observation.episodes import build_episodes, next_bar_returns, pending_steps  # noqa: F401 (re-exported)
-from usdcop_assets.partitions import session_partitions
+from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.settings import backfill_sessions_per_run
-from usdcop_assets.resources import LakeResource
+from usdcop_assets.defs.resources import LakeResource
 
-OBS_STATS = dg.AssetKey(["l4", "observation_stats"])
-OBSERVATIONS = dg.AssetKey(["l4", "observations_m5"])
-EPISODES = dg.AssetKey(["l4", "episodes_session"])
 
 
 @dg.asset(

@@ -54,7 +54,7 @@ class SessionAsset:
 
 def session_assets(defs: dg.Definitions) -> list[SessionAsset]:
     """The session-partitioned assets of the current code (the ``session_chain`` job's) and where the lake keeps them."""
-    from usdcop_assets.jobs import SESSION_JOB
+    from usdcop_assets.defs.automation.jobs import SESSION_JOB
 
     job = defs.resolve_job_def(SESSION_JOB)
     graph = defs.resolve_asset_graph()

@@ -1,0 +1,32 @@
+"""Retry policies of the steps that call a vendor (``l0/ohlcv_m5``, ``l0/macro_daily``)."""
+
+import os
+from collections.abc import Mapping
+
+import dagster as dg
+
+RETRY_DELAY_ENV = "USDCOP_RETRY_DELAY_SECONDS"
+DEFAULT_RETRY_DELAY_SECONDS = 10.0
+
+
+def retry_delay_seconds(env: Mapping[str, str] = os.environ) -> float:
+    raw = (env.get(RETRY_DELAY_ENV) or "").strip()
+    if not raw:
+        return DEFAULT_RETRY_DELAY_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be between 0 and 3600 seconds")
+    return value
+
+
+def source_retry_policy(env: Mapping[str, str] = os.environ) -> dg.RetryPolicy:
+    """3 retries, exponential back-off from ``USDCOP_RETRY_DELAY_SECONDS`` with +/- jitter."""
+    return dg.RetryPolicy(
+        max_retries=3, delay=retry_delay_seconds(env), backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    )
+
+
+SOURCE_RETRY_POLICY = source_retry_policy()
