@@ -233,7 +233,15 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
 
             # spawn: fresh interpreters (Dagster's instance and SQLite connections do not survive a fork),
             # kept for every stage so each builds the definitions once
-            pool = stack.enter_context(ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")))
+            from usdcop_assets.lake.lease import adopt_parent_lease, held_covering
+            from usdcop_assets.lake.store import open_store
+
+            # the workers write under this command's lease (a lease of their own would wait for it forever)
+            location = open_store(settings.lake).location
+            held = held_covering(location, key_range.start, key_range.end)
+            adopt = (adopt_parent_lease, (location, key_range.start, key_range.end, launched_by)) if held else (None, ())
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn"),
+                                                           initializer=adopt[0], initargs=adopt[1]))
         for job_name, stage_keys in stages:
             if not stage_keys:
                 continue

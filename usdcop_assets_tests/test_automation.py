@@ -100,7 +100,13 @@ def test_the_condition_follows_l0_updates_not_the_clis_nor_the_ignored_dependenc
 
         assert tick() == {}  # everything there: the first tick requests nothing
         _report(instance, L0, keys[-1])  # a new L0 of the last session (a realtime or live update)
-        assert tick() == {k: {keys[-1]} for k in _above_l0()}  # L1..L6 of that session, in one tick
+        # L1 of that session with its data checks; the layers above follow once those blocking checks have
+        # passed on the new L1 (a later tick), never on data a failing check would have stopped
+        requested = tick()
+        l1 = {dg.AssetKey(["l1", "ohlcv_m5"]), dg.AssetKey(["l1", "ohlcv_m5_rejects"])}
+        assert {k for k in requested if isinstance(k, dg.AssetKey)} == l1
+        assert {k.asset_key for k in requested if isinstance(k, dg.AssetCheckKey)} == l1
+        assert all(v == {keys[-1]} for v in requested.values())
         assert tick() == {}  # handled: not again
 
         # updates by a range run of the CLI (usdcop backfill's staged runs): not the automation's business,

@@ -254,6 +254,28 @@ class SessionLeases:
         return lease
 
 
+@dataclass
+class _Adopted:
+    """A parent process's lease, adopted by the worker processes it started to write under it (a backfill's
+    parallel runs): they die with it (a process pool), so its renewal covers them."""
+
+    first: str
+    last: str
+    purpose: str
+
+    def covers(self, first: str, last: str) -> bool:
+        return self.first <= first and last <= self.last
+
+    def check(self) -> None:
+        return None
+
+
+def adopt_parent_lease(location: str, first: str, last: str, purpose: str) -> None:
+    """Make this (worker) process write dates ``first..last`` of ``location`` under its parent's lease."""
+    with _held_lock:
+        _held.setdefault(location, []).append(_Adopted(first, last, purpose))
+
+
 def session_lease(store: ObjectStore, first, last, purpose: str, wait: float | None = None, on_wait=None):
     """The lease for writing dates ``first..last`` (a context manager), or a no-op one when this process
     already holds a lease covering them (a CLI backfill's runs execute in its process)."""
