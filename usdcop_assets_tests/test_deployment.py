@@ -573,6 +573,8 @@ ALLOWED_SECRETS = {
     "minio": {"MINIO_ROOT_PASSWORD"},
     "minio-init": {"MINIO_ROOT_PASSWORD", "LAKE_WRITER_PASSWORD", "LAKE_READER_PASSWORD"},
     CODE_SERVICE: {"DAGSTER_PG_PASSWORD", "LAKE_WRITER_PASSWORD", "WAREHOUSE_WRITER_PASSWORD", "TWELVEDATA_API_KEYS", "FRED_API_KEY"},
+    # the live bar process writes the lake, the warehouse and the Dagster records, and asks the bar vendor; no FRED key
+    "usdcop-live": {"DAGSTER_PG_PASSWORD", "LAKE_WRITER_PASSWORD", "WAREHOUSE_WRITER_PASSWORD", "TWELVEDATA_API_KEYS"},
     "dagster-webserver": {"DAGSTER_PG_PASSWORD"},
     "dagster-daemon": {"DAGSTER_PG_PASSWORD"},
     READONLY_WEB: {"DAGSTER_PG_READER_PASSWORD"},

@@ -291,6 +291,8 @@ def _bucket_objects(client, bucket: str) -> dict[str, bytes]:
     out = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="lake/"):
         for obj in page.get("Contents", ()):
+            if obj["Key"].startswith("lake/_leases/"):
+                continue  # the writers' lease registry (lake/lease.py), not data
             out[obj["Key"]] = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
     return out
 
@@ -383,7 +385,9 @@ def _backfill(home: Path, timeout: float = 180) -> subprocess.CompletedProcess:
 
 def _lake_state(home: Path) -> dict[str, str]:
     root = home / "lake"
-    return {str(p.relative_to(root)): _sha(p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    # data objects only: not the manifests, nor the writers' lease registry (lake/lease.py)
+    return {str(p.relative_to(root)): _sha(p.read_bytes()) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "manifest.json" and not str(p.relative_to(root)).startswith("_leases/")}
 
 
 def _warehouse_state(home: Path) -> dict[str, list[tuple]]:

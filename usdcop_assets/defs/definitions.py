@@ -71,7 +71,7 @@ def executor_from_env(env=None):
 def build_definitions() -> dg.Definitions:
     lake, warehouse = store_resources()
     built = [
-        build_session_chain_job(SESSION_ASSETS, SESSION_CHECKS),
+        build_session_chain_job(SESSION_ASSETS, [*SESSION_CHECKS, *LIVE_PARITY_CHECKS]),
         build_asset_job(MACRO_JOB, DAILY_ASSETS),
         build_asset_job(STATS_JOB, STATS_ASSETS),
         build_asset_job(MODEL_JOB, MODEL_ASSETS),
