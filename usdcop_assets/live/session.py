@@ -24,7 +24,7 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.features.engineering import MACRO_LOOKBACK_DAYS, build_features, macro_daily_frame, macro_zscores
 from usdcop_assets.features.indicators import complete_from, compute_indicators
 from usdcop_assets.observation.builder import ObservationConfig, build_observations
-from usdcop_assets.observation.episodes import build_episodes
+from usdcop_assets.observation.episodes import build_episodes, pending_steps
 from usdcop_assets.refine.standardize import standardize_bars
 from usdcop_assets.sources import L0_COLUMNS, conform_l0
 from usdcop_assets.trading.decisions import decide_bars
@@ -185,7 +185,10 @@ def complete_session(rows: SessionRows, costs) -> SessionRows:
     t0 = time.perf_counter()
     start, end = cal.session_open(rows.day), cal.session_end(rows.day)
     kept, actions = frames[L1], frames[ACTIONS]
-    frames[EPISODES] = build_episodes(frames[OBS], kept, start, end)
+    episodes = build_episodes(frames[OBS], kept, start, end)
+    # as the batch does mid-session: the newest step waits for its next bar (unless it is the closing bar)
+    pending = pending_steps(pd.DatetimeIndex(episodes["time"]), end - pd.Timedelta(1, "ns"))
+    frames[EPISODES] = episodes[~pending].reset_index(drop=True)
     trades, positions = paper_ledger(actions[actions["time"] < end], kept[kept["time"] < end], costs)
     frames[TRADES] = trades[(trades["time"] >= start) & (trades["time"] < end)].reset_index(drop=True)
     frames[POSITIONS] = positions[(positions["time"] >= start) & (positions["time"] < end)].reset_index(drop=True)
