@@ -152,14 +152,20 @@ def session_parity(store, asset: str, day: dt.date) -> ParityResult:
     wh = store.warehouse_rows(asset, day)
     if wh is not None:
         batches["warehouse"] = wh
+    upto, lookahead = cutoff, LOOK_AHEAD.get(asset, ())
+    if asset == EPISODES and cutoff != grid[-1]:
+        # live holds the newest step back until its next bar, as the batch does mid-session: its episodes are
+        # final up to the bar before the last live bar, and those rows' look-ahead columns are known
+        earlier = on_grid[on_grid < cutoff]
+        upto, lookahead = (earlier.max() if len(earlier) else cutoff - pd.Timedelta(1, "ns")), ()
     for where, batch in batches.items():
         bt = pd.DatetimeIndex(batch[tcol]) if len(batch) else pd.DatetimeIndex([], tz="UTC")
-        later = bt > cutoff
+        later = bt > upto
         if later.any():
             result.not_compared_after = max(result.not_compared_after, int(pd.Index(bt[later]).nunique()))
             batch = batch[~later]
         # the last live row's look-ahead columns saw no next bar: compared only when the batch has none either
-        ignore = {c: {int(cutoff.value)} for c in LOOK_AHEAD.get(asset, ())} if later.any() else {}
+        ignore = {c: {int(cutoff.value)} for c in lookahead} if later.any() else {}
         side = live[[c for c in live.columns if c in batch.columns]] if where == "warehouse" and len(live) else live
         if live.empty:
             side = batch.iloc[:0]
