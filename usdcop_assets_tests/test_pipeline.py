@@ -35,7 +35,7 @@ def _run_checks(defs, instance, first: dt.date, last: dt.date):
     """The data checks of L0-L1 alone (no asset recomputed) over the sessions ``first..last``."""
     key_range = session_key_range(first, last)
     job = defs.resolve_job_def(SESSION_JOB)
-    checks = checks_of(job, layer_selection("L0,L1").resolve(defs.resolve_asset_graph()))
+    checks = {k for k in checks_of(job, layer_selection("L0,L1").resolve(defs.resolve_asset_graph())) if k.name != "live_parity"}  # the data checks
     result = job.get_subset(asset_selection=set(), asset_check_selection=checks).execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}, raise_on_error=False
     )
