@@ -377,7 +377,7 @@ def latest_observation(src: Sources) -> dict | None:
     ocols = [c for c in df.columns if c.startswith("o_")]
     vector = pd.DataFrame({"position": range(len(ocols)), "feature": [c[2:] for c in ocols],
                            "value": [float(row[c]) for c in ocols]})
-    return {"time": row["time"], "obs_version": row.get("obs_version"), "non_finite": int(row.get("non_finite", 0)),
+    return {"time": row["time"], "obs_version": row.get("obs_version"), "stats_version": row.get("stats_version", "-"), "non_finite": int(row.get("non_finite", 0)),
             "warm": bool(row.get("warm", True)), "vector": vector, "sessions": days}
 
 
@@ -401,13 +401,12 @@ def latest_features(src: Sources) -> pd.DataFrame | None:
 
 
 def normalization(src: Sources) -> pd.DataFrame | None:
-    """l4/observation_stats (one row per feature: mean, std, version, training window), or None."""
-    from usdcop_assets.lake.session_table import read_object
-
-    try:
-        return read_object(src.store, "l4/observation_stats")
-    except FileNotFoundError:
+    """The latest month of l4/observation_stats (one row per feature: mean, std, stats_version, fit window), or None."""
+    days = lake_dates(src, "l4/observation_stats")
+    if not days:
         return None
+    frame = src.lake_table("l4/observation_stats").read()
+    return frame[frame["month"] == frame["month"].max()].reset_index(drop=True) if len(frame) and "month" in frame else None
 
 
 def observation_config() -> dict:
@@ -419,7 +418,7 @@ def observation_config() -> dict:
     except ValueError as exc:
         return {"error": str(exc)}
     return {"version": cfg.version, "dim": cfg.dim, "features": list(cfg.features), "sha256": cfg.sha256(),
-            "train_window": f"{cfg.train_start}..{cfg.train_end}", "passthrough": sorted(cfg.passthrough)}
+            "rule": cfg.rule_text(), "passthrough": sorted(cfg.passthrough)}
 
 
 def manifests(src: Sources, dataset: str, sessions: int = 20, verify: bool = True) -> pd.DataFrame:

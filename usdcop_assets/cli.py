@@ -179,8 +179,8 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
     """The session layers over ``first..last``, each run with the data checks of its assets; one line per check;
     False if a run failed or an ERROR check did.
 
-    Staged around the observation statistics: L0-L3 over the whole range, ``observation_stats``, then
-    L4-L6. Each stage runs as range runs of at most ``USDCOP_BACKFILL_SESSIONS_PER_RUN`` sessions (the
+    Staged around the observation statistics: L0-L3 over the whole range, ``observation_stats`` for the
+    months covering it (one run; each month fitted on the L3 bars before it), then L4-L6. Each stage runs as range runs of at most ``USDCOP_BACKFILL_SESSIONS_PER_RUN`` sessions (the
     session assets' backfill policy), ``runs_in_parallel`` of them at a time in worker processes.
     """
     import dagster as dg
@@ -217,8 +217,8 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
     instance = dg.DagsterInstance.get()
     base_tags = {"usdcop/launched_by": launched_by, **(tags or {})}
 
-    # Observations need normalization statistics fitted on the (already materialized) training window,
-    # so the chain runs in stages: the layers below L4, the statistics, then L4 and above.
+    # Observations need their month's normalization statistics, fitted on the (already materialized) L3
+    # bars before the month, so the chain runs in stages: the layers below L4, the statistics, then L4 and above.
     after_stats = {k for k in wanted if k.path[0] in ("l4", "l5", "l6")}
     stages = [(SESSION_JOB, wanted - after_stats)]
     if OBSERVATIONS in wanted:
@@ -245,8 +245,9 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
         for job_name, stage_keys in stages:
             if not stage_keys:
                 continue
-            if job_name == STATS_JOB:  # unpartitioned: one run
-                ok = _run_ranges(defs, instance, job_name, stage_keys, [None], base_tags, None, evaluations)
+            if job_name == STATS_JOB:  # the months of the range, in one run
+                months = dg.PartitionKeyRange(keys[0][:7], keys[-1][:7])
+                ok = _run_ranges(defs, instance, job_name, stage_keys, [months], base_tags, None, evaluations)
             else:
                 # Concurrent chunks see only what earlier waves wrote: an asset reading earlier sessions
                 # of another (L2/L3's look-back on L1) waits until every chunk has written them.

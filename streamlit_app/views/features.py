@@ -17,9 +17,9 @@ stats = data.cached_normalization(ctx.env)
 
 c1, c2, c3 = st.columns(3)
 c1.metric("Observation config", cfg.get("version", "invalid"), f"dimension {cfg.get('dim', '-')}", delta_color="off")
-c2.metric("Normalization version", str(stats["version"].iloc[0]) if stats is not None and len(stats) else "not materialized")
-c3.metric("Training window", str(stats["train_start"].iloc[0]) + " .. " + str(stats["train_end"].iloc[0])
-          if stats is not None and len(stats) else cfg.get("train_window", "-"))
+latest = stats.iloc[0] if stats is not None and len(stats) else None
+c2.metric(f"Normalization {latest['month']}" if latest is not None else "Normalization", str(latest["stats_version"]) if latest is not None else "not materialized")
+c3.metric("Fitted on", f"{latest['window_start']} .. {latest['window_end']}" if latest is not None else "-", cfg.get("rule", "-"), delta_color="off")
 if "error" in cfg:
     st.error(cfg["error"])
 
@@ -27,7 +27,7 @@ st.subheader("Latest observation vector (l4/observations_m5)")
 if obs is None:
     common.not_materialized("l4/observations_m5")
 else:
-    st.caption(f"bar {obs['time']:%Y-%m-%d %H:%M} UTC · obs_version `{obs['obs_version']}` · NaN/Inf zeroed: {obs['non_finite']} · warm: {obs['warm']}")
+    st.caption(f"bar {obs['time']:%Y-%m-%d %H:%M} UTC · obs_version `{obs['obs_version']}` · stats `{obs['stats_version']}` · NaN/Inf zeroed: {obs['non_finite']} · warm: {obs['warm']}")
     left, right = st.columns([3, 2])
     left.altair_chart(charts.vector_chart(obs["vector"], f"{len(obs['vector'])} features, config order"), width="stretch")
     right.dataframe(obs["vector"], hide_index=True, width="stretch", height=420)
@@ -38,7 +38,7 @@ else:
         st.altair_chart(charts.history_chart(hist, ["o_" + n for n in chosen], "Observation history, last 5 sessions"), width="stretch")
 
 if stats is not None and len(stats):
-    with st.expander("Normalization statistics (l4/observation_stats)"):
+    with st.expander(f"Normalization statistics of {latest['month']} (l4/observation_stats)"):
         st.dataframe(stats, hide_index=True, width="stretch")
 else:
     common.not_materialized("l4/observation_stats")

@@ -10,6 +10,9 @@
   close on (dagster issue #33551); it holds no bar until it opens, and ``usdcop backfill`` refuses it.
 - Look-backs are session offsets (``TimeWindowPartitionMapping(start_offset=-n)``): they jump nights,
   weekends and holidays.
+- ``month_partitions``: calendar months (``YYYY-MM``, Bogota), from the history's first month, the
+  current month included (``end_offset=1``): the point-in-time observation statistics
+  (``l4/observation_stats``), one set per month.
 - ``macro_partitions``: Bogota calendar days for daily macro data, starting ``MACRO_WARMUP_DAYS``
   before the bar history so a one-year z-score window is warm at the first bar.
 """
@@ -60,6 +63,11 @@ session_partitions = build_session_partitions(_START, _END_YEAR)
 MACRO_WARMUP_DAYS = 366
 macro_partitions = dg.DailyPartitionsDefinition(
     start_date=(_START - dt.timedelta(days=MACRO_WARMUP_DAYS)).isoformat(), timezone=cal.TZ_NAME
+)
+
+
+month_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=_START.replace(day=1).strftime("%Y-%m"), fmt="%Y-%m", timezone=cal.TZ_NAME, end_offset=1
 )
 
 

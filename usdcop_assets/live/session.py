@@ -86,7 +86,7 @@ class WarmState:
     l3_from: pd.Timestamp  # start of the L3 look-back window (whole days)
     macro_wide: pd.DataFrame  # l1/macro_daily over macro_window(day)
     config: ObservationConfig
-    stats: dict | None  # None: l4/observation_stats is not materialized (L4, L5 are not computed)
+    stats: dict | None  # the session month's l4/observation_stats; None: not materialized (L4, L5 are not computed)
     models: dict  # fold -> l5/ppo_model row (the session's fold, when trained)
     _macro: pd.DataFrame | None = field(default=None, repr=False)
     _pit: pd.DataFrame | None = field(default=None, repr=False)
@@ -164,10 +164,10 @@ def decide_session(raw: pd.DataFrame, warm: WarmState, policy_of, limits, costs,
     features = build_features(bars3, indicators, macro_pit=warm.macro_pit(ind_targets), targets=ind_targets)
     frames[L3] = features
     if warm.stats is None:
-        return SessionRows(day, frames, [], "l4/observation_stats is not materialized", time.perf_counter() - t0)
+        return SessionRows(day, frames, [], f"l4/observation_stats {day:%Y-%m} is not materialized", time.perf_counter() - t0)
 
     # L4 (assets/observations.py)
-    observations = build_observations(features, warm.config, warm.stats)
+    observations = build_observations(features, warm.config, {warm.stats['month']: warm.stats})
     frames[OBS] = observations
 
     # L5 (assets/serving.py)

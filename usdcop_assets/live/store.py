@@ -24,7 +24,8 @@ from usdcop_assets.features.indicators import LOOKBACK_SESSIONS
 from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS
 from usdcop_assets.lake.session_table import MANIFEST_FILE, SessionTable, read_object
 from usdcop_assets.live.session import L0, LayerSpec, SessionRows, WarmState, lookback_window, macro_window
-from usdcop_assets.observation.builder import ObservationConfig, stats_from_frame
+from usdcop_assets.observation.builder import ObservationConfig
+from usdcop_assets.observation.normalization import month_key, month_start, read_month_stats
 from usdcop_assets.trading.decisions import fold_of_session
 
 JOURNAL_PREFIX = "live"
@@ -71,17 +72,19 @@ class LiveStore:
         day_start, _ = cal.whole_session_days(cal.session_open(day), cal.session_end(day))
         prior = self.table(self.specs["l1/ohlcv_m5"].dataset).read(l2_from, day_start)
         warm = WarmState(day=day, prior_l1=prior, l3_from=l3_from, macro_wide=self.table(MACRO_DATASET).read(*macro_window(day)),
-                         config=config, stats=self.read_stats(), models=self.models_of(day))
+                         config=config, stats=self.read_stats(day), models=self.models_of(day))
         return warm
 
-    def read_stats(self) -> dict | None:
-        try:
-            stats = stats_from_frame(read_object(self.objects, STATS_DATASET))
-        except FileNotFoundError:
-            self._stats_sha = None
-            return None
-        self._stats_sha = self._manifest_sha(STATS_DATASET)
+    def read_stats(self, day: dt.date) -> dict | None:
+        """The normalization statistics of the session's month (None: not materialized; L4 and L5 wait for them)."""
+        month = month_key(day)
+        stats = read_month_stats(self.objects, [month]).get(month)
+        self._stats_sha = self._manifest_sha(self._stats_object(month)) if stats is not None else None
         return stats
+
+    def _stats_object(self, month: str) -> str:
+        """The lake directory of the month's statistics object (its rows are stamped at the month's start)."""
+        return f"{STATS_DATASET}/date={month_start(month).tz_convert(cal.TZ).date().isoformat()}"
 
     def _manifest_sha(self, dataset: str) -> str | None:
         blob = self.objects.get(f"{dataset}/{MANIFEST_FILE}")
@@ -112,8 +115,8 @@ class LiveStore:
         if not _same_rows(merged, warm.macro_wide):
             warm.set_macro(merged)
             changed.append(MACRO_DATASET)
-        if self._manifest_sha(STATS_DATASET) != self._stats_sha:
-            warm.stats = self.read_stats()
+        if self._manifest_sha(self._stats_object(month_key(warm.day))) != self._stats_sha:
+            warm.stats = self.read_stats(warm.day)
             changed.append(STATS_DATASET)
         models = self.models_of(warm.day)
         fold = fold_of_session(cal.session_key(warm.day))

@@ -2,11 +2,11 @@
 
 Everything that defines the vector lives in one versioned config file (``obs_v1.json`` next to this
 module, or ``USDCOP_OBS_CONFIG``): feature order, which features are z-scored and which pass through
-(already scaled: sin/cos encodings, macro z-scores), the clip (±5) and the rule for NaN/Inf (0 after
-normalization, counted per row). Normalization statistics come only from the config's declared
-training window (``USDCOP_OBS_TRAIN_WINDOW=YYYY-MM-DD..YYYY-MM-DD`` overrides it, and the override is
-recorded in the statistics); they are stored with a version id that hashes config + statistics, so a
-vector is always traceable to exactly how it was made.
+(already scaled: sin/cos encodings, macro z-scores), the clip (±5), the rule for NaN/Inf (0 after
+normalization, counted per row) and the normalization rule. Statistics are monthly and point in time
+(``normalization.py``): a bar is normalized with its month's statistics, fitted on data before the
+month. Each row carries ``obs_version`` (the config's hash: what a model is compatible with) and
+``stats_version`` (its month's statistics), so a vector is traceable to exactly how it was made.
 
 Pure numpy/pandas; no Dagster.
 """
@@ -23,12 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.observation.normalization import (  # noqa: F401 (re-exported)
+    DECLARED, RULES, TRAILING, UNFITTED, missing_reason, months_of, stats_from_frame, stats_to_frame,
+)
 
 CONFIG_ENV = "USDCOP_OBS_CONFIG"
-TRAIN_WINDOW_ENV = "USDCOP_OBS_TRAIN_WINDOW"
+TRAIN_WINDOW_ENV = "USDCOP_OBS_TRAIN_WINDOW"  # optional: the declared rule with this window
 DEFAULT_CONFIG = Path(__file__).with_name("obs_v1.json")
 PREFIX = "o_"  # observation columns are o_<feature>, in config order
+NOT_WARM = "features not warm"
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,10 @@ class ObservationConfig:
     version: str
     features: tuple[str, ...]
     passthrough: frozenset[str]
-    train_start: dt.date
-    train_end: dt.date
+    rule: str  # trailing_months | declared (normalization.py)
+    months: int  # trailing_months: how many months before the month
+    train_start: dt.date | None  # declared: the window
+    train_end: dt.date | None
     min_train_bars: int
     min_std: float
     clip: float
@@ -54,14 +59,24 @@ class ObservationConfig:
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()
 
+    def rule_text(self) -> str:
+        if self.rule == DECLARED:
+            return f"declared window {self.train_start}..{self.train_end}"
+        return f"trailing {self.months} months"
 
-def _train_window(text: str) -> tuple[dt.date, dt.date]:
+
+def obs_version(config: ObservationConfig) -> str:
+    """The observation version of every row built with ``config``: features, scaling and normalization rule."""
+    return f"{config.version}-{config.sha256()[:12]}"
+
+
+def _train_window(text: str, name: str = TRAIN_WINDOW_ENV) -> tuple[dt.date, dt.date]:
     try:
-        a, b = (dt.date.fromisoformat(p.strip()) for p in text.split(".."))
+        a, b = (dt.date.fromisoformat(str(p).strip()) for p in text.split(".."))
     except ValueError:
-        raise ValueError(f"{TRAIN_WINDOW_ENV}={text!r}: expected YYYY-MM-DD..YYYY-MM-DD") from None
+        raise ValueError(f"{name}={text!r}: expected YYYY-MM-DD..YYYY-MM-DD") from None
     if b < a:
-        raise ValueError(f"{TRAIN_WINDOW_ENV}={text!r}: the end is before the start")
+        raise ValueError(f"{name}={text!r}: the end is before the start")
     return a, b
 
 
@@ -77,8 +92,19 @@ def load_config(path: str | Path | None = None, env=os.environ) -> ObservationCo
     norm = dict(raw["normalization"])
     if env.get(TRAIN_WINDOW_ENV):
         start, end = _train_window(env[TRAIN_WINDOW_ENV])
-        norm.update(train_start=start.isoformat(), train_end=end.isoformat(), overridden_by=TRAIN_WINDOW_ENV)
+        norm.update(rule=DECLARED, train_start=start.isoformat(), train_end=end.isoformat(), overridden_by=TRAIN_WINDOW_ENV)
         raw = {**raw, "normalization": norm}
+    rule = norm.get("rule", TRAILING)
+    if rule not in RULES:
+        raise ValueError(f"observation config {path}: normalization.rule {rule!r} is not one of {', '.join(RULES)}")
+    start = end = None
+    if rule == DECLARED:
+        if not norm.get("train_start") or not norm.get("train_end"):
+            raise ValueError(f"observation config {path}: the declared rule needs normalization.train_start and train_end")
+        start, end = _train_window(f"{norm['train_start']}..{norm['train_end']}", "normalization.train_start..train_end")
+    months = int(norm.get("months", 12))
+    if months < 1:
+        raise ValueError(f"observation config {path}: normalization.months must be at least 1")
     features = tuple(raw["features"])
     if len(set(features)) != len(features):
         raise ValueError(f"observation config {path}: duplicated features")
@@ -89,8 +115,10 @@ def load_config(path: str | Path | None = None, env=os.environ) -> ObservationCo
         version=str(raw["version"]),
         features=features,
         passthrough=frozenset(raw.get("passthrough", ())),
-        train_start=dt.date.fromisoformat(norm["train_start"]),
-        train_end=dt.date.fromisoformat(norm["train_end"]),
+        rule=rule,
+        months=months,
+        train_start=start,
+        train_end=end,
         min_train_bars=int(norm.get("min_train_bars", 600)),
         min_std=float(norm.get("min_std", 1e-12)),
         clip=float(raw["clip"]),
@@ -98,77 +126,57 @@ def load_config(path: str | Path | None = None, env=os.environ) -> ObservationCo
     )
 
 
-def train_window(config: ObservationConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """[open of the first training session, close of the last) in UTC."""
-    days = cal.trading_days(config.train_start, config.train_end)
-    if not days:
-        raise ValueError(f"{config.version}: no trading session in the training window {config.train_start}..{config.train_end}")
-    return cal.session_open(days[0]), cal.session_end(days[-1])
+def build_observations(features: pd.DataFrame, config: ObservationConfig, stats: dict[str, dict], store=None) -> pd.DataFrame:
+    """time, symbol, obs_version, stats_version, o_<feature>... (config order), non_finite (count per row), warm, cold_reason.
 
-
-def fit_normalization(features: pd.DataFrame, config: ObservationConfig) -> dict:
-    """Mean and std of each z-scored feature over the warm rows of the training window only."""
-    start, end = train_window(config)
+    ``stats``: month -> that month's statistics (``stats_from_frame``). A bar whose month has no fitted
+    statistics gets zeros, ``warm=False`` and the reason in ``cold_reason`` (``store``: the lake, to name an
+    old home's statistics object in the reason); so does a bar whose features are not warm.
+    """
     missing = [f for f in config.features if f not in features.columns]
     if missing:
         raise ValueError(f"{config.version}: features lack {missing}")
-    times = pd.DatetimeIndex(features["time"]).tz_convert("UTC")
-    rows = features[(times >= start) & (times < end) & features["warm"].astype(bool).to_numpy()]
-    if len(rows) < config.min_train_bars:
-        raise ValueError(
-            f"{config.version}: the training window {config.train_start}..{config.train_end} has {len(rows)} warm feature "
-            f"rows, fewer than {config.min_train_bars}; materialize l3/features_m5 over it first "
-            f"(or declare another window with {TRAIN_WINDOW_ENV})"
-        )
-    stats: dict = {"mean": {}, "std": {}, "finite_rows": {}}
-    for name in config.features:
-        values = rows[name].to_numpy(dtype="float64")
-        finite = values[np.isfinite(values)]
-        if name in config.passthrough:
-            mean, std = 0.0, 1.0
-        else:
-            mean = float(finite.mean()) if len(finite) else 0.0
-            std = float(finite.std(ddof=1)) if len(finite) > 1 else 1.0
-            std = std if std > config.min_std else 1.0  # a constant feature is centred, not blown up
-        stats["mean"][name], stats["std"][name], stats["finite_rows"][name] = mean, std, int(len(finite))
-    body = {
-        "config_version": config.version,
-        "config_sha256": config.sha256(),
-        "train_start": config.train_start.isoformat(),
-        "train_end": config.train_end.isoformat(),
-        "train_rows": int(len(rows)),
-        "first_bar": str(pd.Timestamp(rows["time"].min())),
-        "last_bar": str(pd.Timestamp(rows["time"].max())),
-        **stats,
-    }
-    body["version"] = f"{config.version}-{hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]}"
-    return body
-
-
-def build_observations(features: pd.DataFrame, config: ObservationConfig, stats: dict) -> pd.DataFrame:
-    """time, symbol, obs_version, o_<feature>... (config order), non_finite (count per row), warm."""
-    if stats.get("config_sha256") != config.sha256():
-        raise ValueError(
-            f"normalization statistics {stats.get('version')} were fitted for another observation config "
-            f"(sha {str(stats.get('config_sha256'))[:12]} vs {config.sha256()[:12]}); re-fit them"
-        )
-    missing = [f for f in config.features if f not in features.columns]
-    if missing:
-        raise ValueError(f"{config.version}: features lack {missing}")
+    for s in stats.values():
+        if s.get("config_sha256") != config.sha256():
+            raise ValueError(
+                f"normalization statistics of {s.get('month')} were fitted for another observation config "
+                f"(sha {str(s.get('config_sha256'))[:12]} vs {config.sha256()[:12]}); re-fit them: `usdcop backfill` over the range"
+            )
     x = features[list(config.features)].to_numpy(dtype="float64")
-    mean = np.array([stats["mean"][f] for f in config.features])
-    std = np.array([stats["std"][f] for f in config.features])
+    n = len(features)
+    mean, std = np.zeros((n, config.dim)), np.ones((n, config.dim))
+    fitted = np.zeros(n, dtype=bool)
+    versions = np.full(n, UNFITTED, dtype=object)
+    reasons = np.full(n, None, dtype=object)
+    months = months_of(features["time"]) if n else np.array([], dtype=object)
+    for month in pd.unique(months):
+        rows = months == month
+        s = stats.get(month)
+        if s is None:
+            reasons[rows] = missing_reason(month, store)
+            continue
+        if not s["fitted"]:
+            reasons[rows] = f"normalization for {month} not fitted: {s['reason']}"
+            continue
+        mean[rows] = [s["mean"][f] for f in config.features]
+        std[rows] = [s["std"][f] for f in config.features]
+        fitted[rows], versions[rows] = True, s["stats_version"]
     with np.errstate(invalid="ignore", over="ignore"):
         z = (x - mean) / std
+    z[~fitted] = 0.0  # no statistics: no vector (the bar is not warm and never traded)
     bad = ~np.isfinite(z)
     z = np.clip(np.where(bad, 0.0, z), -config.clip, config.clip)
     out = pd.DataFrame({"time": features["time"].to_numpy(), "symbol": features["symbol"].to_numpy()})
     out["time"] = pd.DatetimeIndex(out["time"]).tz_localize("UTC") if pd.DatetimeIndex(out["time"]).tz is None else out["time"]
-    out["obs_version"] = stats["version"]
+    out["obs_version"] = obs_version(config)
+    out["stats_version"] = pd.Series(versions, index=out.index, dtype="string")
     obs = pd.DataFrame(z, columns=config.columns, index=out.index)
     out = pd.concat([out, obs], axis=1)
     out["non_finite"] = bad.sum(axis=1).astype("int64")
-    out["warm"] = features["warm"].to_numpy(dtype=bool)
+    warm_features = features["warm"].to_numpy(dtype=bool)
+    reasons[fitted & ~warm_features] = NOT_WARM
+    out["warm"] = warm_features & fitted
+    out["cold_reason"] = pd.Series(reasons, index=out.index, dtype="string")
     return out
 
 
@@ -178,35 +186,3 @@ def observation_matrix(observations: pd.DataFrame, config: ObservationConfig) ->
     if missing:
         raise ValueError(f"observations lack {missing} (config {config.version}, dim {config.dim})")
     return observations[config.columns].to_numpy(dtype="float32")
-
-
-# --- the statistics as a table (l4/observation_stats in the lake) ---------------------------------
-
-
-def stats_to_frame(stats: dict) -> pd.DataFrame:
-    """One row per feature (mean, std, finite rows) with the version and window on every row."""
-    names = list(stats["mean"])
-    frame = pd.DataFrame(
-        {
-            "feature": names,
-            "position": np.arange(len(names)),
-            "mean": [stats["mean"][n] for n in names],
-            "std": [stats["std"][n] for n in names],
-            "finite_rows": [stats["finite_rows"][n] for n in names],
-        }
-    )
-    for key in ("version", "config_version", "config_sha256", "train_start", "train_end", "train_rows", "first_bar", "last_bar"):
-        frame[key] = stats[key]
-    return frame
-
-
-def stats_from_frame(frame: pd.DataFrame) -> dict:
-    if frame.empty:
-        raise ValueError("l4/observation_stats is empty; materialize it (it needs l3/features_m5 over the training window)")
-    first = frame.iloc[0]
-    frame = frame.sort_values("position")
-    stats = {k: (first[k].item() if hasattr(first[k], "item") else first[k]) for k in ("version", "config_version", "config_sha256", "train_start", "train_end", "train_rows", "first_bar", "last_bar")}
-    stats["mean"] = dict(zip(frame["feature"], frame["mean"].astype(float)))
-    stats["std"] = dict(zip(frame["feature"], frame["std"].astype(float)))
-    stats["finite_rows"] = dict(zip(frame["feature"], frame["finite_rows"].astype(int)))
-    return stats

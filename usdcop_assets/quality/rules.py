@@ -327,7 +327,8 @@ def look_ahead_verdicts(features: pd.DataFrame, observations: pd.DataFrame, bars
             cols = _differing(feats.loc[bar], row, feat_cols)
             if not cols and build_obs is not None and len(obs) and bar in obs.index:
                 fresh_obs = build_obs(fresh).set_index("time").loc[bar]
-                if fresh_obs.get("obs_version") == obs.loc[bar].get("obs_version"):  # else refitted since: not comparable
+                same = all(fresh_obs.get(k) == obs.loc[bar].get(k) for k in ("obs_version", "stats_version"))
+                if same:  # else another config, or the month refitted since: not comparable
                     cols = _differing(obs.loc[bar], fresh_obs, obs_cols)
             if cols:
                 c = cols[0]

@@ -100,7 +100,9 @@ def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timest
             usable[cold] = np.nan  # decided flat: features not warm
             decided = decide_session(policy_of(row), usable, frac, rets, is_last, session, limits, costs)
             raw, target, position, flags = decided.raw_action, np.nan_to_num(decided.target), decided.position, decided.risk_flags
-            reasons[cold] = "features not warm"
+            # why a bar is not warm (features, or its month's statistics not fitted), as L4 recorded it
+            why = frame["cold_reason"].astype(object).to_numpy() if "cold_reason" in frame.columns else np.full(n, None, dtype=object)
+            reasons[cold] = np.where(pd.isna(why[cold]), "features not warm", why[cold])
             nonfinite = decided.invalid_obs & ~cold
             reasons[nonfinite] = "observation not finite"
             bad_action = ~np.isfinite(raw) & ~decided.invalid_obs

@@ -90,6 +90,8 @@ class SessionEpisodes:
         The matrix is read with the one observation builder (``observation_matrix``, config order). With
         ``warm_only``, sessions with any non-warm bar are left out and listed in ``skipped``.
         """
+        import pandas as pd
+
         from usdcop_assets import market_calendar as cal
         from usdcop_assets.observation.builder import load_config, observation_matrix
 
@@ -109,8 +111,11 @@ class SessionEpisodes:
             version = str(versions[0])
         skipped = {}
         if warm_only and "warm" in frame.columns:
-            cold = frame.loc[~frame["warm"].astype(bool), "session"].unique()
-            skipped = {str(s): "not warm (features incomplete)" for s in cold}
+            rows = frame.loc[~frame["warm"].astype(bool)]
+            why = rows["cold_reason"] if "cold_reason" in rows.columns else pd.Series(pd.NA, index=rows.index)
+            first_reason = why.groupby(rows["session"]).first()  # L4's reason: features, or the month's statistics
+            cold = rows["session"].unique()
+            skipped = {str(s): f"not warm ({first_reason.get(s) if pd.notna(first_reason.get(s)) else 'features incomplete'})" for s in cold}
             frame = frame[~frame["session"].isin(cold)].reset_index(drop=True)
         if frame.empty:
             raise ValueError(f"no usable session in the episodes ({len(skipped)} skipped as not warm)")

@@ -44,7 +44,7 @@ PERFORMANCE_JOB = "performance"
 # name -> (description, carry the assets' checks); partitioning comes from the assets.
 JOB_SPECS = {
     MACRO_JOB: ("Daily macro layers, for one day or a range of days in one run.", True),
-    STATS_JOB: ("Fit the observation normalization on the declared training window (needs l3/features_m5 there).", True),
+    STATS_JOB: ("Fit the monthly observation normalization statistics (each month on the warm l3/features_m5 bars before it), a month or a range of months in one run.", True),
     MODEL_JOB: ("Train the PPO agent of a walk-forward fold (month) on the L4 episodes before it.", True),
     PERFORMANCE_JOB: ("Agent vs baselines over every stored session backtest: rl_metrics and the HTML report.", True),
 }

@@ -10,18 +10,22 @@ request nothing, with no calendar logic here:
   schedule is for sources whose bars exist at the close (synthetic, replays). Run one or the other.
 - ``ppo_retrain_schedule``: 01:00 Bogota on the 1st of each month, the new month's ``l5/ppo_model`` fold,
   trained on the sessions before it (so the month's first session already has its model).
+- ``observation_stats_schedule``: 00:05 Bogota on the 1st of each month, the new month's
+  ``l4/observation_stats`` (fitted on the months before it), so today's sessions, batch or live, find
+  their statistics. RUNNING by default: it only reads the lake, and without it a new month's bars are
+  stored not warm and decided flat.
 - ``session_chain_schedule`` (13:10 Bogota): the session layers of the session that just closed, with
   their data checks, after its last bar's run had time to land (its own cron: Dagster cannot move the
   minute of the session partitions' custom cron).
 
-All start STOPPED, like the sensors: turn them on in the UI (Automation) for a live deployment.
+The others start STOPPED, like the sensors: turn them on in the UI (Automation) for a live deployment.
 """
 
 import dagster as dg
 import pandas as pd
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.defs.automation.jobs import MODEL_JOB, SESSION_JOB
+from usdcop_assets.defs.automation.jobs import MODEL_JOB, SESSION_JOB, STATS_JOB
 
 STOPPED = dg.DefaultScheduleStatus.STOPPED
 
@@ -86,6 +90,14 @@ def build_schedules(jobs: dict) -> list:
             hour_of_day=1,
             default_status=STOPPED,
             description="Monthly walk-forward retrain: on the 1st at 01:00 Bogota, the new month's fold of l5/ppo_model.",
+        ),
+        dg.build_schedule_from_partitioned_job(
+            jobs[STATS_JOB],
+            name="observation_stats_schedule",
+            hour_of_day=0,
+            minute_of_hour=5,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description="Monthly: on the 1st at 00:05 Bogota, the new month's l4/observation_stats (fitted on the months before it).",
         ),
         session_close_schedule(
             jobs[SESSION_JOB], "session_chain_schedule", 10, "Every layer of the session that closed at 13:00, once more at 13:10 Bogota (late bars, final rows)."

@@ -1,8 +1,9 @@
-"""L4: the RL-ready layer. Normalization statistics (fitted on the declared training window only),
-the observation vector per bar, and one training episode per session.
+"""L4: the RL-ready layer. Monthly point-in-time normalization statistics, the observation vector per
+bar, and one training episode per session.
 
 All three read the same versioned observation config (usdcop_assets/observation/), as do training,
-inference and the backtest.
+inference and the backtest. Month M's statistics are fitted on data before M only (the rule and why:
+docs/decisions/0003-observation-normalization.md); a session's observations use its month's.
 """
 
 import dagster as dg
@@ -13,65 +14,85 @@ from usdcop_assets import clock
 from usdcop_assets.defs.keys import L3_FEATURES
 from usdcop_assets.defs.keys import L1_OHLCV
 from usdcop_assets.defs.windows import own_window, session_output
-from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, stats_from_frame, stats_to_frame, train_window
+from usdcop_assets.observation.builder import TRAILING, build_observations, load_config, obs_version, stats_from_frame, stats_to_frame  # noqa: F401
+from usdcop_assets.observation.normalization import fit_months, read_span
 from usdcop_assets.observation.episodes import build_episodes, next_bar_returns, pending_steps  # noqa: F401 (re-exported)
-from usdcop_assets.defs.partitions import session_partitions
+from usdcop_assets.defs.partitions import month_partitions, session_partitions
 from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.defs.resources import LakeResource
 
 
+def _fit_mapping() -> dg.PartitionMapping:
+    """Lineage of a month's statistics: the sessions of its trailing months (the declared rule: all sessions)."""
+    try:
+        config = load_config()
+    except ValueError:  # a broken config fails the run with its message, not the code location's load
+        config = None
+    if config is not None and config.rule != TRAILING:
+        return dg.AllPartitionMapping()
+    months = config.months if config is not None else 12
+    return dg.TimeWindowPartitionMapping(start_offset=-months, end_offset=-1, allow_nonexistent_upstream_partitions=True)
+
 
 @dg.asset(
     key=OBS_STATS,
-    deps=[L3_FEATURES],
+    deps=[dg.AssetDep(L3_FEATURES, partition_mapping=_fit_mapping())],
+    partitions_def=month_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="lake_io_manager",
     group_name="l4_rl_ready",
     kinds={"parquet"},
-    description="Normalization statistics of the observation features, from the config's declared training window only.",
+    metadata={"time_column": "time"},
+    description="Normalization statistics of the observation features per month, fitted only on the warm L3 bars "
+                "before the month (trailing 12 months by default); unfitted, with the reason, when they are too few.",
 )
-def l4_observation_stats(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Output[pd.DataFrame]:
+def l4_observation_stats(context: dg.AssetExecutionContext, lake: LakeResource) -> pd.DataFrame:
     config = load_config()
-    start, end = train_window(config)
-    features = lake.table("/".join(L3_FEATURES.path)).read(start, end)
-    stats = fit_normalization(features, config)
-    context.log.info(f"{stats['version']}: fitted on {stats['train_rows']} warm bars {config.train_start}..{config.train_end}")
-    return dg.Output(
-        stats_to_frame(stats),
-        metadata={
-            "version": stats["version"],
-            "config_version": config.version,
-            "train_window": f"{config.train_start}..{config.train_end}",
-            "train_rows": stats["train_rows"],
-            "dimension": config.dim,
-        },
-    )
+    months = sorted(context.partition_keys)
+    features = lake.table("/".join(L3_FEATURES.path)).read(*read_span(config, months))
+    stats = fit_months(features, config, months)
+    for s in stats:
+        md = {"fitted": s["fitted"], "stats_version": s["stats_version"], "obs_version": s["obs_version"], "rule": config.rule_text(),
+              "fit_window": f"{s['window_start']}..{s['window_end']}", "train_rows": s["train_rows"], "min_train_bars": config.min_train_bars,
+              "dimension": config.dim}
+        if not s["fitted"]:
+            md["reason"] = s["reason"]
+            md["bars_needed"] = max(config.min_train_bars - s["train_rows"], 0)
+        context.add_asset_metadata(md, partition_key=s["month"])
+        context.log.info(f"{s['month']}: {s['stats_version']} from {s['train_rows']} warm bars {s['window_start']}..{s['window_end']}"
+                         + (f" (not fitted: {s['reason']})" if not s["fitted"] else ""))
+    return stats_to_frame(stats)
 
 
 @dg.asset(
     key=OBSERVATIONS,
-    ins={"features": dg.AssetIn(L3_FEATURES), "stats": dg.AssetIn(OBS_STATS)},
+    ins={"features": dg.AssetIn(L3_FEATURES),
+         # a session reads its month's statistics (a session of a month not listed yet reads none: not warm)
+         "stats": dg.AssetIn(OBS_STATS, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True))},
     partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
     io_manager_key="lake_io_manager",
     group_name="l4_rl_ready",
     kinds={"parquet"},
     metadata={"time_column": "time"},
-    description="Normalized, clipped observation vector per bar (config order), with its version and NaN/Inf count.",
+    description="Normalized, clipped observation vector per bar (config order), with the config's obs_version, its month's "
+                "stats_version, the NaN/Inf count and, for a bar not warm, why.",
 )
-def l4_observations_m5(context: dg.AssetExecutionContext, features: pd.DataFrame, stats: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def l4_observations_m5(context: dg.AssetExecutionContext, lake: LakeResource, features: pd.DataFrame, stats: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     config = load_config()
-    fitted = stats_from_frame(stats)
-    out = build_observations(features, config, fitted)
-    return session_output(
-        context,
-        out,
-        {
-            "obs_version": fitted["version"],
-            "dimension": config.dim,
-            "non_finite_values_zeroed": int(out["non_finite"].sum()) if len(out) else 0,
-            "clipped_values": int((out[config.columns].abs() >= config.clip).to_numpy().sum()) if len(out) else 0,
-        },
-    )
+    out = build_observations(features, config, stats_from_frame(stats), store=lake.store())
+    cold = out[~out["warm"]] if len(out) else out
+    md = {
+        "obs_version": obs_version(config),
+        "stats_versions": sorted(set(out["stats_version"].dropna())) if len(out) else [],
+        "dimension": config.dim,
+        "non_finite_values_zeroed": int(out["non_finite"].sum()) if len(out) else 0,
+        "clipped_values": int((out[config.columns].abs() >= config.clip).to_numpy().sum()) if len(out) else 0,
+        "not_warm_bars": len(cold),
+    }
+    if len(cold):
+        md["not_warm_reasons"] = dg.MetadataValue.json({str(k): int(v) for k, v in cold["cold_reason"].value_counts().items()})
+    return session_output(context, out, md)
 
 
 @dg.asset(

@@ -33,7 +33,8 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.defs.windows import own_window
 from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
 from usdcop_assets.defs.registry import REGISTRY_TABLE, dagster_artifact_sha256, load_fold_model, registered_models  # noqa: F401 (re-exported)
-from usdcop_assets.observation.builder import stats_from_frame
+from usdcop_assets.observation.builder import obs_version
+from usdcop_assets.observation.normalization import read_month_stats
 from usdcop_assets.trading.live import live_costs, live_limits  # noqa: F401 (re-exported)
 from usdcop_assets.lake.session_table import read_object
 from usdcop_assets.observation.builder import load_config
@@ -113,9 +114,18 @@ def _warm_sessions(episodes: pd.DataFrame) -> list[str]:
     return sorted(warm[warm].index.astype(str))
 
 
+def normalization_summary(store, obs_config, episodes: pd.DataFrame, fold) -> dict:
+    """How the fold's observations were normalized: the rule and each month's statistics version (metadata of the model)."""
+    sessions = [str(d) for d in (*fold.train_sessions, *fold.valid_sessions)]
+    months = sorted({s[:7] for s in sessions})
+    stored = read_month_stats(store, months)
+    return {"rule": obs_config.rule_text(), "obs_version": obs_version(obs_config),
+            "stats_versions": {m: (stored[m]["stats_version"] if m in stored else None) for m in months}}
+
+
 @dg.asset(
     key=PPO_MODEL,
-    deps=[dg.AssetDep(EPISODES, partition_mapping=dg.AllPartitionMapping()), OBS_STATS],
+    deps=[dg.AssetDep(EPISODES, partition_mapping=dg.AllPartitionMapping()), dg.AssetDep(OBS_STATS, partition_mapping=dg.AllPartitionMapping())],
     partitions_def=fold_partitions,
     io_manager_key="serving_io_manager",
     group_name="l5_model",
@@ -132,10 +142,7 @@ def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ou
     fold = fold_windows(fold_key, _warm_sessions(episodes), **options)  # ValueError: not enough history before the fold
     config = train_config_from_env()
     obs_config = load_config()
-    try:
-        obs_stats = stats_from_frame(read_object(lake.store(), "/".join(OBS_STATS.path)))
-    except FileNotFoundError:
-        obs_stats = None
+    obs_stats = normalization_summary(lake.store(), obs_config, episodes, fold)
     context.log.info(f"fold {fold_key}: {fold.n_train} training sessions {fold.train_first}..{fold.train_last}, "
                      f"{fold.n_valid} validation {fold.valid_first}..{fold.valid_last}; {config.total_timesteps} timesteps, seed {config.seed}")
     trained = train_fold(episodes, fold, config, obs_config, live_costs(), risk=live_limits(), obs_stats=obs_stats, log=context.log.info)

@@ -286,7 +286,7 @@ def build_store_checks(specs: Sequence[dg.AssetSpec], name: str) -> dg.AssetChec
     can_subset=True,
 )
 def l4_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
-    from usdcop_assets.observation.builder import stats_from_frame
+    from usdcop_assets.observation.normalization import read_month_stats
 
     sessions = _sessions(context)
     config = load_config()
@@ -305,11 +305,10 @@ def l4_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
         bars = lake.table(_dataset(L1)).read(cal.session_open(lookback_start_day(first_day, LOOKBACK_SESSIONS)), end)
         wide = lake.table(_dataset(L1_MACRO)).read(start - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), end)
         observations = pd.concat([f for f in by_session.values() if len(f)] or [pd.DataFrame(columns=["time"])], ignore_index=True)
-        try:
-            stats = stats_from_frame(read_object(lake.store(), _dataset(OBS_STATS)))
-        except (FileNotFoundError, ValueError):
-            stats = None  # no statistics: the features alone are compared
-        build = (lambda f: build_observations(f, config, stats)) if stats and stats.get("config_sha256") == config.sha256() else None
+        # each sampled bar's observation rebuilt with its month's stored statistics (stale ones: features alone)
+        stats = {m: s for m, s in read_month_stats(lake.store(), sorted({k[:7] for k in sessions})).items()
+                 if s.get("config_sha256") == config.sha256()}
+        build = (lambda f: build_observations(f, config, stats)) if stats else None
         out[key] = rules.look_ahead_verdicts(features, observations, bars, wide, sessions, build)
     yield from record(context, out)
 
