@@ -12,25 +12,23 @@ import pytest
 
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, job_check_keys, layers_job
-from usdcop_assets.observation.builder import DEFAULT_CONFIG, load_config
+from usdcop_assets.observation.builder import DEFAULT_CONFIG, load_config, obs_version
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.features.indicators import compute_indicators
-from usdcop_assets.lake.session_table import read_object
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 FIRST, LAST = dt.date(2025, 2, 24), dt.date(2025, 3, 7)  # 10 sessions
-TRAIN = (dt.date(2025, 3, 3), dt.date(2025, 3, 5))  # warm sessions (the first 4 lack look-back)
+WARM_FEB = (dt.date(2025, 2, 28), dt.date(2025, 2, 28))  # the first 4 sessions lack look-back: March is fitted on Feb 28
 
 
 def _obs_config(tmp_path, monkeypatch):
     config = json.loads(DEFAULT_CONFIG.read_text())
-    config["normalization"]["min_train_bars"] = 100
+    config["normalization"]["min_train_bars"] = 50  # one warm session of February fits March
     path = tmp_path / "obs_test.json"
     path.write_text(json.dumps(config))
     monkeypatch.setenv("USDCOP_OBS_CONFIG", str(path))
-    monkeypatch.setenv("USDCOP_OBS_TRAIN_WINDOW", f"{TRAIN[0]}..{TRAIN[1]}")
 
 
 @pytest.fixture
@@ -73,9 +71,13 @@ def _range_tags(first, last):
     return {RANGE_START: r.start, RANGE_END: r.end}
 
 
+def _month_tags(first, last):
+    return {RANGE_START: f"{first:%Y-%m}", RANGE_END: f"{last:%Y-%m}"}
+
+
 def _backfill(defs, instance, first=FIRST, last=LAST):
     assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=instance, tags=_range_tags(first, last)).success
-    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
+    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance, tags=_month_tags(first, last)).success
     assert layers_job(defs, "L4").execute_in_process(instance=instance, tags=_range_tags(first, last)).success
 
 
@@ -117,29 +119,41 @@ def test_range_run_and_one_session_runs_store_identical_indicators_and_features(
     pd.testing.assert_series_equal(direct["ema_20"], ranged["l2/indicators_m5"]["ema_20"], check_exact=True, check_names=False)
 
 
-def test_statistics_come_from_the_training_window_only(backfilled):
+def test_each_month_is_normalized_with_statistics_of_the_months_before_it(backfilled):
     home, defs, instance = backfilled
     lake = _lake(home)
-    stats = read_object(lake.store(), "l4/observation_stats")
+    stats = lake.table("l4/observation_stats").read()
+    assert sorted(stats["month"].unique()) == ["2025-02", "2025-03"]
+    feb, mar = (stats[stats["month"] == m].set_index("feature") for m in ("2025-02", "2025-03"))
+    # February: nothing before it -> unfitted, with the reason and what it needs
+    assert not feb["fitted"].any() and feb["stats_version"].iloc[0] == "unfitted" and feb["reason"].iloc[0].startswith("0 warm")
+    # March: the warm February bars only (2025-02-28)
     features = lake.table("l3/features_m5").read()
     t = pd.DatetimeIndex(features["time"])
-    train = features[(t >= cal.session_open(TRAIN[0])) & (t < cal.session_end(TRAIN[1])) & features["warm"]]
-    row = stats.set_index("feature").loc["ret_12"]
-    assert row["train_rows"] == len(train) == 180
+    train = features[(t >= cal.session_open(WARM_FEB[0])) & (t < cal.session_end(WARM_FEB[1])) & features["warm"]]
+    row = mar.loc["ret_12"]
+    assert row["train_rows"] == len(train) == 60 and row["window_end"] == "2025-02-28"
     assert np.isclose(row["mean"], train["ret_12"].mean()) and np.isclose(row["std"], train["ret_12"].std(ddof=1))
-    assert stats["train_start"].iloc[0] == "2025-03-03" and stats["version"].iloc[0].startswith("obs-v1-")
+    events = instance.fetch_materializations(dg.AssetKey(["l4", "observation_stats"]), limit=10).records
+    by_month = {e.partition_key: e.asset_materialization.metadata for e in events}
+    assert by_month["2025-02"]["fitted"].value is False and by_month["2025-02"]["bars_needed"].value == 50
+    assert by_month["2025-03"]["fitted"].value is True
 
-    # Re-fitting reads only the declared window: the same statistics, the same version.
-    before = stats["version"].iloc[0]
-    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
-    assert read_object(lake.store(), "l4/observation_stats")["version"].iloc[0] == before
+    # Re-fitting reads only the months before: the same statistics, the same version.
+    before = row["stats_version"]
+    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance, tags=_month_tags(LAST, LAST)).success
+    again = lake.table("l4/observation_stats").read()
+    assert again[again["month"] == "2025-03"]["stats_version"].iloc[0] == before
 
     obs = lake.table("l4/observations_m5").read()
     config = load_config(env={"USDCOP_OBS_CONFIG": str(home.parent / "obs_test.json")})
     assert [c for c in obs.columns if c.startswith("o_")] == config.columns and len(config.columns) == config.dim
     values = obs[config.columns].to_numpy()
     assert np.isfinite(values).all() and np.abs(values).max() <= config.clip
-    assert (obs["obs_version"] == before).all()
+    march = obs["time"] >= cal.session_open(dt.date(2025, 3, 3))
+    assert (obs["obs_version"] == obs_version(config)).all()
+    assert (obs.loc[march, "stats_version"] == before).all() and obs.loc[march, "warm"].all()
+    assert not obs.loc[~march, "warm"].any() and obs.loc[~march, "cold_reason"].str.startswith("normalization for 2025-02 not fitted").all()
 
 
 def test_episodes_are_one_session_each_with_next_bar_returns(backfilled):
