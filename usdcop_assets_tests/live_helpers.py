@@ -22,7 +22,8 @@ from usdcop_assets.cli import instance_yaml
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
-HISTORY = (dt.date(2025, 3, 3), dt.date(2025, 3, 7))  # backfilled; also the observation statistics' window
+HISTORY = (dt.date(2025, 3, 3), dt.date(2025, 3, 7))  # backfilled
+PRE_START = dt.date(2025, 2, 24)  # backfilled too: February's last (warm) session fits March's observation statistics
 DAY = dt.date(2025, 3, 10)  # the session replayed live (a Monday: the look-back jumps a weekend)
 NEXT_DAY = dt.date(2025, 3, 11)
 
@@ -34,7 +35,6 @@ def platform_env(home: Path) -> dict:
         "DAGSTER_HOME": str(home / "dagster_home"),
         "USDCOP_SOURCE": "synthetic",
         "USDCOP_OBS_CONFIG": str(home / "obs.json"),
-        "USDCOP_OBS_TRAIN_WINDOW": f"{HISTORY[0]}..{HISTORY[1]}",
         "PYTHONPATH": str(ROOT),
     })
     return env
@@ -46,11 +46,11 @@ def backfilled_home(dest: Path, cache: Path) -> Path:
         shutil.rmtree(cache, ignore_errors=True)
         cache.mkdir(parents=True)
         config = json.loads(DEFAULT_CONFIG.read_text())
-        config["normalization"]["min_train_bars"] = 50  # one warm session of the five
+        config["normalization"]["min_train_bars"] = 50  # February 28, the one warm session of February, fits March
         (cache / "obs.json").write_text(json.dumps(config))
         (cache / "dagster_home").mkdir()
         (cache / "dagster_home" / "dagster.yaml").write_text(instance_yaml(cache / "dagster_home"))
-        done = subprocess.run([sys.executable, "-m", "usdcop_assets.cli", "backfill", "--start", str(HISTORY[0]), "--end", str(HISTORY[1]),
+        done = subprocess.run([sys.executable, "-m", "usdcop_assets.cli", "backfill", "--start", str(PRE_START), "--end", str(HISTORY[1]),
                                "--layers", "L0,L1,L2,L3,L4,L5"], env=platform_env(cache), cwd=ROOT, capture_output=True, text=True,
                               timeout=900)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -101,17 +101,16 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
     from stable_baselines3 import PPO
 
     from usdcop_assets.defs.layers.l5_model import ARTIFACT_NAME, PPO_MODEL, REGISTRY_TABLE
-    from usdcop_assets.lake.session_table import SessionTable, read_object
+    from usdcop_assets.lake.session_table import SessionTable
     from usdcop_assets.lake.store import LocalObjectStore
     from usdcop_assets.live.store import fold_start
-    from usdcop_assets.observation.builder import load_config, stats_from_frame
+    from usdcop_assets.observation.builder import load_config, obs_version
     from usdcop_assets.settings import Settings
     from usdcop_assets.trading.training import policy_artifact, weights_sha256
     from usdcop_assets.warehouse.database import Warehouse
 
     store = LocalObjectStore(lake_root)
     config = load_config()
-    stats = stats_from_frame(read_object(store, "l4/observation_stats"))
 
     class Spaces(gym.Env):
         observation_space = gym.spaces.Box(-np.inf, np.inf, (config.dim + 2,), np.float32)
@@ -130,7 +129,7 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
     first = dt.date.fromisoformat(f"{fold}-01")
     start = fold_start(first)
     row = {"time": start, "fold": fold, "version": version, "weights_sha256": sha, "artifact_sha256": artifact_sha,
-           "obs_version": stats["version"], "model_path": f"{path}/{ARTIFACT_NAME}", "metadata_path": f"{path}/metadata.json"}
+           "obs_version": obs_version(config), "model_path": f"{path}/{ARTIFACT_NAME}", "metadata_path": f"{path}/metadata.json"}
     frame = pd.DataFrame([row]).astype({"time": "datetime64[ns, UTC]"})
     SessionTable(store, "l5/ppo_model").write(frame, start, start + pd.Timedelta(days=28))
     warehouse = Warehouse(Settings.from_env(os.environ).warehouse_url)

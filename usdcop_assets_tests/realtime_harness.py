@@ -80,7 +80,6 @@ def _env(root: Path, server_url: str, history: list) -> dict:
         "TWELVEDATA_CREDITS_PER_MINUTE": "100000",
         "TWELVEDATA_CREDITS_PER_DAY": "1000000",
         "USDCOP_OBS_CONFIG": str(root / "obs.json"),
-        "USDCOP_OBS_TRAIN_WINDOW": f"{history[0]}..{history[-1]}",
         "DAGSTER_EVENT_BATCH_SIZE": "5000",
         "PYTHONPATH": str(ROOT),
         "OMP_NUM_THREADS": "1",

@@ -121,7 +121,7 @@ def test_the_condition_follows_l0_updates_not_the_clis_nor_the_ignored_dependenc
 
         # a retrain, a refit of the statistics, a macro day: nothing above them is recomputed
         _report(instance, dg.AssetKey(["l5", "ppo_model"]), days[-1].strftime("%Y-%m-01"))
-        _report(instance, dg.AssetKey(["l4", "observation_stats"]), None)
+        _report(instance, dg.AssetKey(["l4", "observation_stats"]), days[-1].strftime("%Y-%m"))
         _report(instance, dg.AssetKey(["l1", "macro_daily"]), keys[-2])
         assert tick() == {}
 
@@ -144,8 +144,7 @@ def test_the_daemon_carries_a_session_from_l0_to_l6_once(tmp_path):
     config = json.loads(DEFAULT_CONFIG.read_text())
     config["normalization"]["min_train_bars"] = 50  # a short warm history
     (tmp_path / "obs.json").write_text(json.dumps(config))
-    env = home_env(tmp_path, USDCOP_OBS_CONFIG=str(tmp_path / "obs.json"),
-                   USDCOP_OBS_TRAIN_WINDOW=f"{history[0]}..{history[-1]}", **{INTERVAL_ENV: "2"})
+    env = home_env(tmp_path, USDCOP_OBS_CONFIG=str(tmp_path / "obs.json"), **{INTERVAL_ENV: "2"})
     automation_runs = dg.RunsFilter(tags={"usdcop/trigger": "automation"})
     started = time.time()
     with running_daemon(env, tmp_path / "daemon.log") as daemon:

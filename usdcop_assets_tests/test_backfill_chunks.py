@@ -38,7 +38,6 @@ def _backfill(root: Path, per_run: int, parallel: int) -> tuple[Path, list[dict]
         mp.setenv("USDCOP_SOURCE", "synthetic")
         mp.setenv(BACKFILL_SESSIONS_PER_RUN_ENV, str(per_run))
         mp.setenv("USDCOP_OBS_CONFIG", str(root / "obs.json"))
-        mp.setenv("USDCOP_OBS_TRAIN_WINDOW", f"{FIRST}..{LAST}")
         # what prepare_environment sets by default, restored afterwards
         mp.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
         mp.setenv("DAGSTER_EVENT_BATCH_SIZE", "5000")

@@ -26,7 +26,6 @@ from usdcop_assets.defs.resources import LakeResource
 FIRST, LAST = dt.date(2025, 2, 25), dt.date(2025, 3, 5)  # seven sessions
 DAY = dt.date(2025, 3, 4)
 SESSIONS = [d.isoformat() for d in cal.trading_days(FIRST, LAST)]
-TRAIN = "2025-03-03..2025-03-05"  # warm sessions (the first four lack the indicators' look-back)
 RANGE = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ERROR_CHECKS = {
     "l1/ohlcv_m5:conservation", "l1/ohlcv_m5:ohlc_integrity", "l1/ohlcv_m5:lake_matches_warehouse",
@@ -54,7 +53,6 @@ def _set_env(mp, home: Path) -> None:
     mp.setenv("DAGSTER_HOME", str(home / "dagster_home"))
     mp.setenv("USDCOP_MACRO_SOURCE", "synthetic")
     mp.setenv("USDCOP_OBS_CONFIG", str(home.parent / "obs_test.json"))
-    mp.setenv("USDCOP_OBS_TRAIN_WINDOW", TRAIN)
 
 
 def _defs():
@@ -89,7 +87,8 @@ def filled(tmp_path_factory):
             macro = {RANGE[0]: (FIRST - dt.timedelta(days=400)).isoformat(), RANGE[1]: LAST.isoformat()}
             assert layers_job(defs, "L0,L1", MACRO_JOB).execute_in_process(instance=instance, tags=macro).success
             runs = [layers_job(defs, "L0,L1,L2,L3", checks=True).execute_in_process(instance=instance, tags=_tags(FIRST, LAST))]
-            assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
+            months = dict(zip(RANGE, (f"{FIRST:%Y-%m}", f"{LAST:%Y-%m}")))
+            assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance, tags=months).success
             runs.append(layers_job(defs, "L4,L5,L6", checks=True).execute_in_process(instance=instance, tags=_tags(FIRST, LAST)))
             assert all(r.success for r in runs)
             evaluations = {k: v for r in runs for k, v in _evaluations(r).items()}

@@ -26,7 +26,7 @@ from usdcop_assets.trading.training import load_model, weights_sha256
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 FIRST, LAST = dt.date(2025, 2, 17), dt.date(2025, 3, 5)  # 13 sessions, the first 4 not warm (the L0-L3 chain dominates the run time)
-TRAIN = (dt.date(2025, 2, 21), dt.date(2025, 2, 27))  # observation statistics window
+PRE = (dt.date(2025, 1, 6), dt.date(2025, 1, 10))  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
 FOLD = "2025-03"  # trained on the 6 warm sessions before March 3: 4 training, 2 validation
 FOLD_SESSIONS = (dt.date(2025, 3, 3), LAST)
 NO_MODEL_SESSION = dt.date(2025, 2, 28)  # fold 2025-02 is never trained
@@ -39,10 +39,9 @@ def _env(root, mp):
     mp.setenv("USDCOP_HOME", str(root / "home"))
     mp.setenv("DAGSTER_HOME", str(root / "home" / "dagster_home"))
     config = json.loads(DEFAULT_CONFIG.read_text())
-    config["normalization"]["min_train_bars"] = 100
+    config["normalization"]["min_train_bars"] = 50
     (root / "obs_test.json").write_text(json.dumps(config))
     mp.setenv("USDCOP_OBS_CONFIG", str(root / "obs_test.json"))
-    mp.setenv("USDCOP_OBS_TRAIN_WINDOW", f"{TRAIN[0]}..{TRAIN[1]}")
     # a tiny, fast PPO and short folds
     mp.setenv("USDCOP_PPO_TIMESTEPS", "1500")
     mp.setenv("USDCOP_PPO_CHECKPOINTS", "2")
@@ -77,8 +76,10 @@ def platform(tmp_path_factory):
         (root / "home" / "dagster_home").mkdir(parents=True)
         defs = _defs()
         with dg.instance_for_test(temp_dir=str(root / "home" / "dagster_home")) as inst:
+            assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=inst, tags=_range(*PRE)).success
             assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=inst, tags=_range(FIRST, LAST)).success
-            assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=inst).success
+            months = {RANGE_START: f"{FIRST:%Y-%m}", RANGE_END: f"{LAST:%Y-%m}"}
+            assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=inst, tags=months).success
             assert layers_job(defs, "L4").execute_in_process(instance=inst, tags=_range(FIRST, LAST)).success
             model_run = defs.resolve_job_def("t_l5_model").execute_in_process(instance=inst, partition_key=FOLD)
             assert model_run.success

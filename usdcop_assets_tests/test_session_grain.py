@@ -37,7 +37,7 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 HISTORY = (dt.date(2025, 2, 17), dt.date(2025, 3, 4))  # 12 sessions; the first 4 feed the look-backs (not warm)
-TRAIN = (dt.date(2025, 2, 21), dt.date(2025, 2, 27))  # observation statistics window
+PRE = (dt.date(2025, 1, 6), dt.date(2025, 1, 10))  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
 FOLD = "2025-03"  # trained on the 6 warm sessions before March 3 (4 training, 2 validation)
 SESSION = dt.date(2025, 3, 5)  # "today": a Wednesday of fold 2025-03
 INTRADAY = ("09:02", "10:31", "13:01")  # Bogota wall clock of the three runs of today's session
@@ -59,10 +59,9 @@ def _platform_env(mp: pytest.MonkeyPatch, home: Path, root: Path) -> None:
     mp.setenv("USDCOP_HOME", str(home))
     mp.setenv("DAGSTER_HOME", str(home / "dagster_home"))
     config = json.loads(DEFAULT_CONFIG.read_text())
-    config["normalization"]["min_train_bars"] = 100
+    config["normalization"]["min_train_bars"] = 50
     (root / "obs_test.json").write_text(json.dumps(config))
     mp.setenv("USDCOP_OBS_CONFIG", str(root / "obs_test.json"))
-    mp.setenv("USDCOP_OBS_TRAIN_WINDOW", f"{TRAIN[0]}..{TRAIN[1]}")
     for name, value in {"USDCOP_PPO_TIMESTEPS": "1500", "USDCOP_PPO_CHECKPOINTS": "2", "USDCOP_PPO_N_STEPS": "256",
                         "USDCOP_VALID_SESSIONS": "2", "USDCOP_MIN_TRAIN_SESSIONS": "4"}.items():
         mp.setenv(name, value)  # a tiny, fast PPO
@@ -82,8 +81,10 @@ def _range_tags(first: dt.date, last: dt.date) -> dict:
 def _stage_history(defs, instance) -> None:
     """The sessions before today, staged as ``usdcop backfill`` does: L0-L3, the statistics, L4, then the fold's model and L5-L6."""
     tags = _range_tags(*HISTORY)
+    assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=instance, tags=_range_tags(*PRE)).success
     assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=instance, tags=tags).success
-    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance).success
+    months = {RANGE_START: f"{HISTORY[0]:%Y-%m}", RANGE_END: f"{SESSION:%Y-%m}"}
+    assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance, tags=months).success
     assert layers_job(defs, "L4").execute_in_process(instance=instance, tags=tags).success
     assert defs.resolve_job_def(MODEL_JOB).execute_in_process(instance=instance, partition_key=FOLD).success
 
