@@ -9,7 +9,8 @@ instance, local lake, SQLite warehouse):
 
 then the home (L0 bars + macro L0/L1 in lake and warehouse) is copied, so each part below starts from
 the same state and writes into its own lake and warehouse.
-``USDCOP_OBS_TRAIN_WINDOW`` is set to the first ~60 % of the selected sessions (``--train-fraction``).
+``USDCOP_OBS_TRAIN_WINDOW`` is set to the first ~60 % of the selected sessions (``--train-fraction``): the declared
+rule, so the months it overlaps are stored unfitted (the months after it use it).
 
 1. **Dagster** (one child interpreter, as ``usdcop backfill`` does after L0): ``prepare_environment()``,
    ``build_definitions()``, then one ``execute_in_process`` per stage with the range tags of
@@ -20,10 +21,10 @@ the same state and writes into its own lake and warehouse.
 2. **Direct** (another child interpreter, no Dagster run): the same computations through the pure
    functions on the same inputs, read from the lake over the same windows the IO managers read
    (look-backs included): ``standardize_bars``, ``compute_indicators``, ``macro_daily_frame`` +
-   ``macro_zscores`` + ``build_features``, ``fit_normalization``, ``build_observations``, and the
+   ``macro_zscores`` + ``build_features``, ``fit_months`` (monthly, point in time), ``build_observations``, and the
    episode asset's own body (it has no separate pure function; called with a stand-in context that only
    carries the partition time window). The outputs are written exactly where the IO managers write them
-   (``SessionTable.write`` to the lake, ``Warehouse.upsert`` for the serving tables, ``write_object`` for
+   (``SessionTable.write`` to the lake, ``Warehouse.upsert`` for the serving tables, ``SessionTable.write`` for
    the statistics), so per layer there are three timings: read (lake), compute, write (lake/warehouse).
    "direct compute" = compute only; "direct c+IO" = read + compute + write, the fair comparison.
 
@@ -83,7 +84,7 @@ def child_env(home: Path, train_window: str | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SCRUB}
     env["USDCOP_HOME"] = str(home)
     env["PYTHONWARNINGS"] = "ignore"
-    if train_window:
+    if train_window:  # the declared rule; by default each month is fitted on the 12 months before it
         env["USDCOP_OBS_TRAIN_WINDOW"] = train_window
     return env
 
@@ -186,9 +187,10 @@ def direct_child(first_s: str, last_s: str) -> dict:
         from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, stats_from_frame, stats_to_frame
         from usdcop_assets.features.engineering import build_features, macro_zscores
         from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
-        from usdcop_assets.lake.session_table import SessionTable, read_object, write_object
+        from usdcop_assets.lake.session_table import SessionTable
         from usdcop_assets.lake.store import open_store
-        from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, train_window
+        from usdcop_assets.observation.builder import build_observations, load_config
+        from usdcop_assets.observation.normalization import fit_months, month_start, months_between, read_span, shift_month
         from usdcop_assets.defs.partitions import history_start
         from usdcop_assets.refine.standardize import standardize_bars
         from usdcop_assets.settings import Settings
@@ -266,15 +268,17 @@ def direct_child(first_s: str, last_s: str) -> dict:
     features = timed("L3", "compute", l3, bars3, ind3, wide)
     timed("L3", "write", table("l3/features_m5").write, features, *own)
 
-    # L4 statistics: l3 over the declared training window -> fit_normalization -> one lake object
+    # L4 statistics: l3 over the months before each month of the range -> fit_months -> one lake object per month
     config = timed("L4 stats", "compute", load_config)
-    train = timed("L4 stats", "read", table("l3/features_m5").read, *train_window(config))
-    stats = timed("L4 stats", "compute", lambda: stats_to_frame(fit_normalization(train, config)))
-    timed("L4 stats", "write", write_object, store, "l4/observation_stats", stats)
+    months = months_between(days[0], days[-1])
+    train = timed("L4 stats", "read", table("l3/features_m5").read, *read_span(config, months))
+    stats = timed("L4 stats", "compute", lambda: stats_to_frame(fit_months(train, config, months)))
+    stats_span = (month_start(months[0]), month_start(shift_month(months[-1], 1)))
+    timed("L4 stats", "write", table("l4/observation_stats").write, stats, *stats_span)
 
     # L4 observations: l3 over the range + the statistics -> build_observations -> lake
     feats4 = timed("L4 obs", "read", table("l3/features_m5").read, *own)
-    stats4 = timed("L4 obs", "read", read_object, store, "l4/observation_stats")
+    stats4 = timed("L4 obs", "read", table("l4/observation_stats").read, *stats_span)
     obs = timed("L4 obs", "compute", lambda: build_observations(feats4, load_config(), stats_from_frame(stats4)))
     timed("L4 obs", "write", table("l4/observations_m5").write, obs, *own)
 

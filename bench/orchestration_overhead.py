@@ -20,12 +20,12 @@ from the file source (``USDCOP_SOURCE=file:FILE``, read as Bogota wall-clock by 
    run creation, execution and every IO-manager read and write included); the audit run that follows
    is reported apart (``dagster_audits_s``): the direct part has no audits.
 3. **direct**: the same pure functions (``fetch_bars_with_summary``, ``standardize_bars``,
-   ``compute_indicators``, ``build_features``, ``fit_normalization``, ``build_observations``, the episode
+   ``compute_indicators``, ``build_features``, ``fit_months`` (monthly, point in time), ``build_observations``, the episode
    asset's body, ``decide_bars``, ``paper_ledger``, ``backtest_sessions``) on the whole range in one pass,
    each layer's output handed to the next in memory (what a script without an orchestrator does), the
    look-back sessions before the range read from the lake, and every output written where the IO
    managers write it (``SessionTable.write`` over the same window, ``Warehouse.upsert`` with the same
-   ``replace_window``, ``write_object`` for the statistics).
+   ``replace_window``, ``SessionTable.write`` for the monthly statistics).
 
 Both children import pandas, numpy, pyarrow and ``usdcop_assets.cli`` before their clock starts (Dagster
 is imported inside the clock). Afterwards every lake object's sha256 (manifests) and every warehouse
@@ -223,9 +223,10 @@ def direct_child(first_s: str, last_s: str) -> dict:
         from usdcop_assets.defs.windows import complete_from
         from usdcop_assets.features.engineering import build_features, macro_zscores
         from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
-        from usdcop_assets.lake.session_table import SessionTable, write_object
+        from usdcop_assets.lake.session_table import SessionTable
         from usdcop_assets.lake.store import open_store
-        from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, train_window
+        from usdcop_assets.observation.builder import build_observations, load_config
+        from usdcop_assets.observation.normalization import fit_months, month_start, months_between, read_span, shift_month
         from usdcop_assets.defs.partitions import history_start
         from usdcop_assets.refine.standardize import standardize_bars
         from usdcop_assets.defs.resources import LakeResource
@@ -317,9 +318,10 @@ def direct_child(first_s: str, last_s: str) -> dict:
 
         # observation statistics: the declared training window, read from the lake (as the asset does)
         config = timed("stats", "compute", load_config)
-        train = timed("stats", "read", table("l3/features_m5").read, *train_window(config))
-        stats_frame = timed("stats", "compute", lambda: stats_to_frame(fit_normalization(train, config)))
-        timed("stats", "write", write_object, store, "l4/observation_stats", stats_frame)
+        months = months_between(days[0], days[-1])
+        train = timed("stats", "read", table("l3/features_m5").read, *read_span(config, months))
+        stats_frame = timed("stats", "compute", lambda: stats_to_frame(fit_months(train, config, months)))
+        timed("stats", "write", table("l4/observation_stats").write, stats_frame, month_start(months[0]), month_start(shift_month(months[-1], 1)))
 
         # L4
         obs = timed("L4", "compute", lambda: build_observations(features, load_config(), stats_from_frame(stats_frame)))

@@ -9,9 +9,8 @@ files of ``../shared/data`` (read in place, never copied):
   and ``sources.macro.fetch_macro("file:...")`` over the macro partitions (as ``usdcop import --kind macro``);
 - L1: ``standardize_bars``; ``refine_macro`` (the asset's lag / stale settings from the environment);
 - L2: ``compute_indicators`` (data_start = ``complete_from``); L3: ``macro_daily_frame`` + ``macro_zscores`` +
-  ``build_features``; L4: ``fit_normalization`` on the training window of the observation config
-  (obs_v1.json: 2020-01-02..2022-12-30; ``USDCOP_OBS_TRAIN_WINDOW`` is ignored here: it is removed from the
-  environment), ``build_observations``, and the body of ``l4/episodes_session`` (it has no separate pure
+  ``build_features``; L4: ``fit_months`` (each month on the 12 months before it, the config's default rule;
+  ``USDCOP_OBS_TRAIN_WINDOW`` is ignored here: it is removed from the environment), ``build_observations``, and the body of ``l4/episodes_session`` (it has no separate pure
   helper) over the whole history, as ``bench/l1_l4_pipeline.py``'s direct part does.
 - L5: per monthly fold of ``--folds`` (``trading.folds.fold_windows`` with ``fold_options_from_env()``;
   sessions available = the warm episode sessions strictly before the fold, as ``l5/ppo_model`` reads them),
@@ -47,7 +46,7 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message=".*is currently in beta.*")  # Dagster BetaWarnings on importing the asset modules
 
-os.environ.pop("USDCOP_OBS_TRAIN_WINDOW", None)  # the config's declared window, not an override
+os.environ.pop("USDCOP_OBS_TRAIN_WINDOW", None)  # the config's rule, not an override
 os.environ.pop("USDCOP_OBS_CONFIG", None)
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
@@ -77,7 +76,8 @@ def build_episodes() -> tuple:
     from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, stats_from_frame, stats_to_frame
     from usdcop_assets.features.engineering import build_features, macro_zscores
     from usdcop_assets.features.indicators import compute_indicators
-    from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, train_window
+    from usdcop_assets.observation.builder import build_observations, load_config, obs_version
+    from usdcop_assets.observation.normalization import fit_months, months_between
     from usdcop_assets.defs.partitions import history_start, macro_partitions
     from usdcop_assets.refine.macro import DEFAULT_LAG_BUSINESS_DAYS, DEFAULT_STALE_AFTER_BUSINESS_DAYS, refine_macro
     from usdcop_assets.refine.standardize import standardize_bars
@@ -122,16 +122,16 @@ def build_episodes() -> tuple:
 
     with Clock() as c:
         config = load_config()
-        a, b = train_window(config)
-        train = features[(features["time"] >= a) & (features["time"] < b)]
-        stats = stats_from_frame(stats_to_frame(fit_normalization(train, config)))  # the lake round trip of the asset
-        obs = build_observations(features, config, stats)
         days = cal.trading_days(*[pd.Timestamp(x).tz_convert(cal.TZ).date() for x in (kept["time"].min(), kept["time"].max())])
+        fitted = fit_months(features, config, months_between(days[0], days[-1]))  # each month on the 12 before it
+        stats = stats_from_frame(stats_to_frame(fitted))  # the lake round trip of the asset
+        obs = build_observations(features, config, stats)
         window = SimpleNamespace(start=cal.session_open(days[0]), end=cal.session_end(days[-1]))
         body = l4_episodes_session.op.compute_fn.decorated_fn
         episodes = body(SimpleNamespace(partition_time_window=window), observations=obs, bars=kept).value
     t["L4"] = c.wall
-    info["l4"] = {"obs_version": stats["version"], "train_window": f"{config.train_start}..{config.train_end}", "train_rows": stats["train_rows"],
+    info["l4"] = {"obs_version": obs_version(config), "train_window": config.rule_text(),
+                  "train_rows": sum(s["train_rows"] for s in fitted), "unfitted_months": [s["month"] for s in fitted if not s["fitted"]],
                   "episode_bars": len(episodes), "sessions": int(episodes["session"].nunique()),
                   "warm_sessions": int(episodes.groupby("session")["warm"].all().sum())}
     info["seconds"] = t

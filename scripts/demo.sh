@@ -8,17 +8,15 @@ bash "$root/scripts/bootstrap.sh"
 cd "$root"
 export USDCOP_HOME="${USDCOP_HOME:-$root/.usdcop}"
 if [ "$#" -eq 0 ]; then
-  # The last 25 complete sessions. Indicators need 4 sessions of look-back, and the observation
-  # normalization is fitted on a declared training window: here sessions 6-20 of the 25 (the
-  # default window in usdcop_assets/observation/obs_v1.json is 2020-2022, for a real history).
-  read -r first last train_first train_last < <("$root/.venv/bin/python" -c "
+  # The last 25 complete sessions (indicators need 4 sessions of look-back). The observation
+  # normalization is fitted per month on the months before it: a month without enough earlier
+  # bars is stored not warm, with the reason (docs/decisions/0003-observation-normalization.md).
+  read -r first last < <("$root/.venv/bin/python" -c "
 from usdcop_assets.cli import default_recent_range
-from usdcop_assets import market_calendar as cal
-a, b = default_recent_range(sessions=25); d = cal.trading_days(a, b)
-print(a, b, d[5], d[19])")
-  export USDCOP_OBS_TRAIN_WINDOW="${USDCOP_OBS_TRAIN_WINDOW:-$train_first..$train_last}"
+a, b = default_recent_range(sessions=25)
+print(a, b)")
   set -- --start "$first" --end "$last"
-  echo "[demo] sessions $first .. $last; observation normalization fitted on $USDCOP_OBS_TRAIN_WINDOW"
+  echo "[demo] sessions $first .. $last"
 fi
 "$root/.venv/bin/usdcop" backfill "$@"
 cat <<MSG

@@ -26,7 +26,7 @@ from usdcop_assets.trading.training import load_model, weights_sha256
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 FIRST, LAST = dt.date(2025, 2, 17), dt.date(2025, 3, 5)  # 13 sessions, the first 4 not warm (the L0-L3 chain dominates the run time)
-PRE = (dt.date(2025, 1, 6), dt.date(2025, 1, 10))  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
+PRE = (dt.date(2025, 1, 13), dt.date(2025, 1, 17))  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
 FOLD = "2025-03"  # trained on the 6 warm sessions before March 3: 4 training, 2 validation
 FOLD_SESSIONS = (dt.date(2025, 3, 3), LAST)
 NO_MODEL_SESSION = dt.date(2025, 2, 28)  # fold 2025-02 is never trained

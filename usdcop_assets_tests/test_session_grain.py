@@ -37,7 +37,7 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 HISTORY = (dt.date(2025, 2, 17), dt.date(2025, 3, 4))  # 12 sessions; the first 4 feed the look-backs (not warm)
-PRE = (dt.date(2025, 1, 6), dt.date(2025, 1, 10))  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
+PRE = (dt.date(2025, 1, 13), dt.date(2025, 1, 17))  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
 FOLD = "2025-03"  # trained on the 6 warm sessions before March 3 (4 training, 2 validation)
 SESSION = dt.date(2025, 3, 5)  # "today": a Wednesday of fold 2025-03
 INTRADAY = ("09:02", "10:31", "13:01")  # Bogota wall clock of the three runs of today's session
