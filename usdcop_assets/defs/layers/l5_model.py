@@ -36,7 +36,6 @@ from usdcop_assets.defs.registry import REGISTRY_TABLE, dagster_artifact_sha256,
 from usdcop_assets.observation.builder import obs_version
 from usdcop_assets.observation.normalization import read_month_stats
 from usdcop_assets.trading.live import live_costs, live_limits  # noqa: F401 (re-exported)
-from usdcop_assets.lake.session_table import read_object
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.defs.partitions import history_start
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource

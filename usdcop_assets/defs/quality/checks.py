@@ -43,7 +43,6 @@ import pandas as pd
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.features.engineering import MACRO_LOOKBACK_DAYS
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, lookback_start_day
-from usdcop_assets.lake.session_table import read_object
 from usdcop_assets.observation.builder import build_observations, load_config
 from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.quality import rules
@@ -65,7 +64,6 @@ L1_REJECTS = dg.AssetKey(["l1", "ohlcv_m5_rejects"])
 L1_MACRO = dg.AssetKey(["l1", "macro_daily"])
 L3 = dg.AssetKey(["l3", "features_m5"])
 L4 = dg.AssetKey(["l4", "observations_m5"])
-OBS_STATS = dg.AssetKey(["l4", "observation_stats"])
 # Serving assets checked lake == warehouse (L1's two are in l1_checks). The paper ledger's two tables are
 # not: two more evaluations per session (~10% of a 100-session backfill on the embedded instance) for
 # tables nothing downstream reads; add "l5/paper_trades", "l5/paper_positions" here to check them.
