@@ -135,3 +135,22 @@ def test_backfill_on_a_fresh_home_needs_no_window_and_warms_up_in_february(usdco
     assert obs.groupby(month)["stats_version"].nunique().to_dict() == {"2025-01": 1, "2025-02": 1, "2025-03": 1, "2025-04": 1}
     actions = lake.table("l5/actions_m5").read()
     assert len(actions) == len(obs) and actions["fallback"].notna().all()  # no model trained: every bar flat, with the reason
+
+
+def test_the_new_months_statistics_are_fitted_on_its_first_day_by_a_running_schedule():
+    import dagster as dg
+
+    from usdcop_assets.defs.definitions import defs
+
+    schedule = defs.resolve_schedule_def("observation_stats_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.execution_timezone == cal.TZ_NAME
+    at = dt.datetime(2026, 12, 1, 0, 5, tzinfo=cal.TZ)
+    [request] = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=at)).run_requests
+    assert request.partition_key == "2026-12" and request.job_name == "observation_stats"
+    # a session reads the statistics of its own month; a month reads the sessions of the 12 before it
+    graph = defs.resolve_asset_graph()
+    obs = graph.get(dg.AssetKey(["l4", "observations_m5"]))
+    stats_key, l3 = dg.AssetKey(["l4", "observation_stats"]), dg.AssetKey(["l3", "features_m5"])
+    assert stats_key in obs.parent_keys
+    mapping = graph.get(stats_key).partition_mappings[l3]
+    assert (mapping.start_offset, mapping.end_offset) == (-12, -1)
