@@ -92,6 +92,20 @@ def test_a_month_without_enough_history_is_unfitted_and_its_observations_not_war
     assert missing.loc[missing["time"] < month_start("2025-02"), "cold_reason"].str.contains("2025-01 is not materialized").all()
 
 
+def test_an_old_homes_single_statistics_object_is_named_not_read(tmp_path):
+    from usdcop_assets.lake.session_table import write_object
+    from usdcop_assets.lake.store import LocalObjectStore
+    from usdcop_assets.observation.normalization import old_statistics_note, read_month_stats
+
+    store = LocalObjectStore(tmp_path / "lake")
+    assert old_statistics_note(store) is None
+    write_object(store, "l4/observation_stats", pd.DataFrame({"feature": ["ret_1"], "mean": [0.0], "version": ["obs-v1-old"]}))
+    assert read_month_stats(store, ["2025-03"]) == {}
+    note = old_statistics_note(store)
+    assert "l4/observation_stats/data.parquet is the single statistics object of an older release" in note
+    assert note.endswith("run `usdcop backfill` over the month (or the observation_stats job for it)")
+
+
 def test_the_declared_rule_uses_its_window_for_the_months_after_it_and_refuses_the_others(tmp_path):
     config = _config(tmp_path, rule="declared", train_start="2024-02-01", train_end="2024-06-28")
     assert config.rule == "declared" and config.rule_text() == "declared window 2024-02-01..2024-06-28"

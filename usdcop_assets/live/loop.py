@@ -282,8 +282,8 @@ class LiveLoop:
                  key, self.clock.monotonic() - t0, len(warm.prior_l1), len(warm.macro_wide),
                  "yes" if warm.stats is not None else "MISSING", "yes" if warm.models else "none (decided flat)")
         if warm.stats is None:
-            log.warning("session %s: l4/observation_stats %s is not materialized: L0..L3 are stored live, L4 and L5 are not "
-                        "(materialize it with `usdcop backfill`, or the observation_stats job for the month)", key, key[:7])
+            log.warning("session %s: l4/observation_stats %s is not materialized: observations are stored not warm and decided "
+                        "flat until it is (materialize it with `usdcop backfill`, or the observation_stats job for the month)", key, key[:7])
         self._load_policy(warm)
         stored = self.store.stored_raw(day)
         if len(stored):

@@ -86,7 +86,7 @@ class WarmState:
     l3_from: pd.Timestamp  # start of the L3 look-back window (whole days)
     macro_wide: pd.DataFrame  # l1/macro_daily over macro_window(day)
     config: ObservationConfig
-    stats: dict | None  # the session month's l4/observation_stats; None: not materialized (L4, L5 are not computed)
+    stats: dict | None  # the session month's l4/observation_stats; None: not materialized (bars not warm, decided flat)
     models: dict  # fold -> l5/ppo_model row (the session's fold, when trained)
     _macro: pd.DataFrame | None = field(default=None, repr=False)
     _pit: pd.DataFrame | None = field(default=None, repr=False)
@@ -163,11 +163,10 @@ def decide_session(raw: pd.DataFrame, warm: WarmState, policy_of, limits, costs,
     ind_targets = pd.DatetimeIndex(indicators["time"])
     features = build_features(bars3, indicators, macro_pit=warm.macro_pit(ind_targets), targets=ind_targets)
     frames[L3] = features
-    if warm.stats is None:
-        return SessionRows(day, frames, [], f"l4/observation_stats {day:%Y-%m} is not materialized", time.perf_counter() - t0)
 
     # L4 (assets/observations.py)
-    observations = build_observations(features, warm.config, {warm.stats['month']: warm.stats})
+    # the month's statistics, or none: then, as in the batch run, the bars are stored not warm (with the reason)
+    observations = build_observations(features, warm.config, {warm.stats["month"]: warm.stats} if warm.stats is not None else {})
     frames[OBS] = observations
 
     # L5 (assets/serving.py)

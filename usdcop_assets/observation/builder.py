@@ -126,12 +126,11 @@ def load_config(path: str | Path | None = None, env=os.environ) -> ObservationCo
     )
 
 
-def build_observations(features: pd.DataFrame, config: ObservationConfig, stats: dict[str, dict], store=None) -> pd.DataFrame:
+def build_observations(features: pd.DataFrame, config: ObservationConfig, stats: dict[str, dict]) -> pd.DataFrame:
     """time, symbol, obs_version, stats_version, o_<feature>... (config order), non_finite (count per row), warm, cold_reason.
 
     ``stats``: month -> that month's statistics (``stats_from_frame``). A bar whose month has no fitted
-    statistics gets zeros, ``warm=False`` and the reason in ``cold_reason`` (``store``: the lake, to name an
-    old home's statistics object in the reason); so does a bar whose features are not warm.
+    statistics gets zeros, ``warm=False`` and the reason in ``cold_reason``; so does a bar whose features are not warm.
     """
     missing = [f for f in config.features if f not in features.columns]
     if missing:
@@ -153,7 +152,7 @@ def build_observations(features: pd.DataFrame, config: ObservationConfig, stats:
         rows = months == month
         s = stats.get(month)
         if s is None:
-            reasons[rows] = missing_reason(month, store)
+            reasons[rows] = missing_reason(month)
             continue
         if not s["fitted"]:
             reasons[rows] = f"normalization for {month} not fitted: {s['reason']}"

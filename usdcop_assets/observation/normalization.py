@@ -188,9 +188,13 @@ def read_month_stats(store, months: list[str]) -> dict[str, dict]:
     return stats_from_frame(table.read(month_start(min(months)), month_start(shift_month(max(months), 1))))
 
 
-def missing_reason(month: str, store=None) -> str:
-    """Why a month has no statistics; names an old home's unpartitioned object when there is one."""
-    old = store is not None and store.get(f"{STATS_DATASET}/data.parquet") is not None
-    note = (" (the single l4/observation_stats object of an older release is no longer used: statistics are monthly now)"
-            if old else "")
-    return f"l4/observation_stats {month} is not materialized{note}: {FIX}"
+def missing_reason(month: str) -> str:
+    return f"l4/observation_stats {month} is not materialized: {FIX}"
+
+
+def old_statistics_note(store) -> str | None:
+    """A line for homes of an older release, whose single l4/observation_stats object is no longer read."""
+    if store.get(f"{STATS_DATASET}/data.parquet") is None:
+        return None
+    return (f"{store.location}/{STATS_DATASET}/data.parquet is the single statistics object of an older release and is no "
+            f"longer read (statistics are monthly now): {FIX}")

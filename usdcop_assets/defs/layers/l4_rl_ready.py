@@ -15,7 +15,7 @@ from usdcop_assets.defs.keys import L3_FEATURES
 from usdcop_assets.defs.keys import L1_OHLCV
 from usdcop_assets.defs.windows import own_window, session_output
 from usdcop_assets.observation.builder import TRAILING, build_observations, load_config, obs_version, stats_from_frame, stats_to_frame  # noqa: F401
-from usdcop_assets.observation.normalization import fit_months, read_span
+from usdcop_assets.observation.normalization import fit_months, old_statistics_note, read_span
 from usdcop_assets.observation.episodes import build_episodes, next_bar_returns, pending_steps  # noqa: F401 (re-exported)
 from usdcop_assets.defs.partitions import month_partitions, session_partitions
 from usdcop_assets.settings import backfill_sessions_per_run
@@ -80,7 +80,7 @@ def l4_observation_stats(context: dg.AssetExecutionContext, lake: LakeResource) 
 )
 def l4_observations_m5(context: dg.AssetExecutionContext, lake: LakeResource, features: pd.DataFrame, stats: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     config = load_config()
-    out = build_observations(features, config, stats_from_frame(stats), store=lake.store())
+    out = build_observations(features, config, stats_from_frame(stats))
     cold = out[~out["warm"]] if len(out) else out
     md = {
         "obs_version": obs_version(config),
@@ -90,6 +90,10 @@ def l4_observations_m5(context: dg.AssetExecutionContext, lake: LakeResource, fe
         "clipped_values": int((out[config.columns].abs() >= config.clip).to_numpy().sum()) if len(out) else 0,
         "not_warm_bars": len(cold),
     }
+    missing = out["cold_reason"].str.contains("is not materialized", regex=False).fillna(False).to_numpy() if len(out) else []
+    if len(out) and missing.any() and (note := old_statistics_note(lake.store())):
+        context.log.warning(note)
+        md["old_statistics"] = note
     if len(cold):
         md["not_warm_reasons"] = dg.MetadataValue.json({str(k): int(v) for k, v in cold["cold_reason"].value_counts().items()})
     return session_output(context, out, md)
