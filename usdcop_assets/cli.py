@@ -792,8 +792,10 @@ def run_default_range(min_train: int, valid: int, now: dt.datetime | None = None
 def _interim_obs_window(first: dt.date, sessions_before_folds: int) -> None:
     # INTERIM (until the point-in-time observation statistics land): the declared normalization window is the
     # warm sessions of the range before any fold trades, as scripts/demo.sh used to declare. Remove with them.
-    days = cal.trading_days(first, first + dt.timedelta(days=2 * sessions_before_folds + 14))
-    window = f"{days[RUN_WARMUP_SESSIONS]}..{days[sessions_before_folds - 1]}"
+    # (the statistics need 10 warm sessions: obs_v1's 600 rows; with tiny fold options they overlap the first fold)
+    end = max(sessions_before_folds, RUN_WARMUP_SESSIONS + 10)
+    days = cal.trading_days(first, first + dt.timedelta(days=2 * end + 14))
+    window = f"{days[RUN_WARMUP_SESSIONS]}..{days[end - 1]}"
     os.environ.setdefault("USDCOP_OBS_TRAIN_WINDOW", window)
 
 
@@ -960,8 +962,19 @@ def _print_run_summary(stages: Stages, settings: Settings, first, last, judged_f
             say(line)
     say(f"  report: {report}")
     say(f"  Dagster's logs: {log}")
-    say("  Dagster UI (runs, lineage, checks): usdcop ui   (then http://127.0.0.1:3000; --port N for another port)")
-    say("  dashboard: streamlit run streamlit_app/app.py")
+    say(f"  Dagster UI (runs, lineage, checks): {_tool('usdcop')} ui   then open http://127.0.0.1:3000 (--port N for another port)")
+    say(f"  dashboard: {_tool('streamlit')} run streamlit_app/app.py")
+
+
+def _tool(name: str) -> str:
+    """``name`` as the user can type it: the venv's script when it is not on PATH (``bash scripts/demo.sh``)."""
+    import shutil
+
+    script = Path(sys.executable).parent / name
+    if shutil.which(name) == str(script) or not script.exists():
+        return name
+    relative = os.path.relpath(script)
+    return str(script) if relative.startswith("..") else relative
 
 
 @main.command()
