@@ -18,7 +18,7 @@ import pandas as pd
 from rich.console import Console
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.console import Stages, dagster_logs_to, new_log_path
+from usdcop_assets.console import Stages, current_log, dagster_logs_to, new_log_path
 from usdcop_assets.settings import ConfigError, Settings
 from usdcop_assets.sources import require_available, resolve_source
 
@@ -326,6 +326,8 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
             location = open_store(settings.lake).location
             held = held_covering(location, key_range.start, key_range.end)
             adopt = (adopt_parent_lease, (location, key_range.start, key_range.end, launched_by)) if held else (None, ())
+            # and log where this process logs (a spawned worker writes to the inherited stderr otherwise)
+            adopt = (_init_worker, (current_log(), *adopt))
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn"),
                                                            initializer=adopt[0], initargs=adopt[1]))
         for job_name, stage_keys in stages:
@@ -399,6 +401,13 @@ def _run_ranges(defs, instance, job_name: str, keys: set, ranges: list, base_tag
 
 
 _worker_defs = None
+
+
+def _init_worker(log: Path | None, adopt=None, adopt_args=()) -> None:
+    if log is not None:
+        sys.stderr = open(log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (the worker's lifetime)
+    if adopt is not None:
+        adopt(*adopt_args)
 
 
 def _execute_range(job_name: str, keys: set, key_range, base_tags: dict, defs=None, instance=None) -> tuple[str, bool, list[str], list]:
@@ -778,10 +787,10 @@ RUN_VALID_SESSIONS = 10
 RUN_WARMUP_SESSIONS = 5  # sessions before the first warm episode (L2's 4-session look-back, then L3's)
 
 
-def run_default_range(min_train: int, valid: int, now: dt.datetime | None = None) -> tuple[dt.date, dt.date]:
-    """The last complete session, and a start early enough that the previous month and the last session's month
-    both have ``min_train + valid`` warm sessions before them: two folds."""
-    _, last = default_recent_range(now, sessions=1)
+def run_default_range(min_train: int, valid: int, now: dt.datetime | None = None, last: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """``last`` (default: the last complete session), and a start early enough that the previous month and the last
+    session's month both have ``min_train + valid`` warm sessions before them: two folds."""
+    last = last or default_recent_range(now, sessions=1)[1]
     previous_month = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
     first = cal.trading_days(previous_month, last)[0]
     for _ in range(min_train + valid + RUN_WARMUP_SESSIONS):
@@ -823,7 +832,7 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
         require_available(resolve_source())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    default_first, default_last = run_default_range(min_train_sessions, valid_sessions)
+    default_first, default_last = run_default_range(min_train_sessions, valid_sessions, last=_file_last_session())
     first = _date(start_s, "--start") if start_s else default_first
     last = _date(end_s, "--end") if end_s else default_last
     key_range = available_range(first, last)  # refused before anything runs
@@ -882,6 +891,20 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
             _, report = performance(judged_from, last, launched_by="usdcop run")
             st.detail = f"sessions {judged_from} .. {last} (out of sample)"
     _print_run_summary(stages, settings, first, last, judged_from, trained, evaluations, report, log)
+
+
+def _file_last_session() -> dt.date | None:
+    """The last session of a ``file:`` bar source (a file's history ends where it ends), else None."""
+    source = resolve_source()
+    if not source.startswith("file:"):
+        return None
+    from usdcop_assets.sources.files import read_bar_file
+
+    try:
+        summary = read_bar_file(Path(source.split(":", 1)[1]).expanduser()).summary
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    return dt.date.fromisoformat(summary["last_session"]) if summary.get("last_session") else None
 
 
 def _fmt(value) -> str:

@@ -27,11 +27,23 @@ def new_log_path(home: Path, command: str, now: dt.datetime | None = None) -> Pa
     return folder / f"{command}-{stamp}.log"
 
 
+_active: list[Path] = []
+
+
 @contextlib.contextmanager
 def dagster_logs_to(path: Path):
     """Send what is written to ``sys.stderr`` meanwhile (Dagster's console logger, warnings) to ``path`` (appended)."""
     with open(path, "a", encoding="utf-8", buffering=1) as log, contextlib.redirect_stderr(log):
-        yield log
+        _active.append(Path(path))
+        try:
+            yield log
+        finally:
+            _active.pop()
+
+
+def current_log() -> Path | None:
+    """The log file of the innermost ``dagster_logs_to`` (worker processes are pointed at it too)."""
+    return _active[-1] if _active else None
 
 
 class Stages:
