@@ -933,16 +933,17 @@ class _RunLog:
     def stage(self, name: str):
         buffer = io.StringIO()
         tee = _Tee(self._file, buffer)
+        error = None
         with self.stages.stage(name) as st, contextlib.redirect_stdout(tee):
             try:
                 yield st
-            except click.ClickException as exc:
-                st.ok = False
-                buffer.write(exc.format_message() + "\n")
+            except click.ClickException as exc:  # a refusal or a failed run, said in one line (plus its step failures)
+                st.ok, error = False, exc.format_message()
         if not st.ok:
-            for line in buffer.getvalue().splitlines():
-                if line.startswith("  ") or "FAIL" in line or "failed" in line:
-                    self.stages.print(f"  {line.strip()}")
+            lines = error.splitlines() if error else [x for x in buffer.getvalue().splitlines()
+                                                      if x.startswith("  ") or "FAIL" in x]
+            for line in lines:
+                self.stages.print(f"  {line.strip()}")
             self.stages.print(f"Dagster's logs: {self.path}")
             sys.exit(1)
 
