@@ -82,7 +82,19 @@ def default_recent_range(now: dt.datetime | None = None, sessions: int = 5) -> t
     return first, last
 
 
-@click.group()
+class _OneLineErrors(click.Group):
+    """click's usage errors (a missing option, a value out of range, an unknown command) in one line, like every
+    other refusal of this CLI, instead of the usage text and a hint; exit code 2 as click's."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            name = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            raise BadArgument(exc.format_message() + name) from None
+
+
+@click.group(cls=_OneLineErrors)
 def main() -> None:
     """USD/COP asset platform. Start with `usdcop run` (the whole main job on synthetic data, a few minutes)."""
     # Dagster's beta/preview notices are about this project's use of Dagster's API, for its developers (the tests

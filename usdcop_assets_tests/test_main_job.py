@@ -48,6 +48,15 @@ def test_a_future_range_is_refused_before_anything_runs(usdcop_env, command):
     assert not (usdcop_env / "lake").exists() and _runs(usdcop_env) == []
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["train"], "Missing option '--fold'"),
+    (["train", "--fold", "2025-03", "--timesteps", "0"], "'--timesteps': 0 is not in the range"),
+    (["nonsense"], "No such command 'nonsense'"),
+])
+def test_click_usage_errors_are_one_line_too(usdcop_env, args, needle):
+    _one_line_error(_cli(*args), needle, "--help`", exit_code=2)
+
+
 def test_an_empty_range_is_refused_before_anything_runs(usdcop_env):
     _one_line_error(_cli("backfill", "--start", "2025-03-08", "--end", "2025-03-09"), "no trading session", exit_code=2)
     assert not (usdcop_env / "lake").exists() and _runs(usdcop_env) == []
