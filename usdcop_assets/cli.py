@@ -56,6 +56,17 @@ def instance_yaml(dagster_home: Path) -> str:
     return text.replace(marker, marker + f"  config:\n    base_dir: {json.dumps(runs)}\n", 1)
 
 
+def require_source() -> str:
+    """The configured bar source, if this build can read it and its keys are set (else a ConfigError naming the
+    variable, before any run would fail in its first step)."""
+    source = require_available(resolve_source())
+    if source.split(":", 1)[0] == "twelvedata":
+        from usdcop_assets.sources.twelvedata import TwelveDataClient
+
+        TwelveDataClient.from_env()
+    return source
+
+
 class BadArgument(click.ClickException):
     """A refused argument in one line (exit code 2 like click's usage errors, without the usage text)."""
 
@@ -112,7 +123,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parall
     """Materialize the selected layers for every session from START to END (range runs of up to USDCOP_BACKFILL_SESSIONS_PER_RUN sessions)."""
     try:
         settings = prepare_environment()
-        require_available(resolve_source())
+        require_source()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     first_default, last_default = default_recent_range()
@@ -841,7 +852,7 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
         os.environ["USDCOP_SOURCE"] = source
     try:
         settings = prepare_environment()
-        require_available(resolve_source())
+        require_source()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     default_first, default_last = run_default_range(min_train_sessions, valid_sessions, last=_file_last_session())
@@ -1120,7 +1131,7 @@ def live() -> None:
     """
     try:
         prepare_environment()
-        require_available(resolve_source())
+        require_source()
         from usdcop_assets.live.loop import LiveSettings
 
         LiveSettings.from_env()  # a malformed setting fails here, naming the variable

@@ -43,10 +43,6 @@ def require_available(source: str) -> str:
         from usdcop_assets.sources.files import parse_file_source
 
         parse_file_source(source)  # the path exists and has a readable suffix
-    if kind == "twelvedata":
-        from usdcop_assets.sources.twelvedata import TwelveDataClient
-
-        TwelveDataClient.from_env()  # its keys are set (else a run would fail in its first step)
     return source
 
 

@@ -1,6 +1,7 @@
 """L5: the PPO agent per walk-forward fold, and its actions per session.
 
-- ``l5/ppo_model`` (one partition per fold = calendar month, Bogota): trains on the L4 episodes strictly
+- ``l5/ppo_model`` (one partition per fold = calendar month, Bogota; run config ``PPOModelConfig`` overrides the
+  environment-derived timesteps, seed and window lengths): trains on the L4 episodes strictly
   before the month (``trading.folds.fold_windows``; scheme, window lengths from the environment), picks the
   best checkpoint on the validation slice (``trading.training.train_fold``) and stores the artifact in the
   lake under ``models/ppo/<fold>/<version>/policy.safetensors`` + ``metadata.json``, where ``version`` is
