@@ -176,6 +176,8 @@ def refine_macro(
     and the stale detection only. See the module docstring for the rules."""
     if int(lag_business_days) < 1:
         lag_known_at([], lag_business_days)  # raises with the explanation
+    if long_l0.empty:  # no L0 row in the window (a day never materialized reads as a bare 'time' frame): all values missing
+        long_l0 = pd.DataFrame({c: pd.Series([], dtype=object) for c in ("series_id", "date", "value", "source")})
     missing = [c for c in ("series_id", "date", "value", "source") if c not in long_l0.columns]
     if missing:
         raise ValueError(f"refine_macro: L0 frame lacks columns {missing} (has {list(long_l0.columns)})")

@@ -1,6 +1,7 @@
 """L5: the PPO agent per walk-forward fold, and its actions per session.
 
-- ``l5/ppo_model`` (one partition per fold = calendar month, Bogota): trains on the L4 episodes strictly
+- ``l5/ppo_model`` (one partition per fold = calendar month, Bogota; run config ``PPOModelConfig`` overrides the
+  environment-derived timesteps, seed and window lengths): trains on the L4 episodes strictly
   before the month (``trading.folds.fold_windows``; scheme, window lengths from the environment), picks the
   best checkpoint on the validation slice (``trading.training.train_fold``) and stores the artifact in the
   lake under ``models/ppo/<fold>/<version>/policy.safetensors`` + ``metadata.json``, where ``version`` is
@@ -21,6 +22,7 @@ The serving side (``l5/actions_m5``, the paper ledger) is in ``assets/serving.py
 Thin wiring only: the logic lives in ``usdcop_assets.trading``.
 """
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -102,6 +104,27 @@ def fold_options_from_env(env=os.environ) -> dict:
     }
 
 
+class PPOModelConfig(dg.Config):
+    """Run config of a fold's training; a field left unset takes its environment-derived default
+    (``train_config_from_env`` / ``fold_options_from_env``), so schedules and the UI need none."""
+
+    timesteps: int | None = None
+    seed: int | None = None
+    valid_sessions: int | None = None
+    min_train_sessions: int | None = None
+
+    def train_config(self) -> TrainConfig:
+        config = train_config_from_env()
+        changes = {k: v for k, v in (("total_timesteps", self.timesteps), ("seed", self.seed)) if v is not None}
+        return dataclasses.replace(config, **changes) if changes else config
+
+    def fold_options(self) -> dict:
+        options = fold_options_from_env()
+        options.update({k: v for k, v in (("valid_sessions", self.valid_sessions), ("min_train_sessions", self.min_train_sessions))
+                        if v is not None})
+        return options
+
+
 def model_dir(fold_key: str, version: str) -> str:
     return f"{MODELS_PREFIX}/{fold_key}/{version}"
 
@@ -133,13 +156,12 @@ def normalization_summary(store, obs_config, episodes: pd.DataFrame, fold) -> di
     description="SB3 PPO trained only on the L4 episodes before its fold (month); weights-only artifact in the lake under "
                 "models/ppo/<fold>/<version>/, its SHA-256 registered in the warehouse (rl_models) and in this metadata.",
 )
-def l5_ppo_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Output[pd.DataFrame]:
+def l5_ppo_model(context: dg.AssetExecutionContext, config: PPOModelConfig, lake: LakeResource) -> dg.Output[pd.DataFrame]:
     fold_key = context.partition_key
     fold_start, _ = own_window(context)
     episodes = lake.table("/".join(EPISODES.path)).read(None, fold_start)
-    options = fold_options_from_env()
-    fold = fold_windows(fold_key, _warm_sessions(episodes), **options)  # ValueError: not enough history before the fold
-    config = train_config_from_env()
+    fold = fold_windows(fold_key, _warm_sessions(episodes), **config.fold_options())  # ValueError: not enough history before the fold
+    config = config.train_config()  # the run config -> the trainer's settings
     obs_config = load_config()
     obs_stats = normalization_summary(lake.store(), obs_config, episodes, fold)
     context.log.info(f"fold {fold_key}: {fold.n_train} training sessions {fold.train_first}..{fold.train_last}, "
