@@ -812,24 +812,29 @@ RUN_WARMUP_SESSIONS = 5  # sessions before the first warm episode (L2's 4-sessio
 
 
 def run_default_range(min_train: int, valid: int, now: dt.datetime | None = None, last: dt.date | None = None) -> tuple[dt.date, dt.date]:
-    """``last`` (default: the last complete session), and a start early enough that the previous month and the last
-    session's month both have ``min_train + valid`` warm sessions before them: two folds."""
+    """``last`` (default: the last complete session), and a start early enough for two folds (the previous month and
+    the last session's month), each with ``min_train + valid`` warm sessions before it.
+
+    Observations are warm from the month after the first one (its statistics are fitted on the months before it,
+    docs/decisions/0003): the range starts in a "cold" month with just enough sessions for that fit
+    (``RUN_WARMUP_SESSIONS`` of look-back, then ``min_train_bars`` warm bars), followed by whole warm months.
+    """
+    from usdcop_assets.observation.builder import load_config
+
     last = last or default_recent_range(now, sessions=1)[1]
-    previous_month = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-    first = cal.trading_days(previous_month, last)[0]
-    for _ in range(min_train + valid + RUN_WARMUP_SESSIONS):
-        first = cal.previous_trading_day(first)
-    return first, last
+    month = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)  # the first fold: the previous month
+    warm = 0
+    while warm < min_train + valid:
+        month = (month - dt.timedelta(days=1)).replace(day=1)
+        warm += len(cal.trading_days(month, _month_end(month)))
+    cold = (month - dt.timedelta(days=1)).replace(day=1)  # fits the first warm month's statistics
+    need = RUN_WARMUP_SESSIONS + -(-load_config().min_train_bars // cal.BARS_PER_SESSION) + 1
+    days = cal.trading_days(cold, _month_end(cold))
+    return days[max(0, len(days) - need)], last
 
 
-def _interim_obs_window(first: dt.date, sessions_before_folds: int) -> None:
-    # INTERIM (until the point-in-time observation statistics land): the declared normalization window is the
-    # warm sessions of the range before any fold trades, as scripts/demo.sh used to declare. Remove with them.
-    # (the statistics need 10 warm sessions: obs_v1's 600 rows; with tiny fold options they overlap the first fold)
-    end = max(sessions_before_folds, RUN_WARMUP_SESSIONS + 10)
-    days = cal.trading_days(first, first + dt.timedelta(days=2 * end + 14))
-    window = f"{days[RUN_WARMUP_SESSIONS]}..{days[end - 1]}"
-    os.environ.setdefault("USDCOP_OBS_TRAIN_WINDOW", window)
+def _month_end(month: dt.date) -> dt.date:
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 @main.command()
@@ -872,7 +877,6 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
                                    f"trained: give an earlier --start (the default range has two folds), or lower "
                                    f"--min-train-sessions/--valid-sessions")
     check_home(writes=True)
-    _interim_obs_window(first, need)
 
     log = new_log_path(settings.home, "run")
     stages = Stages(Console(file=sys.stdout, highlight=False, soft_wrap=True))

@@ -129,16 +129,15 @@ def test_run_does_the_main_job_and_its_summary_is_what_the_stores_hold(usdcop_en
     # a tiny budget: 2 checkpoints of one 256-step rollout each (the env-derived PPO settings), few sessions
     monkeypatch.setenv("USDCOP_PPO_N_STEPS", "256")
     monkeypatch.setenv("USDCOP_PPO_CHECKPOINTS", "2")
-    monkeypatch.setenv("USDCOP_OBS_TRAIN_WINDOW", "unset")
-    monkeypatch.delenv("USDCOP_OBS_TRAIN_WINDOW")  # restored after the test: `run` declares it (interim)
-    first, last = dt.date(2025, 1, 9), dt.date(2025, 3, 5)
+    # December fits January's observation statistics (it is "cold" itself): folds 2025-02 and 2025-03 are trainable
+    first, last = dt.date(2024, 12, 2), dt.date(2025, 3, 5)
     result = _cli("run", "--start", first, "--end", last, "--timesteps", 512, "--min-train-sessions", 8, "--valid-sessions", 2)
     out = result.output
     assert result.exit_code == 0, out
     assert len(out.splitlines()) <= 100
     assert "Traceback" not in out and "DEBUG" not in out
 
-    # one line per stage, both folds trained (January has no history before it)
+    # one line per stage, both folds trained (January has no warm session before it)
     for stage in ("macro days", "sessions L0-L4", "l5/ppo_model fold 2025-02", "l5/ppo_model fold 2025-03", "sessions L5-L6", "l6/performance"):
         assert re.search(rf"^✓ {re.escape(stage)}", out, re.M), stage
     assert "folds 2025-01 not trained" in out
