@@ -140,7 +140,7 @@ def test_run_does_the_main_job_and_its_summary_is_what_the_stores_hold(usdcop_en
     # one line per stage, both folds trained (January has no warm session before it)
     for stage in ("macro days", "sessions L0-L4", "l5/ppo_model fold 2025-02", "l5/ppo_model fold 2025-03", "sessions L5-L6", "l6/performance"):
         assert re.search(rf"^✓ {re.escape(stage)}", out, re.M), stage
-    assert "folds 2025-01 not trained" in out
+    assert "folds 2024-12, 2025-01 not trained" in out
 
     # rows per layer = the lake's Parquet row counts
     lake = usdcop_env / "lake"
