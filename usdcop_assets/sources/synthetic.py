@@ -50,7 +50,11 @@ _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 _CENTER = math.log(4000.0)
 _SIGMA = 0.00086  # latent log-return sd per business unit (a midday bar is ~1 unit)
-_NOISE = 0.00033  # microstructure noise sd per observed price (bid-ask bounce: lag-1 ACF ~ -0.1)
+# Microstructure noise per observed price: a small jitter, and now and then a print off the mid that
+# reverts at the next bar. Same lag-1 ACF (~ -0.1) as an even bounce, but intermittent (as in the real
+# feed), so fast SMA crossovers do not bleed on it every bar.
+_NOISE = 0.0001
+_OFF_MID_RATE, _OFF_MID = 0.05, 0.0014
 _NIGHT = 20.0  # units from a session's close to the next morning's open
 _WEEKEND_DAY = 2.0  # units per Saturday or Sunday (weekend gaps are only a little wider)
 _DAY = cal.BARS_PER_SESSION + _NIGHT
@@ -173,6 +177,12 @@ def _latent(seed: int, minutes: np.ndarray) -> np.ndarray:
     return _CENTER + _SIGMA * _walk(seed, _intrinsic(seed, _clock(minutes)))
 
 
+def _noise(seed: int, minutes: np.ndarray) -> np.ndarray:
+    """Observed minus latent log price at instants (hashed per instant: a bar's close is the next bar's open)."""
+    off = _uniform_at(seed, minutes, 3) < _OFF_MID_RATE
+    return _NOISE * _normal_at(seed, minutes, 1) + np.where(off, _OFF_MID * _normal_at(seed, minutes, 2), 0.0)
+
+
 def _log_level(seed: int, minutes: np.ndarray) -> np.ndarray:
     """The latent (noise-free) log price at instants (minutes since the epoch); the macro generator co-moves with it."""
     return _latent(seed, np.asarray(minutes, dtype=np.int64))
@@ -192,8 +202,8 @@ def synthetic_bars(times, seed: int = 7, symbol: str = SYMBOL, defects: bool = T
     theta_open, theta_close = _intrinsic(seed, u_open), _intrinsic(seed, u_close)
     level_open = _CENTER + _SIGMA * _walk(seed, theta_open)
     level_close = _CENTER + _SIGMA * _walk(seed, theta_close)
-    open_ = level_open + _NOISE * _normal_at(seed, minutes, 1)
-    close = level_close + _NOISE * _normal_at(seed, minutes + cal.BAR_MINUTES, 1)
+    open_ = level_open + _noise(seed, minutes)
+    close = level_close + _noise(seed, minutes + cal.BAR_MINUTES)
     # High/low: a Brownian bridge of the latent path from open to close (sub-steps hashed per bar).
     spread = _SIGMA * np.sqrt(np.maximum(theta_close - theta_open, 0.0) / _SUBSTEPS)
     incs = np.stack([_normal_at(seed, minutes, 10 + j) for j in range(_SUBSTEPS)], axis=1) * spread[:, None]
