@@ -10,28 +10,33 @@ style: a Brownian motion read on a random "intrinsic" clock):
    overnight and weekend gaps have a realistic size. Holidays count as weekdays (wider gap).
 2. ``_intrinsic``: a conservative multiplicative cascade over dyadic cells of business units
    (hashed logistic split of each cell's mass between its halves). Its cumulative mass is the
-   intrinsic time: volatility regimes at every scale from a bar to a year, hence volatility
+   intrinsic time: volatility regimes at every scale from a bar to ~1.5 years, hence volatility
    clustering and fat tails. O(log n) per instant: one split per level.
 3. ``_walk``: Brownian motion of the intrinsic time by the Lévy (Brownian-bridge) construction: the
    hashed midpoint displacement of every dyadic interval containing t, O(log n). Scales above
-   ``2**_WALK_TOP`` units (~6 years) are left out, so the walk is a chain of bridges pinned at the
-   centre; two such chains offset by half a period and cross-faded (sin/cos weights) keep the local
-   variance exactly Brownian while the level stays around 4,000 COP (1 sd ~ +-15 %) with no drift
-   worth trading.
+   ``2**_WALK_TOP`` units (~6 years; a year is ~21,000 units) are left out, so the walk is a chain
+   of bridges pinned at the centre; two such chains offset by half a period and cross-faded
+   (sin/cos weights) keep the local variance exactly Brownian while the level stays around
+   4,000 COP (1 sd ~ +-15 %) with no drift worth trading. The finest displacements are now and then
+   scaled up (news jumps).
 4. The observed price at an instant adds microstructure noise (hashed per instant) to the latent
-   level: the bid-ask bounce that makes real lag-1 autocorrelation negative. A bar's open is the
+   level: a small jitter and, at 5 % of instants, a print off the mid that the next one takes back;
+   the bounce that makes the real lag-1 autocorrelation negative, as intermittent as the real one
+   (in both, the largest 5 % of adjacent pairs carry ~75 % of the lag-1 covariance). A bar's open is the
    price at its open instant, its close the price at the next bar's open instant (equal inside a
    session), high/low come from a bridge of sub-steps of the latent path.
 5. ``defects=True`` (the default, as a real feed): ~0.3 % of bars missing and about one bad print
    every 1,000 bars (a x10 or x0.1 decimal slip, a zero close, or swapped high/low), all decided by
    hash, so L1 has something to reject. ``defects=False`` gives every bar, clean.
 
-Calibrated to ``usdcop_m5_ohlcv_2020_2024h1.csv.gz`` (sessions 08:00-12:55 Bogota; statistics on
-close-to-close returns within sessions, clipped at the 0.05/99.95 % quantiles on both sides because
-the real feed's bad prints dominate raw moments). Measured (``bench/synthetic_market.py``, seed 7,
-2019-2024, ``defects=False``; real in brackets): return sd 9.1e-4 [9.3e-4], ACF lag 1 -0.10 [-0.10],
-lags 2-12 within +-0.02 [+-0.01], excess kurtosis 11 [15; 8-42 by year], |r| ACF lag 1/5/20
-0.21/0.15/0.12 [0.22/0.13/0.10], first-hour / rest vol 1.5 [1.4], overnight gap sd 0.46 % [0.44 %].
+Calibrated to ``usdcop_m5_ohlcv_2020_2024h1.csv.gz`` (sessions 08:00-12:55 Bogota; statistics from
+``sources.stylized_facts`` on both: within-session close-to-close returns clipped at 0.05/99.95 %, as
+the real feed's bad prints dominate raw moments). ``bench/synthetic_market.py``, seed 7, 2019-2024,
+clean bars; real in brackets: return sd 9.0e-4 [9.3e-4]; ACF lag 1 -0.100 [-0.107], lags 2-12 within
++-0.01 [+-0.013]; excess kurtosis 12.1 [13.4]; |r| ACF lags 1/5/20 0.42/0.18/0.13 [0.26/0.14/0.11];
+first-hour / rest volatility 1.53 [1.55], profile correlation 0.97; overnight gap sd 0.47 % [0.46 %];
+session sd 0.64 % [0.77 %]; level 3,226..5,152 [3,239..5,117]. Simple rules have no edge before
+costs except that fast SMA crossovers lose to the bounce (SMA 3/12 gross Sharpe -2.8, 5/20 -1.0).
 Data from here is always labelled ``source = "synthetic"``.
 """
 
@@ -60,10 +65,10 @@ _WEEKEND_DAY = 2.0  # units per Saturday or Sunday (weekend gaps are only a litt
 _DAY = cal.BARS_PER_SESSION + _NIGHT
 _WEEK = 5 * _DAY + 2 * _WEEKEND_DAY
 _EPOCH_MONDAY = 719163 - 1  # days from Monday 0001-01-01 (ordinal 1) to 1970-01-01 (ordinal 719163)
-# Cascade: levels 2**_CASCADE_TOP .. 2**0 units; logistic-normal split dispersion per level (finer = burstier).
+# Cascade: cells of 2**_CASCADE_TOP .. 2**0 units (~1.5 years .. a bar); coarser cells split evenly.
 _CASCADE_TOP = 15
-_CASCADE_SPREAD = np.array([0.8] * 6 + [0.8] * 5 + [0.8] * 5)  # from the top level down, 16 levels
-_WALK_TOP = 17  # bridges over 2**17 units (~5.8 years)
+_CASCADE_SPREAD = np.full(16, 0.8)  # logistic-normal split dispersion per level, 2**15 .. 2**0 units
+_WALK_TOP = 17  # bridges over 2**17 units (~6 years)
 _WALK_BOTTOM = -2  # finest midpoint displacement: half-width 2**-2 units
 _JUMP_TOP = 2  # displacements of half-width <= 2**_JUMP_TOP units are heavy-tailed (news jumps)
 _JUMP_RATE, _JUMP_SCALE = 0.005, 12.0  # share of those displacements scaled up, and by how much
@@ -106,15 +111,6 @@ def _uniform_at(seed: int, index: np.ndarray, stream: int) -> np.ndarray:
 def _normal_at(seed: int, index: np.ndarray, stream: int) -> np.ndarray:
     u1, u2 = _uniform_at(seed, index, 2 * stream), _uniform_at(seed, index, 2 * stream + 1)
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-
-
-# Kept for callers of the former API (per-minute streams).
-def _uniform(seed: int, minutes: np.ndarray, stream: int) -> np.ndarray:
-    return _uniform_at(seed, minutes, 1000 + stream)
-
-
-def _normal(seed: int, minutes: np.ndarray, stream: int) -> np.ndarray:
-    return _normal_at(seed, minutes, 1000 + stream)
 
 
 def _clock(minutes: np.ndarray) -> np.ndarray:
