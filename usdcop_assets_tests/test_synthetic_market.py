@@ -29,6 +29,8 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.backtest import metrics
 from usdcop_assets.backtest.baselines import sma_crossover
 from usdcop_assets.backtest.engine import run_backtest
+from usdcop_assets.refine.standardize import standardize_bars
+from usdcop_assets.sources import conform_l0
 from usdcop_assets.sources.stylized_facts import facts
 from usdcop_assets.sources.synthetic import defect_kinds, synthetic_bars
 from usdcop_assets.trading.costs import CostConfig, last_of_session
@@ -143,3 +145,15 @@ def test_defects_are_deterministic_and_at_feed_like_rates(six_years):
     bad = dirty[differs.to_numpy()]
     ratio = (bad["close"] / clean.loc[bad["time"], "close"].to_numpy()).round(2)
     assert ((ratio.isin([10.0, 0.1])) | (bad["close"] == 0) | (bad["high"] < bad["low"])).all()
+
+
+def test_l1_rejects_exactly_the_bad_prints_of_a_year():
+    """The platform on the default (defective) feed: L1 rejects each bad print for its kind, keeps the rest."""
+    times = cal.expected_bars_between_dates(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
+    kinds = pd.Series(defect_kinds(7, times.asi8 // 60_000_000_000), index=times)
+    kept, rejects = standardize_bars(conform_l0(synthetic_bars(times)))
+    expected = {"spike": "price_spike", "zero": "bad_price", "swap": "ohlc_integrity"}
+    bad = kinds[kinds.isin(list(expected))]
+    assert len(bad) > 0
+    assert dict(zip(rejects["time"], rejects["reason"])) == {t: expected[k] for t, k in bad.items()}
+    assert len(kept) == (kinds == "").sum()
