@@ -30,7 +30,8 @@ from usdcop_assets.backtest import metrics
 from usdcop_assets.backtest.baselines import sma_crossover
 from usdcop_assets.backtest.engine import run_backtest
 from usdcop_assets.refine.standardize import standardize_bars
-from usdcop_assets.sources import conform_l0
+from usdcop_assets.settings import ConfigError
+from usdcop_assets.sources import conform_l0, fetch_bars, require_available
 from usdcop_assets.sources.stylized_facts import facts
 from usdcop_assets.sources.synthetic import defect_kinds, synthetic_bars
 from usdcop_assets.trading.costs import CostConfig, last_of_session
@@ -157,3 +158,11 @@ def test_l1_rejects_exactly_the_bad_prints_of_a_year():
     assert len(bad) > 0
     assert dict(zip(rejects["time"], rejects["reason"])) == {t: expected[k] for t, k in bad.items()}
     assert len(kept) == (kinds == "").sum()
+
+
+def test_the_source_setting_picks_the_feed():
+    day = cal.expected_bars_between_dates(dt.date(2025, 3, 10), dt.date(2025, 3, 14))  # a missing bar, a slip
+    dirty, clean = fetch_bars("synthetic", day[0], day[-1] + pd.Timedelta(minutes=5)), fetch_bars("synthetic:clean", day[0], day[-1] + pd.Timedelta(minutes=5))
+    assert len(clean) == len(day) and len(dirty) == len(day) - 1
+    with pytest.raises(ConfigError, match="synthetic:clean"):
+        require_available("synthetic:dirty")
