@@ -25,7 +25,7 @@ def home_env(root: Path, **extra: str) -> dict:
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(instance_yaml(dagster_home))
-    env.update({"USDCOP_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "USDCOP_SOURCE": "synthetic:clean",
+    env.update({"USDCOP_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "USDCOP_SOURCE": "synthetic",
                 "PYTHONPATH": str(ROOT), **extra})
     return env
 

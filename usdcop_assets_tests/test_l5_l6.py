@@ -38,7 +38,6 @@ def _env(root, mp):
         mp.delenv(var, raising=False)
     mp.setenv("USDCOP_HOME", str(root / "home"))
     mp.setenv("DAGSTER_HOME", str(root / "home" / "dagster_home"))
-    mp.setenv("USDCOP_SOURCE", "synthetic:clean")  # one action per bar of every session
     config = json.loads(DEFAULT_CONFIG.read_text())
     config["normalization"]["min_train_bars"] = 100
     (root / "obs_test.json").write_text(json.dumps(config))

@@ -60,7 +60,6 @@ def pg_instance_env(fresh_pg_url, tmp_path, monkeypatch):
         "DAGSTER_PG_PASSWORD": url.password or "",  # trust auth: empty, and that must be accepted
         "DAGSTER_EVENT_BATCH_SIZE": "5000",  # as in docker/compose.yaml
         "USDCOP_HOME": str(tmp_path / "home"),
-        "USDCOP_SOURCE": "synthetic:clean",  # the run's expected materializations assume every bar
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
