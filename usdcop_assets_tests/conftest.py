@@ -150,5 +150,7 @@ def usdcop_env(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("USDCOP_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster_home"))
+    # every bar, clean: these tests count rows and checks (the default feed's defects: test_synthetic_market)
+    monkeypatch.setenv("USDCOP_SOURCE", "synthetic:clean")
     (tmp_path / "home" / "dagster_home").mkdir(parents=True)
     return tmp_path / "home"

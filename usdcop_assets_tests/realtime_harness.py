@@ -121,7 +121,7 @@ def replay(root: Path, n_bars: int = 5, seconds_per_bar: float = 12.0, mode: str
     for _ in range(5):
         history.insert(0, cal.previous_trading_day(history[0]))
     history = history[:-1]
-    bars = synthetic_bars(cal.bars_of_days([*history, day]))
+    bars = synthetic_bars(cal.bars_of_days([*history, day]), defects=False)
     past = bars[bars["time"] < cal.session_open(day)]
     today = bars[bars["time"] >= cal.session_open(day)].reset_index(drop=True).iloc[:n_bars]
     result = Replay(day=day, mode=mode)

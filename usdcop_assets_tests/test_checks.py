@@ -51,6 +51,7 @@ def _set_env(mp, home: Path) -> None:
         mp.delenv(var, raising=False)
     mp.setenv("USDCOP_HOME", str(home))
     mp.setenv("DAGSTER_HOME", str(home / "dagster_home"))
+    mp.setenv("USDCOP_SOURCE", "synthetic:clean")  # every check passes on good data; the damage is planted
     mp.setenv("USDCOP_MACRO_SOURCE", "synthetic")
     mp.setenv("USDCOP_OBS_CONFIG", str(home.parent / "obs_test.json"))
 

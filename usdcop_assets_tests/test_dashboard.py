@@ -30,7 +30,7 @@ def filled_home(tmp_path_factory) -> Path:
     """One CLI backfill of L0-L3 over a week (its runs land in the home's Dagster instance)."""
     home = tmp_path_factory.mktemp("dash_home")
     env = {k: v for k, v in os.environ.items() if k not in data.CONFIG_VARS and not k.startswith("USDCOP_")}
-    env.update(USDCOP_HOME=str(home), USDCOP_SOURCE="synthetic", USDCOP_MACRO_SOURCE="synthetic")
+    env.update(USDCOP_HOME=str(home), USDCOP_SOURCE="synthetic:clean", USDCOP_MACRO_SOURCE="synthetic")  # counts below: every bar
     proc = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "usdcop"), "backfill", "--start", FIRST, "--end", LAST, "--layers", "L0,L1,L2,L3"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,

@@ -53,7 +53,7 @@ def served_app(tmp_path_factory):
     home = tmp_path_factory.mktemp("browser_home")
     scratch = tmp_path_factory.mktemp("browser")
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS and not k.startswith(("USDCOP_", "STREAMLIT_"))}
-    env.update(USDCOP_HOME=str(home), USDCOP_SOURCE="synthetic", USDCOP_MACRO_SOURCE="synthetic")
+    env.update(USDCOP_HOME=str(home), USDCOP_SOURCE="synthetic:clean", USDCOP_MACRO_SOURCE="synthetic")  # counts below: every bar
     proc = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "usdcop"), "backfill", "--start", FIRST, "--end", LAST, "--layers", "L0,L1,L2,L3"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,

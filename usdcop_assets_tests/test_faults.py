@@ -150,7 +150,7 @@ def test_source_down_for_a_whole_session_fails_the_run_and_the_rerun_matches_a_c
     if policy is not None:
         monkeypatch.setattr(l0_ohlcv_m5.op, "_retry_policy", dg.RetryPolicy(max_retries=policy.max_retries, delay=0))
     with FlakyVendor() as server:
-        server.set_bars(synthetic_bars(cal.expected_bars(*_window(D1, D2))))
+        server.set_bars(synthetic_bars(cal.expected_bars(*_window(D1, D2)), defects=False))
         monkeypatch.setenv("USDCOP_SOURCE", "twelvedata")
         monkeypatch.setenv("TWELVEDATA_API_KEYS", KEY)
         monkeypatch.setenv("TWELVEDATA_BASE_URL", server.url)

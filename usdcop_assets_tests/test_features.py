@@ -113,7 +113,7 @@ def test_no_look_ahead(bars, daily, backfill):
     t = pd.Timestamp("2024-01-24 10:30", tz=cal.TZ_NAME).tz_convert("UTC")
     altered = bars.copy()
     altered.loc[altered["time"] > t, ["open", "high", "low", "close"]] *= 10.0
-    altered = pd.concat([altered, synthetic_bars(cal.session_bars(dt.date(2024, 2, 14)))], ignore_index=True)
+    altered = pd.concat([altered, synthetic_bars(cal.session_bars(dt.date(2024, 2, 14)), defects=False)], ignore_index=True)
     ind = compute_indicators(altered)
     again = build_features(altered, ind, macro_pit=macro_zscores(daily, altered["time"]))
     upto = feats["time"] <= t

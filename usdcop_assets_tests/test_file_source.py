@@ -38,7 +38,7 @@ def _write(path: Path, frame: pd.DataFrame) -> Path:
 
 def _bogota_labelled_utc(day: dt.date) -> pd.DataFrame:
     """The seed system's backup mistake: Bogota wall-clock written with a +00:00 label."""
-    bars = synthetic_bars(cal.session_bars(day))
+    bars = synthetic_bars(cal.session_bars(day), defects=False)
     text = bars["time"].dt.tz_convert(cal.TZ).dt.strftime("%Y-%m-%d %H:%M:%S+00:00")
     return bars.assign(time=text).drop(columns=["ingested_at"])
 
@@ -81,7 +81,7 @@ def test_a_file_of_bogota_times_labelled_utc_is_refused_until_the_timezone_is_de
 
 
 def test_naive_timestamps_need_a_declared_timezone(tmp_path):
-    bars = synthetic_bars(cal.session_bars(DAY))
+    bars = synthetic_bars(cal.session_bars(DAY), defects=False)
     naive = bars.assign(time=bars["time"].dt.tz_convert(cal.TZ).dt.strftime("%Y-%m-%d %H:%M"))
     path = _write(tmp_path / "naive.csv", naive.drop(columns=["ingested_at"]))
     with pytest.raises(FileSourceError, match=r"60 timestamps carry no timezone \(first: row 2, '2025-03-05 08:00'\).*--source-tz"):
@@ -106,7 +106,7 @@ def test_bad_files_are_refused_with_the_problem_named(tmp_path, name, content, m
 
 
 def test_an_unknown_timezone_and_a_missing_file_are_named(tmp_path):
-    path = _write(tmp_path / "bars.csv", synthetic_bars(cal.session_bars(DAY)).drop(columns=["ingested_at"]))
+    path = _write(tmp_path / "bars.csv", synthetic_bars(cal.session_bars(DAY), defects=False).drop(columns=["ingested_at"]))
     with pytest.raises(FileSourceError, match="unknown timezone 'America/Medellin'"):
         read_bar_file(path, "America/Medellin")
     with pytest.raises(FileSourceError, match="no such file"):
@@ -114,7 +114,7 @@ def test_an_unknown_timezone_and_a_missing_file_are_named(tmp_path):
 
 
 def test_bad_values_are_kept_as_given_and_bad_times_are_unplaced_with_their_line(tmp_path):
-    bars = synthetic_bars(cal.session_bars(DAY)).drop(columns=["ingested_at"])
+    bars = synthetic_bars(cal.session_bars(DAY), defects=False).drop(columns=["ingested_at"])
     frame = bars.assign(time=bars["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).astype({"close": object, "time": object})
     frame.loc[3, "close"] = "4,012.5"  # thousands separator: not a number
     frame.loc[7, "time"] = "yesterday"
@@ -202,7 +202,7 @@ def test_import_refuses_a_bad_file_before_touching_anything(usdcop_env, tmp_path
 
 def test_a_messy_file_loads_as_given_and_l1_files_each_bad_row_under_its_reason(usdcop_env, tmp_path):
     """Out of order, a conflicting duplicate, high < low, an off-grid minute and a night row."""
-    bars = synthetic_bars(cal.session_bars(DAY)).drop(columns=["ingested_at"])
+    bars = synthetic_bars(cal.session_bars(DAY), defects=False).drop(columns=["ingested_at"])
     dup = bars.iloc[[10]].assign(close=bars["close"].iloc[10] + 1.0, high=bars["high"].iloc[10] + 2.0)
     inverted = bars.iloc[[20]].assign(high=bars["low"].iloc[20] - 1.0)
     bars = bars.drop(index=20)

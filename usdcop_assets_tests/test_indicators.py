@@ -27,7 +27,7 @@ from usdcop_assets_tests.conftest import SHARED_BARS as REAL_BARS
 def synthetic_clean(start="2024-01-02", end="2024-02-14", seed=7) -> pd.DataFrame:
     """~30 sessions of synthetic bars shaped like the L1 clean frame."""
     times = cal.expected_bars(pd.Timestamp(start, tz=cal.TZ_NAME), pd.Timestamp(end, tz=cal.TZ_NAME))
-    bars = synthetic_bars(times, seed=seed)
+    bars = synthetic_bars(times, seed=seed, defects=False)
     bars["is_flat"] = bars[["open", "high", "low", "close"]].nunique(axis=1) == 1
     return bars
 
@@ -204,7 +204,7 @@ def test_no_look_ahead(bars, backfill):
     later = bars["time"] > t
     altered = bars.copy()
     altered.loc[later, ["open", "high", "low", "close"]] *= 10.0
-    extra = synthetic_bars(cal.session_bars(dt.date(2024, 2, 14)), seed=3)
+    extra = synthetic_bars(cal.session_bars(dt.date(2024, 2, 14)), seed=3, defects=False)
     altered = pd.concat([altered, extra], ignore_index=True)
     again = compute_indicators(altered)
     upto = backfill["time"] <= t

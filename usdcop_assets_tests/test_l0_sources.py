@@ -71,7 +71,7 @@ def test_twelvedata_is_available_and_unknown_sources_are_refused():
 
 
 def test_both_sources_give_the_same_l0_columns_and_lake_schema(td_env):
-    td_env.set_bars(synthetic_bars(cal.session_bars(DAY)))
+    td_env.set_bars(synthetic_bars(cal.session_bars(DAY), defects=False))
     synth = fetch_bars("synthetic", *_window(DAY))
     td, summary = fetch_bars_with_summary("twelvedata", *_window(DAY))
     assert list(synth.columns) == list(td.columns) == L0_COLUMNS
@@ -91,7 +91,7 @@ def test_a_session_with_parse_errors_can_be_partially_rewritten(tmp_path):
 
     table = LakeResource(url=str(tmp_path / "lake")).table("l0/ohlcv_m5")
     bars = cal.session_bars(DAY)
-    dirty = conform_l0(synthetic_bars(bars))
+    dirty = conform_l0(synthetic_bars(bars, defects=False))
     dirty.loc[3, ["close", "parse_error"]] = [float("nan"), "close='abc' is not a number"]
     table.write(dirty, *_window(DAY))
     one = fetch_bars("synthetic", bars[10], bars[11])
@@ -104,7 +104,7 @@ def test_a_session_with_parse_errors_can_be_partially_rewritten(tmp_path):
 
 
 def test_l0_from_twelvedata_one_session_one_request_no_keys_in_events(td_env, instance, usdcop_env):
-    td_env.set_bars(synthetic_bars(cal.session_bars(DAY)))
+    td_env.set_bars(synthetic_bars(cal.session_bars(DAY), defects=False))
     result = _run_session(instance, DAY)
     assert result.success
 
@@ -128,7 +128,7 @@ def test_l0_from_twelvedata_one_session_one_request_no_keys_in_events(td_env, in
 
 
 def test_l0_keeps_vendor_errors_as_given_and_l1_rejects_them_with_reasons(td_env, instance, usdcop_env):
-    bars = synthetic_bars(cal.session_bars(DAY))
+    bars = synthetic_bars(cal.session_bars(DAY), defects=False)
     broken = bars.copy()
     i = 12  # 09:00: high below low
     broken.loc[i, "high"] = broken.loc[i, "low"] - 5.0

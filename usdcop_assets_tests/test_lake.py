@@ -70,7 +70,7 @@ def times(days):
 
 @pytest.fixture(scope="module")
 def bars(times):
-    df = synthetic_bars(times)
+    df = synthetic_bars(times, defects=False)
     df.loc[[3, 100, 250], "volume"] = np.nan  # missing volumes must survive the round trip
     df["is_flat"] = df["high"] == df["low"]
     df.loc[[7, 130], "is_flat"] = True

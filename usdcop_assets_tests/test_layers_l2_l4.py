@@ -52,6 +52,7 @@ def backfilled(tmp_path_factory):
             mp.delenv(var, raising=False)
         mp.setenv("USDCOP_HOME", str(root / "home"))
         mp.setenv("DAGSTER_HOME", str(root / "home" / "dagster_home"))
+        mp.setenv("USDCOP_SOURCE", "synthetic:clean")  # the counts below assume every bar
         (root / "home" / "dagster_home").mkdir(parents=True)
         _obs_config(root, mp)
         defs = _defs()

@@ -68,7 +68,7 @@ def test_warehouse_roles_writer_writes_reader_only_reads(roles):
     admin_url, writer, reader = roles
     writer_wh = Warehouse(admin_url.set(username=writer, password=None))
     writer_wh.ensure_schema()  # creates every table as the writer
-    bars = synthetic_bars(cal.session_bars(pd.Timestamp("2025-03-05").date()))
+    bars = synthetic_bars(cal.session_bars(pd.Timestamp("2025-03-05").date()), defects=False)
     bars = bars.assign(is_flat=bars["high"] == bars["low"], time_shift_hours=0)  # the L1 columns of the table
     assert writer_wh.upsert("usdcop_m5_ohlcv", bars) == 60
     reader_url = admin_url.set(username=reader, password=None)

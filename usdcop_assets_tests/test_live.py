@@ -167,7 +167,7 @@ def _vendor_env(monkeypatch, server):
 
 
 def test_the_source_silent_for_a_whole_session_is_polled_throughout_alerts_once_and_the_next_session_lands(home, monkeypatch, caplog):
-    bars = synthetic_bars(cal.bars_of_days([NEXT_DAY]))
+    bars = synthetic_bars(cal.bars_of_days([NEXT_DAY]), defects=False)
     alerts = []
     with VendorServer() as server:
         _vendor_env(monkeypatch, server)
@@ -203,7 +203,7 @@ def test_the_source_silent_for_a_whole_session_is_polled_throughout_alerts_once_
 
 
 def test_a_bar_published_again_with_other_values_replaces_it_and_is_recorded(home, monkeypatch, caplog):
-    bars = synthetic_bars(cal.bars_of_days([DAY]))
+    bars = synthetic_bars(cal.bars_of_days([DAY]), defects=False)
     second = bars.copy()
     target = cal.session_bars(DAY)[2]  # 08:10
     second.loc[second["time"] == target, ["close", "high"]] = second.loc[second["time"] == target, ["close", "high"]] + 5.0
@@ -340,7 +340,7 @@ def test_the_recorder_works_mid_session_on_the_real_clock(tmp_path):
     specs, keys = layer_specs(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
     job = defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection=set(keys.values()), asset_check_selection=set())
     bar = cal.session_bars(DAY)[30]  # 10:30
-    raw = conform_l0(synthetic_bars(cal.session_bars(DAY)[:31]))
+    raw = conform_l0(synthetic_bars(cal.session_bars(DAY)[:31], defects=False))
     with freeze_time((bar + pd.Timedelta(minutes=5, seconds=2)).to_pydatetime()), dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         with dg.partition_loading_context(effective_dt=(bar + pd.Timedelta(minutes=5, seconds=2)).to_pydatetime()):
             assert session_partitions.has_partition_key(cal.session_key(DAY))

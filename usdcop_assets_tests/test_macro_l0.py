@@ -106,7 +106,7 @@ def test_synthetic_levels_are_realistic_and_comove_with_usdcop():
     assert wide["vix"].max() > 1.8 * wide["vix"].median()  # it spikes
 
     year = [d for d in wide.index if d.year == 2024]
-    closes = synthetic_bars(pd.DatetimeIndex([cal.session_end(d) - pd.Timedelta(minutes=5) for d in year]))["close"]
+    closes = synthetic_bars(pd.DatetimeIndex([cal.session_end(d) - pd.Timedelta(minutes=5) for d in year]), defects=False)["close"]
     usdcop = np.diff(np.log(closes.to_numpy()))
     corr = {name: np.corrcoef(usdcop, np.diff(np.log(wide.loc[year, name].to_numpy())))[0, 1]
             for name in ("dxy", "usdmxn", "embi_col", "vix", "wti")}

@@ -143,7 +143,7 @@ def test_realtime_skips_when_no_bar_beyond_the_cursor(usdcop_env, instance, defs
 
 def test_realtime_with_twelvedata_waits_until_the_bar_is_published(usdcop_env, instance, defs, clock, monkeypatch):
     day = dt.date(2025, 3, 5)
-    bars = synthetic_bars(cal.session_bars(day))
+    bars = synthetic_bars(cal.session_bars(day), defects=False)
     local = pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ)
     with VendorServer() as server:
         monkeypatch.setenv("USDCOP_SOURCE", "twelvedata")
@@ -250,7 +250,7 @@ def test_gap_fill_finds_a_short_session_inside_a_range_run(usdcop_env, instance,
     from usdcop_assets.defs.partitions import session_key_range
 
     short_day, full_day = dt.date(2025, 3, 6), dt.date(2025, 3, 7)
-    bars = synthetic_bars(cal.bars_of_days([short_day, full_day]))
+    bars = synthetic_bars(cal.bars_of_days([short_day, full_day]), defects=False)
     local = pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ)
     served = bars[(local < _bogota("2025-03-06 12:00")) | (local >= _bogota("2025-03-07 08:00"))]  # Thursday stops at 11:55
     with VendorServer() as server:

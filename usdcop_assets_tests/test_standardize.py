@@ -4,6 +4,7 @@ rejected) on synthetic sessions and on the real shared history (the ``conservati
 layers: test_checks.py)."""
 
 import datetime as dt
+import re
 import time
 
 import numpy as np
@@ -26,7 +27,7 @@ H = pd.Timedelta(hours=1)
 
 
 def _session(day=DAY) -> pd.DataFrame:
-    return synthetic_bars(cal.session_bars(day))
+    return synthetic_bars(cal.session_bars(day), defects=False)
 
 
 def _std(raw: pd.DataFrame):
@@ -129,7 +130,9 @@ def test_a_zero_price_is_bad_and_a_10x_spike_is_rejected_as_a_spike():
     by_time = rejects.set_index("time")
     times = cal.session_bars(DAY)
     assert by_time.loc[times[10], "reason"] == "bad_price" and by_time.loc[times[10], "detail"] == "close 0"
-    assert by_time.loc[times[20], "reason"] == "price_spike" and "10x the day's median close" in by_time.loc[times[20], "detail"]
+    # the worst price of the row against the median close: ~10x (the bar's own range moves it a little)
+    assert by_time.loc[times[20], "reason"] == "price_spike" and re.search(r" is (9\.9\d*|10(\.\d+)?)x the day's median close",
+                                                                           by_time.loc[times[20], "detail"])
     assert by_time.loc[times[30], "reason"] == "price_spike" and by_time.loc[times[30], "detail"].startswith("high ")
     assert len(kept) == 57  # the three bars stay missing; nothing is repaired or invented
 
@@ -137,7 +140,7 @@ def test_a_zero_price_is_bad_and_a_10x_spike_is_rejected_as_a_spike():
 def test_rows_on_weekends_holidays_and_off_the_5_minute_grid_say_why():
     bars = _session()
     saturday = bars.iloc[[5]].assign(time=bars["time"].iloc[5] + pd.Timedelta(days=3))
-    holiday = synthetic_bars(cal.bars_of_days([dt.date(2025, 1, 6)]))[:1]  # Reyes Magos (moved)
+    holiday = synthetic_bars(cal.bars_of_days([dt.date(2025, 1, 6)]), defects=False)[:1]  # Reyes Magos (moved)
     minute = bars.iloc[[7]].assign(time=bars["time"].iloc[7] - 5 * H + pd.Timedelta(minutes=2))
     kept, rejects = _std(pd.concat([bars, saturday, holiday, minute], ignore_index=True))
     assert len(kept) == 60

@@ -107,7 +107,7 @@ def test_12000_bars_take_exactly_three_requests_ascending_without_duplicates(ser
     # the server also holds a session before and after the window: the client must not return them
     extra = cal.bars_of_days([cal.previous_trading_day(bars[0].tz_convert(cal.TZ).date()),
                               cal.next_trading_day(bars[-1].tz_convert(cal.TZ).date())])
-    served = synthetic_bars(bars.append(extra).sort_values())
+    served = synthetic_bars(bars.append(extra).sort_values(), defects=False)
     server.set_bars(served)
     with make_client(server, clock) as client:
         frame = client.fetch_bars(start, end)
@@ -119,7 +119,7 @@ def test_12000_bars_take_exactly_three_requests_ascending_without_duplicates(ser
     assert frame["time"].is_monotonic_increasing and not frame["time"].duplicated().any()
     assert str(frame["time"].dtype) == "datetime64[ns, UTC]"
     pd.testing.assert_index_equal(pd.DatetimeIndex(frame["time"]), pd.DatetimeIndex(bars), check_names=False)
-    expected = synthetic_bars(bars)
+    expected = synthetic_bars(bars, defects=False)
     for col in ("open", "high", "low", "close", "volume"):
         np.testing.assert_array_equal(frame[col].to_numpy(), expected[col].to_numpy())
     assert set(frame["symbol"]) == {"USD/COP"} and set(frame["source"]) == {"twelvedata"}
@@ -144,7 +144,7 @@ def test_12000_bars_take_exactly_three_requests_ascending_without_duplicates(ser
 
 def test_exact_multiple_of_the_page_size_stops_when_the_oldest_bar_reaches_start(server, clock):
     bars, start, end = window(200)
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     with make_client(server, clock, page_size=100) as client:
         frame = client.fetch_bars(start, end)
     assert len(frame) == 200 and len(server.requests) == 2
@@ -216,7 +216,7 @@ def test_empty_values_and_no_data_error_are_an_empty_frame(server, clock):
 @pytest.mark.parametrize("refusal", ["http_429", "json_429_with_http_200"])
 def test_rate_limited_key_cools_down_for_the_minute_while_the_other_continues(server, clock, refusal):
     bars, start, end = window(450)
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     if refusal == "http_429":
         server.script(429, {"code": 429, "message": "Too many requests", "status": "error"}, key=KEY_A)
     else:
@@ -238,7 +238,7 @@ def test_rate_limited_key_cools_down_for_the_minute_while_the_other_continues(se
 
 def test_requests_round_robin_over_keys(server, clock):
     bars, start, end = window(550)
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     with make_client(server, clock, keys=ALL_KEYS, page_size=100) as client:
         client.fetch_bars(start, end)
         assert server.keys_used() == [KEY_A, KEY_B, KEY_C, KEY_A, KEY_B, KEY_C]
@@ -247,7 +247,7 @@ def test_requests_round_robin_over_keys(server, clock):
 
 def test_minute_limit_with_one_key_waits_for_the_next_minute_instead_of_failing(server, clock):
     bars, start, end = window(950)  # 10 pages of 100 with one key at 8 credits/minute
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     t0 = clock.now
     with make_client(server, clock, page_size=100, per_minute=8) as client:
         frame = client.fetch_bars(start, end)
@@ -260,7 +260,7 @@ def test_minute_limit_with_one_key_waits_for_the_next_minute_instead_of_failing(
 
 def test_client_side_daily_credits_exhausted_raise_keys_exhausted(server, clock):
     bars, start, end = window(500)
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     with make_client(server, clock, keys=(KEY_A, KEY_B), page_size=100, per_day=2) as client:
         with pytest.raises(TwelveDataKeysExhausted) as exc:
             client.fetch_bars(start, end)
@@ -271,7 +271,7 @@ def test_client_side_daily_credits_exhausted_raise_keys_exhausted(server, clock)
 
 def test_vendor_daily_refusal_on_every_key_raises_keys_exhausted(server, clock):
     bars, start, end = window(500)
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     server.daily_credits.update({KEY_A: 0, KEY_B: 1})
     with make_client(server, clock, keys=(KEY_A, KEY_B), page_size=100) as client:
         with pytest.raises(TwelveDataKeysExhausted) as exc:
@@ -285,7 +285,7 @@ def test_vendor_daily_refusal_on_every_key_raises_keys_exhausted(server, clock):
 
 def test_daily_refusal_on_one_key_leaves_it_out_even_in_later_minutes(server, clock):
     bars, start, end = window(300)
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     server.script(200, OUT_OF_DAY, key=KEY_A)
     with make_client(server, clock, keys=(KEY_A, KEY_B), page_size=100) as client:
         client.fetch_bars(start, end)
@@ -299,7 +299,7 @@ def test_daily_refusal_on_one_key_leaves_it_out_even_in_later_minutes(server, cl
 
 def test_http_500_twice_then_success_is_retried_with_growing_backoff(server, clock):
     bars, start, end = window(60)
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     server.script(500, {"status": "error", "code": 500, "message": "internal error"}, times=2)
     with make_client(server, clock, base_delay=0.5) as client:
         frame = client.fetch_bars(start, end)
@@ -323,7 +323,7 @@ def test_bounded_attempts_then_an_error_naming_the_request(server, clock):
 
 def test_a_timeout_is_retried(server, clock):
     bars, start, end = window(60)
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     server.script(200, ok([]), delay=1.0)  # slower than the client's 0.3 s timeout
     t0 = time.monotonic()
     with make_client(server, clock, timeout=0.3) as client:
@@ -371,7 +371,7 @@ def test_non_json_body_is_a_clear_error_with_the_key_redacted(server, clock):
 def test_keys_never_appear_in_errors_reprs_summaries_or_logs(server, clock, caplog):
     caplog.set_level(logging.DEBUG)
     bars, start, end = window(300)
-    server.set_bars(synthetic_bars(bars))
+    server.set_bars(synthetic_bars(bars, defects=False))
     server.script(429, {"code": 429, "message": f"key {KEY_A} is over its limit", "status": "error"}, key=KEY_A)
     server.script(500, {"status": "error", "code": 500, "message": f"oops {KEY_B}"})
     texts = []

@@ -63,7 +63,7 @@ def warehouse(request, tmp_path):
 @pytest.fixture(scope="module")
 def bars() -> pd.DataFrame:
     times = cal.expected_bars_between_dates(DAY1, DAY2)
-    df = synthetic_bars(times)
+    df = synthetic_bars(times, defects=False)
     df["is_flat"] = df["high"] == df["low"]
     df.loc[[0, 7, 61], "is_flat"] = True
     df.loc[[2, 30, 119], "volume"] = np.nan

@@ -1,5 +1,7 @@
-"""Where bars come from. ``USDCOP_SOURCE`` = ``twelvedata`` | ``synthetic`` | ``file:PATH``; unset means
-``twelvedata`` when ``TWELVEDATA_API_KEYS`` is set, else ``synthetic``.
+"""Where bars come from. ``USDCOP_SOURCE`` = ``twelvedata`` | ``synthetic`` | ``synthetic:clean`` |
+``file:PATH``; unset means ``twelvedata`` when ``TWELVEDATA_API_KEYS`` is set, else ``synthetic``.
+``synthetic`` is a feed with a real one's defects (a few missing bars and bad prints, see
+``sources.synthetic``); ``synthetic:clean`` gives every bar, clean (tests that count rows).
 
 :func:`fetch_bars` is the one entry point the assets and sensors use: it returns the L0 frame for a
 window ``[start, end)`` with the same columns (``L0_COLUMNS``) and dtypes whatever the source, so the
@@ -39,6 +41,8 @@ def require_available(source: str) -> str:
             f"{SOURCE_ENV} resolves to {source!r}, which this build cannot read yet "
             f"(available: {', '.join(AVAILABLE)}); set {SOURCE_ENV}=synthetic"
         )
+    if kind == "synthetic" and source.strip() not in ("synthetic", "synthetic:clean"):
+        raise ConfigError(f"{SOURCE_ENV}={source!r}: the synthetic source is 'synthetic' or 'synthetic:clean'; set {SOURCE_ENV}=synthetic")
     if kind == "file":
         from usdcop_assets.sources.files import parse_file_source
 
@@ -76,7 +80,8 @@ def fetch_bars_with_summary(source: str, start, end, **client_kwargs) -> tuple[p
     if kind == "synthetic":
         from usdcop_assets.sources.synthetic import synthetic_bars
 
-        return conform_l0(synthetic_bars(cal.expected_bars(start, end))), {"source": "synthetic"}
+        clean = source.strip() == "synthetic:clean"
+        return conform_l0(synthetic_bars(cal.expected_bars(start, end), defects=not clean)), {"source": source.strip()}
     if kind == "twelvedata":
         from usdcop_assets.sources.twelvedata import SOURCE, TwelveDataClient
 
