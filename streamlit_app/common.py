@@ -56,8 +56,10 @@ def banner(ctx: Context) -> None:
 
 def empty_message(what: str = "The platform has no bars yet") -> None:
     st.info(
-        f"{what}. To fill it, run `{data.DEMO_COMMAND}` (synthetic bars, no key, no server), "
-        f"or `{data.CLI} backfill --start YYYY-MM-DD --end YYYY-MM-DD`."
+        f"{what}. To fill it, run `{data.MAIN_COMMAND}` (the main job on synthetic bars: L0–L4, training, actions, "
+        f"backtests and performance; no key, no server), or the layers one by one: "
+        f"`{data.CLI} backfill --start YYYY-MM-DD --end YYYY-MM-DD`, `{data.CLI} train --fold YYYY-MM`, "
+        f"`{data.CLI} backtest --start YYYY-MM-DD --end YYYY-MM-DD`."
     )
 
 
