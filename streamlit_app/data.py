@@ -483,11 +483,15 @@ def manifests(src: Sources, dataset: str, sessions: int = 20, verify: bool = Tru
         rows.append({"date": day, "rows": m.get("rows"), "sha256": m.get("sha256"), "bytes": m.get("bytes"),
                      "time_min": m.get("time_min"), "time_max": m.get("time_max"), "written_at": m.get("written_at"),
                      "verified": "ok" if not problems else "; ".join(problems)})
-    return pd.DataFrame(rows, columns=["date", "rows", "sha256", "bytes", "time_min", "time_max", "written_at", "verified"])
+    out = pd.DataFrame(rows, columns=["date", "rows", "sha256", "bytes", "time_min", "time_max", "written_at", "verified"])
+    for c in ("time_min", "time_max", "written_at"):
+        out[c] = pd.to_datetime(out[c], utc=True, format="ISO8601", errors="coerce")
+    return out
 
 
 LAKE_DATASETS = ("l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5",
-                 "l4/observations_m5", "l0/macro_daily", "l1/macro_daily")
+                 "l4/observations_m5", "l4/episodes_session", "l5/actions_m5", "l6/backtest_session", "l0/macro_daily",
+                 "l1/macro_daily")
 
 
 # -- L5 / L6: model registry, actions, backtests, performance ---------------------------------------------
@@ -770,7 +774,10 @@ def recent_runs(instance, limit: int = 25) -> pd.DataFrame:
 
 
 def materializations(instance, asset: str, limit: int = 50) -> pd.DataFrame:
-    """Latest materializations of an asset: partition, code version, data version, run id, when, metadata."""
+    """Latest materializations of an asset: partition, code version, data version, run id, when, metadata.
+
+    ``data_version`` is the partition's own (a range run records each session's in that session's metadata;
+    Dagster's ``dagster/data_version`` tag then holds the range's), else the tag."""
     cols = ["partition", "code_version", "data_version", "run_id", "at", "storage_id", "metadata"]
     if instance is None:
         return pd.DataFrame(columns=cols)
@@ -778,9 +785,11 @@ def materializations(instance, asset: str, limit: int = 50) -> pd.DataFrame:
     for rec in instance.fetch_materializations(_key(asset), limit=limit).records:
         mat = rec.asset_materialization
         tags = mat.tags or {}
+        own = mat.metadata.get("data_version")
         meta = {k: _meta_text(v) for k, v in list(mat.metadata.items())[:12]}
         rows.append({"partition": mat.partition, "code_version": tags.get("dagster/code_version"),
-                     "data_version": tags.get("dagster/data_version"), "run_id": rec.run_id, "at": _ts(rec.timestamp),
+                     "data_version": _meta_text(own) if own is not None else tags.get("dagster/data_version"),
+                     "run_id": rec.run_id, "at": _ts(rec.timestamp),
                      "storage_id": rec.storage_id, "metadata": json.dumps(meta, default=str)[:400]})
     return pd.DataFrame(rows, columns=cols)
 
@@ -788,6 +797,13 @@ def materializations(instance, asset: str, limit: int = 50) -> pd.DataFrame:
 def _meta_text(value) -> str:
     inner = getattr(value, "value", value)
     return str(inner)[:80]
+
+
+def code_version() -> str:
+    """This code's version (package version + git commit), as Dagster stamps it on every asset."""
+    from usdcop_assets.version import code_version as version
+
+    return version()
 
 
 # -- cached wrappers for the pages ----------------------------------------------------------------------
