@@ -26,19 +26,26 @@ def local(times) -> pd.DatetimeIndex:
 
 
 def rangebreaks(first: dt.date, last: dt.date, intraday: bool = True) -> list[dict]:
-    """Weekends, Colombian holidays in ``first..last`` and, intraday, the hours outside the session."""
-    holidays = [d.isoformat() for d in cal.colombian_holidays(first.year, last.year) if first <= d <= last and d.weekday() < 5]
-    breaks = [dict(bounds=["sat", "mon"])]
-    if holidays:
-        breaks.append(dict(values=holidays))
-    if intraday:
-        breaks.append(dict(bounds=[_END_H, _OPEN_H], pattern="hour"))
+    """One break per gap between consecutive trading days of ``first..last`` (weekends and Colombian holidays
+    from the market calendar; intraday, the night too: from a session's end to the next session's open).
+    Explicit, non-overlapping bounds: plotly mis-draws overlapping pattern and value breaks (a holiday Monday
+    next to a weekend)."""
+    days = cal.trading_days(first, last)
+    breaks = []
+    for a, b in zip(days, days[1:]):
+        if intraday:
+            lo, hi = dt.datetime.combine(a, cal.SESSION_END), dt.datetime.combine(b, cal.SESSION_OPEN)
+        else:
+            lo, hi = dt.datetime.combine(a + dt.timedelta(days=1), dt.time()), dt.datetime.combine(b, dt.time())
+        if hi > lo:
+            breaks.append(dict(bounds=[lo.isoformat(sep=" "), hi.isoformat(sep=" ")]))
     return breaks
 
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left"), height=height, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), hovermode="x unified")
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=0.99, yanchor="top"), height=height,
+                      margin=dict(l=10, r=10, t=80, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0), hovermode="x unified")
     return fig
 
 

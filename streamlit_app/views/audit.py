@@ -40,7 +40,7 @@ else:
         current = int((mats["code_version"] == version).sum())
         m1, m2 = st.columns(2)
         m1.metric("Code version (this code)", version)
-        m2.metric("Of the latest materializations", f"{current} / {len(mats)}", "made by this code version", delta_color="off")
+        m2.metric("Of the latest materializations", f"{current} / {len(mats)}", "made by this code version", delta_color="off", delta_arrow="off")
         if dataset and len(man):
             sha = dict(zip(man["date"].astype(str), man["sha256"]))
             mats = mats.assign(manifest_sha256=mats["partition"].map(sha))

@@ -18,12 +18,12 @@ stats = data.cached_normalization(ctx.env)
 
 have_stats = stats is not None and len(stats) > 0
 c1, c2, c3 = st.columns([2, 3, 3])
-c1.metric("Observation config", cfg.get("version", "invalid"), f"dimension {cfg.get('dim', '-')}", delta_color="off")
+c1.metric("Observation config", cfg.get("version", "invalid"), f"dimension {cfg.get('dim', '-')}", delta_color="off", delta_arrow="off")
 c2.metric("Normalization", str(stats["version"].iloc[0]) if have_stats and "version" in stats else "none",
-          f"month {stats['month'].iloc[0]}" if have_stats and "month" in stats else None, delta_color="off")
+          f"month {stats['month'].iloc[0]}" if have_stats and "month" in stats else None, delta_color="off", delta_arrow="off")
 fitted = have_stats and {"train_start", "train_end"} <= set(stats.columns)
 window = (str(stats["train_start"].iloc[0]), str(stats["train_end"].iloc[0])) if fitted else tuple(cfg.get("train_window", "-..-").split(".."))
-c3.metric("Fitted up to session", window[-1], f"from {window[0]}", delta_color="off")
+c3.metric("Fitted up to session", window[-1], f"from {window[0]}", delta_color="off", delta_arrow="off")
 if "error" in cfg:
     st.error(cfg["error"])
 

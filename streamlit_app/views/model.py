@@ -34,11 +34,11 @@ else:
         m1, m2, m3, m4, m5 = st.columns(5)
         m1.metric("Agent total return", f"{agent['total_return']:+.2%}")
         m2.metric("Agent Sharpe", f"{agent['sharpe_ratio']:+.2f}",
-                  f"95% CI {agent['sharpe_ci_low']:+.1f} … {agent['sharpe_ci_high']:+.1f}", delta_color="off")
+                  f"CI {agent['sharpe_ci_low']:+.1f}…{agent['sharpe_ci_high']:+.1f}", delta_color="off", delta_arrow="off")
         m3.metric("Max drawdown", f"{agent['max_drawdown']:.2%}")
         m4.metric("Trades", f"{int(agent['total_trades']):,}", f"win rate {agent['win_rate']:.0%}" if agent["win_rate"] == agent["win_rate"] else None,
-                  delta_color="off")
-        m5.metric("Sessions", f"{int(agent['sessions']):,}", f"{agent['first_session']} … {agent['metric_date']}", delta_color="off")
+                  delta_color="off", delta_arrow="off")
+        m5.metric("Sessions", f"{int(agent['sessions']):,}", f"to {agent['metric_date']}", delta_color="off", delta_arrow="off")
     table = perf[["strategy", "total_return", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high", "sharpe_diff_vs_buy_and_hold",
                   "sortino_ratio", "max_drawdown", "total_trades", "win_rate", "exposure", "turnover"]]
     st.dataframe(table, hide_index=True, width="stretch", column_config={

@@ -31,9 +31,9 @@ q = data.quality_by_session(bars, first_day, last_day)
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Rejected rows", f"{len(rej):,}")
-m2.metric("Missing bars (gaps)", f"{int(q['missing'].sum()):,}", f"{int((q['missing'] > 0).sum())} sessions", delta_color="off")
+m2.metric("Missing bars (gaps)", f"{int(q['missing'].sum()):,}", f"{int((q['missing'] > 0).sum())} sessions", delta_color="off", delta_arrow="off")
 m3.metric("Flat bars", f"{int(q['flat'].sum()):,}")
-m4.metric("Sessions", f"{len(q):,}", f"{first_day} … {last_day}", delta_color="off")
+m4.metric("Sessions", f"{len(q):,}", f"{first_day} … {last_day}", delta_color="off", delta_arrow="off")
 
 st.subheader("Data checks")
 instance = data.cached_instance(ctx.env) if ctx.src.has_instance() else None

@@ -45,11 +45,12 @@ def terminal() -> None:
         f"{quote['price']:,.2f}" if quote else "-",
         f"{quote['change']:+,.2f} ({quote['change_pct']:+.2f}%)" if "change" in quote else None,
     )
-    m2.metric("Last bar (Bogota)", f"{quote['time'].tz_convert(cal.TZ):%Y-%m-%d %H:%M}" if quote else "-")
+    m2.metric("Last bar (Bogota)", f"{quote['time'].tz_convert(cal.TZ):%H:%M}" if quote else "-",
+              f"{quote['time'].tz_convert(cal.TZ):%a %Y-%m-%d}" if quote else None, delta_color="off", delta_arrow="off")
     m3.metric("Agent position", f"{paper['next_target']:+.2f}" if paper else "none",
-              f"held {paper['position']:+.2f}" if paper else None, delta_color="off")
+              f"held {paper['position']:+.2f}" if paper else None, delta_color="off", delta_arrow="off")
     m4.metric("Session P&L (paper)", f"{paper['session_pnl'] * 1e4:+.1f} bp" if paper else "none",
-              f"session {paper['session']}" if paper else None, delta_color="off")
+              f"session {paper['session']}" if paper else None, delta_color="off", delta_arrow="off")
 
     positions = paper_rows = None
     if history == "Last sessions":
