@@ -135,9 +135,11 @@ def test_model_page_is_the_tear_sheet(main_job_home, monkeypatch):
 
     equity, rolling, hist = _figures(at)
     bt = _lake(main_job_home, "l6/backtest_session")
+    bt = bt[bt["session"] >= "2025-02-03"]  # the sessions `usdcop backtest` evaluated (rl_metrics' first_session..metric_date)
     ppo = [t for t in equity["data"] if t["name"] == "ppo"][0]  # the equity trace (the drawdown one follows, unnamed in the legend)
-    assert len(ppo["x"]) == bt["session"].nunique()
-    assert _values(ppo["y"])[-1] == pytest.approx(np.exp(bt["pnl"].sum()))  # equity from the stored backtest
+    assert len(ppo["x"]) == bt["session"].nunique() == 20
+    assert _values(ppo["y"])[-1] == pytest.approx(np.exp(bt["pnl"].sum()))  # equity from the stored backtest ...
+    assert _values(ppo["y"])[-1] - 1 == pytest.approx(agent["total_return"])  # ... ending at l6/performance's total return
     assert {t["name"] for t in equity["data"]} == {"ppo", "flat", "buy_and_hold", "sma_5_20"}
     assert equity["layout"]["xaxis2"]["title"]["text"] == "session (Bogota)"
     assert "Rolling Sharpe" in rolling["layout"]["title"]["text"]

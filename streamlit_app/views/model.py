@@ -61,6 +61,12 @@ if rep is not None:
 # -- curves from the stored session backtests ----------------------------------------------------------------
 st.subheader("Equity and drawdown (l6/backtest_session)")
 bt = data.cached_backtest(ctx.env)
+if len(bt) and len(perf):  # the sessions the latest l6/performance evaluated, so the curves end where its figures do
+    first, last = str(perf["first_session"].iloc[0]), str(perf["metric_date"].iloc[0])
+    stored = bt["session"].nunique()
+    bt = bt[bt["session"].astype(str).between(first, last)].reset_index(drop=True)
+    st.caption(f"Sessions {first} … {last} as evaluated by l6/performance ({bt['session'].nunique()} of {stored} stored session "
+               f"backtests; `{data.CLI} backtest --start … --end …` re-evaluates)")
 if bt.empty:
     common.not_materialized("l6/backtest_session")
 else:
