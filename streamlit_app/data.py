@@ -875,6 +875,12 @@ if st is not None:
         return backtest(sources(env))
 
     @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_tear_sheet(env, first: str | None, last: str | None) -> dict:
+        import tearsheet
+
+        return tearsheet.tear_sheet(cached_backtest(env), cached_models(env), first, last)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_performance(env) -> pd.DataFrame:
         return performance_rows(sources(env))
 

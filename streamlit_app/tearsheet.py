@@ -104,3 +104,16 @@ def trade_list(bt: pd.DataFrame) -> pd.DataFrame:
         "bars": lengths,
         "pnl_bp": (pnl * 1e4).round(2),
     })
+
+
+def tear_sheet(bt: pd.DataFrame, models: pd.DataFrame | None = None, first: str | None = None, last: str | None = None) -> dict:
+    """Everything the model page draws, from the stored backtests of sessions ``first..last`` (all when None)."""
+    stored = int(bt["session"].nunique())
+    if first or last:
+        bt = bt[bt["session"].astype(str).between(first or "0000", last or "9999")].reset_index(drop=True)
+    if bt.empty:
+        return {"stored_sessions": stored, "sessions": 0}
+    pnl = strategy_pnl(bt)
+    curves = session_curves(pnl)
+    return {"stored_sessions": stored, "sessions": int(bt["session"].nunique()), "curves": curves,
+            "rolling": rolling_sharpe(curves), "folds": fold_results(pnl, bt, models), "trades": trade_list(bt)}

@@ -60,26 +60,20 @@ if rep is not None:
 
 # -- curves from the stored session backtests ----------------------------------------------------------------
 st.subheader("Equity and drawdown (l6/backtest_session)")
-bt = data.cached_backtest(ctx.env)
-if len(bt) and len(perf):  # the sessions the latest l6/performance evaluated, so the curves end where its figures do
-    first, last = str(perf["first_session"].iloc[0]), str(perf["metric_date"].iloc[0])
-    stored = bt["session"].nunique()
-    bt = bt[bt["session"].astype(str).between(first, last)].reset_index(drop=True)
-    st.caption(f"Sessions {first} … {last} as evaluated by l6/performance ({bt['session'].nunique()} of {stored} stored session "
-               f"backtests; `{data.CLI} backtest --start … --end …` re-evaluates)")
-if bt.empty:
+first, last = (str(perf["first_session"].iloc[0]), str(perf["metric_date"].iloc[0])) if len(perf) else (None, None)
+sheet = data.cached_tear_sheet(ctx.env, first, last) if have["l6/backtest_session"] else {"sessions": 0}
+if first and sheet["sessions"]:  # the sessions the latest l6/performance evaluated, so the curves end where its figures do
+    st.caption(f"Sessions {first} … {last} as evaluated by l6/performance ({sheet['sessions']} of {sheet['stored_sessions']} stored "
+               f"session backtests; `{data.CLI} backtest --start … --end …` re-evaluates)")
+if not sheet["sessions"]:
     common.not_materialized("l6/backtest_session")
 else:
-    pnl = tearsheet.strategy_pnl(bt)
-    curves = tearsheet.session_curves(pnl)
-    st.plotly_chart(charts.equity_drawdown(curves, f"Equity per session: agent vs flat, buy and hold, SMA 5/20 "
-                                                   f"({bt['session'].nunique():,} sessions)"), width="stretch")
-    st.plotly_chart(charts.rolling_sharpe(tearsheet.rolling_sharpe(curves),
-                                          f"Rolling Sharpe, {tearsheet.ROLLING_SESSIONS} sessions"), width="stretch")
+    st.plotly_chart(charts.equity_drawdown(sheet["curves"], f"Equity per session: agent vs flat, buy and hold, SMA 5/20 "
+                                                            f"({sheet['sessions']:,} sessions)"), width="stretch")
+    st.plotly_chart(charts.rolling_sharpe(sheet["rolling"], f"Rolling Sharpe, {tearsheet.ROLLING_SESSIONS} sessions"), width="stretch")
 
     st.subheader("Walk-forward folds")
-    folds = tearsheet.fold_results(pnl, bt, models)
-    st.dataframe(folds, hide_index=True, width="stretch", column_config={
+    st.dataframe(sheet["folds"], hide_index=True, width="stretch", column_config={
         "total_return": st.column_config.NumberColumn(format="percent"),
         **{c: st.column_config.NumberColumn(format="%.2f") for c in ("sharpe", "sharpe_ci_low", "sharpe_ci_high",
                                                                    "buy_and_hold_sharpe", "valid_sharpe")},
@@ -88,7 +82,7 @@ else:
                "CI; valid_sharpe = the model's validation Sharpe at training (rl_models)")
 
     st.subheader("Trades")
-    trades = tearsheet.trade_list(bt)
+    trades = sheet["trades"]
     if trades.empty:
         st.info("The agent made no trade in the backtested sessions (flat throughout).")
     else:
