@@ -42,6 +42,10 @@ def rangebreaks(first: dt.date, last: dt.date, intraday: bool = True) -> list[di
     return breaks
 
 
+# Intraday labels when zoomed to hours (hh:mm over the date), dates beyond a day.
+TICKS = [dict(dtickrange=[None, 86_400_000], value="%H:%M<br>%a %d %b"), dict(dtickrange=[86_400_000, None], value="%d %b<br>%Y")]
+
+
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=0.99, yanchor="top"), height=height,
                       margin=dict(l=10, r=10, t=80, b=10),
@@ -90,8 +94,8 @@ def candlestick(bars: pd.DataFrame, title: str, intraday: bool = True, markers: 
     days = cal.session_dates(bars["time"]) if len(bars) else pd.Series([], dtype=object)
     if len(days):
         fig.update_xaxes(rangebreaks=rangebreaks(days.iloc[0], days.iloc[-1], intraday))
-    fig.update_xaxes(rangeslider_visible=False)
-    fig.update_xaxes(title_text=TIME_TITLE, row=rows, col=1)
+    fig.update_xaxes(rangeslider_visible=False, tickformatstops=TICKS if intraday else None)
+    fig.update_xaxes(title_text=TIME_TITLE if intraday else SESSION_TITLE, row=rows, col=1)
     fig.update_yaxes(title_text="USD/COP", row=1, col=1)
     return _layout(fig, title, 420 + 130 * (rows - 1))
 
@@ -145,7 +149,8 @@ def vector_chart(vector: pd.DataFrame, title: str) -> go.Figure:
     fig = go.Figure(go.Bar(x=v["value"], y=v["feature"], orientation="h",
                            marker_color=np.where(v["value"] >= 0, UP, DOWN)))
     fig.update_xaxes(title_text="normalized value")
-    return _layout(fig, title, max(260, 16 * len(v)))
+    fig.update_yaxes(tickmode="linear", dtick=1, tickfont=dict(size=11))  # every feature named, none skipped
+    return _layout(fig, title, max(260, 20 * len(v) + 110))
 
 
 def history_chart(df: pd.DataFrame, columns: list[str], title: str) -> go.Figure:
@@ -165,5 +170,5 @@ def history_chart(df: pd.DataFrame, columns: list[str], title: str) -> go.Figure
             ys.insert(i + 1, np.nan)
         fig.add_trace(go.Scatter(x=xs, y=ys, name=c.removeprefix("o_"), mode="lines", connectgaps=False))
     days = cal.session_dates(df["time"])
-    fig.update_xaxes(rangebreaks=rangebreaks(days.iloc[0], days.iloc[-1], intraday=True), title_text=TIME_TITLE)
+    fig.update_xaxes(rangebreaks=rangebreaks(days.iloc[0], days.iloc[-1], intraday=True), title_text=TIME_TITLE, tickformatstops=TICKS)
     return _layout(fig, title, 300)

@@ -15,15 +15,7 @@ if ctx.src is None:
 assets = [a for layer in data.LAYERS.values() for a, _ in layer]
 asset = st.selectbox("Asset", assets, index=assets.index("l1/ohlcv_m5"), key="audit_asset")
 version = data.code_version()
-links = {"run": st.column_config.LinkColumn("run", display_text=r"/runs/([0-9a-f]{8})", help="open the run in the Dagster UI")}
-
-
-def linked(df):
-    out = data.to_bogota(df)
-    if "run_id" in out.columns:
-        ids = out.pop("run_id")
-        out["run"] = [data.run_url(r) if isinstance(r, str) and r else None for r in ids]
-    return out
+links, linked = common.RUN_LINK, common.with_run_links
 
 
 st.subheader("Materializations")

@@ -18,17 +18,7 @@ if instance is None:
     st.stop()
 
 ui = data.dagster_ui_url()
-LINKS = {"run": st.column_config.LinkColumn("run", display_text=r"/runs/([0-9a-f]{8})", help="open the run in the Dagster UI")}
-
-
-def with_links(df):
-    """run_id -> a link to the run in the Dagster UI (first 8 characters shown), times in Bogota."""
-    out = data.to_bogota(df)
-    if "run_id" in out.columns:
-        ids = out.pop("run_id")
-        out["run"] = [data.run_url(r) if isinstance(r, str) and r else None for r in ids]
-    return out
-
+LINKS, with_links = common.RUN_LINK, common.with_run_links
 
 status = data.cached_layer_status(ctx.env)
 checks = data.cached_check_results(ctx.env)

@@ -47,8 +47,8 @@ elif failing.empty:
 else:
     for row in failing.itertuples():
         (st.error if row.severity == "ERROR" else st.warning)(f"`{row.key}` {row.status}: {row.detail}")
-st.dataframe(data.to_bogota(checks[["key", "status", "severity", "sessions", "failing", "first_failing", "detail", "at", "run_id"]]),
-             hide_index=True, width="stretch")
+st.dataframe(common.with_run_links(checks[["key", "status", "severity", "sessions", "failing", "first_failing", "detail", "at", "run_id"]]),
+             hide_index=True, width="stretch", column_config=common.RUN_LINK)
 
 st.subheader("Rejected rows (ohlcv_m5_rejects, and ohlcv_m5_unplaced: imported rows on no trading day)")
 if rej.empty:
