@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -218,7 +219,13 @@ def test_quality_and_audit_pages(main_job_home, monkeypatch):
     metrics = _metrics(at)
     assert metrics["Code version (this code)"] == code_version()
     mats = at.dataframe[0].value
-    assert len(mats) == 41 and (mats["code_version"] == code_version()).all()  # not the run id
+    # package version + git commit of the code that materialized them (this tree, maybe at an earlier commit), not the run id
+    from usdcop_assets.version import package_version
+
+    assert len(mats) == 41 and mats["code_version"].str.fullmatch(re.escape(package_version()) + r"\+g[0-9a-f]{7,12}").all()
+    same = int((mats["code_version"] == code_version()).sum())
+    assert _deltas(at)["Of the latest materializations"] == "made by this code version"
+    assert metrics["Of the latest materializations"] == f"{same} / 41"
     assert mats["run"].str.startswith("http://127.0.0.1:3000/runs/").all()
     src = data.sources((("USDCOP_HOME", str(main_job_home)),))
     table = src.lake_table("l1/ohlcv_m5")
