@@ -19,7 +19,9 @@ temporary ``USDCOP_HOME`` (through Dagster, six years of layers would take hours
   event log (``--no-instance`` skips it).
 
 Each page then renders in its own child process (cold caches, its own peak RSS) through Streamlit's AppTest:
-the page's first render, a warm rerun, and for the terminal the full-history (daily) view.
+the page's first render (wall and CPU seconds of the process: on a shared machine the CPU figure is the
+steadier one; the 1-minute load average is printed beside it), a warm rerun, and for the terminal the
+full-history (daily) view.
 
     .venv/bin/python bench/dashboard_render.py [--years 6] [--postgres] [--json out.json] [--home DIR]
 
@@ -179,38 +181,40 @@ def fill_instance(home: Path, days: list) -> int:
     return n
 
 
-def render(page: str) -> dict:
-    """Child mode. ``cold_process_s``: the page's first run in a fresh interpreter (imports, AppTest set-up, cold
-    caches). Then, as a running server sees a page opened for the first time on this data: the interpreter
-    warmed on an empty home (modules imported, dagster too), caches cold for the bench home ->
-    ``first_render_s``; a rerun -> ``rerun_s``; the terminal's daily view -> ``full_history_s``."""
-    from streamlit.testing.v1 import AppTest
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: per address space, so not the parent's, which ``ru_maxrss`` keeps across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    home = os.environ["USDCOP_HOME"]
-    t0 = time.perf_counter()
-    cold = AppTest.from_file(str(ROOT / "streamlit_app" / "app.py"), default_timeout=300)
-    cold.switch_page(PAGES[page])
-    cold.run()
-    cold_s = time.perf_counter() - t0
-    rss_cold = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def render(page: str) -> dict:
+    """Child mode, as a running server sees a page opened for the first time on this data: the interpreter warmed
+    on an empty home (modules imported, dagster too, AppTest set up), then with cold caches for the bench home
+    -> ``first_render_s``; a rerun (warm caches) -> ``rerun_s``; the terminal's daily view -> ``full_history_s``."""
+    from streamlit.testing.v1 import AppTest
 
     import dagster  # noqa: F401  (what a server has imported once it opened the instance for any page)
 
-    with tempfile.TemporaryDirectory() as empty:
+    home = os.environ["USDCOP_HOME"]
+    with tempfile.TemporaryDirectory() as empty:  # caches are keyed on the configuration: this warms nothing of `home`
         os.environ["USDCOP_HOME"] = empty
-        at = AppTest.from_file(str(ROOT / "streamlit_app" / "app.py"), default_timeout=300)
-        at.switch_page(PAGES[page])
-        at.run()
+        warm = AppTest.from_file(str(ROOT / "streamlit_app" / "app.py"), default_timeout=300)
+        warm.switch_page(PAGES[page])
+        warm.run()
+    rss_warm = peak_rss_mb()
     os.environ["USDCOP_HOME"] = home
     at = AppTest.from_file(str(ROOT / "streamlit_app" / "app.py"), default_timeout=300)
     at.switch_page(PAGES[page])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     at.run()
-    first = time.perf_counter() - t0
-    out = {"page": page, "first_render_s": round(first, 3), "cold_process_s": round(cold_s, 3),
-           "exceptions": [str(e.value) for e in [*cold.exception, *at.exception]],
+    first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
+    out = {"page": page, "first_render_s": round(first, 3), "first_render_cpu_s": round(first_cpu, 3),
+           "load_average": os.getloadavg()[0], "exceptions": [str(e.value) for e in at.exception],
            "title": [t.value for t in at.title], "charts": len(at.get("plotly_chart")), "tables": len(at.dataframe),
-           "metrics": [(m.label, m.value) for m in at.metric][:4]}
+           "metrics": [(m.label, m.value) for m in at.metric][:4], "peak_rss_first_render_mb": round(peak_rss_mb(), 1),
+           "peak_rss_interpreter_mb": round(rss_warm, 1)}
     t0 = time.perf_counter()
     at.run()
     out["rerun_s"] = round(time.perf_counter() - t0, 3)
@@ -218,8 +222,7 @@ def render(page: str) -> dict:
         t0 = time.perf_counter()
         at.radio(key="history").set_value("Full history (daily)").run()
         out["full_history_s"] = round(time.perf_counter() - t0, 3)
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    out["peak_rss_cold_mb"] = round(rss_cold, 1)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
 
 
@@ -281,9 +284,10 @@ def main() -> None:
             res = json.loads(line[7:])
             report["pages"].append(res)
             extra = "".join(f", {k.replace('_s', '')} {res[k]:.2f} s" for k in ("full_history_s",) if k in res)
-            log(f"{page:9s} first render {res['first_render_s']:.2f} s (rerun {res['rerun_s']:.2f} s{extra}; in a fresh process "
-                f"{res['cold_process_s']:.2f} s); peak RSS {res['peak_rss_mb']:.0f} MB (fresh process alone "
-                f"{res['peak_rss_cold_mb']:.0f} MB); charts {res['charts']}, tables {res['tables']}"
+            log(f"{page:9s} first render {res['first_render_s']:.2f} s, {res['first_render_cpu_s']:.2f} CPU s "
+                f"(load {res['load_average']:.1f}; rerun {res['rerun_s']:.2f} s{extra}); peak RSS "
+                f"{res['peak_rss_first_render_mb']:.0f} MB after the first render ({res['peak_rss_interpreter_mb']:.0f} MB the warmed "
+                f"interpreter, {res['peak_rss_mb']:.0f} MB at the end); charts {res['charts']}, tables {res['tables']}"
                 + (f"; EXCEPTIONS {res['exceptions']}" if res["exceptions"] else ""))
     finally:
         if drop:

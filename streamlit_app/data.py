@@ -509,9 +509,13 @@ def read_all_lake(src: Sources, dataset: str, columns: list[str] | None = None) 
 BACKTEST_READ = ["time", "session", "position", "pnl", "next_ret", "close", "model_version"]
 
 
-def backtest(src: Sources) -> pd.DataFrame:
-    """The stored per-bar session backtests (``l6/backtest_session``), all sessions."""
-    return read_all_lake(src, "l6/backtest_session", BACKTEST_READ)
+def backtest(src: Sources, days: list[dt.date] | None = None) -> pd.DataFrame:
+    """The stored per-bar session backtests (``l6/backtest_session``) of ``days`` (all sessions when None)."""
+    if days is None:
+        return read_all_lake(src, "l6/backtest_session", BACKTEST_READ)
+    if not days:
+        return pd.DataFrame(columns=BACKTEST_READ)
+    return src.lake_table("l6/backtest_session").read(cal.session_open(days[0]), cal.session_end(days[-1]), columns=BACKTEST_READ)
 
 
 def performance_rows(src: Sources) -> pd.DataFrame:
@@ -871,14 +875,15 @@ if st is not None:
         return manifests(sources(env), dataset, sessions)
 
     @st.cache_data(ttl=TTL, show_spinner=False)
-    def cached_backtest(env) -> pd.DataFrame:
-        return backtest(sources(env))
+    def cached_lake_dates(env, dataset: str) -> list:
+        return lake_dates(sources(env), dataset)
 
     @st.cache_data(ttl=TTL, show_spinner=False)
-    def cached_tear_sheet(env, first: str | None, last: str | None) -> dict:
+    def cached_tear_sheet(env, days: tuple) -> dict:
+        """The tear sheet of the stored backtests of ``days`` (a tuple: hashable, the cache key)."""
         import tearsheet
 
-        return tearsheet.tear_sheet(cached_backtest(env), cached_models(env), first, last)
+        return tearsheet.tear_sheet(backtest(sources(env), list(days)), cached_models(env))
 
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_performance(env) -> pd.DataFrame:

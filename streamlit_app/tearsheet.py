@@ -20,6 +20,7 @@ from usdcop_assets.trading.live import live_costs, live_limits
 
 AGENT = "ppo"
 ROLLING_SESSIONS = 20
+RECENT_SESSIONS = 250  # the model page draws the last year by default (a six-year read takes seconds)
 
 
 def strategy_pnl(bt: pd.DataFrame) -> pd.DataFrame:
@@ -54,7 +55,7 @@ def rolling_sharpe(curves: pd.DataFrame, window: int = ROLLING_SESSIONS) -> pd.D
     return out
 
 
-def fold_results(pnl: pd.DataFrame, bt: pd.DataFrame, models: pd.DataFrame | None = None, n_boot: int = 500) -> pd.DataFrame:
+def fold_results(pnl: pd.DataFrame, bt: pd.DataFrame, models: pd.DataFrame | None = None, n_boot: int = 200) -> pd.DataFrame:
     """Per walk-forward fold (the sessions' month): the agent's Sharpe with its session-bootstrap 95% CI,
     total return, buy and hold's Sharpe on the same bars, the model and its validation Sharpe."""
     rows = []
@@ -106,14 +107,11 @@ def trade_list(bt: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def tear_sheet(bt: pd.DataFrame, models: pd.DataFrame | None = None, first: str | None = None, last: str | None = None) -> dict:
-    """Everything the model page draws, from the stored backtests of sessions ``first..last`` (all when None)."""
-    stored = int(bt["session"].nunique())
-    if first or last:
-        bt = bt[bt["session"].astype(str).between(first or "0000", last or "9999")].reset_index(drop=True)
+def tear_sheet(bt: pd.DataFrame, models: pd.DataFrame | None = None) -> dict:
+    """Everything the model page draws, from the stored backtests ``bt`` (one or more whole sessions)."""
     if bt.empty:
-        return {"stored_sessions": stored, "sessions": 0}
+        return {"sessions": 0}
     pnl = strategy_pnl(bt)
     curves = session_curves(pnl)
-    return {"stored_sessions": stored, "sessions": int(bt["session"].nunique()), "curves": curves,
+    return {"sessions": int(bt["session"].nunique()), "curves": curves,
             "rolling": rolling_sharpe(curves), "folds": fold_results(pnl, bt, models), "trades": trade_list(bt)}

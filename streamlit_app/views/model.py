@@ -60,11 +60,21 @@ if rep is not None:
 
 # -- curves from the stored session backtests ----------------------------------------------------------------
 st.subheader("Equity and drawdown (l6/backtest_session)")
+# The sessions the latest l6/performance evaluated (so the curves end where its figures do), else all stored.
+stored = data.cached_lake_dates(ctx.env, "l6/backtest_session")
 first, last = (str(perf["first_session"].iloc[0]), str(perf["metric_date"].iloc[0])) if len(perf) else (None, None)
-sheet = data.cached_tear_sheet(ctx.env, first, last) if have["l6/backtest_session"] else {"sessions": 0}
-if first and sheet["sessions"]:  # the sessions the latest l6/performance evaluated, so the curves end where its figures do
-    st.caption(f"Sessions {first} … {last} as evaluated by l6/performance ({sheet['sessions']} of {sheet['stored_sessions']} stored "
-               f"session backtests; `{data.CLI} backtest --start … --end …` re-evaluates)")
+evaluated = [d for d in stored if (first is None or d.isoformat() >= first) and (last is None or d.isoformat() <= last)]
+recent = len(evaluated) > tearsheet.RECENT_SESSIONS and st.radio(
+    "Period", [f"Last {tearsheet.RECENT_SESSIONS} sessions", f"All {len(evaluated):,} evaluated sessions"], horizontal=True,
+    key="model_period", help="Six years of per-bar backtests take seconds to read; the last year draws at once.",
+).startswith("Last")
+days = evaluated[-tearsheet.RECENT_SESSIONS:] if recent else evaluated
+sheet = data.cached_tear_sheet(ctx.env, tuple(days)) if days else {"sessions": 0}
+if days:
+    st.caption(f"Sessions {days[0]} … {days[-1]}: {len(days):,} of the {len(evaluated):,} sessions "
+               + (f"l6/performance evaluated ({first} … {last})" if first else "stored")
+               + (f"; the headline figures above cover all {len(evaluated):,}" if recent else "")
+               + f" · {len(stored):,} session backtests stored")
 if not sheet["sessions"]:
     common.not_materialized("l6/backtest_session")
 else:
