@@ -56,8 +56,10 @@ def banner(ctx: Context) -> None:
 
 def empty_message(what: str = "The platform has no bars yet") -> None:
     st.info(
-        f"{what}. To fill it, run `{data.DEMO_COMMAND}` (synthetic bars, no key, no server), "
-        f"or `{data.CLI} backfill --start YYYY-MM-DD --end YYYY-MM-DD`."
+        f"{what}. To fill it, run `{data.MAIN_COMMAND}` (the main job on synthetic bars: L0–L4, training, actions, "
+        f"backtests and performance; no key, no server), or the layers one by one: "
+        f"`{data.CLI} backfill --start YYYY-MM-DD --end YYYY-MM-DD`, `{data.CLI} train --fold YYYY-MM`, "
+        f"`{data.CLI} backtest --start YYYY-MM-DD --end YYYY-MM-DD`."
     )
 
 
@@ -68,3 +70,15 @@ def not_materialized(asset: str) -> None:
 def synthetic_tag(sources: pd.Series | list) -> str:
     values = set(pd.Series(sources).dropna().astype(str).str.split(",").explode())
     return " · SYNTHETIC" if data.SYNTHETIC in values else ""
+
+
+RUN_LINK = {"run": st.column_config.LinkColumn("run", display_text=r"/runs/([0-9a-f]{8})", help="open the run in the Dagster UI")}
+
+
+def with_run_links(df: pd.DataFrame) -> pd.DataFrame:
+    """Times in Bogota, and ``run_id`` as a link to the run in the Dagster UI (``column_config=RUN_LINK``)."""
+    out = data.to_bogota(df)
+    if "run_id" in out.columns:
+        ids = out.pop("run_id")
+        out["run"] = [data.run_url(r) if isinstance(r, str) and r else None for r in ids]
+    return out

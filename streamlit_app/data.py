@@ -34,8 +34,12 @@ INDICATORS = "usdcop_m5_indicators"
 REJECTS = "ohlcv_m5_rejects"
 UNPLACED = "ohlcv_m5_unplaced"
 SYNTHETIC = "synthetic"
-DEMO_COMMAND = "bash scripts/demo.sh"
 CLI = ".venv/bin/usdcop"
+MAIN_COMMAND = f"{CLI} run"  # the platform's main job: ingest, L0-L4, training, actions, backtests, performance
+DEMO_COMMAND = MAIN_COMMAND
+DAGSTER_UI_ENV = "DAGSTER_WEBSERVER_URL"
+DAGSTER_UI_DEFAULT = "http://127.0.0.1:3000"
+REPORTS_PREFIX = "reports/performance"  # l6/performance's HTML reports in the lake (defs/layers/l6_backtest.py)
 DEFAULT_SESSIONS = 20
 MAX_CHART_POINTS = 4000  # bars drawn at most; a longer window is resampled to coarser bars
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"  # the warehouse's text timestamps on SQLite
@@ -76,16 +80,34 @@ def layer_of(asset: str) -> str:
 
 
 def what_to_run(asset: str) -> str:
-    """The 'not materialized yet: run ...' line for an asset."""
+    """The 'not materialized yet: run ...' line for an asset: the main job, and the layer's own command."""
     layer = layer_of(asset)
     if asset == "l5/ppo_model":
-        return f"`{asset}` not materialized yet: run `{CLI} train --fold YYYY-MM` (trained on the sessions before the month)"
-    if layer == "L6":
-        return f"`{asset}` not materialized yet: run `{CLI} backtest --start YYYY-MM-DD --end YYYY-MM-DD`"
-    extra = {"L4": " (needs the observation training window materialized in L3; see README)",
-             "L5": " (without a trained fold the actions are recorded flat)"}.get(layer, "")
-    return f"`{asset}` not materialized yet: run `{DEMO_COMMAND}` or `{run_command(layer)}`{extra}"
+        own = f"`{CLI} train --fold YYYY-MM` (trained on the sessions before the month)"
+    elif layer == "L6" or asset in ("l5/actions_m5", "l5/paper_trades", "l5/paper_positions"):
+        own = f"`{CLI} backtest --start YYYY-MM-DD --end YYYY-MM-DD` (actions of the trained folds, then backtests)"
+    else:
+        own = f"`{run_command(layer)}`"
+    return f"`{asset}` not materialized yet: run `{MAIN_COMMAND}` (everything), or {own}"
 
+
+def dagster_ui_url(env=os.environ) -> str:
+    return (env.get(DAGSTER_UI_ENV) or DAGSTER_UI_DEFAULT).rstrip("/")
+
+
+def run_url(run_id: str, env=os.environ) -> str:
+    return f"{dagster_ui_url(env)}/runs/{run_id}"
+
+
+def to_bogota(df: pd.DataFrame, fmt: str = "%Y-%m-%d %H:%M") -> pd.DataFrame:
+    """Every timestamp column as Bogota wall-clock text, its name suffixed ``(Bogota)``: tables never show UTC."""
+    out = df.copy()
+    renames = {}
+    for c in out.columns:
+        if isinstance(out[c].dtype, pd.DatetimeTZDtype):
+            out[c] = out[c].dt.tz_convert(cal.TZ).dt.strftime(fmt)
+            renames[c] = f"{c} (Bogota)"
+    return out.rename(columns=renames)
 
 def paper_status(src: "Sources") -> dict | None:
     """The latest paper position (warehouse ``paper_positions``) and fill (``paper_trades``); None if not there."""
@@ -349,20 +371,31 @@ def read_lake(src: Sources, dataset: str, days: list[dt.date]) -> pd.DataFrame:
     return src.lake_table(dataset).read(cal.session_open(days[0]) - pd.Timedelta(hours=8), cal.session_end(days[-1]) + pd.Timedelta(hours=11))
 
 
-def actions_markers(src: Sources, sessions: list[dt.date]) -> pd.DataFrame | None:
-    """Agent positions (L5 ``l5/actions_m5``) of the sessions as entry/exit markers; None if not there."""
+def agent_positions(src: Sources, sessions: list[dt.date]) -> pd.DataFrame | None:
+    """The agent's position per bar of the sessions (``l5/actions_m5``); None when no session of them has actions."""
     days = [d for d in lake_dates(src, "l5/actions_m5") if sessions and sessions[0] <= d <= sessions[-1]]
     if not days:
         return None
     df = read_lake(src, "l5/actions_m5", days)
-    if "position" not in df.columns:
+    if "position" not in df.columns or df.empty:
         return None
-    pos = df["position"].astype(float)
-    change = pos.diff().fillna(pos).ne(0)
-    out = df.loc[change, ["time"]].copy()
+    return df[["time", "position", "model_version"]].reset_index(drop=True)
+
+
+def markers_of(positions: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Entries and exits: the bars where the position changes (long / short when it opens or flips, exit to flat)."""
+    if positions is None:
+        return None
+    pos = positions["position"].astype(float)
+    change = pos.diff().fillna(pos).ne(0) & (np.sign(pos) != np.sign(pos.shift().fillna(0)))
+    out = positions.loc[change, ["time"]].copy()
     out["position"] = pos[change].to_numpy()
     out["kind"] = np.where(out["position"] == 0, "exit", np.where(out["position"] > 0, "long", "short"))
     return out
+
+
+def actions_markers(src: Sources, sessions: list[dt.date]) -> pd.DataFrame | None:
+    return markers_of(agent_positions(src, sessions))
 
 
 def latest_observation(src: Sources) -> dict | None:
@@ -434,11 +467,85 @@ def manifests(src: Sources, dataset: str, sessions: int = 20, verify: bool = Tru
         rows.append({"date": day, "rows": m.get("rows"), "sha256": m.get("sha256"), "bytes": m.get("bytes"),
                      "time_min": m.get("time_min"), "time_max": m.get("time_max"), "written_at": m.get("written_at"),
                      "verified": "ok" if not problems else "; ".join(problems)})
-    return pd.DataFrame(rows, columns=["date", "rows", "sha256", "bytes", "time_min", "time_max", "written_at", "verified"])
+    out = pd.DataFrame(rows, columns=["date", "rows", "sha256", "bytes", "time_min", "time_max", "written_at", "verified"])
+    for c in ("time_min", "time_max", "written_at"):
+        out[c] = pd.to_datetime(out[c], utc=True, format="ISO8601", errors="coerce")
+    return out
 
 
 LAKE_DATASETS = ("l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5",
-                 "l4/observations_m5", "l0/macro_daily", "l1/macro_daily")
+                 "l4/observations_m5", "l4/episodes_session", "l5/actions_m5", "l6/backtest_session", "l0/macro_daily",
+                 "l1/macro_daily")
+
+
+# -- L5 / L6: model registry, actions, backtests, performance ---------------------------------------------
+
+
+def read_all_lake(src: Sources, dataset: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Every session object of a lake dataset (empty frame when it has none)."""
+    days = lake_dates(src, dataset)
+    if not days:
+        return pd.DataFrame(columns=columns or [])
+    return src.lake_table(dataset).read(cal.session_open(days[0]) - pd.Timedelta(hours=8),
+                                        cal.session_end(days[-1]) + pd.Timedelta(hours=11), columns=columns)
+
+
+BACKTEST_READ = ["time", "session", "position", "pnl", "next_ret", "close", "model_version"]
+
+
+def backtest(src: Sources, days: list[dt.date] | None = None) -> pd.DataFrame:
+    """The stored per-bar session backtests (``l6/backtest_session``) of ``days`` (all sessions when None)."""
+    if days is None:
+        return read_all_lake(src, "l6/backtest_session", BACKTEST_READ)
+    if not days:
+        return pd.DataFrame(columns=BACKTEST_READ)
+    return src.lake_table("l6/backtest_session").read(cal.session_open(days[0]), cal.session_end(days[-1]), columns=BACKTEST_READ)
+
+
+def performance_rows(src: Sources) -> pd.DataFrame:
+    """The latest ``rl_metrics`` evaluation (one row per strategy), empty when ``l6/performance`` never ran."""
+    wh = src.warehouse
+    if not wh.has_table("rl_metrics"):
+        return pd.DataFrame()
+    df = wh.query('SELECT * FROM rl_metrics WHERE metric_date = (SELECT MAX(metric_date) FROM rl_metrics) ORDER BY strategy',
+                  times=("computed_at",))
+    return df
+
+
+def models(src: Sources) -> pd.DataFrame:
+    """The model registry (``rl_models``, one row per trained fold)."""
+    wh = src.warehouse
+    if not wh.has_table("rl_models"):
+        return pd.DataFrame()
+    return wh.query("SELECT fold, version, obs_version, train_first, train_last, valid_first, valid_last, train_sessions, "
+                    "valid_sessions, total_timesteps, selected_timesteps, valid_sharpe, valid_mean_reward FROM rl_models ORDER BY fold",
+                    times=())
+
+
+def report(src: Sources) -> dict | None:
+    """The newest HTML report of ``l6/performance`` in the lake: key, where it is, and its bytes."""
+    keys = sorted(k for k in src.store.list(REPORTS_PREFIX + "/") if k.endswith(".html"))
+    if not keys:
+        return None
+    key = keys[-1]
+    return {"key": key, "location": f"{src.store.location}/{key}", "html": src.store.get(key)}
+
+
+def paper_history(src: Sources, start=None, end=None) -> pd.DataFrame:
+    """The paper ledger's position and session P&L per bar in the window (warehouse ``paper_positions``)."""
+    cols = ["time", "session", "position", "session_pnl", "model_version"]
+    return src.warehouse.window("paper_positions", cols, start, end)
+
+
+def materialized(src: Sources) -> dict[str, bool]:
+    """Which L5/L6 outputs exist in the stores right now (the pages read this, never a fixed text)."""
+    return {
+        "l5/ppo_model": not models(src).empty,
+        "l5/actions_m5": bool(lake_dates(src, "l5/actions_m5")),
+        "l6/backtest_session": bool(lake_dates(src, "l6/backtest_session")),
+        "l6/performance": not performance_rows(src).empty,
+        "l5/paper_positions": src.warehouse.has_table("paper_positions"),
+    }
 
 
 # -- data quality -------------------------------------------------------------------------------------
@@ -655,7 +762,10 @@ def recent_runs(instance, limit: int = 25) -> pd.DataFrame:
 
 
 def materializations(instance, asset: str, limit: int = 50) -> pd.DataFrame:
-    """Latest materializations of an asset: partition, code version, data version, run id, when, metadata."""
+    """Latest materializations of an asset: partition, code version, data version, run id, when, metadata.
+
+    ``data_version`` is the partition's own (a range run records each session's in that session's metadata;
+    Dagster's ``dagster/data_version`` tag then holds the range's), else the tag."""
     cols = ["partition", "code_version", "data_version", "run_id", "at", "storage_id", "metadata"]
     if instance is None:
         return pd.DataFrame(columns=cols)
@@ -663,9 +773,11 @@ def materializations(instance, asset: str, limit: int = 50) -> pd.DataFrame:
     for rec in instance.fetch_materializations(_key(asset), limit=limit).records:
         mat = rec.asset_materialization
         tags = mat.tags or {}
+        own = mat.metadata.get("data_version")
         meta = {k: _meta_text(v) for k, v in list(mat.metadata.items())[:12]}
         rows.append({"partition": mat.partition, "code_version": tags.get("dagster/code_version"),
-                     "data_version": tags.get("dagster/data_version"), "run_id": rec.run_id, "at": _ts(rec.timestamp),
+                     "data_version": _meta_text(own) if own is not None else tags.get("dagster/data_version"),
+                     "run_id": rec.run_id, "at": _ts(rec.timestamp),
                      "storage_id": rec.storage_id, "metadata": json.dumps(meta, default=str)[:400]})
     return pd.DataFrame(rows, columns=cols)
 
@@ -673,6 +785,13 @@ def materializations(instance, asset: str, limit: int = 50) -> pd.DataFrame:
 def _meta_text(value) -> str:
     inner = getattr(value, "value", value)
     return str(inner)[:80]
+
+
+def code_version() -> str:
+    """This code's version (package version + git commit), as Dagster stamps it on every asset."""
+    from usdcop_assets.version import code_version as version
+
+    return version()
 
 
 # -- cached wrappers for the pages ----------------------------------------------------------------------
@@ -712,8 +831,8 @@ if st is not None:
         return paper_status(sources(env))
 
     @st.cache_data(ttl=TTL, show_spinner=False)
-    def cached_actions(env, first: dt.date, last: dt.date):
-        return actions_markers(sources(env), cal.trading_days(first, last))
+    def cached_positions(env, first: dt.date, last: dt.date):
+        return agent_positions(sources(env), cal.trading_days(first, last))
 
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_latest_observation(env):
@@ -738,6 +857,37 @@ if st is not None:
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_manifests(env, dataset: str, sessions: int) -> pd.DataFrame:
         return manifests(sources(env), dataset, sessions)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_lake_dates(env, dataset: str) -> list:
+        return lake_dates(sources(env), dataset)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_tear_sheet(env, days: tuple) -> dict:
+        """The tear sheet of the stored backtests of ``days`` (a tuple: hashable, the cache key)."""
+        import tearsheet
+
+        return tearsheet.tear_sheet(backtest(sources(env), list(days)), cached_models(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_performance(env) -> pd.DataFrame:
+        return performance_rows(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_models(env) -> pd.DataFrame:
+        return models(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_report(env):
+        return report(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_paper_history(env, start, end) -> pd.DataFrame:
+        return paper_history(sources(env), start, end)
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_materialized(env) -> dict:
+        return materialized(sources(env))
 
     @st.cache_resource(show_spinner=False)
     def cached_instance(env):

@@ -154,3 +154,11 @@ def usdcop_env(tmp_path, monkeypatch):
     monkeypatch.setenv("USDCOP_SOURCE", "synthetic:clean")
     (tmp_path / "home" / "dagster_home").mkdir(parents=True)
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def main_job_home(tmp_path_factory):
+    """A home after a main-job-like run (dashboard_home.py), shared by the dashboard's AppTest and browser tests."""
+    from usdcop_assets_tests.dashboard_home import build_main_job_home
+
+    return build_main_job_home(tmp_path_factory.mktemp("main_job_home"))

@@ -1,14 +1,19 @@
-"""The Streamlit dashboard (streamlit_app/): every page through Streamlit's AppTest, on a platform the CLI
-filled (L0-L3 over one week of synthetic bars) and on an empty one; plus its pure read-only layer."""
+"""The Streamlit dashboard (streamlit_app/): every page through Streamlit's AppTest after a main-job-like run
+(``main_job_home``: L0-L4, one trained fold, its actions, backtests and performance; dashboard_home.py),
+asserting that what a page shows equals what the warehouse and the lake hold, and on an empty home (each
+page says what to run); plus its pure read-only layer."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-import os
-import subprocess
+import json
+import re
+import sqlite3
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,33 +27,20 @@ from usdcop_assets import market_calendar as cal  # noqa: E402
 
 PAGES = ["views/terminal.py", "views/model.py", "views/pipeline.py", "views/features.py", "views/quality.py", "views/audit.py"]
 TITLES = dict(zip(PAGES, ["Trading terminal", "Model and backtest", "Pipeline", "Features", "Data quality", "Audit"]))
-FIRST, LAST = "2025-03-10", "2025-03-14"
-
-
-@pytest.fixture(scope="module")
-def filled_home(tmp_path_factory) -> Path:
-    """One CLI backfill of L0-L3 over a week (its runs land in the home's Dagster instance)."""
-    home = tmp_path_factory.mktemp("dash_home")
-    env = {k: v for k, v in os.environ.items() if k not in data.CONFIG_VARS and not k.startswith("USDCOP_")}
-    env.update(USDCOP_HOME=str(home), USDCOP_SOURCE="synthetic:clean", USDCOP_MACRO_SOURCE="synthetic")  # counts below: every bar
-    proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "usdcop"), "backfill", "--start", FIRST, "--end", LAST, "--layers", "L0,L1,L2,L3"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return home
+MAIN = ".venv/bin/usdcop run"  # the main job every empty page points at
 
 
 def _point_at(monkeypatch, home: Path) -> None:
     for var in data.CONFIG_VARS:
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv(data.DAGSTER_UI_ENV, raising=False)
     monkeypatch.setenv("USDCOP_HOME", str(home))
 
 
 def _run(page: str):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(APP), default_timeout=60)
+    at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
     if page != PAGES[0]:
         at.switch_page(page)
@@ -66,60 +58,182 @@ def _metrics(at) -> dict:
     return {m.label: m.value for m in at.metric}
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_page_with_data(page, filled_home, monkeypatch):
-    _point_at(monkeypatch, filled_home)
-    at = _run(page)
-    assert "SYNTHETIC DATA: 300 of 300 bars" in _texts(at.warning)  # the marker on every page
+def _deltas(at) -> dict:
+    return {m.label: m.delta for m in at.metric}
+
+
+def _figures(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _values(v) -> np.ndarray:
+    """A plotly JSON array: a list, or numpy's typed-array encoding ({"dtype", "bdata"})."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def _warehouse(home: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(f"file:{home / 'warehouse.sqlite'}?mode=ro", uri=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _lake(home: Path, dataset: str) -> pd.DataFrame:
+    src = data.sources((("USDCOP_HOME", str(home)),))
+    return data.read_all_lake(src, dataset)
+
+
+def test_terminal_shows_the_warehouse(main_job_home, monkeypatch):
+    _point_at(monkeypatch, main_job_home)
+    at = _run(PAGES[0])
     assert not at.error, _texts(at.error)
-    metrics, info = _metrics(at), _texts(at.info)
-    if page == "views/terminal.py":
-        assert metrics["Last bar (Bogota)"] == "2025-03-14 12:55"
-        assert float(metrics["Latest price · SYNTHETIC"].replace(",", "")) > 1000
-        assert metrics["Agent position"] == "not materialized"
-        assert len(at.get("vega_lite_chart")) == 1
-        assert "`l5/actions_m5` not materialized yet: run" in _texts(at.caption)
-    elif page == "views/model.py":
-        for asset in ("l5/ppo_model", "l5/actions_m5", "l6/backtest_session", "l6/performance", "l4/episodes_session"):
-            assert f"`{asset}` not materialized yet: run" in info
-    elif page == "views/pipeline.py":
-        assert metrics["Assets materialized"] == "7 / 16"  # L0-L3, not L4-L6
-        assert metrics["Partition gaps"] == "0"
-        assert metrics["Checks failing"] == "0"
-        assert "`l4/observations_m5` not materialized yet: run" in info
-        assert "`l6/performance` not materialized yet" in info
-        assert [h.value for h in at.subheader] == ["L0", "L1", "L2", "L3", "L4", "L5", "L6", "Recent runs"]
-        tables = [df.value for df in at.dataframe]
-        status = pd.concat([t for t in tables if "latest_partition" in t.columns])
-        assert status.set_index("asset").loc["l1/ohlcv_m5", "latest_partition"] == "2025-03-14"
-        assert (status["freshness"] != "").all()
-        checks = pd.concat([t for t in tables if "check" in t.columns])
-        assert checks.set_index("check").loc["conservation", "passed"] == True  # noqa: E712
-        runs = tables[-1]
-        assert {"session_chain", "macro_daily"} <= set(runs["job"])
-    elif page == "views/features.py":
-        assert "`l4/observations_m5` not materialized yet: run" in info
-        assert "`l4/observation_stats` not materialized yet: run" in info
-        assert metrics["Observation config"] == "obs-v1"
-        feats = at.dataframe[-1].value
-        assert {"feature", "value"} <= set(feats.columns) and len(feats) > 10
-    elif page == "views/quality.py":
-        assert metrics["Rejected rows"] == "0"
-        assert metrics["Missing bars (gaps)"] == "0"
-        assert metrics["Sessions"] == "5"
-        assert "No rejected rows" in _texts(at.success)
-        assert "All 7 data checks passed in every session they evaluated." in _texts(at.success)  # L0-L3's checks
-    elif page == "views/audit.py":
-        mats = at.dataframe[0].value
-        assert {"code_version", "data_version", "run_id"} <= set(mats.columns) and len(mats) == 5  # one per session
-        assert sorted(mats["partition"]) == ["2025-03-10", "2025-03-11", "2025-03-12", "2025-03-13", "2025-03-14"]
-        assert mats["data_version"].notna().all()
-        checks = at.dataframe[1].value  # the data checks of l1/ohlcv_m5, per session, from the Dagster instance
-        assert set(checks["check"]) == set(data.CHECKS["l1/ohlcv_m5"]) and checks["session"].nunique() == 5
-        assert checks["passed"].all() and (checks.groupby("session").size() == 4).all()
-        assert metrics["Session objects verified (last 20)"] == "5 / 5"
-        man = at.dataframe[2].value
-        assert man["sha256"].str.len().eq(64).all()
+    (n_bars,), = _warehouse(main_job_home, "SELECT COUNT(*) FROM usdcop_m5_ohlcv")
+    assert f"SYNTHETIC DATA: {n_bars:,} of {n_bars:,} bars" in _texts(at.warning)  # the marker on every page
+    (time, close), = _warehouse(main_job_home, "SELECT time, close FROM usdcop_m5_ohlcv ORDER BY time DESC LIMIT 1")
+    metrics, deltas = _metrics(at), _deltas(at)
+    assert metrics["Latest price · SYNTHETIC"] == f"{close:,.2f}"
+    last = pd.Timestamp(time).tz_convert(cal.TZ)
+    assert (metrics["Last bar (Bogota)"], deltas["Last bar (Bogota)"]) == (f"{last:%H:%M}", f"{last:%a %Y-%m-%d}") == ("12:55", "Fri 2025-02-28")
+    (pnl, target), = _warehouse(main_job_home, "SELECT session_pnl, next_target FROM paper_positions ORDER BY time DESC LIMIT 1")
+    assert metrics["Session P&L (paper)"] == f"{pnl * 1e4:+.1f} bp" and metrics["Agent position"] == f"{target:+.2f}"
+
+    (fig,) = _figures(at)
+    traces = {t.get("name"): t for t in fig["data"]}
+    candles = traces["USD/COP"]
+    assert candles["type"] == "candlestick" and len(candles["x"]) == 20 * cal.BARS_PER_SESSION  # the last 20 sessions
+    assert _values(candles["close"])[-1] == pytest.approx(close)
+    assert candles["x"][-1].startswith("2025-02-28T12:55")  # Bogota wall-clock time on the axis
+    assert fig["layout"]["xaxis3"]["title"]["text"] == "time (Bogota, UTC−5)"
+    # nights, weekends and holidays are skipped: one break between each pair of the 20 sessions
+    breaks = fig["layout"]["xaxis"]["rangebreaks"]
+    assert len(breaks) == 19 and breaks[0]["bounds"] == ["2025-02-03 13:00:00", "2025-02-04 08:00:00"]
+    assert {"bounds": ["2025-02-07 13:00:00", "2025-02-10 08:00:00"]} in breaks  # Friday's close to Monday's open
+    # the agent's entries and exits are the l5/actions_m5 position changes of the window
+    actions = _lake(main_job_home, "l5/actions_m5")
+    window = actions[actions["time"] >= pd.Timestamp(candles["x"][0]).tz_localize(cal.TZ)]
+    expected = data.markers_of(window[["time", "position", "model_version"]].reset_index(drop=True))
+    shown = sum(len(traces[f"agent {k}"]["x"]) for k in ("long", "short", "exit") if f"agent {k}" in traces)
+    assert shown == len(expected) > 0
+    assert _values(traces["agent position"]["y"]).tolist() == window["position"].tolist()
+
+
+def test_model_page_is_the_tear_sheet(main_job_home, monkeypatch):
+    _point_at(monkeypatch, main_job_home)
+    at = _run(PAGES[1])
+    assert not at.error, _texts(at.error)
+    assert "not materialized" not in _texts(at.info)
+    cols = ["strategy", "total_return", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high", "total_trades", "max_drawdown"]
+    rows = _warehouse(main_job_home, f"SELECT {', '.join(cols)} FROM rl_metrics WHERE metric_date = (SELECT MAX(metric_date) FROM rl_metrics)")
+    agent = dict(zip(cols, next(r for r in rows if r[0] == "ppo")))
+    metrics, deltas = _metrics(at), _deltas(at)
+    assert metrics["Agent total return"] == f"{agent['total_return']:+.2%}"
+    assert metrics["Agent Sharpe"] == f"{agent['sharpe_ratio']:+.2f}"
+    assert deltas["Agent Sharpe"] == f"CI {agent['sharpe_ci_low']:+.1f}…{agent['sharpe_ci_high']:+.1f}"
+    assert metrics["Max drawdown"] == f"{agent['max_drawdown']:.2%}"
+    assert metrics["Trades"] == f"{agent['total_trades']:,}"
+    strategies = at.dataframe[0].value
+    assert set(strategies["strategy"]) == {"ppo", "flat", "buy_and_hold", "sma_5_20"}
+
+    equity, rolling, hist = _figures(at)
+    bt = _lake(main_job_home, "l6/backtest_session")
+    bt = bt[bt["session"] >= "2025-02-03"]  # the sessions `usdcop backtest` evaluated (rl_metrics' first_session..metric_date)
+    ppo = [t for t in equity["data"] if t["name"] == "ppo"][0]  # the equity trace (the drawdown one follows, unnamed in the legend)
+    assert len(ppo["x"]) == bt["session"].nunique() == 20
+    assert _values(ppo["y"])[-1] == pytest.approx(np.exp(bt["pnl"].sum()))  # equity from the stored backtest ...
+    assert _values(ppo["y"])[-1] - 1 == pytest.approx(agent["total_return"])  # ... ending at l6/performance's total return
+    assert {t["name"] for t in equity["data"]} == {"ppo", "flat", "buy_and_hold", "sma_5_20"}
+    assert equity["layout"]["xaxis2"]["title"]["text"] == "session (Bogota)"
+    assert "Rolling Sharpe" in rolling["layout"]["title"]["text"]
+
+    folds = at.dataframe[1].value.set_index("fold")
+    (version, valid_sharpe), = _warehouse(main_job_home, "SELECT version, valid_sharpe FROM rl_models WHERE fold = '2025-02'")
+    assert folds.loc["2025-02", "model_version"] == version
+    assert folds.loc["2025-02", "valid_sharpe"] == pytest.approx(valid_sharpe)
+    assert folds.loc["2025-02", "sharpe_ci_low"] <= folds.loc["2025-02", "sharpe"] <= folds.loc["2025-02", "sharpe_ci_high"]
+    trades = at.dataframe[2].value
+    assert len(trades) == agent["total_trades"] == len(_values(hist["data"][0]["x"]))
+    assert {"entry (Bogota)", "exit (Bogota)", "side", "pnl_bp"} <= set(trades.columns)
+    report = [c.value for c in at.caption if "l6/performance report" in str(c.value)]
+    assert report and "reports/performance/2025-02-28.html" in report[0]
+    assert (main_job_home / "lake" / "reports" / "performance" / "2025-02-28.html").is_file()
+
+
+def test_pipeline_links_runs_to_the_dagster_ui(main_job_home, monkeypatch):
+    from dagster import DagsterInstance
+
+    _point_at(monkeypatch, main_job_home)
+    monkeypatch.setenv(data.DAGSTER_UI_ENV, "http://dagster.example:3333/")
+    at = _run(PAGES[2])
+    assert not at.error, _texts(at.error)
+    metrics = _metrics(at)
+    assert metrics["Assets materialized"] == "16 / 16"  # L0-L6, all of them
+    assert metrics["Checks failing"] == "0"
+    assert "not materialized" not in _texts(at.info)
+    instance = DagsterInstance.from_config(str(main_job_home / "dagster_home"))
+    run_ids = [r.dagster_run.run_id for r in instance.get_run_records(limit=25)]
+    runs = at.dataframe[-1].value
+    assert runs["run"].tolist() == [f"http://dagster.example:3333/runs/{r}" for r in run_ids]
+    assert {"session_chain", "ppo_model", "performance"} <= set(runs["job"])
+    assert "start (Bogota)" in runs.columns and "start" not in runs.columns
+    status = pd.concat([t.value for t in at.dataframe if "latest_partition" in t.value.columns])
+    assert status.set_index("asset").loc["l6/backtest_session", "latest_partition"] == "2025-02-28"
+
+
+def test_features_page_reads_the_lake(main_job_home, monkeypatch):
+    from usdcop_assets.lake.session_table import read_object
+
+    _point_at(monkeypatch, main_job_home)
+    at = _run(PAGES[3])
+    assert not at.error, _texts(at.error)
+    src = data.sources((("USDCOP_HOME", str(main_job_home)),))
+    stats = read_object(src.store, "l4/observation_stats")
+    metrics, deltas = _metrics(at), _deltas(at)
+    assert metrics["Observation config"] == "obs-v1"
+    assert metrics["Normalization"] == str(stats["version"].iloc[0])
+    assert (metrics["Fitted up to session"], deltas["Fitted up to session"]) == (str(stats["train_end"].iloc[0]), f"from {stats['train_start'].iloc[0]}")
+    assert "bar 2025-02-28 12:55 (Bogota)" in _texts(at.caption)
+    vector, history = _figures(at)
+    assert len(vector["data"][0]["y"]) == 30
+    # the history never joins two sessions: a NaN after each session's last bar but the final one's
+    for trace in history["data"]:
+        y = _values(trace["y"]).astype(float)
+        assert len(y) == 5 * cal.BARS_PER_SESSION + 4 and np.isnan(y).sum() >= 4
+    assert len(history["layout"]["xaxis"]["rangebreaks"]) == 4
+
+
+def test_quality_and_audit_pages(main_job_home, monkeypatch):
+    from usdcop_assets.version import code_version
+
+    _point_at(monkeypatch, main_job_home)
+    at = _run(PAGES[4])
+    assert not at.error, _texts(at.error)
+    metrics = _metrics(at)
+    assert metrics["Rejected rows"] == "0" and metrics["Missing bars (gaps)"] == "0"
+    assert metrics["Sessions"] == "60"  # the last 60 of the 62 sessions 2024-12-02 .. 2025-02-28
+    assert "No rejected rows" in _texts(at.success)
+    checks = at.dataframe[0].value
+    assert "at (Bogota)" in checks.columns
+
+    at.switch_page(PAGES[5]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = _metrics(at)
+    assert metrics["Code version (this code)"] == code_version()
+    mats = at.dataframe[0].value
+    # package version + git commit of the code that materialized them (this tree, maybe at an earlier commit), not the run id
+    from usdcop_assets.version import package_version
+
+    assert len(mats) == 41 and mats["code_version"].str.fullmatch(re.escape(package_version()) + r"\+g[0-9a-f]{7,12}").all()
+    same = int((mats["code_version"] == code_version()).sum())
+    assert _deltas(at)["Of the latest materializations"] == "made by this code version"
+    assert metrics["Of the latest materializations"] == f"{same} / 41"
+    assert mats["run"].str.startswith("http://127.0.0.1:3000/runs/").all()
+    src = data.sources((("USDCOP_HOME", str(main_job_home)),))
+    table = src.lake_table("l1/ohlcv_m5")
+    day = dt.date(2025, 2, 28)
+    row = mats.set_index("partition").loc["2025-02-28"]
+    assert row["manifest_sha256"] == table.manifest(day)["sha256"]
+    assert row["data_version"] and row["data_version"] != row["code_version"]
+    assert metrics["Session objects verified (last 20)"] == "20 / 20"
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -128,20 +242,27 @@ def test_page_on_empty_platform(page, tmp_path, monkeypatch):
     at = _run(page)
     assert not at.warning  # nothing synthetic to mark
     info = _texts(at.info)
-    if page in ("views/terminal.py", "views/pipeline.py", "views/quality.py", "views/audit.py"):
-        assert "bash scripts/demo.sh" in info
-    else:
-        assert "not materialized yet: run" in info
+    assert f"`{MAIN}`" in info  # each page says what to run
+    if page == "views/model.py":
+        for asset in ("l5/ppo_model", "l5/actions_m5", "l6/backtest_session", "l6/performance"):
+            assert f"`{asset}` not materialized yet: run `{MAIN}`" in info
+        assert "usdcop train --fold YYYY-MM" in info and "usdcop backtest --start" in info
+    if page == "views/features.py":
+        assert "`l4/observations_m5` not materialized yet" in info and "backfill --layers L4" in info
     assert not (tmp_path / "empty").exists()  # read-only: nothing created
 
 
-def test_terminal_full_history_is_daily(filled_home, monkeypatch):
-    _point_at(monkeypatch, filled_home)
+def test_terminal_full_history_is_daily(main_job_home, monkeypatch):
+    _point_at(monkeypatch, main_job_home)
     at = _run(PAGES[0])
     at.radio(key="history").set_value("Full history (daily)").run()
     assert not at.exception
-    spec = at.get("vega_lite_chart")[0].proto.spec
-    assert "daily OHLC, full history (5 sessions)" in spec
+    (fig,) = _figures(at)
+    assert "daily OHLC, full history (62 sessions)" in fig["layout"]["title"]["text"]  # 2024-12-02 .. 2025-02-28
+    assert len(fig["data"][0]["x"]) == 62
+    # weekends and holidays are skipped; no intraday break on a daily axis
+    breaks = [b["bounds"] for b in fig["layout"]["xaxis"]["rangebreaks"]]
+    assert ["2025-01-04 00:00:00", "2025-01-07 00:00:00"] in breaks  # Saturday .. Tuesday (Monday 6 January is a holiday)
 
 
 def test_bad_configuration_is_a_message(tmp_path, monkeypatch):
@@ -177,19 +298,52 @@ def test_resample_and_windows():
     assert data.expected_partitions("session", "2025-03-07", "2025-03-11") == ["2025-03-07", "2025-03-10", "2025-03-11"]
 
 
-def test_postgres_warehouse(filled_home, fresh_pg_url, monkeypatch):
+def test_postgres_warehouse(main_job_home, fresh_pg_url, monkeypatch):
     """The same pages over PostgreSQL: the filled home's bars copied into a PostgreSQL warehouse."""
     from usdcop_assets.warehouse.database import Warehouse
 
-    sqlite_wh = Warehouse(f"sqlite:///{filled_home / 'warehouse.sqlite'}")
+    sqlite_wh = Warehouse(f"sqlite:///{main_job_home / 'warehouse.sqlite'}")
     pg_url = fresh_pg_url
     pg = Warehouse(pg_url)
     for table in (data.OHLCV, data.INDICATORS):
         pg.upsert(table, sqlite_wh.read_window(table))
     sqlite_wh.dispose()
-    _point_at(monkeypatch, filled_home)
+    _point_at(monkeypatch, main_job_home)
     monkeypatch.setenv("USDCOP_WAREHOUSE_URL", pg_url)
     at = _run(PAGES[0])
-    assert _metrics(at)["Last bar (Bogota)"] == "2025-03-14 12:55"
-    assert "SYNTHETIC DATA: 300 of 300 bars" in _texts(at.warning)
+    assert _metrics(at)["Last bar (Bogota)"] == "12:55"
+    assert "SYNTHETIC DATA: 2,460 of 2,460 bars" in _texts(at.warning)
     pg.dispose()
+
+
+def test_range_breaks_follow_the_calendar():
+    import charts
+
+    # Monday 24 March 2025 is a Colombian holiday: one break from Friday's close to Tuesday's open
+    breaks = [b["bounds"] for b in charts.rangebreaks(dt.date(2025, 3, 20), dt.date(2025, 3, 26))]
+    assert breaks == [["2025-03-20 13:00:00", "2025-03-21 08:00:00"], ["2025-03-21 13:00:00", "2025-03-25 08:00:00"],
+                      ["2025-03-25 13:00:00", "2025-03-26 08:00:00"]]
+    daily = [b["bounds"] for b in charts.rangebreaks(dt.date(2025, 3, 20), dt.date(2025, 3, 26), intraday=False)]
+    assert daily == [["2025-03-22 00:00:00", "2025-03-25 00:00:00"]]
+
+
+def test_trade_list_matches_the_metrics():
+    import tearsheet
+    from usdcop_assets.backtest import metrics
+
+    times = cal.bars_of_days([dt.date(2025, 3, 20), dt.date(2025, 3, 21)])
+    pos = np.zeros(len(times))
+    pos[3:8], pos[8:10], pos[58:63] = 0.5, -1.0, 1.0  # long, flip to short, a long across the night (two trades)
+    pnl = np.linspace(-1e-4, 1e-4, len(times))
+    bt = pd.DataFrame({"time": times, "session": cal.session_dates(times).astype(str).to_numpy(), "position": pos, "pnl": pnl})
+    trades = tearsheet.trade_list(bt)
+    expected, lengths = metrics.trades(pnl, pos, bt["session"].to_numpy())
+    assert trades["side"].tolist() == ["long", "short", "long", "long"]
+    assert trades["bars"].tolist() == lengths.tolist() == [5, 2, 2, 3]
+    assert trades["pnl_bp"].tolist() == pytest.approx((expected * 1e4).round(2).tolist())
+    assert trades["entry (Bogota)"].iloc[0] == "2025-03-20 08:15" and trades["exit (Bogota)"].iloc[0] == "2025-03-20 08:40"
+
+
+def test_times_are_shown_in_bogota():
+    df = pd.DataFrame({"at": pd.to_datetime(["2025-03-14 17:55"], utc=True), "n": [1]})
+    assert data.to_bogota(df).to_dict("records") == [{"at (Bogota)": "2025-03-14 12:55", "n": 1}]

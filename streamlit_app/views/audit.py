@@ -1,5 +1,6 @@
-"""Audit: materializations with code version, data version and run id; the asset's data checks per session;
-manifest checksums per session."""
+"""Audit: materializations with code version (package version + git commit), data version (the partition's
+content hash) and the lake manifest's sha256, run links; the asset's data checks per session; manifest
+checksums per session."""
 
 import streamlit as st
 
@@ -13,8 +14,13 @@ if ctx.src is None:
 
 assets = [a for layer in data.LAYERS.values() for a, _ in layer]
 asset = st.selectbox("Asset", assets, index=assets.index("l1/ohlcv_m5"), key="audit_asset")
+version = data.code_version()
+links, linked = common.RUN_LINK, common.with_run_links
+
 
 st.subheader("Materializations")
+dataset = asset if asset in data.LAKE_DATASETS else None
+man = data.cached_manifests(ctx.env, dataset or "l1/ohlcv_m5", 20)
 if not ctx.src.has_instance():
     st.info(f"No Dagster instance at `{ctx.src.settings.dagster_home}` yet.")
     common.empty_message("Nothing has been materialized yet")
@@ -23,8 +29,16 @@ else:
     if mats.empty:
         common.not_materialized(asset)
     else:
-        st.caption(f"latest {len(mats)} materializations of `{asset}`")
-        st.dataframe(mats, hide_index=True, width="stretch")
+        current = int((mats["code_version"] == version).sum())
+        m1, m2 = st.columns(2)
+        m1.metric("Code version (this code)", version)
+        m2.metric("Of the latest materializations", f"{current} / {len(mats)}", "made by this code version", delta_color="off", delta_arrow="off")
+        if dataset and len(man):
+            sha = dict(zip(man["date"].astype(str), man["sha256"]))
+            mats = mats.assign(manifest_sha256=mats["partition"].map(sha))
+        st.caption(f"latest {len(mats)} materializations of `{asset}`; code_version = package version + git commit; data_version = "
+                   "hash of the partition's rows; manifest_sha256 = the lake object's checksum")
+        st.dataframe(linked(mats.drop(columns=["storage_id"])), hide_index=True, width="stretch", column_config=links)
 
 if asset in data.CHECKS:
     st.subheader("Data checks per session")
@@ -35,16 +49,14 @@ if asset in data.CHECKS:
         bad = history[~history["passed"]]
         st.caption(f"latest evaluation of {', '.join(data.CHECKS[asset])} in the last {history['session'].nunique()} sessions; "
                    f"{len(bad)} failing")
-        st.dataframe(history, hide_index=True, width="stretch")
+        st.dataframe(linked(history), hide_index=True, width="stretch", column_config=links)
 
 st.subheader("Lake manifests (manifest.json per session)")
-dataset = asset if asset in data.LAKE_DATASETS else "l1/ohlcv_m5"
-if dataset != asset:
-    st.caption(f"`{asset}` has no session objects in the lake; showing `{dataset}`")
-man = data.cached_manifests(ctx.env, dataset, 20)
+if dataset is None:
+    st.caption(f"`{asset}` has no session objects in the lake; showing `l1/ohlcv_m5`")
 if man.empty:
-    common.not_materialized(dataset)
+    common.not_materialized(dataset or "l1/ohlcv_m5")
 else:
     ok = int((man["verified"] == "ok").sum())
     st.metric("Session objects verified (last 20)", f"{ok} / {len(man)}")
-    st.dataframe(man, hide_index=True, width="stretch")
+    st.dataframe(data.to_bogota(man), hide_index=True, width="stretch")

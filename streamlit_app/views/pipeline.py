@@ -17,6 +17,9 @@ if instance is None:
     common.empty_message("The pipeline has not run yet")
     st.stop()
 
+ui = data.dagster_ui_url()
+LINKS, with_links = common.RUN_LINK, common.with_run_links
+
 status = data.cached_layer_status(ctx.env)
 checks = data.cached_check_results(ctx.env)
 runs = data.cached_recent_runs(ctx.env)
@@ -36,16 +39,17 @@ for layer, rows in status.groupby("layer", sort=True):
             common.not_materialized(asset)
         continue
     st.dataframe(
-        rows[["asset", "partitioned_by", "latest_partition", "partitions", "gaps", "first_gap", "freshness", "materialized_at", "run_id"]],
-        hide_index=True, width="stretch",
+        with_links(rows[["asset", "partitioned_by", "latest_partition", "partitions", "gaps", "first_gap", "freshness", "materialized_at", "run_id"]]),
+        hide_index=True, width="stretch", column_config=LINKS,
     )
     for asset in rows.loc[rows["materialized_at"].isna(), "asset"]:
         common.not_materialized(asset)
     lc = checks[checks["layer"] == layer]
     if len(lc):
         st.caption(f"{layer} data checks (latest evaluation)")
-        st.dataframe(lc[["asset", "check", "status", "passed", "severity", "first_failing", "partition", "at", "run_id"]],
-                     hide_index=True, width="stretch")
+        st.dataframe(with_links(lc[["asset", "check", "status", "passed", "severity", "first_failing", "partition", "at", "run_id"]]),
+                     hide_index=True, width="stretch", column_config=LINKS)
 
 st.subheader("Recent runs")
-st.dataframe(runs, hide_index=True, width="stretch")
+st.dataframe(with_links(runs), hide_index=True, width="stretch", column_config=LINKS)
+st.caption(f"Run links open the Dagster UI at {ui} (`{data.DAGSTER_UI_ENV}`; start it with `{data.CLI} ui`).")

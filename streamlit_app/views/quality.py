@@ -31,9 +31,9 @@ q = data.quality_by_session(bars, first_day, last_day)
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Rejected rows", f"{len(rej):,}")
-m2.metric("Missing bars (gaps)", f"{int(q['missing'].sum()):,}", f"{int((q['missing'] > 0).sum())} sessions", delta_color="off")
+m2.metric("Missing bars (gaps)", f"{int(q['missing'].sum()):,}", f"{int((q['missing'] > 0).sum())} sessions", delta_color="off", delta_arrow="off")
 m3.metric("Flat bars", f"{int(q['flat'].sum()):,}")
-m4.metric("Sessions", f"{len(q):,}", f"{first_day} .. {last_day}", delta_color="off")
+m4.metric("Sessions", f"{len(q):,}", f"{first_day} … {last_day}", delta_color="off", delta_arrow="off")
 
 st.subheader("Data checks")
 instance = data.cached_instance(ctx.env) if ctx.src.has_instance() else None
@@ -47,8 +47,8 @@ elif failing.empty:
 else:
     for row in failing.itertuples():
         (st.error if row.severity == "ERROR" else st.warning)(f"`{row.key}` {row.status}: {row.detail}")
-st.dataframe(checks[["key", "status", "severity", "sessions", "failing", "first_failing", "detail", "at", "run_id"]],
-             hide_index=True, width="stretch")
+st.dataframe(common.with_run_links(checks[["key", "status", "severity", "sessions", "failing", "first_failing", "detail", "at", "run_id"]]),
+             hide_index=True, width="stretch", column_config=common.RUN_LINK)
 
 st.subheader("Rejected rows (ohlcv_m5_rejects, and ohlcv_m5_unplaced: imported rows on no trading day)")
 if rej.empty:
@@ -56,10 +56,10 @@ if rej.empty:
 else:
     by_reason = data.rejects_by_reason(rej)
     left, right = st.columns(2)
-    left.altair_chart(charts.bar_chart(by_reason, "reason", "rows", "by reason"), width="stretch")
-    right.dataframe(data.rejects_by_day(rej), width="stretch")
+    left.plotly_chart(charts.bar_chart(by_reason, "reason", "rows", "by reason"), width="stretch")
+    right.dataframe(data.rejects_by_day(rej).rename_axis("session (Bogota)"), width="stretch")
     with st.expander("Rejected rows"):
-        st.dataframe(rej.tail(500), hide_index=True, width="stretch")
+        st.dataframe(data.to_bogota(rej.tail(500)), hide_index=True, width="stretch")
 
 st.subheader("Gaps and flat bars per session")
 bad = q[(q["missing"] > 0) | (q["flat"] > 0)]

@@ -28,14 +28,24 @@ from usdcop_assets.defs.automation.jobs import (
 from usdcop_assets.defs.quality.checks import build_session_checks
 from usdcop_assets.defs.resources import store_resources
 from usdcop_assets.defs.automation.schedules import build_schedules
+from usdcop_assets.version import code_version
+
+
+def with_code_version(assets):
+    """Every asset stamped with the package version and git commit (``usdcop_assets.version``): Dagster records
+    it on each materialization, where it would otherwise record the run id."""
+    version = code_version()
+    return [asset.map_asset_specs(lambda spec: spec.replace_attributes(code_version=version)) for asset in assets]
+
 
 # L1..L6 follow a session's L0 by declarative automation (automation.py)
-SESSION_ASSETS = with_session_automation([l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5,
-                                          l4_episodes_session, l5_actions_m5, l5_paper_ledger, l6_backtest_session])
-DAILY_ASSETS = [l0_macro_daily, l1_macro_daily]
-STATS_ASSETS = [l4_observation_stats]
-MODEL_ASSETS = [l5_ppo_model]
-PERFORMANCE_ASSETS = [l6_performance]
+SESSION_ASSETS = with_code_version(with_session_automation([
+    l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5, l4_episodes_session, l5_actions_m5,
+    l5_paper_ledger, l6_backtest_session]))
+DAILY_ASSETS = with_code_version([l0_macro_daily, l1_macro_daily])
+STATS_ASSETS = with_code_version([l4_observation_stats])
+MODEL_ASSETS = with_code_version([l5_ppo_model])
+PERFORMANCE_ASSETS = with_code_version([l6_performance])
 # Data checks on the session layers themselves, partitioned like them (quality/checks.py).
 SESSION_CHECKS = build_session_checks(SESSION_ASSETS)
 # Freshness policies of the bar and session layers, applied here in one place (freshness.py), and the alerts (alerts.py).
