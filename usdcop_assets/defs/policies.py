@@ -1,9 +1,12 @@
-"""Retry policies of the steps that call a vendor (``l0/ohlcv_m5``, ``l0/macro_daily``)."""
+"""Retry policies of the steps that call a vendor (``l0/ohlcv_m5``, ``l0/macro_daily``), and the backfill policy of
+the session-partitioned layers."""
 
 import os
 from collections.abc import Mapping
 
 import dagster as dg
+
+from usdcop_assets.settings import backfill_sessions_per_run
 
 RETRY_DELAY_ENV = "USDCOP_RETRY_DELAY_SECONDS"
 DEFAULT_RETRY_DELAY_SECONDS = 10.0
@@ -30,3 +33,8 @@ def source_retry_policy(env: Mapping[str, str] = os.environ) -> dg.RetryPolicy:
 
 
 SOURCE_RETRY_POLICY = source_retry_policy()
+
+
+def session_backfill_policy() -> dg.BackfillPolicy:
+    """A backfill of session partitions runs as ranges of ``USDCOP_BACKFILL_SESSIONS_PER_RUN`` sessions (250) each."""
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run())

@@ -9,14 +9,14 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
 from usdcop_assets.defs.windows import session_output
 from usdcop_assets.defs.partitions import session_partitions
-from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
+from usdcop_assets.defs.policies import session_backfill_policy
 
 
 @dg.asset(
     key=["l0", "ohlcv_m5"],
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
+    backfill_policy=session_backfill_policy(),
     retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (alerts.py)
     io_manager_key="lake_io_manager",
     group_name="l0_raw",

@@ -9,9 +9,9 @@ from usdcop_assets import market_calendar as cal
 
 from usdcop_assets.defs.windows import session_output
 from usdcop_assets.defs.partitions import session_partitions
-from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.refine.standardize import standardize_bars, time_shift_summary
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.policies import session_backfill_policy
 
 
 
@@ -36,7 +36,7 @@ from usdcop_assets.defs.resources import LakeResource
     ],
     ins={"raw": dg.AssetIn(dg.AssetKey(["l0", "ohlcv_m5"]))},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
+    backfill_policy=session_backfill_policy(),
 )
 def l1_ohlcv_m5(context: dg.AssetExecutionContext, lake: LakeResource, raw: pd.DataFrame):
     neighbours = neighbour_sessions(lake, context.partition_time_window)

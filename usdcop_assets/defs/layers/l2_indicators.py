@@ -13,13 +13,13 @@ from usdcop_assets.defs.keys import L1_OHLCV, L2_INDICATORS  # noqa: F401 (re-ex
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
 from usdcop_assets.defs.windows import complete_from, lookback_input, own_window, session_output
 from usdcop_assets.defs.partitions import session_partitions
-from usdcop_assets.settings import backfill_sessions_per_run
+from usdcop_assets.defs.policies import session_backfill_policy
 
 @dg.asset(
     key=L2_INDICATORS,
     ins={"bars": lookback_input(L1_OHLCV, LOOKBACK_SESSIONS - 1)},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
+    backfill_policy=session_backfill_policy(),
     io_manager_key="serving_io_manager",
     group_name="l2_indicators",
     kinds={"parquet", "sql"},

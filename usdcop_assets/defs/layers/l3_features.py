@@ -20,8 +20,8 @@ from usdcop_assets.features.engineering import (  # noqa: F401 (re-exported)
     macro_zscores,
 )
 from usdcop_assets.defs.partitions import session_partitions
-from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.policies import session_backfill_policy
 
 
 
@@ -30,7 +30,7 @@ from usdcop_assets.defs.resources import LakeResource
     ins={"bars": lookback_input(L1_OHLCV, FEATURE_LOOKBACK_SESSIONS), "indicators": dg.AssetIn(L2_INDICATORS)},
     deps=[L1_MACRO],
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
+    backfill_policy=session_backfill_policy(),
     io_manager_key="lake_io_manager",
     group_name="l3_features",
     kinds={"parquet"},

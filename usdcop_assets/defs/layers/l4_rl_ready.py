@@ -18,8 +18,8 @@ from usdcop_assets.observation.builder import TRAILING, build_observations, load
 from usdcop_assets.observation.normalization import fit_months, old_statistics_note, read_span
 from usdcop_assets.observation.episodes import build_episodes, next_bar_returns, pending_steps  # noqa: F401 (re-exported)
 from usdcop_assets.defs.partitions import month_partitions, session_partitions
-from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.policies import session_backfill_policy
 
 
 def _fit_mapping() -> dg.PartitionMapping:
@@ -70,7 +70,7 @@ def l4_observation_stats(context: dg.AssetExecutionContext, lake: LakeResource) 
          # a session reads its month's statistics (a session of a month not listed yet reads none: not warm)
          "stats": dg.AssetIn(OBS_STATS, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True))},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
+    backfill_policy=session_backfill_policy(),
     io_manager_key="lake_io_manager",
     group_name="l4_rl_ready",
     kinds={"parquet"},
@@ -103,7 +103,7 @@ def l4_observations_m5(context: dg.AssetExecutionContext, lake: LakeResource, fe
     key=EPISODES,
     ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
+    backfill_policy=session_backfill_policy(),
     io_manager_key="lake_io_manager",
     group_name="l4_rl_ready",
     kinds={"parquet"},

@@ -41,6 +41,7 @@ from usdcop_assets.trading.live import live_costs, live_limits  # noqa: F401 (re
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.defs.partitions import history_start
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.settings import env_int
 from usdcop_assets.trading.costs import CostConfig
 from usdcop_assets.trading.folds import fold_windows
 from usdcop_assets.trading.risk import RiskLimits
@@ -74,22 +75,12 @@ fold_partitions = dg.MonthlyPartitionsDefinition(
 )
 
 
-def _env_int(name: str, default: int, env=os.environ) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-
-
 def train_config_from_env(env=os.environ) -> TrainConfig:
-    n_steps = _env_int(N_STEPS_ENV, TrainConfig.n_steps, env)
+    n_steps = env_int(N_STEPS_ENV, TrainConfig.n_steps, env=env)
     return TrainConfig(
-        total_timesteps=_env_int(TIMESTEPS_ENV, 50_000, env),
-        seed=_env_int(SEED_ENV, 7, env),
-        n_checkpoints=_env_int(CHECKPOINTS_ENV, TrainConfig.n_checkpoints, env),
+        total_timesteps=env_int(TIMESTEPS_ENV, 50_000, env=env),
+        seed=env_int(SEED_ENV, 7, minimum=0, env=env),
+        n_checkpoints=env_int(CHECKPOINTS_ENV, TrainConfig.n_checkpoints, env=env),
         n_steps=n_steps,
         batch_size=min(TrainConfig.batch_size, n_steps),
     )
@@ -98,9 +89,9 @@ def train_config_from_env(env=os.environ) -> TrainConfig:
 def fold_options_from_env(env=os.environ) -> dict:
     return {
         "scheme": env.get(SCHEME_ENV) or "expanding",
-        "train_sessions": _env_int(TRAIN_SESSIONS_ENV, 250, env),
-        "valid_sessions": _env_int(VALID_SESSIONS_ENV, 20, env),
-        "min_train_sessions": _env_int(MIN_TRAIN_SESSIONS_ENV, 60, env),
+        "train_sessions": env_int(TRAIN_SESSIONS_ENV, 250, env=env),
+        "valid_sessions": env_int(VALID_SESSIONS_ENV, 20, env=env),
+        "min_train_sessions": env_int(MIN_TRAIN_SESSIONS_ENV, 60, env=env),
     }
 
 

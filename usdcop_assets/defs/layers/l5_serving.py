@@ -37,9 +37,9 @@ from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 # the decision itself is pure (trading/decisions.py), shared with the live process; names re-exported
 from usdcop_assets.trading.decisions import ACTION_COLUMNS, FLAT_VERSION, decide_bars, fold_of_session, obs_hashes, obs_matrix  # noqa: F401
 from usdcop_assets.trading.live import PolicyFunction  # noqa: F401 (re-exported)
-from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.trading.paper import paper_ledger
 from usdcop_assets.trading.risk import describe_flags
+from usdcop_assets.defs.policies import session_backfill_policy
 
 
 @dg.asset(
@@ -47,7 +47,7 @@ from usdcop_assets.trading.risk import describe_flags
     ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
     deps=[dg.AssetDep(PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True))],
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
+    backfill_policy=session_backfill_policy(),
     io_manager_key="serving_io_manager",
     group_name="l5_serving",
     kinds={"parquet", "sql"},
@@ -91,7 +91,7 @@ def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame,
     },
     ins={"actions": dg.AssetIn(ACTIONS), "bars": dg.AssetIn(L1_OHLCV)},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
+    backfill_policy=session_backfill_policy(),
     group_name="l5_serving",
 )
 def l5_paper_ledger(context: dg.AssetExecutionContext, actions: pd.DataFrame, bars: pd.DataFrame):

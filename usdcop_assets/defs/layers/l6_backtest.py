@@ -30,8 +30,8 @@ from usdcop_assets.observation.episodes import pending_steps
 from usdcop_assets.backtest.baselines import all_baselines
 from usdcop_assets.backtest.engine import backtest_actions, compare
 from usdcop_assets.defs.partitions import session_partitions
-from usdcop_assets.settings import backfill_sessions_per_run
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.policies import session_backfill_policy
 
 AGENT = "ppo"
 REPORTS_PREFIX = "reports/performance"
@@ -73,7 +73,7 @@ def backtest_sessions(actions: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataF
     key=BACKTEST,
     ins={"actions": dg.AssetIn(ACTIONS), "episodes": dg.AssetIn(EPISODES)},
     partitions_def=session_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_sessions_per_run()),
+    backfill_policy=session_backfill_policy(),
     io_manager_key="lake_io_manager",
     group_name="l6_backtest",
     kinds={"parquet"},
