@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,17 +181,16 @@ def test_pipeline_links_runs_to_the_dagster_ui(main_job_home, monkeypatch):
 
 
 def test_features_page_reads_the_lake(main_job_home, monkeypatch):
-    from usdcop_assets.lake.session_table import read_object
-
     _point_at(monkeypatch, main_job_home)
     at = _run(PAGES[3])
     assert not at.error, _texts(at.error)
     src = data.sources((("USDCOP_HOME", str(main_job_home)),))
-    stats = read_object(src.store, "l4/observation_stats")
-    metrics, deltas = _metrics(at), _deltas(at)
+    stats = pq.read_table(main_job_home / "lake" / "l4" / "observation_stats" / "date=2025-02-01" / "data.parquet").to_pandas()
+    metrics = _metrics(at)
     assert metrics["Observation config"] == "obs-v1"
-    assert metrics["Normalization"] == str(stats["version"].iloc[0])
-    assert (metrics["Fitted up to session"], deltas["Fitted up to session"]) == (str(stats["train_end"].iloc[0]), f"from {stats['train_start'].iloc[0]}")
+    assert metrics["Normalization 2025-02"] == str(stats["stats_version"].iloc[0])  # the newest month, fitted on January
+    assert metrics["Fitted on sessions"] == f"{stats['window_start'].iloc[0]} .. {stats['window_end'].iloc[0]}"
+    assert data.normalization(src)["stats_version"].iloc[0] == stats["stats_version"].iloc[0]
     assert "bar 2025-02-28 12:55 (Bogota)" in _texts(at.caption)
     vector, history = _figures(at)
     assert len(vector["data"][0]["y"]) == 30
@@ -222,10 +222,10 @@ def test_quality_and_audit_pages(main_job_home, monkeypatch):
     # package version + git commit of the code that materialized them (this tree, maybe at an earlier commit), not the run id
     from usdcop_assets.version import package_version
 
-    assert len(mats) == 41 and mats["code_version"].str.fullmatch(re.escape(package_version()) + r"\+g[0-9a-f]{7,12}").all()
+    assert len(mats) == 50 and mats["code_version"].str.fullmatch(re.escape(package_version()) + r"\+g[0-9a-f]{7,12}").all()
     same = int((mats["code_version"] == code_version()).sum())
     assert _deltas(at)["Of the latest materializations"] == "made by this code version"
-    assert metrics["Of the latest materializations"] == f"{same} / 41"
+    assert metrics["Of the latest materializations"] == f"{same} / 50"
     assert mats["run"].str.startswith("http://127.0.0.1:3000/runs/").all()
     src = data.sources((("USDCOP_HOME", str(main_job_home)),))
     table = src.lake_table("l1/ohlcv_m5")
@@ -312,7 +312,7 @@ def test_postgres_warehouse(main_job_home, fresh_pg_url, monkeypatch):
     monkeypatch.setenv("USDCOP_WAREHOUSE_URL", pg_url)
     at = _run(PAGES[0])
     assert _metrics(at)["Last bar (Bogota)"] == "12:55"
-    assert "SYNTHETIC DATA: 2,460 of 2,460 bars" in _texts(at.warning)
+    assert "SYNTHETIC DATA: 3,720 of 3,720 bars" in _texts(at.warning)
     pg.dispose()
 
 
