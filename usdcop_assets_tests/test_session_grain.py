@@ -215,7 +215,7 @@ def test_backfill_past_the_data_lands_the_partial_session_and_reports_the_rest(u
     assert future.exit_code == 2
     error = [line for line in future.output.splitlines() if "Error" in line]
     assert len(error) == 1 and "2025-03-06 .. 2025-03-14 is in the future" in error[0], future.output
-    assert "the newest session with a closed bar is 2025-03-05; pick a --start on or before it" in error[0]
+    assert "(2025-03-05 is the newest with a closed bar); pick a --start on or before it" in error[0]
     assert not (usdcop_env / "lake").exists() and not (usdcop_env / "warehouse.sqlite").exists()
     assert not (usdcop_env / "dagster_home" / "history").exists()  # no run recorded
 
