@@ -820,21 +820,18 @@ def run_default_range(min_train: int, valid: int, now: dt.datetime | None = None
     (``RUN_WARMUP_SESSIONS`` of look-back, then ``min_train_bars`` warm bars), followed by whole warm months.
     """
     from usdcop_assets.observation.builder import load_config
+    from usdcop_assets.trading.folds import fold_sessions
 
     last = last or default_recent_range(now, sessions=1)[1]
     month = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)  # the first fold: the previous month
     warm = 0
     while warm < min_train + valid:
         month = (month - dt.timedelta(days=1)).replace(day=1)
-        warm += len(cal.trading_days(month, _month_end(month)))
+        warm += len(fold_sessions(f"{month:%Y-%m}"))
     cold = (month - dt.timedelta(days=1)).replace(day=1)  # fits the first warm month's statistics
     need = RUN_WARMUP_SESSIONS + -(-load_config().min_train_bars // cal.BARS_PER_SESSION) + 1
-    days = cal.trading_days(cold, _month_end(cold))
+    days = fold_sessions(f"{cold:%Y-%m}")
     return days[max(0, len(days) - need)], last
-
-
-def _month_end(month: dt.date) -> dt.date:
-    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 @main.command()
