@@ -41,13 +41,13 @@ from usdcop_assets.defs.keys import L1_MACRO
 from usdcop_assets.defs.keys import PPO_MODEL
 from usdcop_assets.defs.keys import OBS_STATS
 from usdcop_assets.defs.quality.checks import NO_FAILED_BLOCKING_CHECK_UPSTREAM
+from usdcop_assets.defs.tags import CLI_TAG
 from usdcop_assets.settings import env_int
 
 AUTOMATION_LOOKBACK = dt.timedelta(days=7)
 AUTOMATION_SENSOR = "automation_sensor"
 INTERVAL_ENV = "USDCOP_AUTOMATION_INTERVAL_SECONDS"
 DEFAULT_INTERVAL_SECONDS = 30
-CLI_TAG = "usdcop/launched_by"  # set on every run the usdcop CLI starts
 IGNORED = (PPO_MODEL, OBS_STATS, L1_MACRO)
 
 _AC = dg.AutomationCondition

@@ -22,7 +22,7 @@ Choices (Dagster 1.13.27):
   unpartitioned in a range step (it takes the step's partition only when there is exactly one), which
   would leave each session's planned evaluation unresolved. Each evaluation points at the session's
   latest materialization, so Dagster counts it as current for that session (what automation reads).
-- ``CHECK_CONDITION``: a check is requested with its asset (and after it updates), so runs launched by
+- ``CHECK_CONDITION``: a check is requested with its asset (and after it updates in a run that is not the CLI's), so runs launched by
   declarative automation evaluate the blocking checks the next layer waits for;
   ``NO_FAILED_BLOCKING_CHECK_UPSTREAM`` (in ``automation.REALTIME_CONDITION``) keeps a layer from
   being requested while any session it reads has a failed blocking check.
@@ -47,6 +47,7 @@ from usdcop_assets.observation.builder import build_observations, load_config
 from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.quality import rules
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.tags import CLI_TAG
 from usdcop_assets.warehouse.tables import table_spec
 
 GAP = "bars_complete"
@@ -73,11 +74,16 @@ CHECK_LOOKBACK = dt.timedelta(days=7)  # as automation.REALTIME_LOOKBACK: sessio
 # Requested in the tick that requests its asset (so both go in one run), or after the asset updated in
 # a run without it. Not ``since_last_handled`` alone: Dagster marks a check "newly updated" in every
 # partition once any partition was evaluated after the previous tick, which would drop a request.
+# Updates made by the CLI's runs are not triggers: every CLI run evaluates the checks of the assets it
+# writes, and a tick falling between its staged runs would otherwise audit the same sessions again.
+_UPDATED_OUTSIDE_CLI = dg.AutomationCondition.any_deps_match(
+    dg.AutomationCondition.newly_updated() & ~dg.AutomationCondition.all_new_updates_have_run_tags(tag_keys={CLI_TAG})
+).with_label("any_deps_updated_outside_cli")
 CHECK_CONDITION = (
     dg.AutomationCondition.in_latest_time_window(lookback_delta=CHECK_LOOKBACK)
     & (
         dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
-        | dg.AutomationCondition.any_deps_updated().since_last_handled()
+        | _UPDATED_OUTSIDE_CLI.since_last_handled()
     )
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
