@@ -23,9 +23,8 @@ Teams incoming webhook shows it as is) with httpx: 5 s timeout, one retry on a t
 or a 5xx. A webhook that fails is logged and never fails the sensor. The URL may carry a token: only
 its host is ever logged (the ``httpx`` request log line is rewritten the same way).
 
-Both default to RUNNING: without a webhook they only log, and cost one or two indexed queries of
-the instance per tick; an alert that has to be remembered to be switched on is the one that is missing on
-the day it is needed. They launch no run.
+Both default to RUNNING (without a webhook they only log) and launch no run.
+Why, and the tick budget against Dagster's sensor timeout: docs/decisions/0007-freshness-and-alerts.md.
 """
 
 from __future__ import annotations

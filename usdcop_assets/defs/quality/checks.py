@@ -9,28 +9,9 @@
 
 The rules are pure (``quality/rules.py``); this module reads the stores and records the verdicts.
 
-Choices (Dagster 1.13.27):
-
-- One ``multi_asset_check`` step per protected layer, after the asset's step, reading what the stores
-  now hold: ``lake_matches_warehouse`` and ``conservation`` must see the persisted rows, not the frame
-  in memory, and a check can be re-run on stored data without recomputing the asset (a check-only
-  run). A blocking check's failure fails its step, so the steps downstream of the asset in the same
-  run are skipped (Dagster wires each blocking check's output into the asset's downstream steps).
-- Every check is partitioned by session (a check must share its target's partitions definition). A
-  range run evaluates the range in one step and records one evaluation *per session*: the step yields
-  ``AssetCheckEvaluation(partition=session, ...)`` itself, because ``AssetCheckResult`` is recorded
-  unpartitioned in a range step (it takes the step's partition only when there is exactly one), which
-  would leave each session's planned evaluation unresolved. Each evaluation points at the session's
-  latest materialization, so Dagster counts it as current for that session (what automation reads).
-- ``CHECK_CONDITION``: a check is requested with its asset (and after it updates in a run that is not the CLI's), so runs launched by
-  declarative automation evaluate the blocking checks the next layer waits for;
-  ``NO_FAILED_BLOCKING_CHECK_UPSTREAM`` (in ``automation.REALTIME_CONDITION``) keeps a layer from
-  being requested while any session it reads has a failed blocking check.
-
-Cost (measured on the embedded SQLite instance, two busy cores): each evaluation is one stored event,
-~35-70 ms (several SQLite transactions), so 11 checks x sessions; the reads are one pass over the range
-per dataset; ``no_look_ahead`` adds ~0.2 s per session. A 100-session ``usdcop backfill``: check steps
-73 s of 131 s (the audit run they replace: 95 s of 161 s, with three look-ahead bars per session).
+One ``multi_asset_check`` step per protected layer reads what the stores now hold, and records one
+evaluation per session (also in a range run), so automation gates the layer above session by session.
+Decision, Dagster 1.13.27 behaviours and measured cost: docs/decisions/0006-data-checks.md.
 """
 
 

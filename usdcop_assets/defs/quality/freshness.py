@@ -1,30 +1,12 @@
 """Freshness policies of the session layers, evaluated by Dagster's freshness daemon.
 
-Dagster 1.13.27 (``dagster/_core/definitions/freshness_evaluator.py``, ``CronFreshnessPolicyEvaluator``):
-at every daemon iteration (``FreshnessDaemon``, every ``FRESHNESS_DAEMON_INTERVAL_SECONDS``, default
-30) an asset with a cron policy is PASS iff its *latest materialization of any partition* is at or
-after ``last completed deadline tick - lower_bound_delta``, FAIL otherwise, UNKNOWN if it was never
-materialized. It reads one asset record per asset (no partition listing); a change of state is
-written to the event log as a runless ``FreshnessStateChange`` event (what ``alerts.py`` follows).
+- Bar layers (``BAR_KEYS``): deadline ``9-59/5 8-12 * * 1-5`` Bogota, lower bound 5 min: each tick T asks
+  for the bar that closed at T-4 min (08:09 for the first bar, ..., 12:59 for the 12:50 bar).
+- Session layers (``SESSION_KEYS``): deadline ``30 13 * * 1-5``, lower bound 30 min (the session run is at 13:10).
 
-- Bar layers (``BAR_KEYS``): deadline ``9-59/5 8-12 * * 1-5`` Bogota, lower bound 5 min. Each tick
-  T asks for a materialization after T-5 min, i.e. the bar that closed at T-4 min: 08:09 asks for the
-  first bar (closed 08:05), ..., 12:59 for the 12:50 bar. Why not ``4-59/5``: its 08:04 tick comes
-  before the session's first bar has closed, so every trading morning would go FAIL until ~08:06.
-  One cron string cannot also hold 13:04 (a ``8-13`` hour range adds 13:09..13:59, FAIL every evening),
-  so the last bar (closed 13:00) is left to the session deadline below; the XX:04 ticks of hours
-  9..12 are dropped with 08:04 (one cron), so a stop at XX:58 is seen at XX:09, not XX:04.
-- Session layers (``SESSION_KEYS``): deadline ``30 13 * * 1-5``, lower bound 30 min: the session that
-  closed at 13:00 materialized between 13:00 and 13:30 (``session_chain_schedule`` runs at 13:10).
-
-Nights and weekends are silent: no tick fires, so the state of the last tick (Friday's 12:59 or
-13:30) holds. Holidays are NOT: a cron cannot skip the market calendar's holidays and 1.13 has no
-other policy that could (``TimeWindowFreshnessPolicy`` would fail every weekend). On a Colombian
-holiday weekday the 08:09 tick asks for a materialization after 08:04 that cannot come, so the bar
-layers show FAIL from 08:09 (session layers from 13:30) until the next session's first bar lands.
-Least bad of the options: the UI shows that FAIL, and ``freshness_alert_sensor`` does not page for
-it (it checks the missed deadline against the calendar and holds the alert; if the layer is still
-FAIL at the next trading session's first deadline, it pages then).
+A cron cannot skip holidays: on a Colombian holiday the layers show FAIL, and ``freshness_alert_sensor``
+holds that alert. How Dagster 1.13.27 evaluates a cron policy, and why these crons:
+docs/decisions/0007-freshness-and-alerts.md.
 """
 
 from __future__ import annotations
