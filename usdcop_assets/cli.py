@@ -29,12 +29,9 @@ def prepare_environment() -> Settings:
     """Resolve settings and make ``DAGSTER_HOME`` exist with an instance config (embedded by default)."""
     settings = Settings.from_env()
     os.environ.setdefault("USDCOP_HOME", str(settings.home))
-    # One planned event per asset for a range run instead of one per bar: halves Dagster's
-    # bookkeeping of a backfill (bench/dagster_overhead.py). Trade-off: partitions of a failed range
-    # run show as missing rather than failed; re-running the range is idempotent.
+    # One planned event per asset for a range run, and its materializations stored in batches of 5,000
+    # (dagster.yaml's event log storage): docs/decisions/0008-batched-event-log.md.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
-    # Store the per-partition materializations of a range output in batches (dagster.yaml's event
-    # log storage; one transaction per 5,000 events instead of three per event): bench/NOTES-overhead.md.
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "5000")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)

@@ -1,24 +1,11 @@
-"""The embedded Dagster event log, made fit for partition-range runs of 5-minute assets.
+"""The embedded Dagster event log, made fit for partition-range runs.
 
-A range run of one 5-minute asset over N bars logs N ``ASSET_MATERIALIZATION`` events. Dagster
-1.13's ``SqliteEventLogStorage.store_event`` spends ~12-16 ms on each: three transactions per event,
-each on a brand-new SQLAlchemy engine (so every INSERT is compiled again), and the asset row
-rewritten N times. Six years of one asset = ~88k events = ~20 minutes of bookkeeping for ~1 second
-of work (bench/NOTES-overhead.md).
-
-``BatchedSqliteEventLogStorage`` changes two things, nothing in the schema:
-
-- engines are cached per shard (a small LRU, so a long-lived webserver or daemon does not keep one
-  per run forever), which keeps SQLAlchemy's compiled-statement cache alive;
-- ``store_event_batch`` writes a batch of materializations of one run as one multi-row INSERT per
-  shard and updates the asset row once, from the last event — what ``dagster-postgres`` does.
-  Dagster calls it when ``DAGSTER_EVENT_BATCH_SIZE`` > 0 (``usdcop`` sets 5000; the compose stack
-  sets it for dagster-postgres too).
-
-Trade-off (Dagster's own for batching): the materializations of an output still in the buffer are
-lost if the process dies before the output is handled; re-running the range is idempotent.
-Pinned to the dagster version in constraints.txt (it uses the storage's own helpers); a test
-checks the stored events against the stock storage's.
+``BatchedSqliteEventLogStorage`` caches its SQLAlchemy engines per shard (a small LRU) and implements
+``store_event_batch``: a batch of one run's materializations is one multi-row INSERT per shard and one
+asset-row update, what ``dagster-postgres`` does (stock SQLite spends three transactions per event).
+Dagster calls it when ``DAGSTER_EVENT_BATCH_SIZE`` > 0 (``usdcop`` sets 5000). Nothing in the schema changes.
+Pinned to the dagster version in constraints.txt (it uses the storage's own helpers); a test checks the
+stored events against the stock storage's. Measurements and trade-off: docs/decisions/0008-batched-event-log.md.
 """
 
 from __future__ import annotations

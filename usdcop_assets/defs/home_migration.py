@@ -260,9 +260,8 @@ def report_runless_materializations(instance: dg.DagsterInstance, materializatio
 
     The events are the ones ``report_runless_asset_event`` builds; handing them over with batch metadata
     lets the event log store them together when ``DAGSTER_EVENT_BATCH_SIZE`` > 0 (``usdcop`` sets it), as
-    Dagster does for a range run's materializations, instead of three transactions each (~28 ms an event
-    on the embedded instance: six years of eleven assets would take minutes). One asset per batch: the
-    asset's record is updated from the batch's last event.
+    Dagster does for a range run's materializations (docs/decisions/0008-batched-event-log.md). One asset
+    per batch: the asset's record is updated from the batch's last event.
     """
     import uuid
 
