@@ -4,10 +4,8 @@
   bars; every persisted bar layer (L0..L6) uses it. The cron ``0 8,13`` with the 13:00 ticks excluded
   makes each window end at 13:00 the same day; holidays are excluded as their 08:00 instants. Why one
   key per session and not per bar: docs/decisions/0001-session-partitions.md.
-- ``end_offset=1``: today's session is a partition while it runs (Dagster otherwise lists a window only
-  once it has ended, and refuses the realtime sensor's and ``bar_close_schedule``'s mid-session
-  requests). With the excluded 13:00 ticks Dagster 1.13 shows the next session from the previous
-  close on (dagster issue #33551); it holds no bar until it opens, and ``usdcop backfill`` refuses it.
+- ``end_offset=1``: today's session is a partition while it runs, so mid-session runs resolve; Dagster
+  1.13 then also lists the next session from the previous close on: docs/decisions/0009-open-session-partition.md.
 - Look-backs are session offsets (``TimeWindowPartitionMapping(start_offset=-n)``): they jump nights,
   weekends and holidays.
 - ``month_partitions``: calendar months (``YYYY-MM``, Bogota), from the history's first month, the

@@ -7,13 +7,9 @@ session's partition, with the bar, its latency and the session-grain metadata a 
 (bars present/missing, first/last bar, data version). At the close (or on SIGTERM) the run ends
 SUCCESS (or CANCELED); a run left started by a killed process is marked FAILURE by the next start.
 
-Why a run and not runless events (``report_runless_asset_event``): declarative automation ignores a
-parent's update made by a run that also targeted the child (``any_deps_updated`` excludes
-``executed_with_root_target``), so the bars the live process stores never make automation compute
-L1..L5 of today's session a second time, however a tick falls between the events of a bar; runless
-events have no run, so a tick landing between the L0 and L1 events of a bar would request L1 again.
-Cost: one run record a session, created in ~1 s at the open; events are written by a background
-worker, off the bar's critical path. Docs: docs/decisions/0002-live-process.md.
+A run and not runless events, so declarative automation never recomputes L1..L5 of the session the live
+process stores (its own run targeted them). Events are written by a background worker, off the bar's
+critical path. Why and what it costs: docs/decisions/0002-live-process.md.
 """
 
 from __future__ import annotations
