@@ -29,14 +29,8 @@ style: a Brownian motion read on a random "intrinsic" clock):
    every 1,000 bars (a x10 or x0.1 decimal slip, a zero close, or swapped high/low), all decided by
    hash, so L1 has something to reject. ``defects=False`` gives every bar, clean.
 
-Calibrated to ``usdcop_m5_ohlcv_2020_2024h1.csv.gz`` (sessions 08:00-12:55 Bogota; statistics from
-``sources.stylized_facts`` on both: within-session close-to-close returns clipped at 0.05/99.95 %, as
-the real feed's bad prints dominate raw moments). ``bench/synthetic_market.py``, seed 7, 2019-2024,
-clean bars; real in brackets: return sd 9.0e-4 [9.3e-4]; ACF lag 1 -0.100 [-0.107], lags 2-12 within
-+-0.01 [+-0.013]; excess kurtosis 12.1 [13.4]; |r| ACF lags 1/5/20 0.42/0.18/0.13 [0.26/0.14/0.11];
-first-hour / rest volatility 1.53 [1.55], profile correlation 0.97; overnight gap sd 0.47 % [0.46 %];
-session sd 0.64 % [0.77 %]; level 3,226..5,152 [3,239..5,117]. Simple rules have no edge before
-costs except that fast SMA crossovers lose to the bounce (SMA 3/12 gross Sharpe -2.8, 5/20 -1.0).
+Calibrated to ``usdcop_m5_ohlcv_2020_2024h1.csv.gz`` with ``sources.stylized_facts``; the measured
+statistics against the real ones: docs/decisions/0010-synthetic-market-calibration.md.
 Data from here is always labelled ``source = "synthetic"``.
 """
 
