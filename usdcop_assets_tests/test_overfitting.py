@@ -95,6 +95,7 @@ def test_dsr_never_above_psr_at_zero():
 @pytest.mark.parametrize("returns, trials, message", [
     ([0.1, 0.2], [0.1], "needs at least 3 returns, got 2"),
     ([0.1, 0.1, 0.1, 0.1], [0.1], "zero variance"),
+    ([0.1, 0.1, 0.1], [0.1], "zero variance"),  # its std is ~1e-17 from rounding, not 0
     ([0.1, float("nan"), 0.2], [0.1], "1 returns are not finite"),
     ([0.1, -0.1, 0.2], [], "trial_sharpes is empty"),
     ([0.1, -0.1, 0.2], [0.1, float("nan")], "1 trial Sharpe ratios are not finite"),
@@ -196,3 +197,36 @@ def test_pbo_uneven_blocks_and_a_flat_candidate():
 def test_pbo_degenerate_input(matrix, kwargs, message):
     with pytest.raises(ValueError, match=message):
         probability_of_backtest_overfitting(matrix, **kwargs)
+
+
+# --- selection among candidates (the harness's and l6/performance's summary) ------------------------------
+
+
+def test_selection_statistics_flat_counts_as_a_zero_sharpe_trial():
+    from usdcop_assets.backtest.overfitting import selection_statistics
+
+    agent = [1.0, -1.0, 2.0, 0.0, 3.0]  # Sharpe 1 / sqrt(2.5) = 0.632456 (see test_dsr_by_hand)
+    other = [0.0, 1.0, -1.0, 0.0, 0.0]  # mean 0: Sharpe 0
+    s = selection_statistics({"agent": agent, "flat": [0.0] * 5, "other": other}, "agent")
+    assert s["n_trials"] == 3 and s["n_sessions"] == 5
+    assert s["sharpe_per_session"] == {"agent": pytest.approx(0.632456, abs=1e-6), "flat": 0.0, "other": 0.0}
+    # trials (a, 0, 0): V = a^2 / 3 = 0.4 / 3
+    d = s["deflated_sharpe"]
+    assert d["var_trials"] == pytest.approx(0.4 / 3)
+    assert d["dsr"] == pytest.approx(deflated_sharpe_ratio(agent, [0.4 ** 0.5, 0.0, 0.0]).dsr, abs=1e-12)
+    assert d["sr0"] == pytest.approx(expected_max_sharpe(3, 0.4 / 3), abs=1e-12)
+    assert s["pbo"]["n_splits"] == 4 and s["pbo"]["n_combinations"] == 6  # 5 sessions: S lowered from 16 to 4
+
+
+def test_selection_statistics_degenerate_agent_and_bad_input():
+    from usdcop_assets.backtest.overfitting import selection_statistics
+
+    s = selection_statistics({"agent": [0.0] * 6, "bh": [0.1, -0.2, 0.3, 0.0, 0.1, -0.1]}, "agent")
+    assert s["deflated_sharpe"] is None and "zero variance" in s["deflated_sharpe_error"]
+    assert s["pbo"]["n_splits"] == 6
+    with pytest.raises(ValueError, match="'x' is not among the candidates"):
+        selection_statistics({"agent": [0.1, 0.2, 0.3]}, "x")
+    with pytest.raises(ValueError, match=r"different numbers of sessions \[3, 2\]"):
+        selection_statistics({"agent": [0.1, 0.2, 0.3], "bh": [0.1, 0.2]}, "agent")
+    with pytest.raises(ValueError, match="constant non-zero returns"):
+        selection_statistics({"agent": [0.1, 0.2, 0.3], "bh": [0.1, 0.1, 0.1]}, "agent")

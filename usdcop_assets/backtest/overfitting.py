@@ -93,7 +93,7 @@ def _moments(returns) -> tuple[np.ndarray, float, float, float]:
     if not np.isfinite(x).all():
         raise ValueError(f"deflated_sharpe_ratio: {int((~np.isfinite(x)).sum())} returns are not finite")
     sd = float(x.std(ddof=1))
-    if not sd > 0:
+    if not sd > 1e-12 * math.sqrt(float(np.mean(x * x))):  # constant up to rounding
         raise ValueError("deflated_sharpe_ratio: the returns have zero variance (Sharpe ratio undefined)")
     d = x - x.mean()
     m2 = float(np.mean(d * d))  # population moments for the shape, as in the papers' examples
@@ -224,3 +224,50 @@ def probability_of_backtest_overfitting(performance_matrix, n_splits: int = 16, 
     logits = np.log(w / (1.0 - w))
     return PBOResult(pbo=float(np.mean(logits <= 0)), logits=logits, n_splits=n_splits, n_combinations=len(combos),
                      n_candidates=n, sampled=sampled)
+
+
+# --- a selection among candidate strategies --------------------------------------------------------------
+
+
+def session_sharpe(returns) -> float:
+    """Non-annualized Sharpe per period, mean / std(ddof=1); 0 for a strategy that is always 0 (flat: no excess return)."""
+    x = np.asarray(returns, dtype="float64").ravel()
+    if len(x) < 2 or not np.isfinite(x).all():
+        raise ValueError(f"session_sharpe: needs at least 2 finite returns, got {len(x)} ({int((~np.isfinite(x)).sum())} not finite)")
+    sd = float(x.std(ddof=1))
+    if sd > 1e-12 * math.sqrt(float(np.mean(x * x))):  # above rounding: 0.1 three times has a std of ~1e-17
+        return float(x.mean()) / sd
+    if not np.any(x):
+        return 0.0
+    raise ValueError("session_sharpe: constant non-zero returns (Sharpe ratio undefined)")
+
+
+def selection_statistics(session_returns: dict, selected: str, n_splits: int = 16, max_combinations: int = MAX_COMBINATIONS,
+                         seed: int = 0) -> dict:
+    """The overfitting statistics of picking ``selected`` among the candidates of ``session_returns``.
+
+    ``session_returns``: name -> per-session returns (the same sessions, in time order) of every candidate compared,
+    the selected one included; the N candidates are the N trials of the DSR and the N columns of the PBO.
+    Returns a JSON-ready dict: ``sharpe_per_session`` per candidate (non-annualized; flat = 0), ``deflated_sharpe``
+    (``DeflatedSharpe.to_dict()`` of the selected one, or None with ``deflated_sharpe_error`` when its returns are
+    degenerate, e.g. an agent that never trades), ``pbo`` (``PBOResult.to_dict()`` with S = ``n_splits``, lowered to
+    the largest even number of sessions when there are fewer; None with fewer than 2 sessions or candidates).
+    """
+    if selected not in session_returns:
+        raise ValueError(f"selection_statistics: {selected!r} is not among the candidates {sorted(session_returns)}")
+    names = list(session_returns)
+    cols = [np.asarray(session_returns[k], dtype="float64").ravel() for k in names]
+    if len({len(c) for c in cols}) != 1:
+        raise ValueError(f"selection_statistics: the candidates have different numbers of sessions {[len(c) for c in cols]}")
+    sharpes = {k: session_sharpe(c) for k, c in zip(names, cols)}
+    out: dict = {"candidates": names, "n_trials": len(names), "selected": selected, "n_sessions": len(cols[0]),
+                 "sharpe_per_session": sharpes, "deflated_sharpe": None, "pbo": None}
+    try:
+        out["deflated_sharpe"] = deflated_sharpe_ratio(session_returns[selected], list(sharpes.values())).to_dict()
+    except ValueError as e:
+        out["deflated_sharpe_error"] = str(e)
+    s = min(n_splits, len(cols[0]) // 2 * 2)
+    if s >= 2 and len(names) >= 2:
+        out["pbo"] = probability_of_backtest_overfitting(np.column_stack(cols), n_splits=s, max_combinations=max_combinations,
+                                                         seed=seed).to_dict()
+    return out
