@@ -228,5 +228,12 @@ def test_selection_statistics_degenerate_agent_and_bad_input():
         selection_statistics({"agent": [0.1, 0.2, 0.3]}, "x")
     with pytest.raises(ValueError, match=r"different numbers of sessions \[3, 2\]"):
         selection_statistics({"agent": [0.1, 0.2, 0.3], "bh": [0.1, 0.2]}, "agent")
-    with pytest.raises(ValueError, match="constant non-zero returns"):
-        selection_statistics({"agent": [0.1, 0.2, 0.3], "bh": [0.1, 0.1, 0.1]}, "agent")
+    with pytest.raises(ValueError, match="1 returns are not finite"):
+        selection_statistics({"agent": [0.1, 0.2, float("nan")], "bh": [0.1, 0.1, 0.1]}, "agent")
+    # constant non-zero returns: Sharpe undefined, so no DSR (its trials are not finite), but still a PBO
+    s = selection_statistics({"agent": [0.1, 0.2, 0.3, 0.0], "bh": [0.1, 0.1, 0.1, 0.1]}, "agent")
+    assert math.isnan(s["sharpe_per_session"]["bh"]) and s["deflated_sharpe"] is None
+    assert "1 trial Sharpe ratios are not finite" in s["deflated_sharpe_error"] and s["pbo"]["n_splits"] == 4
+    # one session (a one-session l6/performance run): nothing to deflate or split, no error
+    s = selection_statistics({"agent": [0.1], "bh": [0.2]}, "agent")
+    assert s["deflated_sharpe"] is None and "at least 3 returns, got 1" in s["deflated_sharpe_error"] and s["pbo"] is None

@@ -230,16 +230,17 @@ def probability_of_backtest_overfitting(performance_matrix, n_splits: int = 16, 
 
 
 def session_sharpe(returns) -> float:
-    """Non-annualized Sharpe per period, mean / std(ddof=1); 0 for a strategy that is always 0 (flat: no excess return)."""
+    """Non-annualized Sharpe per period, mean / std(ddof=1); 0 for a strategy that is always 0 (flat: no excess return);
+    NaN with fewer than 2 returns or constant non-zero ones (undefined; ``selection_statistics`` reports no DSR then)."""
     x = np.asarray(returns, dtype="float64").ravel()
-    if len(x) < 2 or not np.isfinite(x).all():
-        raise ValueError(f"session_sharpe: needs at least 2 finite returns, got {len(x)} ({int((~np.isfinite(x)).sum())} not finite)")
+    if not np.isfinite(x).all():
+        raise ValueError(f"session_sharpe: {int((~np.isfinite(x)).sum())} returns are not finite")
+    if len(x) < 2:
+        return float("nan")
     sd = float(x.std(ddof=1))
     if sd > 1e-12 * math.sqrt(float(np.mean(x * x))):  # above rounding: 0.1 three times has a std of ~1e-17
         return float(x.mean()) / sd
-    if not np.any(x):
-        return 0.0
-    raise ValueError("session_sharpe: constant non-zero returns (Sharpe ratio undefined)")
+    return 0.0 if not np.any(x) else float("nan")
 
 
 def selection_statistics(session_returns: dict, selected: str, n_splits: int = 16, max_combinations: int = MAX_COMBINATIONS,
@@ -252,6 +253,8 @@ def selection_statistics(session_returns: dict, selected: str, n_splits: int = 1
     (``DeflatedSharpe.to_dict()`` of the selected one, or None with ``deflated_sharpe_error`` when its returns are
     degenerate, e.g. an agent that never trades), ``pbo`` (``PBOResult.to_dict()`` with S = ``n_splits``, lowered to
     the largest even number of sessions when there are fewer; None with fewer than 2 sessions or candidates).
+    Degenerate data (one session, an agent that never trades) gives None entries, not an error, so that a report
+    over a short history still renders; misuse (unknown ``selected``, unequal lengths, non-finite returns) raises.
     """
     if selected not in session_returns:
         raise ValueError(f"selection_statistics: {selected!r} is not among the candidates {sorted(session_returns)}")
