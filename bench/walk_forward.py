@@ -24,11 +24,18 @@ files of ``../shared/data`` (read in place, never copied):
   bars for: the walk-forward agent, the first model held fixed over the whole period (no retraining), and
   the baselines (flat, buy-and-hold, SMA 5/20 crossover). Also: each trained model held fixed from its
   own fold to the end, against the walk-forward agent and buy-and-hold on that same sub-period.
+- Overfitting (``backtest.overfitting.selection_statistics``) over those same strategies' per-session net returns:
+  the deflated Sharpe ratio of the walk-forward agent with N = the number of strategies compared (flat's Sharpe
+  counted as 0; the checkpoints chosen on validation inside each fold are not counted), and the PBO by CSCV
+  (16 splits of the out-of-sample sessions) across the strategies.
 
     .venv/bin/python bench/walk_forward.py --every 6 --timesteps 10000        # quick validation run
     .venv/bin/python bench/walk_forward.py --timesteps 50000                  # monthly retraining
 
-Prints a table and writes every figure to ``--json`` (default /tmp/walk_forward_<time>.json).
+Prints a table and writes every figure to ``--json`` (default /tmp/walk_forward_<time>.json); among its keys
+``folds``, ``selected``, ``pbo``, ``overfitting`` (the details) and ``strategies``: per strategy ``total_return``,
+``sharpe`` (annualized bar Sharpe, as the table), ``sharpe_ci`` [low, high], ``turnover_per_session``,
+``sharpe_per_session`` (not annualized) and, for the selected agent, ``deflated_sharpe`` (a probability).
 """
 
 from __future__ import annotations
@@ -195,6 +202,7 @@ def main() -> int:
     from usdcop_assets.defs.layers.l5_model import _warm_sessions, fold_options_from_env, live_costs, live_limits, train_config_from_env
     from usdcop_assets.backtest.baselines import all_baselines
     from usdcop_assets.backtest.engine import backtest_actions, compare
+    from usdcop_assets.backtest.overfitting import selection_statistics
     from usdcop_assets.backtest import metrics as M
     from usdcop_assets.trading.env import EnvConfig
     from usdcop_assets.trading.folds import fold_sessions, fold_windows
@@ -303,6 +311,10 @@ def main() -> int:
         table["gross_total_return"] = table["strategy"].map(lambda n: gross[n]["gross_total_return"])
         table["gross_sharpe"] = table["strategy"].map(lambda n: gross[n]["gross_sharpe"])
         table["total_cost_log"] = table["strategy"].map(lambda n: gross[n]["total_cost"])
+        # per-session net returns (session ids are ISO dates: np.unique's order is time order) -> DSR of the agent, PBO
+        _, codes = np.unique(sessions, return_inverse=True)
+        overfit = selection_statistics({name: np.bincount(codes, weights=f["pnl"].to_numpy()) for name, f in frames.items()},
+                                       "ppo_walk_forward")
         for row in fold_rows:
             m = (months == row["fold"]).to_numpy()
             for name, short in (("ppo_walk_forward", "oos"), ("buy_and_hold", "bh"), ("flat", "flat")):
@@ -389,12 +401,29 @@ def main() -> int:
                           f"{fnum(r['fixed_minus_wf_sharpe'], '{:.2f}')} [{fnum(r['fixed_minus_wf_ci'][0], '{:.2f}')}, {fnum(r['fixed_minus_wf_ci'][1], '{:.2f}')}]")
         for line in xlines:
             log(line)
+    dsr = overfit["deflated_sharpe"]
+    log(f"overfitting over the {overfit['n_trials']} strategies compared ({overfit['n_sessions']} sessions): ppo_walk_forward Sharpe per session "
+        + (f"{dsr['sr']:.3f}, expected max of {dsr['n_trials']} false strategies {dsr['sr0']:.3f}, deflated Sharpe ratio {dsr['dsr']:.3f} "
+           f"(PSR vs 0: {dsr['psr_zero']:.3f})" if dsr else f"n/a ({overfit.get('deflated_sharpe_error')})")
+        + (f"; PBO (CSCV, {overfit['pbo']['n_splits']} splits, {overfit['pbo']['n_combinations']} combinations) {overfit['pbo']['pbo']:.3f}"
+           if overfit["pbo"] else "; PBO n/a"))
     log()
     times = {"l1_l4_s": c_l4.wall, "training_s": t_train, "inference_s": t_inf, "backtest_s": t_bt, "total_s": total}
     log(f"wall time: L0-L4 {c_l4.wall:.1f}s, training {t_train:.1f}s ({sum(r['trained'] for r in fold_rows)} folds), inference {t_inf:.1f}s, "
         f"backtest+metrics+bootstrap {t_bt:.1f}s, total {total:.1f}s; load average now {loadavg()}")
     report.update(table=table.to_dict("records"), folds=fold_rows, fixed=fixed_rows, wall=times, oos={"first": keys[0], "last": keys[-1], "bars": len(bars),
                   "sessions": len(set(sessions))}, printed={"table": lines, "folds": flines})
+    # the harness does not choose among the strategies (the checkpoint choice on validation is inside each fold):
+    # the selected one is the agent under test, and its DSR counts every strategy it is compared with as a trial
+    report["selected"] = "ppo_walk_forward"
+    report["strategies"] = {r["strategy"]: {"total_return": r["total_return"], "sharpe": r["sharpe"],
+                                            "sharpe_ci": [r.get("sharpe_ci_low"), r.get("sharpe_ci_high")],
+                                            "turnover_per_session": r["turnover_per_session"],
+                                            "sharpe_per_session": overfit["sharpe_per_session"][r["strategy"]]}
+                            for r in table.to_dict("records")}
+    report["strategies"][report["selected"]]["deflated_sharpe"] = dsr["dsr"] if dsr else None
+    report["pbo"] = overfit["pbo"]["pbo"] if overfit["pbo"] else None
+    report["overfitting"] = overfit
     report["machine"]["load_end"] = loadavg()
     json_path.write_text(json.dumps(clean(report), indent=1))
     log(f"figures written to {json_path}")

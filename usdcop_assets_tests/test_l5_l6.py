@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
+from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio
 from usdcop_assets.defs.layers.l6_backtest import AGENT, PERFORMANCE, l6_backtest_session, l6_performance
 from usdcop_assets.defs.layers.l5_model import PPO_MODEL, fold_partitions, l5_ppo_model
 from usdcop_assets.defs.layers.l5_serving import FLAT_VERSION, l5_actions_m5
@@ -185,6 +186,17 @@ def test_rl_metrics_for_the_agent_and_baselines_and_the_report(platform):
     assert len(read_object(lake.store(), "l6/performance")) == 4
     report = lake.store().get(f"reports/performance/{FOLD_SESSIONS[1].isoformat()}.html")
     assert report is not None and b"<svg" in report and b"buy_and_hold" in report
+    # the deflated Sharpe beside the Sharpe: recomputed from the stored P&L per session and the rl_metrics session Sharpes
+    # (annualized by sqrt(252); flat's undefined one counts as 0), the 4 strategies compared being the trials
+    md = platform["instance"].get_latest_materialization_event(PERFORMANCE).asset_materialization.metadata
+    per_session = bt.groupby("session")["pnl"].sum().sort_index().to_numpy()
+    trials = (metrics["sharpe_session"].fillna(0.0) / np.sqrt(252)).to_numpy()
+    expected = deflated_sharpe_ratio(per_session, trials)
+    assert md["deflated_sharpe_trials"].value == 4
+    assert md["agent_sharpe_per_session"].value == pytest.approx(expected.sr, abs=1e-12)
+    assert md["agent_deflated_sharpe"].value == pytest.approx(expected.dsr, abs=1e-9)
+    assert 0.0 <= md["pbo"].value <= 1.0
+    assert b"deflated_sharpe</th>" in report and b"Deflated Sharpe ratio of ppo" in report and b"Probability of backtest overfitting" in report
 
 
 def test_a_one_session_run_stores_what_the_range_run_stored(platform):
@@ -275,3 +287,15 @@ def test_the_terminal_shows_the_paper_position_and_last_fill(platform, monkeypat
     assert metrics["Agent position"] == "+0.00" and metrics["Session P&L (paper)"].endswith(" bp")
     trades = _lake(platform).table("l5/paper_trades").read()
     assert ("Latest paper fill: " in _texts(at.caption)) == (len(trades) > 0)
+
+
+def test_report_over_one_session_says_why_there_is_no_deflated_sharpe():
+    from usdcop_assets.backtest.overfitting import selection_statistics
+    from usdcop_assets.defs.layers.l6_backtest import report_html
+
+    bt = pd.DataFrame({"session": ["2025-03-03"], "model_version": ["v"]})
+    rows = pd.DataFrame({"strategy": [AGENT, "flat"], "sharpe_ratio": [float("nan"), float("nan")]})
+    overfit = selection_statistics({AGENT: [0.001], "flat": [0.0]}, AGENT)
+    page = report_html(rows, {AGENT: np.zeros(1)}, bt, overfit)
+    assert "deflated_sharpe</th>" not in page
+    assert "n/a (deflated_sharpe_ratio: needs at least 3 returns, got 1)" in page and "n/a (fewer than 2 sessions)" in page

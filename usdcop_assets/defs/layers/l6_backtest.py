@@ -9,7 +9,9 @@
 - ``l6/performance`` (unpartitioned): every stored session backtest, the agent's metrics and the baselines'
   (``backtest.baselines.all_baselines``) on exactly the same bars through ``backtest.engine.compare``; rows
   to the lake and warehouse ``rl_metrics``, and a self-contained HTML report (inline SVG, no JavaScript or
-  network) in the lake under ``reports/performance/<date>.html``.
+  network) in the lake under ``reports/performance/<date>.html``. Beside the Sharpe, the report and the
+  metadata carry the agent's deflated Sharpe ratio (N = the strategies compared) and the PBO across them
+  (``backtest.overfitting.selection_statistics`` on per-session net returns).
 
 Thin wiring only: the logic lives in ``usdcop_assets.backtest``.
 """
@@ -29,6 +31,7 @@ from usdcop_assets.defs.keys import EPISODES
 from usdcop_assets.observation.episodes import pending_steps
 from usdcop_assets.backtest.baselines import all_baselines
 from usdcop_assets.backtest.engine import backtest_actions, compare
+from usdcop_assets.backtest.overfitting import selection_statistics
 from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.defs.policies import session_backfill_policy
@@ -155,8 +158,25 @@ def _svg_lines(series: dict[str, np.ndarray], width: int = 900, height: int = 32
     return "".join(parts)
 
 
-def report_html(table: pd.DataFrame, curves: dict[str, np.ndarray], bt: pd.DataFrame) -> str:
+def _overfitting_html(overfit: dict | None) -> str:
+    if not overfit:
+        return ""
+    d, p = overfit["deflated_sharpe"], overfit["pbo"]
+    dsr = (f"{d['dsr']:.4f} = P(true Sharpe per session &gt; {d['sr0']:.4f}, the expected maximum of {d['n_trials']} false strategies); "
+           f"Sharpe per session {d['sr']:.4f} over {d['n_obs']} sessions, PSR against 0 {d['psr_zero']:.4f}" if d else
+           f"n/a ({html.escape(str(overfit.get('deflated_sharpe_error')))})")
+    pbo = (f"{p['pbo']:.4f} (CSCV, {p['n_splits']} splits, {p['n_combinations']} combinations)" if p else "n/a (fewer than 2 sessions)")
+    return (f"<h2>Overfitting</h2><p>Deflated Sharpe ratio of {html.escape(overfit['selected'])} (Bailey &amp; López de Prado 2014), "
+            f"the {overfit['n_trials']} strategies compared as the trials: {dsr}.</p>"
+            f"<p>Probability of backtest overfitting across them (Bailey, Borwein, López de Prado &amp; Zhu 2016): {pbo}.</p>")
+
+
+def report_html(table: pd.DataFrame, curves: dict[str, np.ndarray], bt: pd.DataFrame, overfit: dict | None = None) -> str:
     shown = table.drop(columns=[c for c in ("computed_at",) if c in table.columns])
+    if overfit and overfit["deflated_sharpe"] and "sharpe_ratio" in shown.columns:
+        # the report's table only (rl_metrics keeps its columns): the DSR beside the Sharpe, on the selected strategy's row
+        shown.insert(shown.columns.get_loc("sharpe_ratio") + 1, "deflated_sharpe",
+                     np.where(shown["strategy"] == overfit["selected"], overfit["deflated_sharpe"]["dsr"], np.nan))
     first, last = bt["session"].min(), bt["session"].max()
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>USD/COP PPO performance</title>"
@@ -167,6 +187,7 @@ def report_html(table: pd.DataFrame, curves: dict[str, np.ndarray], bt: pd.DataF
         "Same bars, costs and risk rules for every strategy; P&amp;L in log-return units.</p>"
         f"<h2>Cumulative net log P&amp;L</h2>{_svg_lines(curves)}"
         f"<h2>Metrics</h2>{shown.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}"
+        f"{_overfitting_html(overfit)}"
         "</body></html>"
     )
 
@@ -203,11 +224,13 @@ def l6_performance(context: dg.AssetExecutionContext, config: PerformanceConfig,
     computed_at = pd.Timestamp.now(tz="UTC").floor("s")
     rows = metrics_rows(table, bt, computed_at)
 
-    curves = {name: np.cumsum(backtest_actions(t, next_ret, sessions, live_costs(), live_limits())["pnl"].to_numpy())
-              for name, t in strategies.items()}
+    pnls = {name: backtest_actions(t, next_ret, sessions, live_costs(), live_limits())["pnl"].to_numpy() for name, t in strategies.items()}
+    curves = {name: np.cumsum(p) for name, p in pnls.items()}
+    _, codes = np.unique(sessions, return_inverse=True)  # session ids are ISO dates: sorted = time order
+    overfit = selection_statistics({name: np.bincount(codes, weights=p) for name, p in pnls.items()}, AGENT)
     metric_date = str(rows["metric_date"].iloc[0])
     key = f"{REPORTS_PREFIX}/{metric_date}.html"
-    lake.store().put(key, report_html(rows, curves, bt).encode())
+    lake.store().put(key, report_html(rows, curves, bt, overfit).encode())
     agent = rows.set_index("strategy").loc[AGENT]
     return dg.Output(
         rows,
@@ -217,6 +240,11 @@ def l6_performance(context: dg.AssetExecutionContext, config: PerformanceConfig,
             "bars": int(agent["bars"]),
             "agent_sharpe": _finite(agent["sharpe_ratio"]),
             "agent_total_pnl": _finite(agent["total_pnl"]),
+            # per-session, not annualized (agent_sharpe is the annualized bar Sharpe); None when the agent's returns are degenerate
+            "agent_sharpe_per_session": _finite(overfit["sharpe_per_session"][AGENT]),
+            "agent_deflated_sharpe": _finite(overfit["deflated_sharpe"]["dsr"]) if overfit["deflated_sharpe"] else None,
+            "deflated_sharpe_trials": overfit["n_trials"],
+            "pbo": _finite(overfit["pbo"]["pbo"]) if overfit["pbo"] else None,
             "report": dg.MetadataValue.path(f"{lake.location}/{key}"),
             "metrics": dg.MetadataValue.md(rows.drop(columns=["computed_at"]).to_markdown(index=False)) if _has_tabulate() else
             dg.MetadataValue.text(rows.drop(columns=["computed_at"]).to_string(index=False)),
