@@ -24,6 +24,10 @@ files of ``../shared/data`` (read in place, never copied):
   bars for: the walk-forward agent, the first model held fixed over the whole period (no retraining), and
   the baselines (flat, buy-and-hold, SMA 5/20 crossover). Also: each trained model held fixed from its
   own fold to the end, against the walk-forward agent and buy-and-hold on that same sub-period.
+- LightGBM baseline (``backtest.gbm_baseline``, unless ``--no-lightgbm``): in every fold month (also between
+  PPO's trainings with ``--every N``: a fit takes seconds), ``train_gbm`` on the fold's training sessions with early
+  stopping on its validation sessions (the windows PPO uses), seed = the PPO config's; its targets on the fold's
+  sessions (not warm: flat) go through the same ``compare`` (risk rules, costs) as the strategy ``lightgbm``.
 - Overfitting (``backtest.overfitting.selection_statistics``) over those same strategies' per-session net returns:
   the deflated Sharpe ratio of the walk-forward agent with N = the number of strategies compared (flat's Sharpe
   counted as 0; the checkpoints chosen on validation inside each fold are not counted), and the PBO by CSCV
@@ -35,7 +39,8 @@ files of ``../shared/data`` (read in place, never copied):
 Prints a table and writes every figure to ``--json`` (default /tmp/walk_forward_<time>.json); among its keys
 ``folds``, ``selected``, ``pbo``, ``overfitting`` (the details) and ``strategies``: per strategy ``total_return``,
 ``sharpe`` (annualized bar Sharpe, as the table), ``sharpe_ci`` [low, high], ``turnover_per_session``,
-``sharpe_per_session`` (not annualized) and, for the selected agent, ``deflated_sharpe`` (a probability).
+``sharpe_per_session`` (not annualized) and, for the selected agent and ``lightgbm``, ``deflated_sharpe`` (a probability,
+the same N trials).
 """
 
 from __future__ import annotations
@@ -189,6 +194,7 @@ def main() -> int:
     ap.add_argument("--timesteps", type=int, default=None, help="PPO timesteps per fold (default: the asset's, USDCOP_PPO_TIMESTEPS or 50000)")
     ap.add_argument("--n-boot", type=int, default=1000, help="session-bootstrap draws (1000, as l6/performance)")
     ap.add_argument("--no-fixed", action="store_true", help="skip the 'each model held fixed' staleness table")
+    ap.add_argument("--no-lightgbm", action="store_true", help="skip the LightGBM baseline (backtest/gbm_baseline.py)")
     ap.add_argument("--json", default=None, help="write every figure here (default /tmp/walk_forward_<time>.json)")
     args = ap.parse_args()
     if args.every < 1:
@@ -202,7 +208,7 @@ def main() -> int:
     from usdcop_assets.defs.layers.l5_model import _warm_sessions, fold_options_from_env, live_costs, live_limits, train_config_from_env
     from usdcop_assets.backtest.baselines import all_baselines
     from usdcop_assets.backtest.engine import backtest_actions, compare
-    from usdcop_assets.backtest.overfitting import selection_statistics
+    from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio, selection_statistics
     from usdcop_assets.backtest import metrics as M
     from usdcop_assets.trading.env import EnvConfig
     from usdcop_assets.trading.folds import fold_sessions, fold_windows
@@ -222,8 +228,13 @@ def main() -> int:
         f"n_steps {config.n_steps}, batch {config.batch_size}, seed {config.seed}; folds {keys[0]}..{keys[-1]} ({len(keys)}), "
         f"train every {args.every}; fold options {options}")
 
+    gbm_config = None
+    if not args.no_lightgbm:
+        from usdcop_assets.backtest.gbm_baseline import GbmConfig, gbm_targets, train_gbm
+
+        gbm_config = GbmConfig(seed=config.seed)
     report: dict = {"args": vars(args), "costs": dataclasses.asdict(costs), "rate_bps": costs.rate * 1e4, "risk": dataclasses.asdict(limits),
-                    "train_config": config.to_dict(), "fold_options": options, "machine": {"cpus": os.cpu_count(), "load_start": loadavg()}}
+                    "train_config": config.to_dict(), "fold_options": options, "lightgbm_config": gbm_config.to_dict() if gbm_config else None, "machine": {"cpus": os.cpu_count(), "load_start": loadavg()}}
 
     # L0 - L4
     with Clock() as c_l4:
@@ -242,12 +253,21 @@ def main() -> int:
     models: dict[str, object] = {}  # fold key -> SB3 model
     fold_rows: list[dict] = []
     model_of_month: dict[str, str] = {}
-    t_train = 0.0
+    t_train = t_gbm = 0.0
+    gbm_models: dict[str, object] = {}  # fold key -> GbmModel (every fold)
     current = None
     for i, key in enumerate(keys):
-        if i % args.every == 0:
+        if i % args.every == 0 or gbm_config:
             before = episodes[episodes["time"] < cal.session_open(fold_sessions(key)[0])]  # what l5/ppo_model reads
             fold = fold_windows(key, _warm_sessions(before), **options)
+        if gbm_config:
+            with Clock() as c_gbm:
+                gbm_models[key] = train_gbm(before, fold, gbm_config, obs_config)
+            t_gbm += c_gbm.wall
+            g = gbm_models[key]
+            log(f"[L5] fold {key}: LightGBM {c_gbm.wall:.1f}s (fit {g.fit_seconds:.2f}s), {g.n_train} train / {g.n_valid} valid rows, "
+                f"best iteration {g.best_iteration}, valid log loss {g.valid_logloss:.4f}, valid hit rate {g.valid_hit_rate:.3f}")
+        if i % args.every == 0:
             with Clock() as c:
                 trained = train_fold(before, fold, config, obs_config, costs, risk=limits, obs_stats=stats)
             t_train += c.wall
@@ -265,6 +285,8 @@ def main() -> int:
                 f"{[fnum(v, '{:.2f}') for v in fold_rows[-1]['valid_sharpes']]} -> #{sel['checkpoint']}  (load {loadavg()})")
         else:
             fold_rows.append({"fold": key, "model": current, "trained": False, "valid_sharpe": None})
+        if gbm_config:
+            fold_rows[-1]["lightgbm"] = {**{k: v for k, v in gbm_models[key].summary().items() if k != "config"}, "wall_s": c_gbm.wall}
         model_of_month[key] = current
 
     # inference: walk-forward = each month with its model; fixed = each model from its fold to the end
@@ -296,6 +318,9 @@ def main() -> int:
     next_ret = bars["next_ret"].to_numpy(dtype="float64")
     close = bars["close"].to_numpy(dtype="float64")
     wf = np.concatenate([positions(model_of_month[k], k) for k in keys])
+    t0 = time.perf_counter()
+    gbm = {k: gbm_targets(gbm_models[k], episodes.loc[episodes.index[month_of == k]], obs_config) for k in gbm_models}  # not warm: 0
+    t_gbm_inf = time.perf_counter() - t0
     first_model = keys[0]
     fixed_first = np.concatenate([positions(first_model, k) for k in keys])
     log(f"[L5] inference walk-forward + first model fixed: {t_inf:.1f}s")
@@ -303,6 +328,8 @@ def main() -> int:
     # L6
     with Clock() as c_bt:
         strategies = {"ppo_walk_forward": wf, f"ppo_fixed_{first_model}": fixed_first, **all_baselines(close, sessions)}
+        if gbm_config:
+            strategies["lightgbm"] = np.concatenate([gbm[k] for k in keys])
         table = compare(strategies, next_ret, sessions, costs, limits, reference="buy_and_hold", n_boot=args.n_boot, seed=0)
         # per-fold: the month's bars only
         frames = {name: backtest_actions(t, next_ret, sessions, costs, limits) for name, t in strategies.items()}
@@ -313,11 +340,13 @@ def main() -> int:
         table["total_cost_log"] = table["strategy"].map(lambda n: gross[n]["total_cost"])
         # per-session net returns (session ids are ISO dates: np.unique's order is time order) -> DSR of the agent, PBO
         _, codes = np.unique(sessions, return_inverse=True)
-        overfit = selection_statistics({name: np.bincount(codes, weights=f["pnl"].to_numpy()) for name, f in frames.items()},
-                                       "ppo_walk_forward")
+        session_pnl = {name: np.bincount(codes, weights=f["pnl"].to_numpy()) for name, f in frames.items()}
+        overfit = selection_statistics(session_pnl, "ppo_walk_forward")
         for row in fold_rows:
             m = (months == row["fold"]).to_numpy()
-            for name, short in (("ppo_walk_forward", "oos"), ("buy_and_hold", "bh"), ("flat", "flat")):
+            for name, short in (("ppo_walk_forward", "oos"), ("buy_and_hold", "bh"), ("flat", "flat"), ("lightgbm", "lgbm")):
+                if name not in frames:
+                    continue
                 f = frames[name][m]
                 perf = M.performance(f["pnl"].to_numpy(), f["position"].to_numpy(), sessions[m])
                 row[f"{short}_sharpe"] = perf["sharpe"]
@@ -373,12 +402,15 @@ def main() -> int:
     lines += glines
     log()
     log("per fold (month): model used, validation Sharpe of the selected checkpoint (pre-fold), out-of-sample Sharpe/return of the agent, buy-and-hold")
-    fh = f"{'fold':8} {'model':8} {'n_train':>7} {'valid Sh':>9} {'OOS Sh':>8} {'OOS ret':>8} {'B&H Sh':>8} {'B&H ret':>8} {'trades':>6} {'turnover':>8} {'cost':>7}"
+    fh = (f"{'fold':8} {'model':8} {'n_train':>7} {'valid Sh':>9} {'OOS Sh':>8} {'OOS ret':>8} {'B&H Sh':>8} {'B&H ret':>8} {'trades':>6} {'turnover':>8} {'cost':>7}"
+          + (f" {'LGBM Sh':>8} {'LGBM ret':>8} {'LGBM fit':>8}" if gbm_config else ""))
     flines = [fh]
     for r in fold_rows:
         flines.append(f"{r['fold']:8} {r['model']:8} {r.get('n_train', ''):>7} {fnum(r['valid_sharpe'], '{:.2f}'):>9} {fnum(r['oos_sharpe'], '{:.2f}'):>8} "
                       f"{fnum(r['oos_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['bh_sharpe'], '{:.2f}'):>8} {fnum(r['bh_total_return'] * 100, '{:.2f}%'):>8} "
-                      f"{r['oos_trades']:>6} {fnum(r['oos_turnover'], '{:.1f}'):>8} {fnum(r['oos_cost'] * 1e4, '{:.0f}bp'):>7}")
+                      f"{r['oos_trades']:>6} {fnum(r['oos_turnover'], '{:.1f}'):>8} {fnum(r['oos_cost'] * 1e4, '{:.0f}bp'):>7}"
+                      + (f" {fnum(r['lgbm_sharpe'], '{:.2f}'):>8} {fnum(r['lgbm_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['lightgbm']['wall_s'], '{:.1f}s'):>8}"
+                         if gbm_config else ""))
     for line in flines:
         log(line)
     tr = [r for r in fold_rows if r["trained"] and r["valid_sharpe"] is not None]
@@ -408,9 +440,11 @@ def main() -> int:
         + (f"; PBO (CSCV, {overfit['pbo']['n_splits']} splits, {overfit['pbo']['n_combinations']} combinations) {overfit['pbo']['pbo']:.3f}"
            if overfit["pbo"] else "; PBO n/a"))
     log()
-    times = {"l1_l4_s": c_l4.wall, "training_s": t_train, "inference_s": t_inf, "backtest_s": t_bt, "total_s": total}
+    times = {"l1_l4_s": c_l4.wall, "training_s": t_train, "inference_s": t_inf, "backtest_s": t_bt, "total_s": total,
+             "lightgbm_fit_s": t_gbm if gbm_config else None, "lightgbm_inference_s": t_gbm_inf if gbm_config else None}
     log(f"wall time: L0-L4 {c_l4.wall:.1f}s, training {t_train:.1f}s ({sum(r['trained'] for r in fold_rows)} folds), inference {t_inf:.1f}s, "
-        f"backtest+metrics+bootstrap {t_bt:.1f}s, total {total:.1f}s; load average now {loadavg()}")
+        f"backtest+metrics+bootstrap {t_bt:.1f}s, total {total:.1f}s; load average now {loadavg()}"
+        + (f"; LightGBM {t_gbm:.1f}s for {len(gbm_models)} folds + {t_gbm_inf:.1f}s inference" if gbm_config else ""))
     report.update(table=table.to_dict("records"), folds=fold_rows, fixed=fixed_rows, wall=times, oos={"first": keys[0], "last": keys[-1], "bars": len(bars),
                   "sessions": len(set(sessions))}, printed={"table": lines, "folds": flines})
     # the harness does not choose among the strategies (the checkpoint choice on validation is inside each fold):
@@ -422,6 +456,13 @@ def main() -> int:
                                             "sharpe_per_session": overfit["sharpe_per_session"][r["strategy"]]}
                             for r in table.to_dict("records")}
     report["strategies"][report["selected"]]["deflated_sharpe"] = dsr["dsr"] if dsr else None
+    if gbm_config:  # the baseline deflated by the same N trials as the agent (None when its returns are degenerate)
+        try:
+            report["strategies"]["lightgbm"]["deflated_sharpe"] = deflated_sharpe_ratio(
+                session_pnl["lightgbm"], list(overfit["sharpe_per_session"].values())).dsr
+        except ValueError as e:
+            report["strategies"]["lightgbm"]["deflated_sharpe"] = None
+            report["strategies"]["lightgbm"]["deflated_sharpe_error"] = str(e)
     report["pbo"] = overfit["pbo"]["pbo"] if overfit["pbo"] else None
     report["overfitting"] = overfit
     report["machine"]["load_end"] = loadavg()
