@@ -142,7 +142,7 @@ def test_source_down_for_a_whole_session_fails_the_run_and_the_rerun_matches_a_c
         return original(cls, env, **kwargs)
 
     monkeypatch.setattr(TwelveDataClient, "from_env", classmethod(quick))
-    # the step's own retry policy (alerts.SOURCE_RETRY_POLICY) runs too, without its 10-40 s waits
+    # the step's own retry policy (policies.SOURCE_RETRY_POLICY) runs too, without its 10-40 s waits
     from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
 
     policy = l0_ohlcv_m5.op.retry_policy

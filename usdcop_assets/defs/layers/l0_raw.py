@@ -17,7 +17,7 @@ from usdcop_assets.defs.policies import session_backfill_policy
     key=["l0", "ohlcv_m5"],
     partitions_def=session_partitions,
     backfill_policy=session_backfill_policy(),
-    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (alerts.py)
+    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (policies.py)
     io_manager_key="lake_io_manager",
     group_name="l0_raw",
     kinds={"parquet"},

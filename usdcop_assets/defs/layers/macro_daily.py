@@ -31,7 +31,7 @@ def _window_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     key=["l0", "macro_daily"],
     partitions_def=macro_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (alerts.py)
+    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (policies.py)
     io_manager_key="lake_io_manager",
     group_name="l0_raw",
     kinds={"parquet"},
