@@ -116,7 +116,7 @@ def dagster_child(first_s: str, last_s: str) -> dict:
 
         from usdcop_assets.cli import prepare_environment, session_range
         from usdcop_assets.defs.definitions import build_definitions
-        from usdcop_assets.defs.layers.l4_rl_ready import EPISODES, OBSERVATIONS
+        from usdcop_assets.defs.keys import EPISODES, OBSERVATIONS
         from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layers_job
 
         prepare_environment()  # DAGSTER_HOME, batched event log, one planned event per asset (as the CLI)
@@ -182,9 +182,11 @@ def direct_child(first_s: str, last_s: str) -> dict:
         import pandas as pd
 
         from usdcop_assets import market_calendar as cal
-        from usdcop_assets.defs.layers.l3_features import FEATURE_LOOKBACK_SESSIONS, L1_MACRO, MACRO_LOOKBACK_DAYS, macro_daily_frame
+        from usdcop_assets.defs.keys import L1_MACRO
+        from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS, MACRO_LOOKBACK_DAYS, macro_daily_frame
         from usdcop_assets.defs.windows import complete_from
-        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, stats_from_frame, stats_to_frame
+        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
+        from usdcop_assets.observation.builder import stats_from_frame, stats_to_frame
         from usdcop_assets.features.engineering import build_features, macro_zscores
         from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
         from usdcop_assets.lake.session_table import SessionTable

@@ -215,11 +215,15 @@ def direct_child(first_s: str, last_s: str) -> dict:
 
         from usdcop_assets import clock
         from usdcop_assets import market_calendar as cal
-        from usdcop_assets.defs.layers.l6_backtest import backtest_sessions
-        from usdcop_assets.defs.layers.l3_features import FEATURE_LOOKBACK_SESSIONS, L1_MACRO, MACRO_LOOKBACK_DAYS, macro_daily_frame
-        from usdcop_assets.defs.layers.l5_model import latest_models, live_costs
-        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, stats_from_frame, stats_to_frame
-        from usdcop_assets.defs.layers.l5_serving import decide_bars, policy_for
+        from usdcop_assets.backtest.engine import backtest_sessions
+        from usdcop_assets.defs.keys import L1_MACRO
+        from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS, MACRO_LOOKBACK_DAYS, macro_daily_frame
+        from usdcop_assets.defs.layers.l5_model import latest_models  # no longer defined there (broken before this change)
+        from usdcop_assets.rl.costs import live_costs
+        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
+        from usdcop_assets.observation.builder import stats_from_frame, stats_to_frame
+        from usdcop_assets.rl.decisions import decide_bars
+        from usdcop_assets.defs.registry import policy_for
         from usdcop_assets.defs.windows import complete_from
         from usdcop_assets.features.engineering import build_features, macro_zscores
         from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
@@ -232,7 +236,7 @@ def direct_child(first_s: str, last_s: str) -> dict:
         from usdcop_assets.defs.resources import LakeResource
         from usdcop_assets.settings import Settings
         from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
-        from usdcop_assets.trading.paper import paper_ledger
+        from usdcop_assets.rl.paper import paper_ledger
         from usdcop_assets.warehouse.database import Warehouse
 
         imports_s = time.perf_counter() - t0

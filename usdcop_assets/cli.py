@@ -176,7 +176,7 @@ def check_session_upstream(defs, chosen: list[str], first: dt.date, last: dt.dat
     """``require_upstream`` for the session assets of ``chosen`` (the observation statistics count as produced when
     L4 observations are: the staged run fits them)."""
     from usdcop_assets.defs.automation.jobs import STATS_JOB
-    from usdcop_assets.defs.layers.l4_rl_ready import OBSERVATIONS
+    from usdcop_assets.defs.keys import OBSERVATIONS
 
     wanted = session_assets(defs, chosen)
     produced = set(defs.resolve_job_def(STATS_JOB).asset_layer.selected_asset_keys) if OBSERVATIONS in wanted else set()
@@ -293,7 +293,7 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
     """
     import dagster as dg
 
-    from usdcop_assets.defs.layers.l4_rl_ready import OBSERVATIONS
+    from usdcop_assets.defs.keys import OBSERVATIONS
     from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layer_selection
     from usdcop_assets.settings import backfill_sessions_per_run
@@ -508,7 +508,7 @@ def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict
 @click.option("--seed", type=int, help="random seed (default: USDCOP_PPO_SEED or 7)")
 def train(fold: str, timesteps: int | None, seed: int | None) -> None:
     """Train the PPO agent of one fold (materializes l5/ppo_model for that month) and print its version."""
-    from usdcop_assets.trading.folds import parse_fold_key
+    from usdcop_assets.rl.folds import parse_fold_key
 
     try:
         parse_fold_key(fold)
@@ -534,7 +534,8 @@ def train_fold(settings: Settings, fold: str, config: dict, launched_by: str) ->
 
     from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import MODEL_JOB
-    from usdcop_assets.defs.layers.l5_model import PPO_MODEL, PPOModelConfig
+    from usdcop_assets.defs.keys import PPO_MODEL
+    from usdcop_assets.defs.layers.l5_model import PPOModelConfig
 
     defs = build_definitions()
     job = defs.resolve_job_def(MODEL_JOB)
@@ -559,16 +560,16 @@ def fold_history(settings: Settings, fold: str, options: dict):
     """The fold's training and validation windows from the L4 episodes in the lake; ValueError naming the
     sessions missing and the command that materializes them."""
     from usdcop_assets.defs.keys import EPISODES
-    from usdcop_assets.defs.layers.l5_model import _warm_sessions
+    from usdcop_assets.rl.folds import warm_sessions
     from usdcop_assets.lake.session_table import SessionTable
     from usdcop_assets.lake.store import open_store
-    from usdcop_assets.trading.folds import fold_sessions, fold_windows
+    from usdcop_assets.rl.folds import fold_sessions, fold_windows
 
     start = fold_sessions(fold)[0]
     table = SessionTable(open_store(settings.lake), "/".join(EPISODES.path))
     episodes = table.read(None, cal.session_open(start), columns=["time", "session", "warm"])
     try:
-        return fold_windows(fold, _warm_sessions(episodes), **options)
+        return fold_windows(fold, warm_sessions(episodes), **options)
     except ValueError as exc:
         need = options["min_train_sessions"] + options["valid_sessions"] + 5  # + the indicators' look-back
         first = start
@@ -611,7 +612,7 @@ def backtest(start_s: str, end_s: str) -> None:
 
 def require_models(settings: Settings, first: dt.date, last: dt.date) -> list[str]:
     """The folds of ``first..last`` with a registered model; ClickException naming the `usdcop train` to run when none has."""
-    from usdcop_assets.trading.folds import monthly_folds
+    from usdcop_assets.rl.folds import monthly_folds
     from usdcop_assets.warehouse.database import Warehouse
 
     folds = monthly_folds(first, last)
@@ -820,7 +821,7 @@ def run_default_range(min_train: int, valid: int, now: dt.datetime | None = None
     (``RUN_WARMUP_SESSIONS`` of look-back, then ``min_train_bars`` warm bars), followed by whole warm months.
     """
     from usdcop_assets.observation.builder import load_config
-    from usdcop_assets.trading.folds import fold_sessions
+    from usdcop_assets.rl.folds import fold_sessions
 
     last = last or default_recent_range(now, sessions=1)[1]
     month = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)  # the first fold: the previous month
@@ -865,7 +866,7 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
     first, last = cal.parse_session_key(key_range.start), cal.parse_session_key(key_range.end)
     from usdcop_assets.defs.layers.l5_model import PPOModelConfig
     from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
-    from usdcop_assets.trading.folds import fold_sessions, monthly_folds
+    from usdcop_assets.rl.folds import fold_sessions, monthly_folds
 
     need = min_train_sessions + valid_sessions + RUN_WARMUP_SESSIONS
     if not any(len(cal.trading_days(first, fold_sessions(f)[0] - dt.timedelta(days=1))) >= need for f in monthly_folds(first, last)):

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.defs.layers.macro_daily import MACRO_WARMUP_DAYS, l0_macro_daily, macro_partitions
+from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
+from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, macro_partitions
 from usdcop_assets.defs.io_managers import LakeIOManager
 from usdcop_assets.lake.session_table import parquet_bytes, to_arrow
 from usdcop_assets.defs.partitions import history_start

@@ -27,8 +27,8 @@ from usdcop_assets.observation.builder import ObservationConfig, build_observati
 from usdcop_assets.observation.episodes import build_episodes, pending_steps
 from usdcop_assets.refine.standardize import standardize_bars
 from usdcop_assets.sources import L0_COLUMNS, conform_l0
-from usdcop_assets.trading.decisions import decide_bars
-from usdcop_assets.trading.paper import paper_ledger
+from usdcop_assets.rl.decisions import decide_bars
+from usdcop_assets.rl.paper import paper_ledger
 
 # What the live process computes and stores (L6 is left to the session's batch run).
 L0, L1, REJECTS, L2, L3, OBS, EPISODES, ACTIONS, TRADES, POSITIONS = LIVE_ASSETS = (

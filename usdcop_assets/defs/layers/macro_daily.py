@@ -13,7 +13,7 @@ import pandas as pd
 from usdcop_assets import market_calendar as cal
 from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
 from usdcop_assets.settings import env_int
-from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, macro_partitions  # noqa: F401 (re-exported)
+from usdcop_assets.defs.partitions import macro_partitions
 from usdcop_assets.sources.macro import FRED_KEY_ENV, fetch_macro, resolve_macro_source, source_label
 
 # Daily windows are Bogota calendar days [00:00, 24:00) starting MACRO_WARMUP_DAYS before the bar

@@ -23,7 +23,8 @@ def build_loop(env=os.environ, instance: dg.DagsterInstance | None = None, clock
                stop: threading.Event | None = None, source=None, alert=None) -> LiveLoop:
     """The live loop for the configured deployment (``source``/``clock``/``alert`` injectable for tests)."""
     from usdcop_assets.defs.automation.alerts import deliver
-    from usdcop_assets.trading.live import live_costs, live_limits
+    from usdcop_assets.rl.costs import live_costs
+    from usdcop_assets.rl.risk import live_limits
     from usdcop_assets.defs.registry import policy_for
     from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import SESSION_JOB

@@ -33,8 +33,8 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 
-from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.risk import RiskLimits, RiskState
+from usdcop_assets.rl.costs import CostConfig
+from usdcop_assets.rl.risk import RiskLimits, RiskState
 
 EXTRA_FEATURES = ("position", "time_frac")
 
