@@ -6,7 +6,7 @@ files of ``../shared/data`` (read in place, never copied):
 
 - L0: ``sources.files.read_bar_file`` (as ``usdcop import --kind bars`` does, timestamps as labelled, the
   rows before the partitions start or on non-trading days left out exactly as the import leaves them out)
-  and ``sources.macro.fetch_macro("file:...")`` over the macro partitions (as ``usdcop import --kind macro``);
+  and ``sources.macro_sources.fetch_macro("file:...")`` over the macro partitions (as ``usdcop import --kind macro``);
 - L1: ``standardize_bars``; ``refine_macro`` (the asset's lag / stale settings from the environment);
 - L2: ``compute_indicators`` (data_start = ``complete_from``); L3: ``macro_daily_frame`` + ``macro_zscores`` +
   ``build_features``; L4: ``fit_months`` (each month on the 12 months before it, the config's default rule;
@@ -84,7 +84,7 @@ def build_episodes() -> tuple:
     from usdcop_assets.refine.standardize import standardize_bars
     from usdcop_assets.settings import env_int
     from usdcop_assets.sources.files import read_bar_file
-    from usdcop_assets.sources.macro import fetch_macro, read_macro_file
+    from usdcop_assets.sources.macro_sources import fetch_macro, read_macro_file
 
     info: dict = {}
     t = {}

@@ -711,7 +711,7 @@ def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, e
 
 
 def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
-    from usdcop_assets.sources.macro import SOURCE_ENV, read_macro_file
+    from usdcop_assets.sources.macro_sources import SOURCE_ENV, read_macro_file
 
     try:
         settings = prepare_environment()

@@ -105,7 +105,7 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
     from usdcop_assets.defs.registry import REGISTRY_TABLE
     from usdcop_assets.lake.session_table import SessionTable
     from usdcop_assets.lake.store import LocalObjectStore
-    from usdcop_assets.live.store import fold_start
+    from usdcop_assets.live.live_store import fold_start
     from usdcop_assets.observation.builder import load_config, obs_version
     from usdcop_assets.settings import Settings
     from usdcop_assets.rl.training import policy_artifact, weights_sha256

@@ -27,7 +27,7 @@ SPEED = 60.0  # a 5-minute bar every 5 real seconds
 # The first process: `usdcop live`, except that writing the third bar's L3 rows blocks (so it is killed there).
 _KILLED = r"""
 import os, sys, time
-from usdcop_assets.live.store import LiveStore
+from usdcop_assets.live.live_store import LiveStore
 original = LiveStore.write_layer
 seen = set()
 def write_layer(self, asset, day, frame):

@@ -22,7 +22,7 @@ from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.settings import ConfigError
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.fred import DEFAULT_SERIES
-from usdcop_assets.sources.macro import (
+from usdcop_assets.sources.macro_sources import (
     MACRO_COLUMNS,
     SOURCE_ENV,
     bogota_midnight_utc,

@@ -26,7 +26,7 @@ from usdcop_assets.refine.macro import (
 )
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.sources import macro_catalog as catalog
-from usdcop_assets.sources.macro import SOURCE_ENV, conform_macro, read_macro_file
+from usdcop_assets.sources.macro_sources import SOURCE_ENV, conform_macro, read_macro_file
 from usdcop_assets.warehouse.database import sql_dir
 from usdcop_assets.warehouse.tables import table_spec
 from usdcop_assets_tests.conftest import SHARED_DATA

@@ -16,7 +16,7 @@ from usdcop_assets.defs.quality.live_parity import layer_specs
 from usdcop_assets.live.loop import LiveLoop, LiveSettings
 from usdcop_assets.defs.live.recorder import DagsterRecorder
 from usdcop_assets.live.source import BarSource
-from usdcop_assets.live.store import LiveStore
+from usdcop_assets.live.live_store import LiveStore
 
 log = logging.getLogger("usdcop_assets.live")
 def build_loop(env=os.environ, instance: dg.DagsterInstance | None = None, clock=None, settings: LiveSettings | None = None,
