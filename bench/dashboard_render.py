@@ -55,22 +55,22 @@ def build_home(home: Path, years: int, warehouse_url: str, instance: bool) -> di
     import numpy as np
     import pandas as pd
 
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
     from usdcop_assets.backtest.baselines import all_baselines
     from usdcop_assets.backtest.engine import backtest_sessions, compare
     from usdcop_assets.backtest.report import metrics_rows, report_html
     from usdcop_assets.features.indicators import compute_indicators
-    from usdcop_assets.lake.session_table import SessionTable, write_object
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.storage.lake.session_table import SessionTable, write_object
+    from usdcop_assets.storage.lake.store import open_store
     from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, stats_to_frame
     from usdcop_assets.observation.episodes import build_episodes
     from usdcop_assets.refine.standardize import standardize_bars
-    from usdcop_assets.settings import Settings
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.sources.synthetic import synthetic_bars
     from usdcop_assets.rl.costs import live_costs
     from usdcop_assets.rl.risk import live_limits
     from usdcop_assets.rl.paper import paper_ledger
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     timings = {}
     t0 = time.perf_counter()
@@ -198,7 +198,7 @@ def warm_imports() -> None:
     sys.path.insert(0, str(ROOT / "streamlit_app"))
     import charts
 
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     cal.colombian_holidays(2019, 2027)
     t = cal.bars_of_days([dt.date(2025, 3, 20)])

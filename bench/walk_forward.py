@@ -69,7 +69,7 @@ def build_episodes() -> tuple:
 
     import pandas as pd
 
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
     from usdcop_assets.features.engineering import macro_daily_frame
     from usdcop_assets.defs.windows import complete_from
     from usdcop_assets.defs.layers.macro_daily import MACRO_LAG_ENV, MACRO_STALE_ENV
@@ -82,7 +82,7 @@ def build_episodes() -> tuple:
     from usdcop_assets.defs.partitions import history_start, macro_partitions
     from usdcop_assets.refine.macro import DEFAULT_LAG_BUSINESS_DAYS, DEFAULT_STALE_AFTER_BUSINESS_DAYS, refine_macro
     from usdcop_assets.refine.standardize import standardize_bars
-    from usdcop_assets.settings import env_int
+    from usdcop_assets.core.settings import env_int
     from usdcop_assets.sources.files import read_bar_file
     from usdcop_assets.sources.macro_sources import fetch_macro, read_macro_file
 
@@ -201,7 +201,7 @@ def main() -> int:
     from usdcop_assets.backtest import metrics as M
     from usdcop_assets.rl.env import EnvConfig
     from usdcop_assets.rl.folds import fold_options_from_env, fold_sessions, fold_windows, warm_sessions
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
     from usdcop_assets.rl.training import predict_positions, train_fold
     import stable_baselines3
 

@@ -17,9 +17,9 @@ import click
 import pandas as pd
 from rich.console import Console
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.console import Stages, current_log, dagster_logs_to, new_log_path
-from usdcop_assets.settings import ConfigError, Settings
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.sources import require_available, resolve_source
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -271,8 +271,8 @@ def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chos
 def writer_lease(settings: Settings, first, last, purpose: str):
     """A lease on the lake's dates ``first..last`` for this command (lake/lease.py); reentrant in one process.
     Waits (saying for whom) up to USDCOP_LEASE_WAIT_SECONDS, then stops with the holder named."""
-    from usdcop_assets.lake.lease import LeaseBusy, LeaseLost, session_lease
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.storage.lake.lease import LeaseBusy, LeaseLost, session_lease
+    from usdcop_assets.storage.lake.store import open_store
 
     try:
         with session_lease(open_store(settings.lake), first, last, purpose, on_wait=click.echo) as lease:
@@ -296,7 +296,7 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
     from usdcop_assets.defs.keys import OBSERVATIONS
     from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layer_selection
-    from usdcop_assets.settings import backfill_sessions_per_run
+    from usdcop_assets.core.settings import backfill_sessions_per_run
 
     key_range = available_range(first, last)
     defs = build_definitions()  # from the current environment, not whatever was imported first
@@ -342,8 +342,8 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
 
             # spawn: fresh interpreters (Dagster's instance and SQLite connections do not survive a fork),
             # kept for every stage so each builds the definitions once
-            from usdcop_assets.lake.lease import adopt_parent_lease, held_covering
-            from usdcop_assets.lake.store import open_store
+            from usdcop_assets.storage.lake.lease import adopt_parent_lease, held_covering
+            from usdcop_assets.storage.lake.store import open_store
 
             # the workers write under this command's lease (a lease of their own would wait for it forever)
             location = open_store(settings.lake).location
@@ -561,8 +561,8 @@ def fold_history(settings: Settings, fold: str, options: dict):
     sessions missing and the command that materializes them."""
     from usdcop_assets.defs.keys import EPISODES
     from usdcop_assets.rl.folds import warm_sessions
-    from usdcop_assets.lake.session_table import SessionTable
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.storage.lake.session_table import SessionTable
+    from usdcop_assets.storage.lake.store import open_store
     from usdcop_assets.rl.folds import fold_sessions, fold_windows
 
     start = fold_sessions(fold)[0]
@@ -613,7 +613,7 @@ def backtest(start_s: str, end_s: str) -> None:
 def require_models(settings: Settings, first: dt.date, last: dt.date) -> list[str]:
     """The folds of ``first..last`` with a registered model; ClickException naming the `usdcop train` to run when none has."""
     from usdcop_assets.rl.folds import monthly_folds
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     folds = monthly_folds(first, last)
     registry = Warehouse(settings.warehouse_url).read_window("rl_models", columns=["fold"])
@@ -749,8 +749,8 @@ def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
 
 def keep_unplaced(settings: Settings, path: Path, rows: pd.DataFrame) -> str:
     """Write the rows no partition can hold to the lake (one object per imported file name), so nothing is lost."""
-    from usdcop_assets.lake.session_table import write_object
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.storage.lake.session_table import write_object
+    from usdcop_assets.storage.lake.store import open_store
 
     stem = path.name.split(".")[0]
     dataset = f"l0/ohlcv_m5_unplaced/{stem}"
@@ -768,7 +768,7 @@ def show_unplaced_as_rejects(settings: Settings, frame: pd.DataFrame, where: str
     ``ohlcv_m5_rejects``. Keyed by row hash: re-importing the file changes nothing.
     """
     from usdcop_assets.refine.standardize import unplaced_rejects
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     rejects = unplaced_rejects(frame, where)
     if rejects.empty:
@@ -988,8 +988,8 @@ def _print_run_summary(stages: Stages, settings: Settings, first, last, judged_f
     import dagster as dg
 
     from usdcop_assets import run_summary
-    from usdcop_assets.lake.store import open_store
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.storage.lake.store import open_store
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     rows = run_summary.layer_rows(open_store(settings.lake), first, last)
     tally = run_summary.tally_checks(evaluations, dg.AssetCheckSeverity.ERROR)
@@ -1040,8 +1040,8 @@ def doctor() -> None:
         click.echo(f"{name:22} {value}")
     click.echo(f"{'source':22} {resolve_source()}")
 
-    from usdcop_assets.lake.store import open_store
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.storage.lake.store import open_store
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     checks = {
         "lake": lambda: (open_store(settings.lake).check(), "reachable")[1],
@@ -1093,7 +1093,7 @@ def rebuild_records(dry_run: bool) -> None:
 
     from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.home_migration import apply_rebuild, plan_rebuild, session_assets
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.storage.lake.store import open_store
 
     try:
         settings = prepare_environment()

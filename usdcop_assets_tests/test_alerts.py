@@ -17,7 +17,7 @@ import pytest
 from dagster._core.test_utils import freeze_time
 
 from usdcop_assets.defs.automation import alerts
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.alerts import (
     WEBHOOK_ENV,
     WEBSERVER_ENV,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.backtest.report import AGENT
 from usdcop_assets.defs.keys import PERFORMANCE, PPO_MODEL
 from usdcop_assets.defs.layers.l6_backtest import l6_backtest_session, l6_performance
@@ -19,7 +19,7 @@ from usdcop_assets.defs.layers.l5_model import fold_partitions, l5_ppo_model
 from usdcop_assets.defs.layers.l5_serving import l5_actions_m5
 from usdcop_assets.rl.decisions import FLAT_VERSION
 from usdcop_assets.defs.automation.jobs import STATS_JOB, layers_job
-from usdcop_assets.lake.session_table import read_object
+from usdcop_assets.storage.lake.session_table import read_object
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource

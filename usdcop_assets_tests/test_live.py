@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.live.loop import LiveSettings, next_open
 from usdcop_assets.live.parity import session_parity
 from usdcop_assets.live.session import LIVE_ASSETS

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.rl.costs import CostConfig
 from usdcop_assets.rl.policy import PolicyFunction, decide_session
 from usdcop_assets.rl.paper import paper_ledger

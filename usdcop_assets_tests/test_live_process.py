@@ -16,9 +16,9 @@ import time
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.lake.session_table import SessionTable
-from usdcop_assets.lake.store import LocalObjectStore
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.storage.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.store import LocalObjectStore
 from usdcop_assets.live.session import LIVE_ASSETS
 from usdcop_assets_tests.live_helpers import DAY, ROOT, backfilled_home, platform_env, run_session_batch
 

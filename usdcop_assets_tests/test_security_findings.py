@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from usdcop_assets.settings import ConfigError, Settings
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.sources.fred import FredClient
 from usdcop_assets.sources.http import check_base_url
 from usdcop_assets.sources.twelvedata import TwelveDataClient

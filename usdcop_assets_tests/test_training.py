@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.rl import CostConfig, EnvConfig, RiskLimits, SessionEpisodes
 from usdcop_assets.rl import training as T

@@ -48,7 +48,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.indicators import INDICATOR_COLUMNS, _as_targets, clean_bars
 
 RETURN_HORIZONS = (1, 12, 48, 60)  # 5 min, 1 hour, 4 hours, 1 session

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.engineering import MACRO_LOOKBACK_DAYS, build_features, macro_daily_frame, macro_zscores
 from usdcop_assets.features.indicators import complete_from, compute_indicators
 from usdcop_assets.observation.builder import ObservationConfig, build_observations

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from usdcop_assets.market_calendar import BARS_PER_SESSION
+from usdcop_assets.core.calendar import BARS_PER_SESSION
 
 
 @dataclass(frozen=True)

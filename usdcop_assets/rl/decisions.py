@@ -17,7 +17,7 @@ import time as _time
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.observation.episodes import next_bar_returns
 from usdcop_assets.rl.costs import CostConfig
 from usdcop_assets.rl.policy import decide_session

@@ -92,7 +92,7 @@ class SessionEpisodes:
         """
         import pandas as pd
 
-        from usdcop_assets import market_calendar as cal
+        from usdcop_assets.core import calendar as cal
         from usdcop_assets.observation.builder import load_config, observation_matrix
 
         config = config or load_config()

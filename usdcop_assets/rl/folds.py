@@ -25,8 +25,8 @@ from typing import Iterable, Literal
 
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import env_int
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import env_int
 
 FOLD_KEY_FORMAT = "%Y-%m"
 SCHEMES = ("expanding", "rolling")

@@ -22,7 +22,7 @@ import math
 
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.rl.costs import CostConfig
 
 TRADE_COLUMNS = ["time", "symbol", "fill_at", "session", "decided_at", "side", "quantity", "position_after", "price", "fill_price",

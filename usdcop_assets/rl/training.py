@@ -50,7 +50,7 @@ from usdcop_assets.rl.costs import CostConfig, sharpe
 from usdcop_assets.rl.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv
 from usdcop_assets.rl.folds import Fold
 from usdcop_assets.rl.risk import RiskLimits
-from usdcop_assets.settings import env_int
+from usdcop_assets.core.settings import env_int
 
 ARTIFACT_FORMAT = "usdcop-ppo-v2"  # v2: weights-only safetensors artifact (v1 was the SB3 zip)
 POLICY_FORMAT = "usdcop-ppo-policy-v1"  # the safetensors header's __metadata__["format"]

@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.sources.http import TransientError, VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
 
 log = logging.getLogger(__name__)

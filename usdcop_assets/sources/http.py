@@ -216,7 +216,7 @@ def check_base_url(raw: str, var: str, secrets: Iterable[str] = ()) -> str:
     a ConfigError naming ``var`` otherwise: over plain http the API key would cross the network in clear."""
     from urllib.parse import urlsplit
 
-    from usdcop_assets.settings import ConfigError
+    from usdcop_assets.core.settings import ConfigError
 
     parts = urlsplit(raw)
     try:

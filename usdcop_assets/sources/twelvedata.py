@@ -53,8 +53,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import ConfigError, env_int
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import ConfigError, env_int
 from usdcop_assets.sources.http import AGAIN, TransientError, VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from dagster._core.events import DagsterEventType
 from dagster._core.instance.utils import RUNLESS_RUN_ID
 from dagster._time import get_current_datetime
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import env_int
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import env_int
 
 log = logging.getLogger(__name__)
 

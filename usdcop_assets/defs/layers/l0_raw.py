@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import clock
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
 from usdcop_assets.defs.windows import session_output
 from usdcop_assets.defs.partitions import session_partitions

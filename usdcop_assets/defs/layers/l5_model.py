@@ -29,7 +29,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.windows import own_window
 from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
 from usdcop_assets.defs.registry import REGISTRY_TABLE

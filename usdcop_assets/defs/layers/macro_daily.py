@@ -10,9 +10,9 @@ import os
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
-from usdcop_assets.settings import env_int
+from usdcop_assets.core.settings import env_int
 from usdcop_assets.defs.partitions import macro_partitions
 from usdcop_assets.sources.macro_sources import FRED_KEY_ENV, fetch_macro, resolve_macro_source, source_label
 

@@ -11,7 +11,7 @@ import threading
 
 import dagster as dg
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.quality.live_parity import layer_specs
 from usdcop_assets.live.loop import LiveLoop, LiveSettings
 from usdcop_assets.defs.live.recorder import DagsterRecorder
@@ -31,7 +31,7 @@ def build_loop(env=os.environ, instance: dg.DagsterInstance | None = None, clock
     from usdcop_assets.observation.builder import load_config
     from usdcop_assets.defs.partitions import history_start
     from usdcop_assets.defs.resources import LakeResource, WarehouseResource
-    from usdcop_assets.settings import Settings
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.sources import require_available, resolve_source
 
     defs = build_definitions()  # the code location, imported once for the life of the process
