@@ -106,3 +106,13 @@ def test_no_module_name_is_repeated_for_different_things():
         if len(paths) > 1 and not (name in ALLOWED_REPEATS and ALLOWED_REPEATS[name] in (None, sorted(paths)))
     }
     assert repeated == {}
+
+
+def test_the_vendor_clients_share_one_retry_loop():
+    """TwelveData and FRED each supply one attempt to ``sources/http.py``'s ``with_retries``: neither sleeps
+    between attempts nor counts them itself."""
+    for name in ("usdcop_assets.sources.twelvedata", "usdcop_assets.sources.fred"):
+        tree = ast.parse(MODULES[name].read_text())
+        calls = {node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        assert "with_retries" in calls, name
+        assert not calls & {"sleep", "delay", "wait"}, f"{name} has its own back-off: {sorted(calls & {'sleep', 'delay', 'wait'})}"
