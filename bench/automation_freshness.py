@@ -93,7 +93,7 @@ def prepare_home(home: Path, start: dt.date, end: dt.date) -> tuple[list[str], d
     from dagster._core.events.log import EventLogEntry
     from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
     from usdcop_assets.cli import instance_yaml
     from usdcop_assets.defs.definitions import SESSION_ASSETS
 

@@ -90,7 +90,7 @@ def child_env(home: Path, extra: dict | None = None) -> dict:
 
 
 def session_range(n: int) -> tuple[dt.date, dt.date, int]:
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     days = cal.trading_days(FIRST_DAY, FIRST_DAY + dt.timedelta(days=4 * n + 30))[:n]
     return days[0], days[-1], len(days) * cal.BARS_PER_SESSION
@@ -103,15 +103,15 @@ def direct_child(start: str, end: str) -> None:
     t_proc = time.perf_counter()
     import pandas as pd
 
-    from usdcop_assets import market_calendar as cal
-    from usdcop_assets.frames import frame_checksum
-    from usdcop_assets.lake.session_table import SessionTable
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.core import calendar as cal
+    from usdcop_assets.core.frames import frame_checksum
+    from usdcop_assets.storage.lake.session_table import SessionTable
+    from usdcop_assets.storage.lake.store import open_store
     from usdcop_assets.refine.standardize import standardize_bars
-    from usdcop_assets.settings import Settings
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.sources.synthetic import synthetic_bars
-    from usdcop_assets.warehouse.database import Warehouse
-    from usdcop_assets.warehouse.tables import table_spec
+    from usdcop_assets.storage.warehouse.database import Warehouse
+    from usdcop_assets.storage.warehouse.tables import table_spec
 
     t_import = time.perf_counter() - t_proc
     phases: dict[str, float] = {}

@@ -10,7 +10,7 @@ temporary ``USDCOP_HOME`` (through Dagster, six years of layers would take hours
   only read them), then the real ``fit_normalization`` / ``build_observations`` (L4) and
   ``build_episodes``;
 - L5: a stand-in policy (sign of EMA20 - EMA50, half size, flat at the session end) as ``l5/actions_m5``,
-  ``trading.paper.paper_ledger`` -> warehouse ``paper_trades`` / ``paper_positions``; one ``rl_models`` row
+  ``rl.paper.paper_ledger`` -> warehouse ``paper_trades`` / ``paper_positions``; one ``rl_models`` row
   per month;
 - L6: ``backtest_sessions`` -> lake ``l6/backtest_session``; ``compare`` / ``metrics_rows`` / ``report_html``
   -> ``rl_metrics`` and the HTML report (what ``l6/performance`` does);
@@ -55,21 +55,22 @@ def build_home(home: Path, years: int, warehouse_url: str, instance: bool) -> di
     import numpy as np
     import pandas as pd
 
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
     from usdcop_assets.backtest.baselines import all_baselines
-    from usdcop_assets.backtest.engine import compare
-    from usdcop_assets.defs.layers.l6_backtest import backtest_sessions, metrics_rows, report_html
+    from usdcop_assets.backtest.engine import backtest_sessions, compare
+    from usdcop_assets.backtest.report import metrics_rows, report_html
     from usdcop_assets.features.indicators import compute_indicators
-    from usdcop_assets.lake.session_table import SessionTable, write_object
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.storage.lake.session_table import SessionTable, write_object
+    from usdcop_assets.storage.lake.store import open_store
     from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, stats_to_frame
     from usdcop_assets.observation.episodes import build_episodes
     from usdcop_assets.refine.standardize import standardize_bars
-    from usdcop_assets.settings import Settings
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.sources.synthetic import synthetic_bars
-    from usdcop_assets.trading.live import live_costs, live_limits
-    from usdcop_assets.trading.paper import paper_ledger
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.rl.costs import live_costs
+    from usdcop_assets.rl.risk import live_limits
+    from usdcop_assets.rl.paper import paper_ledger
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     timings = {}
     t0 = time.perf_counter()
@@ -197,7 +198,7 @@ def warm_imports() -> None:
     sys.path.insert(0, str(ROOT / "streamlit_app"))
     import charts
 
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     cal.colombian_holidays(2019, 2027)
     t = cal.bars_of_days([dt.date(2025, 3, 20)])

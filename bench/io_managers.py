@@ -64,14 +64,14 @@ import pyarrow.parquet as pq  # noqa: E402
 
 import dagster as dg  # noqa: E402
 
-from usdcop_assets import market_calendar as cal  # noqa: E402
-from usdcop_assets.frames import frame_checksum  # noqa: E402
+from usdcop_assets.core import calendar as cal  # noqa: E402
+from usdcop_assets.core.frames import frame_checksum  # noqa: E402
 from usdcop_assets.defs.io_managers import LakeIOManager, WarehouseIOManager  # noqa: E402
 from usdcop_assets.defs.partitions import session_key_range, session_partitions  # noqa: E402
 from usdcop_assets.refine.standardize import standardize_bars  # noqa: E402
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource  # noqa: E402
 from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
-from usdcop_assets.warehouse.database import _statements  # noqa: E402
+from usdcop_assets.storage.warehouse.database import _statements  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 DDL_PATH = PROJECT / "sql" / "tables" / "usdcop_m5_ohlcv.sql"
@@ -285,7 +285,7 @@ def start_moto() -> tuple[subprocess.Popen, str]:
 def lake_s3(ctxs: Contexts, df: pd.DataFrame, checksum: str, reps: int) -> Result:
     import boto3
 
-    from usdcop_assets.lake.store import _default_s3_client
+    from usdcop_assets.storage.lake.store import _default_s3_client
 
     res = Result("lake-S3", len(df))
     proc, endpoint = start_moto()

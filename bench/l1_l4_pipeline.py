@@ -116,7 +116,7 @@ def dagster_child(first_s: str, last_s: str) -> dict:
 
         from usdcop_assets.cli import prepare_environment, session_range
         from usdcop_assets.defs.definitions import build_definitions
-        from usdcop_assets.defs.layers.l4_rl_ready import EPISODES, OBSERVATIONS
+        from usdcop_assets.defs.keys import EPISODES, OBSERVATIONS
         from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layers_job
 
         prepare_environment()  # DAGSTER_HOME, batched event log, one planned event per asset (as the CLI)
@@ -181,20 +181,22 @@ def direct_child(first_s: str, last_s: str) -> dict:
 
         import pandas as pd
 
-        from usdcop_assets import market_calendar as cal
-        from usdcop_assets.defs.layers.l3_features import FEATURE_LOOKBACK_SESSIONS, L1_MACRO, MACRO_LOOKBACK_DAYS, macro_daily_frame
+        from usdcop_assets.core import calendar as cal
+        from usdcop_assets.defs.keys import L1_MACRO
+        from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS, MACRO_LOOKBACK_DAYS, macro_daily_frame
         from usdcop_assets.defs.windows import complete_from
-        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, stats_from_frame, stats_to_frame
+        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
+        from usdcop_assets.observation.builder import stats_from_frame, stats_to_frame
         from usdcop_assets.features.engineering import build_features, macro_zscores
         from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
-        from usdcop_assets.lake.session_table import SessionTable
-        from usdcop_assets.lake.store import open_store
+        from usdcop_assets.storage.lake.session_table import SessionTable
+        from usdcop_assets.storage.lake.store import open_store
         from usdcop_assets.observation.builder import build_observations, load_config
         from usdcop_assets.observation.normalization import fit_months, month_start, months_between, read_span, shift_month
         from usdcop_assets.defs.partitions import history_start
         from usdcop_assets.refine.standardize import standardize_bars
-        from usdcop_assets.settings import Settings
-        from usdcop_assets.warehouse.database import Warehouse
+        from usdcop_assets.core.settings import Settings
+        from usdcop_assets.storage.warehouse.database import Warehouse
 
     first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
     days = cal.trading_days(first, last)
@@ -344,7 +346,7 @@ def run_setup(home: Path, first: dt.date, last: dt.date, workdir: Path) -> dict:
 def file_sessions() -> tuple[dt.date, dt.date]:
     import pandas as pd
 
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     times = pd.to_datetime(pd.read_csv(BARS_FILE, usecols=["time"])["time"], utc=True, errors="coerce").dropna()
     local = times.dt.tz_convert(cal.TZ).dt.date
@@ -387,7 +389,7 @@ def main() -> int:
         print(json.dumps(dagster_child(a, b) if part == "dagster" else direct_child(a, b)), flush=True)
         return 0
 
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     t_all = time.perf_counter()
     f_first, f_last = file_sessions()

@@ -1,4 +1,4 @@
-"""Cost of the writer leases (usdcop_assets/lake/lease.py) that every session/macro-day output write takes.
+"""Cost of the writer leases (usdcop_assets/storage/lake/lease.py) that every session/macro-day output write takes.
 
 Per store (a local directory; moto's S3 server on loopback, the stand-in for MinIO/S3): the time of one
 uncontended acquire + release (what a realtime run's output write adds), with ``--entries`` released or
@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from usdcop_assets import market_calendar as cal  # noqa: E402
-from usdcop_assets.lake.lease import SessionLeases  # noqa: E402
-from usdcop_assets.lake.session_table import SessionTable  # noqa: E402
-from usdcop_assets.lake.store import LocalObjectStore, S3ObjectStore  # noqa: E402
+from usdcop_assets.core import calendar as cal  # noqa: E402
+from usdcop_assets.storage.lake.lease import SessionLeases  # noqa: E402
+from usdcop_assets.storage.lake.session_table import SessionTable  # noqa: E402
+from usdcop_assets.storage.lake.store import LocalObjectStore, S3ObjectStore  # noqa: E402
 from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
 
 

@@ -214,26 +214,30 @@ def direct_child(first_s: str, last_s: str) -> dict:
         import pandas as pd
 
         from usdcop_assets import clock
-        from usdcop_assets import market_calendar as cal
-        from usdcop_assets.defs.layers.l6_backtest import backtest_sessions
-        from usdcop_assets.defs.layers.l3_features import FEATURE_LOOKBACK_SESSIONS, L1_MACRO, MACRO_LOOKBACK_DAYS, macro_daily_frame
-        from usdcop_assets.defs.layers.l5_model import latest_models, live_costs
-        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, stats_from_frame, stats_to_frame
-        from usdcop_assets.defs.layers.l5_serving import decide_bars, policy_for
+        from usdcop_assets.core import calendar as cal
+        from usdcop_assets.backtest.engine import backtest_sessions
+        from usdcop_assets.defs.keys import L1_MACRO
+        from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS, MACRO_LOOKBACK_DAYS, macro_daily_frame
+        from usdcop_assets.defs.layers.l5_model import latest_models  # no longer defined there (broken before this change)
+        from usdcop_assets.rl.costs import live_costs
+        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
+        from usdcop_assets.observation.builder import stats_from_frame, stats_to_frame
+        from usdcop_assets.rl.decisions import decide_bars
+        from usdcop_assets.defs.registry import policy_for
         from usdcop_assets.defs.windows import complete_from
         from usdcop_assets.features.engineering import build_features, macro_zscores
         from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
-        from usdcop_assets.lake.session_table import SessionTable
-        from usdcop_assets.lake.store import open_store
+        from usdcop_assets.storage.lake.session_table import SessionTable
+        from usdcop_assets.storage.lake.store import open_store
         from usdcop_assets.observation.builder import build_observations, load_config
         from usdcop_assets.observation.normalization import fit_months, month_start, months_between, read_span, shift_month
         from usdcop_assets.defs.partitions import history_start
         from usdcop_assets.refine.standardize import standardize_bars
         from usdcop_assets.defs.resources import LakeResource
-        from usdcop_assets.settings import Settings
+        from usdcop_assets.core.settings import Settings
         from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
-        from usdcop_assets.trading.paper import paper_ledger
-        from usdcop_assets.warehouse.database import Warehouse
+        from usdcop_assets.rl.paper import paper_ledger
+        from usdcop_assets.storage.warehouse.database import Warehouse
 
         imports_s = time.perf_counter() - t0
         first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
@@ -445,7 +449,7 @@ def compare_warehouses(a: Path, b: Path) -> dict:
 
 
 def pick_sessions(n: int, bars: Path | None, start: str | None, source_tz: str | None) -> list[dt.date]:
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     if bars is not None:
         from usdcop_assets.sources.files import read_bar_file

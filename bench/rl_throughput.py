@@ -53,10 +53,10 @@ import torch  # noqa: E402
 from usdcop_assets.backtest import metrics as M  # noqa: E402
 from usdcop_assets.backtest.engine import backtest_actions, compare  # noqa: E402
 from usdcop_assets.observation.builder import build_observations, load_config, observation_matrix  # noqa: E402
-from usdcop_assets.trading.costs import CostConfig  # noqa: E402
-from usdcop_assets.trading.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv  # noqa: E402
-from usdcop_assets.trading.risk import RiskLimits, apply_risk  # noqa: E402
-from usdcop_assets.trading.training import TrainConfig, load_model, policy_artifact  # noqa: E402
+from usdcop_assets.rl.costs import CostConfig  # noqa: E402
+from usdcop_assets.rl.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv  # noqa: E402
+from usdcop_assets.rl.risk import RiskLimits, apply_risk  # noqa: E402
+from usdcop_assets.rl.training import TrainConfig, load_model, policy_artifact  # noqa: E402
 
 BARS = 60
 RISK = RiskLimits(max_position=0.8, daily_loss_stop=0.004, max_drawdown=0.02, drawdown_cooldown_sessions=2)

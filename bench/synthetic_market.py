@@ -23,10 +23,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from usdcop_assets import market_calendar as cal  # noqa: E402
+from usdcop_assets.core import calendar as cal  # noqa: E402
 from usdcop_assets.sources.stylized_facts import facts  # noqa: E402
 from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
-from usdcop_assets.trading.costs import CostConfig  # noqa: E402
+from usdcop_assets.rl.costs import CostConfig  # noqa: E402
 from usdcop_assets_tests.test_synthetic_market import _sharpes  # noqa: E402
 
 SHARED = Path(os.environ.get("USDCOP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -2,7 +2,7 @@
 """A six-year backfill of ``l0/ohlcv_m5`` from a loopback TwelveData with the free-plan limits simulated.
 
 The parent process starts ``usdcop_assets_tests.vendor_server.VendorServer`` on 127.0.0.1, serving
-every calendar bar 2020-01-01 .. 2025-12-31 (``synthetic_bars`` over ``market_calendar.expected_bars``)
+every calendar bar 2020-01-01 .. 2025-12-31 (``synthetic_bars`` over ``core.calendar.expected_bars``)
 the way TwelveData does (newest first, string numbers, ``outputsize`` capped at 5000, local
 ``America/Bogota`` datetimes; any other ``timezone`` is refused). A subclass adds what the test server
 leaves to the tests: a per-key, per-UTC-minute credit limit (``--per-minute``, default 8; the 9th request
@@ -66,7 +66,7 @@ def six_year_window():
     """[00:00 Bogota of FIRST_DAY, 00:00 Bogota of the day after LAST_DAY) as UTC timestamps."""
     import pandas as pd
 
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     start = pd.Timestamp(dt.datetime.combine(FIRST_DAY, dt.time(0), tzinfo=cal.TZ)).tz_convert("UTC")
     end = pd.Timestamp(dt.datetime.combine(LAST_DAY + dt.timedelta(days=1), dt.time(0), tzinfo=cal.TZ)).tz_convert("UTC")
@@ -116,7 +116,7 @@ def make_server(per_minute: int, per_day: int, keys: list[str]):
 
 
 def load_bars(server) -> int:
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
     from usdcop_assets.sources.synthetic import synthetic_bars
 
     start, end = six_year_window()
@@ -140,7 +140,7 @@ def client_child() -> None:
         frame = client.fetch_bars(start, end)
         summary = client.summary()
     wall = time.perf_counter() - t0
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     expected = cal.expected_bars(start, end)
     times = frame["time"]
@@ -217,7 +217,7 @@ def run_client(server, keys, args, workdir: Path) -> dict:
 
 
 def session_days(n: int | None) -> list[dt.date]:
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     days = cal.trading_days(FIRST_DAY, LAST_DAY)
     return days if n is None else days[-n:]

@@ -6,13 +6,13 @@ files of ``../shared/data`` (read in place, never copied):
 
 - L0: ``sources.files.read_bar_file`` (as ``usdcop import --kind bars`` does, timestamps as labelled, the
   rows before the partitions start or on non-trading days left out exactly as the import leaves them out)
-  and ``sources.macro.fetch_macro("file:...")`` over the macro partitions (as ``usdcop import --kind macro``);
+  and ``sources.macro_sources.fetch_macro("file:...")`` over the macro partitions (as ``usdcop import --kind macro``);
 - L1: ``standardize_bars``; ``refine_macro`` (the asset's lag / stale settings from the environment);
 - L2: ``compute_indicators`` (data_start = ``complete_from``); L3: ``macro_daily_frame`` + ``macro_zscores`` +
   ``build_features``; L4: ``fit_months`` (each month on the 12 months before it, the config's default rule;
   ``USDCOP_OBS_TRAIN_WINDOW`` is ignored here: it is removed from the environment), ``build_observations``, and the body of ``l4/episodes_session`` (it has no separate pure
   helper) over the whole history, as ``bench/l1_l4_pipeline.py``'s direct part does.
-- L5: per monthly fold of ``--folds`` (``trading.folds.fold_windows`` with ``fold_options_from_env()``;
+- L5: per monthly fold of ``--folds`` (``rl.folds.fold_windows`` with ``fold_options_from_env()``;
   sessions available = the warm episode sessions strictly before the fold, as ``l5/ppo_model`` reads them),
   ``train_fold`` with ``train_config_from_env()`` (``--timesteps`` overrides total_timesteps),
   ``live_costs()``, ``live_limits()``; then ``predict_positions`` on the fold's sessions with the actions
@@ -81,11 +81,12 @@ def build_episodes() -> tuple:
 
     import pandas as pd
 
-    from usdcop_assets import market_calendar as cal
-    from usdcop_assets.defs.layers.l3_features import macro_daily_frame
-    from usdcop_assets.defs.layers.l2_indicators import complete_from
+    from usdcop_assets.core import calendar as cal
+    from usdcop_assets.features.engineering import macro_daily_frame
+    from usdcop_assets.defs.windows import complete_from
     from usdcop_assets.defs.layers.macro_daily import MACRO_LAG_ENV, MACRO_STALE_ENV
-    from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, stats_from_frame, stats_to_frame
+    from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
+    from usdcop_assets.observation.builder import stats_from_frame, stats_to_frame
     from usdcop_assets.features.engineering import build_features, macro_zscores
     from usdcop_assets.features.indicators import compute_indicators
     from usdcop_assets.observation.builder import build_observations, load_config, obs_version
@@ -93,9 +94,9 @@ def build_episodes() -> tuple:
     from usdcop_assets.defs.partitions import history_start, macro_partitions
     from usdcop_assets.refine.macro import DEFAULT_LAG_BUSINESS_DAYS, DEFAULT_STALE_AFTER_BUSINESS_DAYS, refine_macro
     from usdcop_assets.refine.standardize import standardize_bars
-    from usdcop_assets.settings import env_int
+    from usdcop_assets.core.settings import env_int
     from usdcop_assets.sources.files import read_bar_file
-    from usdcop_assets.sources.macro import fetch_macro, read_macro_file
+    from usdcop_assets.sources.macro_sources import fetch_macro, read_macro_file
 
     info: dict = {}
     t = {}
@@ -205,15 +206,17 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from usdcop_assets.defs.layers.l5_model import _warm_sessions, fold_options_from_env, live_costs, live_limits, train_config_from_env
+    from usdcop_assets.rl.costs import live_costs
+    from usdcop_assets.rl.risk import live_limits
+    from usdcop_assets.rl.training import train_config_from_env
     from usdcop_assets.backtest.baselines import all_baselines
     from usdcop_assets.backtest.engine import backtest_actions, compare
     from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio, selection_statistics
     from usdcop_assets.backtest import metrics as M
-    from usdcop_assets.trading.env import EnvConfig
-    from usdcop_assets.trading.folds import fold_sessions, fold_windows
-    from usdcop_assets import market_calendar as cal
-    from usdcop_assets.trading.training import predict_positions, train_fold
+    from usdcop_assets.rl.env import EnvConfig
+    from usdcop_assets.rl.folds import fold_options_from_env, fold_sessions, fold_windows, warm_sessions
+    from usdcop_assets.core import calendar as cal
+    from usdcop_assets.rl.training import predict_positions, train_fold
     import stable_baselines3
 
     costs, limits = live_costs(), live_limits()
@@ -259,7 +262,7 @@ def main() -> int:
     for i, key in enumerate(keys):
         if i % args.every == 0 or gbm_config:
             before = episodes[episodes["time"] < cal.session_open(fold_sessions(key)[0])]  # what l5/ppo_model reads
-            fold = fold_windows(key, _warm_sessions(before), **options)
+            fold = fold_windows(key, warm_sessions(before), **options)
         if gbm_config:
             with Clock() as c_gbm:
                 gbm_models[key] = train_gbm(before, fold, gbm_config, obs_config)

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 UP, DOWN = "#26a69a", "#ef5350"
 TIME_TITLE = "time (Bogota, UTC−5)"

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import ConfigError, Settings, mask_url
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import ConfigError, Settings, mask_url
 
 OHLCV = "usdcop_m5_ohlcv"
 INDICATORS = "usdcop_m5_indicators"
@@ -144,7 +144,7 @@ def sqlite_readonly_url(path: Path) -> sa.URL:
 
 def warehouse_error(src: "Sources", exc: BaseException) -> str:
     """The banner line for a warehouse that cannot be read: the driver's first line, secrets scrubbed."""
-    from usdcop_assets.settings import scrub_secrets
+    from usdcop_assets.core.settings import scrub_secrets
 
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     cause = scrub_secrets(lines[0] if lines else type(exc).__name__, src.warehouse.url)[:300]
@@ -214,13 +214,13 @@ class Sources:
     @property
     def store(self):
         if self._store is None:
-            from usdcop_assets.lake.store import open_store
+            from usdcop_assets.storage.lake.store import open_store
 
             self._store = open_store(self.settings.lake)
         return self._store
 
     def lake_table(self, dataset: str):
-        from usdcop_assets.lake.session_table import SessionTable
+        from usdcop_assets.storage.lake.session_table import SessionTable
 
         return SessionTable(self.store, dataset)
 

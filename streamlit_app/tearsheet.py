@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.backtest import metrics
 from usdcop_assets.backtest.baselines import all_baselines
 from usdcop_assets.backtest.engine import backtest_actions
-from usdcop_assets.trading.decisions import fold_of_session
-from usdcop_assets.trading.live import live_costs, live_limits
+from usdcop_assets.rl.decisions import fold_of_session
+from usdcop_assets.rl.costs import live_costs
+from usdcop_assets.rl.risk import live_limits
 
 AGENT = "ppo"
 ROLLING_SESSIONS = 20

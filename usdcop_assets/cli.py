@@ -17,9 +17,9 @@ import click
 import pandas as pd
 from rich.console import Console
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.console import Stages, current_log, dagster_logs_to, new_log_path
-from usdcop_assets.settings import ConfigError, Settings
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.sources import require_available, resolve_source
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def check_session_upstream(defs, chosen: list[str], first: dt.date, last: dt.dat
     """``require_upstream`` for the session assets of ``chosen`` (the observation statistics count as produced when
     L4 observations are: the staged run fits them)."""
     from usdcop_assets.defs.automation.jobs import STATS_JOB
-    from usdcop_assets.defs.layers.l4_rl_ready import OBSERVATIONS
+    from usdcop_assets.defs.keys import OBSERVATIONS
 
     wanted = session_assets(defs, chosen)
     produced = set(defs.resolve_job_def(STATS_JOB).asset_layer.selected_asset_keys) if OBSERVATIONS in wanted else set()
@@ -268,8 +268,8 @@ def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chos
 def writer_lease(settings: Settings, first, last, purpose: str):
     """A lease on the lake's dates ``first..last`` for this command (lake/lease.py); reentrant in one process.
     Waits (saying for whom) up to USDCOP_LEASE_WAIT_SECONDS, then stops with the holder named."""
-    from usdcop_assets.lake.lease import LeaseBusy, LeaseLost, session_lease
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.storage.lake.lease import LeaseBusy, LeaseLost, session_lease
+    from usdcop_assets.storage.lake.store import open_store
 
     try:
         with session_lease(open_store(settings.lake), first, last, purpose, on_wait=click.echo) as lease:
@@ -290,10 +290,10 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
     """
     import dagster as dg
 
-    from usdcop_assets.defs.layers.l4_rl_ready import OBSERVATIONS
+    from usdcop_assets.defs.keys import OBSERVATIONS
     from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layer_selection
-    from usdcop_assets.settings import backfill_sessions_per_run
+    from usdcop_assets.core.settings import backfill_sessions_per_run
 
     key_range = available_range(first, last)
     defs = build_definitions()  # from the current environment, not whatever was imported first
@@ -339,8 +339,8 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
 
             # spawn: fresh interpreters (Dagster's instance and SQLite connections do not survive a fork),
             # kept for every stage so each builds the definitions once
-            from usdcop_assets.lake.lease import adopt_parent_lease, held_covering
-            from usdcop_assets.lake.store import open_store
+            from usdcop_assets.storage.lake.lease import adopt_parent_lease, held_covering
+            from usdcop_assets.storage.lake.store import open_store
 
             # the workers write under this command's lease (a lease of their own would wait for it forever)
             location = open_store(settings.lake).location
@@ -505,7 +505,7 @@ def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict
 @click.option("--seed", type=int, help="random seed (default: USDCOP_PPO_SEED or 7)")
 def train(fold: str, timesteps: int | None, seed: int | None) -> None:
     """Train the PPO agent of one fold (materializes l5/ppo_model for that month) and print its version."""
-    from usdcop_assets.trading.folds import parse_fold_key
+    from usdcop_assets.rl.folds import parse_fold_key
 
     try:
         parse_fold_key(fold)
@@ -531,7 +531,8 @@ def train_fold(settings: Settings, fold: str, config: dict, launched_by: str) ->
 
     from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import MODEL_JOB
-    from usdcop_assets.defs.layers.l5_model import PPO_MODEL, PPOModelConfig
+    from usdcop_assets.defs.keys import PPO_MODEL
+    from usdcop_assets.defs.layers.l5_model import PPOModelConfig
 
     defs = build_definitions()
     job = defs.resolve_job_def(MODEL_JOB)
@@ -556,16 +557,16 @@ def fold_history(settings: Settings, fold: str, options: dict):
     """The fold's training and validation windows from the L4 episodes in the lake; ValueError naming the
     sessions missing and the command that materializes them."""
     from usdcop_assets.defs.keys import EPISODES
-    from usdcop_assets.defs.layers.l5_model import _warm_sessions
-    from usdcop_assets.lake.session_table import SessionTable
-    from usdcop_assets.lake.store import open_store
-    from usdcop_assets.trading.folds import fold_sessions, fold_windows
+    from usdcop_assets.rl.folds import warm_sessions
+    from usdcop_assets.storage.lake.session_table import SessionTable
+    from usdcop_assets.storage.lake.store import open_store
+    from usdcop_assets.rl.folds import fold_sessions, fold_windows
 
     start = fold_sessions(fold)[0]
     table = SessionTable(open_store(settings.lake), "/".join(EPISODES.path))
     episodes = table.read(None, cal.session_open(start), columns=["time", "session", "warm"])
     try:
-        return fold_windows(fold, _warm_sessions(episodes), **options)
+        return fold_windows(fold, warm_sessions(episodes), **options)
     except ValueError as exc:
         need = options["min_train_sessions"] + options["valid_sessions"] + 5  # + the indicators' look-back
         first = start
@@ -608,8 +609,8 @@ def backtest(start_s: str, end_s: str) -> None:
 
 def require_models(settings: Settings, first: dt.date, last: dt.date) -> list[str]:
     """The folds of ``first..last`` with a registered model; ClickException naming the `usdcop train` to run when none has."""
-    from usdcop_assets.trading.folds import monthly_folds
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.rl.folds import monthly_folds
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     folds = monthly_folds(first, last)
     registry = Warehouse(settings.warehouse_url).read_window("rl_models", columns=["fold"])
@@ -707,7 +708,7 @@ def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, e
 
 
 def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
-    from usdcop_assets.sources.macro import SOURCE_ENV, read_macro_file
+    from usdcop_assets.sources.macro_sources import SOURCE_ENV, read_macro_file
 
     try:
         settings = prepare_environment()
@@ -745,8 +746,8 @@ def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
 
 def keep_unplaced(settings: Settings, path: Path, rows: pd.DataFrame) -> str:
     """Write the rows no partition can hold to the lake (one object per imported file name), so nothing is lost."""
-    from usdcop_assets.lake.session_table import write_object
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.storage.lake.session_table import write_object
+    from usdcop_assets.storage.lake.store import open_store
 
     stem = path.name.split(".")[0]
     dataset = f"l0/ohlcv_m5_unplaced/{stem}"
@@ -764,7 +765,7 @@ def show_unplaced_as_rejects(settings: Settings, frame: pd.DataFrame, where: str
     ``ohlcv_m5_rejects``. Keyed by row hash: re-importing the file changes nothing.
     """
     from usdcop_assets.refine.standardize import unplaced_rejects
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     rejects = unplaced_rejects(frame, where)
     if rejects.empty:
@@ -817,7 +818,7 @@ def run_default_range(min_train: int, valid: int, now: dt.datetime | None = None
     (``RUN_WARMUP_SESSIONS`` of look-back, then ``min_train_bars`` warm bars), followed by whole warm months.
     """
     from usdcop_assets.observation.builder import load_config
-    from usdcop_assets.trading.folds import fold_sessions
+    from usdcop_assets.rl.folds import fold_sessions
 
     last = last or default_recent_range(now, sessions=1)[1]
     month = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)  # the first fold: the previous month
@@ -862,7 +863,7 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
     first, last = cal.parse_session_key(key_range.start), cal.parse_session_key(key_range.end)
     from usdcop_assets.defs.layers.l5_model import PPOModelConfig
     from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
-    from usdcop_assets.trading.folds import fold_sessions, monthly_folds
+    from usdcop_assets.rl.folds import fold_sessions, monthly_folds
 
     need = min_train_sessions + valid_sessions + RUN_WARMUP_SESSIONS
     if not any(len(cal.trading_days(first, fold_sessions(f)[0] - dt.timedelta(days=1))) >= need for f in monthly_folds(first, last)):
@@ -984,8 +985,8 @@ def _print_run_summary(stages: Stages, settings: Settings, first, last, judged_f
     import dagster as dg
 
     from usdcop_assets import run_summary
-    from usdcop_assets.lake.store import open_store
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.storage.lake.store import open_store
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     rows = run_summary.layer_rows(open_store(settings.lake), first, last)
     tally = run_summary.tally_checks(evaluations, dg.AssetCheckSeverity.ERROR)
@@ -1036,8 +1037,8 @@ def doctor() -> None:
         click.echo(f"{name:22} {value}")
     click.echo(f"{'source':22} {resolve_source()}")
 
-    from usdcop_assets.lake.store import open_store
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.storage.lake.store import open_store
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     checks = {
         "lake": lambda: (open_store(settings.lake).check(), "reachable")[1],
@@ -1089,7 +1090,7 @@ def rebuild_records(dry_run: bool) -> None:
 
     from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.home_migration import apply_rebuild, plan_rebuild, session_assets
-    from usdcop_assets.lake.store import open_store
+    from usdcop_assets.storage.lake.store import open_store
 
     try:
         settings = prepare_environment()

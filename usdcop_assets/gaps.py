@@ -12,7 +12,7 @@ The ``bars_complete`` checks built on these sit on L0 and L1 themselves (``quali
 import pandas as pd
 
 from usdcop_assets import clock
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 
 def utc_now() -> pd.Timestamp:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 AGENT = "ppo"  # l6/performance's name of the agent's strategy (defs/layers/l6_backtest.py)
-from usdcop_assets.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.session_table import SessionTable
 
 # the session datasets of the lake, in pipeline order (the dataset is the asset key's path)
 LAYER_DATASETS = (

@@ -17,7 +17,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import instance_yaml
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 
@@ -100,14 +100,16 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
     import torch
     from stable_baselines3 import PPO
 
-    from usdcop_assets.defs.layers.l5_model import ARTIFACT_NAME, PPO_MODEL, REGISTRY_TABLE
-    from usdcop_assets.lake.session_table import SessionTable
-    from usdcop_assets.lake.store import LocalObjectStore
-    from usdcop_assets.live.store import fold_start
+    from usdcop_assets.defs.keys import PPO_MODEL
+    from usdcop_assets.defs.layers.l5_model import ARTIFACT_NAME
+    from usdcop_assets.defs.registry import REGISTRY_TABLE
+    from usdcop_assets.storage.lake.session_table import SessionTable
+    from usdcop_assets.storage.lake.store import LocalObjectStore
+    from usdcop_assets.live.live_store import fold_start
     from usdcop_assets.observation.builder import load_config, obs_version
-    from usdcop_assets.settings import Settings
-    from usdcop_assets.trading.training import policy_artifact, weights_sha256
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.rl.training import policy_artifact, weights_sha256
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     store = LocalObjectStore(lake_root)
     config = load_config()

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import default_recent_range, instance_yaml
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.sources.synthetic import synthetic_bars

@@ -17,16 +17,15 @@ import pytest
 from dagster._core.test_utils import freeze_time
 
 from usdcop_assets.defs.automation import alerts
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.alerts import (
-    RETRY_DELAY_ENV,
     WEBHOOK_ENV,
     WEBSERVER_ENV,
     build_freshness_alert_sensor,
     post_webhook,
     run_failure_alert_sensor,
-    source_retry_policy,
 )
+from usdcop_assets.defs.policies import RETRY_DELAY_ENV, source_retry_policy
 from usdcop_assets.defs.quality.freshness import POLICIES
 
 TOKEN = "T0KEN-s3cr3t-xyz"

@@ -14,7 +14,7 @@ import uuid
 import dagster as dg
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.conditions import (
     AUTOMATION_SENSOR,
     CLI_TAG,

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from usdcop_assets import cli
-from usdcop_assets.settings import BACKFILL_SESSIONS_PER_RUN_ENV, ConfigError, backfill_sessions_per_run
+from usdcop_assets.core.settings import BACKFILL_SESSIONS_PER_RUN_ENV, ConfigError, backfill_sessions_per_run
 
 FIRST, LAST = dt.date(2024, 3, 1), dt.date(2024, 3, 11)  # 7 sessions: 03-01, 03-04..08, 03-11
 LAYERS = ["L0", "L1", "L2", "L3", "L4", "L5", "L6"]

@@ -8,7 +8,7 @@ import pytest
 from usdcop_assets.backtest import (BARS_PER_YEAR, SESSIONS_PER_YEAR, all_baselines, backtest_actions, bootstrap_sharpe_ci,
                                     bootstrap_sharpe_diff_ci, buy_and_hold, compare, flat, performance, run_backtest,
                                     sma_crossover)
-from usdcop_assets.trading import CostConfig, RiskLimits
+from usdcop_assets.rl import CostConfig, RiskLimits
 
 NO_COST = CostConfig(0.0, 0.0)
 

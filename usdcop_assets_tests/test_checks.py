@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import MACRO_JOB, SESSION_JOB, STATS_JOB, job_check_keys, layers_job
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.defs.partitions import session_key_range, session_partitions

@@ -1,4 +1,4 @@
-"""Concurrent writers of one lake serialize on date leases kept in the lake (usdcop_assets/lake/lease.py).
+"""Concurrent writers of one lake serialize on date leases kept in the lake (usdcop_assets/storage/lake/lease.py).
 
 - the lease protocol across real processes, on a local directory and on S3 (moto server): an overlapping
   request waits (told for whom) or is refused naming the holder; a disjoint one proceeds;
@@ -25,17 +25,17 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from usdcop_assets.lake import store as store_mod
-from usdcop_assets.lake.lease import PREFIX, LeaseBusy, LeaseLost, SessionLeases
-from usdcop_assets.lake.session_table import SessionTable
-from usdcop_assets.lake.store import LocalObjectStore, S3ObjectStore
+from usdcop_assets.storage.lake import store as store_mod
+from usdcop_assets.storage.lake.lease import PREFIX, LeaseBusy, LeaseLost, SessionLeases
+from usdcop_assets.storage.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.store import LocalObjectStore, S3ObjectStore
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 _HOLDER = r"""
 import sys
-from usdcop_assets.lake.lease import SessionLeases
-from usdcop_assets.lake.store import LocalObjectStore, S3ObjectStore
+from usdcop_assets.storage.lake.lease import SessionLeases
+from usdcop_assets.storage.lake.store import LocalObjectStore, S3ObjectStore
 kind, where, first, last, purpose = sys.argv[1:6]
 store = LocalObjectStore(where) if kind == "local" else S3ObjectStore(where, "lake")
 lease = SessionLeases(store, ttl=30).acquire(first, last, purpose, wait=0)

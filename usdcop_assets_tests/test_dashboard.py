@@ -24,7 +24,7 @@ sys.path.insert(0, str(APP.parent))
 
 import data  # noqa: E402  (streamlit_app/data.py)
 
-from usdcop_assets import market_calendar as cal  # noqa: E402
+from usdcop_assets.core import calendar as cal  # noqa: E402
 
 PAGES = ["views/terminal.py", "views/model.py", "views/pipeline.py", "views/features.py", "views/quality.py", "views/audit.py"]
 TITLES = dict(zip(PAGES, ["Trading terminal", "Model and backtest", "Pipeline", "Features", "Data quality", "Audit"]))
@@ -300,7 +300,7 @@ def test_resample_and_windows():
 
 def test_postgres_warehouse(main_job_home, fresh_pg_url, monkeypatch):
     """The same pages over PostgreSQL: the filled home's bars copied into a PostgreSQL warehouse."""
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     sqlite_wh = Warehouse(f"sqlite:///{main_job_home / 'warehouse.sqlite'}")
     pg_url = fresh_pg_url

@@ -199,7 +199,7 @@ def test_missing_password_fails_loudly_and_filled_env_resolves():
     rendered = _interpolate(_compose(), env)
     code_env = rendered["services"][CODE_SERVICE]["environment"]
 
-    from usdcop_assets.settings import parse_lake_url, parse_warehouse_url
+    from usdcop_assets.core.settings import parse_lake_url, parse_warehouse_url
 
     lake = parse_lake_url(code_env["USDCOP_LAKE_URL"])
     assert lake.scheme == "s3" and lake.root == env["LAKE_BUCKET"] and lake.prefix == "lake"
@@ -207,7 +207,7 @@ def test_missing_password_fails_loudly_and_filled_env_resolves():
     assert warehouse.host == "timescaledb" and warehouse.password == env["WAREHOUSE_WRITER_PASSWORD"]
     assert warehouse.get_driver_name() == "psycopg"  # COPY staging needs psycopg 3
     # The lake's S3 client reads the standard AWS variables (lake/store.py): the lake writer's credentials.
-    store = (ROOT / "usdcop_assets" / "lake" / "store.py").read_text()
+    store = (ROOT / "usdcop_assets" / "storage" / "lake" / "store.py").read_text()
     assert "AWS_ENDPOINT_URL" in store
     assert code_env["AWS_ENDPOINT_URL"] == "http://minio:9000"
     assert code_env["AWS_ACCESS_KEY_ID"] == env["LAKE_WRITER_USER"]
@@ -596,7 +596,7 @@ def test_each_service_holds_only_the_credentials_it_needs():
     # the read-only processes reach every store as their read-only identity
     st = rendered["services"]["streamlit"]["environment"]
     ro = rendered["services"][READONLY_WEB]["environment"]
-    from usdcop_assets.settings import parse_warehouse_url
+    from usdcop_assets.core.settings import parse_warehouse_url
 
     assert parse_warehouse_url(st["USDCOP_WAREHOUSE_URL"]).username == env["WAREHOUSE_READER_USER"]
     assert st["AWS_ACCESS_KEY_ID"] == env["LAKE_READER_USER"]

@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.lake.session_table import SessionTable
-from usdcop_assets.lake.store import LocalObjectStore, S3ObjectStore
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.storage.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.store import LocalObjectStore, S3ObjectStore
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.fault_helpers import FaultProxy, http_request_cut, pg_write_cut
@@ -142,7 +142,7 @@ def test_source_down_for_a_whole_session_fails_the_run_and_the_rerun_matches_a_c
         return original(cls, env, **kwargs)
 
     monkeypatch.setattr(TwelveDataClient, "from_env", classmethod(quick))
-    # the step's own retry policy (alerts.SOURCE_RETRY_POLICY) runs too, without its 10-40 s waits
+    # the step's own retry policy (policies.SOURCE_RETRY_POLICY) runs too, without its 10-40 s waits
     from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
 
     policy = l0_ohlcv_m5.op.retry_policy
@@ -454,7 +454,7 @@ def test_backfill_killed_mid_run_then_rerun_equals_a_clean_run(tmp_path):
 
 _WRITER = r"""
 import os, sys, time
-from usdcop_assets.lake.store import LocalObjectStore
+from usdcop_assets.storage.lake.store import LocalObjectStore
 store = LocalObjectStore(sys.argv[1])
 store.put("l1/ohlcv_m5/date=2025-03-05/data.parquet", b"old version")
 def stuck(src, dst):  # the writer is killed after writing its temp file, before the rename

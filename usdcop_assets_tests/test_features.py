@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.engineering import (
     BASE_FEATURE_COLUMNS,
     FEATURE_COLUMNS,
@@ -27,7 +27,7 @@ GRID = cal.expected_bars(pd.Timestamp("2023-12-01", tz="UTC"), pd.Timestamp("202
 
 
 def grid_earlier(t: pd.Timestamp, k: int) -> pd.Timestamp:
-    """The bar exactly k calendar-grid steps before t, read off market_calendar.expected_bars."""
+    """The bar exactly k calendar-grid steps before t, read off core.calendar.expected_bars."""
     return GRID[GRID.get_loc(t) - k]
 
 

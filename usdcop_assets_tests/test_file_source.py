@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import main
-from usdcop_assets.lake.session_table import read_object
-from usdcop_assets.lake.store import LocalObjectStore
+from usdcop_assets.storage.lake.session_table import read_object
+from usdcop_assets.storage.lake.store import LocalObjectStore
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.sources import L0_COLUMNS, fetch_bars
 from usdcop_assets.sources.files import FileSourceError, read_bar_file

@@ -10,7 +10,7 @@ import math
 import pandas as pd
 import pytest
 
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.sources.fred import (
     COLUMNS,
     DEFAULT_SERIES,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import gaps
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.gaps import bar_summary, checked_end, missing_bars
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, job_check_keys, layers_job
 from usdcop_assets.defs.partitions import session_key_range

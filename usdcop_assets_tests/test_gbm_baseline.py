@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.backtest import gbm_baseline as G
 from usdcop_assets.observation.builder import load_config
-from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.folds import fold_sessions, fold_windows
-from usdcop_assets.trading.risk import RiskLimits
+from usdcop_assets.rl.costs import CostConfig
+from usdcop_assets.rl.folds import fold_sessions, fold_windows
+from usdcop_assets.rl.risk import RiskLimits
 
 CONFIG = load_config()
 DAYS = cal.trading_days(dt.date(2024, 1, 1), dt.date(2024, 4, 30))

@@ -8,12 +8,12 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import main
 from usdcop_assets.defs.definitions import build_definitions
 from usdcop_assets.defs.home_migration import assets_with_bar_records, report_runless_materializations, session_assets
-from usdcop_assets.lake.session_table import SessionTable
-from usdcop_assets.lake.store import LocalObjectStore
+from usdcop_assets.storage.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.store import LocalObjectStore
 
 SESSIONS = ["2025-03-05", "2025-03-06", "2025-03-07"]
 BACKFILL = ["backfill", "--start", SESSIONS[0], "--end", SESSIONS[-1], "--layers", "L0,L1,L2,L3"]
@@ -139,7 +139,7 @@ def test_rebuild_plan_reads_what_the_lake_holds_and_records_nothing_twice(tmp_pa
     import pandas as pd
 
     from usdcop_assets.defs.home_migration import SessionAsset, apply_rebuild, plan_rebuild
-    from usdcop_assets.lake.store import S3ObjectStore
+    from usdcop_assets.storage.lake.store import S3ObjectStore
 
     store = LocalObjectStore(tmp_path / "lake") if lake == "local" else S3ObjectStore(request.getfixturevalue("s3_bucket"), "lake")
     table = SessionTable(store, "l9/bars")

@@ -11,7 +11,7 @@ from ta.momentum import RSIIndicator
 from ta.trend import EMAIndicator, MACD, SMAIndicator
 from ta.volatility import AverageTrueRange, BollingerBands
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.indicators import (
     INDICATOR_COLUMNS,
     LOOKBACK_SESSIONS,

@@ -8,11 +8,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import layers_job
-from usdcop_assets.lake.session_table import to_arrow
+from usdcop_assets.storage.lake.session_table import to_arrow
 from usdcop_assets.defs.resources import LakeResource
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.sources import AVAILABLE, L0_COLUMNS, fetch_bars, fetch_bars_with_summary, require_available
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.vendor_server import TD_PATH, VendorServer

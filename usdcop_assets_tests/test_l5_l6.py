@@ -11,18 +11,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.backtest.report import AGENT
+from usdcop_assets.defs.keys import PERFORMANCE, PPO_MODEL
+from usdcop_assets.defs.layers.l6_backtest import l6_backtest_session, l6_performance
+from usdcop_assets.defs.layers.l5_model import fold_partitions, l5_ppo_model
+from usdcop_assets.defs.layers.l5_serving import l5_actions_m5
+from usdcop_assets.rl.decisions import FLAT_VERSION
 from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio
-from usdcop_assets.defs.layers.l6_backtest import AGENT, PERFORMANCE, l6_backtest_session, l6_performance
-from usdcop_assets.defs.layers.l5_model import PPO_MODEL, fold_partitions, l5_ppo_model
-from usdcop_assets.defs.layers.l5_serving import FLAT_VERSION, l5_actions_m5
 from usdcop_assets.defs.automation.jobs import STATS_JOB, layers_job
-from usdcop_assets.lake.session_table import read_object
+from usdcop_assets.storage.lake.session_table import read_object
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
-from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.training import load_model, weights_sha256
+from usdcop_assets.rl.costs import CostConfig
+from usdcop_assets.rl.training import load_model, weights_sha256
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -219,11 +222,11 @@ def test_a_one_session_run_stores_what_the_range_run_stored(platform):
 
 
 def test_a_tampered_model_artifact_fails_and_a_stale_observation_version_is_recorded_flat(platform, tmp_path):
-    from usdcop_assets.defs.layers.l5_model import load_fold_model, registered_models
+    from usdcop_assets.defs.registry import load_fold_model, registered_models
     from usdcop_assets.defs.resources import store_resources
-    from usdcop_assets.defs.layers.l5_serving import decide_bars
+    from usdcop_assets.rl.decisions import decide_bars
     from usdcop_assets.observation.builder import load_config
-    from usdcop_assets.trading.live import PolicyFunction
+    from usdcop_assets.rl.policy import PolicyFunction
 
     lake = _lake(platform)
     with pytest.MonkeyPatch.context() as mp:

@@ -19,9 +19,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.lake import store as store_module
-from usdcop_assets.lake.session_table import (
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.storage.lake import store as store_module
+from usdcop_assets.storage.lake.session_table import (
     DATA_FILE,
     MANIFEST_FILE,
     SessionTable,
@@ -29,8 +29,8 @@ from usdcop_assets.lake.session_table import (
     read_object,
     write_object,
 )
-from usdcop_assets.lake.store import LakeUnavailable, LocalObjectStore, S3ObjectStore, open_store
-from usdcop_assets.settings import parse_lake_url
+from usdcop_assets.storage.lake.store import LakeUnavailable, LocalObjectStore, S3ObjectStore, open_store
+from usdcop_assets.core.settings import parse_lake_url
 from usdcop_assets.sources.synthetic import synthetic_bars
 
 DATASET = "l0/ohlcv_m5"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, job_check_keys, layers_job
 from usdcop_assets.observation.builder import DEFAULT_CONFIG, load_config, obs_version
 from usdcop_assets.defs.partitions import session_key_range

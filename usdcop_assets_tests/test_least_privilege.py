@@ -60,8 +60,8 @@ def roles(fresh_pg_url):
 
 def test_warehouse_roles_writer_writes_reader_only_reads(roles):
     from usdcop_assets.sources.synthetic import synthetic_bars
-    from usdcop_assets import market_calendar as cal
-    from usdcop_assets.warehouse.database import Warehouse
+    from usdcop_assets.core import calendar as cal
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     import data  # streamlit_app/data.py
 

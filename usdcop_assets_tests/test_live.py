@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.live.loop import LiveSettings, next_open
 from usdcop_assets.live.parity import session_parity
 from usdcop_assets.live.session import LIVE_ASSETS
@@ -284,7 +284,7 @@ def test_the_loop_sleeps_over_the_night_weekend_and_a_holiday_without_asking_the
 
 
 def test_the_pure_parts_of_the_live_package_do_not_import_dagster():
-    code = ("import sys\nimport usdcop_assets.live.session, usdcop_assets.live.store, usdcop_assets.live.loop, "
+    code = ("import sys\nimport usdcop_assets.live.session, usdcop_assets.live.live_store, usdcop_assets.live.loop, "
             "usdcop_assets.live.parity, usdcop_assets.live.source\nprint('dagster' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.live import PolicyFunction, decide_session
-from usdcop_assets.trading.paper import paper_ledger
-from usdcop_assets.trading.risk import DAILY_STOP, INVALID, SESSION_END, RiskLimits
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.rl.costs import CostConfig
+from usdcop_assets.rl.policy import PolicyFunction, decide_session
+from usdcop_assets.rl.paper import paper_ledger
+from usdcop_assets.rl.risk import DAILY_STOP, INVALID, SESSION_END, RiskLimits
 
 DIM = 6
 

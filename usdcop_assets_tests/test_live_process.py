@@ -16,9 +16,9 @@ import time
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.lake.session_table import SessionTable
-from usdcop_assets.lake.store import LocalObjectStore
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.storage.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.store import LocalObjectStore
 from usdcop_assets.live.session import LIVE_ASSETS
 from usdcop_assets_tests.live_helpers import DAY, ROOT, backfilled_home, platform_env, run_session_batch
 
@@ -27,7 +27,7 @@ SPEED = 60.0  # a 5-minute bar every 5 real seconds
 # The first process: `usdcop live`, except that writing the third bar's L3 rows blocks (so it is killed there).
 _KILLED = r"""
 import os, sys, time
-from usdcop_assets.live.store import LiveStore
+from usdcop_assets.live.live_store import LiveStore
 original = LiveStore.write_layer
 seen = set()
 def write_layer(self, asset, day, frame):

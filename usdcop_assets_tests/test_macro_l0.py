@@ -12,16 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.defs.layers.macro_daily import MACRO_WARMUP_DAYS, l0_macro_daily, macro_partitions
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
+from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, macro_partitions
 from usdcop_assets.defs.io_managers import LakeIOManager
-from usdcop_assets.lake.session_table import parquet_bytes, to_arrow
+from usdcop_assets.storage.lake.session_table import parquet_bytes, to_arrow
 from usdcop_assets.defs.partitions import history_start
 from usdcop_assets.defs.resources import LakeResource
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.fred import DEFAULT_SERIES
-from usdcop_assets.sources.macro import (
+from usdcop_assets.sources.macro_sources import (
     MACRO_COLUMNS,
     SOURCE_ENV,
     bogota_midnight_utc,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.layers.macro_daily import MACRO_L1_LOOKBACK_DAYS, l0_macro_daily, l1_macro_daily
 from usdcop_assets.defs.io_managers import LakeIOManager, ServingIOManager
 from usdcop_assets.refine.macro import (
@@ -26,9 +26,9 @@ from usdcop_assets.refine.macro import (
 )
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.sources import macro_catalog as catalog
-from usdcop_assets.sources.macro import SOURCE_ENV, conform_macro, read_macro_file
-from usdcop_assets.warehouse.database import sql_dir
-from usdcop_assets.warehouse.tables import table_spec
+from usdcop_assets.sources.macro_sources import SOURCE_ENV, conform_macro, read_macro_file
+from usdcop_assets.storage.warehouse.database import sql_dir
+from usdcop_assets.storage.warehouse.tables import table_spec
 from usdcop_assets_tests.conftest import SHARED_DATA
 
 MACRO_FILE = SHARED_DATA / "macro_indicators_daily_to_2024h1.csv.gz"

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import main
 from usdcop_assets.refine.macro import refine_macro
 from usdcop_assets.run_summary import LAYER_DATASETS

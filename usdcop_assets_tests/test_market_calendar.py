@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 BOGOTA = ZoneInfo("America/Bogota")
 

@@ -17,12 +17,13 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.defs.layers.l5_model import PPO_MODEL, l5_ppo_model, load_fold_model, registered_models
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.defs.layers.l5_model import l5_ppo_model
+from usdcop_assets.defs.registry import load_fold_model, registered_models
 from usdcop_assets.defs.io_managers import ServingIOManager
-from usdcop_assets.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.session_table import SessionTable
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
-from usdcop_assets.trading import training as T
+from usdcop_assets.rl import training as T
 from usdcop_assets_tests.test_training import DAYS, episodes_frame
 
 FOLD = "2024-03"

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.observation.builder import DEFAULT_CONFIG, build_observations, load_config, obs_version
 from usdcop_assets.observation.normalization import fit_month, month_start, stats_from_frame, stats_to_frame
 
@@ -93,8 +93,8 @@ def test_a_month_without_enough_history_is_unfitted_and_its_observations_not_war
 
 
 def test_an_old_homes_single_statistics_object_is_named_not_read(tmp_path):
-    from usdcop_assets.lake.session_table import write_object
-    from usdcop_assets.lake.store import LocalObjectStore
+    from usdcop_assets.storage.lake.session_table import write_object
+    from usdcop_assets.storage.lake.store import LocalObjectStore
     from usdcop_assets.observation.normalization import old_statistics_note, read_month_stats
 
     store = LocalObjectStore(tmp_path / "lake")

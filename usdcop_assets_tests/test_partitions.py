@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.partitions import lookback_mapping, session_key_range, session_partitions
 
 BOGOTA = ZoneInfo("America/Bogota")

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, checks_of, layer_selection, layers_job
 from usdcop_assets.defs.partitions import lookback_mapping, session_key_range, session_partitions
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

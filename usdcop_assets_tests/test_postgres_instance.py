@@ -34,7 +34,7 @@ RUN_TIMEOUT_S = 150
 
 def _sessions(n: int) -> list[str]:
     """The keys of the last ``n`` complete trading sessions before today (Bogota), oldest first."""
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     days = [cal.previous_trading_day(dt.datetime.now(cal.TZ).date())]
     while len(days) < n:

@@ -10,7 +10,7 @@ Latencies are printed; bench/realtime_latency.py measures 30 bars of each.
 
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets_tests.realtime_harness import replay
 
 N_BARS = 4

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from usdcop_assets.trading import CostConfig, RiskLimits, RiskState, apply_risk
-from usdcop_assets.trading import risk as R
+from usdcop_assets.rl import CostConfig, RiskLimits, RiskState, apply_risk
+from usdcop_assets.rl import risk as R
 
 NO_COST = CostConfig(0.0, 0.0)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from usdcop_assets.settings import ConfigError, Settings
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.sources.fred import FredClient
-from usdcop_assets.sources.http_retry import check_base_url
+from usdcop_assets.sources.http import check_base_url
 from usdcop_assets.sources.twelvedata import TwelveDataClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "streamlit_app"))

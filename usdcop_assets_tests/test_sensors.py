@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation import sensors
 from usdcop_assets.defs.definitions import ASSETS, build_definitions
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, build_session_chain_job
@@ -22,7 +22,7 @@ from usdcop_assets.defs.automation.sensors import (
     realtime_bar_sensor,
     recent_sessions,
 )
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.test_gaps import full_definitions
 from usdcop_assets_tests.vendor_server import TD_PATH, VendorServer

@@ -25,12 +25,12 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import clock
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import MODEL_JOB, STATS_JOB, layers_job
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
-from usdcop_assets.warehouse.database import Warehouse
+from usdcop_assets.storage.warehouse.database import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 RANGE_START = "dagster/asset_partition_range_start"
@@ -266,8 +266,8 @@ with dg.DagsterInstance.get() as instance:
 def test_a_session_rematerialized_while_another_run_writes_it_keeps_every_row_once(tmp_path):
     """Two processes materialize the same sessions of L0-L2 at once, twice each: lake objects and warehouse rows stay whole."""
     from usdcop_assets.cli import instance_yaml
-    from usdcop_assets.lake.session_table import SessionTable
-    from usdcop_assets.lake.store import LocalObjectStore
+    from usdcop_assets.storage.lake.session_table import SessionTable
+    from usdcop_assets.storage.lake.store import LocalObjectStore
 
     home = tmp_path / "home"
     (home / "dagster_home").mkdir(parents=True)

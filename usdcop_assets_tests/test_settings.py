@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from usdcop_assets.settings import (
+from usdcop_assets.core.settings import (
     HOME_ENV,
     LAKE_ENV,
     WAREHOUSE_ENV,

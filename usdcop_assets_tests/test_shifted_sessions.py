@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.refine.standardize import (
     FEED_RTOL,
     OVERNIGHT_MAX_LOG,

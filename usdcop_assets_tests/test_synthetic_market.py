@@ -25,16 +25,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.backtest import metrics
 from usdcop_assets.backtest.baselines import sma_crossover
 from usdcop_assets.backtest.engine import run_backtest
 from usdcop_assets.refine.standardize import standardize_bars
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.sources import conform_l0, fetch_bars, require_available
 from usdcop_assets.sources.stylized_facts import facts
 from usdcop_assets.sources.synthetic import defect_kinds, synthetic_bars
-from usdcop_assets.trading.costs import CostConfig, last_of_session
+from usdcop_assets.rl.costs import CostConfig, last_of_session
 from usdcop_assets_tests.conftest import SHARED_BARS
 
 SIX_YEARS = (dt.date(2019, 1, 1), dt.date(2024, 12, 31))

@@ -9,8 +9,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from usdcop_assets.observation.builder import load_config
-from usdcop_assets.trading import CostConfig, EnvConfig, RiskLimits, RiskState, SessionEpisodes, UsdCopTradingEnv, apply_risk
-from usdcop_assets.trading import risk as R
+from usdcop_assets.rl import CostConfig, EnvConfig, RiskLimits, RiskState, SessionEpisodes, UsdCopTradingEnv, apply_risk
+from usdcop_assets.rl import risk as R
 
 
 def synthetic(n_sessions=8, bars=60, dim=4, seed=0):

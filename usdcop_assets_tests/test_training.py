@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.observation.builder import load_config
-from usdcop_assets.trading import CostConfig, EnvConfig, RiskLimits, SessionEpisodes
-from usdcop_assets.trading import training as T
-from usdcop_assets.trading.folds import Fold, fold_sessions, fold_windows, monthly_folds
+from usdcop_assets.rl import CostConfig, EnvConfig, RiskLimits, SessionEpisodes
+from usdcop_assets.rl import training as T
+from usdcop_assets.rl.folds import Fold, fold_sessions, fold_windows, monthly_folds
 
 CONFIG = load_config()
 DAYS = cal.trading_days(dt.date(2024, 1, 1), dt.date(2024, 3, 31))  # Jan..Mar 2024 trading days (~60)

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import ConfigError
-from usdcop_assets.sources.http_retry import Backoff, redact
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.sources.http import Backoff, redact
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.sources.twelvedata import (
     COLUMNS,

@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.frames import frame_checksum
-from usdcop_assets.lake.session_table import SessionTable
-from usdcop_assets.lake.store import LocalObjectStore
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.frames import frame_checksum
+from usdcop_assets.storage.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.store import LocalObjectStore
 from usdcop_assets.sources.synthetic import synthetic_bars
-from usdcop_assets.warehouse import database
-from usdcop_assets.warehouse.database import Warehouse, WarehouseUnavailable, sql_dir
-from usdcop_assets.warehouse.tables import TABLES, table_spec
+from usdcop_assets.storage.warehouse import database
+from usdcop_assets.storage.warehouse.database import Warehouse, WarehouseUnavailable, sql_dir
+from usdcop_assets.storage.warehouse.tables import TABLES, table_spec
 
 OHLCV = "usdcop_m5_ohlcv"
 REJECTS = "ohlcv_m5_rejects"

@@ -1,4 +1,4 @@
--- Paper-trading position per bar (l5/paper_positions, usdcop_assets/trading/paper.py): the position held
+-- Paper-trading position per bar (l5/paper_positions, usdcop_assets/rl/paper.py): the position held
 -- over the bar (filled at its open), marked at its close; next_target = the decision at this close, pending
 -- until the next bar's open. P&L in return units of the notional, cumulative within the session.
 CREATE TABLE IF NOT EXISTS paper_positions (

@@ -1,4 +1,4 @@
--- Paper-trading fills (l5/paper_trades, usdcop_assets/trading/paper.py): the position decided at a bar's
+-- Paper-trading fills (l5/paper_trades, usdcop_assets/rl/paper.py): the position decided at a bar's
 -- close (decided_at) filled at the next bar's open (fill_at 'open', time = that bar), or at the session's
 -- close for the closing decision (fill_at 'close', time = the closing bar). quantity in units of notional;
 -- fill_price = price * (1 +/- rate); cost and realized_pnl in return units of the notional.

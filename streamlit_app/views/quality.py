@@ -6,7 +6,7 @@ import streamlit as st
 import charts
 import common
 import data
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 st.title("Data quality")
 ctx = common.context()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from usdcop_assets.trading.costs import last_of_session, session_starts
+from usdcop_assets.rl.costs import last_of_session, session_starts
 
 
 def flat(session_ids) -> np.ndarray:

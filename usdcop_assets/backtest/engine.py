@@ -5,7 +5,7 @@ close to the next bar's close (0 at a session's last bar). A position first know
 of t -> t+1. Per bar:
 
     trade_t = p_t - p_{t-1}   (p_{-1} = 0)
-    cost_t  = rate * |trade_t|,  rate = (spread_bps/2 + slippage_bps)/1e4   (``trading.costs.CostConfig``)
+    cost_t  = rate * |trade_t|,  rate = (spread_bps/2 + slippage_bps)/1e4   (``rl.costs.CostConfig``)
     gross_t = p_t * next_ret_t
     pnl_t   = gross_t - cost_t                      (log-return units)
     equity_t = exp(sum_{k<=t} pnl_k)                (starts from 1)
@@ -20,9 +20,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from usdcop_assets import clock
 from usdcop_assets.backtest import metrics as M
-from usdcop_assets.trading.costs import CostConfig, session_codes, session_starts
-from usdcop_assets.trading.risk import RiskLimits, _apply_risk
+from usdcop_assets.observation.episodes import pending_steps
+from usdcop_assets.rl.costs import CostConfig, live_costs, session_codes, session_starts
+from usdcop_assets.rl.risk import RiskLimits, _apply_risk, live_limits
 
 
 def run_backtest(positions, next_ret, session_ids, costs: CostConfig | None = None) -> pd.DataFrame:
@@ -93,7 +95,7 @@ def backtest_actions(actions, next_ret, session_ids, costs: CostConfig | None = 
     """Raw target actions -> risk manager (``apply_risk``, same rules as live) -> ``run_backtest``; adds ``target`` and ``risk_flags``.
 
     Fully vectorized unless ``limits`` sets ``daily_loss_stop`` or ``max_drawdown`` (then ``apply_risk`` is a
-    sequential loop, see ``trading.risk``).
+    sequential loop, see ``rl.risk``).
     """
     costs = costs or CostConfig()
     a = np.asarray(actions, dtype="float64").ravel()
@@ -129,3 +131,36 @@ def compare(strategies: dict, next_ret, session_ids, costs: CostConfig | None = 
                 row.update({f"sharpe_diff_vs_{reference}": d["estimate"], "sharpe_diff_ci_low": d["low"], "sharpe_diff_ci_high": d["high"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+BACKTEST_COLUMNS = ["time", "symbol", "session", "step", "target", "position", "trade", "cost", "gross", "pnl", "equity",
+                    "risk_flags", "next_ret", "close", "model_version"]
+
+
+def backtest_sessions(actions: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataFrame:
+    """Per-bar backtest of the actions' positions, each session on its own (see the module docstring)."""
+    if actions.empty:
+        return pd.DataFrame(columns=BACKTEST_COLUMNS)
+    bars = actions.merge(episodes[["time", "next_ret", "close", "is_last"]], on="time", how="left", validate="one_to_one")
+    bars = bars.sort_values("time", kind="stable").reset_index(drop=True)
+    # the newest bar of a session still running has no episode step yet (its next return is unknown): backtested once it has
+    pending = bars["next_ret"].isna().to_numpy() & pending_steps(pd.DatetimeIndex(bars["time"]), clock.utc_now())
+    bars = bars[~pending].reset_index(drop=True)
+    if bars.empty:
+        return pd.DataFrame(columns=BACKTEST_COLUMNS)
+    missing = bars["next_ret"].isna()
+    if missing.any():
+        raise ValueError(f"{int(missing.sum())} action bars have no l4/episodes_session row (first {bars.loc[missing, 'time'].iloc[0]})")
+    parts = []
+    for _, frame in bars.groupby("session", sort=True):
+        sessions = frame["session"].astype(str).to_numpy()
+        bt = backtest_actions(frame["position"].to_numpy(dtype="float64"), frame["next_ret"].to_numpy(dtype="float64"), sessions,
+                              live_costs(), live_limits(), is_last=frame["is_last"].to_numpy(dtype=bool))
+        out = frame[["time", "symbol", "session", "step", "next_ret", "close", "model_version"]].reset_index(drop=True)
+        for c in ("position", "trade", "cost", "gross", "pnl", "equity", "risk_flags"):
+            out[c] = bt[c].to_numpy()
+        out["target"] = frame["target"].to_numpy(dtype="float64")  # the policy's raw action, for reference
+        parts.append(out)
+    result = pd.concat(parts, ignore_index=True)[BACKTEST_COLUMNS]
+    result["risk_flags"] = result["risk_flags"].astype("int64")
+    return result

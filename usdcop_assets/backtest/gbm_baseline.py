@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.trading.costs import CostConfig, session_starts
-from usdcop_assets.trading.env import SessionEpisodes
-from usdcop_assets.trading.folds import Fold
-from usdcop_assets.trading.risk import RiskLimits
+from usdcop_assets.rl.costs import CostConfig, session_starts
+from usdcop_assets.rl.env import SessionEpisodes
+from usdcop_assets.rl.folds import Fold
+from usdcop_assets.rl.risk import RiskLimits
 
 HOUR_BARS = 12  # 12 five-minute bars
 

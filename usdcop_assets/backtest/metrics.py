@@ -53,11 +53,7 @@ import math
 
 import numpy as np
 
-from usdcop_assets.trading.costs import session_codes
-
-BARS_PER_SESSION = 60
-SESSIONS_PER_YEAR = 252
-BARS_PER_YEAR = BARS_PER_SESSION * SESSIONS_PER_YEAR
+from usdcop_assets.rl.costs import BARS_PER_YEAR, SESSIONS_PER_YEAR, annualized_sharpe, session_codes, sharpe
 
 _NAN = float("nan")
 
@@ -69,17 +65,6 @@ def _as1d(x, name, n=None):
     if not np.isfinite(a).all():
         raise ValueError(f"{name}: {int((~np.isfinite(a)).sum())} values are not finite")
     return a
-
-
-def sharpe(bar_pnl, periods_per_year: float = BARS_PER_YEAR) -> float:
-    x = np.asarray(bar_pnl, dtype="float64")
-    if len(x) < 2:
-        return _NAN
-    return _sharpe(float(x.mean()), float(x.std(ddof=1)), periods_per_year)
-
-
-def _sharpe(mean: float, sd: float, periods_per_year: float) -> float:
-    return float(mean / sd * math.sqrt(periods_per_year)) if sd > 0 else _NAN
 
 
 def sortino(bar_pnl, periods_per_year: float = BARS_PER_YEAR) -> float:
@@ -191,7 +176,7 @@ def performance(bar_pnl, positions, session_ids) -> dict:
         "total_return": float(math.exp(total) - 1.0),
         "annualized_return": ann,
         "volatility": float(sd * math.sqrt(per_year)) if n > 1 else _NAN,
-        "sharpe": _sharpe(mean, sd, per_year) if n > 1 else _NAN,
+        "sharpe": annualized_sharpe(mean, sd, per_year) if n > 1 else _NAN,
         "sortino": sortino(pnl, per_year),
         "sharpe_session": sharpe(session_pnl, SESSIONS_PER_YEAR),
         "max_drawdown": max_dd,

@@ -23,8 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.lake.session_table import SessionTable
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.storage.lake.session_table import SessionTable
 
 COMMAND = "usdcop rebuild-records"
 REBUILT_FROM = "lake manifest"

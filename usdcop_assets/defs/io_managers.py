@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.lake.lease import session_lease
-from usdcop_assets.lake.session_table import read_object, to_arrow, write_object
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.storage.lake.lease import session_lease
+from usdcop_assets.storage.lake.session_table import read_object, to_arrow, write_object
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 
 _MAX_LISTED = 10  # per-session checksums listed in metadata up to this many sessions

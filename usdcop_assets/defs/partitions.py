@@ -22,7 +22,7 @@ import os
 
 import dagster as dg
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 HISTORY_START_ENV = "USDCOP_HISTORY_START"
 DEFAULT_HISTORY_START = "2020-01-01"

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from usdcop_assets.settings import backfill_sessions_per_run
+from usdcop_assets.core.settings import backfill_sessions_per_run
 
 RETRY_DELAY_ENV = "USDCOP_RETRY_DELAY_SECONDS"
 DEFAULT_RETRY_DELAY_SECONDS = 10.0

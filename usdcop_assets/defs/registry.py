@@ -9,8 +9,8 @@ import dagster as dg
 
 from usdcop_assets.defs.keys import PPO_MODEL
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
-from usdcop_assets.trading.live import PolicyFunction
-from usdcop_assets.trading.training import load_policy_artifact, weights_sha256
+from usdcop_assets.rl.policy import PolicyFunction
+from usdcop_assets.rl.training import load_policy_artifact, weights_sha256
 
 REGISTRY_TABLE = "rl_models"
 

@@ -8,10 +8,10 @@ import threading
 
 import dagster as dg
 
-from usdcop_assets.lake.session_table import SessionTable
-from usdcop_assets.lake.store import ObjectStore, open_store
-from usdcop_assets.settings import LAKE_ENV, WAREHOUSE_ENV, Settings, parse_lake_url, parse_warehouse_url
-from usdcop_assets.warehouse.database import SchemaReport, Warehouse
+from usdcop_assets.storage.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.store import ObjectStore, open_store
+from usdcop_assets.core.settings import LAKE_ENV, WAREHOUSE_ENV, Settings, parse_lake_url, parse_warehouse_url
+from usdcop_assets.storage.warehouse.database import SchemaReport, Warehouse
 
 _cache_lock = threading.Lock()
 _stores: dict[str, ObjectStore] = {}

@@ -9,9 +9,9 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import gaps
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.indicators import complete_from  # noqa: F401 (re-exported)
-from usdcop_assets.frames import data_version, data_versions_by_group
+from usdcop_assets.core.frames import data_version, data_versions_by_group
 from usdcop_assets.gaps import bar_summary
 from usdcop_assets.defs.partitions import lookback_mapping
 

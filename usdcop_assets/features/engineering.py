@@ -8,7 +8,7 @@ a one-bar realtime run and a six-year backfill give the same bits.
 Grid rule for returns and gaps
 ------------------------------
 Bars are placed on the market-calendar grid (60 bars per trading session, sessions consecutive over
-nights, weekends and Colombian holidays, from ``market_calendar``). "k bars earlier" means k *grid*
+nights, weekends and Colombian holidays, from ``core.calendar``). "k bars earlier" means k *grid*
 steps earlier, not k rows earlier. ``ret_k = log(close_t / close_{t-k})`` is NaN when the bar exactly
 k grid steps earlier is missing, so a return across a data gap never masquerades as a normal k-bar
 return. ``ret_1`` at 08:00 is the overnight return from the previous session's 12:55 bar. Lags are
@@ -25,7 +25,7 @@ Other choices
 - ``bb_pctb`` = (close - bb_lower)/(bb_upper - bb_lower), ``bb_width`` = (bb_upper - bb_lower)/bb_middle;
   NaN when the bands have zero width (narrower than ``BB_ZERO_WIDTH_RTOL`` x close: pandas' rolling std
   of a flat window is round-off, not 0).
-- Time: ``session_frac`` = ``market_calendar.time_in_session`` (0 at 08:00, 59/60 at 12:55) with its
+- Time: ``session_frac`` = ``core.calendar.time_in_session`` (0 at 08:00, 59/60 at 12:55) with its
   sin/cos over one session; day of week as sin/cos of 2*pi*weekday/5 (Mon=0..Fri=4): two smooth
   columns instead of a five-column one-hot, with Friday next to Monday.
 - ``warm`` is the indicator row's ``warm`` (look-back not truncated by the start of the data and every
@@ -48,7 +48,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.indicators import INDICATOR_COLUMNS, _as_targets, clean_bars
 
 RETURN_HORIZONS = (1, 12, 48, 60)  # 5 min, 1 hour, 4 hours, 1 session

@@ -48,7 +48,7 @@ from ta.momentum import RSIIndicator
 from ta.trend import EMAIndicator, MACD, SMAIndicator
 from ta.volatility import AverageTrueRange, BollingerBands
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 LOOKBACK_SESSIONS = 5
 ATR_WINDOW = 14

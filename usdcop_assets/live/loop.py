@@ -31,10 +31,10 @@ from typing import Callable, Protocol
 import pandas as pd
 
 from usdcop_assets import clock as platform_clock
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.live.session import ACTIONS, L0, WRITE_ORDER, RawUpdate, SessionRows, WarmState, complete_session, decide_session, merge_raw
-from usdcop_assets.live.store import LiveStore
-from usdcop_assets.trading.decisions import fold_of_session
+from usdcop_assets.live.live_store import LiveStore
+from usdcop_assets.rl.decisions import fold_of_session
 
 log = logging.getLogger("usdcop_assets.live")
 BAR = pd.Timedelta(minutes=cal.BAR_MINUTES)

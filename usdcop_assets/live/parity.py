@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.live.session import EPISODES, L0, PROVENANCE_COLUMNS
 
 LOOK_AHEAD = {EPISODES: ("next_ret", "is_last")}

@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.engineering import MACRO_LOOKBACK_DAYS, build_features, macro_daily_frame, macro_zscores
 from usdcop_assets.features.indicators import complete_from, compute_indicators
 from usdcop_assets.observation.builder import ObservationConfig, build_observations
 from usdcop_assets.observation.episodes import build_episodes, pending_steps
 from usdcop_assets.refine.standardize import standardize_bars
 from usdcop_assets.sources import L0_COLUMNS, conform_l0
-from usdcop_assets.trading.decisions import decide_bars
-from usdcop_assets.trading.paper import paper_ledger
+from usdcop_assets.rl.decisions import decide_bars
+from usdcop_assets.rl.paper import paper_ledger
 
 # What the live process computes and stores (L6 is left to the session's batch run).
 L0, L1, REJECTS, L2, L3, OBS, EPISODES, ACTIONS, TRADES, POSITIONS = LIVE_ASSETS = (

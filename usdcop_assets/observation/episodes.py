@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 
 def next_bar_returns(closes: pd.Series, times: pd.DatetimeIndex) -> np.ndarray:

@@ -24,7 +24,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 TRAILING, DECLARED = "trailing_months", "declared"
 RULES = (TRAILING, DECLARED)
@@ -180,7 +180,7 @@ def stats_from_frame(frame: pd.DataFrame) -> dict[str, dict]:
 
 def read_month_stats(store, months: list[str]) -> dict[str, dict]:
     """The stored statistics of ``months`` (those materialized) from the lake object store."""
-    from usdcop_assets.lake.session_table import SessionTable
+    from usdcop_assets.storage.lake.session_table import SessionTable
 
     if not months:
         return {}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.engineering import (
     FEATURE_LOOKBACK_SESSIONS,
     MACRO_LOOKBACK_DAYS,
@@ -32,7 +32,7 @@ from usdcop_assets.features.engineering import (
     macro_zscores,
 )
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators, complete_from, lookback_start_day
-from usdcop_assets.frames import canonical_column, frame_checksum
+from usdcop_assets.core.frames import canonical_column, frame_checksum
 from usdcop_assets.gaps import checked_end, missing_bars
 
 MAX_LISTED = 20  # bars or rows listed in a verdict's metadata

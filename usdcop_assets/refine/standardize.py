@@ -64,7 +64,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 KEPT_COLUMNS = ["time", "symbol", *PRICE_COLUMNS, "volume", "source", "is_flat", "ingested_at", "time_shift_hours"]

@@ -16,7 +16,7 @@ import os
 
 import pandas as pd
 
-from usdcop_assets.settings import SOURCE_ENV, ConfigError
+from usdcop_assets.core.settings import SOURCE_ENV, ConfigError
 
 AVAILABLE = ("synthetic", "twelvedata", "file")
 
@@ -74,7 +74,7 @@ def fetch_bars_with_summary(source: str, start, end, **client_kwargs) -> tuple[p
     carries the request counters per key *position* ("key #1"), never the keys. ``client_kwargs`` go
     to ``from_env`` (e.g. a short ``timeout``/``max_attempts`` for a sensor's probe).
     """
-    from usdcop_assets import market_calendar as cal
+    from usdcop_assets.core import calendar as cal
 
     kind = require_available(source).split(":", 1)[0]
     if kind == "synthetic":

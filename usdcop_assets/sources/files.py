@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import ConfigError
 
 SOURCE_TZ_ENV = "USDCOP_SOURCE_TZ"
 REQUIRED_COLUMNS = ("time", "open", "high", "low", "close")

@@ -25,8 +25,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.settings import ConfigError
-from usdcop_assets.sources.http_retry import VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
+from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.sources.http import TransientError, VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
 
 log = logging.getLogger(__name__)
 install_httpx_log_redaction()
@@ -159,48 +159,39 @@ class FredClient(VendorHttpClient):
             "offset": str(offset),
         }
         secrets = [self._api_key]
-        retries = 0
-        while True:
+
+        def attempt() -> dict:
             self.requests_made += 1
+            resp = self._http.get(url, params=params, timeout=self.timeout)
+            status = resp.status_code
+            text = resp.text
             try:
-                resp = self._http.get(url, params=params, timeout=self.timeout)
-            except httpx.TimeoutException as exc:
-                cause = f"timeout after {self.timeout:g} s ({type(exc).__name__})"
-            except httpx.TransportError as exc:
-                cause = f"connection error ({type(exc).__name__}: {redact(exc, secrets)})"
-            else:
-                status = resp.status_code
-                text = resp.text
-                try:
-                    body = json.loads(text) if text.strip() else None
-                except ValueError:
-                    body = None
-                is_dict = isinstance(body, dict)
-                code = body.get("error_code") if is_dict else None
-                msg = str(body.get("error_message", "")) if is_dict else ""
-                if status >= 500 or status == 429:
-                    cause = f"HTTP {status}" + (f": error {code}: {redact(msg, secrets)}" if msg else "")
-                elif is_dict and (code is not None or "error_message" in body):
-                    raise FredError(
-                        f"{what}: FRED error {code if code is not None else status}: {redact(msg, secrets)}",
-                        code=code if isinstance(code, int) else status,
-                        vendor_message=redact(msg, secrets),
-                    )
-                elif not is_dict:
-                    raise FredError(
-                        f"{what}: HTTP {status}, the response body was not JSON "
-                        f"(first 200 characters: {redact(text[:200], secrets)!r})"
-                    )
-                elif status >= 400:
-                    raise FredError(f"{what}: HTTP {status}: {redact(text[:200], secrets)!r}", code=status)
-                else:
-                    return body
-            retries += 1
-            if retries >= self.backoff.max_attempts:
-                raise FredRequestFailed(f"{what}: failed after {retries} attempts; last cause: {cause}") from None
-            delay = self.backoff.delay(retries - 1)
-            log.warning("FRED request failed (%s), attempt %d of %d; retrying in %.2f s", cause, retries, self.backoff.max_attempts, delay)
-            self.backoff.sleep(delay)
+                body = json.loads(text) if text.strip() else None
+            except ValueError:
+                body = None
+            is_dict = isinstance(body, dict)
+            code = body.get("error_code") if is_dict else None
+            msg = str(body.get("error_message", "")) if is_dict else ""
+            if status >= 500 or status == 429:
+                raise TransientError(f"HTTP {status}" + (f": error {code}: {redact(msg, secrets)}" if msg else ""))
+            if is_dict and (code is not None or "error_message" in body):
+                raise FredError(
+                    f"{what}: FRED error {code if code is not None else status}: {redact(msg, secrets)}",
+                    code=code if isinstance(code, int) else status,
+                    vendor_message=redact(msg, secrets),
+                )
+            if not is_dict:
+                raise FredError(
+                    f"{what}: HTTP {status}, the response body was not JSON "
+                    f"(first 200 characters: {redact(text[:200], secrets)!r})"
+                )
+            if status >= 400:
+                raise FredError(f"{what}: HTTP {status}: {redact(text[:200], secrets)!r}", code=status)
+            return body
+
+        return self.with_retries(
+            attempt, vendor="FRED", secrets=secrets, failed=lambda m: FredRequestFailed(f"{what}: {m}"), log=log
+        )
 
     def _frame(self, series_id: str, observations: list[dict]) -> pd.DataFrame:
         retrieved = pd.Timestamp(self._clock())

@@ -41,7 +41,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 SOURCE = "synthetic"
 SYMBOL = "USD/COP"

@@ -53,9 +53,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import ConfigError, env_int
-from usdcop_assets.sources.http_retry import VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import ConfigError, env_int
+from usdcop_assets.sources.http import AGAIN, TransientError, VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
 
 log = logging.getLogger(__name__)
 install_httpx_log_redaction()
@@ -389,77 +389,64 @@ class TwelveDataClient(VendorHttpClient):
     def _get_page(self, req: _Request) -> list[dict]:
         url = f"{self.base_url}/time_series"
         secrets = self.pool.secrets
-        retries = 0
         rate_limited = 0
         max_rate_limited = max(10, 4 * len(self.pool))
-        while True:
+
+        def attempt():
+            nonlocal rate_limited
             index, key = self.pool.acquire()
             self.requests_made += 1
-            cause: str
+            # The key in the Authorization header (TwelveData accepts "apikey <key>"), never in the URL,
+            # which proxies and access logs record.
+            resp = self._http.get(url, params=req.params(), headers={"Authorization": f"apikey {key}"}, timeout=self.timeout)
+            status = resp.status_code
+            text = resp.text
+            body = None
             try:
-                # The key in the Authorization header (TwelveData accepts "apikey <key>"), never in the URL,
-                # which proxies and access logs record.
-                resp = self._http.get(url, params=req.params(), headers={"Authorization": f"apikey {key}"}, timeout=self.timeout)
-            except httpx.TimeoutException as exc:
-                cause = f"timeout after {self.timeout:g} s ({type(exc).__name__})"
-            except httpx.TransportError as exc:
-                cause = f"connection error ({type(exc).__name__}: {redact(exc, secrets)})"
-            else:
-                status = resp.status_code
-                text = resp.text
+                body = json.loads(text) if text.strip() else None
+            except ValueError:
                 body = None
-                try:
-                    body = json.loads(text) if text.strip() else None
-                except ValueError:
-                    body = None
-                b_code = body.get("code") if isinstance(body, dict) else None
-                b_msg = str(body.get("message", "")) if isinstance(body, dict) else ""
-                b_err = isinstance(body, dict) and str(body.get("status", "")).lower() == "error"
-                if status == 429 or (b_err and _is_rate_limit(b_code, b_msg)):
-                    rate_limited += 1
-                    self.pool.rate_limited(index, b_msg)
-                    if rate_limited > max_rate_limited:
-                        raise TwelveDataRequestFailed(
-                            f"{req.describe()}: still rate-limited after {rate_limited} refusals"
-                            + (f" (last: code {b_code}: {redact(b_msg, secrets)})" if b_msg else "")
-                        ) from None
-                    continue
-                if status >= 500 or (b_err and isinstance(b_code, int) and b_code >= 500):
-                    detail = f": code {b_code}: {redact(b_msg, secrets)}" if b_err else ""
-                    cause = f"HTTP {status}{detail}"
-                elif body is None or not isinstance(body, dict):
-                    snippet = redact(text[:200], secrets)
-                    raise TwelveDataError(
-                        f"{req.describe()}: HTTP {status}, the response body was not JSON "
-                        f"(first 200 characters: {snippet!r})"
-                    )
-                elif b_err or status >= 400:
-                    if _is_no_data(b_code, b_msg):
-                        return []
-                    code = b_code if b_code is not None else status
-                    raise TwelveDataError(
-                        f"{req.describe()} (via key #{index}): TwelveData error code {code}: {redact(b_msg, secrets)}",
-                        code=code if isinstance(code, int) else None,
-                        vendor_message=redact(b_msg, secrets),
+            b_code = body.get("code") if isinstance(body, dict) else None
+            b_msg = str(body.get("message", "")) if isinstance(body, dict) else ""
+            b_err = isinstance(body, dict) and str(body.get("status", "")).lower() == "error"
+            if status == 429 or (b_err and _is_rate_limit(b_code, b_msg)):
+                rate_limited += 1
+                self.pool.rate_limited(index, b_msg)
+                if rate_limited > max_rate_limited:
+                    raise TwelveDataRequestFailed(
+                        f"{req.describe()}: still rate-limited after {rate_limited} refusals"
+                        + (f" (last: code {b_code}: {redact(b_msg, secrets)})" if b_msg else "")
                     ) from None
-                else:
-                    values = body.get("values")
-                    if values is None:
-                        return []
-                    if not isinstance(values, list):
-                        raise TwelveDataError(f"{req.describe()}: 'values' is not a list in the response")
-                    return values
-            retries += 1
-            if retries >= self.backoff.max_attempts:
-                raise TwelveDataRequestFailed(
-                    f"{req.describe()}: failed after {retries} attempts; last cause: {cause}"
+                return AGAIN  # the pool waits for the next key's credit; not a failed attempt
+            if status >= 500 or (b_err and isinstance(b_code, int) and b_code >= 500):
+                detail = f": code {b_code}: {redact(b_msg, secrets)}" if b_err else ""
+                raise TransientError(f"HTTP {status}{detail}")
+            if body is None or not isinstance(body, dict):
+                snippet = redact(text[:200], secrets)
+                raise TwelveDataError(
+                    f"{req.describe()}: HTTP {status}, the response body was not JSON "
+                    f"(first 200 characters: {snippet!r})"
+                )
+            if b_err or status >= 400:
+                if _is_no_data(b_code, b_msg):
+                    return []
+                code = b_code if b_code is not None else status
+                raise TwelveDataError(
+                    f"{req.describe()} (via key #{index}): TwelveData error code {code}: {redact(b_msg, secrets)}",
+                    code=code if isinstance(code, int) else None,
+                    vendor_message=redact(b_msg, secrets),
                 ) from None
-            delay = self.backoff.delay(retries - 1)
-            log.warning(
-                "TwelveData request failed (%s), attempt %d of %d; retrying in %.2f s",
-                cause, retries, self.backoff.max_attempts, delay,
-            )
-            self.backoff.sleep(delay)
+            values = body.get("values")
+            if values is None:
+                return []
+            if not isinstance(values, list):
+                raise TwelveDataError(f"{req.describe()}: 'values' is not a list in the response")
+            return values
+
+        return self.with_retries(
+            attempt, vendor="TwelveData", secrets=secrets,
+            failed=lambda m: TwelveDataRequestFailed(f"{req.describe()}: {m}"), log=log,
+        )
 
     @staticmethod
     def _parse_datetime(value: dict, req: _Request) -> pd.Timestamp:

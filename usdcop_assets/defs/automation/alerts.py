@@ -1,9 +1,4 @@
-"""Operations: retries of the source-facing steps, and alerts on failed runs and stale layers.
-
-``SOURCE_RETRY_POLICY``
-    ``l0/ohlcv_m5`` and ``l0/macro_daily`` talk to vendors: a failed step is retried 3 times with an
-    exponential back-off and +/- jitter from ``USDCOP_RETRY_DELAY_SECONDS`` (default 10 s: ~10, 20,
-    40 s), read when the definitions load; ``0`` retries at once (tests, demos).
+"""Operations: alerts on failed runs and stale layers (the source steps' retry policy is in ``defs/policies.py``).
 
 ``run_failure_alert_sensor`` (run-failure sensor, every job of this code location)
     Once per failed run (Dagster's run-status cursor): job, run id, partition or partition range tags,
@@ -43,8 +38,8 @@ from dagster._core.events import DagsterEventType
 from dagster._core.instance.utils import RUNLESS_RUN_ID
 from dagster._time import get_current_datetime
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.settings import env_int
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import env_int
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +53,6 @@ RUN_FAILURE_SENSOR_NAME = "run_failure_alert_sensor"
 FRESHNESS_ALERT_SENSOR_NAME = "freshness_alert_sensor"
 _STATE_CHANGE = DagsterEventType.FRESHNESS_STATE_CHANGE  # written by the freshness daemon, runless
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
-
-
-# --- retries ------------------------------------------------------------------------------------
-
-
-
-
-from usdcop_assets.defs.policies import RETRY_DELAY_ENV, SOURCE_RETRY_POLICY, retry_delay_seconds, source_retry_policy  # noqa: E402,F401 (re-exported)
 
 
 # --- webhook ------------------------------------------------------------------------------------

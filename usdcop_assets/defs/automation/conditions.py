@@ -19,7 +19,7 @@ from usdcop_assets.defs.keys import PPO_MODEL
 from usdcop_assets.defs.keys import OBS_STATS
 from usdcop_assets.defs.quality.checks import NO_FAILED_BLOCKING_CHECK_UPSTREAM
 from usdcop_assets.defs.tags import CLI_TAG
-from usdcop_assets.settings import env_int
+from usdcop_assets.core.settings import env_int
 
 AUTOMATION_LOOKBACK = dt.timedelta(days=7)
 AUTOMATION_SENSOR = "automation_sensor"

@@ -24,7 +24,7 @@ The others start STOPPED, like the sensors: turn them on in the UI (Automation) 
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import MODEL_JOB, SESSION_JOB, STATS_JOB
 
 STOPPED = dg.DefaultScheduleStatus.STOPPED

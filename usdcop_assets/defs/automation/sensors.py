@@ -28,11 +28,11 @@ import os
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.clock import CLOCK_ENV, replay_clock  # noqa: F401 (re-exported)
 from usdcop_assets.defs.automation.jobs import SESSION_JOB
 from usdcop_assets.defs.partitions import history_start
-from usdcop_assets.settings import env_int
+from usdcop_assets.core.settings import env_int
 from usdcop_assets.sources import fetch_bars, require_available, resolve_source
 
 L0_KEY = dg.AssetKey(["l0", "ohlcv_m5"])

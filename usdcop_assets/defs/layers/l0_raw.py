@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets import clock
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
 from usdcop_assets.defs.windows import session_output
 from usdcop_assets.defs.partitions import session_partitions
@@ -17,7 +17,7 @@ from usdcop_assets.defs.policies import session_backfill_policy
     key=["l0", "ohlcv_m5"],
     partitions_def=session_partitions,
     backfill_policy=session_backfill_policy(),
-    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (alerts.py)
+    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (policies.py)
     io_manager_key="lake_io_manager",
     group_name="l0_raw",
     kinds={"parquet"},

@@ -4,8 +4,8 @@
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.defs.keys import L0_OHLCV, L1_OHLCV, L1_REJECTS  # noqa: F401 (re-exported)
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.defs.keys import L0_OHLCV, L1_OHLCV, L1_REJECTS
+from usdcop_assets.core import calendar as cal
 
 from usdcop_assets.defs.windows import session_output
 from usdcop_assets.defs.partitions import session_partitions

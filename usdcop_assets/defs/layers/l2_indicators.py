@@ -9,7 +9,7 @@ store the same bits (usdcop_assets/features/indicators.py).
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.defs.keys import L1_OHLCV, L2_INDICATORS  # noqa: F401 (re-exported)
+from usdcop_assets.defs.keys import L1_OHLCV, L2_INDICATORS
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
 from usdcop_assets.defs.windows import complete_from, lookback_input, own_window, session_output
 from usdcop_assets.defs.partitions import session_partitions

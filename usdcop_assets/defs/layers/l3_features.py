@@ -9,16 +9,10 @@ the observation config turns into 0 and counts.
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.defs.keys import L1_MACRO, L3_FEATURES  # noqa: F401 (re-exported)
+from usdcop_assets.defs.keys import L1_MACRO, L3_FEATURES
 from usdcop_assets.defs.keys import L1_OHLCV, L2_INDICATORS
 from usdcop_assets.defs.windows import lookback_input, own_window, session_output
-from usdcop_assets.features.engineering import (  # noqa: F401 (re-exported)
-    FEATURE_LOOKBACK_SESSIONS,
-    MACRO_LOOKBACK_DAYS,
-    build_features,
-    macro_daily_frame,
-    macro_zscores,
-)
+from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS, MACRO_LOOKBACK_DAYS, build_features, macro_daily_frame, macro_zscores
 from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.defs.policies import session_backfill_policy

@@ -9,14 +9,14 @@ docs/decisions/0003-observation-normalization.md); a session's observations use 
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.defs.keys import EPISODES, OBSERVATIONS, OBS_STATS  # noqa: F401 (re-exported)
+from usdcop_assets.defs.keys import EPISODES, OBSERVATIONS, OBS_STATS
 from usdcop_assets import clock
 from usdcop_assets.defs.keys import L3_FEATURES
 from usdcop_assets.defs.keys import L1_OHLCV
 from usdcop_assets.defs.windows import own_window, session_output
-from usdcop_assets.observation.builder import TRAILING, build_observations, load_config, obs_version, stats_from_frame, stats_to_frame  # noqa: F401
+from usdcop_assets.observation.builder import TRAILING, build_observations, load_config, obs_version, stats_from_frame, stats_to_frame
 from usdcop_assets.observation.normalization import fit_months, old_statistics_note, read_span
-from usdcop_assets.observation.episodes import build_episodes, next_bar_returns, pending_steps  # noqa: F401 (re-exported)
+from usdcop_assets.observation.episodes import build_episodes, pending_steps
 from usdcop_assets.defs.partitions import month_partitions, session_partitions
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.defs.policies import session_backfill_policy

@@ -2,8 +2,8 @@
 
 - ``l5/ppo_model`` (one partition per fold = calendar month, Bogota; run config ``PPOModelConfig`` overrides the
   environment-derived timesteps, seed and window lengths): trains on the L4 episodes strictly
-  before the month (``trading.folds.fold_windows``; scheme, window lengths from the environment), picks the
-  best checkpoint on the validation slice (``trading.training.train_fold``) and stores the artifact in the
+  before the month (``rl.folds.fold_windows``; scheme, window lengths from the environment), picks the
+  best checkpoint on the validation slice (``rl.training.train_fold``) and stores the artifact in the
   lake under ``models/ppo/<fold>/<version>/policy.safetensors`` + ``metadata.json``, where ``version`` is
   ``<fold>-<first 12 hex of the weights hash>``: the path is content-addressed by the policy weights, and
   the artifact's bytes are a function of the weights, so retraining to the same weights writes nothing
@@ -15,50 +15,38 @@
 
 Trust: the artifact's SHA-256 (``artifact_sha256``) is recorded outside the lake, in the warehouse row and
 in the materialization's Dagster metadata; ``load_fold_model`` checks the bytes against it before parsing
-them, and parsing reads tensors only (``trading.training.load_policy_artifact``: no unpickling), so a lake
+them, and parsing reads tensors only (``rl.training.load_policy_artifact``: no unpickling), so a lake
 writer can neither run code in the serving process nor swap the policy.
 The serving side (``l5/actions_m5``, the paper ledger) is in ``assets/serving.py``.
 
-Thin wiring only: the logic lives in ``usdcop_assets.trading``.
+Thin wiring only: the logic lives in ``usdcop_assets.rl``.
 """
 
 import dataclasses
 import datetime as dt
-import hashlib
-import os
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.windows import own_window
 from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
-from usdcop_assets.defs.registry import REGISTRY_TABLE, dagster_artifact_sha256, load_fold_model, registered_models  # noqa: F401 (re-exported)
+from usdcop_assets.defs.registry import REGISTRY_TABLE
 from usdcop_assets.observation.builder import obs_version
 from usdcop_assets.observation.normalization import read_month_stats
-from usdcop_assets.trading.live import live_costs, live_limits  # noqa: F401 (re-exported)
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.defs.partitions import history_start
-from usdcop_assets.defs.resources import LakeResource, WarehouseResource
-from usdcop_assets.settings import env_int
-from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.folds import fold_windows
-from usdcop_assets.trading.risk import RiskLimits
-from usdcop_assets.trading.training import TrainConfig, curve_markdown, load_policy_artifact, train_fold, weights_sha256
+from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.rl.costs import live_costs
+from usdcop_assets.rl.folds import fold_options_from_env, fold_windows, warm_sessions
+from usdcop_assets.rl.risk import live_limits
+from usdcop_assets.rl.training import TrainConfig, curve_markdown, train_config_from_env, train_fold
 
 MODELS_PREFIX = "models/ppo"
 ARTIFACT_NAME = "policy.safetensors"
 FOLD_OFFSET_MONTHS = 3  # the first fold starts this many months after the history start (some history to train on)
 
-SCHEME_ENV = "USDCOP_TRAIN_SCHEME"
-TIMESTEPS_ENV = "USDCOP_PPO_TIMESTEPS"
-SEED_ENV = "USDCOP_PPO_SEED"
-CHECKPOINTS_ENV = "USDCOP_PPO_CHECKPOINTS"
-N_STEPS_ENV = "USDCOP_PPO_N_STEPS"
-TRAIN_SESSIONS_ENV = "USDCOP_TRAIN_SESSIONS"
-VALID_SESSIONS_ENV = "USDCOP_VALID_SESSIONS"
-MIN_TRAIN_SESSIONS_ENV = "USDCOP_MIN_TRAIN_SESSIONS"
 
 
 def _fold_start_date(start: dt.date, months: int = FOLD_OFFSET_MONTHS) -> dt.date:
@@ -73,26 +61,6 @@ fold_partitions = dg.MonthlyPartitionsDefinition(
     timezone=cal.TZ_NAME,
     end_offset=1,
 )
-
-
-def train_config_from_env(env=os.environ) -> TrainConfig:
-    n_steps = env_int(N_STEPS_ENV, TrainConfig.n_steps, env=env)
-    return TrainConfig(
-        total_timesteps=env_int(TIMESTEPS_ENV, 50_000, env=env),
-        seed=env_int(SEED_ENV, 7, minimum=0, env=env),
-        n_checkpoints=env_int(CHECKPOINTS_ENV, TrainConfig.n_checkpoints, env=env),
-        n_steps=n_steps,
-        batch_size=min(TrainConfig.batch_size, n_steps),
-    )
-
-
-def fold_options_from_env(env=os.environ) -> dict:
-    return {
-        "scheme": env.get(SCHEME_ENV) or "expanding",
-        "train_sessions": env_int(TRAIN_SESSIONS_ENV, 250, env=env),
-        "valid_sessions": env_int(VALID_SESSIONS_ENV, 20, env=env),
-        "min_train_sessions": env_int(MIN_TRAIN_SESSIONS_ENV, 60, env=env),
-    }
 
 
 class PPOModelConfig(dg.Config):
@@ -120,13 +88,6 @@ def model_dir(fold_key: str, version: str) -> str:
     return f"{MODELS_PREFIX}/{fold_key}/{version}"
 
 
-def _warm_sessions(episodes: pd.DataFrame) -> list[str]:
-    if episodes.empty:
-        return []
-    warm = episodes.groupby("session")["warm"].all() if "warm" in episodes.columns else episodes.groupby("session").size() > 0
-    return sorted(warm[warm].index.astype(str))
-
-
 def normalization_summary(store, obs_config, episodes: pd.DataFrame, fold) -> dict:
     """How the fold's observations were normalized: the rule and each month's statistics version (metadata of the model)."""
     sessions = [str(d) for d in (*fold.train_sessions, *fold.valid_sessions)]
@@ -151,7 +112,7 @@ def l5_ppo_model(context: dg.AssetExecutionContext, config: PPOModelConfig, lake
     fold_key = context.partition_key
     fold_start, _ = own_window(context)
     episodes = lake.table("/".join(EPISODES.path)).read(None, fold_start)
-    fold = fold_windows(fold_key, _warm_sessions(episodes), **config.fold_options())  # ValueError: not enough history before the fold
+    fold = fold_windows(fold_key, warm_sessions(episodes), **config.fold_options())  # ValueError: not enough history before the fold
     config = config.train_config()  # the run config -> the trainer's settings
     obs_config = load_config()
     obs_stats = normalization_summary(lake.store(), obs_config, episodes, fold)

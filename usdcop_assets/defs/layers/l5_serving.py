@@ -4,11 +4,11 @@
   deterministic action of the model of the bar's fold (month), the position after the risk manager,
   the model version, an observation hash and the inference latency. The position held is an input of
   the next decision, so every run re-decides each session it touches *from the session's open*
-  (``trading.live.decide_session``, ~10 us a bar): the look-back input brings the session's earlier
+  (``rl.policy.decide_session``, ~10 us a bar): the look-back input brings the session's earlier
   observations, and a one-bar realtime run, a session range and a six-year backfill store the same
   rows. Nothing after a bar is read to decide it.
 - ``l5/paper_trades`` and ``l5/paper_positions`` (5-minute partitions, warehouse + lake): the actions as
-  simulated fills (``trading.paper``): the decision at bar t's close fills at bar t+1's open with the
+  simulated fills (``rl.paper``): the decision at bar t's close fills at bar t+1's open with the
   configured costs; positions are marked at each bar's close.
 
 Never a silent trade: a bar whose fold has no model, whose model was trained on another observation
@@ -24,21 +24,21 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.defs.keys import ACTIONS, PAPER_POSITIONS, PAPER_TRADES  # noqa: F401 (re-exported)
+from usdcop_assets.defs.keys import ACTIONS, PAPER_POSITIONS, PAPER_TRADES
 from usdcop_assets.defs.keys import L1_OHLCV
 from usdcop_assets.defs.windows import own_window, session_output
 from usdcop_assets.defs.keys import PPO_MODEL
-from usdcop_assets.defs.registry import policy_for, registered_models  # noqa: F401 (policy_for re-exported)
-from usdcop_assets.trading.live import live_costs, live_limits
+from usdcop_assets.defs.registry import policy_for, registered_models
+from usdcop_assets.rl.costs import live_costs
+from usdcop_assets.rl.risk import live_limits
 from usdcop_assets.defs.keys import OBSERVATIONS
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
-# the decision itself is pure (trading/decisions.py), shared with the live process; names re-exported
-from usdcop_assets.trading.decisions import ACTION_COLUMNS, FLAT_VERSION, decide_bars, fold_of_session, obs_hashes, obs_matrix  # noqa: F401
-from usdcop_assets.trading.live import PolicyFunction  # noqa: F401 (re-exported)
-from usdcop_assets.trading.paper import paper_ledger
-from usdcop_assets.trading.risk import describe_flags
+# the decision itself is pure (rl/decisions.py), shared with the live process
+from usdcop_assets.rl.decisions import decide_bars
+from usdcop_assets.rl.paper import paper_ledger
+from usdcop_assets.rl.risk import describe_flags
 from usdcop_assets.defs.policies import session_backfill_policy
 
 

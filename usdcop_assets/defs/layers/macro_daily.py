@@ -1,6 +1,6 @@
 """L0: daily macro observations in long form, as the source(s) gave them (``l0/macro_daily``).
 
-Thin on purpose: the source choice, reading and conforming live in ``usdcop_assets.sources.macro``.
+Thin on purpose: the source choice, reading and conforming live in ``usdcop_assets.sources.macro_sources``.
 (No ``from __future__ import annotations`` here: Dagster inspects the context annotation at runtime.)
 """
 
@@ -10,11 +10,11 @@ import os
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
-from usdcop_assets.settings import env_int
-from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, macro_partitions  # noqa: F401 (re-exported)
-from usdcop_assets.sources.macro import FRED_KEY_ENV, fetch_macro, resolve_macro_source, source_label
+from usdcop_assets.core.settings import env_int
+from usdcop_assets.defs.partitions import macro_partitions
+from usdcop_assets.sources.macro_sources import FRED_KEY_ENV, fetch_macro, resolve_macro_source, source_label
 
 # Daily windows are Bogota calendar days [00:00, 24:00) starting MACRO_WARMUP_DAYS before the bar
 # history (partitions.py): each holds exactly the rows of its date (their ``time`` is 00:00 Bogota).
@@ -31,7 +31,7 @@ def _window_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     key=["l0", "macro_daily"],
     partitions_def=macro_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (alerts.py)
+    retry_policy=SOURCE_RETRY_POLICY,  # a vendor hiccup: 3 retries, exponential back-off (policies.py)
     io_manager_key="lake_io_manager",
     group_name="l0_raw",
     kinds={"parquet"},

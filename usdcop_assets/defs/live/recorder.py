@@ -25,8 +25,8 @@ import pandas as pd
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.execution.api import create_execution_plan
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.frames import data_version
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.frames import data_version
 from usdcop_assets.gaps import bar_summary
 from usdcop_assets.live.session import ACTIONS, L0, SessionRows
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.engineering import MACRO_LOOKBACK_DAYS
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, lookback_start_day
 from usdcop_assets.observation.builder import build_observations, load_config
@@ -29,7 +29,7 @@ from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.quality import rules
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.defs.tags import CLI_TAG
-from usdcop_assets.warehouse.tables import table_spec
+from usdcop_assets.storage.warehouse.tables import table_spec
 
 GAP = "bars_complete"
 CONSERVATION = "conservation"

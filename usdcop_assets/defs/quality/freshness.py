@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 
 BAR_DEADLINE_CRON = "9-59/5 8-12 * * 1-5"
 BAR_LOWER_BOUND = dt.timedelta(minutes=cal.BAR_MINUTES)

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.live.parity import session_parity
 from usdcop_assets.live.session import LIVE_ASSETS, LayerSpec
-from usdcop_assets.live.store import LiveStore
+from usdcop_assets.live.live_store import LiveStore
 from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 

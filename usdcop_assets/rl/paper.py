@@ -22,8 +22,8 @@ import math
 
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.trading.costs import CostConfig
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.rl.costs import CostConfig
 
 TRADE_COLUMNS = ["time", "symbol", "fill_at", "session", "decided_at", "side", "quantity", "position_after", "price", "fill_price",
                  "cost", "realized_pnl", "model_version"]

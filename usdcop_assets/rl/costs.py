@@ -13,9 +13,12 @@ Pure numpy; no Dagster, no pandas.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from usdcop_assets.core.calendar import BARS_PER_SESSION
 
 
 @dataclass(frozen=True)
@@ -68,3 +71,25 @@ def session_codes(session_ids) -> np.ndarray:
     codes = np.cumsum(session_starts(session_ids))
     codes -= 1
     return codes
+
+
+def live_costs() -> CostConfig:
+    """The costs of training, live risk and backtest (one definition)."""
+    return CostConfig()
+
+
+# The annualisation of bar returns, shared by training's validation Sharpe and the backtest metrics
+# (backtest/metrics.py imports them from here: backtest may import rl/, never the reverse).
+SESSIONS_PER_YEAR = 252
+BARS_PER_YEAR = BARS_PER_SESSION * SESSIONS_PER_YEAR
+
+
+def sharpe(bar_pnl, periods_per_year: float = BARS_PER_YEAR) -> float:
+    x = np.asarray(bar_pnl, dtype="float64")
+    if len(x) < 2:
+        return float("nan")
+    return annualized_sharpe(float(x.mean()), float(x.std(ddof=1)), periods_per_year)
+
+
+def annualized_sharpe(mean: float, sd: float, periods_per_year: float) -> float:
+    return float(mean / sd * math.sqrt(periods_per_year)) if sd > 0 else float("nan")

@@ -36,8 +36,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from usdcop_assets.lake.store import ObjectStore
-from usdcop_assets.settings import env_int
+from usdcop_assets.storage.lake.store import ObjectStore
+from usdcop_assets.core.settings import env_int
 
 PREFIX = "_leases/dates/"
 TTL_ENV = "USDCOP_LEASE_TTL_SECONDS"

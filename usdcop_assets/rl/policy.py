@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.risk import INVALID, RiskLimits, RiskState
+from usdcop_assets.rl.costs import CostConfig
+from usdcop_assets.rl.risk import INVALID, RiskLimits, RiskState
 
 _ACTIVATIONS = {"Tanh": np.tanh, "ReLU": lambda x: np.maximum(x, 0, dtype=x.dtype), "Identity": lambda x: x}
 
@@ -98,7 +98,7 @@ class SessionDecisions:
     raw_action: np.ndarray  # the policy's output (NaN where the bar had no usable observation)
     target: np.ndarray  # the action clipped to [-1, 1]
     position: np.ndarray  # after the risk manager: what is held from the bar's close to the next
-    risk_flags: np.ndarray  # bitmask (trading.risk)
+    risk_flags: np.ndarray  # bitmask (rl.risk)
     invalid_obs: np.ndarray  # bars whose observation was not finite (flat)
 
 
@@ -147,12 +147,3 @@ def decide_session(policy: PolicyFunction, obs, time_frac, bar_returns, is_last,
             state.realize(r if np.isfinite(r) else 0.0)
         held = p
     return SessionDecisions(raw_action=raw, target=target, position=position, risk_flags=flags, invalid_obs=~finite)
-
-
-def live_costs() -> CostConfig:
-    """The costs of training, live risk and backtest (one definition)."""
-    return CostConfig()
-
-
-def live_limits() -> RiskLimits:
-    return RiskLimits()

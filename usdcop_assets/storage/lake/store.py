@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from usdcop_assets.settings import LAKE_ENV, ConfigError, LakeLocation, env_int
+from usdcop_assets.core.settings import LAKE_ENV, ConfigError, LakeLocation, env_int
 
 
 class LakeUnavailable(RuntimeError):

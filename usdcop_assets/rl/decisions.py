@@ -17,11 +17,11 @@ import time as _time
 import numpy as np
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.observation.episodes import next_bar_returns
-from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.live import decide_session
-from usdcop_assets.trading.risk import RiskLimits
+from usdcop_assets.rl.costs import CostConfig
+from usdcop_assets.rl.policy import decide_session
+from usdcop_assets.rl.risk import RiskLimits
 
 FLAT_VERSION = "none (flat)"
 ACTION_COLUMNS = ["time", "symbol", "session", "step", "raw_action", "target", "position", "risk_flags", "model_version", "fold",

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from usdcop_assets.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.synthetic import _log_level, _splitmix64
 

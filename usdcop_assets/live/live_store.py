@@ -19,14 +19,14 @@ import time
 
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS
 from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS
-from usdcop_assets.lake.session_table import MANIFEST_FILE, SessionTable
+from usdcop_assets.storage.lake.session_table import MANIFEST_FILE, SessionTable
 from usdcop_assets.live.session import L0, LayerSpec, SessionRows, WarmState, lookback_window, macro_window
 from usdcop_assets.observation.builder import ObservationConfig
 from usdcop_assets.observation.normalization import month_key, month_start, read_month_stats
-from usdcop_assets.trading.decisions import fold_of_session
+from usdcop_assets.rl.decisions import fold_of_session
 
 JOURNAL_PREFIX = "live"
 MACRO_DATASET = "l1/macro_daily"

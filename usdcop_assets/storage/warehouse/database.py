@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from usdcop_assets.market_calendar import as_utc
-from usdcop_assets.settings import WAREHOUSE_ENV, mask_url, scrub_secrets
-from usdcop_assets.warehouse.tables import TableSpec, table_spec
+from usdcop_assets.core.calendar import as_utc
+from usdcop_assets.core.settings import WAREHOUSE_ENV, mask_url, scrub_secrets
+from usdcop_assets.storage.warehouse.tables import TableSpec, table_spec
 
 SQL_DIR_ENV = "USDCOP_SQL_DIR"
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"  # fixed width, so text order = time order
@@ -55,7 +55,7 @@ class WarehouseUnavailable(RuntimeError):
 
 def sql_dir() -> Path:
     override = os.environ.get(SQL_DIR_ENV)
-    path = Path(override) if override else Path(__file__).resolve().parents[2] / "sql"
+    path = Path(override) if override else Path(__file__).resolve().parents[3] / "sql"
     if not (path / "tables").is_dir():
         raise FileNotFoundError(f"DDL directory {path}/tables not found; set {SQL_DIR_ENV} to the project's sql/ folder")
     return path

@@ -19,12 +19,14 @@ Pure Python/pandas; no Dagster.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import asdict, dataclass
 from typing import Iterable, Literal
 
 import pandas as pd
 
-from usdcop_assets import market_calendar as cal
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import env_int
 
 FOLD_KEY_FORMAT = "%Y-%m"
 SCHEMES = ("expanding", "rolling")
@@ -150,3 +152,25 @@ def fold_windows(
         train_sessions=tuple(train),
         valid_sessions=tuple(valid),
     )
+
+
+SCHEME_ENV = "USDCOP_TRAIN_SCHEME"
+TRAIN_SESSIONS_ENV = "USDCOP_TRAIN_SESSIONS"
+VALID_SESSIONS_ENV = "USDCOP_VALID_SESSIONS"
+MIN_TRAIN_SESSIONS_ENV = "USDCOP_MIN_TRAIN_SESSIONS"
+
+
+def fold_options_from_env(env=os.environ) -> dict:
+    return {
+        "scheme": env.get(SCHEME_ENV) or "expanding",
+        "train_sessions": env_int(TRAIN_SESSIONS_ENV, 250, env=env),
+        "valid_sessions": env_int(VALID_SESSIONS_ENV, 20, env=env),
+        "min_train_sessions": env_int(MIN_TRAIN_SESSIONS_ENV, 60, env=env),
+    }
+
+
+def warm_sessions(episodes: pd.DataFrame) -> list[str]:
+    if episodes.empty:
+        return []
+    warm = episodes.groupby("session")["warm"].all() if "warm" in episodes.columns else episodes.groupby("session").size() > 0
+    return sorted(warm[warm].index.astype(str))

@@ -20,8 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from usdcop_assets import market_calendar as cal
-from usdcop_assets.lake.store import ObjectStore
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.storage.lake.store import ObjectStore
 
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"

@@ -25,7 +25,7 @@ TABLES: dict[str, TableSpec] = {
         # rows an import could place in no session partition (usdcop import), beside the rejects
         TableSpec("ohlcv_m5_unplaced", key=("time", "symbol", "row_hash"), timestamp_columns=("time", "ingested_at")),
         TableSpec("usdcop_m5_indicators", key=("time", "symbol"), timestamp_columns=("time", "lookback_start")),
-        # macro_indicators_daily: owned by the L1 macro asset (assets/macro.py); timestamps per its DDL
+        # macro_indicators_daily: owned by the L1 macro asset (defs/layers/macro_daily.py); timestamps per its DDL
         # (every catalog indicator's <name>_known_at; test_macro_l1 checks this list against the catalog)
         TableSpec("macro_indicators_daily", key=("time",), timestamp_columns=("time", *(f"{n}_known_at" for n in (
             "dxy", "vix", "embi_col", "usdmxn", "usdclp", "wti", "brent", "gold", "coffee", "ust10y", "ust2y",

@@ -33,8 +33,8 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 
-from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.risk import RiskLimits, RiskState
+from usdcop_assets.rl.costs import CostConfig
+from usdcop_assets.rl.risk import RiskLimits, RiskState
 
 EXTRA_FEATURES = ("position", "time_frac")
 
@@ -92,7 +92,7 @@ class SessionEpisodes:
         """
         import pandas as pd
 
-        from usdcop_assets import market_calendar as cal
+        from usdcop_assets.core import calendar as cal
         from usdcop_assets.observation.builder import load_config, observation_matrix
 
         config = config or load_config()

@@ -1,4 +1,4 @@
-"""Small helpers shared by the vendor HTTP clients: retry backoff and secret redaction.
+"""Small helpers shared by the vendor HTTP clients: the one retry loop, retry backoff and secret redaction.
 
 - :class:`Backoff` gives exponential backoff with *full jitter* (delay = U(0, min(cap, base * 2**n))),
   with ``sleep`` and ``rand`` injectable so tests run instantly and deterministically.
@@ -44,6 +44,13 @@ def redact(text, secrets: Iterable[str | None]) -> str:
     for form in sorted(forms, key=len, reverse=True):
         out = out.replace(form, MASK)
     return _QUERY_KEY_RE.sub(r"\1" + MASK, out)
+
+
+class TransientError(Exception):
+    """Raised by one attempt of :meth:`VendorHttpClient.with_retries` for a failure worth retrying (5xx, 429)."""
+
+
+AGAIN = object()  # returned by an attempt to repeat it at once, uncounted (a rate limit the caller waits out itself)
 
 
 class VendorError(RuntimeError):
@@ -117,7 +124,7 @@ def install_httpx_log_redaction() -> None:
 class VendorHttpClient:
     """The HTTP plumbing both vendor clients share: an owned or injected ``httpx.Client``, the backoff
     policy, an injectable clock, a request counter, and ``close``/context-manager support. The retry
-    loops themselves stay in each client (TwelveData's rotates keys and honours rate limits)."""
+    loop is :meth:`with_retries`; each client supplies one attempt (TwelveData's rotates keys and honours rate limits)."""
 
     def __init__(
         self,
@@ -141,6 +148,43 @@ class VendorHttpClient:
         self._owns_client = client is None
         self._http = client or httpx.Client(timeout=timeout, transport=transport)
         self.requests_made = 0
+
+    def with_retries(
+        self,
+        attempt: Callable[[], object],
+        *,
+        vendor: str,
+        secrets: Iterable[str | None],
+        failed: Callable[[str], Exception],
+        log: logging.Logger,
+    ):
+        """The retry loop of both vendor clients. ``attempt()`` makes one request and returns its result, returns
+        :data:`AGAIN` to repeat at once without counting, or raises :class:`TransientError`; timeouts and
+        connection errors are transient too, any other exception propagates. After ``max_attempts`` transient
+        failures ``failed(message)`` is raised."""
+        retries = 0
+        while True:
+            try:
+                result = attempt()
+            except httpx.TimeoutException as exc:
+                cause = f"timeout after {self.timeout:g} s ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                cause = f"connection error ({type(exc).__name__}: {redact(exc, secrets)})"
+            except TransientError as exc:
+                cause = str(exc)
+            else:
+                if result is AGAIN:
+                    continue
+                return result
+            retries += 1
+            if retries >= self.backoff.max_attempts:
+                raise failed(f"failed after {retries} attempts; last cause: {cause}") from None
+            delay = self.backoff.delay(retries - 1)
+            log.warning(
+                "%s request failed (%s), attempt %d of %d; retrying in %.2f s",
+                vendor, cause, retries, self.backoff.max_attempts, delay,
+            )
+            self.backoff.sleep(delay)
 
     def close(self) -> None:
         if self._owns_client:
@@ -172,7 +216,7 @@ def check_base_url(raw: str, var: str, secrets: Iterable[str] = ()) -> str:
     a ConfigError naming ``var`` otherwise: over plain http the API key would cross the network in clear."""
     from urllib.parse import urlsplit
 
-    from usdcop_assets.settings import ConfigError
+    from usdcop_assets.core.settings import ConfigError
 
     parts = urlsplit(raw)
     try:

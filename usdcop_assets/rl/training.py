@@ -38,6 +38,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -45,11 +46,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.backtest import metrics as M
-from usdcop_assets.trading.costs import CostConfig
-from usdcop_assets.trading.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv
-from usdcop_assets.trading.folds import Fold
-from usdcop_assets.trading.risk import RiskLimits
+from usdcop_assets.rl.costs import CostConfig, sharpe
+from usdcop_assets.rl.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv
+from usdcop_assets.rl.folds import Fold
+from usdcop_assets.rl.risk import RiskLimits
+from usdcop_assets.core.settings import env_int
 
 ARTIFACT_FORMAT = "usdcop-ppo-v2"  # v2: weights-only safetensors artifact (v1 was the SB3 zip)
 POLICY_FORMAT = "usdcop-ppo-policy-v1"  # the safetensors header's __metadata__["format"]
@@ -415,7 +416,7 @@ def evaluate(model, episodes: SessionEpisodes, env_config: EnvConfig) -> dict:
     per_session = frame.groupby("session", sort=False)["reward"].sum()
     return {
         "mean_reward": float(per_session.mean()),
-        "sharpe": M.sharpe(pnl),
+        "sharpe": sharpe(pnl),
         "total_log_return": float(pnl.sum()),
         "turnover": float(np.abs(np.diff(np.r_[0.0, frame["position"].to_numpy()])).sum()),
     }
@@ -577,3 +578,20 @@ def curve_markdown(curve: list[dict]) -> str:
         lines.append(f"| {r['checkpoint']} | {r['timesteps']} | {fmt(r['train_mean_reward'])} | {fmt(r['valid_sharpe'])} | "
                      f"{fmt(r['valid_mean_reward'])} | {'✓' if r.get('selected') else ''} |")
     return "\n".join(lines)
+
+
+TIMESTEPS_ENV = "USDCOP_PPO_TIMESTEPS"
+SEED_ENV = "USDCOP_PPO_SEED"
+CHECKPOINTS_ENV = "USDCOP_PPO_CHECKPOINTS"
+N_STEPS_ENV = "USDCOP_PPO_N_STEPS"
+
+
+def train_config_from_env(env=os.environ) -> TrainConfig:
+    n_steps = env_int(N_STEPS_ENV, TrainConfig.n_steps, env=env)
+    return TrainConfig(
+        total_timesteps=env_int(TIMESTEPS_ENV, 50_000, env=env),
+        seed=env_int(SEED_ENV, 7, minimum=0, env=env),
+        n_checkpoints=env_int(CHECKPOINTS_ENV, TrainConfig.n_checkpoints, env=env),
+        n_steps=n_steps,
+        batch_size=min(TrainConfig.batch_size, n_steps),
+    )

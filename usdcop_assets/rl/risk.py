@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from usdcop_assets.trading.costs import CostConfig, session_starts
+from usdcop_assets.rl.costs import CostConfig, session_starts
 
 CLIPPED = 1
 DAILY_STOP = 2
@@ -269,3 +269,8 @@ def _apply_loop(targets: np.ndarray, rets: np.ndarray, new: np.ndarray, last: np
         out_p[t] = target
         out_f[t] = f
     return np.asarray(out_p, dtype="float64"), np.asarray(out_f, dtype="uint8")
+
+
+def live_limits() -> RiskLimits:
+    """The risk limits of training, live risk and backtest (one definition)."""
+    return RiskLimits()

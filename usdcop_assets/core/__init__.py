@@ -1,0 +1,1 @@
+"""Core: the market calendar, settings from the environment and frame helpers every other package uses (pure; no Dagster)."""
