@@ -86,7 +86,12 @@ def test_doctor_masks_secrets_and_reports_reachability(usdcop_env, pg_url, monke
     result = _invoke("doctor")
     assert result.exit_code == 0, result.output
     assert "hunter2-secret" not in result.output and "***" in result.output
-    assert "plain PostgreSQL (timescaledb extension not available)" in result.output
+    # the storage line says what this server has (the DDL behind it: test_warehouse's TimescaleDB test)
+    with sa.create_engine(pg_url).connect() as conn:
+        timescale = conn.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").first()
+    expected = ("TimescaleDB hypertables with compression and retention" if timescale
+                else "plain PostgreSQL (timescaledb extension not available)")
+    assert expected in result.output
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,10 +1,12 @@
 """Backtest engine, metrics and baselines (pure numpy/pandas; no Dagster)."""
 
+import datetime as dt
 import math
 
 import numpy as np
 import pytest
 
+from usdcop_assets import market_calendar as cal
 from usdcop_assets.backtest import (BARS_PER_YEAR, SESSIONS_PER_YEAR, all_baselines, backtest_actions, bootstrap_sharpe_ci,
                                     bootstrap_sharpe_diff_ci, buy_and_hold, compare, flat, performance, run_backtest,
                                     sma_crossover)
@@ -13,8 +15,11 @@ from usdcop_assets.trading import CostConfig, RiskLimits
 NO_COST = CostConfig(0.0, 0.0)
 
 
-def test_annualisation_constants():
-    assert BARS_PER_YEAR == 60 * 252 and SESSIONS_PER_YEAR == 252
+def test_annualisation_constants_follow_the_calendar():
+    assert BARS_PER_YEAR == SESSIONS_PER_YEAR * len(cal.session_bars(dt.date(2025, 3, 4)))
+    # the 252-day convention, within 5% of the sessions a Bogota year actually has (242-246 in 2020-2026)
+    per_year = [len(cal.trading_days(dt.date(y, 1, 1), dt.date(y, 12, 31))) for y in range(2020, 2027)]
+    assert all(abs(SESSIONS_PER_YEAR / n - 1) < 0.05 for n in per_year), per_year
 
 
 def test_action_at_t_earns_t_to_t_plus_1_only():

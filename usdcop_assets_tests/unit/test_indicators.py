@@ -87,10 +87,10 @@ def window_rows(bars: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
 
 
 def test_lookback_start_counts_trading_sessions():
-    assert LOOKBACK_SESSIONS == 5
     # 2024-01-09 (Tue); 2024-01-08 is a Colombian holiday (Reyes Magos): 4 sessions back is 2024-01-02.
     t = pd.Timestamp("2024-01-09 10:00", tz=cal.TZ_NAME)
     assert lookback_start(t) == pd.Timestamp("2024-01-02 08:00", tz=cal.TZ_NAME)
+    assert len(cal.trading_days(dt.date(2024, 1, 2), dt.date(2024, 1, 9))) == LOOKBACK_SESSIONS  # t's own included
     assert lookback_start(t).tz is not None
     # Monday: the window reaches back over the weekend to the previous Tuesday.
     assert lookback_start(pd.Timestamp("2024-02-05 08:00", tz=cal.TZ_NAME)) == pd.Timestamp("2024-01-30 08:00", tz=cal.TZ_NAME)

@@ -1,7 +1,6 @@
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-import holidays
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,13 +10,22 @@ from usdcop_assets import market_calendar as cal
 BOGOTA = ZoneInfo("America/Bogota")
 
 
-def test_holidays_come_from_the_holidays_package():
-    expected = sorted(holidays.Colombia(years=range(2020, 2027)).keys())
-    assert cal.colombian_holidays(2020, 2026) == expected
-    # a few well-known ones, fixed and moved (Ley Emiliani) and Easter-based
-    assert dt.date(2025, 1, 6) in expected  # Reyes Magos, moved to Monday
-    assert dt.date(2024, 3, 28) in expected  # Jueves Santo
-    assert dt.date(2023, 12, 25) in expected
+# Colombia's 2025 public holidays as published (Ley Emiliani moves most to the next Monday): a referee
+# independent of the holidays package the calendar reads. 20 July falls on a Sunday.
+HOLIDAYS_2025 = [
+    dt.date(2025, 1, 1), dt.date(2025, 1, 6), dt.date(2025, 3, 24), dt.date(2025, 4, 17), dt.date(2025, 4, 18),
+    dt.date(2025, 5, 1), dt.date(2025, 6, 2), dt.date(2025, 6, 23), dt.date(2025, 6, 30), dt.date(2025, 7, 20),
+    dt.date(2025, 8, 7), dt.date(2025, 8, 18), dt.date(2025, 10, 13), dt.date(2025, 11, 3), dt.date(2025, 11, 17),
+    dt.date(2025, 12, 8), dt.date(2025, 12, 25),
+]
+
+
+def test_2025_holidays_and_sessions_match_the_published_list():
+    assert cal.colombian_holidays(2025, 2025) == HOLIDAYS_2025
+    year = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(365)]
+    sessions = [d for d in year if d.weekday() < 5 and d not in HOLIDAYS_2025]
+    assert cal.trading_days(dt.date(2025, 1, 1), dt.date(2025, 12, 31)) == sessions
+    assert len(sessions) == 245  # 261 weekdays, 16 of them holidays
 
 
 def test_no_bars_on_any_holiday_2020_2026():

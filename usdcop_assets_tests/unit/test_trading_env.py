@@ -1,7 +1,6 @@
 """Trading environment and risk manager (pure numpy/gymnasium; no Dagster)."""
 
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -263,15 +262,6 @@ def test_riskstate_guards_order():
     s.decide(0.5, "a", False)
     with pytest.raises(RuntimeError):
         s.decide(0.5, "a", False)
-
-
-def test_apply_risk_is_fast():
-    rng = np.random.default_rng(0)
-    n = 90_000
-    ids = np.repeat(np.arange(n // 60), 60)
-    t0 = time.perf_counter()
-    apply_risk(rng.uniform(-1, 1, n), rng.normal(0, 1e-3, n), ids, None, RiskLimits(daily_loss_stop=0.01, max_drawdown=0.05), CostConfig())
-    assert time.perf_counter() - t0 < 0.5
 
 
 def test_env_uses_the_same_risk_manager():

@@ -7,7 +7,6 @@ import datetime as dt
 import logging
 import math
 import socket
-import time
 
 import numpy as np
 import pandas as pd
@@ -325,12 +324,11 @@ def test_a_timeout_is_retried(server, clock):
     bars, start, end = window(60)
     server.set_bars(synthetic_bars(bars, defects=False))
     server.script(200, ok([]), delay=1.0)  # slower than the client's 0.3 s timeout
-    t0 = time.monotonic()
     with make_client(server, clock, timeout=0.3) as client:
         frame = client.fetch_bars(start, end)
+    # the slow answer was abandoned (a second request) and retried after one back-off on the fake clock
     assert len(frame) == 60 and len(server.requests) == 2
     assert len(clock.sleeps) == 1
-    assert time.monotonic() - t0 < 3
 
 
 def test_connection_errors_are_retried_then_named(clock):
