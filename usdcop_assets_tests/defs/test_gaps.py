@@ -14,7 +14,7 @@ from usdcop_assets.defs.automation.jobs import SESSION_JOB, job_check_keys, laye
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.quality.checks import GAP
 from usdcop_assets.sources.synthetic import synthetic_bars
-from usdcop_assets_tests.vendor_server import VendorServer
+from usdcop_assets.testing.vendor_server import VendorServer
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

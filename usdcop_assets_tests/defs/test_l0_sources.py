@@ -15,7 +15,7 @@ from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.settings import ConfigError
 from usdcop_assets.sources import AVAILABLE, L0_COLUMNS, fetch_bars, fetch_bars_with_summary, require_available
 from usdcop_assets.sources.synthetic import synthetic_bars
-from usdcop_assets_tests.vendor_server import TD_PATH, VendorServer
+from usdcop_assets.testing.vendor_server import TD_PATH, VendorServer
 
 KEYS = ("FAKE-TD-KEY-0001", "FAKE-TD-KEY-0002")
 DAY = dt.date(2025, 3, 5)

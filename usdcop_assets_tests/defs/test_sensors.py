@@ -25,7 +25,7 @@ from usdcop_assets.defs.automation.sensors import (
 from usdcop_assets.settings import ConfigError
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.defs.test_gaps import full_definitions
-from usdcop_assets_tests.vendor_server import TD_PATH, VendorServer
+from usdcop_assets.testing.vendor_server import TD_PATH, VendorServer
 
 L0 = dg.AssetKey(["l0", "ohlcv_m5"])
 KEY = "FAKE-SENSOR-KEY"

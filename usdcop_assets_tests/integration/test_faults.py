@@ -35,7 +35,7 @@ from usdcop_assets.lake.store import LocalObjectStore, S3ObjectStore
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.fault_helpers import FaultProxy, http_request_cut, pg_write_cut
-from usdcop_assets_tests.vendor_server import TD_PATH, VendorServer
+from usdcop_assets.testing.vendor_server import TD_PATH, VendorServer
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

@@ -32,7 +32,7 @@ from usdcop_assets.live.parity import session_parity
 from usdcop_assets.live.session import LIVE_ASSETS
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.live_helpers import DAY, NEXT_DAY, SimClock, backfilled_home, install_model, platform_env, run_session_batch
-from usdcop_assets_tests.vendor_server import VendorServer
+from usdcop_assets.testing.vendor_server import VendorServer
 
 OPEN, CLOSE = cal.session_open(DAY), cal.session_end(DAY)
 MINUTE = pd.Timedelta(minutes=1)

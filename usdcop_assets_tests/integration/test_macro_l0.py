@@ -32,7 +32,7 @@ from usdcop_assets.sources.macro import (
 )
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets_tests.shared_data import SHARED_DATA
-from usdcop_assets_tests.vendor_server import FRED_PATH, VendorServer
+from usdcop_assets.testing.vendor_server import FRED_PATH, VendorServer
 
 pytestmark = pytest.mark.shared_data
 

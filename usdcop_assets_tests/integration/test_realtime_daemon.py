@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets_tests.realtime_harness import replay
+from usdcop_assets.testing.realtime_replay import replay
 
 pytestmark = pytest.mark.daemon
 

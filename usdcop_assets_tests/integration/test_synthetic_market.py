@@ -26,15 +26,13 @@ import pandas as pd
 import pytest
 
 from usdcop_assets import market_calendar as cal
-from usdcop_assets.backtest import metrics
-from usdcop_assets.backtest.baselines import sma_crossover
-from usdcop_assets.backtest.engine import run_backtest
 from usdcop_assets.refine.standardize import standardize_bars
 from usdcop_assets.settings import ConfigError
 from usdcop_assets.sources import conform_l0, fetch_bars, require_available
 from usdcop_assets.sources.stylized_facts import facts
 from usdcop_assets.sources.synthetic import defect_kinds, synthetic_bars
-from usdcop_assets.trading.costs import CostConfig, last_of_session
+from usdcop_assets.trading.costs import CostConfig
+from usdcop_assets.testing.simple_rules import rule_sharpes
 from usdcop_assets_tests.shared_data import SHARED_BARS
 
 pytestmark = pytest.mark.shared_data
@@ -80,41 +78,14 @@ def test_overnight_gaps_and_level(real, synth):
     assert 2500 < synth["level_min"] and synth["level_max"] < 6000
 
 
-def _bar_frame(bars: pd.DataFrame):
-    """Session ids, closes and next-bar log returns (0 at a session's last bar) of a clean grid."""
-    session = cal.session_dates(bars["time"]).astype(str).to_numpy(dtype=object)
-    close = bars["close"].to_numpy()
-    nxt = np.r_[np.diff(np.log(close)), 0.0]
-    nxt[last_of_session(session)] = 0.0
-    bar = ((pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ).hour - 8) * 12
-           + pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ).minute // 5).to_numpy()
-    return session, close, nxt, bar
-
-
-def _rules(close, session, bar) -> dict[str, np.ndarray]:
-    rules = {f"sma_{f}_{s}": sma_crossover(close, session, f, s) for f, s in ((5, 20), (10, 50), (3, 12), (20, 50))}
-    last = last_of_session(session)
-    rules["long_first_hour"] = np.where((bar < 12) & ~last, 1.0, 0.0)
-    rules["short_last_hour"] = np.where((bar >= 48) & ~last, -1.0, 0.0)
-    rules["first_long_last_short"] = rules["long_first_hour"] + rules["short_last_hour"]
-    rules["long_midday"] = np.where((bar >= 12) & (bar < 48), 1.0, 0.0)
-    return rules
-
-
-def _sharpes(bars: pd.DataFrame, costs: CostConfig) -> dict[str, float]:
-    session, close, nxt, bar = _bar_frame(bars)
-    return {name: metrics.sharpe(run_backtest(pos, nxt, session, costs)["pnl"].to_numpy())
-            for name, pos in _rules(close, session, bar).items()}
-
-
 def test_no_simple_rule_is_a_free_lunch_on_a_year():
     year = synthetic_bars(cal.expected_bars_between_dates(dt.date(2025, 1, 1), dt.date(2025, 12, 31)), defects=False)
-    net = _sharpes(year, CostConfig())
+    net = rule_sharpes(year, CostConfig())
     assert max(net.values()) <= 1.0, net
 
 
 def test_no_simple_rule_has_an_edge_before_costs(six_years):
-    gross = _sharpes(six_years, CostConfig(spread_bps=0.0, slippage_bps=0.0))
+    gross = rule_sharpes(six_years, CostConfig(spread_bps=0.0, slippage_bps=0.0))
     assert max(gross.values()) <= 1.0, gross  # nothing to harvest
     # Rules too slow to trade the bid-ask bounce have no edge either way; fast crossovers (3/12, 5/20)
     # buy the upticks the bounce then takes back, so they lose before costs, as on any bouncing feed.

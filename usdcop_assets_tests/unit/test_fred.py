@@ -19,7 +19,7 @@ from usdcop_assets.sources.fred import (
     FredError,
     FredRequestFailed,
 )
-from usdcop_assets_tests.vendor_server import FRED_PATH, VendorServer
+from usdcop_assets.testing.vendor_server import FRED_PATH, VendorServer
 
 KEY = "FRED-KEY-SECRET-ZZZ"
 RETRIEVED = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone.utc)

@@ -26,7 +26,7 @@ from usdcop_assets.sources.twelvedata import (
     TwelveDataRequestFailed,
     min_requests,
 )
-from usdcop_assets_tests.vendor_server import NO_DATA, OUT_OF_DAY, OUT_OF_MINUTE, TD_PATH, VendorServer
+from usdcop_assets.testing.vendor_server import NO_DATA, OUT_OF_DAY, OUT_OF_MINUTE, TD_PATH, VendorServer
 
 KEY_A = "KEY-SECRET-AAA"
 KEY_B = "KEY-SECRET-BBB"

@@ -36,9 +36,9 @@ from usdcop_assets import market_calendar as cal
 from usdcop_assets.cli import default_recent_range, instance_yaml
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.sources.synthetic import synthetic_bars
-from usdcop_assets_tests.vendor_server import VendorServer
+from usdcop_assets.testing.vendor_server import VendorServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: the replay runs its CLI and workspace.yaml
 VENV_BIN = Path(sys.executable).parent
 MODES = ("live", "chain", "l0")
 _LIVE_LINE = re.compile(r"bar (\d\d:\d\d) stored \(live\): seen -> actions (\d+) ms \(fetch (\d+), compute (\d+), writes (-?\d+)\), "
