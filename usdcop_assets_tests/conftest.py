@@ -29,14 +29,8 @@ import sqlalchemy as sa
 from usdcop_assets_tests.shared_data import missing_message
 
 TIERS = ("unit", "defs", "integration")  # = the sub-directories; a test's tier is where it lives
-# What each prerequisite marker stands for; a unit or defs test may carry none of them.
-PREREQUISITES = {
-    "pg": "the PostgreSQL at USDCOP_TEST_PG / 127.0.0.1:5432",
-    "s3": "the loopback S3 server (moto)",
-    "browser": "headless Chromium",
-    "shared_data": "the recorded history under USDCOP_SHARED_DATA",
-    "daemon": "a dagster-daemon subprocess",
-}
+# What a test needs besides Python (pyproject.toml describes each); a unit or defs test may carry none of them.
+PREREQUISITES = frozenset({"pg", "s3", "browser", "shared_data", "daemon"})
 # Fixtures that reach a server: a test using one must say so with the marker (checked at collection).
 SERVER_FIXTURES = {"pg_url": "pg", "fresh_pg_url": "pg", "s3_server": "s3", "s3_bucket": "s3"}
 # pytest ignores marks on fixture params, so a store fixture's server case (the warehouse fixture's
@@ -63,8 +57,8 @@ def pytest_collection_modifyitems(config, items):
         needs = {SERVER_FIXTURES[f] for f in item.fixturenames if f in SERVER_FIXTURES}
         if needs - marks:
             problems.append(f"{item.nodeid}: uses a server fixture, mark it {sorted(needs - marks)}")
-        if tier != "integration" and marks & PREREQUISITES.keys():
-            problems.append(f"{item.nodeid}: needs {sorted(marks & PREREQUISITES.keys())}, so it belongs in integration/")
+        if tier != "integration" and marks & PREREQUISITES:
+            problems.append(f"{item.nodeid}: needs {sorted(marks & PREREQUISITES)}, so it belongs in integration/")
     if problems:
         raise pytest.UsageError("test tiers:\n  " + "\n  ".join(problems))
 
