@@ -1,7 +1,7 @@
 """Realtime latency: from "the bar is served by the source" to "its action row is committed in fact_rl_inference".
 
 Replays the last complete session's first bars against a loopback TwelveData server that publishes each bar
-0.2-2 s (real, random, seeded) after its close on an accelerated clock (usdcop_assets_tests/realtime_harness.py),
+0.2-2 s (real, random, seeded) after its close on an accelerated clock (usdcop_assets/testing/realtime_replay.py),
 through the two realtime paths:
 
 - live:   ``usdcop live`` (one long-lived process; polls every ``--poll-seconds`` from each bar's close);
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from usdcop_assets_tests.realtime_harness import replay  # noqa: E402
+from usdcop_assets.testing.realtime_replay import replay  # noqa: E402
 
 
 def _run_phases(home: Path) -> dict:

@@ -4,7 +4,7 @@
 
 Statistics: ``sources.stylized_facts`` on both (real: 2020-2024H1; synthetic: 2019-2024, clean bars).
 Rule Sharpes: the project's backtest (``backtest.engine.run_backtest``, ``CostConfig()`` costs) and
-``backtest.metrics.sharpe``, the rules of ``usdcop_assets_tests/test_synthetic_market.py``.
+``backtest.metrics.sharpe``, the rules of ``usdcop_assets.testing.simple_rules`` (as the synthetic market tests use them).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from usdcop_assets.core import calendar as cal  # noqa: E402
 from usdcop_assets.sources.stylized_facts import facts  # noqa: E402
 from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
 from usdcop_assets.rl.costs import CostConfig  # noqa: E402
-from usdcop_assets_tests.test_synthetic_market import _sharpes  # noqa: E402
+from usdcop_assets.testing.simple_rules import rule_sharpes  # noqa: E402
 
 SHARED = Path(os.environ.get("USDCOP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -72,8 +72,8 @@ def main() -> None:
     on_grid = on_grid[cal.on_session_grid(on_grid["time"])].sort_values("time").reset_index(drop=True)
     year = synthetic_bars(cal.expected_bars_between_dates(dt.date(2025, 1, 1), dt.date(2025, 12, 31)), seed=args.seed, defects=False)
     gross, net = CostConfig(spread_bps=0.0, slippage_bps=0.0), CostConfig()
-    cols = {"real gross": _sharpes(on_grid, gross), "real net": _sharpes(on_grid, net),
-            "synthetic 6y gross": _sharpes(syn_bars, gross), "synthetic 2025 net": _sharpes(year, net)}
+    cols = {"real gross": rule_sharpes(on_grid, gross), "real net": rule_sharpes(on_grid, net),
+            "synthetic 6y gross": rule_sharpes(syn_bars, gross), "synthetic 2025 net": rule_sharpes(year, net)}
     rules = Table(title="Annualized Sharpe of simple rules (project backtest, costs 4 bp spread + 1 bp slippage)")
     rules.add_column("rule")
     for c in cols:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """A six-year backfill of ``l0/ohlcv_m5`` from a loopback TwelveData with the free-plan limits simulated.
 
-The parent process starts ``usdcop_assets_tests.vendor_server.VendorServer`` on 127.0.0.1, serving
-every calendar bar 2020-01-01 .. 2025-12-31 (``synthetic_bars`` over ``core.calendar.expected_bars``)
+The parent process starts ``usdcop_assets.testing.vendor_server.VendorServer`` on 127.0.0.1, serving
+every calendar bar 2020-01-01 .. 2025-12-31 (``synthetic_bars`` over ``market_calendar.expected_bars``)
 the way TwelveData does (newest first, string numbers, ``outputsize`` capped at 5000, local
 ``America/Bogota`` datetimes; any other ``timezone`` is refused). A subclass adds what the test server
 leaves to the tests: a per-key, per-UTC-minute credit limit (``--per-minute``, default 8; the 9th request
@@ -77,7 +77,7 @@ def six_year_window():
 
 
 def make_server(per_minute: int, per_day: int, keys: list[str]):
-    from usdcop_assets_tests.vendor_server import OUT_OF_MINUTE, TD_PATH, VendorServer
+    from usdcop_assets.testing.vendor_server import OUT_OF_MINUTE, TD_PATH, VendorServer
 
     @dataclass
     class FreePlanServer(VendorServer):

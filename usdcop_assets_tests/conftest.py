@@ -1,9 +1,16 @@
-"""Shared fixtures: real stores only.
+"""Test tiers and shared fixtures (real stores only).
+
+Tiers are the sub-directories: ``unit/`` (no server, no shared data, seconds: ``pytest -m unit``), ``defs/``
+(assets materialized with temporary resources; the definitions snapshot) and ``integration/`` (PostgreSQL,
+the S3 server, a browser, the shared data, the daemon, subprocess CLIs). The tier marker is applied here
+from the directory; prerequisite markers (``pg``, ``s3``, ``browser``, ``shared_data``, ``daemon``) are
+written on the tests, and collection refuses a test that uses a server fixture without its marker.
 
 - ``pg_url``: a fresh database on the PostgreSQL at 127.0.0.1:5432 (``USDCOP_TEST_PG`` overrides the
-  server URL), dropped at the end. In CI (``CI`` set) an unreachable server fails the run instead of
-  skipping, so the warehouse tests cannot silently not run.
+  server URL), dropped at the end. An unreachable server fails the test (never skips), naming the
+  command that starts it.
 - ``s3_server``: moto's S3-compatible server on a free loopback port, for the lake tests.
+- shared data (``shared_data.py``): a test marked ``shared_data`` fails with one line when a file is missing.
 """
 
 from __future__ import annotations
@@ -19,36 +26,52 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-# The recorded history every developer and CI has at ../shared/data from the project root
-# (USDCOP_SHARED_DATA points elsewhere). Never committed; tests that use it fail, not skip, without it.
-def _shared_data() -> Path:
-    """USDCOP_SHARED_DATA, else ../shared/data of this checkout, else of the repository it was cloned from."""
-    if os.environ.get("USDCOP_SHARED_DATA"):
-        return Path(os.environ["USDCOP_SHARED_DATA"])
-    root = Path(__file__).resolve().parents[1]
-    candidates = [root.parent / "shared" / "data"]
-    try:  # a clean clone elsewhere (CI's scratch checkout): the data sits next to its origin
-        import subprocess
+from usdcop_assets_tests.shared_data import missing_message
 
-        origin = subprocess.run(
-            ["git", "-C", str(root), "config", "--get", "remote.origin.url"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        if origin and "://" not in origin and Path(origin).is_dir():
-            candidates.append(Path(origin).resolve().parent / "shared" / "data")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return next((c for c in candidates if c.is_dir()), candidates[0])
+TIERS = ("unit", "defs", "integration")  # = the sub-directories; a test's tier is where it lives
+# What a test needs besides Python (pyproject.toml describes each); a unit or defs test may carry none of them.
+PREREQUISITES = frozenset({"pg", "s3", "browser", "shared_data", "daemon"})
+# Fixtures that reach a server: a test using one must say so with the marker (checked at collection).
+SERVER_FIXTURES = {"pg_url": "pg", "fresh_pg_url": "pg", "s3_server": "s3", "s3_bucket": "s3"}
+# pytest ignores marks on fixture params, so a store fixture's server case (the warehouse fixture's
+# "postgresql", a lake fixture's "s3") gets its marker here from the param's value (any param so named).
+SERVER_FIXTURE_PARAMS = {"postgresql": "pg", "s3": "s3"}
 
 
-SHARED_DATA = _shared_data()
-SHARED_BARS = SHARED_DATA / "usdcop_m5_ohlcv_2020_2024h1.csv.gz"
-SHARED_MACRO = SHARED_DATA / "macro_indicators_daily_to_2024h1.csv.gz"
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).resolve().parent
+    problems = []
+    for item in items:
+        try:
+            tier = Path(item.path).resolve().relative_to(root).parts[0]
+        except ValueError:
+            continue
+        if tier not in TIERS:
+            problems.append(f"{item.nodeid}: test modules live in {'/, '.join(TIERS)}/")
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+            if isinstance(value, str) and value in SERVER_FIXTURE_PARAMS:
+                item.add_marker(SERVER_FIXTURE_PARAMS[value])
+        marks = {m.name for m in item.iter_markers()}
+        needs = {SERVER_FIXTURES[f] for f in item.fixturenames if f in SERVER_FIXTURES}
+        if needs - marks:
+            problems.append(f"{item.nodeid}: uses a server fixture, mark it {sorted(needs - marks)}")
+        if tier != "integration" and marks & PREREQUISITES:
+            problems.append(f"{item.nodeid}: needs {sorted(marks & PREREQUISITES)}, so it belongs in integration/")
+    if problems:
+        raise pytest.UsageError("test tiers:\n  " + "\n  ".join(problems))
 
 
-def pytest_sessionstart(session):
-    missing = [p for p in (SHARED_BARS, SHARED_MACRO) if not p.is_file()]
-    if missing:
-        raise pytest.UsageError(f"shared test data not found: {', '.join(map(str, missing))} (set USDCOP_SHARED_DATA)")
+def pytest_runtest_setup(item):
+    # Not a skip: a test that needs the recorded history fails, naming the file and the variable, before its
+    # fixtures try to read it (pure tests never get here, so a missing file does not stop them).
+    if item.get_closest_marker("shared_data") is not None:
+        message = missing_message()
+        if message:
+            pytest.fail(message, pytrace=False)
+
+
 PG_SERVER = os.environ.get("USDCOP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -58,10 +81,13 @@ def _pg_or_fail():
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
     except Exception as exc:
-        msg = f"PostgreSQL at {PG_SERVER} is not reachable: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        # Never a skip, in CI or not: a test marked pg that cannot reach the server has not proved anything.
+        # (Deselect them with -m "not pg", or run the unit tier: -m unit.)
+        engine.dispose()
+        pytest.fail(
+            f"PostgreSQL at {PG_SERVER} is not reachable ({type(exc).__name__}); start it with: bash scripts/pg-up.sh",
+            pytrace=False,
+        )
     return engine
 
 
@@ -72,10 +98,10 @@ def _new_database():
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = sa.make_url(PG_SERVER).set(database=name)
     yield url.render_as_string(hide_password=False)
-    from usdcop_assets.defs import resources
+    from usdcop_assets.defs.resources import WarehouseResource
 
-    for wh in list(resources._warehouses.values()):
-        wh.dispose()
+    # the resource keeps one pooled Warehouse per URL: close its connections to this database before dropping it
+    WarehouseResource(url=url.render_as_string(hide_password=False)).warehouse().dispose()
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()

@@ -1,0 +1,350 @@
+"""The Streamlit dashboard (streamlit_app/): every page through Streamlit's AppTest after a main-job-like run
+(``main_job_home``: L0-L4, one trained fold, its actions, backtests and performance; dashboard_home.py),
+asserting that what a page shows equals what the warehouse and the lake hold, and on an empty home (each
+page says what to run); plus its pure read-only layer."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "streamlit_app" / "app.py"
+sys.path.insert(0, str(APP.parent))
+
+import data  # noqa: E402  (streamlit_app/data.py)
+
+from usdcop_assets.core import calendar as cal  # noqa: E402
+
+PAGES = ["views/terminal.py", "views/model.py", "views/pipeline.py", "views/features.py", "views/quality.py", "views/audit.py"]
+TITLES = dict(zip(PAGES, ["Trading terminal", "Model and backtest", "Pipeline", "Features", "Data quality", "Audit"]))
+MAIN = ".venv/bin/usdcop run"  # the main job every empty page points at
+
+
+def _point_at(monkeypatch, home: Path) -> None:
+    for var in data.CONFIG_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv(data.DAGSTER_UI_ENV, raising=False)
+    monkeypatch.setenv("USDCOP_HOME", str(home))
+
+
+def _run(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == [TITLES[page]]
+    return at
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def _metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def _deltas(at) -> dict:
+    return {m.label: m.delta for m in at.metric}
+
+
+def _figures(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _values(v) -> np.ndarray:
+    """A plotly JSON array: a list, or numpy's typed-array encoding ({"dtype", "bdata"})."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def _warehouse(home: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(f"file:{home / 'warehouse.sqlite'}?mode=ro", uri=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _lake(home: Path, dataset: str) -> pd.DataFrame:
+    src = data.sources((("USDCOP_HOME", str(home)),))
+    return data.read_all_lake(src, dataset)
+
+
+def test_terminal_shows_the_warehouse(main_job_home, monkeypatch):
+    _point_at(monkeypatch, main_job_home)
+    at = _run(PAGES[0])
+    assert not at.error, _texts(at.error)
+    (n_bars,), = _warehouse(main_job_home, "SELECT COUNT(*) FROM usdcop_m5_ohlcv")
+    assert f"SYNTHETIC DATA: {n_bars:,} of {n_bars:,} bars" in _texts(at.warning)  # the marker on every page
+    (time, close), = _warehouse(main_job_home, "SELECT time, close FROM usdcop_m5_ohlcv ORDER BY time DESC LIMIT 1")
+    metrics, deltas = _metrics(at), _deltas(at)
+    assert metrics["Latest price · SYNTHETIC"] == f"{close:,.2f}"
+    last = pd.Timestamp(time).tz_convert(cal.TZ)
+    assert (metrics["Last bar (Bogota)"], deltas["Last bar (Bogota)"]) == (f"{last:%H:%M}", f"{last:%a %Y-%m-%d}") == ("12:55", "Fri 2025-02-28")
+    (pnl, target), = _warehouse(main_job_home, "SELECT session_pnl, next_target FROM paper_positions ORDER BY time DESC LIMIT 1")
+    assert metrics["Session P&L (paper)"] == f"{pnl * 1e4:+.1f} bp" and metrics["Agent position"] == f"{target:+.2f}"
+
+    (fig,) = _figures(at)
+    traces = {t.get("name"): t for t in fig["data"]}
+    candles = traces["USD/COP"]
+    assert candles["type"] == "candlestick" and len(candles["x"]) == 20 * cal.BARS_PER_SESSION  # the last 20 sessions
+    assert _values(candles["close"])[-1] == pytest.approx(close)
+    assert candles["x"][-1].startswith("2025-02-28T12:55")  # Bogota wall-clock time on the axis
+    assert fig["layout"]["xaxis3"]["title"]["text"] == "time (Bogota, UTC−5)"
+    # nights, weekends and holidays are skipped: one break between each pair of the 20 sessions
+    breaks = fig["layout"]["xaxis"]["rangebreaks"]
+    assert len(breaks) == 19 and breaks[0]["bounds"] == ["2025-02-03 13:00:00", "2025-02-04 08:00:00"]
+    assert {"bounds": ["2025-02-07 13:00:00", "2025-02-10 08:00:00"]} in breaks  # Friday's close to Monday's open
+    # the agent's entries and exits are the l5/actions_m5 position changes of the window
+    actions = _lake(main_job_home, "l5/actions_m5")
+    window = actions[actions["time"] >= pd.Timestamp(candles["x"][0]).tz_localize(cal.TZ)]
+    expected = data.markers_of(window[["time", "position", "model_version"]].reset_index(drop=True))
+    shown = sum(len(traces[f"agent {k}"]["x"]) for k in ("long", "short", "exit") if f"agent {k}" in traces)
+    assert shown == len(expected) > 0
+    assert _values(traces["agent position"]["y"]).tolist() == window["position"].tolist()
+
+
+def test_model_page_is_the_tear_sheet(main_job_home, monkeypatch):
+    _point_at(monkeypatch, main_job_home)
+    at = _run(PAGES[1])
+    assert not at.error, _texts(at.error)
+    assert "not materialized" not in _texts(at.info)
+    cols = ["strategy", "total_return", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high", "total_trades", "max_drawdown"]
+    rows = _warehouse(main_job_home, f"SELECT {', '.join(cols)} FROM rl_metrics WHERE metric_date = (SELECT MAX(metric_date) FROM rl_metrics)")
+    agent = dict(zip(cols, next(r for r in rows if r[0] == "ppo")))
+    metrics, deltas = _metrics(at), _deltas(at)
+    assert metrics["Agent total return"] == f"{agent['total_return']:+.2%}"
+    assert metrics["Agent Sharpe"] == f"{agent['sharpe_ratio']:+.2f}"
+    assert deltas["Agent Sharpe"] == f"CI {agent['sharpe_ci_low']:+.1f}…{agent['sharpe_ci_high']:+.1f}"
+    assert metrics["Max drawdown"] == f"{agent['max_drawdown']:.2%}"
+    assert metrics["Trades"] == f"{agent['total_trades']:,}"
+    strategies = at.dataframe[0].value
+    assert set(strategies["strategy"]) == {"ppo", "flat", "buy_and_hold", "sma_5_20"}
+
+    equity, rolling, hist = _figures(at)
+    bt = _lake(main_job_home, "l6/backtest_session")
+    bt = bt[bt["session"] >= "2025-02-03"]  # the sessions `usdcop backtest` evaluated (rl_metrics' first_session..metric_date)
+    ppo = [t for t in equity["data"] if t["name"] == "ppo"][0]  # the equity trace (the drawdown one follows, unnamed in the legend)
+    assert len(ppo["x"]) == bt["session"].nunique() == 20
+    assert _values(ppo["y"])[-1] == pytest.approx(np.exp(bt["pnl"].sum()))  # equity from the stored backtest ...
+    assert _values(ppo["y"])[-1] - 1 == pytest.approx(agent["total_return"])  # ... ending at l6/performance's total return
+    assert {t["name"] for t in equity["data"]} == {"ppo", "flat", "buy_and_hold", "sma_5_20"}
+    assert equity["layout"]["xaxis2"]["title"]["text"] == "session (Bogota)"
+    assert "Rolling Sharpe" in rolling["layout"]["title"]["text"]
+
+    folds = at.dataframe[1].value.set_index("fold")
+    (version, valid_sharpe), = _warehouse(main_job_home, "SELECT version, valid_sharpe FROM rl_models WHERE fold = '2025-02'")
+    assert folds.loc["2025-02", "model_version"] == version
+    assert folds.loc["2025-02", "valid_sharpe"] == pytest.approx(valid_sharpe)
+    assert folds.loc["2025-02", "sharpe_ci_low"] <= folds.loc["2025-02", "sharpe"] <= folds.loc["2025-02", "sharpe_ci_high"]
+    trades = at.dataframe[2].value
+    assert len(trades) == agent["total_trades"] == len(_values(hist["data"][0]["x"]))
+    assert {"entry (Bogota)", "exit (Bogota)", "side", "pnl_bp"} <= set(trades.columns)
+    report = [c.value for c in at.caption if "l6/performance report" in str(c.value)]
+    assert report and "reports/performance/2025-02-28.html" in report[0]
+    assert (main_job_home / "lake" / "reports" / "performance" / "2025-02-28.html").is_file()
+
+
+def test_pipeline_links_runs_to_the_dagster_ui(main_job_home, monkeypatch):
+    from dagster import DagsterInstance
+
+    _point_at(monkeypatch, main_job_home)
+    monkeypatch.setenv(data.DAGSTER_UI_ENV, "http://dagster.example:3333/")
+    at = _run(PAGES[2])
+    assert not at.error, _texts(at.error)
+    metrics = _metrics(at)
+    assert metrics["Assets materialized"] == "16 / 16"  # L0-L6, all of them
+    assert metrics["Checks failing"] == "0"
+    assert "not materialized" not in _texts(at.info)
+    instance = DagsterInstance.from_config(str(main_job_home / "dagster_home"))
+    run_ids = [r.dagster_run.run_id for r in instance.get_run_records(limit=25)]
+    runs = at.dataframe[-1].value
+    assert runs["run"].tolist() == [f"http://dagster.example:3333/runs/{r}" for r in run_ids]
+    assert {"session_chain", "ppo_model", "performance"} <= set(runs["job"])
+    assert "start (Bogota)" in runs.columns and "start" not in runs.columns
+    status = pd.concat([t.value for t in at.dataframe if "latest_partition" in t.value.columns])
+    assert status.set_index("asset").loc["l6/backtest_session", "latest_partition"] == "2025-02-28"
+
+
+def test_features_page_reads_the_lake(main_job_home, monkeypatch):
+    _point_at(monkeypatch, main_job_home)
+    at = _run(PAGES[3])
+    assert not at.error, _texts(at.error)
+    src = data.sources((("USDCOP_HOME", str(main_job_home)),))
+    stats = pq.read_table(main_job_home / "lake" / "l4" / "observation_stats" / "date=2025-02-01" / "data.parquet").to_pandas()
+    metrics = _metrics(at)
+    assert metrics["Observation config"] == "obs-v1"
+    assert metrics["Normalization 2025-02"] == str(stats["stats_version"].iloc[0])  # the newest month, fitted on January
+    assert metrics["Fitted on sessions"] == f"{stats['window_start'].iloc[0]} .. {stats['window_end'].iloc[0]}"
+    assert data.normalization(src)["stats_version"].iloc[0] == stats["stats_version"].iloc[0]
+    assert "bar 2025-02-28 12:55 (Bogota)" in _texts(at.caption)
+    vector, history = _figures(at)
+    assert len(vector["data"][0]["y"]) == 30
+    # the history never joins two sessions: a NaN after each session's last bar but the final one's
+    for trace in history["data"]:
+        y = _values(trace["y"]).astype(float)
+        assert len(y) == 5 * cal.BARS_PER_SESSION + 4 and np.isnan(y).sum() >= 4
+    assert len(history["layout"]["xaxis"]["rangebreaks"]) == 4
+
+
+def test_quality_and_audit_pages(main_job_home, monkeypatch):
+    from usdcop_assets.version import code_version
+
+    _point_at(monkeypatch, main_job_home)
+    at = _run(PAGES[4])
+    assert not at.error, _texts(at.error)
+    metrics = _metrics(at)
+    assert metrics["Rejected rows"] == "0" and metrics["Missing bars (gaps)"] == "0"
+    assert metrics["Sessions"] == "60"  # the last 60 of the 62 sessions 2024-12-02 .. 2025-02-28
+    assert "No rejected rows" in _texts(at.success)
+    checks = at.dataframe[0].value
+    assert "at (Bogota)" in checks.columns
+
+    at.switch_page(PAGES[5]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = _metrics(at)
+    assert metrics["Code version (this code)"] == code_version()
+    mats = at.dataframe[0].value
+    # package version + git commit of the code that materialized them (this tree, maybe at an earlier commit), not the run id
+    from usdcop_assets.version import package_version
+
+    assert len(mats) == 50 and mats["code_version"].str.fullmatch(re.escape(package_version()) + r"\+g[0-9a-f]{7,12}").all()
+    same = int((mats["code_version"] == code_version()).sum())
+    assert _deltas(at)["Of the latest materializations"] == "made by this code version"
+    assert metrics["Of the latest materializations"] == f"{same} / 50"
+    assert mats["run"].str.startswith("http://127.0.0.1:3000/runs/").all()
+    src = data.sources((("USDCOP_HOME", str(main_job_home)),))
+    table = src.lake_table("l1/ohlcv_m5")
+    day = dt.date(2025, 2, 28)
+    row = mats.set_index("partition").loc["2025-02-28"]
+    assert row["manifest_sha256"] == table.manifest(day)["sha256"]
+    assert row["data_version"] and row["data_version"] != row["code_version"]
+    assert metrics["Session objects verified (last 20)"] == "20 / 20"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_on_empty_platform(page, tmp_path, monkeypatch):
+    _point_at(monkeypatch, tmp_path / "empty")
+    at = _run(page)
+    assert not at.warning  # nothing synthetic to mark
+    info = _texts(at.info)
+    assert f"`{MAIN}`" in info  # each page says what to run
+    if page == "views/model.py":
+        for asset in ("l5/ppo_model", "l5/actions_m5", "l6/backtest_session", "l6/performance"):
+            assert f"`{asset}` not materialized yet: run `{MAIN}`" in info
+        assert "usdcop train --fold YYYY-MM" in info and "usdcop backtest --start" in info
+    if page == "views/features.py":
+        assert "`l4/observations_m5` not materialized yet" in info and "backfill --layers L4" in info
+    assert not (tmp_path / "empty").exists()  # read-only: nothing created
+
+
+def test_terminal_full_history_is_daily(main_job_home, monkeypatch):
+    _point_at(monkeypatch, main_job_home)
+    at = _run(PAGES[0])
+    at.radio(key="history").set_value("Full history (daily)").run()
+    assert not at.exception
+    (fig,) = _figures(at)
+    assert "daily OHLC, full history (62 sessions)" in fig["layout"]["title"]["text"]  # 2024-12-02 .. 2025-02-28
+    assert len(fig["data"][0]["x"]) == 62
+    # weekends and holidays are skipped; no intraday break on a daily axis
+    breaks = [b["bounds"] for b in fig["layout"]["xaxis"]["rangebreaks"]]
+    assert ["2025-01-04 00:00:00", "2025-01-07 00:00:00"] in breaks  # Saturday .. Tuesday (Monday 6 January is a holiday)
+
+
+def test_bad_configuration_is_a_message(tmp_path, monkeypatch):
+    _point_at(monkeypatch, tmp_path)
+    monkeypatch.setenv("USDCOP_WAREHOUSE_URL", "mysql://nope/db")
+    at = _run(PAGES[0])
+    assert "USDCOP_WAREHOUSE_URL" in _texts(at.error)
+
+
+# -- the pure layer ------------------------------------------------------------------------------------
+
+
+def test_resample_and_windows():
+    days = cal.trading_days(dt.date(2025, 3, 3), dt.date(2025, 3, 14))
+    times = cal.bars_of_days(days)
+    close = pd.Series(range(len(times)), dtype=float) + 4000
+    bars = pd.DataFrame({"time": times, "open": close, "high": close + 1, "low": close - 1, "close": close + 0.5,
+                         "volume": 1.0, "source": "synthetic", "is_flat": False})
+    daily = data.resample_ohlc(bars, "1D")
+    assert len(daily) == len(days) and (daily["bars"] == 60).all()
+    assert daily["open"].iloc[0] == 4000 and daily["close"].iloc[0] == 4059.5
+    assert data.chart_rule(1000) is None and data.chart_rule(100_000) == "1D"
+    start, end = data.last_sessions_window(times[-1], 3)
+    assert start == cal.session_open(days[-3]) and end == cal.session_end(days[-1])
+    q = data.quality_by_session(bars.drop(index=[0, 1]), days[0], days[-1])
+    assert q["missing"].tolist()[:2] == [2, 0]
+    over = data.add_overlays(bars)
+    assert over[["ema_20", "ema_50"]].notna().all().all()
+    assert data.synthetic_share(pd.DataFrame({"source": ["synthetic", "twelvedata"], "bars": [3, 7]})) == (3, 10)
+    assert data.freshness("session", "2025-03-14", now=pd.Timestamp("2025-03-14 18:01", tz="UTC")) == "fresh"
+    assert data.freshness("session", "2025-03-12", now=pd.Timestamp("2025-03-14 18:01", tz="UTC")) == "stale: 2 sessions behind"
+    assert data.freshness("session", "2025-03-14", now=pd.Timestamp("2025-03-14 15:07", tz="UTC")) == "fresh"  # mid-session
+    assert data.expected_partitions("session", "2025-03-07", "2025-03-11") == ["2025-03-07", "2025-03-10", "2025-03-11"]
+
+
+@pytest.mark.pg
+def test_postgres_warehouse(main_job_home, fresh_pg_url, monkeypatch):
+    """The same pages over PostgreSQL: the filled home's bars copied into a PostgreSQL warehouse."""
+    from usdcop_assets.storage.warehouse.database import Warehouse
+
+    sqlite_wh = Warehouse(f"sqlite:///{main_job_home / 'warehouse.sqlite'}")
+    pg_url = fresh_pg_url
+    pg = Warehouse(pg_url)
+    for table in (data.OHLCV, data.INDICATORS):
+        pg.upsert(table, sqlite_wh.read_window(table))
+    sqlite_wh.dispose()
+    _point_at(monkeypatch, main_job_home)
+    monkeypatch.setenv("USDCOP_WAREHOUSE_URL", pg_url)
+    at = _run(PAGES[0])
+    assert _metrics(at)["Last bar (Bogota)"] == "12:55"
+    assert "SYNTHETIC DATA: 3,720 of 3,720 bars" in _texts(at.warning)
+    pg.dispose()
+
+
+def test_range_breaks_follow_the_calendar():
+    import charts
+
+    # Monday 24 March 2025 is a Colombian holiday: one break from Friday's close to Tuesday's open
+    breaks = [b["bounds"] for b in charts.rangebreaks(dt.date(2025, 3, 20), dt.date(2025, 3, 26))]
+    assert breaks == [["2025-03-20 13:00:00", "2025-03-21 08:00:00"], ["2025-03-21 13:00:00", "2025-03-25 08:00:00"],
+                      ["2025-03-25 13:00:00", "2025-03-26 08:00:00"]]
+    daily = [b["bounds"] for b in charts.rangebreaks(dt.date(2025, 3, 20), dt.date(2025, 3, 26), intraday=False)]
+    assert daily == [["2025-03-22 00:00:00", "2025-03-25 00:00:00"]]
+
+
+def test_trade_list_matches_the_metrics():
+    import tearsheet
+    from usdcop_assets.backtest import metrics
+
+    times = cal.bars_of_days([dt.date(2025, 3, 20), dt.date(2025, 3, 21)])
+    pos = np.zeros(len(times))
+    pos[3:8], pos[8:10], pos[58:63] = 0.5, -1.0, 1.0  # long, flip to short, a long across the night (two trades)
+    pnl = np.linspace(-1e-4, 1e-4, len(times))
+    bt = pd.DataFrame({"time": times, "session": cal.session_dates(times).astype(str).to_numpy(), "position": pos, "pnl": pnl})
+    trades = tearsheet.trade_list(bt)
+    expected, lengths = metrics.trades(pnl, pos, bt["session"].to_numpy())
+    assert trades["side"].tolist() == ["long", "short", "long", "long"]
+    assert trades["bars"].tolist() == lengths.tolist() == [5, 2, 2, 3]
+    assert trades["pnl_bp"].tolist() == pytest.approx((expected * 1e4).round(2).tolist())
+    assert trades["entry (Bogota)"].iloc[0] == "2025-03-20 08:15" and trades["exit (Bogota)"].iloc[0] == "2025-03-20 08:40"
+
+
+def test_times_are_shown_in_bogota():
+    df = pd.DataFrame({"at": pd.to_datetime(["2025-03-14 17:55"], utc=True), "n": [1]})
+    assert data.to_bogota(df).to_dict("records") == [{"at (Bogota)": "2025-03-14 12:55", "n": 1}]
