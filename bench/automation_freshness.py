@@ -66,7 +66,9 @@ query PartitionHealthQuery($assetKey: AssetKeyInput!) {
 FRESHNESS_STATUS_QUERY = """
 query FreshnessStatusQuery($assetKey: AssetKeyInput!) {
   assetNodeOrError(assetKey: $assetKey) {
-    ... on AssetNode { id freshnessStatusInfo { freshnessStatus freshnessStatusMetadata { lastMaterializedTimestamp } } }
+    ... on AssetNode {
+      id freshnessStatusInfo { freshnessStatus freshnessStatusMetadata { lastMaterializedTimestamp } }
+    }
   }
 }
 """
@@ -93,14 +95,19 @@ def prepare_home(home: Path, start: dt.date, end: dt.date) -> tuple[list[str], d
     from dagster._core.events.log import EventLogEntry
     from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
-    from usdcop_assets.core import calendar as cal
     from usdcop_assets.cli import instance_yaml
+    from usdcop_assets.core import calendar as cal
     from usdcop_assets.defs.definitions import SESSION_ASSETS
 
     sessions = [cal.session_key(d) for d in cal.trading_days(start, end)]
     keys = sorted((k for a in SESSION_ASSETS for k in a.keys), key=lambda k: k.to_user_string())
     marker = home / "bench-home.json"
-    wanted = {"start": sessions[0], "end": sessions[-1], "sessions": len(sessions), "assets": [k.to_user_string() for k in keys]}
+    wanted = {
+        "start": sessions[0],
+        "end": sessions[-1],
+        "sessions": len(sessions),
+        "assets": [k.to_user_string() for k in keys],
+    }
     if marker.exists():
         built = json.loads(marker.read_text())
         if {k: built.get(k) for k in wanted} == wanted:
@@ -121,10 +128,16 @@ def prepare_home(home: Path, start: dt.date, end: dt.date) -> tuple[list[str], d
             now = time.time()
             entries = [
                 EventLogEntry(
-                    user_message="", level=logging.INFO, job_name=RUNLESS_JOB_NAME, run_id=RUNLESS_RUN_ID, error_info=None,
-                    timestamp=now, step_key=None,
+                    user_message="",
+                    level=logging.INFO,
+                    job_name=RUNLESS_JOB_NAME,
+                    run_id=RUNLESS_RUN_ID,
+                    error_info=None,
+                    timestamp=now,
+                    step_key=None,
                     dagster_event=DagsterEvent(
-                        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name=RUNLESS_JOB_NAME,
+                        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+                        job_name=RUNLESS_JOB_NAME,
                         event_specific_data=StepMaterializationData(
                             dg.AssetMaterialization(key, partition=s, metadata={"bars_present": 60, "bars_missing": 0})
                         ),
@@ -142,8 +155,8 @@ def prepare_home(home: Path, start: dt.date, end: dt.date) -> tuple[list[str], d
 def automation_ticks(instance, last_session: str) -> list[dict]:
     import dagster as dg
 
-    from usdcop_assets.defs.definitions import SESSION_ASSETS, defs
     from usdcop_assets.defs.automation.sensors import L0_KEY
+    from usdcop_assets.defs.definitions import SESSION_ASSETS, defs
 
     target = dg.AssetSelection.assets(*[k for a in SESSION_ASSETS for k in a.keys if k.path[0] != "l0"])
     out = []
@@ -154,17 +167,29 @@ def automation_ticks(instance, last_session: str) -> list[dict]:
         t0, c0 = time.perf_counter(), time.process_time()
         # in a worker thread, as the daemon evaluates: on the main thread asyncio.run (Python 3.11) ends with
         # signal.getsignal() formatting repr(task) -> repr of every result subset, ~0.3-0.8 s that no daemon pays
-        result = POOL.submit(dg.evaluate_automation_conditions, defs=defs, instance=instance, asset_selection=target,
-                             cursor=cursor).result()
+        result = POOL.submit(
+            dg.evaluate_automation_conditions, defs=defs, instance=instance, asset_selection=target, cursor=cursor
+        ).result()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         cursor = result.cursor
         requested = sorted(
             f"{r.key.to_user_string()}[{','.join(sorted(r.true_subset.expensively_compute_partition_keys()))}]"
-            for r in result.results if r.true_subset.size
+            for r in result.results
+            if r.true_subset.size
         )
-        out.append({"tick": label, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "requested": result.total_requested,
-                    "what": requested})
-        log(f"  automation tick ({label}): {seconds:.3f} s (cpu {cpu:.3f} s), requested {result.total_requested}: {'; '.join(requested) or '-'}")
+        out.append(
+            {
+                "tick": label,
+                "seconds": round(seconds, 3),
+                "cpu_seconds": round(cpu, 3),
+                "requested": result.total_requested,
+                "what": requested,
+            }
+        )
+        log(
+            f"  automation tick ({label}): {seconds:.3f} s (cpu {cpu:.3f} s), requested {result.total_requested}: "
+            f"{'; '.join(requested) or '-'}"
+        )
         return result
 
     tick("initial")
@@ -172,9 +197,16 @@ def automation_ticks(instance, last_session: str) -> list[dict]:
     instance.report_runless_asset_event(dg.AssetMaterialization(L0_KEY, partition=last_session))
     after = tick(f"after l0/ohlcv_m5 of {last_session}")
     expected = {k for a in SESSION_ASSETS for k in a.keys if k.path[0] != "l0"}
-    got = {r.key for r in after.results if r.true_subset.size and r.true_subset.expensively_compute_partition_keys() == {last_session}}
+    got = {
+        r.key
+        for r in after.results
+        if r.true_subset.size and r.true_subset.expensively_compute_partition_keys() == {last_session}
+    }
     if got != expected:
-        log(f"  WARNING: expected L1..L6 of {last_session} to be requested, got {sorted(k.to_user_string() for k in got)}")
+        log(
+            f"  WARNING: expected L1..L6 of {last_session} to be requested, got "
+            f"{sorted(k.to_user_string() for k in got)}"
+        )
     tick("quiet after")
     return out
 
@@ -188,9 +220,19 @@ def freshness_evaluations(workspace) -> list[dict]:
         t0, c0 = time.perf_counter(), time.process_time()
         changed = POOL.submit(asyncio.run, daemon._evaluate_assets(workspace_process_context=workspace)).result()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        out.append({"evaluation": label, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "assets": len(changed),
-                    "state_changes": int(sum(changed))})
-        log(f"  freshness evaluation ({label}): {seconds:.3f} s (cpu {cpu:.3f} s) over {len(changed)} assets, {sum(changed)} state change(s)")
+        out.append(
+            {
+                "evaluation": label,
+                "seconds": round(seconds, 3),
+                "cpu_seconds": round(cpu, 3),
+                "assets": len(changed),
+                "state_changes": int(sum(changed)),
+            }
+        )
+        log(
+            f"  freshness evaluation ({label}): {seconds:.3f} s (cpu {cpu:.3f} s) over {len(changed)} assets, "
+            f"{sum(changed)} state change(s)"
+        )
     return out
 
 
@@ -203,7 +245,9 @@ def ui_queries(workspace, keys) -> dict:
         for label in ("cold", "warm"):
             context = workspace.create_request_context()  # one per HTTP request, as the webserver does
             t0, c0 = time.perf_counter(), time.process_time()
-            result = execute_dagster_graphql(context, PARTITION_HEALTH_QUERY, variables={"assetKey": {"path": key.path}})
+            result = execute_dagster_graphql(
+                context, PARTITION_HEALTH_QUERY, variables={"assetKey": {"path": key.path}}
+            )
             row[f"partition_health_{label}_s"] = round(time.perf_counter() - t0, 3)
             row[f"partition_health_{label}_cpu_s"] = round(time.process_time() - c0, 3)
             if result.errors:
@@ -218,9 +262,13 @@ def ui_queries(workspace, keys) -> dict:
         info = (result.data or {}).get("assetNodeOrError", {}).get("freshnessStatusInfo")
         row["freshness_status"] = info and info["freshnessStatus"]
         out[key.to_user_string()] = row
-        log(f"  UI {key.to_user_string():22s} partition health cold {row['partition_health_cold_s']:.3f} s "
-            f"(cpu {row['partition_health_cold_cpu_s']:.3f}), warm {row['partition_health_warm_s']:.3f} s (cpu {row['partition_health_warm_cpu_s']:.3f}) ({row['partition_keys']} keys, {row['status_ranges']} range(s)); "
-            f"freshness status {row['freshness_status']} {row['freshness_status_s']:.3f} s")
+        log(
+            f"  UI {key.to_user_string():22s} partition health cold {row['partition_health_cold_s']:.3f} s "
+            f"(cpu {row['partition_health_cold_cpu_s']:.3f}), warm {row['partition_health_warm_s']:.3f} s (cpu "
+            f"{row['partition_health_warm_cpu_s']:.3f}) ({row['partition_keys']} keys, {row['status_ranges']} "
+            "range(s)); "
+            f"freshness status {row['freshness_status']} {row['freshness_status_s']:.3f} s"
+        )
     return out
 
 
@@ -230,7 +278,9 @@ def _evaluation_records(home: Path) -> tuple[int, int]:
 
     db = home / "dagster_home" / "schedules" / "schedules.db"
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        rows, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(asset_evaluation_body)), 0) FROM asset_daemon_asset_evaluations").fetchone()
+        rows, size = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(asset_evaluation_body)), 0) FROM asset_daemon_asset_evaluations"
+        ).fetchone()
     return int(rows), int(size)
 
 
@@ -240,14 +290,20 @@ def daemon_ticks(home: Path, seconds: float, last_session: str) -> dict:
     import dagster as dg
 
     from usdcop_assets.defs.automation.conditions import AUTOMATION_SENSOR
-    from usdcop_assets.defs.definitions import SESSION_ASSETS
     from usdcop_assets.defs.automation.sensors import L0_KEY
+    from usdcop_assets.defs.definitions import SESSION_ASSETS
 
     env = {**os.environ, "USDCOP_AUTOMATION_INTERVAL_SECONDS": "5", "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5"}
     log_path = home / "daemon.log"
     with open(log_path, "w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
-                                cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
+            cwd=PROJECT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     started = time.time()
     stored = {}
     try:
@@ -256,15 +312,27 @@ def daemon_ticks(home: Path, seconds: float, last_session: str) -> dict:
             def ticks():
                 from dagster._core.scheduler.instigation import InstigatorType
 
-                states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR) if s.name == AUTOMATION_SENSOR]
-                found = instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=1000) if states else []
-                return [t for t in found if t.end_timestamp and t.timestamp >= started]  # this run's, not an earlier bench's
+                states = [
+                    s
+                    for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+                    if s.name == AUTOMATION_SENSOR
+                ]
+                found = (
+                    instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=1000)
+                    if states
+                    else []
+                )
+                return [
+                    t for t in found if t.end_timestamp and t.timestamp >= started
+                ]  # this run's, not an earlier bench's
 
             def wait_ticks(n: int) -> None:
                 target = len(ticks()) + n
                 while len(ticks()) < target:
                     if proc.poll() is not None:
-                        raise RuntimeError(f"dagster-daemon exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                        raise RuntimeError(
+                            f"dagster-daemon exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+                        )
                     if time.time() - started > seconds:
                         raise RuntimeError(f"daemon phase longer than {seconds:.0f} s (--daemon-seconds)")
                     time.sleep(1)
@@ -274,13 +342,21 @@ def daemon_ticks(home: Path, seconds: float, last_session: str) -> dict:
             instance.report_runless_asset_event(dg.AssetMaterialization(L0_KEY, partition=last_session))
             wait_ticks(4)
             after_l0 = _evaluation_records(home)
-            for key in (k for a in SESSION_ASSETS for k in a.keys):  # what a realtime chain run or `usdcop live` records per bar
+            for key in (
+                k for a in SESSION_ASSETS for k in a.keys
+            ):  # what a realtime chain run or `usdcop live` records per bar
                 instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=last_session))
             wait_ticks(4)
             after_chain = _evaluation_records(home)
             stored = {
-                "after_l0_update": {"records": after_l0[0] - before[0], "mb": round((after_l0[1] - before[1]) / 1e6, 1)},
-                "after_whole_chain_update": {"records": after_chain[0] - after_l0[0], "mb": round((after_chain[1] - after_l0[1]) / 1e6, 1)},
+                "after_l0_update": {
+                    "records": after_l0[0] - before[0],
+                    "mb": round((after_l0[1] - before[1]) / 1e6, 1),
+                },
+                "after_whole_chain_update": {
+                    "records": after_chain[0] - after_l0[0],
+                    "mb": round((after_chain[1] - after_l0[1]) / 1e6, 1),
+                },
             }
             done = ticks()
             for run in instance.get_runs():  # queued forever (queue of 0): they would block the next bench's ticks
@@ -302,18 +378,24 @@ def daemon_ticks(home: Path, seconds: float, last_session: str) -> dict:
         "requesting_tick_seconds": [round(s, 3) for s in requesting],
         "evaluation_history_stored": stored,
     }
-    log(f"  daemon: {result['ticks']} automation ticks, median {result['tick_seconds_median']} s, max "
-        f"{result['tick_seconds_max']} s; ticks that requested a run: {result['requesting_tick_seconds']}")
+    log(
+        f"  daemon: {result['ticks']} automation ticks, median {result['tick_seconds_median']} s, max "
+        f"{result['tick_seconds_max']} s; ticks that requested a run: {result['requesting_tick_seconds']}"
+    )
     log(f"  evaluation history stored by Dagster: {stored}")
     return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", default="/tmp/usdcop-bench-automation", help="bench home, kept and reused (default %(default)s)")
+    ap.add_argument(
+        "--home", default="/tmp/usdcop-bench-automation", help="bench home, kept and reused (default %(default)s)"
+    )
     ap.add_argument("--start", default="2020-01-02")
     ap.add_argument("--end", help="last session (default: the last complete session)")
-    ap.add_argument("--daemon-seconds", type=float, default=240.0, help="at most this long for the dagster-daemon phase (0: skip)")
+    ap.add_argument(
+        "--daemon-seconds", type=float, default=240.0, help="at most this long for the dagster-daemon phase (0: skip)"
+    )
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     home = Path(args.home).resolve()
@@ -330,8 +412,16 @@ def main() -> None:
     end = dt.date.fromisoformat(args.end) if args.end else default_recent_range(sessions=1)[1]
     sessions, built = prepare_home(home, start, end)
     log(f"{len(sessions)} sessions {sessions[0]} .. {sessions[-1]}; dagster {dg.__version__}")
-    figures: dict = {"load_average_at_start": os.getloadavg(), "cpus": os.cpu_count(), "home": str(home), "sessions": len(sessions), "first": sessions[0], "last": sessions[-1], "home_build": built,
-                     "targets_seconds": TARGET_SECONDS}
+    figures: dict = {
+        "load_average_at_start": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "home": str(home),
+        "sessions": len(sessions),
+        "first": sessions[0],
+        "last": sessions[-1],
+        "home_build": built,
+        "targets_seconds": TARGET_SECONDS,
+    }
     keys = sorted((k for a in SESSION_ASSETS for k in a.keys), key=lambda k: k.to_user_string())
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
         figures["automation_ticks"] = automation_ticks(instance, sessions[-1])
@@ -343,20 +433,32 @@ def main() -> None:
     worst = {
         "automation_tick": max(t["seconds"] for t in figures["automation_ticks"]),
         "freshness_evaluation": max(e["seconds"] for e in figures["freshness_evaluations"]),
-        "partition_health_query": max(max(r["partition_health_cold_s"], r["partition_health_warm_s"]) for r in figures["ui"].values()),
+        "partition_health_query": max(
+            max(r["partition_health_cold_s"], r["partition_health_warm_s"]) for r in figures["ui"].values()
+        ),
     }
     figures["worst_seconds"] = worst
     figures["worst_cpu_seconds"] = {
         "automation_tick": max(t["cpu_seconds"] for t in figures["automation_ticks"]),
         "freshness_evaluation": max(e["cpu_seconds"] for e in figures["freshness_evaluations"]),
-        "partition_health_query": max(max(r["partition_health_cold_cpu_s"], r["partition_health_warm_cpu_s"]) for r in figures["ui"].values()),
+        "partition_health_query": max(
+            max(r["partition_health_cold_cpu_s"], r["partition_health_warm_cpu_s"]) for r in figures["ui"].values()
+        ),
     }
     log("worst cpu: " + ", ".join(f"{k} {v:.3f} s" for k, v in figures["worst_cpu_seconds"].items()))
     figures["load_average_at_end"] = os.getloadavg()
-    log(f"load average (1, 5, 15 min) at start {figures['load_average_at_start']}, at end {figures['load_average_at_end']} on "
-        f"{os.cpu_count()} cpus: wall times stretch with it; cpu times much less")
-    log("worst: " + ", ".join(f"{k} {v:.3f} s (target < {TARGET_SECONDS[k]} s{'' if v < TARGET_SECONDS[k] else ': MISSED'})"
-                              for k, v in worst.items()))
+    log(
+        f"load average (1, 5, 15 min) at start {figures['load_average_at_start']}, at end "
+        f"{figures['load_average_at_end']} on "
+        f"{os.cpu_count()} cpus: wall times stretch with it; cpu times much less"
+    )
+    log(
+        "worst: "
+        + ", ".join(
+            f"{k} {v:.3f} s (target < {TARGET_SECONDS[k]} s{'' if v < TARGET_SECONDS[k] else ': MISSED'})"
+            for k, v in worst.items()
+        )
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
         log(f"wrote {args.json}")

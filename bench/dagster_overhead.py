@@ -64,8 +64,16 @@ def run_segments(dagster_home: Path, t_start: float, t_end: float) -> tuple[dict
     try:
         runs = {}
         for r in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp):
-            events = Counter((e.dagster_event_type.value if e.dagster_event_type else "log") for e in instance.all_logs(r.dagster_run.run_id))
-            runs[r.dagster_run.job_name] = {"create": r.create_timestamp.timestamp(), "start": r.start_time, "end": r.end_time, "events": dict(events)}
+            events = Counter(
+                (e.dagster_event_type.value if e.dagster_event_type else "log")
+                for e in instance.all_logs(r.dagster_run.run_id)
+            )
+            runs[r.dagster_run.job_name] = {
+                "create": r.create_timestamp.timestamp(),
+                "start": r.start_time,
+                "end": r.end_time,
+                "events": dict(events),
+            }
     finally:
         instance.dispose()
     chain, checks = runs.get(CHAIN_JOB), runs.get("session_audit")
@@ -105,11 +113,11 @@ def direct_child(start: str, end: str) -> None:
 
     from usdcop_assets.core import calendar as cal
     from usdcop_assets.core.frames import frame_checksum
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.refine.standardize import standardize_bars
+    from usdcop_assets.sources.synthetic import synthetic_bars
     from usdcop_assets.storage.lake.session_table import SessionTable
     from usdcop_assets.storage.lake.store import open_store
-    from usdcop_assets.refine.standardize import standardize_bars
-    from usdcop_assets.core.settings import Settings
-    from usdcop_assets.sources.synthetic import synthetic_bars
     from usdcop_assets.storage.warehouse.database import Warehouse
     from usdcop_assets.storage.warehouse.tables import table_spec
 
@@ -149,10 +157,25 @@ def direct_child(start: str, end: str) -> None:
         b = frame_checksum(wh_rows, key, cols) if len(wh_rows) else "empty"
         return len(lake_rows) == len(wh_rows) and a == b
 
-    ok = phase("checks (lake vs warehouse)", lambda: check("l1/ohlcv_m5", "usdcop_m5_ohlcv") and check("l1/ohlcv_m5_rejects", "ohlcv_m5_rejects"))
+    ok = phase(
+        "checks (lake vs warehouse)",
+        lambda: check("l1/ohlcv_m5", "usdcop_m5_ohlcv") and check("l1/ohlcv_m5_rejects", "ohlcv_m5_rejects"),
+    )
     wh.dispose()
     work = sum(phases.values())
-    print(json.dumps({"bars": len(raw), "kept": len(kept), "rejects": len(rejects), "checks_ok": bool(ok), "import_s": t_import, "work_s": work, "phases": phases}))
+    print(
+        json.dumps(
+            {
+                "bars": len(raw),
+                "kept": len(kept),
+                "rejects": len(rejects),
+                "checks_ok": bool(ok),
+                "import_s": t_import,
+                "work_s": work,
+                "phases": phases,
+            }
+        )
+    )
     _ = pd
 
 
@@ -164,7 +187,9 @@ def usdcop_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "usdcop_assets.cli"]
 
 
-def run_cli(first: dt.date, last: dt.date, workdir: Path, extra_env: dict | None = None, dagster_yaml: str | None = None) -> dict:
+def run_cli(
+    first: dt.date, last: dt.date, workdir: Path, extra_env: dict | None = None, dagster_yaml: str | None = None
+) -> dict:
     home = workdir / "home"
     workdir.mkdir(parents=True, exist_ok=True)
     if dagster_yaml:
@@ -223,9 +248,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", default="5,20,60", help="comma-separated session counts (default 5,20,60)")
     ap.add_argument("--skip-60", action="store_true", help="drop the 60-session range (the slowest)")
-    ap.add_argument("--no-planned-subset-variant", action="store_true", help="skip the re-run with DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=0 (per-bar planned events)")
-    ap.add_argument("--env", action="append", default=[], metavar="K=V", help="extra environment for every CLI child (repeatable)")
-    ap.add_argument("--dagster-yaml", help="instance config copied into each CLI child's DAGSTER_HOME (default: the embedded SQLite one)")
+    ap.add_argument(
+        "--no-planned-subset-variant",
+        action="store_true",
+        help="skip the re-run with DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=0 (per-bar planned events)",
+    )
+    ap.add_argument(
+        "--env", action="append", default=[], metavar="K=V", help="extra environment for every CLI child (repeatable)"
+    )
+    ap.add_argument(
+        "--dagster-yaml",
+        help="instance config copied into each CLI child's DAGSTER_HOME (default: the embedded SQLite one)",
+    )
     ap.add_argument("--direct-child", nargs=2, metavar=("START", "END"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.direct_child:
@@ -237,9 +271,15 @@ def main() -> int:
     if args.skip_60:
         counts = [c for c in counts if c != 60]
     t_all = time.perf_counter()
-    log(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; CLI: {' '.join(usdcop_cmd())} backfill --layers L0,L1")
-    log("each run: fresh temporary USDCOP_HOME (" + (f"instance config {args.dagster_yaml}" if args.dagster_yaml else "embedded SQLite Dagster instance")
-        + ", local lake, SQLite warehouse), synthetic source" + (f"; extra environment {common_env}" if common_env else ""))
+    log(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; CLI: {' '.join(usdcop_cmd())} backfill --layers L0,L1"
+    )
+    log(
+        "each run: fresh temporary USDCOP_HOME ("
+        + (f"instance config {args.dagster_yaml}" if args.dagster_yaml else "embedded SQLite Dagster instance")
+        + ", local lake, SQLite warehouse), synthetic source"
+        + (f"; extra environment {common_env}" if common_env else "")
+    )
     log()
 
     rows = []
@@ -269,8 +309,10 @@ def main() -> int:
                 continue
             if not extra:
                 log(
-                    f"  direct path: {direct['wall_s']:.1f}s wall ({direct['import_s']:.1f}s imports, {direct['work_s']:.2f}s work), "
-                    f"{direct['bars']} bars, {direct['rejects']} rejects, checks {'ok' if direct['checks_ok'] else 'FAILED'}"
+                    f"  direct path: {direct['wall_s']:.1f}s wall ({direct['import_s']:.1f}s imports, "
+                    f"{direct['work_s']:.2f}s work), "
+                    f"{direct['bars']} bars, {direct['rejects']} rejects, checks "
+                    f"{'ok' if direct['checks_ok'] else 'FAILED'}"
                 )
             rows.append({"n": n, "bars": bars, "variant": bool(extra), "cli": cli, "direct": direct})
             shutil.rmtree(tmp_root / f"cli_{i}", ignore_errors=True)
@@ -295,15 +337,21 @@ def main() -> int:
         label = f"{r['n']} sessions" + (" (per-bar planned)" if r["variant"] else "")
         log(
             f"{label:26} {r['bars']:>6} {c['wall_s']:>7.1f} {d['wall_s']:>9.1f} {d['work_s']:>9.2f} {over:>11.1f} "
-            f"{r['bars'] / c['wall_s']:>11.1f} {r['bars'] / d['wall_s']:>14.1f} {1000 * over / r['bars']:>16.1f} {c['events_total']:>7}"
+            f"{r['bars'] / c['wall_s']:>11.1f} {r['bars'] / d['wall_s']:>14.1f} {1000 * over / r['bars']:>16.1f} "
+            f"{c['events_total']:>7}"
         )
-    log("CLI s = wall time of the subprocess; direct s = wall time of a fresh interpreter doing the same work (work s = its timed part);")
+    log(
+        "CLI s = wall time of the subprocess; direct s = wall time of a fresh interpreter doing the same work (work s "
+        "= its timed part);"
+    )
     log("overhead = CLI - direct; events = rows Dagster stored in its event log for the two runs.")
 
     log()
     log("--- where the CLI time goes (seconds, from the run records of the instance) ---")
     seg_names = ["startup", "run create", "m5 execute", "checks run", "exit"]
-    log(f"{'range':26} " + " ".join(f"{k:>11}" for k in seg_names) + f" {'ms/planned ev':>14} {'ms/materializ. ev':>18}")
+    log(
+        f"{'range':26} " + " ".join(f"{k:>11}" for k in seg_names) + f" {'ms/planned ev':>14} {'ms/materializ. ev':>18}"
+    )
     for r in rows:
         label = f"{r['n']} sessions" + (" (per-bar planned)" if r["variant"] else "")
         seg = r["cli"].get("segments", {})
@@ -312,10 +360,23 @@ def main() -> int:
         work = r["direct"]["work_s"] - r["direct"]["phases"].get("checks (lake vs warehouse)", 0.0)
         per_planned = f"{1000 * seg['run create'] / planned:.1f}" if planned and "run create" in seg else "-"
         per_mat = f"{1000 * (seg['m5 execute'] - work) / mat:.1f}" if mat and "m5 execute" in seg else "-"
-        log(f"{label:26} " + " ".join(f"{seg.get(k, float('nan')):>11.1f}" for k in seg_names) + f" {per_planned:>14} {per_mat:>18}")
-    log("startup = process start to session_chain run creation (interpreter, imports, Definitions, job subset, key range);")
-    log("run create = creating the session_chain run (storing one ASSET_MATERIALIZATION_PLANNED event per asset and partition);")
-    log("m5 execute = RUN_START..RUN_SUCCESS of session_chain (the IO work plus one ASSET_MATERIALIZATION event per asset and")
+        log(
+            f"{label:26} "
+            + " ".join(f"{seg.get(k, float('nan')):>11.1f}" for k in seg_names)
+            + f" {per_planned:>14} {per_mat:>18}"
+        )
+    log(
+        "startup = process start to session_chain run creation (interpreter, imports, Definitions, job subset, key "
+        "range);"
+    )
+    log(
+        "run create = creating the session_chain run (storing one ASSET_MATERIALIZATION_PLANNED event per asset and "
+        "partition);"
+    )
+    log(
+        "m5 execute = RUN_START..RUN_SUCCESS of session_chain (the IO work plus one ASSET_MATERIALIZATION event per "
+        "asset and"
+    )
     log("partition); checks run = the session_audit run; exit = after it. ms/planned ev = run create / planned events;")
     log("ms/materializ. ev = (m5 execute - direct work without checks) / materialization events.")
     log()
@@ -324,7 +385,10 @@ def main() -> int:
         ev = r["cli"]["runs"].get(CHAIN_JOB, {}).get("events", {})
         label = f"{r['n']} sessions" + (" (per-bar planned)" if r["variant"] else "")
         main_ev = {k: v for k, v in ev.items() if v >= r["n"]}
-        log(f"{label:26} {sum(ev.values()):>6} events; per-partition ones: {main_ev} = {sum(main_ev.values()) / r['n']:.1f} per session")
+        log(
+            f"{label:26} {sum(ev.values()):>6} events; per-partition ones: {main_ev} = "
+            f"{sum(main_ev.values()) / r['n']:.1f} per session"
+        )
     log()
     log("--- direct path phases (seconds) ---")
     base = [r for r in rows if not r["variant"]]
@@ -340,25 +404,38 @@ def main() -> int:
         a_cli, s_cli = fit_line(xs, [r["cli"]["wall_s"] for r in base])
         a_dir, s_dir = fit_line(xs, [r["direct"]["wall_s"] for r in base])
         a_ov, s_ov = fit_line(xs, [r["cli"]["wall_s"] - r["direct"]["wall_s"] for r in base])
-        cli_6y, dir_6y, ov_6y = a_cli + s_cli * SIX_YEARS_BARS, a_dir + s_dir * SIX_YEARS_BARS, a_ov + s_ov * SIX_YEARS_BARS
+        cli_6y, dir_6y, ov_6y = (
+            a_cli + s_cli * SIX_YEARS_BARS,
+            a_dir + s_dir * SIX_YEARS_BARS,
+            a_ov + s_ov * SIX_YEARS_BARS,
+        )
         log(f"least-squares line over the {len(base)} ranges ({', '.join(str(x) for x in xs)} bars):")
-        log(f"  CLI      = {a_cli:6.1f}s + {1000 * s_cli:7.2f} ms/bar -> {cli_6y:8.0f}s ({fmt_hms(cli_6y)}) for {SIX_YEARS_BARS:,} bars")
+        log(
+            f"  CLI      = {a_cli:6.1f}s + {1000 * s_cli:7.2f} ms/bar -> {cli_6y:8.0f}s ({fmt_hms(cli_6y)}) for "
+            f"{SIX_YEARS_BARS:,} bars"
+        )
         log(f"  direct   = {a_dir:6.1f}s + {1000 * s_dir:7.2f} ms/bar -> {dir_6y:8.0f}s ({fmt_hms(dir_6y)})")
-        log(f"  overhead = {a_ov:6.1f}s + {1000 * s_ov:7.2f} ms/bar -> {ov_6y:8.0f}s ({fmt_hms(ov_6y)}), i.e. Dagster is "
-            + (f"{cli_6y / dir_6y:.0f}x the direct path" if dir_6y > 0 else "n/a x the direct path"))
+        log(
+            f"  overhead = {a_ov:6.1f}s + {1000 * s_ov:7.2f} ms/bar -> {ov_6y:8.0f}s ({fmt_hms(ov_6y)}), i.e. Dagster "
+            "is " + (f"{cli_6y / dir_6y:.0f}x the direct path" if dir_6y > 0 else "n/a x the direct path")
+        )
         var = [r for r in rows if r["variant"]]
         for v in var:
             same = next(r for r in base if r["n"] == v["n"])
             extra_per_bar = (v["cli"]["wall_s"] - same["cli"]["wall_s"]) / v["bars"]
             log(
-                f"  with DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=0 (Dagster's default) the {v['n']}-session run took "
-                f"{v['cli']['wall_s']:.1f}s instead of {same['cli']['wall_s']:.1f}s ({1000 * extra_per_bar:.1f} ms/bar more) -> about "
+                f"  with DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=0 (Dagster's default) the {v['n']}-session "
+                "run took "
+                f"{v['cli']['wall_s']:.1f}s instead of {same['cli']['wall_s']:.1f}s ({1000 * extra_per_bar:.1f} "
+                "ms/bar more) -> about "
                 f"{fmt_hms(cli_6y + extra_per_bar * SIX_YEARS_BARS)} for six years"
             )
         log(
-            "assumption: cost is linear in bars (fixed part = intercept: interpreter, imports, definitions, run setup); the "
+            "assumption: cost is linear in bars (fixed part = intercept: interpreter, imports, definitions, run "
+            "setup); the "
             "per-bar part is dominated by per-partition event writes to the SQLite event log, assumed to keep their "
-            "per-event cost as the log grows to ~530k rows; Dagster's key-range-to-subset expansion, measured separately "
+            "per-event cost as the log grows to ~530k rows; Dagster's key-range-to-subset expansion, measured "
+            "separately "
             "by bench/io_managers.py at ~17s per output context and ~6s per input context for 88k bars, is part of "
             "the linear term. The direct path is extrapolated the same way."
         )

@@ -43,8 +43,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {"terminal": "views/terminal.py", "model": "views/model.py", "pipeline": "views/pipeline.py",
-         "features": "views/features.py", "quality": "views/quality.py", "audit": "views/audit.py"}
+PAGES = {
+    "terminal": "views/terminal.py",
+    "model": "views/model.py",
+    "pipeline": "views/pipeline.py",
+    "features": "views/features.py",
+    "quality": "views/quality.py",
+    "audit": "views/audit.py",
+}
 
 
 def log(msg: str) -> None:
@@ -55,21 +61,21 @@ def build_home(home: Path, years: int, warehouse_url: str, instance: bool) -> di
     import numpy as np
     import pandas as pd
 
-    from usdcop_assets.core import calendar as cal
     from usdcop_assets.backtest.baselines import all_baselines
     from usdcop_assets.backtest.engine import backtest_sessions, compare
     from usdcop_assets.backtest.report import metrics_rows, report_html
+    from usdcop_assets.core import calendar as cal
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.features.indicators import compute_indicators
-    from usdcop_assets.storage.lake.session_table import SessionTable, write_object
-    from usdcop_assets.storage.lake.store import open_store
     from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, stats_to_frame
     from usdcop_assets.observation.episodes import build_episodes
     from usdcop_assets.refine.standardize import standardize_bars
-    from usdcop_assets.core.settings import Settings
-    from usdcop_assets.sources.synthetic import synthetic_bars
     from usdcop_assets.rl.costs import live_costs
-    from usdcop_assets.rl.risk import live_limits
     from usdcop_assets.rl.paper import paper_ledger
+    from usdcop_assets.rl.risk import live_limits
+    from usdcop_assets.sources.synthetic import synthetic_bars
+    from usdcop_assets.storage.lake.session_table import SessionTable, write_object
+    from usdcop_assets.storage.lake.store import open_store
     from usdcop_assets.storage.warehouse.database import Warehouse
 
     timings = {}
@@ -117,23 +123,50 @@ def build_home(home: Path, years: int, warehouse_url: str, instance: bool) -> di
 
     t = time.perf_counter()
     sessions = episodes["session"].astype(str)
-    trend = np.sign((ind.set_index("time")["ema_20"] - ind.set_index("time")["ema_50"]).reindex(episodes["time"]).fillna(0).to_numpy())
+    trend = np.sign(
+        (ind.set_index("time")["ema_20"] - ind.set_index("time")["ema_50"])
+        .reindex(episodes["time"])
+        .fillna(0)
+        .to_numpy()
+    )
     position = np.where(episodes["is_last"].to_numpy(), 0.0, 0.5 * trend)
     folds = sessions.str[:7]
-    actions = pd.DataFrame({
-        "time": episodes["time"], "symbol": "USD/COP", "session": sessions, "step": episodes["step"], "raw_action": position,
-        "target": position, "position": position, "risk_flags": 0, "model_version": folds + "-bench", "fold": folds,
-        "obs_version": config.version, "obs_hash": "0" * 64, "inference_latency_ms": 0.0, "fallback": None,
-    })
+    actions = pd.DataFrame(
+        {
+            "time": episodes["time"],
+            "symbol": "USD/COP",
+            "session": sessions,
+            "step": episodes["step"],
+            "raw_action": position,
+            "target": position,
+            "position": position,
+            "risk_flags": 0,
+            "model_version": folds + "-bench",
+            "fold": folds,
+            "obs_version": config.version,
+            "obs_hash": "0" * 64,
+            "inference_latency_ms": 0.0,
+            "fallback": None,
+        }
+    )
     lake("l5/actions_m5", actions)
     wh.upsert("fact_rl_inference", actions)
     trades, positions = paper_ledger(actions, kept, live_costs())
     wh.upsert("paper_trades", trades)
     wh.upsert("paper_positions", positions)
     models = pd.DataFrame({"fold": sorted(set(folds))})
-    models["time"] = [cal.session_open(dt.date.fromisoformat(f + "-01")) - pd.Timedelta(hours=8) for f in models["fold"]]
-    for c, v in (("version", models["fold"] + "-bench"), ("artifact_sha256", "0" * 64), ("weights_sha256", "0" * 64),
-                 ("obs_version", config.version), ("model_path", "models/bench"), ("valid_sharpe", 0.5), ("train_sessions", 250)):
+    models["time"] = [
+        cal.session_open(dt.date.fromisoformat(f + "-01")) - pd.Timedelta(hours=8) for f in models["fold"]
+    ]
+    for c, v in (
+        ("version", models["fold"] + "-bench"),
+        ("artifact_sha256", "0" * 64),
+        ("weights_sha256", "0" * 64),
+        ("obs_version", config.version),
+        ("model_path", "models/bench"),
+        ("valid_sharpe", 0.5),
+        ("train_sessions", 250),
+    ):
         models[c] = v
     wh.upsert("rl_models", models)
     timings["L5 (stand-in policy, paper ledger)"] = time.perf_counter() - t
@@ -143,7 +176,16 @@ def build_home(home: Path, years: int, warehouse_url: str, instance: bool) -> di
     lake("l6/backtest_session", bt)
     s = bt["session"].astype(str).to_numpy()
     strategies = {"ppo": bt["position"].to_numpy(), **all_baselines(bt["close"].to_numpy(), s)}
-    table = compare(strategies, bt["next_ret"].to_numpy(), s, live_costs(), live_limits(), reference="buy_and_hold", n_boot=200, seed=0)
+    table = compare(
+        strategies,
+        bt["next_ret"].to_numpy(),
+        s,
+        live_costs(),
+        live_limits(),
+        reference="buy_and_hold",
+        n_boot=200,
+        seed=0,
+    )
     rows = metrics_rows(table, bt, pd.Timestamp.now(tz="UTC").floor("s"))
     wh.upsert("rl_metrics", rows)
     store.put(f"reports/performance/{rows['metric_date'].iloc[0]}.html", report_html(rows, {}, bt).encode())
@@ -154,7 +196,13 @@ def build_home(home: Path, years: int, warehouse_url: str, instance: bool) -> di
         t = time.perf_counter()
         events = fill_instance(home, days)
         timings[f"Dagster instance ({events:,} runless materializations)"] = time.perf_counter() - t
-    return {"bars": len(kept), "sessions": len(days), "first": days[0].isoformat(), "last": days[-1].isoformat(), "setup_s": timings}
+    return {
+        "bars": len(kept),
+        "sessions": len(days),
+        "first": days[0].isoformat(),
+        "last": days[-1].isoformat(),
+        "setup_s": timings,
+    }
 
 
 def fill_instance(home: Path, days: list) -> int:
@@ -166,16 +214,36 @@ def fill_instance(home: Path, days: list) -> int:
     os.environ["USDCOP_HOME"] = str(home)
     prepare_environment()
     instance = dg.DagsterInstance.get()
-    session_assets = ["l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5", "l4/observations_m5",
-                      "l4/episodes_session", "l5/actions_m5", "l5/paper_trades", "l5/paper_positions", "l6/backtest_session"]
+    session_assets = [
+        "l0/ohlcv_m5",
+        "l1/ohlcv_m5",
+        "l1/ohlcv_m5_rejects",
+        "l2/indicators_m5",
+        "l3/features_m5",
+        "l4/observations_m5",
+        "l4/episodes_session",
+        "l5/actions_m5",
+        "l5/paper_trades",
+        "l5/paper_positions",
+        "l6/backtest_session",
+    ]
     n = 0
     for asset in session_assets:
         key = dg.AssetKey(asset.split("/"))
         for day in days:
-            instance.report_runless_asset_event(dg.AssetMaterialization(
-                key, partition=day.isoformat(), metadata={"data_version": f"{hash((asset, day)) & (2**64 - 1):016x}"}))
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    key,
+                    partition=day.isoformat(),
+                    metadata={"data_version": f"{hash((asset, day)) & (2**64 - 1):016x}"},
+                )
+            )
             n += 1
-    for asset, part in (("l4/observation_stats", None), ("l5/ppo_model", days[-1].strftime("%Y-%m")), ("l6/performance", None)):
+    for asset, part in (
+        ("l4/observation_stats", None),
+        ("l5/ppo_model", days[-1].strftime("%Y-%m")),
+        ("l6/performance", None),
+    ):
         instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey(asset.split("/")), partition=part))
         n += 1
     instance.dispose()
@@ -183,7 +251,8 @@ def fill_instance(home: Path, days: list) -> int:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM: per address space, so not the parent's, which ``ru_maxrss`` keeps across exec)."""
+    """This process's peak RSS (VmHWM: per address space, so not the parent's, which ``ru_maxrss`` keeps across
+    exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -202,16 +271,40 @@ def warm_imports() -> None:
 
     cal.colombian_holidays(2019, 2027)
     t = cal.bars_of_days([dt.date(2025, 3, 20)])
-    bars = pd.DataFrame({"time": t, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "ema_20": 1.0, "ema_50": 1.0,
-                         "bb_upper": 2.0, "bb_lower": 0.5, "o_x": 0.1})
+    bars = pd.DataFrame(
+        {
+            "time": t,
+            "open": 1.0,
+            "high": 2.0,
+            "low": 0.5,
+            "close": 1.5,
+            "ema_20": 1.0,
+            "ema_50": 1.0,
+            "bb_upper": 2.0,
+            "bb_lower": 0.5,
+            "o_x": 0.1,
+        }
+    )
     pos = pd.DataFrame({"time": t, "position": 0.0, "session_pnl": 0.0})
     marks = pd.DataFrame({"time": t[:3], "position": [1.0, -1.0, 0.0], "kind": ["long", "short", "exit"]})
-    curves = pd.DataFrame({"session": pd.to_datetime(["2025-03-20", "2025-03-21"]), "strategy": "ppo", "equity": 1.0,
-                           "drawdown": 0.0, "rolling_sharpe": 0.0})
-    for fig in (charts.candlestick(bars, "x", markers=marks, positions=pos, paper=pos), charts.equity_drawdown(curves, "x"),
-                charts.rolling_sharpe(curves, "x"), charts.histogram(pd.Series([1.0]), "x", "x"),
-                charts.vector_chart(pd.DataFrame({"position": [0], "feature": ["x"], "value": [0.1]}), "x"),
-                charts.history_chart(bars, ["o_x"], "x"), charts.bar_chart(pd.DataFrame({"r": ["a"], "n": [1]}), "r", "n", "x")):
+    curves = pd.DataFrame(
+        {
+            "session": pd.to_datetime(["2025-03-20", "2025-03-21"]),
+            "strategy": "ppo",
+            "equity": 1.0,
+            "drawdown": 0.0,
+            "rolling_sharpe": 0.0,
+        }
+    )
+    for fig in (
+        charts.candlestick(bars, "x", markers=marks, positions=pos, paper=pos),
+        charts.equity_drawdown(curves, "x"),
+        charts.rolling_sharpe(curves, "x"),
+        charts.histogram(pd.Series([1.0]), "x", "x"),
+        charts.vector_chart(pd.DataFrame({"position": [0], "feature": ["x"], "value": [0.1]}), "x"),
+        charts.history_chart(bars, ["o_x"], "x"),
+        charts.bar_chart(pd.DataFrame({"r": ["a"], "n": [1]}), "r", "n", "x"),
+    ):
         fig.to_json()
 
 
@@ -219,9 +312,8 @@ def render(page: str) -> dict:
     """Child mode, as a running server sees a page opened for the first time on this data: the interpreter warmed
     on an empty home (modules imported, dagster too, AppTest set up), then with cold caches for the bench home
     -> ``first_render_s``; a rerun (warm caches) -> ``rerun_s``; the terminal's daily view -> ``full_history_s``."""
-    from streamlit.testing.v1 import AppTest
-
     import dagster  # noqa: F401  (what a server has imported once it opened the instance for any page)
+    from streamlit.testing.v1 import AppTest
 
     warmed = os.environ.get("BENCH_WARM_IMPORTS") == "1"
     if warmed:
@@ -244,12 +336,22 @@ def render(page: str) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     at.run()
     first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
-    out = {"page": page, "warm_imports": warmed, "first_render_s": round(first, 3), "first_render_cpu_s": round(first_cpu, 3),
-           "load_average": os.getloadavg()[0], "empty_home_render_s": round(baseline[-1][0], 3),
-           "empty_home_render_cpu_s": round(baseline[-1][1], 3), "exceptions": [str(e.value) for e in at.exception],
-           "title": [t.value for t in at.title], "charts": len(at.get("plotly_chart")), "tables": len(at.dataframe),
-           "metrics": [(m.label, m.value) for m in at.metric][:4], "peak_rss_first_render_mb": round(peak_rss_mb(), 1),
-           "peak_rss_interpreter_mb": round(rss_warm, 1)}
+    out = {
+        "page": page,
+        "warm_imports": warmed,
+        "first_render_s": round(first, 3),
+        "first_render_cpu_s": round(first_cpu, 3),
+        "load_average": os.getloadavg()[0],
+        "empty_home_render_s": round(baseline[-1][0], 3),
+        "empty_home_render_cpu_s": round(baseline[-1][1], 3),
+        "exceptions": [str(e.value) for e in at.exception],
+        "title": [t.value for t in at.title],
+        "charts": len(at.get("plotly_chart")),
+        "tables": len(at.dataframe),
+        "metrics": [(m.label, m.value) for m in at.metric][:4],
+        "peak_rss_first_render_mb": round(peak_rss_mb(), 1),
+        "peak_rss_interpreter_mb": round(rss_warm, 1),
+    }
     t0 = time.perf_counter()
     at.run()
     out["rerun_s"] = round(time.perf_counter() - t0, 3)
@@ -303,20 +405,33 @@ def main() -> None:
             report["fixture"]["total_setup_s"] = round(time.perf_counter() - t0, 1)
             marker.write_text(json.dumps(report["fixture"]))
         fx = report["fixture"]
-        log(f"fixture: {fx['bars']:,} bars over {fx['sessions']:,} sessions ({fx['first']} .. {fx['last']}); warehouse {report['warehouse']}")
+        log(
+            f"fixture: {fx['bars']:,} bars over {fx['sessions']:,} sessions ({fx['first']} .. {fx['last']}); "
+            f"warehouse {report['warehouse']}"
+        )
         for stage, secs in fx.get("setup_s", {}).items():
             log(f"  setup {stage}: {secs:.1f} s")
-        env = {**os.environ, "USDCOP_HOME": str(home), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "USDCOP_HOME": str(home),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
         if args.postgres:
             env["USDCOP_WAREHOUSE_URL"] = url
         report["pages"] = []
         runs = [(page, warm) for warm in ("0", "1") for page in args.pages.split(",")]
         for page, warm in runs:
             if page == args.pages.split(",")[0]:
-                log("one-time imports (holiday tables, plotly validators) " + ("done before the render" if warm == "1" else
-                                                                              "inside the first render"))
-            proc = subprocess.run([sys.executable, __file__, "--render-only", page], env={**env, "BENCH_WARM_IMPORTS": warm},
-                                  capture_output=True, text=True)
+                log(
+                    "one-time imports (holiday tables, plotly validators) "
+                    + ("done before the render" if warm == "1" else "inside the first render")
+                )
+            proc = subprocess.run(
+                [sys.executable, __file__, "--render-only", page],
+                env={**env, "BENCH_WARM_IMPORTS": warm},
+                capture_output=True,
+                text=True,
+            )
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if line is None:
                 log(f"{page}: child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -324,12 +439,15 @@ def main() -> None:
             res = json.loads(line[7:])
             report["pages"].append(res)
             extra = "".join(f", {k.replace('_s', '')} {res[k]:.2f} s" for k in ("full_history_s",) if k in res)
-            log(f"{page:9s} first render {res['first_render_s']:.2f} s, {res['first_render_cpu_s']:.2f} CPU s "
+            log(
+                f"{page:9s} first render {res['first_render_s']:.2f} s, {res['first_render_cpu_s']:.2f} CPU s "
                 f"(load {res['load_average']:.1f}; on an empty home {res['empty_home_render_s']:.2f} s, "
                 f"{res['empty_home_render_cpu_s']:.2f} CPU s; rerun {res['rerun_s']:.2f} s{extra}); peak RSS "
-                f"{res['peak_rss_first_render_mb']:.0f} MB after the first render ({res['peak_rss_interpreter_mb']:.0f} MB the warmed "
+                f"{res['peak_rss_first_render_mb']:.0f} MB after the first render "
+                f"({res['peak_rss_interpreter_mb']:.0f} MB the warmed "
                 f"interpreter, {res['peak_rss_mb']:.0f} MB at the end); charts {res['charts']}, tables {res['tables']}"
-                + (f"; EXCEPTIONS {res['exceptions']}" if res["exceptions"] else ""))
+                + (f"; EXCEPTIONS {res['exceptions']}" if res["exceptions"] else "")
+            )
     finally:
         if drop:
             with drop[0].connect() as conn:

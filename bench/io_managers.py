@@ -56,20 +56,19 @@ from pathlib import Path
 # earlier start, and it must be set before usdcop_assets.defs.partitions is imported.
 os.environ["USDCOP_HISTORY_START"] = "2019-01-01"
 
+import dagster as dg  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.csv as pacsv  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-import dagster as dg  # noqa: E402
-
 from usdcop_assets.core import calendar as cal  # noqa: E402
 from usdcop_assets.core.frames import frame_checksum  # noqa: E402
 from usdcop_assets.defs.io_managers import LakeIOManager, WarehouseIOManager  # noqa: E402
 from usdcop_assets.defs.partitions import session_key_range, session_partitions  # noqa: E402
-from usdcop_assets.refine.standardize import standardize_bars  # noqa: E402
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource  # noqa: E402
+from usdcop_assets.refine.standardize import standardize_bars  # noqa: E402
 from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
 from usdcop_assets.storage.warehouse.database import _statements  # noqa: E402
 
@@ -291,14 +290,19 @@ def lake_s3(ctxs: Contexts, df: pd.DataFrame, checksum: str, reps: int) -> Resul
     proc, endpoint = start_moto()
     try:
         os.environ.update(
-            AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
         )
         admin = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         admin.create_bucket(Bucket=bucket)
         client = _default_s3_client()  # the floor uses the platform's S3ObjectStore client config
         calls: dict[str, int] = {}
-        client.meta.events.register("before-call.s3", lambda model, **kw: calls.__setitem__(model.name, calls.get(model.name, 0) + 1))
+        client.meta.events.register(
+            "before-call.s3", lambda model, **kw: calls.__setitem__(model.name, calls.get(model.name, 0) + 1)
+        )
 
         for rep in range(reps):
             lake = LakeResource(url=f"s3://{bucket}/io{rep}")
@@ -307,11 +311,14 @@ def lake_s3(ctxs: Contexts, df: pd.DataFrame, checksum: str, reps: int) -> Resul
             if rep == 0:
                 io_calls: dict[str, int] = {}
                 store_client.meta.events.register(
-                    "before-call.s3", lambda model, **kw: io_calls.__setitem__(model.name, io_calls.get(model.name, 0) + 1)
+                    "before-call.s3",
+                    lambda model, **kw: io_calls.__setitem__(model.name, io_calls.get(model.name, 0) + 1),
                 )
             measure_io_manager(res, LakeIOManager(lake=lake), ctxs, df, checksum, rep)
             if rep == 0:
-                res.notes.append(f"S3 requests by the IO manager (write + re-write + read): {dict(sorted(io_calls.items()))}")
+                res.notes.append(
+                    f"S3 requests by the IO manager (write + re-write + read): {dict(sorted(io_calls.items()))}"
+                )
             prefix = f"floor{rep}/l1/ohlcv_m5"
             keys: list[str] = []
 
@@ -395,7 +402,7 @@ def warehouse_sqlite(
         log(f"  warehouse-SQLite #{rep + 1}: floor ({n:,} rows) write {floors[-1][0]:.2f}s  read {floors[-1][1]:.2f}s")
 
     def add_floors(res: Result) -> None:
-        for w, r, nb in floors:
+        for w, r, _nb in floors:
             res.add("floor_write_s", w)
             res.add("floor_read_s", r)
         res.notes.append(f"floor read back {floors[0][2]} rows")
@@ -443,12 +450,17 @@ def warehouse_sqlite(
     small = Result(f"warehouse-SQLite@{m}ses", len(sub))
     wh = WarehouseResource(url=f"sqlite:///{tmp / 'warehouse_io_small.sqlite'}")
     wh.schema()
-    measure_io_manager(small, WarehouseIOManager(warehouse=wh), sub_ctxs, sub, frame_checksum(sub, KEY, list(sub.columns)), 0)
+    measure_io_manager(
+        small, WarehouseIOManager(warehouse=wh), sub_ctxs, sub, frame_checksum(sub, KEY, list(sub.columns)), 0
+    )
     wh.warehouse().dispose()
     for rep in range(reps):
         w, r, nb = sqlite_floor(tmp / f"warehouse_floor_small_{rep}.sqlite", sub)
         log_floor(small, rep, w, r, nb)
-    small.notes.append(f"measured on the first {m} sessions ({len(sub):,} rows) only (context build {sub_ctxs.build_out_s + sub_ctxs.build_in_s:.1f}s, not charged)")
+    small.notes.append(
+        f"measured on the first {m} sessions ({len(sub):,} rows) only (context build "
+        f"{sub_ctxs.build_out_s + sub_ctxs.build_in_s:.1f}s, not charged)"
+    )
 
     # Re-project from the largest measured point, with the exponent between it and the larger probe
     # (the growth steepens with size, so the exponent of the two small probes alone underestimates).
@@ -462,14 +474,15 @@ def warehouse_sqlite(
     full.projected = {"write_s", "rewrite_s"}
     # The full-size read is real: the IO manager reads a floor file (same DDL, same stored text).
     wh = WarehouseResource(url=f"sqlite:///{tmp / 'warehouse_floor_0.sqlite'}")
-    for rep in range(reps):
+    for _ in range(reps):
         r, back = timed(WarehouseIOManager(warehouse=wh).load_input, ctxs.input)
         full.add("read_s", r)
     wh.warehouse().dispose()
     ok = len(back) == n and frame_checksum(back, KEY, list(df.columns)) == checksum
     add_floors(full)
     full.notes.append(
-        f"write and re-write PROJECTED (~): writes of {n1:,} rows {t1:.2f}s, {n2:,} rows {t2:.2f}s, {n3:,} rows {t3:.2f}s; "
+        f"write and re-write PROJECTED (~): writes of {n1:,} rows {t1:.2f}s, {n2:,} rows {t2:.2f}s, {n3:,} rows "
+        f"{t3:.2f}s; "
         f"time ~ rows^{k:.2f} between the last two, extrapolated to {n:,} rows "
         f"(--sqlite-budget 0 measures them for real); read measured at full size "
         f"({len(back)} rows, content {'identical' if ok else 'DIFFERENT'})"
@@ -555,36 +568,58 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def print_table(results: list[Result]) -> None:
     head = (
-        f"{'store':22} {'write r/s':>10} {'re-write r/s':>12} {'read r/s':>10} {'floor wr r/s':>12} {'floor rd r/s':>12} "
+        f"{'store':22} {'write r/s':>10} {'re-write r/s':>12} {'read r/s':>10} {'floor wr r/s':>12} "
+        f"{'floor rd r/s':>12} "
         f"{'write x':>8} {'re-wr x':>8} {'read x':>7}  within 2x (write / re-write / read)"
     )
     log(head)
     log("-" * len(head))
     for r in results:
-        rw, rr, rd = ratio(r.write_s, r.floor_write_s), ratio(r.rewrite_s, r.floor_write_s), ratio(r.read_s, r.floor_read_s)
+        rw, rr, rd = (
+            ratio(r.write_s, r.floor_write_s),
+            ratio(r.rewrite_s, r.floor_write_s),
+            ratio(r.read_s, r.floor_read_s),
+        )
         verdict = " / ".join("-" if x is None else ("yes" if x <= 2.0 else "NO") for x in (rw, rr, rd))
         fmt = lambda x, p=False: "-" if x is None else ("~" if p else "") + f"{x:.2f}"  # noqa: E731
         n, pw, pr = r.rows, "write_s" in r.projected, "rewrite_s" in r.projected
         log(
             f"{r.store:22} {rate(n, r.write_s, pw):>10} {rate(n, r.rewrite_s, pr):>12} {rate(n, r.read_s):>10} "
-            f"{rate(n, r.floor_write_s):>12} {rate(n, r.floor_read_s):>12} {fmt(rw, pw):>8} {fmt(rr, pr):>8} {fmt(rd):>7}  {verdict}"
+            f"{rate(n, r.floor_write_s):>12} {rate(n, r.floor_read_s):>12} {fmt(rw, pw):>8} {fmt(rr, pr):>8} "
+            f"{fmt(rd):>7}  {verdict}"
         )
     log("")
-    log(f"{'store':22} {'rows':>7} {'write s':>8} {'re-write s':>10} {'read s':>7} {'floor wr s':>10} {'floor rd s':>10}")
+    log(
+        f"{'store':22} {'rows':>7} {'write s':>8} {'re-write s':>10} {'read s':>7} {'floor wr s':>10} "
+        f"{'floor rd s':>10}"
+    )
     for r in results:
         f = lambda x, p=False: "-" if x is None else ("~" if p else "") + f"{x:.2f}"  # noqa: E731
         log(
-            f"{r.store:22} {r.rows:>7,} {f(r.write_s, 'write_s' in r.projected):>8} {f(r.rewrite_s, 'rewrite_s' in r.projected):>10} "
+            f"{r.store:22} {r.rows:>7,} {f(r.write_s, 'write_s' in r.projected):>8} "
+            f"{f(r.rewrite_s, 'rewrite_s' in r.projected):>10} "
             f"{f(r.read_s):>7} {f(r.floor_write_s):>10} {f(r.floor_read_s):>10}"
         )
-    log("ratio x = IO-manager time / floor time (1.00 = as fast as the floor; 'within 2x' means x <= 2.00); ~ = projected, not measured")
+    log(
+        "ratio x = IO-manager time / floor time (1.00 = as fast as the floor; 'within 2x' means x <= 2.00); ~ = "
+        "projected, not measured"
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sessions", type=int, default=None, help="first N sessions from 2019-01-02 (default: all of 2019..2024)")
-    ap.add_argument("--repeat", type=int, default=3, help="repetitions (fresh store each) for lake-local, SQLite, PostgreSQL; best is kept")
-    ap.add_argument("--s3-repeat", type=int, default=1, help="repetitions for lake-S3 (slow: moto answers ~300 requests/s)")
+    ap.add_argument(
+        "--sessions", type=int, default=None, help="first N sessions from 2019-01-02 (default: all of 2019..2024)"
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="repetitions (fresh store each) for lake-local, SQLite, PostgreSQL; best is kept",
+    )
+    ap.add_argument(
+        "--s3-repeat", type=int, default=1, help="repetitions for lake-S3 (slow: moto answers ~300 requests/s)"
+    )
     ap.add_argument("--skip-s3", action="store_true", help="skip the moto S3 measurement")
     ap.add_argument("--skip-pg", action="store_true", help="skip the PostgreSQL measurement")
     ap.add_argument(
@@ -600,13 +635,20 @@ def main() -> int:
     gen_s, (df, days) = timed(make_bars, args.sessions)
     n = len(df)
     checksum = frame_checksum(df, KEY, list(df.columns))
-    log(f"data: {n:,} bars, {len(days):,} sessions {days[0]} .. {days[-1]} (generated in {gen_s:.1f}s); columns {list(df.columns)}")
-    log(f"python {sys.version.split()[0]}, dagster {dg.__version__}, pandas {pd.__version__}, pyarrow {pa.__version__}, {os.cpu_count()} CPUs")
+    log(
+        f"data: {n:,} bars, {len(days):,} sessions {days[0]} .. {days[-1]} (generated in {gen_s:.1f}s); columns "
+        f"{list(df.columns)}"
+    )
+    log(
+        f"python {sys.version.split()[0]}, dagster {dg.__version__}, pandas {pd.__version__}, pyarrow "
+        f"{pa.__version__}, {os.cpu_count()} CPUs"
+    )
 
     ctxs = Contexts(days)
     log(
         f"dagster contexts for key range {ctxs.key_range.start} .. {ctxs.key_range.end} -> window "
-        f"{ctxs.window.start.isoformat()} .. {ctxs.window.end.isoformat()}: build_output_context {ctxs.build_out_s:.2f}s, "
+        f"{ctxs.window.start.isoformat()} .. {ctxs.window.end.isoformat()}: build_output_context "
+        f"{ctxs.build_out_s:.2f}s, "
         f"build_input_context {ctxs.build_in_s:.2f}s (Dagster expanding the key range into a partitions subset; "
         "not charged to the IO managers below). Both builders accept asset_partition_key_range, so every figure below "
         "goes through LakeIOManager / WarehouseIOManager .handle_output / .load_input"
@@ -631,7 +673,11 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     log("")
-    log(f"=== IO managers vs floor: {n:,} rows ({len(days):,} sessions); best of: " + ", ".join(f"{r.store} {r.reps()}" for r in results) + " ===")
+    log(
+        f"=== IO managers vs floor: {n:,} rows ({len(days):,} sessions); best of: "
+        + ", ".join(f"{r.store} {r.reps()}" for r in results)
+        + " ==="
+    )
     print_table(results)
     log("")
     for r in results:

@@ -58,11 +58,29 @@ PROJECT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("USDCOP_SHARED_DATA", PROJECT.parent / "shared" / "data"))
 BARS_FILE = DATA / "usdcop_m5_ohlcv_2020_2024h1.csv.gz"
 MACRO_FILE = DATA / "macro_indicators_daily_to_2024h1.csv.gz"
-SCRUB = ("DAGSTER_HOME", "USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "USDCOP_MACRO_SOURCE",
-         "TWELVEDATA_API_KEYS", "FRED_API_KEY", "USDCOP_SOURCE_TZ", "USDCOP_OBS_CONFIG", "USDCOP_OBS_TRAIN_WINDOW",
-         "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "DAGSTER_EVENT_BATCH_SIZE")
+SCRUB = (
+    "DAGSTER_HOME",
+    "USDCOP_LAKE_URL",
+    "USDCOP_WAREHOUSE_URL",
+    "USDCOP_SOURCE",
+    "USDCOP_MACRO_SOURCE",
+    "TWELVEDATA_API_KEYS",
+    "FRED_API_KEY",
+    "USDCOP_SOURCE_TZ",
+    "USDCOP_OBS_CONFIG",
+    "USDCOP_OBS_TRAIN_WINDOW",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS",
+    "DAGSTER_EVENT_BATCH_SIZE",
+)
 LAYERS = ["L1", "L2", "L3", "L4 stats", "L4 obs", "L4 episodes"]
-DATASETS = ["l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5", "l4/observations_m5", "l4/episodes_session"]
+DATASETS = [
+    "l1/ohlcv_m5",
+    "l1/ohlcv_m5_rejects",
+    "l2/indicators_m5",
+    "l3/features_m5",
+    "l4/observations_m5",
+    "l4/episodes_session",
+]
 
 
 def log(msg: str = "") -> None:
@@ -115,16 +133,19 @@ def dagster_child(first_s: str, last_s: str) -> dict:
         import dagster as dg
 
         from usdcop_assets.cli import prepare_environment, session_range
+        from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layers_job
         from usdcop_assets.defs.definitions import build_definitions
         from usdcop_assets.defs.keys import EPISODES, OBSERVATIONS
-        from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layers_job
 
         prepare_environment()  # DAGSTER_HOME, batched event log, one planned event per asset (as the CLI)
         defs = build_definitions()
         instance = dg.DagsterInstance.get()
     first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
     sessions = session_range(first, last)
-    session_tags = {"dagster/asset_partition_range_start": sessions.start, "dagster/asset_partition_range_end": sessions.end}
+    session_tags = {
+        "dagster/asset_partition_range_start": sessions.start,
+        "dagster/asset_partition_range_end": sessions.end,
+    }
     base = {"usdcop/launched_by": "bench/l1_l4_pipeline.py"}
 
     def only(key):
@@ -182,20 +203,30 @@ def direct_child(first_s: str, last_s: str) -> dict:
         import pandas as pd
 
         from usdcop_assets.core import calendar as cal
+        from usdcop_assets.core.settings import Settings
         from usdcop_assets.defs.keys import L1_MACRO
-        from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS, MACRO_LOOKBACK_DAYS, macro_daily_frame
-        from usdcop_assets.defs.windows import complete_from
         from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
-        from usdcop_assets.observation.builder import stats_from_frame, stats_to_frame
-        from usdcop_assets.features.engineering import build_features, macro_zscores
+        from usdcop_assets.defs.partitions import history_start
+        from usdcop_assets.defs.windows import complete_from
+        from usdcop_assets.features.engineering import (
+            FEATURE_LOOKBACK_SESSIONS,
+            MACRO_LOOKBACK_DAYS,
+            build_features,
+            macro_daily_frame,
+            macro_zscores,
+        )
         from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
+        from usdcop_assets.observation.builder import build_observations, load_config, stats_from_frame, stats_to_frame
+        from usdcop_assets.observation.normalization import (
+            fit_months,
+            month_start,
+            months_between,
+            read_span,
+            shift_month,
+        )
+        from usdcop_assets.refine.standardize import standardize_bars
         from usdcop_assets.storage.lake.session_table import SessionTable
         from usdcop_assets.storage.lake.store import open_store
-        from usdcop_assets.observation.builder import build_observations, load_config
-        from usdcop_assets.observation.normalization import fit_months, month_start, months_between, read_span, shift_month
-        from usdcop_assets.defs.partitions import history_start
-        from usdcop_assets.refine.standardize import standardize_bars
-        from usdcop_assets.core.settings import Settings
         from usdcop_assets.storage.warehouse.database import Warehouse
 
     first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
@@ -219,7 +250,14 @@ def direct_child(first_s: str, last_s: str) -> dict:
     table = lambda name: SessionTable(store, name)  # noqa: E731
     stages: dict[str, dict] = {}
     for name in LAYERS:
-        stages[name] = {"read_s": 0.0, "compute_s": 0.0, "write_s": 0.0, "read_cpu_s": 0.0, "compute_cpu_s": 0.0, "write_cpu_s": 0.0}
+        stages[name] = {
+            "read_s": 0.0,
+            "compute_s": 0.0,
+            "write_s": 0.0,
+            "read_cpu_s": 0.0,
+            "compute_cpu_s": 0.0,
+            "write_cpu_s": 0.0,
+        }
 
     def timed(layer: str, part: str, fn, *args, **kwargs):
         with Clock() as c:
@@ -240,7 +278,10 @@ def direct_child(first_s: str, last_s: str) -> dict:
         return kept, rejects
 
     kept, rejects = timed("L1", "compute", l1, raw)
-    for dataset, wtable, frame in (("l1/ohlcv_m5", "usdcop_m5_ohlcv", kept), ("l1/ohlcv_m5_rejects", "ohlcv_m5_rejects", rejects)):
+    for dataset, wtable, frame in (
+        ("l1/ohlcv_m5", "usdcop_m5_ohlcv", kept),
+        ("l1/ohlcv_m5_rejects", "ohlcv_m5_rejects", rejects),
+    ):
         timed("L1", "write", table(dataset).write, frame, *whole)
         timed("L1", "write", wh.upsert, wtable, frame, replace_window=whole)
 
@@ -260,7 +301,9 @@ def direct_child(first_s: str, last_s: str) -> dict:
     # L3: l1 bars (2-session look-back), l2 indicators, l1/macro_daily (z-score window) -> build_features -> lake
     bars3 = timed("L3", "read", table("l1/ohlcv_m5").read, *cal.whole_session_days(*back(FEATURE_LOOKBACK_SESSIONS)))
     ind3 = timed("L3", "read", table("l2/indicators_m5").read, *own)
-    wide = timed("L3", "read", table("/".join(L1_MACRO.path)).read, own[0] - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), own[1])
+    wide = timed(
+        "L3", "read", table("/".join(L1_MACRO.path)).read, own[0] - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), own[1]
+    )
 
     def l3(bars, indicators, wide):
         targets = pd.DatetimeIndex(indicators["time"])
@@ -293,7 +336,14 @@ def direct_child(first_s: str, last_s: str) -> dict:
     timed("L4 episodes", "write", table("l4/episodes_session").write, episodes, *own)
     wh.dispose()
 
-    rows = {"L1": len(kept), "L2": len(indicators), "L3": len(features), "L4 stats": len(train), "L4 obs": len(obs), "L4 episodes": len(episodes)}
+    rows = {
+        "L1": len(kept),
+        "L2": len(indicators),
+        "L3": len(features),
+        "L4 stats": len(train),
+        "L4 obs": len(obs),
+        "L4 episodes": len(episodes),
+    }
     return {
         "startup_s": c_start.wall,
         "l0_rows": len(raw),
@@ -328,16 +378,37 @@ def run_child(part: str, home: Path, first: dt.date, last: dt.date, train: str, 
 def run_setup(home: Path, first: dt.date, last: dt.date, workdir: Path) -> dict:
     steps = [
         ("macro import", [*usdcop_cmd(), "import", str(MACRO_FILE), "--kind", "macro"]),
-        ("bars import L0", [*usdcop_cmd(), "import", str(BARS_FILE), "--kind", "bars", "--layers", "L0",
-                            "--start", first.isoformat(), "--end", last.isoformat()]),
+        (
+            "bars import L0",
+            [
+                *usdcop_cmd(),
+                "import",
+                str(BARS_FILE),
+                "--kind",
+                "bars",
+                "--layers",
+                "L0",
+                "--start",
+                first.isoformat(),
+                "--end",
+                last.isoformat(),
+            ],
+        ),
     ]
     out = {}
     for name, cmd in steps:
         load0 = loadavg()
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=workdir, env=child_env(home), capture_output=True, text=True)
-        out[name] = {"wall_s": time.perf_counter() - t0, "rc": proc.returncode, "load_before": load0, "load_after": loadavg(),
-                     "cmd": " ".join(cmd), "stdout": proc.stdout.strip(), "stderr_tail": proc.stderr[-3000:]}
+        out[name] = {
+            "wall_s": time.perf_counter() - t0,
+            "rc": proc.returncode,
+            "load_before": load0,
+            "load_after": loadavg(),
+            "cmd": " ".join(cmd),
+            "stdout": proc.stdout.strip(),
+            "stderr_tail": proc.stderr[-3000:],
+        }
         if proc.returncode != 0:
             break
     return out
@@ -361,7 +432,11 @@ def compare_lakes(a: Path, b: Path) -> dict[str, str]:
         da, db = a / dataset, b / dataset
 
         def shas(root: Path) -> dict[str, str]:
-            return {p.parent.name: json.loads(p.read_text())["sha256"] for p in root.rglob("manifest.json")} if root.exists() else {}
+            return (
+                {p.parent.name: json.loads(p.read_text())["sha256"] for p in root.rglob("manifest.json")}
+                if root.exists()
+                else {}
+            )
 
         sa, sb = shas(da), shas(db)
         if not sa and not sb:
@@ -379,7 +454,12 @@ def main() -> int:
     ap.add_argument("--start", help="first session (default: the file's first)")
     ap.add_argument("--end", help="last session (default: the file's last, or --sessions after --start)")
     ap.add_argument("--sessions", type=int, help="only this many sessions from --start (or the file's first)")
-    ap.add_argument("--train-fraction", type=float, default=0.6, help="USDCOP_OBS_TRAIN_WINDOW = this first share of the sessions (0.6)")
+    ap.add_argument(
+        "--train-fraction",
+        type=float,
+        default=0.6,
+        help="USDCOP_OBS_TRAIN_WINDOW = this first share of the sessions (0.6)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary homes (printed) instead of deleting them")
     ap.add_argument("--json", help="also write every figure to this JSON file")
     ap.add_argument("--child", nargs=3, metavar=("PART", "START", "END"), help=argparse.SUPPRESS)
@@ -406,8 +486,10 @@ def main() -> int:
     train = f"{days[0].isoformat()}..{days[n_train - 1].isoformat()}"
 
     log(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; load average at start {loadavg()}")
-    log(f"file {BARS_FILE.name}: sessions {f_first} .. {f_last}; selected {first} .. {last} = {len(days)} sessions "
-        f"({len(days) * cal.BARS_PER_SESSION} grid bars); USDCOP_OBS_TRAIN_WINDOW={train} ({n_train} sessions)")
+    log(
+        f"file {BARS_FILE.name}: sessions {f_first} .. {f_last}; selected {first} .. {last} = {len(days)} sessions "
+        f"({len(days) * cal.BARS_PER_SESSION} grid bars); USDCOP_OBS_TRAIN_WINDOW={train} ({n_train} sessions)"
+    )
     root = Path(tempfile.mkdtemp(prefix="usdcop_bench_l1l4_"))
     home, home_direct = root / "home_dagster", root / "home_direct"
     report: dict = {"first": first.isoformat(), "last": last.isoformat(), "sessions": len(days), "train_window": train}
@@ -416,9 +498,16 @@ def main() -> int:
         setup = run_setup(home, first, last, root)
         report["setup"] = setup
         for name, s in setup.items():
-            log(f"  {name}: {s['wall_s']:.1f}s rc={s['rc']} (load {s['load_before']} -> {s['load_after']})  $ {s['cmd']}")
+            log(
+                f"  {name}: {s['wall_s']:.1f}s rc={s['rc']} (load {s['load_before']} -> {s['load_after']})  $ "
+                f"{s['cmd']}"
+            )
             for line in s["stdout"].splitlines():
-                if line.startswith(("read ", "  sessions", "  rows per", "check ", "run ")) or "bars," in line or "fit no session" in line:
+                if (
+                    line.startswith(("read ", "  sessions", "  rows per", "check ", "run "))
+                    or "bars," in line
+                    or "fit no session" in line
+                ):
                     log(f"    | {line}")
             if s["rc"] != 0:
                 log(f"SETUP FAILED:\n{s['stderr_tail']}")
@@ -433,18 +522,29 @@ def main() -> int:
             failed = {k: v.get("errors") for k, v in dag.get("stages", {}).items() if not v["success"]}
             log(f"DAGSTER PART FAILED rc={dag['rc']}: {failed}\n{dag.get('stderr_tail', '')}")
             return 1
-        log(f"  {dag['process_wall_s']:.1f}s process wall (load {dag['load_before']} -> {dag['load_after']}), peak RSS {dag['peak_rss_mb']:.0f} MB")
+        log(
+            f"  {dag['process_wall_s']:.1f}s process wall (load {dag['load_before']} -> {dag['load_after']}), peak "
+            f"RSS {dag['peak_rss_mb']:.0f} MB"
+        )
 
-        log("[direct] the pure functions on the same lake inputs, writing through SessionTable.write / Warehouse.upsert")
+        log(
+            "[direct] the pure functions on the same lake inputs, writing through SessionTable.write / Warehouse.upsert"
+        )
         dire = run_child("direct", home_direct, first, last, train, root)
         report["direct"] = dire
         if dire["rc"] != 0:
             log(f"DIRECT PART FAILED rc={dire['rc']}:\n{dire.get('stderr_tail', '')}")
             return 1
-        log(f"  {dire['process_wall_s']:.1f}s process wall (load {dire['load_before']} -> {dire['load_after']}), peak RSS {dire['peak_rss_mb']:.0f} MB")
+        log(
+            f"  {dire['process_wall_s']:.1f}s process wall (load {dire['load_before']} -> {dire['load_after']}), peak "
+            f"RSS {dire['peak_rss_mb']:.0f} MB"
+        )
         same = compare_lakes(home / "lake", home_direct / "lake")
         report["lake_comparison"] = same
-        log("  outputs, Dagster lake vs direct lake (per-object sha256): " + "; ".join(f"{k} {v}" for k, v in same.items()))
+        log(
+            "  outputs, Dagster lake vs direct lake (per-object sha256): "
+            + "; ".join(f"{k} {v}" for k, v in same.items())
+        )
     finally:
         if args.keep:
             log(f"kept {root}")
@@ -453,44 +553,85 @@ def main() -> int:
 
     l0_rows = dire["l0_rows"]
     log()
-    log(f"=== L1 -> L4, {first} .. {last}: {len(days)} sessions, {l0_rows} L0 rows in, {dire['kept']} L1 bars kept, "
-        f"{dire['rejects']} rejected; bars/s = L0 rows / s ===")
-    head = (f"{'layer':12} {'rows out':>8} {'Dagster s':>10} {'(cpu s)':>8} {'direct compute s':>17} {'direct c+IO s':>14} "
-            f"{'(read/comp/write)':>20} {'ratio c+IO':>11} {'ratio comp':>11} {'Dagster bars/s':>15} {'direct bars/s':>14} {'mat. events':>12}")
+    log(
+        f"=== L1 -> L4, {first} .. {last}: {len(days)} sessions, {l0_rows} L0 rows in, {dire['kept']} L1 bars kept, "
+        f"{dire['rejects']} rejected; bars/s = L0 rows / s ==="
+    )
+    head = (
+        f"{'layer':12} {'rows out':>8} {'Dagster s':>10} {'(cpu s)':>8} {'direct compute s':>17} {'direct c+IO s':>14} "
+        f"{'(read/comp/write)':>20} {'ratio c+IO':>11} {'ratio comp':>11} {'Dagster bars/s':>15} "
+        f"{'direct bars/s':>14} {'mat. events':>12}"
+    )
     log(head)
     log("-" * len(head))
     tot = Counter()
     for name in LAYERS:
         d, x = dag["stages"][name], dire["stages"][name]
         cio = x["read_s"] + x["compute_s"] + x["write_s"]
-        tot.update({"dag": d["wall_s"], "dag_cpu": d["cpu_s"], "comp": x["compute_s"], "cio": cio, "read": x["read_s"], "write": x["write_s"], "mat": d["materializations"]})
-        log(f"{name:12} {dire['rows'][name]:>8} {d['wall_s']:>10.2f} {d['cpu_s']:>8.2f} {x['compute_s']:>17.2f} {cio:>14.2f} "
-            f"{x['read_s']:>6.2f}/{x['compute_s']:>6.2f}/{x['write_s']:>6.2f} {d['wall_s'] / cio:>10.2f}x {d['wall_s'] / max(x['compute_s'], 1e-9):>10.2f}x "
-            f"{l0_rows / d['wall_s']:>15.0f} {l0_rows / cio:>14.0f} {d['materializations']:>12}")
+        tot.update(
+            {
+                "dag": d["wall_s"],
+                "dag_cpu": d["cpu_s"],
+                "comp": x["compute_s"],
+                "cio": cio,
+                "read": x["read_s"],
+                "write": x["write_s"],
+                "mat": d["materializations"],
+            }
+        )
+        log(
+            f"{name:12} {dire['rows'][name]:>8} {d['wall_s']:>10.2f} {d['cpu_s']:>8.2f} {x['compute_s']:>17.2f} "
+            f"{cio:>14.2f} "
+            f"{x['read_s']:>6.2f}/{x['compute_s']:>6.2f}/{x['write_s']:>6.2f} {d['wall_s'] / cio:>10.2f}x "
+            f"{d['wall_s'] / max(x['compute_s'], 1e-9):>10.2f}x "
+            f"{l0_rows / d['wall_s']:>15.0f} {l0_rows / cio:>14.0f} {d['materializations']:>12}"
+        )
     log("-" * len(head))
-    log(f"{'total L1-L4':12} {'':>8} {tot['dag']:>10.2f} {tot['dag_cpu']:>8.2f} {tot['comp']:>17.2f} {tot['cio']:>14.2f} "
-        f"{tot['read']:>6.2f}/{tot['comp']:>6.2f}/{tot['write']:>6.2f} {tot['dag'] / tot['cio']:>10.2f}x {tot['dag'] / tot['comp']:>10.2f}x "
-        f"{l0_rows / tot['dag']:>15.0f} {l0_rows / tot['cio']:>14.0f} {tot['mat']:>12}")
-    log(f"{'+ startup':12} {'':>8} {dag['startup_s']:>10.2f} {'':>8} {'':>17} {dire['startup_s']:>14.2f}   (imports; Dagster also prepare_environment, build_definitions, instance)")
-    log(f"{'process':12} {'':>8} {dag['process_wall_s']:>10.2f} {'':>8} {'':>17} {dire['process_wall_s']:>14.2f}   (child interpreter wall, start to exit)")
+    log(
+        f"{'total L1-L4':12} {'':>8} {tot['dag']:>10.2f} {tot['dag_cpu']:>8.2f} {tot['comp']:>17.2f} "
+        f"{tot['cio']:>14.2f} "
+        f"{tot['read']:>6.2f}/{tot['comp']:>6.2f}/{tot['write']:>6.2f} {tot['dag'] / tot['cio']:>10.2f}x "
+        f"{tot['dag'] / tot['comp']:>10.2f}x "
+        f"{l0_rows / tot['dag']:>15.0f} {l0_rows / tot['cio']:>14.0f} {tot['mat']:>12}"
+    )
+    log(
+        f"{'+ startup':12} {'':>8} {dag['startup_s']:>10.2f} {'':>8} {'':>17} {dire['startup_s']:>14.2f}   (imports; "
+        "Dagster also prepare_environment, build_definitions, instance)"
+    )
+    log(
+        f"{'process':12} {'':>8} {dag['process_wall_s']:>10.2f} {'':>8} {'':>17} {dire['process_wall_s']:>14.2f}   "
+        "(child interpreter wall, start to exit)"
+    )
     log(f"peak RSS: Dagster part {dag['peak_rss_mb']:.0f} MB, direct part {dire['peak_rss_mb']:.0f} MB")
-    log("Dagster s = get_subset + execute_in_process of the stage; ratio c+IO = Dagster s / direct c+IO s (the target is <= 1.5x);")
+    log(
+        "Dagster s = get_subset + execute_in_process of the stage; ratio c+IO = Dagster s / direct c+IO s (the target "
+        "is <= 1.5x);"
+    )
     log("ratio comp = Dagster s / direct compute s. Rows out: L4 stats = warm training rows read.")
 
     log()
     log("--- where the Dagster time goes: (Dagster s - direct c+IO s) per stage ---")
-    log(f"{'layer':12} {'extra s':>8} {'subset s':>9} {'events':>7} {'mat. ev':>8} {'mat. ev/bar':>12} {'ms per mat. ev':>15} {'ms per event':>13}")
+    log(
+        f"{'layer':12} {'extra s':>8} {'subset s':>9} {'events':>7} {'mat. ev':>8} {'mat. ev/bar':>12} "
+        f"{'ms per mat. ev':>15} {'ms per event':>13}"
+    )
     for name in LAYERS:
         d, x = dag["stages"][name], dire["stages"][name]
         extra = d["wall_s"] - (x["read_s"] + x["compute_s"] + x["write_s"])
         n_ev, n_mat = sum(d["events"].values()), d["materializations"]
         per_mat = f"{1000 * extra / n_mat:.2f}" if n_mat else "-"
-        log(f"{name:12} {extra:>8.2f} {d['subset_s']:>9.2f} {n_ev:>7} {n_mat:>8} {n_mat / l0_rows:>12.2f} {per_mat:>15} {1000 * extra / n_ev:>13.2f}")
+        log(
+            f"{name:12} {extra:>8.2f} {d['subset_s']:>9.2f} {n_ev:>7} {n_mat:>8} {n_mat / l0_rows:>12.2f} "
+            f"{per_mat:>15} {1000 * extra / n_ev:>13.2f}"
+        )
     top = {k: v for k, v in sum((Counter(s["events"]) for s in dag["stages"].values()), Counter()).most_common(6)}
     log(f"event types over all stages (most common): {top}")
-    log(f"load average: setup {setup['bars import L0']['load_before']} -> {setup['bars import L0']['load_after']}, "
-        f"Dagster {dag['load_before']} -> {dag['load_after']}, direct {dire['load_before']} -> {dire['load_after']}, now {loadavg()} "
-        f"({os.cpu_count()} CPUs, shared: wall times are noisy)")
+    log(
+        f"load average: setup {setup['bars import L0']['load_before']} -> {setup['bars import L0']['load_after']}, "
+        f"Dagster {dag['load_before']} -> {dag['load_after']}, direct {dire['load_before']} -> {dire['load_after']}, "
+        f"now {loadavg()} "
+        f"({os.cpu_count()} CPUs, shared: wall times are noisy)"
+    )
     log(f"total bench time {time.perf_counter() - t_all:.0f}s")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))

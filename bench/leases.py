@@ -24,10 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from usdcop_assets.core import calendar as cal  # noqa: E402
+from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
 from usdcop_assets.storage.lake.lease import SessionLeases  # noqa: E402
 from usdcop_assets.storage.lake.session_table import SessionTable  # noqa: E402
 from usdcop_assets.storage.lake.store import LocalObjectStore, S3ObjectStore  # noqa: E402
-from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
 
 
 def _ms(samples: list[float]) -> str:
@@ -40,7 +40,7 @@ def bench(name: str, store, repeats: int, entries: int) -> None:
     for i in range(entries):  # other writers' finished entries
         leases.acquire(f"2020-01-{1 + i % 28:02d}", f"2020-01-{1 + i % 28:02d}", "old", wait=0).release()
     cycle = []
-    for i in range(repeats):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         leases.acquire("2025-03-05", "2025-03-05", "bench", wait=0).release()
         cycle.append(time.perf_counter() - t0)
@@ -66,8 +66,11 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         import boto3
 
@@ -78,7 +81,9 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         client.create_bucket(Bucket=bucket)
         bench("s3", S3ObjectStore(bucket, "lake", client=client), args.repeats, args.entries)

@@ -54,7 +54,9 @@ def main() -> int:
         "printed_lines": len(output.splitlines()),
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "log_file": log.group(1) if log else None,
-        "log_lines": sum(1 for _ in open(log.group(1), encoding="utf-8")) if log and Path(log.group(1)).exists() else None,
+        "log_lines": sum(1 for _ in open(log.group(1), encoding="utf-8"))
+        if log and Path(log.group(1)).exists()
+        else None,
         "cpu_count": os.cpu_count(),
     }
     print(output, end="")

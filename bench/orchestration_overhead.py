@@ -20,7 +20,8 @@ from the file source (``USDCOP_SOURCE=file:FILE``, read as Bogota wall-clock by 
    run creation, execution and every IO-manager read and write included); the audit run that follows
    is reported apart (``dagster_audits_s``): the direct part has no audits.
 3. **direct**: the same pure functions (``fetch_bars_with_summary``, ``standardize_bars``,
-   ``compute_indicators``, ``build_features``, ``fit_months`` (monthly, point in time), ``build_observations``, the episode
+   ``compute_indicators``, ``build_features``, ``fit_months`` (monthly, point in time), ``build_observations``, the
+   episode
    asset's body, ``decide_bars``, ``paper_ledger``, ``backtest_sessions``) on the whole range in one pass,
    each layer's output handed to the next in memory (what a script without an orchestrator does), the
    look-back sessions before the range read from the lake, and every output written where the IO
@@ -63,10 +64,23 @@ PROJECT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("USDCOP_SHARED_DATA", PROJECT.parent / "shared" / "data"))
 SHARED_MACRO = DATA / "macro_indicators_daily_to_2024h1.csv.gz"
 FIRST_SYNTHETIC = dt.date(2020, 1, 2)
-SCRUB = ("DAGSTER_HOME", "USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "USDCOP_MACRO_SOURCE",
-         "TWELVEDATA_API_KEYS", "FRED_API_KEY", "USDCOP_SOURCE_TZ", "USDCOP_OBS_CONFIG", "USDCOP_OBS_TRAIN_WINDOW",
-         "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "DAGSTER_EVENT_BATCH_SIZE", "USDCOP_REPLAY_CLOCK",
-         "USDCOP_BACKFILL_SESSIONS_PER_RUN", "USDCOP_EXECUTOR")
+SCRUB = (
+    "DAGSTER_HOME",
+    "USDCOP_LAKE_URL",
+    "USDCOP_WAREHOUSE_URL",
+    "USDCOP_SOURCE",
+    "USDCOP_MACRO_SOURCE",
+    "TWELVEDATA_API_KEYS",
+    "FRED_API_KEY",
+    "USDCOP_SOURCE_TZ",
+    "USDCOP_OBS_CONFIG",
+    "USDCOP_OBS_TRAIN_WINDOW",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS",
+    "DAGSTER_EVENT_BATCH_SIZE",
+    "USDCOP_REPLAY_CLOCK",
+    "USDCOP_BACKFILL_SESSIONS_PER_RUN",
+    "USDCOP_EXECUTOR",
+)
 LAYERS = ["L0", "L1", "L2", "L3", "L4", "L5", "L6"]
 LAUNCHED_BY = "usdcop backfill"
 
@@ -117,7 +131,9 @@ def setup_child(first_s: str, last_s: str) -> dict:
     cli.prepare_environment()
     first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
     with Clock() as c:
-        ok = cli.materialize_days(first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, launched_by="bench setup", layers=["L0", "L1"])
+        ok = cli.materialize_days(
+            first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, launched_by="bench setup", layers=["L0", "L1"]
+        )
     return {"ok": bool(ok), "macro_s": c.wall}
 
 
@@ -142,7 +158,9 @@ def dagster_child(first_s: str, last_s: str, runs_in_parallel: int, profile: str
             import cProfile
 
             prof = cProfile.Profile()
-            ok = prof.runcall(cli.materialize_sessions, settings, first, last, LAYERS, launched_by=LAUNCHED_BY, **kwargs)
+            ok = prof.runcall(
+                cli.materialize_sessions, settings, first, last, LAYERS, launched_by=LAUNCHED_BY, **kwargs
+            )
             prof.dump_stats(profile)
         else:
             ok = cli.materialize_sessions(settings, first, last, LAYERS, launched_by=LAUNCHED_BY, **kwargs)
@@ -179,16 +197,34 @@ def run_records(dagster_home: Path, since: float) -> list[dict]:
             if created < since:
                 continue
             run = r.dagster_run
-            events = Counter((e.dagster_event_type.value if e.dagster_event_type else "log") for e in instance.all_logs(run.run_id))
-            keys = sorted({e.dagster_event.asset_key.to_user_string() for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)})
-            out.append({
-                "run_id": run.run_id, "job": run.job_name, "status": run.status.value, "assets": keys,
-                "range": [run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")],
-                "create": created, "start": r.start_time, "end": r.end_time,
-                "wall_s": (r.end_time - created) if r.end_time else None,
-                "execute_s": (r.end_time - r.start_time) if r.end_time and r.start_time else None,
-                "events": dict(events), "event_log_storage": storage,
-            })
+            events = Counter(
+                (e.dagster_event_type.value if e.dagster_event_type else "log") for e in instance.all_logs(run.run_id)
+            )
+            keys = sorted(
+                {
+                    e.dagster_event.asset_key.to_user_string()
+                    for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+                }
+            )
+            out.append(
+                {
+                    "run_id": run.run_id,
+                    "job": run.job_name,
+                    "status": run.status.value,
+                    "assets": keys,
+                    "range": [
+                        run.tags.get("dagster/asset_partition_range_start"),
+                        run.tags.get("dagster/asset_partition_range_end"),
+                    ],
+                    "create": created,
+                    "start": r.start_time,
+                    "end": r.end_time,
+                    "wall_s": (r.end_time - created) if r.end_time else None,
+                    "execute_s": (r.end_time - r.start_time) if r.end_time and r.start_time else None,
+                    "events": dict(events),
+                    "event_log_storage": storage,
+                }
+            )
         return out
     finally:
         instance.dispose()
@@ -214,29 +250,41 @@ def direct_child(first_s: str, last_s: str) -> dict:
         import pandas as pd
 
         from usdcop_assets import clock
-        from usdcop_assets.core import calendar as cal
         from usdcop_assets.backtest.engine import backtest_sessions
+        from usdcop_assets.core import calendar as cal
+        from usdcop_assets.core.settings import Settings
         from usdcop_assets.defs.keys import L1_MACRO
-        from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS, MACRO_LOOKBACK_DAYS, macro_daily_frame
-        from usdcop_assets.defs.layers.l5_model import latest_models  # no longer defined there (broken before this change)
-        from usdcop_assets.rl.costs import live_costs
         from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
-        from usdcop_assets.observation.builder import stats_from_frame, stats_to_frame
-        from usdcop_assets.rl.decisions import decide_bars
+        from usdcop_assets.defs.layers.l5_model import (
+            latest_models,
+        )  # no longer defined there (broken before this change)
+        from usdcop_assets.defs.partitions import history_start
         from usdcop_assets.defs.registry import policy_for
+        from usdcop_assets.defs.resources import LakeResource
         from usdcop_assets.defs.windows import complete_from
-        from usdcop_assets.features.engineering import build_features, macro_zscores
+        from usdcop_assets.features.engineering import (
+            FEATURE_LOOKBACK_SESSIONS,
+            MACRO_LOOKBACK_DAYS,
+            build_features,
+            macro_daily_frame,
+            macro_zscores,
+        )
         from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
+        from usdcop_assets.observation.builder import build_observations, load_config, stats_from_frame, stats_to_frame
+        from usdcop_assets.observation.normalization import (
+            fit_months,
+            month_start,
+            months_between,
+            read_span,
+            shift_month,
+        )
+        from usdcop_assets.refine.standardize import standardize_bars
+        from usdcop_assets.rl.costs import live_costs
+        from usdcop_assets.rl.decisions import decide_bars
+        from usdcop_assets.rl.paper import paper_ledger
+        from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
         from usdcop_assets.storage.lake.session_table import SessionTable
         from usdcop_assets.storage.lake.store import open_store
-        from usdcop_assets.observation.builder import build_observations, load_config
-        from usdcop_assets.observation.normalization import fit_months, month_start, months_between, read_span, shift_month
-        from usdcop_assets.defs.partitions import history_start
-        from usdcop_assets.refine.standardize import standardize_bars
-        from usdcop_assets.defs.resources import LakeResource
-        from usdcop_assets.core.settings import Settings
-        from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
-        from usdcop_assets.rl.paper import paper_ledger
         from usdcop_assets.storage.warehouse.database import Warehouse
 
         imports_s = time.perf_counter() - t0
@@ -246,7 +294,8 @@ def direct_child(first_s: str, last_s: str) -> dict:
         whole = cal.whole_session_days(*own)  # what a "lake_window: session_days" layer stores and reads
 
         def back_open(n: int) -> pd.Timestamp:
-            """Open of the session ``n`` sessions before the range (a session-offset look-back, clipped to the partitions)."""
+            """Open of the session ``n`` sessions before the range (a session-offset look-back, clipped to the
+            partitions)."""
             day = days[0]
             for _ in range(n):
                 prev = cal.previous_trading_day(day)
@@ -273,7 +322,12 @@ def direct_child(first_s: str, last_s: str) -> dict:
             start = back_open(n)
             if start >= own[0]:
                 return in_range
-            before = timed(layer, "read", table(dataset).read, *cal.whole_session_days(start, cal.session_end(cal.previous_trading_day(days[0]))))
+            before = timed(
+                layer,
+                "read",
+                table(dataset).read,
+                *cal.whole_session_days(start, cal.session_end(cal.previous_trading_day(days[0]))),
+            )
             if before.empty:
                 return in_range
             return timed(layer, "compute", lambda: pd.concat([before, in_range], ignore_index=True))
@@ -304,18 +358,24 @@ def direct_child(first_s: str, last_s: str) -> dict:
 
         def l2(bars):
             times = pd.DatetimeIndex(bars["time"])
-            return compute_indicators(bars, targets=times[(times >= own[0]) & (times < own[1])], data_start=complete_from(bars))
+            return compute_indicators(
+                bars, targets=times[(times >= own[0]) & (times < own[1])], data_start=complete_from(bars)
+            )
 
         indicators = timed("L2", "compute", l2, bars2)
         write("L2", "l2/indicators_m5", indicators, own, "usdcop_m5_indicators")
 
         # L3
         bars3 = with_lookback("L3", "l1/ohlcv_m5", FEATURE_LOOKBACK_SESSIONS, kept)
-        wide = timed("L3", "read", table("/".join(L1_MACRO.path)).read, own[0] - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), own[1])
+        wide = timed(
+            "L3", "read", table("/".join(L1_MACRO.path)).read, own[0] - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), own[1]
+        )
 
         def l3():
             targets = pd.DatetimeIndex(indicators["time"])
-            return build_features(bars3, indicators, macro_pit=macro_zscores(macro_daily_frame(wide), targets), targets=targets)
+            return build_features(
+                bars3, indicators, macro_pit=macro_zscores(macro_daily_frame(wide), targets), targets=targets
+            )
 
         features = timed("L3", "compute", l3)
         write("L3", "l3/features_m5", features, own)
@@ -325,19 +385,39 @@ def direct_child(first_s: str, last_s: str) -> dict:
         months = months_between(days[0], days[-1])
         train = timed("stats", "read", table("l3/features_m5").read, *read_span(config, months))
         stats_frame = timed("stats", "compute", lambda: stats_to_frame(fit_months(train, config, months)))
-        timed("stats", "write", table("l4/observation_stats").write, stats_frame, month_start(months[0]), month_start(shift_month(months[-1], 1)))
+        timed(
+            "stats",
+            "write",
+            table("l4/observation_stats").write,
+            stats_frame,
+            month_start(months[0]),
+            month_start(shift_month(months[-1], 1)),
+        )
 
         # L4
         obs = timed("L4", "compute", lambda: build_observations(features, load_config(), stats_from_frame(stats_frame)))
         write("L4", "l4/observations_m5", obs, own)
         context = type("Ctx", (), {"partition_time_window": type("TW", (), {"start": own[0], "end": own[1]})()})()
-        episode_body = l4_episodes_session.op.compute_fn.decorated_fn  # the asset's own body (no separate pure function)
+        episode_body = (
+            l4_episodes_session.op.compute_fn.decorated_fn
+        )  # the asset's own body (no separate pure function)
         episodes = timed("L4", "compute", lambda: episode_body(context, observations=obs, bars=kept).value)
         write("L4", "l4/episodes_session", episodes, own)
 
         # L5
         models = timed("L5", "read", latest_models, lake)
-        actions, _ = timed("L5", "compute", decide_bars, obs, kept, own[0], own[1], models, lambda row: policy_for(lake, row), load_config())
+        actions, _ = timed(
+            "L5",
+            "compute",
+            decide_bars,
+            obs,
+            kept,
+            own[0],
+            own[1],
+            models,
+            lambda row: policy_for(lake, row),
+            load_config(),
+        )
         write("L5", "l5/actions_m5", actions, own, "fact_rl_inference")
 
         def ledger():
@@ -354,11 +434,29 @@ def direct_child(first_s: str, last_s: str) -> dict:
         bt = timed("L6", "compute", backtest_sessions, actions, episodes)
         write("L6", "l6/backtest_session", bt, own)
         wh.dispose()
-    rows = {"L0": len(raw), "L1 kept": len(kept), "L1 rejects": len(rejects), "L2": len(indicators), "L3": len(features),
-            "stats train rows": len(train), "L4 obs": len(obs), "L4 episodes": len(episodes), "L5 actions": len(actions),
-            "L5 trades": len(trades), "L5 positions": len(positions), "L6": len(bt)}
-    return {"ok": True, "direct_s": c_total.wall, "direct_cpu_s": c_total.cpu, "imports_s": imports_s, "stages": stages,
-            "rows": rows, "peak_rss_mb": peak_rss_mb()}
+    rows = {
+        "L0": len(raw),
+        "L1 kept": len(kept),
+        "L1 rejects": len(rejects),
+        "L2": len(indicators),
+        "L3": len(features),
+        "stats train rows": len(train),
+        "L4 obs": len(obs),
+        "L4 episodes": len(episodes),
+        "L5 actions": len(actions),
+        "L5 trades": len(trades),
+        "L5 positions": len(positions),
+        "L6": len(bt),
+    }
+    return {
+        "ok": True,
+        "direct_s": c_total.wall,
+        "direct_cpu_s": c_total.cpu,
+        "imports_s": imports_s,
+        "stages": stages,
+        "rows": rows,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 # --- orchestration --------------------------------------------------------------------------------------
@@ -370,7 +468,9 @@ def stock_event_log_yaml() -> str:
     return re.sub(r"(?ms)^event_log_storage:\n(?:[ \t]+.*\n?)*", "", text)
 
 
-def child_env(home: Path, source: str | None, source_tz: str | None, train: str, macro: str | None, extra: dict) -> dict:
+def child_env(
+    home: Path, source: str | None, source_tz: str | None, train: str, macro: str | None, extra: dict
+) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SCRUB}
     env.update(USDCOP_HOME=str(home), PYTHONWARNINGS="ignore", USDCOP_OBS_TRAIN_WINDOW=train, PYTHONPATH=str(PROJECT))
     if source:
@@ -413,7 +513,8 @@ TIMED_COLUMNS = {"l5/actions_m5": ["inference_latency_ms"]}
 
 
 def compare_lakes(a: Path, b: Path) -> dict:
-    """Per dataset the session objects only one part wrote and those whose bytes differ (the audits are Dagster's only)."""
+    """Per dataset the session objects only one part wrote and those whose bytes differ (the audits are Dagster's
+    only)."""
     import pyarrow.parquet as pq
 
     sa, sb = lake_shas(a), lake_shas(b)
@@ -440,7 +541,10 @@ def compare_lakes(a: Path, b: Path) -> dict:
 def compare_warehouses(a: Path, b: Path) -> dict:
     def counts(path: Path) -> dict[str, int]:
         with sqlite3.connect(path) as conn:
-            names = [r[0] for r in conn.execute("select name from sqlite_master where type='table' and name not like 'sqlite_%'")]
+            names = [
+                r[0]
+                for r in conn.execute("select name from sqlite_master where type='table' and name not like 'sqlite_%'")
+            ]
             return {n: conn.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names}
 
     ca, cb = counts(a), counts(b)
@@ -463,22 +567,43 @@ def pick_sessions(n: int, bars: Path | None, start: str | None, source_tz: str |
     return days[:n] if n else days
 
 
+def _differing(datasets: dict) -> dict:
+    """The datasets whose objects differ between the two runs, or exist in one only."""
+    return {k: v for k, v in datasets.items() if v["different"] or v["only_dagster"] or v["only_direct"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=500, help="sessions in the range (0 with --bars: the whole file)")
     ap.add_argument("--json", help="write every figure to this JSON file")
     ap.add_argument("--bars", type=Path, help="bar file read through the file source (default: synthetic bars)")
-    ap.add_argument("--source-tz", default="America/Bogota", help="timezone of the --bars file's wall-clock times (default America/Bogota)")
-    ap.add_argument("--macro", type=Path, help=f"macro file for the setup (default with --bars: {SHARED_MACRO.name} if present)")
+    ap.add_argument(
+        "--source-tz",
+        default="America/Bogota",
+        help="timezone of the --bars file's wall-clock times (default America/Bogota)",
+    )
+    ap.add_argument(
+        "--macro", type=Path, help=f"macro file for the setup (default with --bars: {SHARED_MACRO.name} if present)"
+    )
     ap.add_argument("--start", help="first session (default: the first of the file, or 2020-01-02)")
-    ap.add_argument("--train-fraction", type=float, default=0.6, help="USDCOP_OBS_TRAIN_WINDOW = this first share of the sessions")
+    ap.add_argument(
+        "--train-fraction", type=float, default=0.6, help="USDCOP_OBS_TRAIN_WINDOW = this first share of the sessions"
+    )
     ap.add_argument("--only", choices=["dagster", "direct"], help="run one part only")
-    ap.add_argument("--event-log", choices=["project", "stock"], default="project",
-                    help="project: the repo's dagster.yaml as usdcop writes it; stock: with event_log_storage removed")
-    ap.add_argument("--env", action="append", default=[], metavar="K=V", help="extra environment for the Dagster child (repeatable)")
+    ap.add_argument(
+        "--event-log",
+        choices=["project", "stock"],
+        default="project",
+        help="project: the repo's dagster.yaml as usdcop writes it; stock: with event_log_storage removed",
+    )
+    ap.add_argument(
+        "--env", action="append", default=[], metavar="K=V", help="extra environment for the Dagster child (repeatable)"
+    )
     ap.add_argument("--runs-in-parallel", type=int, default=1, help="passed to materialize_sessions (default 1)")
     ap.add_argument("--profile", help="cProfile of the Dagster part's materialize_sessions to this file")
-    ap.add_argument("--skip-audits", action="store_true", help="do not run the session audits after the layers (not in dagster_s)")
+    ap.add_argument(
+        "--skip-audits", action="store_true", help="do not run the session audits after the layers (not in dagster_s)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary homes")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -507,12 +632,23 @@ def main() -> int:
     source = f"file:{bars}" if bars else "synthetic"
     extra = dict(kv.split("=", 1) for kv in args.env)
     report: dict = {
-        "sessions": len(days), "first": first.isoformat(), "last": last.isoformat(), "source": source, "source_tz": source_tz,
-        "macro": str(macro) if macro else "synthetic", "train_window": train, "event_log": args.event_log, "env": extra,
-        "runs_in_parallel": args.runs_in_parallel, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        "sessions": len(days),
+        "first": first.isoformat(),
+        "last": last.isoformat(),
+        "source": source,
+        "source_tz": source_tz,
+        "macro": str(macro) if macro else "synthetic",
+        "train_window": train,
+        "event_log": args.event_log,
+        "env": extra,
+        "runs_in_parallel": args.runs_in_parallel,
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
     }
-    log(f"{len(days)} sessions {first} .. {last}, source {source}; USDCOP_OBS_TRAIN_WINDOW={train}; "
-        f"event log {args.event_log}; {os.cpu_count()} CPUs, load {loadavg()}")
+    log(
+        f"{len(days)} sessions {first} .. {last}, source {source}; USDCOP_OBS_TRAIN_WINDOW={train}; "
+        f"event log {args.event_log}; {os.cpu_count()} CPUs, load {loadavg()}"
+    )
 
     root = Path(tempfile.mkdtemp(prefix="usdcop_bench_orch_"))
     home, home_direct = root / "home_dagster", root / "home_direct"
@@ -531,33 +667,64 @@ def main() -> int:
 
         dag = dire = None
         if args.only != "direct":
-            dag = run_child(["dagster", first.isoformat(), last.isoformat(), str(args.runs_in_parallel), args.profile or "",
-                             "1" if args.skip_audits else "0"],
-                            {**env, **extra}, root, "dagster")
+            dag = run_child(
+                [
+                    "dagster",
+                    first.isoformat(),
+                    last.isoformat(),
+                    str(args.runs_in_parallel),
+                    args.profile or "",
+                    "1" if args.skip_audits else "0",
+                ],
+                {**env, **extra},
+                root,
+                "dagster",
+            )
             report["dagster"] = dag
             if not dag.get("ok"):
-                log(f"DAGSTER PART FAILED rc={dag['rc']}:\n" + "\n".join(dag.get("stdout", [])) + f"\n{dag.get('stderr_tail', '')}")
+                log(
+                    f"DAGSTER PART FAILED rc={dag['rc']}:\n"
+                    + "\n".join(dag.get("stdout", []))
+                    + f"\n{dag.get('stderr_tail', '')}"
+                )
                 return 1
-            log(f"[dagster] {dag['dagster_s']:.1f}s layers + {dag['dagster_audits_s']:.1f}s audits "
-                f"({dag['event_log_storage']}; process {dag['process_wall_s']:.1f}s, load {dag['load_before']} -> {dag['load_after']}, "
-                f"peak RSS {dag['peak_rss_mb']:.0f} MB)")
+            log(
+                f"[dagster] {dag['dagster_s']:.1f}s layers + {dag['dagster_audits_s']:.1f}s audits "
+                f"({dag['event_log_storage']}; process {dag['process_wall_s']:.1f}s, load {dag['load_before']} -> "
+                f"{dag['load_after']}, "
+                f"peak RSS {dag['peak_rss_mb']:.0f} MB)"
+            )
             for r in dag["runs"]:
-                log(f"    {r['job']:18} {r['range'][0] or '':10} .. {r['range'][1] or '':10} {r['wall_s'] or 0:7.1f}s "
-                    f"(execute {r['execute_s'] or 0:6.1f}s) {sum(r['events'].values()):6} events  {','.join(r['assets'])[:90]}")
+                log(
+                    f"    {r['job']:18} {r['range'][0] or '':10} .. {r['range'][1] or '':10} {r['wall_s'] or 0:7.1f}s "
+                    f"(execute {r['execute_s'] or 0:6.1f}s) {sum(r['events'].values()):6} events  "
+                    f"{','.join(r['assets'])[:90]}"
+                )
         if args.only != "dagster":
-            dire = run_child(["direct", first.isoformat(), last.isoformat()], child_env(home_direct, source, source_tz, train, None, {}),
-                             root, "direct")
+            dire = run_child(
+                ["direct", first.isoformat(), last.isoformat()],
+                child_env(home_direct, source, source_tz, train, None, {}),
+                root,
+                "direct",
+            )
             report["direct"] = dire
             if not dire.get("ok"):
                 log(f"DIRECT PART FAILED rc={dire['rc']}:\n{dire.get('stderr_tail', '')}")
                 return 1
-            log(f"[direct] {dire['direct_s']:.1f}s (process {dire['process_wall_s']:.1f}s, load {dire['load_before']} -> {dire['load_after']}, "
-                f"peak RSS {dire['peak_rss_mb']:.0f} MB)")
+            log(
+                f"[direct] {dire['direct_s']:.1f}s (process {dire['process_wall_s']:.1f}s, load {dire['load_before']} "
+                f"-> {dire['load_after']}, "
+                f"peak RSS {dire['peak_rss_mb']:.0f} MB)"
+            )
             for name, s in dire["stages"].items():
-                log(f"    {name:6} read {s['read_s']:6.2f}s  compute {s['compute_s']:6.2f}s  write {s['write_s']:6.2f}s")
+                log(
+                    f"    {name:6} read {s['read_s']:6.2f}s  compute {s['compute_s']:6.2f}s  write {s['write_s']:6.2f}s"
+                )
         if dag and dire:
             report["lake_comparison"] = compare_lakes(home / "lake", home_direct / "lake")
-            report["warehouse_comparison"] = compare_warehouses(home / "warehouse.sqlite", home_direct / "warehouse.sqlite")
+            report["warehouse_comparison"] = compare_warehouses(
+                home / "warehouse.sqlite", home_direct / "warehouse.sqlite"
+            )
     finally:
         if args.keep:
             log(f"kept {root}")
@@ -568,23 +735,31 @@ def main() -> int:
         report["dagster_s"] = dag["dagster_s"]
         report["dagster_cpu_s"] = dag["materialize_sessions_cpu_s"]
         report["dagster_audits_s"] = dag["dagster_audits_s"]
-        report["dagster_stages"] = [{k: r[k] for k in ("job", "assets", "range", "wall_s", "execute_s", "events")} for r in dag["runs"]]
+        report["dagster_stages"] = [
+            {k: r[k] for k in ("job", "assets", "range", "wall_s", "execute_s", "events")} for r in dag["runs"]
+        ]
     if dire:
         report["direct_s"] = dire["direct_s"]
         report["direct_cpu_s"] = dire["direct_cpu_s"]
         report["direct_stages"] = dire["stages"]
     if dag and dire:
         report["ratio"] = dag["dagster_s"] / dire["direct_s"]
-        # CPU seconds of the two processes (worker processes of --runs-in-parallel not counted): steadier on a shared box
+        # CPU seconds of the two processes (worker processes of --runs-in-parallel not counted): steadier on a shared
+        # box
         report["cpu_ratio"] = dag["materialize_sessions_cpu_s"] / dire["direct_cpu_s"]
         lc, wc = report["lake_comparison"], report["warehouse_comparison"]
         log()
-        log(f"=== {len(days)} sessions: dagster_s {dag['dagster_s']:.1f}  direct_s {dire['direct_s']:.1f}  ratio {report['ratio']:.2f}; "
+        log(
+            f"=== {len(days)} sessions: dagster_s {dag['dagster_s']:.1f}  direct_s {dire['direct_s']:.1f}  ratio "
+            f"{report['ratio']:.2f}; "
             f"CPU {dag['materialize_sessions_cpu_s']:.1f} vs {dire['direct_cpu_s']:.1f} s = {report['cpu_ratio']:.2f} "
-            f"(audits after the layers: {dag['dagster_audits_s']:.1f}s, not in dagster_s) ===")
-        log(f"lake: {'identical' if lc['identical'] else 'DIFFERENT'} "
+            f"(audits after the layers: {dag['dagster_audits_s']:.1f}s, not in dagster_s) ==="
+        )
+        log(
+            f"lake: {'identical' if lc['identical'] else 'DIFFERENT'} "
             f"({sum(d['objects'] for d in lc['datasets'].values())} objects in {len(lc['datasets'])} datasets)"
-            + ("" if lc["identical"] else f": {json.dumps({k: v for k, v in lc['datasets'].items() if v['different'] or v['only_dagster'] or v['only_direct']})}"))
+            + ("" if lc["identical"] else f": {json.dumps(_differing(lc['datasets']))}")
+        )
         log(f"warehouse row counts: {'same' if wc['same_row_counts'] else 'DIFFERENT'} {json.dumps(wc['tables'])}")
     report["load_end"] = loadavg()
     report["bench_s"] = time.perf_counter() - t_all

@@ -47,8 +47,12 @@ def _stats(values) -> dict:
     values = np.asarray(values, dtype="float64")
     if not len(values):
         return {}
-    return {"p50_s": round(float(np.median(values)), 3), "p95_s": round(float(np.percentile(values, 95)), 3),
-            "max_s": round(float(values.max()), 3), "bars": int(len(values))}
+    return {
+        "p50_s": round(float(np.median(values)), 3),
+        "p95_s": round(float(np.percentile(values, 95)), 3),
+        "max_s": round(float(values.max()), 3),
+        "bars": int(len(values)),
+    }
 
 
 def main() -> None:
@@ -65,44 +69,87 @@ def main() -> None:
     out: dict = {"load_avg_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
     t0 = time.time()
 
-    live = replay(root / "live", n_bars=args.bars, seconds_per_bar=args.seconds_per_bar, mode="live",
-                  timeout=max(120.0, args.bars * 2.0), poll_seconds=args.poll_seconds)
+    live = replay(
+        root / "live",
+        n_bars=args.bars,
+        seconds_per_bar=args.seconds_per_bar,
+        mode="live",
+        timeout=max(120.0, args.bars * 2.0),
+        poll_seconds=args.poll_seconds,
+    )
     lat = live.latencies()
     phases = live.live_phases()
-    out["live"] = {**_stats(lat), "bars_replayed": args.bars, "poll_seconds": args.poll_seconds,
-                   "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
-    print(f"\nlive path: {len(lat)}/{args.bars} bars landed, a bar every {args.seconds_per_bar} s, poll {args.poll_seconds} s "
-          f"(load avg {out['load_avg_before'][0]:.1f} -> {out['live']['load_avg_after'][0]:.1f})")
+    out["live"] = {
+        **_stats(lat),
+        "bars_replayed": args.bars,
+        "poll_seconds": args.poll_seconds,
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    print(
+        f"\nlive path: {len(lat)}/{args.bars} bars landed, a bar every {args.seconds_per_bar} s, poll "
+        f"{args.poll_seconds} s "
+        f"(load avg {out['load_avg_before'][0]:.1f} -> {out['live']['load_avg_after'][0]:.1f})"
+    )
     if len(lat):
-        print(f"  served -> fact_rl_inference row: p50 {lat.median():.2f} s, p95 {np.percentile(lat, 95):.2f} s, max {lat.max():.2f} s "
-              f"(target p95 < 2 s: {'PASS' if np.percentile(lat, 95) < 2 else 'MISS'}; ambition < 1 s)")
+        print(
+            f"  served -> fact_rl_inference row: p50 {lat.median():.2f} s, p95 {np.percentile(lat, 95):.2f} s, max "
+            f"{lat.max():.2f} s "
+            f"(target p95 < 2 s: {'PASS' if np.percentile(lat, 95) < 2 else 'MISS'}; ambition < 1 s)"
+        )
     if len(phases) and len(lat):
         merged = phases.set_index("bar")
         to_actions = merged["to_actions"].to_numpy() / 1000.0
-        wait = lat.to_numpy()[: len(to_actions)] - to_actions  # served -> the request that found it (+ <=25 ms observing)
-        where = {"poll_wait_s": _stats(wait), "fetch_ms_p50": float(merged["fetch"].median()),
-                 "compute_ms_p50": float(merged["compute"].median()), "compute_ms_p95": float(np.percentile(merged["compute"], 95)),
-                 "writes_ms_p50": float(merged["writes"].median()), "writes_ms_p95": float(np.percentile(merged["writes"], 95)),
-                 "all_layers_ms_p50": float(merged["all_layers"].median())}
+        wait = (
+            lat.to_numpy()[: len(to_actions)] - to_actions
+        )  # served -> the request that found it (+ <=25 ms observing)
+        where = {
+            "poll_wait_s": _stats(wait),
+            "fetch_ms_p50": float(merged["fetch"].median()),
+            "compute_ms_p50": float(merged["compute"].median()),
+            "compute_ms_p95": float(np.percentile(merged["compute"], 95)),
+            "writes_ms_p50": float(merged["writes"].median()),
+            "writes_ms_p95": float(np.percentile(merged["writes"], 95)),
+            "all_layers_ms_p50": float(merged["all_layers"].median()),
+        }
         out["live"]["where"] = where
-        print(f"  where: waiting for the next poll p50 {np.median(wait):.2f} s / p95 {np.percentile(wait, 95):.2f} s; "
-              f"fetch p50 {where['fetch_ms_p50']:.0f} ms; compute L0-L5 p50 {where['compute_ms_p50']:.0f} ms "
-              f"(p95 {where['compute_ms_p95']:.0f}); writes L0 + L5 p50 {where['writes_ms_p50']:.0f} ms "
-              f"(p95 {where['writes_ms_p95']:.0f}); all ten layers stored p50 {where['all_layers_ms_p50']:.0f} ms")
+        print(
+            f"  where: waiting for the next poll p50 {np.median(wait):.2f} s / p95 {np.percentile(wait, 95):.2f} s; "
+            f"fetch p50 {where['fetch_ms_p50']:.0f} ms; compute L0-L5 p50 {where['compute_ms_p50']:.0f} ms "
+            f"(p95 {where['compute_ms_p95']:.0f}); writes L0 + L5 p50 {where['writes_ms_p50']:.0f} ms "
+            f"(p95 {where['writes_ms_p95']:.0f}); all ten layers stored p50 {where['all_layers_ms_p50']:.0f} ms"
+        )
 
     if args.sensor_bars:
-        sensor = replay(root / "sensor", n_bars=args.sensor_bars, seconds_per_bar=args.sensor_seconds_per_bar, mode="chain",
-                        timeout=max(300.0, args.sensor_bars * 20.0))
+        sensor = replay(
+            root / "sensor",
+            n_bars=args.sensor_bars,
+            seconds_per_bar=args.sensor_seconds_per_bar,
+            mode="chain",
+            timeout=max(300.0, args.sensor_bars * 20.0),
+        )
         slat = sensor.latencies()
-        out["sensor"] = {**_stats(slat), "bars_replayed": args.sensor_bars, "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
+        out["sensor"] = {
+            **_stats(slat),
+            "bars_replayed": args.sensor_bars,
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+        }
         print(f"\nsensor path: {len(slat)}/{args.sensor_bars} bars landed, a bar every {args.sensor_seconds_per_bar} s")
         if len(slat):
-            print(f"  served -> fact_rl_inference row: p50 {slat.median():.2f} s, p95 {np.percentile(slat, 95):.2f} s, max {slat.max():.2f} s")
+            print(
+                f"  served -> fact_rl_inference row: p50 {slat.median():.2f} s, p95 {np.percentile(slat, 95):.2f} s, "
+                f"max {slat.max():.2f} s"
+            )
         for name, values in _run_phases(root / "sensor" / "home").items():
             if len(values):
                 out["sensor"][name] = _stats(values)
-                print(f"  {name:16s} p50 {np.median(values):.2f} s, p95 {np.percentile(values, 95):.2f} s ({len(values)} runs)")
-        print("  the rest of each latency is the sensor: its interval (1 s here), the tick, the vendor probe and run creation")
+                print(
+                    f"  {name:16s} p50 {np.median(values):.2f} s, p95 {np.percentile(values, 95):.2f} s "
+                    f"({len(values)} runs)"
+                )
+        print(
+            "  the rest of each latency is the sensor: its interval (1 s here), the tick, the vendor probe and run "
+            "creation"
+        )
     out["total_seconds"] = round(time.time() - t0)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))

@@ -100,10 +100,14 @@ def synthetic_episodes(n_sessions: int, dim: int, clip: float, seed: int = 0) ->
 
 def bench_env(episodes: SessionEpisodes, steps: int, repeats: int) -> None:
     torch.set_num_threads(1)
-    log(f"\n=== 1. environment steps/s, 1 core, {episodes.n_bars:,} bars ({len(episodes)} sessions x {BARS}), "
-        f"obs dim {episodes.dim + 2}, {steps:,} steps ===")
-    for label, cfg in (("no risk", EnvConfig(reward_scale=1e4, sampling="random")),
-                       ("risk on", EnvConfig(reward_scale=1e4, sampling="random", risk=RISK))):
+    log(
+        f"\n=== 1. environment steps/s, 1 core, {episodes.n_bars:,} bars ({len(episodes)} sessions x {BARS}), "
+        f"obs dim {episodes.dim + 2}, {steps:,} steps ==="
+    )
+    for label, cfg in (
+        ("no risk", EnvConfig(reward_scale=1e4, sampling="random")),
+        ("risk on", EnvConfig(reward_scale=1e4, sampling="random", risk=RISK)),
+    ):
         env = UsdCopTradingEnv(episodes, cfg)
         env.reset(seed=0)
         env.action_space.seed(0)
@@ -125,11 +129,23 @@ def bench_env(episodes: SessionEpisodes, steps: int, repeats: int) -> None:
                     env.reset()
             pre.append(steps / (time.perf_counter() - t0))
         best, med = max(sampled), statistics.median(sampled)
-        log(f"{label:8}: action_space.sample(): best {best:>9,.0f}/s median {med:>9,.0f}/s | pre-drawn actions: best "
-            f"{max(pre):>9,.0f}/s  ({1e6 / max(pre):.1f} us/step; sample() costs {1e6 / best - 1e6 / max(pre):.1f} us/step)")
-        result(f"env steps/s, action_space.sample(), {label}", f"{best:,.0f}/s (median {med:,.0f})", ">= 20,000/s", best >= 20_000)
-        result(f"env steps/s, pre-drawn random actions, {label}", f"{max(pre):,.0f}/s (median {statistics.median(pre):,.0f})",
-               ">= 20,000/s", max(pre) >= 20_000)
+        log(
+            f"{label:8}: action_space.sample(): best {best:>9,.0f}/s median {med:>9,.0f}/s | pre-drawn actions: best "
+            f"{max(pre):>9,.0f}/s  ({1e6 / max(pre):.1f} us/step; sample() costs {1e6 / best - 1e6 / max(pre):.1f} "
+            "us/step)"
+        )
+        result(
+            f"env steps/s, action_space.sample(), {label}",
+            f"{best:,.0f}/s (median {med:,.0f})",
+            ">= 20,000/s",
+            best >= 20_000,
+        )
+        result(
+            f"env steps/s, pre-drawn random actions, {label}",
+            f"{max(pre):,.0f}/s (median {statistics.median(pre):,.0f})",
+            ">= 20,000/s",
+            max(pre) >= 20_000,
+        )
 
 
 # --- 2. PPO ----------------------------------------------------------------------------------------------
@@ -145,13 +161,22 @@ def make_ppo(episodes: SessionEpisodes, cfg: TrainConfig, env_cfg: EnvConfig):
     set_random_seed(cfg.seed)
     venv = DummyVecEnv([lambda: Monitor(UsdCopTradingEnv(episodes, env_cfg))])
     return PPO(
-        "MlpPolicy", venv,
-        n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-        learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
-        clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
+        "MlpPolicy",
+        venv,
+        n_steps=cfg.n_steps,
+        batch_size=cfg.batch_size,
+        n_epochs=cfg.n_epochs,
+        learning_rate=cfg.learning_rate,
+        gamma=cfg.gamma,
+        gae_lambda=cfg.gae_lambda,
+        clip_range=cfg.clip_range,
+        ent_coef=cfg.ent_coef,
+        vf_coef=cfg.vf_coef,
         max_grad_norm=cfg.max_grad_norm,
         policy_kwargs={"net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)}},
-        seed=cfg.seed, device="cpu", verbose=0,
+        seed=cfg.seed,
+        device="cpu",
+        verbose=0,
     )
 
 
@@ -174,8 +199,10 @@ def _timing_callback(store: dict):
 def bench_ppo(episodes: SessionEpisodes, timesteps: int, thread_counts=(1, 2)) -> None:
     cfg = TrainConfig(total_timesteps=timesteps)
     env_cfg = EnvConfig(reward_scale=cfg.reward_scale, sampling=cfg.sampling)
-    log(f"\n=== 2. PPO training frames/s (MlpPolicy {cfg.net_arch}, n_steps {cfg.n_steps}, batch {cfg.batch_size}, "
-        f"{cfg.n_epochs} epochs), {timesteps:,} timesteps ===")
+    log(
+        f"\n=== 2. PPO training frames/s (MlpPolicy {cfg.net_arch}, n_steps {cfg.n_steps}, batch {cfg.batch_size}, "
+        f"{cfg.n_epochs} epochs), {timesteps:,} timesteps ==="
+    )
     for threads in thread_counts:
         torch.set_num_threads(threads)
         model = make_ppo(episodes, cfg, env_cfg)
@@ -186,10 +213,15 @@ def bench_ppo(episodes: SessionEpisodes, timesteps: int, thread_counts=(1, 2)) -
         frames = int(model.num_timesteps)
         roll = store.get("rollout", 0.0)
         upd = wall - roll
-        log(f"torch threads {threads}: {frames:,} frames in {wall:.1f}s = {frames / wall:,.0f} fps | rollout {roll:.1f}s "
+        log(
+            f"torch threads {threads}: {frames:,} frames in {wall:.1f}s = {frames / wall:,.0f} fps | rollout "
+            f"{roll:.1f}s "
             f"({frames / roll:,.0f} steps/s incl. policy forward) | updates {upd:.1f}s "
-            f"({frames * cfg.n_epochs / upd:,.0f} samples/s over {cfg.n_epochs} epochs)")
-        result(f"PPO fps, torch threads {threads}", f"{frames / wall:,.0f} fps (rollout {roll:.0f}s / update {upd:.0f}s)")
+            f"({frames * cfg.n_epochs / upd:,.0f} samples/s over {cfg.n_epochs} epochs)"
+        )
+        result(
+            f"PPO fps, torch threads {threads}", f"{frames / wall:,.0f} fps (rollout {roll:.0f}s / update {upd:.0f}s)"
+        )
         model.get_env().close()
     torch.set_num_threads(1)
 
@@ -263,13 +295,25 @@ def bench_latency(episodes: SessionEpisodes, bars: int) -> None:
     model.learn(cfg.n_steps, progress_bar=False)  # one rollout + one update: a "trained" tiny model
     model = load_model(policy_artifact(model.policy), torch_threads=1)  # as the realtime path would hold it
 
-    stats = {"config_sha256": config.sha256(), "version": f"{config.version}-bench",
-             "mean": {f: 0.0 for f in config.features}, "std": {f: 1.0 for f in config.features}}
+    stats = {
+        "config_sha256": config.sha256(),
+        "version": f"{config.version}-bench",
+        "mean": {f: 0.0 for f in config.features},
+        "std": {f: 1.0 for f in config.features},
+    }
     rng = np.random.default_rng(3)
     times = pd.date_range("2024-01-02 13:00", periods=bars, freq="5min", tz="UTC")
-    feats = [pd.DataFrame({"time": [times[i]], "symbol": ["USD/COP"], "warm": [True],
-                           **{f: [float(v)] for f, v in zip(config.features, rng.standard_normal(config.dim))}})
-             for i in range(bars)]
+    feats = [
+        pd.DataFrame(
+            {
+                "time": [times[i]],
+                "symbol": ["USD/COP"],
+                "warm": [True],
+                **{f: [float(v)] for f, v in zip(config.features, rng.standard_normal(config.dim))},
+            }
+        )
+        for i in range(bars)
+    ]
     log(f"\n=== 4. per-bar inference latency over {bars:,} bars (torch threads 1; obs dim {config.dim + 2}) ===")
 
     # warm-up
@@ -305,12 +349,21 @@ def bench_latency(episodes: SessionEpisodes, bars: int) -> None:
         a = np.asarray(xs) * 1e3
         return np.percentile(a, 50), np.percentile(a, 95), np.percentile(a, 99), a.max()
 
-    for label, xs in (("build_observations + vector", t_build), ("model.predict(deterministic)", t_pred),
-                      ("bar total (build + predict)", t_total), ("(policy._predict alone, no_grad)", t_fwd)):
+    for label, xs in (
+        ("build_observations + vector", t_build),
+        ("model.predict(deterministic)", t_pred),
+        ("bar total (build + predict)", t_total),
+        ("(policy._predict alone, no_grad)", t_fwd),
+    ):
         p50, p95, p99, mx = pct(xs)
         log(f"{label:34} p50 {p50:7.3f} ms  p95 {p95:7.3f} ms  p99 {p99:7.3f} ms  max {mx:7.2f} ms")
     p50, p95, p99, _ = pct(t_total)
-    result("inference per bar, excl. I/O (build obs + predict)", f"p50 {p50:.2f} / p95 {p95:.2f} / p99 {p99:.2f} ms", "p95 < 5 ms", p95 < 5.0)
+    result(
+        "inference per bar, excl. I/O (build obs + predict)",
+        f"p50 {p50:.2f} / p95 {p95:.2f} / p99 {p99:.2f} ms",
+        "p95 < 5 ms",
+        p95 < 5.0,
+    )
     p50, p95, p99, _ = pct(t_pred)
     result("  of which model.predict", f"p50 {p50:.2f} / p95 {p95:.2f} / p99 {p99:.2f} ms")
 
@@ -327,13 +380,22 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="1,2,3,4", help="sections to run, e.g. 1,3")
     args = ap.parse_args(argv)
     if args.quick:
-        args.env_steps, args.ppo_timesteps, args.backtest_bars, args.latency_bars, args.repeats = 20_000, 4096, 100_000, 200, 1
+        args.env_steps, args.ppo_timesteps, args.backtest_bars, args.latency_bars, args.repeats = (
+            20_000,
+            4096,
+            100_000,
+            200,
+            1,
+        )
     only = {s.strip() for s in args.only.split(",")}
 
     t_all = time.perf_counter()
     start_load = load_avg()
     log(f"load at start: {start_load}")
-    log(f"cores: {os.cpu_count()} (shared; timings are noisy), torch {torch.__version__}, numpy {np.__version__}, pandas {pd.__version__}")
+    log(
+        f"cores: {os.cpu_count()} (shared; timings are noisy), torch {torch.__version__}, numpy {np.__version__}, "
+        f"pandas {pd.__version__}"
+    )
     config = load_config()
     episodes = synthetic_episodes(args.sessions, config.dim, config.clip)
 
@@ -356,7 +418,10 @@ def main(argv=None) -> int:
         log(f"{what:{w}}  {fig:{wf}}  {target:{wt}}  {verdict}")
     log(f"\nload at start: {start_load}")
     log(f"load at end:   {load_avg()}")
-    log(f"2 shared cores: other processes compete for them, so the figures are noisy (best of {args.repeats} where repeated).")
+    log(
+        f"2 shared cores: other processes compete for them, so the figures are noisy (best of {args.repeats} where "
+        "repeated)."
+    )
     log(f"total bench time {time.perf_counter() - t_all:.0f}s")
     return 0
 

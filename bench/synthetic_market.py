@@ -4,7 +4,8 @@
 
 Statistics: ``sources.stylized_facts`` on both (real: 2020-2024H1; synthetic: 2019-2024, clean bars).
 Rule Sharpes: the project's backtest (``backtest.engine.run_backtest``, ``CostConfig()`` costs) and
-``backtest.metrics.sharpe``, the rules of ``usdcop_assets.testing.simple_rules`` (as the synthetic market tests use them).
+``backtest.metrics.sharpe``, the rules of ``usdcop_assets.testing.simple_rules`` (as the synthetic market tests use
+them).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from usdcop_assets.core import calendar as cal  # noqa: E402
+from usdcop_assets.rl.costs import CostConfig  # noqa: E402
 from usdcop_assets.sources.stylized_facts import facts  # noqa: E402
 from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
-from usdcop_assets.rl.costs import CostConfig  # noqa: E402
 from usdcop_assets.testing.simple_rules import rule_sharpes  # noqa: E402
 
 SHARED = Path(os.environ.get("USDCOP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -65,15 +66,25 @@ def main() -> None:
     table.add_row("profile correlation", "1", f"{np.corrcoef(real['profile'], syn['profile'])[0, 1]:.2f}")
     table.add_row("overnight gap sd", f"{real['gap_sd']:.2%}", f"{syn['gap_sd']:.2%}")
     table.add_row("session return sd", f"{real['session_sd']:.2%}", f"{syn['session_sd']:.2%}")
-    table.add_row("level min .. max", f"{real['level_min']:,.0f} .. {real['level_max']:,.0f}", f"{syn['level_min']:,.0f} .. {syn['level_max']:,.0f}")
+    table.add_row(
+        "level min .. max",
+        f"{real['level_min']:,.0f} .. {real['level_max']:,.0f}",
+        f"{syn['level_min']:,.0f} .. {syn['level_max']:,.0f}",
+    )
     console.print(table)
 
     on_grid = real_bars.assign(time=pd.to_datetime(real_bars["time"], utc=True))
     on_grid = on_grid[cal.on_session_grid(on_grid["time"])].sort_values("time").reset_index(drop=True)
-    year = synthetic_bars(cal.expected_bars_between_dates(dt.date(2025, 1, 1), dt.date(2025, 12, 31)), seed=args.seed, defects=False)
+    year = synthetic_bars(
+        cal.expected_bars_between_dates(dt.date(2025, 1, 1), dt.date(2025, 12, 31)), seed=args.seed, defects=False
+    )
     gross, net = CostConfig(spread_bps=0.0, slippage_bps=0.0), CostConfig()
-    cols = {"real gross": rule_sharpes(on_grid, gross), "real net": rule_sharpes(on_grid, net),
-            "synthetic 6y gross": rule_sharpes(syn_bars, gross), "synthetic 2025 net": rule_sharpes(year, net)}
+    cols = {
+        "real gross": rule_sharpes(on_grid, gross),
+        "real net": rule_sharpes(on_grid, net),
+        "synthetic 6y gross": rule_sharpes(syn_bars, gross),
+        "synthetic 2025 net": rule_sharpes(year, net),
+    }
     rules = Table(title="Annualized Sharpe of simple rules (project backtest, costs 4 bp spread + 1 bp slippage)")
     rules.add_column("rule")
     for c in cols:
@@ -81,8 +92,10 @@ def main() -> None:
     for name in cols["real gross"]:
         rules.add_row(name, *(f"{cols[c][name]:+.2f}" for c in cols))
     console.print(rules)
-    console.print(f"generation: {len(times):,} bars (six years) in {clean_s:.2f} s clean, {dirty_s:.2f} s with defects "
-                  f"({len(times) - len(dirty)} missing); one bar alone {single_ms:.1f} ms")
+    console.print(
+        f"generation: {len(times):,} bars (six years) in {clean_s:.2f} s clean, {dirty_s:.2f} s with defects "
+        f"({len(times) - len(dirty)} missing); one bar alone {single_ms:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

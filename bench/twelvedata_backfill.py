@@ -44,7 +44,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -69,7 +68,9 @@ def six_year_window():
     from usdcop_assets.core import calendar as cal
 
     start = pd.Timestamp(dt.datetime.combine(FIRST_DAY, dt.time(0), tzinfo=cal.TZ)).tz_convert("UTC")
-    end = pd.Timestamp(dt.datetime.combine(LAST_DAY + dt.timedelta(days=1), dt.time(0), tzinfo=cal.TZ)).tz_convert("UTC")
+    end = pd.Timestamp(dt.datetime.combine(LAST_DAY + dt.timedelta(days=1), dt.time(0), tzinfo=cal.TZ)).tz_convert(
+        "UTC"
+    )
     return start, end
 
 
@@ -198,7 +199,9 @@ def server_counts(server, keys: list[str], since: int) -> dict:
     pos = {k: i + 1 for i, k in enumerate(keys)}
     return {
         "requests": len(reqs),
-        "per_key": {f"key #{pos[k]}": n for k, n in sorted(by_key.items(), key=lambda kv: pos.get(kv[0], 0)) if k in pos},
+        "per_key": {
+            f"key #{pos[k]}": n for k, n in sorted(by_key.items(), key=lambda kv: pos.get(kv[0], 0)) if k in pos
+        },
         "span_s": (reqs[-1].at - reqs[0].at) if reqs else 0.0,
     }
 
@@ -211,8 +214,13 @@ def run_client(server, keys, args, workdir: Path) -> dict:
     if rc != 0:
         return {"rc": rc, "stderr_tail": (workdir / "client.err").read_text()[-3000:]}
     res = json.loads((workdir / "client.out").read_text().strip().splitlines()[-1])
-    res.update(rc=0, proc_wall_s=wall, maxrss_mb=rss, server=server_counts(server, keys, since),
-               refused_minute=sum(server.refused_minute.values()) - refused0)
+    res.update(
+        rc=0,
+        proc_wall_s=wall,
+        maxrss_mb=rss,
+        server=server_counts(server, keys, since),
+        refused_minute=sum(server.refused_minute.values()) - refused0,
+    )
     return res
 
 
@@ -238,9 +246,18 @@ def run_dagster(server, keys, args, workdir: Path) -> dict:
     cmd = [*usdcop_cmd(), *cli_args]
     t_start = time.time()
     rc, wall, rss = spawn(cmd, env, workdir, workdir / "dagster.out", workdir / "dagster.err")
-    res = {"rc": rc, "wall_s": wall, "maxrss_mb": rss, "sessions": len(days), "bars": len(days) * 60,
-           "first": days[0].isoformat(), "last": days[-1].isoformat(), "cmd": "usdcop " + " ".join(cli_args),
-           "stdout": (workdir / "dagster.out").read_text().strip(), "server": server_counts(server, keys, since)}
+    res = {
+        "rc": rc,
+        "wall_s": wall,
+        "maxrss_mb": rss,
+        "sessions": len(days),
+        "bars": len(days) * 60,
+        "first": days[0].isoformat(),
+        "last": days[-1].isoformat(),
+        "cmd": "usdcop " + " ".join(cli_args),
+        "stdout": (workdir / "dagster.out").read_text().strip(),
+        "server": server_counts(server, keys, since),
+    }
     if rc != 0:
         res["stderr_tail"] = (workdir / "dagster.err").read_text()[-3000:]
         return res
@@ -256,15 +273,34 @@ def run_dagster(server, keys, args, workdir: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", type=int, default=8, help="number of fake API keys (default 8)")
-    ap.add_argument("--per-minute", type=int, default=8, help="credits per key per UTC minute, enforced by the server (default 8)")
-    ap.add_argument("--per-day", type=int, default=800, help="credits per key per day, enforced by the server (default 800)")
-    ap.add_argument("--client-repeats", type=int, default=None, help="client runs, best reported (default 2, 1 when --keys < 3)")
-    ap.add_argument("--sessions", type=int, default=60, help="sessions for the Dagster part, the last ones of 2025 (default 60 = 3,600 bars)")
+    ap.add_argument(
+        "--per-minute", type=int, default=8, help="credits per key per UTC minute, enforced by the server (default 8)"
+    )
+    ap.add_argument(
+        "--per-day", type=int, default=800, help="credits per key per day, enforced by the server (default 800)"
+    )
+    ap.add_argument(
+        "--client-repeats", type=int, default=None, help="client runs, best reported (default 2, 1 when --keys < 3)"
+    )
+    ap.add_argument(
+        "--sessions",
+        type=int,
+        default=60,
+        help="sessions for the Dagster part, the last ones of 2025 (default 60 = 3,600 bars)",
+    )
     ap.add_argument("--full", action="store_true", help="the Dagster part over all six years")
     ap.add_argument("--skip-client", action="store_true")
     ap.add_argument("--skip-dagster", action="store_true")
-    ap.add_argument("--dagster-env", action="append", default=[], metavar="K=V", help="extra environment for the usdcop child (repeatable)")
-    ap.add_argument("--dagster-yaml", help="instance config to copy into the child's DAGSTER_HOME (e.g. a dagster-postgres one)")
+    ap.add_argument(
+        "--dagster-env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra environment for the usdcop child (repeatable)",
+    )
+    ap.add_argument(
+        "--dagster-yaml", help="instance config to copy into the child's DAGSTER_HOME (e.g. a dagster-postgres one)"
+    )
     ap.add_argument("--client-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.client_child:
@@ -282,9 +318,12 @@ def main() -> int:
         from usdcop_assets.sources.twelvedata import MAX_OUTPUTSIZE, min_requests
 
         log(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs (shared: timings are noisy)")
-        log(f"loopback TwelveData at 127.0.0.1 serving {n_bars:,} bars {FIRST_DAY} .. {LAST_DAY} (built in {time.perf_counter() - t0:.1f}s); "
+        log(
+            f"loopback TwelveData at 127.0.0.1 serving {n_bars:,} bars {FIRST_DAY} .. {LAST_DAY} (built in "
+            f"{time.perf_counter() - t0:.1f}s); "
             f"{args.keys} key(s), {args.per_minute}/minute and {args.per_day}/day per key enforced by the server; "
-            f"outputsize cap {MAX_OUTPUTSIZE} -> minimum {min_requests(n_bars)} requests for six years")
+            f"outputsize cap {MAX_OUTPUTSIZE} -> minimum {min_requests(n_bars)} requests for six years"
+        )
         log()
         clients = []
         if not args.skip_client:
@@ -297,7 +336,10 @@ def main() -> int:
                     log(f"client run {i + 1} FAILED (rc={r['rc']}):\n{r.get('stderr_tail', '')}")
                     continue
                 clients.append(r)
-                log(f"client run {i + 1}/{reps}: {r['wall_s']:.2f}s fetch wall, {r['requests']} requests, waited {r['rate_limit_wait_seconds']:.1f}s for minute credit")
+                log(
+                    f"client run {i + 1}/{reps}: {r['wall_s']:.2f}s fetch wall, {r['requests']} requests, waited "
+                    f"{r['rate_limit_wait_seconds']:.1f}s for minute credit"
+                )
             if clients:
                 report_client(clients, args)
         dag = None
@@ -319,24 +361,46 @@ def main() -> int:
 def report_client(clients: list[dict], args) -> None:
     best = min(clients, key=lambda r: r["wall_s"])
     log()
-    log(f"=== (1) TwelveDataClient.fetch_bars over six years, {args.keys} key(s) at {args.per_minute}/min, {args.per_day}/day "
-        f"(best of {len(clients)} by wall) ===")
+    log(
+        f"=== (1) TwelveDataClient.fetch_bars over six years, {args.keys} key(s) at {args.per_minute}/min, "
+        f"{args.per_day}/day "
+        f"(best of {len(clients)} by wall) ==="
+    )
     rows = [
-        ("bars returned / expected", f"{best['bars']:,} / {best['expected_bars']:,} (missing {best['missing_bars']}, duplicate times {best['duplicate_times']}, parse errors {best['parse_errors']})"),
-        ("requests (client / server)", f"{best['requests']} / {best['server']['requests']}   minimum ceil(bars/5000) = {best['min_requests']}"),
+        (
+            "bars returned / expected",
+            f"{best['bars']:,} / {best['expected_bars']:,} (missing {best['missing_bars']}, duplicate times "
+            f"{best['duplicate_times']}, parse errors {best['parse_errors']})",
+        ),
+        (
+            "requests (client / server)",
+            f"{best['requests']} / {best['server']['requests']}   minimum ceil(bars/5000) = {best['min_requests']}",
+        ),
         ("pages", f"{best['pages']}"),
         ("requests per key (server)", ", ".join(f"{k}: {v}" for k, v in best["server"]["per_key"].items())),
         ("429 'current minute' refusals", f"{best['refused_minute']}"),
-        ("fetch wall", f"{best['wall_s']:.2f}s   (child process {best['proc_wall_s']:.2f}s incl. {best['import_s']:.1f}s imports)"),
-        ("waiting for minute credit", f"{best['rate_limit_wait_seconds']:.2f}s = {100 * best['rate_limit_wait_seconds'] / best['wall_s']:.0f}% of the fetch wall"),
+        (
+            "fetch wall",
+            f"{best['wall_s']:.2f}s   (child process {best['proc_wall_s']:.2f}s incl. {best['import_s']:.1f}s imports)",
+        ),
+        (
+            "waiting for minute credit",
+            f"{best['rate_limit_wait_seconds']:.2f}s = {100 * best['rate_limit_wait_seconds'] / best['wall_s']:.0f}% "
+            "of the fetch wall",
+        ),
         ("work (wall - waiting)", f"{best['wall_s'] - best['rate_limit_wait_seconds']:.2f}s"),
-        ("bars/s", f"{best['bars'] / best['wall_s']:,.0f} (excluding waiting: {best['bars'] / max(best['wall_s'] - best['rate_limit_wait_seconds'], 1e-9):,.0f})"),
+        (
+            "bars/s",
+            f"{best['bars'] / best['wall_s']:,.0f} (excluding waiting: "
+            f"{best['bars'] / max(best['wall_s'] - best['rate_limit_wait_seconds'], 1e-9):,.0f})",
+        ),
         ("peak RSS of the client process", f"{best['maxrss_mb']:.0f} MB"),
     ]
     for k, v in rows:
         log(f"  {k:32} {v}")
     if len(clients) > 1:
-        log(f"  all runs' fetch wall: {', '.join('%.2fs' % r['wall_s'] for r in clients)}")
+        walls = ", ".join("{:.2f}s".format(r["wall_s"]) for r in clients)
+        log(f"  all runs' fetch wall: {walls}")
 
 
 def report_dagster(dag: dict, clients: list[dict], n_bars: int, args) -> None:
@@ -345,7 +409,10 @@ def report_dagster(dag: dict, clients: list[dict], n_bars: int, args) -> None:
     log()
     log(f"=== (2) {dag['cmd']} (fresh temporary USDCOP_HOME) ===")
     if args.dagster_env or args.dagster_yaml:
-        log(f"  child environment extras: {args.dagster_env or '-'}; instance config: {args.dagster_yaml or 'embedded SQLite (dagster.yaml)'}")
+        log(
+            f"  child environment extras: {args.dagster_env or '-'}; instance config: "
+            f"{args.dagster_yaml or 'embedded SQLite (dagster.yaml)'}"
+        )
     for line in dag["stdout"].splitlines():
         log(f"    | {line}")
     if dag["rc"] != 0:
@@ -354,12 +421,20 @@ def report_dagster(dag: dict, clients: list[dict], n_bars: int, args) -> None:
     seg = dag.get("segments", {})
     bars = dag["bars"]
     log(f"  {'sessions / bars':32} {dag['sessions']} / {bars:,} ({dag['first']} .. {dag['last']})")
-    log(f"  {'requests (server)':32} {dag['server']['requests']}   per key: {', '.join(f'{k}: {v}' for k, v in dag['server']['per_key'].items()) or '-'}")
-    log(f"  {'wall (whole CLI)':32} {dag['wall_s']:.1f}s = {1000 * dag['wall_s'] / bars:.2f} ms/bar, {bars / dag['wall_s']:,.0f} bars/s")
+    log(
+        f"  {'requests (server)':32} {dag['server']['requests']}   per key: "
+        f"{', '.join(f'{k}: {v}' for k, v in dag['server']['per_key'].items()) or '-'}"
+    )
+    log(
+        f"  {'wall (whole CLI)':32} {dag['wall_s']:.1f}s = {1000 * dag['wall_s'] / bars:.2f} ms/bar, "
+        f"{bars / dag['wall_s']:,.0f} bars/s"
+    )
     log(f"  {'split':32} " + ", ".join(f"{k} {v:.1f}s" for k, v in seg.items()))
     log(f"  {'peak RSS of the usdcop process':32} {dag['maxrss_mb']:.0f} MB")
     ev = dag["events"].get("session_chain", {})
-    log(f"  {'session_chain events':32} {sum(ev.values())} ({ev.get('ASSET_MATERIALIZATION', 0)} ASSET_MATERIALIZATION)")
+    log(
+        f"  {'session_chain events':32} {sum(ev.values())} ({ev.get('ASSET_MATERIALIZATION', 0)} ASSET_MATERIALIZATION)"
+    )
     if "m5 execute" in seg:
         per_bar = seg["m5 execute"] / bars
         checks_per_session = seg.get("checks run", 0.0) / dag["sessions"]
@@ -371,7 +446,10 @@ def report_dagster(dag: dict, clients: list[dict], n_bars: int, args) -> None:
         log(f"  extrapolation to six years ({n_bars:,} bars, {sessions_6y:,} sessions), linear in bars:")
         log(f"    fixed (startup + run create + exit)      {fixed:8.1f}s")
         log(f"    m5 execute  {1000 * per_bar:6.2f} ms/bar x {n_bars:,}   {per_bar * n_bars:8.0f}s")
-        log(f"    checks run  {checks_per_session:6.2f} s/session x {sessions_6y:,}  {checks_per_session * sessions_6y:8.0f}s")
+        log(
+            f"    checks run  {checks_per_session:6.2f} s/session x {sessions_6y:,}  "
+            f"{checks_per_session * sessions_6y:8.0f}s"
+        )
         log(f"    + the six-year fetch (client part, rate limit included)  {fetch_6y:8.1f}s")
         waited = min(clients, key=lambda r: r["wall_s"])["rate_limit_wait_seconds"] if clients else 0.0
         log(f"    = about {est:.0f}s ({fmt_hms(est)}); waiting for the rate limit is {100 * waited / est:.1f}% of it")

@@ -10,9 +10,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import streamlit as st  # noqa: E402
-
 import common  # noqa: E402
+import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="USD/COP platform", page_icon="💱", layout="wide")
 

@@ -43,53 +43,132 @@ def rangebreaks(first: dt.date, last: dt.date, intraday: bool = True) -> list[di
 
 
 # Intraday labels when zoomed to hours (hh:mm over the date), dates beyond a day.
-TICKS = [dict(dtickrange=[None, 86_400_000], value="%H:%M<br>%a %d %b"), dict(dtickrange=[86_400_000, None], value="%d %b<br>%Y")]
+TICKS = [
+    dict(dtickrange=[None, 86_400_000], value="%H:%M<br>%a %d %b"),
+    dict(dtickrange=[86_400_000, None], value="%d %b<br>%Y"),
+]
 
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=0.99, yanchor="top"), height=height,
-                      margin=dict(l=10, r=10, t=80, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0), hovermode="x unified")
+    fig.update_layout(
+        title=dict(text=title, x=0, xanchor="left", y=0.99, yanchor="top"),
+        height=height,
+        margin=dict(l=10, r=10, t=80, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
+        hovermode="x unified",
+    )
     return fig
 
 
-def candlestick(bars: pd.DataFrame, title: str, intraday: bool = True, markers: pd.DataFrame | None = None,
-                positions: pd.DataFrame | None = None, paper: pd.DataFrame | None = None) -> go.Figure:
+def candlestick(
+    bars: pd.DataFrame,
+    title: str,
+    intraday: bool = True,
+    markers: pd.DataFrame | None = None,
+    positions: pd.DataFrame | None = None,
+    paper: pd.DataFrame | None = None,
+) -> go.Figure:
     """Candles with EMA 20/50 and a Bollinger band; the agent's entries/exits as markers; below, the agent's
     position and the paper ledger's session P&L when they exist."""
     rows = 1 + (positions is not None and len(positions) > 0) + (paper is not None and len(paper) > 0)
     heights = [0.64, 0.18, 0.18][:rows] if rows > 1 else [1.0]
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.03, row_heights=heights)
     x = local(bars["time"])
-    fig.add_trace(go.Candlestick(x=x, open=bars["open"], high=bars["high"], low=bars["low"], close=bars["close"], name="USD/COP",
-                                 increasing_line_color=UP, decreasing_line_color=DOWN, increasing_fillcolor=UP,
-                                 decreasing_fillcolor=DOWN), row=1, col=1)
+    fig.add_trace(
+        go.Candlestick(
+            x=x,
+            open=bars["open"],
+            high=bars["high"],
+            low=bars["low"],
+            close=bars["close"],
+            name="USD/COP",
+            increasing_line_color=UP,
+            decreasing_line_color=DOWN,
+            increasing_fillcolor=UP,
+            decreasing_fillcolor=DOWN,
+        ),
+        row=1,
+        col=1,
+    )
     if {"bb_upper", "bb_lower"} <= set(bars.columns) and bars["bb_upper"].notna().any():
-        fig.add_trace(go.Scatter(x=x, y=bars["bb_upper"], line=dict(width=0.6, color="#5c6bc0"), name="bollinger", legendgroup="bb",
-                                 hoverinfo="skip"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=bars["bb_lower"], line=dict(width=0.6, color="#5c6bc0"), fill="tonexty",
-                                 fillcolor="rgba(92,107,192,0.10)", showlegend=False, legendgroup="bb", hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=bars["bb_upper"],
+                line=dict(width=0.6, color="#5c6bc0"),
+                name="bollinger",
+                legendgroup="bb",
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=bars["bb_lower"],
+                line=dict(width=0.6, color="#5c6bc0"),
+                fill="tonexty",
+                fillcolor="rgba(92,107,192,0.10)",
+                showlegend=False,
+                legendgroup="bb",
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
     for col, color in (("ema_20", "#ffa726"), ("ema_50", "#ab47bc")):
         if col in bars.columns and bars[col].notna().any():
             fig.add_trace(go.Scatter(x=x, y=bars[col], line=dict(width=1.1, color=color), name=col), row=1, col=1)
     if markers is not None and len(markers):
         close = bars.set_index("time")["close"]
         m = markers[markers["time"].isin(close.index)]
-        for kind, symbol, color in (("long", "triangle-up", UP), ("short", "triangle-down", DOWN), ("exit", "x", "#212121")):
+        for kind, symbol, color in (
+            ("long", "triangle-up", UP),
+            ("short", "triangle-down", DOWN),
+            ("exit", "x", "#212121"),
+        ):
             k = m[m["kind"] == kind]
             if len(k):
-                fig.add_trace(go.Scatter(x=local(k["time"]), y=close.loc[k["time"]].to_numpy(), mode="markers", name=f"agent {kind}",
-                                         marker=dict(symbol=symbol, size=11, color=color, line=dict(width=1, color="#212121")),
-                                         customdata=k["position"], hovertemplate="position %{customdata:+.2f}"), row=1, col=1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=local(k["time"]),
+                        y=close.loc[k["time"]].to_numpy(),
+                        mode="markers",
+                        name=f"agent {kind}",
+                        marker=dict(symbol=symbol, size=11, color=color, line=dict(width=1, color="#212121")),
+                        customdata=k["position"],
+                        hovertemplate="position %{customdata:+.2f}",
+                    ),
+                    row=1,
+                    col=1,
+                )
     row = 2
     if positions is not None and len(positions):
-        fig.add_trace(go.Scatter(x=local(positions["time"]), y=positions["position"], line=dict(shape="hv", width=1.2, color="#1f77b4"),
-                                 fill="tozeroy", name="agent position"), row=row, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=local(positions["time"]),
+                y=positions["position"],
+                line=dict(shape="hv", width=1.2, color="#1f77b4"),
+                fill="tozeroy",
+                name="agent position",
+            ),
+            row=row,
+            col=1,
+        )
         fig.update_yaxes(title_text="position", range=[-1.05, 1.05], row=row, col=1)
         row += 1
     if paper is not None and len(paper):
-        fig.add_trace(go.Scatter(x=local(paper["time"]), y=paper["session_pnl"] * 1e4, line=dict(width=1.2, color="#6d4c41"),
-                                 name="paper session P&L (bp)"), row=row, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=local(paper["time"]),
+                y=paper["session_pnl"] * 1e4,
+                line=dict(width=1.2, color="#6d4c41"),
+                name="paper session P&L (bp)",
+            ),
+            row=row,
+            col=1,
+        )
         fig.update_yaxes(title_text="P&L bp", row=row, col=1)
     days = cal.session_dates(bars["time"]) if len(bars) else pd.Series([], dtype=object)
     if len(days):
@@ -106,9 +185,23 @@ def equity_drawdown(curves: pd.DataFrame, title: str) -> go.Figure:
     for name, g in curves.groupby("strategy", sort=False):
         color = STRATEGY_COLORS.get(name)
         width = 2.4 if name == "ppo" else 1.2
-        fig.add_trace(go.Scatter(x=g["session"], y=g["equity"], name=name, legendgroup=name, line=dict(color=color, width=width)), row=1, col=1)
-        fig.add_trace(go.Scatter(x=g["session"], y=g["drawdown"] * 100, name=name, legendgroup=name, showlegend=False,
-                                 line=dict(color=color, width=width)), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(x=g["session"], y=g["equity"], name=name, legendgroup=name, line=dict(color=color, width=width)),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=g["session"],
+                y=g["drawdown"] * 100,
+                name=name,
+                legendgroup=name,
+                showlegend=False,
+                line=dict(color=color, width=width),
+            ),
+            row=2,
+            col=1,
+        )
     first, last = curves["session"].min().date(), curves["session"].max().date()
     fig.update_xaxes(rangebreaks=rangebreaks(first, last, intraday=False))
     fig.update_xaxes(title_text=SESSION_TITLE, row=2, col=1)
@@ -120,10 +213,14 @@ def equity_drawdown(curves: pd.DataFrame, title: str) -> go.Figure:
 def rolling_sharpe(frame: pd.DataFrame, title: str) -> go.Figure:
     fig = go.Figure()
     for name, g in frame.groupby("strategy", sort=False):
-        fig.add_trace(go.Scatter(x=g["session"], y=g["rolling_sharpe"], name=name, line=dict(color=STRATEGY_COLORS.get(name))))
+        fig.add_trace(
+            go.Scatter(x=g["session"], y=g["rolling_sharpe"], name=name, line=dict(color=STRATEGY_COLORS.get(name)))
+        )
     fig.add_hline(y=0, line=dict(color="#999", dash="dot"))
     if len(frame):
-        fig.update_xaxes(rangebreaks=rangebreaks(frame["session"].min().date(), frame["session"].max().date(), intraday=False))
+        fig.update_xaxes(
+            rangebreaks=rangebreaks(frame["session"].min().date(), frame["session"].max().date(), intraday=False)
+        )
     fig.update_xaxes(title_text=SESSION_TITLE)
     fig.update_yaxes(title_text="annualized Sharpe")
     return _layout(fig, title, 300)
@@ -146,8 +243,9 @@ def bar_chart(df: pd.DataFrame, x: str, y: str, title: str) -> go.Figure:
 
 def vector_chart(vector: pd.DataFrame, title: str) -> go.Figure:
     v = vector.sort_values("position", ascending=False)
-    fig = go.Figure(go.Bar(x=v["value"], y=v["feature"], orientation="h",
-                           marker_color=np.where(v["value"] >= 0, UP, DOWN)))
+    fig = go.Figure(
+        go.Bar(x=v["value"], y=v["feature"], orientation="h", marker_color=np.where(v["value"] >= 0, UP, DOWN))
+    )
     fig.update_xaxes(title_text="normalized value")
     fig.update_yaxes(tickmode="linear", dtick=1, tickfont=dict(size=11))  # every feature named, none skipped
     return _layout(fig, title, max(260, 20 * len(v) + 110))
@@ -170,5 +268,9 @@ def history_chart(df: pd.DataFrame, columns: list[str], title: str) -> go.Figure
             ys.insert(i + 1, np.nan)
         fig.add_trace(go.Scatter(x=xs, y=ys, name=c.removeprefix("o_"), mode="lines", connectgaps=False))
     days = cal.session_dates(df["time"])
-    fig.update_xaxes(rangebreaks=rangebreaks(days.iloc[0], days.iloc[-1], intraday=True), title_text=TIME_TITLE, tickformatstops=TICKS)
+    fig.update_xaxes(
+        rangebreaks=rangebreaks(days.iloc[0], days.iloc[-1], intraday=True),
+        title_text=TIME_TITLE,
+        tickformatstops=TICKS,
+    )
     return _layout(fig, title, 300)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import data
 import pandas as pd
 import streamlit as st
-
-import data
 
 
 @dataclass
@@ -72,7 +71,11 @@ def synthetic_tag(sources: pd.Series | list) -> str:
     return " · SYNTHETIC" if data.SYNTHETIC in values else ""
 
 
-RUN_LINK = {"run": st.column_config.LinkColumn("run", display_text=r"/runs/([0-9a-f]{8})", help="open the run in the Dagster UI")}
+RUN_LINK = {
+    "run": st.column_config.LinkColumn(
+        "run", display_text=r"/runs/([0-9a-f]{8})", help="open the run in the Dagster UI"
+    )
+}
 
 
 def with_run_links(df: pd.DataFrame) -> pd.DataFrame:

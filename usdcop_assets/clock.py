@@ -16,7 +16,7 @@ CLOCK_ENV = "USDCOP_REPLAY_CLOCK"
 
 def utc_now() -> pd.Timestamp:
     """The current instant (UTC), or the replay clock's (``USDCOP_REPLAY_CLOCK``)."""
-    now = pd.Timestamp(dt.datetime.now(dt.timezone.utc))
+    now = pd.Timestamp(dt.datetime.now(dt.UTC))
     spec = os.environ.get(CLOCK_ENV)
     return replay_clock(spec, now) if spec else now
 

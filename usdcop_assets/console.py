@@ -21,7 +21,7 @@ LOGS_DIR = "logs"
 
 def new_log_path(home: Path, command: str, now: dt.datetime | None = None) -> Path:
     """``<home>/logs/<command>-<UTC timestamp>.log`` (the directory is created)."""
-    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
     folder = Path(home) / LOGS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{command}-{stamp}.log"

@@ -20,13 +20,24 @@ def home_env(root: Path, **extra: str) -> dict:
     """The environment of an embedded-default home under ``root`` (synthetic source), its dagster.yaml written."""
     from usdcop_assets.cli import instance_yaml
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("USDCOP_", "TWELVEDATA_", "FRED_", "DAGSTER_", "FRESHNESS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("USDCOP_", "TWELVEDATA_", "FRED_", "DAGSTER_", "FRESHNESS_"))
+    }
     home = root / "home"
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(instance_yaml(dagster_home))
-    env.update({"USDCOP_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "USDCOP_SOURCE": "synthetic",
-                "PYTHONPATH": str(ROOT), **extra})
+    env.update(
+        {
+            "USDCOP_HOME": str(home),
+            "DAGSTER_HOME": str(dagster_home),
+            "USDCOP_SOURCE": "synthetic",
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        }
+    )
     return env
 
 
@@ -38,11 +49,14 @@ class Daemon:
         return self.log_path.read_text(errors="replace")
 
     def wait_for(self, predicate: Callable[[], object], timeout: float, what: str, poll: float = 0.5):
-        """``predicate()``'s first truthy value; fails naming ``what`` (with the daemon log's tail) after ``timeout``."""
+        """``predicate()``'s first truthy value; fails naming ``what`` (with the daemon log's tail) after
+        ``timeout``."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"dagster-daemon exited ({self.proc.returncode}) waiting for {what}:\n{self.log()[-4000:]}")
+                raise AssertionError(
+                    f"dagster-daemon exited ({self.proc.returncode}) waiting for {what}:\n{self.log()[-4000:]}"
+                )
             value = predicate()
             if value:
                 return value
@@ -53,8 +67,14 @@ class Daemon:
 @contextmanager
 def running_daemon(env: dict, log_path: Path):
     with open(log_path, "w") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")], env=env, cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield Daemon(proc, log_path)
     finally:

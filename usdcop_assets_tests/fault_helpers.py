@@ -16,8 +16,8 @@ import select
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 # -- the proxy --------------------------------------------------------------------------------------
 
@@ -82,7 +82,7 @@ class FaultProxy:
         self.down()
         _close(self._listener)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -168,7 +168,7 @@ class Cutter:
     """A per-connection inspector factory that acts only while ``armed`` is set (connections opened
     before arming, e.g. pooled ones, are inspected from their first byte so they can be cut too)."""
 
-    def __init__(self, factory: Callable[["Cutter"], Callable[[bytes], bytes]]):
+    def __init__(self, factory: Callable[[Cutter], Callable[[bytes], bytes]]):
         self.armed = threading.Event()
         self._factory = factory
 
@@ -245,7 +245,9 @@ def pg_write_cut(table: str, at: str) -> Cutter:
 def http_request_cut(method: str, path_pattern: str) -> Cutter:
     """A trigger that cuts before the server sees a request ``METHOD <path matching path_pattern>``
     (searched in the request line; object bodies are binary Parquet and never contain it)."""
-    request_re = re.compile(rb"(?:^|\r\n)" + method.encode() + rb" (" + path_pattern.encode() + rb")[^ ]* HTTP/1\.[01]\r\n")
+    request_re = re.compile(
+        rb"(?:^|\r\n)" + method.encode() + rb" (" + path_pattern.encode() + rb")[^ ]* HTTP/1\.[01]\r\n"
+    )
 
     def factory(cutter: Cutter):
         tail = bytearray()
@@ -254,7 +256,7 @@ def http_request_cut(method: str, path_pattern: str) -> Cutter:
             window = bytes(tail) + chunk
             match = request_re.search(window)
             if match and cutter.armed.is_set():
-                start = match.start() + (2 if window[match.start():match.start() + 2] == b"\r\n" else 0)
+                start = match.start() + (2 if window[match.start() : match.start() + 2] == b"\r\n" else 0)
                 keep = max(0, start - len(tail))  # bytes of this chunk before the request line
                 raise _Cut(chunk[:keep])
             tail[:] = window[-512:]

@@ -17,8 +17,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import instance_yaml
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +30,15 @@ NEXT_DAY = dt.date(2025, 3, 11)
 
 def platform_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("USDCOP_", "TWELVEDATA_", "FRED_", "DAGSTER_"))}
-    env.update({
-        "USDCOP_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster_home"),
-        "USDCOP_SOURCE": "synthetic",
-        "USDCOP_OBS_CONFIG": str(home / "obs.json"),
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "USDCOP_HOME": str(home),
+            "DAGSTER_HOME": str(home / "dagster_home"),
+            "USDCOP_SOURCE": "synthetic",
+            "USDCOP_OBS_CONFIG": str(home / "obs.json"),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
@@ -50,9 +52,25 @@ def backfilled_home(dest: Path, cache: Path) -> Path:
         (cache / "obs.json").write_text(json.dumps(config))
         (cache / "dagster_home").mkdir()
         (cache / "dagster_home" / "dagster.yaml").write_text(instance_yaml(cache / "dagster_home"))
-        done = subprocess.run([sys.executable, "-m", "usdcop_assets.cli", "backfill", "--start", str(PRE_START), "--end", str(HISTORY[1]),
-                               "--layers", "L0,L1,L2,L3,L4,L5"], env=platform_env(cache), cwd=ROOT, capture_output=True, text=True,
-                              timeout=900)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "usdcop_assets.cli",
+                "backfill",
+                "--start",
+                str(PRE_START),
+                "--end",
+                str(HISTORY[1]),
+                "--layers",
+                "L0,L1,L2,L3,L4,L5",
+            ],
+            env=platform_env(cache),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         (cache / "done").write_text("ok")
     shutil.copytree(cache, dest)
@@ -100,15 +118,15 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
     import torch
     from stable_baselines3 import PPO
 
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.defs.keys import PPO_MODEL
     from usdcop_assets.defs.layers.l5_model import ARTIFACT_NAME
     from usdcop_assets.defs.registry import REGISTRY_TABLE
-    from usdcop_assets.storage.lake.session_table import SessionTable
-    from usdcop_assets.storage.lake.store import LocalObjectStore
     from usdcop_assets.live.live_store import fold_start
     from usdcop_assets.observation.builder import load_config, obs_version
-    from usdcop_assets.core.settings import Settings
     from usdcop_assets.rl.training import policy_artifact, weights_sha256
+    from usdcop_assets.storage.lake.session_table import SessionTable
+    from usdcop_assets.storage.lake.store import LocalObjectStore
     from usdcop_assets.storage.warehouse.database import Warehouse
 
     store = LocalObjectStore(lake_root)
@@ -130,8 +148,16 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
     artifact_sha = hashlib.sha256(artifact).hexdigest()
     first = dt.date.fromisoformat(f"{fold}-01")
     start = fold_start(first)
-    row = {"time": start, "fold": fold, "version": version, "weights_sha256": sha, "artifact_sha256": artifact_sha,
-           "obs_version": obs_version(config), "model_path": f"{path}/{ARTIFACT_NAME}", "metadata_path": f"{path}/metadata.json"}
+    row = {
+        "time": start,
+        "fold": fold,
+        "version": version,
+        "weights_sha256": sha,
+        "artifact_sha256": artifact_sha,
+        "obs_version": obs_version(config),
+        "model_path": f"{path}/{ARTIFACT_NAME}",
+        "metadata_path": f"{path}/metadata.json",
+    }
     frame = pd.DataFrame([row]).astype({"time": "datetime64[ns, UTC]"})
     SessionTable(store, "l5/ppo_model").write(frame, start, start + pd.Timedelta(days=28))
     warehouse = Warehouse(Settings.from_env(os.environ).warehouse_url)
@@ -140,7 +166,10 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
     finally:
         warehouse.dispose()
     dg.DagsterInstance.get().report_runless_asset_event(
-        dg.AssetMaterialization(PPO_MODEL, partition=fold, metadata={"version": version, "artifact_sha256": artifact_sha}))
+        dg.AssetMaterialization(
+            PPO_MODEL, partition=fold, metadata={"version": version, "artifact_sha256": artifact_sha}
+        )
+    )
     return row
 
 
@@ -149,8 +178,12 @@ def run_session_batch(day: dt.date, instance: dg.DagsterInstance):
     from usdcop_assets.defs.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("session_chain")
-    result = job.execute_in_process(partition_key=cal.session_key(day), instance=instance, raise_on_error=False,
-                                    tags={"usdcop/launched_by": "test session run"})
+    result = job.execute_in_process(
+        partition_key=cal.session_key(day),
+        instance=instance,
+        raise_on_error=False,
+        tags={"usdcop/launched_by": "test session run"},
+    )
     checks = {}
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":

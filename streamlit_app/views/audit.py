@@ -2,10 +2,9 @@
 content hash) and the lake manifest's sha256, run links; the asset's data checks per session; manifest
 checksums per session."""
 
-import streamlit as st
-
 import common
 import data
+import streamlit as st
 
 st.title("Audit")
 ctx = common.context()
@@ -32,23 +31,37 @@ else:
         current = int((mats["code_version"] == version).sum())
         m1, m2 = st.columns(2)
         m1.metric("Code version (this code)", version)
-        m2.metric("Of the latest materializations", f"{current} / {len(mats)}", "made by this code version", delta_color="off", delta_arrow="off")
+        m2.metric(
+            "Of the latest materializations",
+            f"{current} / {len(mats)}",
+            "made by this code version",
+            delta_color="off",
+            delta_arrow="off",
+        )
         if dataset and len(man):
             sha = dict(zip(man["date"].astype(str), man["sha256"]))
             mats = mats.assign(manifest_sha256=mats["partition"].map(sha))
-        st.caption(f"latest {len(mats)} materializations of `{asset}`; code_version = package version + git commit; data_version = "
-                   "hash of the partition's rows; manifest_sha256 = the lake object's checksum")
+        st.caption(
+            f"latest {len(mats)} materializations of `{asset}`; code_version = package version + git commit; "
+            "data_version = "
+            "hash of the partition's rows; manifest_sha256 = the lake object's checksum"
+        )
         st.dataframe(linked(mats.drop(columns=["storage_id"])), hide_index=True, width="stretch", column_config=links)
 
 if asset in data.CHECKS:
     st.subheader("Data checks per session")
-    history = data.cached_check_history(ctx.env, asset, 20) if ctx.src.has_instance() else data.check_history(None, asset)
+    history = (
+        data.cached_check_history(ctx.env, asset, 20) if ctx.src.has_instance() else data.check_history(None, asset)
+    )
     if history.empty:
         st.info(f"No check of `{asset}` has run yet ({', '.join(data.CHECKS[asset])}): they run with the layer.")
     else:
         bad = history[~history["passed"]]
-        st.caption(f"latest evaluation of {', '.join(data.CHECKS[asset])} in the last {history['session'].nunique()} sessions; "
-                   f"{len(bad)} failing")
+        st.caption(
+            f"latest evaluation of {', '.join(data.CHECKS[asset])} in the last {history['session'].nunique()} "
+            "sessions; "
+            f"{len(bad)} failing"
+        )
         st.dataframe(linked(history), hide_index=True, width="stretch", column_config=links)
 
 st.subheader("Lake manifests (manifest.json per session)")

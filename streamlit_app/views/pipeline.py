@@ -1,10 +1,9 @@
 """Pipeline: per layer L0-L6 the latest materialized partition, gaps, checks, freshness and recent runs,
 read from the Dagster instance at DAGSTER_HOME (read-only; no buttons)."""
 
-import streamlit as st
-
 import common
 import data
+import streamlit as st
 
 st.title("Pipeline")
 ctx = common.context()
@@ -39,16 +38,38 @@ for layer, rows in status.groupby("layer", sort=True):
             common.not_materialized(asset)
         continue
     st.dataframe(
-        with_links(rows[["asset", "partitioned_by", "latest_partition", "partitions", "gaps", "first_gap", "freshness", "materialized_at", "run_id"]]),
-        hide_index=True, width="stretch", column_config=LINKS,
+        with_links(
+            rows[
+                [
+                    "asset",
+                    "partitioned_by",
+                    "latest_partition",
+                    "partitions",
+                    "gaps",
+                    "first_gap",
+                    "freshness",
+                    "materialized_at",
+                    "run_id",
+                ]
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config=LINKS,
     )
     for asset in rows.loc[rows["materialized_at"].isna(), "asset"]:
         common.not_materialized(asset)
     lc = checks[checks["layer"] == layer]
     if len(lc):
         st.caption(f"{layer} data checks (latest evaluation)")
-        st.dataframe(with_links(lc[["asset", "check", "status", "passed", "severity", "first_failing", "partition", "at", "run_id"]]),
-                     hide_index=True, width="stretch", column_config=LINKS)
+        st.dataframe(
+            with_links(
+                lc[["asset", "check", "status", "passed", "severity", "first_failing", "partition", "at", "run_id"]]
+            ),
+            hide_index=True,
+            width="stretch",
+            column_config=LINKS,
+        )
 
 st.subheader("Recent runs")
 st.dataframe(with_links(runs), hide_index=True, width="stretch", column_config=LINKS)

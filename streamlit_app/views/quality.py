@@ -1,11 +1,11 @@
 """Data quality: the data checks per session (from the Dagster instance), rejected rows by reason and by day
 (L1's rejects and the rows an import placed in no session), flat bars and gaps per session."""
 
-import streamlit as st
-
 import charts
 import common
 import data
+import streamlit as st
+
 from usdcop_assets.core import calendar as cal
 
 st.title("Data quality")
@@ -31,7 +31,13 @@ q = data.quality_by_session(bars, first_day, last_day)
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Rejected rows", f"{len(rej):,}")
-m2.metric("Missing bars (gaps)", f"{int(q['missing'].sum()):,}", f"{int((q['missing'] > 0).sum())} sessions", delta_color="off", delta_arrow="off")
+m2.metric(
+    "Missing bars (gaps)",
+    f"{int(q['missing'].sum()):,}",
+    f"{int((q['missing'] > 0).sum())} sessions",
+    delta_color="off",
+    delta_arrow="off",
+)
 m3.metric("Flat bars", f"{int(q['flat'].sum()):,}")
 m4.metric("Sessions", f"{len(q):,}", f"{first_day} … {last_day}", delta_color="off", delta_arrow="off")
 
@@ -47,8 +53,14 @@ elif failing.empty:
 else:
     for row in failing.itertuples():
         (st.error if row.severity == "ERROR" else st.warning)(f"`{row.key}` {row.status}: {row.detail}")
-st.dataframe(common.with_run_links(checks[["key", "status", "severity", "sessions", "failing", "first_failing", "detail", "at", "run_id"]]),
-             hide_index=True, width="stretch", column_config=common.RUN_LINK)
+st.dataframe(
+    common.with_run_links(
+        checks[["key", "status", "severity", "sessions", "failing", "first_failing", "detail", "at", "run_id"]]
+    ),
+    hide_index=True,
+    width="stretch",
+    column_config=common.RUN_LINK,
+)
 
 st.subheader("Rejected rows (ohlcv_m5_rejects, and ohlcv_m5_unplaced: imported rows on no trading day)")
 if rej.empty:
@@ -63,5 +75,9 @@ else:
 
 st.subheader("Gaps and flat bars per session")
 bad = q[(q["missing"] > 0) | (q["flat"] > 0)]
-st.caption(f"{len(bad)} of {len(q)} sessions have missing or flat bars" + common.synthetic_tag(bars["source"]) if len(bars) else "")
+st.caption(
+    f"{len(bad)} of {len(q)} sessions have missing or flat bars" + common.synthetic_tag(bars["source"])
+    if len(bars)
+    else ""
+)
 st.dataframe(bad if len(bad) else q.tail(20), hide_index=True, width="stretch")

@@ -66,11 +66,22 @@ class GbmConfig:
 
     def params(self) -> dict:
         """LightGBM parameters; ``deterministic`` + ``force_row_wise`` + one thread make a fit reproducible."""
-        return {"objective": "binary", "metric": "binary_logloss", "num_leaves": self.num_leaves,
-                "learning_rate": self.learning_rate, "min_data_in_leaf": self.min_data_in_leaf,
-                "feature_fraction": self.feature_fraction, "bagging_fraction": self.bagging_fraction,
-                "bagging_freq": self.bagging_freq, "lambda_l2": self.lambda_l2, "seed": int(self.seed),
-                "deterministic": True, "force_row_wise": True, "num_threads": 1, "verbosity": -1}
+        return {
+            "objective": "binary",
+            "metric": "binary_logloss",
+            "num_leaves": self.num_leaves,
+            "learning_rate": self.learning_rate,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "lambda_l2": self.lambda_l2,
+            "seed": int(self.seed),
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": 1,
+            "verbosity": -1,
+        }
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,9 +139,15 @@ class GbmModel:
         return self.booster.predict(feature_matrix(episodes), num_iteration=self.best_iteration)
 
     def summary(self) -> dict:
-        return {"best_iteration": self.best_iteration, "n_train": self.n_train, "n_valid": self.n_valid,
-                "valid_logloss": self.valid_logloss, "valid_hit_rate": self.valid_hit_rate, "fit_s": self.fit_seconds,
-                "config": self.config.to_dict()}
+        return {
+            "best_iteration": self.best_iteration,
+            "n_train": self.n_train,
+            "n_valid": self.n_valid,
+            "valid_logloss": self.valid_logloss,
+            "valid_hit_rate": self.valid_hit_rate,
+            "fit_s": self.fit_seconds,
+            "config": self.config.to_dict(),
+        }
 
 
 def _sessions_of(episodes_df: pd.DataFrame, sessions, obs_config) -> SessionEpisodes:
@@ -142,7 +159,8 @@ def _sessions_of(episodes_df: pd.DataFrame, sessions, obs_config) -> SessionEpis
 
 
 def train_gbm(episodes_df: pd.DataFrame, fold: Fold, config: GbmConfig | None = None, obs_config=None) -> GbmModel:
-    """Fit on ``fold.train_sessions``, early-stop on ``fold.valid_sessions``; no other rows of ``episodes_df`` are read."""
+    """Fit on ``fold.train_sessions``, early-stop on ``fold.valid_sessions``; no other rows of ``episodes_df`` are
+    read."""
     import lightgbm as lgb
 
     config = config or GbmConfig()
@@ -151,22 +169,39 @@ def train_gbm(episodes_df: pd.DataFrame, fold: Fold, config: GbmConfig | None = 
     x, y = _labelled(train, config.horizon)
     xv, yv = _labelled(valid, config.horizon)
     if len(np.unique(y)) < 2 or not len(yv):
-        raise ValueError(f"fold {fold.key}: LightGBM needs both signs in training and a labelled validation row "
-                         f"({len(y)} training rows, {len(yv)} validation rows)")
+        raise ValueError(
+            f"fold {fold.key}: LightGBM needs both signs in training and a labelled validation row "
+            f"({len(y)} training rows, {len(yv)} validation rows)"
+        )
     names = feature_names(train)
     t0 = time.perf_counter()
     params = config.params()
     dtrain = lgb.Dataset(x, y, feature_name=names, params={"verbosity": -1}, free_raw_data=True)
     dvalid = lgb.Dataset(xv, yv, reference=dtrain, feature_name=names)
-    booster = lgb.train(params, dtrain, num_boost_round=config.max_rounds, valid_sets=[dvalid], valid_names=["valid"],
-                        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)])
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=config.max_rounds,
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
     fit_s = time.perf_counter() - t0
     best = int(booster.best_iteration or booster.current_iteration())
     pv = booster.predict(xv, num_iteration=best)
     eps = 1e-12
     logloss = float(-np.mean(yv * np.log(pv + eps) + (1 - yv) * np.log(1 - pv + eps)))
-    return GbmModel(booster=booster, config=config, best_iteration=best, n_train=len(y), n_valid=len(yv), valid_logloss=logloss,
-                    valid_hit_rate=float(np.mean((pv > 0.5) == (yv > 0.5))), fit_seconds=fit_s, features=names)
+    return GbmModel(
+        booster=booster,
+        config=config,
+        best_iteration=best,
+        n_train=len(y),
+        n_valid=len(yv),
+        valid_logloss=logloss,
+        valid_hit_rate=float(np.mean((pv > 0.5) == (yv > 0.5))),
+        fit_seconds=fit_s,
+        features=names,
+    )
 
 
 def targets_from_proba(proba, band: float) -> np.ndarray:
@@ -185,15 +220,24 @@ def predict_targets(model: GbmModel, episodes_df: pd.DataFrame, obs_config=None)
     step = frame["step"].to_numpy()
     assert len(step) == episodes.n_bars  # noqa: S101 (invariant of from_frame)
     proba = model.predict_proba(episodes)
-    return pd.DataFrame({"session": episodes.session_of_bar, "step": step, "proba": proba,
-                         "target": targets_from_proba(proba, model.config.band)})
+    return pd.DataFrame(
+        {
+            "session": episodes.session_of_bar,
+            "step": step,
+            "proba": proba,
+            "target": targets_from_proba(proba, model.config.band),
+        }
+    )
 
 
 def gbm_targets(model: GbmModel, episodes_df: pd.DataFrame, obs_config=None) -> np.ndarray:
     """Raw targets aligned with the rows of ``episodes_df`` (in its order); bars of sessions that are not warm: 0."""
     keys = episodes_df[["session", "step"]].assign(session=episodes_df["session"].astype(str))
-    warm = episodes_df.groupby("session")["warm"].transform("all").to_numpy(dtype=bool) if "warm" in episodes_df.columns \
+    warm = (
+        episodes_df.groupby("session")["warm"].transform("all").to_numpy(dtype=bool)
+        if "warm" in episodes_df.columns
         else np.ones(len(episodes_df), dtype=bool)
+    )
     if not warm.any():
         return np.zeros(len(episodes_df))
     pred = predict_targets(model, episodes_df[warm], obs_config)
@@ -201,11 +245,18 @@ def gbm_targets(model: GbmModel, episodes_df: pd.DataFrame, obs_config=None) -> 
     return np.where(np.isnan(merged), 0.0, merged)
 
 
-def backtest_gbm(model: GbmModel, episodes_df: pd.DataFrame, obs_config=None, costs: CostConfig | None = None,
-                 limits: RiskLimits | None = None) -> pd.DataFrame:
+def backtest_gbm(
+    model: GbmModel,
+    episodes_df: pd.DataFrame,
+    obs_config=None,
+    costs: CostConfig | None = None,
+    limits: RiskLimits | None = None,
+) -> pd.DataFrame:
     """The model's targets on ``episodes_df`` (sorted by session and step) through the agent's risk rules and costs."""
     from usdcop_assets.backtest.engine import backtest_actions
 
     frame = episodes_df.sort_values(["session", "step"], kind="stable").reset_index(drop=True)
     targets = gbm_targets(model, frame, obs_config)
-    return backtest_actions(targets, frame["next_ret"].to_numpy(dtype="float64"), frame["session"].astype(str).to_numpy(), costs, limits)
+    return backtest_actions(
+        targets, frame["next_ret"].to_numpy(dtype="float64"), frame["session"].astype(str).to_numpy(), costs, limits
+    )

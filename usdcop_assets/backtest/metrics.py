@@ -201,8 +201,11 @@ def _session_moments(bar_pnl, session_ids, center: float):
     x = np.asarray(bar_pnl, dtype="float64") - center
     codes = session_codes(session_ids)
     k = int(codes[-1] + 1)
-    return (np.bincount(codes, weights=x, minlength=k), np.bincount(codes, weights=x * x, minlength=k),
-            np.bincount(codes, minlength=k).astype("float64"))
+    return (
+        np.bincount(codes, weights=x, minlength=k),
+        np.bincount(codes, weights=x * x, minlength=k),
+        np.bincount(codes, minlength=k).astype("float64"),
+    )
 
 
 def _boot_sharpes(moments, center: float, idx: np.ndarray, per_year: float = BARS_PER_YEAR) -> np.ndarray:
@@ -219,9 +222,17 @@ def _boot_sharpes(moments, center: float, idx: np.ndarray, per_year: float = BAR
 def _interval(estimate, draws, confidence, n, seed) -> dict:
     ok = draws[np.isfinite(draws)]
     alpha = (1.0 - confidence) / 2.0
-    low, high = (np.quantile(ok, [alpha, 1.0 - alpha]).tolist() if len(ok) else (_NAN, _NAN))
-    return {"estimate": estimate, "low": float(low), "high": float(high), "confidence": confidence,
-            "std_error": float(ok.std(ddof=1)) if len(ok) > 1 else _NAN, "n": n, "valid": int(len(ok)), "seed": seed}
+    low, high = np.quantile(ok, [alpha, 1.0 - alpha]).tolist() if len(ok) else (_NAN, _NAN)
+    return {
+        "estimate": estimate,
+        "low": float(low),
+        "high": float(high),
+        "confidence": confidence,
+        "std_error": float(ok.std(ddof=1)) if len(ok) > 1 else _NAN,
+        "n": n,
+        "valid": int(len(ok)),
+        "seed": seed,
+    }
 
 
 def _draws(session_ids, n, seed):
@@ -239,8 +250,13 @@ def bootstrap_sharpe_ci(bar_pnl, session_ids, n: int = 1000, seed: int = 0, conf
     center = float(x.mean())
     idx = _draws(session_ids, n, seed)
     per_year = bars_per_year(len(x), idx.shape[1])
-    return _interval(sharpe(x, per_year), _boot_sharpes(_session_moments(x, session_ids, center), center, idx, per_year),
-                     confidence, n, seed)
+    return _interval(
+        sharpe(x, per_year),
+        _boot_sharpes(_session_moments(x, session_ids, center), center, idx, per_year),
+        confidence,
+        n,
+        seed,
+    )
 
 
 def bootstrap_sharpe_diff_ci(a_pnl, b_pnl, session_ids, n: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
@@ -252,6 +268,7 @@ def bootstrap_sharpe_diff_ci(a_pnl, b_pnl, session_ids, n: int = 1000, seed: int
     ca, cb = float(a.mean()), float(b.mean())
     idx = _draws(session_ids, n, seed)
     per_year = bars_per_year(len(a), idx.shape[1])
-    diff = (_boot_sharpes(_session_moments(a, session_ids, ca), ca, idx, per_year)
-            - _boot_sharpes(_session_moments(b, session_ids, cb), cb, idx, per_year))
+    diff = _boot_sharpes(_session_moments(a, session_ids, ca), ca, idx, per_year) - _boot_sharpes(
+        _session_moments(b, session_ids, cb), cb, idx, per_year
+    )
     return _interval(sharpe(a, per_year) - sharpe(b, per_year), diff, confidence, n, seed)

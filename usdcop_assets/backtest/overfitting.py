@@ -45,13 +45,16 @@ def probabilistic_sharpe_ratio(sr: float, sr_benchmark: float, n_obs: int, skew:
         raise ValueError(f"probabilistic_sharpe_ratio: needs at least 3 observations, got {n_obs}")
     var = 1.0 - skew * sr + (kurtosis - 1.0) / 4.0 * sr * sr
     if var <= 0:
-        raise ValueError(f"probabilistic_sharpe_ratio: 1 - skew*sr + (kurtosis-1)/4*sr^2 = {var:.6g} <= 0 "
-                         f"(sr={sr:.6g}, skew={skew:.6g}, kurtosis={kurtosis:.6g}; is the kurtosis raw, not excess?)")
+        raise ValueError(
+            f"probabilistic_sharpe_ratio: 1 - skew*sr + (kurtosis-1)/4*sr^2 = {var:.6g} <= 0 "
+            f"(sr={sr:.6g}, skew={skew:.6g}, kurtosis={kurtosis:.6g}; is the kurtosis raw, not excess?)"
+        )
     return _N.cdf((sr - sr_benchmark) * math.sqrt(n_obs - 1) / math.sqrt(var))
 
 
 def expected_max_sharpe(n_trials: int, var_trials: float) -> float:
-    """E[max of n_trials Sharpe ratios] when every true Sharpe is 0 (False Strategy Theorem, Bailey & López de Prado 2014):
+    """E[max of n_trials Sharpe ratios] when every true Sharpe is 0 (False Strategy Theorem, Bailey & López de Prado
+    2014):
 
         SR0 = sqrt(V) * ((1 - gamma) * Phi^-1(1 - 1/N) + gamma * Phi^-1(1 - 1/(N e)))
 
@@ -65,7 +68,9 @@ def expected_max_sharpe(n_trials: int, var_trials: float) -> float:
     if n_trials == 1:
         return 0.0  # Phi^-1(0) = -inf: the formula does not apply; the max of one trial has no selection bias
     n = float(n_trials)
-    return math.sqrt(var_trials) * ((1.0 - EULER_GAMMA) * _N.inv_cdf(1.0 - 1.0 / n) + EULER_GAMMA * _N.inv_cdf(1.0 - 1.0 / (n * math.e)))
+    return math.sqrt(var_trials) * (
+        (1.0 - EULER_GAMMA) * _N.inv_cdf(1.0 - 1.0 / n) + EULER_GAMMA * _N.inv_cdf(1.0 - 1.0 / (n * math.e))
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +102,7 @@ def _moments(returns) -> tuple[np.ndarray, float, float, float]:
         raise ValueError("deflated_sharpe_ratio: the returns have zero variance (Sharpe ratio undefined)")
     d = x - x.mean()
     m2 = float(np.mean(d * d))  # population moments for the shape, as in the papers' examples
-    return x, float(x.mean()) / sd, float(np.mean(d ** 3)) / m2 ** 1.5, float(np.mean(d ** 4)) / m2 ** 2
+    return x, float(x.mean()) / sd, float(np.mean(d**3)) / m2**1.5, float(np.mean(d**4)) / m2**2
 
 
 def deflated_sharpe_ratio(returns, trial_sharpes) -> DeflatedSharpe:
@@ -116,9 +121,17 @@ def deflated_sharpe_ratio(returns, trial_sharpes) -> DeflatedSharpe:
         raise ValueError(f"deflated_sharpe_ratio: {int((~np.isfinite(t)).sum())} trial Sharpe ratios are not finite")
     var_t = float(t.var(ddof=1)) if len(t) > 1 else 0.0
     sr0 = expected_max_sharpe(len(t), var_t)
-    return DeflatedSharpe(sr=sr, sr0=sr0, n_trials=int(len(t)), var_trials=var_t, n_obs=int(len(x)), skew=skew, kurtosis=kurt,
-                          psr_zero=probabilistic_sharpe_ratio(sr, 0.0, len(x), skew, kurt),
-                          dsr=probabilistic_sharpe_ratio(sr, sr0, len(x), skew, kurt))
+    return DeflatedSharpe(
+        sr=sr,
+        sr0=sr0,
+        n_trials=int(len(t)),
+        var_trials=var_t,
+        n_obs=int(len(x)),
+        skew=skew,
+        kurtosis=kurt,
+        psr_zero=probabilistic_sharpe_ratio(sr, 0.0, len(x), skew, kurt),
+        dsr=probabilistic_sharpe_ratio(sr, sr0, len(x), skew, kurt),
+    )
 
 
 # --- PBO by combinatorially symmetric cross-validation -------------------------------------------------
@@ -136,8 +149,14 @@ class PBOResult:
     sampled: bool  # True when C(S, S/2) > max_combinations and a random subset was evaluated
 
     def to_dict(self) -> dict:
-        return {"pbo": self.pbo, "n_splits": self.n_splits, "n_combinations": self.n_combinations, "n_candidates": self.n_candidates,
-                "sampled": self.sampled, "logit_median": float(np.median(self.logits))}
+        return {
+            "pbo": self.pbo,
+            "n_splits": self.n_splits,
+            "n_combinations": self.n_combinations,
+            "n_candidates": self.n_candidates,
+            "sampled": self.sampled,
+            "logit_median": float(np.median(self.logits)),
+        }
 
 
 def _combinations(s: int, max_combinations: int, seed: int) -> tuple[list[tuple[int, ...]], bool]:
@@ -168,7 +187,8 @@ def _score(sums: np.ndarray, sq: np.ndarray, n: float, metric: str) -> np.ndarra
 
 
 def _relative_rank(oos: np.ndarray, best: np.ndarray) -> np.ndarray:
-    """w = rank / (N + 1) of the chosen candidate among the N out of sample, rank 1 = worst, N = best; ties share the average rank."""
+    """w = rank / (N + 1) of the chosen candidate among the N out of sample, rank 1 = worst, N = best; ties share
+    the average rank."""
     chosen = oos[np.arange(len(oos)), best][:, None]
     below = (oos < chosen).sum(axis=1)
     tied = (oos == chosen).sum(axis=1)  # itself included
@@ -176,8 +196,13 @@ def _relative_rank(oos: np.ndarray, best: np.ndarray) -> np.ndarray:
     return rank / (oos.shape[1] + 1)
 
 
-def probability_of_backtest_overfitting(performance_matrix, n_splits: int = 16, metric: str = "sharpe",
-                                        max_combinations: int = MAX_COMBINATIONS, seed: int = 0) -> PBOResult:
+def probability_of_backtest_overfitting(
+    performance_matrix,
+    n_splits: int = 16,
+    metric: str = "sharpe",
+    max_combinations: int = MAX_COMBINATIONS,
+    seed: int = 0,
+) -> PBOResult:
     """PBO by CSCV (Bailey, Borwein, López de Prado & Zhu 2016).
 
     ``performance_matrix``: T x N, the per-period returns (per session on the platform) of N candidates on the same T
@@ -200,7 +225,9 @@ def probability_of_backtest_overfitting(performance_matrix, n_splits: int = 16, 
     if n_splits < 2 or n_splits % 2:
         raise ValueError(f"probability_of_backtest_overfitting: n_splits must be even and >= 2, got {n_splits}")
     if t < n_splits:
-        raise ValueError(f"probability_of_backtest_overfitting: {t} periods for {n_splits} splits (need at least one period a split)")
+        raise ValueError(
+            f"probability_of_backtest_overfitting: {t} periods for {n_splits} splits (need at least one period a split)"
+        )
     if not np.isfinite(m).all():
         raise ValueError(f"probability_of_backtest_overfitting: {int((~np.isfinite(m)).sum())} values are not finite")
     if metric not in ("sharpe", "mean"):
@@ -222,8 +249,14 @@ def probability_of_backtest_overfitting(performance_matrix, n_splits: int = 16, 
     oos_score = _score(out @ b_sum, out @ b_sq, (out @ b_n)[:, None], metric)
     w = _relative_rank(oos_score, np.argmax(is_score, axis=1))
     logits = np.log(w / (1.0 - w))
-    return PBOResult(pbo=float(np.mean(logits <= 0)), logits=logits, n_splits=n_splits, n_combinations=len(combos),
-                     n_candidates=n, sampled=sampled)
+    return PBOResult(
+        pbo=float(np.mean(logits <= 0)),
+        logits=logits,
+        n_splits=n_splits,
+        n_combinations=len(combos),
+        n_candidates=n,
+        sampled=sampled,
+    )
 
 
 # --- a selection among candidate strategies --------------------------------------------------------------
@@ -231,7 +264,8 @@ def probability_of_backtest_overfitting(performance_matrix, n_splits: int = 16, 
 
 def session_sharpe(returns) -> float:
     """Non-annualized Sharpe per period, mean / std(ddof=1); 0 for a strategy that is always 0 (flat: no excess return);
-    NaN with fewer than 2 returns or constant non-zero ones (undefined; ``selection_statistics`` reports no DSR then)."""
+    NaN with fewer than 2 returns or constant non-zero ones (undefined; ``selection_statistics`` reports no DSR
+    then)."""
     x = np.asarray(returns, dtype="float64").ravel()
     if not np.isfinite(x).all():
         raise ValueError(f"session_sharpe: {int((~np.isfinite(x)).sum())} returns are not finite")
@@ -243,8 +277,9 @@ def session_sharpe(returns) -> float:
     return 0.0 if not np.any(x) else float("nan")
 
 
-def selection_statistics(session_returns: dict, selected: str, n_splits: int = 16, max_combinations: int = MAX_COMBINATIONS,
-                         seed: int = 0) -> dict:
+def selection_statistics(
+    session_returns: dict, selected: str, n_splits: int = 16, max_combinations: int = MAX_COMBINATIONS, seed: int = 0
+) -> dict:
     """The overfitting statistics of picking ``selected`` among the candidates of ``session_returns``.
 
     ``session_returns``: name -> per-session returns (the same sessions, in time order) of every candidate compared,
@@ -261,16 +296,26 @@ def selection_statistics(session_returns: dict, selected: str, n_splits: int = 1
     names = list(session_returns)
     cols = [np.asarray(session_returns[k], dtype="float64").ravel() for k in names]
     if len({len(c) for c in cols}) != 1:
-        raise ValueError(f"selection_statistics: the candidates have different numbers of sessions {[len(c) for c in cols]}")
+        raise ValueError(
+            f"selection_statistics: the candidates have different numbers of sessions {[len(c) for c in cols]}"
+        )
     sharpes = {k: session_sharpe(c) for k, c in zip(names, cols)}
-    out: dict = {"candidates": names, "n_trials": len(names), "selected": selected, "n_sessions": len(cols[0]),
-                 "sharpe_per_session": sharpes, "deflated_sharpe": None, "pbo": None}
+    out: dict = {
+        "candidates": names,
+        "n_trials": len(names),
+        "selected": selected,
+        "n_sessions": len(cols[0]),
+        "sharpe_per_session": sharpes,
+        "deflated_sharpe": None,
+        "pbo": None,
+    }
     try:
         out["deflated_sharpe"] = deflated_sharpe_ratio(session_returns[selected], list(sharpes.values())).to_dict()
     except ValueError as e:
         out["deflated_sharpe_error"] = str(e)
     s = min(n_splits, len(cols[0]) // 2 * 2)
     if s >= 2 and len(names) >= 2:
-        out["pbo"] = probability_of_backtest_overfitting(np.column_stack(cols), n_splits=s, max_combinations=max_combinations,
-                                                         seed=seed).to_dict()
+        out["pbo"] = probability_of_backtest_overfitting(
+            np.column_stack(cols), n_splits=s, max_combinations=max_combinations, seed=seed
+        ).to_dict()
     return out

@@ -1,1 +1,2 @@
-"""Core: the market calendar, settings from the environment and frame helpers every other package uses (pure; no Dagster)."""
+"""Core: the market calendar, settings from the environment and frame helpers every other package uses (pure; no
+Dagster)."""

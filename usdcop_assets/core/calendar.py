@@ -11,7 +11,7 @@ convention); partition keys and session dates are Bogota-local.
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
+from functools import cache
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -39,7 +39,7 @@ class CalendarError(ValueError):
 # --- days -------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def _holidays_of_year(year: int) -> frozenset[dt.date]:
     return frozenset(holidays.Colombia(years=year).keys())
 
@@ -136,7 +136,9 @@ def whole_session_days(start, end) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     """
     start, end = as_utc(start), as_utc(end)
     first, last = start.tz_convert(TZ).date(), end.tz_convert(TZ).date()
-    if not (is_trading_day(first) and is_trading_day(last) and start == session_open(first) and end == session_end(last)):
+    if not (
+        is_trading_day(first) and is_trading_day(last) and start == session_open(first) and end == session_end(last)
+    ):
         return None
     day0 = pd.Timestamp(dt.datetime.combine(first, dt.time(0), tzinfo=TZ)).tz_convert("UTC")
     day1 = pd.Timestamp(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), tzinfo=TZ)).tz_convert("UTC")
@@ -160,7 +162,9 @@ def on_session_grid(times) -> np.ndarray:
     local = _local(times)
     minutes = local.hour * 60 + local.minute
     in_hours = (minutes >= 8 * 60) & (minutes < 13 * 60)
-    aligned = (local.minute % BAR_MINUTES == 0) & (local.second == 0) & (local.microsecond == 0) & (local.nanosecond == 0)
+    aligned = (
+        (local.minute % BAR_MINUTES == 0) & (local.second == 0) & (local.microsecond == 0) & (local.nanosecond == 0)
+    )
     days = local.normalize()
     weekday = np.asarray(days.weekday < 5)
     if len(local):

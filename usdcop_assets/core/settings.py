@@ -108,7 +108,9 @@ def parse_warehouse_url(raw: str, var: str = WAREHOUSE_ENV) -> sa.URL:
     try:
         url = make_url(raw.strip())
     except Exception:
-        raise ConfigError(f"{var} is not a SQLAlchemy URL (expected e.g. postgresql+psycopg://user@host:5432/db)") from None
+        raise ConfigError(
+            f"{var} is not a SQLAlchemy URL (expected e.g. postgresql+psycopg://user@host:5432/db)"
+        ) from None
     if url.get_backend_name() not in _WAREHOUSE_DIALECTS:
         raise ConfigError(
             f"{var}={mask_url(url)!r}: backend {url.get_backend_name()!r} is not supported (sqlite or postgresql)"
@@ -120,11 +122,15 @@ def parse_warehouse_url(raw: str, var: str = WAREHOUSE_ENV) -> sa.URL:
         raise ConfigError(f"{var}={mask_url(url)!r}: a SQLite warehouse needs a file path (sqlite:///path/to/file)")
     if url.host and "@" in url.host:
         # An unescaped "@" in the password: SQLAlchemy would parse part of the password as the host.
-        raise ConfigError(f"{var}: the URL's host contains '@'; percent-encode special characters in the password (@ is %40)")
+        raise ConfigError(
+            f"{var}: the URL's host contains '@'; percent-encode special characters in the password (@ is %40)"
+        )
     try:
         url.get_dialect()
     except Exception:
-        raise ConfigError(f"{var}={mask_url(url)!r}: unknown driver {url.drivername!r} (use e.g. postgresql+psycopg)") from None
+        raise ConfigError(
+            f"{var}={mask_url(url)!r}: unknown driver {url.drivername!r} (use e.g. postgresql+psycopg)"
+        ) from None
     return url
 
 
@@ -182,7 +188,7 @@ class Settings:
     warehouse_from_env: bool
 
     @classmethod
-    def from_env(cls, env=os.environ) -> "Settings":
+    def from_env(cls, env=os.environ) -> Settings:
         root = home(env)
         lake_raw = env.get(LAKE_ENV)
         wh_raw = env.get(WAREHOUSE_ENV)
@@ -190,7 +196,9 @@ class Settings:
         warehouse = (
             parse_warehouse_url(wh_raw)
             if wh_raw is not None
-            else sa.URL.create("sqlite", database=str(root / "warehouse.sqlite"))  # no parsing: "?" or "#" in the path stay
+            else sa.URL.create(
+                "sqlite", database=str(root / "warehouse.sqlite")
+            )  # no parsing: "?" or "#" in the path stay
         )
         dagster_home = Path(env.get("DAGSTER_HOME") or root / "dagster_home").expanduser().absolute()
         return cls(root, lake, warehouse, dagster_home, lake_raw is not None, wh_raw is not None)

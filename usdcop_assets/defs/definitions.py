@@ -2,21 +2,12 @@
 
 import dagster as dg
 
-from usdcop_assets.defs.layers.l6_backtest import l6_backtest_session, l6_performance
-from usdcop_assets.defs.layers.l3_features import l3_features_m5
-from usdcop_assets.defs.layers.l2_indicators import l2_indicators_m5
-from usdcop_assets.defs.layers.macro_daily import l0_macro_daily, l1_macro_daily
-from usdcop_assets.defs.layers.l5_model import l5_ppo_model
-from usdcop_assets.defs.layers.l5_serving import l5_actions_m5, l5_paper_ledger
-from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, l4_observation_stats, l4_observations_m5
-from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
-from usdcop_assets.defs.layers.l1_standardized import l1_ohlcv_m5
-from usdcop_assets.defs.automation.conditions import build_automation_sensor, build_history_sensor, with_session_automation
-from usdcop_assets.defs.automation.sensors import SENSORS
 from usdcop_assets.defs.automation.alerts import build_alert_sensors
-from usdcop_assets.defs.quality.freshness import POLICIES, with_freshness_policies
-from usdcop_assets.defs.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
-from usdcop_assets.defs.quality.live_parity import build_live_parity_checks
+from usdcop_assets.defs.automation.conditions import (
+    build_automation_sensor,
+    build_history_sensor,
+    with_session_automation,
+)
 from usdcop_assets.defs.automation.jobs import (
     MACRO_JOB,
     MODEL_JOB,
@@ -25,9 +16,22 @@ from usdcop_assets.defs.automation.jobs import (
     build_asset_job,
     build_session_chain_job,
 )
-from usdcop_assets.defs.quality.checks import build_session_checks
-from usdcop_assets.defs.resources import store_resources
 from usdcop_assets.defs.automation.schedules import build_schedules
+from usdcop_assets.defs.automation.sensors import SENSORS
+from usdcop_assets.defs.io_managers import LakeIOManager, ServingIOManager, WarehouseIOManager
+from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
+from usdcop_assets.defs.layers.l1_standardized import l1_ohlcv_m5
+from usdcop_assets.defs.layers.l2_indicators import l2_indicators_m5
+from usdcop_assets.defs.layers.l3_features import l3_features_m5
+from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session, l4_observation_stats, l4_observations_m5
+from usdcop_assets.defs.layers.l5_model import l5_ppo_model
+from usdcop_assets.defs.layers.l5_serving import l5_actions_m5, l5_paper_ledger
+from usdcop_assets.defs.layers.l6_backtest import l6_backtest_session, l6_performance
+from usdcop_assets.defs.layers.macro_daily import l0_macro_daily, l1_macro_daily
+from usdcop_assets.defs.quality.checks import build_session_checks
+from usdcop_assets.defs.quality.freshness import POLICIES, with_freshness_policies
+from usdcop_assets.defs.quality.live_parity import build_live_parity_checks
+from usdcop_assets.defs.resources import store_resources
 from usdcop_assets.version import code_version
 
 
@@ -39,16 +43,29 @@ def with_code_version(assets):
 
 
 # L1..L6 follow a session's L0 by declarative automation (automation.py)
-SESSION_ASSETS = with_code_version(with_session_automation([
-    l0_ohlcv_m5, l1_ohlcv_m5, l2_indicators_m5, l3_features_m5, l4_observations_m5, l4_episodes_session, l5_actions_m5,
-    l5_paper_ledger, l6_backtest_session]))
+SESSION_ASSETS = with_code_version(
+    with_session_automation(
+        [
+            l0_ohlcv_m5,
+            l1_ohlcv_m5,
+            l2_indicators_m5,
+            l3_features_m5,
+            l4_observations_m5,
+            l4_episodes_session,
+            l5_actions_m5,
+            l5_paper_ledger,
+            l6_backtest_session,
+        ]
+    )
+)
 DAILY_ASSETS = with_code_version([l0_macro_daily, l1_macro_daily])
 STATS_ASSETS = with_code_version([l4_observation_stats])
 MODEL_ASSETS = with_code_version([l5_ppo_model])
 PERFORMANCE_ASSETS = with_code_version([l6_performance])
 # Data checks on the session layers themselves, partitioned like them (quality/checks.py).
 SESSION_CHECKS = build_session_checks(SESSION_ASSETS)
-# Freshness policies of the bar and session layers, applied here in one place (freshness.py), and the alerts (alerts.py).
+# Freshness policies of the bar and session layers, applied here in one place (freshness.py), and the alerts
+# (alerts.py).
 ASSETS = with_freshness_policies([*SESSION_ASSETS, *DAILY_ASSETS, *STATS_ASSETS, *MODEL_ASSETS, *PERFORMANCE_ASSETS])
 ALERT_SENSORS = build_alert_sensors(POLICIES)
 # Live rows == batch rows, per session, after the session's run (usdcop_assets/defs/quality/live_parity.py).

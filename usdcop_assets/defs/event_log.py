@@ -36,7 +36,8 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             home = os.environ.get("DAGSTER_HOME")
             if not home:
                 raise ValueError(
-                    "BatchedSqliteEventLogStorage needs DAGSTER_HOME (or base_dir in dagster.yaml) to place the event log"
+                    "BatchedSqliteEventLogStorage needs DAGSTER_HOME (or base_dir in dagster.yaml) to place the event "
+                    "log"
                 )
             base_dir = os.path.join(home, "history", "runs")
         return cls(base_dir=base_dir, inst_data=inst_data)
@@ -69,7 +70,9 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     def store_event_batch(self, events) -> None:
         batchable = (
             events
-            and all(e.is_dagster_event and e.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION for e in events)
+            and all(
+                e.is_dagster_event and e.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION for e in events
+            )
             and len({e.run_id for e in events}) == 1
         )
         if not batchable:
@@ -83,7 +86,11 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             conn.execute(insert, rows)
         # mirrored into the cross-run index shard, as store_event does for asset events
         with self.index_transaction() as conn:
-            ids = list(conn.execute(insert.returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True), rows).scalars())
+            ids = list(
+                conn.execute(
+                    insert.returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True), rows
+                ).scalars()
+            )
             self._store_asset_event_tags(conn, events, ids)
             self._store_asset_event(conn, events[-1], ids[-1])
 

@@ -53,7 +53,8 @@ class SessionAsset:
 
 
 def session_assets(defs: dg.Definitions) -> list[SessionAsset]:
-    """The session-partitioned assets of the current code (the ``session_chain`` job's) and where the lake keeps them."""
+    """The session-partitioned assets of the current code (the ``session_chain`` job's) and where the lake keeps
+    them."""
     from usdcop_assets.defs.automation.jobs import SESSION_JOB
 
     job = defs.resolve_job_def(SESSION_JOB)
@@ -62,7 +63,11 @@ def session_assets(defs: dg.Definitions) -> list[SessionAsset]:
     out = []
     for key in sorted(job.asset_layer.selected_asset_keys):
         meta = graph.get(key).metadata or {}
-        out.append(SessionAsset(key, str(meta.get("lake_dataset") or "/".join(key.path)), str(meta.get("time_column", "time")), first))
+        out.append(
+            SessionAsset(
+                key, str(meta.get("lake_dataset") or "/".join(key.path)), str(meta.get("time_column", "time")), first
+            )
+        )
     return out
 
 
@@ -100,9 +105,11 @@ def stale_home_message(instance: dg.DagsterInstance, defs: dg.Definitions) -> st
     first = stale[0]
     n = len(bar_partitions(instance, first))  # only on this (rare) path: it reads the asset's partitions
     more = f", and {len(stale) - 1} more asset{'s' if len(stale) > 2 else ''}" if len(stale) > 1 else ""
-    return (f"this home holds bar-partitioned records from an earlier version ({n} bar partitions on "
-            f"{first.to_user_string()}{more}): run '{COMMAND}' to rebuild them per session from the lake "
-            f"(nothing in the lake or warehouse is changed)")
+    return (
+        f"this home holds bar-partitioned records from an earlier version ({n} bar partitions on "
+        f"{first.to_user_string()}{more}): run '{COMMAND}' to rebuild them per session from the lake "
+        f"(nothing in the lake or warehouse is changed)"
+    )
 
 
 # -- rebuild ---------------------------------------------------------------------------------------
@@ -116,7 +123,9 @@ class AssetPlan:
     to_record: dict[str, dict | None] = field(default_factory=dict)  # session key -> manifest (None: no lake object)
     up_to_date: int = 0  # sessions already recorded with the lake's checksum (or by a run that wrote it)
     off_calendar: list[str] = field(default_factory=list)  # lake dates that are no session partition: left unrecorded
-    damaged: list[str] = field(default_factory=list)  # session objects neither manifest nor Parquet can be read of: left unrecorded
+    damaged: list[str] = field(
+        default_factory=list
+    )  # session objects neither manifest nor Parquet can be read of: left unrecorded
 
 
 @dataclass
@@ -136,6 +145,7 @@ class RebuildPlan:
 def _manifests(table: SessionTable, days: list[dt.date]) -> dict[dt.date, dict | None]:
     """Each session object's manifest; an object without a readable one gets rows and sha256 from its bytes
     (None: the object is not readable Parquet either, so nothing trustworthy can be recorded)."""
+
     def one(day: dt.date) -> dict | None:
         try:
             manifest = table.manifest(day)
@@ -148,7 +158,11 @@ def _manifests(table: SessionTable, days: list[dt.date]) -> dict[dt.date, dict |
             rows = pq.read_metadata(io.BytesIO(blob)).num_rows
         except (pa.ArrowException, OSError):
             return None
-        return {"rows": rows, "sha256": hashlib.sha256(blob).hexdigest(), "rebuilt_from": "lake object (its manifest is missing or unreadable)"}
+        return {
+            "rows": rows,
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "rebuilt_from": "lake object (its manifest is missing or unreadable)",
+        }
 
     with ThreadPoolExecutor(max_workers=8) as pool:  # one GET each; S3 latency dominates
         return dict(zip(days, pool.map(one, days)))
@@ -174,8 +188,10 @@ def _session_records(instance: dg.DagsterInstance, key: dg.AssetKey, sessions: I
     ids = sorted(latest.values())
     out = {}
     for i in range(0, len(ids), 1000):
-        chunk = ids[i:i + 1000]
-        result = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, storage_ids=chunk), limit=len(chunk))
+        chunk = ids[i : i + 1000]
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, storage_ids=chunk), limit=len(chunk)
+        )
         out.update({r.partition_key: r for r in result.records})
     return out
 
@@ -188,8 +204,12 @@ def plan_rebuild(instance: dg.DagsterInstance, store, assets: Sequence[SessionAs
         table = SessionTable(store, asset.dataset, asset.time_column)
         days = table.dates()
         on_calendar = [d for d in days if asset.is_session(cal.session_key(d))]
-        plan = AssetPlan(asset, bars, len(on_calendar),
-                         off_calendar=[d.isoformat() for d in days if not asset.is_session(cal.session_key(d))])
+        plan = AssetPlan(
+            asset,
+            bars,
+            len(on_calendar),
+            off_calendar=[d.isoformat() for d in days if not asset.is_session(cal.session_key(d))],
+        )
         read = _manifests(table, on_calendar)
         plan.damaged = [d.isoformat() for d, m in read.items() if m is None]
         manifests = {cal.session_key(d): m for d, m in read.items() if m is not None}
@@ -219,7 +239,9 @@ def _bar_label(iso: str | None) -> str:
     return pd.Timestamp(iso).tz_convert(cal.TZ).strftime(_BAR_FMT) if iso else ""
 
 
-def session_materialization(asset: SessionAsset, session: str, manifest: dict | None, location: str) -> dg.AssetMaterialization:
+def session_materialization(
+    asset: SessionAsset, session: str, manifest: dict | None, location: str
+) -> dg.AssetMaterialization:
     """The record of one session object, from its manifest (rows, checksum, time range)."""
     if manifest is None:
         metadata = {"rows": 0, "rebuilt_from": "bar records (the lake keeps no object for an empty session)"}
@@ -234,8 +256,9 @@ def session_materialization(asset: SessionAsset, session: str, manifest: dict | 
         }
         if manifest.get("written_at"):
             metadata["lake_written_at"] = str(manifest["written_at"])
-    return dg.AssetMaterialization(asset.key, partition=session, metadata=metadata,
-                                   description=f"recorded from the lake by '{COMMAND}'")
+    return dg.AssetMaterialization(
+        asset.key, partition=session, metadata=metadata, description=f"recorded from the lake by '{COMMAND}'"
+    )
 
 
 def apply_rebuild(instance: dg.DagsterInstance, plan: RebuildPlan, location: str, progress=None) -> None:
@@ -249,13 +272,16 @@ def apply_rebuild(instance: dg.DagsterInstance, plan: RebuildPlan, location: str
             # first (a wipe hides earlier events by timestamp), then every session is recorded again.
             instance.wipe_assets([asset_plan.asset.key])
         report_runless_materializations(
-            instance, [session_materialization(asset_plan.asset, s, m, location) for s, m in asset_plan.to_record.items()]
+            instance,
+            [session_materialization(asset_plan.asset, s, m, location) for s, m in asset_plan.to_record.items()],
         )
         if progress:
             progress(asset_plan)
 
 
-def report_runless_materializations(instance: dg.DagsterInstance, materializations: Sequence[dg.AssetMaterialization]) -> None:
+def report_runless_materializations(
+    instance: dg.DagsterInstance, materializations: Sequence[dg.AssetMaterialization]
+) -> None:
     """``instance.report_runless_asset_event`` for many materializations of one asset, stored as one batch.
 
     The events are the ones ``report_runless_asset_event`` builds; handing them over with batch metadata
@@ -272,7 +298,13 @@ def report_runless_materializations(instance: dg.DagsterInstance, materializatio
         raise ValueError("one asset per batch of runless materializations")
     batch_id = uuid.uuid4().hex
     for i, materialization in enumerate(materializations):
-        event = DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
-                             event_specific_data=StepMaterializationData(materialization), job_name=RUNLESS_JOB_NAME)
-        instance.report_dagster_event(event, run_id=RUNLESS_RUN_ID,
-                                      batch_metadata=DagsterEventBatchMetadata(batch_id, i == len(materializations) - 1))
+        event = DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+            event_specific_data=StepMaterializationData(materialization),
+            job_name=RUNLESS_JOB_NAME,
+        )
+        instance.report_dagster_event(
+            event,
+            run_id=RUNLESS_RUN_ID,
+            batch_metadata=DagsterEventBatchMetadata(batch_id, i == len(materializations) - 1),
+        )

@@ -29,9 +29,9 @@ import pandas as pd
 import pyarrow as pa
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.storage.lake.lease import session_lease
 from usdcop_assets.storage.lake.session_table import read_object, to_arrow, write_object
-from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 
 _MAX_LISTED = 10  # per-session checksums listed in metadata up to this many sessions
 
@@ -64,7 +64,9 @@ def _dataset(meta: dict, asset_key: dg.AssetKey) -> str:
 
 def _require_frame(context, obj) -> pd.DataFrame:
     if not isinstance(obj, pd.DataFrame):
-        raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; the lake stores DataFrames")
+        raise TypeError(
+            f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; the lake stores DataFrames"
+        )
     return obj
 
 
@@ -72,7 +74,9 @@ def _table_name(meta: dict, asset_key: dg.AssetKey) -> str:
     try:
         return str(meta["warehouse_table"])
     except KeyError:
-        raise KeyError(f"{asset_key.to_user_string()} has no 'warehouse_table' metadata for the warehouse IO manager") from None
+        raise KeyError(
+            f"{asset_key.to_user_string()} has no 'warehouse_table' metadata for the warehouse IO manager"
+        ) from None
 
 
 def _date_span(context) -> tuple[str, str] | None:
@@ -134,8 +138,18 @@ class RunTables:
             kept = [e for e in self._tables.get((location, dataset), []) if e[1] <= start or e[0] >= end]
             self._tables[(location, dataset)] = [*kept, (start, end, table)]
 
-    def get(self, run_id: str | None, location: str, dataset: str, time_column: str, start: pd.Timestamp, end: pd.Timestamp, stored):
-        """Rows of ``[start, end)`` if this run wrote the window's end part; ``stored(a, b)`` reads ``[a, b)`` from the lake."""
+    def get(
+        self,
+        run_id: str | None,
+        location: str,
+        dataset: str,
+        time_column: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        stored,
+    ):
+        """Rows of ``[start, end)`` if this run wrote the window's end part; ``stored(a, b)`` reads ``[a, b)`` from
+        the lake."""
         with self._lock:
             entries = self._tables.get((location, dataset), []) if run_id is not None and run_id == self._run_id else []
         entry = next((e for e in entries if e[0] < end.value <= e[1]), None)

@@ -42,7 +42,9 @@ def _holiday_weekdays(start: dt.date, end_year: int) -> list[dt.date]:
 
 def build_session_partitions(start: dt.date, end_year: int) -> dg.TimeWindowPartitionsDefinition:
     exclusions: list[str | dt.datetime] = ["0 13 * * 1-5"]
-    exclusions.extend(dt.datetime.combine(d, cal.SESSION_OPEN, tzinfo=cal.TZ) for d in _holiday_weekdays(start, end_year))
+    exclusions.extend(
+        dt.datetime.combine(d, cal.SESSION_OPEN, tzinfo=cal.TZ) for d in _holiday_weekdays(start, end_year)
+    )
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule="0 8,13 * * 1-5",
         start=start.strftime(cal.SESSION_KEY_FORMAT),

@@ -27,7 +27,9 @@ def registered_models(warehouse: WarehouseResource) -> dict[str, dict]:
 
 def dagster_artifact_sha256(instance: dg.DagsterInstance, fold: str) -> str | None:
     """The ``artifact_sha256`` of the fold's latest l5/ppo_model materialization in the Dagster instance."""
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=PPO_MODEL, asset_partitions=[fold]), limit=1).records
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=PPO_MODEL, asset_partitions=[fold]), limit=1
+    ).records
     if not records:
         return None
     value = records[0].asset_materialization.metadata.get("artifact_sha256")
@@ -52,19 +54,28 @@ def load_fold_model(lake: LakeResource, row: dict, instance: dg.DagsterInstance 
     if instance is not None:
         recorded = dagster_artifact_sha256(instance, fold)
         if recorded != expected:
-            raise ValueError(f"fold {fold}: Dagster records artifact hash {str(recorded)[:12]} but the registry "
-                             f"{REGISTRY_TABLE} holds {expected[:12]}: {_remedy(fold)}")
+            raise ValueError(
+                f"fold {fold}: Dagster records artifact hash {str(recorded)[:12]} but the registry "
+                f"{REGISTRY_TABLE} holds {expected[:12]}: {_remedy(fold)}"
+            )
     blob = lake.store().get(key)
     if blob is None:
-        raise FileNotFoundError(f"model artifact {key} registered for fold {fold} is missing from the lake: {_remedy(fold)}")
+        raise FileNotFoundError(
+            f"model artifact {key} registered for fold {fold} is missing from the lake: {_remedy(fold)}"
+        )
     digest = hashlib.sha256(blob).hexdigest()
     if digest != expected:
-        raise ValueError(f"{key}: artifact sha256 {digest[:12]} differs from the registered {expected[:12]} "
-                         f"(altered, corrupted or replaced; not parsed): {_remedy(fold)}")
+        raise ValueError(
+            f"{key}: artifact sha256 {digest[:12]} differs from the registered {expected[:12]} "
+            f"(altered, corrupted or replaced; not parsed): {_remedy(fold)}"
+        )
     model = load_policy_artifact(blob)
     weights = weights_sha256(model)
     if weights != row["weights_sha256"]:
-        raise ValueError(f"{key}: weights hash {weights[:12]} differs from the recorded {str(row['weights_sha256'])[:12]}: {_remedy(fold)}")
+        raise ValueError(
+            f"{key}: weights hash {weights[:12]} differs from the recorded {str(row['weights_sha256'])[:12]}: "
+            f"{_remedy(fold)}"
+        )
     return model
 
 

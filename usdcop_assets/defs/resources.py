@@ -8,9 +8,9 @@ import threading
 
 import dagster as dg
 
+from usdcop_assets.core.settings import LAKE_ENV, WAREHOUSE_ENV, Settings, parse_lake_url, parse_warehouse_url
 from usdcop_assets.storage.lake.session_table import SessionTable
 from usdcop_assets.storage.lake.store import ObjectStore, open_store
-from usdcop_assets.core.settings import LAKE_ENV, WAREHOUSE_ENV, Settings, parse_lake_url, parse_warehouse_url
 from usdcop_assets.storage.warehouse.database import SchemaReport, Warehouse
 
 _cache_lock = threading.Lock()

@@ -10,10 +10,10 @@ import pandas as pd
 
 from usdcop_assets import gaps
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.features.indicators import complete_from  # noqa: F401 (re-exported)
 from usdcop_assets.core.frames import data_version, data_versions_by_group
-from usdcop_assets.gaps import bar_summary
 from usdcop_assets.defs.partitions import lookback_mapping
+from usdcop_assets.features.indicators import complete_from  # noqa: F401 (re-exported)
+from usdcop_assets.gaps import bar_summary
 
 
 def lookback_input(key: dg.AssetKey, sessions: int = 0) -> dg.AssetIn:
@@ -27,8 +27,9 @@ def own_window(context) -> tuple[pd.Timestamp, pd.Timestamp]:
     return pd.Timestamp(tw.start).tz_convert("UTC"), pd.Timestamp(tw.end).tz_convert("UTC")
 
 
-def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, time_column: str = "time",
-                   output_name: str = "result") -> dg.Output:
+def session_output(
+    context, frame: pd.DataFrame, metadata: dict | None = None, time_column: str = "time", output_name: str = "result"
+) -> dg.Output:
     """``frame`` as the output of a session-partitioned bar layer, with its session-grain metadata and data version.
 
     A range run gives each session's materialization its own summary (``add_asset_metadata`` per
@@ -52,8 +53,11 @@ def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, t
         for key in sessions:
             part = frame.iloc[rows_of[key]] if key in rows_of else frame.iloc[:0]
             per_session[key] = versions_of.get(key, "empty")
-            context.add_asset_metadata(_session_metadata(part, time_column, cal.parse_session_key(key), per_session[key], now),
-                                       asset_key=asset_key, partition_key=key)
+            context.add_asset_metadata(
+                _session_metadata(part, time_column, cal.parse_session_key(key), per_session[key], now),
+                asset_key=asset_key,
+                partition_key=key,
+            )
         if len(per_session) <= 100:
             md["data_version_by_session"] = dg.MetadataValue.json(per_session)
         versions = None
@@ -62,14 +66,20 @@ def session_output(context, frame: pd.DataFrame, metadata: dict | None = None, t
 
 
 def _session_metadata(frame: pd.DataFrame, time_column: str, day, version: str, now) -> dict:
-    """``_summary_metadata`` of one session of a range; a complete session skips the gap search (a six-year range is mostly complete)."""
+    """``_summary_metadata`` of one session of a range; a complete session skips the gap search (a six-year range is
+    mostly complete)."""
     start, end = cal.session_open(day), cal.session_end(day)
     times = pd.DatetimeIndex(frame[time_column]) if len(frame) else pd.DatetimeIndex([], tz="UTC")
     idx = times[(times >= start) & (times < end)].unique().sort_values()
     if len(idx) and cal.bars_of_days([day]).isin(idx).all():
         fmt = "%Y-%m-%d %H:%M"
-        summary = {"bars_present": len(idx), "bars_missing": 0, "first_bar": idx[0].tz_convert(cal.TZ).strftime(fmt),
-                   "last_bar": idx[-1].tz_convert(cal.TZ).strftime(fmt), "missing_bars_sample": []}
+        summary = {
+            "bars_present": len(idx),
+            "bars_missing": 0,
+            "first_bar": idx[0].tz_convert(cal.TZ).strftime(fmt),
+            "last_bar": idx[-1].tz_convert(cal.TZ).strftime(fmt),
+            "missing_bars_sample": [],
+        }
     else:
         summary = bar_summary(idx, start, end, now)
     return _as_metadata(summary, version)

@@ -43,8 +43,6 @@ frame; without it the macro columns are left out.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 
@@ -81,10 +79,14 @@ BASE_FEATURE_COLUMNS = [
 ]
 MACRO_INDICATORS = ("dxy", "vix", "embi_col", "usdmxn", "wti", "ust10y", "ust2y")
 MACRO_CHANGE_INDICATORS = ("usdmxn", "dxy")
-MACRO_FEATURE_COLUMNS = [f"macro_{n}_z" for n in MACRO_INDICATORS] + [f"macro_{n}_chg1d" for n in MACRO_CHANGE_INDICATORS]
+MACRO_FEATURE_COLUMNS = [f"macro_{n}_z" for n in MACRO_INDICATORS] + [
+    f"macro_{n}_chg1d" for n in MACRO_CHANGE_INDICATORS
+]
 FEATURE_COLUMNS = BASE_FEATURE_COLUMNS + MACRO_FEATURE_COLUMNS
 MACRO_WINDOW_DAYS = 252
-BB_ZERO_WIDTH_RTOL = 1e-6  # 0.004 COP at 4,000: below one price tick (a 1-tick window is ~2e-6), above rolling round-off (~3e-8)
+BB_ZERO_WIDTH_RTOL = (
+    1e-6  # 0.004 COP at 4,000: below one price tick (a 1-tick window is ~2e-6), above rolling round-off (~3e-8)
+)
 # Returns over a session (60 grid bars) and rolling statistics of 60 returns need 120 bars back:
 # the two sessions before the bar's own.
 FEATURE_LOOKBACK_SESSIONS = 2
@@ -169,7 +171,9 @@ def _bar_features(sdf: pd.DataFrame, target_rows: np.ndarray) -> dict[str, np.nd
     return f
 
 
-def build_features(bars: pd.DataFrame, indicators: pd.DataFrame, macro_pit: pd.DataFrame | None = None, targets=None) -> pd.DataFrame:
+def build_features(
+    bars: pd.DataFrame, indicators: pd.DataFrame, macro_pit: pd.DataFrame | None = None, targets=None
+) -> pd.DataFrame:
     """Feature rows for the target bars.
 
     ``bars``: L1 clean bars covering the targets' look-back windows (at least the 60 grid bars before
@@ -277,7 +281,9 @@ def _daily_z(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
         return np.where(std > 0, (values - mean) / std, np.nan)
 
 
-def macro_zscores(daily: pd.DataFrame, bar_times, window_days: int = MACRO_WINDOW_DAYS, min_periods: int | None = None) -> pd.DataFrame:
+def macro_zscores(
+    daily: pd.DataFrame, bar_times, window_days: int = MACRO_WINDOW_DAYS, min_periods: int | None = None
+) -> pd.DataFrame:
     """Point-in-time macro features for each bar, from daily values known strictly before the bar.
 
     ``daily``: index = ``known_at`` (tz-aware instant each row's values became known; see
@@ -320,7 +326,8 @@ def macro_zscores(daily: pd.DataFrame, bar_times, window_days: int = MACRO_WINDO
 
 
 def macro_daily_frame(wide: pd.DataFrame) -> pd.DataFrame:
-    """l1/macro_daily (one row per date; ``<x>`` and ``<x>_known_at``) -> rows indexed by known_at for ``macro_zscores``.
+    """l1/macro_daily (one row per date; ``<x>`` and ``<x>_known_at``) -> rows indexed by known_at for
+    ``macro_zscores``.
 
     Each indicator keeps its own known_at: one block of rows per indicator (other columns NaN), so a
     value released late never makes another indicator's value look late, or early.
@@ -333,9 +340,13 @@ def macro_daily_frame(wide: pd.DataFrame) -> pd.DataFrame:
         rows = wide[[name, known]].dropna()
         if rows.empty:
             continue
-        block = pd.DataFrame({n: np.nan for n in MACRO_INDICATORS}, index=pd.DatetimeIndex(rows[known], name="known_at"))
+        block = pd.DataFrame(
+            {n: np.nan for n in MACRO_INDICATORS}, index=pd.DatetimeIndex(rows[known], name="known_at")
+        )
         block[name] = rows[name].to_numpy(dtype="float64")
         blocks.append(block)
     if not blocks:
-        return pd.DataFrame(columns=list(MACRO_INDICATORS), index=pd.DatetimeIndex([], tz="UTC", name="known_at"), dtype="float64")
+        return pd.DataFrame(
+            columns=list(MACRO_INDICATORS), index=pd.DatetimeIndex([], tz="UTC", name="known_at"), dtype="float64"
+        )
     return pd.concat(blocks)

@@ -40,12 +40,12 @@ zero ATR later on, e.g. flat bars, is kept), and a window with fewer than 14 row
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
 from ta.momentum import RSIIndicator
-from ta.trend import EMAIndicator, MACD, SMAIndicator
+from ta.trend import MACD, EMAIndicator, SMAIndicator
 from ta.volatility import AverageTrueRange, BollingerBands
 
 from usdcop_assets.core import calendar as cal
@@ -74,7 +74,7 @@ _REQUIRED = ["time", "symbol", "high", "low", "close"]
 # --- look-back windows ------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def lookback_start_day(day: dt.date, sessions: int = LOOKBACK_SESSIONS) -> dt.date:
     """The trading day ``sessions - 1`` trading sessions before the session ``day``."""
     if not cal.is_trading_day(day):
@@ -137,7 +137,11 @@ def ta_indicator_arrays(high: np.ndarray, low: np.ndarray, close: np.ndarray) ->
     out["bb_middle"] = bb.bollinger_mavg()
     out["bb_lower"] = bb.bollinger_lband()
     if len(close) >= ATR_WINDOW:
-        atr = AverageTrueRange(high, low, close, window=ATR_WINDOW, fillna=False).average_true_range().to_numpy(dtype="float64", copy=True)
+        atr = (
+            AverageTrueRange(high, low, close, window=ATR_WINDOW, fillna=False)
+            .average_true_range()
+            .to_numpy(dtype="float64", copy=True)
+        )
         atr[: ATR_WINDOW - 1] = np.nan  # ta's leading zeros are "not computed yet", not a zero range
     else:
         atr = np.full(len(close), np.nan)  # ta raises on a series shorter than its window

@@ -20,13 +20,13 @@ import time
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.features.indicators import LOOKBACK_SESSIONS
 from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS
-from usdcop_assets.storage.lake.session_table import MANIFEST_FILE, SessionTable
+from usdcop_assets.features.indicators import LOOKBACK_SESSIONS
 from usdcop_assets.live.session import L0, LayerSpec, SessionRows, WarmState, lookback_window, macro_window
 from usdcop_assets.observation.builder import ObservationConfig
 from usdcop_assets.observation.normalization import month_key, month_start, read_month_stats
 from usdcop_assets.rl.decisions import fold_of_session
+from usdcop_assets.storage.lake.session_table import MANIFEST_FILE, SessionTable
 
 JOURNAL_PREFIX = "live"
 MACRO_DATASET = "l1/macro_daily"
@@ -71,8 +71,15 @@ class LiveStore:
         l3_from, _ = lookback_window(day, FEATURE_LOOKBACK_SESSIONS, self.first_day)
         day_start, _ = cal.whole_session_days(cal.session_open(day), cal.session_end(day))
         prior = self.table(self.specs["l1/ohlcv_m5"].dataset).read(l2_from, day_start)
-        warm = WarmState(day=day, prior_l1=prior, l3_from=l3_from, macro_wide=self.table(MACRO_DATASET).read(*macro_window(day)),
-                         config=config, stats=self.read_stats(day), models=self.models_of(day))
+        warm = WarmState(
+            day=day,
+            prior_l1=prior,
+            l3_from=l3_from,
+            macro_wide=self.table(MACRO_DATASET).read(*macro_window(day)),
+            config=config,
+            stats=self.read_stats(day),
+            models=self.models_of(day),
+        )
         return warm
 
     def read_stats(self, day: dt.date) -> dict | None:
@@ -138,7 +145,11 @@ class LiveStore:
         return time.perf_counter() - t0
 
     def write(self, rows: SessionRows, order=None) -> dict[str, float]:
-        return {asset: self.write_layer(asset, rows.day, rows.frames[asset]) for asset in (order or rows.frames) if asset in rows.frames}
+        return {
+            asset: self.write_layer(asset, rows.day, rows.frames[asset])
+            for asset in (order or rows.frames)
+            if asset in rows.frames
+        }
 
     def write_journal(self, rows: SessionRows) -> None:
         for asset, frame in rows.frames.items():
@@ -163,7 +174,11 @@ class LiveStore:
 
 
 def _model_id(row) -> tuple | None:
-    return None if row is None else (str(row.get("version")), str(row.get("weights_sha256")), str(row.get("artifact_sha256")))
+    return (
+        None
+        if row is None
+        else (str(row.get("version")), str(row.get("weights_sha256")), str(row.get("artifact_sha256")))
+    )
 
 
 def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
@@ -171,4 +186,9 @@ def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
         return False
     if not len(a):
         return True
-    return bool((pd.util.hash_pandas_object(a, index=False).to_numpy() == pd.util.hash_pandas_object(b, index=False).to_numpy()).all())
+    return bool(
+        (
+            pd.util.hash_pandas_object(a, index=False).to_numpy()
+            == pd.util.hash_pandas_object(b, index=False).to_numpy()
+        ).all()
+    )

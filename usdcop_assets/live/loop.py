@@ -25,15 +25,26 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import pandas as pd
 
 from usdcop_assets import clock as platform_clock
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.live.session import ACTIONS, L0, WRITE_ORDER, RawUpdate, SessionRows, WarmState, complete_session, decide_session, merge_raw
 from usdcop_assets.live.live_store import LiveStore
+from usdcop_assets.live.session import (
+    ACTIONS,
+    L0,
+    WRITE_ORDER,
+    RawUpdate,
+    SessionRows,
+    WarmState,
+    complete_session,
+    decide_session,
+    merge_raw,
+)
 from usdcop_assets.rl.decisions import fold_of_session
 
 log = logging.getLogger("usdcop_assets.live")
@@ -103,7 +114,10 @@ class Worker:
                 text = f"{type(exc).__name__}: {exc}"
                 if text not in self._errors:
                     self._errors.add(text)
-                    log.error("recording a bar failed (the bar is stored; its Dagster record or journal copy is not): %s", text)
+                    log.error(
+                        "recording a bar failed (the bar is stored; its Dagster record or journal copy is not): %s",
+                        text,
+                    )
             finally:
                 self._jobs.task_done()
 
@@ -131,7 +145,7 @@ class LiveSettings:
     wake_before_open_seconds: float = 60.0  # the warm state is loaded this long before the open
 
     @classmethod
-    def from_env(cls, env=os.environ) -> "LiveSettings":
+    def from_env(cls, env=os.environ) -> LiveSettings:
         def number(name: str, default: float, low: float) -> float:
             raw = (env.get(name) or "").strip()
             if not raw:
@@ -183,9 +197,22 @@ def next_open(now: pd.Timestamp, lead_seconds: float = 0.0) -> pd.Timestamp:
 
 
 class LiveLoop:
-    def __init__(self, source, store: LiveStore, obs_config, policy_of, limits, costs, recorder: Recorder,
-                 clock=None, settings: LiveSettings | None = None, alert: Callable[[str], None] | None = None,
-                 stop: threading.Event | None = None, worker: Worker | None = None, source_name: str = "source"):
+    def __init__(
+        self,
+        source,
+        store: LiveStore,
+        obs_config,
+        policy_of,
+        limits,
+        costs,
+        recorder: Recorder,
+        clock=None,
+        settings: LiveSettings | None = None,
+        alert: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None,
+        worker: Worker | None = None,
+        source_name: str = "source",
+    ):
         self.source = source  # .fetch(start, end) -> the L0 frame of [start, end)
         self.store = store
         self.obs_config = obs_config
@@ -220,8 +247,11 @@ class LiveLoop:
     def shutdown(self) -> None:
         if self.session is not None:
             at = self.session.last_bar
-            self._close(f"live process stopped at bar {cal.bar_key(at) if at is not None else '(none)'}; "
-                        "a restart resumes the session from what is stored", outcome="canceled")
+            self._close(
+                f"live process stopped at bar {cal.bar_key(at) if at is not None else '(none)'}; "
+                "a restart resumes the session from what is stored",
+                outcome="canceled",
+            )
         self.worker.close()
 
     def step(self) -> float:
@@ -241,8 +271,10 @@ class LiveLoop:
                 self._open(day)
             except Exception as exc:  # a store down at the open: try again at the next poll
                 self.session = None
-                self._once(f"opening session {cal.session_key(day)} failed, retrying every {self.settings.poll_seconds:g} s: "
-                           f"{type(exc).__name__}: {exc}")
+                self._once(
+                    f"opening session {cal.session_key(day)} failed, retrying every {self.settings.poll_seconds:g} s: "
+                    f"{type(exc).__name__}: {exc}"
+                )
                 return self.settings.poll_seconds
             return 0.0
         target = self._due_bar(now)
@@ -278,19 +310,30 @@ class LiveLoop:
         if key not in self._runs_opened:  # the worker opens the session's run before recording any of its bars
             self._runs_opened.add(key)
             self.worker.submit(lambda: self.recorder.open_session(key))
-        log.info("session %s: warm state loaded in %.2f s (%d look-back bars, %d macro days, statistics %s, model %s)",
-                 key, self.clock.monotonic() - t0, len(warm.prior_l1), len(warm.macro_wide),
-                 "yes" if warm.stats is not None else "MISSING", "yes" if warm.models else "none (decided flat)")
+        log.info(
+            "session %s: warm state loaded in %.2f s (%d look-back bars, %d macro days, statistics %s, model %s)",
+            key,
+            self.clock.monotonic() - t0,
+            len(warm.prior_l1),
+            len(warm.macro_wide),
+            "yes" if warm.stats is not None else "MISSING",
+            "yes" if warm.models else "none (decided flat)",
+        )
         if warm.stats is None:
-            log.warning("session %s: l4/observation_stats %s is not materialized: observations are stored not warm and decided "
-                        "flat until it is (materialize it with `usdcop backfill`, or the observation_stats job for the month)", key, key[:7])
+            log.warning(
+                "session %s: l4/observation_stats %s is not materialized: observations are stored not warm and decided "
+                "flat until it is (materialize it with `usdcop backfill`, or the observation_stats job for the month)",
+                key,
+                key[:7],
+            )
         self._load_policy(warm)
         stored = self.store.stored_raw(day)
         if len(stored):
             self._resume(stored)
 
     def _load_policy(self, warm: WarmState) -> None:
-        """Load (and hash-verify) the fold's model now, not inside the first bar (torch and the artifact take seconds)."""
+        """Load (and hash-verify) the fold's model now, not inside the first bar (torch and the artifact take
+        seconds)."""
         row = warm.models.get(fold_of_session(cal.session_key(warm.day)))
         if row is not None and self.policy_of is not None:
             try:
@@ -305,16 +348,23 @@ class LiveLoop:
         last = on_grid.max() if len(on_grid) else None
         update = RawUpdate(stored.reset_index(drop=True), [], [], [])
         self._store(update, last, self.clock.monotonic(), trigger="resume")
-        log.info("session %s: resumed from the stored bars (last %s)", s.key, cal.bar_key(last) if last is not None else "none")
+        log.info(
+            "session %s: resumed from the stored bars (last %s)",
+            s.key,
+            cal.bar_key(last) if last is not None else "none",
+        )
 
     def _closing_message(self) -> str:
         s = self.session
         expected = cal.session_bars(s.day)
         stored = set(pd.DatetimeIndex(s.raw["time"])) if s.raw is not None and len(s.raw) else set()
         missing = [t for t in expected if t not in stored]
-        return (f"session {s.key} closed: {len(expected) - len(missing)} of {len(expected)} bars stored live"
-                + (f"; never published: {', '.join(cal.bar_key(t)[-5:] for t in missing[:10])}{'...' if len(missing) > 10 else ''}"
-                   if missing else ""))
+        return f"session {s.key} closed: {len(expected) - len(missing)} of {len(expected)} bars stored live" + (
+            "; never published: "
+            f"{', '.join(cal.bar_key(t)[-5:] for t in missing[:10])}{'...' if len(missing) > 10 else ''}"
+            if missing
+            else ""
+        )
 
     def _close(self, message: str, outcome: str) -> None:
         s, self.session = self.session, None
@@ -339,8 +389,12 @@ class LiveLoop:
             return self.settings.poll_seconds
         fetch_s = self.clock.monotonic() - t0
         if self.outage.failing_since is not None:
-            log.warning("source=%s answers again (it failed from %s: %s)", self.source_name,
-                        self.outage.failing_since.tz_convert(cal.TZ).strftime("%Y-%m-%d %H:%M:%S"), self.outage.cause)
+            log.warning(
+                "source=%s answers again (it failed from %s: %s)",
+                self.source_name,
+                self.outage.failing_since.tz_convert(cal.TZ).strftime("%Y-%m-%d %H:%M:%S"),
+                self.outage.cause,
+            )
             self.outage.failing_since = None
         if not (len(fetched) and (pd.DatetimeIndex(fetched["time"]) == target).any()):
             self._overdue(now, f"bar {cal.bar_key(target)} not published yet")
@@ -352,8 +406,13 @@ class LiveLoop:
             text = f"{type(exc).__name__}: {exc}"
             if text not in self.outage.store_errors:
                 self.outage.store_errors.add(text)
-                log.error("session %s: storing bar %s failed, retrying every %.1f s: %s", s.key, cal.bar_key(target),
-                          self.settings.poll_seconds, text)
+                log.error(
+                    "session %s: storing bar %s failed, retrying every %.1f s: %s",
+                    s.key,
+                    cal.bar_key(target),
+                    self.settings.poll_seconds,
+                    text,
+                )
             return self.settings.poll_seconds
         self.outage = _Outage()
         return 0.0
@@ -361,15 +420,20 @@ class LiveLoop:
     def _failing(self, now: pd.Timestamp, cause: str) -> None:
         if self.outage.failing_since is None:
             self.outage.failing_since, self.outage.cause = now, cause
-            log.warning("source=%s is failing (%s); polling every %.1f s", self.source_name, cause, self.settings.poll_seconds)
+            log.warning(
+                "source=%s is failing (%s); polling every %.1f s", self.source_name, cause, self.settings.poll_seconds
+            )
         self._overdue(now, f"source failing since {self.outage.failing_since.tz_convert(cal.TZ):%H:%M:%S}: {cause}")
 
     def _overdue(self, now: pd.Timestamp, why: str) -> None:
         late = (now - self.outage.waiting_since).total_seconds()
         if late >= self.settings.alert_after_seconds and not self.outage.alerted:
             self.outage.alerted = True
-            text = (f"usdcop live: no new {self.source_name} bar for {late / 60:.0f} min (session {self.session.key}); {why}; "
-                    f"still polling every {self.settings.poll_seconds:g} s")
+            text = (
+                f"usdcop live: no new {self.source_name} bar for {late / 60:.0f} min (session {self.session.key}); "
+                f"{why}; "
+                f"still polling every {self.settings.poll_seconds:g} s"
+            )
             log.error("%s", text)
             try:
                 self.alert(text)
@@ -380,11 +444,16 @@ class LiveLoop:
 
     # -- one bar --------------------------------------------------------------------------------------------
 
-    def _store(self, update: RawUpdate, bar: pd.Timestamp | None, detected: float, trigger: str, fetch_s: float = 0.0) -> None:
+    def _store(
+        self, update: RawUpdate, bar: pd.Timestamp | None, detected: float, trigger: str, fetch_s: float = 0.0
+    ) -> None:
         s = self.session
         for t in update.republished:
-            log.warning("session %s: bar %s was published again with different values; the new values replace it",
-                        s.key, cal.bar_key(t))
+            log.warning(
+                "session %s: bar %s was published again with different values; the new values replace it",
+                s.key,
+                cal.bar_key(t),
+            )
         rows = decide_session(update.raw, s.warm, self.policy_of, self.limits, self.costs, log=self._once)
         decide_s = rows.seconds
         committed = {}
@@ -400,28 +469,57 @@ class LiveLoop:
         s.raw, s.last_bar = update.raw, bar
         s.bars_stored += 1
         info = {
-            "bar": bar, "trigger": trigger, "detected": detected, "committed": committed, "clock_now": now,
-            "fetch_s": fetch_s, "compute_s": decide_s, "update": update, "skipped": rows.skipped,
+            "bar": bar,
+            "trigger": trigger,
+            "detected": detected,
+            "committed": committed,
+            "clock_now": now,
+            "fetch_s": fetch_s,
+            "compute_s": decide_s,
+            "update": update,
+            "skipped": rows.skipped,
             "source": self.source_name,
         }
-        self.bars.append({"bar": bar, "trigger": trigger, "fetch_s": fetch_s, "compute_s": decide_s,
-                          "detected_to_actions_s": committed.get(ACTIONS, committed[L0]) - detected,
-                          "detected_to_all_s": max(committed.values()) - detected})
+        self.bars.append(
+            {
+                "bar": bar,
+                "trigger": trigger,
+                "fetch_s": fetch_s,
+                "compute_s": decide_s,
+                "detected_to_actions_s": committed.get(ACTIONS, committed[L0]) - detected,
+                "detected_to_all_s": max(committed.values()) - detected,
+            }
+        )
         key = s.key
         self.worker.submit(lambda: self.store.write_journal(rows))
         self.worker.submit(lambda: self.recorder.record(key, rows, info))
         if bar is not None:
             to_actions = committed.get(ACTIONS, committed[L0]) - detected
-            log.info("session %s: bar %s stored (%s): seen -> actions %.0f ms (fetch %.0f, compute %.0f, writes %.0f), "
-                     "all layers %.0f ms", key, cal.bar_key(bar)[-5:], trigger, to_actions * 1000, fetch_s * 1000,
-                     decide_s * 1000, (to_actions - fetch_s - decide_s) * 1000, (max(committed.values()) - detected) * 1000)
+            log.info(
+                "session %s: bar %s stored (%s): seen -> actions %.0f ms (fetch %.0f, compute %.0f, writes %.0f), "
+                "all layers %.0f ms",
+                key,
+                cal.bar_key(bar)[-5:],
+                trigger,
+                to_actions * 1000,
+                fetch_s * 1000,
+                decide_s * 1000,
+                (to_actions - fetch_s - decide_s) * 1000,
+                (max(committed.values()) - detected) * 1000,
+            )
         try:
-            changed = self.store.refresh(s.warm)  # off the critical path: what landed meanwhile counts from the next bar
+            changed = self.store.refresh(
+                s.warm
+            )  # off the critical path: what landed meanwhile counts from the next bar
         except Exception as exc:
             changed = []
             self._once(f"refreshing the warm state failed: {exc}")
         if changed:
-            log.info("session %s: %s changed since the warm state was loaded; used from the next bar", key, ", ".join(changed))
+            log.info(
+                "session %s: %s changed since the warm state was loaded; used from the next bar",
+                key,
+                ", ".join(changed),
+            )
             self._load_policy(s.warm)
 
     def _once(self, text: str) -> None:

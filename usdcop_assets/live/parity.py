@@ -36,7 +36,9 @@ class Difference:
 
     def describe(self, where: str = "batch") -> str:
         at = self.bar.tz_convert(cal.TZ).strftime("%Y-%m-%d %H:%M") if self.bar is not None else "?"
-        return f"first difference at bar {at} Bogota, column {self.column!r}: live {self.live!r}, {where} {self.batch!r}"
+        return (
+            f"first difference at bar {at} Bogota, column {self.column!r}: live {self.live!r}, {where} {self.batch!r}"
+        )
 
 
 @dataclass
@@ -57,9 +59,14 @@ class ParityResult:
         if not self.live_bars:
             return f"{self.asset} {self.day}: no live rows were recorded for this session; nothing to compare"
         if self.passed:
-            return (f"{self.asset} {self.day}: the live rows equal the batch rows ({', '.join(f'{k} {v} rows' for k, v in self.compared.items())}, "
-                    f"{self.live_bars} bars up to {cal.bar_key(self.last_live_bar)})")
-        return f"{self.asset} {self.day}: " + "; ".join(f"{store}: {d.describe(store)}" for store, d in self.differences.items())
+            return (
+                f"{self.asset} {self.day}: the live rows equal the batch rows "
+                f"({', '.join(f'{k} {v} rows' for k, v in self.compared.items())}, "
+                f"{self.live_bars} bars up to {cal.bar_key(self.last_live_bar)})"
+            )
+        return f"{self.asset} {self.day}: " + "; ".join(
+            f"{store}: {d.describe(store)}" for store, d in self.differences.items()
+        )
 
 
 def _is_null(v) -> bool:
@@ -102,8 +109,13 @@ def _rows_by_bar(frame: pd.DataFrame, columns: list[str], time_column: str) -> d
     return {t: sorted(rows, key=lambda r: tuple((v is None, str(v)) for v in r)) for t, rows in out.items()}
 
 
-def first_difference(live: pd.DataFrame, batch: pd.DataFrame, time_column: str = "time", exclude=PROVENANCE_COLUMNS,
-                     ignore_at: dict[str, set] | None = None) -> Difference | None:
+def first_difference(
+    live: pd.DataFrame,
+    batch: pd.DataFrame,
+    time_column: str = "time",
+    exclude=PROVENANCE_COLUMNS,
+    ignore_at: dict[str, set] | None = None,
+) -> Difference | None:
     """The first bar (then column, in the live frame's column order) where ``live`` and ``batch`` differ.
 
     ``ignore_at``: column -> bar times (ns) where that column is not compared (look-ahead columns).
@@ -124,12 +136,18 @@ def first_difference(live: pd.DataFrame, batch: pd.DataFrame, time_column: str =
                     return Difference(bar, c, x[i], y[i])
     if only_live or only_batch:
         first = pd.Timestamp(min(a), tz="UTC") if a else None
-        return Difference(first, (only_live or only_batch)[0], "present" if only_live else "absent", "absent" if only_live else "present")
+        return Difference(
+            first,
+            (only_live or only_batch)[0],
+            "present" if only_live else "absent",
+            "absent" if only_live else "present",
+        )
     return None
 
 
 def session_parity(store, asset: str, day: dt.date) -> ParityResult:
-    """The live journal of ``asset`` for the session ``day`` against the lake and the warehouse (``store``: ``LiveStore``).
+    """The live journal of ``asset`` for the session ``day`` against the lake and the warehouse (``store``:
+    ``LiveStore``).
 
     The bars compared are those up to the last bar the live process stored (its L0 journal), so a layer
     with no live row (no trade filled) is still compared: the batch must have none there either.

@@ -26,14 +26,22 @@ from usdcop_assets.features.indicators import complete_from, compute_indicators
 from usdcop_assets.observation.builder import ObservationConfig, build_observations
 from usdcop_assets.observation.episodes import build_episodes, pending_steps
 from usdcop_assets.refine.standardize import standardize_bars
-from usdcop_assets.sources import L0_COLUMNS, conform_l0
 from usdcop_assets.rl.decisions import decide_bars
 from usdcop_assets.rl.paper import paper_ledger
+from usdcop_assets.sources import L0_COLUMNS, conform_l0
 
 # What the live process computes and stores (L6 is left to the session's batch run).
 L0, L1, REJECTS, L2, L3, OBS, EPISODES, ACTIONS, TRADES, POSITIONS = LIVE_ASSETS = (
-    "l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5", "l4/observations_m5",
-    "l4/episodes_session", "l5/actions_m5", "l5/paper_trades", "l5/paper_positions",
+    "l0/ohlcv_m5",
+    "l1/ohlcv_m5",
+    "l1/ohlcv_m5_rejects",
+    "l2/indicators_m5",
+    "l3/features_m5",
+    "l4/observations_m5",
+    "l4/episodes_session",
+    "l5/actions_m5",
+    "l5/paper_trades",
+    "l5/paper_positions",
 )
 # Write order: the input first (a restart recomputes everything from it), then the decision (what the trader
 # waits for), then the layers between and the ledger. Each write is atomic and idempotent on its own.
@@ -150,9 +158,15 @@ def decide_session(raw: pd.DataFrame, warm: WarmState, policy_of, limits, costs,
     times = pd.DatetimeIndex(bars["time"]) if len(bars) else pd.DatetimeIndex([], tz="UTC")
     targets = times[(times >= start) & (times < end)]
     if len(targets) == 0:
-        for asset, cols in ((L2, ["time", "symbol"]), (L3, ["time", "symbol"]), (OBS, ["time", "symbol"]),
-                            (EPISODES, ["time", "symbol"]), (ACTIONS, ["time", "symbol"]), (TRADES, ["time", "symbol", "fill_at"]),
-                            (POSITIONS, ["time", "symbol"])):
+        for asset, cols in (
+            (L2, ["time", "symbol"]),
+            (L3, ["time", "symbol"]),
+            (OBS, ["time", "symbol"]),
+            (EPISODES, ["time", "symbol"]),
+            (ACTIONS, ["time", "symbol"]),
+            (TRADES, ["time", "symbol", "fill_at"]),
+            (POSITIONS, ["time", "symbol"]),
+        ):
             frames[asset] = _frame(cols)
         return SessionRows(day, frames, [], None, time.perf_counter() - t0)
     indicators = compute_indicators(bars, targets=targets, data_start=complete_from(bars))
@@ -166,12 +180,15 @@ def decide_session(raw: pd.DataFrame, warm: WarmState, policy_of, limits, costs,
 
     # L4 (assets/observations.py)
     # the month's statistics, or none: then, as in the batch run, the bars are stored not warm (with the reason)
-    observations = build_observations(features, warm.config, {warm.stats["month"]: warm.stats} if warm.stats is not None else {})
+    observations = build_observations(
+        features, warm.config, {warm.stats["month"]: warm.stats} if warm.stats is not None else {}
+    )
     frames[OBS] = observations
 
     # L5 (assets/serving.py)
-    actions, fallbacks = decide_bars(observations, kept, start, end, warm.models, policy_of, warm.config, log=log,
-                                     limits=limits, costs=costs)
+    actions, fallbacks = decide_bars(
+        observations, kept, start, end, warm.models, policy_of, warm.config, log=log, limits=limits, costs=costs
+    )
     frames[ACTIONS] = actions
     return SessionRows(day, frames, fallbacks, None, time.perf_counter() - t0)
 
@@ -213,7 +230,11 @@ class RawUpdate:
 
 
 def _row_ids(frame: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame[_VALUE_COLUMNS], index=False).to_numpy() if len(frame) else np.zeros(0, "uint64")
+    return (
+        pd.util.hash_pandas_object(frame[_VALUE_COLUMNS], index=False).to_numpy()
+        if len(frame)
+        else np.zeros(0, "uint64")
+    )
 
 
 def _ids_by_time(frame: pd.DataFrame, ids: np.ndarray) -> dict[pd.Timestamp, frozenset]:

@@ -24,7 +24,14 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.observation.normalization import (  # noqa: F401 (re-exported)
-    DECLARED, RULES, TRAILING, UNFITTED, missing_reason, months_of, stats_from_frame, stats_to_frame,
+    DECLARED,
+    RULES,
+    TRAILING,
+    UNFITTED,
+    missing_reason,
+    months_of,
+    stats_from_frame,
+    stats_to_frame,
 )
 
 CONFIG_ENV = "USDCOP_OBS_CONFIG"
@@ -92,7 +99,9 @@ def load_config(path: str | Path | None = None, env=os.environ) -> ObservationCo
     norm = dict(raw["normalization"])
     if env.get(TRAIN_WINDOW_ENV):
         start, end = _train_window(env[TRAIN_WINDOW_ENV])
-        norm.update(rule=DECLARED, train_start=start.isoformat(), train_end=end.isoformat(), overridden_by=TRAIN_WINDOW_ENV)
+        norm.update(
+            rule=DECLARED, train_start=start.isoformat(), train_end=end.isoformat(), overridden_by=TRAIN_WINDOW_ENV
+        )
         raw = {**raw, "normalization": norm}
     rule = norm.get("rule", TRAILING)
     if rule not in RULES:
@@ -100,8 +109,12 @@ def load_config(path: str | Path | None = None, env=os.environ) -> ObservationCo
     start = end = None
     if rule == DECLARED:
         if not norm.get("train_start") or not norm.get("train_end"):
-            raise ValueError(f"observation config {path}: the declared rule needs normalization.train_start and train_end")
-        start, end = _train_window(f"{norm['train_start']}..{norm['train_end']}", "normalization.train_start..train_end")
+            raise ValueError(
+                f"observation config {path}: the declared rule needs normalization.train_start and train_end"
+            )
+        start, end = _train_window(
+            f"{norm['train_start']}..{norm['train_end']}", "normalization.train_start..train_end"
+        )
     months = int(norm.get("months", 12))
     if months < 1:
         raise ValueError(f"observation config {path}: normalization.months must be at least 1")
@@ -127,7 +140,8 @@ def load_config(path: str | Path | None = None, env=os.environ) -> ObservationCo
 
 
 def build_observations(features: pd.DataFrame, config: ObservationConfig, stats: dict[str, dict]) -> pd.DataFrame:
-    """time, symbol, obs_version, stats_version, o_<feature>... (config order), non_finite (count per row), warm, cold_reason.
+    """time, symbol, obs_version, stats_version, o_<feature>... (config order), non_finite (count per row), warm,
+    cold_reason.
 
     ``stats``: month -> that month's statistics (``stats_from_frame``). A bar whose month has no fitted
     statistics gets zeros, ``warm=False`` and the reason in ``cold_reason``; so does a bar whose features are not warm.
@@ -139,7 +153,8 @@ def build_observations(features: pd.DataFrame, config: ObservationConfig, stats:
         if s.get("config_sha256") != config.sha256():
             raise ValueError(
                 f"normalization statistics of {s.get('month')} were fitted for another observation config "
-                f"(sha {str(s.get('config_sha256'))[:12]} vs {config.sha256()[:12]}); re-fit them: `usdcop backfill` over the range"
+                f"(sha {str(s.get('config_sha256'))[:12]} vs {config.sha256()[:12]}); re-fit them: `usdcop backfill` "
+                "over the range"
             )
     x = features[list(config.features)].to_numpy(dtype="float64")
     n = len(features)
@@ -166,7 +181,9 @@ def build_observations(features: pd.DataFrame, config: ObservationConfig, stats:
     bad = ~np.isfinite(z)
     z = np.clip(np.where(bad, 0.0, z), -config.clip, config.clip)
     out = pd.DataFrame({"time": features["time"].to_numpy(), "symbol": features["symbol"].to_numpy()})
-    out["time"] = pd.DatetimeIndex(out["time"]).tz_localize("UTC") if pd.DatetimeIndex(out["time"]).tz is None else out["time"]
+    out["time"] = (
+        pd.DatetimeIndex(out["time"]).tz_localize("UTC") if pd.DatetimeIndex(out["time"]).tz is None else out["time"]
+    )
     out["obs_version"] = obs_version(config)
     out["stats_version"] = pd.Series(versions, index=out.index, dtype="string")
     obs = pd.DataFrame(z, columns=config.columns, index=out.index)

@@ -32,8 +32,22 @@ UNFITTED = "unfitted"
 STATS_DATASET = "l4/observation_stats"
 FIX = "run `usdcop backfill` over the month (or the observation_stats job for it)"
 # one row per (month, feature); these scalars repeat on every row of the month
-SCALARS = ("month", "rule", "fitted", "reason", "stats_version", "obs_version", "config_version", "config_sha256",
-           "window_start", "window_end", "train_rows", "min_train_bars", "first_bar", "last_bar")
+SCALARS = (
+    "month",
+    "rule",
+    "fitted",
+    "reason",
+    "stats_version",
+    "obs_version",
+    "config_version",
+    "config_sha256",
+    "window_start",
+    "window_end",
+    "train_rows",
+    "min_train_bars",
+    "first_bar",
+    "last_bar",
+)
 
 
 def month_key(day: dt.date) -> str:
@@ -71,24 +85,37 @@ def fit_window(config, month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     if config.rule == DECLARED:
         days = cal.trading_days(config.train_start, config.train_end)
         if not days:
-            raise ValueError(f"{config.version}: no trading session in the declared window {config.train_start}..{config.train_end}")
+            raise ValueError(
+                f"{config.version}: no trading session in the declared window {config.train_start}..{config.train_end}"
+            )
         return cal.session_open(days[0]), cal.session_end(days[-1])
     return month_start(shift_month(month, -config.months)), month_start(month)
 
 
 def _label(start: pd.Timestamp, end: pd.Timestamp) -> tuple[str, str]:
     """First and last Bogota day of [start, end)."""
-    return start.tz_convert(cal.TZ).date().isoformat(), (end - pd.Timedelta(1, "ns")).tz_convert(cal.TZ).date().isoformat()
+    return start.tz_convert(cal.TZ).date().isoformat(), (end - pd.Timedelta(1, "ns")).tz_convert(
+        cal.TZ
+    ).date().isoformat()
 
 
 def fit_month(features: pd.DataFrame, config, month: str) -> dict:
-    """Month ``month``'s statistics from the warm rows of ``features`` inside its fit window (rows outside are ignored)."""
+    """Month ``month``'s statistics from the warm rows of ``features`` inside its fit window (rows outside are
+    ignored)."""
     from usdcop_assets.observation.builder import obs_version
 
     start, end = fit_window(config, month)
     first, last = _label(start, end)
-    body = {"month": month, "rule": config.rule, "obs_version": obs_version(config), "config_version": config.version,
-            "config_sha256": config.sha256(), "window_start": first, "window_end": last, "min_train_bars": config.min_train_bars}
+    body = {
+        "month": month,
+        "rule": config.rule,
+        "obs_version": obs_version(config),
+        "config_version": config.version,
+        "config_sha256": config.sha256(),
+        "window_start": first,
+        "window_end": last,
+        "min_train_bars": config.min_train_bars,
+    }
     rows = features.iloc[:0]
     if len(features):
         missing = [f for f in config.features if f not in features.columns]
@@ -96,15 +123,22 @@ def fit_month(features: pd.DataFrame, config, month: str) -> dict:
             raise ValueError(f"{config.version}: l3/features_m5 lacks {missing}; re-materialize l3/features_m5")
         times = pd.DatetimeIndex(features["time"]).tz_convert("UTC")
         rows = features[(times >= start) & (times < end) & features["warm"].astype(bool).to_numpy()]
-    body.update(train_rows=int(len(rows)), first_bar=str(pd.Timestamp(rows["time"].min())) if len(rows) else "",
-                last_bar=str(pd.Timestamp(rows["time"].max())) if len(rows) else "")
+    body.update(
+        train_rows=int(len(rows)),
+        first_bar=str(pd.Timestamp(rows["time"].min())) if len(rows) else "",
+        last_bar=str(pd.Timestamp(rows["time"].max())) if len(rows) else "",
+    )
     reason = ""
     if config.rule == DECLARED and end > month_start(month):
-        reason = (f"the declared window {first}..{last} does not end before {month} starts (look-ahead): "
-                  f"declare a window that ends before the month, or use rule {TRAILING}")
+        reason = (
+            f"the declared window {first}..{last} does not end before {month} starts (look-ahead): "
+            f"declare a window that ends before the month, or use rule {TRAILING}"
+        )
     elif len(rows) < config.min_train_bars:
-        reason = (f"{len(rows)} warm l3/features_m5 bars in {first}..{last}, {config.min_train_bars} needed "
-                  f"({config.min_train_bars - len(rows)} more): materialize l3/features_m5 over the months before {month}")
+        reason = (
+            f"{len(rows)} warm l3/features_m5 bars in {first}..{last}, {config.min_train_bars} needed "
+            f"({config.min_train_bars - len(rows)} more): materialize l3/features_m5 over the months before {month}"
+        )
     mean, std, finite_rows = {}, {}, {}
     for name in config.features:
         values = rows[name].to_numpy(dtype="float64") if len(rows) and not reason else np.zeros(0)
@@ -122,8 +156,12 @@ def fit_month(features: pd.DataFrame, config, month: str) -> dict:
     if reason:
         body["stats_version"] = UNFITTED
     else:  # the month itself is not hashed: months sharing statistics (a declared window) share the version
-        digest = {k: body[k] for k in ("rule", "config_sha256", "window_start", "window_end", "train_rows", "mean", "std")}
-        body["stats_version"] = f"{config.version}-s{hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()[:12]}"
+        digest = {
+            k: body[k] for k in ("rule", "config_sha256", "window_start", "window_end", "train_rows", "mean", "std")
+        }
+        body["stats_version"] = (
+            f"{config.version}-s{hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()[:12]}"
+        )
     return body
 
 
@@ -145,14 +183,16 @@ def stats_to_frame(stats: list[dict]) -> pd.DataFrame:
     parts = []
     for s in stats:
         names = list(s["mean"])
-        frame = pd.DataFrame({
-            "time": month_start(s["month"]),
-            "feature": names,
-            "position": np.arange(len(names), dtype="int64"),
-            "mean": [s["mean"][n] for n in names],
-            "std": [s["std"][n] for n in names],
-            "finite_rows": np.array([s["finite_rows"][n] for n in names], dtype="int64"),
-        })
+        frame = pd.DataFrame(
+            {
+                "time": month_start(s["month"]),
+                "feature": names,
+                "position": np.arange(len(names), dtype="int64"),
+                "mean": [s["mean"][n] for n in names],
+                "std": [s["std"][n] for n in names],
+                "finite_rows": np.array([s["finite_rows"][n] for n in names], dtype="int64"),
+            }
+        )
         for key in SCALARS:
             frame[key] = s[key]
         parts.append(frame)
@@ -196,5 +236,7 @@ def old_statistics_note(store) -> str | None:
     """A line for homes of an older release, whose single l4/observation_stats object is no longer read."""
     if store.get(f"{STATS_DATASET}/data.parquet") is None:
         return None
-    return (f"{store.location}/{STATS_DATASET}/data.parquet is the single statistics object of an older release and is no "
-            f"longer read (statistics are monthly now): {FIX}")
+    return (
+        f"{store.location}/{STATS_DATASET}/data.parquet is the single statistics object of an older release and is no "
+        f"longer read (statistics are monthly now): {FIX}"
+    )

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.frames import canonical_column, frame_checksum
 from usdcop_assets.features.engineering import (
     FEATURE_LOOKBACK_SESSIONS,
     MACRO_LOOKBACK_DAYS,
@@ -31,8 +32,7 @@ from usdcop_assets.features.engineering import (
     macro_daily_frame,
     macro_zscores,
 )
-from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators, complete_from, lookback_start_day
-from usdcop_assets.core.frames import canonical_column, frame_checksum
+from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, complete_from, compute_indicators, lookback_start_day
 from usdcop_assets.gaps import checked_end, missing_bars
 
 MAX_LISTED = 20  # bars or rows listed in a verdict's metadata
@@ -90,7 +90,12 @@ def gap_verdicts(times, sessions: list[str], now=None) -> dict[str, Verdict]:
         expected = len(cal.expected_bars(start, stop))
         missing = missing_bars(present[(present >= start) & (present < end)], start, stop)
         keys = [_label(t) for t in missing]
-        md = {"expected": expected, "present": expected - len(keys), "missing": len(keys), "missing_bars": keys[:MAX_LISTED]}
+        md = {
+            "expected": expected,
+            "present": expected - len(keys),
+            "missing": len(keys),
+            "missing_bars": keys[:MAX_LISTED],
+        }
         detail = f"{session}: {len(keys)} of {expected} expected bars missing, first {keys[0]}" if keys else ""
         out[session] = Verdict(not keys, md, detail)
     return out
@@ -99,19 +104,27 @@ def gap_verdicts(times, sessions: list[str], now=None) -> dict[str, Verdict]:
 # --- conservation ----------------------------------------------------------------------------------
 
 
-def conservation_verdicts(sessions: list[str], upstream_name: str, upstream: dict[str, int],
-                          outputs: dict[str, dict[str, int]]) -> dict[str, Verdict]:
+def conservation_verdicts(
+    sessions: list[str], upstream_name: str, upstream: dict[str, int], outputs: dict[str, dict[str, int]]
+) -> dict[str, Verdict]:
     """Per session (Bogota day): rows of ``upstream`` = the sum of the rows of each of ``outputs``."""
     out = {}
     for session in sessions:
         rows_in = int(upstream.get(session, 0))
         parts = {name: int(counts.get(session, 0)) for name, counts in outputs.items()}
         rows_out = sum(parts.values())
-        md = {"rows_in": rows_in, "rows_out": rows_out, **{f"rows_{name.replace('/', '_')}": n for name, n in parts.items()}}
+        md = {
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            **{f"rows_{name.replace('/', '_')}": n for name, n in parts.items()},
+        }
         detail = ""
         if rows_in != rows_out:
-            detail = (f"{session}: {upstream_name} {rows_in} rows, "
-                      + " + ".join(f"{name} {n}" for name, n in parts.items()) + f" = {rows_out}")
+            detail = (
+                f"{session}: {upstream_name} {rows_in} rows, "
+                + " + ".join(f"{name} {n}" for name, n in parts.items())
+                + f" = {rows_out}"
+            )
         out[session] = Verdict(rows_in == rows_out, md, detail)
     return out
 
@@ -142,8 +155,10 @@ def integrity_verdicts(bars: pd.DataFrame, sessions: list[str]) -> dict[str, Ver
         detail = ""
         if keys:
             r = broken.iloc[0]
-            detail = (f"{session}: {len(keys)} bar(s) break OHLC integrity, first {keys[0]} "
-                      f"(open {_text(r['open'])}, high {_text(r['high'])}, low {_text(r['low'])}, close {_text(r['close'])})")
+            detail = (
+                f"{session}: {len(keys)} bar(s) break OHLC integrity, first {keys[0]} "
+                f"(open {_text(r['open'])}, high {_text(r['high'])}, low {_text(r['low'])}, close {_text(r['close'])})"
+            )
         out[session] = Verdict(not keys, md, detail)
     return out
 
@@ -162,8 +177,16 @@ def _text(value) -> str:
 
 def first_difference(lake: pd.DataFrame, warehouse: pd.DataFrame, key: list[str], columns: list[str]) -> str:
     """The first row (in key order) that differs between the two stores, and how; '' when none does."""
-    a = lake.reindex(columns=list(dict.fromkeys([*key, *columns]))).sort_values(key, kind="stable").reset_index(drop=True)
-    b = warehouse.reindex(columns=list(dict.fromkeys([*key, *columns]))).sort_values(key, kind="stable").reset_index(drop=True)
+    a = (
+        lake.reindex(columns=list(dict.fromkeys([*key, *columns])))
+        .sort_values(key, kind="stable")
+        .reset_index(drop=True)
+    )
+    b = (
+        warehouse.reindex(columns=list(dict.fromkeys([*key, *columns])))
+        .sort_values(key, kind="stable")
+        .reset_index(drop=True)
+    )
     a_keys, b_keys = _key_labels(a, key), _key_labels(b, key)
     a_pos, b_pos = {k: i for i, k in enumerate(a_keys)}, {k: i for i, k in enumerate(b_keys)}
     for k in sorted(set(a_pos) | set(b_pos), key=lambda k: (a_pos.get(k, 1 << 30), b_pos.get(k, 1 << 30))):
@@ -172,15 +195,23 @@ def first_difference(lake: pd.DataFrame, warehouse: pd.DataFrame, key: list[str]
         if k not in a_pos:
             return f"{k}: in the warehouse, not in the lake"
         ra, rb = a.iloc[[a_pos[k]]], b.iloc[[b_pos[k]]]
-        differ = [c for c in columns if canonical_column(ra[c].reset_index(drop=True)) != canonical_column(rb[c].reset_index(drop=True))]
+        differ = [
+            c
+            for c in columns
+            if canonical_column(ra[c].reset_index(drop=True)) != canonical_column(rb[c].reset_index(drop=True))
+        ]
         if differ:
             c = differ[0]
-            return f"{k}: {', '.join(differ[:5])} differ{'s' if len(differ) == 1 else ''} (lake {_text(ra[c].iloc[0])}, warehouse {_text(rb[c].iloc[0])})"
+            return (
+                f"{k}: {', '.join(differ[:5])} differ{'s' if len(differ) == 1 else ''} (lake "
+                f"{_text(ra[c].iloc[0])}, warehouse {_text(rb[c].iloc[0])})"
+            )
     return ""
 
 
-def store_verdicts(lake_rows: pd.DataFrame, wh_rows: pd.DataFrame, key: list[str], sessions: list[str],
-                   time_column: str = "time") -> dict[str, Verdict]:
+def store_verdicts(
+    lake_rows: pd.DataFrame, wh_rows: pd.DataFrame, key: list[str], sessions: list[str], time_column: str = "time"
+) -> dict[str, Verdict]:
     """Per session: row counts and content checksums of both stores over the columns both have."""
     # the columns both stores have; a store with no row at all has no schema to intersect with
     sides = [set(f.columns) for f in (lake_rows, wh_rows) if len(f)]
@@ -207,8 +238,9 @@ def store_verdicts(lake_rows: pd.DataFrame, wh_rows: pd.DataFrame, key: list[str
 # --- observations ----------------------------------------------------------------------------------
 
 
-def observation_verdicts(by_session: dict[str, pd.DataFrame], sessions: list[str], columns: list[str],
-                         clip: float) -> tuple[dict[str, Verdict], dict[str, Verdict]]:
+def observation_verdicts(
+    by_session: dict[str, pd.DataFrame], sessions: list[str], columns: list[str], clip: float
+) -> tuple[dict[str, Verdict], dict[str, Verdict]]:
     """Per session: (finite and within the clip, columns = ``columns`` in order) of the stored observations.
 
     ``by_session``: each session's stored frame as read (its own column order); a session with no
@@ -227,14 +259,21 @@ def observation_verdicts(by_session: dict[str, pd.DataFrame], sessions: list[str
         values = obs[present].to_numpy(dtype="float64")
         bad = ~np.isfinite(values) | (np.abs(np.where(np.isfinite(values), values, 0.0)) > clip)
         rows = np.flatnonzero(bad.any(axis=1))
-        md = {"bars": len(obs), "non_finite": int((~np.isfinite(values)).sum()),
-              "beyond_clip": int((bad & np.isfinite(values)).sum()), "clip": clip}
+        md = {
+            "bars": len(obs),
+            "non_finite": int((~np.isfinite(values)).sum()),
+            "beyond_clip": int((bad & np.isfinite(values)).sum()),
+            "clip": clip,
+        }
         detail = ""
         if len(rows):
             i = rows[0]
             col = present[int(np.flatnonzero(bad[i])[0])]
             md["first_bad_bar"] = _label(obs["time"].iloc[i])
-            detail = f"{session}: {len(rows)} bar(s) with values not finite or beyond ±{clip}, first {md['first_bad_bar']} ({col} = {_text(values[i, present.index(col)])})"
+            detail = (
+                f"{session}: {len(rows)} bar(s) with values not finite or beyond ±{clip}, first "
+                f"{md['first_bad_bar']} ({col} = {_text(values[i, present.index(col)])})"
+            )
         finite[session] = Verdict(not len(rows), md, detail)
         same = o_cols == list(columns)
         dmd = {"expected": len(columns), "stored": len(o_cols)}
@@ -243,9 +282,12 @@ def observation_verdicts(by_session: dict[str, pd.DataFrame], sessions: list[str
             missing = [c for c in columns if c not in o_cols]
             extra = [c for c in o_cols if c not in columns]
             dmd.update(missing=missing[:MAX_LISTED], unexpected=extra[:MAX_LISTED])
-            ddetail = (f"{session}: {len(o_cols)} observation columns stored, config has {len(columns)}"
-                       + (f"; missing {missing[0]}" if missing else "") + (f"; unexpected {extra[0]}" if extra else "")
-                       + ("; same columns, other order" if not missing and not extra else ""))
+            ddetail = (
+                f"{session}: {len(o_cols)} observation columns stored, config has {len(columns)}"
+                + (f"; missing {missing[0]}" if missing else "")
+                + (f"; unexpected {extra[0]}" if extra else "")
+                + ("; same columns, other order" if not missing and not extra else "")
+            )
         dimension[session] = Verdict(same, dmd, ddetail)
     return finite, dimension
 
@@ -304,8 +346,15 @@ def _differing(stored: pd.Series, fresh: pd.Series, cols: list[str]) -> list[str
     return [c for c, s in zip(cols, same) if not s]
 
 
-def look_ahead_verdicts(features: pd.DataFrame, observations: pd.DataFrame, bars: pd.DataFrame, wide: pd.DataFrame,
-                        sessions: list[str], build_obs=None, per_session: int = SAMPLE_PER_SESSION) -> dict[str, Verdict]:
+def look_ahead_verdicts(
+    features: pd.DataFrame,
+    observations: pd.DataFrame,
+    bars: pd.DataFrame,
+    wide: pd.DataFrame,
+    sessions: list[str],
+    build_obs=None,
+    per_session: int = SAMPLE_PER_SESSION,
+) -> dict[str, Verdict]:
     """Per session: sampled bars' stored L3 features (and L4 observations, with ``build_obs(features) ->
     observations``) equal their recomputation from data cut off at the bar."""
     feats = features.set_index("time") if len(features) else features
@@ -336,6 +385,10 @@ def look_ahead_verdicts(features: pd.DataFrame, observations: pd.DataFrame, bars
                 fresh_value = fresh_obs[c] if c.startswith("o_") else row[c]
                 others = f" (also {', '.join(cols[1:5])})" if len(cols) > 1 else ""
                 mismatches.append(f"{_label(bar)}: {c} stored {_num(stored)}, recomputed {_num(fresh_value)}{others}")
-        md = {"bars_recomputed": len(picked), "bars": [_label(t) for t in picked][:MAX_LISTED], "mismatched": mismatches[:MAX_LISTED]}
+        md = {
+            "bars_recomputed": len(picked),
+            "bars": [_label(t) for t in picked][:MAX_LISTED],
+            "mismatched": mismatches[:MAX_LISTED],
+        }
         out[session] = Verdict(not mismatches, md, f"{session}: {mismatches[0]}" if mismatches else "")
     return out

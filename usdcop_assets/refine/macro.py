@@ -113,15 +113,18 @@ def _bogota_midnight(days: np.ndarray) -> pd.DatetimeIndex:
 
 
 def _days(values) -> np.ndarray:
-    return np.array([np.datetime64(d, "D") if d is not None else np.datetime64("NaT") for d in values],
-                    dtype="datetime64[D]")
+    return np.array(
+        [np.datetime64(d, "D") if d is not None else np.datetime64("NaT") for d in values], dtype="datetime64[D]"
+    )
 
 
 def lag_known_at(dates, lag_business_days: int = DEFAULT_LAG_BUSINESS_DAYS) -> pd.DatetimeIndex:
     """00:00 Bogota (as UTC) of the ``lag``-th weekday strictly after each date."""
     if int(lag_business_days) < 1:
-        raise ValueError(f"lag_business_days must be >= 1 (got {lag_business_days}); a lag of 0 would let "
-                         "a value be used during the day it describes")
+        raise ValueError(
+            f"lag_business_days must be >= 1 (got {lag_business_days}); a lag of 0 would let "
+            "a value be used during the day it describes"
+        )
     d = _days(dates)
     # roll backward first: a weekend date counts from the Friday before, so Saturday + 1 = Monday
     target = np.busday_offset(d, int(lag_business_days), roll="backward")
@@ -176,7 +179,9 @@ def refine_macro(
     and the stale detection only. See the module docstring for the rules."""
     if int(lag_business_days) < 1:
         lag_known_at([], lag_business_days)  # raises with the explanation
-    if long_l0.empty:  # no L0 row in the window (a day never materialized reads as a bare 'time' frame): all values missing
+    if (
+        long_l0.empty
+    ):  # no L0 row in the window (a day never materialized reads as a bare 'time' frame): all values missing
         long_l0 = pd.DataFrame({c: pd.Series([], dtype=object) for c in ("series_id", "date", "value", "source")})
     missing = [c for c in ("series_id", "date", "value", "source") if c not in long_l0.columns]
     if missing:
@@ -184,10 +189,18 @@ def refine_macro(
     priority = tuple(str(p) for p in source_priority)
     df = long_l0.reset_index(drop=True)
     n_in = len(df)
-    dates = [None if (v is None or (not isinstance(v, dt.date) and pd.isna(v))) else
-             (v.date() if isinstance(v, (pd.Timestamp, dt.datetime)) else
-              v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)[:10]))
-             for v in df["date"].tolist()]
+    dates = [
+        None
+        if (v is None or (not isinstance(v, dt.date) and pd.isna(v)))
+        else (
+            v.date()
+            if isinstance(v, (pd.Timestamp, dt.datetime))
+            else v
+            if isinstance(v, dt.date)
+            else dt.date.fromisoformat(str(v)[:10])
+        )
+        for v in df["date"].tolist()
+    ]
     if any(d is None for d in dates):
         raise ValueError(f"refine_macro: {sum(d is None for d in dates)} L0 row(s) have no date")
     df = df.assign(
@@ -199,13 +212,25 @@ def refine_macro(
     )
     df["_indicator"] = [catalog.indicator_of(s) for s in df["_series"]]
     if "release_date" in df.columns:
-        df["_release"] = [None if (v is None or (not isinstance(v, dt.date) and pd.isna(v))) else
-                          (v.date() if isinstance(v, (pd.Timestamp, dt.datetime)) else v if isinstance(v, dt.date)
-                           else dt.date.fromisoformat(str(v)[:10])) for v in df["release_date"].tolist()]
+        df["_release"] = [
+            None
+            if (v is None or (not isinstance(v, dt.date) and pd.isna(v)))
+            else (
+                v.date()
+                if isinstance(v, (pd.Timestamp, dt.datetime))
+                else v
+                if isinstance(v, dt.date)
+                else dt.date.fromisoformat(str(v)[:10])
+            )
+            for v in df["release_date"].tolist()
+        ]
     else:
         df["_release"] = None
-    retrieved = (pd.to_datetime(df["retrieved_at"], utc=True) if "retrieved_at" in df.columns
-                 else pd.Series(pd.NaT, index=df.index, dtype=_TIME_DTYPE))
+    retrieved = (
+        pd.to_datetime(df["retrieved_at"], utc=True)
+        if "retrieved_at" in df.columns
+        else pd.Series(pd.NaT, index=df.index, dtype=_TIME_DTYPE)
+    )
     df["_retrieved"] = retrieved.fillna(pd.Timestamp.min.tz_localize("UTC"))
 
     all_dates = sorted(set(dates))
@@ -222,8 +247,10 @@ def refine_macro(
     candidates: dict[str, list[str]] = {}
     for name in INDICATOR_NAMES:
         rows = m[m["_indicator"] == name]
-        with_values = sorted({s for s, v in zip(rows["_source"], rows["_value"]) if not math.isnan(v)},
-                             key=lambda s: _priority_key(s, priority))
+        with_values = sorted(
+            {s for s, v in zip(rows["_source"], rows["_value"]) if not math.isnan(v)},
+            key=lambda s: _priority_key(s, priority),
+        )
         every = sorted(set(rows["_source"]), key=lambda s: _priority_key(s, priority))
         candidates[name] = every
         chosen[name] = with_values[0] if with_values else (every[0] if every else None)
@@ -254,8 +281,9 @@ def refine_macro(
             stale[name] = last_d.isoformat()
 
     # --- the window
-    in_window = np.array([(first is None or d >= first) and (last is None or d <= last) for d in use["_date"]],
-                         dtype=bool)
+    in_window = np.array(
+        [(first is None or d >= first) and (last is None or d <= last) for d in use["_date"]], dtype=bool
+    )
     outside = use[~in_window]
     use = use[in_window].copy()
 
@@ -266,9 +294,16 @@ def refine_macro(
         reason = _reject_reason(name, float(val))
         if reason:
             values[k] = np.nan
-            rejected.append({"date": use["_date"].iloc[k].isoformat(), "indicator": name,
-                             "series_id": use["_series"].iloc[k], "source": use["_source"].iloc[k],
-                             "value": repr(float(val)), "reason": reason})
+            rejected.append(
+                {
+                    "date": use["_date"].iloc[k].isoformat(),
+                    "indicator": name,
+                    "series_id": use["_series"].iloc[k],
+                    "source": use["_source"].iloc[k],
+                    "value": repr(float(val)),
+                    "reason": reason,
+                }
+            )
     use["_value"] = values
     has_release = np.array([r is not None for r in use["_release"]], dtype=bool)
     known = pd.Series(pd.NaT, index=use.index, dtype=_TIME_DTYPE)
@@ -327,8 +362,13 @@ def refine_macro(
         "rows_duplicate": len(duplicates),
         "unmapped_series": sorted(set(unmapped["_series"])),
     }
-    accounted = (report["rows_used"] + report["rows_not_chosen"] + report["rows_unmapped"]
-                 + report["rows_outside_window"] + report["rows_duplicate"])
+    accounted = (
+        report["rows_used"]
+        + report["rows_not_chosen"]
+        + report["rows_unmapped"]
+        + report["rows_outside_window"]
+        + report["rows_duplicate"]
+    )
     assert accounted == n_in, (accounted, n_in)  # nothing silently dropped
     return wide.reset_index(drop=True), report
 

@@ -78,7 +78,16 @@ OFF_SESSION_GRID = "off_session_grid"
 DUPLICATE = "duplicate"
 SHIFTED_DUPLICATE = "shifted_duplicate"
 SHIFTED_MISMATCH = "shifted_mismatch"
-REASONS = (MISSING_TIME, BAD_PRICE, OHLC_INTEGRITY, PRICE_SPIKE, OFF_SESSION_GRID, DUPLICATE, SHIFTED_DUPLICATE, SHIFTED_MISMATCH)
+REASONS = (
+    MISSING_TIME,
+    BAD_PRICE,
+    OHLC_INTEGRITY,
+    PRICE_SPIKE,
+    OFF_SESSION_GRID,
+    DUPLICATE,
+    SHIFTED_DUPLICATE,
+    SHIFTED_MISMATCH,
+)
 
 SHIFT_CANDIDATES: tuple[int, ...] = (5, -5, *[s * h for h in range(1, 13) if h != 5 for s in (1, -1)])
 FEED_RTOL = 0.002
@@ -117,9 +126,17 @@ def _sigma(*close_series: np.ndarray) -> float:
     return float(np.median(pooled)) if len(pooled) else 0.0
 
 
-def _try_shift(h: int, times: np.ndarray, prices: np.ndarray, grid: set, native: dict | None, sigma: float,
-               boundary: tuple[float | None, float | None]) -> tuple[str | None, np.ndarray]:
-    """(None if shift ``h`` is confirmed for the group else why not, rows landing on native bars beyond ``FEED_RTOL``)."""
+def _try_shift(
+    h: int,
+    times: np.ndarray,
+    prices: np.ndarray,
+    grid: set,
+    native: dict | None,
+    sigma: float,
+    boundary: tuple[float | None, float | None],
+) -> tuple[str | None, np.ndarray]:
+    """(None if shift ``h`` is confirmed for the group else why not, rows landing on native bars beyond
+    ``FEED_RTOL``)."""
     none = np.zeros(len(times), dtype=bool)
     shifted = times + h * _HOUR_NS
     if not all(int(t) in grid for t in shifted):
@@ -152,14 +169,18 @@ def _try_shift(h: int, times: np.ndarray, prices: np.ndarray, grid: set, native:
         # edge checks: first row's open against the previous native close, last row's close against the next native open
         val = np.r_[p[starts[has_prev], 0], p[ends[has_next], 3]]
         ref = np.r_[n_prices[prev_n[has_prev], 3], n_prices[next_n[has_next], 0]]
-        k = np.r_[t[starts[has_prev]] - n_times[prev_n[has_prev]], n_times[next_n[has_next]] - t[ends[has_next]]] / _BAR_NS
+        k = (
+            np.r_[t[starts[has_prev]] - n_times[prev_n[has_prev]], n_times[next_n[has_next]] - t[ends[has_next]]]
+            / _BAR_NS
+        )
         dev = np.abs(np.log(val / ref))
         bound = np.maximum(CONTINUITY_FLOOR, CONTINUITY_VOL_MULT * sigma * np.sqrt(k))
         bad = dev > bound
         if bad.any():
             j = int(np.argmax(dev - bound))
             return (
-                f"{int(bad.sum())} of {len(dev)} junctions between gap-filling rows and native bars break price continuity "
+                f"{int(bad.sum())} of {len(dev)} junctions between gap-filling rows and native bars break price "
+                "continuity "
                 f"(worst: {dev[j]:.2%} across {int(k[j])} bar(s), bound {bound[j]:.2%})"
             ), none
     return None, mismatch
@@ -185,7 +206,10 @@ def _across_sessions(prices: np.ndarray, boundary: tuple[float | None, float | N
     """A day with no native bar: the group must continue the neighbouring sessions (see rule 5)."""
     prev_close, next_open = boundary
     if prev_close is None and next_open is None:
-        return "lands on the grid, but neither the day nor its neighbouring sessions have a native bar to check price continuity"
+        return (
+            "lands on the grid, but neither the day nor its neighbouring sessions have a native bar to check price "
+            "continuity"
+        )
     gaps = []
     if prev_close is not None:
         gaps.append(("previous session's last close", abs(np.log(prices[0, 0] / prev_close))))
@@ -193,12 +217,16 @@ def _across_sessions(prices: np.ndarray, boundary: tuple[float | None, float | N
         gaps.append(("next session's first open", abs(np.log(next_open / prices[-1, 3]))))
     broken = [f"{what} {gap:.2%}" for what, gap in gaps if gap > OVERNIGHT_MAX_LOG]
     if broken:
-        return f"no native bar that day, and the prices do not continue the neighbouring sessions ({'; '.join(broken)} > {OVERNIGHT_MAX_LOG:.1%})"
+        return (
+            "no native bar that day, and the prices do not continue the neighbouring sessions "
+            f"({'; '.join(broken)} > {OVERNIGHT_MAX_LOG:.1%})"
+        )
     return None
 
 
-def recognise_shifts(df: pd.DataFrame, candidates: np.ndarray, native_rows: np.ndarray,
-                     context: pd.DataFrame | None = None) -> tuple[dict, dict, dict]:
+def recognise_shifts(
+    df: pd.DataFrame, candidates: np.ndarray, native_rows: np.ndarray, context: pd.DataFrame | None = None
+) -> tuple[dict, dict, dict]:
     """Decide each candidate row: ``({row: shift hours}, {row: reject detail}, {row: mismatch detail})``.
 
     ``df`` has UTC ``time``, ``symbol``, ``source`` and float prices; ``candidates`` and ``native_rows``
@@ -220,7 +248,9 @@ def recognise_shifts(df: pd.DataFrame, candidates: np.ndarray, native_rows: np.n
     natives: dict[tuple, dict] = {}
     nat_idx = np.flatnonzero(native_rows)
     if len(nat_idx):
-        ing = df["ingested_at"].dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype("int64")  # NaT sorts first
+        ing = (
+            df["ingested_at"].dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype("int64")
+        )  # NaT sorts first
         order = nat_idx[np.lexsort((nat_idx, ing[nat_idx], time_ns[nat_idx]))]
         frame = pd.DataFrame({"i": order, "sym": symbols[order], "day": days[order], "t": time_ns[order]})
         frame = frame.drop_duplicates(["sym", "t"], keep="last")
@@ -238,8 +268,10 @@ def recognise_shifts(df: pd.DataFrame, candidates: np.ndarray, native_rows: np.n
         native = natives.get((sym, day))
         sigma = _sigma(native["prices"][:, 3] if native else np.zeros(0), prices[rows, 3])
         tried = []
-        boundary = (edges.get((sym, cal.previous_trading_day(day)), (None, None))[1],
-                    edges.get((sym, cal.next_trading_day(day)), (None, None))[0])
+        boundary = (
+            edges.get((sym, cal.previous_trading_day(day)), (None, None))[1],
+            edges.get((sym, cal.next_trading_day(day)), (None, None))[0],
+        )
         confirmed = []  # (shift, mismatch mask): the first exact one wins, else the first within the feed tolerance
         for h in SHIFT_CANDIDATES:
             why, mismatch = _try_shift(h, time_ns[rows], prices[rows], grid, native, sigma, boundary)
@@ -256,11 +288,18 @@ def recognise_shifts(df: pd.DataFrame, candidates: np.ndarray, native_rows: np.n
             for r in rows[mismatch]:
                 at = _iso(int(time_ns[r]) + h * _HOUR_NS)
                 ref = native["prices"][np.searchsorted(native["times"], int(time_ns[r]) + h * _HOUR_NS), 3]
-                mismatches[int(r)] = (f"shifted {h:+d}h onto native bar {at} whose close {_fmt(ref)} differs from "
-                                      f"{_fmt(prices[r, 3])} by {abs(prices[r, 3] / ref - 1):.2%} (feed tolerance {FEED_RTOL:.2%})")
+                mismatches[int(r)] = (
+                    f"shifted {h:+d}h onto native bar {at} whose close {_fmt(ref)} differs from "
+                    f"{_fmt(prices[r, 3])} by {abs(prices[r, 3] / ref - 1):.2%} (feed tolerance {FEED_RTOL:.2%})"
+                )
         else:
-            head = f"no whole-hour shift puts the {len(rows)} off-session row(s) of {src} on {day.isoformat()} on the session grid"
-            details.update({int(r): head + (" with continuous prices (" + "; ".join(tried) + ")" if tried else "") for r in rows})
+            head = (
+                f"no whole-hour shift puts the {len(rows)} off-session row(s) of {src} on {day.isoformat()} on the "
+                "session grid"
+            )
+            details.update(
+                {int(r): head + (" with continuous prices (" + "; ".join(tried) + ")" if tried else "") for r in rows}
+            )
     return shifts, details, mismatches
 
 
@@ -319,13 +358,20 @@ def standardize_bars(raw: pd.DataFrame, context: pd.DataFrame | None = None) -> 
     good = np.isfinite(values) & (values > 0)
 
     def bad_text(i: int) -> str:
-        return "; ".join(f"{c} {'missing' if not np.isfinite(values[i, j]) else _fmt(values[i, j])}" for j, c in enumerate(PRICE_COLUMNS) if not good[i, j])
+        return "; ".join(
+            f"{c} {'missing' if not np.isfinite(values[i, j]) else _fmt(values[i, j])}"
+            for j, c in enumerate(PRICE_COLUMNS)
+            if not good[i, j]
+        )
 
     flag(~good.all(axis=1), BAD_PRICE, bad_text)
     o, h, lo, c = (values[:, j] for j in range(4))
     with np.errstate(invalid="ignore"):
-        flag((h < np.maximum(o, c)) | (lo > np.minimum(o, c)), OHLC_INTEGRITY,
-             lambda i: f"open {_fmt(o[i])} high {_fmt(h[i])} low {_fmt(lo[i])} close {_fmt(c[i])}")
+        flag(
+            (h < np.maximum(o, c)) | (lo > np.minimum(o, c)),
+            OHLC_INTEGRITY,
+            lambda i: f"open {_fmt(o[i])} high {_fmt(h[i])} low {_fmt(lo[i])} close {_fmt(c[i])}",
+        )
 
     # price_spike: against the median close of the symbol's day (rule 4)
     days = np.full(n, None, dtype=object)
@@ -333,7 +379,11 @@ def standardize_bars(raw: pd.DataFrame, context: pd.DataFrame | None = None) -> 
         days[has_time] = cal.session_dates(pd.DatetimeIndex(df.loc[has_time, "time"])).to_numpy()
     ok = reason == None  # noqa: E711
     if ok.sum() >= SPIKE_MIN_ROWS:
-        keys = pd.Series(df["symbol"].astype(str).to_numpy(), dtype=object) + "|" + pd.Series(days, dtype=object).astype(str)
+        keys = (
+            pd.Series(df["symbol"].astype(str).to_numpy(), dtype=object)
+            + "|"
+            + pd.Series(days, dtype=object).astype(str)
+        )
         ok_s = pd.Series(ok)
         med = pd.Series(c).where(ok_s).groupby(keys).transform("median").to_numpy()
         cnt = ok_s.groupby(keys).transform("sum").to_numpy()
@@ -344,8 +394,10 @@ def standardize_bars(raw: pd.DataFrame, context: pd.DataFrame | None = None) -> 
 
         def spike_text(i: int) -> str:
             j = int(np.argmax(dev[i]))
-            return (f"{PRICE_COLUMNS[j]} {_fmt(values[i, j])} is {values[i, j] / med[i]:.3g}x the day's median close "
-                    f"{_fmt(med[i])} (allowed x{np.exp(-SPIKE_MAX_LOG):.3f}..x{np.exp(SPIKE_MAX_LOG):.3f})")
+            return (
+                f"{PRICE_COLUMNS[j]} {_fmt(values[i, j])} is {values[i, j] / med[i]:.3g}x the day's median close "
+                f"{_fmt(med[i])} (allowed x{np.exp(-SPIKE_MAX_LOG):.3f}..x{np.exp(SPIKE_MAX_LOG):.3f})"
+            )
 
         flag(spike, PRICE_SPIKE, spike_text)
 
@@ -359,11 +411,15 @@ def standardize_bars(raw: pd.DataFrame, context: pd.DataFrame | None = None) -> 
     day_ok = {d: cal.is_trading_day(d) for d in set(days) if d is not None}
     trading = np.array([day_ok.get(d, False) for d in days], dtype=bool)
     local = pd.DatetimeIndex(df["time"]).tz_convert(cal.TZ)
-    aligned = np.asarray((local.minute % cal.BAR_MINUTES == 0) & (local.second == 0) & (local.microsecond == 0) & (local.nanosecond == 0))
-    flag(off & ~trading, OFF_SESSION_GRID,
-         lambda i: "holiday" if cal.is_holiday(days[i]) else "weekend")
-    flag(off & trading & ~aligned, OFF_SESSION_GRID,
-         lambda i: f"not on the 5-minute grid ({local[i].strftime('%H:%M:%S')} Bogota)")
+    aligned = np.asarray(
+        (local.minute % cal.BAR_MINUTES == 0) & (local.second == 0) & (local.microsecond == 0) & (local.nanosecond == 0)
+    )
+    flag(off & ~trading, OFF_SESSION_GRID, lambda i: "holiday" if cal.is_holiday(days[i]) else "weekend")
+    flag(
+        off & trading & ~aligned,
+        OFF_SESSION_GRID,
+        lambda i: f"not on the 5-minute grid ({local[i].strftime('%H:%M:%S')} Bogota)",
+    )
     candidates = off & trading & aligned
     shifts, shift_details, mismatches = recognise_shifts(df, candidates, native, context)
     flag(np.isin(np.arange(n), list(shift_details)), OFF_SESSION_GRID, shift_details.__getitem__)
@@ -397,10 +453,21 @@ def standardize_bars(raw: pd.DataFrame, context: pd.DataFrame | None = None) -> 
             i, w = int(row.pos), int(winner.loc[(row.time, row.symbol)])
             at = _iso(pd.Timestamp(row.time).value)
             if shift_hours[i] and native[w]:
-                reason[i], detail[i] = SHIFTED_DUPLICATE, f"shifted {shift_hours[i]:+d}h to {at}: close within {FEED_RTOL:.2%} of the native bar's"
+                reason[i], detail[i] = (
+                    SHIFTED_DUPLICATE,
+                    f"shifted {shift_hours[i]:+d}h to {at}: close within {FEED_RTOL:.2%} of the native bar's",
+                )
             else:
-                by = "a native row" if native[w] and shift_hours[i] == 0 else f"a row shifted {shift_hours[w]:+d}h" if shift_hours[w] else "a row"
-                when = "ingested later" if df["ingested_at"].iloc[w] != df["ingested_at"].iloc[i] else "later in the input"
+                by = (
+                    "a native row"
+                    if native[w] and shift_hours[i] == 0
+                    else f"a row shifted {shift_hours[w]:+d}h"
+                    if shift_hours[w]
+                    else "a row"
+                )
+                when = (
+                    "ingested later" if df["ingested_at"].iloc[w] != df["ingested_at"].iloc[i] else "later in the input"
+                )
                 shifted = f"shifted {shift_hours[i]:+d}h to {at}, " if shift_hours[i] else ""
                 reason[i], detail[i] = DUPLICATE, f"{shifted}bar {at} also given by {by} {when}"
 
@@ -414,7 +481,9 @@ def standardize_bars(raw: pd.DataFrame, context: pd.DataFrame | None = None) -> 
     rejected = df[~keep].copy()
     rejected["reason"] = reason[~keep]
     rejected["detail"] = pd.Series(detail[~keep], index=rejected.index, dtype=object)
-    rejected["row_hash"] = row_hashes(raw.reset_index(drop=True).loc[rejected.index]) if len(rejected) else pd.Series(dtype=str)
+    rejected["row_hash"] = (
+        row_hashes(raw.reset_index(drop=True).loc[rejected.index]) if len(rejected) else pd.Series(dtype=str)
+    )
     rejects = rejected[REJECT_COLUMNS].reset_index(drop=True)
     rejects["reason"] = rejects["reason"].astype(str) if len(rejects) else rejects["reason"].astype(object)
     if len(kept) + len(rejects) != len(raw):  # pragma: no cover - a bug here must never lose a row silently
@@ -422,7 +491,10 @@ def standardize_bars(raw: pd.DataFrame, context: pd.DataFrame | None = None) -> 
     return kept, rejects
 
 
-UNPLACED_REASONS = ("not_a_trading_day", "before_partitions_start")  # unplaced rows with a time the rejects table can hold
+UNPLACED_REASONS = (
+    "not_a_trading_day",
+    "before_partitions_start",
+)  # unplaced rows with a time the rejects table can hold
 
 
 def unplaced_rejects(unplaced: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -433,17 +505,23 @@ def unplaced_rejects(unplaced: pd.DataFrame, where: str) -> pd.DataFrame:
     the lake object only (the rejects table is keyed by time).
     """
     rows = unplaced[unplaced["reason"].isin(UNPLACED_REASONS) & unplaced["time"].notna()].reset_index(drop=True)
-    out = pd.DataFrame({
-        "time": pd.to_datetime(rows["time"], utc=True).astype("datetime64[ns, UTC]"),
-        "symbol": rows["symbol"].astype(str),
-        "row_hash": row_hashes(rows.drop(columns=["reason", "line"], errors="ignore")) if len(rows) else pd.Series(dtype=str),
-        "reason": rows["reason"].astype(str),
-        **{c: pd.to_numeric(rows[c], errors="coerce").astype("float64") for c in [*PRICE_COLUMNS, "volume"]},
-        "source": rows["source"].astype(str) if "source" in rows else "unknown",
-        "ingested_at": pd.to_datetime(rows.get("ingested_at"), utc=True) if "ingested_at" in rows else pd.NaT,
-        "detail": [f"{r} (line {int(n)} of the file; kept in {where})" if pd.notna(n) else f"{r} (kept in {where})"
-                   for r, n in zip(rows["reason"], rows["line"] if "line" in rows else [None] * len(rows))],
-    })
+    out = pd.DataFrame(
+        {
+            "time": pd.to_datetime(rows["time"], utc=True).astype("datetime64[ns, UTC]"),
+            "symbol": rows["symbol"].astype(str),
+            "row_hash": row_hashes(rows.drop(columns=["reason", "line"], errors="ignore"))
+            if len(rows)
+            else pd.Series(dtype=str),
+            "reason": rows["reason"].astype(str),
+            **{c: pd.to_numeric(rows[c], errors="coerce").astype("float64") for c in [*PRICE_COLUMNS, "volume"]},
+            "source": rows["source"].astype(str) if "source" in rows else "unknown",
+            "ingested_at": pd.to_datetime(rows.get("ingested_at"), utc=True) if "ingested_at" in rows else pd.NaT,
+            "detail": [
+                f"{r} (line {int(n)} of the file; kept in {where})" if pd.notna(n) else f"{r} (kept in {where})"
+                for r, n in zip(rows["reason"], rows["line"] if "line" in rows else [None] * len(rows))
+            ],
+        }
+    )
     out["ingested_at"] = pd.to_datetime(out["ingested_at"], utc=True).astype("datetime64[ns, UTC]")
     return out[REJECT_COLUMNS]
 

@@ -52,7 +52,8 @@ def session_starts(session_ids) -> np.ndarray:
     distinct = len(np.unique(heads))
     if distinct != len(heads):
         raise ValueError(
-            f"session ids are not contiguous: {len(heads)} runs for {distinct} distinct sessions; sort the bars by time first"
+            f"session ids are not contiguous: {len(heads)} runs for {distinct} distinct sessions; sort the bars by "
+            "time first"
         )
     return new
 

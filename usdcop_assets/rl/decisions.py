@@ -24,8 +24,22 @@ from usdcop_assets.rl.policy import decide_session
 from usdcop_assets.rl.risk import RiskLimits
 
 FLAT_VERSION = "none (flat)"
-ACTION_COLUMNS = ["time", "symbol", "session", "step", "raw_action", "target", "position", "risk_flags", "model_version", "fold",
-                  "obs_version", "obs_hash", "inference_latency_ms", "fallback"]
+ACTION_COLUMNS = [
+    "time",
+    "symbol",
+    "session",
+    "step",
+    "raw_action",
+    "target",
+    "position",
+    "risk_flags",
+    "model_version",
+    "fold",
+    "obs_version",
+    "obs_hash",
+    "inference_latency_ms",
+    "fallback",
+]
 
 
 def fold_of_session(session: str) -> str:
@@ -36,7 +50,10 @@ def obs_matrix(frame: pd.DataFrame, obs_config) -> np.ndarray:
     """The L4 vectors of ``frame`` in config order (float32), NaN where the config's column is NaN."""
     missing = [c for c in obs_config.columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"observations lack {len(missing)} columns of {obs_config.version} (first {missing[0]}): rebuild l4/observations_m5")
+        raise ValueError(
+            f"observations lack {len(missing)} columns of {obs_config.version} (first {missing[0]}): rebuild "
+            "l4/observations_m5"
+        )
     return np.ascontiguousarray(frame[obs_config.columns].to_numpy(dtype="float32"))
 
 
@@ -46,8 +63,18 @@ def obs_hashes(matrix: np.ndarray) -> list[str]:
     return [hashlib.sha256(row.tobytes()).hexdigest() for row in m]
 
 
-def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, models: dict, policy_of,
-                obs_config, log=None, limits: RiskLimits | None = None, costs: CostConfig | None = None) -> tuple[pd.DataFrame, list[str]]:
+def decide_bars(
+    observations: pd.DataFrame,
+    bars: pd.DataFrame,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    models: dict,
+    policy_of,
+    obs_config,
+    log=None,
+    limits: RiskLimits | None = None,
+    costs: CostConfig | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
     """Actions for the bars in ``[start, end)``, each session decided from its open (pure apart from ``policy_of``).
 
     ``observations``/``bars``: L4 and L1 rows covering at least the sessions of the window from their open.
@@ -72,9 +99,12 @@ def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timest
         hashes = obs_hashes(matrix)
         close = closes.reindex(ftimes)
         if close.isna().any():
-            raise ValueError(f"session {session}: {int(close.isna().sum())} observations have no L1 close (first {ftimes[close.isna()][0]})")
+            raise ValueError(
+                f"session {session}: {int(close.isna().sum())} observations have no L1 close (first "
+                f"{ftimes[close.isna()][0]})"
+            )
         rets = next_bar_returns(close, ftimes)
-        is_last = (ftimes == cal.session_bars(day)[-1])
+        is_last = ftimes == cal.session_bars(day)[-1]
         frac = cal.time_in_session(ftimes)
         fold = fold_of_session(session)
         row = models.get(fold)
@@ -83,7 +113,10 @@ def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timest
         if row is None:
             reason = f"no l5/ppo_model for fold {fold}"
         elif str(row.get("obs_version")) not in set(obs_versions):
-            reason = f"model {row['version']} was trained on observations {row.get('obs_version')}, these are {obs_versions.iloc[-1]}: retrain the fold"
+            reason = (
+                f"model {row['version']} was trained on observations {row.get('obs_version')}, these are "
+                f"{obs_versions.iloc[-1]}: retrain the fold"
+            )
         n = len(frame)
         reasons = np.full(n, None, dtype=object)
         t0 = _time.perf_counter()
@@ -99,9 +132,18 @@ def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timest
             usable = matrix.copy()
             usable[cold] = np.nan  # decided flat: features not warm
             decided = decide_session(policy_of(row), usable, frac, rets, is_last, session, limits, costs)
-            raw, target, position, flags = decided.raw_action, np.nan_to_num(decided.target), decided.position, decided.risk_flags
+            raw, target, position, flags = (
+                decided.raw_action,
+                np.nan_to_num(decided.target),
+                decided.position,
+                decided.risk_flags,
+            )
             # why a bar is not warm (features, or its month's statistics not fitted), as L4 recorded it
-            why = frame["cold_reason"].astype(object).to_numpy() if "cold_reason" in frame.columns else np.full(n, None, dtype=object)
+            why = (
+                frame["cold_reason"].astype(object).to_numpy()
+                if "cold_reason" in frame.columns
+                else np.full(n, None, dtype=object)
+            )
             reasons[cold] = np.where(pd.isna(why[cold]), "features not warm", why[cold])
             nonfinite = decided.invalid_obs & ~cold
             reasons[nonfinite] = "observation not finite"
@@ -111,12 +153,24 @@ def decide_bars(observations: pd.DataFrame, bars: pd.DataFrame, start: pd.Timest
         elapsed_ms = (_time.perf_counter() - t0) * 1000.0
         own = (ftimes >= start) & (ftimes < end)
         n_own = int(own.sum())
-        out = pd.DataFrame({
-            "time": frame["time"].to_numpy(), "symbol": frame["symbol"].to_numpy(), "session": session,
-            "step": np.arange(n, dtype="int64"), "raw_action": raw, "target": target, "position": position,
-            "risk_flags": flags, "model_version": version, "fold": fold, "obs_version": obs_versions.to_numpy(),
-            "obs_hash": hashes, "inference_latency_ms": elapsed_ms / max(n_own, 1), "fallback": reasons,
-        })[own]
+        out = pd.DataFrame(
+            {
+                "time": frame["time"].to_numpy(),
+                "symbol": frame["symbol"].to_numpy(),
+                "session": session,
+                "step": np.arange(n, dtype="int64"),
+                "raw_action": raw,
+                "target": target,
+                "position": position,
+                "risk_flags": flags,
+                "model_version": version,
+                "fold": fold,
+                "obs_version": obs_versions.to_numpy(),
+                "obs_hash": hashes,
+                "inference_latency_ms": elapsed_ms / max(n_own, 1),
+                "fallback": reasons,
+            }
+        )[own]
         if reason:
             fallbacks.append(f"{session}: {reason}")
             if log:

@@ -45,8 +45,18 @@ class SessionEpisodes:
     Bars are stored concatenated in session order; session i is ``[starts[i], ends[i])``.
     """
 
-    def __init__(self, obs, next_ret, time_frac, session_ids, *, clip: float | None = None, obs_version: str | None = None,
-                 feature_names=None, skipped: dict | None = None):
+    def __init__(
+        self,
+        obs,
+        next_ret,
+        time_frac,
+        session_ids,
+        *,
+        clip: float | None = None,
+        obs_version: str | None = None,
+        feature_names=None,
+        skipped: dict | None = None,
+    ):
         obs = np.asarray(obs, dtype="float32")
         if obs.ndim != 2:
             raise ValueError(f"obs must be 2-D (bars x dim), got shape {obs.shape}")
@@ -55,13 +65,21 @@ class SessionEpisodes:
         time_frac = np.asarray(time_frac, dtype="float32").ravel()
         ids = np.asarray(session_ids)
         if not (len(next_ret) == len(time_frac) == len(ids) == n):
-            raise ValueError(f"lengths differ: obs {n}, next_ret {len(next_ret)}, time_frac {len(time_frac)}, sessions {len(ids)}")
+            raise ValueError(
+                f"lengths differ: obs {n}, next_ret {len(next_ret)}, time_frac {len(time_frac)}, sessions {len(ids)}"
+            )
         if n == 0:
             raise ValueError("no bars: the episodes are empty")
         if not np.isfinite(obs).all():
-            raise ValueError(f"{int((~np.isfinite(obs)).sum())} observation values are not finite (the builder zeroes them; rebuild L4)")
+            raise ValueError(
+                f"{int((~np.isfinite(obs)).sum())} observation values are not finite (the builder zeroes them; "
+                "rebuild L4)"
+            )
         if not np.isfinite(next_ret).all():
-            raise ValueError(f"{int((~np.isfinite(next_ret)).sum())} next_ret values are not finite (first session {ids[~np.isfinite(next_ret)][0]})")
+            raise ValueError(
+                f"{int((~np.isfinite(next_ret)).sum())} next_ret values are not finite (first session "
+                f"{ids[~np.isfinite(next_ret)][0]})"
+            )
         if not (np.isfinite(time_frac).all() and (time_frac >= 0).all() and (time_frac <= 1).all()):
             raise ValueError("time_frac must be finite and within [0, 1]")
         new = np.ones(n, dtype=bool)
@@ -80,12 +98,15 @@ class SessionEpisodes:
         self.starts = starts.astype("int64")
         self.ends = np.r_[starts[1:], n].astype("int64")
         self.obs_version = obs_version
-        self.feature_names = tuple(feature_names) if feature_names is not None else tuple(f"f{i}" for i in range(obs.shape[1]))
+        self.feature_names = (
+            tuple(feature_names) if feature_names is not None else tuple(f"f{i}" for i in range(obs.shape[1]))
+        )
         self.skipped = dict(skipped or {})  # session -> reason, for sessions left out of training
 
     @classmethod
-    def from_frame(cls, episodes, config=None, *, warm_only: bool = True) -> "SessionEpisodes":
-        """From an ``l4/episodes_session`` frame (time, symbol, session, step, obs_version, o_<feature>..., warm, next_ret, ...).
+    def from_frame(cls, episodes, config=None, *, warm_only: bool = True) -> SessionEpisodes:
+        """From an ``l4/episodes_session`` frame (time, symbol, session, step, obs_version, o_<feature>..., warm,
+        next_ret, ...).
 
         The matrix is read with the one observation builder (``observation_matrix``, config order). With
         ``warm_only``, sessions with any non-warm bar are left out and listed in ``skipped``.
@@ -102,7 +123,10 @@ class SessionEpisodes:
         frame = episodes.sort_values(["session", "step"], kind="stable").reset_index(drop=True)
         dup = frame.duplicated(["session", "step"])
         if dup.any():
-            raise ValueError(f"{int(dup.sum())} duplicated (session, step) rows, first {tuple(frame.loc[dup.idxmax(), ['session', 'step']])}")
+            raise ValueError(
+                f"{int(dup.sum())} duplicated (session, step) rows, first "
+                f"{tuple(frame.loc[dup.idxmax(), ['session', 'step']])}"
+            )
         version = None
         if "obs_version" in frame.columns and len(frame):
             versions = frame["obs_version"].unique()
@@ -115,7 +139,10 @@ class SessionEpisodes:
             why = rows["cold_reason"] if "cold_reason" in rows.columns else pd.Series(pd.NA, index=rows.index)
             first_reason = why.groupby(rows["session"]).first()  # L4's reason: features, or the month's statistics
             cold = rows["session"].unique()
-            skipped = {str(s): f"not warm ({first_reason.get(s) if pd.notna(first_reason.get(s)) else 'features incomplete'})" for s in cold}
+            skipped = {
+                str(s): f"not warm ({first_reason.get(s) if pd.notna(first_reason.get(s)) else 'features incomplete'})"
+                for s in cold
+            }
             frame = frame[~frame["session"].isin(cold)].reset_index(drop=True)
         if frame.empty:
             raise ValueError(f"no usable session in the episodes ({len(skipped)} skipped as not warm)")
@@ -127,8 +154,16 @@ class SessionEpisodes:
                 raise ValueError(f"{int(np.isnan(frac).sum())} episode bars are off the session grid (first {bad})")
         else:
             frac = frame["step"].to_numpy(dtype="float64") / cal.BARS_PER_SESSION
-        return cls(obs, frame["next_ret"].to_numpy(dtype="float64"), frac, frame["session"].astype(str).to_numpy(),
-                   clip=config.clip, obs_version=version, feature_names=config.features, skipped=skipped)
+        return cls(
+            obs,
+            frame["next_ret"].to_numpy(dtype="float64"),
+            frac,
+            frame["session"].astype(str).to_numpy(),
+            clip=config.clip,
+            obs_version=version,
+            feature_names=config.features,
+            skipped=skipped,
+        )
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -267,8 +302,17 @@ class UsdCopTradingEnv(gym.Env):
         reward *= cfg.reward_scale
         self._dd = dd
         self._position = p
-        info = {"session": self._session, "step": t, "position": p, "trade": trade, "cost": cost, "pnl": pnl,
-                "equity": self._equity, "drawdown": dd, "risk_flags": flags}
+        info = {
+            "session": self._session,
+            "step": t,
+            "position": p,
+            "trade": trade,
+            "cost": cost,
+            "pnl": pnl,
+            "equity": self._equity,
+            "drawdown": dd,
+            "risk_flags": flags,
+        }
         terminated = last
         if not last:
             self._t = t + 1

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 import pandas as pd
 
@@ -55,8 +56,11 @@ class Fold:
 
     def to_dict(self) -> dict:
         """JSON-friendly summary (dates as ISO strings, session lists reduced to their counts)."""
-        out = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in asdict(self).items()
-               if k not in ("train_sessions", "valid_sessions")}
+        out = {
+            k: (v.isoformat() if isinstance(v, dt.date) else v)
+            for k, v in asdict(self).items()
+            if k not in ("train_sessions", "valid_sessions")
+        }
         out.update(n_train=self.n_train, n_valid=self.n_valid)
         return out
 
@@ -124,7 +128,9 @@ def fold_windows(
     if int(min_train_sessions) < 1:
         raise ValueError(f"min_train_sessions={min_train_sessions!r}: must be >= 1")
     if scheme == "rolling" and (train_sessions is None or int(train_sessions) < int(min_train_sessions)):
-        raise ValueError(f"rolling folds need train_sessions >= min_train_sessions ({train_sessions!r} < {min_train_sessions})")
+        raise ValueError(
+            f"rolling folds need train_sessions >= min_train_sessions ({train_sessions!r} < {min_train_sessions})"
+        )
     month = fold_sessions(fold_key)
     start, end = month[0], month[-1]
     before = sorted({d for d in map(_as_date, sessions_available) if d < start and cal.is_trading_day(d)})
@@ -135,10 +141,10 @@ def fold_windows(
             f"need at least {need} ({min_train_sessions} training + {valid_sessions} validation); "
             f"materialize more L4 episodes before the fold or lower min_train_sessions"
         )
-    valid = before[-int(valid_sessions):]
+    valid = before[-int(valid_sessions) :]
     train = before[: -int(valid_sessions)]
     if scheme == "rolling":
-        train = train[-int(train_sessions):]
+        train = train[-int(train_sessions) :]
     assert train and valid and train[-1] < valid[0] and valid[-1] < start  # noqa: S101 (invariant)
     return Fold(
         key=fold_key,
@@ -172,5 +178,9 @@ def fold_options_from_env(env=os.environ) -> dict:
 def warm_sessions(episodes: pd.DataFrame) -> list[str]:
     if episodes.empty:
         return []
-    warm = episodes.groupby("session")["warm"].all() if "warm" in episodes.columns else episodes.groupby("session").size() > 0
+    warm = (
+        episodes.groupby("session")["warm"].all()
+        if "warm" in episodes.columns
+        else episodes.groupby("session").size() > 0
+    )
     return sorted(warm[warm].index.astype(str))

@@ -25,10 +25,34 @@ import pandas as pd
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.rl.costs import CostConfig
 
-TRADE_COLUMNS = ["time", "symbol", "fill_at", "session", "decided_at", "side", "quantity", "position_after", "price", "fill_price",
-                 "cost", "realized_pnl", "model_version"]
-POSITION_COLUMNS = ["time", "symbol", "session", "position", "entry_price", "mark_price", "unrealized_pnl", "realized_pnl",
-                    "session_pnl", "next_target", "model_version"]
+TRADE_COLUMNS = [
+    "time",
+    "symbol",
+    "fill_at",
+    "session",
+    "decided_at",
+    "side",
+    "quantity",
+    "position_after",
+    "price",
+    "fill_price",
+    "cost",
+    "realized_pnl",
+    "model_version",
+]
+POSITION_COLUMNS = [
+    "time",
+    "symbol",
+    "session",
+    "position",
+    "entry_price",
+    "mark_price",
+    "unrealized_pnl",
+    "realized_pnl",
+    "session_pnl",
+    "next_target",
+    "model_version",
+]
 
 
 class _Book:
@@ -54,8 +78,11 @@ class _Book:
         return realized
 
 
-def paper_ledger(actions: pd.DataFrame, bars: pd.DataFrame, costs: CostConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trades, positions) for the sessions in ``actions`` (l5/actions_m5 rows) priced with ``bars`` (L1: time, open, close)."""
+def paper_ledger(
+    actions: pd.DataFrame, bars: pd.DataFrame, costs: CostConfig | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trades, positions) for the sessions in ``actions`` (l5/actions_m5 rows) priced with ``bars`` (L1: time,
+    open, close)."""
     costs = costs or CostConfig()
     rate = costs.rate
     if actions.empty:
@@ -79,8 +106,23 @@ def paper_ledger(actions: pd.DataFrame, bars: pd.DataFrame, costs: CostConfig | 
         def fill(k_time, fill_at, decided_at, dq, price, version):
             fill_price = price * (1.0 + rate) if dq > 0 else price * (1.0 - rate)
             realized = book.trade(dq, fill_price)
-            trades.append((k_time, symbol, fill_at, session, decided_at, "buy" if dq > 0 else "sell", abs(dq), book.position, price,
-                           fill_price, rate * abs(dq), realized, version))
+            trades.append(
+                (
+                    k_time,
+                    symbol,
+                    fill_at,
+                    session,
+                    decided_at,
+                    "buy" if dq > 0 else "sell",
+                    abs(dq),
+                    book.position,
+                    price,
+                    fill_price,
+                    rate * abs(dq),
+                    realized,
+                    version,
+                )
+            )
 
         for k in range(len(frame)):
             if k > 0:  # the previous bar's decision fills at this bar's open
@@ -96,8 +138,21 @@ def paper_ledger(actions: pd.DataFrame, bars: pd.DataFrame, costs: CostConfig | 
                 if dq != 0.0:
                     fill(times[k], "close", times[k], dq, closes[k], versions[k])
                 next_target = book.position
-            positions.append((times[k], symbol, session, held, entry, closes[k], unreal, book.realized,
-                              book.realized + (unreal if times[k] != closing_bar else 0.0), next_target, versions[k]))
+            positions.append(
+                (
+                    times[k],
+                    symbol,
+                    session,
+                    held,
+                    entry,
+                    closes[k],
+                    unreal,
+                    book.realized,
+                    book.realized + (unreal if times[k] != closing_bar else 0.0),
+                    next_target,
+                    versions[k],
+                )
+            )
     trades_df = pd.DataFrame(trades, columns=TRADE_COLUMNS)
     positions_df = pd.DataFrame(positions, columns=POSITION_COLUMNS)
     for df in (trades_df, positions_df):

@@ -44,25 +44,33 @@ class PolicyFunction:
     obs_dim: int
 
     @classmethod
-    def from_model(cls, model) -> "PolicyFunction":
+    def from_model(cls, model) -> PolicyFunction:
         """Extract the actor of an SB3 PPO ``MlpPolicy`` (refuses anything it cannot reproduce exactly)."""
         import torch.nn as nn
         from stable_baselines3.common.torch_layers import FlattenExtractor
 
         policy = model.policy
         if not isinstance(policy.pi_features_extractor, FlattenExtractor):
-            raise ValueError(f"unsupported features extractor {type(policy.pi_features_extractor).__name__}: only Flatten (MlpPolicy)")
+            raise ValueError(
+                f"unsupported features extractor {type(policy.pi_features_extractor).__name__}: only Flatten "
+                "(MlpPolicy)"
+            )
         if getattr(policy, "squash_output", False):
             raise ValueError("squashed (tanh) action outputs are not supported")
         if policy.action_space.shape != (1,):
-            raise ValueError(f"expected a one-dimensional action (target position), got shape {policy.action_space.shape}")
+            raise ValueError(
+                f"expected a one-dimensional action (target position), got shape {policy.action_space.shape}"
+            )
         layers = []
         pending = None
         for module in policy.mlp_extractor.policy_net:
             if isinstance(module, nn.Linear):
                 if pending is not None:
                     layers.append((*pending, "Identity"))
-                pending = (module.weight.detach().cpu().numpy().astype("float32"), module.bias.detach().cpu().numpy().astype("float32"))
+                pending = (
+                    module.weight.detach().cpu().numpy().astype("float32"),
+                    module.bias.detach().cpu().numpy().astype("float32"),
+                )
             elif type(module).__name__ in _ACTIVATIONS and pending is not None:
                 layers.append((*pending, type(module).__name__))
                 pending = None
@@ -102,8 +110,16 @@ class SessionDecisions:
     invalid_obs: np.ndarray  # bars whose observation was not finite (flat)
 
 
-def decide_session(policy: PolicyFunction, obs, time_frac, bar_returns, is_last, session_id=0,
-                   limits: RiskLimits | None = None, costs: CostConfig | None = None) -> SessionDecisions:
+def decide_session(
+    policy: PolicyFunction,
+    obs,
+    time_frac,
+    bar_returns,
+    is_last,
+    session_id=0,
+    limits: RiskLimits | None = None,
+    costs: CostConfig | None = None,
+) -> SessionDecisions:
     """Decide the bars of one session in order, from the session's open.
 
     ``obs`` (bars x dim, the L4 vectors in config order), ``time_frac`` (fraction of the session at each
@@ -116,12 +132,17 @@ def decide_session(policy: PolicyFunction, obs, time_frac, bar_returns, is_last,
         raise ValueError(f"observations must be 2-D (bars x dim), got shape {obs.shape}")
     n, dim = obs.shape
     if dim + 2 != policy.obs_dim:
-        raise ValueError(f"observation dimension {dim} (+ position, time in session = {dim + 2}) does not match the model's {policy.obs_dim}")
+        raise ValueError(
+            f"observation dimension {dim} (+ position, time in session = {dim + 2}) does not match the model's "
+            f"{policy.obs_dim}"
+        )
     frac = np.asarray(time_frac, dtype="float32").ravel()
     rets = np.asarray(bar_returns, dtype="float64").ravel()
     last = np.asarray(is_last, dtype=bool).ravel()
     if not (len(frac) == len(rets) == len(last) == n):
-        raise ValueError(f"lengths differ: obs {n}, time_frac {len(frac)}, bar_returns {len(rets)}, is_last {len(last)}")
+        raise ValueError(
+            f"lengths differ: obs {n}, time_frac {len(frac)}, bar_returns {len(rets)}, is_last {len(last)}"
+        )
     finite = np.isfinite(obs).all(axis=1)
     state = RiskState(limits, costs)
     raw = np.full(n, np.nan)

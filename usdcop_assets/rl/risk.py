@@ -9,7 +9,8 @@ made, everything up to t's close is known: the net P&L of all earlier bars,
 Rules, evaluated in this order for every bar (all are in log-return units):
 
 1. a non-finite target is treated as 0 (flag ``INVALID``);
-2. max absolute position: ``p = clip(target, -max_position, max_position)`` (flag ``CLIPPED`` when |target| > max_position);
+2. max absolute position: ``p = clip(target, -max_position, max_position)`` (flag ``CLIPPED`` when |target| >
+   max_position);
 3. daily loss stop: once the session's cumulative net P&L (sum of pnl_k over the session's earlier bars)
    is <= ``-daily_loss_stop``, the position is 0 for the rest of the session (flag ``DAILY_STOP``);
 4. drawdown circuit breaker: equity E = cumulative net P&L over everything seen, peak = max(0, running max
@@ -45,7 +46,13 @@ DAILY_STOP = 2
 DRAWDOWN = 4
 SESSION_END = 8
 INVALID = 16
-FLAG_NAMES = {CLIPPED: "clipped", DAILY_STOP: "daily_stop", DRAWDOWN: "drawdown", SESSION_END: "session_end", INVALID: "invalid"}
+FLAG_NAMES = {
+    CLIPPED: "clipped",
+    DAILY_STOP: "daily_stop",
+    DRAWDOWN: "drawdown",
+    SESSION_END: "session_end",
+    INVALID: "invalid",
+}
 
 
 def describe_flags(flags: int) -> list[str]:
@@ -158,7 +165,14 @@ class _NoSession:
 _NO_SESSION = _NoSession()
 
 
-def apply_risk(raw_targets, bar_returns, session_ids, is_last=None, limits: RiskLimits | None = None, costs: CostConfig | None = None):
+def apply_risk(
+    raw_targets,
+    bar_returns,
+    session_ids,
+    is_last=None,
+    limits: RiskLimits | None = None,
+    costs: CostConfig | None = None,
+):
     """Vectorized-input risk manager: (positions float64, flags uint8), identical to RiskState bar by bar.
 
     ``bar_returns[t]`` is the return earned by the position decided at t (the episodes' ``next_ret``).
@@ -171,8 +185,14 @@ def apply_risk(raw_targets, bar_returns, session_ids, is_last=None, limits: Risk
     return _apply_risk(raw_targets, bar_returns, session_starts(session_ids), is_last, limits, costs)
 
 
-def _apply_risk(raw_targets, bar_returns, new: np.ndarray, is_last=None, limits: RiskLimits | None = None,
-                costs: CostConfig | None = None):
+def _apply_risk(
+    raw_targets,
+    bar_returns,
+    new: np.ndarray,
+    is_last=None,
+    limits: RiskLimits | None = None,
+    costs: CostConfig | None = None,
+):
     """``apply_risk`` with the session-start mask already computed (``costs.session_starts``)."""
     limits = limits or RiskLimits()
     costs = costs or CostConfig()
@@ -216,7 +236,9 @@ def _apply_static(targets: np.ndarray, last: np.ndarray, limits: RiskLimits):
     return t, flags
 
 
-def _apply_loop(targets: np.ndarray, rets: np.ndarray, new: np.ndarray, last: np.ndarray, limits: RiskLimits, costs: CostConfig):
+def _apply_loop(
+    targets: np.ndarray, rets: np.ndarray, new: np.ndarray, last: np.ndarray, limits: RiskLimits, costs: CostConfig
+):
     """All rules, bar by bar (the daily stop and the breaker depend on the P&L of the earlier bars)."""
     n = len(targets)
     rate = costs.rate

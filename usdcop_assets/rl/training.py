@@ -46,11 +46,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from usdcop_assets.core.settings import env_int
 from usdcop_assets.rl.costs import CostConfig, sharpe
 from usdcop_assets.rl.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv
 from usdcop_assets.rl.folds import Fold
 from usdcop_assets.rl.risk import RiskLimits
-from usdcop_assets.core.settings import env_int
 
 ARTIFACT_FORMAT = "usdcop-ppo-v2"  # v2: weights-only safetensors artifact (v1 was the SB3 zip)
 POLICY_FORMAT = "usdcop-ppo-policy-v1"  # the safetensors header's __metadata__["format"]
@@ -242,15 +242,17 @@ def policy_artifact(policy) -> bytes:
 def _read_artifact(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     """Header metadata and tensors of a safetensors file, every field validated (no pickle, no eval)."""
     if blob[:2] == b"PK":
-        raise ArtifactError("a zip archive (an SB3 model.zip?) is not loaded: its 'data' entry is unpickled; "
-                            "the artifact must be the weights-only policy.safetensors")
+        raise ArtifactError(
+            "a zip archive (an SB3 model.zip?) is not loaded: its 'data' entry is unpickled; "
+            "the artifact must be the weights-only policy.safetensors"
+        )
     if len(blob) < 8:
         raise ArtifactError(f"{len(blob)} bytes: too short for a safetensors header")
     n = int.from_bytes(blob[:8], "little")
     if not 2 <= n <= min(_MAX_HEADER, len(blob) - 8):
         raise ArtifactError(f"header length {n} is out of range for a {len(blob)}-byte file")
     try:
-        header = json.loads(blob[8:8 + n].decode("utf-8"))
+        header = json.loads(blob[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise ArtifactError("header is not JSON") from None
     if not isinstance(header, dict):
@@ -260,21 +262,30 @@ def _read_artifact(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
         raise ArtifactError("header lacks the __metadata__ string map")
     if meta.get("format") != POLICY_FORMAT:
         raise ArtifactError(f"format {meta.get('format')!r} is not {POLICY_FORMAT!r}")
-    data = memoryview(blob)[8 + n:]
+    data = memoryview(blob)[8 + n :]
     spans, tensors = [], {}
     for name, spec in header.items():
         if not isinstance(spec, dict) or spec.get("dtype") not in _DTYPES:
             raise ArtifactError(f"tensor {name!r}: unsupported or missing dtype")
         shape, offsets = spec.get("shape"), spec.get("data_offsets")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
-                and isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+        if not (
+            isinstance(shape, list)
+            and all(isinstance(d, int) and d >= 0 for d in shape)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) for o in offsets)
+        ):
             raise ArtifactError(f"tensor {name!r}: malformed shape or data_offsets")
         dtype = np.dtype(_DTYPES[spec["dtype"]])
         begin, end = offsets
         if not 0 <= begin <= end <= len(data) or end - begin != int(np.prod(shape, dtype="int64")) * dtype.itemsize:
-            raise ArtifactError(f"tensor {name!r}: data_offsets {offsets} do not fit shape {shape} in {len(data)} bytes")
+            raise ArtifactError(
+                f"tensor {name!r}: data_offsets {offsets} do not fit shape {shape} in {len(data)} bytes"
+            )
         spans.append((begin, end))
-        tensors[name] = np.frombuffer(data[begin:end], dtype=dtype).astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+        tensors[name] = (
+            np.frombuffer(data[begin:end], dtype=dtype).astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+        )
     spans.sort()
     if [0, *[e for _, e in spans]] != [*[b for b, _ in spans], len(data)]:
         raise ArtifactError("tensor data has holes or overlaps (data_offsets must tile the buffer)")
@@ -297,9 +308,19 @@ def load_policy_artifact(blob: bytes) -> LoadedPolicy:
         low, high = float(meta["action_low"]), float(meta["action_high"])
     except (KeyError, ValueError) as exc:
         raise ArtifactError(f"header metadata: {exc}") from None
-    if not (0 < obs_dim <= 100_000 and action_dim == 1 and all(0 < s <= 100_000 for s in pi + vf) and len(pi + vf) <= 64
-            and math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ArtifactError(f"header metadata out of range: obs_dim {obs_dim}, action_dim {action_dim}, net_arch {pi}/{vf}, action [{low}, {high}]")
+    if not (
+        0 < obs_dim <= 100_000
+        and action_dim == 1
+        and all(0 < s <= 100_000 for s in pi + vf)
+        and len(pi + vf) <= 64
+        and math.isfinite(low)
+        and math.isfinite(high)
+        and low < high
+    ):
+        raise ArtifactError(
+            f"header metadata out of range: obs_dim {obs_dim}, action_dim {action_dim}, net_arch {pi}/{vf}, action "
+            f"[{low}, {high}]"
+        )
     with torch.random.fork_rng(devices=[]):  # building initializes layers randomly: leave the caller's RNG alone
         policy = ActorCriticPolicy(
             gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
@@ -311,7 +332,9 @@ def load_policy_artifact(blob: bytes) -> LoadedPolicy:
     try:
         policy.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
     except RuntimeError as exc:
-        raise ArtifactError(f"tensors do not match the architecture in the header: {str(exc).splitlines()[0]}") from None
+        raise ArtifactError(
+            f"tensors do not match the architecture in the header: {str(exc).splitlines()[0]}"
+        ) from None
     policy.set_training_mode(False)
     return LoadedPolicy(policy)
 
@@ -342,18 +365,25 @@ def episodes_for(episodes_df: pd.DataFrame, sessions, obs_config=None, *, warm_o
     return SessionEpisodes.from_frame(frame, obs_config, warm_only=warm_only)
 
 
-def make_env_config(config: TrainConfig, costs: CostConfig | None = None, risk: RiskLimits | None = None,
-                    sampling: str | None = None) -> EnvConfig:
-    return EnvConfig(costs=costs or CostConfig(), drawdown_penalty=config.drawdown_penalty,
-                     turnover_penalty=config.turnover_penalty, reward_scale=config.reward_scale,
-                     sampling=sampling or config.sampling, risk=risk)
+def make_env_config(
+    config: TrainConfig, costs: CostConfig | None = None, risk: RiskLimits | None = None, sampling: str | None = None
+) -> EnvConfig:
+    return EnvConfig(
+        costs=costs or CostConfig(),
+        drawdown_penalty=config.drawdown_penalty,
+        turnover_penalty=config.turnover_penalty,
+        reward_scale=config.reward_scale,
+        sampling=sampling or config.sampling,
+        risk=risk,
+    )
 
 
 # --- inference ------------------------------------------------------------------------------------
 
 
-def rollout_session(model, episodes: SessionEpisodes, session, env_config: EnvConfig | None = None,
-                    env: UsdCopTradingEnv | None = None) -> dict:
+def rollout_session(
+    model, episodes: SessionEpisodes, session, env_config: EnvConfig | None = None, env: UsdCopTradingEnv | None = None
+) -> dict:
     """Deterministic rollout of one session through the environment (position fed back bar by bar).
 
     ``session`` is a session id or an integer index. Returns numpy arrays per bar: step, target (the
@@ -375,7 +405,14 @@ def rollout_session(model, episodes: SessionEpisodes, session, env_config: EnvCo
         target[t], position[t], reward[t], pnl[t] = a, step_info["position"], r, step_info["pnl"]
         if terminated:
             break
-    return {"session": info["session"], "step": np.arange(n), "target": target, "position": position, "reward": reward, "pnl": pnl}
+    return {
+        "session": info["session"],
+        "step": np.arange(n),
+        "target": target,
+        "position": position,
+        "reward": reward,
+        "pnl": pnl,
+    }
 
 
 def rollout(model, episodes: SessionEpisodes, env_config: EnvConfig | None = None) -> pd.DataFrame:
@@ -387,12 +424,23 @@ def rollout(model, episodes: SessionEpisodes, env_config: EnvConfig | None = Non
     parts = []
     for i in range(len(episodes)):
         out = rollout_session(model, episodes, i, env=env)
-        parts.append(pd.DataFrame({"session": out["session"], **{k: out[k] for k in ("step", "target", "position", "reward", "pnl")}}))
+        parts.append(
+            pd.DataFrame(
+                {"session": out["session"], **{k: out[k] for k in ("step", "target", "position", "reward", "pnl")}}
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
-def predict_positions(model_bytes_or_model, episodes_df: pd.DataFrame, obs_config=None, env_config: EnvConfig | None = None,
-                      *, warm_only: bool = True, torch_threads: int = 1) -> pd.DataFrame:
+def predict_positions(
+    model_bytes_or_model,
+    episodes_df: pd.DataFrame,
+    obs_config=None,
+    env_config: EnvConfig | None = None,
+    *,
+    warm_only: bool = True,
+    torch_threads: int = 1,
+) -> pd.DataFrame:
     """Deterministic positions for every bar of ``episodes_df`` (the observation assembly of the env).
 
     Returns session, step, (time when the frame has it), target, position, reward, pnl; sessions that are
@@ -455,9 +503,17 @@ def select_checkpoint(curve: list[dict], metric: str = "sharpe") -> int:
     return best
 
 
-def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None = None, obs_config=None,
-               costs: CostConfig | None = None, *, risk: RiskLimits | None = None, obs_stats: dict | None = None,
-               log=None) -> TrainedModel:
+def train_fold(
+    episodes_df: pd.DataFrame,
+    fold: Fold,
+    config: TrainConfig | None = None,
+    obs_config=None,
+    costs: CostConfig | None = None,
+    *,
+    risk: RiskLimits | None = None,
+    obs_stats: dict | None = None,
+    log=None,
+) -> TrainedModel:
     """Train PPO on the fold's training sessions, select the best checkpoint on its validation sessions.
 
     ``obs_stats`` (the L4 normalization statistics, ``stats_from_frame``) is recorded in the metadata so the
@@ -474,9 +530,15 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
     config = config or TrainConfig()
     obs_config = obs_config or load_config()
     costs = costs or CostConfig()
-    leak = [d for d in (*fold.train_sessions, *fold.valid_sessions, fold.train_last, fold.valid_last) if d >= fold.start_session]
+    leak = [
+        d
+        for d in (*fold.train_sessions, *fold.valid_sessions, fold.train_last, fold.valid_last)
+        if d >= fold.start_session
+    ]
     if leak:
-        raise ValueError(f"fold {fold.key}: training/validation sessions on or after the fold start {fold.start_session} ({leak[0]})")
+        raise ValueError(
+            f"fold {fold.key}: training/validation sessions on or after the fold start {fold.start_session} ({leak[0]})"
+        )
     train_ids = fold.train_sessions or [d for d in pd.date_range(fold.train_first, fold.train_last).date]
     valid_ids = fold.valid_sessions or [d for d in pd.date_range(fold.valid_first, fold.valid_last).date]
     train_eps = episodes_for(episodes_df, train_ids, obs_config)
@@ -491,13 +553,22 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
     t0 = time.perf_counter()
     venv = DummyVecEnv([lambda: Monitor(UsdCopTradingEnv(train_eps, env_cfg))])
     model = PPO(
-        "MlpPolicy", venv,
-        n_steps=config.n_steps, batch_size=config.batch_size, n_epochs=config.n_epochs,
-        learning_rate=config.learning_rate, gamma=config.gamma, gae_lambda=config.gae_lambda,
-        clip_range=config.clip_range, ent_coef=config.ent_coef, vf_coef=config.vf_coef,
+        "MlpPolicy",
+        venv,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        learning_rate=config.learning_rate,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
         max_grad_norm=config.max_grad_norm,
         policy_kwargs={"net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)}},
-        seed=config.seed, device="cpu", verbose=0,
+        seed=config.seed,
+        device="cpu",
+        verbose=0,
     )
     chunk = config.chunk_timesteps
     curve: list[dict] = []
@@ -505,7 +576,9 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
     best = 0
     for k in range(config.n_checkpoints):
         rewards: list[float] = []
-        model.learn(chunk, reset_num_timesteps=(k == 0), callback=_episode_rewards_callback(rewards), progress_bar=False)
+        model.learn(
+            chunk, reset_num_timesteps=(k == 0), callback=_episode_rewards_callback(rewards), progress_bar=False
+        )
         state = {n: t.detach().clone() for n, t in model.policy.state_dict().items()}
         digest = state_dict_sha256(state)
         scores = evaluate(model, valid_eps, eval_cfg)
@@ -524,8 +597,10 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
         snapshots.append((policy_artifact(model.policy), digest))
         best = select_checkpoint(curve, config.selection_metric)
         if log:
-            log(f"fold {fold.key} checkpoint {k}: {row['timesteps']} steps, train reward {row['train_mean_reward']}, "
-                f"valid sharpe {row['valid_sharpe']}, valid reward {row['valid_mean_reward']:.4g}")
+            log(
+                f"fold {fold.key} checkpoint {k}: {row['timesteps']} steps, train reward {row['train_mean_reward']}, "
+                f"valid sharpe {row['valid_sharpe']}, valid reward {row['valid_mean_reward']:.4g}"
+            )
         del state
     seconds = time.perf_counter() - t0
     artifact, digest = snapshots[best]
@@ -540,29 +615,53 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
         "algorithm": "PPO",
         "fold": fold.to_dict(),
         "data_window": {
-            "train_first": fold.train_first.isoformat(), "train_last": fold.train_last.isoformat(),
-            "valid_first": fold.valid_first.isoformat(), "valid_last": fold.valid_last.isoformat(),
-            "train_sessions": len(train_eps), "valid_sessions": len(valid_eps),
-            "train_bars": train_eps.n_bars, "valid_bars": valid_eps.n_bars,
-            "train_skipped": dict(sorted(train_eps.skipped.items())), "valid_skipped": dict(sorted(valid_eps.skipped.items())),
+            "train_first": fold.train_first.isoformat(),
+            "train_last": fold.train_last.isoformat(),
+            "valid_first": fold.valid_first.isoformat(),
+            "valid_last": fold.valid_last.isoformat(),
+            "train_sessions": len(train_eps),
+            "valid_sessions": len(valid_eps),
+            "train_bars": train_eps.n_bars,
+            "valid_bars": valid_eps.n_bars,
+            "train_skipped": dict(sorted(train_eps.skipped.items())),
+            "valid_skipped": dict(sorted(valid_eps.skipped.items())),
         },
         "seed": config.seed,
         "train_config": config.to_dict(),
-        "env_config": {"costs": asdict(costs), "rate": costs.rate, "drawdown_penalty": env_cfg.drawdown_penalty,
-                       "turnover_penalty": env_cfg.turnover_penalty, "reward_scale": env_cfg.reward_scale,
-                       "sampling": env_cfg.sampling, "risk": asdict(risk) if risk is not None else None},
+        "env_config": {
+            "costs": asdict(costs),
+            "rate": costs.rate,
+            "drawdown_penalty": env_cfg.drawdown_penalty,
+            "turnover_penalty": env_cfg.turnover_penalty,
+            "reward_scale": env_cfg.reward_scale,
+            "sampling": env_cfg.sampling,
+            "risk": asdict(risk) if risk is not None else None,
+        },
         "observation": {
-            "obs_version": train_eps.obs_version, "config_version": obs_config.version, "config_sha256": obs_config.sha256(),
-            "features": list(obs_config.features), "dim": obs_config.dim, "clip": obs_config.clip,
+            "obs_version": train_eps.obs_version,
+            "config_version": obs_config.version,
+            "config_sha256": obs_config.sha256(),
+            "features": list(obs_config.features),
+            "dim": obs_config.dim,
+            "clip": obs_config.clip,
             "extra_features": ["position", "time_frac"],
             "normalization": copy.deepcopy(obs_stats) if obs_stats is not None else None,
         },
-        "selection": {"metric": config.selection_metric, "checkpoint": best, "timesteps": curve[best]["timesteps"],
-                      "valid_sharpe": curve[best]["valid_sharpe"], "valid_mean_reward": curve[best]["valid_mean_reward"]},
+        "selection": {
+            "metric": config.selection_metric,
+            "checkpoint": best,
+            "timesteps": curve[best]["timesteps"],
+            "valid_sharpe": curve[best]["valid_sharpe"],
+            "valid_mean_reward": curve[best]["valid_mean_reward"],
+        },
         "curve": curve,
         "weights_sha256": digest,
-        "libraries": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
-                      "gymnasium": gymnasium.__version__, "numpy": np.__version__},
+        "libraries": {
+            "stable_baselines3": stable_baselines3.__version__,
+            "torch": torch.__version__,
+            "gymnasium": gymnasium.__version__,
+            "numpy": np.__version__,
+        },
         "train_seconds": round(seconds, 3),  # informational; not part of any hash
     }
     venv.close()
@@ -572,11 +671,16 @@ def train_fold(episodes_df: pd.DataFrame, fold: Fold, config: TrainConfig | None
 
 def curve_markdown(curve: list[dict]) -> str:
     """The training curve as a Markdown table (for Dagster metadata; no plotting library is installed)."""
-    lines = ["| checkpoint | timesteps | train mean reward | valid Sharpe | valid mean reward | selected |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| checkpoint | timesteps | train mean reward | valid Sharpe | valid mean reward | selected |",
+        "|---|---|---|---|---|---|",
+    ]
     fmt = lambda v: "" if v is None else f"{v:.4g}"  # noqa: E731
     for r in curve:
-        lines.append(f"| {r['checkpoint']} | {r['timesteps']} | {fmt(r['train_mean_reward'])} | {fmt(r['valid_sharpe'])} | "
-                     f"{fmt(r['valid_mean_reward'])} | {'✓' if r.get('selected') else ''} |")
+        lines.append(
+            f"| {r['checkpoint']} | {r['timesteps']} | {fmt(r['train_mean_reward'])} | {fmt(r['valid_sharpe'])} | "
+            f"{fmt(r['valid_mean_reward'])} | {'✓' if r.get('selected') else ''} |"
+        )
     return "\n".join(lines)
 
 

@@ -22,7 +22,19 @@ AVAILABLE = ("synthetic", "twelvedata", "file")
 
 # The L0 frame, for every source. ``source_time``: the timestamp text as a file gave it (None for
 # API sources, whose instants are unambiguous), so L0 keeps what was read before any interpretation.
-L0_COLUMNS = ["time", "symbol", "open", "high", "low", "close", "volume", "source", "ingested_at", "parse_error", "source_time"]
+L0_COLUMNS = [
+    "time",
+    "symbol",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "source",
+    "ingested_at",
+    "parse_error",
+    "source_time",
+]
 STRING_COLUMNS = ("parse_error", "source_time")
 
 
@@ -42,7 +54,10 @@ def require_available(source: str) -> str:
             f"(available: {', '.join(AVAILABLE)}); set {SOURCE_ENV}=synthetic"
         )
     if kind == "synthetic" and source.strip() not in ("synthetic", "synthetic:clean"):
-        raise ConfigError(f"{SOURCE_ENV}={source!r}: the synthetic source is 'synthetic' or 'synthetic:clean'; set {SOURCE_ENV}=synthetic")
+        raise ConfigError(
+            f"{SOURCE_ENV}={source!r}: the synthetic source is 'synthetic' or 'synthetic:clean'; set "
+            f"{SOURCE_ENV}=synthetic"
+        )
     if kind == "file":
         from usdcop_assets.sources.files import parse_file_source
 

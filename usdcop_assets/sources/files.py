@@ -100,7 +100,9 @@ def read_table(path: Path) -> pd.DataFrame:
             return df.astype({c: "string" for c in df.columns})
         return pd.read_csv(path, dtype="string", keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as exc:
-        raise FileSourceError(f"{path}: cannot be read as {'Parquet' if name.endswith(('.parquet', '.pq')) else 'CSV'}: {exc}") from None
+        raise FileSourceError(
+            f"{path}: cannot be read as {'Parquet' if name.endswith(('.parquet', '.pq')) else 'CSV'}: {exc}"
+        ) from None
 
 
 def _to_datetime(text: pd.Series, utc: bool = False) -> pd.Series:
@@ -146,7 +148,7 @@ def _on_trading_day(times: pd.Series) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _is_trading_day_cached(day: dt.date) -> bool:
     return cal.is_trading_day(day)
 
@@ -162,7 +164,9 @@ def _looks_like_bogota_labelled_utc(text: pd.Series, times: pd.Series) -> bool:
     return bool(cal.on_session_grid(pd.DatetimeIndex(as_bogota.dropna())).mean() >= _SHIFT_ON_GRID)
 
 
-def read_bar_file(path, source_tz: str | None = None, not_before: pd.Timestamp | None = None, ingested_at=None) -> BarFile:
+def read_bar_file(
+    path, source_tz: str | None = None, not_before: pd.Timestamp | None = None, ingested_at=None
+) -> BarFile:
     """Read a bar history file. ``not_before``: rows before it are unplaced (before the partitions start)."""
     path = Path(path)
     tz = resolve_tz(source_tz)
@@ -202,7 +206,11 @@ def read_bar_file(path, source_tz: str | None = None, not_before: pd.Timestamp |
             problems[i].append(f"{col}={raw[col].iloc[i]!r}")
         out[col] = values
     out["source"] = raw["source"].fillna(f"file:{path.name}") if "source" in raw.columns else f"file:{path.name}"
-    out["ingested_at"] = pd.Timestamp(ingested_at).tz_convert("UTC") if pd.Timestamp(ingested_at).tzinfo else pd.Timestamp(ingested_at, tz="UTC")
+    out["ingested_at"] = (
+        pd.Timestamp(ingested_at).tz_convert("UTC")
+        if pd.Timestamp(ingested_at).tzinfo
+        else pd.Timestamp(ingested_at, tz="UTC")
+    )
     out["parse_error"] = pd.Series(["; ".join(p) if p else None for p in problems], dtype="string")
     out["source_time"] = raw["time"].astype("string")
 
@@ -244,7 +252,14 @@ def file_bars(source: str, start, end, source_tz: str | None = None) -> tuple[pd
     tz = source_tz if source_tz is not None else (os.environ.get(SOURCE_TZ_ENV) or None)
     st = os.stat(path)
     bar_file = _cached(str(path.resolve()), st.st_mtime_ns, st.st_size, tz)
-    start, end = cal.whole_session_days(start, end) or (cal.as_utc(start, "window start"), cal.as_utc(end, "window end"))
+    start, end = cal.whole_session_days(start, end) or (
+        cal.as_utc(start, "window start"),
+        cal.as_utc(end, "window end"),
+    )
     rows = bar_file.placed
     window = rows[(rows["time"] >= start) & (rows["time"] < end)]
-    return window.reset_index(drop=True), {"source": f"file:{path.name}", "source_tz": bar_file.source_tz, "file": str(path)}
+    return window.reset_index(drop=True), {
+        "source": f"file:{path.name}",
+        "source_tz": bar_file.source_tz,
+        "file": str(path),
+    }

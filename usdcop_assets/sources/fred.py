@@ -19,14 +19,21 @@ import json
 import logging
 import os
 import time
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import httpx
 import numpy as np
 import pandas as pd
 
 from usdcop_assets.core.settings import ConfigError
-from usdcop_assets.sources.http import TransientError, VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
+from usdcop_assets.sources.http import (
+    TransientError,
+    VendorError,
+    VendorHttpClient,
+    base_url_from_env,
+    install_httpx_log_redaction,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 install_httpx_log_redaction()
@@ -52,7 +59,7 @@ COLUMNS = ["series_id", "date", "value", "source", "retrieved_at"]
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class FredError(VendorError):
@@ -96,16 +103,26 @@ class FredClient(VendorHttpClient):
             raise ValueError(f"page_limit must be between 1 and {PAGE_LIMIT}")
         self._api_key = api_key
         super().__init__(
-            base_url, timeout=timeout, max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay,
-            clock=clock, sleep=sleep, rand=rand, client=client, transport=transport,
+            base_url,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            clock=clock,
+            sleep=sleep,
+            rand=rand,
+            client=client,
+            transport=transport,
         )
         self.page_limit = int(page_limit)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ, **kwargs) -> "FredClient":
+    def from_env(cls, env: Mapping[str, str] = os.environ, **kwargs) -> FredClient:
         key = (env.get(KEY_ENV) or "").strip()
         if not key:
-            raise ConfigError(f"{KEY_ENV} is not set; get a free key at https://fred.stlouisfed.org/docs/api/api_key.html")
+            raise ConfigError(
+                f"{KEY_ENV} is not set; get a free key at https://fred.stlouisfed.org/docs/api/api_key.html"
+            )
         return cls(key, base_url_from_env(env, BASE_URL_ENV, DEFAULT_BASE_URL, [key]), **kwargs)
 
     def __repr__(self) -> str:
@@ -143,7 +160,10 @@ class FredClient(VendorHttpClient):
 
     @staticmethod
     def _describe(series_id: str, start: dt.date, end: dt.date) -> str:
-        return f"FRED series/observations series_id={series_id} observation_start={start.isoformat()} observation_end={end.isoformat()}"
+        return (
+            f"FRED series/observations series_id={series_id} observation_start={start.isoformat()} "
+            f"observation_end={end.isoformat()}"
+        )
 
     def _get(self, series_id: str, start: dt.date, end: dt.date, offset: int) -> dict:
         what = self._describe(series_id, start, end)
@@ -208,7 +228,9 @@ def observations_to_frame(series_id: str, observations: list[dict], retrieved_at
         try:
             day = dt.date.fromisoformat(str(raw_date))
         except ValueError:
-            raise FredError(f"FRED series {series_id}: observation {ob!r} has an unparseable date {raw_date!r}") from None
+            raise FredError(
+                f"FRED series {series_id}: observation {ob!r} has an unparseable date {raw_date!r}"
+            ) from None
         raw = ob.get("value")
         if raw is None or str(raw).strip() == MISSING:
             value = np.nan

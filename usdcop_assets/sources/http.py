@@ -17,8 +17,8 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -100,9 +100,7 @@ class _RedactingFilter(logging.Filter):
         try:
             if record.args:
                 args = record.args if isinstance(record.args, tuple) else (record.args,)
-                record.args = tuple(
-                    redact(a, ()) if not isinstance(a, (int, float)) else a for a in args
-                )
+                record.args = tuple(redact(a, ()) if not isinstance(a, (int, float)) else a for a in args)
             if isinstance(record.msg, str):
                 record.msg = redact(record.msg, ())
         except Exception:  # never let redaction break logging
@@ -124,7 +122,8 @@ def install_httpx_log_redaction() -> None:
 class VendorHttpClient:
     """The HTTP plumbing both vendor clients share: an owned or injected ``httpx.Client``, the backoff
     policy, an injectable clock, a request counter, and ``close``/context-manager support. The retry
-    loop is :meth:`with_retries`; each client supplies one attempt (TwelveData's rotates keys and honours rate limits)."""
+    loop is :meth:`with_retries`; each client supplies one attempt (TwelveData's rotates keys and honours rate
+    limits)."""
 
     def __init__(
         self,
@@ -143,7 +142,9 @@ class VendorHttpClient:
         self.base_url = check_base_url(base_url, f"{type(self).__name__} base_url").rstrip("/")
         self.timeout = timeout
         backoff_kwargs = {"rand": rand} if rand is not None else {}
-        self.backoff = Backoff(max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep, **backoff_kwargs)
+        self.backoff = Backoff(
+            max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep, **backoff_kwargs
+        )
         self._clock = clock
         self._owns_client = client is None
         self._http = client or httpx.Client(timeout=timeout, transport=transport)
@@ -182,7 +183,11 @@ class VendorHttpClient:
             delay = self.backoff.delay(retries - 1)
             log.warning(
                 "%s request failed (%s), attempt %d of %d; retrying in %.2f s",
-                vendor, cause, retries, self.backoff.max_attempts, delay,
+                vendor,
+                cause,
+                retries,
+                self.backoff.max_attempts,
+                delay,
             )
             self.backoff.sleep(delay)
 
@@ -228,11 +233,14 @@ def check_base_url(raw: str, var: str, secrets: Iterable[str] = ()) -> str:
     if parts.username or parts.password:
         raise ConfigError(f"{var}: credentials do not belong in the URL (the API key is sent in a header or parameter)")
     if parts.scheme == "http" and not is_loopback(host):
-        raise ConfigError(f"{var}={redact(raw, secrets)!r}: plain http would send the API key in clear text; use https "
-                          f"(http is accepted only for a loopback host such as 127.0.0.1)")
+        raise ConfigError(
+            f"{var}={redact(raw, secrets)!r}: plain http would send the API key in clear text; use https "
+            f"(http is accepted only for a loopback host such as 127.0.0.1)"
+        )
     return raw
 
 
 def base_url_from_env(env: Mapping[str, str], var: str, default: str, secrets: Iterable[str]) -> str:
-    """``var`` from ``env`` (``default`` when unset), refused with a ConfigError unless ``check_base_url`` accepts it."""
+    """``var`` from ``env`` (``default`` when unset), refused with a ConfigError unless ``check_base_url`` accepts
+    it."""
     return check_base_url((env.get(var) or "").strip() or default, var, secrets)

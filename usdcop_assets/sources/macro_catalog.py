@@ -34,8 +34,14 @@ class Indicator:
 # Daily series only: the monthly/quarterly columns of the file (CPI, GDP, trade, ...) are read into
 # L0 by the file reader as they are, but no daily feature uses them yet, so they have no canonical name.
 INDICATORS: tuple[Indicator, ...] = (
-    Indicator("dxy", "US dollar index (ICE DXY; FRED broad index as proxy)", "index",
-              "fxrt_index_dxy_usa_d_dxy", DEFAULT_SERIES["dxy_proxy"], fred_is_proxy=True),
+    Indicator(
+        "dxy",
+        "US dollar index (ICE DXY; FRED broad index as proxy)",
+        "index",
+        "fxrt_index_dxy_usa_d_dxy",
+        DEFAULT_SERIES["dxy_proxy"],
+        fred_is_proxy=True,
+    ),
     Indicator("vix", "CBOE volatility index", "index", "volt_vix_usa_d_vix", DEFAULT_SERIES["vix"]),
     Indicator("embi_col", "JP Morgan EMBI spread, Colombia", "bp", "crsk_spread_embi_col_d_embi"),
     Indicator("usdmxn", "USD/MXN spot", "MXN per USD", "fxrt_spot_usdmxn_mex_d_usdmxn"),

@@ -49,7 +49,15 @@ SYNTHETIC = "synthetic"
 TZ_NAME = "America/Bogota"
 
 MACRO_COLUMNS = [
-    "time", "series_id", "indicator", "date", "value", "source", "release_date", "retrieved_at", "parse_error",
+    "time",
+    "series_id",
+    "indicator",
+    "date",
+    "value",
+    "source",
+    "release_date",
+    "retrieved_at",
+    "parse_error",
 ]
 _DATE_COLUMNS = ("fecha", "date")  # wide files: the first of these (case-insensitive) is the date
 _BOOKKEEPING = ("release_date", "ffilled_from_date")  # per-row columns of the wide file, not series
@@ -212,8 +220,13 @@ def _is_empty_cell(series: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(series.dtype):
         return series.isna().to_numpy()
     text = series.astype("object")
-    return np.array([v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
-                     for v in text.tolist()], dtype=bool)
+    return np.array(
+        [
+            v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+            for v in text.tolist()
+        ],
+        dtype=bool,
+    )
 
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
@@ -257,17 +270,23 @@ def read_macro_file(path) -> pd.DataFrame:
         raw_values = table[cols["value"]]
         empty = _is_empty_cell(raw_values)
         values, errors = _parse_values(raw_values.where(~empty, "nan"), pd.Series(["value"] * len(table)))
-        frame = pd.DataFrame({
-            "series_id": table[cols["series_id"]].astype(str).str.strip(),
-            "date": dates,
-            "value": values,
-            "source": table[cols["source"]].astype(str) if "source" in cols else label,
-            "release_date": (_parse_dates(table[cols["release_date"]], path, "release_date", row_name, allow_empty=True)
-                             if "release_date" in cols else None),
-            "retrieved_at": (pd.to_datetime(table[cols["retrieved_at"]], utc=True)
-                             if "retrieved_at" in cols else retrieved),
-            "parse_error": errors,
-        })
+        frame = pd.DataFrame(
+            {
+                "series_id": table[cols["series_id"]].astype(str).str.strip(),
+                "date": dates,
+                "value": values,
+                "source": table[cols["source"]].astype(str) if "source" in cols else label,
+                "release_date": (
+                    _parse_dates(table[cols["release_date"]], path, "release_date", row_name, allow_empty=True)
+                    if "release_date" in cols
+                    else None
+                ),
+                "retrieved_at": (
+                    pd.to_datetime(table[cols["retrieved_at"]], utc=True) if "retrieved_at" in cols else retrieved
+                ),
+                "parse_error": errors,
+            }
+        )
         return conform_macro(frame)
 
     date_col = next((cols[c] for c in _DATE_COLUMNS if c in cols), None)
@@ -278,13 +297,19 @@ def read_macro_file(path) -> pd.DataFrame:
         )
     dates = _parse_dates(table[date_col], path, str(date_col), row_name, allow_empty=False)
     release_col = cols.get("release_date")
-    releases = (_parse_dates(table[release_col], path, str(release_col), row_name, allow_empty=True)
-                if release_col is not None else [None] * len(table))
+    releases = (
+        _parse_dates(table[release_col], path, str(release_col), row_name, allow_empty=True)
+        if release_col is not None
+        else [None] * len(table)
+    )
     ffilled_col = cols.get("ffilled_from_date")
     if ffilled_col is not None and (~_is_empty_cell(table[ffilled_col])).any():
         # Not a column of L0; say so instead of dropping it silently (the shared file has none).
-        log.warning("%s: %d row(s) have ffilled_from_date set; L0 keeps their values as given",
-                    path, int((~_is_empty_cell(table[ffilled_col])).sum()))
+        log.warning(
+            "%s: %d row(s) have ffilled_from_date set; L0 keeps their values as given",
+            path,
+            int((~_is_empty_cell(table[ffilled_col])).sum()),
+        )
     skip = {date_col, release_col, ffilled_col}
     series_cols = [c for c in table.columns if c not in skip]
 
@@ -294,25 +319,31 @@ def read_macro_file(path) -> pd.DataFrame:
         if not keep.any():
             continue
         idx = np.flatnonzero(keep)
-        pieces.append(pd.DataFrame({
-            "series_id": str(col).strip(),
-            "row": idx,
-            "raw": table[col].iloc[idx].to_numpy(dtype=object),
-        }))
+        pieces.append(
+            pd.DataFrame(
+                {
+                    "series_id": str(col).strip(),
+                    "row": idx,
+                    "raw": table[col].iloc[idx].to_numpy(dtype=object),
+                }
+            )
+        )
     if not pieces:
         return empty_macro()
     long = pd.concat(pieces, ignore_index=True)
     values, errors = _parse_values(long["raw"], long["series_id"])
     rows = long["row"].to_numpy()
-    frame = pd.DataFrame({
-        "series_id": long["series_id"],
-        "date": [dates[r] for r in rows],
-        "value": values,
-        "source": label,
-        "release_date": [releases[r] for r in rows],
-        "retrieved_at": retrieved,
-        "parse_error": errors,
-    })
+    frame = pd.DataFrame(
+        {
+            "series_id": long["series_id"],
+            "date": [dates[r] for r in rows],
+            "value": values,
+            "source": label,
+            "release_date": [releases[r] for r in rows],
+            "retrieved_at": retrieved,
+            "parse_error": errors,
+        }
+    )
     return conform_macro(frame)
 
 
@@ -367,8 +398,9 @@ def _stream(name: str) -> np.uint64:
 
 
 def _hash_uniform(seed: int, stream: str, ints: np.ndarray) -> np.ndarray:
-    key = (ints.astype(np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-           + _splitmix64(np.full(ints.shape, _stream(stream)) + np.uint64(seed) * np.uint64(0x100000001B3)))
+    key = ints.astype(np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + _splitmix64(
+        np.full(ints.shape, _stream(stream)) + np.uint64(seed) * np.uint64(0x100000001B3)
+    )
     return (_splitmix64(key) >> np.uint64(11)).astype(np.float64) / float(1 << 53) + 0.5 / float(1 << 53)
 
 
@@ -413,7 +445,9 @@ def usdcop_log_deviation(days: Sequence[dt.date], seed: int = 7) -> np.ndarray:
     This is the same smooth component the synthetic bars are built on (``synthetic._log_level``), so
     macro series that load on it co-move with the synthetic USD/COP the bars show.
     """
-    instants = pd.DatetimeIndex([dt.datetime.combine(d, dt.time(13)) for d in days]).tz_localize(TZ_NAME).tz_convert("UTC")
+    instants = (
+        pd.DatetimeIndex([dt.datetime.combine(d, dt.time(13)) for d in days]).tz_localize(TZ_NAME).tz_convert("UTC")
+    )
     instants = instants.as_unit("ns")  # pandas 3 infers microseconds from datetime objects
     minutes = (instants.asi8 // 60_000_000_000).astype(np.int64)
     return _log_level(seed, minutes) - np.log(4000.0)
@@ -437,8 +471,11 @@ def synthetic_macro(dates: Iterable[dt.date], seed: int = 7) -> pd.DataFrame:
     frames = []
     for name, spec in _SPECS.items():
         ind = catalog.BY_NAME[name]
-        own = sum(amp * spec.factor_scale * _wander(seed, spec.factor, bday, scale)
-                  for amp, scale in zip(spec.wander, _SCALES) if amp)
+        own = sum(
+            amp * spec.factor_scale * _wander(seed, spec.factor, bday, scale)
+            for amp, scale in zip(spec.wander, _SCALES)
+            if amp
+        )
         dev = spec.beta * x + own + spec.noise * _hash_normal(seed, name + "/daily", bday)
         if spec.spikes:
             dev = dev + _spikes(seed, spec.factor, bday, spec.spikes)
@@ -447,14 +484,18 @@ def synthetic_macro(dates: Iterable[dt.date], seed: int = 7) -> pd.DataFrame:
         else:
             level = _bounded(spec.center + dev, spec.lo, spec.hi)
         values = np.round(np.round(level / spec.quantum) * spec.quantum, 6)
-        frames.append(pd.DataFrame({
-            # The file's column name as series_id: synthetic data then looks like the file it stands in for.
-            "series_id": ind.file_column or name,
-            "date": days,
-            "value": values,
-            "source": SYNTHETIC,
-            "retrieved_at": bogota_midnight_utc(days) + pd.Timedelta(hours=_SYNTH_RELEASE_HOUR),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    # The file's column name as series_id: synthetic data then looks like the file it stands in for.
+                    "series_id": ind.file_column or name,
+                    "date": days,
+                    "value": values,
+                    "source": SYNTHETIC,
+                    "retrieved_at": bogota_midnight_utc(days) + pd.Timedelta(hours=_SYNTH_RELEASE_HOUR),
+                }
+            )
+        )
     return conform_macro(pd.concat(frames, ignore_index=True))
 
 

@@ -92,7 +92,9 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def _stream_key(seed: int, stream: int) -> np.uint64:
-    return _splitmix64(np.array([(int(seed) * 0x100000001B3 + int(stream) * 0x9E3779B1) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
+    return _splitmix64(
+        np.array([(int(seed) * 0x100000001B3 + int(stream) * 0x9E3779B1) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
+    )[0]
 
 
 def _uniform_at(seed: int, index: np.ndarray, stream: int) -> np.ndarray:

@@ -46,8 +46,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import httpx
 import numpy as np
@@ -55,7 +55,15 @@ import pandas as pd
 
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import ConfigError, env_int
-from usdcop_assets.sources.http import AGAIN, TransientError, VendorError, VendorHttpClient, base_url_from_env, install_httpx_log_redaction, redact
+from usdcop_assets.sources.http import (
+    AGAIN,
+    TransientError,
+    VendorError,
+    VendorHttpClient,
+    base_url_from_env,
+    install_httpx_log_redaction,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 install_httpx_log_redaction()
@@ -81,7 +89,7 @@ _RAW_FIELDS = ("datetime",) + _NUMERIC
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -111,7 +119,7 @@ def _next_minute(t: dt.datetime) -> dt.datetime:
 
 
 def _next_day(t: dt.datetime) -> dt.datetime:
-    return dt.datetime.combine(t.date() + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(t.date() + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
 
 
 class _KeyState:
@@ -181,7 +189,7 @@ class KeyPool:
         now = self._clock()
         if now.tzinfo is None:
             raise ValueError("the TwelveData clock must return a tz-aware datetime")
-        return now.astimezone(dt.timezone.utc)
+        return now.astimezone(dt.UTC)
 
     def _day_out(self, s: _KeyState) -> bool:
         return s.day_spent or s.day_used >= self.per_day
@@ -311,8 +319,16 @@ class TwelveDataClient(VendorHttpClient):
             raise ValueError(f"page_size must be between 1 and {MAX_OUTPUTSIZE}")
         self.pool = KeyPool(api_keys, per_minute=per_minute, per_day=per_day, clock=clock, sleep=sleep)
         super().__init__(
-            base_url, timeout=timeout, max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay,
-            clock=clock, sleep=sleep, rand=rand, client=client, transport=transport,
+            base_url,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            clock=clock,
+            sleep=sleep,
+            rand=rand,
+            client=client,
+            transport=transport,
         )
         self.symbol = symbol
         self.interval = interval
@@ -320,7 +336,7 @@ class TwelveDataClient(VendorHttpClient):
         self.pages_fetched = 0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ, **kwargs) -> "TwelveDataClient":
+    def from_env(cls, env: Mapping[str, str] = os.environ, **kwargs) -> TwelveDataClient:
         """Keys from ``TWELVEDATA_API_KEYS``; base URL and credit limits from the environment too."""
         keys = [k.strip() for k in (env.get(KEYS_ENV) or "").split(",") if k.strip()]
         if not keys:
@@ -373,7 +389,9 @@ class TwelveDataClient(VendorHttpClient):
                 break
             # One parse per page: the vendor's "YYYY-MM-DD HH:MM:SS" texts sort like the instants they
             # name (parsing all 5,000 was most of a six-year fetch); a bad one is refused when framed.
-            oldest = self._parse_datetime(min(values, key=lambda v: str(v.get("datetime", "")) if isinstance(v, dict) else ""), req)
+            oldest = self._parse_datetime(
+                min(values, key=lambda v: str(v.get("datetime", "")) if isinstance(v, dict) else ""), req
+            )
             if oldest <= start_utc:
                 break
             if oldest_seen is not None and oldest >= oldest_seen:
@@ -398,7 +416,9 @@ class TwelveDataClient(VendorHttpClient):
             self.requests_made += 1
             # The key in the Authorization header (TwelveData accepts "apikey <key>"), never in the URL,
             # which proxies and access logs record.
-            resp = self._http.get(url, params=req.params(), headers={"Authorization": f"apikey {key}"}, timeout=self.timeout)
+            resp = self._http.get(
+                url, params=req.params(), headers={"Authorization": f"apikey {key}"}, timeout=self.timeout
+            )
             status = resp.status_code
             text = resp.text
             body = None
@@ -444,8 +464,11 @@ class TwelveDataClient(VendorHttpClient):
             return values
 
         return self.with_retries(
-            attempt, vendor="TwelveData", secrets=secrets,
-            failed=lambda m: TwelveDataRequestFailed(f"{req.describe()}: {m}"), log=log,
+            attempt,
+            vendor="TwelveData",
+            secrets=secrets,
+            failed=lambda m: TwelveDataRequestFailed(f"{req.describe()}: {m}"),
+            log=log,
         )
 
     @staticmethod
@@ -471,7 +494,8 @@ def values_to_frame(values: list[dict], symbol: str = SYMBOL, ingested_at: dt.da
     ingested = ingested.tz_localize("UTC") if ingested.tzinfo is None else ingested.tz_convert("UTC")
     raw = pd.DataFrame(
         [{f: (v.get(f) if isinstance(v, dict) else None) for f in _RAW_FIELDS} for v in values or []],
-        columns=list(_RAW_FIELDS), dtype="object",
+        columns=list(_RAW_FIELDS),
+        dtype="object",
     )
     raw = raw.drop_duplicates().reset_index(drop=True)  # identical rows from overlapping pages
     local = pd.to_datetime(raw["datetime"], format=DATETIME_FORMAT, errors="coerce")
@@ -494,7 +518,9 @@ def values_to_frame(values: list[dict], symbol: str = SYMBOL, ingested_at: dt.da
         if field != "volume":
             failed |= missing
         for i in np.flatnonzero(failed.to_numpy()):
-            problems[i].append(f"{field}={col.iloc[i]!r} is not a number" if not missing.iloc[i] else f"{field} is missing")
+            problems[i].append(
+                f"{field}={col.iloc[i]!r} is not a number" if not missing.iloc[i] else f"{field} is missing"
+            )
         out[field] = parsed
     out["source"] = SOURCE
     out["ingested_at"] = ingested

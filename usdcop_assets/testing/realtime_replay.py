@@ -32,8 +32,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import default_recent_range, instance_yaml
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.testing.vendor_server import VendorServer
@@ -41,8 +41,10 @@ from usdcop_assets.testing.vendor_server import VendorServer
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the replay runs its CLI and workspace.yaml
 VENV_BIN = Path(sys.executable).parent
 MODES = ("live", "chain", "l0")
-_LIVE_LINE = re.compile(r"bar (\d\d:\d\d) stored \(live\): seen -> actions (\d+) ms \(fetch (\d+), compute (\d+), writes (-?\d+)\), "
-                        r"all layers (\d+) ms")
+_LIVE_LINE = re.compile(
+    r"bar (\d\d:\d\d) stored \(live\): seen -> actions (\d+) ms \(fetch (\d+), compute (\d+), writes (-?\d+)\), "
+    r"all layers (\d+) ms"
+)
 
 
 @dataclass
@@ -61,8 +63,10 @@ class Replay:
     def live_phases(self) -> pd.DataFrame:
         """Per bar, from the live process's log: ms from the request that found the bar to its actions committed,
         split in fetch, compute and writes (L0 then L5), and to every layer committed."""
-        rows = [dict(zip(("bar", "to_actions", "fetch", "compute", "writes", "all_layers"), (m[0], *map(int, m[1:]))))
-                for m in _LIVE_LINE.findall(self.log)]
+        rows = [
+            dict(zip(("bar", "to_actions", "fetch", "compute", "writes", "all_layers"), (m[0], *map(int, m[1:]))))
+            for m in _LIVE_LINE.findall(self.log)
+        ]
         return pd.DataFrame(rows)
 
 
@@ -71,24 +75,27 @@ def _env(root: Path, server_url: str, history: list) -> dict:
     config["normalization"]["min_train_bars"] = 50  # one warm session of the five
     (root / "obs.json").write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("USDCOP_", "TWELVEDATA_", "FRED_", "DAGSTER_"))}
-    env.update({
-        "USDCOP_HOME": str(root / "home"),
-        "DAGSTER_HOME": str(root / "home" / "dagster_home"),
-        "USDCOP_SOURCE": "twelvedata",
-        "TWELVEDATA_API_KEYS": "replay-key",
-        "TWELVEDATA_BASE_URL": server_url,
-        "TWELVEDATA_CREDITS_PER_MINUTE": "100000",
-        "TWELVEDATA_CREDITS_PER_DAY": "1000000",
-        "USDCOP_OBS_CONFIG": str(root / "obs.json"),
-        "DAGSTER_EVENT_BATCH_SIZE": "5000",
-        "PYTHONPATH": str(ROOT),
-        "OMP_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "USDCOP_HOME": str(root / "home"),
+            "DAGSTER_HOME": str(root / "home" / "dagster_home"),
+            "USDCOP_SOURCE": "twelvedata",
+            "TWELVEDATA_API_KEYS": "replay-key",
+            "TWELVEDATA_BASE_URL": server_url,
+            "TWELVEDATA_CREDITS_PER_MINUTE": "100000",
+            "TWELVEDATA_CREDITS_PER_DAY": "1000000",
+            "USDCOP_OBS_CONFIG": str(root / "obs.json"),
+            "DAGSTER_EVENT_BATCH_SIZE": "5000",
+            "PYTHONPATH": str(ROOT),
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     return env
 
 
 def _landed_rows(db: Path, day) -> set:
-    """Bar times of ``day`` in the warehouse's fact_rl_inference (read-only; empty while the file or table is not there)."""
+    """Bar times of ``day`` in the warehouse's fact_rl_inference (read-only; empty while the file or table is not
+    there)."""
     if not db.exists():
         return set()
     lo = cal.session_open(day).strftime("%Y-%m-%d %H:%M:%S")
@@ -111,8 +118,16 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
-def replay(root: Path, n_bars: int = 5, seconds_per_bar: float = 12.0, mode: str = "chain", timeout: float = 300.0,
-           log=print, seed: int = 0, poll_seconds: float | None = None) -> Replay:
+def replay(
+    root: Path,
+    n_bars: int = 5,
+    seconds_per_bar: float = 12.0,
+    mode: str = "chain",
+    timeout: float = 300.0,
+    log=print,
+    seed: int = 0,
+    poll_seconds: float | None = None,
+) -> Replay:
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: one of {MODES}")
     root.mkdir(parents=True, exist_ok=True)
@@ -133,11 +148,31 @@ def replay(root: Path, n_bars: int = 5, seconds_per_bar: float = 12.0, mode: str
         home.mkdir(parents=True, exist_ok=True)
         (home / "dagster.yaml").write_text(instance_yaml(home))
         t0 = time.time()
-        done = subprocess.run([sys.executable, "-m", "usdcop_assets.cli", "backfill", "--start", str(history[0]), "--end", str(history[-1]),
-                               "--layers", "L0,L1,L2,L3,L4,L5"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "usdcop_assets.cli",
+                "backfill",
+                "--start",
+                str(history[0]),
+                "--end",
+                str(history[-1]),
+                "--layers",
+                "L0,L1,L2,L3,L4,L5",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"backfill failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        log(f"[replay] history {history[0]}..{history[-1]} backfilled in {time.time() - t0:.0f} s; replaying {n_bars} bars of {day} ({mode})")
+        log(
+            f"[replay] history {history[0]}..{history[-1]} backfilled in {time.time() - t0:.0f} s; replaying {n_bars} "
+            f"bars of {day} ({mode})"
+        )
 
         warmup = 25.0  # the process loads the code location (and the daemon starts its sensor threads)
         speed = 300.0 / seconds_per_bar
@@ -149,12 +184,20 @@ def replay(root: Path, n_bars: int = 5, seconds_per_bar: float = 12.0, mode: str
                 env["USDCOP_LIVE_POLL_SECONDS"] = str(poll_seconds)
             cmd = [sys.executable, "-m", "usdcop_assets.cli", "live"]
         else:
-            env.update({"USDCOP_REALTIME": "on", "USDCOP_REALTIME_RUN": mode, "USDCOP_REALTIME_POLL_SECONDS": "1",
-                        "USDCOP_AUTOMATION_INTERVAL_SECONDS": "1"})
+            env.update(
+                {
+                    "USDCOP_REALTIME": "on",
+                    "USDCOP_REALTIME_RUN": mode,
+                    "USDCOP_REALTIME_POLL_SECONDS": "1",
+                    "USDCOP_AUTOMATION_INTERVAL_SECONDS": "1",
+                }
+            )
             cmd = [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")]
         log_path = root / f"{mode}.log"
         with open(log_path, "w") as out:
-            proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         stop = threading.Event()
 
         def publish():
@@ -175,8 +218,10 @@ def replay(root: Path, n_bars: int = 5, seconds_per_bar: float = 12.0, mode: str
         try:
             while time.time() < deadline:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{cmd[-1] if mode == 'live' else 'dagster-daemon'} exited with {proc.returncode}:\n"
-                                       f"{log_path.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"{cmd[-1] if mode == 'live' else 'dagster-daemon'} exited with {proc.returncode}:\n"
+                        f"{log_path.read_text()[-3000:]}"
+                    )
                 now = time.time()
                 for t in _landed_rows(db, day):
                     result.landed.setdefault(t, now)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.backtest import metrics
 from usdcop_assets.backtest.baselines import sma_crossover
 from usdcop_assets.backtest.engine import run_backtest
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.rl.costs import CostConfig, last_of_session
 
 
@@ -19,8 +19,10 @@ def bar_frame(bars: pd.DataFrame):
     close = bars["close"].to_numpy()
     nxt = np.r_[np.diff(np.log(close)), 0.0]
     nxt[last_of_session(session)] = 0.0
-    bar = ((pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ).hour - 8) * 12
-           + pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ).minute // 5).to_numpy()
+    bar = (
+        (pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ).hour - 8) * 12
+        + pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ).minute // 5
+    ).to_numpy()
     return session, close, nxt, bar
 
 
@@ -36,5 +38,7 @@ def simple_rules(close, session, bar) -> dict[str, np.ndarray]:
 
 def rule_sharpes(bars: pd.DataFrame, costs: CostConfig) -> dict[str, float]:
     session, close, nxt, bar = bar_frame(bars)
-    return {name: metrics.sharpe(run_backtest(pos, nxt, session, costs)["pnl"].to_numpy())
-            for name, pos in simple_rules(close, session, bar).items()}
+    return {
+        name: metrics.sharpe(run_backtest(pos, nxt, session, costs)["pnl"].to_numpy())
+        for name, pos in simple_rules(close, session, bar).items()
+    }

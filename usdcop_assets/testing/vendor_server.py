@@ -38,12 +38,14 @@ NO_DATA = {
 }
 OUT_OF_DAY = {
     "code": 429,
-    "message": "You have run out of API credits for the day. Wait for the next day or consider switching to a higher tier plan.",
+    "message": "You have run out of API credits for the day. Wait for the next day or consider switching to a higher "
+    "tier plan.",
     "status": "error",
 }
 OUT_OF_MINUTE = {
     "code": 429,
-    "message": "You have run out of API credits for the current minute. 9 API credits were used, with the current limit being 8.",
+    "message": "You have run out of API credits for the current minute. 9 API credits were used, with the current "
+    "limit being 8.",
     "status": "error",
 }
 
@@ -94,7 +96,7 @@ class VendorServer:
         self._thread: threading.Thread | None = None
 
     # lifecycle
-    def start(self) -> "VendorServer":
+    def start(self) -> VendorServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -122,7 +124,7 @@ class VendorServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "VendorServer":
+    def __enter__(self) -> VendorServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -135,8 +137,18 @@ class VendorServer:
         return f"http://{host}:{port}"
 
     # programming
-    def script(self, status: int = 200, json_body=None, *, body: str | None = None, delay: float = 0.0,
-               path: str | None = None, key: str | None = None, times: int = 1, content_type: str | None = None) -> None:
+    def script(
+        self,
+        status: int = 200,
+        json_body=None,
+        *,
+        body: str | None = None,
+        delay: float = 0.0,
+        path: str | None = None,
+        key: str | None = None,
+        times: int = 1,
+        content_type: str | None = None,
+    ) -> None:
         with self._lock:
             for _ in range(times):
                 self._script.append(Scripted(status, json_body, body, delay, path, key, content_type))
@@ -145,9 +157,19 @@ class VendorServer:
         """Serve ``frame`` (time tz-aware, open/high/low/close/volume) as TwelveData values."""
         local = pd.DatetimeIndex(frame["time"]).tz_convert(BOGOTA).strftime("%Y-%m-%d %H:%M:%S")
         rows = []
-        for t, o, h, lo, c, v in zip(local, frame["open"], frame["high"], frame["low"], frame["close"], frame["volume"]):
-            rows.append({"datetime": t, "open": repr(float(o)), "high": repr(float(h)), "low": repr(float(lo)),
-                         "close": repr(float(c)), "volume": str(int(v))})
+        for t, o, h, lo, c, v in zip(
+            local, frame["open"], frame["high"], frame["low"], frame["close"], frame["volume"]
+        ):
+            rows.append(
+                {
+                    "datetime": t,
+                    "open": repr(float(o)),
+                    "high": repr(float(h)),
+                    "low": repr(float(lo)),
+                    "close": repr(float(c)),
+                    "volume": str(int(v)),
+                }
+            )
         order = sorted(range(len(rows)), key=lambda i: rows[i]["datetime"])
         with self._lock:
             self._td_values = [rows[i] for i in order]
@@ -183,7 +205,9 @@ class VendorServer:
             if scripted.body is not None:
                 self._send(h, scripted.status, scripted.body, scripted.content_type or "text/html")
             else:
-                self._send(h, scripted.status, json.dumps(scripted.json_body), scripted.content_type or "application/json")
+                self._send(
+                    h, scripted.status, json.dumps(scripted.json_body), scripted.content_type or "application/json"
+                )
             return
         if parts.path == TD_PATH:
             status, payload = self._time_series({**params, "apikey": rec.key} if rec.key else params)
@@ -205,7 +229,11 @@ class VendorServer:
     def _time_series(self, p: dict[str, str]) -> tuple[int, dict]:
         key = p.get("apikey")
         if not key:
-            return 200, {"code": 401, "message": "**apikey** parameter is incorrect or not specified.", "status": "error"}
+            return 200, {
+                "code": 401,
+                "message": "**apikey** parameter is incorrect or not specified.",
+                "status": "error",
+            }
         with self._lock:
             if key in self.daily_credits:
                 if self.daily_credits[key] <= 0:
@@ -217,11 +245,17 @@ class VendorServer:
         size = min(int(p.get("outputsize", "30")), 5000)
         lo = bisect.bisect_left(times, p.get("start_date", "0000"))
         hi = bisect.bisect_right(times, p.get("end_date", "9999"))
-        chosen = values[max(lo, hi - size):hi][::-1]  # newest first
+        chosen = values[max(lo, hi - size) : hi][::-1]  # newest first
         if not chosen:
             return 200, NO_DATA
-        meta = {"symbol": p.get("symbol"), "interval": p.get("interval"), "currency_base": "US Dollar",
-                "currency_quote": "Colombian Peso", "exchange_timezone": "UTC", "type": "Physical Currency"}
+        meta = {
+            "symbol": p.get("symbol"),
+            "interval": p.get("interval"),
+            "currency_base": "US Dollar",
+            "currency_quote": "Colombian Peso",
+            "exchange_timezone": "UTC",
+            "type": "Physical Currency",
+        }
         return 200, {"meta": meta, "values": chosen, "status": "ok"}
 
     def _fred_observations(self, p: dict[str, str]) -> tuple[int, dict]:
@@ -235,11 +269,21 @@ class VendorServer:
         start, end = p.get("observation_start", "0000-00-00"), p.get("observation_end", "9999-12-31")
         picked = [(d, v) for d, v in obs if start <= d <= end]
         offset, limit = int(p.get("offset", "0")), int(p.get("limit", "100000"))
-        page = picked[offset:offset + limit]
+        page = picked[offset : offset + limit]
         return 200, {
-            "realtime_start": "2024-06-01", "realtime_end": "2024-06-01",
-            "observation_start": start, "observation_end": end, "units": "lin", "output_type": 1,
-            "file_type": "json", "order_by": "observation_date", "sort_order": "asc",
-            "count": len(picked), "offset": offset, "limit": limit,
-            "observations": [{"realtime_start": "2024-06-01", "realtime_end": "2024-06-01", "date": d, "value": v} for d, v in page],
+            "realtime_start": "2024-06-01",
+            "realtime_end": "2024-06-01",
+            "observation_start": start,
+            "observation_end": end,
+            "units": "lin",
+            "output_type": 1,
+            "file_type": "json",
+            "order_by": "observation_date",
+            "sort_order": "asc",
+            "count": len(picked),
+            "offset": offset,
+            "limit": limit,
+            "observations": [
+                {"realtime_start": "2024-06-01", "realtime_end": "2024-06-01", "date": d, "value": v} for d, v in page
+            ],
         }

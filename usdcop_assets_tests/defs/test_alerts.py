@@ -16,8 +16,8 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import freeze_time
 
-from usdcop_assets.defs.automation import alerts
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.defs.automation import alerts
 from usdcop_assets.defs.automation.alerts import (
     WEBHOOK_ENV,
     WEBSERVER_ENV,
@@ -158,7 +158,7 @@ def test_without_a_webhook_alerts_only_log(instance, monkeypatch, caplog):
     cursor = _tick(run_failure_alert_sensor, instance)
     run_id = _failing_run(instance)
     _tick(run_failure_alert_sensor, instance, cursor)
-    assert f"ALERT [usdcop] run of" in caplog.text and run_id in caplog.text
+    assert "ALERT [usdcop] run of" in caplog.text and run_id in caplog.text
     assert post_webhook({"text": "x"}) == "no_webhook"
 
 
@@ -206,7 +206,9 @@ def _alert_tick(sensor, instance, cursor, at):
 def test_a_stale_layer_is_posted_once_and_its_recovery_once(hook, instance, graph, caplog):
     caplog.set_level(logging.DEBUG)
     sensor = build_freshness_alert_sensor(POLICIES)
-    _materialize(instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 12, 58))  # before the close: not the whole session
+    _materialize(
+        instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 12, 58)
+    )  # before the close: not the whole session
     cursor = _alert_tick(sensor, instance, None, _bogota(2025, 3, 7, 13, 0))  # the first tick starts from the present
     assert _freshness_daemon(instance, graph, [BACKTEST], _bogota(2025, 3, 7, 13, 20)) == [True]  # (none) -> PASS
     cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 7, 13, 21))
@@ -219,7 +221,11 @@ def test_a_stale_layer_is_posted_once_and_its_recovery_once(hook, instance, grap
     assert msg["kind"] == "freshness_stale" and msg["asset_key"] == "l6/backtest_session"
     assert msg["deadline"] == "2025-03-07T13:30:00-05:00" and msg["window_start"] == "2025-03-07T13:00:00-05:00"
     assert msg["last_materialization"] == "2025-03-07T12:58:00-05:00"
-    assert msg["policy"] == {"deadline_cron": "30 13 * * 1-5", "lower_bound_minutes": 30.0, "timezone": "America/Bogota"}
+    assert msg["policy"] == {
+        "deadline_cron": "30 13 * * 1-5",
+        "lower_bound_minutes": 30.0,
+        "timezone": "America/Bogota",
+    }
     assert msg["ui_url"] == "http://dagster.example:3000/assets/l6/backtest_session"
     assert "l6/backtest_session is stale" in msg["text"] and "13:00 and its 2025-03-07 13:30 deadline" in msg["text"]
 
@@ -246,7 +252,10 @@ def test_a_holiday_fail_is_held_and_posted_only_if_still_stale_at_a_trading_dead
         _materialize(instance, key, "2025-03-21", _bogota(2025, 3, 21, 12, 56))
     cursor = _alert_tick(sensor, instance, None, _bogota(2025, 3, 21, 12, 57))
     _freshness_daemon(instance, graph, [L0, L1], _bogota(2025, 3, 21, 13, 0))  # PASS
-    assert _freshness_daemon(instance, graph, [L0, L1], _bogota(2025, 3, 24, 8, 10)) == [True, True]  # FAIL on the holiday
+    assert _freshness_daemon(instance, graph, [L0, L1], _bogota(2025, 3, 24, 8, 10)) == [
+        True,
+        True,
+    ]  # FAIL on the holiday
     for now in (_bogota(2025, 3, 24, 8, 10, 30), _bogota(2025, 3, 24, 12, 0), _bogota(2025, 3, 25, 8, 8)):
         cursor = _alert_tick(sensor, instance, cursor, now)
     assert hook.posts == []
@@ -254,7 +263,9 @@ def test_a_holiday_fail_is_held_and_posted_only_if_still_stale_at_a_trading_dead
 
     _materialize(instance, L1, "2025-03-25", _bogota(2025, 3, 25, 8, 5, 30))  # Tuesday's first bar, on time
     assert _freshness_daemon(instance, graph, [L0, L1], _bogota(2025, 3, 25, 8, 6)) == [False, True]  # L1 -> PASS
-    cursor = _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 25, 8, 9, 30))  # L0 still FAIL at the 08:09 deadline
+    cursor = _alert_tick(
+        sensor, instance, cursor, _bogota(2025, 3, 25, 8, 9, 30)
+    )  # L0 still FAIL at the 08:09 deadline
     assert [(p["json"]["kind"], p["json"]["asset_key"], p["json"]["deadline"]) for p in hook.posts] == [
         ("freshness_stale", "l0/ohlcv_m5", "2025-03-25T08:09:00-05:00")
     ]
@@ -262,8 +273,6 @@ def test_a_holiday_fail_is_held_and_posted_only_if_still_stale_at_a_trading_dead
     assert state["held"] == [] and state["stale"] == ["l0/ohlcv_m5"]
     _alert_tick(sensor, instance, cursor, _bogota(2025, 3, 25, 8, 14, 30))
     assert len(hook.posts) == 1
-
-
 
 
 def test_alert_sensors_are_registered_and_running_by_default():
@@ -276,12 +285,16 @@ def test_alert_sensors_are_registered_and_running_by_default():
 
 
 def test_source_retry_policy(monkeypatch):
-    from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
     from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
+    from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
 
     for asset in (l0_ohlcv_m5, l0_macro_daily):
         policy = asset.op.retry_policy
-        assert policy.max_retries == 3 and policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS
+        assert (
+            policy.max_retries == 3
+            and policy.backoff == dg.Backoff.EXPONENTIAL
+            and policy.jitter == dg.Jitter.PLUS_MINUS
+        )
     assert source_retry_policy({}).delay == 10
     assert source_retry_policy({RETRY_DELAY_ENV: "0.5"}).delay == 0.5
     with pytest.raises(ValueError, match=RETRY_DELAY_ENV):
@@ -309,7 +322,9 @@ def test_a_webhook_that_never_answers_cannot_time_the_tick_out_or_repeat_alerts(
     monkeypatch.setattr(alerts, "ALERT_TICK_BUDGET_SECONDS", 5.0)
     attempted = []
     real_post = alerts.post_webhook
-    monkeypatch.setattr(alerts, "post_webhook", lambda payload, **kw: attempted.append(payload["asset_key"]) or real_post(payload, **kw))
+    monkeypatch.setattr(
+        alerts, "post_webhook", lambda payload, **kw: attempted.append(payload["asset_key"]) or real_post(payload, **kw)
+    )
     from usdcop_assets.defs.quality.freshness import SESSION_KEYS
 
     with _Silent() as silent:

@@ -19,19 +19,24 @@ import sqlalchemy as sa
 
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import MACRO_JOB, SESSION_JOB, STATS_JOB, job_check_keys, layers_job
-from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.defs.partitions import session_key_range, session_partitions
-from usdcop_assets.quality import rules
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.observation.builder import DEFAULT_CONFIG
+from usdcop_assets.quality import rules
 
 FIRST, LAST = dt.date(2025, 2, 25), dt.date(2025, 3, 5)  # seven sessions
 DAY = dt.date(2025, 3, 4)
 SESSIONS = [d.isoformat() for d in cal.trading_days(FIRST, LAST)]
 RANGE = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ERROR_CHECKS = {
-    "l1/ohlcv_m5:conservation", "l1/ohlcv_m5:ohlc_integrity", "l1/ohlcv_m5:lake_matches_warehouse",
-    "l1/ohlcv_m5_rejects:lake_matches_warehouse", "l2/indicators_m5:lake_matches_warehouse",
-    "l4/observations_m5:observations_finite", "l4/observations_m5:observation_dimension", "l4/observations_m5:no_look_ahead",
+    "l1/ohlcv_m5:conservation",
+    "l1/ohlcv_m5:ohlc_integrity",
+    "l1/ohlcv_m5:lake_matches_warehouse",
+    "l1/ohlcv_m5_rejects:lake_matches_warehouse",
+    "l2/indicators_m5:lake_matches_warehouse",
+    "l4/observations_m5:observations_finite",
+    "l4/observations_m5:observation_dimension",
+    "l4/observations_m5:no_look_ahead",
     "l5/actions_m5:lake_matches_warehouse",
 }
 WARN_CHECKS = {"l0/ohlcv_m5:bars_complete", "l1/ohlcv_m5:bars_complete"}
@@ -48,7 +53,13 @@ def _tags(first: dt.date, last: dt.date) -> dict:
 
 
 def _set_env(mp, home: Path) -> None:
-    for var in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "TWELVEDATA_API_KEYS", "USDCOP_REPLAY_CLOCK"):
+    for var in (
+        "USDCOP_LAKE_URL",
+        "USDCOP_WAREHOUSE_URL",
+        "USDCOP_SOURCE",
+        "TWELVEDATA_API_KEYS",
+        "USDCOP_REPLAY_CLOCK",
+    ):
         mp.delenv(var, raising=False)
     mp.setenv("USDCOP_HOME", str(home))
     mp.setenv("DAGSTER_HOME", str(home / "dagster_home"))
@@ -88,10 +99,16 @@ def filled(tmp_path_factory):
         with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
             macro = {RANGE[0]: (FIRST - dt.timedelta(days=400)).isoformat(), RANGE[1]: LAST.isoformat()}
             assert layers_job(defs, "L0,L1", MACRO_JOB).execute_in_process(instance=instance, tags=macro).success
-            runs = [layers_job(defs, "L0,L1,L2,L3", checks=True).execute_in_process(instance=instance, tags=_tags(FIRST, LAST))]
+            runs = [
+                layers_job(defs, "L0,L1,L2,L3", checks=True).execute_in_process(
+                    instance=instance, tags=_tags(FIRST, LAST)
+                )
+            ]
             months = dict(zip(RANGE, (f"{FIRST:%Y-%m}", f"{LAST:%Y-%m}")))
             assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=instance, tags=months).success
-            runs.append(layers_job(defs, "L4,L5,L6", checks=True).execute_in_process(instance=instance, tags=_tags(FIRST, LAST)))
+            runs.append(
+                layers_job(defs, "L4,L5,L6", checks=True).execute_in_process(instance=instance, tags=_tags(FIRST, LAST))
+            )
             assert all(r.success for r in runs)
             evaluations = {k: v for r in runs for k, v in _evaluations(r).items()}
             yield SimpleNamespace(home=home, evaluations=evaluations, instance=instance)
@@ -106,13 +123,20 @@ def platform(filled, tmp_path, monkeypatch):
     _set_env(monkeypatch, home)
     defs = _defs()
     with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
-        yield SimpleNamespace(home=home, defs=defs, instance=instance, lake=LakeResource(url=str(home / "lake")),
-                              warehouse=sa.create_engine(f"sqlite:///{home / 'warehouse.sqlite'}"))
+        yield SimpleNamespace(
+            home=home,
+            defs=defs,
+            instance=instance,
+            lake=LakeResource(url=str(home / "lake")),
+            warehouse=sa.create_engine(f"sqlite:///{home / 'warehouse.sqlite'}"),
+        )
 
 
 def _check_only(p, checks: list[str], first: dt.date = DAY, last: dt.date = DAY):
     """The given checks alone (no asset recomputed) over ``first..last``: what the stores hold now."""
-    job = p.defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection=set(), asset_check_selection={_key(c) for c in checks})
+    job = p.defs.resolve_job_def(SESSION_JOB).get_subset(
+        asset_selection=set(), asset_check_selection={_key(c) for c in checks}
+    )
     result = job.execute_in_process(instance=p.instance, tags=_tags(first, last), raise_on_error=False)
     return result, _evaluations(result)
 
@@ -128,13 +152,20 @@ def _day_window(day: dt.date, whole_days: bool = False):
 def test_rules_name_the_first_offending_bar_or_row():
     day, session = dt.date(2025, 3, 5), "2025-03-05"
     bars = cal.session_bars(day)
-    gaps = rules.gap_verdicts(pd.Series(bars.delete([13, 40])), [session], now=cal.session_end(day) + pd.Timedelta(hours=1))
-    assert not gaps[session].passed and gaps[session].metadata["missing_bars"] == ["2025-03-05-09:05", "2025-03-05-11:20"]
+    gaps = rules.gap_verdicts(
+        pd.Series(bars.delete([13, 40])), [session], now=cal.session_end(day) + pd.Timedelta(hours=1)
+    )
+    assert not gaps[session].passed and gaps[session].metadata["missing_bars"] == [
+        "2025-03-05-09:05",
+        "2025-03-05-11:20",
+    ]
     assert gaps[session].detail == "2025-03-05: 2 of 60 expected bars missing, first 2025-03-05-09:05"
     mid = rules.gap_verdicts(pd.Series(bars[:20]), [session], now=pd.Timestamp("2025-03-05 09:42", tz=cal.TZ_NAME))
     assert mid[session].passed and mid[session].metadata["expected"] == 20  # bars not closed yet are not missing
 
-    kept = pd.DataFrame({"time": bars, "symbol": "USD/COP", "open": 4100.0, "high": 4101.0, "low": 4099.0, "close": 4100.5})
+    kept = pd.DataFrame(
+        {"time": bars, "symbol": "USD/COP", "open": 4100.0, "high": 4101.0, "low": 4099.0, "close": 4100.5}
+    )
     bad = kept.copy()
     bad.loc[7, "high"] = 4098.0  # below low
     v = rules.integrity_verdicts(bad, [session])[session]
@@ -148,9 +179,16 @@ def test_rules_name_the_first_offending_bar_or_row():
     assert v.metadata["first_difference"] == "2025-03-05-08:15 USD/COP: in the lake, not in the warehouse"
     v = rules.store_verdicts(kept.drop(index=3), wh, ["time", "symbol"], [session])[session]
     assert v.metadata["first_difference"] == "2025-03-05-08:50 USD/COP: close differs (lake 4100.5, warehouse 4100.75)"
-    assert rules.store_verdicts(kept, kept.sample(frac=1.0, random_state=1), ["time", "symbol"], [session])[session].passed
+    assert rules.store_verdicts(kept, kept.sample(frac=1.0, random_state=1), ["time", "symbol"], [session])[
+        session
+    ].passed
 
-    v = rules.conservation_verdicts([session, "2025-03-06"], "l0", {session: 61, "2025-03-06": 60}, {"l1": {session: 60, "2025-03-06": 60}, "rej": {}})
+    v = rules.conservation_verdicts(
+        [session, "2025-03-06"],
+        "l0",
+        {session: 61, "2025-03-06": 60},
+        {"l1": {session: 60, "2025-03-06": 60}, "rej": {}},
+    )
     assert v["2025-03-06"].passed and v[session].detail == "2025-03-05: l0 61 rows, l1 60 + rej 0 = 60"
 
 
@@ -162,13 +200,19 @@ def test_observation_rules_and_the_look_ahead_sample():
     assert finite[session].passed and dim[session].passed
     obs.loc[4, "o_b"] = np.nan
     obs.loc[9, "o_a"] = 6.0
-    finite, dim = rules.observation_verdicts({session: obs[["time", "o_b", "o_a"]]}, [session], ["o_a", "o_b"], clip=5.0)
-    assert finite[session].metadata["first_bad_bar"] == "2025-03-05-08:20" and finite[session].metadata["beyond_clip"] == 1
+    finite, dim = rules.observation_verdicts(
+        {session: obs[["time", "o_b", "o_a"]]}, [session], ["o_a", "o_b"], clip=5.0
+    )
+    assert (
+        finite[session].metadata["first_bad_bar"] == "2025-03-05-08:20" and finite[session].metadata["beyond_clip"] == 1
+    )
     assert not dim[session].passed and dim[session].detail.endswith("same columns, other order")
 
     days = cal.trading_days(dt.date(2025, 2, 3), dt.date(2025, 3, 5))
     sample = rules.sample_bars(cal.bars_of_days(days))
-    assert len(sample) == len(days) and list(sample) == list(rules.sample_bars(cal.bars_of_days(days)))  # one each, stable
+    assert len(sample) == len(days) and list(sample) == list(
+        rules.sample_bars(cal.bars_of_days(days))
+    )  # one each, stable
     assert len({(t.tz_convert(cal.TZ).hour, t.minute) for t in sample}) > len(days) // 2  # times of day vary
 
 
@@ -192,11 +236,14 @@ def test_every_check_is_evaluated_per_session_and_passes_on_good_data(filled):
         assert sorted(by_session) == SESSIONS, name  # one evaluation per session of the range run
         assert all(ev.passed for ev in by_session.values()), name
         assert {ev.severity for ev in by_session.values()} == {
-            dg.AssetCheckSeverity.ERROR if name in ERROR_CHECKS else dg.AssetCheckSeverity.WARN}
+            dg.AssetCheckSeverity.ERROR if name in ERROR_CHECKS else dg.AssetCheckSeverity.WARN
+        }
         assert all(ev.target_materialization_data is not None for ev in by_session.values()), name
     ev = filled.evaluations
-    assert (ev["l1/ohlcv_m5:lake_matches_warehouse"]["2025-03-04"].metadata["lake_rows"].value,
-            ev["l1/ohlcv_m5:lake_matches_warehouse"]["2025-03-04"].metadata["warehouse_rows"].value) == (60, 60)
+    assert (
+        ev["l1/ohlcv_m5:lake_matches_warehouse"]["2025-03-04"].metadata["lake_rows"].value,
+        ev["l1/ohlcv_m5:lake_matches_warehouse"]["2025-03-04"].metadata["warehouse_rows"].value,
+    ) == (60, 60)
     assert ev["l1/ohlcv_m5:conservation"]["2025-03-04"].metadata["rows_in"].value == 60
     assert ev["l0/ohlcv_m5:bars_complete"]["2025-02-25"].metadata["expected"].value == 60
     look = ev["l4/observations_m5:no_look_ahead"]["2025-03-04"].metadata
@@ -215,7 +262,12 @@ def test_every_check_is_evaluated_per_session_and_passes_on_good_data(filled):
 def test_a_row_deleted_from_the_warehouse_only_fails_lake_matches_warehouse(platform):
     victim = cal.session_bars(DAY)[17]
     with platform.warehouse.begin() as conn:
-        assert conn.exec_driver_sql("DELETE FROM usdcop_m5_ohlcv WHERE time = ?", (victim.strftime("%Y-%m-%d %H:%M:%S.%f+00:00"),)).rowcount == 1
+        assert (
+            conn.exec_driver_sql(
+                "DELETE FROM usdcop_m5_ohlcv WHERE time = ?", (victim.strftime("%Y-%m-%d %H:%M:%S.%f+00:00"),)
+            ).rowcount
+            == 1
+        )
     result, evals = _check_only(platform, ["l1/ohlcv_m5:lake_matches_warehouse"], FIRST, LAST)
     assert not result.success  # blocking ERROR check: its step fails
     by_session = evals["l1/ohlcv_m5:lake_matches_warehouse"]
@@ -224,7 +276,9 @@ def test_a_row_deleted_from_the_warehouse_only_fails_lake_matches_warehouse(plat
     assert (bad.metadata["lake_rows"].value, bad.metadata["warehouse_rows"].value) == (60, 59)
     assert bad.metadata["first_difference"].value == "2025-03-04-09:25 USD/COP: in the lake, not in the warehouse"
     assert bad.description.startswith("2025-03-04: lake 60 rows, warehouse 59 rows")
-    rec = platform.instance.event_log_storage.get_asset_check_partition_info([_key("l1/ohlcv_m5:lake_matches_warehouse")])
+    rec = platform.instance.event_log_storage.get_asset_check_partition_info(
+        [_key("l1/ohlcv_m5:lake_matches_warehouse")]
+    )
     assert {i.partition_key: i.latest_execution_status.value for i in rec}[DAY.isoformat()] == "FAILED"
 
 
@@ -245,7 +299,9 @@ def test_a_lost_rejected_row_fails_conservation(platform):
     lake = platform.lake
     window = _day_window(DAY, whole_days=True)
     raw = lake.table("l0/ohlcv_m5").read(*window)
-    shifted = raw.iloc[[5]].assign(time=raw["time"].iloc[5] - pd.Timedelta(hours=5))  # a copy stamped 03:25: L1 rejects it
+    shifted = raw.iloc[[5]].assign(
+        time=raw["time"].iloc[5] - pd.Timedelta(hours=5)
+    )  # a copy stamped 03:25: L1 rejects it
     lake.table("l0/ohlcv_m5").write(pd.concat([raw, shifted], ignore_index=True), *window)
     job = layers_job(platform.defs, "L1", checks=True)
     result = job.execute_in_process(instance=platform.instance, tags=_tags(DAY, DAY))
@@ -287,7 +343,9 @@ def test_a_future_value_planted_in_a_feature_or_an_observation_fails_no_look_ahe
     by_session = evals["l4/observations_m5:no_look_ahead"]
     assert sorted(s for s, ev in by_session.items() if not ev.passed) == [DAY.isoformat(), LAST.isoformat()]
     bad = by_session[DAY.isoformat()].metadata["mismatched"].value
-    assert len(bad) == 1 and bad[0].startswith(f"{cal.bar_key(sampled)}: ret_12 stored {float(future):.10g}, recomputed ")
+    assert len(bad) == 1 and bad[0].startswith(
+        f"{cal.bar_key(sampled)}: ret_12 stored {float(future):.10g}, recomputed "
+    )
     bad = by_session[LAST.isoformat()].metadata["mismatched"].value
     assert len(bad) == 1 and bad[0].startswith(f"{cal.bar_key(last['time'][j])}: o_ret_1 stored ")
 
@@ -296,8 +354,8 @@ def test_a_failing_blocking_check_stops_the_layers_above_and_fails_the_backfill(
     """L1 loses a kept bar: conservation fails in the run, L2/L3 are not computed, the CLI exits 1."""
     from click.testing import CliRunner
 
-    from usdcop_assets.defs.layers import l1_standardized as standardized
     from usdcop_assets.cli import main
+    from usdcop_assets.defs.layers import l1_standardized as standardized
 
     real = standardized.standardize_bars
     lost = cal.session_bars(DAY)[24]
@@ -310,18 +368,27 @@ def test_a_failing_blocking_check_stops_the_layers_above_and_fails_the_backfill(
     for var, value in (("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1"), ("DAGSTER_EVENT_BATCH_SIZE", "5000")):
         monkeypatch.setenv(var, value)  # the CLI sets them; restored after the test
     before = platform.lake.table("l2/indicators_m5").read(*_day_window(DAY))
-    out = CliRunner().invoke(main, ["backfill", "--start", DAY.isoformat(), "--end", DAY.isoformat(), "--layers", "L0,L1,L2,L3"],
-                             catch_exceptions=False)
+    out = CliRunner().invoke(
+        main,
+        ["backfill", "--start", DAY.isoformat(), "--end", DAY.isoformat(), "--layers", "L0,L1,L2,L3"],
+        catch_exceptions=False,
+    )
     assert out.exit_code == 1, out.output
-    assert ("check l1/ohlcv_m5:conservation: FAILED (1 of 1 session; "
-            "2025-03-04: l0/ohlcv_m5 60 rows, l1/ohlcv_m5 59 + l1/ohlcv_m5_rejects 0 = 59)") in out.output
-    assert "check l1/ohlcv_m5:lake_matches_warehouse: passed (1 session)" in out.output  # what was written, was written to both
+    assert (
+        "check l1/ohlcv_m5:conservation: FAILED (1 of 1 session; "
+        "2025-03-04: l0/ohlcv_m5 60 rows, l1/ohlcv_m5 59 + l1/ohlcv_m5_rejects 0 = 59)"
+    ) in out.output
+    assert (
+        "check l1/ohlcv_m5:lake_matches_warehouse: passed (1 session)" in out.output
+    )  # what was written, was written to both
     log = Path(re.search(r"Dagster's logs: (\S+)", out.output).group(1))  # Dagster's own lines go to the command's log
     assert "blocking asset check failed" in log.read_text() and "blocking asset check failed" not in out.output
     run = platform.instance.get_runs(dg.RunsFilter(job_name=SESSION_JOB), limit=1)[0]
     assert run.status == dg.DagsterRunStatus.FAILURE
-    materialized = {e.dagster_event.asset_key.to_user_string()
-                    for e in platform.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)}
+    materialized = {
+        e.dagster_event.asset_key.to_user_string()
+        for e in platform.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    }
     assert materialized == {"l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects"}  # L2 and L3 did not run
     pd.testing.assert_frame_equal(platform.lake.table("l2/indicators_m5").read(*_day_window(DAY)), before)
 
@@ -344,14 +411,20 @@ def test_blocking_checks_gate_declarative_automation(platform, monkeypatch):
         return kept.iloc[1:].reset_index(drop=True), rejects
 
     monkeypatch.setattr(standardized, "standardize_bars", losing_the_first_bar)
-    failed = layers_job(defs, "L1", checks=True).execute_in_process(instance=instance, tags=_tags(LAST, LAST), raise_on_error=False)
+    failed = layers_job(defs, "L1", checks=True).execute_in_process(
+        instance=instance, tags=_tags(LAST, LAST), raise_on_error=False
+    )
     assert not _evaluations(failed)["l1/ohlcv_m5:conservation"][LAST.isoformat()].passed
-    tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, evaluation_time=now, cursor=tick.cursor)
+    tick = dg.evaluate_automation_conditions(
+        defs, instance, asset_selection=selection, evaluation_time=now, cursor=tick.cursor
+    )
     assert tick.get_requested_partitions(l2) == set()  # L1 updated, but its blocking checks failed
 
     monkeypatch.setattr(standardized, "standardize_bars", real)
     assert layers_job(defs, "L1", checks=True).execute_in_process(instance=instance, tags=_tags(LAST, LAST)).success
-    tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, evaluation_time=now, cursor=tick.cursor)
+    tick = dg.evaluate_automation_conditions(
+        defs, instance, asset_selection=selection, evaluation_time=now, cursor=tick.cursor
+    )
     assert tick.get_requested_partitions(l2) == {LAST.isoformat()}
     check = next(r for r in tick.results if r.key == l2_check)  # its check goes with it (CHECK_CONDITION)
     assert check.true_subset.size == 1

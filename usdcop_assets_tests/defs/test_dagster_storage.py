@@ -2,6 +2,7 @@
 SQLite storage records for a partition-range run."""
 
 import datetime as dt
+
 import dagster as dg
 import pytest
 
@@ -25,7 +26,10 @@ def _run(home, monkeypatch, batch: str, project_yaml: bool):
     with dg.DagsterInstance.get() as instance:
         result = layers_job(build_definitions(), "L0").execute_in_process(
             instance=instance,
-            tags={"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end},
+            tags={
+                "dagster/asset_partition_range_start": key_range.start,
+                "dagster/asset_partition_range_end": key_range.end,
+            },
         )
         assert result.success
         storage = type(instance.event_log_storage).__name__
@@ -33,7 +37,11 @@ def _run(home, monkeypatch, batch: str, project_yaml: bool):
         records = instance.fetch_materializations(L0, limit=1000).records
         last = instance.get_latest_materialization_event(L0)
         events = {
-            r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items() if k not in ("lake_objects_written", "lake_objects_unchanged")}
+            r.partition_key: {
+                k: v.value
+                for k, v in r.asset_materialization.metadata.items()
+                if k not in ("lake_objects_written", "lake_objects_unchanged")
+            }
             for r in records
         }
     return storage, partitions, records, last, events
@@ -53,7 +61,9 @@ def test_batched_event_log_records_every_partition_like_the_stock_storage(usdcop
     assert (tmp_path / "batched" / "history" / "runs" / "index.db").exists()
     with dg.DagsterInstance.from_config(str(tmp_path / "batched")) as instance:
         assert instance.event_log_storage._base_dir == str((tmp_path / "batched" / "history" / "runs").resolve())
-        one = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=L0, asset_partitions=["2025-03-03"]), limit=5).records
+        one = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=L0, asset_partitions=["2025-03-03"]), limit=5
+        ).records
         assert [r.partition_key for r in one] == ["2025-03-03"]
 
 
@@ -69,9 +79,14 @@ def test_a_batch_larger_than_sqlites_variable_limit_is_stored_in_one_write(tmp_p
     monkeypatch.setattr(storage, "store_event", lambda e: calls.append(e))  # the one-by-one fallback
     events = [
         EventLogEntry(
-            error_info=None, level="debug", user_message="", run_id="r1", timestamp=1.0 + i,
+            error_info=None,
+            level="debug",
+            user_message="",
+            run_id="r1",
+            timestamp=1.0 + i,
             dagster_event=DagsterEvent(
-                DagsterEventType.ASSET_MATERIALIZATION.value, "job",
+                DagsterEventType.ASSET_MATERIALIZATION.value,
+                "job",
                 event_specific_data=StepMaterializationData(dg.AssetMaterialization(L0, partition=f"p{i:05d}")),
             ),
         )

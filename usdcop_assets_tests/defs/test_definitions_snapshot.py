@@ -39,7 +39,9 @@ def shape(defs: dg.Definitions) -> dict:
     for key in sorted(graph.get_all_asset_keys()):
         node = graph.get(key)
         assets[key.to_user_string()] = {
-            "group": node.group_name, "partitions": _partitions(node.partitions_def), "kinds": sorted(node.kinds),
+            "group": node.group_name,
+            "partitions": _partitions(node.partitions_def),
+            "kinds": sorted(node.kinds),
         }
     checks = {
         f"{ck.asset_key.to_user_string()}:{ck.name}": {"blocking": graph.get(ck).blocking}
@@ -51,10 +53,17 @@ def shape(defs: dg.Definitions) -> dict:
         # Dagster's implicit __ASSET_JOB* are not the project's
         "jobs": sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")),
         "schedules": {
-            s.name: {"cron": s.cron_schedule, "timezone": s.execution_timezone, "default_status": _status(s.default_status)}
+            s.name: {
+                "cron": s.cron_schedule,
+                "timezone": s.execution_timezone,
+                "default_status": _status(s.default_status),
+            }
             for s in sorted(repo.schedule_defs, key=lambda s: s.name)
         },
-        "sensors": {s.name: {"default_status": _status(s.default_status)} for s in sorted(repo.sensor_defs, key=lambda s: s.name)},
+        "sensors": {
+            s.name: {"default_status": _status(s.default_status)}
+            for s in sorted(repo.sensor_defs, key=lambda s: s.name)
+        },
     }
 
 
@@ -96,4 +105,8 @@ def test_l0_to_l1_of_one_synthetic_session_on_temporary_stores(usdcop_env, tmp_p
     assert rows == 60
     l1 = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(["l1", "ohlcv_m5"])]
     metadata = l1[0].materialization.metadata
-    assert metadata["rows_in"].value == 60 and metadata["rows_kept"].value == 60 and metadata["rows_conserved"].value is True
+    assert (
+        metadata["rows_in"].value == 60
+        and metadata["rows_kept"].value == 60
+        and metadata["rows_conserved"].value is True
+    )

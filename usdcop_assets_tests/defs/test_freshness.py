@@ -54,7 +54,9 @@ def _materialize(instance, key: dg.AssetKey, partition: str, at: dt.datetime) ->
 def _state(instance, graph, key: dg.AssetKey, at: dt.datetime) -> FreshnessState:
     """What the freshness daemon computes for ``key`` at ``at`` (a fresh loading context: no cached records)."""
     with freeze_time(at):
-        return asyncio.run(FreshnessDaemon()._compute_asset_freshness_state(LoadingContextForTest(instance), graph.get(key)))
+        return asyncio.run(
+            FreshnessDaemon()._compute_asset_freshness_state(LoadingContextForTest(instance), graph.get(key))
+        )
 
 
 def test_policies_sit_on_the_bar_and_session_layers_only(graph):
@@ -69,9 +71,17 @@ def test_policies_sit_on_the_bar_and_session_layers_only(graph):
     session = (SESSION_DEADLINE_CRON, dt.timedelta(minutes=30))
     assert BAR_DEADLINE_CRON == "9-59/5 8-12 * * 1-5" and SESSION_DEADLINE_CRON == "30 13 * * 1-5"
     assert seen == {
-        "l0/ohlcv_m5": bar, "l1/ohlcv_m5": bar, "l1/ohlcv_m5_rejects": bar, "l2/indicators_m5": bar, "l3/features_m5": bar,
-        "l4/observations_m5": bar, "l5/actions_m5": bar,
-        "l4/episodes_session": session, "l5/paper_trades": session, "l5/paper_positions": session, "l6/backtest_session": session,
+        "l0/ohlcv_m5": bar,
+        "l1/ohlcv_m5": bar,
+        "l1/ohlcv_m5_rejects": bar,
+        "l2/indicators_m5": bar,
+        "l3/features_m5": bar,
+        "l4/observations_m5": bar,
+        "l5/actions_m5": bar,
+        "l4/episodes_session": session,
+        "l5/paper_trades": session,
+        "l5/paper_positions": session,
+        "l6/backtest_session": session,
     }
     assert set(POLICIES) == set(BAR_KEYS) | set(SESSION_KEYS)
 
@@ -130,19 +140,27 @@ def test_on_a_holiday_the_cron_fails_and_the_deadline_says_it_was_a_holiday(inst
     holiday = _bogota(2025, 3, 24, 8, 9, 30)
     assert _state(instance, graph, L0, holiday) == FreshnessState.FAIL
     deadline = latest_deadline(POLICIES[L0], holiday)
-    assert deadline.astimezone(cal.TZ) == _bogota(2025, 3, 24, 8, 9) and cal.is_holiday(deadline.astimezone(cal.TZ).date())
+    assert deadline.astimezone(cal.TZ) == _bogota(2025, 3, 24, 8, 9) and cal.is_holiday(
+        deadline.astimezone(cal.TZ).date()
+    )
     _materialize(instance, L0, "2025-03-25", _bogota(2025, 3, 25, 8, 5, 20))  # Tuesday's first bar
     assert _state(instance, graph, L0, _bogota(2025, 3, 25, 8, 9, 30)) == FreshnessState.PASS
 
 
 def test_session_layer_expects_the_closed_session_by_13_30(instance, graph):
-    _materialize(instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 12, 58))  # during the session: not the whole session
-    assert _state(instance, graph, BACKTEST, _bogota(2025, 3, 7, 13, 29)) == FreshnessState.PASS  # Thursday's deadline still rules
+    _materialize(
+        instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 12, 58)
+    )  # during the session: not the whole session
+    assert (
+        _state(instance, graph, BACKTEST, _bogota(2025, 3, 7, 13, 29)) == FreshnessState.PASS
+    )  # Thursday's deadline still rules
     assert _state(instance, graph, BACKTEST, _bogota(2025, 3, 7, 13, 30, 5)) == FreshnessState.FAIL
     _materialize(instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 13, 11))
     for now in (_bogota(2025, 3, 7, 13, 31), _bogota(2025, 3, 9, 9, 0), _bogota(2025, 3, 10, 13, 29)):
         assert _state(instance, graph, BACKTEST, now) == FreshnessState.PASS, now
-    assert _state(instance, graph, BACKTEST, _bogota(2025, 3, 10, 13, 30, 5)) == FreshnessState.FAIL  # Monday's session is due
+    assert (
+        _state(instance, graph, BACKTEST, _bogota(2025, 3, 10, 13, 30, 5)) == FreshnessState.FAIL
+    )  # Monday's session is due
 
 
 def test_the_freshness_daemon_is_enabled_in_both_instance_configs():

@@ -9,10 +9,10 @@ import pytest
 
 from usdcop_assets import gaps
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.gaps import bar_summary, checked_end, missing_bars
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, job_check_keys, layers_job
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.quality.checks import GAP
+from usdcop_assets.gaps import bar_summary, checked_end, missing_bars
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.testing.vendor_server import VendorServer
 
@@ -61,10 +61,12 @@ def test_holiday_spanning_window_expects_only_trading_bars():
 
     # Rows off the grid, on the holiday, duplicated or outside the window neither fill nor create gaps.
     present = cal.expected_bars(start, end).delete(5)
-    noise = pd.DatetimeIndex([
-        t.tz_convert("UTC")
-        for t in (_bogota("2025-01-06 09:00"), _bogota("2025-01-03 12:02"), present[0], _bogota("2025-01-07 10:00"))
-    ])
+    noise = pd.DatetimeIndex(
+        [
+            t.tz_convert("UTC")
+            for t in (_bogota("2025-01-06 09:00"), _bogota("2025-01-03 12:02"), present[0], _bogota("2025-01-07 10:00"))
+        ]
+    )
     missing = missing_bars(present.append(noise), start, end)
     assert [cal.bar_key(t) for t in missing] == ["2025-01-03-12:25"]
 
@@ -116,7 +118,9 @@ def _check(defs, instance, day: dt.date) -> dict[str, dg.AssetCheckEvaluation]:
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}, raise_on_error=False
     )
     assert result.success  # WARN: a gap fails the check, not the run
-    evaluations = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    evaluations = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     assert {ev.partition for ev in evaluations} == {key_range.start}
     return {ev.asset_check_key.to_user_string(): ev for ev in evaluations}
 

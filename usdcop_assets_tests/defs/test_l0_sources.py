@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.automation.jobs import layers_job
-from usdcop_assets.storage.lake.session_table import to_arrow
-from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.defs.automation.jobs import layers_job
+from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.sources import AVAILABLE, L0_COLUMNS, fetch_bars, fetch_bars_with_summary, require_available
 from usdcop_assets.sources.synthetic import synthetic_bars
+from usdcop_assets.storage.lake.session_table import to_arrow
 from usdcop_assets.testing.vendor_server import TD_PATH, VendorServer
 
 KEYS = ("FAKE-TD-KEY-0001", "FAKE-TD-KEY-0002")
@@ -48,7 +48,9 @@ def _window(day: dt.date):
 def _run_session(instance, day: dt.date):
     from usdcop_assets.defs.definitions import build_definitions
 
-    return layers_job(build_definitions(), "L0,L1").execute_in_process(instance=instance, partition_key=cal.session_key(day))
+    return layers_job(build_definitions(), "L0,L1").execute_in_process(
+        instance=instance, partition_key=cal.session_key(day)
+    )
 
 
 def _lake(usdcop_env, dataset: str, day: dt.date) -> pd.DataFrame:

@@ -12,15 +12,18 @@ import pytest
 
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, job_check_keys, layers_job
-from usdcop_assets.observation.builder import DEFAULT_CONFIG, load_config, obs_version
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.features.indicators import compute_indicators
+from usdcop_assets.observation.builder import DEFAULT_CONFIG, load_config, obs_version
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 FIRST, LAST = dt.date(2025, 2, 24), dt.date(2025, 3, 7)  # 10 sessions
-WARM_FEB = (dt.date(2025, 2, 28), dt.date(2025, 2, 28))  # the first 4 sessions lack look-back: March is fitted on Feb 28
+WARM_FEB = (
+    dt.date(2025, 2, 28),
+    dt.date(2025, 2, 28),
+)  # the first 4 sessions lack look-back: March is fitted on Feb 28
 
 
 def _obs_config(tmp_path, monkeypatch):
@@ -86,7 +89,9 @@ def _lake(env) -> LakeResource:
     return LakeResource(url=str(env / "lake"))
 
 
-def test_range_run_and_one_session_runs_store_identical_indicators_and_features(obs_env, instance, tmp_path, monkeypatch):
+def test_range_run_and_one_session_runs_store_identical_indicators_and_features(
+    obs_env, instance, tmp_path, monkeypatch
+):
     defs = _defs()
     _backfill(defs, instance)
     lake = _lake(obs_env)
@@ -117,7 +122,9 @@ def test_range_run_and_one_session_runs_store_identical_indicators_and_features(
     # and the indicators are ta's on the clean series (the pure function is tested against ta itself)
     l1 = lake.table("l1/ohlcv_m5").read()
     direct = compute_indicators(l1, targets=pd.DatetimeIndex(ranged["l2/indicators_m5"]["time"]))
-    pd.testing.assert_series_equal(direct["ema_20"], ranged["l2/indicators_m5"]["ema_20"], check_exact=True, check_names=False)
+    pd.testing.assert_series_equal(
+        direct["ema_20"], ranged["l2/indicators_m5"]["ema_20"], check_exact=True, check_names=False
+    )
 
 
 def test_each_month_is_normalized_with_statistics_of_the_months_before_it(backfilled):
@@ -127,7 +134,11 @@ def test_each_month_is_normalized_with_statistics_of_the_months_before_it(backfi
     assert sorted(stats["month"].unique()) == ["2025-02", "2025-03"]
     feb, mar = (stats[stats["month"] == m].set_index("feature") for m in ("2025-02", "2025-03"))
     # February: nothing before it -> unfitted, with the reason and what it needs
-    assert not feb["fitted"].any() and feb["stats_version"].iloc[0] == "unfitted" and feb["reason"].iloc[0].startswith("0 warm")
+    assert (
+        not feb["fitted"].any()
+        and feb["stats_version"].iloc[0] == "unfitted"
+        and feb["reason"].iloc[0].startswith("0 warm")
+    )
     # March: the warm February bars only (2025-02-28)
     features = lake.table("l3/features_m5").read()
     t = pd.DatetimeIndex(features["time"])
@@ -154,7 +165,10 @@ def test_each_month_is_normalized_with_statistics_of_the_months_before_it(backfi
     march = obs["time"] >= cal.session_open(dt.date(2025, 3, 3))
     assert (obs["obs_version"] == obs_version(config)).all()
     assert (obs.loc[march, "stats_version"] == before).all() and obs.loc[march, "warm"].all()
-    assert not obs.loc[~march, "warm"].any() and obs.loc[~march, "cold_reason"].str.startswith("normalization for 2025-02 not fitted").all()
+    assert (
+        not obs.loc[~march, "warm"].any()
+        and obs.loc[~march, "cold_reason"].str.startswith("normalization for 2025-02 not fitted").all()
+    )
 
 
 def test_episodes_are_one_session_each_with_next_bar_returns(backfilled):
@@ -174,12 +188,21 @@ def test_observation_checks_pass_and_catch_a_feature_that_looked_ahead(backfille
     home, defs, instance = backfilled
     _obs_config(home.parent, monkeypatch)
     job = defs.resolve_job_def(SESSION_JOB)
-    keys = {k for k in job_check_keys(job) if k.asset_key == dg.AssetKey(["l4", "observations_m5"]) and k.name != "live_parity"}
+    keys = {
+        k
+        for k in job_check_keys(job)
+        if k.asset_key == dg.AssetKey(["l4", "observations_m5"]) and k.name != "live_parity"
+    }
 
     def run_checks():  # the l4/observations_m5 checks alone, on what the lake holds
         result = job.get_subset(asset_selection=set(), asset_check_selection=keys).execute_in_process(
-            instance=instance, tags=_range_tags(LAST, LAST), raise_on_error=False)
-        return {e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+            instance=instance, tags=_range_tags(LAST, LAST), raise_on_error=False
+        )
+        return {
+            e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
 
     checks = run_checks()
     assert set(checks) == {"observations_finite", "observation_dimension", "no_look_ahead"}

@@ -8,8 +8,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from usdcop_assets.defs.layers.macro_daily import MACRO_L1_LOOKBACK_DAYS, l0_macro_daily, l1_macro_daily
 from usdcop_assets.defs.io_managers import LakeIOManager, ServingIOManager
+from usdcop_assets.defs.layers.macro_daily import MACRO_L1_LOOKBACK_DAYS, l0_macro_daily, l1_macro_daily
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.refine.macro import INDICATOR_NAMES, l1_columns, lag_known_at
 from usdcop_assets.sources.macro_sources import SOURCE_ENV
@@ -35,10 +35,14 @@ def _defs(lake_dir, warehouse_url) -> dg.Definitions:
     warehouse = WarehouseResource(url=warehouse_url)
     return dg.Definitions(
         assets=[l0_macro_daily, l1_macro_daily],
-        jobs=[dg.define_asset_job("l0_job", selection=[l0_macro_daily]),
-              dg.define_asset_job("l1_job", selection=[l1_macro_daily])],
-        resources={"lake_io_manager": LakeIOManager(lake=lake),
-                   "serving_io_manager": ServingIOManager(lake=lake, warehouse=warehouse)},
+        jobs=[
+            dg.define_asset_job("l0_job", selection=[l0_macro_daily]),
+            dg.define_asset_job("l1_job", selection=[l1_macro_daily]),
+        ],
+        resources={
+            "lake_io_manager": LakeIOManager(lake=lake),
+            "serving_io_manager": ServingIOManager(lake=lake, warehouse=warehouse),
+        },
     )
 
 
@@ -46,7 +50,8 @@ def _run(defs, job, instance, first: dt.date, last: dt.date):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return defs.resolve_job_def(job).execute_in_process(
-            instance=instance, tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()})
+            instance=instance, tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
+        )
 
 
 def _comparable(df: pd.DataFrame) -> pd.DataFrame:
@@ -84,7 +89,9 @@ def _check_40_days(macro_env, instance, warehouse_url):
 
     again = _run(defs, "l1_job", instance, first, last)
     assert again.success
-    assert {e.materialization.metadata["lake_objects_written"].value for e in again.get_asset_materialization_events()} == {0}
+    assert {
+        e.materialization.metadata["lake_objects_written"].value for e in again.get_asset_materialization_events()
+    } == {0}
     lake2 = LakeResource(url=str(macro_env / "lake")).table("l1/macro_daily").read()
     pd.testing.assert_frame_equal(lake, lake2)
     stored2 = wh.read_window(TABLE, _bogota(first), _bogota(last + dt.timedelta(days=1)))

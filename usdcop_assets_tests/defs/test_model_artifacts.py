@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.defs.io_managers import ServingIOManager
 from usdcop_assets.defs.layers.l5_model import l5_ppo_model
 from usdcop_assets.defs.registry import load_fold_model, registered_models
-from usdcop_assets.defs.io_managers import ServingIOManager
-from usdcop_assets.storage.lake.session_table import SessionTable
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.rl import training as T
+from usdcop_assets.storage.lake.session_table import SessionTable
 from usdcop_assets_tests.unit.test_training import DAYS, episodes_frame
 
 FOLD = "2024-03"
@@ -64,8 +64,10 @@ def _sb3_zip_with_payload(marker) -> bytes:
             body = src.read(name)
             if name == "data":
                 data = json.loads(body)
-                data["policy_class"] = {":type:": "<class 'type'>",
-                                        ":serialized:": base64.b64encode(cloudpickle.dumps(_Payload(str(marker)))).decode()}
+                data["policy_class"] = {
+                    ":type:": "<class 'type'>",
+                    ":serialized:": base64.b64encode(cloudpickle.dumps(_Payload(str(marker)))).decode(),
+                }
                 body = json.dumps(data).encode()
             dst.writestr(name, body)
     return out.getvalue()
@@ -75,24 +77,43 @@ def _sb3_zip_with_payload(marker) -> bytes:
 def platform(tmp_path_factory):
     root = tmp_path_factory.mktemp("model_artifacts")
     with pytest.MonkeyPatch.context() as mp:
-        for var, value in {"USDCOP_PPO_TIMESTEPS": "512", "USDCOP_PPO_N_STEPS": "256", "USDCOP_PPO_CHECKPOINTS": "1",
-                           "USDCOP_VALID_SESSIONS": "8", "USDCOP_MIN_TRAIN_SESSIONS": "20"}.items():
+        for var, value in {
+            "USDCOP_PPO_TIMESTEPS": "512",
+            "USDCOP_PPO_N_STEPS": "256",
+            "USDCOP_PPO_CHECKPOINTS": "1",
+            "USDCOP_VALID_SESSIONS": "8",
+            "USDCOP_MIN_TRAIN_SESSIONS": "20",
+        }.items():
             mp.setenv(var, value)
         mp.delenv("USDCOP_OBS_CONFIG", raising=False)
         lake = LakeResource(url=str(root / "lake"))
         warehouse = WarehouseResource(url=f"sqlite:///{root / 'warehouse.sqlite'}")
-        SessionTable(lake.store(), "l4/episodes_session").write(episodes_frame(), cal.session_open(DAYS[0]), cal.session_end(DAYS[-1]))
-        resources = {"lake": lake, "warehouse": warehouse, "serving_io_manager": ServingIOManager(lake=lake, warehouse=warehouse)}
+        SessionTable(lake.store(), "l4/episodes_session").write(
+            episodes_frame(), cal.session_open(DAYS[0]), cal.session_end(DAYS[-1])
+        )
+        resources = {
+            "lake": lake,
+            "warehouse": warehouse,
+            "serving_io_manager": ServingIOManager(lake=lake, warehouse=warehouse),
+        }
         (root / "dagster_home").mkdir()
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
 
             def materialize():
                 result = dg.materialize([l5_ppo_model], partition_key=FOLD, instance=instance, resources=resources)
                 assert result.success
-                return {k: v.value for k, v in result.asset_materializations_for_node("l5__ppo_model")[0].metadata.items()}
+                return {
+                    k: v.value for k, v in result.asset_materializations_for_node("l5__ppo_model")[0].metadata.items()
+                }
 
             first = materialize()
-            yield {"lake": lake, "warehouse": warehouse, "instance": instance, "materialize": materialize, "first": first}
+            yield {
+                "lake": lake,
+                "warehouse": warehouse,
+                "instance": instance,
+                "materialize": materialize,
+                "first": first,
+            }
 
 
 def _row(platform) -> dict:
@@ -112,7 +133,9 @@ def test_the_artifact_hash_is_recorded_outside_the_lake_and_checked(platform):
     lake_rows = platform["lake"].table("l5/ppo_model").read()
     assert list(lake_rows["artifact_sha256"]) == [row["artifact_sha256"]]
     # a registry that disagrees with Dagster's record is refused before the lake is read
-    with pytest.raises(ValueError, match=f"Dagster records artifact hash {row['artifact_sha256'][:12]}.*usdcop train --fold {FOLD}"):
+    with pytest.raises(
+        ValueError, match=f"Dagster records artifact hash {row['artifact_sha256'][:12]}.*usdcop train --fold {FOLD}"
+    ):
         load_fold_model(platform["lake"], {**row, "artifact_sha256": "ab" * 32}, platform["instance"])
 
 
@@ -125,7 +148,10 @@ def test_a_zip_carrying_a_pickled_payload_is_refused_and_never_runs(platform, tm
     try:
         store.put(key, evil)
         # 1. the bytes differ from the registered hash: refused before anything is parsed
-        with pytest.raises(ValueError, match=r"artifact sha256 .* differs from the registered .*not parsed.*usdcop train --fold 2024-03"):
+        with pytest.raises(
+            ValueError,
+            match=r"artifact sha256 .* differs from the registered .*not parsed.*usdcop train --fold 2024-03",
+        ):
             load_fold_model(lake, row, platform["instance"])
         assert not marker.exists()
         # 2. even with the registry forged to the zip's hash, the loader never unpickles: zips are refused
@@ -166,8 +192,8 @@ def test_a_corrupted_artifact_is_refused_then_replaced_by_rematerializing(platfo
 
 def _artifact(trained_policy_bytes: bytes, mutate) -> bytes:
     n = int.from_bytes(trained_policy_bytes[:8], "little")
-    header = json.loads(trained_policy_bytes[8:8 + n])
-    body = trained_policy_bytes[8 + n:]
+    header = json.loads(trained_policy_bytes[8 : 8 + n])
+    body = trained_policy_bytes[8 + n :]
     header, body = mutate(header, body)
     text = json.dumps(header).encode()
     return len(text).to_bytes(8, "little") + text + body
@@ -190,8 +216,12 @@ def test_malformed_artifacts_are_refused_with_the_reason(platform):
         "format": _artifact(genuine, lambda h, b: ({**h, "__metadata__": {**h["__metadata__"], "format": "other"}}, b)),
         "do not fit": _artifact(genuine, misfit),
         "holes or overlaps": _artifact(genuine, lambda h, b: (h, b + b"\0" * 8)),
-        "do not match the architecture": _artifact(genuine, lambda h, b: ({**h, "__metadata__": {**h["__metadata__"], "net_arch_pi": "32,32"}}, b)),
-        "activation": _artifact(genuine, lambda h, b: ({**h, "__metadata__": {**h["__metadata__"], "activation": "os.system"}}, b)),
+        "do not match the architecture": _artifact(
+            genuine, lambda h, b: ({**h, "__metadata__": {**h["__metadata__"], "net_arch_pi": "32,32"}}, b)
+        ),
+        "activation": _artifact(
+            genuine, lambda h, b: ({**h, "__metadata__": {**h["__metadata__"], "activation": "os.system"}}, b)
+        ),
     }
     for reason, blob in cases.items():
         with pytest.raises(T.ArtifactError, match=reason):

@@ -46,7 +46,9 @@ def test_a_months_statistics_use_only_the_months_before_it(tmp_path):
     t = pd.DatetimeIndex(features["time"])
     window = features[(t >= month_start("2024-03")) & (t < month_start("2025-03"))]
     assert march["train_rows"] == len(window)
-    assert np.isclose(march["mean"]["ret_1"], window["ret_1"].mean()) and np.isclose(march["std"]["ret_1"], window["ret_1"].std(ddof=1))
+    assert np.isclose(march["mean"]["ret_1"], window["ret_1"].mean()) and np.isclose(
+        march["std"]["ret_1"], window["ret_1"].std(ddof=1)
+    )
 
     # March itself and anything later changes nothing ...
     later = features.copy()
@@ -76,7 +78,10 @@ def test_a_month_without_enough_history_is_unfitted_and_its_observations_not_war
     february = fit_month(features, config, "2025-02")
     assert not january["fitted"] and january["stats_version"] == "unfitted"
     assert "0 warm l3/features_m5 bars in 2024-01-01..2024-12-31, 600 needed (600 more)" in january["reason"]
-    assert february["fitted"] and february["train_rows"] == len(cal.trading_days(dt.date(2025, 1, 2), dt.date(2025, 1, 31))) * 60
+    assert (
+        february["fitted"]
+        and february["train_rows"] == len(cal.trading_days(dt.date(2025, 1, 2), dt.date(2025, 1, 31))) * 60
+    )
 
     out = build_observations(features, config, {"2025-01": january, "2025-02": february})
     jan = out["time"] < month_start("2025-02")
@@ -85,21 +90,29 @@ def test_a_month_without_enough_history_is_unfitted_and_its_observations_not_war
     assert out.loc[~jan, "cold_reason"].isna().all()
     assert (out.loc[jan, config.columns].to_numpy() == 0).all()
     assert (out["obs_version"] == obs_version(config)).all()  # one version for every month: a model may span them
-    assert set(out.loc[jan, "stats_version"]) == {"unfitted"} and set(out.loc[~jan, "stats_version"]) == {february["stats_version"]}
+    assert set(out.loc[jan, "stats_version"]) == {"unfitted"} and set(out.loc[~jan, "stats_version"]) == {
+        february["stats_version"]
+    }
 
     # a month with no stored statistics at all: built, not warm, the command named
     missing = build_observations(features, config, {"2025-02": february})
-    assert missing.loc[missing["time"] < month_start("2025-02"), "cold_reason"].str.contains("2025-01 is not materialized").all()
+    assert (
+        missing.loc[missing["time"] < month_start("2025-02"), "cold_reason"]
+        .str.contains("2025-01 is not materialized")
+        .all()
+    )
 
 
 def test_an_old_homes_single_statistics_object_is_named_not_read(tmp_path):
+    from usdcop_assets.observation.normalization import old_statistics_note, read_month_stats
     from usdcop_assets.storage.lake.session_table import write_object
     from usdcop_assets.storage.lake.store import LocalObjectStore
-    from usdcop_assets.observation.normalization import old_statistics_note, read_month_stats
 
     store = LocalObjectStore(tmp_path / "lake")
     assert old_statistics_note(store) is None
-    write_object(store, "l4/observation_stats", pd.DataFrame({"feature": ["ret_1"], "mean": [0.0], "version": ["obs-v1-old"]}))
+    write_object(
+        store, "l4/observation_stats", pd.DataFrame({"feature": ["ret_1"], "mean": [0.0], "version": ["obs-v1-old"]})
+    )
     assert read_month_stats(store, ["2025-03"]) == {}
     note = old_statistics_note(store)
     assert "l4/observation_stats/data.parquet is the single statistics object of an older release" in note
@@ -131,7 +144,9 @@ def test_backfill_on_a_fresh_home_needs_no_window_and_warms_up_in_february(usdco
 
     monkeypatch.delenv("USDCOP_OBS_TRAIN_WINDOW", raising=False)
     monkeypatch.delenv("USDCOP_OBS_CONFIG", raising=False)
-    result = CliRunner().invoke(main, ["backfill", "--start", "2025-01-02", "--end", "2025-04-30"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["backfill", "--start", "2025-01-02", "--end", "2025-04-30"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     assert "observation_stats 2025-01 .. 2025-04" in result.output
 
@@ -146,9 +161,16 @@ def test_backfill_on_a_fresh_home_needs_no_window_and_warms_up_in_february(usdco
     assert obs.loc[month == "2025-01", "cold_reason"].str.startswith("normalization for 2025-01 not fitted").all()
     assert obs.loc[month >= "2025-02", "warm"].all()
     assert obs["obs_version"].nunique() == 1
-    assert obs.groupby(month)["stats_version"].nunique().to_dict() == {"2025-01": 1, "2025-02": 1, "2025-03": 1, "2025-04": 1}
+    assert obs.groupby(month)["stats_version"].nunique().to_dict() == {
+        "2025-01": 1,
+        "2025-02": 1,
+        "2025-03": 1,
+        "2025-04": 1,
+    }
     actions = lake.table("l5/actions_m5").read()
-    assert len(actions) == len(obs) and actions["fallback"].notna().all()  # no model trained: every bar flat, with the reason
+    assert (
+        len(actions) == len(obs) and actions["fallback"].notna().all()
+    )  # no model trained: every bar flat, with the reason
 
 
 def test_the_new_months_statistics_are_fitted_on_its_first_day_by_a_running_schedule():

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.defs.automation import sensors
-from usdcop_assets.defs.definitions import ASSETS, build_definitions
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, build_session_chain_job
 from usdcop_assets.defs.automation.sensors import (
     GAP_FILL_SESSIONS_ENV,
@@ -22,10 +22,10 @@ from usdcop_assets.defs.automation.sensors import (
     realtime_bar_sensor,
     recent_sessions,
 )
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.defs.definitions import ASSETS, build_definitions
 from usdcop_assets.sources.synthetic import synthetic_bars
-from usdcop_assets_tests.defs.test_gaps import full_definitions
 from usdcop_assets.testing.vendor_server import TD_PATH, VendorServer
+from usdcop_assets_tests.defs.test_gaps import full_definitions
 
 L0 = dg.AssetKey(["l0", "ohlcv_m5"])
 KEY = "FAKE-SENSOR-KEY"
@@ -79,7 +79,9 @@ def test_sensors_target_session_chain_and_start_stopped(usdcop_env, defs):
 
 def test_definitions_with_the_sensors_validate(usdcop_env):
     base = build_definitions()
-    defs = dg.Definitions(assets=ASSETS, jobs=[build_session_chain_job(ASSETS)], sensors=SENSORS, resources=base.resources)
+    defs = dg.Definitions(
+        assets=ASSETS, jobs=[build_session_chain_job(ASSETS)], sensors=SENSORS, resources=base.resources
+    )
     dg.Definitions.validate_loadable(defs)
 
 
@@ -113,7 +115,9 @@ def test_realtime_requests_the_session_of_the_last_closed_bar_once(usdcop_env, i
     monkeypatch.setenv("USDCOP_REALTIME_RUN", "l0")
     clock("2025-03-05 10:15")
     l0 = _tick(realtime_bar_sensor, instance, defs, cursor=nxt.cursor)
-    assert [(r.partition_key, r.run_key, r.asset_selection) for r in l0.run_requests] == [("2025-03-05", "2025-03-05-10:10", [L0])]
+    assert [(r.partition_key, r.run_key, r.asset_selection) for r in l0.run_requests] == [
+        ("2025-03-05", "2025-03-05-10:10", [L0])
+    ]
 
     # the last bar of the day, ticked after the close: still its own session
     monkeypatch.delenv("USDCOP_REALTIME_RUN")
@@ -175,7 +179,9 @@ def test_realtime_rate_limited_probe_skips_without_waiting(usdcop_env, instance,
         monkeypatch.setenv("USDCOP_SOURCE", "twelvedata")
         monkeypatch.setenv("TWELVEDATA_BASE_URL", server.url)
         monkeypatch.setenv("TWELVEDATA_API_KEYS", KEY)
-        server.script(429, {"code": 429, "message": "You have run out of API credits for the current minute.", "status": "error"})
+        server.script(
+            429, {"code": 429, "message": "You have run out of API credits for the current minute.", "status": "error"}
+        )
         clock("2025-03-05 10:07")
         data = _tick(realtime_bar_sensor, instance, defs, cursor="2025-03-05-09:55")
     assert not data.run_requests and "rate-limited" in data.skip_message
@@ -188,7 +194,10 @@ def test_realtime_rate_limited_probe_skips_without_waiting(usdcop_env, instance,
 def test_recent_sessions_and_the_bar_each_must_reach():
     # Monday 2025-03-10 08:20 with a 10-minute grace: last bar due 08:05; two sessions = Fri + Mon.
     recent = recent_sessions(_bogota("2025-03-10 08:20"), sessions=2, grace_minutes=10)
-    assert [(k, cal.bar_key(due)) for k, due in recent] == [("2025-03-07", "2025-03-07-12:55"), ("2025-03-10", "2025-03-10-08:05")]
+    assert [(k, cal.bar_key(due)) for k, due in recent] == [
+        ("2025-03-07", "2025-03-07-12:55"),
+        ("2025-03-10", "2025-03-10-08:05"),
+    ]
     # Tuesday 2025-03-25 after the San José holiday: the sessions before it skip the Monday
     recent = recent_sessions(_bogota("2025-03-25 13:30"), sessions=3, grace_minutes=10)
     assert [k for k, _ in recent] == ["2025-03-20", "2025-03-21", "2025-03-25"]
@@ -196,7 +205,9 @@ def test_recent_sessions_and_the_bar_each_must_reach():
 
 def _materialize(instance, session: str, last_bar: str):
     """What an L0 run of ``session`` records: its ``last_bar`` metadata (Bogota wall clock, '' for no bar)."""
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=L0, partition=session, metadata={"last_bar": last_bar}))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=L0, partition=session, metadata={"last_bar": last_bar})
+    )
 
 
 def test_gap_fill_requests_sessions_missing_or_short_of_their_due_bars(usdcop_env, instance, defs, clock, monkeypatch):
@@ -215,9 +226,18 @@ def test_gap_fill_requests_sessions_missing_or_short_of_their_due_bars(usdcop_en
 
     # session_chain runs on their way (one session, and a range over Thursday): nothing to request meanwhile
     runs = [
-        dg.DagsterRun(job_name=SESSION_JOB, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED, tags={PARTITION_TAG: "2025-03-07"}),
-        dg.DagsterRun(job_name=SESSION_JOB, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTING,
-                      tags={RANGE_START_TAG: "2025-03-03", RANGE_END_TAG: "2025-03-06"}),
+        dg.DagsterRun(
+            job_name=SESSION_JOB,
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={PARTITION_TAG: "2025-03-07"},
+        ),
+        dg.DagsterRun(
+            job_name=SESSION_JOB,
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTING,
+            tags={RANGE_START_TAG: "2025-03-03", RANGE_END_TAG: "2025-03-06"},
+        ),
     ]
     for run in runs:
         instance.add_run(run)
@@ -241,7 +261,9 @@ def test_gap_fill_requests_sessions_missing_or_short_of_their_due_bars(usdcop_en
     _materialize(instance, "2025-03-10", "2025-03-10 08:55")  # due: 08:55 (closed 09:00 <= 09:02)
     assert not _tick(gap_fill_sensor, instance, defs).run_requests
     clock("2025-03-10 09:16")  # due: 09:00
-    assert [r.run_key for r in _tick(gap_fill_sensor, instance, defs).run_requests] == ["gap-fill:2025-03-10:2025-03-10-09:00"]
+    assert [r.run_key for r in _tick(gap_fill_sensor, instance, defs).run_requests] == [
+        "gap-fill:2025-03-10:2025-03-10-09:00"
+    ]
 
 
 def test_gap_fill_finds_a_short_session_inside_a_range_run(usdcop_env, instance, defs, clock, monkeypatch):
@@ -252,7 +274,9 @@ def test_gap_fill_finds_a_short_session_inside_a_range_run(usdcop_env, instance,
     short_day, full_day = dt.date(2025, 3, 6), dt.date(2025, 3, 7)
     bars = synthetic_bars(cal.bars_of_days([short_day, full_day]), defects=False)
     local = pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ)
-    served = bars[(local < _bogota("2025-03-06 12:00")) | (local >= _bogota("2025-03-07 08:00"))]  # Thursday stops at 11:55
+    served = bars[
+        (local < _bogota("2025-03-06 12:00")) | (local >= _bogota("2025-03-07 08:00"))
+    ]  # Thursday stops at 11:55
     with VendorServer() as server:
         server.set_bars(served)
         monkeypatch.setenv("USDCOP_SOURCE", "twelvedata")
@@ -260,12 +284,15 @@ def test_gap_fill_finds_a_short_session_inside_a_range_run(usdcop_env, instance,
         monkeypatch.setenv("TWELVEDATA_API_KEYS", KEY)
         key_range = session_key_range(short_day, full_day)
         run = layers_job(full_definitions(), "L0").execute_in_process(
-            instance=instance, tags={RANGE_START_TAG: key_range.start, RANGE_END_TAG: key_range.end})
+            instance=instance, tags={RANGE_START_TAG: key_range.start, RANGE_END_TAG: key_range.end}
+        )
         assert run.success
     monkeypatch.setenv(GAP_FILL_SESSIONS_ENV, "2")
     clock("2025-03-07 13:30")
     data = _tick(gap_fill_sensor, instance, defs)
-    assert [(r.partition_key, r.run_key) for r in data.run_requests] == [("2025-03-06", "gap-fill:2025-03-06:2025-03-06-12:55")]
+    assert [(r.partition_key, r.run_key) for r in data.run_requests] == [
+        ("2025-03-06", "gap-fill:2025-03-06:2025-03-06-12:55")
+    ]
 
 
 def test_gap_fill_looks_only_at_the_configured_sessions(usdcop_env, instance, defs, clock, monkeypatch):

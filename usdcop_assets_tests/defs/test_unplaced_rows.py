@@ -12,8 +12,18 @@ def _bars_with_a_weekend(path):
     session = pd.date_range("2025-03-07 13:00", periods=6, freq="5min", tz="UTC")  # Friday 08:00-08:25 Bogota
     saturday = pd.date_range("2025-03-08 14:00", periods=3, freq="5min", tz="UTC")
     times = session.append(saturday)
-    frame = pd.DataFrame({"time": times.strftime("%Y-%m-%d %H:%M:%S+00:00"), "symbol": "USD/COP", "open": 4100.0,
-                          "high": 4101.0, "low": 4099.0, "close": 4100.5, "volume": 0, "source": "twelvedata"})
+    frame = pd.DataFrame(
+        {
+            "time": times.strftime("%Y-%m-%d %H:%M:%S+00:00"),
+            "symbol": "USD/COP",
+            "open": 4100.0,
+            "high": 4101.0,
+            "low": 4099.0,
+            "close": 4100.5,
+            "volume": 0,
+            "source": "twelvedata",
+        }
+    )
     frame.to_csv(path, index=False)
     return saturday
 
@@ -22,7 +32,9 @@ def test_weekend_rows_of_an_import_are_listed_beside_the_rejects_and_survive_a_r
     csv = tmp_path / "bars.csv"
     saturday = _bars_with_a_weekend(csv)
     for _ in range(2):  # the second import must change nothing
-        result = CliRunner().invoke(main, ["import", str(csv), "--kind", "bars", "--layers", "L0,L1"], catch_exceptions=False)
+        result = CliRunner().invoke(
+            main, ["import", str(csv), "--kind", "bars", "--layers", "L0,L1"], catch_exceptions=False
+        )
         assert result.exit_code == 0, result.output
         assert "3 of them are listed in the warehouse's ohlcv_m5_unplaced (not_a_trading_day)" in result.output
     with sqlite3.connect(usdcop_env / "warehouse.sqlite") as conn:

@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 
+from usdcop_assets.cli import default_recent_range
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.conditions import (
     AUTOMATION_SENSOR,
@@ -24,7 +25,6 @@ from usdcop_assets.defs.automation.conditions import (
     SESSION_CONDITION,
     build_automation_sensor,
 )
-from usdcop_assets.cli import default_recent_range
 
 L0 = dg.AssetKey(["l0", "ohlcv_m5"])
 
@@ -75,8 +75,11 @@ def _report(instance, key, partition, run_id=None):
         instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
         return
     instance.report_dagster_event(
-        DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="session_chain",
-                     event_specific_data=StepMaterializationData(dg.AssetMaterialization(key, partition=partition))),
+        DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name="session_chain",
+            event_specific_data=StepMaterializationData(dg.AssetMaterialization(key, partition=partition)),
+        ),
         run_id=run_id,
     )
 
@@ -95,9 +98,13 @@ def test_the_condition_follows_l0_updates_not_the_clis_nor_the_ignored_dependenc
 
         def tick():
             nonlocal cursor
-            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=target, cursor=cursor)
+            result = dg.evaluate_automation_conditions(
+                defs=defs, instance=instance, asset_selection=target, cursor=cursor
+            )
             cursor = result.cursor
-            return {r.key: r.true_subset.expensively_compute_partition_keys() for r in result.results if r.true_subset.size}
+            return {
+                r.key: r.true_subset.expensively_compute_partition_keys() for r in result.results if r.true_subset.size
+            }
 
         assert tick() == {}  # everything there: the first tick requests nothing
         _report(instance, L0, keys[-1])  # a new L0 of the last session (a realtime or live update)
@@ -112,8 +119,12 @@ def test_the_condition_follows_l0_updates_not_the_clis_nor_the_ignored_dependenc
 
         # updates by a range run of the CLI (usdcop backfill's staged runs): not the automation's business,
         # for every session of the range, not only the last one (what executed_with_tags would see)
-        run = dg.DagsterRun(job_name="session_chain", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.SUCCESS,
-                            tags={CLI_TAG: "usdcop backfill"})
+        run = dg.DagsterRun(
+            job_name="session_chain",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.SUCCESS,
+            tags={CLI_TAG: "usdcop backfill"},
+        )
         instance.add_run(run)
         for partition in keys[-4:-1]:
             _report(instance, L0, partition, run_id=run.run_id)
@@ -150,30 +161,60 @@ def test_the_daemon_carries_a_session_from_l0_to_l6_once(tmp_path):
     automation_runs = dg.RunsFilter(tags={"usdcop/trigger": "automation"})
     started = time.time()
     with running_daemon(env, tmp_path / "daemon.log") as daemon:
-        backfill = subprocess.run([str(VENV_BIN / "usdcop"), "backfill", "--start", str(history[0]), "--end", str(history[-1])],
-                                  env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
+        backfill = subprocess.run(
+            [str(VENV_BIN / "usdcop"), "backfill", "--start", str(history[0]), "--end", str(history[-1])],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         assert backfill.returncode == 0, backfill.stdout[-3000:] + backfill.stderr[-3000:]
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             after_backfill = time.time()
-            daemon.wait_for(lambda: any(t.timestamp > after_backfill for t in sensor_ticks(instance, AUTOMATION_SENSOR)), 120,
-                            "automation tick after the backfill")
+            daemon.wait_for(
+                lambda: any(t.timestamp > after_backfill for t in sensor_ticks(instance, AUTOMATION_SENSOR)),
+                120,
+                "automation tick after the backfill",
+            )
             assert instance.get_runs(filters=automation_runs) == []  # the backfill's sessions are left alone
 
-            l0 = subprocess.run([str(VENV_BIN / "dagster"), "asset", "materialize", "-m", "usdcop_assets.defs.definitions",
-                                 "--select", "l0/ohlcv_m5", "--partition", day_key], env=env, cwd=ROOT, capture_output=True,
-                                text=True, timeout=300)
+            l0 = subprocess.run(
+                [
+                    str(VENV_BIN / "dagster"),
+                    "asset",
+                    "materialize",
+                    "-m",
+                    "usdcop_assets.defs.definitions",
+                    "--select",
+                    "l0/ohlcv_m5",
+                    "--partition",
+                    day_key,
+                ],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert l0.returncode == 0, l0.stdout[-3000:] + l0.stderr[-3000:]
 
             def carried_up():  # L1..L6 of the day materialized, and no automation run still going
                 runs = instance.get_runs(filters=automation_runs)
-                done = all(instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=k, asset_partitions=[day_key]), limit=1).records for k in _above_l0())
+                done = all(
+                    instance.fetch_materializations(
+                        dg.AssetRecordsFilter(asset_key=k, asset_partitions=[day_key]), limit=1
+                    ).records
+                    for k in _above_l0()
+                )
                 return runs if runs and done and all(r.is_finished for r in runs) else None
 
             # the layers follow each other as their parents' blocking checks pass: a few runs, a few ticks apart
             runs = daemon.wait_for(carried_up, 300, "L1..L6 of the session carried up by automation")
             seen = len(sensor_ticks(instance, AUTOMATION_SENSOR))
-            daemon.wait_for(lambda: len(sensor_ticks(instance, AUTOMATION_SENSOR)) >= seen + 3, 60, "3 more automation ticks")
+            daemon.wait_for(
+                lambda: len(sensor_ticks(instance, AUTOMATION_SENSOR)) >= seen + 3, 60, "3 more automation ticks"
+            )
             runs = instance.get_runs(filters=automation_runs)
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), daemon.log()[-4000:]
             assert all(r.tags["dagster/partition"] == day_key for r in runs)
@@ -196,7 +237,7 @@ def test_the_daemon_carries_a_session_from_l0_to_l6_once(tmp_path):
 
             storage, l1 = instance.schedule_storage, dg.AssetKey(["l1", "ohlcv_m5"])
             assert storage.get_auto_materialize_asset_evaluations(l1, limit=100)
-            with freeze_time(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=49)):
+            with freeze_time(dt.datetime.now(dt.UTC) + dt.timedelta(hours=49)):
                 with dg.build_sensor_context(instance=instance) as ctx:
                     build_history_sensor().evaluate_tick(ctx)
             assert storage.get_auto_materialize_asset_evaluations(l1, limit=100) == []

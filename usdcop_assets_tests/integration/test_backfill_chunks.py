@@ -19,7 +19,14 @@ from usdcop_assets.core.settings import BACKFILL_SESSIONS_PER_RUN_ENV, ConfigErr
 FIRST, LAST = dt.date(2024, 3, 1), dt.date(2024, 3, 11)  # 7 sessions: 03-01, 03-04..08, 03-11
 LAYERS = ["L0", "L1", "L2", "L3", "L4", "L5", "L6"]
 LOWER = ("l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5")
-UPPER = ("l4/episodes_session", "l4/observations_m5", "l5/actions_m5", "l5/paper_positions", "l5/paper_trades", "l6/backtest_session")
+UPPER = (
+    "l4/episodes_session",
+    "l4/observations_m5",
+    "l5/actions_m5",
+    "l5/paper_positions",
+    "l5/paper_trades",
+    "l6/backtest_session",
+)
 CHUNKS_OF_3 = [("2024-03-01", "2024-03-05"), ("2024-03-06", "2024-03-08"), ("2024-03-11", "2024-03-11")]
 TIMED_COLUMNS = {"l5/actions_m5": ["inference_latency_ms"]}  # measured per run, not data
 
@@ -31,7 +38,13 @@ def _backfill(root: Path, per_run: int, parallel: int) -> tuple[Path, list[dict]
     config["normalization"]["min_train_bars"] = 50  # a few warm sessions of the seven
     (root / "obs.json").write_text(json.dumps(config))
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "TWELVEDATA_API_KEYS", "USDCOP_REPLAY_CLOCK", "USDCOP_EXECUTOR"):
+        for var in (
+            "USDCOP_LAKE_URL",
+            "USDCOP_WAREHOUSE_URL",
+            "TWELVEDATA_API_KEYS",
+            "USDCOP_REPLAY_CLOCK",
+            "USDCOP_EXECUTOR",
+        ):
             mp.delenv(var, raising=False)
         mp.setenv("USDCOP_HOME", str(home))
         mp.setenv("DAGSTER_HOME", str(home / "dagster_home"))
@@ -42,17 +55,31 @@ def _backfill(root: Path, per_run: int, parallel: int) -> tuple[Path, list[dict]
         mp.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
         mp.setenv("DAGSTER_EVENT_BATCH_SIZE", "5000")
         settings = cli.prepare_environment()
-        assert cli.materialize_sessions(settings, FIRST, LAST, LAYERS, launched_by="usdcop backfill", runs_in_parallel=parallel)
+        assert cli.materialize_sessions(
+            settings, FIRST, LAST, LAYERS, launched_by="usdcop backfill", runs_in_parallel=parallel
+        )
         with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
             runs = [
                 {
                     "job": r.dagster_run.job_name,
-                    "assets": tuple(sorted({e.dagster_event.asset_key.to_user_string() for e in instance.all_logs(
-                        r.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)})),
-                    "range": (r.dagster_run.tags.get("dagster/asset_partition_range_start"),
-                              r.dagster_run.tags.get("dagster/asset_partition_range_end")),
+                    "assets": tuple(
+                        sorted(
+                            {
+                                e.dagster_event.asset_key.to_user_string()
+                                for e in instance.all_logs(
+                                    r.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+                                )
+                            }
+                        )
+                    ),
+                    "range": (
+                        r.dagster_run.tags.get("dagster/asset_partition_range_start"),
+                        r.dagster_run.tags.get("dagster/asset_partition_range_end"),
+                    ),
                     "status": r.dagster_run.status,
-                    "create": r.create_timestamp.timestamp(), "start": r.start_time, "end": r.end_time,
+                    "create": r.create_timestamp.timestamp(),
+                    "start": r.start_time,
+                    "end": r.end_time,
                 }
                 for r in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
             ]
@@ -84,7 +111,9 @@ def test_chunks_of_three_give_three_runs_per_stage_in_order(backfills):
     _, runs = backfills["three per run"]
     assert all(r["status"] == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert _ranges(runs, LOWER) == CHUNKS_OF_3
-    assert [r["job"] for r in runs if r["job"] != "session_chain"] == ["observation_stats"]  # the checks run in the session runs
+    assert [r["job"] for r in runs if r["job"] != "session_chain"] == [
+        "observation_stats"
+    ]  # the checks run in the session runs
     assert len(runs) == 7  # 3 + 1 + 3
     assert _ranges(runs, UPPER) == CHUNKS_OF_3
     stats = next(r for r in runs if r["job"] == "observation_stats")
@@ -105,11 +134,18 @@ def test_parallel_chunks_run_together_and_look_back_only_on_finished_sessions(ba
     assert max(r["end"] for r in l0_l1) <= min(r["create"] for r in l2_l3)
     # two runs of a stage were under way at the same time
     session_runs = [r for r in runs if r["job"] == "session_chain"]
-    assert any(a["start"] < b["end"] and b["start"] < a["end"] for i, a in enumerate(session_runs) for b in session_runs[i + 1:])
+    assert any(
+        a["start"] < b["end"] and b["start"] < a["end"]
+        for i, a in enumerate(session_runs)
+        for b in session_runs[i + 1 :]
+    )
 
 
 def _lake(home: Path) -> dict[str, str]:
-    return {str(p.parent.relative_to(home / "lake")): json.loads(p.read_text())["sha256"] for p in (home / "lake").rglob("manifest.json")}
+    return {
+        str(p.parent.relative_to(home / "lake")): json.loads(p.read_text())["sha256"]
+        for p in (home / "lake").rglob("manifest.json")
+    }
 
 
 @pytest.mark.parametrize("variant", ["three per run", "three per run, two at a time"])
@@ -119,7 +155,10 @@ def test_chunked_backfills_store_the_bytes_of_one_run_per_session(backfills, var
     base, other = _lake(base_home), _lake(home)
     assert set(base) == set(other)
     # every layer with rows (synthetic bars have no rejects, and a flat agent no trades)
-    assert {k.split("/date=")[0] for k in base} >= {*LOWER, *UPPER, "l4/observation_stats"} - {"l1/ohlcv_m5_rejects", "l5/paper_trades"}
+    assert {k.split("/date=")[0] for k in base} >= {*LOWER, *UPPER, "l4/observation_stats"} - {
+        "l1/ohlcv_m5_rejects",
+        "l5/paper_trades",
+    }
     for key in sorted(k for k in base if base[k] != other[k]):
         drop = TIMED_COLUMNS.get(key.split("/date=")[0])
         assert drop, f"{key} differs"
@@ -129,10 +168,15 @@ def test_chunked_backfills_store_the_bytes_of_one_run_per_session(backfills, var
 
 def test_session_assets_backfill_in_runs_of_the_setting():
     # read when the code location loads: a fresh interpreter with the variable set
-    code = ("import json; from usdcop_assets.defs.definitions import SESSION_ASSETS as A\n"
-            "print(json.dumps([[a.backfill_policy.policy_type.value, a.backfill_policy.max_partitions_per_run] for a in A]))")
+    code = (
+        "import json; from usdcop_assets.defs.definitions import SESSION_ASSETS as A\n"
+        "print(json.dumps([[a.backfill_policy.policy_type.value, a.backfill_policy.max_partitions_per_run] for a in "
+        "A]))"
+    )
     env = {**os.environ, BACKFILL_SESSIONS_PER_RUN_ENV: "7", "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=cli.PROJECT_ROOT, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=cli.PROJECT_ROOT, check=True
+    ).stdout
     assert json.loads(out.strip().splitlines()[-1]) == [["MULTI_RUN", 7]] * 9  # every session asset, L0 to L6
 
 

@@ -26,7 +26,10 @@ def test_backfill_materializes_layers_and_records_runs_in_the_instance(usdcop_en
     assert (usdcop_env / "dagster_home" / "dagster.yaml").exists()
     with dg.DagsterInstance.from_config(str(usdcop_env / "dagster_home")) as instance:
         runs = instance.get_run_records()
-        assert {r.dagster_run.job_name for r in runs} == {"macro_daily", "session_chain"}  # the checks ran in the session run
+        assert {r.dagster_run.job_name for r in runs} == {
+            "macro_daily",
+            "session_chain",
+        }  # the checks ran in the session run
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         chain = [r.dagster_run for r in runs if r.dagster_run.job_name == "session_chain"]
         assert len(chain) == 1 and chain[0].tags["dagster/asset_partition_range_end"] == "2025-03-07"
@@ -89,8 +92,11 @@ def test_doctor_masks_secrets_and_reports_reachability(usdcop_env, pg_url, monke
     # the storage line says what this server has (the DDL behind it: test_warehouse's TimescaleDB test)
     with sa.create_engine(pg_url).connect() as conn:
         timescale = conn.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").first()
-    expected = ("TimescaleDB hypertables with compression and retention" if timescale
-                else "plain PostgreSQL (timescaledb extension not available)")
+    expected = (
+        "TimescaleDB hypertables with compression and retention"
+        if timescale
+        else "plain PostgreSQL (timescaledb extension not available)"
+    )
     assert expected in result.output
 
     with socket.socket() as s:

@@ -58,9 +58,14 @@ class Holder:
     """Another process holding a lease until ``release()``."""
 
     def __init__(self, kind: str, where: str, first: str, last: str, purpose: str):
-        self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, kind, where, first, last, purpose], cwd=PROJECT,
-                                     env={**_env(), **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}},
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, kind, where, first, last, purpose],
+            cwd=PROJECT,
+            env={**_env(), **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         assert line.startswith("granted"), line
 
@@ -85,8 +90,11 @@ def test_overlapping_writers_wait_or_are_refused_and_disjoint_ones_proceed(lake)
     holder = Holder(kind, where, "2024-01-02", "2024-01-10", "backfill A")
     try:
         leases = SessionLeases(store, poll=0.05)
-        with pytest.raises(LeaseBusy, match=rf"dates 2024-01-08 .. 2024-01-12 overlap those being written by backfill A "
-                                            rf"\(dates 2024-01-02 .. 2024-01-10, host .*, pid {holder.proc.pid}, since"):
+        with pytest.raises(
+            LeaseBusy,
+            match=rf"dates 2024-01-08 .. 2024-01-12 overlap those being written by backfill A "
+            rf"\(dates 2024-01-02 .. 2024-01-10, host .*, pid {holder.proc.pid}, since",
+        ):
             leases.acquire("2024-01-08", "2024-01-12", "backfill B", wait=0)
         with leases.acquire("2024-01-11", "2024-01-12", "disjoint", wait=0) as disjoint:  # no overlap: at once
             assert disjoint.first == "2024-01-11"
@@ -124,8 +132,17 @@ def test_a_dead_writer_elsewhere_blocks_until_its_entry_expires_not_by_pid(tmp_p
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     # a writer on another host (or a process of this one that died): its pid means nothing here
-    entry = {"owner": uuid.uuid4().hex, "purpose": "usdcop backfill", "first": "2024-01-02", "last": "2024-01-31",
-             "host": "other-host", "pid": dead.pid, "acquired_at": time.time(), "expires_at": time.time() + 1.5, "released": False}
+    entry = {
+        "owner": uuid.uuid4().hex,
+        "purpose": "usdcop backfill",
+        "first": "2024-01-02",
+        "last": "2024-01-31",
+        "host": "other-host",
+        "pid": dead.pid,
+        "acquired_at": time.time(),
+        "expires_at": time.time() + 1.5,
+        "released": False,
+    }
     assert store.create(f"{PREFIX}000000000001.json", json.dumps(entry).encode())
     assert not store.create(f"{PREFIX}000000000001.json", b"{}")  # exclusive
     leases = SessionLeases(store, poll=0.05)
@@ -175,8 +192,14 @@ def test_the_temp_sweep_trusts_pids_only_on_its_own_node(tmp_path):
 
 
 def _cli(home: Path, *args: str, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "usdcop_assets.cli", *args], cwd=PROJECT,
-                            env=_env(USDCOP_HOME=str(home), **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "usdcop_assets.cli", *args],
+        cwd=PROJECT,
+        env=_env(USDCOP_HOME=str(home), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _live_entries(store) -> list[dict]:
@@ -200,8 +223,17 @@ def test_overlapping_backfills_run_one_after_the_other_with_a_message(tmp_path):
         while len(_live_entries(store)) < 3:
             assert time.monotonic() < deadline and c.poll() is None, "backfill C never queued"
             time.sleep(0.1)
-        refused = _cli(home, "backfill", "--start", "2025-03-04", "--end", "2025-03-04", "--layers", "L0,L1",
-                       USDCOP_LEASE_WAIT_SECONDS="0")
+        refused = _cli(
+            home,
+            "backfill",
+            "--start",
+            "2025-03-04",
+            "--end",
+            "2025-03-04",
+            "--layers",
+            "L0,L1",
+            USDCOP_LEASE_WAIT_SECONDS="0",
+        )
         out, _ = refused.communicate(timeout=120)
         assert refused.returncode == 1, out
         assert "overlap those being written by maintenance (dates 2024-01-01 .. 2025-12-31, host" in out
@@ -219,10 +251,12 @@ def test_overlapping_backfills_run_one_after_the_other_with_a_message(tmp_path):
     assert c.returncode == 0, out_c[-3000:]
     assert "waiting up to 900 s" in out_a and "maintenance" in out_a
     # C was told it waits for A (the usdcop backfill ending 2025-03-05), then ran after it
-    assert f"written by usdcop backfill (dates 2024-03-02 .. 2025-03-05, host" in out_c and f"pid {a.pid}" in out_c
+    assert "written by usdcop backfill (dates 2024-03-02 .. 2025-03-05, host" in out_c and f"pid {a.pid}" in out_c
 
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
-        runs = [r for r in instance.get_run_records() if r.dagster_run.tags.get("usdcop/launched_by") == "usdcop backfill"]
+        runs = [
+            r for r in instance.get_run_records() if r.dagster_run.tags.get("usdcop/launched_by") == "usdcop backfill"
+        ]
     end_tag = "dagster/asset_partition_range_end"
     ends_a = [r.end_time for r in runs if r.dagster_run.tags.get(end_tag) == "2025-03-05"]
     starts_c = [r.start_time for r in runs if r.dagster_run.tags.get(end_tag) == "2025-03-07"]
@@ -230,7 +264,9 @@ def test_overlapping_backfills_run_one_after_the_other_with_a_message(tmp_path):
 
     engine = sa.create_engine(f"sqlite:///{home / 'warehouse.sqlite'}")
     with engine.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT substr(time, 1, 10), COUNT(*), COUNT(DISTINCT time) FROM usdcop_m5_ohlcv GROUP BY 1").all()
+        rows = conn.exec_driver_sql(
+            "SELECT substr(time, 1, 10), COUNT(*), COUNT(DISTINCT time) FROM usdcop_m5_ohlcv GROUP BY 1"
+        ).all()
     engine.dispose()
     per_day = {day: (n, distinct) for day, n, distinct in rows}
     days = ["2025-03-03", "2025-03-04", "2025-03-05", "2025-03-06", "2025-03-07"]
@@ -242,8 +278,8 @@ def test_overlapping_backfills_run_one_after_the_other_with_a_message(tmp_path):
 
 
 def test_a_realtime_run_of_a_held_session_fails_naming_the_holder(usdcop_env, monkeypatch):
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import layers_job
+    from usdcop_assets.defs.definitions import build_definitions
 
     monkeypatch.setenv("USDCOP_LEASE_WAIT_SECONDS", "1")
     defs = build_definitions()

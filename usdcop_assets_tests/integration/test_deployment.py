@@ -175,7 +175,9 @@ def test_no_literal_secrets_and_required_interpolation():
             env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
         for key, value in env.items():
             if SECRET_NAME.search(key):
-                assert isinstance(value, str) and REQUIRED.match(value), f"{name}: {key}={value!r} is not ${{VAR:?message}}"
+                assert isinstance(value, str) and REQUIRED.match(value), (
+                    f"{name}: {key}={value!r} is not ${{VAR:?message}}"
+                )
             if isinstance(value, str) and "://" in value and "@" in value:
                 # a URL with credentials: its password must be one required ${...} interpolation
                 found = []
@@ -188,7 +190,9 @@ def test_no_literal_secrets_and_required_interpolation():
                 original = found[int(m.group(1))]
                 assert REQUIRED.match(original) and SECRET_NAME.search(original), f"{name}: {key} password {original}"
     # the healthchecks/entrypoints read passwords from the container's env ($$VAR), not from text
-    assert not re.search(r"(?i)password\s*[=:]\s*['\"]?[A-Za-z0-9]{4,}", _uncommented(text).replace("$$", "")), "literal password in compose.yaml"
+    assert not re.search(r"(?i)password\s*[=:]\s*['\"]?[A-Za-z0-9]{4,}", _uncommented(text).replace("$$", "")), (
+        "literal password in compose.yaml"
+    )
 
 
 def test_missing_password_fails_loudly_and_filled_env_resolves():
@@ -214,7 +218,10 @@ def test_missing_password_fails_loudly_and_filled_env_resolves():
     assert code_env["AWS_SECRET_ACCESS_KEY"] == env["LAKE_WRITER_PASSWORD"]
     assert rendered["services"]["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == env["MINIO_ROOT_PASSWORD"]
     init_env = rendered["services"]["minio-init"]["environment"]
-    assert (init_env["LAKE_WRITER_USER"], init_env["LAKE_WRITER_PASSWORD"]) == (env["LAKE_WRITER_USER"], env["LAKE_WRITER_PASSWORD"])
+    assert (init_env["LAKE_WRITER_USER"], init_env["LAKE_WRITER_PASSWORD"]) == (
+        env["LAKE_WRITER_USER"],
+        env["LAKE_WRITER_PASSWORD"],
+    )
     # Same credentials on both sides of each database: the writer roles the init script creates.
     ts_env = rendered["services"]["timescaledb"]["environment"]
     assert ts_env["POSTGRES_PASSWORD"] == env["WAREHOUSE_ADMIN_PASSWORD"]
@@ -222,7 +229,10 @@ def test_missing_password_fails_loudly_and_filled_env_resolves():
     assert warehouse.username == env["WAREHOUSE_WRITER_USER"]
     dpg_env = rendered["services"]["dagster-postgres"]["environment"]
     assert dpg_env["POSTGRES_PASSWORD"] == env["DAGSTER_PG_ADMIN_PASSWORD"]
-    assert (dpg_env["APP_DB_WRITER_USER"], dpg_env["APP_DB_WRITER_PASSWORD"]) == (code_env["DAGSTER_PG_USER"], code_env["DAGSTER_PG_PASSWORD"])
+    assert (dpg_env["APP_DB_WRITER_USER"], dpg_env["APP_DB_WRITER_PASSWORD"]) == (
+        code_env["DAGSTER_PG_USER"],
+        code_env["DAGSTER_PG_PASSWORD"],
+    )
     assert code_env["DAGSTER_EVENT_BATCH_SIZE"] == "5000"
     # Market/macro keys are optional: empty in the template means the synthetic sources.
     assert code_env["TWELVEDATA_API_KEYS"] == "" and code_env["FRED_API_KEY"] == ""
@@ -360,16 +370,30 @@ def test_dockerfile():
             *sources, _dest = rest.split()
             for src in sources:
                 assert (ROOT / src).exists(), f"COPY source {src} missing"
-                assert f"!{src.rstrip('/')}" in ignore or f"!{src.rstrip('/')}/" in ignore, f"{src} excluded from the build context"
+                assert f"!{src.rstrip('/')}" in ignore or f"!{src.rstrip('/')}/" in ignore, (
+                    f"{src} excluded from the build context"
+                )
     copied = {src.rstrip("/") for op, rest in ins if op == "COPY" for src in rest.split()[:-1]}
-    assert {"usdcop_assets", "streamlit_app", "sql", "workspace.yaml", "pyproject.toml", "constraints.txt", "docker/dagster.yaml"} <= copied
+    assert {
+        "usdcop_assets",
+        "streamlit_app",
+        "sql",
+        "workspace.yaml",
+        "pyproject.toml",
+        "constraints.txt",
+        "docker/dagster.yaml",
+    } <= copied
     env = " ".join(rest for op, rest in ins if op == "ENV")
     assert "DAGSTER_HOME=/opt/dagster/dagster_home" in env
     assert any(op == "COPY" and rest.endswith("${DAGSTER_HOME}/dagster.yaml") for op, rest in ins)
     user = [rest for op, rest in ins if op == "USER"]
     assert user and user[-1] not in ("root", "0"), "the image must run as a non-root user"
     # local state and the secrets file never enter the build context
-    assert ignore[[l.strip() for l in ignore].index("**")] and "!docker/.env" not in ignore and "!.venv" not in ignore
+    assert (
+        ignore[[line.strip() for line in ignore].index("**")]
+        and "!docker/.env" not in ignore
+        and "!.venv" not in ignore
+    )
     cmd = next(rest for op, rest in reversed(ins) if op == "CMD")
     import json
 
@@ -386,7 +410,12 @@ def test_docker_instance_config_validates(tmp_path, monkeypatch):
     from dagster_postgres import DagsterPostgresStorage as PostgresStorage
 
     shutil.copy(DOCKER / "dagster.yaml", tmp_path / "dagster.yaml")
-    for key, value in {"DAGSTER_PG_HOST": "dagster-postgres", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_DB": "dagster", "DAGSTER_PG_USER": "dagster"}.items():
+    for key, value in {
+        "DAGSTER_PG_HOST": "dagster-postgres",
+        "DAGSTER_PG_PORT": "5432",
+        "DAGSTER_PG_DB": "dagster",
+        "DAGSTER_PG_USER": "dagster",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", "")  # trust auth: an empty value is accepted
     config, custom_class = dagster_instance_config(str(tmp_path))  # raises on a schema error
@@ -411,7 +440,9 @@ def test_docker_instance_config_validates(tmp_path, monkeypatch):
     processed = process_config(QueuedRunCoordinator.config_type(), coord["config"])
     assert processed.success, processed.errors
     assert processed.value["max_concurrent_runs"] >= 1
-    assert {"key": "usdcop/launched_by", "value": "usdcop backfill", "limit": 1} in processed.value["tag_concurrency_limits"]
+    assert {"key": "usdcop/launched_by", "value": "usdcop backfill", "limit": 1} in processed.value[
+        "tag_concurrency_limits"
+    ]
 
 
 # --- Helm --------------------------------------------------------------------------------------
@@ -460,7 +491,9 @@ def test_helm_values(name, launcher):
         if SECRET_NAME.search(path[-1]) and not path[-1].endswith("SecretName") and not isinstance(value, bool):
             assert value in (None, ""), f"{name}: literal secret at {'.'.join(path)}"
         if isinstance(value, str) and "://" in value and "@" in value:
-            assert ":" not in value.split("://", 1)[1].split("@", 1)[0], f"{name}: credentials in a URL at {'.'.join(path)}"
+            assert ":" not in value.split("://", 1)[1].split("@", 1)[0], (
+                f"{name}: credentials in a URL at {'.'.join(path)}"
+            )
 
 
 # --- Docker Compose itself, where it exists ----------------------------------------------------
@@ -482,7 +515,9 @@ def _compose_config_problems(compose: dict, env: dict[str, str]) -> list[str]:
     """What `docker compose config` refuses (or renders empty) that the checks above do not already cover:
     unknown top-level keys, a service without an image or a build, a named volume or network not declared,
     a variable neither in docker/env.example nor given a default, anything left un-interpolated."""
-    problems = [f"unknown top-level key {k!r}" for k in compose if k not in COMPOSE_TOP_LEVEL and not k.startswith("x-")]
+    problems = [
+        f"unknown top-level key {k!r}" for k in compose if k not in COMPOSE_TOP_LEVEL and not k.startswith("x-")
+    ]
     declared_volumes, declared_networks = set(compose.get("volumes") or {}), set(compose.get("networks") or {})
     for name, svc in compose["services"].items():
         if not (svc.get("image") or svc.get("build")):
@@ -513,12 +548,16 @@ def test_docker_compose_config(tmp_path):
     filled.write_text("".join(f"{k}={v}\n" for k, v in _filled_env().items()))
     ok = subprocess.run(
         ["docker", "compose", "--env-file", str(filled), "-f", str(COMPOSE), "config", "--quiet"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert ok.returncode == 0, ok.stderr
     empty = subprocess.run(
         ["docker", "compose", "--env-file", str(ENV_TEMPLATE), "-f", str(COMPOSE), "config", "--quiet"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert empty.returncode != 0 and "PASSWORD" in empty.stderr, empty.stderr
 
@@ -541,8 +580,13 @@ def _port_host_ip(port) -> str:
 
 
 def _exposure_problems(compose: dict) -> list[str]:
-    return [f"{name} publishes {port!r} beyond 127.0.0.1" for name, svc in compose["services"].items() if name != PROXY
-            for port in svc.get("ports", []) if _port_host_ip(port) not in LOOPBACK]
+    return [
+        f"{name} publishes {port!r} beyond 127.0.0.1"
+        for name, svc in compose["services"].items()
+        if name != PROXY
+        for port in svc.get("ports", [])
+        if _port_host_ip(port) not in LOOPBACK
+    ]
 
 
 def _literal_secret_problems(compose: dict) -> list[str]:
@@ -562,8 +606,16 @@ def _literal_secret_problems(compose: dict) -> list[str]:
                 for m in credential_refs or refs:
                     optional = m["name"] in OPTIONAL_CREDENTIALS and m["op"] == ":-" and not m["arg"]
                     if not (optional or (m["op"] == ":?" and m["arg"].strip())):
-                        problems.append(f"{name}: {key} uses ${{{m['name']}{m['op'] or ''}{m['arg'] or ''}}}, not a required variable")
-                if CREDENTIAL.search(key) and refs and "://" not in text and INTERP.sub("", text.replace("$$", "")).strip():
+                        problems.append(
+                            f"{name}: {key} uses ${{{m['name']}{m['op'] or ''}{m['arg'] or ''}}}, not a required "
+                            "variable"
+                        )
+                if (
+                    CREDENTIAL.search(key)
+                    and refs
+                    and "://" not in text
+                    and INTERP.sub("", text.replace("$$", "")).strip()
+                ):
                     problems.append(f"{name}: {key} mixes literal text into a credential")
     return problems
 
@@ -579,8 +631,10 @@ def test_only_the_proxy_publishes_ports_beyond_loopback():
     opened = yaml.safe_load(COMPOSE.read_text())
     opened["services"]["dagster-webserver"]["ports"] = ["3000:3000"]
     opened["services"]["streamlit"]["ports"] = [{"target": 8501, "published": 8501}]
-    assert _exposure_problems(opened) == ["dagster-webserver publishes '3000:3000' beyond 127.0.0.1",
-                                          "streamlit publishes {'target': 8501, 'published': 8501} beyond 127.0.0.1"]
+    assert _exposure_problems(opened) == [
+        "dagster-webserver publishes '3000:3000' beyond 127.0.0.1",
+        "streamlit publishes {'target': 8501, 'published': 8501} beyond 127.0.0.1",
+    ]
 
 
 def test_no_credential_has_a_literal_value():
@@ -588,9 +642,14 @@ def test_no_credential_has_a_literal_value():
     planted = yaml.safe_load(COMPOSE.read_text())
     planted["services"]["streamlit"]["environment"]["AWS_SECRET_ACCESS_KEY"] = "minio123"
     planted["services"][PROXY]["environment"]["VIEWER_PASSWORD_HASH"] = "${VIEWER_PASSWORD_HASH:-$2a$14$abc}"
-    planted["services"][CODE_SERVICE]["environment"]["USDCOP_WAREHOUSE_URL"] = "postgresql+psycopg://u:${WAREHOUSE_WRITER_PASSWORD-x}@h/db"
+    planted["services"][CODE_SERVICE]["environment"]["USDCOP_WAREHOUSE_URL"] = (
+        "postgresql+psycopg://u:${WAREHOUSE_WRITER_PASSWORD-x}@h/db"
+    )
     assert [p.split(" ", 2)[:2] for p in _literal_secret_problems(planted)] == [
-        ["proxy:", "VIEWER_PASSWORD_HASH"], ["usdcop-code:", "USDCOP_WAREHOUSE_URL"], ["streamlit:", "AWS_SECRET_ACCESS_KEY"]]
+        ["proxy:", "VIEWER_PASSWORD_HASH"],
+        ["usdcop-code:", "USDCOP_WAREHOUSE_URL"],
+        ["streamlit:", "AWS_SECRET_ACCESS_KEY"],
+    ]
 
 
 # Which credentials each service may hold (docs/deployment.md): every other secret stays out of it.
@@ -600,7 +659,13 @@ ALLOWED_SECRETS = {
     "dagster-postgres": {"DAGSTER_PG_ADMIN_PASSWORD", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_READER_PASSWORD"},
     "minio": {"MINIO_ROOT_PASSWORD"},
     "minio-init": {"MINIO_ROOT_PASSWORD", "LAKE_WRITER_PASSWORD", "LAKE_READER_PASSWORD"},
-    CODE_SERVICE: {"DAGSTER_PG_PASSWORD", "LAKE_WRITER_PASSWORD", "WAREHOUSE_WRITER_PASSWORD", "TWELVEDATA_API_KEYS", "FRED_API_KEY"},
+    CODE_SERVICE: {
+        "DAGSTER_PG_PASSWORD",
+        "LAKE_WRITER_PASSWORD",
+        "WAREHOUSE_WRITER_PASSWORD",
+        "TWELVEDATA_API_KEYS",
+        "FRED_API_KEY",
+    },
     # the live bar process writes the lake, the warehouse and the Dagster records, and asks the bar vendor; no FRED key
     "usdcop-live": {"DAGSTER_PG_PASSWORD", "LAKE_WRITER_PASSWORD", "WAREHOUSE_WRITER_PASSWORD", "TWELVEDATA_API_KEYS"},
     "dagster-webserver": {"DAGSTER_PG_PASSWORD"},
@@ -663,7 +728,7 @@ def _handles(site: str) -> dict[str, str]:
     out, current, depth, body = {}, None, 0, []
     for line in site.splitlines():
         if depth == 0 and line.startswith("handle"):
-            current, body = line[len("handle"):].strip(" {"), []
+            current, body = line[len("handle") :].strip(" {"), []
         elif current is not None:
             body.append(line)
         depth += line.count("{") - line.count("}")
@@ -684,18 +749,33 @@ def test_the_proxy_authenticates_every_route_over_tls_and_routes_operators_apart
     site = blocks["{$PROXY_HOSTNAME}"]  # a host name: automatic HTTPS (no http:// site, no auto_https off)
     assert "auto_https off" not in caddyfile and "tls off" not in caddyfile and "http://" not in caddyfile
     assert "{$VIEWER_USER} {$VIEWER_PASSWORD_HASH}" in blocks["(viewers)"] and "{$OPERATOR_USER}" in blocks["(viewers)"]
-    assert "{$VIEWER_USER}" not in blocks["(operators)"] and "{$OPERATOR_USER} {$OPERATOR_PASSWORD_HASH}" in blocks["(operators)"]
+    assert (
+        "{$VIEWER_USER}" not in blocks["(operators)"]
+        and "{$OPERATOR_USER} {$OPERATOR_PASSWORD_HASH}" in blocks["(operators)"]
+    )
     handles = _handles(site)
     assert set(handles) == {"@ops", "@dagster", ""}
     assert "@ops path /ops /ops/*" in site and "@dagster path /dagster /dagster/*" in site
     upstream = {h: re.search(r"reverse_proxy\s+([\w-]+):(\d+)", body).groups() for h, body in handles.items()}
     auth = {h: re.search(r"import\s+(\w+)", body).group(1) for h, body in handles.items()}
     assert auth == {"@ops": "operators", "@dagster": "viewers", "": "viewers"}
-    assert upstream == {"@ops": ("dagster-webserver", "3000"), "@dagster": (READONLY_WEB, "3001"), "": ("streamlit", "8501")}
+    assert upstream == {
+        "@ops": ("dagster-webserver", "3000"),
+        "@dagster": (READONLY_WEB, "3001"),
+        "": ("streamlit", "8501"),
+    }
     # each upstream listens where the proxy sends it, under the path prefix it is routed by
     full, ro = _command(services["dagster-webserver"]), _command(services[READONLY_WEB])
-    assert _option(full, "-p", "--port") == "3000" and _option(full, "--path-prefix", "-l") == "/ops" and "--read-only" not in full
-    assert _option(ro, "-p", "--port") == "3001" and _option(ro, "--path-prefix", "-l") == "/dagster" and "--read-only" in ro
+    assert (
+        _option(full, "-p", "--port") == "3000"
+        and _option(full, "--path-prefix", "-l") == "/ops"
+        and "--read-only" not in full
+    )
+    assert (
+        _option(ro, "-p", "--port") == "3001"
+        and _option(ro, "--path-prefix", "-l") == "/dagster"
+        and "--read-only" in ro
+    )
     assert "--server.port=8501" in _command(services["streamlit"])
     for name, port in (("dagster-webserver", "3000"), (READONLY_WEB, "3001"), ("streamlit", "8501")):
         assert [str(p) for p in services[name].get("expose", [])] == [port]
@@ -715,11 +795,18 @@ def test_helm_values_add_a_read_only_webserver_behind_authenticated_ingresses(na
     backends = {}
     for ing in ingresses:
         ann = ing["metadata"]["annotations"]
-        assert ann["nginx.ingress.kubernetes.io/auth-type"] == "basic" and ann["nginx.ingress.kubernetes.io/auth-secret"]
+        assert (
+            ann["nginx.ingress.kubernetes.io/auth-type"] == "basic" and ann["nginx.ingress.kubernetes.io/auth-secret"]
+        )
         assert ann["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
         hosts = {r["host"] for r in ing["spec"]["rules"]}
-        assert hosts <= {h for t in ing["spec"]["tls"] for h in t["hosts"]} and all(t["secretName"] for t in ing["spec"]["tls"])
+        assert hosts <= {h for t in ing["spec"]["tls"] for h in t["hosts"]} and all(
+            t["secretName"] for t in ing["spec"]["tls"]
+        )
         for rule in ing["spec"]["rules"]:
             for path in rule["http"]["paths"]:
                 backends[path["backend"]["service"]["name"]] = ann["nginx.ingress.kubernetes.io/auth-secret"]
-    assert backends == {"usdcop-dagster-webserver": "usdcop-operators", "usdcop-dagster-webserver-read-only": "usdcop-viewers"}
+    assert backends == {
+        "usdcop-dagster-webserver": "usdcop-operators",
+        "usdcop-dagster-webserver-read-only": "usdcop-viewers",
+    }

@@ -30,12 +30,12 @@ import pytest
 import sqlalchemy as sa
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.storage.lake.session_table import SessionTable
-from usdcop_assets.storage.lake.store import LocalObjectStore, S3ObjectStore
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.sources.synthetic import synthetic_bars
-from usdcop_assets_tests.fault_helpers import FaultProxy, http_request_cut, pg_write_cut
+from usdcop_assets.storage.lake.session_table import SessionTable
+from usdcop_assets.storage.lake.store import LocalObjectStore, S3ObjectStore
 from usdcop_assets.testing.vendor_server import TD_PATH, VendorServer
+from usdcop_assets_tests.fault_helpers import FaultProxy, http_request_cut, pg_write_cut
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -66,8 +66,8 @@ def instance(usdcop_env, monkeypatch):
 
 
 def _run(instance, first: dt.date, last: dt.date, layers: str = "L0,L1"):
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import layers_job
+    from usdcop_assets.defs.definitions import build_definitions
 
     key_range = session_key_range(first, last)
     return layers_job(build_definitions(), layers).execute_in_process(
@@ -210,10 +210,14 @@ def _counts(home: Path) -> dict:
             out["lake"][(dataset, path.parent.name[5:])] = pq.read_metadata(path).num_rows
     engine = sa.create_engine(f"sqlite:///{home / 'warehouse.sqlite'}")
     with engine.connect() as conn:
-        out["usdcop_m5_ohlcv"] = tuple(conn.exec_driver_sql(
-            "SELECT COUNT(*), COUNT(DISTINCT time || symbol) FROM usdcop_m5_ohlcv").one())
-        out["ohlcv_m5_rejects"] = tuple(conn.exec_driver_sql(
-            "SELECT COUNT(*), COUNT(DISTINCT time || symbol || row_hash) FROM ohlcv_m5_rejects").one())
+        out["usdcop_m5_ohlcv"] = tuple(
+            conn.exec_driver_sql("SELECT COUNT(*), COUNT(DISTINCT time || symbol) FROM usdcop_m5_ohlcv").one()
+        )
+        out["ohlcv_m5_rejects"] = tuple(
+            conn.exec_driver_sql(
+                "SELECT COUNT(*), COUNT(DISTINCT time || symbol || row_hash) FROM ohlcv_m5_rejects"
+            ).one()
+        )
     engine.dispose()
     return out
 
@@ -227,7 +231,9 @@ def _pg_rows(url: str) -> list[tuple]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(f"SELECT {_OHLCV} FROM usdcop_m5_ohlcv ORDER BY time, symbol")]
+            return [
+                tuple(r) for r in conn.exec_driver_sql(f"SELECT {_OHLCV} FROM usdcop_m5_ohlcv ORDER BY time, symbol")
+            ]
     finally:
         engine.dispose()
 
@@ -253,8 +259,14 @@ def test_warehouse_cut_during_a_write_leaves_all_or_none_and_the_rerun_is_exact(
             assert len(clean) == 120
             engine = sa.create_engine(fresh_pg_url)
             with engine.begin() as conn:
-                conn.exec_driver_sql("DELETE FROM usdcop_m5_ohlcv WHERE time IN (SELECT time FROM usdcop_m5_ohlcv ORDER BY time LIMIT 30)")
-                conn.exec_driver_sql("UPDATE usdcop_m5_ohlcv SET close = close + 1 WHERE time IN (SELECT time FROM usdcop_m5_ohlcv ORDER BY time DESC LIMIT 10)")
+                conn.exec_driver_sql(
+                    "DELETE FROM usdcop_m5_ohlcv WHERE time IN (SELECT time FROM usdcop_m5_ohlcv ORDER BY time LIMIT "
+                    "30)"
+                )
+                conn.exec_driver_sql(
+                    "UPDATE usdcop_m5_ohlcv SET close = close + 1 WHERE time IN (SELECT time FROM usdcop_m5_ohlcv "
+                    "ORDER BY time DESC LIMIT 10)"
+                )
                 conn.exec_driver_sql(
                     "INSERT INTO usdcop_m5_ohlcv (time, symbol, open, high, low, close, source, is_flat) "
                     "VALUES ('2025-03-05 14:02:00+00', 'USD/COP', 1, 1, 1, 1, 'stale', false)"
@@ -310,7 +322,7 @@ def _check_lake_invariants(objects: dict[str, bytes], store: S3ObjectStore) -> N
             pq.read_table(io.BytesIO(blob))  # complete Parquet, never half an object
     for folder, names in folders.items():
         if "manifest.json" in names:
-            dataset, _, part = folder[len("lake/"):].rpartition("/")
+            dataset, _, part = folder[len("lake/") :].rpartition("/")
             assert "data.parquet" in names, folder
             assert SessionTable(store, dataset).verify(dt.date.fromisoformat(part[5:])) == [], folder
 
@@ -381,24 +393,44 @@ def _backfill_env(home: Path) -> dict[str, str]:
 
 def _backfill(home: Path, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(PROJECT / ".venv" / "bin" / "usdcop"), "backfill", "--start", KILL_START, "--end", KILL_END, "--layers", "L0,L1,L2"],
-        env=_backfill_env(home), cwd=PROJECT, capture_output=True, text=True, timeout=timeout,
+        [
+            str(PROJECT / ".venv" / "bin" / "usdcop"),
+            "backfill",
+            "--start",
+            KILL_START,
+            "--end",
+            KILL_END,
+            "--layers",
+            "L0,L1,L2",
+        ],
+        env=_backfill_env(home),
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def _lake_state(home: Path) -> dict[str, str]:
     root = home / "lake"
     # data objects only: not the manifests, nor the writers' lease registry (lake/lease.py)
-    return {str(p.relative_to(root)): _sha(p.read_bytes()) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "manifest.json" and not str(p.relative_to(root)).startswith("_leases/")}
+    return {
+        str(p.relative_to(root)): _sha(p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "manifest.json" and not str(p.relative_to(root)).startswith("_leases/")
+    }
 
 
 def _warehouse_state(home: Path) -> dict[str, list[tuple]]:
     engine = sa.create_engine(f"sqlite:///{home / 'warehouse.sqlite'}")
     try:
         with engine.connect() as conn:
-            tables = [r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-            return {t: [tuple(r) for r in conn.exec_driver_sql(f'SELECT * FROM "{t}" ORDER BY 1, 2, 3')] for t in tables}
+            tables = [
+                r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            ]
+            return {
+                t: [tuple(r) for r in conn.exec_driver_sql(f'SELECT * FROM "{t}" ORDER BY 1, 2, 3')] for t in tables
+            }
     finally:
         engine.dispose()
 
@@ -406,8 +438,20 @@ def _warehouse_state(home: Path) -> dict[str, list[tuple]]:
 def test_backfill_killed_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     killed_home, clean_home = tmp_path / "killed", tmp_path / "clean"
     proc = subprocess.Popen(
-        [str(PROJECT / ".venv" / "bin" / "usdcop"), "backfill", "--start", KILL_START, "--end", KILL_END, "--layers", "L0,L1,L2"],
-        env=_backfill_env(killed_home), cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(PROJECT / ".venv" / "bin" / "usdcop"),
+            "backfill",
+            "--start",
+            KILL_START,
+            "--end",
+            KILL_END,
+            "--layers",
+            "L0,L1,L2",
+        ],
+        env=_backfill_env(killed_home),
+        cwd=PROJECT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     l1 = killed_home / "lake" / "l1" / "ohlcv_m5"
@@ -439,7 +483,9 @@ def test_backfill_killed_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
 
     # no temp file left in the lake, and every object equal to the clean run's
-    leftovers = [p for p in (killed_home / "lake").rglob("*") if p.is_file() and (p.name.startswith(".") or ".tmp" in p.name)]
+    leftovers = [
+        p for p in (killed_home / "lake").rglob("*") if p.is_file() and (p.name.startswith(".") or ".tmp" in p.name)
+    ]
     assert leftovers == []
     killed_state, clean_state = _lake_state(killed_home), _lake_state(clean_home)
     assert sorted(killed_state) == sorted(clean_state)

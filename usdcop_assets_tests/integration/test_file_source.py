@@ -10,15 +10,14 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import main
-from usdcop_assets.storage.lake.session_table import read_object
-from usdcop_assets.storage.lake.store import LocalObjectStore
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.sources import L0_COLUMNS, fetch_bars
 from usdcop_assets.sources.files import FileSourceError, read_bar_file
 from usdcop_assets.sources.synthetic import synthetic_bars
-
+from usdcop_assets.storage.lake.session_table import read_object
+from usdcop_assets.storage.lake.store import LocalObjectStore
 from usdcop_assets_tests.shared_data import SHARED_BARS
 
 pytestmark = pytest.mark.shared_data
@@ -86,7 +85,9 @@ def test_naive_timestamps_need_a_declared_timezone(tmp_path):
     bars = synthetic_bars(cal.session_bars(DAY), defects=False)
     naive = bars.assign(time=bars["time"].dt.tz_convert(cal.TZ).dt.strftime("%Y-%m-%d %H:%M"))
     path = _write(tmp_path / "naive.csv", naive.drop(columns=["ingested_at"]))
-    with pytest.raises(FileSourceError, match=r"60 timestamps carry no timezone \(first: row 2, '2025-03-05 08:00'\).*--source-tz"):
+    with pytest.raises(
+        FileSourceError, match=r"60 timestamps carry no timezone \(first: row 2, '2025-03-05 08:00'\).*--source-tz"
+    ):
         read_bar_file(path)
     assert list(read_bar_file(path, "America/Bogota").placed["time"]) == list(cal.session_bars(DAY))
 
@@ -108,7 +109,9 @@ def test_bad_files_are_refused_with_the_problem_named(tmp_path, name, content, m
 
 
 def test_an_unknown_timezone_and_a_missing_file_are_named(tmp_path):
-    path = _write(tmp_path / "bars.csv", synthetic_bars(cal.session_bars(DAY), defects=False).drop(columns=["ingested_at"]))
+    path = _write(
+        tmp_path / "bars.csv", synthetic_bars(cal.session_bars(DAY), defects=False).drop(columns=["ingested_at"])
+    )
     with pytest.raises(FileSourceError, match="unknown timezone 'America/Medellin'"):
         read_bar_file(path, "America/Medellin")
     with pytest.raises(FileSourceError, match="no such file"):
@@ -125,13 +128,19 @@ def test_bad_values_are_kept_as_given_and_bad_times_are_unplaced_with_their_line
     assert len(placed) + len(unplaced) == 60
     bad = placed[placed["parse_error"].notna()]
     assert len(bad) == 1 and bad["parse_error"].iloc[0] == "close='4,012.5'" and pd.isna(bad["close"].iloc[0])
-    assert unplaced[["line", "reason", "source_time"]].to_dict("records") == [{"line": 9, "reason": "unparseable_time", "source_time": "yesterday"}]
+    assert unplaced[["line", "reason", "source_time"]].to_dict("records") == [
+        {"line": 9, "reason": "unparseable_time", "source_time": "yesterday"}
+    ]
 
 
 def test_parquet_and_csv_give_the_same_rows(tmp_path):
     frame = _bogota_labelled_utc(DAY)
-    a = read_bar_file(_write(tmp_path / "b.csv", frame), "America/Bogota", ingested_at=pd.Timestamp("2025-01-01", tz="UTC")).placed
-    b = read_bar_file(_write(tmp_path / "b.parquet", frame), "America/Bogota", ingested_at=pd.Timestamp("2025-01-01", tz="UTC")).placed
+    a = read_bar_file(
+        _write(tmp_path / "b.csv", frame), "America/Bogota", ingested_at=pd.Timestamp("2025-01-01", tz="UTC")
+    ).placed
+    b = read_bar_file(
+        _write(tmp_path / "b.parquet", frame), "America/Bogota", ingested_at=pd.Timestamp("2025-01-01", tz="UTC")
+    ).placed
     pd.testing.assert_frame_equal(a.drop(columns="source"), b.drop(columns="source"), check_dtype=False)
     assert set(a["source"]) == {"synthetic"} == set(b["source"])  # the file's own source column wins
 
@@ -139,7 +148,9 @@ def test_parquet_and_csv_give_the_same_rows(tmp_path):
 def test_file_source_windows_one_bar_or_whole_days(tmp_path, monkeypatch):
     monkeypatch.delenv("USDCOP_SOURCE_TZ", raising=False)
     path = tmp_path / "slice.csv"
-    path.write_text("".join(_shared_lines(40)))  # 2020-01-02: 18 backfill rows at 08:00-09:25 "UTC", 18 real bars, then 01-03
+    path.write_text(
+        "".join(_shared_lines(40))
+    )  # 2020-01-02: 18 backfill rows at 08:00-09:25 "UTC", 18 real bars, then 01-03
     day = dt.date(2020, 1, 2)
     whole = fetch_bars(f"file:{path}", cal.session_open(day), cal.session_end(day))
     assert list(whole.columns) == L0_COLUMNS
@@ -183,7 +194,9 @@ def test_import_loads_l0_as_given_records_runs_and_keeps_every_row(usdcop_env, t
     with dg.DagsterInstance.get() as instance:
         mats = instance.fetch_materializations(dg.AssetKey(["l0", "ohlcv_m5"]), limit=1000).records
         runs = instance.get_runs(dg.RunsFilter(tags={"usdcop/import_file": "history.csv"}))
-    assert sorted(r.partition_key for r in mats) == [d.isoformat() for d in sessions] and len(runs) == 1  # one per session
+    assert (
+        sorted(r.partition_key for r in mats) == [d.isoformat() for d in sessions] and len(runs) == 1
+    )  # one per session
     assert mats[0].asset_materialization.metadata["source"].value == f"file:{path}"
 
     before = {p: p.read_bytes() for p in (usdcop_env / "lake").rglob("data.parquet")}
@@ -223,7 +236,10 @@ def test_a_messy_file_loads_as_given_and_l1_files_each_bad_row_under_its_reason(
     assert rejects["reason"].value_counts().to_dict() == {"duplicate": 1, "ohlc_integrity": 1, "off_session_grid": 2}
     assert len(kept) == 59 and not kept["time"].duplicated().any()  # the 20th bar stays missing, not invented
     missing = cal.bar_key(cal.session_bars(DAY)[20])
-    assert f"check l1/ohlcv_m5:bars_complete: warning (1 of 1 session; {DAY}: 1 of 60 expected bars missing, first {missing})" in result.output
+    assert (
+        f"check l1/ohlcv_m5:bars_complete: warning (1 of 1 session; {DAY}: 1 of 60 expected bars missing, first "
+        f"{missing})" in result.output
+    )
     # the session's L1 materialization names the hole
     with dg.DagsterInstance.get() as instance:
         md = instance.get_latest_materialization_event(dg.AssetKey(["l1", "ohlcv_m5"])).asset_materialization.metadata

@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import main
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.definitions import build_definitions
 from usdcop_assets.defs.home_migration import assets_with_bar_records, report_runless_materializations, session_assets
 from usdcop_assets.storage.lake.session_table import SessionTable
@@ -17,9 +17,11 @@ from usdcop_assets.storage.lake.store import LocalObjectStore
 
 SESSIONS = ["2025-03-05", "2025-03-06", "2025-03-07"]
 BACKFILL = ["backfill", "--start", SESSIONS[0], "--end", SESSIONS[-1], "--layers", "L0,L1,L2,L3"]
-MESSAGE = ("this home holds bar-partitioned records from an earlier version (180 bar partitions on l0/ohlcv_m5, "
-           "and 4 more assets): run 'usdcop rebuild-records' to rebuild them per session from the lake "
-           "(nothing in the lake or warehouse is changed)")
+MESSAGE = (
+    "this home holds bar-partitioned records from an earlier version (180 bar partitions on l0/ohlcv_m5, "
+    "and 4 more assets): run 'usdcop rebuild-records' to rebuild them per session from the lake "
+    "(nothing in the lake or warehouse is changed)"
+)
 
 
 def _invoke(*args):
@@ -27,7 +29,11 @@ def _invoke(*args):
 
 
 def _file_hashes(root):
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _instance(home):
@@ -49,7 +55,9 @@ def _make_bar_partitioned(home, assets) -> int:
         for key, keys in sessions.items():
             bars = [cal.bar_key(t) for s in keys for t in cal.session_bars(cal.parse_session_key(s))]
             if bars:
-                report_runless_materializations(instance, [dg.AssetMaterialization(key, partition=b, metadata={"rows": 1}) for b in bars])
+                report_runless_materializations(
+                    instance, [dg.AssetMaterialization(key, partition=b, metadata={"rows": 1}) for b in bars]
+                )
             n += len(bars)
     return n
 
@@ -80,13 +88,19 @@ def test_bar_partitioned_home_is_refused_then_rebuilt_per_session_from_the_lake(
 
     dry = _invoke("rebuild-records", "--dry-run")
     assert dry.exit_code == 0, dry.output
-    assert "  l0/ohlcv_m5: 3 lake sessions; would record 3, 0 already recorded; 180 bar partitions would be wiped" in dry.output
+    assert (
+        "  l0/ohlcv_m5: 3 lake sessions; would record 3, 0 already recorded; 180 bar partitions would be wiped"
+        in dry.output
+    )
     assert "11 assets: would record 15 sessions, would wipe 900 bar partitions" in dry.output
     assert _invoke(*BACKFILL).exit_code == 1  # the dry run changed nothing
 
     rebuilt = _invoke("rebuild-records")
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert "  l1/ohlcv_m5_rejects: 0 lake sessions; recorded 3, 0 already recorded; 180 bar partitions wiped" in rebuilt.output
+    assert (
+        "  l1/ohlcv_m5_rejects: 0 lake sessions; recorded 3, 0 already recorded; 180 bar partitions wiped"
+        in rebuilt.output
+    )
     assert rebuilt.output.strip().splitlines()[-1] == (
         "11 assets: recorded 15 sessions, wiped 900 bar partitions from the asset records "
         "(runs and their logs are kept; the lake and the warehouse are only read)"
@@ -99,15 +113,25 @@ def test_bar_partitioned_home_is_refused_then_rebuilt_per_session_from_the_lake(
             if asset.key == dg.AssetKey(["l1", "ohlcv_m5_rejects"]):
                 # no rejects: the lake keeps no object, and each session the old code recorded stays recorded, empty
                 assert lake_days == [] and materialized == set(SESSIONS)
-                assert {r.asset_materialization.metadata["rows"].value for r in _latest_by_session(instance, asset.key).values()} == {0}
+                assert {
+                    r.asset_materialization.metadata["rows"].value
+                    for r in _latest_by_session(instance, asset.key).values()
+                } == {0}
                 continue
-            assert materialized == set(lake_days) == (set(SESSIONS) if asset.key.path[0] in ("l0", "l1", "l2", "l3") else set())
+            assert (
+                materialized
+                == set(lake_days)
+                == (set(SESSIONS) if asset.key.path[0] in ("l0", "l1", "l2", "l3") else set())
+            )
             for session, record in _latest_by_session(instance, asset.key).items():
                 manifest, md = table.manifest(cal.parse_session_key(session)), record.asset_materialization.metadata
                 assert record.run_id == "" and md["rebuilt_from"].value == "lake manifest"
                 assert md["lake_sha256"].value == manifest["sha256"] and md["rows"].value == manifest["rows"] > 0
                 assert md["first_bar"].value == f"{session} 08:00" and md["last_bar"].value == f"{session} 12:55"
-        ids_after_first = {a.key: instance.get_latest_storage_id_by_partition(a.key, dg.DagsterEventType.ASSET_MATERIALIZATION) for a in assets}
+        ids_after_first = {
+            a.key: instance.get_latest_storage_id_by_partition(a.key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+            for a in assets
+        }
 
     doctor = _invoke("doctor")
     assert doctor.exit_code == 0 and "this home holds" not in doctor.output
@@ -115,8 +139,10 @@ def test_bar_partitioned_home_is_refused_then_rebuilt_per_session_from_the_lake(
     assert again.exit_code == 0, again.output
     assert "11 assets: recorded 0 sessions, wiped 0 bar partitions" in again.output
     with _instance(usdcop_env) as instance:
-        assert {a.key: instance.get_latest_storage_id_by_partition(a.key, dg.DagsterEventType.ASSET_MATERIALIZATION)
-                for a in assets} == ids_after_first
+        assert {
+            a.key: instance.get_latest_storage_id_by_partition(a.key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+            for a in assets
+        } == ids_after_first
     assert _file_hashes(usdcop_env / "lake") == lake_before
     assert _file_hashes(usdcop_env / "warehouse.sqlite") == warehouse_before
 
@@ -133,7 +159,8 @@ def _store_hashes(store):
 
 @pytest.mark.parametrize("lake", ["local", pytest.param("s3", marks=pytest.mark.s3)])
 def test_rebuild_plan_reads_what_the_lake_holds_and_records_nothing_twice(tmp_path, request, lake):
-    """Objects without a manifest, unreadable objects, dates off the session calendar, empty sessions; a directory or a bucket."""
+    """Objects without a manifest, unreadable objects, dates off the session calendar, empty sessions; a directory
+    or a bucket."""
     import datetime as dt
 
     import pandas as pd
@@ -141,12 +168,18 @@ def test_rebuild_plan_reads_what_the_lake_holds_and_records_nothing_twice(tmp_pa
     from usdcop_assets.defs.home_migration import SessionAsset, apply_rebuild, plan_rebuild
     from usdcop_assets.storage.lake.store import S3ObjectStore
 
-    store = LocalObjectStore(tmp_path / "lake") if lake == "local" else S3ObjectStore(request.getfixturevalue("s3_bucket"), "lake")
+    store = (
+        LocalObjectStore(tmp_path / "lake")
+        if lake == "local"
+        else S3ObjectStore(request.getfixturevalue("s3_bucket"), "lake")
+    )
     table = SessionTable(store, "l9/bars")
     days = [dt.date(2025, 3, 5), dt.date(2025, 3, 6), dt.date(2025, 3, 7)]
     for day in days:
         bars = cal.session_bars(day)[:12]
-        table.write(pd.DataFrame({"time": bars, "close": range(len(bars))}), cal.session_open(day), cal.session_end(day))
+        table.write(
+            pd.DataFrame({"time": bars, "close": range(len(bars))}), cal.session_open(day), cal.session_end(day)
+        )
     saturday = dt.date(2025, 3, 8)
     store.put(table.object_key(saturday), store.get(table.object_key(days[0])))
     store.delete(table.object_key(days[1], "manifest.json"))  # a crash between the data and its manifest
@@ -170,7 +203,9 @@ def test_rebuild_plan_reads_what_the_lake_holds_and_records_nothing_twice(tmp_pa
         md = {k: {m: v.value for m, v in r.asset_materialization.metadata.items()} for k, r in records.items()}
         assert md["2025-03-03"]["rows"] == 0 and "lake_sha256" not in md["2025-03-03"]
         assert md["2025-03-05"]["lake_sha256"] == table.manifest(days[0])["sha256"]
-        assert md["2025-03-05"]["rebuilt_from"] == "lake manifest" and md["2025-03-05"]["last_bar"] == "2025-03-05 08:55"
+        assert (
+            md["2025-03-05"]["rebuilt_from"] == "lake manifest" and md["2025-03-05"]["last_bar"] == "2025-03-05 08:55"
+        )
         assert md["2025-03-06"]["lake_sha256"] == hashlib.sha256(store.get(table.object_key(days[1]))).hexdigest()
         assert md["2025-03-06"]["rows"] == 12 and md["2025-03-06"]["rebuilt_from"].startswith("lake object")
 
@@ -178,8 +213,11 @@ def test_rebuild_plan_reads_what_the_lake_holds_and_records_nothing_twice(tmp_pa
         assert (again.sessions_to_record, again.bar_partitions, again.assets[0].up_to_date) == (0, 0, 2)
         # a session rewritten in the lake since is recorded again, with its new checksum
         bars = cal.session_bars(days[0])[:6]
-        table.write(pd.DataFrame({"time": bars, "close": range(6)}), cal.session_open(days[0]), cal.session_end(days[0]))
+        table.write(
+            pd.DataFrame({"time": bars, "close": range(6)}), cal.session_open(days[0]), cal.session_end(days[0])
+        )
         changed = plan_rebuild(instance, store, [asset])
         assert list(changed.assets[0].to_record) == ["2025-03-05"]
     assert {k: v for k, v in _store_hashes(store).items() if "2025-03-05" not in k} == {
-        k: v for k, v in lake_before.items() if "2025-03-05" not in k}
+        k: v for k, v in lake_before.items() if "2025-03-05" not in k
+    }

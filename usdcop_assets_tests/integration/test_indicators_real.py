@@ -48,7 +48,9 @@ def test_real_bars_three_months():
     start, end = cal.session_open(day), cal.session_end(day)
     window = real[(real["time"] >= lookback_start(start)) & (real["time"] < end)].reset_index(drop=True)
     expected = ta_direct(window)[(window["time"] >= start).to_numpy()].reset_index(drop=True)
-    assert_identical(ind[(ind["time"] >= start) & (ind["time"] < end)].reset_index(drop=True), expected, INDICATOR_COLUMNS)
+    assert_identical(
+        ind[(ind["time"] >= start) & (ind["time"] < end)].reset_index(drop=True), expected, INDICATOR_COLUMNS
+    )
     # close to ta on the whole series
     full = ta_direct(real)
     warm = ind["warm"].to_numpy()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from usdcop_assets.core.settings import parse_lake_url
 from usdcop_assets.storage.lake.session_table import SessionTable
 from usdcop_assets.storage.lake.store import LakeUnavailable, LocalObjectStore, S3ObjectStore, open_store
-from usdcop_assets.core.settings import parse_lake_url
 from usdcop_assets_tests.unit.test_lake import (  # noqa: F401  (fixtures and the store-generic tests, collected here on S3)
     BAR,
     DATASET,
@@ -46,12 +46,13 @@ pytestmark = pytest.mark.s3
 
 @pytest.fixture
 def store(s3_bucket):
-    """Overrides unit/test_lake.py's local ``store`` for the imported tests (the s3_server fixture set AWS_ENDPOINT_URL)."""
+    """Overrides unit/test_lake.py's local ``store`` for the imported tests (the s3_server fixture set
+    AWS_ENDPOINT_URL)."""
     return S3ObjectStore(s3_bucket, prefix="lake")
 
 
-def test_s3_put_failing_before_send_keeps_old_object(s3_bucket, bars, times, days):
-    table = SessionTable(S3ObjectStore(s3_bucket), DATASET)
+def test_s3_put_failing_before_send_keeps_old_object(s3_bucket, bars, times, days):  # noqa: F811 (fixtures)
+    table = SessionTable(S3ObjectStore(s3_bucket), DATASET)  # noqa: F811 (a local, not the fixture)
     table.write(bars, *_span(times))
     before = _objects(table.store)
 

@@ -35,12 +35,38 @@ DOCKER = ROOT / "docker"
 sys.path.insert(0, str(ROOT / "streamlit_app"))
 
 
-def _psql_roles(url: sa.URL, writer: str, reader: str, writer_password: str = "w-pass", reader_password: str = "r-pass") -> None:
+def _psql_roles(
+    url: sa.URL, writer: str, reader: str, writer_password: str = "w-pass", reader_password: str = "r-pass"
+) -> None:
     """Run docker/initdb/roles.sql as the database's admin, the way docker/initdb/10-roles.sh does."""
-    cmd = ["psql", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-q", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
-           "-U", url.username or "postgres", "-d", url.database, "-v", f"writer_user={writer}", "-v", f"writer_password={writer_password}",
-           "-v", f"reader_user={reader}", "-v", f"reader_password={reader_password}", "-f", str(DOCKER / "initdb" / "roles.sql")]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "PGPASSWORD": url.password or ""})
+    cmd = [
+        "psql",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--no-psqlrc",
+        "-q",
+        "-h",
+        url.host or "127.0.0.1",
+        "-p",
+        str(url.port or 5432),
+        "-U",
+        url.username or "postgres",
+        "-d",
+        url.database,
+        "-v",
+        f"writer_user={writer}",
+        "-v",
+        f"writer_password={writer_password}",
+        "-v",
+        f"reader_user={reader}",
+        "-v",
+        f"reader_password={reader_password}",
+        "-f",
+        str(DOCKER / "initdb" / "roles.sql"),
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "PGPASSWORD": url.password or ""}
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -61,11 +87,11 @@ def roles(fresh_pg_url):
 
 
 def test_warehouse_roles_writer_writes_reader_only_reads(roles):
-    from usdcop_assets.sources.synthetic import synthetic_bars
-    from usdcop_assets.core import calendar as cal
-    from usdcop_assets.storage.warehouse.database import Warehouse
-
     import data  # streamlit_app/data.py
+
+    from usdcop_assets.core import calendar as cal
+    from usdcop_assets.sources.synthetic import synthetic_bars
+    from usdcop_assets.storage.warehouse.database import Warehouse
 
     admin_url, writer, reader = roles
     writer_wh = Warehouse(admin_url.set(username=writer, password=None))
@@ -76,9 +102,15 @@ def test_warehouse_roles_writer_writes_reader_only_reads(roles):
     reader_url = admin_url.set(username=reader, password=None)
     dashboard = data.WarehouseReader(reader_url)  # what the dashboard opens with the reader's URL
     assert len(dashboard.window("usdcop_m5_ohlcv", ["time", "close"])) == 60
-    for statement in ("INSERT INTO usdcop_m5_ohlcv (time, symbol) VALUES (now(), 'X')", "UPDATE usdcop_m5_ohlcv SET close = 0",
-                      "DELETE FROM usdcop_m5_ohlcv", "TRUNCATE usdcop_m5_ohlcv", "CREATE TABLE planted (a int)",
-                      "DROP TABLE usdcop_m5_ohlcv", "ALTER TABLE usdcop_m5_ohlcv ADD COLUMN x int"):
+    for statement in (
+        "INSERT INTO usdcop_m5_ohlcv (time, symbol) VALUES (now(), 'X')",
+        "UPDATE usdcop_m5_ohlcv SET close = 0",
+        "DELETE FROM usdcop_m5_ohlcv",
+        "TRUNCATE usdcop_m5_ohlcv",
+        "CREATE TABLE planted (a int)",
+        "DROP TABLE usdcop_m5_ohlcv",
+        "ALTER TABLE usdcop_m5_ohlcv ADD COLUMN x int",
+    ):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied|must be owner"):
             with dashboard.engine.begin() as conn:
                 conn.exec_driver_sql(statement)
@@ -86,7 +118,9 @@ def test_warehouse_roles_writer_writes_reader_only_reads(roles):
         Warehouse(reader_url).upsert("usdcop_m5_ohlcv", bars)
     # the writer is no superuser and cannot create roles or databases
     with writer_wh.engine.connect() as conn:
-        row = conn.exec_driver_sql("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user").one()
+        row = conn.exec_driver_sql(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+        ).one()
     assert tuple(row) == (False, False, False)
     # rotating passwords = re-running the script: idempotent, privileges unchanged
     _psql_roles(admin_url, writer, reader, "rotated-w", "rotated-r")
@@ -100,7 +134,7 @@ def test_warehouse_roles_writer_writes_reader_only_reads(roles):
 
 # --- the read-only webserver ------------------------------------------------------------------------
 
-JOB = '''
+JOB = """
 import dagster as dg
 
 @dg.op
@@ -112,9 +146,10 @@ def hello_job():
     hello()
 
 defs = dg.Definitions(jobs=[hello_job])
-'''
+"""
 LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
-  ... on LaunchRunSuccess { run { runId status } } ... on UnauthorizedError { message } ... on PythonError { message } } }"""
+  ... on LaunchRunSuccess { run { runId status } }
+  ... on UnauthorizedError { message } ... on PythonError { message } } }"""
 TERMINATE = """mutation($id: String!) { terminateRun(runId: $id) { __typename
   ... on UnauthorizedError { message } ... on TerminateRunFailure { message } } }"""
 DELETE = """mutation($id: String!) { deleteRun(runId: $id) { __typename ... on UnauthorizedError { message } } }"""
@@ -128,8 +163,11 @@ def _free_port() -> int:
 
 
 def _gql(port: int, query: str, variables: dict | None = None) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         body = json.load(resp)
     assert "errors" not in body, body
@@ -140,8 +178,24 @@ class Webserver:
     def __init__(self, home: Path, env: dict, job: Path, *flags: str):
         self.port = _free_port()
         self.log = open(home / f"webserver-{self.port}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dagster_webserver", *flags, "-h", "127.0.0.1", "-p", str(self.port),
-                                      "-f", str(job)], env=env, cwd=home, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dagster_webserver",
+                *flags,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-f",
+                str(job),
+            ],
+            env=env,
+            cwd=home,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120
         while True:
             assert self.proc.poll() is None, (home / f"webserver-{self.port}.log").read_text()[-3000:]
@@ -164,8 +218,15 @@ class Webserver:
 
 def _instance_env(home: Path, url: sa.URL, user: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "USDCOP_"))}
-    env.update(DAGSTER_HOME=str(home), DAGSTER_PG_HOST=url.host or "127.0.0.1", DAGSTER_PG_PORT=str(url.port or 5432),
-               DAGSTER_PG_DB=url.database, DAGSTER_PG_USER=user, DAGSTER_PG_PASSWORD="", PYTHONPATH=str(ROOT))
+    env.update(
+        DAGSTER_HOME=str(home),
+        DAGSTER_PG_HOST=url.host or "127.0.0.1",
+        DAGSTER_PG_PORT=str(url.port or 5432),
+        DAGSTER_PG_DB=url.database,
+        DAGSTER_PG_USER=user,
+        DAGSTER_PG_PASSWORD="",
+        PYTHONPATH=str(ROOT),
+    )
     return env
 
 
@@ -181,8 +242,16 @@ def test_the_read_only_webserver_refuses_mutations_and_its_role_cannot_write(rol
     shutil.copy(DOCKER / "dagster.yaml", ops_home / "dagster.yaml")
     shutil.copy(DOCKER / "dagster-readonly.yaml", ro_home / "dagster.yaml")
     ops_env, ro_env = _instance_env(ops_home, admin_url, writer), _instance_env(ro_home, admin_url, reader)
-    selector = {"p": {"selector": {"repositoryLocationName": "job.py", "repositoryName": "__repository__", "jobName": "hello_job"},
-                      "runConfigData": {}}}
+    selector = {
+        "p": {
+            "selector": {
+                "repositoryLocationName": "job.py",
+                "repositoryName": "__repository__",
+                "jobName": "hello_job",
+            },
+            "runConfigData": {},
+        }
+    }
 
     # the operators' webserver (the instance's owner role) creates the tables and accepts a launch: the control
     operators = Webserver(ops_home, ops_env, job)
@@ -200,14 +269,19 @@ def test_the_read_only_webserver_refuses_mutations_and_its_role_cannot_write(rol
         refused = _gql(viewers.port, LAUNCH, selector)["launchRun"]
         assert refused["__typename"] == "UnauthorizedError", refused
         terminate = _gql(viewers.port, TERMINATE, {"id": run_id})["terminateRun"]
-        assert terminate["__typename"] == "TerminateRunFailure" and "do not have permission" in terminate["message"], terminate
+        assert terminate["__typename"] == "TerminateRunFailure" and "do not have permission" in terminate["message"], (
+            terminate
+        )
         assert _gql(viewers.port, DELETE, {"id": run_id})["deleteRun"]["__typename"] == "UnauthorizedError"
         assert _gql(viewers.port, RUNS)["runsOrError"]["results"] == before  # nothing launched, canceled or wiped
     finally:
         viewers.stop()
 
     # without the flag too, the reader role cannot change the instance: its database rights are SELECT only
-    saved = {k: os.environ.get(k) for k in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD")
+    }
     os.environ.update({k: ro_env[k] for k in saved})
     try:
         with dg.DagsterInstance.from_config(str(ro_home)) as instance:

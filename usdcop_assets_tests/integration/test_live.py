@@ -31,8 +31,16 @@ from usdcop_assets.live.loop import LiveSettings, next_open
 from usdcop_assets.live.parity import session_parity
 from usdcop_assets.live.session import LIVE_ASSETS
 from usdcop_assets.sources.synthetic import synthetic_bars
-from usdcop_assets_tests.live_helpers import DAY, NEXT_DAY, SimClock, backfilled_home, install_model, platform_env, run_session_batch
 from usdcop_assets.testing.vendor_server import VendorServer
+from usdcop_assets_tests.live_helpers import (
+    DAY,
+    NEXT_DAY,
+    SimClock,
+    backfilled_home,
+    install_model,
+    platform_env,
+    run_session_batch,
+)
 
 OPEN, CLOSE = cal.session_open(DAY), cal.session_end(DAY)
 MINUTE = pd.Timedelta(minutes=1)
@@ -60,12 +68,15 @@ def _rows(home, table: str, day=DAY) -> pd.DataFrame:
     with sqlite3.connect(home / "warehouse.sqlite") as conn:
         frame = pd.read_sql_query(f"SELECT * FROM {table}", conn)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    return frame[(frame["time"] >= cal.session_open(day)) & (frame["time"] < cal.session_end(day))].reset_index(drop=True)
+    return frame[(frame["time"] >= cal.session_open(day)) & (frame["time"] < cal.session_end(day))].reset_index(
+        drop=True
+    )
 
 
 def _materializations(instance, asset: str, day=DAY) -> list:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset.split("/")), asset_partitions=[cal.session_key(day)]), limit=1000
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset.split("/")), asset_partitions=[cal.session_key(day)]),
+        limit=1000,
     ).records
     return [r.event_log_entry for r in records]
 
@@ -88,7 +99,11 @@ def test_a_live_session_equals_its_batch_run_bar_for_bar_and_is_recorded_in_dags
 
     instance = dg.DagsterInstance.get()
     runs = instance.get_runs(dg.RunsFilter(tags={"usdcop/trigger": "live"}))
-    assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS and runs[0].tags["dagster/partition"] == "2025-03-10"
+    assert (
+        len(runs) == 1
+        and runs[0].status == dg.DagsterRunStatus.SUCCESS
+        and runs[0].tags["dagster/partition"] == "2025-03-10"
+    )
     assert runs[0].asset_selection == {dg.AssetKey(a.split("/")) for a in LIVE_ASSETS}
     for asset in ("l0/ohlcv_m5", "l2/indicators_m5", "l5/actions_m5", "l5/paper_positions"):
         events = _materializations(instance, asset)
@@ -106,7 +121,10 @@ def test_a_live_session_equals_its_batch_run_bar_for_bar_and_is_recorded_in_dags
 
     # a row that differs is named by its bar and column, in the warehouse and in the lake
     with sqlite3.connect(home / "warehouse.sqlite") as conn:
-        conn.execute("UPDATE fact_rl_inference SET position = position + 0.5 WHERE time = ?", ("2025-03-10 15:00:00.000000+00:00",))
+        conn.execute(
+            "UPDATE fact_rl_inference SET position = position + 0.5 WHERE time = ?",
+            ("2025-03-10 15:00:00.000000+00:00",),
+        )
     store = _loop(SimClock(OPEN, OPEN, threading.Event()), threading.Event()).store
     found = session_parity(store, "l5/actions_m5", DAY)
     assert not found.passed and set(found.differences) == {"warehouse"}
@@ -128,7 +146,9 @@ def test_automation_does_not_recompute_what_the_live_process_stored(home):
 
     defs = build_definitions()
     instance = dg.DagsterInstance.get()
-    at = cal.session_end(DAY).to_pydatetime() + dt.timedelta(minutes=30)  # the session's partition exists after its close
+    at = cal.session_end(DAY).to_pydatetime() + dt.timedelta(
+        minutes=30
+    )  # the session's partition exists after its close
     above_l0 = [k for a in LIVE_ASSETS if not a.startswith("l0/") for k in [dg.AssetKey(a.split("/"))]]
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at)
 
@@ -136,13 +156,22 @@ def test_automation_does_not_recompute_what_the_live_process_stored(home):
     _loop(SimClock(OPEN - 3 * MINUTE, OPEN + 31 * MINUTE, stop), stop).run()  # six bars live
     assert len(_materializations(instance, "l1/ohlcv_m5")) == 6
 
-    after_live = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at, cursor=first.cursor)
-    assert {k.to_user_string(): after_live.get_requested_partitions(k) for k in above_l0
-            if cal.session_key(DAY) in after_live.get_requested_partitions(k)} == {}
+    after_live = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, evaluation_time=at, cursor=first.cursor
+    )
+    assert {
+        k.to_user_string(): after_live.get_requested_partitions(k)
+        for k in above_l0
+        if cal.session_key(DAY) in after_live.get_requested_partitions(k)
+    } == {}
 
     # a control: L0 of the session updated by something else than the live run -> L1 is requested
-    instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey(["l0", "ohlcv_m5"]), partition=cal.session_key(DAY)))
-    foreign = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at, cursor=after_live.cursor)
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(dg.AssetKey(["l0", "ohlcv_m5"]), partition=cal.session_key(DAY))
+    )
+    foreign = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, evaluation_time=at, cursor=after_live.cursor
+    )
     assert cal.session_key(DAY) in foreign.get_requested_partitions(dg.AssetKey(["l1", "ohlcv_m5"]))
 
 
@@ -166,12 +195,16 @@ def _vendor_env(monkeypatch, server):
     monkeypatch.setenv("TWELVEDATA_CREDITS_PER_DAY", "1000000")
 
 
-def test_the_source_silent_for_a_whole_session_is_polled_throughout_alerts_once_and_the_next_session_lands(home, monkeypatch, caplog):
+def test_the_source_silent_for_a_whole_session_is_polled_throughout_alerts_once_and_the_next_session_lands(
+    home, monkeypatch, caplog
+):
     bars = synthetic_bars(cal.bars_of_days([NEXT_DAY]), defects=False)
     alerts = []
     with VendorServer() as server:
         _vendor_env(monkeypatch, server)
-        server.script(status=500, json_body={"status": "error", "code": 500, "message": "down"}, times=400)  # all of DAY
+        server.script(
+            status=500, json_body={"status": "error", "code": 500, "message": "down"}, times=400
+        )  # all of DAY
 
         def on_time(now):
             if now >= cal.session_open(NEXT_DAY) - 2 * MINUTE:
@@ -180,11 +213,15 @@ def test_the_source_silent_for_a_whole_session_is_polled_throughout_alerts_once_
 
         stop = threading.Event()
         clock = SimClock(OPEN - 3 * MINUTE, cal.session_open(NEXT_DAY) + 31 * MINUTE, stop, on_time)
-        settings = LiveSettings(poll_seconds=60.0, alert_after_seconds=300.0)  # a poll a minute keeps the session at ~300 requests
+        settings = LiveSettings(
+            poll_seconds=60.0, alert_after_seconds=300.0
+        )  # a poll a minute keeps the session at ~300 requests
         with caplog.at_level(logging.INFO, logger="usdcop_assets.live"):
             loop = _loop(clock, stop, settings=settings, alert=alerts.append)
             loop.run()
-        polls_on_day = [r for r in server.requests if r.path == "/time_series" and r.params["end_date"].startswith("2025-03-10")]
+        polls_on_day = [
+            r for r in server.requests if r.path == "/time_series" and r.params["end_date"].startswith("2025-03-10")
+        ]
     assert len(polls_on_day) >= 300  # kept asking through the whole session (one a minute, 5 h + the grace)
     assert len(alerts) == 1 and "no new twelvedata bar" in alerts[0]
     failing = [r for r in caplog.records if "is failing" in r.getMessage()]
@@ -197,7 +234,10 @@ def test_the_source_silent_for_a_whole_session_is_polled_throughout_alerts_once_
     assert sorted(r.tags["dagster/partition"] for r in runs) == ["2025-03-10", "2025-03-11"]
     day_run = next(r for r in runs if r.tags["dagster/partition"] == "2025-03-10")
     assert day_run.status == dg.DagsterRunStatus.SUCCESS  # the live process did its part; the vendor sent nothing
-    logs = [e.dagster_event.message if e.dagster_event else e.user_message for e in dg.DagsterInstance.get().all_logs(day_run.run_id)]
+    logs = [
+        e.dagster_event.message if e.dagster_event else e.user_message
+        for e in dg.DagsterInstance.get().all_logs(day_run.run_id)
+    ]
     logs = [m for m in logs if m]
     assert any("no new twelvedata bar" in m for m in logs) and any("0 of 60 bars stored live" in m for m in logs)
 
@@ -206,7 +246,9 @@ def test_a_bar_published_again_with_other_values_replaces_it_and_is_recorded(hom
     bars = synthetic_bars(cal.bars_of_days([DAY]), defects=False)
     second = bars.copy()
     target = cal.session_bars(DAY)[2]  # 08:10
-    second.loc[second["time"] == target, ["close", "high"]] = second.loc[second["time"] == target, ["close", "high"]] + 5.0
+    second.loc[second["time"] == target, ["close", "high"]] = (
+        second.loc[second["time"] == target, ["close", "high"]] + 5.0
+    )
     with VendorServer() as server:
         _vendor_env(monkeypatch, server)
 
@@ -218,22 +260,29 @@ def test_a_bar_published_again_with_other_values_replaces_it_and_is_recorded(hom
         with caplog.at_level(logging.WARNING, logger="usdcop_assets.live"):
             _loop(SimClock(OPEN - 3 * MINUTE, OPEN + 31 * MINUTE, stop, on_time), stop).run()
     l1 = _rows(home, "usdcop_m5_ohlcv")
-    assert len(l1) == 6 and l1.loc[l1["time"] == target, "close"].item() == pytest.approx(second.loc[second["time"] == target, "close"].item())
+    assert len(l1) == 6 and l1.loc[l1["time"] == target, "close"].item() == pytest.approx(
+        second.loc[second["time"] == target, "close"].item()
+    )
     assert any("08:10 was published again with different values" in r.getMessage() for r in caplog.records)
     instance = dg.DagsterInstance.get()
-    republished = [e.asset_materialization.metadata["republished_bars"].value for e in _materializations(instance, "l0/ohlcv_m5")]
+    republished = [
+        e.asset_materialization.metadata["republished_bars"].value for e in _materializations(instance, "l0/ohlcv_m5")
+    ]
     assert ["2025-03-10-08:10"] in republished
     # no model for fold 2025-03 in this home: every bar recorded flat with the reason
     actions = _rows(home, "fact_rl_inference")
-    assert (actions["position"] == 0).all() and actions["fallback"].str.contains("no l5/ppo_model for fold 2025-03").all()
+    assert (actions["position"] == 0).all() and actions["fallback"].str.contains(
+        "no l5/ppo_model for fold 2025-03"
+    ).all()
     # the batch run reads the vendor's current values too: the live rows equal it
     with VendorServer() as server:
         _vendor_env(monkeypatch, server)
         server.set_bars(second[second["time"] < OPEN + 30 * MINUTE])
         result, checks = run_session_batch(DAY, instance)
     assert result.success
-    assert all(v.passed for k, v in checks.items() if k.endswith(":live_parity")), \
-        {k: v.description for k, v in checks.items() if k.endswith(":live_parity") and not v.passed}
+    assert all(v.passed for k, v in checks.items() if k.endswith(":live_parity")), {
+        k: v.description for k, v in checks.items() if k.endswith(":live_parity") and not v.passed
+    }
 
 
 # --- the calendar: nights, weekends, holidays -------------------------------------------------------------
@@ -243,7 +292,10 @@ def test_the_loop_sleeps_over_the_night_weekend_and_a_holiday_without_asking_the
     friday_close = cal.session_end(dt.date(2025, 3, 21))  # Monday 2025-03-24 is a Colombian holiday (San José)
     assert not cal.is_trading_day(dt.date(2025, 3, 24))
     assert next_open(friday_close) == cal.session_open(dt.date(2025, 3, 25))
-    assert next_open(cal.session_open(dt.date(2025, 3, 25)) - 3 * MINUTE, lead_seconds=120) == cal.session_open(dt.date(2025, 3, 25)) - 2 * MINUTE
+    assert (
+        next_open(cal.session_open(dt.date(2025, 3, 25)) - 3 * MINUTE, lead_seconds=120)
+        == cal.session_open(dt.date(2025, 3, 25)) - 2 * MINUTE
+    )
 
     from usdcop_assets.live.loop import LiveLoop
 
@@ -275,8 +327,18 @@ def test_the_loop_sleeps_over_the_night_weekend_and_a_holiday_without_asking_the
     start = cal.session_end(dt.date(2025, 3, 21)) + pd.Timedelta(minutes=30)
     clock = SimClock(start, cal.session_open(dt.date(2025, 3, 25)) + 6 * MINUTE, stop)
     source = Source()
-    loop = LiveLoop(source, Store(), None, None, None, None, Recorder(), clock=clock, stop=stop,
-                    settings=LiveSettings(poll_seconds=1.0))
+    loop = LiveLoop(
+        source,
+        Store(),
+        None,
+        None,
+        None,
+        None,
+        Recorder(),
+        clock=clock,
+        stop=stop,
+        settings=LiveSettings(poll_seconds=1.0),
+    )
     loop.run()
     # one sleep from Friday after the close to Tuesday a minute before the open, then the first bar's close
     assert clock.waits[0] == pytest.approx((cal.session_open(dt.date(2025, 3, 25)) - MINUTE - start).total_seconds())
@@ -284,8 +346,10 @@ def test_the_loop_sleeps_over_the_night_weekend_and_a_holiday_without_asking_the
 
 
 def test_the_pure_parts_of_the_live_package_do_not_import_dagster():
-    code = ("import sys\nimport usdcop_assets.live.session, usdcop_assets.live.live_store, usdcop_assets.live.loop, "
-            "usdcop_assets.live.parity, usdcop_assets.live.source\nprint('dagster' in sys.modules)")
+    code = (
+        "import sys\nimport usdcop_assets.live.session, usdcop_assets.live.live_store, usdcop_assets.live.loop, "
+        "usdcop_assets.live.parity, usdcop_assets.live.source\nprint('dagster' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -295,10 +359,18 @@ def test_parity_compares_values_as_any_store_reads_them_back():
     from usdcop_assets.live.parity import first_difference
 
     t = pd.date_range("2025-03-10 13:00", periods=3, freq="5min", tz="UTC")
-    live = pd.DataFrame({"time": t, "x": [1.0, np.nan, -0.0], "ok": [True, False, True], "why": [None, "a", None],
-                         "ingested_at": t})
-    read_back = pd.DataFrame({"time": t.strftime("%Y-%m-%d %H:%M:%S.%f+00:00"), "x": [1.0, None, 0.0], "ok": [1, 0, 1],
-                              "why": [np.nan, "a", None], "ingested_at": t + pd.Timedelta(hours=1)})
+    live = pd.DataFrame(
+        {"time": t, "x": [1.0, np.nan, -0.0], "ok": [True, False, True], "why": [None, "a", None], "ingested_at": t}
+    )
+    read_back = pd.DataFrame(
+        {
+            "time": t.strftime("%Y-%m-%d %H:%M:%S.%f+00:00"),
+            "x": [1.0, None, 0.0],
+            "ok": [1, 0, 1],
+            "why": [np.nan, "a", None],
+            "ingested_at": t + pd.Timedelta(hours=1),
+        }
+    )
     read_back["time"] = pd.to_datetime(read_back["time"], utc=True)
     assert first_difference(live, read_back) is None  # NaN/None/-0.0/bools/provenance do not count
     read_back.loc[2, "why"] = "b"
@@ -315,11 +387,19 @@ def test_the_compose_stack_runs_the_live_process_with_the_platform_stores_and_th
     live = services["usdcop-live"]
     assert live["command"] == ["usdcop", "live"] and live["stop_signal"] == "SIGTERM"
     env = live["environment"]
-    for name in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "TWELVEDATA_API_KEYS", "DAGSTER_PG_HOST", "DAGSTER_PG_PASSWORD"):
+    for name in (
+        "USDCOP_LAKE_URL",
+        "USDCOP_WAREHOUSE_URL",
+        "TWELVEDATA_API_KEYS",
+        "DAGSTER_PG_HOST",
+        "DAGSTER_PG_PASSWORD",
+    ):
         assert name in env, name  # the same stores as the code server, events in the same Dagster instance
     code = services["usdcop-code"]["environment"]
     assert "FRED_API_KEY" not in env  # least privilege: only what it writes and the bar vendor's keys
-    assert {k: v for k, v in code.items() if k != "FRED_API_KEY"} == env  # otherwise the code server's stores, as writer
+    assert {
+        k: v for k, v in code.items() if k != "FRED_API_KEY"
+    } == env  # otherwise the code server's stores, as writer
     assert {"dagster-postgres", "timescaledb", "minio-init"} <= set(live["depends_on"])
 
 
@@ -328,12 +408,12 @@ def test_the_recorder_works_mid_session_on_the_real_clock(tmp_path):
     a window once it ended), and the live run and its bar events are stored under it."""
     from dagster._core.test_utils import freeze_time
 
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import SESSION_JOB
-    from usdcop_assets.defs.quality.live_parity import layer_specs
+    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.live.recorder import DagsterRecorder
-    from usdcop_assets.live.session import L0, RawUpdate, SessionRows
     from usdcop_assets.defs.partitions import session_partitions
+    from usdcop_assets.defs.quality.live_parity import layer_specs
+    from usdcop_assets.live.session import L0, RawUpdate, SessionRows
     from usdcop_assets.sources import conform_l0
 
     defs = build_definitions()
@@ -341,19 +421,35 @@ def test_the_recorder_works_mid_session_on_the_real_clock(tmp_path):
     job = defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection=set(keys.values()), asset_check_selection=set())
     bar = cal.session_bars(DAY)[30]  # 10:30
     raw = conform_l0(synthetic_bars(cal.session_bars(DAY)[:31], defects=False))
-    with freeze_time((bar + pd.Timedelta(minutes=5, seconds=2)).to_pydatetime()), dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+    with (
+        freeze_time((bar + pd.Timedelta(minutes=5, seconds=2)).to_pydatetime()),
+        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
+    ):
         with dg.partition_loading_context(effective_dt=(bar + pd.Timedelta(minutes=5, seconds=2)).to_pydatetime()):
             assert session_partitions.has_partition_key(cal.session_key(DAY))
         recorder = DagsterRecorder(instance, job, keys, specs)
         recorder.open_session(cal.session_key(DAY))
-        info = {"bar": bar, "trigger": "live", "detected": 1.0, "committed": {L0: 1.2}, "clock_now": bar + pd.Timedelta(minutes=5),
-                "fetch_s": 0.01, "compute_s": 0.1, "update": RawUpdate(raw, [bar], [], []), "skipped": None, "source": "synthetic"}
+        info = {
+            "bar": bar,
+            "trigger": "live",
+            "detected": 1.0,
+            "committed": {L0: 1.2},
+            "clock_now": bar + pd.Timedelta(minutes=5),
+            "fetch_s": 0.01,
+            "compute_s": 0.1,
+            "update": RawUpdate(raw, [bar], [], []),
+            "skipped": None,
+            "source": "synthetic",
+        }
         recorder.record(cal.session_key(DAY), SessionRows(DAY, {L0: raw}, [], None, 0.1), info)
         recorder.close_session(cal.session_key(DAY), "success", "closed")
-        event = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(["l0", "ohlcv_m5"]),
-                                                                      asset_partitions=["2025-03-10"]), limit=1).records[0]
+        event = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["l0", "ohlcv_m5"]), asset_partitions=["2025-03-10"]), limit=1
+        ).records[0]
         md = event.asset_materialization.metadata
-        assert md["bar"].value == "2025-03-10-10:30" and md["bars_present"].value == 31 and md["bars_missing"].value == 0
+        assert (
+            md["bar"].value == "2025-03-10-10:30" and md["bars_present"].value == 31 and md["bars_missing"].value == 0
+        )
         assert md["latency_s"].value == pytest.approx(0.2) and md["new_bars"].value == ["2025-03-10-10:30"]
         run = instance.get_run_by_id(event.run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == "2025-03-10"
@@ -368,7 +464,11 @@ def test_live_rows_equal_the_batch_rows_in_a_postgresql_warehouse(home, monkeypa
     result, checks = run_session_batch(DAY, dg.DagsterInstance.get())
     assert result.success
     parity = {k: v for k, v in checks.items() if k.endswith(":live_parity")}
-    assert len(parity) == len(LIVE_ASSETS) and all(v.passed for v in parity.values()), \
-        {k: v.description for k, v in parity.items() if not v.passed}
+    assert len(parity) == len(LIVE_ASSETS) and all(v.passed for v in parity.values()), {
+        k: v.description for k, v in parity.items() if not v.passed
+    }
     actions = parity["l5/actions_m5:live_parity"]
-    assert actions.metadata["live_bars"].value == 8 and actions.metadata["rows_compared"].value == {"lake": 8, "warehouse": 8}
+    assert actions.metadata["live_bars"].value == 8 and actions.metadata["rows_compared"].value == {
+        "lake": 8,
+        "warehouse": 8,
+    }

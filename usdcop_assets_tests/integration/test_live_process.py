@@ -17,9 +17,9 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.live.session import LIVE_ASSETS
 from usdcop_assets.storage.lake.session_table import SessionTable
 from usdcop_assets.storage.lake.store import LocalObjectStore
-from usdcop_assets.live.session import LIVE_ASSETS
 from usdcop_assets_tests.live_helpers import DAY, ROOT, backfilled_home, platform_env, run_session_batch
 
 SPEED = 60.0  # a 5-minute bar every 5 real seconds
@@ -49,7 +49,9 @@ def _wait(predicate, timeout: float, proc=None, what: str = ""):
         if predicate():
             return
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the live process exited ({proc.returncode}) while waiting for {what}:\n{_tail(proc)}")
+            raise AssertionError(
+                f"the live process exited ({proc.returncode}) while waiting for {what}:\n{_tail(proc)}"
+            )
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}:\n{_tail(proc) if proc else ''}")
 
@@ -79,15 +81,19 @@ def _actions(home) -> pd.DataFrame:
     return frame[(frame["time"] >= cal.session_open(DAY)) & (frame["time"] < cal.session_end(DAY))]
 
 
-def test_killed_mid_bar_then_restarted_completes_the_bar_without_duplicates_and_sigterm_stops_cleanly(tmp_path, tmp_path_factory, monkeypatch):
+def test_killed_mid_bar_then_restarted_completes_the_bar_without_duplicates_and_sigterm_stops_cleanly(
+    tmp_path, tmp_path_factory, monkeypatch
+):
     home = backfilled_home(tmp_path / "home", tmp_path_factory.getbasetemp() / "live-backfilled")
     env = platform_env(home)
     epoch = time.time() + 12.0  # room for the process to import the code location and load its warm state
-    env.update({
-        "USDCOP_REPLAY_CLOCK": f"{(cal.session_open(DAY) - pd.Timedelta(minutes=2)).isoformat()}@{epoch}x{SPEED}",
-        "LIVE_TEST_MARKER": str(tmp_path / "killed-at"),
-        "USDCOP_LIVE_POLL_SECONDS": "0.2",
-    })
+    env.update(
+        {
+            "USDCOP_REPLAY_CLOCK": f"{(cal.session_open(DAY) - pd.Timedelta(minutes=2)).isoformat()}@{epoch}x{SPEED}",
+            "LIVE_TEST_MARKER": str(tmp_path / "killed-at"),
+            "USDCOP_LIVE_POLL_SECONDS": "0.2",
+        }
+    )
     killed = _start([sys.executable, "-c", _KILLED], env, tmp_path / "killed.log")
     try:
         _wait(lambda: (tmp_path / "killed-at").exists(), 120, killed, "the third bar's L3 write")
@@ -122,11 +128,20 @@ def test_killed_mid_bar_then_restarted_completes_the_bar_without_duplicates_and_
     leftovers = [p for p in (home / "lake").rglob("*") if p.is_file() and (p.name.startswith(".") or ".tmp" in p.name)]
     assert leftovers == []
     actions = _actions(home)
-    assert actions["time"].is_unique and actions["time"].min() == cal.session_open(DAY) and actions["time"].max() >= fifth
+    assert (
+        actions["time"].is_unique and actions["time"].min() == cal.session_open(DAY) and actions["time"].max() >= fifth
+    )
     bars = list(cal.session_bars(DAY)[: len(actions)])
     assert sorted(actions["time"]) == bars  # consecutive from the open: the interrupted bar completed, none twice
-    for asset in ("l0/ohlcv_m5", "l1/ohlcv_m5", "l2/indicators_m5", "l3/features_m5", "l4/observations_m5", "l5/actions_m5",
-                  "l5/paper_positions"):
+    for asset in (
+        "l0/ohlcv_m5",
+        "l1/ohlcv_m5",
+        "l2/indicators_m5",
+        "l3/features_m5",
+        "l4/observations_m5",
+        "l5/actions_m5",
+        "l5/paper_positions",
+    ):
         table = SessionTable(store, asset)
         assert table.verify(DAY) == [], asset
         times = table.read(*window)["time"]
@@ -140,15 +155,20 @@ def test_killed_mid_bar_then_restarted_completes_the_bar_without_duplicates_and_
     runs = instance.get_runs(dg.RunsFilter(tags={"usdcop/trigger": "live"}))
     assert sorted(r.status.value for r in runs) == ["CANCELED", "FAILURE"]
     failed = next(r for r in runs if r.status == dg.DagsterRunStatus.FAILURE)
-    messages = [e.dagster_event.message for e in instance.all_logs(failed.run_id) if e.dagster_event and e.dagster_event.message]
+    messages = [
+        e.dagster_event.message for e in instance.all_logs(failed.run_id) if e.dagster_event and e.dagster_event.message
+    ]
     assert any("stopped without closing it (killed)" in m for m in messages)
-    l3 = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(["l3", "features_m5"]),
-                                                                asset_partitions=[cal.session_key(DAY)]), limit=100).records
+    l3 = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["l3", "features_m5"]), asset_partitions=[cal.session_key(DAY)]),
+        limit=100,
+    ).records
     assert "resume" in {r.asset_materialization.metadata["trigger"].value for r in l3}
 
     # the session's batch run (bars closed by the replay clock now) agrees with every row stored live
     result, checks = run_session_batch(DAY, instance)
     assert result.success
     parity = {k: v for k, v in checks.items() if k.endswith(":live_parity")}
-    assert len(parity) == len(LIVE_ASSETS) and all(v.passed for v in parity.values()), \
-        {k: v.description for k, v in parity.items() if not v.passed}
+    assert len(parity) == len(LIVE_ASSETS) and all(v.passed for v in parity.values()), {
+        k: v.description for k, v in parity.items() if not v.passed
+    }

@@ -13,13 +13,11 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
-from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, macro_partitions
-from usdcop_assets.defs.io_managers import LakeIOManager
-from usdcop_assets.storage.lake.session_table import parquet_bytes, to_arrow
-from usdcop_assets.defs.partitions import history_start
-from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.defs.io_managers import LakeIOManager
+from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
+from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, history_start, macro_partitions
+from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.fred import DEFAULT_SERIES
 from usdcop_assets.sources.macro_sources import (
@@ -32,8 +30,9 @@ from usdcop_assets.sources.macro_sources import (
     synthetic_macro,
 )
 from usdcop_assets.sources.synthetic import synthetic_bars
-from usdcop_assets_tests.shared_data import SHARED_DATA
+from usdcop_assets.storage.lake.session_table import parquet_bytes, to_arrow
 from usdcop_assets.testing.vendor_server import FRED_PATH, VendorServer
+from usdcop_assets_tests.shared_data import SHARED_DATA
 
 pytestmark = pytest.mark.shared_data
 
@@ -57,7 +56,10 @@ def test_resolve_macro_source_rules():
     assert resolve_macro_source({"FRED_API_KEY": "  "}) == ("synthetic",)
     assert resolve_macro_source({"FRED_API_KEY": "k"}) == ("fred",)
     assert resolve_macro_source({SOURCE_ENV: "synthetic", "FRED_API_KEY": "k"}) == ("synthetic",)
-    assert resolve_macro_source({SOURCE_ENV: " fred , file:/x/m.csv.gz", "FRED_API_KEY": "k"}) == ("fred", "file:/x/m.csv.gz")
+    assert resolve_macro_source({SOURCE_ENV: " fred , file:/x/m.csv.gz", "FRED_API_KEY": "k"}) == (
+        "fred",
+        "file:/x/m.csv.gz",
+    )
     assert resolve_macro_source({SOURCE_ENV: "FILE:/a.parquet,synthetic"}) == ("file:/a.parquet", "synthetic")
     for bad in ("bloomberg", "fred,bloomberg", "file:", "synthetic:x", ","):
         with pytest.raises(ConfigError, match=SOURCE_ENV) as exc:
@@ -70,8 +72,21 @@ def test_resolve_macro_source_rules():
 
 
 def test_catalog_covers_the_features_and_the_file():
-    need = {"dxy", "vix", "embi_col", "usdmxn", "wti", "brent", "ust10y", "ust2y", "colcap", "gold", "coffee",
-            "col10y", "policy_rate_col"}
+    need = {
+        "dxy",
+        "vix",
+        "embi_col",
+        "usdmxn",
+        "wti",
+        "brent",
+        "ust10y",
+        "ust2y",
+        "colcap",
+        "gold",
+        "coffee",
+        "col10y",
+        "policy_rate_col",
+    }
     assert need <= set(catalog.BY_NAME)
     header = gzip.open(MACRO_FILE, "rt").readline().strip().split(",")
     assert set(catalog.file_columns().values()) <= set(header)
@@ -96,23 +111,38 @@ def test_synthetic_day_alone_equals_the_same_day_in_a_range():
     assert synthetic_macro([dt.date(2023, 3, 4), dt.date(2023, 3, 5)]).empty  # a weekend
     assert set(whole["source"]) == {"synthetic"} and whole["indicator"].notna().all()
     assert whole["retrieved_at"].min() > whole["time"].min()  # obtained after the date began
-    assert not synthetic_macro([dt.date(2023, 3, 1)], seed=8)["value"].equals(synthetic_macro([dt.date(2023, 3, 1)])["value"])
+    assert not synthetic_macro([dt.date(2023, 3, 1)], seed=8)["value"].equals(
+        synthetic_macro([dt.date(2023, 3, 1)])["value"]
+    )
 
 
 def test_synthetic_levels_are_realistic_and_comove_with_usdcop():
     days = _days(dt.date(2019, 1, 1), dt.date(2025, 12, 31))
     wide = synthetic_macro(days).pivot(index="date", columns="indicator", values="value")
-    ranges = {"dxy": (90, 112), "vix": (10, 70), "embi_col": (140, 480), "usdmxn": (16, 22.5), "wti": (40, 115),
-              "brent": (40, 120), "ust10y": (0.5, 5), "ust2y": (0.1, 5.2), "colcap": (1000, 1650)}
+    ranges = {
+        "dxy": (90, 112),
+        "vix": (10, 70),
+        "embi_col": (140, 480),
+        "usdmxn": (16, 22.5),
+        "wti": (40, 115),
+        "brent": (40, 120),
+        "ust10y": (0.5, 5),
+        "ust2y": (0.1, 5.2),
+        "colcap": (1000, 1650),
+    }
     for name, (lo, hi) in ranges.items():
         assert lo <= wide[name].min() and wide[name].max() <= hi, name
     assert wide["vix"].max() > 1.8 * wide["vix"].median()  # it spikes
 
     year = [d for d in wide.index if d.year == 2024]
-    closes = synthetic_bars(pd.DatetimeIndex([cal.session_end(d) - pd.Timedelta(minutes=5) for d in year]), defects=False)["close"]
+    closes = synthetic_bars(
+        pd.DatetimeIndex([cal.session_end(d) - pd.Timedelta(minutes=5) for d in year]), defects=False
+    )["close"]
     usdcop = np.diff(np.log(closes.to_numpy()))
-    corr = {name: np.corrcoef(usdcop, np.diff(np.log(wide.loc[year, name].to_numpy())))[0, 1]
-            for name in ("dxy", "usdmxn", "embi_col", "vix", "wti")}
+    corr = {
+        name: np.corrcoef(usdcop, np.diff(np.log(wide.loc[year, name].to_numpy())))[0, 1]
+        for name in ("dxy", "usdmxn", "embi_col", "vix", "wti")
+    }
     assert corr["dxy"] > 0.2 and corr["usdmxn"] > 0.2 and corr["embi_col"] > 0 and corr["vix"] > 0
     assert corr["wti"] < 0
 
@@ -138,7 +168,11 @@ def test_real_macro_file_parses_into_long_form(real_file_frame):
     assert got["parse_error"].isna().all()
     assert got["source"].unique().tolist() == [f"file:{MACRO_FILE.name}"]
     mine = got.assign(date=got["date"].astype(str)).sort_values(["date", "series_id"]).reset_index(drop=True)
-    ref = melted.rename(columns={"fecha": "date"}).sort_values(["date", "series_id"], kind="stable").reset_index(drop=True)
+    ref = (
+        melted.rename(columns={"fecha": "date"})
+        .sort_values(["date", "series_id"], kind="stable")
+        .reset_index(drop=True)
+    )
     assert mine["date"].tolist() == ref["date"].tolist()
     assert mine["series_id"].tolist() == ref["series_id"].tolist()
     assert np.array_equal(mine["value"].to_numpy(), ref["value"].to_numpy())
@@ -156,12 +190,14 @@ def test_real_macro_file_parses_into_long_form(real_file_frame):
 
 
 def test_wide_and_long_files_in_csv_and_parquet(tmp_path):
-    wide = pd.DataFrame({
-        "fecha": ["2024-01-02", "2024-01-03", "2024-01-04"],
-        "fxrt_index_dxy_usa_d_dxy": ["101.5", "", "oops"],
-        "my_series": ["1", "2", ""],
-        "release_date": ["", "2024-01-05", ""],
-    })
+    wide = pd.DataFrame(
+        {
+            "fecha": ["2024-01-02", "2024-01-03", "2024-01-04"],
+            "fxrt_index_dxy_usa_d_dxy": ["101.5", "", "oops"],
+            "my_series": ["1", "2", ""],
+            "release_date": ["", "2024-01-05", ""],
+        }
+    )
     wide.to_csv(tmp_path / "w.csv", index=False)
     got = read_macro_file(tmp_path / "w.csv")
     assert len(got) == 4  # 6 cells, 2 empty: empty cells are not observations
@@ -176,10 +212,18 @@ def test_wide_and_long_files_in_csv_and_parquet(tmp_path):
     as_parquet["my_series"] = pd.to_numeric(as_parquet["my_series"])
     as_parquet.to_parquet(tmp_path / "w.parquet")
     pq = read_macro_file(tmp_path / "w.parquet")
-    pd.testing.assert_frame_equal(pq.drop(columns=["source", "retrieved_at"]), got.drop(columns=["source", "retrieved_at"]))
+    pd.testing.assert_frame_equal(
+        pq.drop(columns=["source", "retrieved_at"]), got.drop(columns=["source", "retrieved_at"])
+    )
 
-    long = pd.DataFrame({"series_id": ["DGS10", "DGS10", "X"], "date": ["2024-01-02", "2024-01-03", "2024-01-02"],
-                         "value": ["3.9", "", "1e3"], "source": ["fred", "fred", "vendor"]})
+    long = pd.DataFrame(
+        {
+            "series_id": ["DGS10", "DGS10", "X"],
+            "date": ["2024-01-02", "2024-01-03", "2024-01-02"],
+            "value": ["3.9", "", "1e3"],
+            "source": ["fred", "fred", "vendor"],
+        }
+    )
     long.to_csv(tmp_path / "l.csv.gz", index=False)
     lg = read_macro_file(tmp_path / "l.csv.gz")
     assert len(lg) == 3 and lg["parse_error"].isna().all()  # long form: every row is kept
@@ -233,14 +277,20 @@ def _defs(lake_dir) -> dg.Definitions:
 
 
 def _run_range(lake_dir, instance, first: str, last: str):
-    return _defs(lake_dir).resolve_job_def(JOB).execute_in_process(
-        instance=instance, tags={RANGE_START: first, RANGE_END: last}
+    return (
+        _defs(lake_dir)
+        .resolve_job_def(JOB)
+        .execute_in_process(instance=instance, tags={RANGE_START: first, RANGE_END: last})
     )
 
 
 def _run_day(lake_dir, instance, day: str):
-    return dg.materialize([l0_macro_daily], instance=instance, partition_key=day,
-                          resources={"lake_io_manager": LakeIOManager(lake=LakeResource(url=str(lake_dir)))})
+    return dg.materialize(
+        [l0_macro_daily],
+        instance=instance,
+        partition_key=day,
+        resources={"lake_io_manager": LakeIOManager(lake=LakeResource(url=str(lake_dir)))},
+    )
 
 
 @pytest.fixture
@@ -331,8 +381,10 @@ def test_fred_on_loopback_never_leaks_the_key(macro_env, instance, small_file, m
     caplog.set_level(logging.DEBUG)
     with VendorServer() as server:
         for i, sid in enumerate(catalog.fred_series().values()):
-            server.set_fred_series(sid, [("2024-05-06", str(10 + i)), ("2024-05-07", "."), ("2024-05-08", str(11 + i)),
-                                         ("2024-06-01", "99")])
+            server.set_fred_series(
+                sid,
+                [("2024-05-06", str(10 + i)), ("2024-05-07", "."), ("2024-05-08", str(11 + i)), ("2024-06-01", "99")],
+            )
         monkeypatch.setenv("FRED_API_KEY", FRED_KEY)
         monkeypatch.setenv("FRED_BASE_URL", server.url)
         monkeypatch.setenv(SOURCE_ENV, f"fred,file:{small_file}")
@@ -340,7 +392,9 @@ def test_fred_on_loopback_never_leaks_the_key(macro_env, instance, small_file, m
         assert result.success
         fred_requests = server.paths(FRED_PATH)
     assert len(fred_requests) == len(catalog.fred_series())  # one request per series for the whole range
-    assert {(r.params["observation_start"], r.params["observation_end"]) for r in fred_requests} == {("2024-05-06", "2024-05-08")}
+    assert {(r.params["observation_start"], r.params["observation_end"]) for r in fred_requests} == {
+        ("2024-05-06", "2024-05-08")
+    }
 
     stored = LakeResource(url=str(macro_env / "lake")).table(DATASET).read()
     fred = stored[stored["source"] == "fred"]

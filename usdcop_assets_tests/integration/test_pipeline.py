@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, checks_of, layer_selection, layers_job
 from usdcop_assets.defs.partitions import lookback_mapping, session_key_range, session_partitions
-from usdcop_assets.core.settings import ConfigError
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -35,18 +35,22 @@ def _run_checks(defs, instance, first: dt.date, last: dt.date):
     """The data checks of L0-L1 alone (no asset recomputed) over the sessions ``first..last``."""
     key_range = session_key_range(first, last)
     job = defs.resolve_job_def(SESSION_JOB)
-    checks = {k for k in checks_of(job, layer_selection("L0,L1").resolve(defs.resolve_asset_graph())) if k.name != "live_parity"}  # the data checks
+    checks = {
+        k
+        for k in checks_of(job, layer_selection("L0,L1").resolve(defs.resolve_asset_graph()))
+        if k.name != "live_parity"
+    }  # the data checks
     result = job.get_subset(asset_selection=set(), asset_check_selection=checks).execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}, raise_on_error=False
     )
-    evaluations = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    evaluations = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     return result, evaluations
 
 
 def _mats(result, key: str) -> list:
-    return [
-        e.materialization for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key
-    ]
+    return [e.materialization for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
 
 
 def _lake_files(root: Path, dataset: str) -> dict[str, str]:
@@ -79,7 +83,9 @@ def test_range_run_writes_one_object_per_session_and_matching_warehouse(usdcop_e
 
     lake_root = usdcop_env / "lake"
     files = _lake_files(lake_root, "l1/ohlcv_m5")
-    assert sorted(Path(f).parent.name for f in files) == [f"date={d.isoformat()}" for d in cal.trading_days(first, last)]
+    assert sorted(Path(f).parent.name for f in files) == [
+        f"date={d.isoformat()}" for d in cal.trading_days(first, last)
+    ]
     assert all((lake_root / Path(f).parent / "manifest.json").exists() for f in files)
 
     engine = sa.create_engine(f"sqlite:///{usdcop_env / 'warehouse.sqlite'}")
@@ -147,10 +153,19 @@ def test_look_back_input_is_read_in_one_pass_across_a_holiday_weekend(usdcop_env
 
     key_range = session_key_range(dt.date(2024, 12, 30), dt.date(2025, 1, 7))
     assert dg.materialize(
-        [l0_ohlcv_m5], instance=instance, resources=base.resources, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}
+        [l0_ohlcv_m5],
+        instance=instance,
+        resources=base.resources,
+        tags={RANGE_START: key_range.start, RANGE_END: key_range.end},
     ).success
     # Tuesday 2025-01-07 after the Monday holiday: its session and the two before it (Thursday, Friday), time-ordered
-    assert dg.materialize([look_back, l0_ohlcv_m5], selection=[look_back], instance=instance, resources=base.resources, partition_key="2025-01-07").success
+    assert dg.materialize(
+        [look_back, l0_ohlcv_m5],
+        selection=[look_back],
+        instance=instance,
+        resources=base.resources,
+        partition_key="2025-01-07",
+    ).success
     local = pd.DatetimeIndex(seen["raw"]["time"]).tz_convert(cal.TZ)
     assert sorted(set(local.strftime("%Y-%m-%d"))) == ["2025-01-02", "2025-01-03", "2025-01-07"]
     assert len(local) == 180 and local.is_monotonic_increasing
@@ -181,7 +196,10 @@ def test_missing_bucket_fails_the_run_before_any_write(usdcop_env, instance, s3_
     result = job.execute_in_process(instance=instance, partition_key="2025-03-04", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_failure)
-    assert "bucket 'no-such-bucket-here' of USDCOP_LAKE_URL does not exist" in failure.event_specific_data.error.to_string()
+    assert (
+        "bucket 'no-such-bucket-here' of USDCOP_LAKE_URL does not exist"
+        in failure.event_specific_data.error.to_string()
+    )
     assert not result.get_asset_materialization_events()
 
 
@@ -200,9 +218,13 @@ def test_s3_lake_and_postgres_warehouse_end_to_end(usdcop_env, instance, s3_buck
     assert "password" not in str(meta["warehouse"].value)
     import boto3
 
-    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="lake/l1/ohlcv_m5/")["Contents"]]
+    keys = [
+        o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=s3_bucket, Prefix="lake/l1/ohlcv_m5/")["Contents"]
+    ]
     assert sorted(keys) == sorted(
-        f"lake/l1/ohlcv_m5/date={d.isoformat()}/{name}" for d in (first, last) for name in ("data.parquet", "manifest.json")
+        f"lake/l1/ohlcv_m5/date={d.isoformat()}/{name}"
+        for d in (first, last)
+        for name in ("data.parquet", "manifest.json")
     )
     engine = sa.create_engine(pg_url)
     with engine.connect() as conn:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -51,7 +51,14 @@ def pg_instance_env(fresh_pg_url, tmp_path, monkeypatch):
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(ROOT / "docker" / "dagster.yaml", dagster_home / "dagster.yaml")
-    for var in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "USDCOP_MACRO_SOURCE", "TWELVEDATA_API_KEYS", "FRED_API_KEY"):
+    for var in (
+        "USDCOP_LAKE_URL",
+        "USDCOP_WAREHOUSE_URL",
+        "USDCOP_SOURCE",
+        "USDCOP_MACRO_SOURCE",
+        "TWELVEDATA_API_KEYS",
+        "FRED_API_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
     env = {
         "DAGSTER_HOME": str(dagster_home),
@@ -131,8 +138,8 @@ def _stop(proc: subprocess.Popen, timeout: float = 30) -> int | None:
 
 def test_postgres_instance_runs_and_queue(pg_instance_env):
     import dagster as dg
-    from dagster._core.storage.dagster_run import DagsterRunStatus
     from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster._core.storage.dagster_run import DagsterRunStatus
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
     from usdcop_assets.defs.definitions import build_definitions
@@ -151,7 +158,9 @@ def test_postgres_instance_runs_and_queue(pg_instance_env):
 
         # --- 1. a run in process: lake object + materialization row in PostgreSQL -----------------
         defs = build_definitions()
-        job = defs.resolve_job_def("session_chain").get_subset(asset_selection={dg.AssetKey(list(L0))}, asset_check_selection=set())
+        job = defs.resolve_job_def("session_chain").get_subset(
+            asset_selection={dg.AssetKey(list(L0))}, asset_check_selection=set()
+        )
         result = job.execute_in_process(partition_key=first, instance=instance)
         assert result.success
         rows = _materializations(url)
@@ -192,7 +201,9 @@ def test_postgres_instance_runs_and_queue(pg_instance_env):
                     break
                 assert daemon.poll() is None, f"dagster-daemon exited early:\n{log_path.read_text()[-4000:]}"
                 time.sleep(1)
-            assert status == DagsterRunStatus.SUCCESS, f"run {run_id} is {status}; daemon log:\n{log_path.read_text()[-4000:]}"
+            assert status == DagsterRunStatus.SUCCESS, (
+                f"run {run_id} is {status}; daemon log:\n{log_path.read_text()[-4000:]}"
+            )
         finally:
             code = _stop(daemon)
         assert code is not None, f"dagster-daemon ignored SIGTERM:\n{log_path.read_text()[-4000:]}"

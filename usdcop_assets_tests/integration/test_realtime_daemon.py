@@ -22,7 +22,9 @@ N_BARS = 4
 def _check(result, path: str):
     expected = list(cal.session_bars(result.day)[:N_BARS])
     missing = [t for t in expected if t not in result.landed]
-    assert not missing, f"bars never reached fact_rl_inference: {missing}\n--- {path} log tail ---\n{result.log[-4000:]}"
+    assert not missing, (
+        f"bars never reached fact_rl_inference: {missing}\n--- {path} log tail ---\n{result.log[-4000:]}"
+    )
     rows = result.rows.assign(time=lambda f: pd.to_datetime(f["time"], utc=True)).set_index("time")
     replayed = rows.loc[expected]
     # no model was trained: every bar is recorded flat with its reason, never traded silently

@@ -27,9 +27,9 @@ import pytest
 from usdcop_assets import clock
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import MODEL_JOB, STATS_JOB, layers_job
-from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.storage.warehouse.database import Warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,15 +37,36 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 HISTORY = (dt.date(2025, 2, 17), dt.date(2025, 3, 4))  # 12 sessions; the first 4 feed the look-backs (not warm)
-PRE = (dt.date(2025, 1, 13), dt.date(2025, 1, 17))  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
+PRE = (
+    dt.date(2025, 1, 13),
+    dt.date(2025, 1, 17),
+)  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
 FOLD = "2025-03"  # trained on the 6 warm sessions before March 3 (4 training, 2 validation)
 SESSION = dt.date(2025, 3, 5)  # "today": a Wednesday of fold 2025-03
 INTRADAY = ("09:02", "10:31", "13:01")  # Bogota wall clock of the three runs of today's session
 
 # Every bar layer of the session, in the lake and (serving tables) in the warehouse.
-LAKE = ("l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5", "l4/observations_m5",
-        "l4/episodes_session", "l5/actions_m5", "l5/paper_trades", "l5/paper_positions", "l6/backtest_session")
-WAREHOUSE = ("usdcop_m5_ohlcv", "ohlcv_m5_rejects", "usdcop_m5_indicators", "fact_rl_inference", "paper_trades", "paper_positions")
+LAKE = (
+    "l0/ohlcv_m5",
+    "l1/ohlcv_m5",
+    "l1/ohlcv_m5_rejects",
+    "l2/indicators_m5",
+    "l3/features_m5",
+    "l4/observations_m5",
+    "l4/episodes_session",
+    "l5/actions_m5",
+    "l5/paper_trades",
+    "l5/paper_positions",
+    "l6/backtest_session",
+)
+WAREHOUSE = (
+    "usdcop_m5_ohlcv",
+    "ohlcv_m5_rejects",
+    "usdcop_m5_indicators",
+    "fact_rl_inference",
+    "paper_trades",
+    "paper_positions",
+)
 WALL_CLOCK = {"inference_latency_ms"}  # measured, not computed: the only columns allowed to differ
 
 
@@ -54,7 +75,13 @@ def _bogota(day: dt.date, hhmm: str) -> pd.Timestamp:
 
 
 def _platform_env(mp: pytest.MonkeyPatch, home: Path, root: Path) -> None:
-    for var in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "TWELVEDATA_API_KEYS", "USDCOP_REPLAY_CLOCK"):
+    for var in (
+        "USDCOP_LAKE_URL",
+        "USDCOP_WAREHOUSE_URL",
+        "USDCOP_SOURCE",
+        "TWELVEDATA_API_KEYS",
+        "USDCOP_REPLAY_CLOCK",
+    ):
         mp.delenv(var, raising=False)
     mp.setenv("USDCOP_HOME", str(home))
     mp.setenv("DAGSTER_HOME", str(home / "dagster_home"))
@@ -62,8 +89,13 @@ def _platform_env(mp: pytest.MonkeyPatch, home: Path, root: Path) -> None:
     config["normalization"]["min_train_bars"] = 50
     (root / "obs_test.json").write_text(json.dumps(config))
     mp.setenv("USDCOP_OBS_CONFIG", str(root / "obs_test.json"))
-    for name, value in {"USDCOP_PPO_TIMESTEPS": "1500", "USDCOP_PPO_CHECKPOINTS": "2", "USDCOP_PPO_N_STEPS": "256",
-                        "USDCOP_VALID_SESSIONS": "2", "USDCOP_MIN_TRAIN_SESSIONS": "4"}.items():
+    for name, value in {
+        "USDCOP_PPO_TIMESTEPS": "1500",
+        "USDCOP_PPO_CHECKPOINTS": "2",
+        "USDCOP_PPO_N_STEPS": "256",
+        "USDCOP_VALID_SESSIONS": "2",
+        "USDCOP_MIN_TRAIN_SESSIONS": "4",
+    }.items():
         mp.setenv(name, value)  # a tiny, fast PPO
 
 
@@ -79,7 +111,8 @@ def _range_tags(first: dt.date, last: dt.date) -> dict:
 
 
 def _stage_history(defs, instance) -> None:
-    """The sessions before today, staged as ``usdcop backfill`` does: L0-L3, the statistics, L4, then the fold's model and L5-L6."""
+    """The sessions before today, staged as ``usdcop backfill`` does: L0-L3, the statistics, L4, then the fold's
+    model and L5-L6."""
     tags = _range_tags(*HISTORY)
     assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=instance, tags=_range_tags(*PRE)).success
     assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=instance, tags=tags).success
@@ -149,8 +182,12 @@ def test_todays_session_grows_bar_by_bar_and_ends_equal_to_a_one_shot_run(staged
             at = _bogota(SESSION, hhmm)
             result = _materialize_session(defs, inst, monkeypatch, at)
             assert result.success, hhmm
-            metadata.append({m.asset_key.to_user_string(): m.metadata for m in
-                             (e.materialization for e in result.get_asset_materialization_events())})
+            metadata.append(
+                {
+                    m.asset_key.to_user_string(): m.metadata
+                    for m in (e.materialization for e in result.get_asset_materialization_events())
+                }
+            )
             snapshots.append((at, _snapshot(home)))
 
     # each run holds exactly the bars closed by its clock, and says so in its metadata
@@ -164,16 +201,22 @@ def test_todays_session_grows_bar_by_bar_and_ends_equal_to_a_one_shot_run(staged
         assert l0["last_bar"].value == closed[-1].tz_convert(cal.TZ).strftime("%Y-%m-%d %H:%M")
     assert len(snapshots[0][1]["lake:l0/ohlcv_m5"]) == 12 and len(snapshots[-1][1]["lake:l0/ohlcv_m5"]) == 60
     actions = snapshots[-1][1]["lake:l5/actions_m5"]
-    assert (actions["model_version"] != "none (flat)").all() and actions["position"].abs().sum() > 0  # a real model decided
+    assert (actions["model_version"] != "none (flat)").all() and actions[
+        "position"
+    ].abs().sum() > 0  # a real model decided
 
     # rows of earlier bars never change when later bars arrive, in any layer and store
-    assert all(len(rows) for name, rows in snapshots[0][1].items() if not name.endswith(("rejects", "trades"))), "a layer without rows"
+    assert all(len(rows) for name, rows in snapshots[0][1].items() if not name.endswith(("rejects", "trades"))), (
+        "a layer without rows"
+    )
     for (at0, before), (at1, after) in zip(snapshots, snapshots[1:]):
         for name, rows in before.items():
             if rows.empty:
                 continue
             later = _rows_at(after[name], rows["time"])
-            pd.testing.assert_frame_equal(later, rows, check_exact=True, obj=f"{name}: rows of {at0:%H:%M} at {at1:%H:%M}")
+            pd.testing.assert_frame_equal(
+                later, rows, check_exact=True, obj=f"{name}: rows of {at0:%H:%M} at {at1:%H:%M}"
+            )
     # the running session's newest step waits for its next bar (its outcome is unknown), then lands final
     for at, snap in snapshots[:-1]:
         assert len(snap["lake:l4/episodes_session"]) == len(snap["lake:l1/ohlcv_m5"]) - 1, at
@@ -222,7 +265,10 @@ def test_backfill_past_the_data_lands_the_partial_session_and_reports_the_rest(u
     # from Monday to next week: Monday, Tuesday and Wednesday's bars so far land; the rest is reported
     result = _backfill(["--start", "2025-03-03", "--end", "2025-03-14", "--layers", "L0,L1,L2"], now)
     assert result.exit_code == 0, result.output
-    assert "sessions after 2025-03-05 have no closed bar yet: the range stops at 2025-03-05 (partial, bars up to 2025-03-05-10:25)" in result.output
+    assert (
+        "sessions after 2025-03-05 have no closed bar yet: the range stops at 2025-03-05 (partial, bars up to "
+        "2025-03-05-10:25)" in result.output
+    )
     assert "backfill 2025-03-03 .. 2025-03-05: 3 sessions" in result.output
     lake = LakeResource(url=str(usdcop_env / "lake"))
     for dataset in ("l0/ohlcv_m5", "l1/ohlcv_m5", "l2/indicators_m5"):
@@ -234,7 +280,11 @@ def test_backfill_past_the_data_lands_the_partial_session_and_reports_the_rest(u
         records = instance.fetch_materializations(dg.AssetKey(["l0", "ohlcv_m5"]), limit=10).records
         last_bar = {r.partition_key: r.asset_materialization.metadata["last_bar"].value for r in records}
         missing = {r.partition_key: r.asset_materialization.metadata["bars_missing"].value for r in records}
-    assert last_bar == {"2025-03-03": "2025-03-03 12:55", "2025-03-04": "2025-03-04 12:55", "2025-03-05": "2025-03-05 10:25"}
+    assert last_bar == {
+        "2025-03-03": "2025-03-03 12:55",
+        "2025-03-04": "2025-03-04 12:55",
+        "2025-03-05": "2025-03-05 10:25",
+    }
     assert missing == {"2025-03-03": 0, "2025-03-04": 0, "2025-03-05": 0}  # bars not closed yet are not missing
 
 
@@ -264,7 +314,8 @@ with dg.DagsterInstance.get() as instance:
 
 
 def test_a_session_rematerialized_while_another_run_writes_it_keeps_every_row_once(tmp_path):
-    """Two processes materialize the same sessions of L0-L2 at once, twice each: lake objects and warehouse rows stay whole."""
+    """Two processes materialize the same sessions of L0-L2 at once, twice each: lake objects and warehouse rows
+    stay whole."""
     from usdcop_assets.cli import instance_yaml
     from usdcop_assets.storage.lake.session_table import SessionTable
     from usdcop_assets.storage.lake.store import LocalObjectStore
@@ -272,20 +323,33 @@ def test_a_session_rematerialized_while_another_run_writes_it_keeps_every_row_on
     home = tmp_path / "home"
     (home / "dagster_home").mkdir(parents=True)
     (home / "dagster_home" / "dagster.yaml").write_text(instance_yaml(home / "dagster_home"))
-    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:  # an existing instance, as in a deployment
+    with dg.DagsterInstance.from_config(
+        str(home / "dagster_home")
+    ) as instance:  # an existing instance, as in a deployment
         instance.get_run_records(limit=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("USDCOP_", "DAGSTER_", "TWELVEDATA_"))}
     env.update(USDCOP_HOME=str(home), PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
     days = [dt.date(2025, 3, 4), SESSION]
     go = tmp_path / "go"
     args = [days[0].isoformat(), days[-1].isoformat(), "2", str(go)]
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = []
     deadline = time.monotonic() + 240
     try:
         for proc in procs:
-            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-3000:] if proc.poll() is not None else ""
+            assert proc.stdout.readline().strip() == "ready", (
+                proc.stderr.read()[-3000:] if proc.poll() is not None else ""
+            )
     finally:
         go.touch()
     for proc in procs:
@@ -313,7 +377,9 @@ def test_a_session_rematerialized_while_another_run_writes_it_keeps_every_row_on
             stored = wh.read_window(table, start, end)
             assert pd.DatetimeIndex(stored["time"]).equals(expected), table
             column = "close" if "close" in stored else "ema_20"  # and the two stores hold the same values
-            assert np.array_equal(stored[column].to_numpy(dtype=float), lake_rows[column].to_numpy(dtype=float), equal_nan=True)
+            assert np.array_equal(
+                stored[column].to_numpy(dtype=float), lake_rows[column].to_numpy(dtype=float), equal_nan=True
+            )
         raw = SessionTable(store, "l0/ohlcv_m5").read(start, end)
         assert pd.DatetimeIndex(raw["time"]).equals(expected)
         assert not [p for p in (home / "lake").rglob("*") if p.is_file() and ".tmp" in p.name]  # no temp file left

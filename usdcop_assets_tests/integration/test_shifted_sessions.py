@@ -98,13 +98,17 @@ def test_overlapping_shifted_rows_split_row_by_row_by_the_feed_tolerance(real):
     block["close"] = block["close"] * factor
     block["high"] = np.maximum(block["high"], block["close"])
     block["low"] = np.minimum(block["low"], block["close"])
-    kept, rejects = standardize_bars(pd.concat([native, _local_as_utc(block, "twelvedata_backfill")], ignore_index=True))
+    kept, rejects = standardize_bars(
+        pd.concat([native, _local_as_utc(block, "twelvedata_backfill")], ignore_index=True)
+    )
     assert len(kept) + len(rejects) == len(native) + len(block)
     assert len(kept) == 60 and list(kept["time"]) == list(day["time"])
     filled = kept[kept["time_shift_hours"] == 5]
     assert list(filled["time"]) == list(day["time"].iloc[30:43])
     assert list(filled["close"]) == list(day["close"].iloc[30:43])  # recovered rows equal the originals
-    assert (kept.set_index("time").loc[native["time"], "close"].to_numpy() == native["close"].to_numpy()).all()  # native wins
+    assert (
+        kept.set_index("time").loc[native["time"], "close"].to_numpy() == native["close"].to_numpy()
+    ).all()  # native wins
     by_reason = rejects["reason"].value_counts().to_dict()
     assert by_reason == {SHIFTED_DUPLICATE: 9, SHIFTED_MISMATCH: 5}
     worst = rejects[rejects["reason"] == SHIFTED_MISMATCH].sort_values("time").iloc[0]

@@ -26,12 +26,12 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.refine.standardize import standardize_bars
 from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.refine.standardize import standardize_bars
+from usdcop_assets.rl.costs import CostConfig
 from usdcop_assets.sources import conform_l0, fetch_bars, require_available
 from usdcop_assets.sources.stylized_facts import facts
 from usdcop_assets.sources.synthetic import defect_kinds, synthetic_bars
-from usdcop_assets.rl.costs import CostConfig
 from usdcop_assets.testing.simple_rules import rule_sharpes
 from usdcop_assets_tests.shared_data import SHARED_BARS
 
@@ -113,7 +113,9 @@ def test_defects_are_deterministic_and_at_feed_like_rates(six_years):
     assert len(dirty) == n - kinds["missing"]
     assert dirty.equals(synthetic_bars(times))
     clean = six_years.set_index("time").loc[dirty["time"]]
-    differs = (dirty.set_index("time")[["open", "high", "low", "close"]] != clean[["open", "high", "low", "close"]]).any(axis=1)
+    differs = (
+        dirty.set_index("time")[["open", "high", "low", "close"]] != clean[["open", "high", "low", "close"]]
+    ).any(axis=1)
     assert differs.sum() == kinds[["spike", "zero", "swap"]].sum()
     # every bad print is something L1 rejects: a slip of x10 / x0.1, a zero, or high below low
     bad = dirty[differs.to_numpy()]
@@ -135,7 +137,10 @@ def test_l1_rejects_exactly_the_bad_prints_of_a_year():
 
 def test_the_source_setting_picks_the_feed():
     day = cal.expected_bars_between_dates(dt.date(2025, 3, 10), dt.date(2025, 3, 14))  # a missing bar, a slip
-    dirty, clean = fetch_bars("synthetic", day[0], day[-1] + pd.Timedelta(minutes=5)), fetch_bars("synthetic:clean", day[0], day[-1] + pd.Timedelta(minutes=5))
+    dirty, clean = (
+        fetch_bars("synthetic", day[0], day[-1] + pd.Timedelta(minutes=5)),
+        fetch_bars("synthetic:clean", day[0], day[-1] + pd.Timedelta(minutes=5)),
+    )
     assert len(clean) == len(day) and len(dirty) == len(day) - 1
     with pytest.raises(ConfigError, match="synthetic:clean"):
         require_available("synthetic:dirty")

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.frames import frame_checksum
+from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.storage.lake.session_table import SessionTable
 from usdcop_assets.storage.lake.store import LocalObjectStore
-from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.storage.warehouse import database
 from usdcop_assets.storage.warehouse.database import Warehouse, WarehouseUnavailable, sql_dir
 from usdcop_assets.storage.warehouse.tables import TABLES, table_spec
@@ -60,6 +60,7 @@ def warehouse(request, tmp_path):
                 conn.exec_driver_sql(f'DELETE FROM "{name}"')
     yield wh
     wh.dispose()
+
 
 # The driver's own error, re-raised unwrapped by the warehouse: the NOT NULL violation on "open" planted in
 # the batch, and nothing else (a broken connection or a bug would be a different error).
@@ -135,13 +136,25 @@ def test_ensure_schema_creates_tables_keys_and_indexes(warehouse, monkeypatch):
     assert not any(nullable[c] for c in ["time", "symbol", "open", "high", "low", "close", "source", "is_flat"])
     assert nullable["volume"] and nullable["ingested_at"]
     assert warehouse.table_columns(OHLCV) == [
-        "time", "symbol", "open", "high", "low", "close", "volume", "source", "is_flat", "ingested_at", "time_shift_hours"
+        "time",
+        "symbol",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "source",
+        "is_flat",
+        "ingested_at",
+        "time_shift_hours",
     ]
 
 
 def _timescaledb_available(engine: sa.Engine) -> bool:
     with engine.connect() as conn:
-        return conn.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").first() is not None
+        return (
+            conn.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").first() is not None
+        )
 
 
 def test_schema_report_names_the_storage(warehouse):
@@ -163,11 +176,14 @@ def test_timescaledb_hypertables_compression_and_retention(pg_database):
     wh = Warehouse(pg_database)
     try:
         if not _timescaledb_available(wh.engine):
-            pytest.skip("timescaledb extension not installed on this PostgreSQL: hypertable, compression and "
-                        "retention DDL not checked (CI's TimescaleDB image checks it)")
+            pytest.skip(
+                "timescaledb extension not installed on this PostgreSQL: hypertable, compression and "
+                "retention DDL not checked (CI's TimescaleDB image checks it)"
+            )
         report = wh.ensure_schema()
         assert report.timescaledb, report.detail
         with wh.engine.connect() as conn:
+
             def rows(sql: str) -> set[tuple]:
                 return {tuple(r) for r in conn.exec_driver_sql(sql)}
 
@@ -178,8 +194,10 @@ def test_timescaledb_hypertables_compression_and_retention(pg_database):
             }
             assert rows("""SELECT hypertable_name, attname, segmentby_column_index IS NOT NULL, orderby_asc
                            FROM timescaledb_information.compression_settings""") == {
-                (OHLCV, "symbol", True, None), (OHLCV, "time", False, False),
-                (REJECTS, "reason", True, None), (REJECTS, "time", False, False),
+                (OHLCV, "symbol", True, None),
+                (OHLCV, "time", False, False),
+                (REJECTS, "reason", True, None),
+                (REJECTS, "time", False, False),
             }
             assert rows("""SELECT hypertable_name, proc_name,
                                   COALESCE(config->>'compress_after', config->>'drop_after')::interval
@@ -332,7 +350,10 @@ def test_read_window_rows_dtypes_and_checksum(warehouse, bars):
     assert list(warehouse.read_window(OHLCV, times[5] + pd.Timedelta(seconds=1), times[9])["time"]) == list(times[6:9])
     assert len(warehouse.read_window(OHLCV, start=times[100])) == 20
     assert len(warehouse.read_window(OHLCV, end=times[10])) == 10
-    assert list(warehouse.read_window(OHLCV, times[0], times[120 - 1] + BAR, columns=["time", "close"]).columns) == ["time", "close"]
+    assert list(warehouse.read_window(OHLCV, times[0], times[120 - 1] + BAR, columns=["time", "close"]).columns) == [
+        "time",
+        "close",
+    ]
 
     # an empty window keeps the dtypes
     empty = warehouse.read_window(OHLCV, pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2020-01-02", tz="UTC"))
@@ -355,11 +376,17 @@ def test_lake_and_warehouse_checksums_agree(warehouse, bars, tmp_path):
     assert len(from_lake) == len(from_wh) == len(original) == 120
     columns = sorted(set(from_lake.columns) & set(from_wh.columns))
     assert columns == sorted(bars.columns)
-    assert frame_checksum(from_wh, KEY, columns) == frame_checksum(from_lake, KEY, columns) == frame_checksum(original, KEY, columns)
+    assert (
+        frame_checksum(from_wh, KEY, columns)
+        == frame_checksum(from_lake, KEY, columns)
+        == frame_checksum(original, KEY, columns)
+    )
 
     # a changed value in one store is seen
     warehouse.upsert(OHLCV, bars.iloc[[40]].assign(volume=np.nan if not np.isnan(bars["volume"][40]) else 1.0))
-    assert frame_checksum(warehouse.read_window(OHLCV, start, end), KEY, columns) != frame_checksum(from_lake, KEY, columns)
+    assert frame_checksum(warehouse.read_window(OHLCV, start, end), KEY, columns) != frame_checksum(
+        from_lake, KEY, columns
+    )
 
 
 def test_nullable_columns_round_trip_in_the_rejects_table(warehouse, bars, tmp_path):
@@ -401,7 +428,9 @@ def test_nullable_booleans_checksum_alike_across_stores(warehouse, bars, tmp_pat
         conn.exec_driver_sql("DELETE FROM flags_probe")
         conn.exec_driver_sql("INSERT INTO flags_probe VALUES (1, TRUE), (2, NULL), (3, FALSE)")
     with warehouse.engine.connect() as conn:
-        raw = pd.DataFrame(conn.exec_driver_sql("SELECT k, flag FROM flags_probe ORDER BY k").fetchall(), columns=["k", "flag"])
+        raw = pd.DataFrame(
+            conn.exec_driver_sql("SELECT k, flag FROM flags_probe ORDER BY k").fetchall(), columns=["k", "flag"]
+        )
     frame = pd.DataFrame({"k": [1, 2, 3], "flag": pd.array([True, None, False], dtype="boolean")})
     parquet_like = pd.DataFrame({"k": [1, 2, 3], "flag": pd.Series([True, None, False], dtype=object)})
     # SQLite hands back 1.0/NaN/0.0 floats, PostgreSQL True/None/False objects: all the same content
@@ -486,9 +515,12 @@ def test_a_table_from_an_older_release_gains_the_new_columns(tmp_path, request, 
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql(
-            "CREATE TABLE usdcop_m5_ohlcv (time TIMESTAMP WITH TIME ZONE NOT NULL, symbol TEXT NOT NULL, open DOUBLE PRECISION NOT NULL, "
-            "high DOUBLE PRECISION NOT NULL, low DOUBLE PRECISION NOT NULL, close DOUBLE PRECISION NOT NULL, volume DOUBLE PRECISION, "
-            "source TEXT NOT NULL, is_flat BOOLEAN NOT NULL, ingested_at TIMESTAMP WITH TIME ZONE, PRIMARY KEY (time, symbol))"
+            "CREATE TABLE usdcop_m5_ohlcv (time TIMESTAMP WITH TIME ZONE NOT NULL, symbol TEXT NOT NULL, open DOUBLE "
+            "PRECISION NOT NULL, "
+            "high DOUBLE PRECISION NOT NULL, low DOUBLE PRECISION NOT NULL, close DOUBLE PRECISION NOT NULL, volume "
+            "DOUBLE PRECISION, "
+            "source TEXT NOT NULL, is_flat BOOLEAN NOT NULL, ingested_at TIMESTAMP WITH TIME ZONE, PRIMARY KEY (time, "
+            "symbol))"
         )
         conn.exec_driver_sql(
             "INSERT INTO usdcop_m5_ohlcv (time, symbol, open, high, low, close, source, is_flat) "

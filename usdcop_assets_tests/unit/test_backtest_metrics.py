@@ -6,10 +6,21 @@ import math
 import numpy as np
 import pytest
 
+from usdcop_assets.backtest import (
+    BARS_PER_YEAR,
+    SESSIONS_PER_YEAR,
+    all_baselines,
+    backtest_actions,
+    bootstrap_sharpe_ci,
+    bootstrap_sharpe_diff_ci,
+    buy_and_hold,
+    compare,
+    flat,
+    performance,
+    run_backtest,
+    sma_crossover,
+)
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.backtest import (BARS_PER_YEAR, SESSIONS_PER_YEAR, all_baselines, backtest_actions, bootstrap_sharpe_ci,
-                                    bootstrap_sharpe_diff_ci, buy_and_hold, compare, flat, performance, run_backtest,
-                                    sma_crossover)
 from usdcop_assets.rl import CostConfig, RiskLimits
 
 NO_COST = CostConfig(0.0, 0.0)
@@ -66,11 +77,11 @@ def test_metrics_by_hand():
     pnl = [0.01, -0.02, 0.01, 0.005]
     m = performance(pnl, [1, 1, 1, 1], ["a", "a", "b", "b"])
     mean = 0.00125
-    sd = math.sqrt(((0.00875) ** 2 + (-0.02125) ** 2 + 0.00875 ** 2 + 0.00375 ** 2) / 3)
+    sd = math.sqrt(((0.00875) ** 2 + (-0.02125) ** 2 + 0.00875**2 + 0.00375**2) / 3)
     per_year = 2 * 252  # 2 bars a session in this data, 252 sessions a year (years are counted in sessions)
     assert m["sharpe"] == pytest.approx(mean / sd * math.sqrt(per_year))
     assert m["volatility"] == pytest.approx(sd * math.sqrt(per_year))
-    assert m["sortino"] == pytest.approx(mean / math.sqrt(0.02 ** 2 / 4) * math.sqrt(per_year))
+    assert m["sortino"] == pytest.approx(mean / math.sqrt(0.02**2 / 4) * math.sqrt(per_year))
     assert m["total_return"] == pytest.approx(math.exp(0.005) - 1)
     assert m["annualized_return"] == pytest.approx(math.exp(0.005 * 252 / 2) - 1)  # 2 sessions = 2/252 of a year
     # log equity 0.01, -0.01, 0.0, 0.005 against a peak of 0.01: worst 0.02 below, under water for 3 bars
@@ -122,7 +133,9 @@ def test_backtest_actions_applies_risk_and_compare_runs():
     close = 4000 * np.exp(np.r_[0.0, np.cumsum(r)[:-1]])
     f = backtest_actions(np.full(len(ids), 2.0), r, ids, CostConfig(), RiskLimits(max_position=0.5))
     assert f["position"].abs().max() == 0.5 and (f["position"].to_numpy()[59::60] == 0).all()
-    table = compare({"agent": rng.uniform(-1, 1, len(ids)), **all_baselines(close, ids)}, r, ids, CostConfig(), n_boot=200)
+    table = compare(
+        {"agent": rng.uniform(-1, 1, len(ids)), **all_baselines(close, ids)}, r, ids, CostConfig(), n_boot=200
+    )
     assert list(table["strategy"]) == ["agent", "flat", "buy_and_hold", "sma_5_20"]
     bh = table.set_index("strategy").loc["buy_and_hold"]
     assert bh["total_log_return"] == pytest.approx(r.sum() - 30 * 2 * CostConfig().rate)
@@ -279,10 +292,13 @@ def test_trade_statistics_and_drawdown_equal_loop_references(seed):
     assert m["turnover"] == pytest.approx(sum(abs(b - a) for a, b in zip([0.0] + pos[:-1].tolist(), pos.tolist())))
     assert m["exposure"] == pytest.approx(np.mean(pos != 0))
     from usdcop_assets.backtest.metrics import trades
+
     got_pnl, got_len = trades(pnl, pos, ids)
     np.testing.assert_allclose(got_pnl, tp, rtol=0, atol=1e-16)
     np.testing.assert_array_equal(got_len, lengths)
-    assert sum(got_pnl) == pytest.approx(pnl.sum(), abs=1e-12)  # every bar's P&L is in exactly one trade (pos ends flat)
+    assert sum(got_pnl) == pytest.approx(
+        pnl.sum(), abs=1e-12
+    )  # every bar's P&L is in exactly one trade (pos ends flat)
 
 
 def test_backtest_frame_session_column_keeps_its_ids_and_dtype():

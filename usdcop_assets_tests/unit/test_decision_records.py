@@ -31,7 +31,9 @@ def linking_files() -> list[Path]:
     for name in SOURCE_DIRS:
         base = ROOT / name
         if base.is_dir():
-            files.extend(p for p in base.rglob("*") if p.is_file() and p.suffix in SOURCE_SUFFIXES and ".venv" not in p.parts)
+            files.extend(
+                p for p in base.rglob("*") if p.is_file() and p.suffix in SOURCE_SUFFIXES and ".venv" not in p.parts
+            )
     return sorted(set(files))
 
 
@@ -47,7 +49,9 @@ def links(path: Path) -> set[str]:
 def test_there_are_records_numbered_without_gaps_or_duplicates():
     numbers = [int(RECORD_NAME.match(p.name).group(1)) for p in records()]
     assert numbers, f"no decision records in {DECISIONS}"
-    assert numbers == list(range(1, len(numbers) + 1)), f"record numbers must run 0001.. without gaps or repeats: {numbers}"
+    assert numbers == list(range(1, len(numbers) + 1)), (
+        f"record numbers must run 0001.. without gaps or repeats: {numbers}"
+    )
 
 
 def test_every_mentioned_record_exists():
@@ -83,5 +87,7 @@ def test_record_has_title_and_status(record: Path):
     lines = record.read_text(encoding="utf-8").splitlines()
     number = record.name[:4]
     assert lines and re.match(rf"^# {number} — \S", lines[0]), f"{record.name}: first line must be '# {number} — Title'"
-    assert any(re.match(r"^Status: \S", line) for line in lines[:5]), f"{record.name}: no 'Status:' line under the title"
+    assert any(re.match(r"^Status: \S", line) for line in lines[:5]), (
+        f"{record.name}: no 'Status:' line under the title"
+    )
     assert any(line.startswith("## Decision") for line in lines), f"{record.name}: no '## Decision' section"

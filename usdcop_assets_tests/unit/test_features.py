@@ -40,7 +40,10 @@ def bars() -> pd.DataFrame:
 def daily() -> pd.DataFrame:
     days = pd.bdate_range("2022-06-01", "2024-03-01")
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({n: 50 * np.exp(np.cumsum(rng.normal(0, 0.01, len(days)))) for n in MACRO_INDICATORS}, index=known_at_end_of_day(days))
+    frame = pd.DataFrame(
+        {n: 50 * np.exp(np.cumsum(rng.normal(0, 0.01, len(days)))) for n in MACRO_INDICATORS},
+        index=known_at_end_of_day(days),
+    )
     frame.iloc[::7, 1] = np.nan  # a series with missing days
     return frame
 
@@ -113,13 +116,17 @@ def test_no_look_ahead(bars, daily, backfill):
     t = pd.Timestamp("2024-01-24 10:30", tz=cal.TZ_NAME).tz_convert("UTC")
     altered = bars.copy()
     altered.loc[altered["time"] > t, ["open", "high", "low", "close"]] *= 10.0
-    altered = pd.concat([altered, synthetic_bars(cal.session_bars(dt.date(2024, 2, 14)), defects=False)], ignore_index=True)
+    altered = pd.concat(
+        [altered, synthetic_bars(cal.session_bars(dt.date(2024, 2, 14)), defects=False)], ignore_index=True
+    )
     ind = compute_indicators(altered)
     again = build_features(altered, ind, macro_pit=macro_zscores(daily, altered["time"]))
     upto = feats["time"] <= t
-    assert_identical(again[again["time"] <= t].reset_index(drop=True), feats[upto].reset_index(drop=True), [*FEATURE_COLUMNS, "warm"])
+    assert_identical(
+        again[again["time"] <= t].reset_index(drop=True), feats[upto].reset_index(drop=True), [*FEATURE_COLUMNS, "warm"]
+    )
     after = again[again["time"] > t].iloc[: int((~upto).sum())]
-    assert (after["ret_1"].to_numpy()[0] != feats.loc[~upto, "ret_1"].to_numpy()[0])
+    assert after["ret_1"].to_numpy()[0] != feats.loc[~upto, "ret_1"].to_numpy()[0]
 
 
 def test_gap_returns_are_nan_and_no_bar_is_invented(bars, daily):
@@ -133,7 +140,9 @@ def test_gap_returns_are_nan_and_no_bar_is_invented(bars, daily):
     present = set(gappy["time"])
     close = gappy.set_index("time")["close"]
     checked = 0
-    for t in feats["time"][(feats["time"] >= session[0]) & (feats["time"] < cal.session_bars(dt.date(2024, 1, 31))[-1])]:
+    for t in feats["time"][
+        (feats["time"] >= session[0]) & (feats["time"] < cal.session_bars(dt.date(2024, 1, 31))[-1])
+    ]:
         row = feats.set_index("time").loc[t]
         for k in (1, 12, 48, 60):
             earlier = grid_earlier(t, k)
@@ -182,13 +191,14 @@ def test_macro_uses_only_values_known_before_the_bar():
     # a date-only value of 2024-02-01 is known only from 00:00 of 2024-02-02
     assert known_at_end_of_day([dt.date(2024, 2, 1)])[0] == pd.Timestamp("2024-02-02", tz=cal.TZ_NAME)
     # too little history -> NaN, not a made-up z
-    assert z.index.equals(session) and macro_zscores(daily.iloc[-10:], session, window_days=100)["macro_vix_z"].isna().all()
+    assert (
+        z.index.equals(session)
+        and macro_zscores(daily.iloc[-10:], session, window_days=100)["macro_vix_z"].isna().all()
+    )
     with pytest.raises(ValueError, match="known_at"):
         macro_zscores(daily.set_axis(daily.index.tz_localize(None)), session)
     with pytest.raises(ValueError, match="lacks columns"):
         macro_zscores(daily.drop(columns=["vix"]), session)
-
-
 
 
 def test_flat_bollinger_windows_have_no_band_width_despite_rolling_round_off(bars):

@@ -22,7 +22,7 @@ from usdcop_assets.sources.fred import (
 from usdcop_assets.testing.vendor_server import FRED_PATH, VendorServer
 
 KEY = "FRED-KEY-SECRET-ZZZ"
-RETRIEVED = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
+RETRIEVED = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 class Sleeps(list):
@@ -33,8 +33,17 @@ class Sleeps(list):
 @pytest.fixture
 def server():
     with VendorServer() as srv:
-        srv.set_fred_series("DGS10", [("2024-01-01", "."), ("2024-01-02", "3.95"), ("2024-01-03", "3.91"),
-                                      ("2024-01-04", "3.99"), ("2024-01-05", "4.05"), ("2024-02-01", "3.87")])
+        srv.set_fred_series(
+            "DGS10",
+            [
+                ("2024-01-01", "."),
+                ("2024-01-02", "3.95"),
+                ("2024-01-03", "3.91"),
+                ("2024-01-04", "3.99"),
+                ("2024-01-05", "4.05"),
+                ("2024-02-01", "3.87"),
+            ],
+        )
         yield srv
 
 
@@ -64,8 +73,14 @@ def test_observations_parse_and_missing_dot_is_kept_as_nan(server):
 
 
 def test_default_series_mapping_and_long_form(server):
-    assert DEFAULT_SERIES == {"dxy_proxy": "DTWEXBGS", "vix": "VIXCLS", "us10y": "DGS10", "us2y": "DGS2",
-                              "wti": "DCOILWTICO", "brent": "DCOILBRENTEU"}
+    assert DEFAULT_SERIES == {
+        "dxy_proxy": "DTWEXBGS",
+        "vix": "VIXCLS",
+        "us10y": "DGS10",
+        "us2y": "DGS2",
+        "wti": "DCOILWTICO",
+        "brent": "DCOILBRENTEU",
+    }
     for i, sid in enumerate(DEFAULT_SERIES.values()):
         if sid != "DGS10":
             server.set_fred_series(sid, [("2024-01-02", str(100 + i)), ("2024-01-03", ".")])
@@ -122,7 +137,10 @@ def test_key_is_redacted_from_errors_and_logs(server, caplog):
     with pytest.raises(FredError) as exc2:
         client.fetch_series("DGS10", "2024-01-01", "2024-01-05")
     assert "not JSON" in str(exc2.value)
-    server.script(400, {"error_code": 400, "error_message": f"Bad Request.  The value {KEY} for variable api_key is not registered."})
+    server.script(
+        400,
+        {"error_code": 400, "error_message": f"Bad Request.  The value {KEY} for variable api_key is not registered."},
+    )
     with pytest.raises(FredError) as exc3:
         client.fetch_series("DGS10", "2024-01-01", "2024-01-05")
     assert "is not registered" in str(exc3.value)

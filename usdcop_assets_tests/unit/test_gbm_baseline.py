@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.backtest import gbm_baseline as G
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.rl.costs import CostConfig
 from usdcop_assets.rl.folds import fold_sessions, fold_windows
@@ -31,8 +31,15 @@ def episodes_frame(signal: float, seed: int = 0, days=DAYS) -> pd.DataFrame:
     fwd, _ = G.hour_labels(ret, session)
     obs = rng.normal(size=(n, CONFIG.dim)).clip(-4, 4)
     obs[:, 0] = (signal * np.sign(fwd) + rng.normal(0, 1, n)).clip(-4, 4)
-    frame = pd.DataFrame({"time": cal.bars_of_days(days), "symbol": "USD/COP", "session": session,
-                          "step": np.tile(np.arange(N), len(days)), "obs_version": "obs-v1-test"})
+    frame = pd.DataFrame(
+        {
+            "time": cal.bars_of_days(days),
+            "symbol": "USD/COP",
+            "session": session,
+            "step": np.tile(np.arange(N), len(days)),
+            "obs_version": "obs-v1-test",
+        }
+    )
     frame = pd.concat([frame, pd.DataFrame(obs, columns=CONFIG.columns)], axis=1)
     frame["warm"] = True
     frame["next_ret"] = ret
@@ -62,7 +69,16 @@ def test_hour_labels_stop_at_the_session_end():
     r = np.arange(1.0, 9.0)  # two sessions of 4 bars
     s = np.array(["a"] * 4 + ["b"] * 4)
     fwd, complete = G.hour_labels(r, s, horizon=2)
-    assert fwd.tolist() == [3.0, 5.0, 7.0, 4.0, 11.0, 13.0, 15.0, 8.0]  # bar 3 sees only its own return, not session b's
+    assert fwd.tolist() == [
+        3.0,
+        5.0,
+        7.0,
+        4.0,
+        11.0,
+        13.0,
+        15.0,
+        8.0,
+    ]  # bar 3 sees only its own return, not session b's
     assert complete.tolist() == [True, True, False, False] * 2  # bar t + 2 must be in the session
     with pytest.raises(ValueError, match="contiguous"):
         G.hour_labels(r, np.array(list("aabbaabb")))
@@ -73,7 +89,9 @@ def test_labels_and_model_never_see_returns_after_the_training_window(signal_fra
     train = signal_frame["session"].isin([d.isoformat() for d in f.train_sessions]).to_numpy()
     planted = signal_frame.copy()
     after = planted["session"].to_numpy() > f.train_last.isoformat()
-    planted.loc[after & (planted["step"] == 0).to_numpy(), "next_ret"] = 0.5  # a huge return at every later session's open
+    planted.loc[after & (planted["step"] == 0).to_numpy(), "next_ret"] = (
+        0.5  # a huge return at every later session's open
+    )
     before_fwd, before_ok = G.hour_labels(signal_frame["next_ret"], signal_frame["session"].to_numpy())
     fwd, ok = G.hour_labels(planted["next_ret"], planted["session"].to_numpy())
     assert (fwd[after] != before_fwd[after]).any()  # the plant is visible after the window ...
@@ -90,12 +108,16 @@ def test_labels_and_model_never_see_returns_after_the_training_window(signal_fra
 def test_same_seed_same_predictions_and_positions(signal_frame, signal_model):
     again = G.train_gbm(signal_frame, fold(), G.GbmConfig(seed=3), CONFIG)
     month = oos(signal_frame)
-    np.testing.assert_array_equal(G.predict_targets(again, month, CONFIG)["proba"], G.predict_targets(signal_model, month, CONFIG)["proba"])
+    np.testing.assert_array_equal(
+        G.predict_targets(again, month, CONFIG)["proba"], G.predict_targets(signal_model, month, CONFIG)["proba"]
+    )
     a = G.backtest_gbm(again, month, CONFIG, CostConfig(), RiskLimits())
     b = G.backtest_gbm(signal_model, month, CONFIG, CostConfig(), RiskLimits())
     pd.testing.assert_frame_equal(a, b)
     other = G.train_gbm(signal_frame, fold(), G.GbmConfig(seed=4), CONFIG)  # bagging draws from the seed
-    assert not np.array_equal(G.predict_targets(other, month, CONFIG)["proba"], G.predict_targets(signal_model, month, CONFIG)["proba"])
+    assert not np.array_equal(
+        G.predict_targets(other, month, CONFIG)["proba"], G.predict_targets(signal_model, month, CONFIG)["proba"]
+    )
 
 
 def test_planted_signal_is_learned_out_of_sample(signal_frame, signal_model):
@@ -115,7 +137,9 @@ def test_pure_noise_is_rarely_traded_with_the_band():
     model = G.train_gbm(frame, fold(), G.GbmConfig(), CONFIG)
     month = oos(frame)
     banded = G.backtest_gbm(model, month, CONFIG, CostConfig(), RiskLimits())
-    no_band = G.backtest_gbm(G.GbmModel(**{**model.__dict__, "config": G.GbmConfig(band=0.0)}), month, CONFIG, CostConfig(), RiskLimits())
+    no_band = G.backtest_gbm(
+        G.GbmModel(**{**model.__dict__, "config": G.GbmConfig(band=0.0)}), month, CONFIG, CostConfig(), RiskLimits()
+    )
     assert (banded["position"] != 0).mean() < 0.1  # in the market less than a tenth of the time ...
     assert (no_band["position"] != 0).mean() > 0.5  # ... where p slightly off 0.5 alone would trade most bars
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from ta.momentum import RSIIndicator
-from ta.trend import EMAIndicator, MACD, SMAIndicator
+from ta.trend import MACD, EMAIndicator, SMAIndicator
 from ta.volatility import AverageTrueRange, BollingerBands
 
 from usdcop_assets.core import calendar as cal
@@ -22,7 +22,6 @@ from usdcop_assets.features.indicators import (
 from usdcop_assets.sources.synthetic import synthetic_bars
 
 
-
 def synthetic_clean(start="2024-01-02", end="2024-02-14", seed=7) -> pd.DataFrame:
     """~30 sessions of synthetic bars shaped like the L1 clean frame."""
     times = cal.expected_bars(pd.Timestamp(start, tz=cal.TZ_NAME), pd.Timestamp(end, tz=cal.TZ_NAME))
@@ -31,14 +30,12 @@ def synthetic_clean(start="2024-01-02", end="2024-02-14", seed=7) -> pd.DataFram
     return bars
 
 
-
-
 def ta_direct(window: pd.DataFrame) -> pd.DataFrame:
     """The ``ta`` classes applied straight to a frame, written independently of the module under test."""
-    c, h, l = (window[k].reset_index(drop=True).astype("float64") for k in ("close", "high", "low"))
+    c, h, lo = (window[k].reset_index(drop=True).astype("float64") for k in ("close", "high", "low"))
     macd = MACD(c, window_slow=26, window_fast=12, window_sign=9, fillna=False)
     bb = BollingerBands(c, window=20, window_dev=2, fillna=False)
-    atr = AverageTrueRange(h, l, c, window=14, fillna=False).average_true_range().copy()
+    atr = AverageTrueRange(h, lo, c, window=14, fillna=False).average_true_range().copy()
     atr.iloc[:13] = np.nan
     return pd.DataFrame(
         {
@@ -93,7 +90,9 @@ def test_lookback_start_counts_trading_sessions():
     assert len(cal.trading_days(dt.date(2024, 1, 2), dt.date(2024, 1, 9))) == LOOKBACK_SESSIONS  # t's own included
     assert lookback_start(t).tz is not None
     # Monday: the window reaches back over the weekend to the previous Tuesday.
-    assert lookback_start(pd.Timestamp("2024-02-05 08:00", tz=cal.TZ_NAME)) == pd.Timestamp("2024-01-30 08:00", tz=cal.TZ_NAME)
+    assert lookback_start(pd.Timestamp("2024-02-05 08:00", tz=cal.TZ_NAME)) == pd.Timestamp(
+        "2024-01-30 08:00", tz=cal.TZ_NAME
+    )
     with pytest.raises(cal.CalendarError):
         lookback_start(pd.Timestamp("2024-01-09 13:00", tz=cal.TZ_NAME))
 
@@ -181,7 +180,11 @@ def test_session_end_window_equals_window_up_to_t(bars):
     for k in (0, 17, 59):
         t = cal.session_bars(day)[k]
         to_t = ta_direct(bars[(bars["time"] >= lb) & (bars["time"] <= t)])
-        assert_identical(to_t.iloc[[-1]].reset_index(drop=True), to_end.iloc[[len(to_t) - 1]].reset_index(drop=True), INDICATOR_COLUMNS)
+        assert_identical(
+            to_t.iloc[[-1]].reset_index(drop=True),
+            to_end.iloc[[len(to_t) - 1]].reset_index(drop=True),
+            INDICATOR_COLUMNS,
+        )
 
 
 def test_no_look_ahead(bars, backfill):
@@ -193,9 +196,17 @@ def test_no_look_ahead(bars, backfill):
     altered = pd.concat([altered, extra], ignore_index=True)
     again = compute_indicators(altered)
     upto = backfill["time"] <= t
-    assert_identical(again[again["time"] <= t].reset_index(drop=True), backfill[upto].reset_index(drop=True), [*INDICATOR_COLUMNS, "warm"])
+    assert_identical(
+        again[again["time"] <= t].reset_index(drop=True),
+        backfill[upto].reset_index(drop=True),
+        [*INDICATOR_COLUMNS, "warm"],
+    )
     # and the perturbation did reach the later bars (the test can see a change)
-    assert not np.allclose(again.loc[again["time"] > t, "sma_10"].iloc[:len(backfill[~upto])], backfill.loc[~upto, "sma_10"], equal_nan=True)
+    assert not np.allclose(
+        again.loc[again["time"] > t, "sma_10"].iloc[: len(backfill[~upto])],
+        backfill.loc[~upto, "sma_10"],
+        equal_nan=True,
+    )
 
 
 def test_gaps_stay_missing_and_rows_that_exist_are_used(bars):
@@ -234,5 +245,3 @@ def test_data_start_flags_truncated_windows(bars, backfill):
 
 
 # --- real recorded bars ---------------------------------------------------------------------------
-
-

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.storage.lake import store as store_module
 from usdcop_assets.storage.lake.session_table import (
     DATA_FILE,
@@ -30,7 +31,6 @@ from usdcop_assets.storage.lake.session_table import (
     write_object,
 )
 from usdcop_assets.storage.lake.store import LakeUnavailable, LocalObjectStore, S3ObjectStore
-from usdcop_assets.sources.synthetic import synthetic_bars
 
 DATASET = "l0/ohlcv_m5"
 FIRST, LAST = dt.date(2024, 3, 4), dt.date(2024, 3, 8)  # Monday..Friday, no Colombian holiday
@@ -197,7 +197,9 @@ def test_read_look_back_window_spans_sessions(table, bars, times, days):
     assert list(got["time"][:3]) == list(cal.session_bars(days[1])[-3:])
     assert list(got["time"][3:]) == list(cal.session_bars(today))
     assert got["time"].is_monotonic_increasing and got["time"].is_unique
-    pd.testing.assert_frame_equal(got, bars[(bars["time"] >= start) & (bars["time"] < cal.session_end(today))].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        got, bars[(bars["time"] >= start) & (bars["time"] < cal.session_end(today))].reset_index(drop=True)
+    )
 
 
 def test_read_edge_windows(table, bars, times, days):
@@ -206,7 +208,9 @@ def test_read_edge_windows(table, bars, times, days):
     # a weekend window: no objects at all -> empty frame with a UTC time column
     weekend = table.read(pd.Timestamp("2024-03-09", tz=cal.TZ), pd.Timestamp("2024-03-11", tz=cal.TZ))
     assert len(weekend) == 0 and str(weekend["time"].dtype) == "datetime64[ns, UTC]"
-    empty_cols = table.read(pd.Timestamp("2024-03-09", tz=cal.TZ), pd.Timestamp("2024-03-10", tz=cal.TZ), columns=["close"])
+    empty_cols = table.read(
+        pd.Timestamp("2024-03-09", tz=cal.TZ), pd.Timestamp("2024-03-10", tz=cal.TZ), columns=["close"]
+    )
     assert len(empty_cols) == 0 and list(empty_cols.columns) == ["close"]
 
     # a window longer than the direct-GET probe range is served from the listing
@@ -542,8 +546,6 @@ def test_local_interrupted_file_write_keeps_old_object(tmp_path, bars, times, da
     assert table.verify(days[0]) == []
 
 
-
-
 # --- store specifics ------------------------------------------------------------------------------
 
 
@@ -595,10 +597,6 @@ def test_store_basics(store):
     store.check()
 
 
-
-
-
-
 def test_unpartitioned_object_round_trip(store):
     df = pd.DataFrame({"name": ["a", "b"], "value": [1.5, np.nan]})
     manifest = write_object(store, "meta/table", df)
@@ -620,8 +618,6 @@ def test_local_check_fails_when_root_is_not_a_directory(tmp_path):
         LocalObjectStore(blocker / "lake").check()
 
 
-
-
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -641,8 +637,15 @@ def test_s3_check_on_refused_endpoint_names_it(monkeypatch):
 
 
 def test_s3_check_without_credentials_says_so(monkeypatch, tmp_path):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for var in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))

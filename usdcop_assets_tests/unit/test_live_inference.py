@@ -11,8 +11,8 @@ import pytest
 
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.rl.costs import CostConfig
-from usdcop_assets.rl.policy import PolicyFunction, decide_session
 from usdcop_assets.rl.paper import paper_ledger
+from usdcop_assets.rl.policy import PolicyFunction, decide_session
 from usdcop_assets.rl.risk import DAILY_STOP, INVALID, SESSION_END, RiskLimits
 
 DIM = 6
@@ -36,7 +36,15 @@ def model():
     from stable_baselines3 import PPO
 
     torch.set_num_threads(1)
-    m = PPO("MlpPolicy", _Env(), seed=3, n_steps=64, batch_size=32, device="cpu", policy_kwargs={"net_arch": {"pi": [16, 16], "vf": [16]}})
+    m = PPO(
+        "MlpPolicy",
+        _Env(),
+        seed=3,
+        n_steps=64,
+        batch_size=32,
+        device="cpu",
+        policy_kwargs={"net_arch": {"pi": [16, 16], "vf": [16]}},
+    )
     m.learn(128)
     # push the mean action far outside [-1, 1] on part of the space, so clipping is exercised
     with torch.no_grad():
@@ -70,10 +78,16 @@ def test_an_action_never_depends_on_later_bars(model):
     full = decide_session(policy, obs, frac, rets, last, limits=RiskLimits(daily_loss_stop=0.002))
     for t in (0, 17, 41, 58):
         changed_obs, changed_rets = obs.copy(), rets.copy()
-        changed_obs[t + 1:] = -changed_obs[t + 1:] * 3
-        changed_rets[t + 1:] = 0.05  # later bars change completely
-        prefix = decide_session(policy, changed_obs[: t + 1], frac[: t + 1], changed_rets[: t + 1], np.zeros(t + 1, bool),
-                                limits=RiskLimits(daily_loss_stop=0.002))
+        changed_obs[t + 1 :] = -changed_obs[t + 1 :] * 3
+        changed_rets[t + 1 :] = 0.05  # later bars change completely
+        prefix = decide_session(
+            policy,
+            changed_obs[: t + 1],
+            frac[: t + 1],
+            changed_rets[: t + 1],
+            np.zeros(t + 1, bool),
+            limits=RiskLimits(daily_loss_stop=0.002),
+        )
         assert prefix.position.tolist() == full.position[: t + 1].tolist()
         assert prefix.raw_action.tolist() == full.raw_action[: t + 1].tolist()
     assert full.position[-1] == 0 and full.risk_flags[-1] & SESSION_END
@@ -91,7 +105,7 @@ def test_the_position_is_fed_back_and_the_risk_manager_applies(model):
     k = int(np.flatnonzero(np.abs(d.position) > 0.05)[0])
     crash[k] = -0.5 * np.sign(d.position[k])
     stopped = decide_session(policy, obs, frac, crash, last, limits=RiskLimits(daily_loss_stop=0.01))
-    assert (stopped.position[k + 1:] == 0).all() and all(f & DAILY_STOP for f in stopped.risk_flags[k + 1:])
+    assert (stopped.position[k + 1 :] == 0).all() and all(f & DAILY_STOP for f in stopped.risk_flags[k + 1 :])
 
 
 def test_bad_observations_are_refused_or_flat(model):
@@ -123,11 +137,24 @@ def test_paper_ledger_fills_at_the_next_open_with_costs_and_marks_at_the_close()
     positions = np.zeros(n)
     positions[0], positions[1], positions[2:59] = 1.0, 0.5, -0.5  # ... then flipped short until the close
     bars = _bars(day, closes, opens)
-    actions = pd.DataFrame({"time": bars["time"], "symbol": "USD/COP", "session": day.isoformat(), "position": positions, "model_version": "m"})
+    actions = pd.DataFrame(
+        {
+            "time": bars["time"],
+            "symbol": "USD/COP",
+            "session": day.isoformat(),
+            "position": positions,
+            "model_version": "m",
+        }
+    )
     costs = CostConfig()
     r = costs.rate
     trades, book = paper_ledger(actions, bars, costs)
-    assert list(trades["fill_at"]) == ["open", "open", "open", "close"]  # buy 1, sell .5, sell 1 (flip), the closing buy .5 at the close
+    assert list(trades["fill_at"]) == [
+        "open",
+        "open",
+        "open",
+        "close",
+    ]  # buy 1, sell .5, sell 1 (flip), the closing buy .5 at the close
     first = trades.iloc[0]
     assert first["time"] == bars["time"][1] and first["decided_at"] == bars["time"][0]
     assert first["side"] == "buy" and first["quantity"] == 1.0 and first["fill_price"] == pytest.approx(4010 * (1 + r))
@@ -140,7 +167,9 @@ def test_paper_ledger_fills_at_the_next_open_with_costs_and_marks_at_the_close()
     marked = book.set_index("time").loc[bars["time"][1]]
     assert marked["position"] == 1.0 and marked["unrealized_pnl"] == pytest.approx(4020 / (4010 * (1 + r)) - 1)
     assert book["position"].iloc[0] == 0.0 and book["next_target"].iloc[0] == 1.0  # decided, pending until bar 1
-    assert book["position"].iloc[-1] == -0.5 and book["next_target"].iloc[-1] == 0.0  # held over the last bar, closed at its close
+    assert (
+        book["position"].iloc[-1] == -0.5 and book["next_target"].iloc[-1] == 0.0
+    )  # held over the last bar, closed at its close
     assert book["session_pnl"].iloc[-1] == pytest.approx(trades["realized_pnl"].sum())
     # a prefix of the session gives the first rows of the whole session (realtime == replay)
     t2, b2 = paper_ledger(actions.iloc[:3], bars.iloc[:3], costs)

@@ -36,11 +36,19 @@ def _bogota(day: dt.date, hour: int = 0) -> pd.Timestamp:
 
 def _long(rows) -> pd.DataFrame:
     """rows: (series_id, date, value, source[, release_date])."""
-    frame = pd.DataFrame([
-        {"series_id": r[0], "date": r[1], "value": r[2], "source": r[3],
-         "release_date": r[4] if len(r) > 4 else None, "retrieved_at": pd.Timestamp("2024-07-01", tz="UTC")}
-        for r in rows
-    ])
+    frame = pd.DataFrame(
+        [
+            {
+                "series_id": r[0],
+                "date": r[1],
+                "value": r[2],
+                "source": r[3],
+                "release_date": r[4] if len(r) > 4 else None,
+                "retrieved_at": pd.Timestamp("2024-07-01", tz="UTC"),
+            }
+            for r in rows
+        ]
+    )
     return conform_macro(frame)
 
 
@@ -52,13 +60,14 @@ def test_columns_are_fixed_and_match_ddl_and_table_spec():
     assert cols[:2] == ["time", "date"] and len(cols) == 2 + 3 * len(catalog.INDICATORS)
     assert list(INDICATOR_NAMES) == [i.name for i in catalog.INDICATORS]
     ddl = (sql_dir() / "tables" / f"{TABLE}.sql").read_text()
-    body = ddl[ddl.index("(") + 1:]
+    body = ddl[ddl.index("(") + 1 :]
     declared = [m.group(1) for m in re.finditer(r"^\s{4}(\w+)\s+(?:TIMESTAMP|DATE|DOUBLE|TEXT)", body, re.M)]
     assert declared == cols
     spec = table_spec(TABLE)
     assert spec.key == ("time",) and set(spec.timestamp_columns) == {"time", *known_at_columns()}
-    empty, report = refine_macro(conform_macro(pd.DataFrame(
-        {c: [] for c in ("series_id", "date", "value", "source", "retrieved_at")})))
+    empty, report = refine_macro(
+        conform_macro(pd.DataFrame({c: [] for c in ("series_id", "date", "value", "source", "retrieved_at")}))
+    )
     assert list(empty.columns) == cols and report["rows"] == 0 and report["stale_indicators"] == {}
     some, _ = refine_macro(_long([(VIX_FILE, "2024-05-02", 15.0, "file:m.csv")]))
     assert some.dtypes.to_dict() == empty.dtypes.to_dict()  # same schema with and without values
@@ -68,8 +77,11 @@ def test_release_date_gives_known_at_the_end_of_the_release_day():
     got = release_known_at([dt.date(2024, 5, 2), dt.date(2024, 5, 2)], [dt.date(2024, 5, 6), dt.date(2024, 5, 1)])
     # end of the release day = 00:00 Bogota of the next day; a release before the date counts as the date
     assert list(got) == [_bogota(dt.date(2024, 5, 7)), _bogota(dt.date(2024, 5, 3))]
-    wide, _ = refine_macro(_long([(VIX_FILE, "2024-05-02", 15.0, "file:m.csv", "2024-05-06"),
-                                  (VIX_FILE, "2024-05-03", 16.0, "file:m.csv")]))
+    wide, _ = refine_macro(
+        _long(
+            [(VIX_FILE, "2024-05-02", 15.0, "file:m.csv", "2024-05-06"), (VIX_FILE, "2024-05-03", 16.0, "file:m.csv")]
+        )
+    )
     assert wide["vix_known_at"].tolist() == [_bogota(dt.date(2024, 5, 7)), _bogota(dt.date(2024, 5, 6))]
     assert wide["time"].tolist() == [_bogota(dt.date(2024, 5, 2)), _bogota(dt.date(2024, 5, 3))]
 
@@ -96,8 +108,9 @@ def test_stale_series_is_reported_not_filled():
     days = [d for d in (dt.date(2024, 5, 1) + dt.timedelta(i) for i in range(30)) if d.weekday() < 5]
     rows = [(VIX_FILE, d, 15.0 + i, "file:m.csv") for i, d in enumerate(days)]
     rows += [(DXY_FILE, d, 105.0, "file:m.csv") for d in days if d <= dt.date(2024, 5, 15)]  # stops on 15 May
-    wide, report = refine_macro(_long(rows), first_date=dt.date(2024, 5, 20), last_date=dt.date(2024, 5, 30),
-                                stale_after_business_days=5)
+    wide, report = refine_macro(
+        _long(rows), first_date=dt.date(2024, 5, 20), last_date=dt.date(2024, 5, 30), stale_after_business_days=5
+    )
     assert report["stale_indicators"]["dxy"] == "2024-05-15"
     assert "vix" not in report["stale_indicators"]
     assert wide["dxy"].isna().all() and wide["dxy_known_at"].isna().all()  # not forward-filled
@@ -109,8 +122,14 @@ def test_stale_series_is_reported_not_filled():
     _, r6 = refine_macro(_long(rows), first_date=dt.date(2024, 5, 23), last_date=dt.date(2024, 5, 23))
     assert "dxy" not in r5["stale_indicators"] and r6["stale_indicators"]["dxy"] == "2024-05-15"
     assert report["rows_outside_window"] > 0
-    assert sum(report[k] for k in ("rows_used", "rows_not_chosen", "rows_unmapped", "rows_outside_window",
-                                   "rows_duplicate")) == report["rows_in"] == len(rows)
+    assert (
+        sum(
+            report[k]
+            for k in ("rows_used", "rows_not_chosen", "rows_unmapped", "rows_outside_window", "rows_duplicate")
+        )
+        == report["rows_in"]
+        == len(rows)
+    )
 
 
 def test_zero_and_nan_values():
@@ -179,22 +198,4 @@ def test_duplicates_keep_the_latest_retrieved_and_are_counted():
 # --- the real shared file ---------------------------------------------------------------------------
 
 
-
-
 # --- through Dagster --------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -13,10 +13,23 @@ BOGOTA = ZoneInfo("America/Bogota")
 # Colombia's 2025 public holidays as published (Ley Emiliani moves most to the next Monday): a referee
 # independent of the holidays package the calendar reads. 20 July falls on a Sunday.
 HOLIDAYS_2025 = [
-    dt.date(2025, 1, 1), dt.date(2025, 1, 6), dt.date(2025, 3, 24), dt.date(2025, 4, 17), dt.date(2025, 4, 18),
-    dt.date(2025, 5, 1), dt.date(2025, 6, 2), dt.date(2025, 6, 23), dt.date(2025, 6, 30), dt.date(2025, 7, 20),
-    dt.date(2025, 8, 7), dt.date(2025, 8, 18), dt.date(2025, 10, 13), dt.date(2025, 11, 3), dt.date(2025, 11, 17),
-    dt.date(2025, 12, 8), dt.date(2025, 12, 25),
+    dt.date(2025, 1, 1),
+    dt.date(2025, 1, 6),
+    dt.date(2025, 3, 24),
+    dt.date(2025, 4, 17),
+    dt.date(2025, 4, 18),
+    dt.date(2025, 5, 1),
+    dt.date(2025, 6, 2),
+    dt.date(2025, 6, 23),
+    dt.date(2025, 6, 30),
+    dt.date(2025, 7, 20),
+    dt.date(2025, 8, 7),
+    dt.date(2025, 8, 18),
+    dt.date(2025, 10, 13),
+    dt.date(2025, 11, 3),
+    dt.date(2025, 11, 17),
+    dt.date(2025, 12, 8),
+    dt.date(2025, 12, 25),
 ]
 
 
@@ -80,7 +93,11 @@ def test_session_of_and_time_in_session():
     assert cal.session_of(pd.Timestamp("2025-03-04 07:55", tz=BOGOTA)) is None
     assert cal.session_of(pd.Timestamp("2025-03-04 08:02", tz=BOGOTA)) is None  # off the 5-minute grid
     assert cal.session_of(pd.Timestamp("2025-01-06 09:00", tz=BOGOTA)) is None  # holiday
-    frac = cal.time_in_session(pd.DatetimeIndex(["2025-03-04 08:00", "2025-03-04 10:30", "2025-03-04 12:55", "2025-03-04 13:00"]).tz_localize(BOGOTA))
+    frac = cal.time_in_session(
+        pd.DatetimeIndex(["2025-03-04 08:00", "2025-03-04 10:30", "2025-03-04 12:55", "2025-03-04 13:00"]).tz_localize(
+            BOGOTA
+        )
+    )
     assert frac[0] == 0.0 and frac[1] == pytest.approx(0.5) and frac[2] == pytest.approx(59 / 60)
     assert np.isnan(frac[3])
 

@@ -7,8 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from usdcop_assets.backtest.overfitting import (EULER_GAMMA, deflated_sharpe_ratio, expected_max_sharpe,
-                                                probabilistic_sharpe_ratio, probability_of_backtest_overfitting)
+from usdcop_assets.backtest.overfitting import (
+    EULER_GAMMA,
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    probabilistic_sharpe_ratio,
+    probability_of_backtest_overfitting,
+)
 
 
 def phi(z: float) -> float:
@@ -92,14 +97,17 @@ def test_dsr_never_above_psr_at_zero():
         assert d.sr0 > 0 and d.dsr <= d.psr_zero
 
 
-@pytest.mark.parametrize("returns, trials, message", [
-    ([0.1, 0.2], [0.1], "needs at least 3 returns, got 2"),
-    ([0.1, 0.1, 0.1, 0.1], [0.1], "zero variance"),
-    ([0.1, 0.1, 0.1], [0.1], "zero variance"),  # its std is ~1e-17 from rounding, not 0
-    ([0.1, float("nan"), 0.2], [0.1], "1 returns are not finite"),
-    ([0.1, -0.1, 0.2], [], "trial_sharpes is empty"),
-    ([0.1, -0.1, 0.2], [0.1, float("nan")], "1 trial Sharpe ratios are not finite"),
-])
+@pytest.mark.parametrize(
+    "returns, trials, message",
+    [
+        ([0.1, 0.2], [0.1], "needs at least 3 returns, got 2"),
+        ([0.1, 0.1, 0.1, 0.1], [0.1], "zero variance"),
+        ([0.1, 0.1, 0.1], [0.1], "zero variance"),  # its std is ~1e-17 from rounding, not 0
+        ([0.1, float("nan"), 0.2], [0.1], "1 returns are not finite"),
+        ([0.1, -0.1, 0.2], [], "trial_sharpes is empty"),
+        ([0.1, -0.1, 0.2], [0.1, float("nan")], "1 trial Sharpe ratios are not finite"),
+    ],
+)
 def test_dsr_degenerate_input(returns, trials, message):
     with pytest.raises(ValueError, match=message):
         deflated_sharpe_ratio(returns, trials)
@@ -186,14 +194,17 @@ def test_pbo_uneven_blocks_and_a_flat_candidate():
     assert np.isfinite(r.logits).all() and 0.0 <= r.pbo <= 1.0
 
 
-@pytest.mark.parametrize("matrix, kwargs, message", [
-    (np.zeros(10), {}, "must be T x N"),
-    (np.zeros((10, 1)), {}, "at least 2 candidates, got 1"),
-    (np.zeros((10, 2)), {"n_splits": 3}, "n_splits must be even and >= 2, got 3"),
-    (np.zeros((10, 2)), {"n_splits": 16}, "10 periods for 16 splits"),
-    (np.full((10, 2), np.inf), {"n_splits": 2}, "20 values are not finite"),
-    (np.zeros((10, 2)), {"n_splits": 2, "metric": "sortino"}, "metric must be 'sharpe' or 'mean'"),
-])
+@pytest.mark.parametrize(
+    "matrix, kwargs, message",
+    [
+        (np.zeros(10), {}, "must be T x N"),
+        (np.zeros((10, 1)), {}, "at least 2 candidates, got 1"),
+        (np.zeros((10, 2)), {"n_splits": 3}, "n_splits must be even and >= 2, got 3"),
+        (np.zeros((10, 2)), {"n_splits": 16}, "10 periods for 16 splits"),
+        (np.full((10, 2), np.inf), {"n_splits": 2}, "20 values are not finite"),
+        (np.zeros((10, 2)), {"n_splits": 2, "metric": "sortino"}, "metric must be 'sharpe' or 'mean'"),
+    ],
+)
 def test_pbo_degenerate_input(matrix, kwargs, message):
     with pytest.raises(ValueError, match=message):
         probability_of_backtest_overfitting(matrix, **kwargs)
@@ -213,7 +224,7 @@ def test_selection_statistics_flat_counts_as_a_zero_sharpe_trial():
     # trials (a, 0, 0): V = a^2 / 3 = 0.4 / 3
     d = s["deflated_sharpe"]
     assert d["var_trials"] == pytest.approx(0.4 / 3)
-    assert d["dsr"] == pytest.approx(deflated_sharpe_ratio(agent, [0.4 ** 0.5, 0.0, 0.0]).dsr, abs=1e-12)
+    assert d["dsr"] == pytest.approx(deflated_sharpe_ratio(agent, [0.4**0.5, 0.0, 0.0]).dsr, abs=1e-12)
     assert d["sr0"] == pytest.approx(expected_max_sharpe(3, 0.4 / 3), abs=1e-12)
     assert s["pbo"]["n_splits"] == 4 and s["pbo"]["n_combinations"] == 6  # 5 sessions: S lowered from 16 to 4
 
@@ -236,4 +247,6 @@ def test_selection_statistics_degenerate_agent_and_bad_input():
     assert "1 trial Sharpe ratios are not finite" in s["deflated_sharpe_error"] and s["pbo"]["n_splits"] == 4
     # one session (a one-session l6/performance run): nothing to deflate or split, no error
     s = selection_statistics({"agent": [0.1], "bh": [0.2]}, "agent")
-    assert s["deflated_sharpe"] is None and "at least 3 returns, got 1" in s["deflated_sharpe_error"] and s["pbo"] is None
+    assert (
+        s["deflated_sharpe"] is None and "at least 3 returns, got 1" in s["deflated_sharpe_error"] and s["pbo"] is None
+    )

@@ -111,6 +111,12 @@ def test_the_vendor_clients_share_one_retry_loop():
     between attempts nor counts them itself."""
     for name in ("usdcop_assets.sources.twelvedata", "usdcop_assets.sources.fred"):
         tree = ast.parse(MODULES[name].read_text())
-        calls = {node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        calls = {
+            node.func.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        }
         assert "with_retries" in calls, name
-        assert not calls & {"sleep", "delay", "wait"}, f"{name} has its own back-off: {sorted(calls & {'sleep', 'delay', 'wait'})}"
+        assert not calls & {"sleep", "delay", "wait"}, (
+            f"{name} has its own back-off: {sorted(calls & {'sleep', 'delay', 'wait'})}"
+        )

@@ -45,13 +45,22 @@ def test_session_partitions_skip_holidays_and_weekends():
 def test_session_look_back_crosses_nights_weekends_and_holidays():
     # 2 sessions back from Tuesday 2025-01-07 (Monday 01-06 is a holiday) -> Thursday 01-02 and Friday 01-03
     subset = session_partitions.empty_subset().with_partition_keys(["2025-01-07"])
-    upstream = lookback_mapping(2).get_upstream_mapped_partitions_result_for_partitions(subset, session_partitions, session_partitions)
+    upstream = lookback_mapping(2).get_upstream_mapped_partitions_result_for_partitions(
+        subset, session_partitions, session_partitions
+    )
     assert sorted(upstream.partitions_subset.get_partition_keys()) == ["2025-01-02", "2025-01-03", "2025-01-07"]
     # L2's 4 sessions before a range's first session (01-08 back to 01-02 over the holiday), nothing after its last
     subset = session_partitions.empty_subset().with_partition_keys(["2025-01-09", "2025-01-10"])
-    upstream = lookback_mapping(4).get_upstream_mapped_partitions_result_for_partitions(subset, session_partitions, session_partitions)
+    upstream = lookback_mapping(4).get_upstream_mapped_partitions_result_for_partitions(
+        subset, session_partitions, session_partitions
+    )
     assert sorted(upstream.partitions_subset.get_partition_keys()) == [
-        "2025-01-02", "2025-01-03", "2025-01-07", "2025-01-08", "2025-01-09", "2025-01-10",
+        "2025-01-02",
+        "2025-01-03",
+        "2025-01-07",
+        "2025-01-08",
+        "2025-01-09",
+        "2025-01-10",
     ]
     assert upstream.required_but_nonexistent_subset.is_empty
 
@@ -69,6 +78,6 @@ def test_todays_session_is_a_partition_while_it_runs(now):
 def test_key_ranges_reject_spans_without_sessions():
     with pytest.raises(cal.CalendarError, match="no trading session"):
         session_key_range(dt.date(2025, 3, 8), dt.date(2025, 3, 9))
-    assert session_key_range(dt.date(2025, 3, 1), dt.date(2025, 3, 9)) == dg.PartitionKeyRange("2025-03-03", "2025-03-07")
-
-
+    assert session_key_range(dt.date(2025, 3, 1), dt.date(2025, 3, 9)) == dg.PartitionKeyRange(
+        "2025-03-03", "2025-03-07"
+    )

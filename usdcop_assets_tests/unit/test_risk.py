@@ -60,7 +60,9 @@ def test_flat_at_session_end_at_each_last_bar_and_explicit_is_last():
     np.testing.assert_array_equal(pos, [0.5, 0.5, 0.0, 0.5, 0.0, 0.0])
     assert [bool(f & R.SESSION_END) for f in flags] == [False, False, True, False, True, True]
     # an explicit is_last (e.g. a session cut short by a holiday half-day) is honoured as given
-    pos, flags = apply_risk([0.5] * 6, np.zeros(6), ids, [False, True, False, False, False, False], RiskLimits(), NO_COST)
+    pos, flags = apply_risk(
+        [0.5] * 6, np.zeros(6), ids, [False, True, False, False, False, False], RiskLimits(), NO_COST
+    )
     np.testing.assert_array_equal(pos, [0.5, 0.0, 0.5, 0.5, 0.5, 0.5])
     assert flags.tolist() == [0, R.SESSION_END, 0, 0, 0, 0]
 
@@ -92,19 +94,44 @@ def test_drawdown_breaker_cooldown_and_rearm_with_the_peak_reset():
     # cooldown 2: d2 and d3 stay flat; d4 re-arms with the peak reset to the equity, -0.02.
     # d4: -0.03 (drawdown 0.03 from the reset peak: trading on), -0.02 (0.05): trips again at d4's last bar.
     ids = np.repeat(["d1", "d2", "d3", "d4", "d5", "d6"], 3)
-    rets = np.array([0.03, -0.05, 0.0, 0.01, 0.01, 0.0, 0.01, 0.01, 0.0, -0.03, -0.02, 0.0, 0.01, 0.01, 0.0, 0.01, 0.01, 0.0])
+    rets = np.array(
+        [0.03, -0.05, 0.0, 0.01, 0.01, 0.0, 0.01, 0.01, 0.0, -0.03, -0.02, 0.0, 0.01, 0.01, 0.0, 0.01, 0.01, 0.0]
+    )
     lim = RiskLimits(max_drawdown=0.04, drawdown_cooldown_sessions=2)
     pos, flags = apply_risk(np.ones(18), rets, ids, None, lim, NO_COST)
     np.testing.assert_array_equal(pos, [1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0])
     dd = [bool(f & R.DRAWDOWN) for f in flags]
-    assert dd == [False, False, True, True, True, True, True, True, True, False, False, True, True, True, True, True, True, True]
+    assert dd == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+        True,
+        True,
+    ]
     assert flags[2] == R.DRAWDOWN | R.SESSION_END
     # without the peak reset d4 would start 0.05 under the old peak and stay flat: the reset is what re-arms it
     # cooldown 0: flat for the rest of d1 only, d2 trades again
-    pos0, _ = apply_risk(np.ones(18), rets, ids, None, RiskLimits(max_drawdown=0.04, drawdown_cooldown_sessions=0), NO_COST)
+    pos0, _ = apply_risk(
+        np.ones(18), rets, ids, None, RiskLimits(max_drawdown=0.04, drawdown_cooldown_sessions=0), NO_COST
+    )
     np.testing.assert_array_equal(pos0[:6], [1, 1, 0, 1, 1, 0])
     # None: never re-arms
-    pos_never, _ = apply_risk(np.ones(18), rets, ids, None, RiskLimits(max_drawdown=0.04, drawdown_cooldown_sessions=None), NO_COST)
+    pos_never, _ = apply_risk(
+        np.ones(18), rets, ids, None, RiskLimits(max_drawdown=0.04, drawdown_cooldown_sessions=None), NO_COST
+    )
     assert (pos_never[2:] == 0).all()
     for limits in (lim, RiskLimits(max_drawdown=0.04, drawdown_cooldown_sessions=0)):
         sp, sf = stepwise(np.ones(18), rets, ids, limits, NO_COST)
@@ -115,8 +142,12 @@ def test_drawdown_breaker_cooldown_and_rearm_with_the_peak_reset():
 
 # -- vectorized path vs reference loop and RiskState ------------------------------------------------
 
-STATIC_LIMITS = [RiskLimits(), RiskLimits(max_position=0.5), RiskLimits(max_position=0.0),
-                 RiskLimits(max_position=0.7, flat_at_session_end=False)]
+STATIC_LIMITS = [
+    RiskLimits(),
+    RiskLimits(max_position=0.5),
+    RiskLimits(max_position=0.0),
+    RiskLimits(max_position=0.7, flat_at_session_end=False),
+]
 
 
 def random_bars(n=10_000, seed=42, bars=50):
@@ -158,11 +189,15 @@ def test_vectorized_path_equals_reference_loop_and_riskstate(limits, monkeypatch
         assert (flags & R.CLIPPED).any() and np.abs(pos).max() == limits.max_position
 
 
-@pytest.mark.parametrize("limits", [
-    RiskLimits(max_position=0.8, daily_loss_stop=0.006, max_drawdown=0.03, drawdown_cooldown_sessions=2),
-    RiskLimits(daily_loss_stop=0.004),
-    RiskLimits(max_position=0.9, max_drawdown=0.02, drawdown_cooldown_sessions=None, flat_at_session_end=False),
-], ids=["all", "daily-stop", "breaker-never-rearm"])
+@pytest.mark.parametrize(
+    "limits",
+    [
+        RiskLimits(max_position=0.8, daily_loss_stop=0.006, max_drawdown=0.03, drawdown_cooldown_sessions=2),
+        RiskLimits(daily_loss_stop=0.004),
+        RiskLimits(max_position=0.9, max_drawdown=0.02, drawdown_cooldown_sessions=None, flat_at_session_end=False),
+    ],
+    ids=["all", "daily-stop", "breaker-never-rearm"],
+)
 def test_loop_path_with_stops_equals_riskstate_on_10k_random_bars(limits):
     targets, rets, ids = random_bars(seed=7)
     costs = CostConfig(4.0, 1.0)

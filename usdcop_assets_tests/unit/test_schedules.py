@@ -70,7 +70,9 @@ def test_the_bar_close_schedule_ticks_a_minute_after_each_of_the_60_closes(defs)
     assert len(day) == 60 and day[0].strftime("%H:%M") == "08:06" and day[-1].strftime("%H:%M") == "13:01"
     requests = [_evaluate(defs, "bar_close_schedule", t.strftime("%Y-%m-%d %H:%M")).run_requests[0] for t in day]
     assert {r.partition_key for r in requests} == {TUESDAY}
-    assert [r.run_key for r in requests] == [f"{TUESDAY}-{h:02d}:{m:02d}" for h in range(8, 13) for m in range(0, 60, 5)]
+    assert [r.run_key for r in requests] == [
+        f"{TUESDAY}-{h:02d}:{m:02d}" for h in range(8, 13) for m in range(0, 60, 5)
+    ]
 
 
 @pytest.mark.parametrize("name", ["session_chain_schedule"])
@@ -87,5 +89,7 @@ def test_session_close_schedules_run_the_closed_session_and_skip_holidays(defs, 
 def test_the_monthly_retrain_requests_the_new_months_fold(defs):
     schedule = defs.get_schedule_def("ppo_retrain_schedule")
     assert schedule.cron_schedule == "0 1 1 * *" and schedule.execution_timezone == "America/Bogota"
-    assert _tick(defs, "ppo_retrain_schedule", "2025-04-01 01:00")[0] == ["2025-04"]  # trained on the sessions before April
+    assert _tick(defs, "ppo_retrain_schedule", "2025-04-01 01:00")[0] == [
+        "2025-04"
+    ]  # trained on the sessions before April
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED

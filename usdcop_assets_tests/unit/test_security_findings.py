@@ -28,14 +28,31 @@ import data  # noqa: E402  (streamlit_app/data.py)
 KEY = "K3YVALUE0123"
 
 
-@pytest.mark.parametrize("url", ["https://api.twelvedata.com", "http://127.0.0.1:8080", "http://127.9.9.9", "http://localhost:1/x",
-                                 "http://[::1]:8080"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.twelvedata.com",
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://localhost:1/x",
+        "http://[::1]:8080",
+    ],
+)
 def test_https_or_loopback_base_urls_are_accepted(url):
     assert check_base_url(url, "TWELVEDATA_BASE_URL") == url
 
 
-@pytest.mark.parametrize("url", ["http://api.twelvedata.com", "http://10.0.0.5:8080", "http://127.0.0.1.evil.example",
-                                 "http://localhost.evil.example", "ftp://127.0.0.1/", "https://user:pw@api.twelvedata.com"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.twelvedata.com",
+        "http://10.0.0.5:8080",
+        "http://127.0.0.1.evil.example",
+        "http://localhost.evil.example",
+        "ftp://127.0.0.1/",
+        "https://user:pw@api.twelvedata.com",
+    ],
+)
 def test_base_urls_that_could_leak_the_key_are_refused(url):
     with pytest.raises(ConfigError, match="TWELVEDATA_BASE_URL"):
         TwelveDataClient.from_env({"TWELVEDATA_API_KEYS": KEY, "TWELVEDATA_BASE_URL": url})
@@ -50,7 +67,9 @@ def test_base_urls_that_could_leak_the_key_are_refused(url):
 
 def test_plain_http_names_the_reason_and_hides_the_key():
     with pytest.raises(ConfigError) as exc:
-        TwelveDataClient.from_env({"TWELVEDATA_API_KEYS": KEY, "TWELVEDATA_BASE_URL": f"http://api.twelvedata.com/?apikey={KEY}"})
+        TwelveDataClient.from_env(
+            {"TWELVEDATA_API_KEYS": KEY, "TWELVEDATA_BASE_URL": f"http://api.twelvedata.com/?apikey={KEY}"}
+        )
     assert "clear text" in str(exc.value) and "use https" in str(exc.value) and KEY not in str(exc.value)
 
 
@@ -86,13 +105,21 @@ def test_the_dashboard_banner_scrubs_the_warehouse_password(tmp_path, monkeypatc
     monkeypatch.setenv("USDCOP_HOME", str(tmp_path))
     src = data.Sources(Settings.from_env(), data.WarehouseReader(Settings.from_env().warehouse_url))
     # a driver that echoes its connection string, in raw and percent-encoded forms
-    echo = sa.exc.OperationalError("SELECT 1", {}, Exception(
-        f"connection to 127.0.0.1 failed: dsn 'postgresql://usdcop:{quote(password, safe='')}@127.0.0.1:1/warehouse' "
-        f"password={quote_plus(password)} raw {password}\nsecond line"))
+    echo = sa.exc.OperationalError(
+        "SELECT 1",
+        {},
+        Exception(
+            "connection to 127.0.0.1 failed: dsn "
+            f"'postgresql://usdcop:{quote(password, safe='')}@127.0.0.1:1/warehouse' "
+            f"password={quote_plus(password)} raw {password}\nsecond line"
+        ),
+    )
     banner = data.warehouse_error(src, echo)
     for form in (password, quote(password, safe=""), quote_plus(password), "s3cr"):
         assert form not in banner
-    assert banner.startswith("warehouse postgresql+psycopg://usdcop:***@127.0.0.1:1/warehouse cannot be read: connection to")
+    assert banner.startswith(
+        "warehouse postgresql+psycopg://usdcop:***@127.0.0.1:1/warehouse cannot be read: connection to"
+    )
     assert "second line" not in banner
     # and the real error of an unreachable server goes through the same path
     with pytest.raises(sa.exc.OperationalError) as real:

@@ -139,7 +139,13 @@ def test_warehouse_url_forms(tmp_path):
     assert url.get_backend_name() == "sqlite" and url.database == f"{tmp_path}/wh.sqlite"
     url = parse_warehouse_url("postgresql+psycopg://usdcop:p%40ss@db.internal:6543/warehouse")
     assert (url.get_backend_name(), url.get_driver_name()) == ("postgresql", "psycopg")
-    assert (url.host, url.port, url.database, url.username, url.password) == ("db.internal", 6543, "warehouse", "usdcop", "p@ss")
+    assert (url.host, url.port, url.database, url.username, url.password) == (
+        "db.internal",
+        6543,
+        "warehouse",
+        "usdcop",
+        "p@ss",
+    )
     assert isinstance(parse_warehouse_url("  postgresql://u@h/db  "), sa.URL)
 
 

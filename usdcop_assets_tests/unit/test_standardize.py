@@ -66,11 +66,16 @@ def test_shifted_copies_of_native_bars_are_rejected_as_shifted_duplicates_at_the
     copies = _local_as_utc(bars.iloc[:18])  # 08:00-09:25 again, stamped 03:00-04:25
     raw = pd.concat([copies, bars], ignore_index=True)
     kept, rejects = _std(raw)
-    assert len(kept) == 60 and (kept["time_shift_hours"] == 0).all() and set(kept["source"]) == {"synthetic"}  # native wins
+    assert (
+        len(kept) == 60 and (kept["time_shift_hours"] == 0).all() and set(kept["source"]) == {"synthetic"}
+    )  # native wins
     assert len(rejects) == 18 and set(rejects["reason"]) == {SHIFTED_DUPLICATE}
     assert list(rejects.sort_values("time")["time"]) == list(copies["time"])  # what arrived, not the corrected time
     first = rejects.sort_values("time").iloc[0]
-    assert first["detail"] == f"shifted +5h to {bars['time'].iloc[0].strftime('%Y-%m-%dT%H:%MZ')}: close within 0.20% of the native bar's"
+    assert (
+        first["detail"]
+        == f"shifted +5h to {bars['time'].iloc[0].strftime('%Y-%m-%dT%H:%MZ')}: close within 0.20% of the native bar's"
+    )
 
 
 def test_a_block_that_both_fills_gaps_and_repeats_native_bars_is_split_between_kept_and_rejected():
@@ -128,8 +133,9 @@ def test_a_zero_price_is_bad_and_a_10x_spike_is_rejected_as_a_spike():
     times = cal.session_bars(DAY)
     assert by_time.loc[times[10], "reason"] == "bad_price" and by_time.loc[times[10], "detail"] == "close 0"
     # the worst price of the row against the median close: ~10x (the bar's own range moves it a little)
-    assert by_time.loc[times[20], "reason"] == "price_spike" and re.search(r" is (9\.9\d*|10(\.\d+)?)x the day's median close",
-                                                                           by_time.loc[times[20], "detail"])
+    assert by_time.loc[times[20], "reason"] == "price_spike" and re.search(
+        r" is (9\.9\d*|10(\.\d+)?)x the day's median close", by_time.loc[times[20], "detail"]
+    )
     assert by_time.loc[times[30], "reason"] == "price_spike" and by_time.loc[times[30], "detail"].startswith("high ")
     assert len(kept) == 57  # the three bars stay missing; nothing is repaired or invented
 
@@ -156,7 +162,3 @@ def test_missing_times_and_native_duplicates_keep_their_rules():
 
 
 # --- the real shared history --------------------------------------------------------------------------
-
-
-
-

@@ -26,7 +26,10 @@ def synthetic(n_sessions=8, bars=60, dim=4, seed=0):
 def test_check_env_passes_sequential_and_random():
     ep = synthetic()
     check_env(UsdCopTradingEnv(ep), skip_render_check=True)
-    check_env(UsdCopTradingEnv(ep, EnvConfig(sampling="random", risk=RiskLimits(daily_loss_stop=0.01))), skip_render_check=True)
+    check_env(
+        UsdCopTradingEnv(ep, EnvConfig(sampling="random", risk=RiskLimits(daily_loss_stop=0.01))),
+        skip_render_check=True,
+    )
     env = UsdCopTradingEnv(ep)
     assert env.observation_space.shape == (ep.dim + 2,)
 
@@ -66,8 +69,13 @@ def test_four_bar_episode_costs_penalties_and_risk_by_hand():
     # rate 3 bps, turnover penalty 1 bp per unit, drawdown penalty 0.5, rewards in bps, max position 0.8
     r = np.array([0.004, 0.006, 0.002, 0.0])
     ep = SessionEpisodes(np.zeros((4, 1)), r, [0.0, 1 / 60, 2 / 60, 3 / 60], ["s"] * 4)
-    cfg = EnvConfig(costs=CostConfig(4.0, 1.0), turnover_penalty=1e-4, drawdown_penalty=0.5, reward_scale=1e4,
-                    risk=RiskLimits(max_position=0.8))
+    cfg = EnvConfig(
+        costs=CostConfig(4.0, 1.0),
+        turnover_penalty=1e-4,
+        drawdown_penalty=0.5,
+        reward_scale=1e4,
+        risk=RiskLimits(max_position=0.8),
+    )
     env = UsdCopTradingEnv(ep, cfg)
     env.reset(seed=0)
     out = [env.step(np.array([a], dtype=np.float32)) for a in (1.0, -0.5, 0.25, np.nan)]
@@ -77,15 +85,19 @@ def test_four_bar_episode_costs_penalties_and_risk_by_hand():
     # bar 1: -0.5 (trade 1.3); pnl -0.003 - 3.9e-4 = -0.00339; equity -0.00043, drawdown 0.00339 (all new)
     # bar 2: 0.25 (trade 0.75); pnl 0.0005 - 2.25e-4 = 0.000275; drawdown falls to 0.003115: no penalty
     # bar 3: NaN -> 0 and last bar (trade 0.25); pnl -7.5e-5; drawdown rises by 7.5e-5
-    want = [1e4 * (0.00296 - 1e-4 * 0.8),
-            1e4 * (-0.00339 - 1e-4 * 1.3 - 0.5 * 0.00339),
-            1e4 * (0.000275 - 1e-4 * 0.75),
-            1e4 * (-7.5e-5 - 1e-4 * 0.25 - 0.5 * 7.5e-5)]
+    want = [
+        1e4 * (0.00296 - 1e-4 * 0.8),
+        1e4 * (-0.00339 - 1e-4 * 1.3 - 0.5 * 0.00339),
+        1e4 * (0.000275 - 1e-4 * 0.75),
+        1e4 * (-7.5e-5 - 1e-4 * 0.25 - 0.5 * 7.5e-5),
+    ]
     np.testing.assert_allclose(rewards, want, rtol=0, atol=1e-9)
     np.testing.assert_allclose(rewards, [28.8, -52.15, 2.0, -1.375], rtol=0, atol=1e-9)
     assert [i["position"] for i in info] == [pytest.approx(0.8), -0.5, 0.25, 0.0]
     np.testing.assert_allclose([i["cost"] for i in info], [2.4e-4, 3.9e-4, 2.25e-4, 7.5e-5], rtol=0, atol=1e-15)
-    np.testing.assert_allclose([i["equity"] for i in info], np.cumsum([0.00296, -0.00339, 0.000275, -7.5e-5]), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        [i["equity"] for i in info], np.cumsum([0.00296, -0.00339, 0.000275, -7.5e-5]), rtol=0, atol=1e-15
+    )
     np.testing.assert_allclose([i["drawdown"] for i in info], [0.0, 0.00339, 0.003115, 0.00319], rtol=0, atol=1e-15)
     assert [i["risk_flags"] for i in info] == [R.CLIPPED, 0, 0, R.INVALID | R.SESSION_END]
     assert [o[2] for o in out] == [False, False, False, True]
@@ -155,11 +167,18 @@ def test_from_l4_frame_layout():
     config = load_config()
     rng = np.random.default_rng(0)
     times = pd.date_range("2024-03-04 13:00", periods=60, freq="5min", tz="UTC").append(
-        pd.date_range("2024-03-05 13:00", periods=60, freq="5min", tz="UTC"))
+        pd.date_range("2024-03-05 13:00", periods=60, freq="5min", tz="UTC")
+    )
     n = len(times)
-    frame = pd.DataFrame({"time": times, "symbol": "USD/COP",
-                          "session": ["2024-03-04"] * 60 + ["2024-03-05"] * 60,
-                          "step": np.tile(np.arange(60), 2), "obs_version": "obs-v1-abc"})
+    frame = pd.DataFrame(
+        {
+            "time": times,
+            "symbol": "USD/COP",
+            "session": ["2024-03-04"] * 60 + ["2024-03-05"] * 60,
+            "step": np.tile(np.arange(60), 2),
+            "obs_version": "obs-v1-abc",
+        }
+    )
     obs = pd.DataFrame(np.clip(rng.normal(size=(n, config.dim)), -5, 5), columns=config.columns)
     frame = pd.concat([frame, obs], axis=1)
     close = 4000 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
@@ -207,7 +226,9 @@ def test_daily_loss_stop_goes_flat_for_the_rest_of_the_session():
 
 def test_daily_stop_counts_costs():
     costs = CostConfig(spread_bps=0.0, slippage_bps=60.0)  # 0.6% per unit traded
-    pos, _ = apply_risk([1.0, -1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], ["d"] * 4, None, RiskLimits(daily_loss_stop=0.01), costs)
+    pos, _ = apply_risk(
+        [1.0, -1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], ["d"] * 4, None, RiskLimits(daily_loss_stop=0.01), costs
+    )
     np.testing.assert_array_equal(pos, [1.0, -1.0, 0.0, 0.0])  # 0.6% + 1.2% of costs trip it at bar 2
 
 
@@ -216,10 +237,13 @@ def test_drawdown_breaker_and_rearm():
     rets = [0.02, -0.03, -0.03, 0.0, 0.01, 0.01, 0.0, 0.01, 0.01, 0.0]
     lim = RiskLimits(max_drawdown=0.05, drawdown_cooldown_sessions=1)
     pos, flags = apply_risk([1.0] * 10, rets, ids, None, lim, NO_COST)
-    # peak 0.02 after bar 0, equity -0.04 after bar 2 -> drawdown 0.06 >= 0.05: flat from bar 3, all of d2, re-armed in d3
+    # peak 0.02 after bar 0, equity -0.04 after bar 2 -> drawdown 0.06 >= 0.05: flat from bar 3, all of d2, re-armed in
+    # d3
     np.testing.assert_array_equal(pos, [1, 1, 1, 0, 0, 0, 0, 1, 1, 0])
     assert all(flags[i] & R.DRAWDOWN for i in range(3, 7)) and not flags[7] & R.DRAWDOWN
-    pos_never, _ = apply_risk([1.0] * 10, rets, ids, None, RiskLimits(max_drawdown=0.05, drawdown_cooldown_sessions=None), NO_COST)
+    pos_never, _ = apply_risk(
+        [1.0] * 10, rets, ids, None, RiskLimits(max_drawdown=0.05, drawdown_cooldown_sessions=None), NO_COST
+    )
     assert (pos_never[3:] == 0).all()
 
 

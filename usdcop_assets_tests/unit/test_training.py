@@ -25,8 +25,15 @@ def episodes_frame(days=DAYS, seed=0, version="obs-v1-test"):
     times = cal.bars_of_days(days)
     n = len(times)
     local_days = np.repeat([d.isoformat() for d in days], cal.BARS_PER_SESSION)
-    frame = pd.DataFrame({"time": times, "symbol": "USD/COP", "session": local_days,
-                          "step": np.tile(np.arange(cal.BARS_PER_SESSION), len(days)), "obs_version": version})
+    frame = pd.DataFrame(
+        {
+            "time": times,
+            "symbol": "USD/COP",
+            "session": local_days,
+            "step": np.tile(np.arange(cal.BARS_PER_SESSION), len(days)),
+            "obs_version": version,
+        }
+    )
     obs = rng.normal(size=(n, CONFIG.dim)).clip(-5, 5)
     frame = pd.concat([frame, pd.DataFrame(obs, columns=CONFIG.columns)], axis=1)
     frame["non_finite"] = 0
@@ -39,7 +46,9 @@ def episodes_frame(days=DAYS, seed=0, version="obs-v1-test"):
     return frame
 
 
-TINY = T.TrainConfig(total_timesteps=1536, n_steps=256, batch_size=64, n_epochs=2, n_checkpoints=3, net_arch=(16, 16), seed=7)
+TINY = T.TrainConfig(
+    total_timesteps=1536, n_steps=256, batch_size=64, n_epochs=2, n_checkpoints=3, net_arch=(16, 16), seed=7
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +79,9 @@ def test_monthly_folds_and_fold_sessions():
 
 
 def test_folds_never_leak_and_expanding_vs_rolling():
-    available = DAYS + cal.trading_days(dt.date(2024, 4, 1), dt.date(2024, 4, 30))  # data after the fold start is ignored
+    available = DAYS + cal.trading_days(
+        dt.date(2024, 4, 1), dt.date(2024, 4, 30)
+    )  # data after the fold start is ignored
     exp = fold_windows("2024-03", available, "expanding", valid_sessions=8, min_train_sessions=20)
     roll = fold_windows("2024-03", available, "rolling", train_sessions=25, valid_sessions=8, min_train_sessions=20)
     for f in (exp, roll):
@@ -82,7 +93,9 @@ def test_folds_never_leak_and_expanding_vs_rolling():
     assert exp.n_train == len(before) - 8 and exp.train_first == before[0]
     assert roll.n_train == 25 and roll.train_last == exp.train_last and roll.train_first > exp.train_first
     # a later fold's expanding window grows; non-trading days in the input are ignored
-    later = fold_windows("2024-04", available + [dt.date(2024, 3, 30)], "expanding", valid_sessions=8, min_train_sessions=20)
+    later = fold_windows(
+        "2024-04", available + [dt.date(2024, 3, 30)], "expanding", valid_sessions=8, min_train_sessions=20
+    )
     assert later.n_train > exp.n_train and dt.date(2024, 3, 30) not in later.valid_sessions
     assert exp.to_dict()["n_train"] == exp.n_train
 
@@ -121,9 +134,13 @@ def test_train_fold_artifact_selection_and_curve(trained, fold):
     assert sel == int(np.argmax(scores))  # best validation Sharpe, earliest on ties
     assert all(r["train_episodes"] > 0 and r["train_mean_reward"] is not None for r in curve)
     assert meta["data_window"]["train_last"] < meta["data_window"]["valid_first"] < "2024-03-01"
-    assert meta["data_window"]["train_sessions"] == fold.n_train and meta["data_window"]["valid_sessions"] == fold.n_valid
+    assert (
+        meta["data_window"]["train_sessions"] == fold.n_train and meta["data_window"]["valid_sessions"] == fold.n_valid
+    )
     assert meta["seed"] == 7 and meta["train_config"]["net_arch"] == [16, 16]
-    assert meta["observation"]["obs_version"] == "obs-v1-test" and meta["observation"]["config_version"] == CONFIG.version
+    assert (
+        meta["observation"]["obs_version"] == "obs-v1-test" and meta["observation"]["config_version"] == CONFIG.version
+    )
     assert b'"weights_sha256"' in trained.metadata_json()
     assert "| checkpoint |" in T.curve_markdown(curve)
 
@@ -132,7 +149,9 @@ def test_same_data_seed_config_same_weights_different_seed_differs(trained, fram
     again = T.train_fold(frame, fold, TINY, CONFIG, CostConfig())
     assert again.weights_sha256 == trained.weights_sha256 and again.artifact == trained.artifact
     assert [r["weights_sha256"] for r in again.curve] == [r["weights_sha256"] for r in trained.curve]
-    other = T.train_fold(frame, fold, T.TrainConfig(**{**TINY.to_dict(), "seed": 8, "net_arch": (16, 16)}), CONFIG, CostConfig())
+    other = T.train_fold(
+        frame, fold, T.TrainConfig(**{**TINY.to_dict(), "seed": 8, "net_arch": (16, 16)}), CONFIG, CostConfig()
+    )
     assert other.weights_sha256 != trained.weights_sha256
 
 
@@ -151,8 +170,12 @@ def test_train_config_validation():
 
 
 def test_select_checkpoint_best_and_earliest_on_ties():
-    curve = [{"valid_sharpe": None, "valid_mean_reward": 1.0}, {"valid_sharpe": 2.0, "valid_mean_reward": 3.0},
-             {"valid_sharpe": 2.0, "valid_mean_reward": 3.0}, {"valid_sharpe": float("nan"), "valid_mean_reward": 0.0}]
+    curve = [
+        {"valid_sharpe": None, "valid_mean_reward": 1.0},
+        {"valid_sharpe": 2.0, "valid_mean_reward": 3.0},
+        {"valid_sharpe": 2.0, "valid_mean_reward": 3.0},
+        {"valid_sharpe": float("nan"), "valid_mean_reward": 0.0},
+    ]
     assert T.select_checkpoint(curve, "sharpe") == 1
     assert T.select_checkpoint(curve, "mean_reward") == 1
     assert T.select_checkpoint([{"valid_sharpe": None}] * 3) == 0

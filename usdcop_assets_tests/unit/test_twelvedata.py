@@ -37,7 +37,7 @@ ALL_KEYS = (KEY_A, KEY_B, KEY_C)
 class FakeClock:
     """UTC clock advanced only by ``sleep``; records every sleep."""
 
-    def __init__(self, start=dt.datetime(2024, 3, 5, 14, 0, 10, tzinfo=dt.timezone.utc)):
+    def __init__(self, start=dt.datetime(2024, 3, 5, 14, 0, 10, tzinfo=dt.UTC)):
         self.now = start
         self.sleeps: list[float] = []
 
@@ -104,8 +104,12 @@ def no_secret(text: str) -> None:
 def test_12000_bars_take_exactly_three_requests_ascending_without_duplicates(server, clock):
     bars, start, end = window(12_000)
     # the server also holds a session before and after the window: the client must not return them
-    extra = cal.bars_of_days([cal.previous_trading_day(bars[0].tz_convert(cal.TZ).date()),
-                              cal.next_trading_day(bars[-1].tz_convert(cal.TZ).date())])
+    extra = cal.bars_of_days(
+        [
+            cal.previous_trading_day(bars[0].tz_convert(cal.TZ).date()),
+            cal.next_trading_day(bars[-1].tz_convert(cal.TZ).date()),
+        ]
+    )
     served = synthetic_bars(bars.append(extra).sort_values(), defects=False)
     server.set_bars(served)
     with make_client(server, clock) as client:
@@ -150,11 +154,16 @@ def test_exact_multiple_of_the_page_size_stops_when_the_oldest_bar_reaches_start
 
 
 def test_string_numbers_parse_and_newest_first_is_sorted_ascending(server, clock):
-    server.script(200, ok([
-        td_row("2024-01-02 08:10:00", "3900.5", "3901", "3899.75", "3900.25", "12"),
-        td_row("2024-01-02 08:05:00", "3899.0", "3900.5", "3898", "3900.5", "7"),
-        td_row("2024-01-02 08:00:00", "3898.125", "3899.5", "3897", "3899.0", None),  # forex: no volume
-    ]))
+    server.script(
+        200,
+        ok(
+            [
+                td_row("2024-01-02 08:10:00", "3900.5", "3901", "3899.75", "3900.25", "12"),
+                td_row("2024-01-02 08:05:00", "3899.0", "3900.5", "3898", "3900.5", "7"),
+                td_row("2024-01-02 08:00:00", "3898.125", "3899.5", "3897", "3899.0", None),  # forex: no volume
+            ]
+        ),
+    )
     start = pd.Timestamp("2024-01-02 08:00", tz=cal.TZ)
     with make_client(server, clock) as client:
         frame = client.fetch_bars(start, start + pd.Timedelta(minutes=15))
@@ -167,10 +176,15 @@ def test_string_numbers_parse_and_newest_first_is_sorted_ascending(server, clock
 
 
 def test_unparseable_number_keeps_the_row_with_nan_and_parse_error(server, clock):
-    server.script(200, ok([
-        td_row("2024-01-02 08:05:00", c="abc"),
-        td_row("2024-01-02 08:00:00"),
-    ]))
+    server.script(
+        200,
+        ok(
+            [
+                td_row("2024-01-02 08:05:00", c="abc"),
+                td_row("2024-01-02 08:00:00"),
+            ]
+        ),
+    )
     start = pd.Timestamp("2024-01-02 08:00", tz=cal.TZ)
     with make_client(server, clock) as client:
         frame = client.fetch_bars(start, start + pd.Timedelta(minutes=10))
@@ -335,7 +349,9 @@ def test_connection_errors_are_retried_then_named(clock):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    client = TwelveDataClient([KEY_A], f"http://127.0.0.1:{port}", clock=clock, sleep=clock.sleep, max_attempts=3, timeout=1)
+    client = TwelveDataClient(
+        [KEY_A], f"http://127.0.0.1:{port}", clock=clock, sleep=clock.sleep, max_attempts=3, timeout=1
+    )
     with client, pytest.raises(TwelveDataRequestFailed) as exc:
         client.fetch_bars(pd.Timestamp("2024-01-02 13:00", tz="UTC"), pd.Timestamp("2024-01-02 18:00", tz="UTC"))
     assert "connection error" in str(exc.value) and "3 attempts" in str(exc.value)
@@ -345,7 +361,10 @@ def test_connection_errors_are_retried_then_named(clock):
 
 @pytest.mark.parametrize("http_status", [200, 400])
 def test_json_error_body_quotes_code_and_message(server, clock, http_status):
-    server.script(http_status, {"code": 400, "message": "**symbol** not found: USD/XXX. Please specify it correctly", "status": "error"})
+    server.script(
+        http_status,
+        {"code": 400, "message": "**symbol** not found: USD/XXX. Please specify it correctly", "status": "error"},
+    )
     start = pd.Timestamp("2024-01-02 08:00", tz=cal.TZ)
     with make_client(server, clock) as client:
         with pytest.raises(TwelveDataError) as exc:
@@ -404,7 +423,12 @@ def test_from_env_requires_keys_and_reads_limits(server):
         TwelveDataClient.from_env({KEYS_ENV: KEY_A, "TWELVEDATA_BASE_URL": f"ftp://x/?apikey={KEY_A}"})
     no_secret(str(exc.value))
     client = TwelveDataClient.from_env(
-        {KEYS_ENV: f" {KEY_A}, {KEY_B} ,", "TWELVEDATA_BASE_URL": server.url + "/", PER_MINUTE_ENV: "55", "TWELVEDATA_CREDITS_PER_DAY": "5000"}
+        {
+            KEYS_ENV: f" {KEY_A}, {KEY_B} ,",
+            "TWELVEDATA_BASE_URL": server.url + "/",
+            PER_MINUTE_ENV: "55",
+            "TWELVEDATA_CREDITS_PER_DAY": "5000",
+        }
     )
     with client:
         assert len(client.pool) == 2 and client.base_url == server.url

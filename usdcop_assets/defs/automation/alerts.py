@@ -151,7 +151,9 @@ def post_webhook(
         if attempt:
             sleep(WEBHOOK_RETRY_PAUSE_SECONDS if pause is None else pause)
         try:
-            with httpx.Client(timeout=WEBHOOK_TIMEOUT_SECONDS if timeout is None else timeout, transport=transport) as client:
+            with httpx.Client(
+                timeout=WEBHOOK_TIMEOUT_SECONDS if timeout is None else timeout, transport=transport
+            ) as client:
                 response = client.post(url, json=payload)
         except Exception as exc:  # transport error, timeout, anything: retry once, then give up
             detail = str(exc).replace(url, "<url>").replace(str(parsed), "<url>")
@@ -189,8 +191,10 @@ def _first_line(text: str | None) -> str:
 
 def _error_line(error) -> str:
     """First line of the innermost user error (Dagster wraps user code errors; the cause says what broke)."""
-    while error is not None and error.cause is not None and (
-        (error.cls_name or "").startswith("Dagster") or (error.message or "").startswith("dagster._core.errors")
+    while (
+        error is not None
+        and error.cause is not None
+        and ((error.cls_name or "").startswith("Dagster") or (error.message or "").startswith("dagster._core.errors"))
     ):
         error = error.cause
     if error is None:
@@ -199,7 +203,10 @@ def _error_line(error) -> str:
 
 
 def run_failure_payload(
-    run: dg.DagsterRun, failure_event: dg.DagsterEvent | None, step_failures: Sequence[dg.DagsterEvent], env: Mapping[str, str] = os.environ
+    run: dg.DagsterRun,
+    failure_event: dg.DagsterEvent | None,
+    step_failures: Sequence[dg.DagsterEvent],
+    env: Mapping[str, str] = os.environ,
 ) -> dict:
     partitions = {tag: run.tags[tag] for tag in PARTITION_TAGS if tag in run.tags}
     steps = [e.step_key for e in step_failures if e.step_key]
@@ -257,7 +264,11 @@ def _last_materialized(instance: dg.DagsterInstance, key: dg.AssetKey) -> float 
 
 
 def stale_payload(
-    key: dg.AssetKey, policy, deadline: dt.datetime, last_materialized: float | None, changed_at: float,
+    key: dg.AssetKey,
+    policy,
+    deadline: dt.datetime,
+    last_materialized: float | None,
+    changed_at: float,
     env: Mapping[str, str] = os.environ,
 ) -> dict:
     asset = key.to_user_string()
@@ -266,20 +277,26 @@ def stale_payload(
     last = _iso(last_materialized)
     return {
         "kind": "freshness_stale",
-        "text": f"[usdcop] {asset} is stale: not materialized between {window_start:%H:%M} and its {due:%Y-%m-%d %H:%M} "
+        "text": f"[usdcop] {asset} is stale: not materialized between {window_start:%H:%M} and its "
+        f"{due:%Y-%m-%d %H:%M} "
         f"deadline (Bogota); last materialization {last or 'never'}",
         "asset_key": asset,
         "deadline": due.isoformat(),
         "window_start": window_start.isoformat(),
         "last_materialization": last,
         "changed_at": _iso(changed_at),
-        "policy": {"deadline_cron": policy.deadline_cron, "lower_bound_minutes": policy.lower_bound_delta.total_seconds() / 60,
-                   "timezone": policy.timezone},
+        "policy": {
+            "deadline_cron": policy.deadline_cron,
+            "lower_bound_minutes": policy.lower_bound_delta.total_seconds() / 60,
+            "timezone": policy.timezone,
+        },
         "ui_url": _ui(f"assets/{asset}", env),
     }
 
 
-def recovered_payload(key: dg.AssetKey, last_materialized: float | None, changed_at: float, env: Mapping[str, str] = os.environ) -> dict:
+def recovered_payload(
+    key: dg.AssetKey, last_materialized: float | None, changed_at: float, env: Mapping[str, str] = os.environ
+) -> dict:
     asset = key.to_user_string()
     return {
         "kind": "freshness_recovered",
@@ -300,7 +317,9 @@ ALERT_TICK_BUDGET_SECONDS = 30.0  # Dagster's default sensor evaluation timeout 
 
 
 def build_freshness_alert_sensor(
-    policies: Mapping[dg.AssetKey, dg.FreshnessPolicy], name: str = FRESHNESS_ALERT_SENSOR_NAME, minimum_interval_seconds: int | None = None
+    policies: Mapping[dg.AssetKey, dg.FreshnessPolicy],
+    name: str = FRESHNESS_ALERT_SENSOR_NAME,
+    minimum_interval_seconds: int | None = None,
 ) -> dg.SensorDefinition:
     """A sensor posting once when an asset of ``policies`` goes stale (FAIL) and once when it recovers.
 
@@ -319,7 +338,8 @@ def build_freshness_alert_sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Logs each layer going stale (freshness policy FAIL) and recovering, once, and posts it to {WEBHOOK_ENV} when set.",
+        description="Logs each layer going stale (freshness policy FAIL) and recovering, once, and posts it to "
+        f"{WEBHOOK_ENV} when set.",
     )
     def _sensor(context: dg.SensorEvaluationContext):
         instance = context.instance
@@ -332,7 +352,9 @@ def build_freshness_alert_sensor(
         payloads = list(state.get("pending", []))  # alerts found by an earlier tick and not delivered yet
         after = state["after"]
         while True:
-            page = instance.get_records_for_run(RUNLESS_RUN_ID, cursor=after, of_type=_STATE_CHANGE, limit=_STATE_CHANGES_PER_READ)
+            page = instance.get_records_for_run(
+                RUNLESS_RUN_ID, cursor=after, of_type=_STATE_CHANGE, limit=_STATE_CHANGES_PER_READ
+            )
             after = page.cursor
             for record in page.records:
                 change = record.event_log_entry.dagster_event.asset_freshness_state_change_data
@@ -341,17 +363,30 @@ def build_freshness_alert_sensor(
                     continue
                 name_ = change.key.to_user_string()
                 if change.new_state == FreshnessState.FAIL and name_ not in stale:
-                    deadline = latest_deadline(policy, dt.datetime.fromtimestamp(change.state_change_timestamp, tz=dt.timezone.utc))
+                    deadline = latest_deadline(
+                        policy, dt.datetime.fromtimestamp(change.state_change_timestamp, tz=dt.UTC)
+                    )
                     if _on_trading_day(deadline):
-                        payloads.append(stale_payload(change.key, policy, deadline, _last_materialized(instance, change.key),
-                                                      change.state_change_timestamp))
+                        payloads.append(
+                            stale_payload(
+                                change.key,
+                                policy,
+                                deadline,
+                                _last_materialized(instance, change.key),
+                                change.state_change_timestamp,
+                            )
+                        )
                         stale.add(name_)
                     else:
                         held.add(name_)
                         _emit(context, "info", f"{name_} FAIL at a {deadline.date()} deadline: a holiday, not alerted")
                 elif change.new_state != FreshnessState.FAIL:
                     if name_ in stale and change.new_state == FreshnessState.PASS:
-                        payloads.append(recovered_payload(change.key, _last_materialized(instance, change.key), change.state_change_timestamp))
+                        payloads.append(
+                            recovered_payload(
+                                change.key, _last_materialized(instance, change.key), change.state_change_timestamp
+                            )
+                        )
                     stale.discard(name_)
                     held.discard(name_)
             if not page.has_more:
@@ -366,7 +401,9 @@ def build_freshness_alert_sensor(
                 if record is None or record.freshness_state != FreshnessState.FAIL:
                     held.discard(key.to_user_string())
                 elif _on_trading_day(deadline):
-                    payloads.append(stale_payload(key, watched[key], deadline, _last_materialized(instance, key), now.timestamp()))
+                    payloads.append(
+                        stale_payload(key, watched[key], deadline, _last_materialized(instance, key), now.timestamp())
+                    )
                     held.discard(key.to_user_string())
                     stale.add(key.to_user_string())
         # A webhook that never answers costs ~11 s an alert (5 s timeout, one retry): deliver at most
@@ -376,11 +413,15 @@ def build_freshness_alert_sensor(
         while payloads and sent < MAX_ALERTS_PER_TICK and time.monotonic() - started < ALERT_TICK_BUDGET_SECONDS:
             deliver(payloads.pop(0), context=context)
             sent += 1
-        context.update_cursor(json.dumps({"after": after, "stale": sorted(stale), "held": sorted(held), "pending": payloads}))
+        context.update_cursor(
+            json.dumps({"after": after, "stale": sorted(stale), "held": sorted(held), "pending": payloads})
+        )
         if not sent:
             return dg.SkipReason(f"no layer went stale or recovered (stale now: {', '.join(sorted(stale)) or 'none'})")
         waiting = f"; {len(payloads)} more next tick" if payloads else ""
-        return dg.SkipReason(f"alerted {sent} freshness change(s){waiting} (stale now: {', '.join(sorted(stale)) or 'none'})")
+        return dg.SkipReason(
+            f"alerted {sent} freshness change(s){waiting} (stale now: {', '.join(sorted(stale)) or 'none'})"
+        )
 
     return _sensor
 

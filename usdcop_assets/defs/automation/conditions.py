@@ -14,12 +14,10 @@ import datetime as dt
 import dagster as dg
 from dagster._time import get_current_datetime
 
-from usdcop_assets.defs.keys import L1_MACRO
-from usdcop_assets.defs.keys import PPO_MODEL
-from usdcop_assets.defs.keys import OBS_STATS
+from usdcop_assets.core.settings import env_int
+from usdcop_assets.defs.keys import L1_MACRO, OBS_STATS, PPO_MODEL
 from usdcop_assets.defs.quality.checks import NO_FAILED_BLOCKING_CHECK_UPSTREAM
 from usdcop_assets.defs.tags import CLI_TAG
-from usdcop_assets.core.settings import env_int
 
 AUTOMATION_LOOKBACK = dt.timedelta(days=7)
 AUTOMATION_SENSOR = "automation_sensor"
@@ -53,6 +51,7 @@ SESSION_CONDITION = (
     .with_label("session_eager")
 )
 
+
 def _above_l0(asset: dg.AssetsDefinition) -> bool:
     return not all(key.path[0] == "l0" for key in asset.keys)
 
@@ -60,13 +59,16 @@ def _above_l0(asset: dg.AssetsDefinition) -> bool:
 def with_session_automation(assets):
     """The session assets above L0 with ``SESSION_CONDITION`` (L0 is started by sensors, schedules or the CLI)."""
     return [
-        asset.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=SESSION_CONDITION)) if _above_l0(asset) else asset
+        asset.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=SESSION_CONDITION))
+        if _above_l0(asset)
+        else asset
         for asset in assets
     ]
 
 
 def build_automation_sensor(assets, interval_seconds: int | None = None) -> dg.AutomationConditionSensorDefinition:
-    """The sensor evaluating ``SESSION_CONDITION``; its interval is the wait between a session's L0 and its L1..L6 run."""
+    """The sensor evaluating ``SESSION_CONDITION``; its interval is the wait between a session's L0 and its L1..L6
+    run."""
     interval_seconds = interval_seconds or env_int(INTERVAL_ENV, DEFAULT_INTERVAL_SECONDS, minimum=1)
     keys = [key for asset in assets if _above_l0(asset) for key in asset.keys]
     return dg.AutomationConditionSensorDefinition(
@@ -89,8 +91,12 @@ def build_history_sensor(interval_seconds: int = 3600) -> dg.SensorDefinition:
     Dagster keeps them 30 days (~24 MB per realtime bar here): docs/decisions/0005-automation-evaluation-history.md.
     """
 
-    @dg.sensor(name=HISTORY_SENSOR, minimum_interval_seconds=interval_seconds, default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Keeps the automation evaluation history to the last USDCOP_AUTOMATION_HISTORY_HOURS (default 48).")
+    @dg.sensor(
+        name=HISTORY_SENSOR,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Keeps the automation evaluation history to the last USDCOP_AUTOMATION_HISTORY_HOURS (default 48).",
+    )
     def _sensor(context: dg.SensorEvaluationContext):
         hours = env_int(HISTORY_ENV, 48, minimum=1)
         storage = context.instance.schedule_storage

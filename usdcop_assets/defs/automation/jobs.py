@@ -25,14 +25,17 @@ def layer_selection(layers: Sequence[str]) -> dg.AssetSelection:
     return dg.AssetSelection.key_prefixes(*[[layer.lower()] for layer in parse_layers(layers)])
 
 
-def build_session_chain_job(assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.AssetChecksDefinition] = ()) -> dg.UnresolvedAssetJobDefinition:
+def build_session_chain_job(
+    assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.AssetChecksDefinition] = ()
+) -> dg.UnresolvedAssetJobDefinition:
     """The session assets and their data checks (``quality/checks.py``); other checks on them (freshness) stay out."""
     keys = [key for a in assets if a.partitions_def == session_partitions for key in a.keys]
     return dg.define_asset_job(
         SESSION_JOB,
         selection=dg.AssetSelection.assets(*keys).without_checks() | dg.AssetSelection.checks(*checks),
         partitions_def=session_partitions,
-        description="Every session-partitioned layer (L0 bars to L6 backtest), for one session or a range of sessions in one run.",
+        description="Every session-partitioned layer (L0 bars to L6 backtest), for one session or a range of sessions "
+        "in one run.",
     )
 
 
@@ -44,7 +47,11 @@ PERFORMANCE_JOB = "performance"
 # name -> (description, carry the assets' checks); partitioning comes from the assets.
 JOB_SPECS = {
     MACRO_JOB: ("Daily macro layers, for one day or a range of days in one run.", True),
-    STATS_JOB: ("Fit the monthly observation normalization statistics (each month on the warm l3/features_m5 bars before it), a month or a range of months in one run.", True),
+    STATS_JOB: (
+        "Fit the monthly observation normalization statistics (each month on the warm l3/features_m5 bars before it), "
+        "a month or a range of months in one run.",
+        True,
+    ),
     MODEL_JOB: ("Train the PPO agent of a walk-forward fold (month) on the L4 episodes before it.", True),
     PERFORMANCE_JOB: ("Agent vs baselines over every stored session backtest: rl_metrics and the HTML report.", True),
 }
@@ -54,7 +61,9 @@ def build_asset_job(name: str, assets: Sequence[dg.AssetsDefinition]) -> dg.Unre
     """One of the ``JOB_SPECS`` jobs over ``assets``."""
     description, with_checks = JOB_SPECS[name]
     selection = dg.AssetSelection.assets(*assets)
-    return dg.define_asset_job(name, selection=selection if with_checks else selection.without_checks(), description=description)
+    return dg.define_asset_job(
+        name, selection=selection if with_checks else selection.without_checks(), description=description
+    )
 
 
 def job_check_keys(job) -> set[dg.AssetCheckKey]:

@@ -68,7 +68,8 @@ def bar_close_schedule(job) -> dg.ScheduleDefinition:
         execution_timezone=cal.TZ_NAME,
         job=job,
         default_status=STOPPED,
-        description="A minute after each bar closes during Bogota sessions (08:06-13:01), today's session again; holidays skipped.",
+        description="A minute after each bar closes during Bogota sessions (08:06-13:01), today's session again; "
+        "holidays skipped.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         now = pd.Timestamp(context.scheduled_execution_time).tz_convert("UTC")
@@ -76,7 +77,9 @@ def bar_close_schedule(job) -> dg.ScheduleDefinition:
         day = now.tz_convert(cal.TZ).date()
         if bar is None or bar.tz_convert(cal.TZ).date() != day:
             return dg.SkipReason(f"{day.isoformat()} has no closed bar of its own (holiday, or before 08:05)")
-        return dg.RunRequest(run_key=cal.bar_key(bar), partition_key=cal.session_key(day), tags={"usdcop/bar": cal.bar_key(bar)})
+        return dg.RunRequest(
+            run_key=cal.bar_key(bar), partition_key=cal.session_key(day), tags={"usdcop/bar": cal.bar_key(bar)}
+        )
 
     return _schedule
 
@@ -89,7 +92,8 @@ def build_schedules(jobs: dict) -> list:
             name="ppo_retrain_schedule",
             hour_of_day=1,
             default_status=STOPPED,
-            description="Monthly walk-forward retrain: on the 1st at 01:00 Bogota, the new month's fold of l5/ppo_model.",
+            description="Monthly walk-forward retrain: on the 1st at 01:00 Bogota, the new month's fold of "
+            "l5/ppo_model.",
         ),
         dg.build_schedule_from_partitioned_job(
             jobs[STATS_JOB],
@@ -97,9 +101,13 @@ def build_schedules(jobs: dict) -> list:
             hour_of_day=0,
             minute_of_hour=5,
             default_status=dg.DefaultScheduleStatus.RUNNING,
-            description="Monthly: on the 1st at 00:05 Bogota, the new month's l4/observation_stats (fitted on the months before it).",
+            description="Monthly: on the 1st at 00:05 Bogota, the new month's l4/observation_stats (fitted on the "
+            "months before it).",
         ),
         session_close_schedule(
-            jobs[SESSION_JOB], "session_chain_schedule", 10, "Every layer of the session that closed at 13:00, once more at 13:10 Bogota (late bars, final rows)."
+            jobs[SESSION_JOB],
+            "session_chain_schedule",
+            10,
+            "Every layer of the session that closed at 13:00, once more at 13:10 Bogota (late bars, final rows).",
         ),
     ]

@@ -22,17 +22,16 @@ Register ``SENSORS`` in the code location.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.clock import CLOCK_ENV, replay_clock  # noqa: F401 (re-exported)
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import env_int
 from usdcop_assets.defs.automation.jobs import SESSION_JOB
 from usdcop_assets.defs.partitions import history_start
-from usdcop_assets.core.settings import env_int
 from usdcop_assets.sources import fetch_bars, require_available, resolve_source
 
 L0_KEY = dg.AssetKey(["l0", "ohlcv_m5"])
@@ -71,7 +70,9 @@ def bar_published(source: str, bar: pd.Timestamp) -> bool:
     """Whether ``source`` already serves the bar opening at ``bar`` (synthetic: always)."""
     if source.split(":", 1)[0] == "synthetic":
         return True
-    frame = fetch_bars(source, bar, bar + pd.Timedelta(minutes=cal.BAR_MINUTES), timeout=10.0, max_attempts=2, sleep=_no_sleep)
+    frame = fetch_bars(
+        source, bar, bar + pd.Timedelta(minutes=cal.BAR_MINUTES), timeout=10.0, max_attempts=2, sleep=_no_sleep
+    )
     return bool((frame["time"] == bar).any())
 
 
@@ -90,7 +91,8 @@ def realtime_default_status(env=os.environ) -> dg.DefaultSensorStatus:
     # so a short interval costs requests only during the vendor's publication delay.
     minimum_interval_seconds=env_int(POLL_ENV, 15, minimum=1),
     default_status=realtime_default_status(),
-    description="Runs today's session partition (L0..L6) for each newly closed 5-minute bar, once the source publishes it.",
+    description="Runs today's session partition (L0..L6) for each newly closed 5-minute bar, once the source "
+    "publishes it.",
 )
 def realtime_bar_sensor(context: dg.SensorEvaluationContext):
     now = utc_now()
@@ -112,8 +114,14 @@ def realtime_bar_sensor(context: dg.SensorEvaluationContext):
     context.log.info(f"source={source}: requesting bar {key} ({mode})")
     selection = [L0_KEY] if mode == "l0" else None  # l0: the automation sensor carries L1..L6
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=key, partition_key=cal.session_key(bar.tz_convert(cal.TZ).date()),
-                                    asset_selection=selection, tags={TRIGGER_TAG: "realtime", "usdcop/bar": key})],
+        run_requests=[
+            dg.RunRequest(
+                run_key=key,
+                partition_key=cal.session_key(bar.tz_convert(cal.TZ).date()),
+                asset_selection=selection,
+                tags={TRIGGER_TAG: "realtime", "usdcop/bar": key},
+            )
+        ],
         cursor=key,
     )
 
@@ -123,7 +131,9 @@ def realtime_run_mode(env=os.environ) -> str:
     declarative automation then requests L1..L6)."""
     mode = (env.get(REALTIME_RUN_ENV) or "chain").strip().lower()
     if mode not in ("l0", "chain"):
-        raise ValueError(f"{REALTIME_RUN_ENV}={mode!r}: 'l0' (L0 then declarative automation) or 'chain' (L0..L6 in one run)")
+        raise ValueError(
+            f"{REALTIME_RUN_ENV}={mode!r}: 'l0' (L0 then declarative automation) or 'chain' (L0..L6 in one run)"
+        )
     return mode
 
 
@@ -131,7 +141,8 @@ def realtime_run_mode(env=os.environ) -> str:
 
 
 def recent_sessions(now, sessions: int, grace_minutes: int = 0) -> list[tuple[str, pd.Timestamp]]:
-    """(session key, last bar due) of the last ``sessions`` sessions up to the bar closed ``grace_minutes`` before ``now``."""
+    """(session key, last bar due) of the last ``sessions`` sessions up to the bar closed ``grace_minutes`` before
+    ``now``."""
     last = cal.last_closed_bar(pd.Timestamp(now) - pd.Timedelta(minutes=grace_minutes))
     if last is None:
         return []
@@ -150,8 +161,11 @@ def recent_sessions(now, sessions: int, grace_minutes: int = 0) -> list[tuple[st
 def _in_flight_sessions(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     """Session-key ranges of session_chain runs that are queued or running (their rows are on their way)."""
     statuses = [
-        dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-        dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
     ]
     out = []
     for run in instance.get_runs(filters=dg.RunsFilter(job_name=SESSION_JOB, statuses=statuses), limit=200):
@@ -183,7 +197,8 @@ def _last_bar_stored(instance: dg.DagsterInstance, session: str) -> pd.Timestamp
     job_name=SESSION_JOB,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Runs recent sessions whose L0 was never materialized or stops short of the bars due, one run per session.",
+    description="Runs recent sessions whose L0 was never materialized or stops short of the bars due, one run per "
+    "session.",
 )
 def gap_fill_sensor(context: dg.SensorEvaluationContext):
     sessions = env_int(GAP_FILL_SESSIONS_ENV, DEFAULT_GAP_FILL_SESSIONS, 1)
@@ -199,11 +214,16 @@ def gap_fill_sensor(context: dg.SensorEvaluationContext):
         stored = _last_bar_stored(context.instance, key)
         if stored is not None and stored >= due:
             continue
-        requests.append(dg.RunRequest(run_key=f"gap-fill:{key}:{cal.bar_key(due)}", partition_key=key,
-                                      tags={TRIGGER_TAG: "gap_fill"}))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"gap-fill:{key}:{cal.bar_key(due)}", partition_key=key, tags={TRIGGER_TAG: "gap_fill"}
+            )
+        )
     if not requests:
         return dg.SkipReason(f"the last {len(recent)} session(s) are complete up to the bars due, or on their way")
-    context.log.info(f"{len(requests)} session(s) short of their due bars: " + ", ".join(r.partition_key for r in requests))
+    context.log.info(
+        f"{len(requests)} session(s) short of their due bars: " + ", ".join(r.partition_key for r in requests)
+    )
     return requests
 
 

@@ -1,16 +1,14 @@
 """L0: bars exactly as the source gave them, with ``source``, ``ingested_at`` and ``parse_error``."""
 
-
 import dagster as dg
 import pandas as pd
 
 from usdcop_assets import clock
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
-from usdcop_assets.defs.windows import session_output
 from usdcop_assets.defs.partitions import session_partitions
+from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY, session_backfill_policy
+from usdcop_assets.defs.windows import session_output
 from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
-from usdcop_assets.defs.policies import session_backfill_policy
 
 
 @dg.asset(
@@ -41,7 +39,9 @@ def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
     metadata["parse_errors"] = parse_errors
     if summary.get("source_tz") is not None or source.startswith("file:"):
         metadata["source_tz"] = summary.get("source_tz") or "as labelled"
-        metadata["off_session_rows"] = int((~cal.on_session_grid(pd.DatetimeIndex(raw["time"]))).sum()) if len(raw) else 0
+        metadata["off_session_rows"] = (
+            int((~cal.on_session_grid(pd.DatetimeIndex(raw["time"]))).sum()) if len(raw) else 0
+        )
     if "requests" in summary:  # a remote source: its request accounting (keys named by position only)
         metadata["requests"] = summary["requests"]
         metadata["requests_per_key"] = dg.MetadataValue.json(summary["requests_per_key"])
@@ -53,5 +53,7 @@ def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
     else:
         context.log.info(f"source={source}: {len(raw)} rows for {n_bars} bars due")
     if parse_errors:
-        context.log.warning(f"source={source}: {parse_errors} row(s) with unparseable fields kept as NaN (L1 rejects them)")
+        context.log.warning(
+            f"source={source}: {parse_errors} row(s) with unparseable fields kept as NaN (L1 rejects them)"
+        )
     return session_output(context, raw, metadata)

@@ -1,18 +1,15 @@
 """L1: validated, deduplicated bars on the session grid, and the rejected rows with their reasons."""
 
-
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.defs.keys import L0_OHLCV, L1_OHLCV, L1_REJECTS
 from usdcop_assets.core import calendar as cal
-
-from usdcop_assets.defs.windows import session_output
+from usdcop_assets.defs.keys import L0_OHLCV, L1_OHLCV, L1_REJECTS
 from usdcop_assets.defs.partitions import session_partitions
-from usdcop_assets.refine.standardize import standardize_bars, time_shift_summary
-from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.defs.policies import session_backfill_policy
-
+from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.windows import session_output
+from usdcop_assets.refine.standardize import standardize_bars, time_shift_summary
 
 
 @dg.multi_asset(
@@ -23,7 +20,8 @@ from usdcop_assets.defs.policies import session_backfill_policy
             group_name="l1_standardized",
             kinds={"parquet", "sql"},
             metadata={"time_column": "time", "warehouse_table": "usdcop_m5_ohlcv", "lake_window": "session_days"},
-            description="Validated USD/COP bars, one row per bar of the session grid (UTC); time_shift_hours marks clock-corrected rows.",
+            description="Validated USD/COP bars, one row per bar of the session grid (UTC); time_shift_hours marks "
+            "clock-corrected rows.",
         ).with_io_manager_key("serving_io_manager"),
         dg.AssetSpec(
             L1_REJECTS,
@@ -42,7 +40,9 @@ def l1_ohlcv_m5(context: dg.AssetExecutionContext, lake: LakeResource, raw: pd.D
     neighbours = neighbour_sessions(lake, context.partition_time_window)
     kept, rejects = standardize_bars(raw, context=neighbours)
     if rejects["time"].isna().any():  # no usable time: file it under the window it arrived in
-        rejects.loc[rejects["time"].isna(), "time"] = pd.Timestamp(context.partition_time_window.start).tz_convert("UTC")
+        rejects.loc[rejects["time"].isna(), "time"] = pd.Timestamp(context.partition_time_window.start).tz_convert(
+            "UTC"
+        )
     by_reason = {str(k): int(v) for k, v in rejects["reason"].value_counts().sort_index().items()}
     by_shift = time_shift_summary(kept)
     conserved = len(raw) == len(kept) + len(rejects)

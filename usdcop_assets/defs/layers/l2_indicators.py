@@ -10,10 +10,11 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets.defs.keys import L1_OHLCV, L2_INDICATORS
-from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
-from usdcop_assets.defs.windows import complete_from, lookback_input, own_window, session_output
 from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.defs.policies import session_backfill_policy
+from usdcop_assets.defs.windows import complete_from, lookback_input, own_window, session_output
+from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, compute_indicators
+
 
 @dg.asset(
     key=L2_INDICATORS,
@@ -24,7 +25,8 @@ from usdcop_assets.defs.policies import session_backfill_policy
     group_name="l2_indicators",
     kinds={"parquet", "sql"},
     metadata={"time_column": "time", "warehouse_table": "usdcop_m5_indicators"},
-    description="EMA 20/50, SMA 10/20, RSI 14, MACD 12/26/9, Bollinger 20/2, ATR 14 (ta) per bar, session-anchored look-back.",
+    description="EMA 20/50, SMA 10/20, RSI 14, MACD 12/26/9, Bollinger 20/2, ATR 14 (ta) per bar, session-anchored "
+    "look-back.",
 )
 def l2_indicators_m5(context: dg.AssetExecutionContext, bars: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     start, end = own_window(context)
@@ -36,7 +38,9 @@ def l2_indicators_m5(context: dg.AssetExecutionContext, bars: pd.DataFrame) -> d
         out = compute_indicators(bars, targets=targets, data_start=complete_from(bars))
     cold = int((~out["warm"]).sum()) if len(out) else 0
     return session_output(
-        context, out, {"lookback_bars_loaded": len(bars) - len(out), "not_warm": cold, "lookback_sessions": LOOKBACK_SESSIONS}
+        context,
+        out,
+        {"lookback_bars_loaded": len(bars) - len(out), "not_warm": cold, "lookback_sessions": LOOKBACK_SESSIONS},
     )
 
 
@@ -44,4 +48,12 @@ def _empty() -> pd.DataFrame:
     from usdcop_assets.features.indicators import INDICATOR_COLUMNS, OUTPUT_COLUMNS
 
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in OUTPUT_COLUMNS})
-    return frame.astype({"time": "datetime64[ns, UTC]", "symbol": "str", "warm": "bool", "lookback_start": "datetime64[ns, UTC]", **{c: "float64" for c in INDICATOR_COLUMNS}})
+    return frame.astype(
+        {
+            "time": "datetime64[ns, UTC]",
+            "symbol": "str",
+            "warm": "bool",
+            "lookback_start": "datetime64[ns, UTC]",
+            **{c: "float64" for c in INDICATOR_COLUMNS},
+        }
+    )

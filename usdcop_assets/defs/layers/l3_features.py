@@ -9,14 +9,18 @@ the observation config turns into 0 and counts.
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.defs.keys import L1_MACRO, L3_FEATURES
-from usdcop_assets.defs.keys import L1_OHLCV, L2_INDICATORS
-from usdcop_assets.defs.windows import lookback_input, own_window, session_output
-from usdcop_assets.features.engineering import FEATURE_LOOKBACK_SESSIONS, MACRO_LOOKBACK_DAYS, build_features, macro_daily_frame, macro_zscores
+from usdcop_assets.defs.keys import L1_MACRO, L1_OHLCV, L2_INDICATORS, L3_FEATURES
 from usdcop_assets.defs.partitions import session_partitions
-from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.defs.policies import session_backfill_policy
-
+from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.windows import lookback_input, own_window, session_output
+from usdcop_assets.features.engineering import (
+    FEATURE_LOOKBACK_SESSIONS,
+    MACRO_LOOKBACK_DAYS,
+    build_features,
+    macro_daily_frame,
+    macro_zscores,
+)
 
 
 @dg.asset(
@@ -31,7 +35,9 @@ from usdcop_assets.defs.policies import session_backfill_policy
     metadata={"time_column": "time"},
     description="Returns, volatility, indicator-derived and time features, point-in-time macro z-scores, per bar.",
 )
-def l3_features_m5(context: dg.AssetExecutionContext, lake: LakeResource, bars: pd.DataFrame, indicators: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def l3_features_m5(
+    context: dg.AssetExecutionContext, lake: LakeResource, bars: pd.DataFrame, indicators: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
     start, end = own_window(context)
     targets = pd.DatetimeIndex(indicators["time"]) if len(indicators) else pd.DatetimeIndex([], tz="UTC")
     wide = lake.table("/".join(L1_MACRO.path)).read(start - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), end)
@@ -40,7 +46,9 @@ def l3_features_m5(context: dg.AssetExecutionContext, lake: LakeResource, bars: 
     macro_cols = [c for c in out.columns if c.startswith("macro_")]
     missing_macro = int(out[macro_cols].isna().all(axis=1).sum()) if len(out) else 0
     if len(out) and daily.empty:
-        context.log.warning("l1/macro_daily has no values before these bars: macro features are NaN (materialize l1/macro_daily)")
+        context.log.warning(
+            "l1/macro_daily has no values before these bars: macro features are NaN (materialize l1/macro_daily)"
+        )
     return session_output(
         context,
         out,

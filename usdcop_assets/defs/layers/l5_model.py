@@ -30,14 +30,13 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.windows import own_window
 from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
-from usdcop_assets.defs.registry import REGISTRY_TABLE
-from usdcop_assets.observation.builder import obs_version
-from usdcop_assets.observation.normalization import read_month_stats
-from usdcop_assets.observation.builder import load_config
 from usdcop_assets.defs.partitions import history_start
+from usdcop_assets.defs.registry import REGISTRY_TABLE
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.windows import own_window
+from usdcop_assets.observation.builder import load_config, obs_version
+from usdcop_assets.observation.normalization import read_month_stats
 from usdcop_assets.rl.costs import live_costs
 from usdcop_assets.rl.folds import fold_options_from_env, fold_windows, warm_sessions
 from usdcop_assets.rl.risk import live_limits
@@ -46,7 +45,6 @@ from usdcop_assets.rl.training import TrainConfig, curve_markdown, train_config_
 MODELS_PREFIX = "models/ppo"
 ARTIFACT_NAME = "policy.safetensors"
 FOLD_OFFSET_MONTHS = 3  # the first fold starts this many months after the history start (some history to train on)
-
 
 
 def _fold_start_date(start: dt.date, months: int = FOLD_OFFSET_MONTHS) -> dt.date:
@@ -79,8 +77,13 @@ class PPOModelConfig(dg.Config):
 
     def fold_options(self) -> dict:
         options = fold_options_from_env()
-        options.update({k: v for k, v in (("valid_sessions", self.valid_sessions), ("min_train_sessions", self.min_train_sessions))
-                        if v is not None})
+        options.update(
+            {
+                k: v
+                for k, v in (("valid_sessions", self.valid_sessions), ("min_train_sessions", self.min_train_sessions))
+                if v is not None
+            }
+        )
         return options
 
 
@@ -89,36 +92,53 @@ def model_dir(fold_key: str, version: str) -> str:
 
 
 def normalization_summary(store, obs_config, episodes: pd.DataFrame, fold) -> dict:
-    """How the fold's observations were normalized: the rule and each month's statistics version (metadata of the model)."""
+    """How the fold's observations were normalized: the rule and each month's statistics version (metadata of the
+    model)."""
     sessions = [str(d) for d in (*fold.train_sessions, *fold.valid_sessions)]
     months = sorted({s[:7] for s in sessions})
     stored = read_month_stats(store, months)
-    return {"rule": obs_config.rule_text(), "obs_version": obs_version(obs_config),
-            "stats_versions": {m: (stored[m]["stats_version"] if m in stored else None) for m in months}}
+    return {
+        "rule": obs_config.rule_text(),
+        "obs_version": obs_version(obs_config),
+        "stats_versions": {m: (stored[m]["stats_version"] if m in stored else None) for m in months},
+    }
 
 
 @dg.asset(
     key=PPO_MODEL,
-    deps=[dg.AssetDep(EPISODES, partition_mapping=dg.AllPartitionMapping()), dg.AssetDep(OBS_STATS, partition_mapping=dg.AllPartitionMapping())],
+    deps=[
+        dg.AssetDep(EPISODES, partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep(OBS_STATS, partition_mapping=dg.AllPartitionMapping()),
+    ],
     partitions_def=fold_partitions,
     io_manager_key="serving_io_manager",
     group_name="l5_model",
     kinds={"pytorch", "parquet", "sql"},
     metadata={"time_column": "time", "warehouse_table": REGISTRY_TABLE},
-    description="SB3 PPO trained only on the L4 episodes before its fold (month); weights-only artifact in the lake under "
-                "models/ppo/<fold>/<version>/, its SHA-256 registered in the warehouse (rl_models) and in this metadata.",
+    description="SB3 PPO trained only on the L4 episodes before its fold (month); weights-only artifact in the lake "
+    "under "
+    "models/ppo/<fold>/<version>/, its SHA-256 registered in the warehouse (rl_models) and in this metadata.",
 )
-def l5_ppo_model(context: dg.AssetExecutionContext, config: PPOModelConfig, lake: LakeResource) -> dg.Output[pd.DataFrame]:
+def l5_ppo_model(
+    context: dg.AssetExecutionContext, config: PPOModelConfig, lake: LakeResource
+) -> dg.Output[pd.DataFrame]:
     fold_key = context.partition_key
     fold_start, _ = own_window(context)
     episodes = lake.table("/".join(EPISODES.path)).read(None, fold_start)
-    fold = fold_windows(fold_key, warm_sessions(episodes), **config.fold_options())  # ValueError: not enough history before the fold
+    fold = fold_windows(
+        fold_key, warm_sessions(episodes), **config.fold_options()
+    )  # ValueError: not enough history before the fold
     config = config.train_config()  # the run config -> the trainer's settings
     obs_config = load_config()
     obs_stats = normalization_summary(lake.store(), obs_config, episodes, fold)
-    context.log.info(f"fold {fold_key}: {fold.n_train} training sessions {fold.train_first}..{fold.train_last}, "
-                     f"{fold.n_valid} validation {fold.valid_first}..{fold.valid_last}; {config.total_timesteps} timesteps, seed {config.seed}")
-    trained = train_fold(episodes, fold, config, obs_config, live_costs(), risk=live_limits(), obs_stats=obs_stats, log=context.log.info)
+    context.log.info(
+        f"fold {fold_key}: {fold.n_train} training sessions {fold.train_first}..{fold.train_last}, "
+        f"{fold.n_valid} validation {fold.valid_first}..{fold.valid_last}; {config.total_timesteps} timesteps, seed "
+        f"{config.seed}"
+    )
+    trained = train_fold(
+        episodes, fold, config, obs_config, live_costs(), risk=live_limits(), obs_stats=obs_stats, log=context.log.info
+    )
 
     version = trained.version
     path = model_dir(fold_key, version)
@@ -128,31 +148,40 @@ def l5_ppo_model(context: dg.AssetExecutionContext, config: PPOModelConfig, lake
     reused = store.get(f"{path}/{ARTIFACT_NAME}") == trained.artifact
     if not reused:
         store.put(f"{path}/{ARTIFACT_NAME}", trained.artifact)
-        context.log.info(f"fold {fold_key}: artifact {path}/{ARTIFACT_NAME} written (sha256 {trained.artifact_sha256[:12]})")
+        context.log.info(
+            f"fold {fold_key}: artifact {path}/{ARTIFACT_NAME} written (sha256 {trained.artifact_sha256[:12]})"
+        )
     if not reused or store.get(f"{path}/metadata.json") is None:
         store.put(f"{path}/metadata.json", trained.metadata_json())
     sel = trained.metadata["selection"]
     window = trained.metadata["data_window"]
-    row = pd.DataFrame([{
-        "time": fold_start,
-        "fold": fold_key,
-        "version": version,
-        "weights_sha256": trained.weights_sha256,
-        "artifact_sha256": trained.artifact_sha256,
-        "obs_version": trained.metadata["observation"]["obs_version"],
-        "model_path": f"{path}/{ARTIFACT_NAME}",
-        "metadata_path": f"{path}/metadata.json",
-        "scheme": fold.scheme,
-        "train_first": window["train_first"], "train_last": window["train_last"],
-        "valid_first": window["valid_first"], "valid_last": window["valid_last"],
-        "train_sessions": int(window["train_sessions"]), "valid_sessions": int(window["valid_sessions"]),
-        "seed": int(config.seed),
-        "total_timesteps": int(config.total_timesteps),
-        "selected_checkpoint": int(sel["checkpoint"]),
-        "selected_timesteps": int(sel["timesteps"]),
-        "valid_sharpe": float(sel["valid_sharpe"]) if sel["valid_sharpe"] is not None else np.nan,
-        "valid_mean_reward": float(sel["valid_mean_reward"]),
-    }])
+    row = pd.DataFrame(
+        [
+            {
+                "time": fold_start,
+                "fold": fold_key,
+                "version": version,
+                "weights_sha256": trained.weights_sha256,
+                "artifact_sha256": trained.artifact_sha256,
+                "obs_version": trained.metadata["observation"]["obs_version"],
+                "model_path": f"{path}/{ARTIFACT_NAME}",
+                "metadata_path": f"{path}/metadata.json",
+                "scheme": fold.scheme,
+                "train_first": window["train_first"],
+                "train_last": window["train_last"],
+                "valid_first": window["valid_first"],
+                "valid_last": window["valid_last"],
+                "train_sessions": int(window["train_sessions"]),
+                "valid_sessions": int(window["valid_sessions"]),
+                "seed": int(config.seed),
+                "total_timesteps": int(config.total_timesteps),
+                "selected_checkpoint": int(sel["checkpoint"]),
+                "selected_timesteps": int(sel["timesteps"]),
+                "valid_sharpe": float(sel["valid_sharpe"]) if sel["valid_sharpe"] is not None else np.nan,
+                "valid_mean_reward": float(sel["valid_mean_reward"]),
+            }
+        ]
+    )
     return dg.Output(
         row,
         metadata={
@@ -171,5 +200,3 @@ def l5_ppo_model(context: dg.AssetExecutionContext, config: PPOModelConfig, lake
             "train_seconds": trained.metadata["train_seconds"],
         },
     )
-
-

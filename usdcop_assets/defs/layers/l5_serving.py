@@ -18,48 +18,63 @@ in ``fallback``; a model artifact whose bytes or weights differ from the registr
 fails the run with an error naming both, before anything of the artifact is parsed.
 """
 
-
-
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.defs.keys import ACTIONS, PAPER_POSITIONS, PAPER_TRADES
-from usdcop_assets.defs.keys import L1_OHLCV
-from usdcop_assets.defs.windows import own_window, session_output
-from usdcop_assets.defs.keys import PPO_MODEL
-from usdcop_assets.defs.registry import policy_for, registered_models
-from usdcop_assets.rl.costs import live_costs
-from usdcop_assets.rl.risk import live_limits
-from usdcop_assets.defs.keys import OBSERVATIONS
-from usdcop_assets.observation.builder import load_config
+from usdcop_assets.defs.keys import ACTIONS, L1_OHLCV, OBSERVATIONS, PAPER_POSITIONS, PAPER_TRADES, PPO_MODEL
 from usdcop_assets.defs.partitions import session_partitions
+from usdcop_assets.defs.policies import session_backfill_policy
+from usdcop_assets.defs.registry import policy_for, registered_models
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.windows import own_window, session_output
+from usdcop_assets.observation.builder import load_config
+from usdcop_assets.rl.costs import live_costs
+
 # the decision itself is pure (rl/decisions.py), shared with the live process
 from usdcop_assets.rl.decisions import decide_bars
 from usdcop_assets.rl.paper import paper_ledger
-from usdcop_assets.rl.risk import describe_flags
-from usdcop_assets.defs.policies import session_backfill_policy
+from usdcop_assets.rl.risk import describe_flags, live_limits
 
 
 @dg.asset(
     key=ACTIONS,
     ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
-    deps=[dg.AssetDep(PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True))],
+    deps=[
+        dg.AssetDep(
+            PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+        )
+    ],
     partitions_def=session_partitions,
     backfill_policy=session_backfill_policy(),
     io_manager_key="serving_io_manager",
     group_name="l5_serving",
     kinds={"parquet", "sql"},
     metadata={"time_column": "time", "warehouse_table": "fact_rl_inference"},
-    description="Target position in [-1, 1] per bar from its fold's PPO model, after the risk manager (flat and recorded when there is no usable model).",
+    description="Target position in [-1, 1] per bar from its fold's PPO model, after the risk manager (flat and "
+    "recorded when there is no usable model).",
 )
-def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame, bars: pd.DataFrame, lake: LakeResource,
-                  warehouse: WarehouseResource) -> dg.Output[pd.DataFrame]:
+def l5_actions_m5(
+    context: dg.AssetExecutionContext,
+    observations: pd.DataFrame,
+    bars: pd.DataFrame,
+    lake: LakeResource,
+    warehouse: WarehouseResource,
+) -> dg.Output[pd.DataFrame]:
     start, end = own_window(context)
     models = registered_models(warehouse)
-    actions, fallbacks = decide_bars(observations, bars, start, end, models, lambda row: policy_for(lake, row, context.instance),
-                                     load_config(), log=context.log.warning, limits=live_limits(), costs=live_costs())
+    actions, fallbacks = decide_bars(
+        observations,
+        bars,
+        start,
+        end,
+        models,
+        lambda row: policy_for(lake, row, context.instance),
+        load_config(),
+        log=context.log.warning,
+        limits=live_limits(),
+        costs=live_costs(),
+    )
     flagged = actions.loc[actions["risk_flags"] > 0, "risk_flags"] if len(actions) else pd.Series(dtype="int64")
     flag_counts: dict[str, int] = {}
     for value in flagged:
@@ -70,7 +85,9 @@ def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame,
         context,
         actions,
         {
-            "model_versions": dg.MetadataValue.json(sorted(actions["model_version"].unique().tolist()) if len(actions) else []),
+            "model_versions": dg.MetadataValue.json(
+                sorted(actions["model_version"].unique().tolist()) if len(actions) else []
+            ),
             "flat_fallback_sessions": dg.MetadataValue.json(fallbacks[:50]),
             "risk_flags": dg.MetadataValue.json(flag_counts),
             "mean_abs_position": float(actions["position"].abs().mean()) if len(actions) else 0.0,
@@ -82,12 +99,20 @@ def l5_actions_m5(context: dg.AssetExecutionContext, observations: pd.DataFrame,
 
 @dg.multi_asset(
     outs={
-        "paper_trades": dg.AssetOut(key=PAPER_TRADES, io_manager_key="serving_io_manager", kinds={"parquet", "sql"},
-                                    metadata={"time_column": "time", "warehouse_table": "paper_trades"},
-                                    description="Simulated fills: the decision at a bar's close filled at the next bar's open, with costs."),
-        "paper_positions": dg.AssetOut(key=PAPER_POSITIONS, io_manager_key="serving_io_manager", kinds={"parquet", "sql"},
-                                       metadata={"time_column": "time", "warehouse_table": "paper_positions"},
-                                       description="The paper position per bar, marked at the bar's close: entry, unrealized and realized P&L."),
+        "paper_trades": dg.AssetOut(
+            key=PAPER_TRADES,
+            io_manager_key="serving_io_manager",
+            kinds={"parquet", "sql"},
+            metadata={"time_column": "time", "warehouse_table": "paper_trades"},
+            description="Simulated fills: the decision at a bar's close filled at the next bar's open, with costs.",
+        ),
+        "paper_positions": dg.AssetOut(
+            key=PAPER_POSITIONS,
+            io_manager_key="serving_io_manager",
+            kinds={"parquet", "sql"},
+            metadata={"time_column": "time", "warehouse_table": "paper_positions"},
+            description="The paper position per bar, marked at the bar's close: entry, unrealized and realized P&L.",
+        ),
     },
     ins={"actions": dg.AssetIn(ACTIONS), "bars": dg.AssetIn(L1_OHLCV)},
     partitions_def=session_partitions,
@@ -99,8 +124,17 @@ def l5_paper_ledger(context: dg.AssetExecutionContext, actions: pd.DataFrame, ba
     trades, positions = paper_ledger(actions[actions["time"] < end], bars[bars["time"] < end], live_costs())
     trades = trades[(trades["time"] >= start) & (trades["time"] < end)].reset_index(drop=True)
     positions = positions[(positions["time"] >= start) & (positions["time"] < end)].reset_index(drop=True)
-    yield dg.Output(trades, output_name="paper_trades",
-                    metadata={"fills": len(trades), "cost": float(trades["cost"].sum()) if len(trades) else 0.0})
-    yield session_output(context, positions, output_name="paper_positions",
-                    metadata={"last_position": float(positions["position"].iloc[-1]) if len(positions) else 0.0,
-                              "session_pnl": float(positions["session_pnl"].iloc[-1]) if len(positions) else 0.0})
+    yield dg.Output(
+        trades,
+        output_name="paper_trades",
+        metadata={"fills": len(trades), "cost": float(trades["cost"].sum()) if len(trades) else 0.0},
+    )
+    yield session_output(
+        context,
+        positions,
+        output_name="paper_positions",
+        metadata={
+            "last_position": float(positions["position"].iloc[-1]) if len(positions) else 0.0,
+            "session_pnl": float(positions["session_pnl"].iloc[-1]) if len(positions) else 0.0,
+        },
+    )

@@ -11,9 +11,9 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
 from usdcop_assets.core.settings import env_int
 from usdcop_assets.defs.partitions import macro_partitions
+from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
 from usdcop_assets.sources.macro_sources import FRED_KEY_ENV, fetch_macro, resolve_macro_source, source_label
 
 # Daily windows are Bogota calendar days [00:00, 24:00) starting MACRO_WARMUP_DAYS before the bar
@@ -89,11 +89,15 @@ MACRO_STALE_ENV = "USDCOP_MACRO_STALE_BUSINESS_DAYS"
     io_manager_key="serving_io_manager",
     group_name="l1_standardized",
     kinds={"parquet", "sql"},
-    ins={"raw": dg.AssetIn(["l0", "macro_daily"],
-                           partition_mapping=dg.TimeWindowPartitionMapping(
-                               start_offset=-MACRO_L1_LOOKBACK_DAYS,
-                               allow_nonexistent_upstream_partitions=True,  # the first days have no look-back
-                           ))},
+    ins={
+        "raw": dg.AssetIn(
+            ["l0", "macro_daily"],
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-MACRO_L1_LOOKBACK_DAYS,
+                allow_nonexistent_upstream_partitions=True,  # the first days have no look-back
+            ),
+        )
+    },
     metadata={"time_column": "time", "warehouse_table": "macro_indicators_daily"},
     description=(
         "Daily macro, wide: one value column per catalog indicator with the UTC instant it became known "
@@ -111,14 +115,13 @@ def l1_macro_daily(context: dg.AssetExecutionContext, raw: pd.DataFrame) -> dg.O
     lag = env_int(MACRO_LAG_ENV, DEFAULT_LAG_BUSINESS_DAYS, 1)
     stale_after = env_int(MACRO_STALE_ENV, DEFAULT_STALE_AFTER_BUSINESS_DAYS, 0)
     first, last = _window_dates(context)
-    wide, report = refine_macro(raw, lag_business_days=lag, first_date=first, last_date=last,
-                                stale_after_business_days=stale_after)
+    wide, report = refine_macro(
+        raw, lag_business_days=lag, first_date=first, last_date=last, stale_after_business_days=stale_after
+    )
     chosen = {k: v for k, v in report["chosen_source"].items() if v is not None}
     if report["stale_indicators"]:
-        context.log.warning(
-            "macro stale (no value for > %d business days up to %s): %s" % (
-                stale_after, last, ", ".join(f"{k} (last {v or 'none in look-back'})"
-                                             for k, v in report["stale_indicators"].items())))
+        stale = ", ".join(f"{k} (last {v or 'none in look-back'})" for k, v in report["stale_indicators"].items())
+        context.log.warning(f"macro stale (no value for > {stale_after} business days up to {last}): {stale}")
     if report["rejected_values"]:
         context.log.warning(f"macro: {report['rejected_values']} impossible value(s) set to NaN (listed in metadata)")
     metadata = {

@@ -39,9 +39,12 @@ DATA_VERSION_TAG = "dagster/data_version"
 
 
 class DagsterRecorder:
-    """Records the live process's sessions and bars in ``instance`` (thread-safe: the loop's worker calls ``record``)."""
+    """Records the live process's sessions and bars in ``instance`` (thread-safe: the loop's worker calls
+    ``record``)."""
 
-    def __init__(self, instance: dg.DagsterInstance, job: dg.JobDefinition, asset_keys: dict[str, dg.AssetKey], specs: dict):
+    def __init__(
+        self, instance: dg.DagsterInstance, job: dg.JobDefinition, asset_keys: dict[str, dg.AssetKey], specs: dict
+    ):
         self.instance = instance
         self.job = job  # session_chain restricted to the live layers, without checks
         self.asset_keys = asset_keys  # live asset name ("l1/ohlcv_m5") -> AssetKey
@@ -52,24 +55,39 @@ class DagsterRecorder:
     # -- runs ------------------------------------------------------------------------------------------
 
     def live_runs(self, statuses=(dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED)) -> list[dg.DagsterRun]:
-        records = self.instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: LIVE_TRIGGER}, statuses=list(statuses)))
+        records = self.instance.get_run_records(
+            dg.RunsFilter(tags={TRIGGER_TAG: LIVE_TRIGGER}, statuses=list(statuses))
+        )
         return [r.dagster_run for r in records]
 
     def open_session(self, session_key: str) -> None:
         with self._lock:
             for run in self.live_runs():  # one live process per deployment: a started live run is a killed one's
                 self.instance.report_run_failed(
-                    run, f"the live process running session {run.tags.get(PARTITION_TAG)} stopped without closing it "
-                         "(killed); its stored bars were recomputed and completed by the next live process")
-            tags = {PARTITION_TAG: session_key, TRIGGER_TAG: LIVE_TRIGGER, "usdcop/launched_by": "usdcop live",
-                    "usdcop/live_process": f"{socket.gethostname()}:{os.getpid()}"}
+                    run,
+                    f"the live process running session {run.tags.get(PARTITION_TAG)} stopped without closing it "
+                    "(killed); its stored bars were recomputed and completed by the next live process",
+                )
+            tags = {
+                PARTITION_TAG: session_key,
+                TRIGGER_TAG: LIVE_TRIGGER,
+                "usdcop/launched_by": "usdcop live",
+                "usdcop/live_process": f"{socket.gethostname()}:{os.getpid()}",
+            }
             plan = create_execution_plan(self.job, tags=tags)
-            run = self.instance.create_run_for_job(self.job, execution_plan=plan, tags=tags,
-                                                   asset_selection=frozenset(self.asset_keys.values()),
-                                                   status=dg.DagsterRunStatus.NOT_STARTED)
+            run = self.instance.create_run_for_job(
+                self.job,
+                execution_plan=plan,
+                tags=tags,
+                asset_selection=frozenset(self.asset_keys.values()),
+                status=dg.DagsterRunStatus.NOT_STARTED,
+            )
             self.instance.report_dagster_event(
-                DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name,
-                             message=f"Live session {session_key}: each bar's L0..L5 rows are recorded here as they are stored."),
+                DagsterEvent(
+                    DagsterEventType.RUN_START.value,
+                    job_name=run.job_name,
+                    message=f"Live session {session_key}: each bar's L0..L5 rows are recorded here as they are stored.",
+                ),
                 run_id=run.run_id,
             )
             self._runs[session_key] = run
@@ -85,8 +103,10 @@ class DagsterRecorder:
             if run is None:
                 return
             if outcome == "success":
-                self.instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name,
-                                                                message=message), run_id=run.run_id)
+                self.instance.report_dagster_event(
+                    DagsterEvent(DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name, message=message),
+                    run_id=run.run_id,
+                )
             elif outcome == "canceled":
                 self.instance.report_run_canceled(run, message)
             else:
@@ -100,9 +120,12 @@ class DagsterRecorder:
             return
         for asset, frame in rows.frames.items():
             mat = self.materialization(session_key, asset, frame, info)
-            event = DagsterEvent(DagsterEventType.ASSET_MATERIALIZATION.value, job_name=run.job_name,
-                                 event_specific_data=StepMaterializationData(mat),
-                                 message=f"Materialized value {mat.asset_key.to_user_string()} (bar {mat.metadata['bar'].value}).")
+            event = DagsterEvent(
+                DagsterEventType.ASSET_MATERIALIZATION.value,
+                job_name=run.job_name,
+                event_specific_data=StepMaterializationData(mat),
+                message=f"Materialized value {mat.asset_key.to_user_string()} (bar {mat.metadata['bar'].value}).",
+            )
             self.instance.report_dagster_event(event, run_id=run.run_id)
 
     def materialization(self, session_key: str, asset: str, frame: pd.DataFrame, info: dict) -> dg.AssetMaterialization:
@@ -121,8 +144,11 @@ class DagsterRecorder:
             # real seconds from the request that found the bar published to this layer's rows committed
             "latency_s": round(committed - info["detected"], 4) if committed is not None else None,
             # clock seconds from the bar's close to now (vendor delay + polling + computing + storing)
-            "since_bar_close_s": round((info["clock_now"] - bar - pd.Timedelta(minutes=cal.BAR_MINUTES)).total_seconds(), 3)
-            if bar is not None else None,
+            "since_bar_close_s": round(
+                (info["clock_now"] - bar - pd.Timedelta(minutes=cal.BAR_MINUTES)).total_seconds(), 3
+            )
+            if bar is not None
+            else None,
             "rows": len(frame),
             "bars_present": summary["bars_present"],
             "bars_missing": summary["bars_missing"],
@@ -132,17 +158,23 @@ class DagsterRecorder:
         }
         if asset == L0:
             update = info["update"]
-            md.update(source=info["source"], fetch_ms=round(info["fetch_s"] * 1000, 1),
-                      new_bars=dg.MetadataValue.json([cal.bar_key(t) for t in update.new_bars][-60:]),
-                      republished_bars=dg.MetadataValue.json([cal.bar_key(t) for t in update.republished]),
-                      withdrawn_bars=dg.MetadataValue.json([cal.bar_key(t) for t in update.withdrawn]))
+            md.update(
+                source=info["source"],
+                fetch_ms=round(info["fetch_s"] * 1000, 1),
+                new_bars=dg.MetadataValue.json([cal.bar_key(t) for t in update.new_bars][-60:]),
+                republished_bars=dg.MetadataValue.json([cal.bar_key(t) for t in update.republished]),
+                withdrawn_bars=dg.MetadataValue.json([cal.bar_key(t) for t in update.withdrawn]),
+            )
         if asset == ACTIONS and len(frame):
-            md.update(compute_ms=round(info["compute_s"] * 1000, 1),
-                      last_position=float(frame["position"].iloc[-1]),
-                      model_versions=dg.MetadataValue.json(sorted(map(str, frame["model_version"].unique()))),
-                      fallback=str(frame["fallback"].iloc[-1]) if pd.notna(frame["fallback"].iloc[-1]) else "")
+            md.update(
+                compute_ms=round(info["compute_s"] * 1000, 1),
+                last_position=float(frame["position"].iloc[-1]),
+                model_versions=dg.MetadataValue.json(sorted(map(str, frame["model_version"].unique()))),
+                fallback=str(frame["fallback"].iloc[-1]) if pd.notna(frame["fallback"].iloc[-1]) else "",
+            )
         if info.get("skipped"):
             md["not_computed"] = info["skipped"]
         md = {k: v for k, v in md.items() if v is not None and not (isinstance(v, float) and np.isnan(v))}
-        return dg.AssetMaterialization(self.asset_keys[asset], partition=session_key, metadata=md,
-                                       tags={DATA_VERSION_TAG: version})
+        return dg.AssetMaterialization(
+            self.asset_keys[asset], partition=session_key, metadata=md, tags={DATA_VERSION_TAG: version}
+        )

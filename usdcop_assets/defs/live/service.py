@@ -12,26 +12,35 @@ import threading
 import dagster as dg
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.quality.live_parity import layer_specs
-from usdcop_assets.live.loop import LiveLoop, LiveSettings
 from usdcop_assets.defs.live.recorder import DagsterRecorder
-from usdcop_assets.live.source import BarSource
+from usdcop_assets.defs.quality.live_parity import layer_specs
 from usdcop_assets.live.live_store import LiveStore
+from usdcop_assets.live.loop import LiveLoop, LiveSettings
+from usdcop_assets.live.source import BarSource
 
 log = logging.getLogger("usdcop_assets.live")
-def build_loop(env=os.environ, instance: dg.DagsterInstance | None = None, clock=None, settings: LiveSettings | None = None,
-               stop: threading.Event | None = None, source=None, alert=None) -> LiveLoop:
+
+
+def build_loop(
+    env=os.environ,
+    instance: dg.DagsterInstance | None = None,
+    clock=None,
+    settings: LiveSettings | None = None,
+    stop: threading.Event | None = None,
+    source=None,
+    alert=None,
+) -> LiveLoop:
     """The live loop for the configured deployment (``source``/``clock``/``alert`` injectable for tests)."""
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.defs.automation.alerts import deliver
+    from usdcop_assets.defs.automation.jobs import SESSION_JOB
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.partitions import history_start
+    from usdcop_assets.defs.registry import policy_for
+    from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+    from usdcop_assets.observation.builder import load_config
     from usdcop_assets.rl.costs import live_costs
     from usdcop_assets.rl.risk import live_limits
-    from usdcop_assets.defs.registry import policy_for
-    from usdcop_assets.defs.definitions import build_definitions
-    from usdcop_assets.defs.automation.jobs import SESSION_JOB
-    from usdcop_assets.observation.builder import load_config
-    from usdcop_assets.defs.partitions import history_start
-    from usdcop_assets.defs.resources import LakeResource, WarehouseResource
-    from usdcop_assets.core.settings import Settings
     from usdcop_assets.sources import require_available, resolve_source
 
     defs = build_definitions()  # the code location, imported once for the life of the process
@@ -48,11 +57,18 @@ def build_loop(env=os.environ, instance: dg.DagsterInstance | None = None, clock
     recorder = DagsterRecorder(instance, job, keys, specs)
     name = require_available(resolve_source(env))
     return LiveLoop(
-        source=source or BarSource(name, env), store=store, obs_config=load_config(env=env),
-        policy_of=lambda row: policy_for(lake, row, instance), limits=live_limits(), costs=live_costs(), recorder=recorder,
-        clock=clock, settings=settings or LiveSettings.from_env(env),
+        source=source or BarSource(name, env),
+        store=store,
+        obs_config=load_config(env=env),
+        policy_of=lambda row: policy_for(lake, row, instance),
+        limits=live_limits(),
+        costs=live_costs(),
+        recorder=recorder,
+        clock=clock,
+        settings=settings or LiveSettings.from_env(env),
         alert=alert or (lambda text: deliver({"text": text, "kind": "live_source"})),
-        stop=stop, source_name=name,
+        stop=stop,
+        source_name=name,
     )
 
 

@@ -14,7 +14,6 @@ evaluation per session (also in a range run), so automation gates the layer abov
 Decision, Dagster 1.13.27 behaviours and measured cost: docs/decisions/0006-data-checks.md.
 """
 
-
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
@@ -22,13 +21,13 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.defs.partitions import session_partitions
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.tags import CLI_TAG
 from usdcop_assets.features.engineering import MACRO_LOOKBACK_DAYS
 from usdcop_assets.features.indicators import LOOKBACK_SESSIONS, lookback_start_day
 from usdcop_assets.observation.builder import build_observations, load_config
-from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.quality import rules
-from usdcop_assets.defs.resources import LakeResource, WarehouseResource
-from usdcop_assets.defs.tags import CLI_TAG
 from usdcop_assets.storage.warehouse.tables import table_spec
 
 GAP = "bars_complete"
@@ -74,9 +73,11 @@ CHECK_CONDITION = (
 # Dagster's ``all_deps_blocking_checks_passed`` maps a dependency's partitions down with "any": a session
 # whose look-back window holds one passing session passes, even if its own failed (L2 reads four
 # sessions back). Required next to it: no session the asset reads has a failed blocking check.
-NO_FAILED_BLOCKING_CHECK_UPSTREAM = (~dg.AutomationCondition.any_deps_match(
-    dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
-)).with_label("no_failed_blocking_check_upstream")
+NO_FAILED_BLOCKING_CHECK_UPSTREAM = (
+    ~dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
+    )
+).with_label("no_failed_blocking_check_upstream")
 
 
 def severity(name: str) -> dg.AssetCheckSeverity:
@@ -112,7 +113,9 @@ def _window(sessions: list[str], whole_days: bool = False) -> tuple[pd.Timestamp
 
 def _latest_materializations(instance, asset_key: dg.AssetKey, sessions: list[str]) -> dict:
     """Session -> the session's latest materialization (what an evaluation targets), in two queries."""
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
     from dagster._core.events import DagsterEventType
 
     ids = instance.event_log_storage.get_latest_storage_id_by_partition(
@@ -124,7 +127,9 @@ def _latest_materializations(instance, asset_key: dg.AssetKey, sessions: list[st
         dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())), limit=len(ids)
     ).records
     return {
-        r.partition_key: AssetCheckEvaluationTargetMaterializationData(storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp)
+        r.partition_key: AssetCheckEvaluationTargetMaterializationData(
+            storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp
+        )
         for r in records
     }
 
@@ -136,7 +141,9 @@ def _metadata(values: dict) -> dict:
 def record(context: dg.AssetCheckExecutionContext, verdicts: dict[dg.AssetCheckKey, dict[str, rules.Verdict]]):
     """One evaluation per check and session, then the checks' outputs (what blocking wiring waits on)."""
     sessions = _sessions(context)
-    targets = {key: _latest_materializations(context.instance, key, sessions) for key in {k.asset_key for k in verdicts}}
+    targets = {
+        key: _latest_materializations(context.instance, key, sessions) for key in {k.asset_key for k in verdicts}
+    }
     blocking = {spec.key: spec.blocking for spec in context.check_specs}
     for key, by_session in verdicts.items():
         failed = [by_session[s] for s in sessions if not by_session[s].passed]
@@ -156,7 +163,9 @@ def record(context: dg.AssetCheckExecutionContext, verdicts: dict[dg.AssetCheckK
                 partition=session,
                 target_materialization_data=targets[key.asset_key].get(session),
             )
-    outputs = {spec.key: name for name, spec in context.op_execution_context.assets_def.check_specs_by_output_name.items()}
+    outputs = {
+        spec.key: name for name, spec in context.op_execution_context.assets_def.check_specs_by_output_name.items()
+    }
     for key in verdicts:
         yield dg.Output(None, output_name=outputs[key])
 
@@ -171,7 +180,13 @@ def _selected(context, key: dg.AssetKey, name: str) -> dg.AssetCheckKey | None:
 
 @dg.multi_asset_check(
     name="l0_ohlcv_m5_checks",
-    specs=[_spec(L0, GAP, "Every bar the Bogota calendar expects up to the last closed bar is stored (a vendor gap is a warning).")],
+    specs=[
+        _spec(
+            L0,
+            GAP,
+            "Every bar the Bogota calendar expects up to the last closed bar is stored (a vendor gap is a warning).",
+        )
+    ],
     can_subset=True,
 )
 def l0_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
@@ -183,8 +198,13 @@ def l0_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
 # --- L1 ----------------------------------------------------------------------------------------------
 
 
-def _store_verdicts(lake: LakeResource, warehouse: WarehouseResource, spec: dg.AssetSpec, sessions: list[str],
-                    lake_rows: pd.DataFrame | None = None) -> dict[str, rules.Verdict]:
+def _store_verdicts(
+    lake: LakeResource,
+    warehouse: WarehouseResource,
+    spec: dg.AssetSpec,
+    sessions: list[str],
+    lake_rows: pd.DataFrame | None = None,
+) -> dict[str, rules.Verdict]:
     """lake_matches_warehouse of one serving asset over the sessions (whole days if it stores whole days)."""
     table = str(spec.metadata["warehouse_table"])
     time_column = str(spec.metadata.get("time_column", "time"))
@@ -199,10 +219,24 @@ def build_l1_checks(l1_specs: dict[dg.AssetKey, dg.AssetSpec]) -> dg.AssetChecks
     @dg.multi_asset_check(
         name="l1_ohlcv_m5_checks",
         specs=[
-            _spec(L1, CONSERVATION, "Per session (whole Bogota day): rows of l0/ohlcv_m5 = rows of l1/ohlcv_m5 + "
-                  "l1/ohlcv_m5_rejects; nothing dropped, nothing invented.", deps=[L0]),
-            _spec(L1, INTEGRITY, "Every bar: prices positive and finite, high >= max(open, close), low <= min(open, close)."),
-            _spec(L1, GAP, "Every bar the Bogota calendar expects up to the last closed bar is stored (a vendor gap is a warning)."),
+            _spec(
+                L1,
+                CONSERVATION,
+                "Per session (whole Bogota day): rows of l0/ohlcv_m5 = rows of l1/ohlcv_m5 + "
+                "l1/ohlcv_m5_rejects; nothing dropped, nothing invented.",
+                deps=[L0],
+            ),
+            _spec(
+                L1,
+                INTEGRITY,
+                "Every bar: prices positive and finite, high >= max(open, close), low <= min(open, close).",
+            ),
+            _spec(
+                L1,
+                GAP,
+                "Every bar the Bogota calendar expects up to the last closed bar is stored (a vendor gap is a "
+                "warning).",
+            ),
             _spec(L1, STORES, "Per session, the lake and warehouse table usdcop_m5_ohlcv hold the same rows."),
             _spec(L1_REJECTS, STORES, "Per session, the lake and warehouse table ohlcv_m5_rejects hold the same rows."),
         ],
@@ -218,8 +252,12 @@ def build_l1_checks(l1_specs: dict[dg.AssetKey, dg.AssetSpec]) -> dg.AssetChecks
             rejects = lake.table(_dataset(L1_REJECTS)).read(*days)
         if key := _selected(context, L1, CONSERVATION):
             raw = lake.table(_dataset(L0)).read(*days, columns=["time"])
-            out[key] = rules.conservation_verdicts(sessions, _dataset(L0), rules.day_counts(raw), {
-                _dataset(L1): rules.day_counts(kept), _dataset(L1_REJECTS): rules.day_counts(rejects)})
+            out[key] = rules.conservation_verdicts(
+                sessions,
+                _dataset(L0),
+                rules.day_counts(raw),
+                {_dataset(L1): rules.day_counts(kept), _dataset(L1_REJECTS): rules.day_counts(rejects)},
+            )
         if key := _selected(context, L1, INTEGRITY):
             out[key] = rules.integrity_verdicts(kept, sessions)
         if key := _selected(context, L1, GAP):
@@ -242,8 +280,14 @@ def build_store_checks(specs: Sequence[dg.AssetSpec], name: str) -> dg.AssetChec
 
     @dg.multi_asset_check(
         name=name,
-        specs=[_spec(spec.key, STORES, f"Per session, the lake and warehouse table {spec.metadata['warehouse_table']} hold the same rows.")
-               for spec in specs],
+        specs=[
+            _spec(
+                spec.key,
+                STORES,
+                f"Per session, the lake and warehouse table {spec.metadata['warehouse_table']} hold the same rows.",
+            )
+            for spec in specs
+        ],
         can_subset=True,
     )
     def _checks(context: dg.AssetCheckExecutionContext, lake: LakeResource, warehouse: WarehouseResource):
@@ -265,8 +309,13 @@ def build_store_checks(specs: Sequence[dg.AssetSpec], name: str) -> dg.AssetChec
     specs=[
         _spec(L4, FINITE, "No NaN/Inf in any observation value and every value within the config's clip."),
         _spec(L4, DIMENSION, "The stored observation columns are the config's features, in order."),
-        _spec(L4, LOOK_AHEAD, "Sampled bars recomputed from L1 bars and macro values cut off at the bar (same indicator, "
-              "feature and observation functions) equal the stored l3/features_m5 and l4/observations_m5 rows.", deps=[L3]),
+        _spec(
+            L4,
+            LOOK_AHEAD,
+            "Sampled bars recomputed from L1 bars and macro values cut off at the bar (same indicator, "
+            "feature and observation functions) equal the stored l3/features_m5 and l4/observations_m5 rows.",
+            deps=[L3],
+        ),
     ],
     can_subset=True,
 )
@@ -289,10 +338,15 @@ def l4_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
         first_day = cal.parse_session_key(sessions[0])
         bars = lake.table(_dataset(L1)).read(cal.session_open(lookback_start_day(first_day, LOOKBACK_SESSIONS)), end)
         wide = lake.table(_dataset(L1_MACRO)).read(start - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), end)
-        observations = pd.concat([f for f in by_session.values() if len(f)] or [pd.DataFrame(columns=["time"])], ignore_index=True)
+        observations = pd.concat(
+            [f for f in by_session.values() if len(f)] or [pd.DataFrame(columns=["time"])], ignore_index=True
+        )
         # each sampled bar's observation rebuilt with its month's stored statistics (stale ones: features alone)
-        stats = {m: s for m, s in read_month_stats(lake.store(), sorted({k[:7] for k in sessions})).items()
-                 if s.get("config_sha256") == config.sha256()}
+        stats = {
+            m: s
+            for m, s in read_month_stats(lake.store(), sorted({k[:7] for k in sessions})).items()
+            if s.get("config_sha256") == config.sha256()
+        }
         build = (lambda f: build_observations(f, config, stats)) if stats else None
         out[key] = rules.look_ahead_verdicts(features, observations, bars, wide, sessions, build)
     yield from record(context, out)
@@ -307,7 +361,9 @@ def build_session_checks(assets: Iterable[dg.AssetsDefinition]) -> list[dg.Asset
     checks = [l0_checks] if L0 in specs else []
     if L1 in specs:
         checks.append(build_l1_checks(specs))
-    by_step: dict[str, list[dg.AssetSpec]] = {}  # one check step per asset step (the paper ledger's two tables together)
+    by_step: dict[
+        str, list[dg.AssetSpec]
+    ] = {}  # one check step per asset step (the paper ledger's two tables together)
     for spec in (specs[k] for k in (dg.AssetKey(s.split("/")) for s in SERVING) if k in specs):
         step = "l5_paper_ledger" if spec.key.path[-1].startswith("paper_") else "_".join(spec.key.path)
         by_step.setdefault(step, []).append(spec)

@@ -23,7 +23,9 @@ BAR_LOWER_BOUND = dt.timedelta(minutes=cal.BAR_MINUTES)
 SESSION_DEADLINE_CRON = "30 13 * * 1-5"
 SESSION_LOWER_BOUND = dt.timedelta(minutes=30)
 
-BAR_POLICY = dg.FreshnessPolicy.cron(deadline_cron=BAR_DEADLINE_CRON, lower_bound_delta=BAR_LOWER_BOUND, timezone=cal.TZ_NAME)
+BAR_POLICY = dg.FreshnessPolicy.cron(
+    deadline_cron=BAR_DEADLINE_CRON, lower_bound_delta=BAR_LOWER_BOUND, timezone=cal.TZ_NAME
+)
 SESSION_POLICY = dg.FreshnessPolicy.cron(
     deadline_cron=SESSION_DEADLINE_CRON, lower_bound_delta=SESSION_LOWER_BOUND, timezone=cal.TZ_NAME
 )
@@ -35,7 +37,13 @@ def _keys(*names: str) -> tuple[dg.AssetKey, ...]:
 
 # Materialized by every bar's run (realtime) during the session.
 BAR_KEYS = _keys(
-    "l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5", "l4/observations_m5", "l5/actions_m5"
+    "l0/ohlcv_m5",
+    "l1/ohlcv_m5",
+    "l1/ohlcv_m5_rejects",
+    "l2/indicators_m5",
+    "l3/features_m5",
+    "l4/observations_m5",
+    "l5/actions_m5",
 )
 # Complete once the session has closed.
 SESSION_KEYS = _keys("l4/episodes_session", "l5/paper_trades", "l5/paper_positions", "l6/backtest_session")
@@ -65,4 +73,4 @@ def latest_deadline(policy: dg.FreshnessPolicy, at: dt.datetime) -> dt.datetime:
     """The policy's last completed deadline tick at ``at``: the deadline the daemon judged against."""
     from dagster._utils.schedules import get_latest_completed_cron_tick  # what the evaluator itself calls
 
-    return get_latest_completed_cron_tick(policy.deadline_cron, at.astimezone(dt.timezone.utc), policy.timezone)
+    return get_latest_completed_cron_tick(policy.deadline_cron, at.astimezone(dt.UTC), policy.timezone)

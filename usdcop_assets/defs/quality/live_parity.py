@@ -8,17 +8,16 @@ the lake and in the warehouse: it fails naming the first differing bar and colum
 process did not serve passes with ``live_bars: 0``.
 """
 
-
 from collections.abc import Iterable
 
 import dagster as dg
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.live.parity import session_parity
-from usdcop_assets.live.session import LIVE_ASSETS, LayerSpec
-from usdcop_assets.live.live_store import LiveStore
 from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.live.live_store import LiveStore
+from usdcop_assets.live.parity import session_parity
+from usdcop_assets.live.session import LIVE_ASSETS, LayerSpec
 
 PARITY_CHECK = "live_parity"
 _STORES = {"lake_io_manager": (True, False), "serving_io_manager": (True, True), "warehouse_io_manager": (False, True)}
@@ -30,11 +29,17 @@ def layer_spec(assets_def: dg.AssetsDefinition, key: dg.AssetKey) -> LayerSpec:
     io_key = assets_def.get_io_manager_key_for_asset_key(key)
     lake, warehouse = _STORES.get(io_key, (False, False))
     if not lake:
-        raise ValueError(f"{key.to_user_string()} is stored by {io_key!r}; the live process writes lake-backed assets only")
+        raise ValueError(
+            f"{key.to_user_string()} is stored by {io_key!r}; the live process writes lake-backed assets only"
+        )
     table = meta.get("warehouse_table") if warehouse else None
-    return LayerSpec(asset=key.to_user_string(), dataset=str(meta.get("lake_dataset") or key.to_user_string()),
-                     time_column=str(meta.get("time_column", "time")), whole_days=meta.get("lake_window") == "session_days",
-                     warehouse_table=str(table) if table else None)
+    return LayerSpec(
+        asset=key.to_user_string(),
+        dataset=str(meta.get("lake_dataset") or key.to_user_string()),
+        time_column=str(meta.get("time_column", "time")),
+        whole_days=meta.get("lake_window") == "session_days",
+        warehouse_table=str(table) if table else None,
+    )
 
 
 def layer_specs(assets: Iterable[dg.AssetsDefinition]) -> tuple[dict[str, LayerSpec], dict[str, dg.AssetKey]]:
@@ -62,9 +67,11 @@ def _parity_check(name: str, key: dg.AssetKey, specs: dict[str, LayerSpec]) -> d
         partitions_def=session_partitions,
         blocking=False,
         description=f"The rows of {name} the live process stored for the session equal the rows this run stored "
-                    "(lake and warehouse), bar for bar; fails naming the first differing bar and column.",
+        "(lake and warehouse), bar for bar; fails naming the first differing bar and column.",
     )
-    def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
         store = LiveStore(lake.store(), warehouse.warehouse() if specs[name].warehouse_table else None, specs)
         # one session (the 13:10 run), or each session of a range run
         sessions = [context.partition_key] if context.has_partition_key else list(context.partition_keys)
@@ -82,9 +89,16 @@ def _parity_check(name: str, key: dg.AssetKey, specs: dict[str, LayerSpec]) -> d
         for where, diff in result.differences.items():
             metadata[f"{where}_first_difference_bar"] = cal.bar_key(diff.bar) if diff.bar is not None else ""
             metadata[f"{where}_first_difference_column"] = diff.column
-        description = result.describe() if len(results) == 1 or failed else (
-            f"{name}: {metadata['sessions_served_live']} of {len(results)} sessions served live, their live rows equal the batch rows")
-        return dg.AssetCheckResult(passed=not failed, severity=dg.AssetCheckSeverity.ERROR, description=description,
-                                   metadata=metadata)
+        description = (
+            result.describe()
+            if len(results) == 1 or failed
+            else (
+                f"{name}: {metadata['sessions_served_live']} of {len(results)} sessions served live, their live rows "
+                "equal the batch rows"
+            )
+        )
+        return dg.AssetCheckResult(
+            passed=not failed, severity=dg.AssetCheckSeverity.ERROR, description=description, metadata=metadata
+        )
 
     return _check

@@ -33,11 +33,11 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from usdcop_assets.storage.lake.store import ObjectStore
 from usdcop_assets.core.settings import env_int
+from usdcop_assets.storage.lake.store import ObjectStore
 
 PREFIX = "_leases/dates/"
 TTL_ENV = "USDCOP_LEASE_TTL_SECONDS"
@@ -65,16 +65,18 @@ def _seq(key: str) -> int | None:
 
 
 def describe(entry: dict) -> str:
-    since = dt.datetime.fromtimestamp(entry.get("acquired_at", 0), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return (f"{entry.get('purpose', '?')} (dates {entry.get('first')} .. {entry.get('last')}, host {entry.get('host')}, "
-            f"pid {entry.get('pid')}, since {since})")
+    since = dt.datetime.fromtimestamp(entry.get("acquired_at", 0), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"{entry.get('purpose', '?')} (dates {entry.get('first')} .. {entry.get('last')}, host {entry.get('host')}, "
+        f"pid {entry.get('pid')}, since {since})"
+    )
 
 
 @dataclass
 class Lease:
     """A registered entry; ``granted`` once no earlier live entry overlaps it. Use as a context manager."""
 
-    leases: "SessionLeases"
+    leases: SessionLeases
     seq: int
     entry: dict
     lost: bool = False
@@ -94,8 +96,10 @@ class Lease:
 
     def check(self) -> None:
         if self.lost:
-            raise LeaseLost(f"the lease on dates {self.first} .. {self.last} ({self.entry['purpose']}) expired while held "
-                            f"(a pause longer than {TTL_ENV}={self.leases.ttl:g} s?); another writer may have started: re-run")
+            raise LeaseLost(
+                f"the lease on dates {self.first} .. {self.last} ({self.entry['purpose']}) expired while held "
+                f"(a pause longer than {TTL_ENV}={self.leases.ttl:g} s?); another writer may have started: re-run"
+            )
 
     def renew(self) -> bool:
         """Extend ``expires_at``; False (and ``lost``) if the entry vanished or had already expired."""
@@ -127,7 +131,7 @@ class Lease:
             self._thread.join()
         self.leases._drop(self)
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -145,8 +149,14 @@ def held_covering(location: str, first: str, last: str) -> Lease | None:
 
 
 class SessionLeases:
-    def __init__(self, store: ObjectStore, ttl: float | None = None, poll: float = 1.0,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        store: ObjectStore,
+        ttl: float | None = None,
+        poll: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.store = store
         self.ttl = float(ttl if ttl is not None else env_int(TTL_ENV, DEFAULT_TTL, minimum=2))
         self.poll = poll
@@ -184,8 +194,17 @@ class SessionLeases:
 
     def _register(self, first: str, last: str, purpose: str) -> Lease:
         now = self.clock()
-        entry = {"owner": uuid.uuid4().hex, "purpose": purpose, "first": first, "last": last, "host": socket.gethostname(),
-                 "pid": os.getpid(), "acquired_at": now, "expires_at": now + self.ttl, "released": False}
+        entry = {
+            "owner": uuid.uuid4().hex,
+            "purpose": purpose,
+            "first": first,
+            "last": last,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "acquired_at": now,
+            "expires_at": now + self.ttl,
+            "released": False,
+        }
         while True:
             seq = max(self._seqs(), default=0) + 1
             if self.store.create(_key(seq), json.dumps(entry, sort_keys=True).encode()):
@@ -206,7 +225,11 @@ class SessionLeases:
     def blockers(self, seq: int, first: str, last: str, earlier: dict[int, dict] | None = None) -> list[dict]:
         """Earlier live entries overlapping ``first..last``."""
         earlier = self.entries(below=seq) if earlier is None else earlier
-        return [e for _, e in sorted(earlier.items()) if self._live(e) and e.get("first", "") <= last and first <= e.get("last", "")]
+        return [
+            e
+            for _, e in sorted(earlier.items())
+            if self._live(e) and e.get("first", "") <= last and first <= e.get("last", "")
+        ]
 
     def _collect(self, earlier: dict[int, dict]) -> None:
         """Delete the expired and released entries among ``earlier`` (all below a held entry)."""
@@ -216,8 +239,14 @@ class SessionLeases:
 
     # -- API --------------------------------------------------------------------------------------
 
-    def acquire(self, first: dt.date | str, last: dt.date | str, purpose: str, wait: float | None = None,
-                on_wait: Callable[[str], None] | None = None) -> Lease:
+    def acquire(
+        self,
+        first: dt.date | str,
+        last: dt.date | str,
+        purpose: str,
+        wait: float | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Lease:
         """A granted lease on dates ``first..last``; waits up to ``wait`` seconds (``USDCOP_LEASE_WAIT_SECONDS``,
         default 900) for overlapping earlier holders, then raises ``LeaseBusy`` naming them."""
         first, last = str(first)[:10], str(last)[:10]
@@ -236,12 +265,17 @@ class SessionLeases:
                     break
                 holder = describe(blocking[0])
                 if self.clock() >= deadline:
-                    raise LeaseBusy(f"dates {first} .. {last} overlap those being written by {holder}; waited {wait:g} s "
-                                    f"({WAIT_ENV}): retry when it has finished, or pick dates outside {blocking[0].get('first')} .. "
-                                    f"{blocking[0].get('last')}")
+                    raise LeaseBusy(
+                        f"dates {first} .. {last} overlap those being written by {holder}; waited {wait:g} s "
+                        f"({WAIT_ENV}): retry when it has finished, or pick dates outside {blocking[0].get('first')} "
+                        ".. "
+                        f"{blocking[0].get('last')}"
+                    )
                 if on_wait and holder != told:
-                    on_wait(f"dates {first} .. {last} overlap those being written by {holder}; waiting up to {wait:g} s "
-                            f"({WAIT_ENV}) for it to finish")
+                    on_wait(
+                        f"dates {first} .. {last} overlap those being written by {holder}; waiting up to {wait:g} s "
+                        f"({WAIT_ENV}) for it to finish"
+                    )
                     told = holder
                 self.sleep(min(self.poll, max(0.0, deadline - self.clock())))
             lease.check()

@@ -87,7 +87,7 @@ class SessionTable:
         """Session dates that have a data object (one listing)."""
         out = []
         for key in self.store.list(self.dataset + "/"):
-            part, _, name = key[len(self.dataset) + 1:].partition("/")
+            part, _, name = key[len(self.dataset) + 1 :].partition("/")
             if name == DATA_FILE and part.startswith("date="):
                 out.append(dt.date.fromisoformat(part[5:]))
         return sorted(out)
@@ -208,7 +208,7 @@ class SessionTable:
             "schema": [[f.name, str(f.type)] for f in data.schema],
             "time_min": pd.Timestamp(int(times.min()), tz="UTC").isoformat(),
             "time_max": pd.Timestamp(int(times.max()), tz="UTC").isoformat(),
-            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "written_at": dt.datetime.now(dt.UTC).isoformat(),
         }
         # Data first, then its manifest: a crash in between leaves a complete object whose manifest is
         # stale, which `verify` reports and any re-run repairs.
@@ -219,7 +219,10 @@ class SessionTable:
     # -- read --------------------------------------------------------------------------------------
 
     def _exists(self, day: dt.date) -> bool:
-        return self.store.get(self.object_key(day, MANIFEST_FILE)) is not None or self.store.get(self.object_key(day)) is not None
+        return (
+            self.store.get(self.object_key(day, MANIFEST_FILE)) is not None
+            or self.store.get(self.object_key(day)) is not None
+        )
 
     def _read_day(self, day: dt.date) -> pa.Table | None:
         blob = self.store.get(self.object_key(day))
@@ -235,8 +238,7 @@ class SessionTable:
             first_day = None if start is None else start.tz_convert(cal.TZ).date()
             last_day = None if end is None else (end - pd.Timedelta(1, "ns")).tz_convert(cal.TZ).date()
             days = [
-                d for d in self.dates()
-                if (first_day is None or d >= first_day) and (last_day is None or d <= last_day)
+                d for d in self.dates() if (first_day is None or d >= first_day) and (last_day is None or d <= last_day)
             ]
         else:
             first_day = start.tz_convert(cal.TZ).date()
@@ -322,7 +324,7 @@ def write_object(store, dataset: str, df: pd.DataFrame) -> dict:
         "bytes": len(blob),
         "sha256": hashlib.sha256(blob).hexdigest(),
         "schema": [[f.name, str(f.type)] for f in table.schema],
-        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "written_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     store.put(f"{dataset}/{DATA_FILE}", blob)
     store.put(f"{dataset}/{MANIFEST_FILE}", json.dumps(manifest, indent=1).encode())
@@ -332,5 +334,7 @@ def write_object(store, dataset: str, df: pd.DataFrame) -> dict:
 def read_object(store, dataset: str) -> pd.DataFrame:
     blob = store.get(f"{dataset}/{DATA_FILE}")
     if blob is None:
-        raise FileNotFoundError(f"lake object {dataset}/{DATA_FILE} does not exist in {store.location}; materialize it first")
+        raise FileNotFoundError(
+            f"lake object {dataset}/{DATA_FILE} does not exist in {store.location}; materialize it first"
+        )
     return pq.read_table(io.BytesIO(blob)).to_pandas()

@@ -42,7 +42,10 @@ def _node_id() -> str:
     """Who can judge our process ids: this host (boot) and pid namespace. Two pods, containers or hosts
     sharing a lake directory get different ids even when their hostnames or pids collide."""
     parts = [socket.gethostname()]
-    for read in (lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip(), lambda: os.readlink("/proc/self/ns/pid")):
+    for read in (
+        lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+        lambda: os.readlink("/proc/self/ns/pid"),
+    ):
         try:
             parts.append(read())
         except OSError:
@@ -179,7 +182,7 @@ class LocalObjectStore:
         root = str(self.root) + os.sep
         out = []
         for dirpath, _dirs, files in os.walk(base):
-            rel_dir = dirpath[len(root):] if dirpath.startswith(root) else ""
+            rel_dir = dirpath[len(root) :] if dirpath.startswith(root) else ""
             out.extend(f"{rel_dir}/{f}".lstrip("/").replace(os.sep, "/") for f in files if not f.startswith("."))
         return sorted(out)
 
@@ -232,7 +235,10 @@ class S3ObjectStore:
             self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status in (409, 412) or exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if status in (409, 412) or exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
                 return False
             raise self._failed("PUT", key, exc) from exc
         except BotoCoreError as exc:
@@ -280,15 +286,20 @@ class S3ObjectStore:
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise LakeUnavailable(f"bucket {self.bucket!r} of {LAKE_ENV} does not exist; create it first") from None
             if code in ("403", "AccessDenied"):
-                raise LakeUnavailable(f"access to bucket {self.bucket!r} of {LAKE_ENV} is denied (check the AWS credentials)") from None
+                raise LakeUnavailable(
+                    f"access to bucket {self.bucket!r} of {LAKE_ENV} is denied (check the AWS credentials)"
+                ) from None
             raise LakeUnavailable(f"bucket {self.bucket!r} of {LAKE_ENV}: S3 error {code}") from None
         except NoCredentialsError:
             raise LakeUnavailable(
-                f"no AWS credentials for bucket {self.bucket!r} of {LAKE_ENV} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+                f"no AWS credentials for bucket {self.bucket!r} of {LAKE_ENV} (set "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
             ) from None
         except BotoCoreError as exc:
             endpoint = self._client.meta.endpoint_url
-            raise LakeUnavailable(f"S3 endpoint {endpoint} for {LAKE_ENV} is unreachable: {type(exc).__name__}") from None
+            raise LakeUnavailable(
+                f"S3 endpoint {endpoint} for {LAKE_ENV} is unreachable: {type(exc).__name__}"
+            ) from None
 
 
 def _default_s3_client():
@@ -304,7 +315,9 @@ def _default_s3_client():
         max_pool_connections=16,
         s3={"addressing_style": "path"},
     )
-    return boto3.client("s3", region_name=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")), config=config)
+    return boto3.client(
+        "s3", region_name=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")), config=config
+    )
 
 
 def open_store(location: LakeLocation) -> ObjectStore:

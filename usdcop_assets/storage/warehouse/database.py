@@ -57,7 +57,9 @@ def sql_dir() -> Path:
     override = os.environ.get(SQL_DIR_ENV)
     path = Path(override) if override else Path(__file__).resolve().parents[3] / "sql"
     if not (path / "tables").is_dir():
-        raise FileNotFoundError(f"DDL directory {path}/tables not found; set {SQL_DIR_ENV} to the project's sql/ folder")
+        raise FileNotFoundError(
+            f"DDL directory {path}/tables not found; set {SQL_DIR_ENV} to the project's sql/ folder"
+        )
     return path
 
 
@@ -135,9 +137,7 @@ class Warehouse:
 
     def _timescale(self, root: Path) -> SchemaReport:
         with self.engine.connect() as conn:
-            available = conn.exec_driver_sql(
-                "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-            ).first()
+            available = conn.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").first()
         if not available:
             return SchemaReport("postgresql", False, "plain PostgreSQL (timescaledb extension not available)")
         try:
@@ -177,7 +177,11 @@ class Warehouse:
             first = df.loc[dup, list(spec.key)].iloc[0].to_dict()
             raise ValueError(f"{table}: {int(dup.sum())} rows share a natural key {spec.key} (first: {first})")
         for c in spec.timestamp_columns:
-            if c in df.columns and pd.api.types.is_datetime64_dtype(df[c].dtype) and not isinstance(df[c].dtype, pd.DatetimeTZDtype):
+            if (
+                c in df.columns
+                and pd.api.types.is_datetime64_dtype(df[c].dtype)
+                and not isinstance(df[c].dtype, pd.DatetimeTZDtype)
+            ):
                 raise ValueError(f"{table}: column {c!r} has naive timestamps; localize them (UTC) first")
         if replace_window is not None:
             ts = pd.to_datetime(df[spec.time_column], utc=True)
@@ -202,7 +206,9 @@ class Warehouse:
         if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
             return True
         dbapi = getattr(self.engine.dialect, "loaded_dbapi", None) or getattr(self.engine.dialect, "dbapi", None)
-        kinds = tuple(k for k in (getattr(dbapi, "OperationalError", None), getattr(dbapi, "InterfaceError", None)) if k)
+        kinds = tuple(
+            k for k in (getattr(dbapi, "OperationalError", None), getattr(dbapi, "InterfaceError", None)) if k
+        )
         return bool(kinds) and isinstance(exc, kinds)
 
     def _write(self, spec: TableSpec, frame: pd.DataFrame, columns: list[str], replace_window: tuple | None) -> int:
@@ -235,7 +241,8 @@ class Warehouse:
                     match = " AND ".join(f's."{k}" = t."{k}"' for k in spec.key)
                     ph = "?" if self.dialect == "sqlite" else "%s"
                     cur.execute(
-                        f'DELETE FROM "{spec.name}" AS t WHERE t."{spec.time_column}" >= {ph} AND t."{spec.time_column}" < {ph} '
+                        f'DELETE FROM "{spec.name}" AS t WHERE t."{spec.time_column}" >= {ph} AND '
+                        f't."{spec.time_column}" < {ph} '
                         f'AND NOT EXISTS (SELECT 1 FROM "_stage" AS s WHERE {match})',
                         (self._bound(replace_window[0]), self._bound(replace_window[1])),
                     )
@@ -262,7 +269,10 @@ class Warehouse:
         else:
             # Only rows that changed are rewritten, so re-running a range is mostly reads.
             if self.dialect == "postgresql":
-                changed = f'({", ".join(f"{spec.name}.{c}" for c in updates)}) IS DISTINCT FROM ({", ".join(f"excluded.{c}" for c in updates)})'
+                changed = (
+                    f"({', '.join(f'{spec.name}.{c}' for c in updates)}) IS DISTINCT FROM "
+                    f"({', '.join(f'excluded.{c}' for c in updates)})"
+                )
             else:
                 changed = " OR ".join(f'"{spec.name}"."{c}" IS NOT excluded."{c}"' for c in updates)
             action = "DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in updates) + f" WHERE {changed}"
@@ -291,7 +301,7 @@ class Warehouse:
             null = _null_marker(text)
             buf = io.StringIO()
             text.to_csv(buf, index=False, header=False, na_rep=null)
-            with cur.copy(f'COPY "{target}" ({cols}) FROM STDIN (FORMAT csv, NULL \'{null}\')') as copy:
+            with cur.copy(f"COPY \"{target}\" ({cols}) FROM STDIN (FORMAT csv, NULL '{null}')") as copy:
                 copy.write(buf.getvalue())
             return
         ph = ", ".join("?" if self.dialect == "sqlite" else "%s" for _ in columns)
@@ -338,7 +348,9 @@ class Warehouse:
             params["end"] = self._bound(end)
         where = ("WHERE " + " AND ".join(conds)) if conds else ""
         order = ", ".join(f'"{k}"' for k in spec.key)
-        sql = sa.text(f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{table}" {where} ORDER BY {order}')
+        sql = sa.text(
+            f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{table}" {where} ORDER BY {order}'
+        )
         with self.engine.connect() as conn:
             result = conn.execute(sql, params)
             # tuples, not Row objects: pandas probes each Row through a slow fallback (~0.9 s / 88k rows)
@@ -359,10 +371,11 @@ class Warehouse:
     def count_window(self, table: str, start, end) -> int:
         spec = table_spec(table)
         self.ensure_schema()
-        sql = sa.text(f'SELECT COUNT(*) FROM "{table}" WHERE "{spec.time_column}" >= :start AND "{spec.time_column}" < :end')
+        sql = sa.text(
+            f'SELECT COUNT(*) FROM "{table}" WHERE "{spec.time_column}" >= :start AND "{spec.time_column}" < :end'
+        )
         with self.engine.connect() as conn:
             return int(conn.execute(sql, {"start": self._bound(start), "end": self._bound(end)}).scalar_one())
-
 
 
 def _null_marker(frame: pd.DataFrame) -> str:
@@ -373,7 +386,11 @@ def _null_marker(frame: pd.DataFrame) -> str:
     PostgreSQL but stay text on SQLite. The marker is ``\\N``, lengthened until no value matches it (it
     holds no comma, quote or newline, so it is written unquoted and needs no escaping in the statement).
     """
-    texts = [frame[c] for c in frame.columns if not (pd.api.types.is_numeric_dtype(frame[c].dtype) or pd.api.types.is_bool_dtype(frame[c].dtype))]
+    texts = [
+        frame[c]
+        for c in frame.columns
+        if not (pd.api.types.is_numeric_dtype(frame[c].dtype) or pd.api.types.is_bool_dtype(frame[c].dtype))
+    ]
     marker = "\\N"
     while any(series.astype(object).eq(marker).any() for series in texts):
         marker += "N"

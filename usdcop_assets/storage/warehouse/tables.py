@@ -27,15 +27,47 @@ TABLES: dict[str, TableSpec] = {
         TableSpec("usdcop_m5_indicators", key=("time", "symbol"), timestamp_columns=("time", "lookback_start")),
         # macro_indicators_daily: owned by the L1 macro asset (defs/layers/macro_daily.py); timestamps per its DDL
         # (every catalog indicator's <name>_known_at; test_macro_l1 checks this list against the catalog)
-        TableSpec("macro_indicators_daily", key=("time",), timestamp_columns=("time", *(f"{n}_known_at" for n in (
-            "dxy", "vix", "embi_col", "usdmxn", "usdclp", "wti", "brent", "gold", "coffee", "ust10y", "ust2y",
-            "col10y", "col5y", "colcap", "ibr", "policy_rate_col", "prime_rate_usa")))),
+        TableSpec(
+            "macro_indicators_daily",
+            key=("time",),
+            timestamp_columns=(
+                "time",
+                *(
+                    f"{n}_known_at"
+                    for n in (
+                        "dxy",
+                        "vix",
+                        "embi_col",
+                        "usdmxn",
+                        "usdclp",
+                        "wti",
+                        "brent",
+                        "gold",
+                        "coffee",
+                        "ust10y",
+                        "ust2y",
+                        "col10y",
+                        "col5y",
+                        "colcap",
+                        "ibr",
+                        "policy_rate_col",
+                        "prime_rate_usa",
+                    )
+                ),
+            ),
+        ),
         TableSpec("fact_rl_inference", key=("time", "symbol")),  # l5/actions_m5 (assets/serving.py)
-        TableSpec("paper_trades", key=("time", "symbol", "fill_at"), timestamp_columns=("time", "decided_at")),  # l5/paper_trades
+        TableSpec(
+            "paper_trades", key=("time", "symbol", "fill_at"), timestamp_columns=("time", "decided_at")
+        ),  # l5/paper_trades
         TableSpec("paper_positions", key=("time", "symbol")),  # l5/paper_positions
         TableSpec("rl_models", key=("fold",)),  # l5/ppo_model: the model registry serving trusts (assets/model.py)
-        TableSpec("rl_metrics", key=("metric_date", "symbol", "strategy"), time_column="metric_date",
-                  timestamp_columns=("computed_at",)),  # l6/performance (assets/backtest.py)
+        TableSpec(
+            "rl_metrics",
+            key=("metric_date", "symbol", "strategy"),
+            time_column="metric_date",
+            timestamp_columns=("computed_at",),
+        ),  # l6/performance (assets/backtest.py)
     )
 }
 
