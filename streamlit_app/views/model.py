@@ -39,6 +39,19 @@ else:
         m4.metric("Trades", f"{int(agent['total_trades']):,}", f"win rate {agent['win_rate']:.0%}" if agent["win_rate"] == agent["win_rate"] else None,
                   delta_color="off", delta_arrow="off")
         m5.metric("Sessions", f"{int(agent['sessions']):,}", f"to {agent['metric_date']}", delta_color="off", delta_arrow="off")
+    # the selection statistics l6/performance recorded beside the Sharpe (backtest.overfitting), from its metadata
+    overfit = data.cached_overfitting(ctx.env)
+    o1, o2 = st.columns(2)
+    if overfit["dsr"] is not None:
+        o1.metric("Deflated Sharpe ratio", f"{overfit['dsr']:.2f}", f"N = {overfit['trials']} trials", delta_color="off", delta_arrow="off")
+    else:
+        o1.metric("Deflated Sharpe ratio", "n/a")
+    o1.caption("P(the agent's true per-session Sharpe exceeds what the luckiest of N skill-less strategies would show); "
+               "Bailey & López de Prado, N = the strategies compared"
+               + (f"; n/a: {overfit['dsr_reason']}" if overfit["dsr"] is None else ""))
+    o2.metric("Probability of backtest overfitting", f"{overfit['pbo']:.2f}" if overfit["pbo"] is not None else "n/a")
+    o2.caption("Share of CSCV splits where the in-sample best strategy ranks below the median out of sample (PBO)"
+               + (f"; n/a: {overfit['pbo_reason']}" if overfit["pbo"] is None else ""))
     table = perf[["strategy", "total_return", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high", "sharpe_diff_vs_buy_and_hold",
                   "sortino_ratio", "max_drawdown", "total_trades", "win_rate", "exposure", "turnover"]]
     st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -50,7 +63,8 @@ else:
                                                                    "sharpe_diff_vs_buy_and_hold", "sortino_ratio", "turnover")},
     })
     st.caption(f"computed {data.to_bogota(perf[['computed_at']]).iloc[0, 0]} (Bogota); same bars, costs and risk rules for every "
-               "strategy; Sharpe annualized; CI = 95% session-bootstrap")
+               "strategy (but buy_and_hold_held: held long over the whole period, overnight gaps included; buy_and_hold is flat at "
+               "each close); Sharpe annualized; CI = 95% session-bootstrap")
 
 rep = data.cached_report(ctx.env)
 if rep is not None:
