@@ -10,7 +10,8 @@ files of ``../shared/data`` (read in place, never copied):
 - L1: ``standardize_bars``; ``refine_macro`` (the asset's lag / stale settings from the environment);
 - L2: ``compute_indicators`` (data_start = ``complete_from``); L3: ``macro_daily_frame`` + ``macro_zscores`` +
   ``build_features``; L4: ``fit_months`` (each month on the 12 months before it, the config's default rule;
-  ``USDCOP_OBS_TRAIN_WINDOW`` is ignored here: it is removed from the environment), ``build_observations``, and the body of ``l4/episodes_session`` (it has no separate pure
+  ``USDCOP_OBS_TRAIN_WINDOW`` is ignored here: it is removed from the environment), ``build_observations``, and the
+  body of ``l4/episodes_session`` (it has no separate pure
   helper) over the whole history, as ``bench/l1_l4_pipeline.py``'s direct part does.
 - L5: per monthly fold of ``--folds`` (``rl.folds.fold_windows`` with ``fold_options_from_env()``;
   sessions available = the warm episode sessions strictly before the fold, as ``l5/ppo_model`` reads them),
@@ -24,7 +25,8 @@ files of ``../shared/data`` (read in place, never copied):
   bars for: the walk-forward agent, the first model held fixed over the whole period (no retraining), and
   the baselines (flat, buy-and-hold intraday, SMA 5/20 crossover), and ``buy_and_hold_held``: long over the whole
   out-of-sample period with its overnight gaps, outside the session-flat risk rules (``backtest.baselines``), in the
-  same table but not among the overfitting candidates below (not a strategy the agent could be). Also: each trained model held fixed from its
+  same table but not among the overfitting candidates below (not a strategy the agent could be). Also: each trained
+  model held fixed from its
   own fold to the end, against the walk-forward agent and buy-and-hold on that same sub-period.
 - LightGBM baseline (``backtest.gbm_baseline``, unless ``--no-lightgbm``): in every fold month (also between
   PPO's trainings with ``--every N``: a fit takes seconds), ``train_gbm`` on the fold's training sessions with early
@@ -41,7 +43,8 @@ files of ``../shared/data`` (read in place, never copied):
 Prints a table and writes every figure to ``--json`` (default /tmp/walk_forward_<time>.json); among its keys
 ``folds``, ``selected``, ``pbo``, ``overfitting`` (the details) and ``strategies``: per strategy ``total_return``,
 ``sharpe`` (annualized bar Sharpe, as the table), ``sharpe_ci`` [low, high], ``turnover_per_session``,
-``sharpe_per_session`` (not annualized) and, for the selected agent and ``lightgbm``, ``deflated_sharpe`` (a probability,
+``sharpe_per_session`` (not annualized) and, for the selected agent and ``lightgbm``, ``deflated_sharpe`` (a
+probability,
 the same N trials).
 """
 
@@ -58,7 +61,9 @@ import time
 import warnings
 from pathlib import Path
 
-warnings.filterwarnings("ignore", message=".*is currently in beta.*")  # Dagster BetaWarnings on importing the asset modules
+warnings.filterwarnings(
+    "ignore", message=".*is currently in beta.*"
+)  # Dagster BetaWarnings on importing the asset modules
 
 os.environ.pop("USDCOP_OBS_TRAIN_WINDOW", None)  # the config's rule, not an override
 os.environ.pop("USDCOP_OBS_CONFIG", None)
@@ -73,7 +78,6 @@ MACRO_FILE = DATA / "macro_indicators_daily_to_2024h1.csv.gz"
 
 from l1_l4_pipeline import Clock, loadavg, log  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-
 # --- L0 -> L4 ---------------------------------------------------------------------------------------
 
 
@@ -84,19 +88,23 @@ def build_episodes() -> tuple:
     import pandas as pd
 
     from usdcop_assets.core import calendar as cal
-    from usdcop_assets.features.engineering import macro_daily_frame
-    from usdcop_assets.defs.windows import complete_from
-    from usdcop_assets.defs.layers.macro_daily import MACRO_LAG_ENV, MACRO_STALE_ENV
+    from usdcop_assets.core.settings import env_int
     from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
-    from usdcop_assets.observation.builder import stats_from_frame, stats_to_frame
-    from usdcop_assets.features.engineering import build_features, macro_zscores
-    from usdcop_assets.features.indicators import compute_indicators
-    from usdcop_assets.observation.builder import build_observations, load_config, obs_version
-    from usdcop_assets.observation.normalization import fit_months, months_between
+    from usdcop_assets.defs.layers.macro_daily import MACRO_LAG_ENV, MACRO_STALE_ENV
     from usdcop_assets.defs.partitions import history_start, macro_partitions
+    from usdcop_assets.defs.windows import complete_from
+    from usdcop_assets.features.engineering import build_features, macro_daily_frame, macro_zscores
+    from usdcop_assets.features.indicators import compute_indicators
+    from usdcop_assets.observation.builder import (
+        build_observations,
+        load_config,
+        obs_version,
+        stats_from_frame,
+        stats_to_frame,
+    )
+    from usdcop_assets.observation.normalization import fit_months, months_between
     from usdcop_assets.refine.macro import DEFAULT_LAG_BUSINESS_DAYS, DEFAULT_STALE_AFTER_BUSINESS_DAYS, refine_macro
     from usdcop_assets.refine.standardize import standardize_bars
-    from usdcop_assets.core.settings import env_int
     from usdcop_assets.sources.files import read_bar_file
     from usdcop_assets.sources.macro_sources import fetch_macro, read_macro_file
 
@@ -110,18 +118,40 @@ def build_episodes() -> tuple:
         m_last = max(macro_file["date"])
         macro_l0, _ = fetch_macro(f"file:{MACRO_FILE}", m_first, m_last)
     t["L0"] = c.wall
-    info["l0"] = {**{k: bar_file.summary[k] for k in ("rows_read", "rows_placed", "rows_unplaced", "unplaced_by_reason", "sessions",
-                                                      "first_session", "last_session")},
-                  "macro_rows": len(macro_l0), "macro_first": str(m_first), "macro_last": str(m_last)}
+    info["l0"] = {
+        **{
+            k: bar_file.summary[k]
+            for k in (
+                "rows_read",
+                "rows_placed",
+                "rows_unplaced",
+                "unplaced_by_reason",
+                "sessions",
+                "first_session",
+                "last_session",
+            )
+        },
+        "macro_rows": len(macro_l0),
+        "macro_first": str(m_first),
+        "macro_last": str(m_last),
+    }
 
     with Clock() as c:
         kept, rejects = standardize_bars(raw)
         lag = env_int(MACRO_LAG_ENV, DEFAULT_LAG_BUSINESS_DAYS, 1)
         stale = env_int(MACRO_STALE_ENV, DEFAULT_STALE_AFTER_BUSINESS_DAYS, 0)
-        wide, _ = refine_macro(macro_l0, lag_business_days=lag, first_date=m_first, last_date=m_last, stale_after_business_days=stale)
+        wide, _ = refine_macro(
+            macro_l0, lag_business_days=lag, first_date=m_first, last_date=m_last, stale_after_business_days=stale
+        )
     t["L1"] = c.wall
-    info["l1"] = {"kept": len(kept), "rejects": len(rejects), "rejects_by_reason": {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
-                  if "reason" in rejects.columns else {}, "macro_days": len(wide)}
+    info["l1"] = {
+        "kept": len(kept),
+        "rejects": len(rejects),
+        "rejects_by_reason": {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
+        if "reason" in rejects.columns
+        else {},
+        "macro_days": len(wide),
+    }
 
     kept = kept.sort_values("time", kind="stable").reset_index(drop=True)
     with Clock() as c:
@@ -137,7 +167,9 @@ def build_episodes() -> tuple:
 
     with Clock() as c:
         config = load_config()
-        days = cal.trading_days(*[pd.Timestamp(x).tz_convert(cal.TZ).date() for x in (kept["time"].min(), kept["time"].max())])
+        days = cal.trading_days(
+            *[pd.Timestamp(x).tz_convert(cal.TZ).date() for x in (kept["time"].min(), kept["time"].max())]
+        )
         fitted = fit_months(features, config, months_between(days[0], days[-1]))  # each month on the 12 before it
         stats = stats_from_frame(stats_to_frame(fitted))  # the lake round trip of the asset
         obs = build_observations(features, config, stats)
@@ -145,10 +177,15 @@ def build_episodes() -> tuple:
         body = l4_episodes_session.op.compute_fn.decorated_fn
         episodes = body(SimpleNamespace(partition_time_window=window), observations=obs, bars=kept).value
     t["L4"] = c.wall
-    info["l4"] = {"obs_version": obs_version(config), "train_window": config.rule_text(),
-                  "train_rows": sum(s["train_rows"] for s in fitted), "unfitted_months": [s["month"] for s in fitted if not s["fitted"]],
-                  "episode_bars": len(episodes), "sessions": int(episodes["session"].nunique()),
-                  "warm_sessions": int(episodes.groupby("session")["warm"].all().sum())}
+    info["l4"] = {
+        "obs_version": obs_version(config),
+        "train_window": config.rule_text(),
+        "train_rows": sum(s["train_rows"] for s in fitted),
+        "unfitted_months": [s["month"] for s in fitted if not s["fitted"]],
+        "episode_bars": len(episodes),
+        "sessions": int(episodes["session"].nunique()),
+        "warm_sessions": int(episodes.groupby("session")["warm"].all().sum()),
+    }
     info["seconds"] = t
     return episodes, stats, config, info
 
@@ -193,8 +230,15 @@ def clean(o):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", default="2023-01..2024-06", help="fold months YYYY-MM..YYYY-MM (out-of-sample period)")
-    ap.add_argument("--every", type=int, default=1, help="train every N months, reusing the latest model in between (1)")
-    ap.add_argument("--timesteps", type=int, default=None, help="PPO timesteps per fold (default: the asset's, USDCOP_PPO_TIMESTEPS or 50000)")
+    ap.add_argument(
+        "--every", type=int, default=1, help="train every N months, reusing the latest model in between (1)"
+    )
+    ap.add_argument(
+        "--timesteps",
+        type=int,
+        default=None,
+        help="PPO timesteps per fold (default: the asset's, USDCOP_PPO_TIMESTEPS or 50000)",
+    )
     ap.add_argument("--n-boot", type=int, default=1000, help="session-bootstrap draws (1000, as l6/performance)")
     ap.add_argument("--no-fixed", action="store_true", help="skip the 'each model held fixed' staleness table")
     ap.add_argument("--no-lightgbm", action="store_true", help="skip the LightGBM baseline (backtest/gbm_baseline.py)")
@@ -206,20 +250,19 @@ def main() -> int:
 
     t_all = time.perf_counter()
     import numpy as np
+    import stable_baselines3
     import torch
 
-    from usdcop_assets.rl.costs import live_costs
-    from usdcop_assets.rl.risk import live_limits
-    from usdcop_assets.rl.training import train_config_from_env
+    from usdcop_assets.backtest import metrics as M
     from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold_held
     from usdcop_assets.backtest.engine import backtest_actions, compare
     from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio, selection_statistics, session_sharpe
-    from usdcop_assets.backtest import metrics as M
+    from usdcop_assets.core import calendar as cal
+    from usdcop_assets.rl.costs import live_costs
     from usdcop_assets.rl.env import EnvConfig
     from usdcop_assets.rl.folds import fold_options_from_env, fold_sessions, fold_windows, warm_sessions
-    from usdcop_assets.core import calendar as cal
-    from usdcop_assets.rl.training import predict_positions, train_fold
-    import stable_baselines3
+    from usdcop_assets.rl.risk import live_limits
+    from usdcop_assets.rl.training import predict_positions, train_config_from_env, train_fold
 
     costs, limits = live_costs(), live_limits()
     config = train_config_from_env()
@@ -227,28 +270,49 @@ def main() -> int:
         config = dataclasses.replace(config, total_timesteps=int(args.timesteps))
     options = fold_options_from_env()
     keys = month_keys(args.folds)
-    log(f"python {sys.version.split()[0]}, torch {torch.__version__}, sb3 {stable_baselines3.__version__}, {os.cpu_count()} CPUs, load {loadavg()}")
+    log(
+        f"python {sys.version.split()[0]}, torch {torch.__version__}, sb3 {stable_baselines3.__version__}, "
+        f"{os.cpu_count()} CPUs, load {loadavg()}"
+    )
     log(f"costs {costs} -> rate {costs.rate * 1e4:.2f} bps per unit traded; risk {limits}")
-    log(f"train config: timesteps {config.total_timesteps} ({config.n_checkpoints} checkpoints x {config.chunk_timesteps}), "
-        f"n_steps {config.n_steps}, batch {config.batch_size}, seed {config.seed}; folds {keys[0]}..{keys[-1]} ({len(keys)}), "
-        f"train every {args.every}; fold options {options}")
+    log(
+        f"train config: timesteps {config.total_timesteps} ({config.n_checkpoints} checkpoints x "
+        f"{config.chunk_timesteps}), "
+        f"n_steps {config.n_steps}, batch {config.batch_size}, seed {config.seed}; folds {keys[0]}..{keys[-1]} "
+        f"({len(keys)}), "
+        f"train every {args.every}; fold options {options}"
+    )
 
     gbm_config = None
     if not args.no_lightgbm:
         from usdcop_assets.backtest.gbm_baseline import GbmConfig, gbm_targets, train_gbm
 
         gbm_config = GbmConfig(seed=config.seed)
-    report: dict = {"args": vars(args), "costs": dataclasses.asdict(costs), "rate_bps": costs.rate * 1e4, "risk": dataclasses.asdict(limits),
-                    "train_config": config.to_dict(), "fold_options": options, "lightgbm_config": gbm_config.to_dict() if gbm_config else None, "machine": {"cpus": os.cpu_count(), "load_start": loadavg()}}
+    report: dict = {
+        "args": vars(args),
+        "costs": dataclasses.asdict(costs),
+        "rate_bps": costs.rate * 1e4,
+        "risk": dataclasses.asdict(limits),
+        "train_config": config.to_dict(),
+        "fold_options": options,
+        "lightgbm_config": gbm_config.to_dict() if gbm_config else None,
+        "machine": {"cpus": os.cpu_count(), "load_start": loadavg()},
+    }
 
     # L0 - L4
     with Clock() as c_l4:
         episodes, stats, obs_config, info = build_episodes()
     report["l0_l4"] = {**info, "wall_s": c_l4.wall, "cpu_s": c_l4.cpu}
-    log(f"[L0-L4] {c_l4.wall:.1f}s: L0 {info['l0']['rows_read']} rows read, {info['l0']['rows_placed']} placed; L1 kept {info['l1']['kept']}, "
-        f"rejected {info['l1']['rejects']} {info['l1']['rejects_by_reason']}; episodes {info['l4']['episode_bars']} bars, "
-        f"{info['l4']['sessions']} sessions ({info['l4']['warm_sessions']} warm); {info['l4']['obs_version']} fitted on "
-        f"{info['l4']['train_window']} ({info['l4']['train_rows']} rows); per layer {', '.join(f'{k} {v:.1f}s' for k, v in info['seconds'].items())}")
+    log(
+        f"[L0-L4] {c_l4.wall:.1f}s: L0 {info['l0']['rows_read']} rows read, {info['l0']['rows_placed']} placed; L1 "
+        f"kept {info['l1']['kept']}, "
+        f"rejected {info['l1']['rejects']} {info['l1']['rejects_by_reason']}; episodes {info['l4']['episode_bars']} "
+        "bars, "
+        f"{info['l4']['sessions']} sessions ({info['l4']['warm_sessions']} warm); {info['l4']['obs_version']} fitted "
+        "on "
+        f"{info['l4']['train_window']} ({info['l4']['train_rows']} rows); per layer "
+        f"{', '.join(f'{k} {v:.1f}s' for k, v in info['seconds'].items())}"
+    )
 
     episodes = episodes.sort_values(["time"], kind="stable").reset_index(drop=True)
     month_of = episodes["session"].astype(str).str[:7]
@@ -270,8 +334,12 @@ def main() -> int:
                 gbm_models[key] = train_gbm(before, fold, gbm_config, obs_config)
             t_gbm += c_gbm.wall
             g = gbm_models[key]
-            log(f"[L5] fold {key}: LightGBM {c_gbm.wall:.1f}s (fit {g.fit_seconds:.2f}s), {g.n_train} train / {g.n_valid} valid rows, "
-                f"best iteration {g.best_iteration}, valid log loss {g.valid_logloss:.4f}, valid hit rate {g.valid_hit_rate:.3f}")
+            log(
+                f"[L5] fold {key}: LightGBM {c_gbm.wall:.1f}s (fit {g.fit_seconds:.2f}s), {g.n_train} train / "
+                f"{g.n_valid} valid rows, "
+                f"best iteration {g.best_iteration}, valid log loss {g.valid_logloss:.4f}, valid hit rate "
+                f"{g.valid_hit_rate:.3f}"
+            )
         if i % args.every == 0:
             with Clock() as c:
                 trained = train_fold(before, fold, config, obs_config, costs, risk=limits, obs_stats=stats)
@@ -279,19 +347,41 @@ def main() -> int:
             models[key] = trained.load()
             current = key
             sel = trained.metadata["selection"]
-            fold_rows.append({"fold": key, "model": key, "trained": True, "version": trained.version, "train_first": str(fold.train_first),
-                              "train_last": str(fold.train_last), "n_train": fold.n_train, "valid_first": str(fold.valid_first),
-                              "valid_last": str(fold.valid_last), "n_valid": fold.n_valid, "selected_checkpoint": sel["checkpoint"],
-                              "valid_sharpe": sel["valid_sharpe"], "valid_sharpes": [r["valid_sharpe"] for r in trained.curve],
-                              "train_mean_rewards": [r["train_mean_reward"] for r in trained.curve], "train_s": c.wall,
-                              "fps": trained.curve[-1]["timesteps"] / c.wall})
-            log(f"[L5] fold {key}: trained {c.wall:.0f}s ({fold_rows[-1]['fps']:.0f} steps/s incl. validation), {fold.n_train} train "
-                f"{fold.train_first}..{fold.train_last}, valid {fold.valid_first}..{fold.valid_last}; valid Sharpe per checkpoint "
-                f"{[fnum(v, '{:.2f}') for v in fold_rows[-1]['valid_sharpes']]} -> #{sel['checkpoint']}  (load {loadavg()})")
+            fold_rows.append(
+                {
+                    "fold": key,
+                    "model": key,
+                    "trained": True,
+                    "version": trained.version,
+                    "train_first": str(fold.train_first),
+                    "train_last": str(fold.train_last),
+                    "n_train": fold.n_train,
+                    "valid_first": str(fold.valid_first),
+                    "valid_last": str(fold.valid_last),
+                    "n_valid": fold.n_valid,
+                    "selected_checkpoint": sel["checkpoint"],
+                    "valid_sharpe": sel["valid_sharpe"],
+                    "valid_sharpes": [r["valid_sharpe"] for r in trained.curve],
+                    "train_mean_rewards": [r["train_mean_reward"] for r in trained.curve],
+                    "train_s": c.wall,
+                    "fps": trained.curve[-1]["timesteps"] / c.wall,
+                }
+            )
+            log(
+                f"[L5] fold {key}: trained {c.wall:.0f}s ({fold_rows[-1]['fps']:.0f} steps/s incl. validation), "
+                f"{fold.n_train} train "
+                f"{fold.train_first}..{fold.train_last}, valid {fold.valid_first}..{fold.valid_last}; valid Sharpe "
+                "per checkpoint "
+                f"{[fnum(v, '{:.2f}') for v in fold_rows[-1]['valid_sharpes']]} -> #{sel['checkpoint']}  (load "
+                f"{loadavg()})"
+            )
         else:
             fold_rows.append({"fold": key, "model": current, "trained": False, "valid_sharpe": None})
         if gbm_config:
-            fold_rows[-1]["lightgbm"] = {**{k: v for k, v in gbm_models[key].summary().items() if k != "config"}, "wall_s": c_gbm.wall}
+            fold_rows[-1]["lightgbm"] = {
+                **{k: v for k, v in gbm_models[key].summary().items() if k != "config"},
+                "wall_s": c_gbm.wall,
+            }
         model_of_month[key] = current
 
     # inference: walk-forward = each month with its model; fixed = each model from its fold to the end
@@ -309,8 +399,12 @@ def main() -> int:
         warm = frame.groupby("session")["warm"].transform("all").to_numpy(dtype=bool)
         if warm.any():
             pred = predict_positions(models[model_key], frame[warm], obs_config, env_config)
-            pos = frame[["session", "step"]].assign(session=frame["session"].astype(str)).merge(
-                pred[["session", "step", "position"]], on=["session", "step"], how="left")["position"].to_numpy()
+            pos = (
+                frame[["session", "step"]]
+                .assign(session=frame["session"].astype(str))
+                .merge(pred[["session", "step", "position"]], on=["session", "step"], how="left")["position"]
+                .to_numpy()
+            )
             out = np.where(np.isnan(pos), 0.0, pos)  # not warm: flat, as l5/actions_m5 records it
         t_inf += time.perf_counter() - t0
         cache[(model_key, month)] = out
@@ -324,7 +418,9 @@ def main() -> int:
     close = bars["close"].to_numpy(dtype="float64")
     wf = np.concatenate([positions(model_of_month[k], k) for k in keys])
     t0 = time.perf_counter()
-    gbm = {k: gbm_targets(gbm_models[k], episodes.loc[episodes.index[month_of == k]], obs_config) for k in gbm_models}  # not warm: 0
+    gbm = {
+        k: gbm_targets(gbm_models[k], episodes.loc[episodes.index[month_of == k]], obs_config) for k in gbm_models
+    }  # not warm: 0
     t_gbm_inf = time.perf_counter() - t0
     first_model = keys[0]
     fixed_first = np.concatenate([positions(first_model, k) for k in keys])
@@ -335,27 +431,53 @@ def main() -> int:
         strategies = {"ppo_walk_forward": wf, f"ppo_fixed_{first_model}": fixed_first, **all_baselines(close, sessions)}
         if gbm_config:
             strategies["lightgbm"] = np.concatenate([gbm[k] for k in keys])
-        # buy-and-hold held over the whole out-of-sample period (overnight gaps, outside the risk rules; backtest.baselines)
+        # buy-and-hold held over the whole out-of-sample period (overnight gaps, outside the risk rules;
+        # backtest.baselines)
         held = buy_and_hold_held(close, next_ret, sessions, costs)
-        table = compare(strategies, next_ret, sessions, costs, limits, reference="buy_and_hold", n_boot=args.n_boot, seed=0,
-                        simulated={"buy_and_hold_held": held})
+        table = compare(
+            strategies,
+            next_ret,
+            sessions,
+            costs,
+            limits,
+            reference="buy_and_hold",
+            n_boot=args.n_boot,
+            seed=0,
+            simulated={"buy_and_hold_held": held},
+        )
         # per-fold: the month's bars only
         frames = {name: backtest_actions(t, next_ret, sessions, costs, limits) for name, t in strategies.items()}
-        gross = {name: {"gross_total_return": float(np.expm1(f["gross"].sum())), "gross_sharpe": M.sharpe(f["gross"].to_numpy()),
-                        "total_cost": float(f["cost"].sum())} for name, f in frames.items()}
-        gross["buy_and_hold_held"] = {"gross_total_return": float(np.expm1(held["gross"].sum())), "gross_sharpe": M.sharpe(held["gross"]),
-                                      "total_cost": float(held["cost"].sum())}
+        gross = {
+            name: {
+                "gross_total_return": float(np.expm1(f["gross"].sum())),
+                "gross_sharpe": M.sharpe(f["gross"].to_numpy()),
+                "total_cost": float(f["cost"].sum()),
+            }
+            for name, f in frames.items()
+        }
+        gross["buy_and_hold_held"] = {
+            "gross_total_return": float(np.expm1(held["gross"].sum())),
+            "gross_sharpe": M.sharpe(held["gross"]),
+            "total_cost": float(held["cost"].sum()),
+        }
         table["gross_total_return"] = table["strategy"].map(lambda n: gross[n]["gross_total_return"])
         table["gross_sharpe"] = table["strategy"].map(lambda n: gross[n]["gross_sharpe"])
         table["total_cost_log"] = table["strategy"].map(lambda n: gross[n]["total_cost"])
         # per-session net returns (session ids are ISO dates: np.unique's order is time order) -> DSR of the agent, PBO
         _, codes = np.unique(sessions, return_inverse=True)
         session_pnl = {name: np.bincount(codes, weights=f["pnl"].to_numpy()) for name, f in frames.items()}
-        overfit = selection_statistics(session_pnl, "ppo_walk_forward")  # the held reference is not a candidate: not a trial
+        overfit = selection_statistics(
+            session_pnl, "ppo_walk_forward"
+        )  # the held reference is not a candidate: not a trial
         held_session_pnl = np.bincount(codes, weights=held["pnl"])
         for row in fold_rows:
             m = (months == row["fold"]).to_numpy()
-            for name, short in (("ppo_walk_forward", "oos"), ("buy_and_hold", "bh"), ("flat", "flat"), ("lightgbm", "lgbm")):
+            for name, short in (
+                ("ppo_walk_forward", "oos"),
+                ("buy_and_hold", "bh"),
+                ("flat", "flat"),
+                ("lightgbm", "lgbm"),
+            ):
                 if name not in frames:
                     continue
                 f = frames[name][m]
@@ -363,8 +485,13 @@ def main() -> int:
                 row[f"{short}_sharpe"] = perf["sharpe"]
                 row[f"{short}_total_return"] = perf["total_return"]
                 if short == "oos":
-                    row.update(oos_trades=perf["n_trades"], oos_turnover=perf["turnover"], oos_exposure=perf["exposure"], sessions=perf["sessions"],
-                               oos_cost=float(f["cost"].sum()))
+                    row.update(
+                        oos_trades=perf["n_trades"],
+                        oos_turnover=perf["turnover"],
+                        oos_exposure=perf["exposure"],
+                        sessions=perf["sessions"],
+                        oos_cost=float(f["cost"].sum()),
+                    )
     t_bt = c_bt.wall
 
     fixed_rows = []
@@ -376,52 +503,114 @@ def main() -> int:
             m = months.isin(sub_keys).to_numpy()
             fx = np.concatenate([positions(key, k) for k in sub_keys])
             with Clock() as c:
-                sub = compare({"fixed": fx, "walk_forward": wf[m], "buy_and_hold": all_baselines(close[m], sessions[m])["buy_and_hold"]},
-                              next_ret[m], sessions[m], costs, limits, reference="walk_forward", n_boot=args.n_boot, seed=0).set_index("strategy")
+                sub = compare(
+                    {
+                        "fixed": fx,
+                        "walk_forward": wf[m],
+                        "buy_and_hold": all_baselines(close[m], sessions[m])["buy_and_hold"],
+                    },
+                    next_ret[m],
+                    sessions[m],
+                    costs,
+                    limits,
+                    reference="walk_forward",
+                    n_boot=args.n_boot,
+                    seed=0,
+                ).set_index("strategy")
             t_bt += c.wall
-            fixed_rows.append({"model": key, "period": f"{sub_keys[0]}..{sub_keys[-1]}", "sessions": int(sub.loc["fixed", "sessions"]),
-                               "fixed_sharpe": sub.loc["fixed", "sharpe"], "fixed_total_return": sub.loc["fixed", "total_return"],
-                               "walk_forward_sharpe": sub.loc["walk_forward", "sharpe"], "walk_forward_total_return": sub.loc["walk_forward", "total_return"],
-                               "bh_sharpe": sub.loc["buy_and_hold", "sharpe"], "fixed_minus_wf_sharpe": sub.loc["fixed", "sharpe_diff_vs_walk_forward"],
-                               "fixed_minus_wf_ci": [sub.loc["fixed", "sharpe_diff_ci_low"], sub.loc["fixed", "sharpe_diff_ci_high"]]})
+            fixed_rows.append(
+                {
+                    "model": key,
+                    "period": f"{sub_keys[0]}..{sub_keys[-1]}",
+                    "sessions": int(sub.loc["fixed", "sessions"]),
+                    "fixed_sharpe": sub.loc["fixed", "sharpe"],
+                    "fixed_total_return": sub.loc["fixed", "total_return"],
+                    "walk_forward_sharpe": sub.loc["walk_forward", "sharpe"],
+                    "walk_forward_total_return": sub.loc["walk_forward", "total_return"],
+                    "bh_sharpe": sub.loc["buy_and_hold", "sharpe"],
+                    "fixed_minus_wf_sharpe": sub.loc["fixed", "sharpe_diff_vs_walk_forward"],
+                    "fixed_minus_wf_ci": [
+                        sub.loc["fixed", "sharpe_diff_ci_low"],
+                        sub.loc["fixed", "sharpe_diff_ci_high"],
+                    ],
+                }
+            )
         log(f"[L5] inference incl. fixed models: {t_inf:.1f}s")
 
     total = time.perf_counter() - t_all
 
     # --- print ---
     log()
-    log(f"=== out of sample {keys[0]}..{keys[-1]}: {len(bars)} bars, {len(set(sessions))} sessions; costs {costs.spread_bps:g} bps spread + "
-        f"{costs.slippage_bps:g} bps slippage = {costs.rate * 1e4:.1f} bps per unit traded; risk {limits}; {config.total_timesteps} timesteps/fold, "
-        f"train every {args.every} month(s) ===")
-    head = f"{'strategy':22} {'total ret':>9} {'ann ret':>8} {'vol':>7} {'Sharpe [95% CI]':>22} {'dSharpe vs B&H [95% CI]':>25} {'Sortino':>8} {'max DD':>7} {'trades':>7} {'turnover':>9} {'win rate':>8}"
+    log(
+        f"=== out of sample {keys[0]}..{keys[-1]}: {len(bars)} bars, {len(set(sessions))} sessions; costs "
+        f"{costs.spread_bps:g} bps spread + "
+        f"{costs.slippage_bps:g} bps slippage = {costs.rate * 1e4:.1f} bps per unit traded; risk {limits}; "
+        f"{config.total_timesteps} timesteps/fold, "
+        f"train every {args.every} month(s) ==="
+    )
+    head = (
+        f"{'strategy':22} {'total ret':>9} {'ann ret':>8} {'vol':>7} {'Sharpe [95% CI]':>22} "
+        f"{'dSharpe vs B&H [95% CI]':>25} {'Sortino':>8} {'max DD':>7} {'trades':>7} {'turnover':>9} {'win rate':>8}"
+    )
     lines = [head, "-" * len(head)]
     for r in table.to_dict("records"):
-        ci = f"{fnum(r['sharpe'], '{:.2f}')} [{fnum(r['sharpe_ci_low'], '{:.2f}')}, {fnum(r['sharpe_ci_high'], '{:.2f}')}]"
-        dci = (f"{fnum(r['sharpe_diff_vs_buy_and_hold'], '{:.2f}')} [{fnum(r['sharpe_diff_ci_low'], '{:.2f}')}, {fnum(r['sharpe_diff_ci_high'], '{:.2f}')}]"
-               if "sharpe_diff_vs_buy_and_hold" in r else "")
-        lines.append(f"{r['strategy']:22} {fnum(r['total_return'] * 100, '{:.2f}%'):>9} {fnum(r['annualized_return'] * 100, '{:.2f}%'):>8} "
-                     f"{fnum(r['volatility'] * 100, '{:.2f}%'):>7} {ci:>22} {dci:>25} {fnum(r['sortino'], '{:.2f}'):>8} "
-                     f"{fnum(r['max_drawdown'] * 100, '{:.2f}%'):>7} {r['n_trades']:>7} {fnum(r['turnover'], '{:.1f}'):>9} "
-                     f"{fnum(r['win_rate'] * 100 if r['win_rate'] == r['win_rate'] else float('nan'), '{:.1f}%'):>8}")
+        ci = (
+            f"{fnum(r['sharpe'], '{:.2f}')} [{fnum(r['sharpe_ci_low'], '{:.2f}')}, "
+            f"{fnum(r['sharpe_ci_high'], '{:.2f}')}]"
+        )
+        dci = (
+            f"{fnum(r['sharpe_diff_vs_buy_and_hold'], '{:.2f}')} [{fnum(r['sharpe_diff_ci_low'], '{:.2f}')}, "
+            f"{fnum(r['sharpe_diff_ci_high'], '{:.2f}')}]"
+            if "sharpe_diff_vs_buy_and_hold" in r
+            else ""
+        )
+        lines.append(
+            f"{r['strategy']:22} {fnum(r['total_return'] * 100, '{:.2f}%'):>9} "
+            f"{fnum(r['annualized_return'] * 100, '{:.2f}%'):>8} "
+            f"{fnum(r['volatility'] * 100, '{:.2f}%'):>7} {ci:>22} {dci:>25} {fnum(r['sortino'], '{:.2f}'):>8} "
+            f"{fnum(r['max_drawdown'] * 100, '{:.2f}%'):>7} {r['n_trades']:>7} {fnum(r['turnover'], '{:.1f}'):>9} "
+            f"{fnum(r['win_rate'] * 100 if r['win_rate'] == r['win_rate'] else float('nan'), '{:.1f}%'):>8}"
+        )
     for line in lines:
         log(line)
-    glines = ["before costs (same positions, cost = 0): " + "; ".join(
-        f"{r['strategy']} gross return {fnum(r['gross_total_return'] * 100, '{:.2f}%')}, gross Sharpe {fnum(r['gross_sharpe'], '{:.2f}')}, "
-        f"costs paid {fnum(r['total_cost_log'] * 1e4, '{:.0f}')} bp (log)" for r in table.to_dict("records") if r["strategy"] != "flat")]
+    glines = [
+        "before costs (same positions, cost = 0): "
+        + "; ".join(
+            f"{r['strategy']} gross return {fnum(r['gross_total_return'] * 100, '{:.2f}%')}, gross Sharpe "
+            f"{fnum(r['gross_sharpe'], '{:.2f}')}, "
+            f"costs paid {fnum(r['total_cost_log'] * 1e4, '{:.0f}')} bp (log)"
+            for r in table.to_dict("records")
+            if r["strategy"] != "flat"
+        )
+    ]
     for line in glines:
         log(line)
     lines += glines
     log()
-    log("per fold (month): model used, validation Sharpe of the selected checkpoint (pre-fold), out-of-sample Sharpe/return of the agent, buy-and-hold")
-    fh = (f"{'fold':8} {'model':8} {'n_train':>7} {'valid Sh':>9} {'OOS Sh':>8} {'OOS ret':>8} {'B&H Sh':>8} {'B&H ret':>8} {'trades':>6} {'turnover':>8} {'cost':>7}"
-          + (f" {'LGBM Sh':>8} {'LGBM ret':>8} {'LGBM fit':>8}" if gbm_config else ""))
+    log(
+        "per fold (month): model used, validation Sharpe of the selected checkpoint (pre-fold), out-of-sample "
+        "Sharpe/return of the agent, buy-and-hold"
+    )
+    fh = (
+        f"{'fold':8} {'model':8} {'n_train':>7} {'valid Sh':>9} {'OOS Sh':>8} {'OOS ret':>8} {'B&H Sh':>8} "
+        f"{'B&H ret':>8} {'trades':>6} {'turnover':>8} {'cost':>7}"
+        + (f" {'LGBM Sh':>8} {'LGBM ret':>8} {'LGBM fit':>8}" if gbm_config else "")
+    )
     flines = [fh]
     for r in fold_rows:
-        flines.append(f"{r['fold']:8} {r['model']:8} {r.get('n_train', ''):>7} {fnum(r['valid_sharpe'], '{:.2f}'):>9} {fnum(r['oos_sharpe'], '{:.2f}'):>8} "
-                      f"{fnum(r['oos_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['bh_sharpe'], '{:.2f}'):>8} {fnum(r['bh_total_return'] * 100, '{:.2f}%'):>8} "
-                      f"{r['oos_trades']:>6} {fnum(r['oos_turnover'], '{:.1f}'):>8} {fnum(r['oos_cost'] * 1e4, '{:.0f}bp'):>7}"
-                      + (f" {fnum(r['lgbm_sharpe'], '{:.2f}'):>8} {fnum(r['lgbm_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['lightgbm']['wall_s'], '{:.1f}s'):>8}"
-                         if gbm_config else ""))
+        flines.append(
+            f"{r['fold']:8} {r['model']:8} {r.get('n_train', ''):>7} {fnum(r['valid_sharpe'], '{:.2f}'):>9} "
+            f"{fnum(r['oos_sharpe'], '{:.2f}'):>8} "
+            f"{fnum(r['oos_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['bh_sharpe'], '{:.2f}'):>8} "
+            f"{fnum(r['bh_total_return'] * 100, '{:.2f}%'):>8} "
+            f"{r['oos_trades']:>6} {fnum(r['oos_turnover'], '{:.1f}'):>8} {fnum(r['oos_cost'] * 1e4, '{:.0f}bp'):>7}"
+            + (
+                f" {fnum(r['lgbm_sharpe'], '{:.2f}'):>8} {fnum(r['lgbm_total_return'] * 100, '{:.2f}%'):>8} "
+                f"{fnum(r['lightgbm']['wall_s'], '{:.1f}s'):>8}"
+                if gbm_config
+                else ""
+            )
+        )
     for line in flines:
         log(line)
     tr = [r for r in fold_rows if r["trained"] and r["valid_sharpe"] is not None]
@@ -430,48 +619,100 @@ def main() -> int:
         o = np.array([r["oos_sharpe"] for r in tr], dtype=float)
         ok = np.isfinite(v) & np.isfinite(o)
         corr = float(np.corrcoef(v[ok], o[ok])[0, 1]) if ok.sum() >= 3 else float("nan")
-        log(f"trained folds: mean validation Sharpe {np.nanmean(v):.2f}, mean OOS month Sharpe {np.nanmean(o):.2f}, corr {corr:.2f}; "
-            f"OOS Sharpe > 0 in {int((o > 0).sum())}/{len(o)} months")
-        report["valid_vs_oos"] = {"mean_valid": float(np.nanmean(v)), "mean_oos": float(np.nanmean(o)), "corr": corr, "oos_positive": int((o > 0).sum()), "n": len(o)}
+        log(
+            f"trained folds: mean validation Sharpe {np.nanmean(v):.2f}, mean OOS month Sharpe {np.nanmean(o):.2f}, "
+            f"corr {corr:.2f}; "
+            f"OOS Sharpe > 0 in {int((o > 0).sum())}/{len(o)} months"
+        )
+        report["valid_vs_oos"] = {
+            "mean_valid": float(np.nanmean(v)),
+            "mean_oos": float(np.nanmean(o)),
+            "corr": corr,
+            "oos_positive": int((o > 0).sum()),
+            "n": len(o),
+        }
     if fixed_rows:
         log()
         log("each trained model held fixed from its fold to the end vs the walk-forward agent on the same sessions")
-        xh = f"{'model':8} {'period':17} {'sessions':>8} {'fixed Sh':>9} {'fixed ret':>9} {'WF Sh':>7} {'WF ret':>8} {'B&H Sh':>7} {'fixed-WF [95% CI]':>22}"
+        xh = (
+            f"{'model':8} {'period':17} {'sessions':>8} {'fixed Sh':>9} {'fixed ret':>9} {'WF Sh':>7} {'WF ret':>8} "
+            f"{'B&H Sh':>7} {'fixed-WF [95% CI]':>22}"
+        )
         xlines = [xh]
         for r in fixed_rows:
-            xlines.append(f"{r['model']:8} {r['period']:17} {r['sessions']:>8} {fnum(r['fixed_sharpe'], '{:.2f}'):>9} {fnum(r['fixed_total_return'] * 100, '{:.2f}%'):>9} "
-                          f"{fnum(r['walk_forward_sharpe'], '{:.2f}'):>7} {fnum(r['walk_forward_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['bh_sharpe'], '{:.2f}'):>7} "
-                          f"{fnum(r['fixed_minus_wf_sharpe'], '{:.2f}')} [{fnum(r['fixed_minus_wf_ci'][0], '{:.2f}')}, {fnum(r['fixed_minus_wf_ci'][1], '{:.2f}')}]")
+            xlines.append(
+                f"{r['model']:8} {r['period']:17} {r['sessions']:>8} {fnum(r['fixed_sharpe'], '{:.2f}'):>9} "
+                f"{fnum(r['fixed_total_return'] * 100, '{:.2f}%'):>9} "
+                f"{fnum(r['walk_forward_sharpe'], '{:.2f}'):>7} "
+                f"{fnum(r['walk_forward_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['bh_sharpe'], '{:.2f}'):>7} "
+                f"{fnum(r['fixed_minus_wf_sharpe'], '{:.2f}')} [{fnum(r['fixed_minus_wf_ci'][0], '{:.2f}')}, "
+                f"{fnum(r['fixed_minus_wf_ci'][1], '{:.2f}')}]"
+            )
         for line in xlines:
             log(line)
     dsr = overfit["deflated_sharpe"]
-    log(f"overfitting over the {overfit['n_trials']} strategies compared ({overfit['n_sessions']} sessions): ppo_walk_forward Sharpe per session "
-        + (f"{dsr['sr']:.3f}, expected max of {dsr['n_trials']} false strategies {dsr['sr0']:.3f}, deflated Sharpe ratio {dsr['dsr']:.3f} "
-           f"(PSR vs 0: {dsr['psr_zero']:.3f})" if dsr else f"n/a ({overfit.get('deflated_sharpe_error')})")
-        + (f"; PBO (CSCV, {overfit['pbo']['n_splits']} splits, {overfit['pbo']['n_combinations']} combinations) {overfit['pbo']['pbo']:.3f}"
-           if overfit["pbo"] else "; PBO n/a"))
+    log(
+        f"overfitting over the {overfit['n_trials']} strategies compared ({overfit['n_sessions']} sessions): "
+        "ppo_walk_forward Sharpe per session "
+        + (
+            f"{dsr['sr']:.3f}, expected max of {dsr['n_trials']} false strategies {dsr['sr0']:.3f}, deflated Sharpe "
+            f"ratio {dsr['dsr']:.3f} "
+            f"(PSR vs 0: {dsr['psr_zero']:.3f})"
+            if dsr
+            else f"n/a ({overfit.get('deflated_sharpe_error')})"
+        )
+        + (
+            f"; PBO (CSCV, {overfit['pbo']['n_splits']} splits, {overfit['pbo']['n_combinations']} combinations) "
+            f"{overfit['pbo']['pbo']:.3f}"
+            if overfit["pbo"]
+            else "; PBO n/a"
+        )
+    )
     log()
-    times = {"l1_l4_s": c_l4.wall, "training_s": t_train, "inference_s": t_inf, "backtest_s": t_bt, "total_s": total,
-             "lightgbm_fit_s": t_gbm if gbm_config else None, "lightgbm_inference_s": t_gbm_inf if gbm_config else None}
-    log(f"wall time: L0-L4 {c_l4.wall:.1f}s, training {t_train:.1f}s ({sum(r['trained'] for r in fold_rows)} folds), inference {t_inf:.1f}s, "
+    times = {
+        "l1_l4_s": c_l4.wall,
+        "training_s": t_train,
+        "inference_s": t_inf,
+        "backtest_s": t_bt,
+        "total_s": total,
+        "lightgbm_fit_s": t_gbm if gbm_config else None,
+        "lightgbm_inference_s": t_gbm_inf if gbm_config else None,
+    }
+    log(
+        f"wall time: L0-L4 {c_l4.wall:.1f}s, training {t_train:.1f}s ({sum(r['trained'] for r in fold_rows)} folds), "
+        f"inference {t_inf:.1f}s, "
         f"backtest+metrics+bootstrap {t_bt:.1f}s, total {total:.1f}s; load average now {loadavg()}"
-        + (f"; LightGBM {t_gbm:.1f}s for {len(gbm_models)} folds + {t_gbm_inf:.1f}s inference" if gbm_config else ""))
-    report.update(table=table.to_dict("records"), folds=fold_rows, fixed=fixed_rows, wall=times, oos={"first": keys[0], "last": keys[-1], "bars": len(bars),
-                  "sessions": len(set(sessions))}, printed={"table": lines, "folds": flines})
+        + (f"; LightGBM {t_gbm:.1f}s for {len(gbm_models)} folds + {t_gbm_inf:.1f}s inference" if gbm_config else "")
+    )
+    report.update(
+        table=table.to_dict("records"),
+        folds=fold_rows,
+        fixed=fixed_rows,
+        wall=times,
+        oos={"first": keys[0], "last": keys[-1], "bars": len(bars), "sessions": len(set(sessions))},
+        printed={"table": lines, "folds": flines},
+    )
     # the harness does not choose among the strategies (the checkpoint choice on validation is inside each fold):
     # the selected one is the agent under test, and its DSR counts every strategy it is compared with as a trial
     report["selected"] = "ppo_walk_forward"
-    report["strategies"] = {r["strategy"]: {"total_return": r["total_return"], "sharpe": r["sharpe"],
-                                            "sharpe_ci": [r.get("sharpe_ci_low"), r.get("sharpe_ci_high")],
-                                            "turnover_per_session": r["turnover_per_session"],
-                                            "sharpe_per_session": overfit["sharpe_per_session"][r["strategy"]]
-                                            if r["strategy"] in overfit["sharpe_per_session"] else session_sharpe(held_session_pnl)}
-                            for r in table.to_dict("records")}
+    report["strategies"] = {
+        r["strategy"]: {
+            "total_return": r["total_return"],
+            "sharpe": r["sharpe"],
+            "sharpe_ci": [r.get("sharpe_ci_low"), r.get("sharpe_ci_high")],
+            "turnover_per_session": r["turnover_per_session"],
+            "sharpe_per_session": overfit["sharpe_per_session"][r["strategy"]]
+            if r["strategy"] in overfit["sharpe_per_session"]
+            else session_sharpe(held_session_pnl),
+        }
+        for r in table.to_dict("records")
+    }
     report["strategies"][report["selected"]]["deflated_sharpe"] = dsr["dsr"] if dsr else None
     if gbm_config:  # the baseline deflated by the same N trials as the agent (None when its returns are degenerate)
         try:
             report["strategies"]["lightgbm"]["deflated_sharpe"] = deflated_sharpe_ratio(
-                session_pnl["lightgbm"], list(overfit["sharpe_per_session"].values())).dsr
+                session_pnl["lightgbm"], list(overfit["sharpe_per_session"].values())
+            ).dsr
         except ValueError as e:
             report["strategies"]["lightgbm"]["deflated_sharpe"] = None
             report["strategies"]["lightgbm"]["deflated_sharpe_error"] = str(e)

@@ -51,7 +51,12 @@ LAYERS: dict[str, list[tuple[str, str | None]]] = {
     "L2": [("l2/indicators_m5", "session")],
     "L3": [("l3/features_m5", "session")],
     "L4": [("l4/observation_stats", None), ("l4/observations_m5", "session"), ("l4/episodes_session", "session")],
-    "L5": [("l5/ppo_model", None), ("l5/actions_m5", "session"), ("l5/paper_trades", "session"), ("l5/paper_positions", "session")],
+    "L5": [
+        ("l5/ppo_model", None),
+        ("l5/actions_m5", "session"),
+        ("l5/paper_trades", "session"),
+        ("l5/paper_positions", "session"),
+    ],
     "L6": [("l6/backtest_session", "session"), ("l6/performance", None)],
 }
 BUILT_LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
@@ -66,8 +71,13 @@ CHECKS: dict[str, list[str]] = {
     "l5/actions_m5": ["lake_matches_warehouse"],
 }
 CONFIG_VARS = (
-    "USDCOP_HOME", "USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "DAGSTER_HOME", "USDCOP_OBS_CONFIG",
-    "USDCOP_OBS_TRAIN_WINDOW", "AWS_ENDPOINT_URL",
+    "USDCOP_HOME",
+    "USDCOP_LAKE_URL",
+    "USDCOP_WAREHOUSE_URL",
+    "DAGSTER_HOME",
+    "USDCOP_OBS_CONFIG",
+    "USDCOP_OBS_TRAIN_WINDOW",
+    "AWS_ENDPOINT_URL",
 )
 
 
@@ -109,18 +119,25 @@ def to_bogota(df: pd.DataFrame, fmt: str = "%Y-%m-%d %H:%M") -> pd.DataFrame:
             renames[c] = f"{c} (Bogota)"
     return out.rename(columns=renames)
 
-def paper_status(src: "Sources") -> dict | None:
+
+def paper_status(src: Sources) -> dict | None:
     """The latest paper position (warehouse ``paper_positions``) and fill (``paper_trades``); None if not there."""
     wh = src.warehouse
     if not wh.has_table("paper_positions"):
         return None
-    pos = wh.query("SELECT time, session, position, next_target, session_pnl, model_version FROM paper_positions ORDER BY time DESC LIMIT 1")
+    pos = wh.query(
+        "SELECT time, session, position, next_target, session_pnl, model_version FROM paper_positions ORDER BY time "
+        "DESC LIMIT 1"
+    )
     if pos.empty:
         return None
     out = pos.iloc[0].to_dict()
     out["last_fill"] = None
     if wh.has_table("paper_trades"):
-        fills = wh.query("SELECT time, side, quantity, fill_price, fill_at FROM paper_trades ORDER BY time DESC, fill_at DESC LIMIT 1")
+        fills = wh.query(
+            "SELECT time, side, quantity, fill_price, fill_at FROM paper_trades ORDER BY time DESC, fill_at DESC "
+            "LIMIT 1"
+        )
         if len(fills):
             out["last_fill"] = fills.iloc[0].to_dict()
     return out
@@ -139,10 +156,12 @@ def sqlite_readonly_url(path: Path) -> sa.URL:
     it cannot end the file name early (``file:/a#b?mode=ro`` would open ``/a`` read-write, creating it)."""
     from urllib.parse import quote
 
-    return sa.URL.create("sqlite", database=f"file:{quote(str(Path(path).absolute()))}", query={"mode": "ro", "uri": "true"})
+    return sa.URL.create(
+        "sqlite", database=f"file:{quote(str(Path(path).absolute()))}", query={"mode": "ro", "uri": "true"}
+    )
 
 
-def warehouse_error(src: "Sources", exc: BaseException) -> str:
+def warehouse_error(src: Sources, exc: BaseException) -> str:
     """The banner line for a warehouse that cannot be read: the driver's first line, secrets scrubbed."""
     from usdcop_assets.core.settings import scrub_secrets
 
@@ -226,8 +245,10 @@ class Sources:
 
     def has_instance(self) -> bool:
         home = self.settings.dagster_home
-        return (home / "dagster.yaml").is_file() and (home / "history" / "runs.db").is_file() or (
-            (home / "dagster.yaml").is_file() and "postgres" in (home / "dagster.yaml").read_text()
+        return (
+            (home / "dagster.yaml").is_file()
+            and (home / "history" / "runs.db").is_file()
+            or ((home / "dagster.yaml").is_file() and "postgres" in (home / "dagster.yaml").read_text())
         )
 
 
@@ -274,7 +295,9 @@ def last_sessions_window(last_time: pd.Timestamp, sessions: int) -> tuple[pd.Tim
     first_day = last_day
     for _ in range(max(sessions, 1) - 1):
         first_day = cal.previous_trading_day(first_day)
-    return cal.session_open(first_day), cal.session_end(last_day) if cal.is_trading_day(last_day) else cal.as_utc(last_time) + pd.Timedelta(minutes=5)
+    return cal.session_open(first_day), cal.session_end(last_day) if cal.is_trading_day(last_day) else cal.as_utc(
+        last_time
+    ) + pd.Timedelta(minutes=5)
 
 
 BAR_COLUMNS = ["time", "open", "high", "low", "close", "volume", "source", "is_flat"]
@@ -294,7 +317,9 @@ def read_bars(src: Sources, start=None, end=None) -> pd.DataFrame:
     return bars
 
 
-def add_overlays(df: pd.DataFrame, span_fast: int = 20, span_slow: int = 50, window: int = 20, k: float = 2.0) -> pd.DataFrame:
+def add_overlays(
+    df: pd.DataFrame, span_fast: int = 20, span_slow: int = 50, window: int = 20, k: float = 2.0
+) -> pd.DataFrame:
     """EMA 20/50 and Bollinger(20, 2) on ``close`` where the frame lacks them (resampled bars, no L2)."""
     out = df.copy()
     close = out["close"].astype(float)
@@ -314,11 +339,17 @@ def resample_ohlc(bars: pd.DataFrame, rule: str = "1D") -> pd.DataFrame:
         return pd.DataFrame(columns=["time", "open", "high", "low", "close", "volume", "bars", "source"])
     local = bars.set_index(pd.DatetimeIndex(bars["time"]).tz_convert(cal.TZ))
     g = local.resample(rule)
-    out = pd.DataFrame({
-        "open": g["open"].first(), "high": g["high"].max(), "low": g["low"].min(), "close": g["close"].last(),
-        "volume": g["volume"].sum(min_count=1), "bars": g["close"].count(),
-        "source": g["source"].agg(lambda s: ",".join(sorted(set(s))) if len(s) else None),
-    })
+    out = pd.DataFrame(
+        {
+            "open": g["open"].first(),
+            "high": g["high"].max(),
+            "low": g["low"].min(),
+            "close": g["close"].last(),
+            "volume": g["volume"].sum(min_count=1),
+            "bars": g["close"].count(),
+            "source": g["source"].agg(lambda s: ",".join(sorted(set(s))) if len(s) else None),
+        }
+    )
     out = out[out["bars"] > 0]
     out.index = out.index.tz_convert("UTC")
     return out.rename_axis("time").reset_index()
@@ -368,7 +399,9 @@ def lake_dates(src: Sources, dataset: str) -> list[dt.date]:
 def read_lake(src: Sources, dataset: str, days: list[dt.date]) -> pd.DataFrame:
     if not days:
         return pd.DataFrame()
-    return src.lake_table(dataset).read(cal.session_open(days[0]) - pd.Timedelta(hours=8), cal.session_end(days[-1]) + pd.Timedelta(hours=11))
+    return src.lake_table(dataset).read(
+        cal.session_open(days[0]) - pd.Timedelta(hours=8), cal.session_end(days[-1]) + pd.Timedelta(hours=11)
+    )
 
 
 def agent_positions(src: Sources, sessions: list[dt.date]) -> pd.DataFrame | None:
@@ -408,10 +441,18 @@ def latest_observation(src: Sources) -> dict | None:
         return None
     row = df.iloc[-1]
     ocols = [c for c in df.columns if c.startswith("o_")]
-    vector = pd.DataFrame({"position": range(len(ocols)), "feature": [c[2:] for c in ocols],
-                           "value": [float(row[c]) for c in ocols]})
-    return {"time": row["time"], "obs_version": row.get("obs_version"), "stats_version": row.get("stats_version", "-"), "non_finite": int(row.get("non_finite", 0)),
-            "warm": bool(row.get("warm", True)), "vector": vector, "sessions": days}
+    vector = pd.DataFrame(
+        {"position": range(len(ocols)), "feature": [c[2:] for c in ocols], "value": [float(row[c]) for c in ocols]}
+    )
+    return {
+        "time": row["time"],
+        "obs_version": row.get("obs_version"),
+        "stats_version": row.get("stats_version", "-"),
+        "non_finite": int(row.get("non_finite", 0)),
+        "warm": bool(row.get("warm", True)),
+        "vector": vector,
+        "sessions": days,
+    }
 
 
 def observation_history(src: Sources, sessions: int = 5) -> pd.DataFrame:
@@ -439,7 +480,11 @@ def normalization(src: Sources) -> pd.DataFrame | None:
     if not days:
         return None
     frame = src.lake_table("l4/observation_stats").read()
-    return frame[frame["month"] == frame["month"].max()].reset_index(drop=True) if len(frame) and "month" in frame else None
+    return (
+        frame[frame["month"] == frame["month"].max()].reset_index(drop=True)
+        if len(frame) and "month" in frame
+        else None
+    )
 
 
 def observation_config() -> dict:
@@ -450,8 +495,14 @@ def observation_config() -> dict:
         cfg = load_config()
     except ValueError as exc:
         return {"error": str(exc)}
-    return {"version": cfg.version, "dim": cfg.dim, "features": list(cfg.features), "sha256": cfg.sha256(),
-            "rule": cfg.rule_text(), "passthrough": sorted(cfg.passthrough)}
+    return {
+        "version": cfg.version,
+        "dim": cfg.dim,
+        "features": list(cfg.features),
+        "sha256": cfg.sha256(),
+        "rule": cfg.rule_text(),
+        "passthrough": sorted(cfg.passthrough),
+    }
 
 
 def manifests(src: Sources, dataset: str, sessions: int = 20, verify: bool = True) -> pd.DataFrame:
@@ -464,18 +515,39 @@ def manifests(src: Sources, dataset: str, sessions: int = 20, verify: bool = Tru
         except ValueError:
             m = {}
         problems = table.verify(day) if verify else []
-        rows.append({"date": day, "rows": m.get("rows"), "sha256": m.get("sha256"), "bytes": m.get("bytes"),
-                     "time_min": m.get("time_min"), "time_max": m.get("time_max"), "written_at": m.get("written_at"),
-                     "verified": "ok" if not problems else "; ".join(problems)})
-    out = pd.DataFrame(rows, columns=["date", "rows", "sha256", "bytes", "time_min", "time_max", "written_at", "verified"])
+        rows.append(
+            {
+                "date": day,
+                "rows": m.get("rows"),
+                "sha256": m.get("sha256"),
+                "bytes": m.get("bytes"),
+                "time_min": m.get("time_min"),
+                "time_max": m.get("time_max"),
+                "written_at": m.get("written_at"),
+                "verified": "ok" if not problems else "; ".join(problems),
+            }
+        )
+    out = pd.DataFrame(
+        rows, columns=["date", "rows", "sha256", "bytes", "time_min", "time_max", "written_at", "verified"]
+    )
     for c in ("time_min", "time_max", "written_at"):
         out[c] = pd.to_datetime(out[c], utc=True, format="ISO8601", errors="coerce")
     return out
 
 
-LAKE_DATASETS = ("l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5",
-                 "l4/observations_m5", "l4/episodes_session", "l5/actions_m5", "l6/backtest_session", "l0/macro_daily",
-                 "l1/macro_daily")
+LAKE_DATASETS = (
+    "l0/ohlcv_m5",
+    "l1/ohlcv_m5",
+    "l1/ohlcv_m5_rejects",
+    "l2/indicators_m5",
+    "l3/features_m5",
+    "l4/observations_m5",
+    "l4/episodes_session",
+    "l5/actions_m5",
+    "l6/backtest_session",
+    "l0/macro_daily",
+    "l1/macro_daily",
+)
 
 
 # -- L5 / L6: model registry, actions, backtests, performance ---------------------------------------------
@@ -486,8 +558,11 @@ def read_all_lake(src: Sources, dataset: str, columns: list[str] | None = None) 
     days = lake_dates(src, dataset)
     if not days:
         return pd.DataFrame(columns=columns or [])
-    return src.lake_table(dataset).read(cal.session_open(days[0]) - pd.Timedelta(hours=8),
-                                        cal.session_end(days[-1]) + pd.Timedelta(hours=11), columns=columns)
+    return src.lake_table(dataset).read(
+        cal.session_open(days[0]) - pd.Timedelta(hours=8),
+        cal.session_end(days[-1]) + pd.Timedelta(hours=11),
+        columns=columns,
+    )
 
 
 BACKTEST_READ = ["time", "session", "position", "pnl", "next_ret", "close", "model_version"]
@@ -499,7 +574,9 @@ def backtest(src: Sources, days: list[dt.date] | None = None) -> pd.DataFrame:
         return read_all_lake(src, "l6/backtest_session", BACKTEST_READ)
     if not days:
         return pd.DataFrame(columns=BACKTEST_READ)
-    return src.lake_table("l6/backtest_session").read(cal.session_open(days[0]), cal.session_end(days[-1]), columns=BACKTEST_READ)
+    return src.lake_table("l6/backtest_session").read(
+        cal.session_open(days[0]), cal.session_end(days[-1]), columns=BACKTEST_READ
+    )
 
 
 def performance_rows(src: Sources) -> pd.DataFrame:
@@ -507,8 +584,10 @@ def performance_rows(src: Sources) -> pd.DataFrame:
     wh = src.warehouse
     if not wh.has_table("rl_metrics"):
         return pd.DataFrame()
-    df = wh.query('SELECT * FROM rl_metrics WHERE metric_date = (SELECT MAX(metric_date) FROM rl_metrics) ORDER BY strategy',
-                  times=("computed_at",))
+    df = wh.query(
+        "SELECT * FROM rl_metrics WHERE metric_date = (SELECT MAX(metric_date) FROM rl_metrics) ORDER BY strategy",
+        times=("computed_at",),
+    )
     return df
 
 
@@ -517,9 +596,12 @@ def models(src: Sources) -> pd.DataFrame:
     wh = src.warehouse
     if not wh.has_table("rl_models"):
         return pd.DataFrame()
-    return wh.query("SELECT fold, version, obs_version, train_first, train_last, valid_first, valid_last, train_sessions, "
-                    "valid_sessions, total_timesteps, selected_timesteps, valid_sharpe, valid_mean_reward FROM rl_models ORDER BY fold",
-                    times=())
+    return wh.query(
+        "SELECT fold, version, obs_version, train_first, train_last, valid_first, valid_last, train_sessions, "
+        "valid_sessions, total_timesteps, selected_timesteps, valid_sharpe, valid_mean_reward FROM rl_models ORDER BY "
+        "fold",
+        times=(),
+    )
 
 
 def report(src: Sources) -> dict | None:
@@ -556,7 +638,11 @@ def rejects(src: Sources, start=None, end=None) -> pd.DataFrame:
     cols = ["time", "reason", "source", "detail"]
     parts = [src.warehouse.window(name, cols, start, end) for name in (REJECTS, UNPLACED)]
     parts = [p for p in parts if len(p)]
-    return pd.concat(parts, ignore_index=True).sort_values("time", kind="stable").reset_index(drop=True) if parts else pd.DataFrame(columns=cols)
+    return (
+        pd.concat(parts, ignore_index=True).sort_values("time", kind="stable").reset_index(drop=True)
+        if parts
+        else pd.DataFrame(columns=cols)
+    )
 
 
 def rejects_by_reason(rej: pd.DataFrame) -> pd.DataFrame:
@@ -586,7 +672,9 @@ def quality_by_session(bars: pd.DataFrame, first: dt.date, last: dt.date) -> pd.
         b = bars.loc[on_grid]
         d = cal.session_dates(b["time"]).to_numpy()
         present = pd.Series(1, index=d).groupby(level=0).sum().reindex(days, fill_value=0)
-        flat = pd.Series(b["is_flat"].astype(bool).to_numpy(), index=d).groupby(level=0).sum().reindex(days, fill_value=0)
+        flat = (
+            pd.Series(b["is_flat"].astype(bool).to_numpy(), index=d).groupby(level=0).sum().reindex(days, fill_value=0)
+        )
     out = pd.DataFrame({"session": days, "bars": present.to_numpy(), "expected": cal.BARS_PER_SESSION})
     out["missing"] = out["expected"] - out["bars"]
     out["flat"] = flat.to_numpy().astype(int)
@@ -646,9 +734,19 @@ def layer_status(instance, now=None) -> pd.DataFrame:
     known = {"/".join(k.path) for k in instance.get_asset_keys()} if instance is not None else set()
     for layer, assets in LAYERS.items():
         for asset, kind in assets:
-            row = {"layer": layer, "asset": asset, "partitioned_by": kind or "-", "latest_partition": None,
-                   "materialized_at": None, "run_id": None, "partitions": 0, "gaps": 0, "first_gap": None,
-                   "freshness": "never materialized", "what_to_run": what_to_run(asset)}
+            row = {
+                "layer": layer,
+                "asset": asset,
+                "partitioned_by": kind or "-",
+                "latest_partition": None,
+                "materialized_at": None,
+                "run_id": None,
+                "partitions": 0,
+                "gaps": 0,
+                "first_gap": None,
+                "freshness": "never materialized",
+                "what_to_run": what_to_run(asset),
+            }
             if asset in known:
                 event = instance.get_latest_materialization_event(_key(asset))
                 if event is not None:
@@ -674,8 +772,15 @@ def overfitting_stats(instance) -> dict:
     """The agent's deflated Sharpe ratio (and its N trials) and the PBO from the latest ``l6/performance``
     materialization's metadata; a value is None with its ``*_reason`` when absent (no instance, never
     materialized, an older materialization that did not record it, or not computable on that evaluation)."""
-    out = {"dsr": None, "trials": None, "sharpe_per_session": None, "pbo": None, "metric_date": None,
-           "dsr_reason": None, "pbo_reason": None}
+    out = {
+        "dsr": None,
+        "trials": None,
+        "sharpe_per_session": None,
+        "pbo": None,
+        "metric_date": None,
+        "dsr_reason": None,
+        "pbo_reason": None,
+    }
     event = instance.get_latest_materialization_event(_key("l6/performance")) if instance is not None else None
     if event is None:
         reason = "no Dagster instance" if instance is None else "l6/performance never materialized"
@@ -688,8 +793,11 @@ def overfitting_stats(instance) -> dict:
     elif md["agent_deflated_sharpe"] is None:
         out["dsr_reason"] = "the agent's per-session returns are degenerate (constant, or too few sessions)"
     else:
-        out.update(dsr=float(md["agent_deflated_sharpe"]), trials=md.get("deflated_sharpe_trials"),
-                   sharpe_per_session=md.get("agent_sharpe_per_session"))
+        out.update(
+            dsr=float(md["agent_deflated_sharpe"]),
+            trials=md.get("deflated_sharpe_trials"),
+            sharpe_per_session=md.get("agent_sharpe_per_session"),
+        )
     if "pbo" not in md:
         out["pbo_reason"] = old
     elif md["pbo"] is None:
@@ -699,8 +807,22 @@ def overfitting_stats(instance) -> dict:
     return out
 
 
-CHECK_COLUMNS = ["layer", "asset", "check", "key", "status", "passed", "severity", "sessions", "failing", "first_failing",
-                 "detail", "partition", "at", "run_id"]
+CHECK_COLUMNS = [
+    "layer",
+    "asset",
+    "check",
+    "key",
+    "status",
+    "passed",
+    "severity",
+    "sessions",
+    "failing",
+    "first_failing",
+    "detail",
+    "partition",
+    "at",
+    "run_id",
+]
 
 
 def _check_key(asset: str, name: str):
@@ -723,29 +845,50 @@ def check_results(instance) -> pd.DataFrame:
     ``passed``: True when every evaluated session's latest evaluation passed, False when one failed,
     None when never run; ``first_failing``/``detail``: the earliest failing session and why.
     """
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
     from dagster._core.event_api import PartitionKeyFilter
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
 
     rows = []
     for asset, names in CHECKS.items():
         for name in names:
             key = _check_key(asset, name)
             row = dict.fromkeys(CHECK_COLUMNS)
-            row.update(layer=layer_of(asset), asset=asset, check=name, key=key.to_user_string(), status="never run", sessions=0, failing=0)
+            row.update(
+                layer=layer_of(asset),
+                asset=asset,
+                check=name,
+                key=key.to_user_string(),
+                status="never run",
+                sessions=0,
+                failing=0,
+            )
             rec = instance.get_latest_asset_check_evaluation_record(key) if instance else None
             if rec is not None:
-                row.update(partition=rec.partition, run_id=rec.run_id, at=_ts(rec.create_timestamp), status=rec.status.value.lower())
+                row.update(
+                    partition=rec.partition,
+                    run_id=rec.run_id,
+                    at=_ts(rec.create_timestamp),
+                    status=rec.status.value.lower(),
+                )
                 infos = instance.event_log_storage.get_asset_check_partition_info([key])
-                done = {i.partition_key: i.latest_execution_status for i in infos if i.latest_execution_status in (Status.SUCCEEDED, Status.FAILED)}
+                done = {
+                    i.partition_key: i.latest_execution_status
+                    for i in infos
+                    if i.latest_execution_status in (Status.SUCCEEDED, Status.FAILED)
+                }
                 failing = sorted(p for p, st in done.items() if st == Status.FAILED)
                 row.update(sessions=len(done), failing=len(failing), passed=not failing if done else None)
                 latest = _evaluation(rec)
                 if failing:
                     first = instance.event_log_storage.get_asset_check_execution_history(
-                        key, limit=1, partition_filter=PartitionKeyFilter(key=failing[0]))
+                        key, limit=1, partition_filter=PartitionKeyFilter(key=failing[0])
+                    )
                     latest = _evaluation(first[0]) if first else latest
                     row.update(first_failing=failing[0], detail=(latest.description or "") if latest else "")
-                    row["status"] = f"{'failed' if latest is None or latest.severity.value == 'ERROR' else 'warning'} in {len(failing)} of {len(done)} sessions"
+                    row["status"] = (
+                        f"{'failed' if latest is None or latest.severity.value == 'ERROR' else 'warning'} in "
+                        f"{len(failing)} of {len(done)} sessions"
+                    )
                 elif done:
                     row["status"] = f"passed in {len(done)} sessions"
                 if latest is not None:
@@ -762,16 +905,31 @@ def check_history(instance, asset: str, sessions: int = 20) -> pd.DataFrame:
     rows = []
     for name in CHECKS[asset]:
         seen = set()
-        for rec in instance.event_log_storage.get_asset_check_execution_history(_check_key(asset, name), limit=sessions * 5):
+        for rec in instance.event_log_storage.get_asset_check_execution_history(
+            _check_key(asset, name), limit=sessions * 5
+        ):
             ev = _evaluation(rec)
             if ev is None or rec.partition in seen:
                 continue
             seen.add(rec.partition)
-            rows.append({"session": rec.partition, "check": name, "passed": bool(ev.passed), "severity": ev.severity.value,
-                         "detail": ev.description or "", "run_id": rec.run_id, "at": _ts(rec.create_timestamp)})
+            rows.append(
+                {
+                    "session": rec.partition,
+                    "check": name,
+                    "passed": bool(ev.passed),
+                    "severity": ev.severity.value,
+                    "detail": ev.description or "",
+                    "run_id": rec.run_id,
+                    "at": _ts(rec.create_timestamp),
+                }
+            )
     frame = pd.DataFrame(rows, columns=cols)
     keep = sorted(frame["session"].dropna().unique())[-sessions:]
-    return frame[frame["session"].isin(keep)].sort_values(["session", "check"], ascending=[False, True]).reset_index(drop=True)
+    return (
+        frame[frame["session"].isin(keep)]
+        .sort_values(["session", "check"], ascending=[False, True])
+        .reset_index(drop=True)
+    )
 
 
 def recent_runs(instance, limit: int = 25) -> pd.DataFrame:
@@ -783,10 +941,20 @@ def recent_runs(instance, limit: int = 25) -> pd.DataFrame:
         run, tags = rec.dagster_run, rec.dagster_run.tags
         start, end = _ts(rec.start_time), _ts(rec.end_time)
         rng = tags.get("dagster/asset_partition_range_start")
-        rows.append({"run_id": run.run_id, "job": run.job_name, "status": run.status.value, "start": start, "end": end,
-                     "duration_s": round(rec.end_time - rec.start_time, 1) if rec.end_time and rec.start_time else None,
-                     "range": f"{rng} .. {tags.get('dagster/asset_partition_range_end')}" if rng else tags.get("dagster/partition"),
-                     "launched_by": tags.get("usdcop/launched_by")})
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "job": run.job_name,
+                "status": run.status.value,
+                "start": start,
+                "end": end,
+                "duration_s": round(rec.end_time - rec.start_time, 1) if rec.end_time and rec.start_time else None,
+                "range": f"{rng} .. {tags.get('dagster/asset_partition_range_end')}"
+                if rng
+                else tags.get("dagster/partition"),
+                "launched_by": tags.get("usdcop/launched_by"),
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -804,10 +972,17 @@ def materializations(instance, asset: str, limit: int = 50) -> pd.DataFrame:
         tags = mat.tags or {}
         own = mat.metadata.get("data_version")
         meta = {k: _meta_text(v) for k, v in list(mat.metadata.items())[:12]}
-        rows.append({"partition": mat.partition, "code_version": tags.get("dagster/code_version"),
-                     "data_version": _meta_text(own) if own is not None else tags.get("dagster/data_version"),
-                     "run_id": rec.run_id, "at": _ts(rec.timestamp),
-                     "storage_id": rec.storage_id, "metadata": json.dumps(meta, default=str)[:400]})
+        rows.append(
+            {
+                "partition": mat.partition,
+                "code_version": tags.get("dagster/code_version"),
+                "data_version": _meta_text(own) if own is not None else tags.get("dagster/data_version"),
+                "run_id": rec.run_id,
+                "at": _ts(rec.timestamp),
+                "storage_id": rec.storage_id,
+                "metadata": json.dumps(meta, default=str)[:400],
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.backtest import metrics
 from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold_held
 from usdcop_assets.backtest.engine import backtest_actions
-from usdcop_assets.rl.decisions import fold_of_session
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.rl.costs import live_costs
+from usdcop_assets.rl.decisions import fold_of_session
 from usdcop_assets.rl.risk import live_limits
 
 AGENT = "ppo"
@@ -34,7 +34,9 @@ def strategy_pnl(bt: pd.DataFrame) -> pd.DataFrame:
     for name, target in all_baselines(bt["close"].to_numpy(dtype="float64"), sessions).items():
         out[name] = backtest_actions(target, next_ret, sessions, live_costs(), live_limits())["pnl"].to_numpy()
     # as l6/performance: held overnight, outside the risk rules (its P&L per session includes the gap into it)
-    out["buy_and_hold_held"] = buy_and_hold_held(bt["close"].to_numpy(dtype="float64"), next_ret, sessions, live_costs())["pnl"]
+    out["buy_and_hold_held"] = buy_and_hold_held(
+        bt["close"].to_numpy(dtype="float64"), next_ret, sessions, live_costs()
+    )["pnl"]
     return out
 
 
@@ -50,6 +52,7 @@ def session_curves(pnl: pd.DataFrame) -> pd.DataFrame:
 
 def rolling_sharpe(curves: pd.DataFrame, window: int = ROLLING_SESSIONS) -> pd.DataFrame:
     """Annualized Sharpe of the session P&L over a trailing window of sessions (NaN until the window is full)."""
+
     def roll(s: pd.Series) -> pd.Series:
         r = s.rolling(window)
         return r.mean() / r.std(ddof=1) * np.sqrt(metrics.SESSIONS_PER_YEAR)
@@ -59,7 +62,9 @@ def rolling_sharpe(curves: pd.DataFrame, window: int = ROLLING_SESSIONS) -> pd.D
     return out
 
 
-def fold_results(pnl: pd.DataFrame, bt: pd.DataFrame, models: pd.DataFrame | None = None, n_boot: int = 200) -> pd.DataFrame:
+def fold_results(
+    pnl: pd.DataFrame, bt: pd.DataFrame, models: pd.DataFrame | None = None, n_boot: int = 200
+) -> pd.DataFrame:
     """Per walk-forward fold (the sessions' month): the agent's Sharpe with its session-bootstrap 95% CI,
     total return, buy and hold's Sharpe on the same bars, the model and its validation Sharpe."""
     rows = []
@@ -70,16 +75,30 @@ def fold_results(pnl: pd.DataFrame, bt: pd.DataFrame, models: pd.DataFrame | Non
         x, s = part[AGENT].to_numpy(), part["session"].to_numpy()
         ci = metrics.bootstrap_sharpe_ci(x, s, n=n_boot, seed=0) if len(x) > 1 and np.std(x) > 0 else {}
         per_year = metrics.bars_per_year(len(x), len(set(s)))
-        rows.append({
-            "fold": key, "sessions": len(set(s)), "bars": len(x), "model_version": ",".join(sorted(set(versions[idx]))),
-            "total_return": float(np.expm1(x.sum())), "sharpe": metrics.sharpe(x, per_year) if np.std(x) > 0 else np.nan,
-            "sharpe_ci_low": ci.get("low", np.nan), "sharpe_ci_high": ci.get("high", np.nan),
-            "buy_and_hold_sharpe": metrics.sharpe(part["buy_and_hold"].to_numpy(), per_year) if "buy_and_hold" in part else np.nan,
-        })
+        rows.append(
+            {
+                "fold": key,
+                "sessions": len(set(s)),
+                "bars": len(x),
+                "model_version": ",".join(sorted(set(versions[idx]))),
+                "total_return": float(np.expm1(x.sum())),
+                "sharpe": metrics.sharpe(x, per_year) if np.std(x) > 0 else np.nan,
+                "sharpe_ci_low": ci.get("low", np.nan),
+                "sharpe_ci_high": ci.get("high", np.nan),
+                "buy_and_hold_sharpe": metrics.sharpe(part["buy_and_hold"].to_numpy(), per_year)
+                if "buy_and_hold" in part
+                else np.nan,
+            }
+        )
     out = pd.DataFrame(rows)
     if models is not None and len(models) and len(out):
-        out = out.merge(models[["fold", "valid_sharpe", "train_first", "train_last"]].rename(columns={"valid_sharpe": "valid_sharpe"}),
-                        on="fold", how="left")
+        out = out.merge(
+            models[["fold", "valid_sharpe", "train_first", "train_last"]].rename(
+                columns={"valid_sharpe": "valid_sharpe"}
+            ),
+            on="fold",
+            how="left",
+        )
     return out
 
 
@@ -101,14 +120,16 @@ def trade_list(bt: pd.DataFrame) -> pd.DataFrame:
     starts = np.flatnonzero(opens)
     times = pd.DatetimeIndex(bt["time"]).tz_convert(cal.TZ)
     last = starts + lengths - 1
-    return pd.DataFrame({
-        "entry (Bogota)": times[starts].strftime("%Y-%m-%d %H:%M"),
-        "exit (Bogota)": (times[last] + pd.Timedelta(minutes=cal.BAR_MINUTES)).strftime("%Y-%m-%d %H:%M"),
-        "side": np.where(sign[starts] > 0, "long", "short"),
-        "size": np.abs(pos[starts]).round(2),
-        "bars": lengths,
-        "pnl_bp": (pnl * 1e4).round(2),
-    })
+    return pd.DataFrame(
+        {
+            "entry (Bogota)": times[starts].strftime("%Y-%m-%d %H:%M"),
+            "exit (Bogota)": (times[last] + pd.Timedelta(minutes=cal.BAR_MINUTES)).strftime("%Y-%m-%d %H:%M"),
+            "side": np.where(sign[starts] > 0, "long", "short"),
+            "size": np.abs(pos[starts]).round(2),
+            "bars": lengths,
+            "pnl_bp": (pnl * 1e4).round(2),
+        }
+    )
 
 
 def tear_sheet(bt: pd.DataFrame, models: pd.DataFrame | None = None) -> dict:
@@ -117,5 +138,10 @@ def tear_sheet(bt: pd.DataFrame, models: pd.DataFrame | None = None) -> dict:
         return {"sessions": 0}
     pnl = strategy_pnl(bt)
     curves = session_curves(pnl)
-    return {"sessions": int(bt["session"].nunique()), "curves": curves,
-            "rolling": rolling_sharpe(curves), "folds": fold_results(pnl, bt, models), "trades": trade_list(bt)}
+    return {
+        "sessions": int(bt["session"].nunique()),
+        "curves": curves,
+        "rolling": rolling_sharpe(curves),
+        "folds": fold_results(pnl, bt, models),
+        "trades": trade_list(bt),
+    }

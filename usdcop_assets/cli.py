@@ -17,8 +17,8 @@ import click
 import pandas as pd
 from rich.console import Console
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.console import Stages, current_log, dagster_logs_to, new_log_path
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.sources import require_available, resolve_source
 
@@ -79,7 +79,7 @@ def _date(value: str, name: str) -> dt.date:
 
 def default_recent_range(now: dt.datetime | None = None, sessions: int = 5) -> tuple[dt.date, dt.date]:
     """The last ``sessions`` complete sessions before ``now``."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     last_bar = cal.last_closed_bar(now)
     last = last_bar.tz_convert(cal.TZ).date()
     if last_bar != cal.session_bars(last)[-1]:  # today's session still open: stop at yesterday's
@@ -114,10 +114,16 @@ def main() -> None:
 @click.option("--start", "start_s", help="first session date, YYYY-MM-DD (default: 5 sessions back)")
 @click.option("--end", "end_s", help="last session date, YYYY-MM-DD (default: last complete session)")
 @click.option("--layers", default="L0,L1,L2,L3,L4,L5,L6", show_default=True, help="comma-separated layers")
-@click.option("--runs-in-parallel", type=click.IntRange(min=1), default=1, show_default=True,
-              help="range runs of USDCOP_BACKFILL_SESSIONS_PER_RUN sessions executed at a time, each in its own process")
+@click.option(
+    "--runs-in-parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="range runs of USDCOP_BACKFILL_SESSIONS_PER_RUN sessions executed at a time, each in its own process",
+)
 def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parallel: int) -> None:
-    """Materialize the selected layers for every session from START to END (range runs of up to USDCOP_BACKFILL_SESSIONS_PER_RUN sessions)."""
+    """Materialize the selected layers for every session from START to END (range runs of up to
+    USDCOP_BACKFILL_SESSIONS_PER_RUN sessions)."""
     try:
         settings = prepare_environment()
         require_source()
@@ -137,8 +143,12 @@ def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parall
     macro_first = first - dt.timedelta(days=MACRO_WARMUP_DAYS)
     macro = bool({"L0", "L1"} & set(chosen))
     if macro and "L0" not in chosen and not materialized_days(["l0", "macro_daily"], macro_first, last):
-        click.echo(f"l1/macro_daily skipped: l0/macro_daily has no day in {macro_first} .. {last} (`usdcop backfill --start {first} "
-                   f"--end {last} --layers L0,L1` or `usdcop import FILE --kind macro` produces it; L3's macro features stay empty)")
+        click.echo(
+            f"l1/macro_daily skipped: l0/macro_daily has no day in {macro_first} .. {last} (`usdcop backfill --start "
+            f"{first} "
+            f"--end {last} --layers L0,L1` or `usdcop import FILE --kind macro` produces it; L3's macro features stay "
+            "empty)"
+        )
         macro = False
     check_session_upstream(build_definitions(), chosen, first, last)  # refused before anything runs
     log = new_log_path(settings.home, "backfill")
@@ -147,7 +157,9 @@ def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parall
         if macro:
             # first the macro days the sessions' features look back over (a one-year z-score window)
             ok = materialize_days(macro_first, last, launched_by="usdcop backfill", layers=chosen)
-        ok = ok and materialize_sessions(settings, first, last, chosen, launched_by="usdcop backfill", runs_in_parallel=runs_in_parallel)
+        ok = ok and materialize_sessions(
+            settings, first, last, chosen, launched_by="usdcop backfill", runs_in_parallel=runs_in_parallel
+        )
     click.echo(f"Dagster's logs: {log}")
     sys.exit(0 if ok else 1)
 
@@ -214,11 +226,15 @@ def available_range(first: dt.date, last: dt.date, now=None):
         from usdcop_assets.defs.partitions import history_start
 
         oldest = cal.trading_days(history_start(), history_start() + dt.timedelta(days=14))[0]
-        raise BadArgument(f"{first} .. {last} is in the future: the sessions are {oldest} .. {newest} "
-                          f"({newest} is the newest with a closed bar); pick a --start on or before it")
+        raise BadArgument(
+            f"{first} .. {last} is in the future: the sessions are {oldest} .. {newest} "
+            f"({newest} is the newest with a closed bar); pick a --start on or before it"
+        )
     if cal.parse_session_key(key_range.end) > newest:
-        click.echo(f"sessions after {newest} have no closed bar yet: the range stops at {newest} "
-                   f"({'partial, bars up to ' + cal.bar_key(last_bar) if last_bar != cal.session_bars(newest)[-1] else 'complete'})")
+        click.echo(
+            f"sessions after {newest} have no closed bar yet: the range stops at {newest} "
+            f"({'partial, bars up to ' + cal.bar_key(last_bar) if last_bar != cal.session_bars(newest)[-1] else 'complete'})"
+        )
         key_range = session_range(cal.parse_session_key(key_range.start), newest)
     return key_range
 
@@ -226,7 +242,8 @@ def available_range(first: dt.date, last: dt.date, now=None):
 def require_upstream(defs, keys: set, first: dt.date, last: dt.date, produced: set = frozenset()) -> None:
     """Refuse (one line naming the asset and the command that produces it) a run of ``keys`` over ``first..last`` when
     a parent outside ``keys | produced`` was never materialized there: a session parent for every session of the range,
-    a daily macro parent of a macro asset for at least one day of the year before. Folds (a session without a model is decided
+    a daily macro parent of a macro asset for at least one day of the year before. Folds (a session without a model is
+    decided
     flat, by design) and unpartitioned parents are not required."""
     import dagster as dg
 
@@ -244,19 +261,37 @@ def require_upstream(defs, keys: set, first: dt.date, last: dt.date, produced: s
                 done = instance.get_materialized_partitions(parent)
                 missing = [k for k in sessions if k not in done]
                 if missing:
-                    which = "any session" if len(missing) == len(sessions) else f"{len(missing)} of the {len(sessions)} sessions (first {missing[0]})"
-                    raise click.ClickException(f"{name} is not materialized for {which} of {first} .. {last}: "
-                                               f"`usdcop backfill --start {first} --end {last} --layers {layers}` produces it")
-            elif part == macro_partitions and any(graph.get(c).partitions_def == macro_partitions for c in keys & graph.get(parent).child_keys):
+                    which = (
+                        "any session"
+                        if len(missing) == len(sessions)
+                        else f"{len(missing)} of the {len(sessions)} sessions (first {missing[0]})"
+                    )
+                    raise click.ClickException(
+                        f"{name} is not materialized for {which} of {first} .. {last}: "
+                        f"`usdcop backfill --start {first} --end {last} --layers {layers}` produces it"
+                    )
+            elif part == macro_partitions and any(
+                graph.get(c).partitions_def == macro_partitions for c in keys & graph.get(parent).child_keys
+            ):
                 # (a session asset runs without macro days by design: L3's macro features are then empty)
                 lo = (first - dt.timedelta(days=MACRO_WARMUP_DAYS)).isoformat()
                 if not any(lo <= k <= last.isoformat() for k in instance.get_materialized_partitions(parent)):
-                    raise click.ClickException(f"{name} has no materialized day in {lo} .. {last}: `usdcop backfill --start {first} "
-                                               f"--end {last} --layers {layers}` (or `usdcop import FILE --kind macro`) produces it")
+                    raise click.ClickException(
+                        f"{name} has no materialized day in {lo} .. {last}: `usdcop backfill --start {first} "
+                        f"--end {last} --layers {layers}` (or `usdcop import FILE --kind macro`) produces it"
+                    )
 
 
-def materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None,
-                         runs_in_parallel: int = 1, evaluations: list | None = None) -> bool:
+def materialize_sessions(
+    settings: Settings,
+    first: dt.date,
+    last: dt.date,
+    chosen: list[str],
+    launched_by: str,
+    tags: dict | None = None,
+    runs_in_parallel: int = 1,
+    evaluations: list | None = None,
+) -> bool:
     """``_materialize_sessions`` under a lease on the sessions (lake/lease.py): an overlapping backfill, import
     or realtime run on the same lake, from any host, finishes first; this one says so and waits for it."""
     key_range = session_range(first, last)
@@ -279,21 +314,30 @@ def writer_lease(settings: Settings, first, last, purpose: str):
         raise click.ClickException(str(exc)) from None
 
 
-def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, chosen: list[str], launched_by: str, tags: dict | None = None,
-                          runs_in_parallel: int = 1, evaluations: list | None = None) -> bool:
+def _materialize_sessions(
+    settings: Settings,
+    first: dt.date,
+    last: dt.date,
+    chosen: list[str],
+    launched_by: str,
+    tags: dict | None = None,
+    runs_in_parallel: int = 1,
+    evaluations: list | None = None,
+) -> bool:
     """The session layers over ``first..last``, each run with the data checks of its assets; one line per check;
     False if a run failed or an ERROR check did. The check evaluations are appended to ``evaluations`` if given.
 
     Staged around the observation statistics: L0-L3 over the whole range, ``observation_stats`` for the
-    months covering it (one run; each month fitted on the L3 bars before it), then L4-L6. Each stage runs as range runs of at most ``USDCOP_BACKFILL_SESSIONS_PER_RUN`` sessions (the
+    months covering it (one run; each month fitted on the L3 bars before it), then L4-L6. Each stage runs as range runs
+    of at most ``USDCOP_BACKFILL_SESSIONS_PER_RUN`` sessions (the
     session assets' backfill policy), ``runs_in_parallel`` of them at a time in worker processes.
     """
     import dagster as dg
 
-    from usdcop_assets.defs.keys import OBSERVATIONS
-    from usdcop_assets.defs.definitions import build_definitions
-    from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layer_selection
     from usdcop_assets.core.settings import backfill_sessions_per_run
+    from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB
+    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.keys import OBSERVATIONS
 
     key_range = available_range(first, last)
     defs = build_definitions()  # from the current environment, not whatever was imported first
@@ -311,7 +355,9 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     keys = job.partitions_def.get_partition_keys_in_range(key_range)
-    chunks = [dg.PartitionKeyRange(keys[i], keys[min(i + per_run, len(keys)) - 1]) for i in range(0, len(keys), per_run)]
+    chunks = [
+        dg.PartitionKeyRange(keys[i], keys[min(i + per_run, len(keys)) - 1]) for i in range(0, len(keys), per_run)
+    ]
     parallel = max(1, min(runs_in_parallel, len(chunks)))
     click.echo(
         f"{launched_by.split()[-1]} {key_range.start} .. {key_range.end}: {len(keys)} sessions, "
@@ -319,7 +365,10 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
         f"DAGSTER_HOME={settings.dagster_home}"
     )
     if len(chunks) > 1:
-        click.echo(f"{len(chunks)} runs per stage of up to {per_run} sessions (USDCOP_BACKFILL_SESSIONS_PER_RUN), {parallel} at a time")
+        click.echo(
+            f"{len(chunks)} runs per stage of up to {per_run} sessions (USDCOP_BACKFILL_SESSIONS_PER_RUN), {parallel} "
+            "at a time"
+        )
     instance = dg.DagsterInstance.get()
     base_tags = {"usdcop/launched_by": launched_by, **(tags or {})}
 
@@ -345,11 +394,19 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
             # the workers write under this command's lease (a lease of their own would wait for it forever)
             location = open_store(settings.lake).location
             held = held_covering(location, key_range.start, key_range.end)
-            adopt = (adopt_parent_lease, (location, key_range.start, key_range.end, launched_by)) if held else (None, ())
+            adopt = (
+                (adopt_parent_lease, (location, key_range.start, key_range.end, launched_by)) if held else (None, ())
+            )
             # and log where this process logs (a spawned worker writes to the inherited stderr otherwise)
             adopt = (_init_worker, (current_log(), *adopt))
-            pool = stack.enter_context(ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn"),
-                                                           initializer=adopt[0], initargs=adopt[1]))
+            pool = stack.enter_context(
+                ProcessPoolExecutor(
+                    max_workers=parallel,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=adopt[0],
+                    initargs=adopt[1],
+                )
+            )
         for job_name, stage_keys in stages:
             if not stage_keys:
                 continue
@@ -360,7 +417,9 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
                 # Concurrent chunks see only what earlier waves wrote: an asset reading earlier sessions
                 # of another (L2/L3's look-back on L1) waits until every chunk has written them.
                 waves = _lookback_waves(graph, stage_keys) if pool else [stage_keys]
-                ok = all(_run_ranges(defs, instance, job_name, wave, chunks, base_tags, pool, evaluations) for wave in waves)
+                ok = all(
+                    _run_ranges(defs, instance, job_name, wave, chunks, base_tags, pool, evaluations) for wave in waves
+                )
             if not ok:
                 report_checks(evaluations)
                 return False
@@ -368,14 +427,20 @@ def _materialize_sessions(settings: Settings, first: dt.date, last: dt.date, cho
 
 
 def _lookback_waves(graph, keys: set) -> list[set]:
-    """``keys`` in successive groups such that no asset looks back on the sessions of an asset of its own or a later group."""
+    """``keys`` in successive groups such that no asset looks back on the sessions of an asset of its own or a later
+    group."""
     import dagster as dg
 
     remaining, waves = set(keys), []
     while remaining:
-        blocked = {k for k in remaining if any(
-            parent in remaining and isinstance(mapping, dg.TimeWindowPartitionMapping) and mapping.start_offset < 0
-            for parent, mapping in graph.get(k).partition_mappings.items())}
+        blocked = {
+            k
+            for k in remaining
+            if any(
+                parent in remaining and isinstance(mapping, dg.TimeWindowPartitionMapping) and mapping.start_offset < 0
+                for parent, mapping in graph.get(k).partition_mappings.items()
+            )
+        }
         frontier = set(blocked)
         while frontier:  # and what reads them within the stage
             frontier = {c for k in frontier for c in graph.get(k).child_keys if c in remaining and c not in blocked}
@@ -387,7 +452,9 @@ def _lookback_waves(graph, keys: set) -> list[set]:
     return waves
 
 
-def _run_ranges(defs, instance, job_name: str, keys: set, ranges: list, base_tags: dict, pool, evaluations: list) -> bool:
+def _run_ranges(
+    defs, instance, job_name: str, keys: set, ranges: list, base_tags: dict, pool, evaluations: list
+) -> bool:
     """One run of ``job_name`` restricted to ``keys`` per partition key range (``None``: unpartitioned); in ``pool``'s
     worker processes if given, else one after the other in this process. Stops starting runs after a failure."""
     names = ", ".join(sorted(k.to_user_string() for k in keys))
@@ -431,7 +498,9 @@ def _init_worker(log: Path | None, adopt=None, adopt_args=()) -> None:
         adopt(*adopt_args)
 
 
-def _execute_range(job_name: str, keys: set, key_range, base_tags: dict, defs=None, instance=None) -> tuple[str, bool, list[str], list]:
+def _execute_range(
+    job_name: str, keys: set, key_range, base_tags: dict, defs=None, instance=None
+) -> tuple[str, bool, list[str], list]:
     """Execute one range run in this process (a backfill worker builds the definitions once), the assets' data
     checks in the same run, each after its asset (blocking ones gate the layers above)."""
     import dagster as dg
@@ -445,13 +514,17 @@ def _execute_range(job_name: str, keys: set, key_range, base_tags: dict, defs=No
         defs = _worker_defs
     tags = dict(base_tags)
     if key_range is not None:
-        tags.update({"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end})
+        tags.update(
+            {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
+        )
     from usdcop_assets.defs.automation.jobs import checks_of
 
     full = defs.resolve_job_def(job_name)
     job = full.get_subset(asset_selection=keys, asset_check_selection=checks_of(full, keys))
     result = job.execute_in_process(instance=instance or dg.DagsterInstance.get(), tags=tags, raise_on_error=False)
-    evaluations = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    evaluations = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     return result.run_id, result.success, [] if result.success else _failure_lines(result), evaluations
 
 
@@ -462,12 +535,14 @@ def _echo_run(run_id: str, job_name: str, names: str, key_range, ok: bool, failu
         click.echo(line)
 
 
-def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict | None = None, layers=("L0", "L1")) -> bool:
+def materialize_days(
+    first: dt.date, last: dt.date, launched_by: str, tags: dict | None = None, layers=("L0", "L1")
+) -> bool:
     """One range run of the daily macro job over ``first..last``, clipped to the partitions that exist."""
     import dagster as dg
 
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import MACRO_JOB
+    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.partitions import macro_partitions
 
     keys_start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
@@ -476,7 +551,10 @@ def materialize_days(first: dt.date, last: dt.date, launched_by: str, tags: dict
     if last < first:
         click.echo(f"no macro day to materialize between {first} and {last}")
         return True
-    click.echo(f"macro {first} .. {last}: {(last - first).days + 1} days; source={os.environ.get('USDCOP_MACRO_SOURCE') or 'default'}")
+    click.echo(
+        f"macro {first} .. {last}: {(last - first).days + 1} days; "
+        f"source={os.environ.get('USDCOP_MACRO_SOURCE') or 'default'}"
+    )
     from usdcop_assets.defs.automation.jobs import layer_selection
 
     defs = build_definitions()
@@ -517,9 +595,15 @@ def train(fold: str, timesteps: int | None, seed: int | None) -> None:
     log = new_log_path(settings.home, "train")
     with dagster_logs_to(log):
         md = train_fold(settings, fold, config, launched_by="usdcop train")
-    click.echo(f"run {md['run_id']}: fold {fold} -> model {md['version']} (artifact {md['artifact']}{', reused' if md.get('artifact_reused') else ''})")
-    click.echo(f"  train {md['train_window']}; validation {md['valid_window']}; selected checkpoint {md['selected_checkpoint']}, "
-               f"validation Sharpe {md['valid_sharpe']}; seed {md['seed']}; {md['train_seconds']} s")
+    click.echo(
+        f"run {md['run_id']}: fold {fold} -> model {md['version']} (artifact "
+        f"{md['artifact']}{', reused' if md.get('artifact_reused') else ''})"
+    )
+    click.echo(
+        f"  train {md['train_window']}; validation {md['valid_window']}; selected checkpoint "
+        f"{md['selected_checkpoint']}, "
+        f"validation Sharpe {md['valid_sharpe']}; seed {md['seed']}; {md['train_seconds']} s"
+    )
     click.echo(f"Dagster's logs: {log}")
 
 
@@ -529,27 +613,39 @@ def train_fold(settings: Settings, fold: str, config: dict, launched_by: str) ->
     a partition or the L4 episodes before it are too few."""
     import dagster as dg
 
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import MODEL_JOB
+    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.keys import PPO_MODEL
     from usdcop_assets.defs.layers.l5_model import PPOModelConfig
 
     defs = build_definitions()
     job = defs.resolve_job_def(MODEL_JOB)
     if fold not in job.partitions_def.get_partition_keys():
-        raise click.ClickException(f"fold {fold} is not a partition of l5/ppo_model "
-                                   f"({job.partitions_def.get_first_partition_key()}..{job.partitions_def.get_last_partition_key()})")
+        raise click.ClickException(
+            f"fold {fold} is not a partition of l5/ppo_model "
+            f"({job.partitions_def.get_first_partition_key()}..{job.partitions_def.get_last_partition_key()})"
+        )
     try:
         fold_history(settings, fold, PPOModelConfig(**config).fold_options())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     op = "__".join(PPO_MODEL.path)
-    result = job.execute_in_process(instance=dg.DagsterInstance.get(), partition_key=fold, raise_on_error=False,
-                                    tags={"usdcop/launched_by": launched_by},
-                                    run_config={"ops": {op: {"config": config}}} if config else None)
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        partition_key=fold,
+        raise_on_error=False,
+        tags={"usdcop/launched_by": launched_by},
+        run_config={"ops": {op: {"config": config}}} if config else None,
+    )
     if not result.success:
-        raise click.ClickException(f"training fold {fold} failed (run {result.run_id}):" + "".join("\n" + x for x in _failure_lines(result)))
-    mat = next(e.event_specific_data.materialization for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION")
+        raise click.ClickException(
+            f"training fold {fold} failed (run {result.run_id}):" + "".join("\n" + x for x in _failure_lines(result))
+        )
+    mat = next(
+        e.event_specific_data.materialization
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    )
     return {"run_id": result.run_id, **{k: v.value for k, v in mat.metadata.items()}}
 
 
@@ -557,10 +653,9 @@ def fold_history(settings: Settings, fold: str, options: dict):
     """The fold's training and validation windows from the L4 episodes in the lake; ValueError naming the
     sessions missing and the command that materializes them."""
     from usdcop_assets.defs.keys import EPISODES
-    from usdcop_assets.rl.folds import warm_sessions
+    from usdcop_assets.rl.folds import fold_sessions, fold_windows, warm_sessions
     from usdcop_assets.storage.lake.session_table import SessionTable
     from usdcop_assets.storage.lake.store import open_store
-    from usdcop_assets.rl.folds import fold_sessions, fold_windows
 
     start = fold_sessions(fold)[0]
     table = SessionTable(open_store(settings.lake), "/".join(EPISODES.path))
@@ -572,15 +667,18 @@ def fold_history(settings: Settings, fold: str, options: dict):
         first = start
         for _ in range(need):
             first = cal.previous_trading_day(first)
-        raise ValueError(f"{str(exc).split(';')[0]}; `usdcop backfill --start {first} --end {cal.previous_trading_day(start)} "
-                         f"--layers L0,L1,L2,L3,L4` materializes them") from None
+        raise ValueError(
+            f"{str(exc).split(';')[0]}; `usdcop backfill --start {first} --end {cal.previous_trading_day(start)} "
+            f"--layers L0,L1,L2,L3,L4` materializes them"
+        ) from None
 
 
 @main.command()
 @click.option("--start", "start_s", required=True, help="first session, YYYY-MM-DD")
 @click.option("--end", "end_s", required=True, help="last session, YYYY-MM-DD")
 def backtest(start_s: str, end_s: str) -> None:
-    """Actions, session backtests and metrics vs baselines for START..END (needs L0-L4 there; models from `usdcop train`)."""
+    """Actions, session backtests and metrics vs baselines for START..END (needs L0-L4 there; models from `usdcop
+    train`)."""
     try:
         settings = prepare_environment()
     except ConfigError as exc:
@@ -597,10 +695,27 @@ def backtest(start_s: str, end_s: str) -> None:
             click.echo(f"Dagster's logs: {log}")
             sys.exit(1)
         table, report = performance(first, last, launched_by="usdcop backtest")
-    cols = ["strategy", "total_return", "annualized_return", "volatility", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high",
-            "sortino_ratio", "calmar", "max_drawdown", "win_rate", "profit_factor", "total_trades", "turnover", "avg_holding_bars"]
-    click.echo(f"{first}..{last}, {int(table['sessions'].iloc[0])} sessions, {int(table['bars'].iloc[0])} bars "
-               f"(costs and risk rules as live, but buy_and_hold_held is held overnight outside them; P&L net of costs)")
+    cols = [
+        "strategy",
+        "total_return",
+        "annualized_return",
+        "volatility",
+        "sharpe_ratio",
+        "sharpe_ci_low",
+        "sharpe_ci_high",
+        "sortino_ratio",
+        "calmar",
+        "max_drawdown",
+        "win_rate",
+        "profit_factor",
+        "total_trades",
+        "turnover",
+        "avg_holding_bars",
+    ]
+    click.echo(
+        f"{first}..{last}, {int(table['sessions'].iloc[0])} sessions, {int(table['bars'].iloc[0])} bars "
+        f"(costs and risk rules as live, but buy_and_hold_held is held overnight outside them; P&L net of costs)"
+    )
     click.echo(table[[c for c in cols if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if report:
         click.echo(f"report: {report}")
@@ -608,7 +723,8 @@ def backtest(start_s: str, end_s: str) -> None:
 
 
 def require_models(settings: Settings, first: dt.date, last: dt.date) -> list[str]:
-    """The folds of ``first..last`` with a registered model; ClickException naming the `usdcop train` to run when none has."""
+    """The folds of ``first..last`` with a registered model; ClickException naming the `usdcop train` to run when
+    none has."""
     from usdcop_assets.rl.folds import monthly_folds
     from usdcop_assets.storage.warehouse.database import Warehouse
 
@@ -616,25 +732,46 @@ def require_models(settings: Settings, first: dt.date, last: dt.date) -> list[st
     registry = Warehouse(settings.warehouse_url).read_window("rl_models", columns=["fold"])
     trained = sorted(set(registry["fold"].astype(str)) & set(folds))
     if not trained:
-        raise click.ClickException(f"no trained l5/ppo_model for the folds of {first} .. {last} ({', '.join(folds)}): "
-                                   f"`usdcop train --fold {folds[0]}` trains one (or `usdcop run` does everything)")
+        raise click.ClickException(
+            f"no trained l5/ppo_model for the folds of {first} .. {last} ({', '.join(folds)}): "
+            f"`usdcop train --fold {folds[0]}` trains one (or `usdcop run` does everything)"
+        )
     return trained
 
 
 def performance(first: dt.date, last: dt.date, launched_by: str) -> tuple[pd.DataFrame, str | None]:
-    """Materialize ``l6/performance`` over the stored session backtests of ``first..last``: its table and report path."""
+    """Materialize ``l6/performance`` over the stored session backtests of ``first..last``: its table and report
+    path."""
     import dagster as dg
 
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.automation.jobs import PERFORMANCE_JOB
+    from usdcop_assets.defs.definitions import build_definitions
 
-    result = build_definitions().resolve_job_def(PERFORMANCE_JOB).execute_in_process(
-        instance=dg.DagsterInstance.get(), raise_on_error=False, tags={"usdcop/launched_by": launched_by},
-        run_config={"ops": {"l6__performance": {"config": {"first_session": first.isoformat(), "last_session": last.isoformat()}}}},
+    result = (
+        build_definitions()
+        .resolve_job_def(PERFORMANCE_JOB)
+        .execute_in_process(
+            instance=dg.DagsterInstance.get(),
+            raise_on_error=False,
+            tags={"usdcop/launched_by": launched_by},
+            run_config={
+                "ops": {
+                    "l6__performance": {
+                        "config": {"first_session": first.isoformat(), "last_session": last.isoformat()}
+                    }
+                }
+            },
+        )
     )
     if not result.success:
-        raise click.ClickException(f"l6/performance failed (run {result.run_id}):" + "".join("\n" + x for x in _failure_lines(result)))
-    mat = next(e.event_specific_data.materialization for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION")
+        raise click.ClickException(
+            f"l6/performance failed (run {result.run_id}):" + "".join("\n" + x for x in _failure_lines(result))
+        )
+    mat = next(
+        e.event_specific_data.materialization
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    )
     report = mat.metadata["report"].value if "report" in mat.metadata else None
     return result.output_for_node("l6__performance"), report
 
@@ -657,7 +794,9 @@ def _echo_failures(result) -> None:
 @main.command("import")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(["bars", "macro"]), required=True, help="what the file holds")
-@click.option("--source-tz", help="timezone of the file's wall-clock timestamps (IANA name); overrides offsets in the file")
+@click.option(
+    "--source-tz", help="timezone of the file's wall-clock timestamps (IANA name); overrides offsets in the file"
+)
 @click.option("--start", "start_s", help="first session to load (default: the file's first)")
 @click.option("--end", "end_s", help="last session to load (default: the file's last)")
 @click.option("--layers", default="L0,L1,L2,L3,L4,L5,L6", show_default=True, help="layers to materialize from the file")
@@ -678,19 +817,28 @@ def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, e
         raise click.ClickException(str(exc)) from None
     check_home(writes=True)
     summary = bar_file.summary
-    click.echo(f"read {path}: {summary['rows_read']} rows, source timezone {summary['source_tz'] or 'as labelled in the file'}")
+    click.echo(
+        f"read {path}: {summary['rows_read']} rows, source timezone {summary['source_tz'] or 'as labelled in the file'}"
+    )
     if summary["offsets_overridden"]:
-        click.echo(f"  {summary['offsets_overridden']} timestamps carried an offset, read as {summary['source_tz']} wall-clock instead")
+        click.echo(
+            f"  {summary['offsets_overridden']} timestamps carried an offset, read as {summary['source_tz']} "
+            "wall-clock instead"
+        )
     click.echo(f"  rows per source: {', '.join(f'{k} {v}' for k, v in summary['rows_per_source'].items())}")
     click.echo(f"  sessions covered: {summary['sessions']} ({summary['first_session']} .. {summary['last_session']})")
     if summary["parse_errors"]:
-        click.echo(f"  {summary['parse_errors']} rows with unparseable values, loaded with parse_error (L1 rejects them)")
+        click.echo(
+            f"  {summary['parse_errors']} rows with unparseable values, loaded with parse_error (L1 rejects them)"
+        )
     if len(bar_file.unplaced):
         kept_at = keep_unplaced(settings, path, bar_file.unplaced)
         reasons = ", ".join(f"{k} {v}" for k, v in summary["unplaced_by_reason"].items())
         click.echo(f"  {len(bar_file.unplaced)} rows fit no session partition ({reasons}); kept in {kept_at}")
     if not len(bar_file.placed):
-        raise click.ClickException(f"{path}: no row falls on a trading day on or after {history_start()}; nothing to load")
+        raise click.ClickException(
+            f"{path}: no row falls on a trading day on or after {history_start()}; nothing to load"
+        )
     first = _date(start_s, "--start") if start_s else dt.date.fromisoformat(summary["first_session"])
     last = _date(end_s, "--end") if end_s else dt.date.fromisoformat(summary["last_session"])
     click.echo(f"  L0 for sessions {first} .. {last} is replaced by the file's rows")
@@ -720,7 +868,10 @@ def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
     if frame.empty:
         raise click.ClickException(f"{path}: no observation in the file")
     dates = pd.Series(frame["date"])
-    click.echo(f"read {path}: {len(frame)} observations of {frame['series_id'].nunique()} series, {dates.min()} .. {dates.max()}")
+    click.echo(
+        f"read {path}: {len(frame)} observations of {frame['series_id'].nunique()} series, {dates.min()} .. "
+        f"{dates.max()}"
+    )
     per_source = frame["source"].value_counts().sort_index()
     click.echo(f"  rows per source: {', '.join(f'{k} {v}' for k, v in per_source.items())}")
     unmapped = sorted(frame.loc[frame["indicator"].isna(), "series_id"].unique())
@@ -735,7 +886,10 @@ def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
     start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
     older = int((dates < max(first, start)).sum())
     if older:
-        click.echo(f"  {older} observations before {max(first, start)} (the macro partitions start) stay in the file, not loaded")
+        click.echo(
+            f"  {older} observations before {max(first, start)} (the macro partitions start) stay in the file, not "
+            "loaded"
+        )
     os.environ[SOURCE_ENV] = f"file:{path}"
     log = new_log_path(settings.home, "import")
     with dagster_logs_to(log):
@@ -759,7 +913,8 @@ def keep_unplaced(settings: Settings, path: Path, rows: pd.DataFrame) -> str:
 
 
 def show_unplaced_as_rejects(settings: Settings, frame: pd.DataFrame, where: str) -> int:
-    """List the unplaced rows that have a time in the warehouse's ``ohlcv_m5_unplaced`` (reason ``not_a_trading_day`` etc.).
+    """List the unplaced rows that have a time in the warehouse's ``ohlcv_m5_unplaced`` (reason ``not_a_trading_day``
+    etc.).
 
     The lake object stays the original; the table is what the dashboard's rejects view reads beside
     ``ohlcv_m5_rejects``. Keyed by row hash: re-importing the file changes nothing.
@@ -771,7 +926,10 @@ def show_unplaced_as_rejects(settings: Settings, frame: pd.DataFrame, where: str
     if rejects.empty:
         return 0
     Warehouse(settings.warehouse_url).upsert("ohlcv_m5_unplaced", rejects)
-    click.echo(f"  {len(rejects)} of them are listed in the warehouse's ohlcv_m5_unplaced ({', '.join(sorted(set(rejects['reason'])))})")
+    click.echo(
+        f"  {len(rejects)} of them are listed in the warehouse's ohlcv_m5_unplaced "
+        f"({', '.join(sorted(set(rejects['reason'])))})"
+    )
     return len(rejects)
 
 
@@ -794,7 +952,10 @@ def report_checks(evaluations) -> bool:
             continue
         error = any(ev.severity == dg.AssetCheckSeverity.ERROR for ev in bad)
         ok = ok and not error
-        click.echo(f"check {name}: {'FAILED' if error else 'warning'} ({len(bad)} of {sessions}; {bad[0].description or bad[0].partition})")
+        click.echo(
+            f"check {name}: {'FAILED' if error else 'warning'} ({len(bad)} of {sessions}; "
+            f"{bad[0].description or bad[0].partition})"
+        )
     return ok
 
 
@@ -809,7 +970,9 @@ RUN_VALID_SESSIONS = 10
 RUN_WARMUP_SESSIONS = 5  # sessions before the first warm episode (L2's 4-session look-back, then L3's)
 
 
-def run_default_range(min_train: int, valid: int, now: dt.datetime | None = None, last: dt.date | None = None) -> tuple[dt.date, dt.date]:
+def run_default_range(
+    min_train: int, valid: int, now: dt.datetime | None = None, last: dt.date | None = None
+) -> tuple[dt.date, dt.date]:
     """``last`` (default: the last complete session), and a start early enough for two folds (the previous month and
     the last session's month), each with ``min_train + valid`` warm sessions before it.
 
@@ -836,13 +999,28 @@ def run_default_range(min_train: int, valid: int, now: dt.datetime | None = None
 @click.option("--start", "start_s", help="first session, YYYY-MM-DD (default: enough history for two monthly folds)")
 @click.option("--end", "end_s", help="last session, YYYY-MM-DD (default: the last complete session)")
 @click.option("--source", help="bars source: synthetic (default), file:PATH, twelvedata (default: USDCOP_SOURCE)")
-@click.option("--timesteps", type=click.IntRange(min=1), default=RUN_TIMESTEPS, show_default=True,
-              help="PPO timesteps per fold (the default is a demonstration budget; use 200000 or more for a real agent)")
+@click.option(
+    "--timesteps",
+    type=click.IntRange(min=1),
+    default=RUN_TIMESTEPS,
+    show_default=True,
+    help="PPO timesteps per fold (the default is a demonstration budget; use 200000 or more for a real agent)",
+)
 @click.option("--seed", type=int, help="random seed (default: USDCOP_PPO_SEED or 7)")
-@click.option("--min-train-sessions", type=click.IntRange(min=1), default=RUN_MIN_TRAIN_SESSIONS, show_default=True,
-              help="a fold is trained only with at least this many training sessions before it")
-@click.option("--valid-sessions", type=click.IntRange(min=1), default=RUN_VALID_SESSIONS, show_default=True,
-              help="sessions before each fold used to pick the checkpoint")
+@click.option(
+    "--min-train-sessions",
+    type=click.IntRange(min=1),
+    default=RUN_MIN_TRAIN_SESSIONS,
+    show_default=True,
+    help="a fold is trained only with at least this many training sessions before it",
+)
+@click.option(
+    "--valid-sessions",
+    type=click.IntRange(min=1),
+    default=RUN_VALID_SESSIONS,
+    show_default=True,
+    help="sessions before each fold used to pick the checkpoint",
+)
 def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessions) -> None:
     """The main job end to end: macro days, bars, L0-L4, walk-forward training of every monthly fold with enough
     history, actions, paper ledger and backtests for every session, l6/performance and its report; then a summary.
@@ -866,27 +1044,43 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
     from usdcop_assets.rl.folds import fold_sessions, monthly_folds
 
     need = min_train_sessions + valid_sessions + RUN_WARMUP_SESSIONS
-    if not any(len(cal.trading_days(first, fold_sessions(f)[0] - dt.timedelta(days=1))) >= need for f in monthly_folds(first, last)):
-        raise click.ClickException(f"no month of {first} .. {last} has {need} sessions of the range before it ({RUN_WARMUP_SESSIONS} of "
-                                   f"look-back, {min_train_sessions} training, {valid_sessions} validation), so no fold could be "
-                                   f"trained: give an earlier --start (the default range has two folds), or lower "
-                                   f"--min-train-sessions/--valid-sessions")
+    if not any(
+        len(cal.trading_days(first, fold_sessions(f)[0] - dt.timedelta(days=1))) >= need
+        for f in monthly_folds(first, last)
+    ):
+        raise click.ClickException(
+            f"no month of {first} .. {last} has {need} sessions of the range before it ({RUN_WARMUP_SESSIONS} of "
+            f"look-back, {min_train_sessions} training, {valid_sessions} validation), so no fold could be "
+            f"trained: give an earlier --start (the default range has two folds), or lower "
+            f"--min-train-sessions/--valid-sessions"
+        )
     check_home(writes=True)
 
     log = new_log_path(settings.home, "run")
     stages = Stages(Console(file=sys.stdout, highlight=False, soft_wrap=True))
-    stages.print(f"usdcop run {first} .. {last}: {len(cal.trading_days(first, last))} sessions, source {resolve_source()}, "
-                 f"{timesteps} PPO timesteps per fold; Dagster's logs: {log}")
+    stages.print(
+        f"usdcop run {first} .. {last}: {len(cal.trading_days(first, last))} sessions, source {resolve_source()}, "
+        f"{timesteps} PPO timesteps per fold; Dagster's logs: {log}"
+    )
     evaluations: list = []
-    config = {"timesteps": timesteps, "min_train_sessions": min_train_sessions, "valid_sessions": valid_sessions,
-              **({"seed": seed} if seed is not None else {})}
+    config = {
+        "timesteps": timesteps,
+        "min_train_sessions": min_train_sessions,
+        "valid_sessions": valid_sessions,
+        **({"seed": seed} if seed is not None else {}),
+    }
     trained: dict[str, dict] = {}
-    with writer_lease(settings, first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, "usdcop run"), _RunLog(log, stages) as out:
+    with (
+        writer_lease(settings, first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, "usdcop run"),
+        _RunLog(log, stages) as out,
+    ):
         with out.stage("macro days (l0, l1/macro_daily)") as st:
             st.ok = materialize_days(first - dt.timedelta(days=MACRO_WARMUP_DAYS), last, launched_by="usdcop run")
             st.detail = f"{(last - first).days + 1 + MACRO_WARMUP_DAYS} days (a year of look-back)"
         with out.stage("sessions L0-L4 (bars to observations)") as st:
-            st.ok = materialize_sessions(settings, first, last, ["L0", "L1", "L2", "L3", "L4"], "usdcop run", evaluations=evaluations)
+            st.ok = materialize_sessions(
+                settings, first, last, ["L0", "L1", "L2", "L3", "L4"], "usdcop run", evaluations=evaluations
+            )
             st.detail = f"{len(cal.trading_days(first, last))} sessions"
         skipped = []
         for fold in monthly_folds(first, last):
@@ -896,16 +1090,23 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
                 skipped.append(fold)
                 continue
             if skipped:
-                out.note(f"folds {', '.join(skipped)} not trained: fewer than {min_train_sessions} + {valid_sessions} warm sessions before them")
+                out.note(
+                    f"folds {', '.join(skipped)} not trained: fewer than {min_train_sessions} + {valid_sessions} warm "
+                    "sessions before them"
+                )
                 skipped = []
             with out.stage(f"l5/ppo_model fold {fold}") as st:
                 md = train_fold(settings, fold, config, launched_by="usdcop run")
                 trained[fold] = md
-                st.detail = (f"{windows.n_train} training + {windows.n_valid} validation sessions, validation Sharpe "
-                             f"{_fmt(md['valid_sharpe'])}, model {md['version']}")
+                st.detail = (
+                    f"{windows.n_train} training + {windows.n_valid} validation sessions, validation Sharpe "
+                    f"{_fmt(md['valid_sharpe'])}, model {md['version']}"
+                )
         if not trained:
-            raise click.ClickException(f"no fold of {first} .. {last} has {min_train_sessions + valid_sessions} warm sessions "
-                                       f"before it: give an earlier --start, or lower --min-train-sessions/--valid-sessions")
+            raise click.ClickException(
+                f"no fold of {first} .. {last} has {min_train_sessions + valid_sessions} warm sessions "
+                f"before it: give an earlier --start, or lower --min-train-sessions/--valid-sessions"
+            )
         with out.stage("sessions L5-L6 (actions, paper ledger, backtests)") as st:
             st.ok = materialize_sessions(settings, first, last, ["L5", "L6"], "usdcop run", evaluations=evaluations)
             st.detail = f"{len(cal.trading_days(first, last))} sessions"
@@ -963,8 +1164,11 @@ class _RunLog:
             except click.ClickException as exc:  # a refusal or a failed run, said in one line (plus its step failures)
                 st.ok, error = False, exc.format_message()
         if not st.ok:
-            lines = error.splitlines() if error else [x for x in buffer.getvalue().splitlines()
-                                                      if x.startswith("  ") or "FAIL" in x]
+            lines = (
+                error.splitlines()
+                if error
+                else [x for x in buffer.getvalue().splitlines() if x.startswith("  ") or "FAIL" in x]
+            )
             for line in lines:
                 self.stages.print(f"  {line.strip()}")
             self.stages.print(f"Dagster's logs: {self.path}")
@@ -981,7 +1185,9 @@ class _Tee(io.TextIOBase):
         return len(text)
 
 
-def _print_run_summary(stages: Stages, settings: Settings, first, last, judged_from, trained: dict, evaluations: list, report, log) -> None:
+def _print_run_summary(
+    stages: Stages, settings: Settings, first, last, judged_from, trained: dict, evaluations: list, report, log
+) -> None:
     import dagster as dg
 
     from usdcop_assets import run_summary
@@ -1000,16 +1206,27 @@ def _print_run_summary(stages: Stages, settings: Settings, first, last, judged_f
     say(f"  data checks: {tally.passed} passed, {tally.warned} warned, {tally.failed} failed")
     for problem in tally.problems:
         say(f"    {problem}")
-    say(f"  models: " + "; ".join(f"{fold} {md['version']} (validation Sharpe {_fmt(md['valid_sharpe'])})" for fold, md in trained.items()))
+    say(
+        "  models: "
+        + "; ".join(
+            f"{fold} {md['version']} (validation Sharpe {_fmt(md['valid_sharpe'])})" for fold, md in trained.items()
+        )
+    )
     if not metrics.empty:
         agent = metrics.iloc[0]
-        say(f"  agent vs baselines over {judged_from} .. {last} ({int(agent['sessions'])} sessions, {int(agent['bars'])} bars; "
-            "net of costs; Sharpe annualized, 95% bootstrap interval):")
+        say(
+            f"  agent vs baselines over {judged_from} .. {last} ({int(agent['sessions'])} sessions, "
+            f"{int(agent['bars'])} bars; "
+            "net of costs; Sharpe annualized, 95% bootstrap interval):"
+        )
         for line in run_summary.metrics_lines(metrics):
             say(line)
     say(f"  report: {report}")
     say(f"  Dagster's logs: {log}")
-    say(f"  Dagster UI (runs, lineage, checks): {_tool('usdcop')} ui   then open http://127.0.0.1:3000 (--port N for another port)")
+    say(
+        f"  Dagster UI (runs, lineage, checks): {_tool('usdcop')} ui   then open http://127.0.0.1:3000 (--port N for "
+        "another port)"
+    )
     say(f"  dashboard: {_tool('streamlit')} run streamlit_app/app.py")
 
 
@@ -1085,7 +1302,8 @@ def check_home(writes: bool, label: str = "") -> None:
 @main.command("rebuild-records")
 @click.option("--dry-run", is_flag=True, help="print what would be recorded and wiped; change nothing")
 def rebuild_records(dry_run: bool) -> None:
-    """Record each session object of the lake in Dagster (one materialization per session), replacing bar-partitioned records."""
+    """Record each session object of the lake in Dagster (one materialization per session), replacing
+    bar-partitioned records."""
     import dagster as dg
 
     from usdcop_assets.defs.definitions import build_definitions
@@ -1097,16 +1315,25 @@ def rebuild_records(dry_run: bool) -> None:
         store = open_store(settings.lake)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"rebuild-records: lake {store.location}; DAGSTER_HOME={settings.dagster_home}{' (dry run)' if dry_run else ''}")
+    click.echo(
+        f"rebuild-records: lake {store.location}; DAGSTER_HOME={settings.dagster_home}{' (dry run)' if dry_run else ''}"
+    )
     verb = "would record" if dry_run else "recorded"
 
     def line(p) -> None:
         wiped = f"; {len(p.bar_keys)} bar partitions {'would be ' if dry_run else ''}wiped" if p.bar_keys else ""
-        off = f"; {len(p.off_calendar)} lake dates outside the session calendar left unrecorded" if p.off_calendar else ""
-        bad = (f"; unreadable lake objects left unrecorded: {', '.join(p.damaged)} (re-materialize those sessions)"
-               if p.damaged else "")
-        click.echo(f"  {p.asset.key.to_user_string()}: {p.lake_sessions} lake sessions; {verb} {len(p.to_record)}, "
-                   f"{p.up_to_date} already recorded{wiped}{off}{bad}")
+        off = (
+            f"; {len(p.off_calendar)} lake dates outside the session calendar left unrecorded" if p.off_calendar else ""
+        )
+        bad = (
+            f"; unreadable lake objects left unrecorded: {', '.join(p.damaged)} (re-materialize those sessions)"
+            if p.damaged
+            else ""
+        )
+        click.echo(
+            f"  {p.asset.key.to_user_string()}: {p.lake_sessions} lake sessions; {verb} {len(p.to_record)}, "
+            f"{p.up_to_date} already recorded{wiped}{off}{bad}"
+        )
 
     with dg.DagsterInstance.get() as instance:
         plan = plan_rebuild(instance, store, session_assets(build_definitions()))
@@ -1116,11 +1343,17 @@ def rebuild_records(dry_run: bool) -> None:
         else:
             apply_rebuild(instance, plan, store.location, progress=line)
     for name, n in sorted(plan.other_bar_assets.items()):
-        click.echo(f"  {name}: {n} bar partitions left as they are (no session asset of this code; "
-                   f"'dagster asset wipe' removes them)")
-    click.echo(f"{len(plan.assets)} assets: {verb} {plan.sessions_to_record} sessions, "
-               f"{'would wipe' if dry_run else 'wiped'} {plan.bar_partitions} bar partitions from the asset records "
-               f"(runs and their logs are kept; the lake and the warehouse are only read)")
+        click.echo(
+            f"  {name}: {n} bar partitions left as they are (no session asset of this code; "
+            f"'dagster asset wipe' removes them)"
+        )
+    click.echo(
+        f"{len(plan.assets)} assets: {verb} {plan.sessions_to_record} sessions, "
+        f"{'would wipe' if dry_run else 'wiped'} {plan.bar_partitions} bar partitions from the asset records "
+        f"(runs and their logs are kept; the lake and the warehouse are only read)"
+    )
+
+
 @main.command()
 def live() -> None:
     """Decide each bar as it is published: a long-lived process (runs until SIGTERM) that polls the source every
@@ -1143,8 +1376,14 @@ def live() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--port", "-p", type=click.IntRange(1, 65535), default=3000, show_default=True,
-              help="port of the UI: open http://127.0.0.1:PORT")
+@click.option(
+    "--port",
+    "-p",
+    type=click.IntRange(1, 65535),
+    default=3000,
+    show_default=True,
+    help="port of the UI: open http://127.0.0.1:PORT",
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def ui(port: int, args: tuple[str, ...]) -> None:
     """Start the Dagster UI and daemon on this project's instance (`dagster dev`), at http://127.0.0.1:3000 by
@@ -1154,7 +1393,17 @@ def ui(port: int, args: tuple[str, ...]) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     check_home(writes=False)
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "--port", str(port), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "--port",
+        str(port),
+        *args,
+    ]
     sys.exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
 
 

@@ -11,15 +11,32 @@ from dataclasses import dataclass
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
+
 AGENT = "ppo"  # l6/performance's name of the agent's strategy (defs/layers/l6_backtest.py)
 from usdcop_assets.storage.lake.session_table import SessionTable
 
 # the session datasets of the lake, in pipeline order (the dataset is the asset key's path)
 LAYER_DATASETS = (
-    "l0/ohlcv_m5", "l1/ohlcv_m5", "l1/ohlcv_m5_rejects", "l2/indicators_m5", "l3/features_m5", "l4/observations_m5",
-    "l4/episodes_session", "l5/actions_m5", "l5/paper_trades", "l6/backtest_session",
+    "l0/ohlcv_m5",
+    "l1/ohlcv_m5",
+    "l1/ohlcv_m5_rejects",
+    "l2/indicators_m5",
+    "l3/features_m5",
+    "l4/observations_m5",
+    "l4/episodes_session",
+    "l5/actions_m5",
+    "l5/paper_trades",
+    "l6/backtest_session",
 )
-METRIC_COLUMNS = ("strategy", "total_return", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high", "max_drawdown", "total_trades")
+METRIC_COLUMNS = (
+    "strategy",
+    "total_return",
+    "sharpe_ratio",
+    "sharpe_ci_low",
+    "sharpe_ci_high",
+    "max_drawdown",
+    "total_trades",
+)
 
 
 def layer_rows(store, first: dt.date, last: dt.date, datasets=LAYER_DATASETS) -> dict[str, int]:
@@ -55,7 +72,9 @@ def tally_checks(evaluations, error_severity) -> CheckTally:
             continue
         verdict = "failed" if any(ev.severity == error_severity for ev in bad) else "warned"
         verdicts[verdict] += 1
-        problems.append(f"{name} {verdict} in {len(bad)} of {len(evs)} sessions: {bad[0].description or bad[0].partition}")
+        problems.append(
+            f"{name} {verdict} in {len(bad)} of {len(evs)} sessions: {bad[0].description or bad[0].partition}"
+        )
     return CheckTally(verdicts["passed"], verdicts["warned"], verdicts["failed"], tuple(problems))
 
 
@@ -64,7 +83,9 @@ def stored_metrics(warehouse, metric_date: str) -> pd.DataFrame:
     frame = warehouse.read_window("rl_metrics")
     frame = frame[frame["metric_date"].astype(str).str[:10] == metric_date]
     order = {AGENT: 0, "flat": 1, "buy_and_hold": 2}
-    return frame.sort_values("strategy", key=lambda s: s.map(lambda v: order.get(v, 3)), kind="stable").reset_index(drop=True)
+    return frame.sort_values("strategy", key=lambda s: s.map(lambda v: order.get(v, 3)), kind="stable").reset_index(
+        drop=True
+    )
 
 
 def _pct(value) -> str:
@@ -85,6 +106,8 @@ def metrics_lines(metrics: pd.DataFrame) -> list[str]:
     lines = [header]
     for r in metrics.to_dict("records"):
         ci = f"[{_num(r['sharpe_ci_low'])}, {_num(r['sharpe_ci_high'])}]"
-        lines.append(f"    {r['strategy']:<19}{_pct(r['total_return']):>9}{_num(r['sharpe_ratio']):>8}  {ci:<17}"
-                     f"{_dd(r['max_drawdown']):>8}{int(r['total_trades']):>7}")
+        lines.append(
+            f"    {r['strategy']:<19}{_pct(r['total_return']):>9}{_num(r['sharpe_ratio']):>8}  {ci:<17}"
+            f"{_dd(r['max_drawdown']):>8}{int(r['total_trades']):>7}"
+        )
     return lines

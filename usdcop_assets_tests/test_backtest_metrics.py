@@ -5,9 +5,21 @@ import math
 import numpy as np
 import pytest
 
-from usdcop_assets.backtest import (BARS_PER_YEAR, SESSIONS_PER_YEAR, all_baselines, backtest_actions, bootstrap_sharpe_ci,
-                                    bootstrap_sharpe_diff_ci, buy_and_hold, buy_and_hold_held, compare, flat, performance, run_backtest,
-                                    sma_crossover)
+from usdcop_assets.backtest import (
+    BARS_PER_YEAR,
+    SESSIONS_PER_YEAR,
+    all_baselines,
+    backtest_actions,
+    bootstrap_sharpe_ci,
+    bootstrap_sharpe_diff_ci,
+    buy_and_hold,
+    buy_and_hold_held,
+    compare,
+    flat,
+    performance,
+    run_backtest,
+    sma_crossover,
+)
 from usdcop_assets.rl import CostConfig, RiskLimits
 
 NO_COST = CostConfig(0.0, 0.0)
@@ -57,7 +69,9 @@ def test_buy_and_hold_held_carries_the_night():
     held = buy_and_hold_held(close, r, ids, costs)
     # the product of the close-to-close returns (8 / 1) minus one entry and one exit cost
     assert held["pnl"].sum() == pytest.approx(np.log(8.0) - 2 * costs.rate, abs=1e-15)
-    np.testing.assert_allclose(held["gross"], [0.0, np.log(2), np.log(2), np.log(5 / 4), np.log(0.8), np.log(2)], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        held["gross"], [0.0, np.log(2), np.log(2), np.log(5 / 4), np.log(0.8), np.log(2)], rtol=0, atol=1e-15
+    )
     np.testing.assert_array_equal(held["position"], [1, 1, 1, 1, 1, 0])
     assert held["cost"].sum() == pytest.approx(2 * costs.rate, abs=1e-18)
     # intraday buy-and-hold: flat at each close; the difference is the overnight gap and its 2 extra costs
@@ -71,19 +85,23 @@ def test_buy_and_hold_held_differs_from_intraday_by_gaps_and_costs():
     ids = np.repeat([f"2025-01-{d:02d}" for d in range(1, n_s + 1)], bars)
     close = 4000 * np.exp(np.cumsum(rng.normal(0, 1e-3, len(ids))))
     r = np.r_[np.log(close[1:] / close[:-1]), 0.0]
-    r[bars - 1::bars] = 0.0  # as l4/episodes: no next return across the night
-    gaps = np.log(close[bars::bars] / close[bars - 1:-1:bars])
+    r[bars - 1 :: bars] = 0.0  # as l4/episodes: no next return across the night
+    gaps = np.log(close[bars::bars] / close[bars - 1 : -1 : bars])
     costs = CostConfig(4.0, 1.0)
     held = buy_and_hold_held(close, r, ids, costs)
     intraday = run_backtest(buy_and_hold(ids), r, ids, costs)
     assert held["pnl"].sum() == pytest.approx(np.log(close[-1] / close[0]) - 2 * costs.rate, abs=1e-12)
-    assert held["pnl"].sum() - intraday["pnl"].sum() == pytest.approx(gaps.sum() + 2 * (n_s - 1) * costs.rate, abs=1e-12)
+    assert held["pnl"].sum() - intraday["pnl"].sum() == pytest.approx(
+        gaps.sum() + 2 * (n_s - 1) * costs.rate, abs=1e-12
+    )
     # per session: the close-to-close return including the gap into it
     by_session = held["pnl"].reshape(n_s, bars).sum(axis=1)
     intra = intraday["pnl"].to_numpy().reshape(n_s, bars).sum(axis=1)
     np.testing.assert_allclose(by_session[1:-1] - intra[1:-1], gaps[:-1] + 2 * costs.rate, rtol=0, atol=1e-12)
     # in compare's table, beside the risk-ruled strategies, with the same metrics and the paired CI
-    table = compare({"buy_and_hold": buy_and_hold(ids)}, r, ids, costs, simulated={"buy_and_hold_held": held}, n_boot=50).set_index("strategy")
+    table = compare(
+        {"buy_and_hold": buy_and_hold(ids)}, r, ids, costs, simulated={"buy_and_hold_held": held}, n_boot=50
+    ).set_index("strategy")
     assert list(table.index) == ["buy_and_hold", "buy_and_hold_held"]
     row = table.loc["buy_and_hold_held"]
     assert row["total_return"] == pytest.approx(np.expm1(held["pnl"].sum()), abs=1e-12)
@@ -107,11 +125,11 @@ def test_metrics_by_hand():
     pnl = [0.01, -0.02, 0.01, 0.005]
     m = performance(pnl, [1, 1, 1, 1], ["a", "a", "b", "b"])
     mean = 0.00125
-    sd = math.sqrt(((0.00875) ** 2 + (-0.02125) ** 2 + 0.00875 ** 2 + 0.00375 ** 2) / 3)
+    sd = math.sqrt(((0.00875) ** 2 + (-0.02125) ** 2 + 0.00875**2 + 0.00375**2) / 3)
     per_year = 2 * 252  # 2 bars a session in this data, 252 sessions a year (years are counted in sessions)
     assert m["sharpe"] == pytest.approx(mean / sd * math.sqrt(per_year))
     assert m["volatility"] == pytest.approx(sd * math.sqrt(per_year))
-    assert m["sortino"] == pytest.approx(mean / math.sqrt(0.02 ** 2 / 4) * math.sqrt(per_year))
+    assert m["sortino"] == pytest.approx(mean / math.sqrt(0.02**2 / 4) * math.sqrt(per_year))
     assert m["total_return"] == pytest.approx(math.exp(0.005) - 1)
     assert m["annualized_return"] == pytest.approx(math.exp(0.005 * 252 / 2) - 1)  # 2 sessions = 2/252 of a year
     # log equity 0.01, -0.01, 0.0, 0.005 against a peak of 0.01: worst 0.02 below, under water for 3 bars
@@ -163,7 +181,9 @@ def test_backtest_actions_applies_risk_and_compare_runs():
     close = 4000 * np.exp(np.r_[0.0, np.cumsum(r)[:-1]])
     f = backtest_actions(np.full(len(ids), 2.0), r, ids, CostConfig(), RiskLimits(max_position=0.5))
     assert f["position"].abs().max() == 0.5 and (f["position"].to_numpy()[59::60] == 0).all()
-    table = compare({"agent": rng.uniform(-1, 1, len(ids)), **all_baselines(close, ids)}, r, ids, CostConfig(), n_boot=200)
+    table = compare(
+        {"agent": rng.uniform(-1, 1, len(ids)), **all_baselines(close, ids)}, r, ids, CostConfig(), n_boot=200
+    )
     assert list(table["strategy"]) == ["agent", "flat", "buy_and_hold", "sma_5_20"]
     bh = table.set_index("strategy").loc["buy_and_hold"]
     assert bh["total_log_return"] == pytest.approx(r.sum() - 30 * 2 * CostConfig().rate)
@@ -320,10 +340,13 @@ def test_trade_statistics_and_drawdown_equal_loop_references(seed):
     assert m["turnover"] == pytest.approx(sum(abs(b - a) for a, b in zip([0.0] + pos[:-1].tolist(), pos.tolist())))
     assert m["exposure"] == pytest.approx(np.mean(pos != 0))
     from usdcop_assets.backtest.metrics import trades
+
     got_pnl, got_len = trades(pnl, pos, ids)
     np.testing.assert_allclose(got_pnl, tp, rtol=0, atol=1e-16)
     np.testing.assert_array_equal(got_len, lengths)
-    assert sum(got_pnl) == pytest.approx(pnl.sum(), abs=1e-12)  # every bar's P&L is in exactly one trade (pos ends flat)
+    assert sum(got_pnl) == pytest.approx(
+        pnl.sum(), abs=1e-12
+    )  # every bar's P&L is in exactly one trade (pos ends flat)
 
 
 def test_backtest_frame_session_column_keeps_its_ids_and_dtype():

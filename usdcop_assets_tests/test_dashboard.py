@@ -26,7 +26,14 @@ import data  # noqa: E402  (streamlit_app/data.py)
 
 from usdcop_assets.core import calendar as cal  # noqa: E402
 
-PAGES = ["views/terminal.py", "views/model.py", "views/pipeline.py", "views/features.py", "views/quality.py", "views/audit.py"]
+PAGES = [
+    "views/terminal.py",
+    "views/model.py",
+    "views/pipeline.py",
+    "views/features.py",
+    "views/quality.py",
+    "views/audit.py",
+]
 TITLES = dict(zip(PAGES, ["Trading terminal", "Model and backtest", "Pipeline", "Features", "Data quality", "Audit"]))
 MAIN = ".venv/bin/usdcop run"  # the main job every empty page points at
 
@@ -88,14 +95,20 @@ def test_terminal_shows_the_warehouse(main_job_home, monkeypatch):
     _point_at(monkeypatch, main_job_home)
     at = _run(PAGES[0])
     assert not at.error, _texts(at.error)
-    (n_bars,), = _warehouse(main_job_home, "SELECT COUNT(*) FROM usdcop_m5_ohlcv")
+    ((n_bars,),) = _warehouse(main_job_home, "SELECT COUNT(*) FROM usdcop_m5_ohlcv")
     assert f"SYNTHETIC DATA: {n_bars:,} of {n_bars:,} bars" in _texts(at.warning)  # the marker on every page
-    (time, close), = _warehouse(main_job_home, "SELECT time, close FROM usdcop_m5_ohlcv ORDER BY time DESC LIMIT 1")
+    ((time, close),) = _warehouse(main_job_home, "SELECT time, close FROM usdcop_m5_ohlcv ORDER BY time DESC LIMIT 1")
     metrics, deltas = _metrics(at), _deltas(at)
     assert metrics["Latest price · SYNTHETIC"] == f"{close:,.2f}"
     last = pd.Timestamp(time).tz_convert(cal.TZ)
-    assert (metrics["Last bar (Bogota)"], deltas["Last bar (Bogota)"]) == (f"{last:%H:%M}", f"{last:%a %Y-%m-%d}") == ("12:55", "Fri 2025-02-28")
-    (pnl, target), = _warehouse(main_job_home, "SELECT session_pnl, next_target FROM paper_positions ORDER BY time DESC LIMIT 1")
+    assert (
+        (metrics["Last bar (Bogota)"], deltas["Last bar (Bogota)"])
+        == (f"{last:%H:%M}", f"{last:%a %Y-%m-%d}")
+        == ("12:55", "Fri 2025-02-28")
+    )
+    ((pnl, target),) = _warehouse(
+        main_job_home, "SELECT session_pnl, next_target FROM paper_positions ORDER BY time DESC LIMIT 1"
+    )
     assert metrics["Session P&L (paper)"] == f"{pnl * 1e4:+.1f} bp" and metrics["Agent position"] == f"{target:+.2f}"
 
     (fig,) = _figures(at)
@@ -123,8 +136,19 @@ def test_model_page_is_the_tear_sheet(main_job_home, monkeypatch):
     at = _run(PAGES[1])
     assert not at.error, _texts(at.error)
     assert "not materialized" not in _texts(at.info)
-    cols = ["strategy", "total_return", "sharpe_ratio", "sharpe_ci_low", "sharpe_ci_high", "total_trades", "max_drawdown"]
-    rows = _warehouse(main_job_home, f"SELECT {', '.join(cols)} FROM rl_metrics WHERE metric_date = (SELECT MAX(metric_date) FROM rl_metrics)")
+    cols = [
+        "strategy",
+        "total_return",
+        "sharpe_ratio",
+        "sharpe_ci_low",
+        "sharpe_ci_high",
+        "total_trades",
+        "max_drawdown",
+    ]
+    rows = _warehouse(
+        main_job_home,
+        f"SELECT {', '.join(cols)} FROM rl_metrics WHERE metric_date = (SELECT MAX(metric_date) FROM rl_metrics)",
+    )
     agent = dict(zip(cols, next(r for r in rows if r[0] == "ppo")))
     metrics, deltas = _metrics(at), _deltas(at)
     assert metrics["Agent total return"] == f"{agent['total_return']:+.2%}"
@@ -147,24 +171,43 @@ def test_model_page_is_the_tear_sheet(main_job_home, monkeypatch):
 
     equity, rolling, hist = _figures(at)
     bt = _lake(main_job_home, "l6/backtest_session")
-    bt = bt[bt["session"] >= "2025-02-03"]  # the sessions `usdcop backtest` evaluated (rl_metrics' first_session..metric_date)
-    ppo = [t for t in equity["data"] if t["name"] == "ppo"][0]  # the equity trace (the drawdown one follows, unnamed in the legend)
+    bt = bt[
+        bt["session"] >= "2025-02-03"
+    ]  # the sessions `usdcop backtest` evaluated (rl_metrics' first_session..metric_date)
+    ppo = [t for t in equity["data"] if t["name"] == "ppo"][
+        0
+    ]  # the equity trace (the drawdown one follows, unnamed in the legend)
     assert len(ppo["x"]) == bt["session"].nunique() == 20
     assert _values(ppo["y"])[-1] == pytest.approx(np.exp(bt["pnl"].sum()))  # equity from the stored backtest ...
-    assert _values(ppo["y"])[-1] - 1 == pytest.approx(agent["total_return"])  # ... ending at l6/performance's total return
+    assert _values(ppo["y"])[-1] - 1 == pytest.approx(
+        agent["total_return"]
+    )  # ... ending at l6/performance's total return
     assert {t["name"] for t in equity["data"]} == {"ppo", "flat", "buy_and_hold", "sma_5_20", "buy_and_hold_held"}
     held = [t for t in equity["data"] if t["name"] == "buy_and_hold_held"][0]
-    held_total = next(r for r in _warehouse(main_job_home, "SELECT strategy, total_return FROM rl_metrics WHERE metric_date = "
-                                            "(SELECT MAX(metric_date) FROM rl_metrics)") if r[0] == "buy_and_hold_held")[1]
+    held_total = next(
+        r
+        for r in _warehouse(
+            main_job_home,
+            "SELECT strategy, total_return FROM rl_metrics WHERE metric_date = "
+            "(SELECT MAX(metric_date) FROM rl_metrics)",
+        )
+        if r[0] == "buy_and_hold_held"
+    )[1]
     assert _values(held["y"])[-1] - 1 == pytest.approx(held_total)  # the held curve ends at its rl_metrics total return
     assert equity["layout"]["xaxis2"]["title"]["text"] == "session (Bogota)"
     assert "Rolling Sharpe" in rolling["layout"]["title"]["text"]
 
     folds = at.dataframe[1].value.set_index("fold")
-    (version, valid_sharpe), = _warehouse(main_job_home, "SELECT version, valid_sharpe FROM rl_models WHERE fold = '2025-02'")
+    ((version, valid_sharpe),) = _warehouse(
+        main_job_home, "SELECT version, valid_sharpe FROM rl_models WHERE fold = '2025-02'"
+    )
     assert folds.loc["2025-02", "model_version"] == version
     assert folds.loc["2025-02", "valid_sharpe"] == pytest.approx(valid_sharpe)
-    assert folds.loc["2025-02", "sharpe_ci_low"] <= folds.loc["2025-02", "sharpe"] <= folds.loc["2025-02", "sharpe_ci_high"]
+    assert (
+        folds.loc["2025-02", "sharpe_ci_low"]
+        <= folds.loc["2025-02", "sharpe"]
+        <= folds.loc["2025-02", "sharpe_ci_high"]
+    )
     trades = at.dataframe[2].value
     assert len(trades) == agent["total_trades"] == len(_values(hist["data"][0]["x"]))
     assert {"entry (Bogota)", "exit (Bogota)", "side", "pnl_bp"} <= set(trades.columns)
@@ -199,10 +242,14 @@ def test_features_page_reads_the_lake(main_job_home, monkeypatch):
     at = _run(PAGES[3])
     assert not at.error, _texts(at.error)
     src = data.sources((("USDCOP_HOME", str(main_job_home)),))
-    stats = pq.read_table(main_job_home / "lake" / "l4" / "observation_stats" / "date=2025-02-01" / "data.parquet").to_pandas()
+    stats = pq.read_table(
+        main_job_home / "lake" / "l4" / "observation_stats" / "date=2025-02-01" / "data.parquet"
+    ).to_pandas()
     metrics = _metrics(at)
     assert metrics["Observation config"] == "obs-v1"
-    assert metrics["Normalization 2025-02"] == str(stats["stats_version"].iloc[0])  # the newest month, fitted on January
+    assert metrics["Normalization 2025-02"] == str(
+        stats["stats_version"].iloc[0]
+    )  # the newest month, fitted on January
     assert metrics["Fitted on sessions"] == f"{stats['window_start'].iloc[0]} .. {stats['window_end'].iloc[0]}"
     assert data.normalization(src)["stats_version"].iloc[0] == stats["stats_version"].iloc[0]
     assert "bar 2025-02-28 12:55 (Bogota)" in _texts(at.caption)
@@ -233,10 +280,14 @@ def test_quality_and_audit_pages(main_job_home, monkeypatch):
     metrics = _metrics(at)
     assert metrics["Code version (this code)"] == code_version()
     mats = at.dataframe[0].value
-    # package version + git commit of the code that materialized them (this tree, maybe at an earlier commit), not the run id
+    # package version + git commit of the code that materialized them (this tree, maybe at an earlier commit), not the
+    # run id
     from usdcop_assets.version import package_version
 
-    assert len(mats) == 50 and mats["code_version"].str.fullmatch(re.escape(package_version()) + r"\+g[0-9a-f]{7,12}").all()
+    assert (
+        len(mats) == 50
+        and mats["code_version"].str.fullmatch(re.escape(package_version()) + r"\+g[0-9a-f]{7,12}").all()
+    )
     same = int((mats["code_version"] == code_version()).sum())
     assert _deltas(at)["Of the latest materializations"] == "made by this code version"
     assert metrics["Of the latest materializations"] == f"{same} / 50"
@@ -276,7 +327,10 @@ def test_terminal_full_history_is_daily(main_job_home, monkeypatch):
     assert len(fig["data"][0]["x"]) == 62
     # weekends and holidays are skipped; no intraday break on a daily axis
     breaks = [b["bounds"] for b in fig["layout"]["xaxis"]["rangebreaks"]]
-    assert ["2025-01-04 00:00:00", "2025-01-07 00:00:00"] in breaks  # Saturday .. Tuesday (Monday 6 January is a holiday)
+    assert [
+        "2025-01-04 00:00:00",
+        "2025-01-07 00:00:00",
+    ] in breaks  # Saturday .. Tuesday (Monday 6 January is a holiday)
 
 
 def test_bad_configuration_is_a_message(tmp_path, monkeypatch):
@@ -293,8 +347,18 @@ def test_resample_and_windows():
     days = cal.trading_days(dt.date(2025, 3, 3), dt.date(2025, 3, 14))
     times = cal.bars_of_days(days)
     close = pd.Series(range(len(times)), dtype=float) + 4000
-    bars = pd.DataFrame({"time": times, "open": close, "high": close + 1, "low": close - 1, "close": close + 0.5,
-                         "volume": 1.0, "source": "synthetic", "is_flat": False})
+    bars = pd.DataFrame(
+        {
+            "time": times,
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close + 0.5,
+            "volume": 1.0,
+            "source": "synthetic",
+            "is_flat": False,
+        }
+    )
     daily = data.resample_ohlc(bars, "1D")
     assert len(daily) == len(days) and (daily["bars"] == 60).all()
     assert daily["open"].iloc[0] == 4000 and daily["close"].iloc[0] == 4059.5
@@ -307,8 +371,13 @@ def test_resample_and_windows():
     assert over[["ema_20", "ema_50"]].notna().all().all()
     assert data.synthetic_share(pd.DataFrame({"source": ["synthetic", "twelvedata"], "bars": [3, 7]})) == (3, 10)
     assert data.freshness("session", "2025-03-14", now=pd.Timestamp("2025-03-14 18:01", tz="UTC")) == "fresh"
-    assert data.freshness("session", "2025-03-12", now=pd.Timestamp("2025-03-14 18:01", tz="UTC")) == "stale: 2 sessions behind"
-    assert data.freshness("session", "2025-03-14", now=pd.Timestamp("2025-03-14 15:07", tz="UTC")) == "fresh"  # mid-session
+    assert (
+        data.freshness("session", "2025-03-12", now=pd.Timestamp("2025-03-14 18:01", tz="UTC"))
+        == "stale: 2 sessions behind"
+    )
+    assert (
+        data.freshness("session", "2025-03-14", now=pd.Timestamp("2025-03-14 15:07", tz="UTC")) == "fresh"
+    )  # mid-session
     assert data.expected_partitions("session", "2025-03-07", "2025-03-11") == ["2025-03-07", "2025-03-10", "2025-03-11"]
 
 
@@ -335,27 +404,35 @@ def test_range_breaks_follow_the_calendar():
 
     # Monday 24 March 2025 is a Colombian holiday: one break from Friday's close to Tuesday's open
     breaks = [b["bounds"] for b in charts.rangebreaks(dt.date(2025, 3, 20), dt.date(2025, 3, 26))]
-    assert breaks == [["2025-03-20 13:00:00", "2025-03-21 08:00:00"], ["2025-03-21 13:00:00", "2025-03-25 08:00:00"],
-                      ["2025-03-25 13:00:00", "2025-03-26 08:00:00"]]
+    assert breaks == [
+        ["2025-03-20 13:00:00", "2025-03-21 08:00:00"],
+        ["2025-03-21 13:00:00", "2025-03-25 08:00:00"],
+        ["2025-03-25 13:00:00", "2025-03-26 08:00:00"],
+    ]
     daily = [b["bounds"] for b in charts.rangebreaks(dt.date(2025, 3, 20), dt.date(2025, 3, 26), intraday=False)]
     assert daily == [["2025-03-22 00:00:00", "2025-03-25 00:00:00"]]
 
 
 def test_trade_list_matches_the_metrics():
     import tearsheet
+
     from usdcop_assets.backtest import metrics
 
     times = cal.bars_of_days([dt.date(2025, 3, 20), dt.date(2025, 3, 21)])
     pos = np.zeros(len(times))
     pos[3:8], pos[8:10], pos[58:63] = 0.5, -1.0, 1.0  # long, flip to short, a long across the night (two trades)
     pnl = np.linspace(-1e-4, 1e-4, len(times))
-    bt = pd.DataFrame({"time": times, "session": cal.session_dates(times).astype(str).to_numpy(), "position": pos, "pnl": pnl})
+    bt = pd.DataFrame(
+        {"time": times, "session": cal.session_dates(times).astype(str).to_numpy(), "position": pos, "pnl": pnl}
+    )
     trades = tearsheet.trade_list(bt)
     expected, lengths = metrics.trades(pnl, pos, bt["session"].to_numpy())
     assert trades["side"].tolist() == ["long", "short", "long", "long"]
     assert trades["bars"].tolist() == lengths.tolist() == [5, 2, 2, 3]
     assert trades["pnl_bp"].tolist() == pytest.approx((expected * 1e4).round(2).tolist())
-    assert trades["entry (Bogota)"].iloc[0] == "2025-03-20 08:15" and trades["exit (Bogota)"].iloc[0] == "2025-03-20 08:40"
+    assert (
+        trades["entry (Bogota)"].iloc[0] == "2025-03-20 08:15" and trades["exit (Bogota)"].iloc[0] == "2025-03-20 08:40"
+    )
 
 
 def test_times_are_shown_in_bogota():
@@ -370,11 +447,27 @@ def test_overfitting_stats_say_why_they_are_absent():
     with dg.DagsterInstance.ephemeral() as instance:
         assert data.overfitting_stats(instance)["pbo_reason"] == "l6/performance never materialized"
         key = dg.AssetKey(["l6", "performance"])
-        instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata={"agent_sharpe": 1.2}))  # an older run
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(key, metadata={"agent_sharpe": 1.2})
+        )  # an older run
         old = data.overfitting_stats(instance)
-        assert old["dsr"] is None and old["pbo"] is None and "older code" in old["dsr_reason"] and "older code" in old["pbo_reason"]
-        instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata={
-            "agent_deflated_sharpe": 0.31, "deflated_sharpe_trials": 4, "agent_sharpe_per_session": 0.05, "pbo": None}))
+        assert (
+            old["dsr"] is None
+            and old["pbo"] is None
+            and "older code" in old["dsr_reason"]
+            and "older code" in old["pbo_reason"]
+        )
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                key,
+                metadata={
+                    "agent_deflated_sharpe": 0.31,
+                    "deflated_sharpe_trials": 4,
+                    "agent_sharpe_per_session": 0.05,
+                    "pbo": None,
+                },
+            )
+        )
         new = data.overfitting_stats(instance)
         assert (new["dsr"], new["trials"], new["sharpe_per_session"], new["dsr_reason"]) == (0.31, 4, 0.05, None)
         assert new["pbo"] is None and new["pbo_reason"] == "fewer than 2 sessions evaluated"

@@ -1,6 +1,7 @@
 """L5-L6 through Dagster on a synthetic history: one walk-forward fold trained with a tiny PPO, its
 artifact content-addressed in the lake and reloadable to the same weights; actions per bar (flat at
-the end, one row per bar, recorded flat fallback without a model, a one-session run equal to the range run); the backtest's P&L recomputed
+the end, one row per bar, recorded flat fallback without a model, a one-session run equal to the range run); the
+backtest's P&L recomputed
 independently; rl_metrics for the agent and the baselines; the HTML report."""
 
 import datetime as dt
@@ -11,26 +12,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usdcop_assets.core import calendar as cal
+from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio
 from usdcop_assets.backtest.report import AGENT
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.defs.automation.jobs import STATS_JOB, layers_job
 from usdcop_assets.defs.keys import PERFORMANCE, PPO_MODEL
-from usdcop_assets.defs.layers.l6_backtest import l6_backtest_session, l6_performance
 from usdcop_assets.defs.layers.l5_model import fold_partitions, l5_ppo_model
 from usdcop_assets.defs.layers.l5_serving import l5_actions_m5
-from usdcop_assets.rl.decisions import FLAT_VERSION
-from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio
-from usdcop_assets.defs.automation.jobs import STATS_JOB, layers_job
-from usdcop_assets.storage.lake.session_table import read_object
-from usdcop_assets.observation.builder import DEFAULT_CONFIG
+from usdcop_assets.defs.layers.l6_backtest import l6_backtest_session, l6_performance
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.rl.costs import CostConfig, live_costs
+from usdcop_assets.rl.decisions import FLAT_VERSION
 from usdcop_assets.rl.training import load_model, weights_sha256
+from usdcop_assets.storage.lake.session_table import read_object
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
-FIRST, LAST = dt.date(2025, 2, 17), dt.date(2025, 3, 5)  # 13 sessions, the first 4 not warm (the L0-L3 chain dominates the run time)
-PRE = (dt.date(2025, 1, 13), dt.date(2025, 1, 17))  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
+FIRST, LAST = (
+    dt.date(2025, 2, 17),
+    dt.date(2025, 3, 5),
+)  # 13 sessions, the first 4 not warm (the L0-L3 chain dominates the run time)
+PRE = (
+    dt.date(2025, 1, 13),
+    dt.date(2025, 1, 17),
+)  # L0-L3 only: the fifth is warm, its 60 bars fit February's statistics
 FOLD = "2025-03"  # trained on the 6 warm sessions before March 3: 4 training, 2 validation
 FOLD_SESSIONS = (dt.date(2025, 3, 3), LAST)
 NO_MODEL_SESSION = dt.date(2025, 2, 28)  # fold 2025-02 is never trained
@@ -64,7 +71,9 @@ def _defs():
         dg.define_asset_job("t_l5_model", selection=[PPO_MODEL], partitions_def=fold_partitions),
         dg.define_asset_job("t_l6_performance", selection=[PERFORMANCE]),
     ]
-    return dg.Definitions(assets=[*d.ASSETS, *extra], asset_checks=base.asset_checks, jobs=[*base.jobs, *jobs], resources=base.resources)
+    return dg.Definitions(
+        assets=[*d.ASSETS, *extra], asset_checks=base.asset_checks, jobs=[*base.jobs, *jobs], resources=base.resources
+    )
 
 
 def _range(first, last):
@@ -98,8 +107,11 @@ def _lake(platform) -> LakeResource:
 
 
 def _materialization(run, key):
-    return next(e.event_specific_data.materialization for e in run.all_events
-                if e.event_type_value == "ASSET_MATERIALIZATION" and e.event_specific_data.materialization.asset_key == key)
+    return next(
+        e.event_specific_data.materialization
+        for e in run.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION" and e.event_specific_data.materialization.asset_key == key
+    )
 
 
 def test_model_artifact_is_content_addressed_and_reloads_to_the_same_weights(platform):
@@ -109,7 +121,12 @@ def test_model_artifact_is_content_addressed_and_reloads_to_the_same_weights(pla
     row = rows.iloc[0]
     assert row["fold"] == FOLD and row["version"] == f"{FOLD}-{row['weights_sha256'][:12]}"
     assert row["model_path"] == f"models/ppo/{FOLD}/{row['version']}/policy.safetensors"
-    assert row["train_last"] < "2025-03-01" and row["valid_last"] < "2025-03-03" and row["valid_sessions"] == 2 and row["train_sessions"] == 4
+    assert (
+        row["train_last"] < "2025-03-01"
+        and row["valid_last"] < "2025-03-03"
+        and row["valid_sessions"] == 2
+        and row["train_sessions"] == 4
+    )
     blob = lake.store().get(row["model_path"])
     assert blob is not None and weights_sha256(load_model(blob)) == row["weights_sha256"]
     meta = json.loads(lake.store().get(row["metadata_path"]))
@@ -124,13 +141,17 @@ def test_a_fold_without_enough_history_fails_clearly(platform):
     result = job.execute_in_process(instance=platform["instance"], partition_key="2025-02", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "not enough history before 2025-02-03" in str(failure.event_specific_data.error.cause or failure.event_specific_data.error)
+    assert "not enough history before 2025-02-03" in str(
+        failure.event_specific_data.error.cause or failure.event_specific_data.error
+    )
 
 
 def test_actions_are_bounded_flat_at_the_end_and_one_per_bar(platform):
     lake = _lake(platform)
     actions = lake.table("l5/actions_m5").read(cal.session_open(FOLD_SESSIONS[0]), cal.session_end(FOLD_SESSIONS[1]))
-    episodes = lake.table("l4/episodes_session").read(cal.session_open(FOLD_SESSIONS[0]), cal.session_end(FOLD_SESSIONS[1]))
+    episodes = lake.table("l4/episodes_session").read(
+        cal.session_open(FOLD_SESSIONS[0]), cal.session_end(FOLD_SESSIONS[1])
+    )
     assert len(actions) == len(episodes) == 3 * 60 and actions["time"].is_unique
     assert actions["target"].between(-1, 1).all() and actions["position"].between(-1, 1).all()
     last = actions.groupby("session").tail(1)
@@ -144,15 +165,21 @@ def test_actions_are_bounded_flat_at_the_end_and_one_per_bar(platform):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("USDCOP_HOME", str(platform["home"]))
         _, warehouse = store_resources()
-        stored = warehouse.warehouse().read_window("fact_rl_inference", cal.session_open(FOLD_SESSIONS[0]), cal.session_end(FOLD_SESSIONS[1]))
-    assert len(stored) == 180 and np.allclose(stored.sort_values("time")["position"].to_numpy(), actions.sort_values("time")["position"].to_numpy())
+        stored = warehouse.warehouse().read_window(
+            "fact_rl_inference", cal.session_open(FOLD_SESSIONS[0]), cal.session_end(FOLD_SESSIONS[1])
+        )
+    assert len(stored) == 180 and np.allclose(
+        stored.sort_values("time")["position"].to_numpy(), actions.sort_values("time")["position"].to_numpy()
+    )
 
 
 def test_a_session_without_a_model_is_recorded_flat(platform):
     lake = _lake(platform)
     actions = lake.table("l5/actions_m5").read(cal.session_open(NO_MODEL_SESSION), cal.session_end(NO_MODEL_SESSION))
     assert len(actions) == 60 and (actions["position"] == 0).all() and (actions["target"] == 0).all()
-    assert (actions["model_version"] == FLAT_VERSION).all() and actions["fallback"].str.contains("no l5/ppo_model for fold 2025-02").all()
+    assert (actions["model_version"] == FLAT_VERSION).all() and actions["fallback"].str.contains(
+        "no l5/ppo_model for fold 2025-02"
+    ).all()
 
 
 def test_backtest_pnl_is_position_times_next_return_minus_costs(platform):
@@ -166,7 +193,9 @@ def test_backtest_pnl_is_position_times_next_return_minus_costs(platform):
     prev = np.r_[0.0, p[:-1]]  # every session ends flat, so carrying across sessions changes nothing
     rate = (CostConfig().spread_bps / 2 + CostConfig().slippage_bps) / 1e4
     expected = p * r - rate * np.abs(p - prev)
-    assert np.allclose(bt["position"].to_numpy(), p, atol=0) and np.allclose(bt["pnl"].to_numpy(), expected, rtol=0, atol=1e-15)
+    assert np.allclose(bt["position"].to_numpy(), p, atol=0) and np.allclose(
+        bt["pnl"].to_numpy(), expected, rtol=0, atol=1e-15
+    )
     one = bt[bt["session"] == FOLD_SESSIONS[1].isoformat()]
     assert np.allclose(one["equity"].to_numpy(), np.exp(np.cumsum(one["pnl"].to_numpy())))
 
@@ -193,7 +222,8 @@ def test_rl_metrics_for_the_agent_and_baselines_and_the_report(platform):
     held = metrics.set_index("strategy").loc["buy_and_hold_held"]
     closes = bt.sort_values("time")["close"].to_numpy()
     assert held["total_pnl"] == pytest.approx(np.log(closes[-1] / closes[0]) - 2 * live_costs().rate, abs=1e-12)
-    # the deflated Sharpe beside the Sharpe: recomputed from the stored P&L per session and the rl_metrics session Sharpes
+    # the deflated Sharpe beside the Sharpe: recomputed from the stored P&L per session and the rl_metrics session
+    # Sharpes
     # (annualized by sqrt(252); flat's undefined one counts as 0), the 4 strategies compared being the trials
     md = platform["instance"].get_latest_materialization_event(PERFORMANCE).asset_materialization.metadata
     per_session = bt.groupby("session")["pnl"].sum().sort_index().to_numpy()
@@ -204,11 +234,16 @@ def test_rl_metrics_for_the_agent_and_baselines_and_the_report(platform):
     assert md["agent_sharpe_per_session"].value == pytest.approx(expected.sr, abs=1e-12)
     assert md["agent_deflated_sharpe"].value == pytest.approx(expected.dsr, abs=1e-9)
     assert 0.0 <= md["pbo"].value <= 1.0
-    assert b"deflated_sharpe</th>" in report and b"Deflated Sharpe ratio of ppo" in report and b"Probability of backtest overfitting" in report
+    assert (
+        b"deflated_sharpe</th>" in report
+        and b"Deflated Sharpe ratio of ppo" in report
+        and b"Probability of backtest overfitting" in report
+    )
 
 
 def test_a_one_session_run_stores_what_the_range_run_stored(platform):
-    """A session re-run alone (as the session close schedule does) re-decides it from the open and lands the same rows."""
+    """A session re-run alone (as the session close schedule does) re-decides it from the open and lands the same
+    rows."""
     lake = _lake(platform)
     day = FOLD_SESSIONS[1]
     before = lake.table("l5/actions_m5").read(cal.session_open(day), cal.session_end(day)).set_index("time")
@@ -220,7 +255,11 @@ def test_a_one_session_run_stores_what_the_range_run_stored(platform):
     pd.testing.assert_frame_equal(after[cols], before[cols])
     trades = lake.table("l5/paper_trades").read(cal.session_open(day), cal.session_end(day))
     positions = lake.table("l5/paper_positions").read(cal.session_open(day), cal.session_end(day))
-    assert len(positions) == 60 and positions["position"].iloc[0] == 0.0 and positions["position"].iloc[-1] == before["position"].iloc[-2]
+    assert (
+        len(positions) == 60
+        and positions["position"].iloc[0] == 0.0
+        and positions["position"].iloc[-1] == before["position"].iloc[-2]
+    )
     # every change of the decided position is one fill, at the next bar's open (or the session's close)
     changes = int((np.diff(np.r_[0.0, before["position"].to_numpy()]) != 0).sum())
     assert len(trades) == changes and set(trades["fill_at"]) <= {"open", "close"}
@@ -229,8 +268,8 @@ def test_a_one_session_run_stores_what_the_range_run_stored(platform):
 def test_a_tampered_model_artifact_fails_and_a_stale_observation_version_is_recorded_flat(platform, tmp_path):
     from usdcop_assets.defs.registry import load_fold_model, registered_models
     from usdcop_assets.defs.resources import store_resources
-    from usdcop_assets.rl.decisions import decide_bars
     from usdcop_assets.observation.builder import load_config
+    from usdcop_assets.rl.decisions import decide_bars
     from usdcop_assets.rl.policy import PolicyFunction
 
     lake = _lake(platform)
@@ -257,7 +296,9 @@ def test_a_tampered_model_artifact_fails_and_a_stale_observation_version_is_reco
     broken.loc[broken.index[10], load_config().columns[0]] = np.nan
     bad, _ = decide_bars(broken, bars, start, end, {FOLD: row}, lambda r: policy, load_config())
     assert bad["position"].iloc[10] == 0 and bad["fallback"].iloc[10] == "observation not finite"
-    assert (bad["risk_flags"].iloc[10] & 16) and bad["position"].iloc[:10].tolist() == good["position"].iloc[:10].tolist()
+    assert (bad["risk_flags"].iloc[10] & 16) and bad["position"].iloc[:10].tolist() == good["position"].iloc[
+        :10
+    ].tolist()
     # the wrong dimension is an error naming both
     narrow = obs.drop(columns=[load_config().columns[-1]])
     cfg = load_config()
@@ -276,8 +317,12 @@ def test_the_cli_trains_a_fold_and_backtests_a_range(platform):
     trained = runner.invoke(main, ["train", "--fold", FOLD])
     assert trained.exit_code == 0, trained.output
     version = _lake(platform).table("l5/ppo_model").read()["version"].iloc[0]
-    assert f"fold {FOLD} -> model {version}" in trained.output and ", reused" in trained.output  # same data + seed: same weights
-    tested = runner.invoke(main, ["backtest", "--start", FOLD_SESSIONS[0].isoformat(), "--end", FOLD_SESSIONS[1].isoformat()])
+    assert (
+        f"fold {FOLD} -> model {version}" in trained.output and ", reused" in trained.output
+    )  # same data + seed: same weights
+    tested = runner.invoke(
+        main, ["backtest", "--start", FOLD_SESSIONS[0].isoformat(), "--end", FOLD_SESSIONS[1].isoformat()]
+    )
     assert tested.exit_code == 0, tested.output
     assert "3 sessions, 180 bars" in tested.output
     for strategy in (AGENT, "flat", "buy_and_hold", "sma_5_20"):
@@ -306,4 +351,6 @@ def test_report_over_one_session_says_why_there_is_no_deflated_sharpe():
     overfit = selection_statistics({AGENT: [0.001], "flat": [0.0]}, AGENT)
     page = report_html(rows, {AGENT: np.zeros(1)}, bt, overfit)
     assert "deflated_sharpe</th>" not in page
-    assert "n/a (deflated_sharpe_ratio: needs at least 3 returns, got 1)" in page and "n/a (fewer than 2 sessions)" in page
+    assert (
+        "n/a (deflated_sharpe_ratio: needs at least 3 returns, got 1)" in page and "n/a (fewer than 2 sessions)" in page
+    )

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from usdcop_assets.core import calendar as cal
 from usdcop_assets.cli import main
+from usdcop_assets.core import calendar as cal
 from usdcop_assets.refine.macro import refine_macro
 from usdcop_assets.run_summary import LAYER_DATASETS
 from usdcop_assets.sources.synthetic import synthetic_bars
@@ -48,11 +48,14 @@ def test_a_future_range_is_refused_before_anything_runs(usdcop_env, command):
     assert not (usdcop_env / "lake").exists() and _runs(usdcop_env) == []
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["train"], "Missing option '--fold'"),
-    (["train", "--fold", "2025-03", "--timesteps", "0"], "'--timesteps': 0 is not in the range"),
-    (["nonsense"], "No such command 'nonsense'"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train"], "Missing option '--fold'"),
+        (["train", "--fold", "2025-03", "--timesteps", "0"], "'--timesteps': 0 is not in the range"),
+        (["nonsense"], "No such command 'nonsense'"),
+    ],
+)
 def test_click_usage_errors_are_one_line_too(usdcop_env, args, needle):
     _one_line_error(_cli(*args), needle, "--help`", exit_code=2)
 
@@ -64,7 +67,11 @@ def test_an_empty_range_is_refused_before_anything_runs(usdcop_env):
 
 def test_a_layer_whose_parent_was_never_materialized_names_the_command(usdcop_env):
     result = _cli("backfill", "--start", "2025-03-03", "--end", "2025-03-05", "--layers", "L2")
-    _one_line_error(result, "l1/ohlcv_m5 is not materialized", "`usdcop backfill --start 2025-03-03 --end 2025-03-05 --layers L0,L1`")
+    _one_line_error(
+        result,
+        "l1/ohlcv_m5 is not materialized",
+        "`usdcop backfill --start 2025-03-03 --end 2025-03-05 --layers L0,L1`",
+    )
     assert _runs(usdcop_env) == []
 
 
@@ -105,8 +112,11 @@ def test_l1_after_a_bars_only_import_runs_and_says_why_macro_is_skipped(usdcop_e
 
 
 def test_an_empty_l0_macro_window_refines_to_no_rows_instead_of_failing():
-    wide, report = refine_macro(pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]")}),
-                                first_date=dt.date(2025, 3, 3), last_date=dt.date(2025, 3, 5))
+    wide, report = refine_macro(
+        pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]")}),
+        first_date=dt.date(2025, 3, 3),
+        last_date=dt.date(2025, 3, 5),
+    )
     assert wide.empty and "dxy" in wide.columns and report["rows"] == 0
     assert report["stale_indicators"]["dxy"] is None  # said, not hidden
 
@@ -121,7 +131,11 @@ def test_ui_help_says_how_to_pick_a_port():
 
 
 def _lake_rows(lake: Path, dataset: str, first: dt.date, last: dt.date) -> int:
-    files = [p for p in (lake / dataset).glob("date=*/data.parquet") if first.isoformat() <= p.parent.name[5:] <= last.isoformat()]
+    files = [
+        p
+        for p in (lake / dataset).glob("date=*/data.parquet")
+        if first.isoformat() <= p.parent.name[5:] <= last.isoformat()
+    ]
     return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
 
 
@@ -131,14 +145,23 @@ def test_run_does_the_main_job_and_its_summary_is_what_the_stores_hold(usdcop_en
     monkeypatch.setenv("USDCOP_PPO_CHECKPOINTS", "2")
     # December fits January's observation statistics (it is "cold" itself): folds 2025-02 and 2025-03 are trainable
     first, last = dt.date(2024, 12, 2), dt.date(2025, 3, 5)
-    result = _cli("run", "--start", first, "--end", last, "--timesteps", 512, "--min-train-sessions", 8, "--valid-sessions", 2)
+    result = _cli(
+        "run", "--start", first, "--end", last, "--timesteps", 512, "--min-train-sessions", 8, "--valid-sessions", 2
+    )
     out = result.output
     assert result.exit_code == 0, out
     assert len(out.splitlines()) <= 100
     assert "Traceback" not in out and "DEBUG" not in out
 
     # one line per stage, both folds trained (January has no warm session before it)
-    for stage in ("macro days", "sessions L0-L4", "l5/ppo_model fold 2025-02", "l5/ppo_model fold 2025-03", "sessions L5-L6", "l6/performance"):
+    for stage in (
+        "macro days",
+        "sessions L0-L4",
+        "l5/ppo_model fold 2025-02",
+        "l5/ppo_model fold 2025-03",
+        "sessions L5-L6",
+        "l6/performance",
+    ):
         assert re.search(rf"^✓ {re.escape(stage)}", out, re.M), stage
     assert "folds 2024-12, 2025-01 not trained" in out
 
@@ -152,15 +175,21 @@ def test_run_does_the_main_job_and_its_summary_is_what_the_stores_hold(usdcop_en
 
     # the checks: every check the runs evaluated, none failed
     with dg.DagsterInstance.from_config(str(usdcop_env / "dagster_home")) as instance:
-        evaluated = {e.dagster_event.asset_check_evaluation_data.asset_check_key
-                     for r in instance.get_run_records() for e in instance.all_logs(r.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)}
+        evaluated = {
+            e.dagster_event.asset_check_evaluation_data.asset_check_key
+            for r in instance.get_run_records()
+            for e in instance.all_logs(r.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        }
     passed, warned, failed = map(int, re.search(r"data checks: (\d+) passed, (\d+) warned, (\d+) failed", out).groups())
     assert passed + warned + failed == len(evaluated) and failed == 0
 
     # the agent against the baselines = rl_metrics in the warehouse
     with sqlite3.connect(usdcop_env / "warehouse.sqlite") as db:
-        rows = db.execute("SELECT strategy, total_return, sharpe_ratio, sharpe_ci_low, sharpe_ci_high, first_session, sessions "
-                          "FROM rl_metrics WHERE metric_date = ?", (last.isoformat(),)).fetchall()
+        rows = db.execute(
+            "SELECT strategy, total_return, sharpe_ratio, sharpe_ci_low, sharpe_ci_high, first_session, sessions "
+            "FROM rl_metrics WHERE metric_date = ?",
+            (last.isoformat(),),
+        ).fetchall()
     assert {r[0] for r in rows} == {"ppo", "flat", "buy_and_hold", "sma_5_20", "buy_and_hold_held"}
     for strategy, total_return, sharpe, low, high, first_judged, sessions in rows:
         line = next(x for x in out.splitlines() if x.strip().startswith(strategy + " "))

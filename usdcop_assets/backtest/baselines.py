@@ -45,7 +45,9 @@ def buy_and_hold_held(close, next_ret, session_ids, costs: CostConfig | None = N
     r = np.asarray(next_ret, dtype="float64").ravel()
     n = len(close)
     if len(r) != n or len(session_ids) != n:
-        raise ValueError(f"buy_and_hold_held: lengths differ (close {n}, next_ret {len(r)}, sessions {len(session_ids)})")
+        raise ValueError(
+            f"buy_and_hold_held: lengths differ (close {n}, next_ret {len(r)}, sessions {len(session_ids)})"
+        )
     if not (np.isfinite(close).all() and np.isfinite(r).all() and (close > 0).all()):
         raise ValueError("buy_and_hold_held: closes must be finite and positive, next_ret finite")
     new = session_starts(session_ids)

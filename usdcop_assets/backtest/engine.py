@@ -33,11 +33,15 @@ def run_backtest(positions, next_ret, session_ids, costs: CostConfig | None = No
     r = np.asarray(next_ret, dtype="float64").ravel()
     n = len(p)
     if len(r) != n or len(session_ids) != n:
-        raise ValueError(f"run_backtest: lengths differ (positions {n}, next_ret {len(r)}, sessions {len(session_ids)})")
+        raise ValueError(
+            f"run_backtest: lengths differ (positions {n}, next_ret {len(r)}, sessions {len(session_ids)})"
+        )
     return _run_backtest(p, r, session_ids, session_starts(session_ids), costs or CostConfig())
 
 
-def _run_backtest(p: np.ndarray, r: np.ndarray, session_ids, new: np.ndarray, costs: CostConfig, *, owned: bool = False) -> pd.DataFrame:
+def _run_backtest(
+    p: np.ndarray, r: np.ndarray, session_ids, new: np.ndarray, costs: CostConfig, *, owned: bool = False
+) -> pd.DataFrame:
     """``run_backtest`` with the session-start mask already computed (it also did the contiguity check).
 
     ``owned``: ``p`` is a fresh array the frame may keep (else it is copied). Each column is allocated once
@@ -62,15 +66,18 @@ def _run_backtest(p: np.ndarray, r: np.ndarray, session_ids, new: np.ndarray, co
     pnl = gross - cost
     equity = np.cumsum(pnl)
     np.exp(equity, out=equity)
-    return pd.DataFrame({
-        "session": _session_column(session_ids, new),
-        "position": p,
-        "trade": trade,
-        "cost": cost,
-        "gross": gross,
-        "pnl": pnl,
-        "equity": equity,
-    }, copy=False)
+    return pd.DataFrame(
+        {
+            "session": _session_column(session_ids, new),
+            "position": p,
+            "trade": trade,
+            "cost": cost,
+            "gross": gross,
+            "pnl": pnl,
+            "equity": equity,
+        },
+        copy=False,
+    )
 
 
 def _session_column(session_ids, new: np.ndarray):
@@ -90,9 +97,11 @@ def _session_column(session_ids, new: np.ndarray):
     return ids.copy()
 
 
-def backtest_actions(actions, next_ret, session_ids, costs: CostConfig | None = None, limits: RiskLimits | None = None,
-                     is_last=None) -> pd.DataFrame:
-    """Raw target actions -> risk manager (``apply_risk``, same rules as live) -> ``run_backtest``; adds ``target`` and ``risk_flags``.
+def backtest_actions(
+    actions, next_ret, session_ids, costs: CostConfig | None = None, limits: RiskLimits | None = None, is_last=None
+) -> pd.DataFrame:
+    """Raw target actions -> risk manager (``apply_risk``, same rules as live) -> ``run_backtest``; adds ``target`` and
+    ``risk_flags``.
 
     Fully vectorized unless ``limits`` sets ``daily_loss_stop`` or ``max_drawdown`` (then ``apply_risk`` is a
     sequential loop, see ``rl.risk``).
@@ -102,7 +111,9 @@ def backtest_actions(actions, next_ret, session_ids, costs: CostConfig | None = 
     r = np.asarray(next_ret, dtype="float64").ravel()
     n = len(a)
     if len(r) != n or len(session_ids) != n:
-        raise ValueError(f"backtest_actions: lengths differ (actions {n}, next_ret {len(r)}, sessions {len(session_ids)})")
+        raise ValueError(
+            f"backtest_actions: lengths differ (actions {n}, next_ret {len(r)}, sessions {len(session_ids)})"
+        )
     new = session_starts(session_ids)  # once: the contiguity check and the session boundaries of both steps
     positions, flags = _apply_risk(a, r, new, is_last, limits or RiskLimits(), costs)
     frame = _run_backtest(positions, r, session_ids, new, costs, owned=True)
@@ -111,8 +122,17 @@ def backtest_actions(actions, next_ret, session_ids, costs: CostConfig | None = 
     return frame
 
 
-def compare(strategies: dict, next_ret, session_ids, costs: CostConfig | None = None, limits: RiskLimits | None = None,
-            reference: str | None = "buy_and_hold", n_boot: int = 1000, seed: int = 0, simulated: dict | None = None) -> pd.DataFrame:
+def compare(
+    strategies: dict,
+    next_ret,
+    session_ids,
+    costs: CostConfig | None = None,
+    limits: RiskLimits | None = None,
+    reference: str | None = "buy_and_hold",
+    n_boot: int = 1000,
+    seed: int = 0,
+    simulated: dict | None = None,
+) -> pd.DataFrame:
     """Metrics of several target series on the same bars, same costs and same risk rules; one row per strategy.
 
     With ``reference`` among the strategies, adds the session-bootstrap CI of each Sharpe and of its
@@ -125,7 +145,9 @@ def compare(strategies: dict, next_ret, session_ids, costs: CostConfig | None = 
     for name, sim in (simulated or {}).items():
         if name in frames:
             raise ValueError(f"compare: {name!r} is both a target series and a simulated strategy")
-        frames[name] = pd.DataFrame({"pnl": np.asarray(sim["pnl"], dtype="float64"), "position": np.asarray(sim["position"], dtype="float64")})
+        frames[name] = pd.DataFrame(
+            {"pnl": np.asarray(sim["pnl"], dtype="float64"), "position": np.asarray(sim["position"], dtype="float64")}
+        )
         if len(frames[name]) != len(codes):
             raise ValueError(f"compare: simulated {name!r} has {len(frames[name])} bars for {len(codes)}")
     rows = []
@@ -135,35 +157,70 @@ def compare(strategies: dict, next_ret, session_ids, costs: CostConfig | None = 
             ci = M.bootstrap_sharpe_ci(f["pnl"].to_numpy(), codes, n=n_boot, seed=seed)
             row.update(sharpe_ci_low=ci["low"], sharpe_ci_high=ci["high"])
             if reference in frames:
-                d = M.bootstrap_sharpe_diff_ci(f["pnl"].to_numpy(), frames[reference]["pnl"].to_numpy(), codes, n=n_boot, seed=seed)
-                row.update({f"sharpe_diff_vs_{reference}": d["estimate"], "sharpe_diff_ci_low": d["low"], "sharpe_diff_ci_high": d["high"]})
+                d = M.bootstrap_sharpe_diff_ci(
+                    f["pnl"].to_numpy(), frames[reference]["pnl"].to_numpy(), codes, n=n_boot, seed=seed
+                )
+                row.update(
+                    {
+                        f"sharpe_diff_vs_{reference}": d["estimate"],
+                        "sharpe_diff_ci_low": d["low"],
+                        "sharpe_diff_ci_high": d["high"],
+                    }
+                )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-BACKTEST_COLUMNS = ["time", "symbol", "session", "step", "target", "position", "trade", "cost", "gross", "pnl", "equity",
-                    "risk_flags", "next_ret", "close", "model_version"]
+BACKTEST_COLUMNS = [
+    "time",
+    "symbol",
+    "session",
+    "step",
+    "target",
+    "position",
+    "trade",
+    "cost",
+    "gross",
+    "pnl",
+    "equity",
+    "risk_flags",
+    "next_ret",
+    "close",
+    "model_version",
+]
 
 
 def backtest_sessions(actions: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataFrame:
     """Per-bar backtest of the actions' positions, each session on its own (see the module docstring)."""
     if actions.empty:
         return pd.DataFrame(columns=BACKTEST_COLUMNS)
-    bars = actions.merge(episodes[["time", "next_ret", "close", "is_last"]], on="time", how="left", validate="one_to_one")
+    bars = actions.merge(
+        episodes[["time", "next_ret", "close", "is_last"]], on="time", how="left", validate="one_to_one"
+    )
     bars = bars.sort_values("time", kind="stable").reset_index(drop=True)
-    # the newest bar of a session still running has no episode step yet (its next return is unknown): backtested once it has
+    # the newest bar of a session still running has no episode step yet (its next return is unknown): backtested once it
+    # has
     pending = bars["next_ret"].isna().to_numpy() & pending_steps(pd.DatetimeIndex(bars["time"]), clock.utc_now())
     bars = bars[~pending].reset_index(drop=True)
     if bars.empty:
         return pd.DataFrame(columns=BACKTEST_COLUMNS)
     missing = bars["next_ret"].isna()
     if missing.any():
-        raise ValueError(f"{int(missing.sum())} action bars have no l4/episodes_session row (first {bars.loc[missing, 'time'].iloc[0]})")
+        raise ValueError(
+            f"{int(missing.sum())} action bars have no l4/episodes_session row (first "
+            f"{bars.loc[missing, 'time'].iloc[0]})"
+        )
     parts = []
     for _, frame in bars.groupby("session", sort=True):
         sessions = frame["session"].astype(str).to_numpy()
-        bt = backtest_actions(frame["position"].to_numpy(dtype="float64"), frame["next_ret"].to_numpy(dtype="float64"), sessions,
-                              live_costs(), live_limits(), is_last=frame["is_last"].to_numpy(dtype=bool))
+        bt = backtest_actions(
+            frame["position"].to_numpy(dtype="float64"),
+            frame["next_ret"].to_numpy(dtype="float64"),
+            sessions,
+            live_costs(),
+            live_limits(),
+            is_last=frame["is_last"].to_numpy(dtype=bool),
+        )
         out = frame[["time", "symbol", "session", "step", "next_ret", "close", "model_version"]].reset_index(drop=True)
         for c in ("position", "trade", "cost", "gross", "pnl", "equity", "risk_flags"):
             out[c] = bt[c].to_numpy()

@@ -23,21 +23,20 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.defs.keys import BACKTEST, PERFORMANCE
-from usdcop_assets.rl.costs import live_costs
-from usdcop_assets.rl.risk import live_limits
-from usdcop_assets.defs.keys import ACTIONS
-from usdcop_assets.defs.keys import EPISODES
 from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold_held
 from usdcop_assets.backtest.engine import backtest_actions, backtest_sessions, compare
 from usdcop_assets.backtest.overfitting import selection_statistics
 from usdcop_assets.backtest.report import AGENT, finite_or_none, metrics_rows, report_html
+from usdcop_assets.defs.keys import ACTIONS, BACKTEST, EPISODES, PERFORMANCE
 from usdcop_assets.defs.partitions import session_partitions
-from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.defs.policies import session_backfill_policy
+from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.rl.costs import live_costs
+from usdcop_assets.rl.risk import live_limits
 
 REPORTS_PREFIX = "reports/performance"
 HELD = "buy_and_hold_held"
+
 
 @dg.asset(
     key=BACKTEST,
@@ -50,7 +49,9 @@ HELD = "buy_and_hold_held"
     metadata={"time_column": "time"},
     description="Simulated trades of the agent's positions per bar: trade, cost, P&L (log), session equity.",
 )
-def l6_backtest_session(context: dg.AssetExecutionContext, actions: pd.DataFrame, episodes: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def l6_backtest_session(
+    context: dg.AssetExecutionContext, actions: pd.DataFrame, episodes: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
     out = backtest_sessions(actions, episodes)
     return dg.Output(
         out,
@@ -80,11 +81,16 @@ class PerformanceConfig(dg.Config):
     group_name="l6_backtest",
     kinds={"parquet", "sql", "html"},
     metadata={"warehouse_table": "rl_metrics"},
-    description="Agent metrics vs baselines (flat, buy and hold intraday and held, SMA crossover) on the same bars; rl_metrics and an HTML report.",
+    description="Agent metrics vs baselines (flat, buy and hold intraday and held, SMA crossover) on the same bars; "
+    "rl_metrics and an HTML report.",
 )
-def l6_performance(context: dg.AssetExecutionContext, config: PerformanceConfig, backtest: pd.DataFrame, lake: LakeResource) -> dg.Output[pd.DataFrame]:
+def l6_performance(
+    context: dg.AssetExecutionContext, config: PerformanceConfig, backtest: pd.DataFrame, lake: LakeResource
+) -> dg.Output[pd.DataFrame]:
     if backtest.empty:
-        raise ValueError("l6/backtest_session is empty; materialize l5/actions_m5 and l6/backtest_session for some sessions first")
+        raise ValueError(
+            "l6/backtest_session is empty; materialize l5/actions_m5 and l6/backtest_session for some sessions first"
+        )
     bt = backtest.sort_values("time", kind="stable").reset_index(drop=True)
     if config.first_session or config.last_session:
         keep = bt["session"].astype(str).between(config.first_session or "0000", config.last_session or "9999")
@@ -93,15 +99,30 @@ def l6_performance(context: dg.AssetExecutionContext, config: PerformanceConfig,
             raise ValueError(f"no stored session backtest between {config.first_session} and {config.last_session}")
     sessions = bt["session"].astype(str).to_numpy()
     next_ret = bt["next_ret"].to_numpy(dtype="float64")
-    strategies = {AGENT: bt["position"].to_numpy(dtype="float64"), **all_baselines(bt["close"].to_numpy(dtype="float64"), sessions)}
+    strategies = {
+        AGENT: bt["position"].to_numpy(dtype="float64"),
+        **all_baselines(bt["close"].to_numpy(dtype="float64"), sessions),
+    }
     # buy-and-hold held overnight cannot go through the risk rules (flat at every close): simulated from the closes
     held = {HELD: buy_and_hold_held(bt["close"].to_numpy(dtype="float64"), next_ret, sessions, live_costs())}
-    table = compare(strategies, next_ret, sessions, live_costs(), live_limits(), reference="buy_and_hold", n_boot=1000, seed=0,
-                    simulated=held)
+    table = compare(
+        strategies,
+        next_ret,
+        sessions,
+        live_costs(),
+        live_limits(),
+        reference="buy_and_hold",
+        n_boot=1000,
+        seed=0,
+        simulated=held,
+    )
     computed_at = pd.Timestamp.now(tz="UTC").floor("s")
     rows = metrics_rows(table, bt, computed_at)
 
-    pnls = {name: backtest_actions(t, next_ret, sessions, live_costs(), live_limits())["pnl"].to_numpy() for name, t in strategies.items()}
+    pnls = {
+        name: backtest_actions(t, next_ret, sessions, live_costs(), live_limits())["pnl"].to_numpy()
+        for name, t in strategies.items()
+    }
     curves = {name: np.cumsum(p) for name, p in pnls.items()} | {HELD: np.cumsum(held[HELD]["pnl"])}
     _, codes = np.unique(sessions, return_inverse=True)  # session ids are ISO dates: sorted = time order
     # the candidates are the risk-ruled strategies only: the held reference is not one the session-flat agent could be
@@ -118,14 +139,18 @@ def l6_performance(context: dg.AssetExecutionContext, config: PerformanceConfig,
             "bars": int(agent["bars"]),
             "agent_sharpe": finite_or_none(agent["sharpe_ratio"]),
             "agent_total_pnl": finite_or_none(agent["total_pnl"]),
-            # per-session, not annualized (agent_sharpe is the annualized bar Sharpe); None when the agent's returns are degenerate
+            # per-session, not annualized (agent_sharpe is the annualized bar Sharpe); None when the agent's returns are
+            # degenerate
             "agent_sharpe_per_session": finite_or_none(overfit["sharpe_per_session"][AGENT]),
-            "agent_deflated_sharpe": finite_or_none(overfit["deflated_sharpe"]["dsr"]) if overfit["deflated_sharpe"] else None,
+            "agent_deflated_sharpe": finite_or_none(overfit["deflated_sharpe"]["dsr"])
+            if overfit["deflated_sharpe"]
+            else None,
             "deflated_sharpe_trials": overfit["n_trials"],
             "pbo": finite_or_none(overfit["pbo"]["pbo"]) if overfit["pbo"] else None,
             "report": dg.MetadataValue.path(f"{lake.location}/{key}"),
-            "metrics": dg.MetadataValue.md(rows.drop(columns=["computed_at"]).to_markdown(index=False)) if _has_tabulate() else
-            dg.MetadataValue.text(rows.drop(columns=["computed_at"]).to_string(index=False)),
+            "metrics": dg.MetadataValue.md(rows.drop(columns=["computed_at"]).to_markdown(index=False))
+            if _has_tabulate()
+            else dg.MetadataValue.text(rows.drop(columns=["computed_at"]).to_string(index=False)),
         },
     )
 
