@@ -23,7 +23,10 @@ files of ``../shared/data`` (read in place, never copied):
 - L6: ``backtest.engine.compare`` (``backtest_actions`` + ``metrics.performance`` + session bootstrap CIs of
   the Sharpe and of its difference to buy-and-hold) with the same costs and risk rules, on exactly the same
   bars for: the walk-forward agent, the first model held fixed over the whole period (no retraining), and
-  the baselines (flat, buy-and-hold, SMA 5/20 crossover). Also: each trained model held fixed from its
+  the baselines (flat, buy-and-hold intraday, SMA 5/20 crossover), and ``buy_and_hold_held``: long over the whole
+  out-of-sample period with its overnight gaps, outside the session-flat risk rules (``backtest.baselines``), in the
+  same table but not among the overfitting candidates below (not a strategy the agent could be). Also: each trained
+  model held fixed from its
   own fold to the end, against the walk-forward agent and buy-and-hold on that same sub-period.
 - LightGBM baseline (``backtest.gbm_baseline``, unless ``--no-lightgbm``): in every fold month (also between
   PPO's trainings with ``--every N``: a fit takes seconds), ``train_gbm`` on the fold's training sessions with early
@@ -251,9 +254,9 @@ def main() -> int:
     import torch
 
     from usdcop_assets.backtest import metrics as M
-    from usdcop_assets.backtest.baselines import all_baselines
+    from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold_held
     from usdcop_assets.backtest.engine import backtest_actions, compare
-    from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio, selection_statistics
+    from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio, selection_statistics, session_sharpe
     from usdcop_assets.core import calendar as cal
     from usdcop_assets.rl.costs import live_costs
     from usdcop_assets.rl.env import EnvConfig
@@ -428,8 +431,19 @@ def main() -> int:
         strategies = {"ppo_walk_forward": wf, f"ppo_fixed_{first_model}": fixed_first, **all_baselines(close, sessions)}
         if gbm_config:
             strategies["lightgbm"] = np.concatenate([gbm[k] for k in keys])
+        # buy-and-hold held over the whole out-of-sample period (overnight gaps, outside the risk rules;
+        # backtest.baselines)
+        held = buy_and_hold_held(close, next_ret, sessions, costs)
         table = compare(
-            strategies, next_ret, sessions, costs, limits, reference="buy_and_hold", n_boot=args.n_boot, seed=0
+            strategies,
+            next_ret,
+            sessions,
+            costs,
+            limits,
+            reference="buy_and_hold",
+            n_boot=args.n_boot,
+            seed=0,
+            simulated={"buy_and_hold_held": held},
         )
         # per-fold: the month's bars only
         frames = {name: backtest_actions(t, next_ret, sessions, costs, limits) for name, t in strategies.items()}
@@ -441,13 +455,21 @@ def main() -> int:
             }
             for name, f in frames.items()
         }
+        gross["buy_and_hold_held"] = {
+            "gross_total_return": float(np.expm1(held["gross"].sum())),
+            "gross_sharpe": M.sharpe(held["gross"]),
+            "total_cost": float(held["cost"].sum()),
+        }
         table["gross_total_return"] = table["strategy"].map(lambda n: gross[n]["gross_total_return"])
         table["gross_sharpe"] = table["strategy"].map(lambda n: gross[n]["gross_sharpe"])
         table["total_cost_log"] = table["strategy"].map(lambda n: gross[n]["total_cost"])
         # per-session net returns (session ids are ISO dates: np.unique's order is time order) -> DSR of the agent, PBO
         _, codes = np.unique(sessions, return_inverse=True)
         session_pnl = {name: np.bincount(codes, weights=f["pnl"].to_numpy()) for name, f in frames.items()}
-        overfit = selection_statistics(session_pnl, "ppo_walk_forward")
+        overfit = selection_statistics(
+            session_pnl, "ppo_walk_forward"
+        )  # the held reference is not a candidate: not a trial
+        held_session_pnl = np.bincount(codes, weights=held["pnl"])
         for row in fold_rows:
             m = (months == row["fold"]).to_numpy()
             for name, short in (
@@ -679,7 +701,9 @@ def main() -> int:
             "sharpe": r["sharpe"],
             "sharpe_ci": [r.get("sharpe_ci_low"), r.get("sharpe_ci_high")],
             "turnover_per_session": r["turnover_per_session"],
-            "sharpe_per_session": overfit["sharpe_per_session"][r["strategy"]],
+            "sharpe_per_session": overfit["sharpe_per_session"][r["strategy"]]
+            if r["strategy"] in overfit["sharpe_per_session"]
+            else session_sharpe(held_session_pnl),
         }
         for r in table.to_dict("records")
     }

@@ -768,6 +768,45 @@ def layer_status(instance, now=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def overfitting_stats(instance) -> dict:
+    """The agent's deflated Sharpe ratio (and its N trials) and the PBO from the latest ``l6/performance``
+    materialization's metadata; a value is None with its ``*_reason`` when absent (no instance, never
+    materialized, an older materialization that did not record it, or not computable on that evaluation)."""
+    out = {
+        "dsr": None,
+        "trials": None,
+        "sharpe_per_session": None,
+        "pbo": None,
+        "metric_date": None,
+        "dsr_reason": None,
+        "pbo_reason": None,
+    }
+    event = instance.get_latest_materialization_event(_key("l6/performance")) if instance is not None else None
+    if event is None:
+        reason = "no Dagster instance" if instance is None else "l6/performance never materialized"
+        return out | {"dsr_reason": reason, "pbo_reason": reason}
+    md = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    out["metric_date"] = md.get("metric_date")
+    old = "not recorded by this l6/performance materialization (older code): materialize it again"
+    if "agent_deflated_sharpe" not in md:
+        out["dsr_reason"] = old
+    elif md["agent_deflated_sharpe"] is None:
+        out["dsr_reason"] = "the agent's per-session returns are degenerate (constant, or too few sessions)"
+    else:
+        out.update(
+            dsr=float(md["agent_deflated_sharpe"]),
+            trials=md.get("deflated_sharpe_trials"),
+            sharpe_per_session=md.get("agent_sharpe_per_session"),
+        )
+    if "pbo" not in md:
+        out["pbo_reason"] = old
+    elif md["pbo"] is None:
+        out["pbo_reason"] = "fewer than 2 sessions evaluated"
+    else:
+        out["pbo"] = float(md["pbo"])
+    return out
+
+
 CHECK_COLUMNS = [
     "layer",
     "asset",
@@ -1057,6 +1096,10 @@ if st is not None:
     @st.cache_resource(show_spinner=False)
     def cached_instance(env):
         return open_instance(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_overfitting(env) -> dict:
+        return overfitting_stats(cached_instance(env))
 
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_layer_status(env) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """The model page's tear sheet, computed from the stored session backtests (``l6/backtest_session``).
 
 Pure functions over frames; no Streamlit. The baselines are replayed on exactly the agent's bars, costs and
-risk rules, as ``l6/performance`` does (``backtest.engine.backtest_actions``, ``backtest.baselines``), so the
+risk rules, as ``l6/performance`` does (``backtest.engine.backtest_actions``, ``backtest.baselines``; the held
+buy-and-hold from the closes, outside the risk rules), so the
 curves drawn here are the ones its ``rl_metrics`` rows summarize. P&L is in log-return units per bar; a
 session's P&L is the sum of its bars'; equity = exp(cumulative P&L).
 """
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.backtest import metrics
-from usdcop_assets.backtest.baselines import all_baselines
+from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold_held
 from usdcop_assets.backtest.engine import backtest_actions
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.rl.costs import live_costs
@@ -32,6 +33,10 @@ def strategy_pnl(bt: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"time": bt["time"], "session": sessions, AGENT: bt["pnl"].to_numpy(dtype="float64")})
     for name, target in all_baselines(bt["close"].to_numpy(dtype="float64"), sessions).items():
         out[name] = backtest_actions(target, next_ret, sessions, live_costs(), live_limits())["pnl"].to_numpy()
+    # as l6/performance: held overnight, outside the risk rules (its P&L per session includes the gap into it)
+    out["buy_and_hold_held"] = buy_and_hold_held(
+        bt["close"].to_numpy(dtype="float64"), next_ret, sessions, live_costs()
+    )["pnl"]
     return out
 
 

@@ -714,7 +714,7 @@ def backtest(start_s: str, end_s: str) -> None:
     ]
     click.echo(
         f"{first}..{last}, {int(table['sessions'].iloc[0])} sessions, {int(table['bars'].iloc[0])} bars "
-        f"(costs and risk rules as live; P&L net of costs)"
+        f"(costs and risk rules as live, but buy_and_hold_held is held overnight outside them; P&L net of costs)"
     )
     click.echo(table[[c for c in cols if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if report:

@@ -102,12 +102,12 @@ def _num(value, fmt: str = "+.2f") -> str:
 
 def metrics_lines(metrics: pd.DataFrame) -> list[str]:
     """A fixed-width table: total return, Sharpe with its 95 % bootstrap interval, max drawdown, trades."""
-    header = f"    {'strategy':<14}{'return':>9}{'Sharpe':>8}  {'95% CI':<17}{'max DD':>8}{'trades':>7}"
+    header = f"    {'strategy':<19}{'return':>9}{'Sharpe':>8}  {'95% CI':<17}{'max DD':>8}{'trades':>7}"
     lines = [header]
     for r in metrics.to_dict("records"):
         ci = f"[{_num(r['sharpe_ci_low'])}, {_num(r['sharpe_ci_high'])}]"
         lines.append(
-            f"    {r['strategy']:<14}{_pct(r['total_return']):>9}{_num(r['sharpe_ratio']):>8}  {ci:<17}"
+            f"    {r['strategy']:<19}{_pct(r['total_return']):>9}{_num(r['sharpe_ratio']):>8}  {ci:<17}"
             f"{_dd(r['max_drawdown']):>8}{int(r['total_trades']):>7}"
         )
     return lines

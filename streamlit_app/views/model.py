@@ -54,6 +54,29 @@ else:
             delta_color="off",
             delta_arrow="off",
         )
+    # the selection statistics l6/performance recorded beside the Sharpe (backtest.overfitting), from its metadata
+    overfit = data.cached_overfitting(ctx.env)
+    o1, o2 = st.columns(2)
+    if overfit["dsr"] is not None:
+        o1.metric(
+            "Deflated Sharpe ratio",
+            f"{overfit['dsr']:.2f}",
+            f"N = {overfit['trials']} trials",
+            delta_color="off",
+            delta_arrow="off",
+        )
+    else:
+        o1.metric("Deflated Sharpe ratio", "n/a")
+    o1.caption(
+        "P(the agent's true per-session Sharpe exceeds what the luckiest of N skill-less strategies would show); "
+        "Bailey & López de Prado, N = the strategies compared"
+        + (f"; n/a: {overfit['dsr_reason']}" if overfit["dsr"] is None else "")
+    )
+    o2.metric("Probability of backtest overfitting", f"{overfit['pbo']:.2f}" if overfit["pbo"] is not None else "n/a")
+    o2.caption(
+        "Share of CSCV splits where the in-sample best strategy ranks below the median out of sample (PBO)"
+        + (f"; n/a: {overfit['pbo_reason']}" if overfit["pbo"] is None else "")
+    )
     table = perf[
         [
             "strategy",
@@ -95,7 +118,9 @@ else:
     st.caption(
         f"computed {data.to_bogota(perf[['computed_at']]).iloc[0, 0]} (Bogota); same bars, costs and risk rules for "
         "every "
-        "strategy; Sharpe annualized; CI = 95% session-bootstrap"
+        "strategy (but buy_and_hold_held: held long over the whole period, overnight gaps included; buy_and_hold is "
+        "flat at "
+        "each close); Sharpe annualized; CI = 95% session-bootstrap"
     )
 
 rep = data.cached_report(ctx.env)

@@ -1,6 +1,6 @@
 """Backtest: vectorized engine, metrics (one annualisation) and baselines (pure; no Dagster)."""
 
-from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold, flat, sma_crossover
+from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold, buy_and_hold_held, flat, sma_crossover
 from usdcop_assets.backtest.engine import backtest_actions, compare, run_backtest
 from usdcop_assets.backtest.metrics import (
     BARS_PER_YEAR,
@@ -18,6 +18,7 @@ __all__ = [
     "bootstrap_sharpe_ci",
     "bootstrap_sharpe_diff_ci",
     "buy_and_hold",
+    "buy_and_hold_held",
     "compare",
     "flat",
     "performance",

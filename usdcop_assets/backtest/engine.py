@@ -131,14 +131,25 @@ def compare(
     reference: str | None = "buy_and_hold",
     n_boot: int = 1000,
     seed: int = 0,
+    simulated: dict | None = None,
 ) -> pd.DataFrame:
     """Metrics of several target series on the same bars, same costs and same risk rules; one row per strategy.
 
     With ``reference`` among the strategies, adds the session-bootstrap CI of each Sharpe and of its
-    difference to the reference (paired by session).
+    difference to the reference (paired by session). ``simulated``: strategies already simulated on the same
+    bars outside the risk rules (name -> per-bar ``pnl`` and ``position``, e.g. ``baselines.buy_and_hold_held``),
+    reported after the others with the same metrics and bootstrap.
     """
     codes = session_codes(session_ids)  # once; every step below only needs the session of each bar, not its id
     frames = {name: backtest_actions(t, next_ret, codes, costs, limits) for name, t in strategies.items()}
+    for name, sim in (simulated or {}).items():
+        if name in frames:
+            raise ValueError(f"compare: {name!r} is both a target series and a simulated strategy")
+        frames[name] = pd.DataFrame(
+            {"pnl": np.asarray(sim["pnl"], dtype="float64"), "position": np.asarray(sim["position"], dtype="float64")}
+        )
+        if len(frames[name]) != len(codes):
+            raise ValueError(f"compare: simulated {name!r} has {len(frames[name])} bars for {len(codes)}")
     rows = []
     for name, f in frames.items():
         row = {"strategy": name, **M.performance(f["pnl"].to_numpy(), f["position"].to_numpy(), codes)}

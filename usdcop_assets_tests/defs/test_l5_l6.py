@@ -23,7 +23,7 @@ from usdcop_assets.defs.layers.l6_backtest import l6_backtest_session, l6_perfor
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
-from usdcop_assets.rl.costs import CostConfig
+from usdcop_assets.rl.costs import CostConfig, live_costs
 from usdcop_assets.rl.decisions import FLAT_VERSION
 from usdcop_assets.rl.training import load_model, weights_sha256
 from usdcop_assets.storage.lake.session_table import read_object
@@ -208,22 +208,27 @@ def test_rl_metrics_for_the_agent_and_baselines_and_the_report(platform):
         mp.setenv("USDCOP_HOME", str(platform["home"]))
         _, warehouse = store_resources()
         metrics = warehouse.warehouse().read_window("rl_metrics")
-    assert set(metrics["strategy"]) == {AGENT, "flat", "buy_and_hold", "sma_5_20"}
+    assert set(metrics["strategy"]) == {AGENT, "flat", "buy_and_hold", "sma_5_20", "buy_and_hold_held"}
     assert (metrics["metric_date"].astype(str).str[:10] == FOLD_SESSIONS[1].isoformat()).all()
     agent = metrics.set_index("strategy").loc[AGENT]
     bt = lake.table("l6/backtest_session").read()
     assert agent["bars"] == len(bt) and np.isclose(agent["total_pnl"], bt["pnl"].sum(), rtol=0, atol=1e-12)
     flat = metrics.set_index("strategy").loc["flat"]
     assert flat["total_pnl"] == 0 and flat["total_trades"] == 0
-    assert len(read_object(lake.store(), "l6/performance")) == 4
+    assert len(read_object(lake.store(), "l6/performance")) == 5
     report = lake.store().get(f"reports/performance/{FOLD_SESSIONS[1].isoformat()}.html")
-    assert report is not None and b"<svg" in report and b"buy_and_hold" in report
+    assert report is not None and b"<svg" in report and b"buy_and_hold" in report and b"buy_and_hold_held" in report
+    # held over the stored sessions: the closes' log ratio, first to last, minus one entry and one exit cost
+    held = metrics.set_index("strategy").loc["buy_and_hold_held"]
+    closes = bt.sort_values("time")["close"].to_numpy()
+    assert held["total_pnl"] == pytest.approx(np.log(closes[-1] / closes[0]) - 2 * live_costs().rate, abs=1e-12)
     # the deflated Sharpe beside the Sharpe: recomputed from the stored P&L per session and the rl_metrics session
     # Sharpes
     # (annualized by sqrt(252); flat's undefined one counts as 0), the 4 strategies compared being the trials
     md = platform["instance"].get_latest_materialization_event(PERFORMANCE).asset_materialization.metadata
     per_session = bt.groupby("session")["pnl"].sum().sort_index().to_numpy()
-    trials = (metrics["sharpe_session"].fillna(0.0) / np.sqrt(252)).to_numpy()
+    candidates = metrics[metrics["strategy"] != "buy_and_hold_held"]  # the held reference is not a trial
+    trials = (candidates["sharpe_session"].fillna(0.0) / np.sqrt(252)).to_numpy()
     expected = deflated_sharpe_ratio(per_session, trials)
     assert md["deflated_sharpe_trials"].value == 4
     assert md["agent_sharpe_per_session"].value == pytest.approx(expected.sr, abs=1e-12)

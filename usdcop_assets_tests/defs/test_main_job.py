@@ -190,7 +190,7 @@ def test_run_does_the_main_job_and_its_summary_is_what_the_stores_hold(usdcop_en
             "FROM rl_metrics WHERE metric_date = ?",
             (last.isoformat(),),
         ).fetchall()
-    assert {r[0] for r in rows} == {"ppo", "flat", "buy_and_hold", "sma_5_20"}
+    assert {r[0] for r in rows} == {"ppo", "flat", "buy_and_hold", "sma_5_20", "buy_and_hold_held"}
     for strategy, total_return, sharpe, low, high, first_judged, sessions in rows:
         line = next(x for x in out.splitlines() if x.strip().startswith(strategy + " "))
         assert f"{100 * total_return:+.2f}%" in line, line

@@ -157,7 +157,17 @@ def test_model_page_is_the_tear_sheet(main_job_home, monkeypatch):
     assert metrics["Max drawdown"] == f"{agent['max_drawdown']:.2%}"
     assert metrics["Trades"] == f"{agent['total_trades']:,}"
     strategies = at.dataframe[0].value
-    assert set(strategies["strategy"]) == {"ppo", "flat", "buy_and_hold", "sma_5_20"}
+    assert set(strategies["strategy"]) == {"ppo", "flat", "buy_and_hold", "sma_5_20", "buy_and_hold_held"}
+    # the deflated Sharpe (N trials) and the PBO shown are the latest l6/performance materialization's metadata
+    from dagster import AssetKey, DagsterInstance
+
+    instance = DagsterInstance.from_config(str(main_job_home / "dagster_home"))
+    md = instance.get_latest_materialization_event(AssetKey(["l6", "performance"])).asset_materialization.metadata
+    assert md["agent_deflated_sharpe"].value is not None and md["pbo"].value is not None
+    assert metrics["Deflated Sharpe ratio"] == f"{md['agent_deflated_sharpe'].value:.2f}"
+    assert deltas["Deflated Sharpe ratio"] == f"N = {md['deflated_sharpe_trials'].value} trials" == "N = 4 trials"
+    assert metrics["Probability of backtest overfitting"] == f"{md['pbo'].value:.2f}"
+    assert "n/a" not in _texts(at.caption)
 
     equity, rolling, hist = _figures(at)
     bt = _lake(main_job_home, "l6/backtest_session")
@@ -172,7 +182,18 @@ def test_model_page_is_the_tear_sheet(main_job_home, monkeypatch):
     assert _values(ppo["y"])[-1] - 1 == pytest.approx(
         agent["total_return"]
     )  # ... ending at l6/performance's total return
-    assert {t["name"] for t in equity["data"]} == {"ppo", "flat", "buy_and_hold", "sma_5_20"}
+    assert {t["name"] for t in equity["data"]} == {"ppo", "flat", "buy_and_hold", "sma_5_20", "buy_and_hold_held"}
+    held = [t for t in equity["data"] if t["name"] == "buy_and_hold_held"][0]
+    held_total = next(
+        r
+        for r in _warehouse(
+            main_job_home,
+            "SELECT strategy, total_return FROM rl_metrics WHERE metric_date = "
+            "(SELECT MAX(metric_date) FROM rl_metrics)",
+        )
+        if r[0] == "buy_and_hold_held"
+    )[1]
+    assert _values(held["y"])[-1] - 1 == pytest.approx(held_total)  # the held curve ends at its rl_metrics total return
     assert equity["layout"]["xaxis2"]["title"]["text"] == "session (Bogota)"
     assert "Rolling Sharpe" in rolling["layout"]["title"]["text"]
 
@@ -418,3 +439,36 @@ def test_trade_list_matches_the_metrics():
 def test_times_are_shown_in_bogota():
     df = pd.DataFrame({"at": pd.to_datetime(["2025-03-14 17:55"], utc=True), "n": [1]})
     assert data.to_bogota(df).to_dict("records") == [{"at (Bogota)": "2025-03-14 12:55", "n": 1}]
+
+
+def test_overfitting_stats_say_why_they_are_absent():
+    import dagster as dg
+
+    assert data.overfitting_stats(None)["dsr_reason"] == "no Dagster instance"
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert data.overfitting_stats(instance)["pbo_reason"] == "l6/performance never materialized"
+        key = dg.AssetKey(["l6", "performance"])
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(key, metadata={"agent_sharpe": 1.2})
+        )  # an older run
+        old = data.overfitting_stats(instance)
+        assert (
+            old["dsr"] is None
+            and old["pbo"] is None
+            and "older code" in old["dsr_reason"]
+            and "older code" in old["pbo_reason"]
+        )
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                key,
+                metadata={
+                    "agent_deflated_sharpe": 0.31,
+                    "deflated_sharpe_trials": 4,
+                    "agent_sharpe_per_session": 0.05,
+                    "pbo": None,
+                },
+            )
+        )
+        new = data.overfitting_stats(instance)
+        assert (new["dsr"], new["trials"], new["sharpe_per_session"], new["dsr_reason"]) == (0.31, 4, 0.05, None)
+        assert new["pbo"] is None and new["pbo_reason"] == "fewer than 2 sessions evaluated"

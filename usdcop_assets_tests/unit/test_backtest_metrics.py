@@ -14,6 +14,7 @@ from usdcop_assets.backtest import (
     bootstrap_sharpe_ci,
     bootstrap_sharpe_diff_ci,
     buy_and_hold,
+    buy_and_hold_held,
     compare,
     flat,
     performance,
@@ -62,6 +63,58 @@ def test_buy_and_hold_equals_sum_of_returns_minus_costs():
     assert f["pnl"].sum() == pytest.approx(r.sum() - 20 * 2 * costs.rate, abs=1e-12)
     assert (f["position"].to_numpy()[59::60] == 0).all()
     assert run_backtest(flat(ids), r, ids, costs)["pnl"].abs().sum() == 0.0
+
+
+def test_buy_and_hold_held_carries_the_night():
+    # two sessions with an overnight gap (4 -> 5); next_ret is 0 at each session's last bar, as in l4/episodes
+    ids = ["d1"] * 3 + ["d2"] * 3
+    close = np.array([1.0, 2.0, 4.0, 5.0, 4.0, 8.0])
+    r = np.array([np.log(2), np.log(2), 0.0, np.log(0.8), np.log(2), 0.0])
+    costs = CostConfig(4.0, 1.0)
+    held = buy_and_hold_held(close, r, ids, costs)
+    # the product of the close-to-close returns (8 / 1) minus one entry and one exit cost
+    assert held["pnl"].sum() == pytest.approx(np.log(8.0) - 2 * costs.rate, abs=1e-15)
+    np.testing.assert_allclose(
+        held["gross"], [0.0, np.log(2), np.log(2), np.log(5 / 4), np.log(0.8), np.log(2)], rtol=0, atol=1e-15
+    )
+    np.testing.assert_array_equal(held["position"], [1, 1, 1, 1, 1, 0])
+    assert held["cost"].sum() == pytest.approx(2 * costs.rate, abs=1e-18)
+    # intraday buy-and-hold: flat at each close; the difference is the overnight gap and its 2 extra costs
+    intraday = run_backtest(buy_and_hold(ids), r, ids, costs)["pnl"].sum()
+    assert held["pnl"].sum() - intraday == pytest.approx(np.log(5 / 4) + 2 * costs.rate, abs=1e-15)
+
+
+def test_buy_and_hold_held_differs_from_intraday_by_gaps_and_costs():
+    rng = np.random.default_rng(5)
+    n_s, bars = 7, 30
+    ids = np.repeat([f"2025-01-{d:02d}" for d in range(1, n_s + 1)], bars)
+    close = 4000 * np.exp(np.cumsum(rng.normal(0, 1e-3, len(ids))))
+    r = np.r_[np.log(close[1:] / close[:-1]), 0.0]
+    r[bars - 1 :: bars] = 0.0  # as l4/episodes: no next return across the night
+    gaps = np.log(close[bars::bars] / close[bars - 1 : -1 : bars])
+    costs = CostConfig(4.0, 1.0)
+    held = buy_and_hold_held(close, r, ids, costs)
+    intraday = run_backtest(buy_and_hold(ids), r, ids, costs)
+    assert held["pnl"].sum() == pytest.approx(np.log(close[-1] / close[0]) - 2 * costs.rate, abs=1e-12)
+    assert held["pnl"].sum() - intraday["pnl"].sum() == pytest.approx(
+        gaps.sum() + 2 * (n_s - 1) * costs.rate, abs=1e-12
+    )
+    # per session: the close-to-close return including the gap into it
+    by_session = held["pnl"].reshape(n_s, bars).sum(axis=1)
+    intra = intraday["pnl"].to_numpy().reshape(n_s, bars).sum(axis=1)
+    np.testing.assert_allclose(by_session[1:-1] - intra[1:-1], gaps[:-1] + 2 * costs.rate, rtol=0, atol=1e-12)
+    # in compare's table, beside the risk-ruled strategies, with the same metrics and the paired CI
+    table = compare(
+        {"buy_and_hold": buy_and_hold(ids)}, r, ids, costs, simulated={"buy_and_hold_held": held}, n_boot=50
+    ).set_index("strategy")
+    assert list(table.index) == ["buy_and_hold", "buy_and_hold_held"]
+    row = table.loc["buy_and_hold_held"]
+    assert row["total_return"] == pytest.approx(np.expm1(held["pnl"].sum()), abs=1e-12)
+    assert row["turnover"] == 2.0 and row["sessions"] == n_s
+    assert row["sharpe_ci_low"] <= row["sharpe"] <= row["sharpe_ci_high"]
+    assert np.isfinite(row["sharpe_diff_vs_buy_and_hold"])
+    with pytest.raises(ValueError, match="both"):
+        compare({"buy_and_hold": buy_and_hold(ids)}, r, ids, costs, simulated={"buy_and_hold": held}, n_boot=0)
 
 
 def test_sma_crossover_is_session_anchored():

@@ -7,11 +7,14 @@
   running is backtested up to the bar before its newest (whose next return is not known yet), so its rows
   never change as bars arrive.
 - ``l6/performance`` (unpartitioned): every stored session backtest, the agent's metrics and the baselines'
-  (``backtest.baselines.all_baselines``) on exactly the same bars through ``backtest.engine.compare``; rows
+  (``backtest.baselines.all_baselines``) on exactly the same bars through ``backtest.engine.compare``, plus
+  ``buy_and_hold_held`` (long over the whole period, overnight gaps included, outside the risk rules; see
+  ``backtest.baselines``) in the same metric table; rows
   to the lake and warehouse ``rl_metrics``, and a self-contained HTML report (inline SVG, no JavaScript or
   network) in the lake under ``reports/performance/<date>.html``. Beside the Sharpe, the report and the
   metadata carry the agent's deflated Sharpe ratio (N = the strategies compared) and the PBO across them
-  (``backtest.overfitting.selection_statistics`` on per-session net returns).
+  (``backtest.overfitting.selection_statistics`` on per-session net returns; the held buy-and-hold is a reference,
+  not a candidate, and is not among them).
 
 Thin wiring only: the logic lives in ``usdcop_assets.backtest``.
 """
@@ -20,7 +23,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.backtest.baselines import all_baselines
+from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold_held
 from usdcop_assets.backtest.engine import backtest_actions, backtest_sessions, compare
 from usdcop_assets.backtest.overfitting import selection_statistics
 from usdcop_assets.backtest.report import AGENT, finite_or_none, metrics_rows, report_html
@@ -32,6 +35,7 @@ from usdcop_assets.rl.costs import live_costs
 from usdcop_assets.rl.risk import live_limits
 
 REPORTS_PREFIX = "reports/performance"
+HELD = "buy_and_hold_held"
 
 
 @dg.asset(
@@ -77,8 +81,8 @@ class PerformanceConfig(dg.Config):
     group_name="l6_backtest",
     kinds={"parquet", "sql", "html"},
     metadata={"warehouse_table": "rl_metrics"},
-    description="Agent metrics vs baselines (flat, buy and hold, SMA crossover) on the same bars; rl_metrics and an "
-    "HTML report.",
+    description="Agent metrics vs baselines (flat, buy and hold intraday and held, SMA crossover) on the same bars; "
+    "rl_metrics and an HTML report.",
 )
 def l6_performance(
     context: dg.AssetExecutionContext, config: PerformanceConfig, backtest: pd.DataFrame, lake: LakeResource
@@ -99,8 +103,18 @@ def l6_performance(
         AGENT: bt["position"].to_numpy(dtype="float64"),
         **all_baselines(bt["close"].to_numpy(dtype="float64"), sessions),
     }
+    # buy-and-hold held overnight cannot go through the risk rules (flat at every close): simulated from the closes
+    held = {HELD: buy_and_hold_held(bt["close"].to_numpy(dtype="float64"), next_ret, sessions, live_costs())}
     table = compare(
-        strategies, next_ret, sessions, live_costs(), live_limits(), reference="buy_and_hold", n_boot=1000, seed=0
+        strategies,
+        next_ret,
+        sessions,
+        live_costs(),
+        live_limits(),
+        reference="buy_and_hold",
+        n_boot=1000,
+        seed=0,
+        simulated=held,
     )
     computed_at = pd.Timestamp.now(tz="UTC").floor("s")
     rows = metrics_rows(table, bt, computed_at)
@@ -109,8 +123,9 @@ def l6_performance(
         name: backtest_actions(t, next_ret, sessions, live_costs(), live_limits())["pnl"].to_numpy()
         for name, t in strategies.items()
     }
-    curves = {name: np.cumsum(p) for name, p in pnls.items()}
+    curves = {name: np.cumsum(p) for name, p in pnls.items()} | {HELD: np.cumsum(held[HELD]["pnl"])}
     _, codes = np.unique(sessions, return_inverse=True)  # session ids are ISO dates: sorted = time order
+    # the candidates are the risk-ruled strategies only: the held reference is not one the session-flat agent could be
     overfit = selection_statistics({name: np.bincount(codes, weights=p) for name, p in pnls.items()}, AGENT)
     metric_date = str(rows["metric_date"].iloc[0])
     key = f"{REPORTS_PREFIX}/{metric_date}.html"
