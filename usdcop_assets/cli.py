@@ -19,7 +19,7 @@ from rich.console import Console
 
 from usdcop_assets.console import Stages, current_log, dagster_logs_to, new_log_path
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError, Settings
+from usdcop_assets.core.settings import ConfigError, Settings, environ
 from usdcop_assets.sources import require_available, resolve_source
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -553,7 +553,7 @@ def materialize_days(
         return True
     click.echo(
         f"macro {first} .. {last}: {(last - first).days + 1} days; "
-        f"source={os.environ.get('USDCOP_MACRO_SOURCE') or 'default'}"
+        f"source={environ().get('USDCOP_MACRO_SOURCE') or 'default'}"
     )
     from usdcop_assets.defs.automation.jobs import layer_selection
 

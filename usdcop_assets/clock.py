@@ -7,9 +7,10 @@ checks agree on what "now" is. Tests monkeypatch ``usdcop_assets.clock.utc_now``
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import pandas as pd
+
+from usdcop_assets.core.settings import environ
 
 CLOCK_ENV = "USDCOP_REPLAY_CLOCK"
 
@@ -17,7 +18,7 @@ CLOCK_ENV = "USDCOP_REPLAY_CLOCK"
 def utc_now() -> pd.Timestamp:
     """The current instant (UTC), or the replay clock's (``USDCOP_REPLAY_CLOCK``)."""
     now = pd.Timestamp(dt.datetime.now(dt.UTC))
-    spec = os.environ.get(CLOCK_ENV)
+    spec = environ().get(CLOCK_ENV)
     return replay_clock(spec, now) if spec else now
 
 

@@ -8,11 +8,12 @@ The commit comes from ``USDCOP_GIT_COMMIT`` (set at image build time, where ther
 
 from __future__ import annotations
 
-import os
 import subprocess
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+
+from usdcop_assets.core.settings import environ
 
 PACKAGE = "usdcop-assets"
 COMMIT_ENV = "USDCOP_GIT_COMMIT"
@@ -28,8 +29,9 @@ def package_version() -> str:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    if os.environ.get(COMMIT_ENV):
-        return os.environ[COMMIT_ENV].strip()[:12]
+    commit = environ().get(COMMIT_ENV)
+    if commit:
+        return commit.strip()[:12]
     if not (SOURCE_ROOT / ".git").exists():
         return None
     try:

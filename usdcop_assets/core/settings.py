@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -25,6 +26,19 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _QUERY_SECRET_RE = re.compile(r"((?:api_?key|apikey|token|password|passwd|secret)=)[^&#]*", re.I)
 _WAREHOUSE_DIALECTS = {"sqlite", "postgresql"}
+
+
+def environ() -> Mapping[str, str]:
+    """The process environment: the package's only reader of ``os.environ`` (``usdcop_assets_tests/unit/
+    test_settings_reader.py`` enforces it). Live, not a snapshot: read at call time, so a variable set after import
+    (a test's ``monkeypatch.setenv``, a deployment's restart) is seen; callers take an ``env`` mapping instead when
+    given one."""
+    return os.environ
+
+
+def current_settings() -> Settings:
+    """The stores' settings from the environment as it is now (never cached at import)."""
+    return Settings.from_env(environ())
 
 
 class ConfigError(ValueError):

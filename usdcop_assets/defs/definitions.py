@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from usdcop_assets.core.settings import environ
 from usdcop_assets.defs.automation.alerts import build_alert_sensors
 from usdcop_assets.defs.automation.conditions import (
     build_automation_sensor,
@@ -77,9 +78,7 @@ def executor_from_env(env=None):
     realtime run would otherwise start one Python process per step, seconds each), ``multiprocess``,
     ``k8s`` = one Kubernetes job per step (dagster-k8s), ``celery_k8s`` = steps on Celery workers
     (dagster-celery-k8s). See docs/deployment.md."""
-    import os
-
-    name = ((env or os.environ).get("USDCOP_EXECUTOR") or "in_process").strip().lower()
+    name = ((env or environ()).get("USDCOP_EXECUTOR") or "in_process").strip().lower()
     if name == "in_process":
         return dg.in_process_executor
     if name == "multiprocess":

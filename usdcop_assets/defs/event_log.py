@@ -21,6 +21,8 @@ from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 
+from usdcop_assets.core.settings import environ
+
 MAX_ENGINES = 16
 
 
@@ -33,7 +35,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     def from_config_value(cls, inst_data, config_value):
         base_dir = (config_value or {}).get("base_dir")
         if not base_dir:  # where the stock storage keeps it: $DAGSTER_HOME/history/runs
-            home = os.environ.get("DAGSTER_HOME")
+            home = environ().get("DAGSTER_HOME")
             if not home:
                 raise ValueError(
                     "BatchedSqliteEventLogStorage needs DAGSTER_HOME (or base_dir in dagster.yaml) to place the event "

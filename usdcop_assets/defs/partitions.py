@@ -18,18 +18,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import dagster as dg
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import environ
 
 HISTORY_START_ENV = "USDCOP_HISTORY_START"
 DEFAULT_HISTORY_START = "2020-01-01"
 
 
 def history_start() -> dt.date:
-    raw = os.environ.get(HISTORY_START_ENV, DEFAULT_HISTORY_START)
+    raw = environ().get(HISTORY_START_ENV, DEFAULT_HISTORY_START)
     try:
         return dt.date.fromisoformat(raw)
     except ValueError:

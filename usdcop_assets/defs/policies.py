@@ -1,18 +1,18 @@
 """Retry policies of the steps that call a vendor (``l0/ohlcv_m5``, ``l0/macro_daily``), and the backfill policy of
 the session-partitioned layers."""
 
-import os
 from collections.abc import Mapping
 
 import dagster as dg
 
-from usdcop_assets.core.settings import backfill_sessions_per_run
+from usdcop_assets.core.settings import backfill_sessions_per_run, environ
 
 RETRY_DELAY_ENV = "USDCOP_RETRY_DELAY_SECONDS"
 DEFAULT_RETRY_DELAY_SECONDS = 10.0
 
 
-def retry_delay_seconds(env: Mapping[str, str] = os.environ) -> float:
+def retry_delay_seconds(env: Mapping[str, str] | None = None) -> float:
+    env = environ() if env is None else env
     raw = (env.get(RETRY_DELAY_ENV) or "").strip()
     if not raw:
         return DEFAULT_RETRY_DELAY_SECONDS
@@ -25,8 +25,9 @@ def retry_delay_seconds(env: Mapping[str, str] = os.environ) -> float:
     return value
 
 
-def source_retry_policy(env: Mapping[str, str] = os.environ) -> dg.RetryPolicy:
+def source_retry_policy(env: Mapping[str, str] | None = None) -> dg.RetryPolicy:
     """3 retries, exponential back-off from ``USDCOP_RETRY_DELAY_SECONDS`` with +/- jitter."""
+    env = environ() if env is None else env
     return dg.RetryPolicy(
         max_retries=3, delay=retry_delay_seconds(env), backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
     )

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 import dagster as dg
 
-from usdcop_assets.core.settings import LAKE_ENV, WAREHOUSE_ENV, Settings, parse_lake_url, parse_warehouse_url
+from usdcop_assets.core.settings import LAKE_ENV, WAREHOUSE_ENV, Settings, environ, parse_lake_url, parse_warehouse_url
 from usdcop_assets.storage.lake.session_table import SessionTable
 from usdcop_assets.storage.lake.store import ObjectStore, open_store
 from usdcop_assets.storage.warehouse.database import SchemaReport, Warehouse
@@ -59,8 +58,9 @@ class WarehouseResource(dg.ConfigurableResource):
         self.schema()
 
 
-def store_resources(env=os.environ) -> tuple[LakeResource, WarehouseResource]:
+def store_resources(env=None) -> tuple[LakeResource, WarehouseResource]:
     """Resources for the configured stores: ``EnvVar`` when the variable is set, the embedded default otherwise."""
+    env = environ() if env is None else env
     settings = Settings.from_env(env)  # validates both URLs now, naming the variable on error
     lake = LakeResource(url=dg.EnvVar(LAKE_ENV) if settings.lake_from_env else settings.lake.url)
     warehouse = WarehouseResource(

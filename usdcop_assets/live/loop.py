@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import queue
 import threading
 import time
@@ -33,6 +32,7 @@ import pandas as pd
 
 from usdcop_assets import clock as platform_clock
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import environ
 from usdcop_assets.live.live_store import LiveStore
 from usdcop_assets.live.session import (
     ACTIONS,
@@ -57,7 +57,8 @@ BAR = pd.Timedelta(minutes=cal.BAR_MINUTES)
 class Clock:
     """The platform clock (``USDCOP_REPLAY_CLOCK`` honoured) and real-time waits on a stop event."""
 
-    def __init__(self, env=os.environ):
+    def __init__(self, env=None):
+        env = environ() if env is None else env
         spec = env.get(platform_clock.CLOCK_ENV)
         self.speed = 1.0
         if spec:
@@ -145,7 +146,9 @@ class LiveSettings:
     wake_before_open_seconds: float = 60.0  # the warm state is loaded this long before the open
 
     @classmethod
-    def from_env(cls, env=os.environ) -> LiveSettings:
+    def from_env(cls, env=None) -> LiveSettings:
+        env = environ() if env is None else env
+
         def number(name: str, default: float, low: float) -> float:
             raw = (env.get(name) or "").strip()
             if not raw:

@@ -9,10 +9,9 @@ No Dagster.
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 
+from usdcop_assets.core.settings import environ
 from usdcop_assets.live.loop import RateLimited
 from usdcop_assets.sources import conform_l0, fetch_bars, require_available
 
@@ -22,7 +21,8 @@ def _no_wait(seconds: float) -> None:
 
 
 class BarSource:
-    def __init__(self, source: str, env=os.environ, timeout: float = 5.0):
+    def __init__(self, source: str, env=None, timeout: float = 5.0):
+        env = environ() if env is None else env
         self.name = require_available(source)
         self._client = None
         if self.name.split(":", 1)[0] == "twelvedata":

@@ -16,13 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from usdcop_assets.core.settings import environ
 from usdcop_assets.observation.normalization import (  # noqa: F401 (re-exported)
     DECLARED,
     RULES,
@@ -87,7 +87,8 @@ def _train_window(text: str, name: str = TRAIN_WINDOW_ENV) -> tuple[dt.date, dt.
     return a, b
 
 
-def load_config(path: str | Path | None = None, env=os.environ) -> ObservationConfig:
+def load_config(path: str | Path | None = None, env=None) -> ObservationConfig:
+    env = environ() if env is None else env
     path = Path(path or env.get(CONFIG_ENV) or DEFAULT_CONFIG)
     try:
         raw = json.loads(path.read_text())

@@ -19,7 +19,6 @@ Pure Python/pandas; no Dagster.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -27,7 +26,7 @@ from typing import Literal
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import env_int
+from usdcop_assets.core.settings import env_int, environ
 
 FOLD_KEY_FORMAT = "%Y-%m"
 SCHEMES = ("expanding", "rolling")
@@ -166,7 +165,8 @@ VALID_SESSIONS_ENV = "USDCOP_VALID_SESSIONS"
 MIN_TRAIN_SESSIONS_ENV = "USDCOP_MIN_TRAIN_SESSIONS"
 
 
-def fold_options_from_env(env=os.environ) -> dict:
+def fold_options_from_env(env=None) -> dict:
+    env = environ() if env is None else env
     return {
         "scheme": env.get(SCHEME_ENV) or "expanding",
         "train_sessions": env_int(TRAIN_SESSIONS_ENV, 250, env=env),

@@ -38,7 +38,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -46,7 +45,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core.settings import env_int
+from usdcop_assets.core.settings import env_int, environ
 from usdcop_assets.rl.costs import CostConfig, sharpe
 from usdcop_assets.rl.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv
 from usdcop_assets.rl.folds import Fold
@@ -690,7 +689,8 @@ CHECKPOINTS_ENV = "USDCOP_PPO_CHECKPOINTS"
 N_STEPS_ENV = "USDCOP_PPO_N_STEPS"
 
 
-def train_config_from_env(env=os.environ) -> TrainConfig:
+def train_config_from_env(env=None) -> TrainConfig:
+    env = environ() if env is None else env
     n_steps = env_int(N_STEPS_ENV, TrainConfig.n_steps, env=env)
     return TrainConfig(
         total_timesteps=env_int(TIMESTEPS_ENV, 50_000, env=env),

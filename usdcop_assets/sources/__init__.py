@@ -12,11 +12,9 @@ always a string column (None for clean rows): an all-None *object* column would 
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 
-from usdcop_assets.core.settings import SOURCE_ENV, ConfigError
+from usdcop_assets.core.settings import SOURCE_ENV, ConfigError, environ
 
 AVAILABLE = ("synthetic", "twelvedata", "file")
 
@@ -38,7 +36,8 @@ L0_COLUMNS = [
 STRING_COLUMNS = ("parse_error", "source_time")
 
 
-def resolve_source(env=os.environ) -> str:
+def resolve_source(env=None) -> str:
+    env = environ() if env is None else env
     explicit = (env.get(SOURCE_ENV) or "").strip()
     if explicit:
         return explicit

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -25,7 +24,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError, environ
 from usdcop_assets.sources.http import (
     TransientError,
     VendorError,
@@ -117,7 +116,8 @@ class FredClient(VendorHttpClient):
         self.page_limit = int(page_limit)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ, **kwargs) -> FredClient:
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs) -> FredClient:
+        env = environ() if env is None else env
         key = (env.get(KEY_ENV) or "").strip()
         if not key:
             raise ConfigError(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import os
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError, environ
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.synthetic import _log_level, _splitmix64
 
@@ -89,8 +88,9 @@ def parse_macro_source(text: str, var: str = SOURCE_ENV) -> tuple[str, ...]:
     return tuple(specs)
 
 
-def resolve_macro_source(env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+def resolve_macro_source(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The macro sources to read, from ``USDCOP_MACRO_SOURCE`` (or the FRED-key default)."""
+    env = environ() if env is None else env
     raw = (env.get(SOURCE_ENV) or "").strip()
     has_key = bool((env.get(FRED_KEY_ENV) or "").strip())
     if not raw:
@@ -521,7 +521,7 @@ def fetch_macro(
     run costs the same number of requests as one day. The summary holds sources, series, rows, rows
     per source and FRED's request count, never a key. ``fred_kwargs`` go to ``FredClient.from_env``.
     """
-    env = os.environ if env is None else env
+    env = environ() if env is None else env
     specs = parse_macro_source(source_spec) if isinstance(source_spec, str) else tuple(source_spec)
     first, last = _as_date_or_none(first_date), _as_date_or_none(last_date)
     if first is None or last is None or last < first:

@@ -44,7 +44,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError, env_int
+from usdcop_assets.core.settings import ConfigError, env_int, environ
 from usdcop_assets.sources.http import (
     AGAIN,
     TransientError,
@@ -336,8 +335,9 @@ class TwelveDataClient(VendorHttpClient):
         self.pages_fetched = 0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ, **kwargs) -> TwelveDataClient:
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs) -> TwelveDataClient:
         """Keys from ``TWELVEDATA_API_KEYS``; base URL and credit limits from the environment too."""
+        env = environ() if env is None else env
         keys = [k.strip() for k in (env.get(KEYS_ENV) or "").split(",") if k.strip()]
         if not keys:
             raise ConfigError(

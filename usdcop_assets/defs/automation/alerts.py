@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -39,7 +38,7 @@ from dagster._core.instance.utils import RUNLESS_RUN_ID
 from dagster._time import get_current_datetime
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import env_int
+from usdcop_assets.core.settings import env_int, environ
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,7 @@ def post_webhook(
     payload: Mapping,
     *,
     context=None,
-    env: Mapping[str, str] = os.environ,
+    env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     attempts: int = WEBHOOK_ATTEMPTS,
     pause: float | None = None,
@@ -134,6 +133,7 @@ def post_webhook(
 ) -> str:
     """POST ``payload`` to ``USDCOP_ALERT_WEBHOOK_URL``. Never raises; returns ``sent``, ``no_webhook``,
     ``invalid_url`` or ``failed``. Only the URL's host is ever logged."""
+    env = environ() if env is None else env
     url = (env.get(WEBHOOK_ENV) or "").strip()
     if not url:
         return "no_webhook"
@@ -168,13 +168,15 @@ def post_webhook(
     return "failed"
 
 
-def deliver(payload: Mapping, context=None, env: Mapping[str, str] = os.environ, **kwargs) -> str:
+def deliver(payload: Mapping, context=None, env: Mapping[str, str] | None = None, **kwargs) -> str:
     """Log the alert, then post it if a webhook is configured."""
+    env = environ() if env is None else env
     _emit(context, "error", f"ALERT {payload.get('text', '')} {json.dumps(payload, sort_keys=True, default=str)}")
     return post_webhook(payload, context=context, env=env, **kwargs)
 
 
-def _ui(path: str, env: Mapping[str, str] = os.environ) -> str | None:
+def _ui(path: str, env: Mapping[str, str] | None = None) -> str | None:
+    env = environ() if env is None else env
     base = (env.get(WEBSERVER_ENV) or "").strip().rstrip("/")
     return f"{base}/{path.lstrip('/')}" if base else None
 
@@ -206,8 +208,9 @@ def run_failure_payload(
     run: dg.DagsterRun,
     failure_event: dg.DagsterEvent | None,
     step_failures: Sequence[dg.DagsterEvent],
-    env: Mapping[str, str] = os.environ,
+    env: Mapping[str, str] | None = None,
 ) -> dict:
+    env = environ() if env is None else env
     partitions = {tag: run.tags[tag] for tag in PARTITION_TAGS if tag in run.tags}
     steps = [e.step_key for e in step_failures if e.step_key]
     error = ""
@@ -269,8 +272,9 @@ def stale_payload(
     deadline: dt.datetime,
     last_materialized: float | None,
     changed_at: float,
-    env: Mapping[str, str] = os.environ,
+    env: Mapping[str, str] | None = None,
 ) -> dict:
+    env = environ() if env is None else env
     asset = key.to_user_string()
     due = deadline.astimezone(cal.TZ)
     window_start = due - policy.lower_bound_delta
@@ -295,8 +299,9 @@ def stale_payload(
 
 
 def recovered_payload(
-    key: dg.AssetKey, last_materialized: float | None, changed_at: float, env: Mapping[str, str] = os.environ
+    key: dg.AssetKey, last_materialized: float | None, changed_at: float, env: Mapping[str, str] | None = None
 ) -> dict:
+    env = environ() if env is None else env
     asset = key.to_user_string()
     return {
         "kind": "freshness_recovered",

@@ -22,14 +22,12 @@ Register ``SENSORS`` in the code location.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 import pandas as pd
 
 from usdcop_assets.clock import CLOCK_ENV, replay_clock  # noqa: F401 (re-exported)
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import env_int
+from usdcop_assets.core.settings import env_int, environ
 from usdcop_assets.defs.automation.jobs import SESSION_JOB
 from usdcop_assets.defs.partitions import history_start
 from usdcop_assets.sources import fetch_bars, require_available, resolve_source
@@ -76,8 +74,9 @@ def bar_published(source: str, bar: pd.Timestamp) -> bool:
     return bool((frame["time"] == bar).any())
 
 
-def realtime_default_status(env=os.environ) -> dg.DefaultSensorStatus:
+def realtime_default_status(env=None) -> dg.DefaultSensorStatus:
     """``USDCOP_REALTIME=on`` starts the realtime sensors with the daemon (a live deployment); stopped otherwise."""
+    env = environ() if env is None else env
     value = (env.get(REALTIME_ENV) or "off").strip().lower()
     if value not in ("on", "off"):
         raise ValueError(f"{REALTIME_ENV}={value!r}: 'on' or 'off'")
@@ -126,9 +125,10 @@ def realtime_bar_sensor(context: dg.SensorEvaluationContext):
     )
 
 
-def realtime_run_mode(env=os.environ) -> str:
+def realtime_run_mode(env=None) -> str:
     """``USDCOP_REALTIME_RUN``: ``chain`` (default: the session's L0..L6 in one run) or ``l0`` (the session's L0;
     declarative automation then requests L1..L6)."""
+    env = environ() if env is None else env
     mode = (env.get(REALTIME_RUN_ENV) or "chain").strip().lower()
     if mode not in ("l0", "chain"):
         raise ValueError(

@@ -5,13 +5,12 @@ Thin on purpose: the source choice, reading and conforming live in ``usdcop_asse
 """
 
 import datetime as dt
-import os
 
 import dagster as dg
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import env_int
+from usdcop_assets.core.settings import env_int, environ
 from usdcop_assets.defs.partitions import macro_partitions
 from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
 from usdcop_assets.sources.macro_sources import FRED_KEY_ENV, fetch_macro, resolve_macro_source, source_label
@@ -44,7 +43,7 @@ def l0_macro_daily(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]
     first, last = _window_dates(context)
     context.log.info(f"macro source(s): {', '.join(labels)} for {first}..{last}")
     metadata: dict = {}
-    if not (os.environ.get(FRED_KEY_ENV) or "").strip():
+    if not (environ().get(FRED_KEY_ENV) or "").strip():
         # Said in the run log *and* on the materialization, so nobody mistakes these values for FRED's.
         note = f"{FRED_KEY_ENV} is not set: the macro layer uses {', '.join(labels)} data instead of FRED"
         context.log.warning(note)

@@ -12,6 +12,7 @@ import threading
 import dagster as dg
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import environ
 from usdcop_assets.defs.live.recorder import DagsterRecorder
 from usdcop_assets.defs.quality.live_parity import layer_specs
 from usdcop_assets.live.live_store import LiveStore
@@ -22,7 +23,7 @@ log = logging.getLogger("usdcop_assets.live")
 
 
 def build_loop(
-    env=os.environ,
+    env=None,
     instance: dg.DagsterInstance | None = None,
     clock=None,
     settings: LiveSettings | None = None,
@@ -31,6 +32,7 @@ def build_loop(
     alert=None,
 ) -> LiveLoop:
     """The live loop for the configured deployment (``source``/``clock``/``alert`` injectable for tests)."""
+    env = environ() if env is None else env
     from usdcop_assets.core.settings import Settings
     from usdcop_assets.defs.automation.alerts import deliver
     from usdcop_assets.defs.automation.jobs import SESSION_JOB

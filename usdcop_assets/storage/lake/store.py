@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from usdcop_assets.core.settings import LAKE_ENV, ConfigError, LakeLocation, env_int
+from usdcop_assets.core.settings import LAKE_ENV, ConfigError, LakeLocation, env_int, environ
 
 
 class LakeUnavailable(RuntimeError):
@@ -315,8 +315,9 @@ def _default_s3_client():
         max_pool_connections=16,
         s3={"addressing_style": "path"},
     )
+    env = environ()
     return boto3.client(
-        "s3", region_name=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")), config=config
+        "s3", region_name=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")), config=config
     )
 
 

@@ -8,7 +8,6 @@ through one ``executemany`` of the same upsert. The DDL lives in ``sql/``.
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from usdcop_assets.core.calendar import as_utc
-from usdcop_assets.core.settings import WAREHOUSE_ENV, mask_url, scrub_secrets
+from usdcop_assets.core.settings import WAREHOUSE_ENV, environ, mask_url, scrub_secrets
 from usdcop_assets.storage.warehouse.tables import TableSpec, table_spec
 
 SQL_DIR_ENV = "USDCOP_SQL_DIR"
@@ -54,7 +53,7 @@ class WarehouseUnavailable(RuntimeError):
 
 
 def sql_dir() -> Path:
-    override = os.environ.get(SQL_DIR_ENV)
+    override = environ().get(SQL_DIR_ENV)
     path = Path(override) if override else Path(__file__).resolve().parents[3] / "sql"
     if not (path / "tables").is_dir():
         raise FileNotFoundError(
