@@ -1,8 +1,8 @@
 """L5: the PPO agent per walk-forward fold, and its actions per session.
 
 - ``l5/ppo_model`` (one partition per fold = calendar month, Bogota; run config ``PPOModelConfig`` overrides the
-  environment-derived timesteps, seed and window lengths): trains on the L4 episodes strictly
-  before the month (``rl.folds.fold_windows``; scheme, window lengths from the environment), picks the
+  environment-derived training budget, seed and fold options): trains on the L4 episodes strictly
+  before the month (``rl.folds.fold_windows``; scheme and window lengths), picks the
   best checkpoint on the validation slice (``rl.training.train_fold``) and stores the artifact in the
   lake under ``models/ppo/<fold>/<version>/policy.safetensors`` + ``metadata.json``, where ``version`` is
   ``<fold>-<first 12 hex of the weights hash>``: the path is content-addressed by the policy weights, and
@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
 from usdcop_assets.defs.partitions import history_start
 from usdcop_assets.defs.registry import REGISTRY_TABLE
@@ -63,16 +64,39 @@ fold_partitions = dg.MonthlyPartitionsDefinition(
 
 class PPOModelConfig(dg.Config):
     """Run config of a fold's training; a field left unset takes its environment-derived default
-    (``train_config_from_env`` / ``fold_options_from_env``), so schedules and the UI need none."""
+    (``train_config_from_env`` / ``fold_options_from_env``), so schedules and the UI need none. Every training budget
+    and fold option the environment sets is here too, so a Launchpad run can change it and the run records it."""
 
     timesteps: int | None = None
     seed: int | None = None
+    checkpoints: int | None = None  # USDCOP_PPO_CHECKPOINTS: validation evaluations; the best is kept
+    n_steps: int | None = None  # USDCOP_PPO_N_STEPS: rollout length (the batch is at most this)
+    scheme: str | None = None  # USDCOP_TRAIN_SCHEME: expanding | rolling
+    train_sessions: int | None = None  # USDCOP_TRAIN_SESSIONS: the rolling window's length
     valid_sessions: int | None = None
     min_train_sessions: int | None = None
 
+    def _at_least(self, name: str, minimum: int = 1) -> int | None:
+        value = getattr(self, name)
+        if value is not None and value < minimum:
+            # The same refusal as the environment variable's (env_int), naming the run config field.
+            raise ConfigError(f"PPOModelConfig.{name}={value!r} must be at least {minimum}")
+        return value
+
     def train_config(self) -> TrainConfig:
         config = train_config_from_env()
-        changes = {k: v for k, v in (("total_timesteps", self.timesteps), ("seed", self.seed)) if v is not None}
+        n_steps = self._at_least("n_steps")
+        changes = {
+            k: v
+            for k, v in (
+                ("total_timesteps", self._at_least("timesteps")),
+                ("seed", self._at_least("seed", 0)),
+                ("n_checkpoints", self._at_least("checkpoints")),
+                ("n_steps", n_steps),
+                ("batch_size", None if n_steps is None else min(TrainConfig.batch_size, n_steps)),
+            )
+            if v is not None
+        }
         return dataclasses.replace(config, **changes) if changes else config
 
     def fold_options(self) -> dict:
@@ -80,7 +104,12 @@ class PPOModelConfig(dg.Config):
         options.update(
             {
                 k: v
-                for k, v in (("valid_sessions", self.valid_sessions), ("min_train_sessions", self.min_train_sessions))
+                for k, v in (
+                    ("scheme", self.scheme),
+                    ("train_sessions", self._at_least("train_sessions")),
+                    ("valid_sessions", self._at_least("valid_sessions")),
+                    ("min_train_sessions", self._at_least("min_train_sessions")),
+                )
                 if v is not None
             }
         )
