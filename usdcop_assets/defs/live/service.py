@@ -32,7 +32,6 @@ def build_loop(
     alert=None,
 ) -> LiveLoop:
     """The live loop for the configured deployment (``source``/``clock``/``alert`` injectable for tests)."""
-    env = environ() if env is None else env
     from usdcop_assets.core.settings import Settings
     from usdcop_assets.defs.automation.alerts import deliver
     from usdcop_assets.defs.automation.jobs import SESSION_JOB
@@ -45,6 +44,7 @@ def build_loop(
     from usdcop_assets.rl.risk import live_limits
     from usdcop_assets.sources import require_available, resolve_source
 
+    env = environ() if env is None else env
     defs = build_definitions()  # the code location, imported once for the life of the process
     specs, keys = layer_specs(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
     config = Settings.from_env(env)
