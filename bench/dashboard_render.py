@@ -210,23 +210,12 @@ def fill_instance(home: Path, days: list) -> int:
     import dagster as dg
 
     from usdcop_assets.cli import prepare_environment
+    from usdcop_assets.storage.lake.datasets import SESSION_DATASETS
 
     os.environ["USDCOP_HOME"] = str(home)
     prepare_environment()
     instance = dg.DagsterInstance.get()
-    session_assets = [
-        "l0/ohlcv_m5",
-        "l1/ohlcv_m5",
-        "l1/ohlcv_m5_rejects",
-        "l2/indicators_m5",
-        "l3/features_m5",
-        "l4/observations_m5",
-        "l4/episodes_session",
-        "l5/actions_m5",
-        "l5/paper_trades",
-        "l5/paper_positions",
-        "l6/backtest_session",
-    ]
+    session_assets = SESSION_DATASETS
     n = 0
     for asset in session_assets:
         key = dg.AssetKey(asset.split("/"))

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import ConfigError, Settings, mask_url
+from usdcop_assets.storage.lake.datasets import MACRO_DATASETS, SESSION_DATASETS
 
 OHLCV = "usdcop_m5_ohlcv"
 INDICATORS = "usdcop_m5_indicators"
@@ -535,19 +536,7 @@ def manifests(src: Sources, dataset: str, sessions: int = 20, verify: bool = Tru
     return out
 
 
-LAKE_DATASETS = (
-    "l0/ohlcv_m5",
-    "l1/ohlcv_m5",
-    "l1/ohlcv_m5_rejects",
-    "l2/indicators_m5",
-    "l3/features_m5",
-    "l4/observations_m5",
-    "l4/episodes_session",
-    "l5/actions_m5",
-    "l6/backtest_session",
-    "l0/macro_daily",
-    "l1/macro_daily",
-)
+LAKE_DATASETS = tuple(d for d in SESSION_DATASETS if not d.startswith("l5/paper_")) + MACRO_DATASETS
 
 
 # -- L5 / L6: model registry, actions, backtests, performance ---------------------------------------------

@@ -11,23 +11,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.storage.lake.datasets import SESSION_DATASETS
 from usdcop_assets.storage.lake.session_table import SessionTable
 
 AGENT = "ppo"  # l6/performance's name of the agent's strategy (defs/layers/l6_backtest.py)
 
 # the session datasets of the lake, in pipeline order (the dataset is the asset key's path)
-LAYER_DATASETS = (
-    "l0/ohlcv_m5",
-    "l1/ohlcv_m5",
-    "l1/ohlcv_m5_rejects",
-    "l2/indicators_m5",
-    "l3/features_m5",
-    "l4/observations_m5",
-    "l4/episodes_session",
-    "l5/actions_m5",
-    "l5/paper_trades",
-    "l6/backtest_session",
-)
+LAYER_DATASETS = tuple(d for d in SESSION_DATASETS if d != "l5/paper_positions")
 METRIC_COLUMNS = (
     "strategy",
     "total_return",

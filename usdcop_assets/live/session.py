@@ -29,20 +29,11 @@ from usdcop_assets.refine.standardize import standardize_bars
 from usdcop_assets.rl.decisions import decide_bars
 from usdcop_assets.rl.paper import paper_ledger
 from usdcop_assets.sources import L0_COLUMNS, conform_l0
+from usdcop_assets.storage.lake.datasets import SESSION_DATASETS
 
 # What the live process computes and stores (L6 is left to the session's batch run).
-L0, L1, REJECTS, L2, L3, OBS, EPISODES, ACTIONS, TRADES, POSITIONS = LIVE_ASSETS = (
-    "l0/ohlcv_m5",
-    "l1/ohlcv_m5",
-    "l1/ohlcv_m5_rejects",
-    "l2/indicators_m5",
-    "l3/features_m5",
-    "l4/observations_m5",
-    "l4/episodes_session",
-    "l5/actions_m5",
-    "l5/paper_trades",
-    "l5/paper_positions",
-)
+LIVE_ASSETS = tuple(d for d in SESSION_DATASETS if not d.startswith("l6/"))
+L0, L1, REJECTS, L2, L3, OBS, EPISODES, ACTIONS, TRADES, POSITIONS = LIVE_ASSETS
 # Write order: the input first (a restart recomputes everything from it), then the decision (what the trader
 # waits for), then the layers between and the ledger. Each write is atomic and idempotent on its own.
 WRITE_ORDER = (L0, ACTIONS, L1, REJECTS, L2, L3, OBS, EPISODES, TRADES, POSITIONS)
