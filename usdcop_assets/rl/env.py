@@ -7,13 +7,23 @@ One episode = one trading session (up to 60 five-minute bars). At step t the age
               time_frac_t      (fraction of the session elapsed at bar t's open: 0 at 08:00, 59/60 at 12:55) ]
 
 and answers a target position a_t in Box(-1, 1). The position p_t (= a_t clipped to [-1, 1], after the
-optional risk manager, and forced to 0 at the session's last bar) is taken at bar t's close and held to
-bar t+1's close. The reward is exactly
+action rules below and the optional risk manager, and forced to 0 at the session's last bar) is taken at bar t's
+close and held to bar t+1's close. The reward is exactly
 
     reward_t = reward_scale * ( p_t * next_ret_t
                                 - rate * |p_t - p_{t-1}|
                                 - turnover_penalty * |p_t - p_{t-1}|
+                                - (cost_multiplier - 1) * rate * |p_t - p_{t-1}|
+                                + holding_incentive * 1[p_t == p_{t-1}]
                                 - drawdown_penalty * max(0, DD_t - DD_{t-1}) )
+
+Action rules (``EnvConfig``; the defaults leave a_t as it is): ``action_space="discrete"`` quantizes the target
+to short/flat/long (a < -1/3 -> -1, a > 1/3 -> +1, else 0; the policy network stays the same Box policy, so the
+weights-only artifact is unchanged); ``no_trade_band`` keeps p_{t-1} while |target - p_{t-1}| < band (hysteresis
+against churning); ``min_hold_bars`` keeps p_{t-1} until it has been held that many bars (the forced flat at the
+last bar and the risk manager still apply). ``features`` restricts the observation to a subset of the L4 features
+(by name, in the config's order of the names given). ``cost_multiplier`` only shapes the reward: ``info`` and the
+equity always carry the real costs, so validation and backtests see the real ones.
 
 with ``rate = (spread_bps/2 + slippage_bps)/1e4`` (``costs.CostConfig``), ``next_ret_t`` the log return from
 bar t's close to the next bar's close (0 at the last bar), p_{-1} = 0, and the intra-episode drawdown
@@ -191,14 +201,50 @@ class EnvConfig:
     reward_scale: float = 1.0  # e.g. 1e4 to give rewards in basis points
     sampling: Literal["sequential", "random"] = "sequential"
     risk: RiskLimits | None = None  # the same risk manager as live and backtest; None = only clip and flat at the end
+    action_space: Literal["continuous", "discrete"] = "continuous"  # discrete: short/flat/long (module docstring)
+    no_trade_band: float = 0.0  # keep the position while |target - position| < band
+    min_hold_bars: int = 0  # keep a new position at least this many bars (0: no minimum)
+    holding_incentive: float = 0.0  # reward per bar without a position change (log-return units, before scale)
+    cost_multiplier: float = 1.0  # training reward only: costs counted this many times (info keeps the real ones)
+    features: tuple[str, ...] | None = None  # observation subset by name; None = every L4 feature
 
     def __post_init__(self):
         if self.sampling not in ("sequential", "random"):
             raise ValueError(f"EnvConfig.sampling={self.sampling!r}: 'sequential' or 'random'")
-        for name in ("drawdown_penalty", "turnover_penalty", "reward_scale"):
+        if self.action_space not in ("continuous", "discrete"):
+            raise ValueError(f"EnvConfig.action_space={self.action_space!r}: 'continuous' or 'discrete'")
+        for name in ("drawdown_penalty", "turnover_penalty", "reward_scale", "no_trade_band", "holding_incentive"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"EnvConfig.{name}={v!r}: must be a finite number >= 0")
+        if not (math.isfinite(self.cost_multiplier) and self.cost_multiplier >= 1):
+            raise ValueError(f"EnvConfig.cost_multiplier={self.cost_multiplier!r}: must be a finite number >= 1")
+        if int(self.min_hold_bars) != self.min_hold_bars or self.min_hold_bars < 0:
+            raise ValueError(f"EnvConfig.min_hold_bars={self.min_hold_bars!r}: must be an integer >= 0")
+        if self.features is not None:
+            if isinstance(self.features, str) or not len(self.features):
+                raise ValueError(f"EnvConfig.features={self.features!r}: a non-empty list of names, or None for all")
+            object.__setattr__(self, "features", tuple(str(f) for f in self.features))
+
+    @property
+    def shapes_actions(self) -> bool:
+        """Whether any action rule applies (the defaults take the target as it is, the historical path)."""
+        return self.action_space != "continuous" or self.no_trade_band > 0 or self.min_hold_bars > 0
+
+    def feature_index(self, names) -> np.ndarray | None:
+        """Column indices of ``features`` in the episodes' feature ``names``; None = every column."""
+        if self.features is None:
+            return None
+        names = list(names)
+        unknown = [f for f in self.features if f not in names]
+        if unknown:
+            raise ValueError(f"EnvConfig.features: {unknown} are not observation features (known: {names})")
+        return np.array([names.index(f) for f in self.features], dtype="int64")
+
+
+def discretize(target: float) -> float:
+    """Short/flat/long from a target in [-1, 1]: thirds of the interval (a < -1/3 short, a > 1/3 long)."""
+    return 1.0 if target > 1.0 / 3.0 else (-1.0 if target < -1.0 / 3.0 else 0.0)
 
 
 class UsdCopTradingEnv(gym.Env):
@@ -216,7 +262,10 @@ class UsdCopTradingEnv(gym.Env):
         self.episodes = episodes
         self.config = config or EnvConfig()
         self._rate = self.config.costs.rate
-        dim = episodes.dim
+        self._extra_rate = (self.config.cost_multiplier - 1.0) * self._rate  # training reward only
+        self._cols = self.config.feature_index(episodes.feature_names)
+        self._all_obs = episodes.obs if self._cols is None else np.ascontiguousarray(episodes.obs[:, self._cols])
+        dim = episodes.dim if self._cols is None else len(self._cols)
         bound = np.float32(episodes.clip) if episodes.clip is not None else np.float32(np.inf)
         low = np.concatenate([np.full(dim, -bound, dtype="float32"), np.array([-1.0, 0.0], dtype="float32")])
         high = np.concatenate([np.full(dim, bound, dtype="float32"), np.array([1.0, 1.0], dtype="float32")])
@@ -257,6 +306,20 @@ class UsdCopTradingEnv(gym.Env):
         return i
 
     # -- gymnasium API ----------------------------------------------------------------------------
+    def _shape(self, target: float) -> float:
+        """The action rules of the config: discrete quantization, no-trade band, minimum hold."""
+        if not math.isfinite(target):
+            return target  # the env's own rule (flat) applies below
+        target = min(1.0, max(-1.0, target))
+        cfg, p = self.config, self._position
+        if cfg.no_trade_band > 0 and abs(target - p) < cfg.no_trade_band:
+            return p
+        if cfg.action_space == "discrete":
+            target = discretize(target)
+        if cfg.min_hold_bars and p != 0.0 and self._held < cfg.min_hold_bars:
+            return p
+        return target
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         i = self._pick_session(seed, options)
@@ -264,12 +327,13 @@ class UsdCopTradingEnv(gym.Env):
         a, b = int(ep.starts[i]), int(ep.ends[i])
         self._session_index = i
         self._session = ep.sessions[i]
-        self._obs = ep.obs[a:b]
+        self._obs = self._all_obs[a:b]
         self._ret = ep.next_ret[a:b].tolist()
         self._frac = ep.time_frac[a:b]
         self._n = b - a
         self._t = 0
         self._position = 0.0
+        self._held = 0  # bars the current position has been held (min_hold_bars)
         self._equity = 0.0
         self._peak = 0.0
         self._dd = 0.0
@@ -284,6 +348,9 @@ class UsdCopTradingEnv(gym.Env):
         t = self._t
         last = t == self._n - 1
         r = self._ret[t]
+        cfg = self.config
+        if cfg.shapes_actions:
+            target = self._shape(target)
         if self._risk is not None:
             p, flags = self._risk.decide(target, self._session, last)
             self._risk.realize(r)
@@ -297,10 +364,14 @@ class UsdCopTradingEnv(gym.Env):
         if self._equity > self._peak:
             self._peak = self._equity
         dd = self._peak - self._equity
-        cfg = self.config
         reward = pnl - cfg.turnover_penalty * trade - cfg.drawdown_penalty * max(0.0, dd - self._dd)
+        if self._extra_rate:  # guarded so that the defaults keep the historical arithmetic bit for bit
+            reward -= self._extra_rate * trade
+        if cfg.holding_incentive and trade == 0.0:
+            reward += cfg.holding_incentive
         reward *= cfg.reward_scale
         self._dd = dd
+        self._held = self._held + 1 if p == self._position else 1
         self._position = p
         info = {
             "session": self._session,

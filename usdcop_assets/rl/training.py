@@ -81,6 +81,13 @@ class TrainConfig:
     turnover_penalty: float = 0.0
     device: str = "cpu"
     torch_threads: int = 1
+    # the environment's action rules and reward shaping (``EnvConfig``; experiments set them, defaults = none)
+    action_space: Literal["continuous", "discrete"] = "continuous"
+    no_trade_band: float = 0.0
+    min_hold_bars: int = 0
+    holding_incentive: float = 0.0
+    cost_multiplier: float = 1.0  # training reward only; validation and backtests use the real costs
+    features: tuple[str, ...] | None = None  # observation subset by name; None = every L4 feature
 
     def __post_init__(self):
         for name in ("total_timesteps", "n_steps", "batch_size", "n_epochs", "n_checkpoints", "torch_threads"):
@@ -96,6 +103,8 @@ class TrainConfig:
         if not (0 < self.learning_rate and 0 < self.gamma <= 1 and 0 < self.gae_lambda <= 1):
             raise ValueError("TrainConfig: learning_rate > 0, gamma and gae_lambda in (0, 1]")
         object.__setattr__(self, "net_arch", tuple(int(x) for x in self.net_arch))
+        if self.features is not None:
+            object.__setattr__(self, "features", tuple(str(f) for f in self.features))
 
     @property
     def chunk_timesteps(self) -> int:
@@ -106,6 +115,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["net_arch"] = list(self.net_arch)
+        d["features"] = list(self.features) if self.features is not None else None
         return d
 
 
@@ -365,8 +375,14 @@ def episodes_for(episodes_df: pd.DataFrame, sessions, obs_config=None, *, warm_o
 
 
 def make_env_config(
-    config: TrainConfig, costs: CostConfig | None = None, risk: RiskLimits | None = None, sampling: str | None = None
+    config: TrainConfig,
+    costs: CostConfig | None = None,
+    risk: RiskLimits | None = None,
+    sampling: str | None = None,
+    *,
+    training: bool = True,
 ) -> EnvConfig:
+    """The environment of ``config``; ``training=False`` (validation, inference) counts the real costs only."""
     return EnvConfig(
         costs=costs or CostConfig(),
         drawdown_penalty=config.drawdown_penalty,
@@ -374,7 +390,19 @@ def make_env_config(
         reward_scale=config.reward_scale,
         sampling=sampling or config.sampling,
         risk=risk,
+        action_space=config.action_space,
+        no_trade_band=config.no_trade_band,
+        min_hold_bars=config.min_hold_bars,
+        holding_incentive=config.holding_incentive,
+        cost_multiplier=config.cost_multiplier if training else 1.0,
+        features=config.features,
     )
+
+
+def inference_env_config(config: TrainConfig, costs: CostConfig | None = None, risk: RiskLimits | None = None):
+    """What a model trained with ``config`` trades with: its action rules and features, sessions in order, real
+    costs."""
+    return make_env_config(config, costs, risk, sampling="sequential", training=False)
 
 
 # --- inference ------------------------------------------------------------------------------------
@@ -545,7 +573,7 @@ def train_fold(
     if train_eps.obs_version and valid_eps.obs_version and train_eps.obs_version != valid_eps.obs_version:
         raise ValueError(f"fold {fold.key}: training and validation episodes have different observation versions")
     env_cfg = make_env_config(config, costs, risk)
-    eval_cfg = make_env_config(config, costs, risk, sampling="sequential")
+    eval_cfg = inference_env_config(config, costs, risk)
 
     _set_threads(config.torch_threads)
     set_random_seed(config.seed)
@@ -635,6 +663,19 @@ def train_fold(
             "reward_scale": env_cfg.reward_scale,
             "sampling": env_cfg.sampling,
             "risk": asdict(risk) if risk is not None else None,
+            **(
+                {
+                    "action_space": env_cfg.action_space,
+                    "no_trade_band": env_cfg.no_trade_band,
+                    "min_hold_bars": env_cfg.min_hold_bars,
+                    "holding_incentive": env_cfg.holding_incentive,
+                    "cost_multiplier": env_cfg.cost_multiplier,
+                    "features": list(env_cfg.features) if env_cfg.features is not None else None,
+                }
+                if (env_cfg.shapes_actions or env_cfg.holding_incentive or env_cfg.cost_multiplier != 1.0)
+                or env_cfg.features is not None
+                else {}
+            ),  # only when set: the metadata of default models stays as it was
         },
         "observation": {
             "obs_version": train_eps.obs_version,
