@@ -37,6 +37,20 @@ files of ``../shared/data`` (read in place, never copied):
   counted as 0; the checkpoints chosen on validation inside each fold are not counted), and the PBO by CSCV
   (16 splits of the out-of-sample sessions) across the strategies.
 
+Any data: ``--bars FILE --macro FILE`` (defaults: the shared files) go through the same L0 readers.
+
+Experiments (``--experiment NAME ...``, files of ``rl/experiments/`` or ``--experiments-dir``): per fold, every
+listed experiment trains its seeds (``rl.ensemble.train_experiment_fold``; its own validation length, each seed's
+checkpoint picked on validation) and the seeds' positions are combined (mean or vote); ``rl.selection.select``
+then picks the experiment with the highest validation Sharpe of its ensemble on the sessions before the fold
+(a rule fixed in advance; the out-of-sample months are never read to choose), and ``selected`` trades the pick
+month by month. The JSON adds ``experiments`` (validation vs out-of-sample Sharpe, turnover, per-seed spread),
+``selected_by_fold``; ``deflated_sharpe`` uses N = experiments x seeds tried (each seed traded alone is a
+trial) and ``pbo`` is CSCV over those trials (``pbo_detail.experiments``: over the experiments' ensembles).
+``--seeds N`` keeps the first N seeds of each file, ``--timesteps`` overrides the files' (screening).
+
+    .venv/bin/python bench/walk_forward.py --folds 2023-01..2023-06 --timesteps 10000 \
+        --experiment baseline discrete_hold cost_aware                        # screen experiments
     .venv/bin/python bench/walk_forward.py --every 6 --timesteps 10000        # quick validation run
     .venv/bin/python bench/walk_forward.py --timesteps 50000                  # monthly retraining
 
@@ -81,7 +95,7 @@ from l1_l4_pipeline import Clock, loadavg, log  # noqa: E402  (bench/ is on sys.
 # --- L0 -> L4 ---------------------------------------------------------------------------------------
 
 
-def build_episodes() -> tuple:
+def build_episodes(bars_file=BARS_FILE, macro_file=MACRO_FILE) -> tuple:
     """(episodes frame of the whole history, normalization stats dict, obs config, L0-L4 info)."""
     from types import SimpleNamespace
 
@@ -111,12 +125,12 @@ def build_episodes() -> tuple:
     info: dict = {}
     t = {}
     with Clock() as c:
-        bar_file = read_bar_file(BARS_FILE, None, not_before=cal.session_open(history_start()))
+        bar_file = read_bar_file(bars_file, None, not_before=cal.session_open(history_start()))
         raw = bar_file.placed
-        macro_file = read_macro_file(MACRO_FILE)
-        m_first = max(min(macro_file["date"]), dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d")))
-        m_last = max(macro_file["date"])
-        macro_l0, _ = fetch_macro(f"file:{MACRO_FILE}", m_first, m_last)
+        macro_rows = read_macro_file(macro_file)
+        m_first = max(min(macro_rows["date"]), dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d")))
+        m_last = max(macro_rows["date"])
+        macro_l0, _ = fetch_macro(f"file:{macro_file}", m_first, m_last)
     t["L0"] = c.wall
     info["l0"] = {
         **{
@@ -224,6 +238,312 @@ def clean(o):
     return o
 
 
+# --- experiments: seed ensembles per fold, selection on validation, the selected one traded ---------------
+
+
+SELECTION_RULE_TEXT = (
+    "per fold, the experiment whose seed ensemble has the highest validation Sharpe (real costs, risk rules) on the "
+    "validation sessions before the fold; ties to the one listed first"
+)
+
+
+def run_experiments(args, experiments) -> int:
+    """``--experiment`` mode: each experiment's seeds per fold, the per-fold selection (``rl.selection``), the
+    selected one traded out of sample, beside the baselines, LightGBM and every experiment; DSR with N = the
+    experiments x seeds tried, PBO by CSCV over those trials."""
+    t_all = time.perf_counter()
+    import numpy as np
+    import stable_baselines3
+    import torch
+
+    from usdcop_assets.backtest import metrics as M
+    from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold_held
+    from usdcop_assets.backtest.engine import backtest_actions, compare
+    from usdcop_assets.backtest.overfitting import (
+        deflated_sharpe_ratio,
+        probability_of_backtest_overfitting,
+        session_sharpe,
+    )
+    from usdcop_assets.core import calendar as cal
+    from usdcop_assets.rl.costs import live_costs
+    from usdcop_assets.rl.ensemble import spread, train_experiment_fold
+    from usdcop_assets.rl.folds import fold_options_from_env, fold_sessions, fold_windows, warm_sessions
+    from usdcop_assets.rl.risk import live_limits
+    from usdcop_assets.rl.selection import SelectionRule, ValidationResult, select
+
+    torch.set_num_threads(1)
+    costs, limits = live_costs(), live_limits()
+    options = fold_options_from_env()
+    keys = month_keys(args.folds)
+    rule = SelectionRule()
+    strat = {e.name: f"ppo_{e.name}" for e in experiments}
+    seeds_of = {e.name: tuple(e.seeds[: args.seeds] if args.seeds else e.seeds) for e in experiments}
+    json_path = Path(args.json or f"/tmp/walk_forward_{time.strftime('%Y%m%d_%H%M%S')}.json")
+    log(
+        f"python {sys.version.split()[0]}, torch {torch.__version__}, sb3 {stable_baselines3.__version__}, "
+        f"{os.cpu_count()} CPUs, load {loadavg()}; costs {costs.rate * 1e4:.2f} bps per unit; risk {limits}"
+    )
+    log(
+        f"experiments {[f'{e.name}@{e.version}' for e in experiments]}, seeds {seeds_of}, timesteps "
+        f"{args.timesteps or 'per file'}; folds {keys[0]}..{keys[-1]} ({len(keys)}), train every {args.every}; "
+        f"fold options {options}; selection: {SELECTION_RULE_TEXT}"
+    )
+    with Clock() as c_l4:
+        episodes, stats, obs_config, info = build_episodes(args.bars, args.macro)
+    log(f"[L0-L4] {c_l4.wall:.1f}s: {info['l4']['episode_bars']} episode bars, {info['l4']['warm_sessions']} warm")
+    episodes = episodes.sort_values(["time"], kind="stable").reset_index(drop=True)
+    month_of = episodes["session"].astype(str).str[:7]
+
+    gbm_config = None
+    if not args.no_lightgbm:
+        from usdcop_assets.backtest.gbm_baseline import GbmConfig, gbm_targets, train_gbm
+
+        gbm_config = GbmConfig(seed=experiments[0].seeds[0])
+
+    # L5: per fold, every experiment's seeds (every N-th fold), then the selection on validation only
+    trained: dict[str, dict] = {}  # fold key of training -> experiment name -> ExperimentFold
+    fold_rows, gbm_pos = [], {}
+    current = None
+    t_train = 0.0
+    for i, key in enumerate(keys):
+        before = episodes[episodes["time"] < cal.session_open(fold_sessions(key)[0])]  # what l5/ppo_model reads
+        available = warm_sessions(before)
+        if gbm_config:
+            g = train_gbm(before, fold_windows(key, available, **options), gbm_config, obs_config)
+            gbm_pos[key] = gbm_targets(g, episodes.loc[episodes.index[month_of == key]], obs_config)
+        if i % args.every == 0:
+            trained[key] = {}
+            for e in experiments:
+                fold = fold_windows(key, available, **e.fold_options(options))
+                with Clock() as c:
+                    trained[key][e.name] = train_experiment_fold(
+                        before,
+                        fold,
+                        e,
+                        obs_config,
+                        costs,
+                        risk=limits,
+                        obs_stats=stats,
+                        timesteps=args.timesteps,
+                        seeds=seeds_of[e.name],
+                    )
+                t_train += c.wall
+                v = trained[key][e.name].validation
+                log(
+                    f"[L5] fold {key} {e.name}: {len(seeds_of[e.name])} seeds in {c.wall:.0f}s; ensemble validation "
+                    f"Sharpe {fnum(v['sharpe'], '{:.2f}')}, turnover {fnum(v['turnover_per_session'], '{:.2f}')}"
+                    f"/session ({v['first_session']}..{v['last_session']})"
+                )
+            current = key
+            candidates = [
+                ValidationResult(
+                    strat[name],
+                    ef.valid_sessions,
+                    ef.validation["sharpe"],
+                    ef.validation["turnover_per_session"],
+                    {"checkpoints": [r["checkpoint"] for r in ef.per_seed]},
+                )
+                for name, ef in trained[key].items()
+            ]
+            selection = select(fold_sessions(key)[0], candidates, rule)
+        fold_rows.append(
+            {
+                "fold": key,
+                "model": current,
+                "trained": current == key,
+                "selected": selection.selected,
+                "selection_reason": selection.reason,
+                "validation_sharpe": selection.scores,
+                "validation_turnover_per_session": {
+                    strat[n]: ef.validation["turnover_per_session"] for n, ef in trained[current].items()
+                },
+                "checkpoints": {strat[n]: [r["checkpoint"] for r in ef.per_seed] for n, ef in trained[current].items()},
+            }
+        )
+        log(f"[select] fold {key}: {selection.selected} ({selection.reason})")
+
+    # inference: each month with the experiments of its fold's model
+    oos = month_of.isin(keys).to_numpy()
+    bars = episodes[oos].reset_index(drop=True)
+    months = month_of[oos].reset_index(drop=True).to_numpy()
+    sessions = bars["session"].astype(str).to_numpy()
+    next_ret = bars["next_ret"].to_numpy(dtype="float64")
+    close = bars["close"].to_numpy(dtype="float64")
+    ens = {e.name: [] for e in experiments}
+    per_seed = {(e.name, s): [] for e in experiments for s in seeds_of[e.name]}
+    selected_pos = []
+    t0 = time.perf_counter()
+    for row in fold_rows:
+        frame = episodes.loc[episodes.index[month_of == row["fold"]]]
+        month_pos = {}
+        for e in experiments:
+            combined, per = trained[row["model"]][e.name].positions(frame, obs_config, costs, limits)
+            ens[e.name].append(combined)
+            month_pos[strat[e.name]] = combined
+            for s, p in zip(seeds_of[e.name], per):
+                per_seed[(e.name, s)].append(p)
+        selected_pos.append(month_pos.get(row["selected"], np.zeros(len(frame))))  # a fallback name: flat
+    t_inf = time.perf_counter() - t0
+
+    strategies = {
+        "selected": np.concatenate(selected_pos),
+        **{strat[n]: np.concatenate(v) for n, v in ens.items()},
+        **all_baselines(close, sessions),
+    }
+    if gbm_config:
+        strategies["lightgbm"] = np.concatenate([gbm_pos[k] for k in keys])
+    held = buy_and_hold_held(close, next_ret, sessions, costs)
+    table = compare(
+        strategies,
+        next_ret,
+        sessions,
+        costs,
+        limits,
+        reference="buy_and_hold",
+        n_boot=args.n_boot,
+        seed=0,
+        simulated={"buy_and_hold_held": held},
+    )
+    _, codes = np.unique(sessions, return_inverse=True)
+    frames = {n: backtest_actions(t, next_ret, sessions, costs, limits) for n, t in strategies.items()}
+    session_pnl = {n: np.bincount(codes, weights=f["pnl"].to_numpy()) for n, f in frames.items()}
+    seed_frames = {
+        k: backtest_actions(np.concatenate(v), next_ret, sessions, costs, limits) for k, v in per_seed.items()
+    }
+    trials = {f"{n}_seed{s}": np.bincount(codes, weights=f["pnl"].to_numpy()) for (n, s), f in seed_frames.items()}
+    trial_sharpes = [session_sharpe(x) for x in trials.values()]
+
+    def dsr(name):
+        try:
+            return deflated_sharpe_ratio(session_pnl[name], trial_sharpes).dsr
+        except ValueError:
+            return None  # degenerate returns (e.g. never trades)
+
+    def pbo_of(columns: dict):
+        s = min(16, int(codes.max() + 1) // 2 * 2)  # 16 splits, fewer on a short period
+        if len(columns) < 2 or s < 2:
+            return None
+        return probability_of_backtest_overfitting(np.column_stack(list(columns.values())), n_splits=s).to_dict()
+
+    pbo_trials = pbo_of(trials)
+    pbo_experiments = pbo_of({strat[n]: session_pnl[strat[n]] for n in ens})
+
+    # per experiment: validation vs out of sample, per-seed spread
+    rows = {r["strategy"]: r for r in table.to_dict("records")}
+    exp_table = []
+    for e in experiments:
+        efs = [trained[k][e.name] for k in trained]
+        name = strat[e.name]
+        by_month = {}
+        for k in keys:
+            m = months == k
+            f = frames[name][m]
+            by_month[k] = M.performance(f["pnl"].to_numpy(), f["position"].to_numpy(), sessions[m])["sharpe"]
+        seed_oos = {
+            s: M.performance(f["pnl"].to_numpy(), f["position"].to_numpy(), sessions)
+            for (n, s), f in seed_frames.items()
+            if n == e.name
+        }
+        exp_table.append(
+            {
+                "experiment": e.name,
+                "strategy": name,
+                "version": e.version,
+                "description": e.description,
+                "ensemble": e.ensemble,
+                "seeds": list(seeds_of[e.name]),
+                "validation_sharpe": float(np.nanmean([ef.validation["sharpe"] for ef in efs]))
+                if any(np.isfinite(ef.validation["sharpe"]) for ef in efs)
+                else None,
+                "validation_sharpe_by_fold": {ef.fold.key: ef.validation["sharpe"] for ef in efs},
+                "validation_turnover_per_session": float(
+                    np.mean([ef.validation["turnover_per_session"] for ef in efs])
+                ),
+                "oos_sharpe": rows[name]["sharpe"],
+                "oos_sharpe_by_fold": by_month,
+                "oos_total_return": rows[name]["total_return"],
+                "turnover_per_session": rows[name]["turnover_per_session"],
+                "deflated_sharpe": dsr(name),
+                "selected_in": [r["fold"] for r in fold_rows if r["selected"] == name],
+                "seed_spread": {
+                    "validation_sharpe": spread(r["valid_sharpe"] for ef in efs for r in ef.per_seed),
+                    "oos_sharpe": spread(p["sharpe"] for p in seed_oos.values()),
+                    "oos_total_return": spread(p["total_return"] for p in seed_oos.values()),
+                    "oos_turnover_per_session": spread(p["turnover_per_session"] for p in seed_oos.values()),
+                },
+                "per_fold": [ef.summary() for ef in efs],
+            }
+        )
+
+    report = {
+        "args": vars(args),
+        "bars": str(args.bars),
+        "macro": str(args.macro),
+        "costs": dataclasses.asdict(costs),
+        "rate_bps": costs.rate * 1e4,
+        "risk": dataclasses.asdict(limits),
+        "fold_options": options,
+        "selection_rule": {**rule.to_dict(), "text": SELECTION_RULE_TEXT},
+        "lightgbm_config": gbm_config.to_dict() if gbm_config else None,
+        "l0_l4": {**info, "wall_s": c_l4.wall},
+        "folds": fold_rows,
+        "selected": "selected",
+        "selected_by_fold": {r["fold"]: r["selected"] for r in fold_rows},
+        "experiments": exp_table,
+        "n_trials": len(trials),
+        "trial_sharpe_per_session": dict(zip(trials, trial_sharpes)),
+        "pbo": pbo_trials["pbo"] if pbo_trials else None,
+        "pbo_detail": {"trials": pbo_trials, "experiments": pbo_experiments},
+        "table": table.to_dict("records"),
+        "oos": {"first": keys[0], "last": keys[-1], "bars": len(bars), "sessions": len(set(sessions))},
+    }
+    report["strategies"] = {
+        r["strategy"]: {
+            "total_return": r["total_return"],
+            "sharpe": r["sharpe"],
+            "sharpe_ci": [r.get("sharpe_ci_low"), r.get("sharpe_ci_high")],
+            "turnover_per_session": r["turnover_per_session"],
+        }
+        for r in table.to_dict("records")
+    }
+    for name in ["selected", *strat.values(), *(["lightgbm"] if gbm_config else [])]:
+        report["strategies"][name]["deflated_sharpe"] = dsr(name)  # N = experiments x seeds tried
+    report["strategies"]["selected"]["picks"] = report["selected_by_fold"]
+
+    log()
+    log(f"=== out of sample {keys[0]}..{keys[-1]}: {len(set(sessions))} sessions, {costs.rate * 1e4:.1f} bps/unit ===")
+    head = f"{'strategy':26} {'total ret':>9} {'Sharpe [95% CI]':>22} {'turnover/s':>10} {'DSR':>6}"
+    lines = [head, "-" * len(head)]
+    for name, v in report["strategies"].items():
+        ci = f"{fnum(v['sharpe'], '{:.2f}')} [{fnum(v['sharpe_ci'][0], '{:.2f}')}, {fnum(v['sharpe_ci'][1], '{:.2f}')}]"
+        lines.append(
+            f"{name:26} {fnum(v['total_return'] * 100, '{:.2f}%'):>9} {ci:>22} "
+            f"{fnum(v['turnover_per_session'], '{:.2f}'):>10} {fnum(v.get('deflated_sharpe'), '{:.3f}'):>6}"
+        )
+    xh = f"{'experiment':20} {'valid Sh':>9} {'OOS Sh':>8} {'OOS ret':>8} {'turnover/s':>10} {'seed OOS Sh':>16} picked"
+    xlines = [xh, "-" * len(xh)]
+    for r in exp_table:
+        sp = r["seed_spread"]["oos_sharpe"]
+        xlines.append(
+            f"{r['experiment']:20} {fnum(r['validation_sharpe'], '{:.2f}'):>9} {fnum(r['oos_sharpe'], '{:.2f}'):>8} "
+            f"{fnum(r['oos_total_return'] * 100, '{:.2f}%'):>8} {fnum(r['turnover_per_session'], '{:.2f}'):>10} "
+            f"{fnum(sp['mean'], '{:.2f}') + ' +/- ' + fnum(sp['std'], '{:.2f}'):>16} {','.join(r['selected_in'])}"
+        )
+    for line in lines + [""] + xlines:
+        log(line)
+    log(
+        f"PBO over {len(trials)} trials (experiments x seeds): {fnum(report['pbo'])}; over the experiments: "
+        f"{fnum(pbo_experiments['pbo'] if pbo_experiments else None)}"
+    )
+    total = time.perf_counter() - t_all
+    report["wall"] = {"l1_l4_s": c_l4.wall, "training_s": t_train, "inference_s": t_inf, "total_s": total}
+    report["printed"] = {"table": lines, "experiments": xlines}
+    log(f"wall time: L0-L4 {c_l4.wall:.1f}s, training {t_train:.1f}s, inference {t_inf:.1f}s, total {total:.1f}s")
+    json_path.write_text(json.dumps(clean(report), indent=1))
+    log(f"figures written to {json_path}")
+    return 0
+
+
 # --- main -------------------------------------------------------------------------------------------
 
 
@@ -243,9 +563,35 @@ def main() -> int:
     ap.add_argument("--no-fixed", action="store_true", help="skip the 'each model held fixed' staleness table")
     ap.add_argument("--no-lightgbm", action="store_true", help="skip the LightGBM baseline (backtest/gbm_baseline.py)")
     ap.add_argument("--json", default=None, help="write every figure here (default /tmp/walk_forward_<time>.json)")
+    ap.add_argument("--bars", default=str(BARS_FILE), help="bar file (CSV/Parquet, as usdcop import --kind bars)")
+    ap.add_argument("--macro", default=str(MACRO_FILE), help="macro file (as usdcop import --kind macro)")
+    ap.add_argument(
+        "--experiment",
+        action="append",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="experiments to run (rl/experiments/*.toml or --experiments-dir); selection per fold on validation",
+    )
+    ap.add_argument("--experiments-dir", default=None, help="a user folder of experiment files (overrides by name)")
+    ap.add_argument("--seeds", type=int, default=None, help="use only the first N seeds of each experiment (screening)")
     args = ap.parse_args()
     if args.every < 1:
         ap.error("--every must be >= 1")
+    for name in ("bars", "macro"):
+        if not Path(getattr(args, name)).is_file():
+            ap.error(f"--{name} {getattr(args, name)}: no such file")
+    if args.seeds is not None and args.seeds < 1:
+        ap.error("--seeds must be >= 1")
+    if args.experiment:
+        from usdcop_assets.rl.experiments import load_experiment
+
+        names = list(dict.fromkeys(n for group in args.experiment for n in group))
+        try:
+            experiments = [load_experiment(n, args.experiments_dir) for n in names]
+        except ValueError as e:
+            ap.error(str(e))
+        return run_experiments(args, experiments)
     json_path = Path(args.json or f"/tmp/walk_forward_{time.strftime('%Y%m%d_%H%M%S')}.json")
 
     t_all = time.perf_counter()
@@ -301,7 +647,7 @@ def main() -> int:
 
     # L0 - L4
     with Clock() as c_l4:
-        episodes, stats, obs_config, info = build_episodes()
+        episodes, stats, obs_config, info = build_episodes(args.bars, args.macro)
     report["l0_l4"] = {**info, "wall_s": c_l4.wall, "cpu_s": c_l4.cpu}
     log(
         f"[L0-L4] {c_l4.wall:.1f}s: L0 {info['l0']['rows_read']} rows read, {info['l0']['rows_placed']} placed; L1 "

@@ -84,10 +84,12 @@ def seed_positions(models, episodes_df: pd.DataFrame, config, obs_config=None, c
 
 
 def evaluate_positions(positions, episodes_df: pd.DataFrame, costs=None, risk=None) -> dict:
-    """Figures of one position series on ``episodes_df``'s bars with the backtest's arithmetic (``rl.risk.apply_risk``
-    then ``cost = rate * |p_t - p_{t-1}|``, as ``backtest.engine.backtest_actions``; rl never imports backtest):
-    sharpe (annualized bar Sharpe, bars per year as the data has them), total_return, turnover_per_session,
-    sessions, and the per-session net returns (session -> log return, time order)."""
+    """Figures of one position series on ``episodes_df``'s bars, with the backtest's arithmetic: ``rl.risk.apply_risk``
+    then ``cost = rate * |p_t - p_{t-1}|``, as ``backtest.engine.backtest_actions`` (rl never imports backtest).
+
+    Returns sharpe (annualized bar Sharpe, bars per year as the data has them; 0 when every bar's P&L is 0),
+    total_return, turnover_per_session, sessions and session_returns (session -> net log return, time order).
+    """
     from usdcop_assets.rl.costs import annualized_sharpe
     from usdcop_assets.rl.risk import apply_risk
 
@@ -100,8 +102,12 @@ def evaluate_positions(positions, episodes_df: pd.DataFrame, costs=None, risk=No
     ids, codes = np.unique(sessions, return_inverse=True)
     n, k = len(pnl), len(ids)
     per_year = n / k * 252 if k else 0.0
+    if not np.any(pnl):
+        sr = 0.0  # never exposed, never traded: no excess return (flat's Sharpe, as in backtest.overfitting)
+    else:
+        sr = annualized_sharpe(float(pnl.mean()), float(pnl.std(ddof=1)), per_year) if n > 1 else float("nan")
     return {
-        "sharpe": annualized_sharpe(float(pnl.mean()), float(pnl.std(ddof=1)), per_year) if n > 1 else float("nan"),
+        "sharpe": sr,
         "total_return": float(math.expm1(pnl.sum())),
         "turnover_per_session": float(trade.sum() / k) if k else float("nan"),
         "sessions": int(k),

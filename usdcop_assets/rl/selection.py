@@ -82,7 +82,8 @@ def validation_result(
     name: str, session_returns: dict, valid_sessions, fold_start, *, turnover_per_session: float = 0.0, detail=None
 ) -> ValidationResult:
     """A ``ValidationResult`` from per-session net returns (session -> return): only ``valid_sessions`` are read,
-    and they must all be before ``fold_start``. Sharpe = mean / std of the session returns x sqrt(252)."""
+    and they must all be before ``fold_start``. Sharpe = mean / std of the session returns x sqrt(252) (0 for a
+    candidate that stayed flat: it beats a losing one)."""
     start = _as_date(fold_start)
     valid = sorted({_as_date(d) for d in valid_sessions})
     late = [d for d in valid if d >= start]
@@ -94,7 +95,10 @@ def validation_result(
         raise ValueError(f"{name}: no return for validation session {missing[0]}")
     x = np.array([returns[d] for d in valid])
     sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    sharpe = float(x.mean()) / sd * math.sqrt(ANNUAL_SESSIONS) if sd > 0 else float("nan")
+    if not np.any(x):
+        sharpe = 0.0  # flat throughout: no excess return
+    else:
+        sharpe = float(x.mean()) / sd * math.sqrt(ANNUAL_SESSIONS) if sd > 0 else float("nan")
     return ValidationResult(name, tuple(valid), sharpe, turnover_per_session, detail)
 
 
