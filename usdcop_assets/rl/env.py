@@ -20,9 +20,9 @@ close and held to bar t+1's close. The reward is exactly
 Action rules (``EnvConfig``; the defaults leave a_t as it is): ``action_space="discrete"`` quantizes the target
 to short/flat/long (a < -1/3 -> -1, a > 1/3 -> +1, else 0; the policy network stays the same Box policy, so the
 weights-only artifact is unchanged); ``no_trade_band`` keeps p_{t-1} while |target - p_{t-1}| < band (hysteresis
-against churning); ``min_hold_bars`` keeps p_{t-1} until it has been held that many bars (the forced flat at the
-last bar and the risk manager still apply). ``features`` restricts the observation to a subset of the L4 features
-(by name, in the config's order of the names given). ``cost_multiplier`` only shapes the reward: ``info`` and the
+against churning); ``min_hold_bars`` keeps a long/short p_{t-1} until it has been held that many bars (the forced
+flat at the last bar and the risk manager still apply). ``features`` restricts the observation to a subset of the
+L4 features, by name, in the order given. ``cost_multiplier`` only shapes the reward: ``info`` and the
 equity always carry the real costs, so validation and backtests see the real ones.
 
 with ``rate = (spread_bps/2 + slippage_bps)/1e4`` (``costs.CostConfig``), ``next_ret_t`` the log return from
@@ -203,7 +203,7 @@ class EnvConfig:
     risk: RiskLimits | None = None  # the same risk manager as live and backtest; None = only clip and flat at the end
     action_space: Literal["continuous", "discrete"] = "continuous"  # discrete: short/flat/long (module docstring)
     no_trade_band: float = 0.0  # keep the position while |target - position| < band
-    min_hold_bars: int = 0  # keep a new position at least this many bars (0: no minimum)
+    min_hold_bars: int = 0  # keep a new long/short position at least this many bars (flat is left freely)
     holding_incentive: float = 0.0  # reward per bar without a position change (log-return units, before scale)
     cost_multiplier: float = 1.0  # training reward only: costs counted this many times (info keeps the real ones)
     features: tuple[str, ...] | None = None  # observation subset by name; None = every L4 feature
