@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from usdcop_assets.core.settings import environ
+from usdcop_assets.core.settings import Settings, environ
 from usdcop_assets.defs.automation.alerts import build_alert_sensors
 from usdcop_assets.defs.automation.conditions import (
     build_automation_sensor,
@@ -32,7 +32,7 @@ from usdcop_assets.defs.layers.macro_daily import l0_macro_daily, l1_macro_daily
 from usdcop_assets.defs.quality.checks import build_session_checks
 from usdcop_assets.defs.quality.freshness import POLICIES, with_freshness_policies
 from usdcop_assets.defs.quality.live_parity import build_live_parity_checks
-from usdcop_assets.defs.resources import store_resources
+from usdcop_assets.defs.resources import source_resources, store_resources
 from usdcop_assets.version import code_version
 
 
@@ -96,6 +96,7 @@ def executor_from_env(env=None):
 
 def build_definitions() -> dg.Definitions:
     lake, warehouse = store_resources()
+    bar_source, macro_source = source_resources(Settings.from_env())
     built = [
         build_session_chain_job(SESSION_ASSETS, [*SESSION_CHECKS, *LIVE_PARITY_CHECKS]),
         build_asset_job(MACRO_JOB, DAILY_ASSETS),
@@ -113,6 +114,8 @@ def build_definitions() -> dg.Definitions:
         sensors=[*SENSORS, build_automation_sensor(SESSION_ASSETS), build_history_sensor(), *ALERT_SENSORS],
         resources={
             "lake": lake,
+            "bar_source": bar_source,
+            "macro_source": macro_source,
             "warehouse": warehouse,
             "lake_io_manager": LakeIOManager(lake=lake),
             "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse),

@@ -91,8 +91,12 @@ def parse_macro_source(text: str, var: str = SOURCE_ENV) -> tuple[str, ...]:
 def resolve_macro_source(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The macro sources to read, from ``USDCOP_MACRO_SOURCE`` (or the FRED-key default)."""
     env = environ() if env is None else env
-    raw = (env.get(SOURCE_ENV) or "").strip()
-    has_key = bool((env.get(FRED_KEY_ENV) or "").strip())
+    return macro_specs(env.get(SOURCE_ENV), bool((env.get(FRED_KEY_ENV) or "").strip()))
+
+
+def macro_specs(raw: str | None, has_key: bool) -> tuple[str, ...]:
+    """The macro sources a ``USDCOP_MACRO_SOURCE`` value names (``None``/blank: FRED with a key, else synthetic)."""
+    raw = (raw or "").strip()
     if not raw:
         return ("fred",) if has_key else (SYNTHETIC,)
     specs = parse_macro_source(raw)

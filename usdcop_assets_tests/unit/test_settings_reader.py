@@ -15,9 +15,9 @@ ENV_NAMES = {"environ", "environb", "getenv", "putenv", "unsetenv"}
 
 # Remaining direct uses, each with its reason; a line number is not pinned so a reformat does not break it.
 ALLOWED = {
-    # The CLI still hands DAGSTER_HOME, the run's source and its time zone to Dagster (and to the run processes
-    # it starts) through its own environment; moving them to run config / resources is issue 18 step 2.
-    "cli.py": "writes DAGSTER_HOME, USDCOP_SOURCE and USDCOP_SOURCE_TZ for the runs it launches",
+    # Dagster reads two of its own knobs (planned-event subsets, event batch size) from the process environment only;
+    # everything of the platform travels as Settings, run config and resources (test below).
+    "cli.py": "sets Dagster's own process knobs (DAGSTER_PROCESS_KNOBS)",
     # A write, not a read: torch reads OMP_NUM_THREADS when it loads, so it must be in the process environment.
     "defs/live/service.py": "sets OMP_NUM_THREADS=1 before torch loads",
 }
@@ -76,3 +76,13 @@ def test_a_planted_read_is_found():
     ]
     # Reading the process id or a path is not reading the environment.
     assert environment_uses("import os\nos.getpid()\nos.path.join('a', 'b')\nos.stat('x')\n") == []
+
+
+def test_the_cli_writes_only_dagsters_process_knobs():
+    """No USDCOP_* variable, no DAGSTER_HOME: the CLI hands the instance, the sources and the training options to
+    Dagster as an instance opened from its directory, resource config and run config."""
+    from usdcop_assets.cli import DAGSTER_PROCESS_KNOBS
+
+    uses = environment_uses((PACKAGE / "cli.py").read_text())
+    assert len(uses) == 1, uses  # the one setdefault loop in prepare_environment
+    assert set(DAGSTER_PROCESS_KNOBS) == {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "DAGSTER_EVENT_BATCH_SIZE"}

@@ -30,7 +30,8 @@ from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import env_int, environ
 from usdcop_assets.defs.automation.jobs import SESSION_JOB
 from usdcop_assets.defs.partitions import history_start
-from usdcop_assets.sources import fetch_bars, require_available, resolve_source
+from usdcop_assets.defs.resources import BarSourceResource
+from usdcop_assets.sources import fetch_bars
 
 L0_KEY = dg.AssetKey(["l0", "ohlcv_m5"])
 GAP_FILL_SESSIONS_ENV = "USDCOP_GAP_FILL_SESSIONS"
@@ -93,7 +94,7 @@ def realtime_default_status(env=None) -> dg.DefaultSensorStatus:
     description="Runs today's session partition (L0..L6) for each newly closed 5-minute bar, once the source "
     "publishes it.",
 )
-def realtime_bar_sensor(context: dg.SensorEvaluationContext):
+def realtime_bar_sensor(context: dg.SensorEvaluationContext, bar_source: BarSourceResource):
     now = utc_now()
     bar = cal.last_closed_bar(now)
     if bar is None:
@@ -102,7 +103,7 @@ def realtime_bar_sensor(context: dg.SensorEvaluationContext):
     cursor = context.cursor or None
     if cursor is not None and key <= cursor:  # keys sort chronologically
         return dg.SkipReason(f"no new closed bar: the last closed bar {key} was already requested (cursor {cursor})")
-    source = require_available(resolve_source())
+    source = bar_source.name()
     try:
         published = bar_published(source, bar)
     except _WouldWait:

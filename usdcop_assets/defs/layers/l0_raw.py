@@ -7,8 +7,8 @@ from usdcop_assets import clock
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY, session_backfill_policy
+from usdcop_assets.defs.resources import BarSourceResource
 from usdcop_assets.defs.windows import session_output
-from usdcop_assets.sources import fetch_bars_with_summary, require_available, resolve_source
 
 
 @dg.asset(
@@ -23,8 +23,8 @@ from usdcop_assets.sources import fetch_bars_with_summary, require_available, re
     metadata={"time_column": "time", "lake_window": "session_days"},
     description="USD/COP 5-minute bars as the source gave them (one lake object per session date).",
 )
-def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
-    source = require_available(resolve_source())
+def l0_ohlcv_m5(context: dg.AssetExecutionContext, bar_source: BarSourceResource) -> dg.Output[pd.DataFrame]:
+    source = bar_source.name()
     window = context.partition_time_window
     start, end = pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
     # Today's session is materialized many times a day: ask only for bars closed by now, so a bar is
@@ -32,7 +32,7 @@ def l0_ohlcv_m5(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
     last = cal.last_closed_bar(clock.utc_now())
     fetch_end = min(end, last + pd.Timedelta(minutes=cal.BAR_MINUTES)) if last is not None else end
     # One fetch for the whole window: a range run pages the source once, not once per session.
-    raw, summary = fetch_bars_with_summary(source, start, max(start, fetch_end))
+    raw, summary = bar_source.fetch(start, max(start, fetch_end))
     n_bars = len(cal.expected_bars(start, max(start, fetch_end)))
     metadata: dict = {"source": source, "rows": len(raw), "bars_due": n_bars}
     parse_errors = int(raw["parse_error"].notna().sum())

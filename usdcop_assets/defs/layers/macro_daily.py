@@ -13,7 +13,8 @@ from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import env_int, environ
 from usdcop_assets.defs.partitions import macro_partitions
 from usdcop_assets.defs.policies import SOURCE_RETRY_POLICY
-from usdcop_assets.sources.macro_sources import FRED_KEY_ENV, fetch_macro, resolve_macro_source, source_label
+from usdcop_assets.defs.resources import MacroSourceResource
+from usdcop_assets.sources.macro_sources import FRED_KEY_ENV, fetch_macro, source_label
 
 # Daily windows are Bogota calendar days [00:00, 24:00) starting MACRO_WARMUP_DAYS before the bar
 # history (partitions.py): each holds exactly the rows of its date (their ``time`` is 00:00 Bogota).
@@ -37,8 +38,8 @@ def _window_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     metadata={"time_column": "time"},
     description="Daily macro observations in long form as the source(s) gave them (one lake object per date).",
 )
-def l0_macro_daily(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
-    specs = resolve_macro_source()
+def l0_macro_daily(context: dg.AssetExecutionContext, macro_source: MacroSourceResource) -> dg.Output[pd.DataFrame]:
+    specs = macro_source.specs()
     labels = [source_label(s) for s in specs]
     first, last = _window_dates(context)
     context.log.info(f"macro source(s): {', '.join(labels)} for {first}..{last}")
