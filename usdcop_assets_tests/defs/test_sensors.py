@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.defs.automation import sensors
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, build_session_chain_job
 from usdcop_assets.defs.automation.sensors import (
@@ -23,6 +23,7 @@ from usdcop_assets.defs.automation.sensors import (
     recent_sessions,
 )
 from usdcop_assets.defs.definitions import ASSETS, build_definitions
+from usdcop_assets.defs.resources import source_resources
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.testing.vendor_server import TD_PATH, VendorServer
 from usdcop_assets_tests.defs.test_gaps import full_definitions
@@ -58,7 +59,12 @@ def clock(monkeypatch):
 
 
 def _tick(sensor, instance, defs, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"bar_source": source_resources(Settings.from_env())[0]},  # the code location's, from the env
+    )
     # Dagster validates requested partitions at its own "now": the daemon's would be the injected clock's
     # (today's session must exist mid-session).
     with dg.partition_loading_context(effective_dt=sensors.utc_now().to_pydatetime()):

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.defs.io_managers import LakeIOManager
 from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
 from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, history_start, macro_partitions
-from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.resources import LakeResource, source_resources
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.fred import DEFAULT_SERIES
 from usdcop_assets.sources.macro_sources import (
@@ -273,7 +273,16 @@ def test_fetch_macro_combines_sources_with_one_schema(tmp_path, real_file_frame)
 def _defs(lake_dir) -> dg.Definitions:
     lake = LakeResource(url=str(lake_dir))
     job = dg.define_asset_job(JOB, selection=[l0_macro_daily])  # partitioning inferred from the asset
-    return dg.Definitions(assets=[l0_macro_daily], jobs=[job], resources={"lake_io_manager": LakeIOManager(lake=lake)})
+    return dg.Definitions(
+        assets=[l0_macro_daily],
+        jobs=[job],
+        resources={"lake_io_manager": LakeIOManager(lake=lake), "macro_source": _macro_source()},
+    )
+
+
+def _macro_source():
+    """The deployment's macro source, from the (test's) environment as the code location builds it."""
+    return source_resources(Settings.from_env())[1]
 
 
 def _run_range(lake_dir, instance, first: str, last: str):
@@ -289,7 +298,10 @@ def _run_day(lake_dir, instance, day: str):
         [l0_macro_daily],
         instance=instance,
         partition_key=day,
-        resources={"lake_io_manager": LakeIOManager(lake=LakeResource(url=str(lake_dir)))},
+        resources={
+            "lake_io_manager": LakeIOManager(lake=LakeResource(url=str(lake_dir))),
+            "macro_source": _macro_source(),
+        },
     )
 
 
