@@ -45,6 +45,18 @@ def current_settings() -> Settings:
     return Settings.from_env(environ())
 
 
+def as_settings(settings: Settings | Mapping[str, str] | None = None) -> Settings:
+    """``settings`` itself, else ``Settings.from_env`` of the environment now. A mapping is still accepted because
+    defs/ and cli.py pass ``env=`` mappings today; the defs/ merge drops that path (issue 18)."""
+    return settings if isinstance(settings, Settings) else Settings.from_env(settings)
+
+
+def child_environ(drop_prefixes: tuple[str, ...] = ()) -> dict[str, str]:
+    """A copy of the environment for a child process, without the variables starting with ``drop_prefixes`` (so
+    a replay's child sees only the deployment it is given, not this one's)."""
+    return {k: v for k, v in environ().items() if not k.startswith(drop_prefixes)}
+
+
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
 
@@ -204,7 +216,8 @@ class _EnvGroup(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> _EnvGroup:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> _EnvGroup:
+        env = environ() if env is None else env
         data = {}
         for name, info in cls.model_fields.items():
             var = info.alias or name

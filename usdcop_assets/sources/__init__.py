@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from usdcop_assets.core.settings import SOURCE_ENV, ConfigError, environ
+from usdcop_assets.core.settings import SOURCE_ENV, ConfigError, Settings, as_settings
 
 AVAILABLE = ("synthetic", "twelvedata", "file")
 
@@ -36,12 +36,11 @@ L0_COLUMNS = [
 STRING_COLUMNS = ("parse_error", "source_time")
 
 
-def resolve_source(env=None) -> str:
-    env = environ() if env is None else env
-    explicit = (env.get(SOURCE_ENV) or "").strip()
-    if explicit:
-        return explicit
-    return "twelvedata" if env.get("TWELVEDATA_API_KEYS") else "synthetic"
+def resolve_source(settings: Settings | None = None) -> str:
+    sources = as_settings(settings).sources
+    if sources.bar_source:
+        return sources.bar_source
+    return "twelvedata" if sources.twelvedata_api_keys is not None else "synthetic"
 
 
 def require_available(source: str) -> str:

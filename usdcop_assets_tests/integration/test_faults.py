@@ -136,10 +136,10 @@ def test_source_down_for_a_whole_session_fails_the_run_and_the_rerun_matches_a_c
     # Same attempts, short waits: the retry policy is exercised, the test does not sleep for a minute.
     original = TwelveDataClient.from_env.__func__
 
-    def quick(cls, env=os.environ, **kwargs):
+    def quick(cls, settings=None, **kwargs):
         kwargs.setdefault("base_delay", 0.01)
         kwargs.setdefault("max_delay", 0.02)
-        return original(cls, env, **kwargs)
+        return original(cls, settings, **kwargs)
 
     monkeypatch.setattr(TwelveDataClient, "from_env", classmethod(quick))
     # the step's own retry policy (policies.SOURCE_RETRY_POLICY) runs too, without its 10-40 s waits

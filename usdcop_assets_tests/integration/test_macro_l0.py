@@ -52,23 +52,26 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 def test_resolve_macro_source_rules():
-    assert resolve_macro_source({}) == ("synthetic",)
-    assert resolve_macro_source({"FRED_API_KEY": "  "}) == ("synthetic",)
-    assert resolve_macro_source({"FRED_API_KEY": "k"}) == ("fred",)
-    assert resolve_macro_source({SOURCE_ENV: "synthetic", "FRED_API_KEY": "k"}) == ("synthetic",)
-    assert resolve_macro_source({SOURCE_ENV: " fred , file:/x/m.csv.gz", "FRED_API_KEY": "k"}) == (
+    assert resolve_macro_source(Settings.from_env({})) == ("synthetic",)
+    assert resolve_macro_source(Settings.from_env({"FRED_API_KEY": "  "})) == ("synthetic",)
+    assert resolve_macro_source(Settings.from_env({"FRED_API_KEY": "k"})) == ("fred",)
+    assert resolve_macro_source(Settings.from_env({SOURCE_ENV: "synthetic", "FRED_API_KEY": "k"})) == ("synthetic",)
+    assert resolve_macro_source(Settings.from_env({SOURCE_ENV: " fred , file:/x/m.csv.gz", "FRED_API_KEY": "k"})) == (
         "fred",
         "file:/x/m.csv.gz",
     )
-    assert resolve_macro_source({SOURCE_ENV: "FILE:/a.parquet,synthetic"}) == ("file:/a.parquet", "synthetic")
+    assert resolve_macro_source(Settings.from_env({SOURCE_ENV: "FILE:/a.parquet,synthetic"})) == (
+        "file:/a.parquet",
+        "synthetic",
+    )
     for bad in ("bloomberg", "fred,bloomberg", "file:", "synthetic:x", ","):
         with pytest.raises(ConfigError, match=SOURCE_ENV) as exc:
-            resolve_macro_source({SOURCE_ENV: bad, "FRED_API_KEY": "k"})
+            resolve_macro_source(Settings.from_env({SOURCE_ENV: bad, "FRED_API_KEY": "k"}))
         assert repr(bad) in str(exc.value)
     with pytest.raises(ConfigError, match="listed twice"):
-        resolve_macro_source({SOURCE_ENV: "synthetic,synthetic"})
+        resolve_macro_source(Settings.from_env({SOURCE_ENV: "synthetic,synthetic"}))
     with pytest.raises(ConfigError, match="FRED_API_KEY"):
-        resolve_macro_source({SOURCE_ENV: "fred,file:/x.csv"})
+        resolve_macro_source(Settings.from_env({SOURCE_ENV: "fred,file:/x.csv"}))
 
 
 def test_catalog_covers_the_features_and_the_file():
