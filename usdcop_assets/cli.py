@@ -32,6 +32,23 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER_PROCESS_KNOBS = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1", "DAGSTER_EVENT_BATCH_SIZE": "5000"}
 
 
+def _defs():
+    """The code location for the deployment settings as they are now (run parameters go in run config)."""
+    from usdcop_assets.defs.definitions import build_defs
+
+    return build_defs(Settings.from_env())
+
+
+def _partitions():
+    from usdcop_assets.defs.partitions import build_partitions
+
+    return build_partitions(_history_start(), dt.date.today())
+
+
+def _history_start() -> dt.date:
+    return Settings.from_env().history.start
+
+
 def prepare_environment() -> Settings:
     """Resolve settings and make ``DAGSTER_HOME`` exist with an instance config (embedded by default)."""
     settings = Settings.from_env()
@@ -153,7 +170,6 @@ def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parall
     last = cal.parse_session_key(key_range.end)
     check_home(writes=True)
     ok = True
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
 
     macro_first = first - dt.timedelta(days=MACRO_WARMUP_DAYS)
@@ -166,7 +182,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parall
             "empty)"
         )
         macro = False
-    check_session_upstream(build_definitions(), chosen, first, last)  # refused before anything runs
+    check_session_upstream(_defs(), chosen, first, last)  # refused before anything runs
     log = new_log_path(settings.home, "backfill")
     # one lease over every date this backfill writes (macro days included): overlapping backfills serialize
     with writer_lease(settings, macro_first if macro else first, last, "usdcop backfill"), dagster_logs_to(log):
@@ -219,12 +235,12 @@ def _layers(text: str) -> list[str]:
 
 def session_range(first: dt.date, last: dt.date):
     """The session partition range ``first..last``, or a usage error naming what is wrong."""
-    from usdcop_assets.defs.partitions import history_start, session_key_range
+    from usdcop_assets.defs.partitions import session_key_range
 
     if last < first:
         raise BadArgument(f"--end {last} is before --start {first}")
-    if first < history_start():
-        raise BadArgument(f"--start {first} is before the partitions start {history_start()} (USDCOP_HISTORY_START)")
+    if first < _history_start():
+        raise BadArgument(f"--start {first} is before the partitions start {_history_start()} (USDCOP_HISTORY_START)")
     try:
         return session_key_range(first, last)
     except cal.CalendarError as exc:
@@ -239,9 +255,7 @@ def available_range(first: dt.date, last: dt.date, now=None):
     last_bar = cal.last_closed_bar(clock.utc_now() if now is None else now)
     newest = last_bar.tz_convert(cal.TZ).date() if last_bar is not None else None
     if newest is None or cal.parse_session_key(key_range.start) > newest:
-        from usdcop_assets.defs.partitions import history_start
-
-        oldest = cal.trading_days(history_start(), history_start() + dt.timedelta(days=14))[0]
+        oldest = cal.trading_days(_history_start(), _history_start() + dt.timedelta(days=14))[0]
         raise BadArgument(
             f"{first} .. {last} is in the future: the sessions are {oldest} .. {newest} "
             f"({newest} is the newest with a closed bar); pick a --start on or before it"
@@ -262,7 +276,9 @@ def require_upstream(defs, keys: set, first: dt.date, last: dt.date, produced: s
     decided
     flat, by design) and unpartitioned parents are not required."""
 
-    from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, macro_partitions, session_partitions
+    from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
+
+    parts = _partitions()
 
     graph = defs.resolve_asset_graph()
     parents = {p for k in keys for p in graph.get(k).parent_keys} - set(keys) - set(produced)
@@ -272,7 +288,7 @@ def require_upstream(defs, keys: set, first: dt.date, last: dt.date, produced: s
             part = graph.get(parent).partitions_def
             name = parent.to_user_string()
             layers = ",".join(f"L{i}" for i in range(int(parent.path[0][1:]) + 1))
-            if part == session_partitions:
+            if part == parts.session:
                 done = instance.get_materialized_partitions(parent)
                 missing = [k for k in sessions if k not in done]
                 if missing:
@@ -285,8 +301,8 @@ def require_upstream(defs, keys: set, first: dt.date, last: dt.date, produced: s
                         f"{name} is not materialized for {which} of {first} .. {last}: "
                         f"`usdcop backfill --start {first} --end {last} --layers {layers}` produces it"
                     )
-            elif part == macro_partitions and any(
-                graph.get(c).partitions_def == macro_partitions for c in keys & graph.get(parent).child_keys
+            elif part == parts.macro and any(
+                graph.get(c).partitions_def == parts.macro for c in keys & graph.get(parent).child_keys
             ):
                 # (a session asset runs without macro days by design: L3's macro features are then empty)
                 lo = (first - dt.timedelta(days=MACRO_WARMUP_DAYS)).isoformat()
@@ -355,11 +371,10 @@ def _materialize_sessions(
 
     from usdcop_assets.core.settings import backfill_sessions_per_run
     from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.keys import OBSERVATIONS
 
     key_range = available_range(first, last)
-    defs = build_definitions()  # from the current environment, not whatever was imported first
+    defs = _defs()  # from the current environment, not whatever was imported first
     job = defs.resolve_job_def(SESSION_JOB)
     graph = defs.resolve_asset_graph()
     wanted = session_assets(defs, chosen)
@@ -535,9 +550,7 @@ def _execute_range(
     global _worker_defs
     if defs is None:
         if _worker_defs is None:
-            from usdcop_assets.defs.definitions import build_definitions
-
-            _worker_defs = build_definitions()
+            _worker_defs = _defs()
         defs = _worker_defs
     tags = dict(base_tags)
     if key_range is not None:
@@ -583,8 +596,8 @@ def materialize_days(
     """One range run of the daily macro job over ``first..last``, clipped to the partitions that exist."""
 
     from usdcop_assets.defs.automation.jobs import MACRO_JOB
-    from usdcop_assets.defs.definitions import build_definitions
-    from usdcop_assets.defs.partitions import macro_partitions
+
+    macro_partitions = _partitions().macro
 
     keys_start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
     keys_end = dt.date.fromisoformat(macro_partitions.get_last_partition_key())
@@ -595,7 +608,7 @@ def materialize_days(
     click.echo(f"macro {first} .. {last}: {(last - first).days + 1} days; source={_macro_source_name(sources)}")
     from usdcop_assets.defs.automation.jobs import layer_selection
 
-    defs = build_definitions()
+    defs = _defs()
     job = defs.resolve_job_def(MACRO_JOB)
     keys = layer_selection(layers).resolve(defs.resolve_asset_graph()) & set(job.asset_layer.selected_asset_keys)
     if not keys:
@@ -653,11 +666,10 @@ def train_fold(settings: Settings, fold: str, config: dict, launched_by: str) ->
     a partition or the L4 episodes before it are too few."""
 
     from usdcop_assets.defs.automation.jobs import MODEL_JOB
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.keys import PPO_MODEL
     from usdcop_assets.defs.layers.l5_model import PPOModelConfig
 
-    defs = build_definitions()
+    defs = _defs()
     job = defs.resolve_job_def(MODEL_JOB)
     if fold not in job.partitions_def.get_partition_keys():
         raise click.ClickException(
@@ -783,10 +795,9 @@ def performance(first: dt.date, last: dt.date, launched_by: str) -> tuple[pd.Dat
     path."""
 
     from usdcop_assets.defs.automation.jobs import PERFORMANCE_JOB
-    from usdcop_assets.defs.definitions import build_definitions
 
     result = (
-        build_definitions()
+        _defs()
         .resolve_job_def(PERFORMANCE_JOB)
         .execute_in_process(
             instance=open_instance(),
@@ -843,14 +854,13 @@ def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, e
     if kind == "macro":
         _import_macro(path, start_s, end_s)
         return
-    from usdcop_assets.defs.partitions import history_start
     from usdcop_assets.sources.files import read_bar_file
 
     chosen = _layers(layers)
     try:
         settings = prepare_environment()
         path = path.expanduser().resolve()
-        bar_file = read_bar_file(path, source_tz, not_before=cal.session_open(history_start()))
+        bar_file = read_bar_file(path, source_tz, not_before=cal.session_open(_history_start()))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     check_home(writes=True)
@@ -875,7 +885,7 @@ def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, e
         click.echo(f"  {len(bar_file.unplaced)} rows fit no session partition ({reasons}); kept in {kept_at}")
     if not len(bar_file.placed):
         raise click.ClickException(
-            f"{path}: no row falls on a trading day on or after {history_start()}; nothing to load"
+            f"{path}: no row falls on a trading day on or after {_history_start()}; nothing to load"
         )
     first = _date(start_s, "--start") if start_s else dt.date.fromisoformat(summary["first_session"])
     last = _date(end_s, "--end") if end_s else dt.date.fromisoformat(summary["last_session"])
@@ -917,7 +927,7 @@ def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
         click.echo(f"  {int(frame['parse_error'].notna().sum())} cells did not parse (kept as NaN with parse_error)")
     first = _date(start_s, "--start") if start_s else dates.min()
     last = _date(end_s, "--end") if end_s else dates.max()
-    from usdcop_assets.defs.partitions import macro_partitions
+    macro_partitions = _partitions().macro
 
     start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
     older = int((dates < max(first, start)).sum())
@@ -1332,11 +1342,10 @@ def _instance_summary() -> str:
 def check_home(writes: bool, label: str = "") -> None:
     """Stop a writing command on a home the bar-partitioned code recorded (others only print the line)."""
 
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.home_migration import stale_home_message
 
     with open_instance() as instance:
-        message = stale_home_message(instance, build_definitions())
+        message = stale_home_message(instance, _defs())
     if message and writes:
         raise click.ClickException(message)
     if message:
@@ -1349,7 +1358,6 @@ def rebuild_records(dry_run: bool) -> None:
     """Record each session object of the lake in Dagster (one materialization per session), replacing
     bar-partitioned records."""
 
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.home_migration import apply_rebuild, plan_rebuild, session_assets
     from usdcop_assets.storage.lake.store import open_store
 
@@ -1379,7 +1387,7 @@ def rebuild_records(dry_run: bool) -> None:
         )
 
     with open_instance() as instance:
-        plan = plan_rebuild(instance, store, session_assets(build_definitions()))
+        plan = plan_rebuild(instance, store, session_assets(_defs()))
         if dry_run:
             for p in plan.assets:
                 line(p)

@@ -8,7 +8,7 @@ import threading
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.core.settings import LAKE_ENV, WAREHOUSE_ENV, Settings, environ, parse_lake_url, parse_warehouse_url
+from usdcop_assets.core.settings import LAKE_ENV, WAREHOUSE_ENV, Settings, parse_lake_url, parse_warehouse_url
 from usdcop_assets.sources import fetch_bars_with_summary, require_available
 from usdcop_assets.sources.macro_sources import macro_specs
 from usdcop_assets.storage.lake.session_table import SessionTable
@@ -61,10 +61,9 @@ class WarehouseResource(dg.ConfigurableResource):
         self.schema()
 
 
-def store_resources(env=None) -> tuple[LakeResource, WarehouseResource]:
-    """Resources for the configured stores: ``EnvVar`` when the variable is set, the embedded default otherwise."""
-    env = environ() if env is None else env
-    settings = Settings.from_env(env)  # validates both URLs now, naming the variable on error
+def store_resources(settings: Settings) -> tuple[LakeResource, WarehouseResource]:
+    """Resources for the configured stores: ``EnvVar`` when the variable is set, the embedded default otherwise.
+    Reading ``settings.lake``/``warehouse_url`` validates both URLs now, naming the variable on error."""
     lake = LakeResource(url=dg.EnvVar(LAKE_ENV) if settings.lake_from_env else settings.lake.url)
     warehouse = WarehouseResource(
         url=dg.EnvVar(WAREHOUSE_ENV) if settings.warehouse_from_env else settings.warehouse_url.render_as_string(False)

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.io_managers import LakeIOManager, ServingIOManager
-from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
-from usdcop_assets.defs.layers.l1_standardized import l1_ohlcv_m5
+from usdcop_assets.defs.layers.l0_raw import build_l0_assets
+from usdcop_assets.defs.layers.l1_standardized import build_l1_assets
+from usdcop_assets.defs.partitions import build_partitions
 from usdcop_assets.defs.resources import BarSourceResource, LakeResource, WarehouseResource
 from usdcop_assets.sources import conform_l0
 
@@ -70,9 +72,10 @@ def shape(defs: dg.Definitions) -> dict:
 
 
 def test_definitions_match_the_committed_snapshot(usdcop_env):
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    current = shape(build_definitions())
+    current = shape(build_defs(Settings.from_env()))
     text = json.dumps(current, indent=1, sort_keys=True) + "\n"
     if os.environ.get(UPDATE_ENV):
         SNAPSHOT.write_text(text)
@@ -111,9 +114,11 @@ def test_l0_to_l1_of_one_session_with_a_fake_bar_source_on_temporary_stores(usdc
     day = pd.Timestamp("2025-03-05").date()  # a Wednesday, no holiday
     lake = LakeResource(url=str(tmp_path / "lake"))
     warehouse = WarehouseResource(url=f"sqlite:///{tmp_path / 'warehouse.sqlite'}")
+    settings = Settings.from_env({"USDCOP_SOURCE": "synthetic:clean"})
+    parts = build_partitions(settings.history.start, day)
     with dg.instance_for_test(temp_dir=str(usdcop_env / "dagster_home")) as instance:
         result = dg.materialize(
-            [l0_ohlcv_m5, l1_ohlcv_m5],
+            [*build_l0_assets(parts, settings), *build_l1_assets(parts, settings)],
             partition_key=day.isoformat(),
             instance=instance,
             resources={

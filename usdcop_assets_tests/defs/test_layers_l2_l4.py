@@ -66,9 +66,10 @@ def backfilled(tmp_path_factory):
 
 
 def _defs():
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    return build_definitions()
+    return build_defs(Settings.from_env())
 
 
 def _range_tags(first, last):

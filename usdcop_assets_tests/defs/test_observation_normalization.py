@@ -179,8 +179,9 @@ def test_backfill_on_a_fresh_home_needs_no_window_and_warms_up_in_february(usdco
 def test_the_new_months_statistics_are_fitted_on_its_first_day_by_a_running_schedule():
     import dagster as dg
 
-    from usdcop_assets.defs.definitions import defs
+    from usdcop_assets_tests.defs_helpers import current_defs
 
+    defs = current_defs()
     schedule = defs.resolve_schedule_def("observation_stats_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.execution_timezone == cal.TZ_NAME
     at = dt.datetime(2026, 12, 1, 0, 5, tzinfo=cal.TZ)

@@ -279,11 +279,12 @@ def test_overlapping_backfills_run_one_after_the_other_with_a_message(tmp_path):
 
 
 def test_a_realtime_run_of_a_held_session_fails_naming_the_holder(usdcop_env, monkeypatch):
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.defs.automation.jobs import layers_job
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_defs
 
     monkeypatch.setenv("USDCOP_LEASE_WAIT_SECONDS", "1")
-    defs = build_definitions()
+    defs = build_defs(Settings.from_env())
     lake = LocalObjectStore(usdcop_env / "lake")
     with dg.DagsterInstance.get() as instance:
         assert layers_job(defs, "L0").execute_in_process(instance=instance, partition_key="2025-03-05").success

@@ -15,8 +15,7 @@ import pytest
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.defs.io_managers import LakeIOManager
-from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
-from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, history_start, macro_partitions
+from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
 from usdcop_assets.defs.resources import LakeResource, source_resources
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.fred import DEFAULT_SERIES
@@ -32,6 +31,7 @@ from usdcop_assets.sources.macro_sources import (
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.storage.lake.session_table import parquet_bytes, to_arrow
 from usdcop_assets.testing.vendor_server import FRED_PATH, VendorServer
+from usdcop_assets_tests.defs_helpers import asset_def, current_partitions
 from usdcop_assets_tests.shared_data import SHARED_DATA
 
 pytestmark = pytest.mark.shared_data
@@ -275,6 +275,7 @@ def test_fetch_macro_combines_sources_with_one_schema(tmp_path, real_file_frame)
 
 def _defs(lake_dir) -> dg.Definitions:
     lake = LakeResource(url=str(lake_dir))
+    l0_macro_daily = asset_def("l0/macro_daily")
     job = dg.define_asset_job(JOB, selection=[l0_macro_daily])  # partitioning inferred from the asset
     return dg.Definitions(
         assets=[l0_macro_daily],
@@ -298,7 +299,7 @@ def _run_range(lake_dir, instance, first: str, last: str):
 
 def _run_day(lake_dir, instance, day: str):
     return dg.materialize(
-        [l0_macro_daily],
+        [asset_def("l0/macro_daily")],
         instance=instance,
         partition_key=day,
         resources={
@@ -331,8 +332,9 @@ def small_file(tmp_path):
 
 
 def test_partitions_start_a_year_before_the_bars():
+    macro_partitions = current_partitions().macro
     first = dt.date.fromisoformat(macro_partitions.get_first_partition_key())
-    assert first == history_start() - dt.timedelta(days=MACRO_WARMUP_DAYS)
+    assert first == Settings.from_env().history.start - dt.timedelta(days=MACRO_WARMUP_DAYS)
     window = macro_partitions.time_window_for_partition_key("2024-05-02")
     assert pd.Timestamp(window.start) == bogota_midnight_utc([dt.date(2024, 5, 2)])[0]
 
