@@ -74,6 +74,18 @@ query FreshnessStatusQuery($assetKey: AssetKeyInput!) {
 """
 
 
+def _defs():
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
+
+    return build_defs(Settings.from_env())
+
+
+def _session_assets(defs):
+    session = defs.resolve_job_def("session_chain").partitions_def
+    return [a for a in defs.assets if a.partitions_def == session]
+
+
 def log(msg: str = "") -> None:
     print(msg, flush=True)
 
@@ -97,7 +109,8 @@ def prepare_home(home: Path, start: dt.date, end: dt.date) -> tuple[list[str], d
 
     from usdcop_assets.cli import instance_yaml
     from usdcop_assets.core import calendar as cal
-    from usdcop_assets.defs.definitions import SESSION_ASSETS
+
+    SESSION_ASSETS = _session_assets(_defs())
 
     sessions = [cal.session_key(d) for d in cal.trading_days(start, end)]
     keys = sorted((k for a in SESSION_ASSETS for k in a.keys), key=lambda k: k.to_user_string())
@@ -156,7 +169,9 @@ def automation_ticks(instance, last_session: str) -> list[dict]:
     import dagster as dg
 
     from usdcop_assets.defs.automation.sensors import L0_KEY
-    from usdcop_assets.defs.definitions import SESSION_ASSETS, defs
+
+    defs = _defs()
+    SESSION_ASSETS = _session_assets(defs)
 
     target = dg.AssetSelection.assets(*[k for a in SESSION_ASSETS for k in a.keys if k.path[0] != "l0"])
     out = []
@@ -291,7 +306,8 @@ def daemon_ticks(home: Path, seconds: float, last_session: str) -> dict:
 
     from usdcop_assets.defs.automation.conditions import AUTOMATION_SENSOR
     from usdcop_assets.defs.automation.sensors import L0_KEY
-    from usdcop_assets.defs.definitions import SESSION_ASSETS
+
+    SESSION_ASSETS = _session_assets(_defs())
 
     env = {**os.environ, "USDCOP_AUTOMATION_INTERVAL_SECONDS": "5", "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5"}
     log_path = home / "daemon.log"
@@ -406,7 +422,8 @@ def main() -> None:
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
     from usdcop_assets.cli import default_recent_range
-    from usdcop_assets.defs.definitions import SESSION_ASSETS
+
+    SESSION_ASSETS = _session_assets(_defs())
 
     start = dt.date.fromisoformat(args.start)
     end = dt.date.fromisoformat(args.end) if args.end else default_recent_range(sessions=1)[1]

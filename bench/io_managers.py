@@ -52,25 +52,24 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# The session partitions start at USDCOP_HISTORY_START (default 2020-01-01); six years from 2019 need an
-# earlier start, and it must be set before usdcop_assets.defs.partitions is imported.
-os.environ["USDCOP_HISTORY_START"] = "2019-01-01"
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
-import dagster as dg  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.csv as pacsv  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.frames import frame_checksum
+from usdcop_assets.defs.io_managers import LakeIOManager, WarehouseIOManager
+from usdcop_assets.defs.partitions import build_partitions, session_key_range
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.refine.standardize import standardize_bars
+from usdcop_assets.sources.synthetic import synthetic_bars
+from usdcop_assets.storage.warehouse.database import _statements
 
-from usdcop_assets.core import calendar as cal  # noqa: E402
-from usdcop_assets.core.frames import frame_checksum  # noqa: E402
-from usdcop_assets.defs.io_managers import LakeIOManager, WarehouseIOManager  # noqa: E402
-from usdcop_assets.defs.partitions import session_key_range, session_partitions  # noqa: E402
-from usdcop_assets.defs.resources import LakeResource, WarehouseResource  # noqa: E402
-from usdcop_assets.refine.standardize import standardize_bars  # noqa: E402
-from usdcop_assets.sources.synthetic import synthetic_bars  # noqa: E402
-from usdcop_assets.storage.warehouse.database import _statements  # noqa: E402
+# Six years from 2019: the session partitions start earlier than the default history start (2020-01-01).
+session_partitions = build_partitions(dt.date(2019, 1, 1), dt.date.today()).session
 
 PROJECT = Path(__file__).resolve().parents[1]
 DDL_PATH = PROJECT / "sql" / "tables" / "usdcop_m5_ohlcv.sql"

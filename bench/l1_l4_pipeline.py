@@ -13,7 +13,7 @@ the same state and writes into its own lake and warehouse.
 rule, so the months it overlaps are stored unfitted (the months after it use it).
 
 1. **Dagster** (one child interpreter, as ``usdcop backfill`` does after L0): ``prepare_environment()``,
-   ``build_definitions()``, then one ``execute_in_process`` per stage with the range tags of
+   ``build_defs(Settings.from_env())``, then one ``execute_in_process`` per stage with the range tags of
    ``cli.materialize_sessions``: ``layers_job(defs, "L1")``, ``"L2"``, ``"L3"`` (session range), the
    ``observation_stats`` job, then ``session_chain`` restricted to ``l4/observations_m5`` and to
    ``l4/episodes_session`` (session range). Each stage is timed around ``get_subset`` +
@@ -133,12 +133,13 @@ def dagster_child(first_s: str, last_s: str) -> dict:
         import dagster as dg
 
         from usdcop_assets.cli import prepare_environment, session_range
+        from usdcop_assets.core.settings import Settings
         from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layers_job
-        from usdcop_assets.defs.definitions import build_definitions
+        from usdcop_assets.defs.definitions import build_defs
         from usdcop_assets.defs.keys import EPISODES, OBSERVATIONS
 
         prepare_environment()  # DAGSTER_HOME, batched event log, one planned event per asset (as the CLI)
-        defs = build_definitions()
+        defs = build_defs(Settings.from_env())
         instance = dg.DagsterInstance.get()
     first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
     sessions = session_range(first, last)
@@ -204,9 +205,11 @@ def direct_child(first_s: str, last_s: str) -> dict:
 
         from usdcop_assets.core import calendar as cal
         from usdcop_assets.core.settings import Settings
+        from usdcop_assets.defs.definitions import build_defs
+        from usdcop_assets.defs.keys import EPISODES as _EPISODES
         from usdcop_assets.defs.keys import L1_MACRO
-        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
-        from usdcop_assets.defs.partitions import history_start
+
+        l4_episodes_session = build_defs(Settings.from_env()).resolve_assets_def(_EPISODES)
         from usdcop_assets.defs.windows import complete_from
         from usdcop_assets.features.engineering import (
             FEATURE_LOOKBACK_SESSIONS,
@@ -239,7 +242,7 @@ def direct_child(first_s: str, last_s: str) -> dict:
         day = days[0]
         for _ in range(sessions_back):
             prev = cal.previous_trading_day(day)
-            if prev < history_start():
+            if prev < Settings.from_env().history.start:
                 break
             day = prev
         return cal.session_open(day), own[1]

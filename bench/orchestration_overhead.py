@@ -253,12 +253,14 @@ def direct_child(first_s: str, last_s: str) -> dict:
         from usdcop_assets.backtest.engine import backtest_sessions
         from usdcop_assets.core import calendar as cal
         from usdcop_assets.core.settings import Settings
+        from usdcop_assets.defs.definitions import build_defs
+        from usdcop_assets.defs.keys import EPISODES as _EPISODES
         from usdcop_assets.defs.keys import L1_MACRO
-        from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
         from usdcop_assets.defs.layers.l5_model import (
             latest_models,
         )  # no longer defined there (broken before this change)
-        from usdcop_assets.defs.partitions import history_start
+
+        l4_episodes_session = build_defs(Settings.from_env()).resolve_assets_def(_EPISODES)
         from usdcop_assets.defs.registry import policy_for
         from usdcop_assets.defs.resources import LakeResource
         from usdcop_assets.defs.windows import complete_from
@@ -299,7 +301,7 @@ def direct_child(first_s: str, last_s: str) -> dict:
             day = days[0]
             for _ in range(n):
                 prev = cal.previous_trading_day(day)
-                if prev < history_start():
+                if prev < Settings.from_env().history.start:
                     break
                 day = prev
             return cal.session_open(day)

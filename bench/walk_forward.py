@@ -102,10 +102,10 @@ def build_episodes(bars_file=BARS_FILE, macro_file=MACRO_FILE) -> tuple:
     import pandas as pd
 
     from usdcop_assets.core import calendar as cal
-    from usdcop_assets.core.settings import env_int
-    from usdcop_assets.defs.layers.l4_rl_ready import l4_episodes_session
-    from usdcop_assets.defs.layers.macro_daily import MACRO_LAG_ENV, MACRO_STALE_ENV
-    from usdcop_assets.defs.partitions import history_start, macro_partitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
+    from usdcop_assets.defs.keys import EPISODES
+    from usdcop_assets.defs.partitions import build_partitions
     from usdcop_assets.defs.windows import complete_from
     from usdcop_assets.features.engineering import build_features, macro_daily_frame, macro_zscores
     from usdcop_assets.features.indicators import compute_indicators
@@ -117,15 +117,19 @@ def build_episodes(bars_file=BARS_FILE, macro_file=MACRO_FILE) -> tuple:
         stats_to_frame,
     )
     from usdcop_assets.observation.normalization import fit_months, months_between
-    from usdcop_assets.refine.macro import DEFAULT_LAG_BUSINESS_DAYS, DEFAULT_STALE_AFTER_BUSINESS_DAYS, refine_macro
+    from usdcop_assets.refine.macro import refine_macro
     from usdcop_assets.refine.standardize import standardize_bars
     from usdcop_assets.sources.files import read_bar_file
     from usdcop_assets.sources.macro_sources import fetch_macro, read_macro_file
 
+    settings = Settings.from_env()
+    l4_episodes_session = build_defs(settings).resolve_assets_def(EPISODES)
+    macro_partitions = build_partitions(settings.history.start, dt.date.today()).macro
+
     info: dict = {}
     t = {}
     with Clock() as c:
-        bar_file = read_bar_file(bars_file, None, not_before=cal.session_open(history_start()))
+        bar_file = read_bar_file(bars_file, None, not_before=cal.session_open(settings.history.start))
         raw = bar_file.placed
         macro_rows = read_macro_file(macro_file)
         m_first = max(min(macro_rows["date"]), dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d")))
@@ -152,8 +156,8 @@ def build_episodes(bars_file=BARS_FILE, macro_file=MACRO_FILE) -> tuple:
 
     with Clock() as c:
         kept, rejects = standardize_bars(raw)
-        lag = env_int(MACRO_LAG_ENV, DEFAULT_LAG_BUSINESS_DAYS, 1)
-        stale = env_int(MACRO_STALE_ENV, DEFAULT_STALE_AFTER_BUSINESS_DAYS, 0)
+        lag = settings.macro.lag_business_days
+        stale = settings.macro.stale_business_days
         wide, _ = refine_macro(
             macro_l0, lag_business_days=lag, first_date=m_first, last_date=m_last, stale_after_business_days=stale
         )

@@ -25,20 +25,48 @@ from usdcop_assets.sources import require_available, resolve_source
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+# Dagster's own process knobs, which it reads from the process environment only (no API or instance setting):
+# one planned event per asset for a range run, and materializations stored in batches of 5,000 (dagster.yaml's
+# event log storage): docs/decisions/0008-batched-event-log.md. The one thing the CLI writes to os.environ;
+# the platform's settings and a run's parameters travel as ``Settings`` and run config.
+DAGSTER_PROCESS_KNOBS = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1", "DAGSTER_EVENT_BATCH_SIZE": "5000"}
+
+
+def _defs():
+    """The code location for the deployment settings as they are now (run parameters go in run config)."""
+    from usdcop_assets.defs.definitions import build_defs
+
+    return build_defs(Settings.from_env())
+
+
+def _partitions():
+    from usdcop_assets.defs.partitions import build_partitions
+
+    return build_partitions(_history_start(), dt.date.today())
+
+
+def _history_start() -> dt.date:
+    return Settings.from_env().history.start
+
+
 def prepare_environment() -> Settings:
     """Resolve settings and make ``DAGSTER_HOME`` exist with an instance config (embedded by default)."""
     settings = Settings.from_env()
-    os.environ.setdefault("USDCOP_HOME", str(settings.home))
-    # One planned event per asset for a range run, and its materializations stored in batches of 5,000
-    # (dagster.yaml's event log storage): docs/decisions/0008-batched-event-log.md.
-    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
-    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "5000")
-    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    for name, value in DAGSTER_PROCESS_KNOBS.items():
+        os.environ.setdefault(name, value)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     target = settings.dagster_home / "dagster.yaml"
     if not target.exists():
         target.write_text(instance_yaml(settings.dagster_home))
     return settings
+
+
+def open_instance(settings: Settings | None = None):
+    """The Dagster instance of the configured ``DAGSTER_HOME`` (opened from its directory: nothing is written to the
+    environment)."""
+    import dagster as dg
+
+    return dg.DagsterInstance.from_config(str((settings or Settings.from_env()).dagster_home))
 
 
 def instance_yaml(dagster_home: Path) -> str:
@@ -53,10 +81,15 @@ def instance_yaml(dagster_home: Path) -> str:
     return text.replace(marker, marker + f"  config:\n    base_dir: {json.dumps(runs)}\n", 1)
 
 
-def require_source() -> str:
-    """The configured bar source, if this build can read it and its keys are set (else a ConfigError naming the
+def bar_source_name(sources: dict | None = None) -> str:
+    """The bar source a command's runs read: its override (``--source``, an import's file), else the deployment's."""
+    return ((sources or {}).get("bar_source") or {}).get("source") or resolve_source()
+
+
+def require_source(sources: dict | None = None) -> str:
+    """The bar source, if this build can read it and its keys are set (else a ConfigError naming the
     variable, before any run would fail in its first step)."""
-    source = require_available(resolve_source())
+    source = require_available(bar_source_name(sources))
     if source.split(":", 1)[0] == "twelvedata":
         from usdcop_assets.sources.twelvedata import TwelveDataClient
 
@@ -137,7 +170,6 @@ def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parall
     last = cal.parse_session_key(key_range.end)
     check_home(writes=True)
     ok = True
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
 
     macro_first = first - dt.timedelta(days=MACRO_WARMUP_DAYS)
@@ -150,7 +182,7 @@ def backfill(start_s: str | None, end_s: str | None, layers: str, runs_in_parall
             "empty)"
         )
         macro = False
-    check_session_upstream(build_definitions(), chosen, first, last)  # refused before anything runs
+    check_session_upstream(_defs(), chosen, first, last)  # refused before anything runs
     log = new_log_path(settings.home, "backfill")
     # one lease over every date this backfill writes (macro days included): overlapping backfills serialize
     with writer_lease(settings, macro_first if macro else first, last, "usdcop backfill"), dagster_logs_to(log):
@@ -168,7 +200,7 @@ def materialized_days(key_path: list[str], first: dt.date, last: dt.date) -> lis
     """The daily partitions of an asset materialized in ``first..last`` (per the Dagster instance)."""
     import dagster as dg
 
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         done = instance.get_materialized_partitions(dg.AssetKey(key_path))
     return sorted(k for k in done if first.isoformat() <= k <= last.isoformat())
 
@@ -203,12 +235,12 @@ def _layers(text: str) -> list[str]:
 
 def session_range(first: dt.date, last: dt.date):
     """The session partition range ``first..last``, or a usage error naming what is wrong."""
-    from usdcop_assets.defs.partitions import history_start, session_key_range
+    from usdcop_assets.defs.partitions import session_key_range
 
     if last < first:
         raise BadArgument(f"--end {last} is before --start {first}")
-    if first < history_start():
-        raise BadArgument(f"--start {first} is before the partitions start {history_start()} (USDCOP_HISTORY_START)")
+    if first < _history_start():
+        raise BadArgument(f"--start {first} is before the partitions start {_history_start()} (USDCOP_HISTORY_START)")
     try:
         return session_key_range(first, last)
     except cal.CalendarError as exc:
@@ -223,9 +255,7 @@ def available_range(first: dt.date, last: dt.date, now=None):
     last_bar = cal.last_closed_bar(clock.utc_now() if now is None else now)
     newest = last_bar.tz_convert(cal.TZ).date() if last_bar is not None else None
     if newest is None or cal.parse_session_key(key_range.start) > newest:
-        from usdcop_assets.defs.partitions import history_start
-
-        oldest = cal.trading_days(history_start(), history_start() + dt.timedelta(days=14))[0]
+        oldest = cal.trading_days(_history_start(), _history_start() + dt.timedelta(days=14))[0]
         raise BadArgument(
             f"{first} .. {last} is in the future: the sessions are {oldest} .. {newest} "
             f"({newest} is the newest with a closed bar); pick a --start on or before it"
@@ -245,19 +275,20 @@ def require_upstream(defs, keys: set, first: dt.date, last: dt.date, produced: s
     a daily macro parent of a macro asset for at least one day of the year before. Folds (a session without a model is
     decided
     flat, by design) and unpartitioned parents are not required."""
-    import dagster as dg
 
-    from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, macro_partitions, session_partitions
+    from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
+
+    parts = _partitions()
 
     graph = defs.resolve_asset_graph()
     parents = {p for k in keys for p in graph.get(k).parent_keys} - set(keys) - set(produced)
     sessions = [cal.session_key(d) for d in cal.trading_days(first, last)]
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         for parent in sorted(parents, key=lambda k: k.to_user_string()):
             part = graph.get(parent).partitions_def
             name = parent.to_user_string()
             layers = ",".join(f"L{i}" for i in range(int(parent.path[0][1:]) + 1))
-            if part == session_partitions:
+            if part == parts.session:
                 done = instance.get_materialized_partitions(parent)
                 missing = [k for k in sessions if k not in done]
                 if missing:
@@ -270,8 +301,8 @@ def require_upstream(defs, keys: set, first: dt.date, last: dt.date, produced: s
                         f"{name} is not materialized for {which} of {first} .. {last}: "
                         f"`usdcop backfill --start {first} --end {last} --layers {layers}` produces it"
                     )
-            elif part == macro_partitions and any(
-                graph.get(c).partitions_def == macro_partitions for c in keys & graph.get(parent).child_keys
+            elif part == parts.macro and any(
+                graph.get(c).partitions_def == parts.macro for c in keys & graph.get(parent).child_keys
             ):
                 # (a session asset runs without macro days by design: L3's macro features are then empty)
                 lo = (first - dt.timedelta(days=MACRO_WARMUP_DAYS)).isoformat()
@@ -291,12 +322,15 @@ def materialize_sessions(
     tags: dict | None = None,
     runs_in_parallel: int = 1,
     evaluations: list | None = None,
+    sources: dict | None = None,
 ) -> bool:
     """``_materialize_sessions`` under a lease on the sessions (lake/lease.py): an overlapping backfill, import
     or realtime run on the same lake, from any host, finishes first; this one says so and waits for it."""
     key_range = session_range(first, last)
     with writer_lease(settings, key_range.start, key_range.end, launched_by):
-        return _materialize_sessions(settings, first, last, chosen, launched_by, tags, runs_in_parallel, evaluations)
+        return _materialize_sessions(
+            settings, first, last, chosen, launched_by, tags, runs_in_parallel, evaluations, sources
+        )
 
 
 @contextlib.contextmanager
@@ -323,6 +357,7 @@ def _materialize_sessions(
     tags: dict | None = None,
     runs_in_parallel: int = 1,
     evaluations: list | None = None,
+    sources: dict | None = None,
 ) -> bool:
     """The session layers over ``first..last``, each run with the data checks of its assets; one line per check;
     False if a run failed or an ERROR check did. The check evaluations are appended to ``evaluations`` if given.
@@ -336,11 +371,10 @@ def _materialize_sessions(
 
     from usdcop_assets.core.settings import backfill_sessions_per_run
     from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.keys import OBSERVATIONS
 
     key_range = available_range(first, last)
-    defs = build_definitions()  # from the current environment, not whatever was imported first
+    defs = _defs()  # from the current environment, not whatever was imported first
     job = defs.resolve_job_def(SESSION_JOB)
     graph = defs.resolve_asset_graph()
     wanted = session_assets(defs, chosen)
@@ -361,7 +395,7 @@ def _materialize_sessions(
     parallel = max(1, min(runs_in_parallel, len(chunks)))
     click.echo(
         f"{launched_by.split()[-1]} {key_range.start} .. {key_range.end}: {len(keys)} sessions, "
-        f"assets {', '.join(sorted(k.to_user_string() for k in wanted))}; source={resolve_source()}; "
+        f"assets {', '.join(sorted(k.to_user_string() for k in wanted))}; source={bar_source_name(sources)}; "
         f"DAGSTER_HOME={settings.dagster_home}"
     )
     if len(chunks) > 1:
@@ -369,7 +403,7 @@ def _materialize_sessions(
             f"{len(chunks)} runs per stage of up to {per_run} sessions (USDCOP_BACKFILL_SESSIONS_PER_RUN), {parallel} "
             "at a time"
         )
-    instance = dg.DagsterInstance.get()
+    instance = open_instance()
     base_tags = {"usdcop/launched_by": launched_by, **(tags or {})}
 
     # Observations need their month's normalization statistics, fitted on the (already materialized) L3
@@ -412,18 +446,27 @@ def _materialize_sessions(
                 continue
             if job_name == STATS_JOB:  # the months of the range, in one run
                 months = dg.PartitionKeyRange(keys[0][:7], keys[-1][:7])
-                ok = _run_ranges(defs, instance, job_name, stage_keys, [months], base_tags, None, evaluations)
+                ok = _run_ranges(defs, instance, job_name, stage_keys, [months], base_tags, None, evaluations, sources)
             else:
                 # Concurrent chunks see only what earlier waves wrote: an asset reading earlier sessions
                 # of another (L2/L3's look-back on L1) waits until every chunk has written them.
                 waves = _lookback_waves(graph, stage_keys) if pool else [stage_keys]
                 ok = all(
-                    _run_ranges(defs, instance, job_name, wave, chunks, base_tags, pool, evaluations) for wave in waves
+                    _run_ranges(defs, instance, job_name, wave, chunks, base_tags, pool, evaluations, sources)
+                    for wave in waves
                 )
             if not ok:
                 report_checks(evaluations)
                 return False
     return report_checks(evaluations)
+
+
+def sources_run_config(job, sources: dict | None) -> dict | None:
+    """Run config setting the source resources this run overrides (``{"bar_source": {"source": "file:...",
+    "source_tz": ...}}``), for those ``job`` uses: the run records what it read, and nothing goes through the
+    environment."""
+    used = {name: config for name, config in (sources or {}).items() if name in job.resource_defs}
+    return {"resources": {name: {"config": config} for name, config in used.items()}} if used else None
 
 
 def _lookback_waves(graph, keys: set) -> list[set]:
@@ -453,14 +496,14 @@ def _lookback_waves(graph, keys: set) -> list[set]:
 
 
 def _run_ranges(
-    defs, instance, job_name: str, keys: set, ranges: list, base_tags: dict, pool, evaluations: list
+    defs, instance, job_name: str, keys: set, ranges: list, base_tags: dict, pool, evaluations: list, sources=None
 ) -> bool:
     """One run of ``job_name`` restricted to ``keys`` per partition key range (``None``: unpartitioned); in ``pool``'s
     worker processes if given, else one after the other in this process. Stops starting runs after a failure."""
     names = ", ".join(sorted(k.to_user_string() for k in keys))
     if pool is None:
         for key_range in ranges:
-            run_id, ok, failures, evs = _execute_range(job_name, keys, key_range, base_tags, defs, instance)
+            run_id, ok, failures, evs = _execute_range(job_name, keys, key_range, base_tags, defs, instance, sources)
             evaluations.extend(evs)
             _echo_run(run_id, job_name, names, key_range, ok, failures)
             if not ok:
@@ -469,7 +512,7 @@ def _run_ranges(
     from concurrent.futures import as_completed
 
     ok = True
-    futures = {pool.submit(_execute_range, job_name, keys, r, base_tags): r for r in ranges}
+    futures = {pool.submit(_execute_range, job_name, keys, r, base_tags, None, None, sources): r for r in ranges}
     for future in as_completed(futures):
         if future.cancelled():
             continue
@@ -499,18 +542,15 @@ def _init_worker(log: Path | None, adopt=None, adopt_args=()) -> None:
 
 
 def _execute_range(
-    job_name: str, keys: set, key_range, base_tags: dict, defs=None, instance=None
+    job_name: str, keys: set, key_range, base_tags: dict, defs=None, instance=None, sources=None
 ) -> tuple[str, bool, list[str], list]:
     """Execute one range run in this process (a backfill worker builds the definitions once), the assets' data
     checks in the same run, each after its asset (blocking ones gate the layers above)."""
-    import dagster as dg
 
     global _worker_defs
     if defs is None:
         if _worker_defs is None:
-            from usdcop_assets.defs.definitions import build_definitions
-
-            _worker_defs = build_definitions()
+            _worker_defs = _defs()
         defs = _worker_defs
     tags = dict(base_tags)
     if key_range is not None:
@@ -521,7 +561,12 @@ def _execute_range(
 
     full = defs.resolve_job_def(job_name)
     job = full.get_subset(asset_selection=keys, asset_check_selection=checks_of(full, keys))
-    result = job.execute_in_process(instance=instance or dg.DagsterInstance.get(), tags=tags, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=instance or open_instance(),
+        tags=tags,
+        raise_on_error=False,
+        run_config=sources_run_config(job, sources),
+    )
     evaluations = [
         e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
@@ -535,15 +580,24 @@ def _echo_run(run_id: str, job_name: str, names: str, key_range, ok: bool, failu
         click.echo(line)
 
 
+def _macro_source_name(sources: dict | None) -> str:
+    override = ((sources or {}).get("macro_source") or {}).get("source")
+    return override or Settings.from_env().sources.macro_source or "default"
+
+
 def materialize_days(
-    first: dt.date, last: dt.date, launched_by: str, tags: dict | None = None, layers=("L0", "L1")
+    first: dt.date,
+    last: dt.date,
+    launched_by: str,
+    tags: dict | None = None,
+    layers=("L0", "L1"),
+    sources: dict | None = None,
 ) -> bool:
     """One range run of the daily macro job over ``first..last``, clipped to the partitions that exist."""
-    import dagster as dg
 
     from usdcop_assets.defs.automation.jobs import MACRO_JOB
-    from usdcop_assets.defs.definitions import build_definitions
-    from usdcop_assets.defs.partitions import macro_partitions
+
+    macro_partitions = _partitions().macro
 
     keys_start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
     keys_end = dt.date.fromisoformat(macro_partitions.get_last_partition_key())
@@ -551,19 +605,18 @@ def materialize_days(
     if last < first:
         click.echo(f"no macro day to materialize between {first} and {last}")
         return True
-    click.echo(
-        f"macro {first} .. {last}: {(last - first).days + 1} days; "
-        f"source={environ().get('USDCOP_MACRO_SOURCE') or 'default'}"
-    )
+    click.echo(f"macro {first} .. {last}: {(last - first).days + 1} days; source={_macro_source_name(sources)}")
     from usdcop_assets.defs.automation.jobs import layer_selection
 
-    defs = build_definitions()
+    defs = _defs()
     job = defs.resolve_job_def(MACRO_JOB)
     keys = layer_selection(layers).resolve(defs.resolve_asset_graph()) & set(job.asset_layer.selected_asset_keys)
     if not keys:
         return True
-    result = job.get_subset(asset_selection=keys).execute_in_process(
-        instance=dg.DagsterInstance.get(),
+    job = job.get_subset(asset_selection=keys)
+    result = job.execute_in_process(
+        instance=open_instance(),
+        run_config=sources_run_config(job, sources),
         tags={
             "dagster/asset_partition_range_start": first.isoformat(),
             "dagster/asset_partition_range_end": last.isoformat(),
@@ -611,14 +664,12 @@ def train_fold(settings: Settings, fold: str, config: dict, launched_by: str) ->
     """Materialize ``l5/ppo_model`` for ``fold`` with ``config`` (``PPOModelConfig`` fields); the materialization's
     metadata plus ``run_id``. Refused up front (ClickException naming the command that helps) when the fold is not
     a partition or the L4 episodes before it are too few."""
-    import dagster as dg
 
     from usdcop_assets.defs.automation.jobs import MODEL_JOB
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.keys import PPO_MODEL
     from usdcop_assets.defs.layers.l5_model import PPOModelConfig
 
-    defs = build_definitions()
+    defs = _defs()
     job = defs.resolve_job_def(MODEL_JOB)
     if fold not in job.partitions_def.get_partition_keys():
         raise click.ClickException(
@@ -631,7 +682,7 @@ def train_fold(settings: Settings, fold: str, config: dict, launched_by: str) ->
         raise click.ClickException(str(exc)) from None
     op = "__".join(PPO_MODEL.path)
     result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(),
+        instance=open_instance(),
         partition_key=fold,
         raise_on_error=False,
         tags={"usdcop/launched_by": launched_by},
@@ -742,16 +793,14 @@ def require_models(settings: Settings, first: dt.date, last: dt.date) -> list[st
 def performance(first: dt.date, last: dt.date, launched_by: str) -> tuple[pd.DataFrame, str | None]:
     """Materialize ``l6/performance`` over the stored session backtests of ``first..last``: its table and report
     path."""
-    import dagster as dg
 
     from usdcop_assets.defs.automation.jobs import PERFORMANCE_JOB
-    from usdcop_assets.defs.definitions import build_definitions
 
     result = (
-        build_definitions()
+        _defs()
         .resolve_job_def(PERFORMANCE_JOB)
         .execute_in_process(
-            instance=dg.DagsterInstance.get(),
+            instance=open_instance(),
             raise_on_error=False,
             tags={"usdcop/launched_by": launched_by},
             run_config={
@@ -805,14 +854,13 @@ def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, e
     if kind == "macro":
         _import_macro(path, start_s, end_s)
         return
-    from usdcop_assets.defs.partitions import history_start
-    from usdcop_assets.sources.files import SOURCE_TZ_ENV, read_bar_file
+    from usdcop_assets.sources.files import read_bar_file
 
     chosen = _layers(layers)
     try:
         settings = prepare_environment()
         path = path.expanduser().resolve()
-        bar_file = read_bar_file(path, source_tz, not_before=cal.session_open(history_start()))
+        bar_file = read_bar_file(path, source_tz, not_before=cal.session_open(_history_start()))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     check_home(writes=True)
@@ -837,26 +885,24 @@ def import_(path: Path, kind: str, source_tz: str | None, start_s: str | None, e
         click.echo(f"  {len(bar_file.unplaced)} rows fit no session partition ({reasons}); kept in {kept_at}")
     if not len(bar_file.placed):
         raise click.ClickException(
-            f"{path}: no row falls on a trading day on or after {history_start()}; nothing to load"
+            f"{path}: no row falls on a trading day on or after {_history_start()}; nothing to load"
         )
     first = _date(start_s, "--start") if start_s else dt.date.fromisoformat(summary["first_session"])
     last = _date(end_s, "--end") if end_s else dt.date.fromisoformat(summary["last_session"])
     click.echo(f"  L0 for sessions {first} .. {last} is replaced by the file's rows")
-    os.environ["USDCOP_SOURCE"] = f"file:{path}"
-    if bar_file.source_tz:
-        os.environ[SOURCE_TZ_ENV] = bar_file.source_tz
-    else:
-        os.environ.pop(SOURCE_TZ_ENV, None)
+    sources = {"bar_source": {"source": f"file:{path}", "source_tz": bar_file.source_tz}}
     tags = {"usdcop/import_file": path.name, "usdcop/source_tz": bar_file.source_tz or "as labelled"}
     log = new_log_path(settings.home, "import")
     with dagster_logs_to(log):
-        ok = materialize_sessions(settings, first, last, chosen, launched_by="usdcop import", tags=tags)
+        ok = materialize_sessions(
+            settings, first, last, chosen, launched_by="usdcop import", tags=tags, sources=sources
+        )
     click.echo(f"Dagster's logs: {log}")
     sys.exit(0 if ok else 1)
 
 
 def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
-    from usdcop_assets.sources.macro_sources import SOURCE_ENV, read_macro_file
+    from usdcop_assets.sources.macro_sources import read_macro_file
 
     try:
         settings = prepare_environment()
@@ -881,7 +927,7 @@ def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
         click.echo(f"  {int(frame['parse_error'].notna().sum())} cells did not parse (kept as NaN with parse_error)")
     first = _date(start_s, "--start") if start_s else dates.min()
     last = _date(end_s, "--end") if end_s else dates.max()
-    from usdcop_assets.defs.partitions import macro_partitions
+    macro_partitions = _partitions().macro
 
     start = dt.date.fromisoformat(macro_partitions.start.strftime("%Y-%m-%d"))
     older = int((dates < max(first, start)).sum())
@@ -890,10 +936,12 @@ def _import_macro(path: Path, start_s: str | None, end_s: str | None) -> None:
             f"  {older} observations before {max(first, start)} (the macro partitions start) stay in the file, not "
             "loaded"
         )
-    os.environ[SOURCE_ENV] = f"file:{path}"
+    sources = {"macro_source": {"source": f"file:{path}"}}
     log = new_log_path(settings.home, "import")
     with dagster_logs_to(log):
-        ok = materialize_days(first, last, launched_by="usdcop import", tags={"usdcop/import_file": path.name})
+        ok = materialize_days(
+            first, last, launched_by="usdcop import", tags={"usdcop/import_file": path.name}, sources=sources
+        )
     click.echo(f"Dagster's logs: {log}")
     sys.exit(0 if ok else 1)
 
@@ -1027,14 +1075,15 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
 
     Dagster's own logs go to USDCOP_HOME/logs/run-<time>.log; every run is in the Dagster UI (`usdcop ui`).
     """
-    if source:
-        os.environ["USDCOP_SOURCE"] = source
+    sources = {"bar_source": {"source": source}} if source else None  # run config of l0's runs, not the environment
     try:
         settings = prepare_environment()
-        require_source()
+        require_source(sources)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    default_first, default_last = run_default_range(min_train_sessions, valid_sessions, last=_file_last_session())
+    default_first, default_last = run_default_range(
+        min_train_sessions, valid_sessions, last=_file_last_session(sources)
+    )
     first = _date(start_s, "--start") if start_s else default_first
     last = _date(end_s, "--end") if end_s else default_last
     key_range = available_range(first, last)  # refused before anything runs
@@ -1059,7 +1108,8 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
     log = new_log_path(settings.home, "run")
     stages = Stages(Console(file=sys.stdout, highlight=False, soft_wrap=True))
     stages.print(
-        f"usdcop run {first} .. {last}: {len(cal.trading_days(first, last))} sessions, source {resolve_source()}, "
+        f"usdcop run {first} .. {last}: {len(cal.trading_days(first, last))} sessions, "
+        f"source {bar_source_name(sources)}, "
         f"{timesteps} PPO timesteps per fold; Dagster's logs: {log}"
     )
     evaluations: list = []
@@ -1079,7 +1129,13 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
             st.detail = f"{(last - first).days + 1 + MACRO_WARMUP_DAYS} days (a year of look-back)"
         with out.stage("sessions L0-L4 (bars to observations)") as st:
             st.ok = materialize_sessions(
-                settings, first, last, ["L0", "L1", "L2", "L3", "L4"], "usdcop run", evaluations=evaluations
+                settings,
+                first,
+                last,
+                ["L0", "L1", "L2", "L3", "L4"],
+                "usdcop run",
+                evaluations=evaluations,
+                sources=sources,
             )
             st.detail = f"{len(cal.trading_days(first, last))} sessions"
         skipped = []
@@ -1117,9 +1173,9 @@ def run(start_s, end_s, source, timesteps, seed, min_train_sessions, valid_sessi
     _print_run_summary(stages, settings, first, last, judged_from, trained, evaluations, report, log)
 
 
-def _file_last_session() -> dt.date | None:
+def _file_last_session(sources: dict | None = None) -> dt.date | None:
     """The last session of a ``file:`` bar source (a file's history ends where it ends), else None."""
-    source = resolve_source()
+    source = bar_source_name(sources)
     if not source.startswith("file:"):
         return None
     from usdcop_assets.sources.files import read_bar_file
@@ -1277,22 +1333,19 @@ def doctor() -> None:
 
 
 def _instance_summary() -> str:
-    import dagster as dg
 
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         storage = type(instance.run_storage).__name__
         return f"{storage}, {len(instance.get_run_records(limit=1000))} runs recorded"
 
 
 def check_home(writes: bool, label: str = "") -> None:
     """Stop a writing command on a home the bar-partitioned code recorded (others only print the line)."""
-    import dagster as dg
 
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.home_migration import stale_home_message
 
-    with dg.DagsterInstance.get() as instance:
-        message = stale_home_message(instance, build_definitions())
+    with open_instance() as instance:
+        message = stale_home_message(instance, _defs())
     if message and writes:
         raise click.ClickException(message)
     if message:
@@ -1304,9 +1357,7 @@ def check_home(writes: bool, label: str = "") -> None:
 def rebuild_records(dry_run: bool) -> None:
     """Record each session object of the lake in Dagster (one materialization per session), replacing
     bar-partitioned records."""
-    import dagster as dg
 
-    from usdcop_assets.defs.definitions import build_definitions
     from usdcop_assets.defs.home_migration import apply_rebuild, plan_rebuild, session_assets
     from usdcop_assets.storage.lake.store import open_store
 
@@ -1335,8 +1386,8 @@ def rebuild_records(dry_run: bool) -> None:
             f"{p.up_to_date} already recorded{wiped}{off}{bad}"
         )
 
-    with dg.DagsterInstance.get() as instance:
-        plan = plan_rebuild(instance, store, session_assets(build_definitions()))
+    with open_instance() as instance:
+        plan = plan_rebuild(instance, store, session_assets(_defs()))
         if dry_run:
             for p in plan.assets:
                 line(p)
@@ -1389,10 +1440,12 @@ def ui(port: int, args: tuple[str, ...]) -> None:
     """Start the Dagster UI and daemon on this project's instance (`dagster dev`), at http://127.0.0.1:3000 by
     default; `usdcop ui --port 3001` picks another port. Other arguments go to `dagster dev` (e.g. --host 0.0.0.0)."""
     try:
-        prepare_environment()
+        settings = prepare_environment()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     check_home(writes=False)
+    # the child's environment, not this process's: dagster dev finds its instance through DAGSTER_HOME
+    child_env = {**environ(), **DAGSTER_PROCESS_KNOBS, "DAGSTER_HOME": str(settings.dagster_home)}
     cmd = [
         sys.executable,
         "-m",
@@ -1404,7 +1457,7 @@ def ui(port: int, args: tuple[str, ...]) -> None:
         str(port),
         *args,
     ]
-    sys.exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
+    sys.exit(subprocess.call(cmd, cwd=PROJECT_ROOT, env=child_env))
 
 
 if __name__ == "__main__":

@@ -10,15 +10,15 @@ import datetime as dt
 
 import pandas as pd
 
-from usdcop_assets.core.settings import environ
+from usdcop_assets.core.settings import Settings, as_settings
 
 CLOCK_ENV = "USDCOP_REPLAY_CLOCK"
 
 
-def utc_now() -> pd.Timestamp:
-    """The current instant (UTC), or the replay clock's (``USDCOP_REPLAY_CLOCK``)."""
+def utc_now(settings: Settings | None = None) -> pd.Timestamp:
+    """The current instant (UTC), or the replay clock's (``USDCOP_REPLAY_CLOCK``, read at each call)."""
     now = pd.Timestamp(dt.datetime.now(dt.UTC))
-    spec = environ().get(CLOCK_ENV)
+    spec = as_settings(settings).live.replay_clock
     return replay_clock(spec, now) if spec else now
 
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from usdcop_assets.core.settings import environ
+from usdcop_assets.core.settings import Settings, as_settings
 
 PACKAGE = "usdcop-assets"
 COMMIT_ENV = "USDCOP_GIT_COMMIT"
@@ -27,11 +27,15 @@ def package_version() -> str:
         return "0+unknown"
 
 
-@lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    commit = environ().get(COMMIT_ENV)
+def git_commit(settings: Settings | None = None) -> str | None:
+    commit = as_settings(settings).storage.git_commit
     if commit:
-        return commit.strip()[:12]
+        return commit[:12]
+    return _source_tree_commit()
+
+
+@lru_cache(maxsize=1)
+def _source_tree_commit() -> str | None:
     if not (SOURCE_ROOT / ".git").exists():
         return None
     try:

@@ -175,9 +175,10 @@ def install_model(lake_root: Path, fold: str = "2025-03", scale: float = 300.0) 
 
 def run_session_batch(day: dt.date, instance: dg.DagsterInstance):
     """The session's normal run (session_chain for the day, with its checks), as the 13:10 schedule launches it."""
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    job = build_definitions().resolve_job_def("session_chain")
+    job = build_defs(Settings.from_env()).resolve_job_def("session_chain")
     result = job.execute_in_process(
         partition_key=cal.session_key(day),
         instance=instance,

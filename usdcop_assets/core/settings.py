@@ -6,14 +6,18 @@ the SQLite warehouse and ``DAGSTER_HOME``.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from sqlalchemy.engine import make_url
 
 HOME_ENV = "USDCOP_HOME"
@@ -39,6 +43,18 @@ def environ() -> Mapping[str, str]:
 def current_settings() -> Settings:
     """The stores' settings from the environment as it is now (never cached at import)."""
     return Settings.from_env(environ())
+
+
+def as_settings(settings: Settings | Mapping[str, str] | None = None) -> Settings:
+    """``settings`` itself, else ``Settings.from_env`` of the environment now. A mapping is still accepted because
+    defs/ and cli.py pass ``env=`` mappings today; the defs/ merge drops that path (issue 18)."""
+    return settings if isinstance(settings, Settings) else Settings.from_env(settings)
+
+
+def child_environ(drop_prefixes: tuple[str, ...] = ()) -> dict[str, str]:
+    """A copy of the environment for a child process, without the variables starting with ``drop_prefixes`` (so
+    a replay's child sees only the deployment it is given, not this one's)."""
+    return {k: v for k, v in environ().items() if not k.startswith(drop_prefixes)}
 
 
 class ConfigError(ValueError):
@@ -192,17 +208,178 @@ def _mask_url(raw: str) -> str:
     return _QUERY_SECRET_RE.sub(r"\1***", masked)
 
 
+class _EnvGroup(BaseModel):
+    """A group of typed settings, each field aliased to its environment variable. Parsed only when first asked for
+    (``Settings``' properties): a bad value in one group never stops code that reads another, and the error names the
+    variable. An empty or blank variable counts as unset, as it always has."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> _EnvGroup:
+        env = environ() if env is None else env
+        data = {}
+        for name, info in cls.model_fields.items():
+            var = info.alias or name
+            raw = env.get(var)
+            if raw is not None and str(raw).strip():
+                data[var] = str(raw).strip()
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            var = str(err["loc"][0]) if err["loc"] else cls.__name__
+            shown = "***" if _is_secret(cls, var) else repr(data.get(var))
+            raise ConfigError(f"{var}={shown}: {err['msg'][0].lower()}{err['msg'][1:]}") from None
+
+    def describe(self) -> dict[str, str]:
+        """The group as ``VARIABLE: value`` with secrets masked (run metadata, ``usdcop config``)."""
+        out = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***" if value.get_secret_value() else ""
+            out[info.alias or name] = "" if value is None else str(value)
+        return out
+
+
+def _is_secret(cls: type[BaseModel], var: str) -> bool:
+    return any(
+        (info.alias or name) == var and info.annotation in (SecretStr, SecretStr | None)
+        for name, info in cls.model_fields.items()
+    )
+
+
+def _int(var: str, default: int, minimum: int = 1, maximum: int | None = None):
+    return Field(default, alias=var, ge=minimum, le=maximum)
+
+
+def _num(var: str, default: float, minimum: float = 0.0, maximum: float | None = None):
+    return Field(default, alias=var, ge=minimum, le=maximum, allow_inf_nan=False)
+
+
+class HistorySettings(_EnvGroup):
+    """Where the partitioned history starts, and how a long backfill is cut into runs."""
+
+    start: dt.date = Field(dt.date(2020, 1, 1), alias="USDCOP_HISTORY_START")
+    # Sessions per run of a long backfill: the session assets' BackfillPolicy and ``usdcop backfill``'s chunks.
+    backfill_sessions_per_run: int = _int("USDCOP_BACKFILL_SESSIONS_PER_RUN", 250)
+
+
+class SourceSettings(_EnvGroup):
+    """The bar and macro sources and their vendors' keys (secrets: never printed)."""
+
+    bar_source: str | None = Field(None, alias="USDCOP_SOURCE")  # synthetic[:clean] | twelvedata | file:PATH
+    source_tz: str | None = Field(None, alias="USDCOP_SOURCE_TZ")  # the time zone a bar file's stamps are in
+    macro_source: str | None = Field(None, alias="USDCOP_MACRO_SOURCE")
+    twelvedata_api_keys: SecretStr | None = Field(None, alias="TWELVEDATA_API_KEYS")  # comma-separated
+    twelvedata_base_url: str | None = Field(None, alias="TWELVEDATA_BASE_URL")
+    twelvedata_credits_per_minute: int | None = Field(None, alias="TWELVEDATA_CREDITS_PER_MINUTE", ge=1)
+    twelvedata_credits_per_day: int | None = Field(None, alias="TWELVEDATA_CREDITS_PER_DAY", ge=1)
+    fred_api_key: SecretStr | None = Field(None, alias="FRED_API_KEY")
+    fred_base_url: str | None = Field(None, alias="FRED_BASE_URL")
+    retry_delay_seconds: float = _num("USDCOP_RETRY_DELAY_SECONDS", 10.0, 0.0, 3600.0)  # the vendor steps' back-off
+
+    @property
+    def twelvedata_keys(self) -> list[str]:
+        raw = self.twelvedata_api_keys.get_secret_value() if self.twelvedata_api_keys else ""
+        return [k.strip() for k in raw.split(",") if k.strip()]
+
+    @property
+    def fred_key(self) -> str:
+        return self.fred_api_key.get_secret_value().strip() if self.fred_api_key else ""
+
+
+class TrainingSettings(_EnvGroup):
+    """A deployment's default training budget and fold options; a run overrides each with ``PPOModelConfig``."""
+
+    timesteps: int = _int("USDCOP_PPO_TIMESTEPS", 50_000)
+    seed: int = _int("USDCOP_PPO_SEED", 7, minimum=0)
+    checkpoints: int = _int("USDCOP_PPO_CHECKPOINTS", 5)  # validation evaluations; the best is kept
+    n_steps: int = _int("USDCOP_PPO_N_STEPS", 2048)  # rollout length (the batch is at most this)
+    scheme: Literal["expanding", "rolling"] = Field("expanding", alias="USDCOP_TRAIN_SCHEME")
+    train_sessions: int = _int("USDCOP_TRAIN_SESSIONS", 250)  # the rolling window's length
+    valid_sessions: int = _int("USDCOP_VALID_SESSIONS", 20)
+    min_train_sessions: int = _int("USDCOP_MIN_TRAIN_SESSIONS", 60)
+
+    def fold_options(self) -> dict:
+        """The keyword arguments of ``rl.folds.fold_windows``."""
+        return {
+            "scheme": self.scheme,
+            "train_sessions": self.train_sessions,
+            "valid_sessions": self.valid_sessions,
+            "min_train_sessions": self.min_train_sessions,
+        }
+
+
+class ObservationSettings(_EnvGroup):
+    config_path: Path | None = Field(None, alias="USDCOP_OBS_CONFIG")  # default: observation/obs_v1.json
+    train_window: str | None = Field(None, alias="USDCOP_OBS_TRAIN_WINDOW")  # YYYY-MM-DD..YYYY-MM-DD: declared rule
+
+
+class MacroSettings(_EnvGroup):
+    lag_business_days: int = _int("USDCOP_MACRO_LAG_BUSINESS_DAYS", 1)  # a value is usable this many days later
+    stale_business_days: int = _int("USDCOP_MACRO_STALE_BUSINESS_DAYS", 5, minimum=0)
+
+
+class AutomationSettings(_EnvGroup):
+    """Executor, sensors, automation and alerts of a deployment."""
+
+    executor: Literal["in_process", "multiprocess", "k8s", "celery_k8s"] = Field("in_process", alias="USDCOP_EXECUTOR")
+    interval_seconds: int = _int("USDCOP_AUTOMATION_INTERVAL_SECONDS", 30)
+    history_hours: int = _int("USDCOP_AUTOMATION_HISTORY_HOURS", 48)
+    realtime: Literal["on", "off"] = Field("off", alias="USDCOP_REALTIME")
+    realtime_run: Literal["l0", "chain"] = Field("chain", alias="USDCOP_REALTIME_RUN")
+    realtime_poll_seconds: int = _int("USDCOP_REALTIME_POLL_SECONDS", 15)
+    gap_fill_sessions: int = _int("USDCOP_GAP_FILL_SESSIONS", 5)
+    gap_fill_grace_minutes: int = _int("USDCOP_GAP_FILL_GRACE_MINUTES", 10, minimum=0)
+    freshness_alert_interval_seconds: int = _int("USDCOP_FRESHNESS_ALERT_INTERVAL_SECONDS", 60)
+    alert_webhook_url: SecretStr | None = Field(None, alias="USDCOP_ALERT_WEBHOOK_URL")  # its path is a secret
+    webserver_url: str | None = Field(None, alias="DAGSTER_WEBSERVER_URL")  # links in alerts
+
+
+class LiveSettings(_EnvGroup):
+    """The long-lived bar process (``usdcop live``)."""
+
+    poll_seconds: float = _num("USDCOP_LIVE_POLL_SECONDS", 1.0, 0.05)  # between requests while a bar is due
+    grace_minutes: float = _num("USDCOP_LIVE_GRACE_MINUTES", 10.0)  # after the close, how long the last bar is awaited
+    alert_after_seconds: float = _num("USDCOP_LIVE_ALERT_AFTER_SECONDS", 300.0)  # without a due bar: one alert
+    replay_clock: str | None = Field(None, alias="USDCOP_REPLAY_CLOCK")  # START[@SPEED]: a replayed clock (demos)
+
+
+class StorageOptions(_EnvGroup):
+    """Operational knobs of the lake and the warehouse (the URLs themselves are ``Settings.lake``/``warehouse_url``)."""
+
+    lease_ttl_seconds: int = _int("USDCOP_LEASE_TTL_SECONDS", 120, minimum=2)
+    lease_wait_seconds: int = _int("USDCOP_LEASE_WAIT_SECONDS", 900, minimum=0)
+    stale_temp_seconds: int = _int("USDCOP_LAKE_STALE_TEMP_SECONDS", 3600)  # far longer than any object write
+    sql_dir: Path | None = Field(None, alias="USDCOP_SQL_DIR")  # default: the repository's sql/
+    aws_region: str | None = Field(None, alias="AWS_REGION")
+    aws_default_region: str | None = Field(None, alias="AWS_DEFAULT_REGION")
+    git_commit: str | None = Field(None, alias="USDCOP_GIT_COMMIT")  # stamped into code versions (images without .git)
+
+    @property
+    def region(self) -> str:
+        return self.aws_region or self.aws_default_region or "us-east-1"
+
+
 @dataclass(frozen=True)
 class Settings:
+    """The deployment's configuration, built once from the environment (``Settings.from_env``): the stores eagerly
+    (validated, naming the variable), every other group typed and parsed on first use. Runs are configured by
+    ``dg.Config``, not here."""
+
     home: Path
     lake: LakeLocation
     warehouse_url: sa.URL
     dagster_home: Path
     lake_from_env: bool
     warehouse_from_env: bool
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_env(cls, env=os.environ) -> Settings:
+    def from_env(cls, env=None) -> Settings:
+        env = dict(environ() if env is None else env)  # a snapshot: the object never changes under its users
         root = home(env)
         lake_raw = env.get(LAKE_ENV)
         wh_raw = env.get(WAREHOUSE_ENV)
@@ -215,7 +392,40 @@ class Settings:
             )  # no parsing: "?" or "#" in the path stay
         )
         dagster_home = Path(env.get("DAGSTER_HOME") or root / "dagster_home").expanduser().absolute()
-        return cls(root, lake, warehouse, dagster_home, lake_raw is not None, wh_raw is not None)
+        return cls(root, lake, warehouse, dagster_home, lake_raw is not None, wh_raw is not None, env)
+
+    # frozen dataclass + cached_property: the cache lives in __dict__, which frozen does not guard
+    @cached_property
+    def history(self) -> HistorySettings:
+        return HistorySettings.from_env(self.env)
+
+    @cached_property
+    def sources(self) -> SourceSettings:
+        return SourceSettings.from_env(self.env)
+
+    @cached_property
+    def training(self) -> TrainingSettings:
+        return TrainingSettings.from_env(self.env)
+
+    @cached_property
+    def observation(self) -> ObservationSettings:
+        return ObservationSettings.from_env(self.env)
+
+    @cached_property
+    def macro(self) -> MacroSettings:
+        return MacroSettings.from_env(self.env)
+
+    @cached_property
+    def automation(self) -> AutomationSettings:
+        return AutomationSettings.from_env(self.env)
+
+    @cached_property
+    def live(self) -> LiveSettings:
+        return LiveSettings.from_env(self.env)
+
+    @cached_property
+    def storage(self) -> StorageOptions:
+        return StorageOptions.from_env(self.env)
 
     def describe(self) -> dict[str, str]:
         """Resolved configuration, safe to print or attach as metadata."""

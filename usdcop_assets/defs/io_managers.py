@@ -79,14 +79,17 @@ def _table_name(meta: dict, asset_key: dg.AssetKey) -> str:
         ) from None
 
 
+MACRO_CRON = "0 0 * * *"  # dg.DailyPartitionsDefinition's
+
+
 def _date_span(context) -> tuple[str, str] | None:
     """First and last Bogota date (ISO) of a session- or macro-day-partitioned output; None for any other."""
-    from usdcop_assets.defs.partitions import macro_partitions, session_partitions
+    from usdcop_assets.defs.partitions import SESSION_CRON
 
     if not context.has_asset_partitions:
         return None
     pdef = context.asset_partitions_def
-    leased = {(p.cron_schedule, p.timezone) for p in (session_partitions, macro_partitions)}
+    leased = {(SESSION_CRON, cal.TZ_NAME), (MACRO_CRON, cal.TZ_NAME)}  # the session and macro-day partitions
     if not isinstance(pdef, dg.TimeWindowPartitionsDefinition) or (pdef.cron_schedule, pdef.timezone) not in leased:
         return None
     tw = context.asset_partitions_time_window

@@ -1,6 +1,9 @@
 """Dagster partitions built from the market calendar (the calendar decides; this module only wires).
 
-- ``session_partitions``: one partition per Bogota session, window [08:00, 13:00) = exactly its 60
+``build_partitions(history_start, today)`` builds the four definitions of a code location (``Partitions``);
+nothing here reads the environment or the clock (``build_defs`` passes both in).
+
+- ``session``: one partition per Bogota session, window [08:00, 13:00) = exactly its 60
   bars; every persisted bar layer (L0..L6) uses it. The cron ``0 8,13`` with the 13:00 ticks excluded
   makes each window end at 13:00 the same day; holidays are excluded as their 08:00 instants. Why one
   key per session and not per bar: docs/decisions/0001-session-partitions.md.
@@ -8,32 +11,27 @@
   1.13 then also lists the next session from the previous close on: docs/decisions/0009-open-session-partition.md.
 - Look-backs are session offsets (``TimeWindowPartitionMapping(start_offset=-n)``): they jump nights,
   weekends and holidays.
-- ``month_partitions``: calendar months (``YYYY-MM``, Bogota), from the history's first month, the
+- ``month``: calendar months (``YYYY-MM``, Bogota), from the history's first month, the
   current month included (``end_offset=1``): the point-in-time observation statistics
   (``l4/observation_stats``), one set per month.
-- ``macro_partitions``: Bogota calendar days for daily macro data, starting ``MACRO_WARMUP_DAYS``
+- ``macro``: Bogota calendar days for daily macro data, starting ``MACRO_WARMUP_DAYS``
   before the bar history so a one-year z-score window is warm at the first bar.
+- ``fold``: calendar months of the walk-forward folds (``l5/ppo_model``), from ``FOLD_OFFSET_MONTHS`` after the
+  history's first month, the current month included.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import dagster as dg
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import environ
 
-HISTORY_START_ENV = "USDCOP_HISTORY_START"
-DEFAULT_HISTORY_START = "2020-01-01"
-
-
-def history_start() -> dt.date:
-    raw = environ().get(HISTORY_START_ENV, DEFAULT_HISTORY_START)
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"{HISTORY_START_ENV}={raw!r} is not a date (YYYY-MM-DD)") from None
+SESSION_CRON = "0 8,13 * * 1-5"
+MACRO_WARMUP_DAYS = 366
+FOLD_OFFSET_MONTHS = 3  # the first fold starts this many months after the history start (some history to train on)
 
 
 def _holiday_weekdays(start: dt.date, end_year: int) -> list[dt.date]:
@@ -46,7 +44,7 @@ def build_session_partitions(start: dt.date, end_year: int) -> dg.TimeWindowPart
         dt.datetime.combine(d, cal.SESSION_OPEN, tzinfo=cal.TZ) for d in _holiday_weekdays(start, end_year)
     )
     return dg.TimeWindowPartitionsDefinition(
-        cron_schedule="0 8,13 * * 1-5",
+        cron_schedule=SESSION_CRON,
         start=start.strftime(cal.SESSION_KEY_FORMAT),
         fmt=cal.SESSION_KEY_FORMAT,
         timezone=cal.TZ_NAME,
@@ -55,20 +53,40 @@ def build_session_partitions(start: dt.date, end_year: int) -> dg.TimeWindowPart
     )
 
 
-# Holidays are listed through next year; the definition is rebuilt (new code version) each year.
-_START = history_start()
-_END_YEAR = dt.date.today().year + 1
-
-session_partitions = build_session_partitions(_START, _END_YEAR)
-MACRO_WARMUP_DAYS = 366
-macro_partitions = dg.DailyPartitionsDefinition(
-    start_date=(_START - dt.timedelta(days=MACRO_WARMUP_DAYS)).isoformat(), timezone=cal.TZ_NAME
-)
+def fold_start_date(start: dt.date, months: int = FOLD_OFFSET_MONTHS) -> dt.date:
+    m = start.year * 12 + start.month - 1 + months
+    return dt.date(m // 12, m % 12 + 1, 1)
 
 
-month_partitions = dg.MonthlyPartitionsDefinition(
-    start_date=_START.replace(day=1).strftime("%Y-%m"), fmt="%Y-%m", timezone=cal.TZ_NAME, end_offset=1
-)
+@dataclass(frozen=True)
+class Partitions:
+    """The partitions definitions of one code location, all from the same history start."""
+
+    session: dg.TimeWindowPartitionsDefinition
+    macro: dg.DailyPartitionsDefinition
+    month: dg.MonthlyPartitionsDefinition
+    fold: dg.MonthlyPartitionsDefinition
+
+
+def build_partitions(history_start: dt.date, today: dt.date) -> Partitions:
+    """Partitions from ``history_start`` on. ``today`` bounds the holiday list (through next year): the code
+    location is rebuilt (new code version) at least once a year."""
+    return Partitions(
+        session=build_session_partitions(history_start, today.year + 1),
+        macro=dg.DailyPartitionsDefinition(
+            start_date=(history_start - dt.timedelta(days=MACRO_WARMUP_DAYS)).isoformat(), timezone=cal.TZ_NAME
+        ),
+        month=dg.MonthlyPartitionsDefinition(
+            start_date=history_start.replace(day=1).strftime("%Y-%m"), fmt="%Y-%m", timezone=cal.TZ_NAME, end_offset=1
+        ),
+        # end_offset=1: the current month's fold exists from its first day (it is trained on the sessions before it).
+        fold=dg.MonthlyPartitionsDefinition(
+            start_date=fold_start_date(history_start).strftime("%Y-%m"),
+            fmt="%Y-%m",
+            timezone=cal.TZ_NAME,
+            end_offset=1,
+        ),
+    )
 
 
 def session_key_range(first: dt.date, last: dt.date) -> dg.PartitionKeyRange:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from usdcop_assets import clock as platform_clock
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import environ
+from usdcop_assets.core.settings import LiveSettings, Settings, as_settings
 from usdcop_assets.live.live_store import LiveStore
 from usdcop_assets.live.session import (
     ACTIONS,
@@ -57,9 +57,8 @@ BAR = pd.Timedelta(minutes=cal.BAR_MINUTES)
 class Clock:
     """The platform clock (``USDCOP_REPLAY_CLOCK`` honoured) and real-time waits on a stop event."""
 
-    def __init__(self, env=None):
-        env = environ() if env is None else env
-        spec = env.get(platform_clock.CLOCK_ENV)
+    def __init__(self, settings: Settings | None = None):
+        spec = as_settings(settings).live.replay_clock
         self.speed = 1.0
         if spec:
             platform_clock.replay_clock(spec, pd.Timestamp.now(tz="UTC"))  # validates the spec, naming the variable
@@ -138,34 +137,9 @@ class Worker:
 # --- the loop ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class LiveSettings:
-    poll_seconds: float = 1.0  # real seconds between two requests while a closed bar is not published
-    grace_minutes: float = 10.0  # after the session's close, how long the last bar is still waited for
-    alert_after_seconds: float = 300.0  # clock seconds without a new bar (while one is due) before the one alert
-    wake_before_open_seconds: float = 60.0  # the warm state is loaded this long before the open
-
-    @classmethod
-    def from_env(cls, env=None) -> LiveSettings:
-        env = environ() if env is None else env
-
-        def number(name: str, default: float, low: float) -> float:
-            raw = (env.get(name) or "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
-            if value < low:
-                raise ValueError(f"{name}={raw!r} must be at least {low}")
-            return value
-
-        return cls(
-            poll_seconds=number("USDCOP_LIVE_POLL_SECONDS", 1.0, 0.05),
-            grace_minutes=number("USDCOP_LIVE_GRACE_MINUTES", 10.0, 0.0),
-            alert_after_seconds=number("USDCOP_LIVE_ALERT_AFTER_SECONDS", 300.0, 0.0),
-        )
+# The live settings are ``core.settings.LiveSettings`` (``USDCOP_LIVE_*``, imported above so ``live.loop.LiveSettings``
+# keeps working); this lead is not a deployment setting: the warm state loads in well under a minute.
+WAKE_BEFORE_OPEN_SECONDS = 60.0
 
 
 @dataclass
@@ -215,6 +189,7 @@ class LiveLoop:
         stop: threading.Event | None = None,
         worker: Worker | None = None,
         source_name: str = "source",
+        wake_before_open_seconds: float = WAKE_BEFORE_OPEN_SECONDS,
     ):
         self.source = source  # .fetch(start, end) -> the L0 frame of [start, end)
         self.store = store
@@ -223,7 +198,8 @@ class LiveLoop:
         self.limits, self.costs = limits, costs
         self.recorder = recorder
         self.clock = clock or Clock()
-        self.settings = settings or LiveSettings()
+        self.settings = settings or LiveSettings()  # the defaults; ``usdcop live`` passes the deployment's
+        self.wake_before_open_seconds = wake_before_open_seconds  # the warm state is loaded this long before the open
         self.alert = alert or (lambda text: None)
         self.stop = stop or threading.Event()
         self.worker = worker or Worker()
@@ -264,7 +240,7 @@ class LiveLoop:
         if day is None:
             if self.session is not None:
                 self._close(self._closing_message(), outcome="success")
-            wake = next_open(now, self.settings.wake_before_open_seconds)
+            wake = next_open(now, self.wake_before_open_seconds)
             self._say(f"no session in progress: sleeping until {wake.tz_convert(cal.TZ):%Y-%m-%d %H:%M} Bogota")
             return self.clock.real_seconds((wake - now).total_seconds())
         if self.session is None or self.session.day != day:
@@ -297,7 +273,7 @@ class LiveLoop:
         day = now.tz_convert(cal.TZ).date()
         if not cal.is_trading_day(day) or day in self.done:
             return None
-        begin = cal.session_open(day) - pd.Timedelta(seconds=self.settings.wake_before_open_seconds)
+        begin = cal.session_open(day) - pd.Timedelta(seconds=self.wake_before_open_seconds)
         end = cal.session_end(day) + pd.Timedelta(minutes=self.settings.grace_minutes)
         return day if begin <= now < end else None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from usdcop_assets.core.settings import environ
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.live.loop import RateLimited
 from usdcop_assets.sources import conform_l0, fetch_bars, require_available
 
@@ -21,14 +21,13 @@ def _no_wait(seconds: float) -> None:
 
 
 class BarSource:
-    def __init__(self, source: str, env=None, timeout: float = 5.0):
-        env = environ() if env is None else env
+    def __init__(self, source: str, settings: Settings | None = None, timeout: float = 5.0):
         self.name = require_available(source)
         self._client = None
         if self.name.split(":", 1)[0] == "twelvedata":
             from usdcop_assets.sources.twelvedata import TwelveDataClient
 
-            self._client = TwelveDataClient.from_env(env, timeout=timeout, max_attempts=1, sleep=_no_wait)
+            self._client = TwelveDataClient.from_env(settings, timeout=timeout, max_attempts=1, sleep=_no_wait)
 
     def fetch(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """The L0 frame of ``[start, end)``, as ``sources.fetch_bars`` returns it."""

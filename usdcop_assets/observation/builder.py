@@ -16,13 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core.settings import environ
+from usdcop_assets.core.settings import Settings, as_settings
 from usdcop_assets.observation.normalization import (  # noqa: F401 (re-exported)
     DECLARED,
     RULES,
@@ -87,9 +88,14 @@ def _train_window(text: str, name: str = TRAIN_WINDOW_ENV) -> tuple[dt.date, dt.
     return a, b
 
 
-def load_config(path: str | Path | None = None, env=None) -> ObservationConfig:
-    env = environ() if env is None else env
-    path = Path(path or env.get(CONFIG_ENV) or DEFAULT_CONFIG)
+def load_config(
+    path: str | Path | None = None, settings: Settings | None = None, *, env: Mapping[str, str] | None = None
+) -> ObservationConfig:
+    """The observation config at ``path`` (default ``USDCOP_OBS_CONFIG``, else obs_v1.json), its normalization rule
+    overridden by ``USDCOP_OBS_TRAIN_WINDOW`` when set. ``env``: a mapping still passed by defs/ (dropped at the
+    defs/ merge)."""
+    observation = as_settings(settings if settings is not None else env).observation
+    path = Path(path or observation.config_path or DEFAULT_CONFIG)
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -98,8 +104,8 @@ def load_config(path: str | Path | None = None, env=None) -> ObservationConfig:
     if missing:
         raise ValueError(f"observation config {path}: missing {missing}")
     norm = dict(raw["normalization"])
-    if env.get(TRAIN_WINDOW_ENV):
-        start, end = _train_window(env[TRAIN_WINDOW_ENV])
+    if observation.train_window:
+        start, end = _train_window(observation.train_window)
         norm.update(
             rule=DECLARED, train_start=start.isoformat(), train_end=end.isoformat(), overridden_by=TRAIN_WINDOW_ENV
         )

@@ -26,7 +26,7 @@ from typing import Literal
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import env_int, environ
+from usdcop_assets.core.settings import Settings, as_settings
 
 FOLD_KEY_FORMAT = "%Y-%m"
 SCHEMES = ("expanding", "rolling")
@@ -159,20 +159,9 @@ def fold_windows(
     )
 
 
-SCHEME_ENV = "USDCOP_TRAIN_SCHEME"
-TRAIN_SESSIONS_ENV = "USDCOP_TRAIN_SESSIONS"
-VALID_SESSIONS_ENV = "USDCOP_VALID_SESSIONS"
-MIN_TRAIN_SESSIONS_ENV = "USDCOP_MIN_TRAIN_SESSIONS"
-
-
-def fold_options_from_env(env=None) -> dict:
-    env = environ() if env is None else env
-    return {
-        "scheme": env.get(SCHEME_ENV) or "expanding",
-        "train_sessions": env_int(TRAIN_SESSIONS_ENV, 250, env=env),
-        "valid_sessions": env_int(VALID_SESSIONS_ENV, 20, env=env),
-        "min_train_sessions": env_int(MIN_TRAIN_SESSIONS_ENV, 60, env=env),
-    }
+def fold_options_from_env(settings: Settings | None = None) -> dict:
+    """The deployment's fold options (``USDCOP_TRAIN_SCHEME``, ``USDCOP_*_SESSIONS``): ``fold_windows``' keywords."""
+    return as_settings(settings).training.fold_options()
 
 
 def warm_sessions(episodes: pd.DataFrame) -> list[str]:

@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core.settings import env_int, environ
+from usdcop_assets.core.settings import Settings, as_settings
 from usdcop_assets.rl.costs import CostConfig, sharpe
 from usdcop_assets.rl.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv
 from usdcop_assets.rl.folds import Fold
@@ -724,19 +724,13 @@ def curve_markdown(curve: list[dict]) -> str:
     return "\n".join(lines)
 
 
-TIMESTEPS_ENV = "USDCOP_PPO_TIMESTEPS"
-SEED_ENV = "USDCOP_PPO_SEED"
-CHECKPOINTS_ENV = "USDCOP_PPO_CHECKPOINTS"
-N_STEPS_ENV = "USDCOP_PPO_N_STEPS"
-
-
-def train_config_from_env(env=None) -> TrainConfig:
-    env = environ() if env is None else env
-    n_steps = env_int(N_STEPS_ENV, TrainConfig.n_steps, env=env)
+def train_config_from_env(settings: Settings | None = None) -> TrainConfig:
+    """The deployment's training budget (``USDCOP_PPO_*``); the batch is at most the rollout."""
+    training = as_settings(settings).training
     return TrainConfig(
-        total_timesteps=env_int(TIMESTEPS_ENV, 50_000, env=env),
-        seed=env_int(SEED_ENV, 7, minimum=0, env=env),
-        n_checkpoints=env_int(CHECKPOINTS_ENV, TrainConfig.n_checkpoints, env=env),
-        n_steps=n_steps,
-        batch_size=min(TrainConfig.batch_size, n_steps),
+        total_timesteps=training.timesteps,
+        seed=training.seed,
+        n_checkpoints=training.checkpoints,
+        n_steps=training.n_steps,
+        batch_size=min(TrainConfig.batch_size, training.n_steps),
     )

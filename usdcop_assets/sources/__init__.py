@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from usdcop_assets.core.settings import SOURCE_ENV, ConfigError, environ
+from usdcop_assets.core.settings import SOURCE_ENV, ConfigError, Settings, as_settings
 
 AVAILABLE = ("synthetic", "twelvedata", "file")
 
@@ -36,12 +36,11 @@ L0_COLUMNS = [
 STRING_COLUMNS = ("parse_error", "source_time")
 
 
-def resolve_source(env=None) -> str:
-    env = environ() if env is None else env
-    explicit = (env.get(SOURCE_ENV) or "").strip()
-    if explicit:
-        return explicit
-    return "twelvedata" if env.get("TWELVEDATA_API_KEYS") else "synthetic"
+def resolve_source(settings: Settings | None = None) -> str:
+    sources = as_settings(settings).sources
+    if sources.bar_source:
+        return sources.bar_source
+    return "twelvedata" if sources.twelvedata_api_keys is not None else "synthetic"
 
 
 def require_available(source: str) -> str:
@@ -80,13 +79,16 @@ def conform_l0(frame: pd.DataFrame) -> pd.DataFrame:
     return out[L0_COLUMNS].reset_index(drop=True)
 
 
-def fetch_bars_with_summary(source: str, start, end, **client_kwargs) -> tuple[pd.DataFrame, dict]:
+def fetch_bars_with_summary(
+    source: str, start, end, source_tz: str | None = None, **client_kwargs
+) -> tuple[pd.DataFrame, dict]:
     """The L0 frame for ``[start, end)`` from ``source`` and a summary safe to log or attach as metadata.
 
     ``twelvedata``: one client (``TwelveDataClient.from_env``) and one paged fetch for the whole
     window, so a multi-year single-run backfill costs the minimum number of requests. The summary
     carries the request counters per key *position* ("key #1"), never the keys. ``client_kwargs`` go
-    to ``from_env`` (e.g. a short ``timeout``/``max_attempts`` for a sensor's probe).
+    to ``from_env`` (e.g. a short ``timeout``/``max_attempts`` for a sensor's probe). ``source_tz``: the zone a
+    file's stamps are in (``None``: ``USDCOP_SOURCE_TZ``, else as labelled).
     """
     from usdcop_assets.core import calendar as cal
 
@@ -106,7 +108,7 @@ def fetch_bars_with_summary(source: str, start, end, **client_kwargs) -> tuple[p
     if kind == "file":
         from usdcop_assets.sources.files import file_bars
 
-        frame, summary = file_bars(source, start, end)
+        frame, summary = file_bars(source, start, end, source_tz=source_tz)
         return conform_l0(frame), summary
     raise ConfigError(f"{SOURCE_ENV}={source!r}: no reader for this source")  # pragma: no cover - guarded above
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError, environ
+from usdcop_assets.core.settings import ConfigError, Settings
 
 SOURCE_TZ_ENV = "USDCOP_SOURCE_TZ"
 REQUIRED_COLUMNS = ("time", "open", "high", "low", "close")
@@ -249,7 +249,7 @@ def _cached(path: str, mtime_ns: int, size: int, source_tz: str | None) -> BarFi
 def file_bars(source: str, start, end, source_tz: str | None = None) -> tuple[pd.DataFrame, dict]:
     """The file's rows for the window (whole days for whole sessions) and a summary; parsed once per file version."""
     path = parse_file_source(source)
-    tz = source_tz if source_tz is not None else (environ().get(SOURCE_TZ_ENV) or None)
+    tz = source_tz if source_tz is not None else Settings.from_env().sources.source_tz
     st = os.stat(path)
     bar_file = _cached(str(path.resolve()), st.st_mtime_ns, st.st_size, tz)
     start, end = cal.whole_session_days(start, end) or (

@@ -24,12 +24,12 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core.settings import ConfigError, environ
+from usdcop_assets.core.settings import ConfigError, Settings, as_settings
 from usdcop_assets.sources.http import (
     TransientError,
     VendorError,
     VendorHttpClient,
-    base_url_from_env,
+    check_base_url,
     install_httpx_log_redaction,
     redact,
 )
@@ -116,14 +116,15 @@ class FredClient(VendorHttpClient):
         self.page_limit = int(page_limit)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs) -> FredClient:
-        env = environ() if env is None else env
-        key = (env.get(KEY_ENV) or "").strip()
+    def from_env(cls, settings: Settings | None = None, **kwargs) -> FredClient:
+        """The key (``FRED_API_KEY``) and base URL (``FRED_BASE_URL``) of the deployment's settings."""
+        sources = as_settings(settings).sources
+        key = sources.fred_key
         if not key:
             raise ConfigError(
                 f"{KEY_ENV} is not set; get a free key at https://fred.stlouisfed.org/docs/api/api_key.html"
             )
-        return cls(key, base_url_from_env(env, BASE_URL_ENV, DEFAULT_BASE_URL, [key]), **kwargs)
+        return cls(key, check_base_url(sources.fred_base_url or DEFAULT_BASE_URL, BASE_URL_ENV, [key]), **kwargs)
 
     def __repr__(self) -> str:
         return f"FredClient(base_url={self.base_url!r})"

@@ -17,7 +17,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus
 
@@ -238,9 +238,3 @@ def check_base_url(raw: str, var: str, secrets: Iterable[str] = ()) -> str:
             f"(http is accepted only for a loopback host such as 127.0.0.1)"
         )
     return raw
-
-
-def base_url_from_env(env: Mapping[str, str], var: str, default: str, secrets: Iterable[str]) -> str:
-    """``var`` from ``env`` (``default`` when unset), refused with a ConfigError unless ``check_base_url`` accepts
-    it."""
-    return check_base_url((env.get(var) or "").strip() or default, var, secrets)

@@ -27,7 +27,7 @@ import datetime as dt
 import logging
 import math
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from usdcop_assets.core.settings import ConfigError, environ
+from usdcop_assets.core.settings import ConfigError, Settings, as_settings
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.synthetic import _log_level, _splitmix64
 
@@ -88,11 +88,15 @@ def parse_macro_source(text: str, var: str = SOURCE_ENV) -> tuple[str, ...]:
     return tuple(specs)
 
 
-def resolve_macro_source(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+def resolve_macro_source(settings: Settings | None = None) -> tuple[str, ...]:
     """The macro sources to read, from ``USDCOP_MACRO_SOURCE`` (or the FRED-key default)."""
-    env = environ() if env is None else env
-    raw = (env.get(SOURCE_ENV) or "").strip()
-    has_key = bool((env.get(FRED_KEY_ENV) or "").strip())
+    sources = as_settings(settings).sources
+    return macro_specs(sources.macro_source, bool(sources.fred_key))
+
+
+def macro_specs(raw: str | None, has_key: bool) -> tuple[str, ...]:
+    """The macro sources a ``USDCOP_MACRO_SOURCE`` value names (``None``/blank: FRED with a key, else synthetic)."""
+    raw = (raw or "").strip()
     if not raw:
         return ("fred",) if has_key else (SYNTHETIC,)
     specs = parse_macro_source(raw)
@@ -511,7 +515,7 @@ def fetch_macro(
     first_date,
     last_date,
     *,
-    env: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
     seed: int = 7,
     **fred_kwargs,
 ) -> tuple[pd.DataFrame, dict]:
@@ -521,7 +525,6 @@ def fetch_macro(
     run costs the same number of requests as one day. The summary holds sources, series, rows, rows
     per source and FRED's request count, never a key. ``fred_kwargs`` go to ``FredClient.from_env``.
     """
-    env = environ() if env is None else env
     specs = parse_macro_source(source_spec) if isinstance(source_spec, str) else tuple(source_spec)
     first, last = _as_date_or_none(first_date), _as_date_or_none(last_date)
     if first is None or last is None or last < first:
@@ -534,7 +537,7 @@ def fetch_macro(
         elif spec == "fred":
             from usdcop_assets.sources.fred import FredClient
 
-            with FredClient.from_env(env, **fred_kwargs) as client:
+            with FredClient.from_env(settings, **fred_kwargs) as client:
                 frame = conform_macro(client.fetch_many(list(catalog.fred_series().values()), first, last))
                 summary["requests"] = summary.get("requests", 0) + client.requests_made
         elif spec.startswith("file:"):

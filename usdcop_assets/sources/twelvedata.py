@@ -45,7 +45,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -53,13 +53,13 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError, env_int, environ
+from usdcop_assets.core.settings import ConfigError, Settings, as_settings
 from usdcop_assets.sources.http import (
     AGAIN,
     TransientError,
     VendorError,
     VendorHttpClient,
-    base_url_from_env,
+    check_base_url,
     install_httpx_log_redaction,
     redact,
 )
@@ -335,18 +335,18 @@ class TwelveDataClient(VendorHttpClient):
         self.pages_fetched = 0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs) -> TwelveDataClient:
-        """Keys from ``TWELVEDATA_API_KEYS``; base URL and credit limits from the environment too."""
-        env = environ() if env is None else env
-        keys = [k.strip() for k in (env.get(KEYS_ENV) or "").split(",") if k.strip()]
+    def from_env(cls, settings: Settings | None = None, **kwargs) -> TwelveDataClient:
+        """Keys (``TWELVEDATA_API_KEYS``), base URL and credit limits from the deployment's settings."""
+        sources = as_settings(settings).sources
+        keys = sources.twelvedata_keys
         if not keys:
             raise ConfigError(
                 f"{KEYS_ENV} is not set or holds no key; give one or more comma-separated TwelveData API keys "
                 f"(or set USDCOP_SOURCE=synthetic)"
             )
-        base_url = base_url_from_env(env, BASE_URL_ENV, DEFAULT_BASE_URL, keys)
-        kwargs.setdefault("per_minute", env_int(PER_MINUTE_ENV, FREE_PER_MINUTE, env=env))
-        kwargs.setdefault("per_day", env_int(PER_DAY_ENV, FREE_PER_DAY, env=env))
+        base_url = check_base_url(sources.twelvedata_base_url or DEFAULT_BASE_URL, BASE_URL_ENV, keys)
+        kwargs.setdefault("per_minute", sources.twelvedata_credits_per_minute or FREE_PER_MINUTE)
+        kwargs.setdefault("per_day", sources.twelvedata_credits_per_day or FREE_PER_DAY)
         return cls(keys, base_url, **kwargs)
 
     def __repr__(self) -> str:

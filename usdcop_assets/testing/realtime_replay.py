@@ -34,7 +34,7 @@ import pandas as pd
 
 from usdcop_assets.cli import default_recent_range, instance_yaml
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import environ
+from usdcop_assets.core.settings import child_environ
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.testing.vendor_server import VendorServer
@@ -75,7 +75,7 @@ def _env(root: Path, server_url: str, history: list) -> dict:
     config = json.loads(DEFAULT_CONFIG.read_text())
     config["normalization"]["min_train_bars"] = 50  # one warm session of the five
     (root / "obs.json").write_text(json.dumps(config))
-    env = {k: v for k, v in environ().items() if not k.startswith(("USDCOP_", "TWELVEDATA_", "FRED_", "DAGSTER_"))}
+    env = child_environ(drop_prefixes=("USDCOP_", "TWELVEDATA_", "FRED_", "DAGSTER_"))
     env.update(
         {
             "USDCOP_HOME": str(root / "home"),

@@ -17,18 +17,34 @@ import pytest
 from dagster._core.test_utils import freeze_time
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.defs.automation import alerts
 from usdcop_assets.defs.automation.alerts import (
     WEBHOOK_ENV,
     WEBSERVER_ENV,
     build_freshness_alert_sensor,
-    post_webhook,
-    run_failure_alert_sensor,
+    build_run_failure_alert_sensor,
+    webhook_url,
 )
-from usdcop_assets.defs.policies import RETRY_DELAY_ENV, source_retry_policy
+from usdcop_assets.defs.policies import source_retry_policy
 from usdcop_assets.defs.quality.freshness import POLICIES
+from usdcop_assets_tests.defs_helpers import asset_def, current_defs
 
 TOKEN = "T0KEN-s3cr3t-xyz"
+RETRY_DELAY_ENV = "USDCOP_RETRY_DELAY_SECONDS"
+
+
+def post_webhook(payload, **kwargs) -> str:
+    """``alerts.post_webhook`` to the webhook the environment configures now."""
+    return alerts.post_webhook(payload, url=webhook_url(Settings.from_env().automation), **kwargs)
+
+
+def run_failure_sensor() -> dg.SensorDefinition:
+    return build_run_failure_alert_sensor(Settings.from_env())
+
+
+def freshness_sensor() -> dg.SensorDefinition:
+    return build_freshness_alert_sensor(POLICIES, Settings.from_env())
 
 
 class _Recorder:
@@ -100,9 +116,9 @@ def _tick(sensor, instance, cursor=None):
 
 def test_run_failure_posts_once_per_failed_run(hook, instance, caplog):
     caplog.set_level(logging.DEBUG)
-    cursor = _tick(run_failure_alert_sensor, instance)  # the first tick starts from the present
+    cursor = _tick(run_failure_sensor(), instance)  # the first tick starts from the present
     run_id = _failing_run(instance)
-    cursor = _tick(run_failure_alert_sensor, instance, cursor)
+    cursor = _tick(run_failure_sensor(), instance, cursor)
     assert len(hook.posts) == 1
     msg = hook.posts[0]["json"]
     assert msg["kind"] == "run_failure" and msg["run_id"] == run_id
@@ -113,7 +129,7 @@ def test_run_failure_posts_once_per_failed_run(hook, instance, caplog):
     assert msg["ui_url"] == f"http://dagster.example:3000/runs/{run_id}"
     assert "partition 2025-03-07 " in msg["text"] and "503 three times" in msg["text"]
 
-    _tick(run_failure_alert_sensor, instance, cursor)  # nothing new
+    _tick(run_failure_sensor(), instance, cursor)  # nothing new
     assert len(hook.posts) == 1
     assert run_id in caplog.text  # always logged
     assert TOKEN not in caplog.text
@@ -125,9 +141,9 @@ def test_dead_webhook_is_logged_never_raised_and_the_url_never_logged(instance, 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{port}/hooks/{TOKEN}?token={TOKEN}")
-    cursor = _tick(run_failure_alert_sensor, instance)
+    cursor = _tick(run_failure_sensor(), instance)
     _failing_run(instance)
-    _tick(run_failure_alert_sensor, instance, cursor)  # does not raise
+    _tick(run_failure_sensor(), instance, cursor)  # does not raise
     assert "alert webhook at host 127.0.0.1 failed after 2 attempt(s): ConnectError" in caplog.text
     assert TOKEN not in caplog.text
 
@@ -155,9 +171,9 @@ def test_webhook_retries_once_on_5xx_then_gives_up(monkeypatch, caplog):
 def test_without_a_webhook_alerts_only_log(instance, monkeypatch, caplog):
     monkeypatch.delenv(WEBHOOK_ENV, raising=False)
     caplog.set_level(logging.INFO)
-    cursor = _tick(run_failure_alert_sensor, instance)
+    cursor = _tick(run_failure_sensor(), instance)
     run_id = _failing_run(instance)
-    _tick(run_failure_alert_sensor, instance, cursor)
+    _tick(run_failure_sensor(), instance, cursor)
     assert "ALERT [usdcop] run of" in caplog.text and run_id in caplog.text
     assert post_webhook({"text": "x"}) == "no_webhook"
 
@@ -175,9 +191,7 @@ def _bogota(*args) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def graph():
-    from usdcop_assets.defs.definitions import defs
-
-    return defs.resolve_asset_graph()
+    return current_defs().resolve_asset_graph()
 
 
 def _materialize(instance, key, partition, at):
@@ -205,7 +219,7 @@ def _alert_tick(sensor, instance, cursor, at):
 
 def test_a_stale_layer_is_posted_once_and_its_recovery_once(hook, instance, graph, caplog):
     caplog.set_level(logging.DEBUG)
-    sensor = build_freshness_alert_sensor(POLICIES)
+    sensor = freshness_sensor()
     _materialize(
         instance, BACKTEST, "2025-03-07", _bogota(2025, 3, 7, 12, 58)
     )  # before the close: not the whole session
@@ -247,7 +261,7 @@ def test_a_stale_layer_is_posted_once_and_its_recovery_once(hook, instance, grap
 def test_a_holiday_fail_is_held_and_posted_only_if_still_stale_at_a_trading_deadline(hook, instance, graph):
     """Monday 2025-03-24 is San José: both bar layers go FAIL at 08:09 (the cron does not know). L1 recovers
     with Tuesday's first bar: never posted. L0 is still stale at Tuesday's first deadline: posted then, once."""
-    sensor = build_freshness_alert_sensor(POLICIES)
+    sensor = freshness_sensor()
     for key in (L0, L1):
         _materialize(instance, key, "2025-03-21", _bogota(2025, 3, 21, 12, 56))
     cursor = _alert_tick(sensor, instance, None, _bogota(2025, 3, 21, 12, 57))
@@ -276,29 +290,25 @@ def test_a_holiday_fail_is_held_and_posted_only_if_still_stale_at_a_trading_dead
 
 
 def test_alert_sensors_are_registered_and_running_by_default():
-    from usdcop_assets.defs.definitions import defs
-
-    names = {s.name: s for s in defs.sensors}
+    names = {s.name: s for s in current_defs().sensors}
     assert names["run_failure_alert_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert names["freshness_alert_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert "freshness_checks_sensor" not in names
 
 
 def test_source_retry_policy(monkeypatch):
-    from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
-    from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
-
-    for asset in (l0_ohlcv_m5, l0_macro_daily):
+    defs = current_defs()
+    for asset in (asset_def("l0/ohlcv_m5", defs), asset_def("l0/macro_daily", defs)):
         policy = asset.op.retry_policy
         assert (
             policy.max_retries == 3
             and policy.backoff == dg.Backoff.EXPONENTIAL
             and policy.jitter == dg.Jitter.PLUS_MINUS
         )
-    assert source_retry_policy({}).delay == 10
-    assert source_retry_policy({RETRY_DELAY_ENV: "0.5"}).delay == 0.5
-    with pytest.raises(ValueError, match=RETRY_DELAY_ENV):
-        source_retry_policy({RETRY_DELAY_ENV: "soon"})
+    assert source_retry_policy(Settings.from_env({})).delay == 10
+    assert source_retry_policy(Settings.from_env({RETRY_DELAY_ENV: "0.5"})).delay == 0.5
+    with pytest.raises(ConfigError, match=RETRY_DELAY_ENV):
+        source_retry_policy(Settings.from_env({RETRY_DELAY_ENV: "soon"}))
 
 
 class _Silent:
@@ -329,7 +339,7 @@ def test_a_webhook_that_never_answers_cannot_time_the_tick_out_or_repeat_alerts(
 
     with _Silent() as silent:
         monkeypatch.setenv(WEBHOOK_ENV, silent.url)
-        sensor = build_freshness_alert_sensor(POLICIES)
+        sensor = freshness_sensor()
         for key in SESSION_KEYS:
             _materialize(instance, key, "2025-03-07", _bogota(2025, 3, 7, 12, 58))
         cursor = _alert_tick(sensor, instance, None, _bogota(2025, 3, 7, 13, 0))

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.jobs import MACRO_JOB, SESSION_JOB, STATS_JOB, job_check_keys, layers_job
-from usdcop_assets.defs.partitions import session_key_range, session_partitions
+from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.quality import rules
@@ -69,9 +69,10 @@ def _set_env(mp, home: Path) -> None:
 
 
 def _defs():
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    return build_definitions()
+    return build_defs(Settings.from_env())
 
 
 def _evaluations(result) -> dict[str, dict[str, dg.AssetCheckEvaluation]]:
@@ -228,7 +229,7 @@ def test_every_check_is_evaluated_per_session_and_passes_on_good_data(filled):
     graph = defs.resolve_asset_graph()
     for name, key in keys.items():
         node = graph.get(key)
-        assert node.partitions_def == session_partitions
+        assert node.partitions_def == job.partitions_def
         assert node.blocking == (name in ERROR_CHECKS), name
 
     assert {n for n in filled.evaluations if not n.endswith(":live_parity")} == set(keys)

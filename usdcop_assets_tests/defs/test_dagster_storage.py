@@ -20,11 +20,12 @@ def _run(home, monkeypatch, batch: str, project_yaml: bool):
     if project_yaml:
         (home / "dagster.yaml").write_text(instance_yaml(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
     key_range = session_key_range(*DAYS)
     with dg.DagsterInstance.get() as instance:
-        result = layers_job(build_definitions(), "L0").execute_in_process(
+        result = layers_job(build_defs(Settings.from_env()), "L0").execute_in_process(
             instance=instance,
             tags={
                 "dagster/asset_partition_range_start": key_range.start,

@@ -9,13 +9,17 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.io_managers import LakeIOManager, ServingIOManager
-from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
-from usdcop_assets.defs.layers.l1_standardized import l1_ohlcv_m5
-from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.layers.l0_raw import build_l0_assets
+from usdcop_assets.defs.layers.l1_standardized import build_l1_assets
+from usdcop_assets.defs.partitions import build_partitions
+from usdcop_assets.defs.resources import BarSourceResource, LakeResource, WarehouseResource
+from usdcop_assets.sources import conform_l0
 
 SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")
 UPDATE_ENV = "USDCOP_UPDATE_SNAPSHOT"
@@ -68,9 +72,10 @@ def shape(defs: dg.Definitions) -> dict:
 
 
 def test_definitions_match_the_committed_snapshot(usdcop_env):
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    current = shape(build_definitions())
+    current = shape(build_defs(Settings.from_env()))
     text = json.dumps(current, indent=1, sort_keys=True) + "\n"
     if os.environ.get(UPDATE_ENV):
         SNAPSHOT.write_text(text)
@@ -82,16 +87,42 @@ def test_definitions_match_the_committed_snapshot(usdcop_env):
     )
 
 
-def test_l0_to_l1_of_one_synthetic_session_on_temporary_stores(usdcop_env, tmp_path):
+class FakeBars(BarSourceResource):
+    """A fake bar source: one fixed session with a bad print, no server and no generator behind it."""
+
+    def fetch(self, start, end, **client_kwargs):
+        bars = cal.expected_bars(start, end)
+        price = 4000.0 + np.arange(len(bars), dtype=float)
+        frame = pd.DataFrame(
+            {
+                "time": bars,
+                "symbol": "USD/COP",
+                "open": price,
+                "high": price + 2.0,
+                "low": price - 2.0,
+                "close": price + 1.0,
+                "volume": 0.0,
+                "source": "fake",
+                "ingested_at": pd.Timestamp("2025-03-05T18:00:00Z"),
+            }
+        )
+        frame.loc[7, "close"] = 0.0  # a zero close: L1 rejects it with its reason
+        return conform_l0(frame), {"source": "fake"}
+
+
+def test_l0_to_l1_of_one_session_with_a_fake_bar_source_on_temporary_stores(usdcop_env, tmp_path):
     day = pd.Timestamp("2025-03-05").date()  # a Wednesday, no holiday
     lake = LakeResource(url=str(tmp_path / "lake"))
     warehouse = WarehouseResource(url=f"sqlite:///{tmp_path / 'warehouse.sqlite'}")
+    settings = Settings.from_env({"USDCOP_SOURCE": "synthetic:clean"})
+    parts = build_partitions(settings.history.start, day)
     with dg.instance_for_test(temp_dir=str(usdcop_env / "dagster_home")) as instance:
         result = dg.materialize(
-            [l0_ohlcv_m5, l1_ohlcv_m5],
+            [*build_l0_assets(parts, settings), *build_l1_assets(parts, settings)],
             partition_key=day.isoformat(),
             instance=instance,
             resources={
+                "bar_source": FakeBars(source="synthetic"),
                 "lake": lake,
                 "lake_io_manager": LakeIOManager(lake=lake),
                 "serving_io_manager": ServingIOManager(lake=lake, warehouse=warehouse),
@@ -99,14 +130,17 @@ def test_l0_to_l1_of_one_synthetic_session_on_temporary_stores(usdcop_env, tmp_p
         )
     assert result.success
     kept = lake.table("l1/ohlcv_m5").read(cal.session_open(day), cal.session_end(day))
-    assert list(kept["time"]) == list(cal.session_bars(day))  # the clean synthetic feed: every bar, kept
+    bars = list(cal.session_bars(day))
+    assert list(kept["time"]) == bars[:7] + bars[8:]  # every bar of the fake feed but its zero close
+    assert list(kept["close"]) == [4001.0 + i for i in range(60) if i != 7]
     with warehouse.warehouse().engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT COUNT(*) FROM usdcop_m5_ohlcv").scalar()
-    assert rows == 60
+        rejects = conn.exec_driver_sql("SELECT COUNT(*) FROM ohlcv_m5_rejects").scalar()
+    assert (rows, rejects) == (59, 1)
     l1 = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(["l1", "ohlcv_m5"])]
     metadata = l1[0].materialization.metadata
     assert (
         metadata["rows_in"].value == 60
-        and metadata["rows_kept"].value == 60
+        and metadata["rows_kept"].value == 59
         and metadata["rows_conserved"].value is True
     )

@@ -35,9 +35,9 @@ def _bogota(*args) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def graph():
-    from usdcop_assets.defs.definitions import defs
+    from usdcop_assets_tests.defs_helpers import current_defs
 
-    return defs.resolve_asset_graph()
+    return current_defs().resolve_asset_graph()
 
 
 @pytest.fixture
@@ -87,8 +87,9 @@ def test_policies_sit_on_the_bar_and_session_layers_only(graph):
 
 
 def test_the_old_freshness_checks_and_their_sensor_are_gone():
-    from usdcop_assets.defs.definitions import defs
+    from usdcop_assets_tests.defs_helpers import current_defs
 
+    defs = current_defs()
     assert "freshness_checks_sensor" not in {s.name for s in defs.sensors}
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert "freshness_check" not in checks

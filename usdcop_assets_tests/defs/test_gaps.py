@@ -26,9 +26,10 @@ def _bogota(text: str) -> pd.Timestamp:
 
 def full_definitions() -> dg.Definitions:
     """The code location as registered (assets with their checks, sensors), from the current environment."""
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    return build_definitions()
+    return build_defs(Settings.from_env())
 
 
 # --- missing_bars (pure) --------------------------------------------------------------------------

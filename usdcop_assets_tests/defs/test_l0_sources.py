@@ -46,9 +46,10 @@ def _window(day: dt.date):
 
 
 def _run_session(instance, day: dt.date):
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    return layers_job(build_definitions(), "L0,L1").execute_in_process(
+    return layers_job(build_defs(Settings.from_env()), "L0,L1").execute_in_process(
         instance=instance, partition_key=cal.session_key(day)
     )
 

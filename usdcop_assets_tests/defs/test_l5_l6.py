@@ -15,11 +15,9 @@ import pytest
 from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio
 from usdcop_assets.backtest.report import AGENT
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.automation.jobs import STATS_JOB, layers_job
 from usdcop_assets.defs.keys import PERFORMANCE, PPO_MODEL
-from usdcop_assets.defs.layers.l5_model import fold_partitions, l5_ppo_model
-from usdcop_assets.defs.layers.l5_serving import l5_actions_m5
-from usdcop_assets.defs.layers.l6_backtest import l6_backtest_session, l6_performance
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
@@ -41,7 +39,6 @@ PRE = (
 FOLD = "2025-03"  # trained on the 6 warm sessions before March 3: 4 training, 2 validation
 FOLD_SESSIONS = (dt.date(2025, 3, 3), LAST)
 NO_MODEL_SESSION = dt.date(2025, 2, 28)  # fold 2025-02 is never trained
-L5_L6 = [l5_ppo_model, l5_actions_m5, l6_backtest_session, l6_performance]
 
 
 def _env(root, mp):
@@ -62,17 +59,16 @@ def _env(root, mp):
 
 
 def _defs():
-    from usdcop_assets.defs import definitions as d
+    from usdcop_assets.defs.definitions import build_defs
+    from usdcop_assets_tests.defs_helpers import current_partitions
 
-    base = d.build_definitions()
-    present = {k for a in d.ASSETS for k in a.keys}
-    extra = [a for a in L5_L6 if not set(a.keys) & present]
+    base = build_defs(Settings.from_env())
     jobs = [
-        dg.define_asset_job("t_l5_model", selection=[PPO_MODEL], partitions_def=fold_partitions),
+        dg.define_asset_job("t_l5_model", selection=[PPO_MODEL], partitions_def=current_partitions().fold),
         dg.define_asset_job("t_l6_performance", selection=[PERFORMANCE]),
     ]
     return dg.Definitions(
-        assets=[*d.ASSETS, *extra], asset_checks=base.asset_checks, jobs=[*base.jobs, *jobs], resources=base.resources
+        assets=base.assets, asset_checks=base.asset_checks, jobs=[*base.jobs, *jobs], resources=base.resources
     )
 
 
@@ -164,7 +160,7 @@ def test_actions_are_bounded_flat_at_the_end_and_one_per_bar(platform):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("USDCOP_HOME", str(platform["home"]))
-        _, warehouse = store_resources()
+        _, warehouse = store_resources(Settings.from_env())
         stored = warehouse.warehouse().read_window(
             "fact_rl_inference", cal.session_open(FOLD_SESSIONS[0]), cal.session_end(FOLD_SESSIONS[1])
         )
@@ -206,7 +202,7 @@ def test_rl_metrics_for_the_agent_and_baselines_and_the_report(platform):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("USDCOP_HOME", str(platform["home"]))
-        _, warehouse = store_resources()
+        _, warehouse = store_resources(Settings.from_env())
         metrics = warehouse.warehouse().read_window("rl_metrics")
     assert set(metrics["strategy"]) == {AGENT, "flat", "buy_and_hold", "sma_5_20", "buy_and_hold_held"}
     assert (metrics["metric_date"].astype(str).str[:10] == FOLD_SESSIONS[1].isoformat()).all()
@@ -275,7 +271,7 @@ def test_a_tampered_model_artifact_fails_and_a_stale_observation_version_is_reco
     lake = _lake(platform)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("USDCOP_HOME", str(platform["home"]))
-        _, warehouse = store_resources()
+        _, warehouse = store_resources(Settings.from_env())
         row = dict(registered_models(warehouse)[FOLD])
     model = load_fold_model(lake, row, platform["instance"])
     forged = {**row, "weights_sha256": "0" * 64}

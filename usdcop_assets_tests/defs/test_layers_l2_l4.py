@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, job_check_keys, layers_job
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
@@ -65,9 +66,10 @@ def backfilled(tmp_path_factory):
 
 
 def _defs():
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    return build_definitions()
+    return build_defs(Settings.from_env())
 
 
 def _range_tags(first, last):
@@ -158,7 +160,7 @@ def test_each_month_is_normalized_with_statistics_of_the_months_before_it(backfi
     assert again[again["month"] == "2025-03"]["stats_version"].iloc[0] == before
 
     obs = lake.table("l4/observations_m5").read()
-    config = load_config(env={"USDCOP_OBS_CONFIG": str(home.parent / "obs_test.json")})
+    config = load_config(settings=Settings.from_env({"USDCOP_OBS_CONFIG": str(home.parent / "obs_test.json")}))
     assert [c for c in obs.columns if c.startswith("o_")] == config.columns and len(config.columns) == config.dim
     values = obs[config.columns].to_numpy()
     assert np.isfinite(values).all() and np.abs(values).max() <= config.clip

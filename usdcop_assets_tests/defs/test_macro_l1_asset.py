@@ -8,9 +8,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.io_managers import LakeIOManager, ServingIOManager
-from usdcop_assets.defs.layers.macro_daily import MACRO_L1_LOOKBACK_DAYS, l0_macro_daily, l1_macro_daily
-from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.layers.macro_daily import MACRO_L1_LOOKBACK_DAYS, build_macro_assets
+from usdcop_assets.defs.partitions import build_partitions
+from usdcop_assets.defs.resources import LakeResource, WarehouseResource, source_resources
 from usdcop_assets.refine.macro import INDICATOR_NAMES, l1_columns, lag_known_at
 from usdcop_assets.sources.macro_sources import SOURCE_ENV
 from usdcop_assets_tests.unit.test_macro_l1 import RANGE_END, RANGE_START, TABLE, _bogota
@@ -33,6 +35,10 @@ def instance(macro_env):
 def _defs(lake_dir, warehouse_url) -> dg.Definitions:
     lake = LakeResource(url=str(lake_dir))
     warehouse = WarehouseResource(url=warehouse_url)
+    settings = Settings.from_env()
+    l0_macro_daily, l1_macro_daily = build_macro_assets(
+        build_partitions(settings.history.start, dt.date.today()), settings
+    )
     return dg.Definitions(
         assets=[l0_macro_daily, l1_macro_daily],
         jobs=[
@@ -40,6 +46,7 @@ def _defs(lake_dir, warehouse_url) -> dg.Definitions:
             dg.define_asset_job("l1_job", selection=[l1_macro_daily]),
         ],
         resources={
+            "macro_source": source_resources(Settings.from_env())[1],
             "lake_io_manager": LakeIOManager(lake=lake),
             "serving_io_manager": ServingIOManager(lake=lake, warehouse=warehouse),
         },

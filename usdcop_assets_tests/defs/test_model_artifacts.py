@@ -19,11 +19,11 @@ import pytest
 
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.io_managers import ServingIOManager
-from usdcop_assets.defs.layers.l5_model import l5_ppo_model
 from usdcop_assets.defs.registry import load_fold_model, registered_models
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.rl import training as T
 from usdcop_assets.storage.lake.session_table import SessionTable
+from usdcop_assets_tests.defs_helpers import asset_def
 from usdcop_assets_tests.unit.test_training import DAYS, episodes_frame
 
 FOLD = "2024-03"
@@ -100,7 +100,9 @@ def platform(tmp_path_factory):
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
 
             def materialize():
-                result = dg.materialize([l5_ppo_model], partition_key=FOLD, instance=instance, resources=resources)
+                result = dg.materialize(
+                    [asset_def("l5/ppo_model")], partition_key=FOLD, instance=instance, resources=resources
+                )
                 assert result.success
                 return {
                     k: v.value for k, v in result.asset_materializations_for_node("l5__ppo_model")[0].metadata.items()

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.observation.builder import DEFAULT_CONFIG, build_observations, load_config, obs_version
 from usdcop_assets.observation.normalization import fit_month, month_start, stats_from_frame, stats_to_frame
 
@@ -24,7 +25,7 @@ def _config(tmp_path, **normalization):
     raw["normalization"].update(normalization)
     path = tmp_path / "obs.json"
     path.write_text(json.dumps(raw))
-    return load_config(path, env={})
+    return load_config(path, Settings.from_env({}))
 
 
 def _features(config, first: dt.date, last: dt.date, seed: int = 0) -> pd.DataFrame:
@@ -131,7 +132,9 @@ def test_the_declared_rule_uses_its_window_for_the_months_after_it_and_refuses_t
 
     # USDCOP_OBS_TRAIN_WINDOW stays an optional override of the declared window (recorded in the config hash)
     trailing = _config(tmp_path)
-    overridden = load_config(tmp_path / "obs.json", env={"USDCOP_OBS_TRAIN_WINDOW": "2024-01-02..2024-03-29"})
+    overridden = load_config(
+        tmp_path / "obs.json", Settings.from_env({"USDCOP_OBS_TRAIN_WINDOW": "2024-01-02..2024-03-29"})
+    )
     assert overridden.rule == "declared" and str(overridden.train_end) == "2024-03-29"
     assert obs_version(overridden) != obs_version(trailing)
     with pytest.raises(ValueError, match="normalization.rule 'sometimes' is not one of"):
@@ -176,8 +179,9 @@ def test_backfill_on_a_fresh_home_needs_no_window_and_warms_up_in_february(usdco
 def test_the_new_months_statistics_are_fitted_on_its_first_day_by_a_running_schedule():
     import dagster as dg
 
-    from usdcop_assets.defs.definitions import defs
+    from usdcop_assets_tests.defs_helpers import current_defs
 
+    defs = current_defs()
     schedule = defs.resolve_schedule_def("observation_stats_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.execution_timezone == cal.TZ_NAME
     at = dt.datetime(2026, 12, 1, 0, 5, tzinfo=cal.TZ)

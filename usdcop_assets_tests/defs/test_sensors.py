@@ -9,26 +9,37 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.defs.automation import sensors
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, build_session_chain_job
 from usdcop_assets.defs.automation.sensors import (
-    GAP_FILL_SESSIONS_ENV,
     PARTITION_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
-    SENSORS,
-    gap_fill_sensor,
-    realtime_bar_sensor,
+    build_gap_fill_sensor,
+    build_realtime_bar_sensor,
+    build_sensors,
     recent_sessions,
 )
-from usdcop_assets.defs.definitions import ASSETS, build_definitions
+from usdcop_assets.defs.definitions import build_defs
+from usdcop_assets.defs.resources import source_resources
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.testing.vendor_server import TD_PATH, VendorServer
 from usdcop_assets_tests.defs.test_gaps import full_definitions
+from usdcop_assets_tests.defs_helpers import current_partitions
 
 L0 = dg.AssetKey(["l0", "ohlcv_m5"])
 KEY = "FAKE-SENSOR-KEY"
+GAP_FILL_SESSIONS_ENV = "USDCOP_GAP_FILL_SESSIONS"
+
+
+def _realtime() -> dg.SensorDefinition:
+    """The realtime sensor as the environment configures it now (the code location's settings are a snapshot)."""
+    return build_realtime_bar_sensor(Settings.from_env())
+
+
+def _gap_fill() -> dg.SensorDefinition:
+    return build_gap_fill_sensor(Settings.from_env())
 
 
 def _bogota(text: str) -> pd.Timestamp:
@@ -58,7 +69,12 @@ def clock(monkeypatch):
 
 
 def _tick(sensor, instance, defs, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"bar_source": source_resources(Settings.from_env())[0]},  # the code location's, from the env
+    )
     # Dagster validates requested partitions at its own "now": the daemon's would be the injected clock's
     # (today's session must exist mid-session).
     with dg.partition_loading_context(effective_dt=sensors.utc_now().to_pydatetime()):
@@ -71,17 +87,17 @@ def _tick(sensor, instance, defs, cursor=None):
 def test_sensors_target_session_chain_and_start_stopped(usdcop_env, defs):
     repo = defs.get_repository_def()
     repo.load_all_definitions()
-    for sensor in SENSORS:
+    for sensor in build_sensors(Settings.from_env()):
         assert repo.get_sensor_def(sensor.name).job_name == SESSION_JOB
         assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
-    assert realtime_bar_sensor.minimum_interval_seconds == 15  # USDCOP_REALTIME_POLL_SECONDS default
+    assert _realtime().minimum_interval_seconds == 15  # USDCOP_REALTIME_POLL_SECONDS default
 
 
 def test_definitions_with_the_sensors_validate(usdcop_env):
-    base = build_definitions()
-    defs = dg.Definitions(
-        assets=ASSETS, jobs=[build_session_chain_job(ASSETS)], sensors=SENSORS, resources=base.resources
-    )
+    settings = Settings.from_env()
+    base = build_defs(settings)
+    job = build_session_chain_job(base.assets, session_partitions=current_partitions().session)
+    defs = dg.Definitions(assets=base.assets, jobs=[job], sensors=build_sensors(settings), resources=base.resources)
     dg.Definitions.validate_loadable(defs)
 
 
@@ -95,26 +111,26 @@ def test_full_definitions_validate(defs):
 
 def test_realtime_requests_the_session_of_the_last_closed_bar_once(usdcop_env, instance, defs, clock, monkeypatch):
     clock("2025-03-05 10:07")
-    data = _tick(realtime_bar_sensor, instance, defs)
+    data = _tick(_realtime(), instance, defs)
     # today's session partition, once per bar: the run key is the bar's
     assert [(r.partition_key, r.run_key) for r in data.run_requests] == [("2025-03-05", "2025-03-05-10:00")]
     assert data.run_requests[0].tags["usdcop/bar"] == "2025-03-05-10:00"
     assert data.run_requests[0].asset_selection is None  # the session's whole chain (USDCOP_REALTIME_RUN=chain)
     assert data.cursor == "2025-03-05-10:00"
 
-    again = _tick(realtime_bar_sensor, instance, defs, cursor=data.cursor)
+    again = _tick(_realtime(), instance, defs, cursor=data.cursor)
     assert not again.run_requests and "no new closed bar" in again.skip_message
     assert again.cursor == "2025-03-05-10:00"
 
     clock("2025-03-05 10:10")  # the 10:05 bar has just closed
-    nxt = _tick(realtime_bar_sensor, instance, defs, cursor=data.cursor)
+    nxt = _tick(_realtime(), instance, defs, cursor=data.cursor)
     assert [(r.partition_key, r.run_key) for r in nxt.run_requests] == [("2025-03-05", "2025-03-05-10:05")]
     assert nxt.cursor == "2025-03-05-10:05"
 
     # USDCOP_REALTIME_RUN=l0: the session's L0 only (declarative automation carries L1..L6)
     monkeypatch.setenv("USDCOP_REALTIME_RUN", "l0")
     clock("2025-03-05 10:15")
-    l0 = _tick(realtime_bar_sensor, instance, defs, cursor=nxt.cursor)
+    l0 = _tick(_realtime(), instance, defs, cursor=nxt.cursor)
     assert [(r.partition_key, r.run_key, r.asset_selection) for r in l0.run_requests] == [
         ("2025-03-05", "2025-03-05-10:10", [L0])
     ]
@@ -122,7 +138,7 @@ def test_realtime_requests_the_session_of_the_last_closed_bar_once(usdcop_env, i
     # the last bar of the day, ticked after the close: still its own session
     monkeypatch.delenv("USDCOP_REALTIME_RUN")
     clock("2025-03-05 13:00:20")
-    close = _tick(realtime_bar_sensor, instance, defs, cursor="2025-03-05-12:50")
+    close = _tick(_realtime(), instance, defs, cursor="2025-03-05-12:50")
     assert [(r.partition_key, r.run_key) for r in close.run_requests] == [("2025-03-05", "2025-03-05-12:55")]
 
 
@@ -139,7 +155,7 @@ def test_realtime_requests_the_session_of_the_last_closed_bar_once(usdcop_env, i
 def test_realtime_skips_when_no_bar_beyond_the_cursor(usdcop_env, instance, defs, clock, now, cursor):
     assert cal.is_holiday(dt.date(2025, 3, 24))
     clock(now)
-    data = _tick(realtime_bar_sensor, instance, defs, cursor=cursor)
+    data = _tick(_realtime(), instance, defs, cursor=cursor)
     assert not data.run_requests
     assert data.skip_message and "no new closed bar" in data.skip_message
     assert data.cursor == cursor
@@ -156,7 +172,7 @@ def test_realtime_with_twelvedata_waits_until_the_bar_is_published(usdcop_env, i
         server.set_bars(bars[local < _bogota("2025-03-05 10:00")])  # up to 09:55
         clock("2025-03-05 10:07")
 
-        waiting = _tick(realtime_bar_sensor, instance, defs, cursor="2025-03-05-09:55")
+        waiting = _tick(_realtime(), instance, defs, cursor="2025-03-05-09:55")
         assert not waiting.run_requests
         assert "2025-03-05-10:00 not published yet" in waiting.skip_message
         assert waiting.cursor == "2025-03-05-09:55"  # not advanced: the next tick asks again
@@ -167,7 +183,7 @@ def test_realtime_with_twelvedata_waits_until_the_bar_is_published(usdcop_env, i
 
         server.set_bars(bars[local <= _bogota("2025-03-05 10:00")])  # the vendor publishes 10:00
         clock("2025-03-05 10:07:30")
-        published = _tick(realtime_bar_sensor, instance, defs, cursor=waiting.cursor)
+        published = _tick(_realtime(), instance, defs, cursor=waiting.cursor)
         assert [(r.partition_key, r.run_key) for r in published.run_requests] == [("2025-03-05", "2025-03-05-10:00")]
         assert published.cursor == "2025-03-05-10:00"
         assert len(server.paths(TD_PATH)) == 2
@@ -183,7 +199,7 @@ def test_realtime_rate_limited_probe_skips_without_waiting(usdcop_env, instance,
             429, {"code": 429, "message": "You have run out of API credits for the current minute.", "status": "error"}
         )
         clock("2025-03-05 10:07")
-        data = _tick(realtime_bar_sensor, instance, defs, cursor="2025-03-05-09:55")
+        data = _tick(_realtime(), instance, defs, cursor="2025-03-05-09:55")
     assert not data.run_requests and "rate-limited" in data.skip_message
     assert data.cursor == "2025-03-05-09:55"
 
@@ -217,7 +233,7 @@ def test_gap_fill_requests_sessions_missing_or_short_of_their_due_bars(usdcop_en
     _materialize(instance, "2025-03-07", "2025-03-07 10:10")  # stops short (e.g. materialized mid-session)
     # Thursday never materialized
 
-    data = _tick(gap_fill_sensor, instance, defs)
+    data = _tick(_gap_fill(), instance, defs)
     got = [(r.partition_key, r.run_key, r.tags["usdcop/trigger"]) for r in data.run_requests]
     assert got == [
         ("2025-03-06", "gap-fill:2025-03-06:2025-03-06-12:55", "gap_fill"),
@@ -241,7 +257,7 @@ def test_gap_fill_requests_sessions_missing_or_short_of_their_due_bars(usdcop_en
     ]
     for run in runs:
         instance.add_run(run)
-    busy = _tick(gap_fill_sensor, instance, defs)
+    busy = _tick(_gap_fill(), instance, defs)
     assert not busy.run_requests and "on their way" in busy.skip_message
     for run in runs:
         instance.report_run_failed(run)
@@ -249,19 +265,19 @@ def test_gap_fill_requests_sessions_missing_or_short_of_their_due_bars(usdcop_en
     # a session materialized with no bar at all still lacks every bar due
     _materialize(instance, "2025-03-06", "")
     _materialize(instance, "2025-03-07", "2025-03-07 12:55")
-    again = _tick(gap_fill_sensor, instance, defs)
+    again = _tick(_gap_fill(), instance, defs)
     assert [r.partition_key for r in again.run_requests] == ["2025-03-06"]
     _materialize(instance, "2025-03-06", "2025-03-06 12:55")
-    done = _tick(gap_fill_sensor, instance, defs)
+    done = _tick(_gap_fill(), instance, defs)
     assert not done.run_requests and "complete" in done.skip_message
 
     # mid-session, within the grace: only bars closed 10 minutes ago are due
     clock("2025-03-10 09:12")
     monkeypatch.setenv(GAP_FILL_SESSIONS_ENV, "1")
     _materialize(instance, "2025-03-10", "2025-03-10 08:55")  # due: 08:55 (closed 09:00 <= 09:02)
-    assert not _tick(gap_fill_sensor, instance, defs).run_requests
+    assert not _tick(_gap_fill(), instance, defs).run_requests
     clock("2025-03-10 09:16")  # due: 09:00
-    assert [r.run_key for r in _tick(gap_fill_sensor, instance, defs).run_requests] == [
+    assert [r.run_key for r in _tick(_gap_fill(), instance, defs).run_requests] == [
         "gap-fill:2025-03-10:2025-03-10-09:00"
     ]
 
@@ -289,7 +305,7 @@ def test_gap_fill_finds_a_short_session_inside_a_range_run(usdcop_env, instance,
         assert run.success
     monkeypatch.setenv(GAP_FILL_SESSIONS_ENV, "2")
     clock("2025-03-07 13:30")
-    data = _tick(gap_fill_sensor, instance, defs)
+    data = _tick(_gap_fill(), instance, defs)
     assert [(r.partition_key, r.run_key) for r in data.run_requests] == [
         ("2025-03-06", "gap-fill:2025-03-06:2025-03-06-12:55")
     ]
@@ -298,8 +314,8 @@ def test_gap_fill_finds_a_short_session_inside_a_range_run(usdcop_env, instance,
 def test_gap_fill_looks_only_at_the_configured_sessions(usdcop_env, instance, defs, clock, monkeypatch):
     clock("2025-03-07 13:30")
     monkeypatch.setenv(GAP_FILL_SESSIONS_ENV, "1")
-    data = _tick(gap_fill_sensor, instance, defs)  # nothing materialized at all
+    data = _tick(_gap_fill(), instance, defs)  # nothing materialized at all
     assert [r.partition_key for r in data.run_requests] == ["2025-03-07"]
     monkeypatch.setenv(GAP_FILL_SESSIONS_ENV, "0")
     with pytest.raises(ConfigError, match=GAP_FILL_SESSIONS_ENV):
-        _tick(gap_fill_sensor, instance, defs)
+        _tick(_gap_fill(), instance, defs)

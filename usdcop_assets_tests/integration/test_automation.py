@@ -20,19 +20,20 @@ from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.automation.conditions import (
     AUTOMATION_SENSOR,
     CLI_TAG,
-    DEFAULT_INTERVAL_SECONDS,
-    INTERVAL_ENV,
     SESSION_CONDITION,
-    build_automation_sensor,
 )
 
 L0 = dg.AssetKey(["l0", "ohlcv_m5"])
+INTERVAL_ENV = "USDCOP_AUTOMATION_INTERVAL_SECONDS"
 
 
 def _session_keys():
-    from usdcop_assets.defs.definitions import SESSION_ASSETS
+    from usdcop_assets_tests.defs_helpers import current_defs
 
-    return sorted((k for a in SESSION_ASSETS for k in a.keys), key=lambda k: k.to_user_string())
+    defs = current_defs()
+    session = defs.resolve_job_def("session_chain").partitions_def
+    keys = (k for a in defs.assets if a.partitions_def == session for k in a.keys)
+    return sorted(keys, key=lambda k: k.to_user_string())
 
 
 def _above_l0():
@@ -52,19 +53,22 @@ def _recent_sessions(n: int) -> list[dt.date]:
 
 
 def test_the_sensor_runs_by_default_over_the_session_assets_above_l0(usdcop_env, monkeypatch):
-    from usdcop_assets.defs.definitions import defs
+    from usdcop_assets_tests.defs_helpers import current_defs
+
+    defs = current_defs()
 
     sensor = next(s for s in defs.sensors if s.name == AUTOMATION_SENSOR)
     assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == DEFAULT_INTERVAL_SECONDS == 30
+    assert sensor.minimum_interval_seconds == 30  # USDCOP_AUTOMATION_INTERVAL_SECONDS' default
     graph = defs.resolve_asset_graph()
     assert sensor.asset_selection.resolve(graph) == set(_above_l0())
     for node in graph.asset_nodes:
         expected = SESSION_CONDITION if node.key in set(_above_l0()) else None
         assert node.automation_condition == expected, node.key
     monkeypatch.setenv(INTERVAL_ENV, "3")
-    assert build_automation_sensor([]).minimum_interval_seconds == 3
+    sensor = next(s for s in current_defs().sensors if s.name == AUTOMATION_SENSOR)
+    assert sensor.minimum_interval_seconds == 3
 
 
 # --- the condition, tick by tick ------------------------------------------------------------------
@@ -85,7 +89,9 @@ def _report(instance, key, partition, run_id=None):
 
 
 def test_the_condition_follows_l0_updates_not_the_clis_nor_the_ignored_dependencies(usdcop_env):
-    from usdcop_assets.defs.definitions import defs
+    from usdcop_assets_tests.defs_helpers import current_defs
+
+    defs = current_defs()
 
     days = _recent_sessions(6)
     keys = [cal.session_key(d) for d in days]
@@ -239,6 +245,6 @@ def test_the_daemon_carries_a_session_from_l0_to_l6_once(tmp_path):
             assert storage.get_auto_materialize_asset_evaluations(l1, limit=100)
             with freeze_time(dt.datetime.now(dt.UTC) + dt.timedelta(hours=49)):
                 with dg.build_sensor_context(instance=instance) as ctx:
-                    build_history_sensor().evaluate_tick(ctx)
+                    build_history_sensor(hours=48).evaluate_tick(ctx)
             assert storage.get_auto_materialize_asset_evaluations(l1, limit=100) == []
     print(f"daemon automation test: {time.time() - started:.0f} s")

@@ -169,7 +169,10 @@ def test_chunked_backfills_store_the_bytes_of_one_run_per_session(backfills, var
 def test_session_assets_backfill_in_runs_of_the_setting():
     # read when the code location loads: a fresh interpreter with the variable set
     code = (
-        "import json; from usdcop_assets.defs.definitions import SESSION_ASSETS as A\n"
+        "import json; from usdcop_assets.core.settings import Settings\n"
+        "from usdcop_assets.defs.definitions import build_defs\n"
+        "d = build_defs(Settings.from_env()); p = d.resolve_job_def('session_chain').partitions_def\n"
+        "A = [a for a in d.assets if a.partitions_def == p]\n"
         "print(json.dumps([[a.backfill_policy.policy_type.value, a.backfill_policy.max_partitions_per_run] for a in "
         "A]))"
     )

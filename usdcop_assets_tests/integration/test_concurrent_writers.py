@@ -25,6 +25,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from usdcop_assets.core.settings import StorageOptions
 from usdcop_assets.storage.lake import store as store_mod
 from usdcop_assets.storage.lake.lease import PREFIX, LeaseBusy, LeaseLost, SessionLeases
 from usdcop_assets.storage.lake.session_table import SessionTable
@@ -182,7 +183,7 @@ def test_the_temp_sweep_trusts_pids_only_on_its_own_node(tmp_path):
     LocalObjectStore(root).put("l1/ohlcv_m5/date=2024-01-02/manifest.json", b"{}")
     assert not mine.exists()  # our node, dead pid: orphaned
     assert other.exists() and legacy.exists()  # elsewhere: possibly a live writer, kept while recent
-    old = time.time() - 2 * store_mod.DEFAULT_STALE_TEMP_SECONDS
+    old = time.time() - 2 * StorageOptions().stale_temp_seconds
     os.utime(other, (old, old))
     LocalObjectStore(root).put("l1/ohlcv_m5/date=2024-01-02/manifest.json", b"{}")
     assert not other.exists() and legacy.exists()  # stale by age: removed; the recent one stays
@@ -278,11 +279,12 @@ def test_overlapping_backfills_run_one_after_the_other_with_a_message(tmp_path):
 
 
 def test_a_realtime_run_of_a_held_session_fails_naming_the_holder(usdcop_env, monkeypatch):
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.defs.automation.jobs import layers_job
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_defs
 
     monkeypatch.setenv("USDCOP_LEASE_WAIT_SECONDS", "1")
-    defs = build_definitions()
+    defs = build_defs(Settings.from_env())
     lake = LocalObjectStore(usdcop_env / "lake")
     with dg.DagsterInstance.get() as instance:
         assert layers_job(defs, "L0").execute_in_process(instance=instance, partition_key="2025-03-05").success

@@ -66,11 +66,12 @@ def instance(usdcop_env, monkeypatch):
 
 
 def _run(instance, first: dt.date, last: dt.date, layers: str = "L0,L1"):
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.defs.automation.jobs import layers_job
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_defs
 
     key_range = session_key_range(first, last)
-    return layers_job(build_definitions(), layers).execute_in_process(
+    return layers_job(build_defs(Settings.from_env()), layers).execute_in_process(
         instance=instance, tags={RANGE_START: key_range.start, RANGE_END: key_range.end}, raise_on_error=False
     )
 
@@ -136,19 +137,19 @@ def test_source_down_for_a_whole_session_fails_the_run_and_the_rerun_matches_a_c
     # Same attempts, short waits: the retry policy is exercised, the test does not sleep for a minute.
     original = TwelveDataClient.from_env.__func__
 
-    def quick(cls, env=os.environ, **kwargs):
+    def quick(cls, settings=None, **kwargs):
         kwargs.setdefault("base_delay", 0.01)
         kwargs.setdefault("max_delay", 0.02)
-        return original(cls, env, **kwargs)
+        return original(cls, settings, **kwargs)
 
     monkeypatch.setattr(TwelveDataClient, "from_env", classmethod(quick))
-    # the step's own retry policy (policies.SOURCE_RETRY_POLICY) runs too, without its 10-40 s waits
-    from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
+    # the step's own retry policy (policies.source_retry_policy) runs too, without its 10-40 s waits
+    from usdcop_assets_tests.defs_helpers import asset_def
 
-    policy = l0_ohlcv_m5.op.retry_policy
-    step_attempts = 1 + (policy.max_retries if policy else 0)
-    if policy is not None:
-        monkeypatch.setattr(l0_ohlcv_m5.op, "_retry_policy", dg.RetryPolicy(max_retries=policy.max_retries, delay=0))
+    monkeypatch.setenv("USDCOP_RETRY_DELAY_SECONDS", "0")
+    policy = asset_def("l0/ohlcv_m5").op.retry_policy
+    assert policy is not None and policy.delay == 0
+    step_attempts = 1 + policy.max_retries
     with FlakyVendor() as server:
         server.set_bars(synthetic_bars(cal.expected_bars(*_window(D1, D2)), defects=False))
         monkeypatch.setenv("USDCOP_SOURCE", "twelvedata")

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from usdcop_assets.cli import main
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.definitions import build_definitions
+from usdcop_assets.core.settings import Settings
+from usdcop_assets.defs.definitions import build_defs
 from usdcop_assets.defs.home_migration import assets_with_bar_records, report_runless_materializations, session_assets
 from usdcop_assets.storage.lake.session_table import SessionTable
 from usdcop_assets.storage.lake.store import LocalObjectStore
@@ -69,7 +70,7 @@ def _latest_by_session(instance, key):
 def test_bar_partitioned_home_is_refused_then_rebuilt_per_session_from_the_lake(usdcop_env):
     result = _invoke(*BACKFILL)
     assert result.exit_code == 0, result.output
-    assets = session_assets(build_definitions())
+    assets = session_assets(build_defs(Settings.from_env()))
     lake = LocalObjectStore(usdcop_env / "lake")
     assert _make_bar_partitioned(usdcop_env, assets) == 5 * 3 * 60  # L0-L3's five assets, 3 sessions of 60 bars
     with _instance(usdcop_env) as instance:

@@ -142,9 +142,10 @@ def test_a_live_session_equals_its_batch_run_bar_for_bar_and_is_recorded_in_dags
 
 
 def test_automation_does_not_recompute_what_the_live_process_stored(home):
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    defs = build_definitions()
+    defs = build_defs(Settings.from_env())
     instance = dg.DagsterInstance.get()
     at = cal.session_end(DAY).to_pydatetime() + dt.timedelta(
         minutes=30
@@ -408,15 +409,15 @@ def test_the_recorder_works_mid_session_on_the_real_clock(tmp_path):
     a window once it ended), and the live run and its bar events are stored under it."""
     from dagster._core.test_utils import freeze_time
 
+    from usdcop_assets.core.settings import Settings
     from usdcop_assets.defs.automation.jobs import SESSION_JOB
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.defs.definitions import build_defs
     from usdcop_assets.defs.live.recorder import DagsterRecorder
-    from usdcop_assets.defs.partitions import session_partitions
     from usdcop_assets.defs.quality.live_parity import layer_specs
     from usdcop_assets.live.session import L0, RawUpdate, SessionRows
     from usdcop_assets.sources import conform_l0
 
-    defs = build_definitions()
+    defs = build_defs(Settings.from_env())
     specs, keys = layer_specs(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
     job = defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection=set(keys.values()), asset_check_selection=set())
     bar = cal.session_bars(DAY)[30]  # 10:30
@@ -426,7 +427,7 @@ def test_the_recorder_works_mid_session_on_the_real_clock(tmp_path):
         dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
     ):
         with dg.partition_loading_context(effective_dt=(bar + pd.Timedelta(minutes=5, seconds=2)).to_pydatetime()):
-            assert session_partitions.has_partition_key(cal.session_key(DAY))
+            assert job.partitions_def.has_partition_key(cal.session_key(DAY))
         recorder = DagsterRecorder(instance, job, keys, specs)
         recorder.open_session(cal.session_key(DAY))
         info = {

@@ -13,11 +13,10 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.defs.io_managers import LakeIOManager
-from usdcop_assets.defs.layers.macro_daily import l0_macro_daily
-from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS, history_start, macro_partitions
-from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.partitions import MACRO_WARMUP_DAYS
+from usdcop_assets.defs.resources import LakeResource, source_resources
 from usdcop_assets.sources import macro_catalog as catalog
 from usdcop_assets.sources.fred import DEFAULT_SERIES
 from usdcop_assets.sources.macro_sources import (
@@ -32,6 +31,7 @@ from usdcop_assets.sources.macro_sources import (
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.storage.lake.session_table import parquet_bytes, to_arrow
 from usdcop_assets.testing.vendor_server import FRED_PATH, VendorServer
+from usdcop_assets_tests.defs_helpers import asset_def, current_partitions
 from usdcop_assets_tests.shared_data import SHARED_DATA
 
 pytestmark = pytest.mark.shared_data
@@ -52,23 +52,26 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 def test_resolve_macro_source_rules():
-    assert resolve_macro_source({}) == ("synthetic",)
-    assert resolve_macro_source({"FRED_API_KEY": "  "}) == ("synthetic",)
-    assert resolve_macro_source({"FRED_API_KEY": "k"}) == ("fred",)
-    assert resolve_macro_source({SOURCE_ENV: "synthetic", "FRED_API_KEY": "k"}) == ("synthetic",)
-    assert resolve_macro_source({SOURCE_ENV: " fred , file:/x/m.csv.gz", "FRED_API_KEY": "k"}) == (
+    assert resolve_macro_source(Settings.from_env({})) == ("synthetic",)
+    assert resolve_macro_source(Settings.from_env({"FRED_API_KEY": "  "})) == ("synthetic",)
+    assert resolve_macro_source(Settings.from_env({"FRED_API_KEY": "k"})) == ("fred",)
+    assert resolve_macro_source(Settings.from_env({SOURCE_ENV: "synthetic", "FRED_API_KEY": "k"})) == ("synthetic",)
+    assert resolve_macro_source(Settings.from_env({SOURCE_ENV: " fred , file:/x/m.csv.gz", "FRED_API_KEY": "k"})) == (
         "fred",
         "file:/x/m.csv.gz",
     )
-    assert resolve_macro_source({SOURCE_ENV: "FILE:/a.parquet,synthetic"}) == ("file:/a.parquet", "synthetic")
+    assert resolve_macro_source(Settings.from_env({SOURCE_ENV: "FILE:/a.parquet,synthetic"})) == (
+        "file:/a.parquet",
+        "synthetic",
+    )
     for bad in ("bloomberg", "fred,bloomberg", "file:", "synthetic:x", ","):
         with pytest.raises(ConfigError, match=SOURCE_ENV) as exc:
-            resolve_macro_source({SOURCE_ENV: bad, "FRED_API_KEY": "k"})
+            resolve_macro_source(Settings.from_env({SOURCE_ENV: bad, "FRED_API_KEY": "k"}))
         assert repr(bad) in str(exc.value)
     with pytest.raises(ConfigError, match="listed twice"):
-        resolve_macro_source({SOURCE_ENV: "synthetic,synthetic"})
+        resolve_macro_source(Settings.from_env({SOURCE_ENV: "synthetic,synthetic"}))
     with pytest.raises(ConfigError, match="FRED_API_KEY"):
-        resolve_macro_source({SOURCE_ENV: "fred,file:/x.csv"})
+        resolve_macro_source(Settings.from_env({SOURCE_ENV: "fred,file:/x.csv"}))
 
 
 def test_catalog_covers_the_features_and_the_file():
@@ -272,8 +275,18 @@ def test_fetch_macro_combines_sources_with_one_schema(tmp_path, real_file_frame)
 
 def _defs(lake_dir) -> dg.Definitions:
     lake = LakeResource(url=str(lake_dir))
+    l0_macro_daily = asset_def("l0/macro_daily")
     job = dg.define_asset_job(JOB, selection=[l0_macro_daily])  # partitioning inferred from the asset
-    return dg.Definitions(assets=[l0_macro_daily], jobs=[job], resources={"lake_io_manager": LakeIOManager(lake=lake)})
+    return dg.Definitions(
+        assets=[l0_macro_daily],
+        jobs=[job],
+        resources={"lake_io_manager": LakeIOManager(lake=lake), "macro_source": _macro_source()},
+    )
+
+
+def _macro_source():
+    """The deployment's macro source, from the (test's) environment as the code location builds it."""
+    return source_resources(Settings.from_env())[1]
 
 
 def _run_range(lake_dir, instance, first: str, last: str):
@@ -286,10 +299,13 @@ def _run_range(lake_dir, instance, first: str, last: str):
 
 def _run_day(lake_dir, instance, day: str):
     return dg.materialize(
-        [l0_macro_daily],
+        [asset_def("l0/macro_daily")],
         instance=instance,
         partition_key=day,
-        resources={"lake_io_manager": LakeIOManager(lake=LakeResource(url=str(lake_dir)))},
+        resources={
+            "lake_io_manager": LakeIOManager(lake=LakeResource(url=str(lake_dir))),
+            "macro_source": _macro_source(),
+        },
     )
 
 
@@ -316,8 +332,9 @@ def small_file(tmp_path):
 
 
 def test_partitions_start_a_year_before_the_bars():
+    macro_partitions = current_partitions().macro
     first = dt.date.fromisoformat(macro_partitions.get_first_partition_key())
-    assert first == history_start() - dt.timedelta(days=MACRO_WARMUP_DAYS)
+    assert first == Settings.from_env().history.start - dt.timedelta(days=MACRO_WARMUP_DAYS)
     window = macro_partitions.time_window_for_partition_key("2024-05-02")
     assert pd.Timestamp(window.start) == bogota_midnight_utc([dt.date(2024, 5, 2)])[0]
 

@@ -12,16 +12,18 @@ import sqlalchemy as sa
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import ConfigError
 from usdcop_assets.defs.automation.jobs import SESSION_JOB, checks_of, layer_selection, layers_job
-from usdcop_assets.defs.partitions import lookback_mapping, session_key_range, session_partitions
+from usdcop_assets.defs.partitions import lookback_mapping, session_key_range
+from usdcop_assets_tests.defs_helpers import asset_def, current_partitions
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
 def _defs():
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    return build_definitions()
+    return build_defs(Settings.from_env())
 
 
 def _run_range(defs, instance, first: dt.date, last: dt.date):
@@ -139,7 +141,7 @@ def test_look_back_input_is_read_in_one_pass_across_a_holiday_weekend(usdcop_env
 
     @dg.asset(
         key=["test", "look_back"],
-        partitions_def=session_partitions,
+        partitions_def=current_partitions().session,
         ins={"raw": dg.AssetIn(["l0", "ohlcv_m5"], partition_mapping=lookback_mapping(2))},
         io_manager_key="lake_io_manager",
         metadata={"time_column": "time"},
@@ -149,7 +151,7 @@ def test_look_back_input_is_read_in_one_pass_across_a_holiday_weekend(usdcop_env
         return raw.iloc[-1:]
 
     base = _defs()
-    from usdcop_assets.defs.layers.l0_raw import l0_ohlcv_m5
+    l0_ohlcv_m5 = asset_def("l0/ohlcv_m5", base)
 
     key_range = session_key_range(dt.date(2024, 12, 30), dt.date(2025, 1, 7))
     assert dg.materialize(

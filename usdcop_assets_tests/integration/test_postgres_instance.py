@@ -142,7 +142,8 @@ def test_postgres_instance_runs_and_queue(pg_instance_env):
     from dagster._core.storage.dagster_run import DagsterRunStatus
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
     url = pg_instance_env["url"]
     first, second = _sessions(2)
@@ -157,7 +158,7 @@ def test_postgres_instance_runs_and_queue(pg_instance_env):
         assert instance.run_storage.postgres_url.startswith("postgresql+psycopg2://")
 
         # --- 1. a run in process: lake object + materialization row in PostgreSQL -----------------
-        defs = build_definitions()
+        defs = build_defs(Settings.from_env())
         job = defs.resolve_job_def("session_chain").get_subset(
             asset_selection={dg.AssetKey(list(L0))}, asset_check_selection=set()
         )

@@ -100,9 +100,10 @@ def _platform_env(mp: pytest.MonkeyPatch, home: Path, root: Path) -> None:
 
 
 def _defs():
-    from usdcop_assets.defs.definitions import build_definitions
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.defs.definitions import build_defs
 
-    return build_definitions()
+    return build_defs(Settings.from_env())
 
 
 def _range_tags(first: dt.date, last: dt.date) -> dict:
@@ -294,11 +295,12 @@ _WRITER = """
 import os, sys, time
 import dagster as dg
 from usdcop_assets.cli import prepare_environment
-from usdcop_assets.defs.definitions import build_definitions
+from usdcop_assets.core.settings import Settings
+from usdcop_assets.defs.definitions import build_defs
 from usdcop_assets.defs.automation.jobs import layers_job
 
 prepare_environment()
-job = layers_job(build_definitions(), "L0,L1,L2")
+job = layers_job(build_defs(Settings.from_env()), "L0,L1,L2")
 tags = {"dagster/asset_partition_range_start": sys.argv[1], "dagster/asset_partition_range_end": sys.argv[2]}
 with dg.DagsterInstance.get() as instance:
     print("ready", flush=True)

@@ -10,7 +10,7 @@ import math
 import pandas as pd
 import pytest
 
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.sources.fred import (
     COLUMNS,
     DEFAULT_SERIES,
@@ -153,9 +153,9 @@ def test_key_is_redacted_from_errors_and_logs(server, caplog):
 def test_from_env_requires_the_key(server):
     for env in ({}, {KEY_ENV: "  "}):
         with pytest.raises(ConfigError, match=KEY_ENV):
-            FredClient.from_env(env)
-    with FredClient.from_env({KEY_ENV: KEY, "FRED_BASE_URL": server.url}) as client:
+            FredClient.from_env(Settings.from_env(env))
+    with FredClient.from_env(Settings.from_env({KEY_ENV: KEY, "FRED_BASE_URL": server.url})) as client:
         assert client.base_url == server.url and KEY not in repr(client)
         assert len(client.fetch_series("DGS10", "2024-01-02", "2024-01-02")) == 1
-    with FredClient.from_env({KEY_ENV: KEY}) as client:
+    with FredClient.from_env(Settings.from_env({KEY_ENV: KEY})) as client:
         assert client.base_url == "https://api.stlouisfed.org"

@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.partitions import lookback_mapping, session_key_range, session_partitions
+from usdcop_assets.defs.partitions import build_partitions, lookback_mapping, session_key_range
 
 BOGOTA = ZoneInfo("America/Bogota")
+# the default history start; holidays listed through 2026
+session_partitions = build_partitions(dt.date(2020, 1, 1), today=dt.date(2025, 6, 1)).session
 
 
 def test_session_partitions_of_2025_are_the_colombian_trading_days():

@@ -5,7 +5,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from usdcop_assets.defs.definitions import build_definitions
+from usdcop_assets.core.settings import Settings
+from usdcop_assets.defs.definitions import build_defs
 
 TUESDAY = "2025-03-04"
 HOLIDAY = "2025-03-24"  # San José (moved to Monday)
@@ -14,7 +15,7 @@ SATURDAY = "2025-03-08"
 
 @pytest.fixture(scope="module")
 def defs():
-    definitions = build_definitions()
+    definitions = build_defs(Settings.from_env())
     definitions.get_repository_def()  # resolved once, outside any instance
     return definitions
 

@@ -55,9 +55,9 @@ def test_https_or_loopback_base_urls_are_accepted(url):
 )
 def test_base_urls_that_could_leak_the_key_are_refused(url):
     with pytest.raises(ConfigError, match="TWELVEDATA_BASE_URL"):
-        TwelveDataClient.from_env({"TWELVEDATA_API_KEYS": KEY, "TWELVEDATA_BASE_URL": url})
+        TwelveDataClient.from_env(Settings.from_env({"TWELVEDATA_API_KEYS": KEY, "TWELVEDATA_BASE_URL": url}))
     with pytest.raises(ConfigError, match="FRED_BASE_URL"):
-        FredClient.from_env({"FRED_API_KEY": KEY, "FRED_BASE_URL": url})
+        FredClient.from_env(Settings.from_env({"FRED_API_KEY": KEY, "FRED_BASE_URL": url}))
     # the constructors check too (not only the environment path)
     with pytest.raises(ConfigError, match="clear text|not an https URL|credentials"):
         TwelveDataClient([KEY], url)
@@ -68,7 +68,9 @@ def test_base_urls_that_could_leak_the_key_are_refused(url):
 def test_plain_http_names_the_reason_and_hides_the_key():
     with pytest.raises(ConfigError) as exc:
         TwelveDataClient.from_env(
-            {"TWELVEDATA_API_KEYS": KEY, "TWELVEDATA_BASE_URL": f"http://api.twelvedata.com/?apikey={KEY}"}
+            Settings.from_env(
+                {"TWELVEDATA_API_KEYS": KEY, "TWELVEDATA_BASE_URL": f"http://api.twelvedata.com/?apikey={KEY}"}
+            )
         )
     assert "clear text" in str(exc.value) and "use https" in str(exc.value) and KEY not in str(exc.value)
 

@@ -1,6 +1,7 @@
-"""``core/settings.py`` is the package's only reader of the environment (issue 18): every other module asks
-``settings.environ()`` / ``current_settings()`` at call time or takes an ``env`` mapping. Parsed with ``ast``, so
-a new ``os.environ``/``os.getenv`` anywhere else fails here."""
+"""``core/settings.py`` is the package's only reader of the environment (issue 18): every other module reads the
+typed ``Settings`` (taken as a parameter, or ``Settings.from_env()`` at call time), never a raw variable. Parsed
+with ``ast``, so a new ``os.environ``/``os.getenv`` anywhere else fails here, and so does a new ``environ()`` or
+``env_int`` call outside ``core/settings.py``."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ ENV_NAMES = {"environ", "environb", "getenv", "putenv", "unsetenv"}
 
 # Remaining direct uses, each with its reason; a line number is not pinned so a reformat does not break it.
 ALLOWED = {
-    # The CLI still hands DAGSTER_HOME, the run's source and its time zone to Dagster (and to the run processes
-    # it starts) through its own environment; moving them to run config / resources is issue 18 step 2.
-    "cli.py": "writes DAGSTER_HOME, USDCOP_SOURCE and USDCOP_SOURCE_TZ for the runs it launches",
+    # Dagster reads two of its own knobs (planned-event subsets, event batch size) from the process environment only;
+    # everything of the platform travels as Settings, run config and resources (test below).
+    "cli.py": "sets Dagster's own process knobs (DAGSTER_PROCESS_KNOBS)",
     # A write, not a read: torch reads OMP_NUM_THREADS when it loads, so it must be in the process environment.
     "defs/live/service.py": "sets OMP_NUM_THREADS=1 before torch loads",
 }
@@ -40,6 +41,54 @@ def environment_uses(source: str) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.module == "os":
             found += [(node.lineno, f"from os import {a.name}") for a in node.names if a.name in ENV_NAMES]
     return sorted(found)
+
+
+# Who may still call ``core.settings.environ()`` / ``env_int``: the settings module itself, and - only until the
+# defs/ restructuring is merged (issue 18 item 1, Dagster side) - defs/ and cli.py. Remove those two then.
+RAW_READERS_ALLOWED = ("core/settings.py", "defs/", "cli.py")
+RAW_READERS = {"environ", "env_int"}
+
+
+def raw_setting_reads(source: str) -> list[tuple[int, str]]:
+    """(line, what) for each call of ``environ()``/``env_int(...)`` (bare or as an attribute, e.g.
+    ``settings.environ()``) and each ``from ... import environ/env_int`` in ``source``, in line order."""
+    tree = ast.parse(source)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if name in RAW_READERS:
+                found.append((node.lineno, f"{name}()"))
+        elif isinstance(node, ast.ImportFrom) and node.module != "os":
+            found += [(node.lineno, f"import {a.name}") for a in node.names if a.name in RAW_READERS]
+    return sorted(found)
+
+
+def test_only_settings_parses_raw_variables():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith(RAW_READERS_ALLOWED):
+            continue
+        offenders += [f"usdcop_assets/{rel}:{line}: {what}" for line, what in raw_setting_reads(path.read_text())]
+    assert not offenders, "read typed fields of usdcop_assets.core.settings.Settings instead:\n" + "\n".join(offenders)
+
+
+def test_a_planted_raw_read_is_found():
+    planted = (
+        "from usdcop_assets.core.settings import environ, env_int\nfrom usdcop_assets.core import settings\n"
+        "a = environ().get('USDCOP_X')\nb = env_int('USDCOP_Y', 1)\nc = settings.environ()['Z']\n"
+    )
+    assert raw_setting_reads(planted) == [
+        (1, "import env_int"),
+        (1, "import environ"),
+        (3, "environ()"),
+        (4, "env_int()"),
+        (5, "environ()"),
+    ]
+    # The typed object, and os.environ (the other test's business), are not raw reads here.
+    assert raw_setting_reads("from usdcop_assets.core.settings import Settings\nSettings.from_env().live\n") == []
 
 
 def test_only_settings_reads_the_environment():
@@ -76,3 +125,13 @@ def test_a_planted_read_is_found():
     ]
     # Reading the process id or a path is not reading the environment.
     assert environment_uses("import os\nos.getpid()\nos.path.join('a', 'b')\nos.stat('x')\n") == []
+
+
+def test_the_cli_writes_only_dagsters_process_knobs():
+    """No USDCOP_* variable, no DAGSTER_HOME: the CLI hands the instance, the sources and the training options to
+    Dagster as an instance opened from its directory, resource config and run config."""
+    from usdcop_assets.cli import DAGSTER_PROCESS_KNOBS
+
+    uses = environment_uses((PACKAGE / "cli.py").read_text())
+    assert len(uses) == 1, uses  # the one setdefault loop in prepare_environment
+    assert set(DAGSTER_PROCESS_KNOBS) == {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "DAGSTER_EVENT_BATCH_SIZE"}

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.sources.http import Backoff, redact
 from usdcop_assets.sources.synthetic import synthetic_bars
 from usdcop_assets.sources.twelvedata import (
@@ -416,25 +416,29 @@ def test_keys_never_appear_in_errors_reprs_summaries_or_logs(server, clock, capl
 def test_from_env_requires_keys_and_reads_limits(server):
     for env in ({}, {KEYS_ENV: ""}, {KEYS_ENV: " , ,"}):
         with pytest.raises(ConfigError, match=KEYS_ENV):
-            TwelveDataClient.from_env(env)
+            TwelveDataClient.from_env(Settings.from_env(env))
     with pytest.raises(ConfigError, match=PER_MINUTE_ENV):
-        TwelveDataClient.from_env({KEYS_ENV: KEY_A, PER_MINUTE_ENV: "lots"})
+        TwelveDataClient.from_env(Settings.from_env({KEYS_ENV: KEY_A, PER_MINUTE_ENV: "lots"}))
     with pytest.raises(ConfigError, match="TWELVEDATA_BASE_URL") as exc:
-        TwelveDataClient.from_env({KEYS_ENV: KEY_A, "TWELVEDATA_BASE_URL": f"ftp://x/?apikey={KEY_A}"})
+        TwelveDataClient.from_env(
+            Settings.from_env({KEYS_ENV: KEY_A, "TWELVEDATA_BASE_URL": f"ftp://x/?apikey={KEY_A}"})
+        )
     no_secret(str(exc.value))
     client = TwelveDataClient.from_env(
-        {
-            KEYS_ENV: f" {KEY_A}, {KEY_B} ,",
-            "TWELVEDATA_BASE_URL": server.url + "/",
-            PER_MINUTE_ENV: "55",
-            "TWELVEDATA_CREDITS_PER_DAY": "5000",
-        }
+        Settings.from_env(
+            {
+                KEYS_ENV: f" {KEY_A}, {KEY_B} ,",
+                "TWELVEDATA_BASE_URL": server.url + "/",
+                PER_MINUTE_ENV: "55",
+                "TWELVEDATA_CREDITS_PER_DAY": "5000",
+            }
+        )
     )
     with client:
         assert len(client.pool) == 2 and client.base_url == server.url
         assert client.pool.per_minute == 55 and client.pool.per_day == 5000
         no_secret(repr(client))
-    default = TwelveDataClient.from_env({KEYS_ENV: KEY_A})
+    default = TwelveDataClient.from_env(Settings.from_env({KEYS_ENV: KEY_A}))
     with default:
         assert default.base_url == "https://api.twelvedata.com"
         assert (default.pool.per_minute, default.pool.per_day) == (8, 800)

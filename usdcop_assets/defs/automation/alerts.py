@@ -38,7 +38,7 @@ from dagster._core.instance.utils import RUNLESS_RUN_ID
 from dagster._time import get_current_datetime
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import env_int, environ
+from usdcop_assets.core.settings import AutomationSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -123,18 +123,17 @@ def _emit(context, level: str, message: str) -> None:
 def post_webhook(
     payload: Mapping,
     *,
+    url: str | None,
     context=None,
-    env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     attempts: int = WEBHOOK_ATTEMPTS,
     pause: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
     transport: httpx.BaseTransport | None = None,
 ) -> str:
-    """POST ``payload`` to ``USDCOP_ALERT_WEBHOOK_URL``. Never raises; returns ``sent``, ``no_webhook``,
+    """POST ``payload`` to ``url`` (``USDCOP_ALERT_WEBHOOK_URL``). Never raises; returns ``sent``, ``no_webhook``,
     ``invalid_url`` or ``failed``. Only the URL's host is ever logged."""
-    env = environ() if env is None else env
-    url = (env.get(WEBHOOK_ENV) or "").strip()
+    url = (url or "").strip()
     if not url:
         return "no_webhook"
     try:
@@ -168,16 +167,20 @@ def post_webhook(
     return "failed"
 
 
-def deliver(payload: Mapping, context=None, env: Mapping[str, str] | None = None, **kwargs) -> str:
-    """Log the alert, then post it if a webhook is configured."""
-    env = environ() if env is None else env
+def webhook_url(automation: AutomationSettings) -> str | None:
+    """The configured webhook (a secret: never logged), or None."""
+    secret = automation.alert_webhook_url
+    return secret.get_secret_value().strip() or None if secret is not None else None
+
+
+def deliver(payload: Mapping, *, url: str | None, context=None, **kwargs) -> str:
+    """Log the alert, then post it to ``url`` if there is one."""
     _emit(context, "error", f"ALERT {payload.get('text', '')} {json.dumps(payload, sort_keys=True, default=str)}")
-    return post_webhook(payload, context=context, env=env, **kwargs)
+    return post_webhook(payload, url=url, context=context, **kwargs)
 
 
-def _ui(path: str, env: Mapping[str, str] | None = None) -> str | None:
-    env = environ() if env is None else env
-    base = (env.get(WEBSERVER_ENV) or "").strip().rstrip("/")
+def _ui(path: str, webserver_url: str | None) -> str | None:
+    base = (webserver_url or "").strip().rstrip("/")
     return f"{base}/{path.lstrip('/')}" if base else None
 
 
@@ -208,9 +211,8 @@ def run_failure_payload(
     run: dg.DagsterRun,
     failure_event: dg.DagsterEvent | None,
     step_failures: Sequence[dg.DagsterEvent],
-    env: Mapping[str, str] | None = None,
+    webserver_url: str | None = None,
 ) -> dict:
-    env = environ() if env is None else env
     partitions = {tag: run.tags[tag] for tag in PARTITION_TAGS if tag in run.tags}
     steps = [e.step_key for e in step_failures if e.step_key]
     error = ""
@@ -235,20 +237,27 @@ def run_failure_payload(
         "partition_tags": partitions,
         "failed_steps": steps,
         "error": error,
-        "ui_url": _ui(f"runs/{run.run_id}", env),
+        "ui_url": _ui(f"runs/{run.run_id}", webserver_url),
     }
     return payload
 
 
-@dg.run_failure_sensor(
-    name=RUN_FAILURE_SENSOR_NAME,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=f"Logs every failed run of this code location once, and posts it to {WEBHOOK_ENV} when set.",
-)
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
-    payload = run_failure_payload(context.dagster_run, context.failure_event, context.get_step_failure_events())
-    deliver(payload, context=context)
+def build_run_failure_alert_sensor(settings: Settings) -> dg.SensorDefinition:
+    """``run_failure_alert_sensor``, posting to the settings' webhook with links to their webserver."""
+    url, webserver = webhook_url(settings.automation), settings.automation.webserver_url
+
+    @dg.run_failure_sensor(
+        name=RUN_FAILURE_SENSOR_NAME,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Logs every failed run of this code location once, and posts it to {WEBHOOK_ENV} when set.",
+    )
+    def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
+        failures = context.get_step_failure_events()
+        payload = run_failure_payload(context.dagster_run, context.failure_event, failures, webserver)
+        deliver(payload, url=url, context=context)
+
+    return run_failure_alert_sensor
 
 
 # --- stale layers (freshness policies) -------------------------------------------------------------
@@ -272,9 +281,8 @@ def stale_payload(
     deadline: dt.datetime,
     last_materialized: float | None,
     changed_at: float,
-    env: Mapping[str, str] | None = None,
+    webserver_url: str | None = None,
 ) -> dict:
-    env = environ() if env is None else env
     asset = key.to_user_string()
     due = deadline.astimezone(cal.TZ)
     window_start = due - policy.lower_bound_delta
@@ -294,14 +302,13 @@ def stale_payload(
             "lower_bound_minutes": policy.lower_bound_delta.total_seconds() / 60,
             "timezone": policy.timezone,
         },
-        "ui_url": _ui(f"assets/{asset}", env),
+        "ui_url": _ui(f"assets/{asset}", webserver_url),
     }
 
 
 def recovered_payload(
-    key: dg.AssetKey, last_materialized: float | None, changed_at: float, env: Mapping[str, str] | None = None
+    key: dg.AssetKey, last_materialized: float | None, changed_at: float, webserver_url: str | None = None
 ) -> dict:
-    env = environ() if env is None else env
     asset = key.to_user_string()
     return {
         "kind": "freshness_recovered",
@@ -309,7 +316,7 @@ def recovered_payload(
         "asset_key": asset,
         "last_materialization": _iso(last_materialized),
         "changed_at": _iso(changed_at),
-        "ui_url": _ui(f"assets/{asset}", env),
+        "ui_url": _ui(f"assets/{asset}", webserver_url),
     }
 
 
@@ -323,6 +330,7 @@ ALERT_TICK_BUDGET_SECONDS = 30.0  # Dagster's default sensor evaluation timeout 
 
 def build_freshness_alert_sensor(
     policies: Mapping[dg.AssetKey, dg.FreshnessPolicy],
+    settings: Settings,
     name: str = FRESHNESS_ALERT_SENSOR_NAME,
     minimum_interval_seconds: int | None = None,
 ) -> dg.SensorDefinition:
@@ -337,7 +345,8 @@ def build_freshness_alert_sensor(
     from usdcop_assets.defs.quality.freshness import latest_deadline
 
     watched = dict(policies)
-    minimum_interval_seconds = minimum_interval_seconds or env_int(FRESHNESS_ALERT_INTERVAL_ENV, 60, minimum=1)
+    minimum_interval_seconds = minimum_interval_seconds or settings.automation.freshness_alert_interval_seconds
+    url, webserver = webhook_url(settings.automation), settings.automation.webserver_url
 
     @dg.sensor(
         name=name,
@@ -379,6 +388,7 @@ def build_freshness_alert_sensor(
                                 deadline,
                                 _last_materialized(instance, change.key),
                                 change.state_change_timestamp,
+                                webserver,
                             )
                         )
                         stale.add(name_)
@@ -389,7 +399,10 @@ def build_freshness_alert_sensor(
                     if name_ in stale and change.new_state == FreshnessState.PASS:
                         payloads.append(
                             recovered_payload(
-                                change.key, _last_materialized(instance, change.key), change.state_change_timestamp
+                                change.key,
+                                _last_materialized(instance, change.key),
+                                change.state_change_timestamp,
+                                webserver,
                             )
                         )
                     stale.discard(name_)
@@ -407,7 +420,9 @@ def build_freshness_alert_sensor(
                     held.discard(key.to_user_string())
                 elif _on_trading_day(deadline):
                     payloads.append(
-                        stale_payload(key, watched[key], deadline, _last_materialized(instance, key), now.timestamp())
+                        stale_payload(
+                            key, watched[key], deadline, _last_materialized(instance, key), now.timestamp(), webserver
+                        )
                     )
                     held.discard(key.to_user_string())
                     stale.add(key.to_user_string())
@@ -416,7 +431,7 @@ def build_freshness_alert_sensor(
         # (and saves its cursor) well before Dagster's sensor timeout and no alert is posted twice.
         started, sent = time.monotonic(), 0
         while payloads and sent < MAX_ALERTS_PER_TICK and time.monotonic() - started < ALERT_TICK_BUDGET_SECONDS:
-            deliver(payloads.pop(0), context=context)
+            deliver(payloads.pop(0), url=url, context=context)
             sent += 1
         context.update_cursor(
             json.dumps({"after": after, "stale": sorted(stale), "held": sorted(held), "pending": payloads})
@@ -431,5 +446,7 @@ def build_freshness_alert_sensor(
     return _sensor
 
 
-def build_alert_sensors(freshness_policies: Mapping[dg.AssetKey, dg.FreshnessPolicy]) -> list[dg.SensorDefinition]:
-    return [run_failure_alert_sensor, build_freshness_alert_sensor(freshness_policies)]
+def build_alert_sensors(
+    freshness_policies: Mapping[dg.AssetKey, dg.FreshnessPolicy], settings: Settings
+) -> list[dg.SensorDefinition]:
+    return [build_run_failure_alert_sensor(settings), build_freshness_alert_sensor(freshness_policies, settings)]

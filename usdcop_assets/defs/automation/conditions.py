@@ -14,15 +14,12 @@ import datetime as dt
 import dagster as dg
 from dagster._time import get_current_datetime
 
-from usdcop_assets.core.settings import env_int
 from usdcop_assets.defs.keys import L1_MACRO, OBS_STATS, PPO_MODEL
 from usdcop_assets.defs.quality.checks import NO_FAILED_BLOCKING_CHECK_UPSTREAM
 from usdcop_assets.defs.tags import CLI_TAG
 
 AUTOMATION_LOOKBACK = dt.timedelta(days=7)
 AUTOMATION_SENSOR = "automation_sensor"
-INTERVAL_ENV = "USDCOP_AUTOMATION_INTERVAL_SECONDS"
-DEFAULT_INTERVAL_SECONDS = 30
 IGNORED = (PPO_MODEL, OBS_STATS, L1_MACRO)
 
 _AC = dg.AutomationCondition
@@ -66,10 +63,9 @@ def with_session_automation(assets):
     ]
 
 
-def build_automation_sensor(assets, interval_seconds: int | None = None) -> dg.AutomationConditionSensorDefinition:
-    """The sensor evaluating ``SESSION_CONDITION``; its interval is the wait between a session's L0 and its L1..L6
-    run."""
-    interval_seconds = interval_seconds or env_int(INTERVAL_ENV, DEFAULT_INTERVAL_SECONDS, minimum=1)
+def build_automation_sensor(assets, interval_seconds: int) -> dg.AutomationConditionSensorDefinition:
+    """The sensor evaluating ``SESSION_CONDITION``; its interval (``USDCOP_AUTOMATION_INTERVAL_SECONDS``) is the wait
+    between a session's L0 and its L1..L6 run."""
     keys = [key for asset in assets if _above_l0(asset) for key in asset.keys]
     return dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
@@ -81,12 +77,11 @@ def build_automation_sensor(assets, interval_seconds: int | None = None) -> dg.A
     )
 
 
-HISTORY_ENV = "USDCOP_AUTOMATION_HISTORY_HOURS"
 HISTORY_SENSOR = "automation_history_sensor"
 
 
-def build_history_sensor(interval_seconds: int = 3600) -> dg.SensorDefinition:
-    """Purges automation evaluation records older than ``USDCOP_AUTOMATION_HISTORY_HOURS`` (default 48).
+def build_history_sensor(hours: int, interval_seconds: int = 3600) -> dg.SensorDefinition:
+    """Purges automation evaluation records older than ``hours`` (``USDCOP_AUTOMATION_HISTORY_HOURS``, default 48).
 
     Dagster keeps them 30 days (~24 MB per realtime bar here): docs/decisions/0005-automation-evaluation-history.md.
     """
@@ -98,7 +93,6 @@ def build_history_sensor(interval_seconds: int = 3600) -> dg.SensorDefinition:
         description="Keeps the automation evaluation history to the last USDCOP_AUTOMATION_HISTORY_HOURS (default 48).",
     )
     def _sensor(context: dg.SensorEvaluationContext):
-        hours = env_int(HISTORY_ENV, 48, minimum=1)
         storage = context.instance.schedule_storage
         if storage is None or not storage.supports_auto_materialize_asset_evaluations:
             return dg.SkipReason("this instance stores no automation evaluations")

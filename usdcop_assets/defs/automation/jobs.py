@@ -6,8 +6,6 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from usdcop_assets.defs.partitions import session_partitions
-
 LAYERS = ("L0", "L1", "L2", "L3", "L4", "L5", "L6")
 SESSION_JOB = "session_chain"
 
@@ -26,7 +24,10 @@ def layer_selection(layers: Sequence[str]) -> dg.AssetSelection:
 
 
 def build_session_chain_job(
-    assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.AssetChecksDefinition] = ()
+    assets: Sequence[dg.AssetsDefinition],
+    checks: Sequence[dg.AssetChecksDefinition] = (),
+    *,
+    session_partitions: dg.PartitionsDefinition,
 ) -> dg.UnresolvedAssetJobDefinition:
     """The session assets and their data checks (``quality/checks.py``); other checks on them (freshness) stay out."""
     keys = [key for a in assets if a.partitions_def == session_partitions for key in a.keys]

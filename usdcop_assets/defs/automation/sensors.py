@@ -16,34 +16,29 @@
     and that no queued or running ``session_chain`` run covers. One run per session, ``run_key`` derived
     from the session and the bar it must reach, so a failed run is not retried until a newer bar is due.
 
-Both are STOPPED by default; the current instant comes from :func:`utc_now` (tests monkeypatch it).
-Register ``SENSORS`` in the code location.
+Both are STOPPED by default (``USDCOP_REALTIME=on`` starts the realtime one); the current instant comes from
+:func:`utc_now` (tests monkeypatch it). ``build_sensors(settings)`` builds both for the code location.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import dagster as dg
 import pandas as pd
 
 from usdcop_assets.clock import CLOCK_ENV, replay_clock  # noqa: F401 (re-exported)
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import env_int, environ
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.automation.jobs import SESSION_JOB
-from usdcop_assets.defs.partitions import history_start
-from usdcop_assets.sources import fetch_bars, require_available, resolve_source
+from usdcop_assets.defs.resources import BarSourceResource
+from usdcop_assets.sources import fetch_bars
 
 L0_KEY = dg.AssetKey(["l0", "ohlcv_m5"])
-GAP_FILL_SESSIONS_ENV = "USDCOP_GAP_FILL_SESSIONS"
-GAP_FILL_GRACE_ENV = "USDCOP_GAP_FILL_GRACE_MINUTES"
-DEFAULT_GAP_FILL_SESSIONS = 5
-DEFAULT_GAP_FILL_GRACE_MINUTES = 10
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_TAG = "dagster/partition"
 TRIGGER_TAG = "usdcop/trigger"
-REALTIME_RUN_ENV = "USDCOP_REALTIME_RUN"
-REALTIME_ENV = "USDCOP_REALTIME"
-POLL_ENV = "USDCOP_REALTIME_POLL_SECONDS"
 
 
 def utc_now() -> pd.Timestamp:
@@ -74,85 +69,82 @@ def bar_published(source: str, bar: pd.Timestamp) -> bool:
     return bool((frame["time"] == bar).any())
 
 
-def realtime_default_status(env=None) -> dg.DefaultSensorStatus:
+def realtime_default_status(settings: Settings) -> dg.DefaultSensorStatus:
     """``USDCOP_REALTIME=on`` starts the realtime sensors with the daemon (a live deployment); stopped otherwise."""
-    env = environ() if env is None else env
-    value = (env.get(REALTIME_ENV) or "off").strip().lower()
-    if value not in ("on", "off"):
-        raise ValueError(f"{REALTIME_ENV}={value!r}: 'on' or 'off'")
-    return dg.DefaultSensorStatus.RUNNING if value == "on" else dg.DefaultSensorStatus.STOPPED
+    on = settings.automation.realtime == "on"
+    return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
 
 
-@dg.sensor(
-    name="realtime_bar_sensor",
-    job_name=SESSION_JOB,
-    # Between bars a tick asks nothing; once a bar has closed it asks the vendor until the bar is there,
-    # so a short interval costs requests only during the vendor's publication delay.
-    minimum_interval_seconds=env_int(POLL_ENV, 15, minimum=1),
-    default_status=realtime_default_status(),
-    description="Runs today's session partition (L0..L6) for each newly closed 5-minute bar, once the source "
-    "publishes it.",
-)
-def realtime_bar_sensor(context: dg.SensorEvaluationContext):
-    now = utc_now()
-    bar = cal.last_closed_bar(now)
-    if bar is None:
-        return dg.SkipReason(f"no closed bar in the two weeks before {now.isoformat()}")
-    key = cal.bar_key(bar)
-    cursor = context.cursor or None
-    if cursor is not None and key <= cursor:  # keys sort chronologically
-        return dg.SkipReason(f"no new closed bar: the last closed bar {key} was already requested (cursor {cursor})")
-    source = require_available(resolve_source())
-    try:
-        published = bar_published(source, bar)
-    except _WouldWait:
-        return dg.SkipReason(f"source={source}: rate-limited or retrying while asking for bar {key}; next tick retries")
-    if not published:
-        return dg.SkipReason(f"source={source}: bar {key} not published yet; next tick retries")
-    mode = realtime_run_mode()
-    context.log.info(f"source={source}: requesting bar {key} ({mode})")
-    selection = [L0_KEY] if mode == "l0" else None  # l0: the automation sensor carries L1..L6
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=key,
-                partition_key=cal.session_key(bar.tz_convert(cal.TZ).date()),
-                asset_selection=selection,
-                tags={TRIGGER_TAG: "realtime", "usdcop/bar": key},
-            )
-        ],
-        cursor=key,
+def build_realtime_bar_sensor(settings: Settings) -> dg.SensorDefinition:
+    """``realtime_bar_sensor``: its poll interval, default status and run mode (``USDCOP_REALTIME_RUN``: ``chain``,
+    the session's L0..L6 in one run, or ``l0``, the session's L0 with declarative automation requesting L1..L6)
+    from ``settings``."""
+    mode = settings.automation.realtime_run
+
+    @dg.sensor(
+        name="realtime_bar_sensor",
+        job_name=SESSION_JOB,
+        # Between bars a tick asks nothing; once a bar has closed it asks the vendor until the bar is there,
+        # so a short interval costs requests only during the vendor's publication delay.
+        minimum_interval_seconds=settings.automation.realtime_poll_seconds,
+        default_status=realtime_default_status(settings),
+        description="Runs today's session partition (L0..L6) for each newly closed 5-minute bar, once the source "
+        "publishes it.",
     )
-
-
-def realtime_run_mode(env=None) -> str:
-    """``USDCOP_REALTIME_RUN``: ``chain`` (default: the session's L0..L6 in one run) or ``l0`` (the session's L0;
-    declarative automation then requests L1..L6)."""
-    env = environ() if env is None else env
-    mode = (env.get(REALTIME_RUN_ENV) or "chain").strip().lower()
-    if mode not in ("l0", "chain"):
-        raise ValueError(
-            f"{REALTIME_RUN_ENV}={mode!r}: 'l0' (L0 then declarative automation) or 'chain' (L0..L6 in one run)"
+    def realtime_bar_sensor(context: dg.SensorEvaluationContext, bar_source: BarSourceResource):
+        now = utc_now()
+        bar = cal.last_closed_bar(now)
+        if bar is None:
+            return dg.SkipReason(f"no closed bar in the two weeks before {now.isoformat()}")
+        key = cal.bar_key(bar)
+        cursor = context.cursor or None
+        if cursor is not None and key <= cursor:  # keys sort chronologically
+            return dg.SkipReason(
+                f"no new closed bar: the last closed bar {key} was already requested (cursor {cursor})"
+            )
+        source = bar_source.name()
+        try:
+            published = bar_published(source, bar)
+        except _WouldWait:
+            return dg.SkipReason(
+                f"source={source}: rate-limited or retrying while asking for bar {key}; next tick retries"
+            )
+        if not published:
+            return dg.SkipReason(f"source={source}: bar {key} not published yet; next tick retries")
+        context.log.info(f"source={source}: requesting bar {key} ({mode})")
+        selection = [L0_KEY] if mode == "l0" else None  # l0: the automation sensor carries L1..L6
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=key,
+                    partition_key=cal.session_key(bar.tz_convert(cal.TZ).date()),
+                    asset_selection=selection,
+                    tags={TRIGGER_TAG: "realtime", "usdcop/bar": key},
+                )
+            ],
+            cursor=key,
         )
-    return mode
+
+    return realtime_bar_sensor
 
 
 # --- gap fill -----------------------------------------------------------------------------------
 
 
-def recent_sessions(now, sessions: int, grace_minutes: int = 0) -> list[tuple[str, pd.Timestamp]]:
+def recent_sessions(
+    now, sessions: int, grace_minutes: int = 0, history_start: dt.date = dt.date.min
+) -> list[tuple[str, pd.Timestamp]]:
     """(session key, last bar due) of the last ``sessions`` sessions up to the bar closed ``grace_minutes`` before
-    ``now``."""
+    ``now``, none before ``history_start``."""
     last = cal.last_closed_bar(pd.Timestamp(now) - pd.Timedelta(minutes=grace_minutes))
     if last is None:
         return []
     days = [last.tz_convert(cal.TZ).date()]
     while len(days) < sessions:
         days.insert(0, cal.previous_trading_day(days[0]))
-    start = history_start()
     out = []
     for day in days:
-        if day >= start:
+        if day >= history_start:
             bars = cal.session_bars(day)
             out.append((cal.session_key(day), min(bars[-1], last)))
     return out
@@ -192,39 +184,48 @@ def _last_bar_stored(instance: dg.DagsterInstance, session: str) -> pd.Timestamp
     return pd.Timestamp(text).tz_localize(cal.TZ).tz_convert("UTC")
 
 
-@dg.sensor(
-    name="gap_fill_sensor",
-    job_name=SESSION_JOB,
-    minimum_interval_seconds=300,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Runs recent sessions whose L0 was never materialized or stops short of the bars due, one run per "
-    "session.",
-)
-def gap_fill_sensor(context: dg.SensorEvaluationContext):
-    sessions = env_int(GAP_FILL_SESSIONS_ENV, DEFAULT_GAP_FILL_SESSIONS, 1)
-    grace = env_int(GAP_FILL_GRACE_ENV, DEFAULT_GAP_FILL_GRACE_MINUTES, 0)
-    recent = recent_sessions(utc_now(), sessions, grace)
-    if not recent:
-        return dg.SkipReason("no closed bar in the sessions looked at")
-    in_flight = _in_flight_sessions(context.instance)
-    requests = []
-    for key, due in recent:
-        if any(a <= key <= b for a, b in in_flight):
-            continue
-        stored = _last_bar_stored(context.instance, key)
-        if stored is not None and stored >= due:
-            continue
-        requests.append(
-            dg.RunRequest(
-                run_key=f"gap-fill:{key}:{cal.bar_key(due)}", partition_key=key, tags={TRIGGER_TAG: "gap_fill"}
-            )
-        )
-    if not requests:
-        return dg.SkipReason(f"the last {len(recent)} session(s) are complete up to the bars due, or on their way")
-    context.log.info(
-        f"{len(requests)} session(s) short of their due bars: " + ", ".join(r.partition_key for r in requests)
+def build_gap_fill_sensor(settings: Settings) -> dg.SensorDefinition:
+    """``gap_fill_sensor`` over the last ``USDCOP_GAP_FILL_SESSIONS`` sessions, with ``USDCOP_GAP_FILL_GRACE_MINUTES``
+    of grace, from ``settings``."""
+    sessions = settings.automation.gap_fill_sessions
+    grace = settings.automation.gap_fill_grace_minutes
+    start = settings.history.start
+
+    @dg.sensor(
+        name="gap_fill_sensor",
+        job_name=SESSION_JOB,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Runs recent sessions whose L0 was never materialized or stops short of the bars due, one run per "
+        "session.",
     )
-    return requests
+    def gap_fill_sensor(context: dg.SensorEvaluationContext):
+        recent = recent_sessions(utc_now(), sessions, grace, start)
+        if not recent:
+            return dg.SkipReason("no closed bar in the sessions looked at")
+        in_flight = _in_flight_sessions(context.instance)
+        requests = []
+        for key, due in recent:
+            if any(a <= key <= b for a, b in in_flight):
+                continue
+            stored = _last_bar_stored(context.instance, key)
+            if stored is not None and stored >= due:
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"gap-fill:{key}:{cal.bar_key(due)}", partition_key=key, tags={TRIGGER_TAG: "gap_fill"}
+                )
+            )
+        if not requests:
+            return dg.SkipReason(f"the last {len(recent)} session(s) are complete up to the bars due, or on their way")
+        context.log.info(
+            f"{len(requests)} session(s) short of their due bars: " + ", ".join(r.partition_key for r in requests)
+        )
+        return requests
+
+    return gap_fill_sensor
 
 
-SENSORS = [realtime_bar_sensor, gap_fill_sensor]
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """The realtime and gap-fill sensors of a code location."""
+    return [build_realtime_bar_sensor(settings), build_gap_fill_sensor(settings)]

@@ -23,16 +23,14 @@ Thin wiring only: the logic lives in ``usdcop_assets.rl``.
 """
 
 import dataclasses
-import datetime as dt
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError
+from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
-from usdcop_assets.defs.partitions import history_start
+from usdcop_assets.defs.partitions import Partitions
 from usdcop_assets.defs.registry import REGISTRY_TABLE
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.defs.windows import own_window
@@ -45,21 +43,6 @@ from usdcop_assets.rl.training import TrainConfig, curve_markdown, train_config_
 
 MODELS_PREFIX = "models/ppo"
 ARTIFACT_NAME = "policy.safetensors"
-FOLD_OFFSET_MONTHS = 3  # the first fold starts this many months after the history start (some history to train on)
-
-
-def _fold_start_date(start: dt.date, months: int = FOLD_OFFSET_MONTHS) -> dt.date:
-    m = start.year * 12 + start.month - 1 + months
-    return dt.date(m // 12, m % 12 + 1, 1)
-
-
-# end_offset=1: the current month's fold exists from its first day (it is trained on the sessions before it).
-fold_partitions = dg.MonthlyPartitionsDefinition(
-    start_date=_fold_start_date(history_start()).strftime("%Y-%m"),
-    fmt="%Y-%m",
-    timezone=cal.TZ_NAME,
-    end_offset=1,
-)
 
 
 class PPOModelConfig(dg.Config):
@@ -133,99 +116,113 @@ def normalization_summary(store, obs_config, episodes: pd.DataFrame, fold) -> di
     }
 
 
-@dg.asset(
-    key=PPO_MODEL,
-    deps=[
-        dg.AssetDep(EPISODES, partition_mapping=dg.AllPartitionMapping()),
-        dg.AssetDep(OBS_STATS, partition_mapping=dg.AllPartitionMapping()),
-    ],
-    partitions_def=fold_partitions,
-    io_manager_key="serving_io_manager",
-    group_name="l5_model",
-    kinds={"pytorch", "parquet", "sql"},
-    metadata={"time_column": "time", "warehouse_table": REGISTRY_TABLE},
-    description="SB3 PPO trained only on the L4 episodes before its fold (month); weights-only artifact in the lake "
-    "under "
-    "models/ppo/<fold>/<version>/, its SHA-256 registered in the warehouse (rl_models) and in this metadata.",
-)
-def l5_ppo_model(
-    context: dg.AssetExecutionContext, config: PPOModelConfig, lake: LakeResource
-) -> dg.Output[pd.DataFrame]:
-    fold_key = context.partition_key
-    fold_start, _ = own_window(context)
-    episodes = lake.table("/".join(EPISODES.path)).read(None, fold_start)
-    fold = fold_windows(
-        fold_key, warm_sessions(episodes), **config.fold_options()
-    )  # ValueError: not enough history before the fold
-    config = config.train_config()  # the run config -> the trainer's settings
-    obs_config = load_config()
-    obs_stats = normalization_summary(lake.store(), obs_config, episodes, fold)
-    context.log.info(
-        f"fold {fold_key}: {fold.n_train} training sessions {fold.train_first}..{fold.train_last}, "
-        f"{fold.n_valid} validation {fold.valid_first}..{fold.valid_last}; {config.total_timesteps} timesteps, seed "
-        f"{config.seed}"
-    )
-    trained = train_fold(
-        episodes, fold, config, obs_config, live_costs(), risk=live_limits(), obs_stats=obs_stats, log=context.log.info
-    )
+def build_l5_model_assets(parts: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
+    """The PPO model (one partition per fold) of a code location."""
 
-    version = trained.version
-    path = model_dir(fold_key, version)
-    store = lake.store()
-    # Content-addressed and deterministic: the same weights give the same bytes, written once; stored bytes
-    # that differ (a corrupted or replaced artifact) are rewritten, with their metadata.
-    reused = store.get(f"{path}/{ARTIFACT_NAME}") == trained.artifact
-    if not reused:
-        store.put(f"{path}/{ARTIFACT_NAME}", trained.artifact)
+    @dg.asset(
+        key=PPO_MODEL,
+        deps=[
+            dg.AssetDep(EPISODES, partition_mapping=dg.AllPartitionMapping()),
+            dg.AssetDep(OBS_STATS, partition_mapping=dg.AllPartitionMapping()),
+        ],
+        partitions_def=parts.fold,
+        io_manager_key="serving_io_manager",
+        group_name="l5_model",
+        kinds={"pytorch", "parquet", "sql"},
+        metadata={"time_column": "time", "warehouse_table": REGISTRY_TABLE},
+        description="SB3 PPO trained only on the L4 episodes before its fold (month); weights-only artifact in the "
+        "lake under models/ppo/<fold>/<version>/, its SHA-256 registered in the warehouse (rl_models) and in this "
+        "metadata.",
+    )
+    def l5_ppo_model(
+        context: dg.AssetExecutionContext, config: PPOModelConfig, lake: LakeResource
+    ) -> dg.Output[pd.DataFrame]:
+        fold_key = context.partition_key
+        fold_start, _ = own_window(context)
+        episodes = lake.table("/".join(EPISODES.path)).read(None, fold_start)
+        fold = fold_windows(
+            fold_key, warm_sessions(episodes), **config.fold_options()
+        )  # ValueError: not enough history before the fold
+        config = config.train_config()  # the run config -> the trainer's settings
+        obs_config = load_config()
+        obs_stats = normalization_summary(lake.store(), obs_config, episodes, fold)
         context.log.info(
-            f"fold {fold_key}: artifact {path}/{ARTIFACT_NAME} written (sha256 {trained.artifact_sha256[:12]})"
+            f"fold {fold_key}: {fold.n_train} training sessions {fold.train_first}..{fold.train_last}, "
+            f"{fold.n_valid} validation {fold.valid_first}..{fold.valid_last}; {config.total_timesteps} timesteps, "
+            f"seed {config.seed}"
         )
-    if not reused or store.get(f"{path}/metadata.json") is None:
-        store.put(f"{path}/metadata.json", trained.metadata_json())
-    sel = trained.metadata["selection"]
-    window = trained.metadata["data_window"]
-    row = pd.DataFrame(
-        [
-            {
-                "time": fold_start,
-                "fold": fold_key,
+        trained = train_fold(
+            episodes,
+            fold,
+            config,
+            obs_config,
+            live_costs(),
+            risk=live_limits(),
+            obs_stats=obs_stats,
+            log=context.log.info,
+        )
+
+        version = trained.version
+        path = model_dir(fold_key, version)
+        store = lake.store()
+        # Content-addressed and deterministic: the same weights give the same bytes, written once; stored bytes
+        # that differ (a corrupted or replaced artifact) are rewritten, with their metadata.
+        reused = store.get(f"{path}/{ARTIFACT_NAME}") == trained.artifact
+        if not reused:
+            store.put(f"{path}/{ARTIFACT_NAME}", trained.artifact)
+            context.log.info(
+                f"fold {fold_key}: artifact {path}/{ARTIFACT_NAME} written (sha256 {trained.artifact_sha256[:12]})"
+            )
+        if not reused or store.get(f"{path}/metadata.json") is None:
+            store.put(f"{path}/metadata.json", trained.metadata_json())
+        sel = trained.metadata["selection"]
+        window = trained.metadata["data_window"]
+        row = pd.DataFrame(
+            [
+                {
+                    "time": fold_start,
+                    "fold": fold_key,
+                    "version": version,
+                    "weights_sha256": trained.weights_sha256,
+                    "artifact_sha256": trained.artifact_sha256,
+                    "obs_version": trained.metadata["observation"]["obs_version"],
+                    "model_path": f"{path}/{ARTIFACT_NAME}",
+                    "metadata_path": f"{path}/metadata.json",
+                    "scheme": fold.scheme,
+                    "train_first": window["train_first"],
+                    "train_last": window["train_last"],
+                    "valid_first": window["valid_first"],
+                    "valid_last": window["valid_last"],
+                    "train_sessions": int(window["train_sessions"]),
+                    "valid_sessions": int(window["valid_sessions"]),
+                    "seed": int(config.seed),
+                    "total_timesteps": int(config.total_timesteps),
+                    "selected_checkpoint": int(sel["checkpoint"]),
+                    "selected_timesteps": int(sel["timesteps"]),
+                    "valid_sharpe": float(sel["valid_sharpe"]) if sel["valid_sharpe"] is not None else np.nan,
+                    "valid_mean_reward": float(sel["valid_mean_reward"]),
+                }
+            ]
+        )
+        return dg.Output(
+            row,
+            metadata={
                 "version": version,
                 "weights_sha256": trained.weights_sha256,
                 "artifact_sha256": trained.artifact_sha256,
-                "obs_version": trained.metadata["observation"]["obs_version"],
-                "model_path": f"{path}/{ARTIFACT_NAME}",
-                "metadata_path": f"{path}/metadata.json",
-                "scheme": fold.scheme,
-                "train_first": window["train_first"],
-                "train_last": window["train_last"],
-                "valid_first": window["valid_first"],
-                "valid_last": window["valid_last"],
-                "train_sessions": int(window["train_sessions"]),
-                "valid_sessions": int(window["valid_sessions"]),
+                "artifact": dg.MetadataValue.path(f"{lake.location}/{path}/{ARTIFACT_NAME}"),
+                "artifact_reused": reused,
+                "train_window": f"{window['train_first']}..{window['train_last']} "
+                f"({window['train_sessions']} sessions)",
+                "valid_window": f"{window['valid_first']}..{window['valid_last']} "
+                f"({window['valid_sessions']} sessions)",
                 "seed": int(config.seed),
-                "total_timesteps": int(config.total_timesteps),
+                "scheme": fold.scheme,
                 "selected_checkpoint": int(sel["checkpoint"]),
-                "selected_timesteps": int(sel["timesteps"]),
-                "valid_sharpe": float(sel["valid_sharpe"]) if sel["valid_sharpe"] is not None else np.nan,
-                "valid_mean_reward": float(sel["valid_mean_reward"]),
-            }
-        ]
-    )
-    return dg.Output(
-        row,
-        metadata={
-            "version": version,
-            "weights_sha256": trained.weights_sha256,
-            "artifact_sha256": trained.artifact_sha256,
-            "artifact": dg.MetadataValue.path(f"{lake.location}/{path}/{ARTIFACT_NAME}"),
-            "artifact_reused": reused,
-            "train_window": f"{window['train_first']}..{window['train_last']} ({window['train_sessions']} sessions)",
-            "valid_window": f"{window['valid_first']}..{window['valid_last']} ({window['valid_sessions']} sessions)",
-            "seed": int(config.seed),
-            "scheme": fold.scheme,
-            "selected_checkpoint": int(sel["checkpoint"]),
-            "valid_sharpe": sel["valid_sharpe"],
-            "curve": dg.MetadataValue.md(curve_markdown(trained.curve)),
-            "train_seconds": trained.metadata["train_seconds"],
-        },
-    )
+                "valid_sharpe": sel["valid_sharpe"],
+                "curve": dg.MetadataValue.md(curve_markdown(trained.curve)),
+                "train_seconds": trained.metadata["train_seconds"],
+            },
+        )
+
+    return [l5_ppo_model]

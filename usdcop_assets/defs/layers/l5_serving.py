@@ -22,8 +22,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.keys import ACTIONS, L1_OHLCV, OBSERVATIONS, PAPER_POSITIONS, PAPER_TRADES, PPO_MODEL
-from usdcop_assets.defs.partitions import session_partitions
+from usdcop_assets.defs.partitions import Partitions
 from usdcop_assets.defs.policies import session_backfill_policy
 from usdcop_assets.defs.registry import policy_for, registered_models
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
@@ -37,104 +38,109 @@ from usdcop_assets.rl.paper import paper_ledger
 from usdcop_assets.rl.risk import describe_flags, live_limits
 
 
-@dg.asset(
-    key=ACTIONS,
-    ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
-    deps=[
-        dg.AssetDep(
-            PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+def build_l5_serving_assets(parts: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
+    """The serving layer (L5 actions and paper ledger) of a code location."""
+
+    @dg.asset(
+        key=ACTIONS,
+        ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
+        deps=[
+            dg.AssetDep(
+                PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+            )
+        ],
+        partitions_def=parts.session,
+        backfill_policy=session_backfill_policy(settings),
+        io_manager_key="serving_io_manager",
+        group_name="l5_serving",
+        kinds={"parquet", "sql"},
+        metadata={"time_column": "time", "warehouse_table": "fact_rl_inference"},
+        description="Target position in [-1, 1] per bar from its fold's PPO model, after the risk manager (flat and "
+        "recorded when there is no usable model).",
+    )
+    def l5_actions_m5(
+        context: dg.AssetExecutionContext,
+        observations: pd.DataFrame,
+        bars: pd.DataFrame,
+        lake: LakeResource,
+        warehouse: WarehouseResource,
+    ) -> dg.Output[pd.DataFrame]:
+        start, end = own_window(context)
+        models = registered_models(warehouse)
+        actions, fallbacks = decide_bars(
+            observations,
+            bars,
+            start,
+            end,
+            models,
+            lambda row: policy_for(lake, row, context.instance),
+            load_config(),
+            log=context.log.warning,
+            limits=live_limits(),
+            costs=live_costs(),
         )
-    ],
-    partitions_def=session_partitions,
-    backfill_policy=session_backfill_policy(),
-    io_manager_key="serving_io_manager",
-    group_name="l5_serving",
-    kinds={"parquet", "sql"},
-    metadata={"time_column": "time", "warehouse_table": "fact_rl_inference"},
-    description="Target position in [-1, 1] per bar from its fold's PPO model, after the risk manager (flat and "
-    "recorded when there is no usable model).",
-)
-def l5_actions_m5(
-    context: dg.AssetExecutionContext,
-    observations: pd.DataFrame,
-    bars: pd.DataFrame,
-    lake: LakeResource,
-    warehouse: WarehouseResource,
-) -> dg.Output[pd.DataFrame]:
-    start, end = own_window(context)
-    models = registered_models(warehouse)
-    actions, fallbacks = decide_bars(
-        observations,
-        bars,
-        start,
-        end,
-        models,
-        lambda row: policy_for(lake, row, context.instance),
-        load_config(),
-        log=context.log.warning,
-        limits=live_limits(),
-        costs=live_costs(),
-    )
-    flagged = actions.loc[actions["risk_flags"] > 0, "risk_flags"] if len(actions) else pd.Series(dtype="int64")
-    flag_counts: dict[str, int] = {}
-    for value in flagged:
-        for name in describe_flags(int(value)):
-            flag_counts[name] = flag_counts.get(name, 0) + 1
-    lat = actions["inference_latency_ms"].dropna() if len(actions) else pd.Series(dtype="float64")
-    return session_output(
-        context,
-        actions,
-        {
-            "model_versions": dg.MetadataValue.json(
-                sorted(actions["model_version"].unique().tolist()) if len(actions) else []
+        flagged = actions.loc[actions["risk_flags"] > 0, "risk_flags"] if len(actions) else pd.Series(dtype="int64")
+        flag_counts: dict[str, int] = {}
+        for value in flagged:
+            for name in describe_flags(int(value)):
+                flag_counts[name] = flag_counts.get(name, 0) + 1
+        lat = actions["inference_latency_ms"].dropna() if len(actions) else pd.Series(dtype="float64")
+        return session_output(
+            context,
+            actions,
+            {
+                "model_versions": dg.MetadataValue.json(
+                    sorted(actions["model_version"].unique().tolist()) if len(actions) else []
+                ),
+                "flat_fallback_sessions": dg.MetadataValue.json(fallbacks[:50]),
+                "risk_flags": dg.MetadataValue.json(flag_counts),
+                "mean_abs_position": float(actions["position"].abs().mean()) if len(actions) else 0.0,
+                "latency_ms_p95": float(np.percentile(lat, 95)) if len(lat) else 0.0,
+                "last_position": float(actions["position"].iloc[-1]) if len(actions) else 0.0,
+            },
+        )
+
+    @dg.multi_asset(
+        outs={
+            "paper_trades": dg.AssetOut(
+                key=PAPER_TRADES,
+                io_manager_key="serving_io_manager",
+                kinds={"parquet", "sql"},
+                metadata={"time_column": "time", "warehouse_table": "paper_trades"},
+                description="Simulated fills: the decision at a bar's close filled at the next bar's open, with costs.",
             ),
-            "flat_fallback_sessions": dg.MetadataValue.json(fallbacks[:50]),
-            "risk_flags": dg.MetadataValue.json(flag_counts),
-            "mean_abs_position": float(actions["position"].abs().mean()) if len(actions) else 0.0,
-            "latency_ms_p95": float(np.percentile(lat, 95)) if len(lat) else 0.0,
-            "last_position": float(actions["position"].iloc[-1]) if len(actions) else 0.0,
+            "paper_positions": dg.AssetOut(
+                key=PAPER_POSITIONS,
+                io_manager_key="serving_io_manager",
+                kinds={"parquet", "sql"},
+                metadata={"time_column": "time", "warehouse_table": "paper_positions"},
+                description="The paper position per bar, marked at the bar's close: entry, unrealized and realized "
+                "P&L.",
+            ),
         },
+        ins={"actions": dg.AssetIn(ACTIONS), "bars": dg.AssetIn(L1_OHLCV)},
+        partitions_def=parts.session,
+        backfill_policy=session_backfill_policy(settings),
+        group_name="l5_serving",
     )
+    def l5_paper_ledger(context: dg.AssetExecutionContext, actions: pd.DataFrame, bars: pd.DataFrame):
+        start, end = own_window(context)
+        trades, positions = paper_ledger(actions[actions["time"] < end], bars[bars["time"] < end], live_costs())
+        trades = trades[(trades["time"] >= start) & (trades["time"] < end)].reset_index(drop=True)
+        positions = positions[(positions["time"] >= start) & (positions["time"] < end)].reset_index(drop=True)
+        yield dg.Output(
+            trades,
+            output_name="paper_trades",
+            metadata={"fills": len(trades), "cost": float(trades["cost"].sum()) if len(trades) else 0.0},
+        )
+        yield session_output(
+            context,
+            positions,
+            output_name="paper_positions",
+            metadata={
+                "last_position": float(positions["position"].iloc[-1]) if len(positions) else 0.0,
+                "session_pnl": float(positions["session_pnl"].iloc[-1]) if len(positions) else 0.0,
+            },
+        )
 
-
-@dg.multi_asset(
-    outs={
-        "paper_trades": dg.AssetOut(
-            key=PAPER_TRADES,
-            io_manager_key="serving_io_manager",
-            kinds={"parquet", "sql"},
-            metadata={"time_column": "time", "warehouse_table": "paper_trades"},
-            description="Simulated fills: the decision at a bar's close filled at the next bar's open, with costs.",
-        ),
-        "paper_positions": dg.AssetOut(
-            key=PAPER_POSITIONS,
-            io_manager_key="serving_io_manager",
-            kinds={"parquet", "sql"},
-            metadata={"time_column": "time", "warehouse_table": "paper_positions"},
-            description="The paper position per bar, marked at the bar's close: entry, unrealized and realized P&L.",
-        ),
-    },
-    ins={"actions": dg.AssetIn(ACTIONS), "bars": dg.AssetIn(L1_OHLCV)},
-    partitions_def=session_partitions,
-    backfill_policy=session_backfill_policy(),
-    group_name="l5_serving",
-)
-def l5_paper_ledger(context: dg.AssetExecutionContext, actions: pd.DataFrame, bars: pd.DataFrame):
-    start, end = own_window(context)
-    trades, positions = paper_ledger(actions[actions["time"] < end], bars[bars["time"] < end], live_costs())
-    trades = trades[(trades["time"] >= start) & (trades["time"] < end)].reset_index(drop=True)
-    positions = positions[(positions["time"] >= start) & (positions["time"] < end)].reset_index(drop=True)
-    yield dg.Output(
-        trades,
-        output_name="paper_trades",
-        metadata={"fills": len(trades), "cost": float(trades["cost"].sum()) if len(trades) else 0.0},
-    )
-    yield session_output(
-        context,
-        positions,
-        output_name="paper_positions",
-        metadata={
-            "last_position": float(positions["position"].iloc[-1]) if len(positions) else 0.0,
-            "session_pnl": float(positions["session_pnl"].iloc[-1]) if len(positions) else 0.0,
-        },
-    )
+    return [l5_actions_m5, l5_paper_ledger]

@@ -33,10 +33,9 @@ def build_loop(
 ) -> LiveLoop:
     """The live loop for the configured deployment (``source``/``clock``/``alert`` injectable for tests)."""
     from usdcop_assets.core.settings import Settings
-    from usdcop_assets.defs.automation.alerts import deliver
+    from usdcop_assets.defs.automation.alerts import deliver, webhook_url
     from usdcop_assets.defs.automation.jobs import SESSION_JOB
-    from usdcop_assets.defs.definitions import build_definitions
-    from usdcop_assets.defs.partitions import history_start
+    from usdcop_assets.defs.definitions import build_defs
     from usdcop_assets.defs.registry import policy_for
     from usdcop_assets.defs.resources import LakeResource, WarehouseResource
     from usdcop_assets.observation.builder import load_config
@@ -45,19 +44,21 @@ def build_loop(
     from usdcop_assets.sources import require_available, resolve_source
 
     env = environ() if env is None else env
-    defs = build_definitions()  # the code location, imported once for the life of the process
-    specs, keys = layer_specs(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
     config = Settings.from_env(env)
+    defs = build_defs(config)  # the code location, built once for the life of the process
+    specs, keys = layer_specs(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
     lake = LakeResource(url=config.lake.url)
     lake.store().check()
     warehouse = WarehouseResource(url=config.warehouse_url.render_as_string(hide_password=False)).warehouse()
     warehouse.ensure_schema()
-    days = cal.trading_days(history_start(), history_start().replace(year=history_start().year + 1))
+    start = config.history.start
+    days = cal.trading_days(start, start.replace(year=start.year + 1))
     store = LiveStore(lake.store(), warehouse, specs, first_day=days[0] if days else None)
     job = defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection=set(keys.values()), asset_check_selection=set())
     instance = instance or dg.DagsterInstance.get()
     recorder = DagsterRecorder(instance, job, keys, specs)
     name = require_available(resolve_source(env))
+    hook = webhook_url(config.automation)
     return LiveLoop(
         source=source or BarSource(name, env),
         store=store,
@@ -68,7 +69,7 @@ def build_loop(
         recorder=recorder,
         clock=clock,
         settings=settings or LiveSettings.from_env(env),
-        alert=alert or (lambda text: deliver({"text": text, "kind": "live_source"})),
+        alert=alert or (lambda text: deliver({"text": text, "kind": "live_source"}, url=hook)),
         stop=stop,
         source_name=name,
     )

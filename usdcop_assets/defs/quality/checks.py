@@ -21,7 +21,6 @@ import dagster as dg
 import pandas as pd
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.defs.tags import CLI_TAG
 from usdcop_assets.features.engineering import MACRO_LOOKBACK_DAYS
@@ -84,14 +83,20 @@ def severity(name: str) -> dg.AssetCheckSeverity:
     return SEVERITY.get(name, dg.AssetCheckSeverity.ERROR)
 
 
-def _spec(asset: dg.AssetKey, name: str, description: str, deps: Sequence[dg.AssetKey] = ()) -> dg.AssetCheckSpec:
+def _spec(
+    parts: dg.PartitionsDefinition,
+    asset: dg.AssetKey,
+    name: str,
+    description: str,
+    deps: Sequence[dg.AssetKey] = (),
+) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         name,
         asset=asset,
         description=description,
         blocking=severity(name) == dg.AssetCheckSeverity.ERROR,
         additional_deps=list(deps),
-        partitions_def=session_partitions,
+        partitions_def=parts,
         automation_condition=CHECK_CONDITION,
     )
 
@@ -178,21 +183,28 @@ def _selected(context, key: dg.AssetKey, name: str) -> dg.AssetCheckKey | None:
 # --- L0 ----------------------------------------------------------------------------------------------
 
 
-@dg.multi_asset_check(
-    name="l0_ohlcv_m5_checks",
-    specs=[
-        _spec(
-            L0,
-            GAP,
-            "Every bar the Bogota calendar expects up to the last closed bar is stored (a vendor gap is a warning).",
-        )
-    ],
-    can_subset=True,
-)
-def l0_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
-    sessions = _sessions(context)
-    times = lake.table(_dataset(L0)).read(*_window(sessions), columns=["time"])["time"]
-    yield from record(context, {dg.AssetCheckKey(L0, GAP): rules.gap_verdicts(times, sessions)})
+def build_l0_checks(parts: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    """The L0 bar checks, partitioned like L0."""
+
+    @dg.multi_asset_check(
+        name="l0_ohlcv_m5_checks",
+        specs=[
+            _spec(
+                parts,
+                L0,
+                GAP,
+                "Every bar the Bogota calendar expects up to the last closed bar is stored (a vendor gap is a "
+                "warning).",
+            )
+        ],
+        can_subset=True,
+    )
+    def l0_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
+        sessions = _sessions(context)
+        times = lake.table(_dataset(L0)).read(*_window(sessions), columns=["time"])["time"]
+        yield from record(context, {dg.AssetCheckKey(L0, GAP): rules.gap_verdicts(times, sessions)})
+
+    return l0_checks
 
 
 # --- L1 ----------------------------------------------------------------------------------------------
@@ -215,11 +227,14 @@ def _store_verdicts(
     return rules.store_verdicts(lake_rows, wh_rows, list(table_spec(table).key), sessions, time_column)
 
 
-def build_l1_checks(l1_specs: dict[dg.AssetKey, dg.AssetSpec]) -> dg.AssetChecksDefinition:
+def build_l1_checks(
+    parts: dg.PartitionsDefinition, l1_specs: dict[dg.AssetKey, dg.AssetSpec]
+) -> dg.AssetChecksDefinition:
     @dg.multi_asset_check(
         name="l1_ohlcv_m5_checks",
         specs=[
             _spec(
+                parts,
                 L1,
                 CONSERVATION,
                 "Per session (whole Bogota day): rows of l0/ohlcv_m5 = rows of l1/ohlcv_m5 + "
@@ -227,18 +242,25 @@ def build_l1_checks(l1_specs: dict[dg.AssetKey, dg.AssetSpec]) -> dg.AssetChecks
                 deps=[L0],
             ),
             _spec(
+                parts,
                 L1,
                 INTEGRITY,
                 "Every bar: prices positive and finite, high >= max(open, close), low <= min(open, close).",
             ),
             _spec(
+                parts,
                 L1,
                 GAP,
                 "Every bar the Bogota calendar expects up to the last closed bar is stored (a vendor gap is a "
                 "warning).",
             ),
-            _spec(L1, STORES, "Per session, the lake and warehouse table usdcop_m5_ohlcv hold the same rows."),
-            _spec(L1_REJECTS, STORES, "Per session, the lake and warehouse table ohlcv_m5_rejects hold the same rows."),
+            _spec(parts, L1, STORES, "Per session, the lake and warehouse table usdcop_m5_ohlcv hold the same rows."),
+            _spec(
+                parts,
+                L1_REJECTS,
+                STORES,
+                "Per session, the lake and warehouse table ohlcv_m5_rejects hold the same rows.",
+            ),
         ],
         can_subset=True,
     )
@@ -274,7 +296,9 @@ def build_l1_checks(l1_specs: dict[dg.AssetKey, dg.AssetSpec]) -> dg.AssetChecks
 # --- serving layers: lake == warehouse -------------------------------------------------------------
 
 
-def build_store_checks(specs: Sequence[dg.AssetSpec], name: str) -> dg.AssetChecksDefinition:
+def build_store_checks(
+    parts: dg.PartitionsDefinition, specs: Sequence[dg.AssetSpec], name: str
+) -> dg.AssetChecksDefinition:
     """``lake_matches_warehouse`` of serving assets written by one step (one check step for them)."""
     by_key = {spec.key: spec for spec in specs}
 
@@ -282,6 +306,7 @@ def build_store_checks(specs: Sequence[dg.AssetSpec], name: str) -> dg.AssetChec
         name=name,
         specs=[
             _spec(
+                parts,
                 spec.key,
                 STORES,
                 f"Per session, the lake and warehouse table {spec.metadata['warehouse_table']} hold the same rows.",
@@ -304,70 +329,81 @@ def build_store_checks(specs: Sequence[dg.AssetSpec], name: str) -> dg.AssetChec
 # --- L4 ----------------------------------------------------------------------------------------------
 
 
-@dg.multi_asset_check(
-    name="l4_observations_m5_checks",
-    specs=[
-        _spec(L4, FINITE, "No NaN/Inf in any observation value and every value within the config's clip."),
-        _spec(L4, DIMENSION, "The stored observation columns are the config's features, in order."),
-        _spec(
-            L4,
-            LOOK_AHEAD,
-            "Sampled bars recomputed from L1 bars and macro values cut off at the bar (same indicator, "
-            "feature and observation functions) equal the stored l3/features_m5 and l4/observations_m5 rows.",
-            deps=[L3],
-        ),
-    ],
-    can_subset=True,
-)
-def l4_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
-    from usdcop_assets.observation.normalization import read_month_stats
+def build_l4_checks(parts: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    """The observation checks, partitioned like L4."""
 
-    sessions = _sessions(context)
-    config = load_config()
-    start, end = _window(sessions)
-    obs_table = lake.table(_dataset(L4))
-    by_session = {s: obs_table.read(*rules.session_window(s)) for s in sessions}  # each with its own column order
-    out = {}
-    finite, dimension = rules.observation_verdicts(by_session, sessions, config.columns, config.clip)
-    if key := _selected(context, L4, FINITE):
-        out[key] = finite
-    if key := _selected(context, L4, DIMENSION):
-        out[key] = dimension
-    if key := _selected(context, L4, LOOK_AHEAD):
-        features = lake.table(_dataset(L3)).read(start, end)
-        first_day = cal.parse_session_key(sessions[0])
-        bars = lake.table(_dataset(L1)).read(cal.session_open(lookback_start_day(first_day, LOOKBACK_SESSIONS)), end)
-        wide = lake.table(_dataset(L1_MACRO)).read(start - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), end)
-        observations = pd.concat(
-            [f for f in by_session.values() if len(f)] or [pd.DataFrame(columns=["time"])], ignore_index=True
-        )
-        # each sampled bar's observation rebuilt with its month's stored statistics (stale ones: features alone)
-        stats = {
-            m: s
-            for m, s in read_month_stats(lake.store(), sorted({k[:7] for k in sessions})).items()
-            if s.get("config_sha256") == config.sha256()
-        }
-        build = (lambda f: build_observations(f, config, stats)) if stats else None
-        out[key] = rules.look_ahead_verdicts(features, observations, bars, wide, sessions, build)
-    yield from record(context, out)
+    @dg.multi_asset_check(
+        name="l4_observations_m5_checks",
+        specs=[
+            _spec(parts, L4, FINITE, "No NaN/Inf in any observation value and every value within the config's clip."),
+            _spec(parts, L4, DIMENSION, "The stored observation columns are the config's features, in order."),
+            _spec(
+                parts,
+                L4,
+                LOOK_AHEAD,
+                "Sampled bars recomputed from L1 bars and macro values cut off at the bar (same indicator, "
+                "feature and observation functions) equal the stored l3/features_m5 and l4/observations_m5 rows.",
+                deps=[L3],
+            ),
+        ],
+        can_subset=True,
+    )
+    def l4_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
+        from usdcop_assets.observation.normalization import read_month_stats
+
+        sessions = _sessions(context)
+        config = load_config()
+        start, end = _window(sessions)
+        obs_table = lake.table(_dataset(L4))
+        by_session = {s: obs_table.read(*rules.session_window(s)) for s in sessions}  # each with its own column order
+        out = {}
+        finite, dimension = rules.observation_verdicts(by_session, sessions, config.columns, config.clip)
+        if key := _selected(context, L4, FINITE):
+            out[key] = finite
+        if key := _selected(context, L4, DIMENSION):
+            out[key] = dimension
+        if key := _selected(context, L4, LOOK_AHEAD):
+            features = lake.table(_dataset(L3)).read(start, end)
+            first_day = cal.parse_session_key(sessions[0])
+            bars = lake.table(_dataset(L1)).read(
+                cal.session_open(lookback_start_day(first_day, LOOKBACK_SESSIONS)), end
+            )
+            wide = lake.table(_dataset(L1_MACRO)).read(start - pd.Timedelta(days=MACRO_LOOKBACK_DAYS), end)
+            observations = pd.concat(
+                [f for f in by_session.values() if len(f)] or [pd.DataFrame(columns=["time"])], ignore_index=True
+            )
+            # each sampled bar's observation rebuilt with its month's stored statistics (stale ones: features alone)
+            stats = {
+                m: s
+                for m, s in read_month_stats(lake.store(), sorted({k[:7] for k in sessions})).items()
+                if s.get("config_sha256") == config.sha256()
+            }
+            build = (lambda f: build_observations(f, config, stats)) if stats else None
+            out[key] = rules.look_ahead_verdicts(features, observations, bars, wide, sessions, build)
+        yield from record(context, out)
+
+    return l4_checks
 
 
 # --- all of them ---------------------------------------------------------------------------------------
 
 
-def build_session_checks(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetChecksDefinition]:
-    """The data checks of the session layers found among ``assets`` (store checks from each asset's metadata)."""
+def build_session_checks(
+    assets: Iterable[dg.AssetsDefinition], parts: dg.PartitionsDefinition
+) -> list[dg.AssetChecksDefinition]:
+    """The data checks of the session layers found among ``assets``, partitioned by ``parts`` (the session
+    partitions), store checks from each asset's metadata."""
     specs = {spec.key: spec for asset in assets for spec in asset.specs}
-    checks = [l0_checks] if L0 in specs else []
+    checks = [build_l0_checks(parts)] if L0 in specs else []
     if L1 in specs:
-        checks.append(build_l1_checks(specs))
+        checks.append(build_l1_checks(parts, specs))
     by_step: dict[
         str, list[dg.AssetSpec]
     ] = {}  # one check step per asset step (the paper ledger's two tables together)
     for spec in (specs[k] for k in (dg.AssetKey(s.split("/")) for s in SERVING) if k in specs):
         step = "l5_paper_ledger" if spec.key.path[-1].startswith("paper_") else "_".join(spec.key.path)
         by_step.setdefault(step, []).append(spec)
-    checks.extend(build_store_checks(step_specs, f"{step}_checks") for step, step_specs in by_step.items())
+    checks.extend(build_store_checks(parts, step_specs, f"{step}_checks") for step, step_specs in by_step.items())
     if L4 in specs:
-        checks.append(l4_checks)
+        checks.append(build_l4_checks(parts))
     return checks

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 import dagster as dg
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.defs.partitions import session_partitions
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.live.live_store import LiveStore
 from usdcop_assets.live.parity import session_parity
@@ -54,17 +53,22 @@ def layer_specs(assets: Iterable[dg.AssetsDefinition]) -> tuple[dict[str, LayerS
     return specs, keys
 
 
-def build_live_parity_checks(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetChecksDefinition]:
-    """One ``live_parity`` check per live asset (pass the session assets of the code location)."""
+def build_live_parity_checks(
+    assets: Iterable[dg.AssetsDefinition], parts: dg.PartitionsDefinition
+) -> list[dg.AssetChecksDefinition]:
+    """One ``live_parity`` check per live asset (pass the session assets of the code location and their
+    partitions)."""
     specs, keys = layer_specs(list(assets))
-    return [_parity_check(name, keys[name], specs) for name in LIVE_ASSETS]
+    return [_parity_check(name, keys[name], specs, parts) for name in LIVE_ASSETS]
 
 
-def _parity_check(name: str, key: dg.AssetKey, specs: dict[str, LayerSpec]) -> dg.AssetChecksDefinition:
+def _parity_check(
+    name: str, key: dg.AssetKey, specs: dict[str, LayerSpec], parts: dg.PartitionsDefinition
+) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=key,
         name=PARITY_CHECK,
-        partitions_def=session_partitions,
+        partitions_def=parts,
         blocking=False,
         description=f"The rows of {name} the live process stored for the session equal the rows this run stored "
         "(lake and warehouse), bar for bar; fails naming the first differing bar and column.",

@@ -36,14 +36,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from usdcop_assets.core.settings import env_int
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.storage.lake.store import ObjectStore
 
 PREFIX = "_leases/dates/"
 TTL_ENV = "USDCOP_LEASE_TTL_SECONDS"
 WAIT_ENV = "USDCOP_LEASE_WAIT_SECONDS"
-DEFAULT_TTL = 120
-DEFAULT_WAIT = 900
 
 
 class LeaseBusy(RuntimeError):
@@ -158,7 +156,7 @@ class SessionLeases:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.store = store
-        self.ttl = float(ttl if ttl is not None else env_int(TTL_ENV, DEFAULT_TTL, minimum=2))
+        self.ttl = float(ttl if ttl is not None else Settings.from_env().storage.lease_ttl_seconds)
         self.poll = poll
         self.clock = clock
         self.sleep = sleep
@@ -252,7 +250,7 @@ class SessionLeases:
         first, last = str(first)[:10], str(last)[:10]
         if last < first:
             raise ValueError(f"lease range {first} .. {last} is empty")
-        wait = float(wait if wait is not None else env_int(WAIT_ENV, DEFAULT_WAIT, minimum=0))
+        wait = float(wait if wait is not None else Settings.from_env().storage.lease_wait_seconds)
         lease = self._register(first, last, purpose)
         lease.start()  # renewed while it waits too: a waiter keeps its place in the queue
         deadline = self.clock() + wait

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from usdcop_assets.core.settings import LAKE_ENV, ConfigError, LakeLocation, env_int, environ
+from usdcop_assets.core.settings import LAKE_ENV, ConfigError, LakeLocation, Settings, as_settings
 
 
 class LakeUnavailable(RuntimeError):
@@ -34,8 +34,6 @@ class ObjectStore(Protocol):
 
 
 _TMP_MARK = ".tmp-"
-STALE_TEMP_ENV = "USDCOP_LAKE_STALE_TEMP_SECONDS"
-DEFAULT_STALE_TEMP_SECONDS = 3600  # far longer than any single object write
 
 
 def _node_id() -> str:
@@ -87,7 +85,7 @@ def _orphaned(folder: Path, name: str, now: float, stale_after: float) -> bool:
         return False
 
 
-def _sweep_orphaned_temps(folder: Path) -> None:
+def _sweep_orphaned_temps(folder: Path, stale_after: float) -> None:
     """Remove temp files of ``folder`` left by writers that no longer run (killed before their rename).
 
     Readers never see them (listings skip dot files, keys never name them); this keeps the lake from
@@ -99,7 +97,6 @@ def _sweep_orphaned_temps(folder: Path) -> None:
     except OSError:
         return
     now = time.time()
-    stale_after = float(env_int(STALE_TEMP_ENV, DEFAULT_STALE_TEMP_SECONDS, minimum=1))
     for name in names:
         if not name.startswith(".") or _TMP_MARK not in name:
             continue
@@ -111,12 +108,19 @@ def _sweep_orphaned_temps(folder: Path) -> None:
 
 
 class LocalObjectStore:
-    def __init__(self, root: str | Path, fsync: bool = False):
+    def __init__(self, root: str | Path, fsync: bool = False, stale_temp_seconds: float | None = None):
         self.root = Path(root).absolute()
         self.location = str(self.root)
         # rename is atomic against crashes of this process; fsync adds power-loss durability at a cost.
         self.fsync = fsync
         self._dirs: set[Path] = set()  # folders known to exist
+        self._stale_temp_seconds = stale_temp_seconds  # None: USDCOP_LAKE_STALE_TEMP_SECONDS, read at first sweep
+
+    @property
+    def stale_temp_seconds(self) -> float:
+        if self._stale_temp_seconds is None:
+            self._stale_temp_seconds = float(Settings.from_env().storage.stale_temp_seconds)
+        return self._stale_temp_seconds
 
     def _path(self, key: str) -> Path:
         # Lexical check (no filesystem calls on the hot path): relative, no "..", stays under root.
@@ -129,7 +133,7 @@ class LocalObjectStore:
         path = self._path(key)
         if path.parent not in self._dirs:  # data and manifest share a folder: one mkdir, not two
             path.parent.mkdir(parents=True, exist_ok=True)
-            _sweep_orphaned_temps(path.parent)
+            _sweep_orphaned_temps(path.parent, self.stale_temp_seconds)
             self._dirs.add(path.parent)
         # The writer's pid and node in the name: a temp file whose writer died (kill -9 between write
         # and rename) is recognised as orphaned and removed by the next writer of its folder.
@@ -302,7 +306,7 @@ class S3ObjectStore:
             ) from None
 
 
-def _default_s3_client():
+def _default_s3_client(settings: Settings | None = None):
     import boto3
     from botocore.config import Config
 
@@ -315,10 +319,7 @@ def _default_s3_client():
         max_pool_connections=16,
         s3={"addressing_style": "path"},
     )
-    env = environ()
-    return boto3.client(
-        "s3", region_name=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")), config=config
-    )
+    return boto3.client("s3", region_name=as_settings(settings).storage.region, config=config)
 
 
 def open_store(location: LakeLocation) -> ObjectStore:

@@ -18,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from usdcop_assets.core.calendar import as_utc
-from usdcop_assets.core.settings import WAREHOUSE_ENV, environ, mask_url, scrub_secrets
+from usdcop_assets.core.settings import WAREHOUSE_ENV, Settings, as_settings, mask_url, scrub_secrets
 from usdcop_assets.storage.warehouse.tables import TableSpec, table_spec
 
 SQL_DIR_ENV = "USDCOP_SQL_DIR"
@@ -52,9 +52,9 @@ class WarehouseUnavailable(RuntimeError):
     """The warehouse cannot be reached; the message names the (masked) URL and the cause."""
 
 
-def sql_dir() -> Path:
-    override = environ().get(SQL_DIR_ENV)
-    path = Path(override) if override else Path(__file__).resolve().parents[3] / "sql"
+def sql_dir(settings: Settings | None = None) -> Path:
+    override = as_settings(settings).storage.sql_dir
+    path = override.expanduser() if override else Path(__file__).resolve().parents[3] / "sql"
     if not (path / "tables").is_dir():
         raise FileNotFoundError(
             f"DDL directory {path}/tables not found; set {SQL_DIR_ENV} to the project's sql/ folder"
