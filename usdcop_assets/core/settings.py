@@ -1,7 +1,8 @@
 """Configuration from the environment, validated up front, with secrets masked for display.
 
 With nothing set, everything lives under ``USDCOP_HOME`` (default ``./.usdcop``): the lake directory,
-the SQLite warehouse and ``DAGSTER_HOME``.
+the SQLite warehouse and ``DAGSTER_HOME``. Why deployments are configured here and runs by ``dg.Config``:
+docs/decisions/0011-configuration.md.
 """
 
 from __future__ import annotations
