@@ -369,7 +369,6 @@ def _materialize_sessions(
     """
     import dagster as dg
 
-    from usdcop_assets.core.settings import backfill_sessions_per_run
     from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB
     from usdcop_assets.defs.keys import OBSERVATIONS
 
@@ -385,7 +384,7 @@ def _materialize_sessions(
         raise click.ClickException("none of the selected layers has session assets")
     check_session_upstream(defs, chosen, cal.parse_session_key(key_range.start), cal.parse_session_key(key_range.end))
     try:
-        per_run = backfill_sessions_per_run()
+        per_run = Settings.from_env().history.backfill_sessions_per_run
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     keys = job.partitions_def.get_partition_keys_in_range(key_range)

@@ -75,30 +75,6 @@ class LakeLocation:
         return f"s3://{self.root}/{self.prefix}".rstrip("/")
 
 
-def env_int(var: str, default: int, minimum: int = 1, env=os.environ) -> int:
-    """An integer setting from the environment (``default`` when unset); ConfigError naming ``var`` otherwise."""
-    raw = (env.get(var) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigError(f"{var}={raw!r} must be at least {minimum}")
-    return value
-
-
-BACKFILL_SESSIONS_PER_RUN_ENV = "USDCOP_BACKFILL_SESSIONS_PER_RUN"
-DEFAULT_BACKFILL_SESSIONS_PER_RUN = 250
-
-
-def backfill_sessions_per_run(env=os.environ) -> int:
-    """Sessions per run of a long backfill: the session assets' ``BackfillPolicy`` (UI backfills, read when the
-    code location loads) and ``usdcop backfill``'s chunks. Smaller runs can go in parallel and hold less in memory."""
-    return env_int(BACKFILL_SESSIONS_PER_RUN_ENV, DEFAULT_BACKFILL_SESSIONS_PER_RUN, env=env)
-
-
 def home(env=os.environ) -> Path:
     return Path(env.get(HOME_ENV) or DEFAULT_HOME).expanduser().absolute()
 

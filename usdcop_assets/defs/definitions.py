@@ -36,6 +36,7 @@ from usdcop_assets.defs.partitions import build_partitions
 from usdcop_assets.defs.quality.checks import build_session_checks
 from usdcop_assets.defs.quality.freshness import POLICIES, with_freshness_policies
 from usdcop_assets.defs.quality.live_parity import build_live_parity_checks
+from usdcop_assets.defs.registry import ModelStoreResource
 from usdcop_assets.defs.resources import source_resources, store_resources
 from usdcop_assets.version import code_version
 
@@ -125,6 +126,7 @@ def build_defs(settings: Settings, *, today: dt.date | None = None) -> dg.Defini
             "lake": lake,
             "bar_source": bar_source,
             "macro_source": macro_source,
+            "model_store": ModelStoreResource(lake=lake, warehouse=warehouse),
             "warehouse": warehouse,
             "lake_io_manager": LakeIOManager(lake=lake),
             "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse),

@@ -96,3 +96,31 @@ def policy_for(lake: LakeResource, row: dict, instance: dg.DagsterInstance | Non
         while len(_policies) > 8:
             _policies.popitem(last=False)
     return policy
+
+
+class ModelStoreResource(dg.ConfigurableResource):
+    """Where fold models live: artifacts in the lake (``models/ppo/<fold>/<version>/``) and the registry serving
+    trusts in the warehouse (``rl_models``). ``l5/ppo_model`` writes through it, ``l5/actions_m5`` and the live
+    process read through it, so a test swaps it for a fake (a subclass) without a lake full of models."""
+
+    lake: LakeResource
+    warehouse: WarehouseResource
+
+    def registered(self) -> dict[str, dict]:
+        """fold key -> the fold's registry row."""
+        return registered_models(self.warehouse)
+
+    def policy(self, row: dict, instance: dg.DagsterInstance | None = None) -> PolicyFunction:
+        """The registered fold's policy, hash-verified before it is parsed."""
+        return policy_for(self.lake, row, instance)
+
+    def save_artifact(self, path: str, artifact: bytes, metadata_json: str, name: str) -> bool:
+        """Store ``artifact`` as ``path/name`` with its ``metadata.json``; False when the same bytes were already
+        there (content-addressed: nothing is rewritten), True when written."""
+        store = self.lake.store()
+        reused = store.get(f"{path}/{name}") == artifact
+        if not reused:
+            store.put(f"{path}/{name}", artifact)
+        if not reused or store.get(f"{path}/metadata.json") is None:
+            store.put(f"{path}/metadata.json", metadata_json)
+        return not reused

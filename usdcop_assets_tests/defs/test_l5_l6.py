@@ -350,3 +350,37 @@ def test_report_over_one_session_says_why_there_is_no_deflated_sharpe():
     assert (
         "n/a (deflated_sharpe_ratio: needs at least 3 returns, got 1)" in page and "n/a (fewer than 2 sessions)" in page
     )
+
+
+def test_actions_read_models_through_the_model_store_resource_a_test_can_swap(platform):
+    """``l5/actions_m5`` asks the ``model_store`` resource for the registry and the policies: a fake store with no
+    registered fold makes a trained fold's session flat with the reason, without touching the lake's models; the
+    real store then decides it again as before."""
+    from usdcop_assets.defs.registry import ModelStoreResource
+
+    class NoModels(ModelStoreResource):
+        def registered(self) -> dict[str, dict]:
+            return {}
+
+        def policy(self, row, instance=None):
+            raise AssertionError("no model is registered: no policy is asked for")
+
+    lake = _lake(platform)
+    day = FOLD_SESSIONS[1]
+    before = lake.table("l5/actions_m5").read(cal.session_open(day), cal.session_end(day))
+    defs = platform["defs"]
+    real = defs.resources["model_store"]
+    fake_defs = dg.Definitions(
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        resources={**defs.resources, "model_store": NoModels(lake=real.lake, warehouse=real.warehouse)},
+    )
+    key = cal.session_key(day)
+    assert layers_job(fake_defs, "L5").execute_in_process(instance=platform["instance"], partition_key=key).success
+    faked = lake.table("l5/actions_m5").read(cal.session_open(day), cal.session_end(day))
+    assert len(faked) == 60 and (faked["position"] == 0).all() and (faked["model_version"] == FLAT_VERSION).all()
+    assert faked["fallback"].str.contains(f"no l5/ppo_model for fold {FOLD}").all()
+    assert layers_job(defs, "L5").execute_in_process(instance=platform["instance"], partition_key=key).success
+    again = lake.table("l5/actions_m5").read(cal.session_open(day), cal.session_end(day))
+    assert list(again["position"]) == list(before["position"]) and (again["model_version"] != FLAT_VERSION).all()

@@ -19,7 +19,7 @@ import pytest
 
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.io_managers import ServingIOManager
-from usdcop_assets.defs.registry import load_fold_model, registered_models
+from usdcop_assets.defs.registry import ModelStoreResource, load_fold_model, registered_models
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
 from usdcop_assets.rl import training as T
 from usdcop_assets.storage.lake.session_table import SessionTable
@@ -95,6 +95,7 @@ def platform(tmp_path_factory):
             "lake": lake,
             "warehouse": warehouse,
             "serving_io_manager": ServingIOManager(lake=lake, warehouse=warehouse),
+            "model_store": ModelStoreResource(lake=lake, warehouse=warehouse),
         }
         (root / "dagster_home").mkdir()
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:

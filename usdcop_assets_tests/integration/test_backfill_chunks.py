@@ -14,7 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from usdcop_assets import cli
-from usdcop_assets.core.settings import BACKFILL_SESSIONS_PER_RUN_ENV, ConfigError, backfill_sessions_per_run
+from usdcop_assets.core.settings import ConfigError, Settings
+
+BACKFILL_SESSIONS_PER_RUN_ENV = "USDCOP_BACKFILL_SESSIONS_PER_RUN"
 
 FIRST, LAST = dt.date(2024, 3, 1), dt.date(2024, 3, 11)  # 7 sessions: 03-01, 03-04..08, 03-11
 LAYERS = ["L0", "L1", "L2", "L3", "L4", "L5", "L6"]
@@ -184,7 +186,9 @@ def test_session_assets_backfill_in_runs_of_the_setting():
 
 
 def test_bad_chunk_settings_are_refused_with_the_variable_named():
-    with pytest.raises(ConfigError, match=f"{BACKFILL_SESSIONS_PER_RUN_ENV}='0' must be at least 1"):
-        backfill_sessions_per_run({BACKFILL_SESSIONS_PER_RUN_ENV: "0"})
+    with pytest.raises(
+        ConfigError, match="USDCOP_BACKFILL_SESSIONS_PER_RUN='0': input should be greater than or equal to 1"
+    ):
+        Settings.from_env({"USDCOP_BACKFILL_SESSIONS_PER_RUN": "0"}).history  # noqa: B018
     result = CliRunner().invoke(cli.main, ["backfill", "--runs-in-parallel", "0"])
     assert result.exit_code == 2 and "--runs-in-parallel" in result.output

@@ -43,9 +43,10 @@ def environment_uses(source: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-# Who may still call ``core.settings.environ()`` / ``env_int``: the settings module itself, and - only until the
-# defs/ restructuring is merged (issue 18 item 1, Dagster side) - defs/ and cli.py. Remove those two then.
-RAW_READERS_ALLOWED = ("core/settings.py", "defs/", "cli.py")
+# Who may still call ``core.settings.environ()``: the settings module itself; the batched event log storage, which
+# Dagster configures from the instance's DAGSTER_HOME, not the platform's settings; and the CLI, which copies the
+# environment for the ``dagster dev`` child it starts.
+RAW_READERS_ALLOWED = ("core/settings.py", "defs/event_log.py", "cli.py")
 RAW_READERS = {"environ", "env_int"}
 
 

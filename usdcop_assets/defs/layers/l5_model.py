@@ -31,7 +31,7 @@ import pandas as pd
 from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
 from usdcop_assets.defs.partitions import Partitions
-from usdcop_assets.defs.registry import REGISTRY_TABLE
+from usdcop_assets.defs.registry import REGISTRY_TABLE, ModelStoreResource
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.defs.windows import own_window
 from usdcop_assets.observation.builder import load_config, obs_version
@@ -62,7 +62,7 @@ class PPOModelConfig(dg.Config):
     def _at_least(self, name: str, minimum: int = 1) -> int | None:
         value = getattr(self, name)
         if value is not None and value < minimum:
-            # The same refusal as the environment variable's (env_int), naming the run config field.
+            # The same refusal as the environment variable's (core/settings.py), naming the run config field.
             raise ConfigError(f"PPOModelConfig.{name}={value!r} must be at least {minimum}")
         return value
 
@@ -135,7 +135,7 @@ def build_l5_model_assets(parts: Partitions, settings: Settings) -> list[dg.Asse
         "metadata.",
     )
     def l5_ppo_model(
-        context: dg.AssetExecutionContext, config: PPOModelConfig, lake: LakeResource
+        context: dg.AssetExecutionContext, config: PPOModelConfig, lake: LakeResource, model_store: ModelStoreResource
     ) -> dg.Output[pd.DataFrame]:
         fold_key = context.partition_key
         fold_start, _ = own_window(context)
@@ -164,17 +164,13 @@ def build_l5_model_assets(parts: Partitions, settings: Settings) -> list[dg.Asse
 
         version = trained.version
         path = model_dir(fold_key, version)
-        store = lake.store()
         # Content-addressed and deterministic: the same weights give the same bytes, written once; stored bytes
         # that differ (a corrupted or replaced artifact) are rewritten, with their metadata.
-        reused = store.get(f"{path}/{ARTIFACT_NAME}") == trained.artifact
+        reused = not model_store.save_artifact(path, trained.artifact, trained.metadata_json(), ARTIFACT_NAME)
         if not reused:
-            store.put(f"{path}/{ARTIFACT_NAME}", trained.artifact)
             context.log.info(
                 f"fold {fold_key}: artifact {path}/{ARTIFACT_NAME} written (sha256 {trained.artifact_sha256[:12]})"
             )
-        if not reused or store.get(f"{path}/metadata.json") is None:
-            store.put(f"{path}/metadata.json", trained.metadata_json())
         sel = trained.metadata["selection"]
         window = trained.metadata["data_window"]
         row = pd.DataFrame(

@@ -26,8 +26,7 @@ from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.keys import ACTIONS, L1_OHLCV, OBSERVATIONS, PAPER_POSITIONS, PAPER_TRADES, PPO_MODEL
 from usdcop_assets.defs.partitions import Partitions
 from usdcop_assets.defs.policies import session_backfill_policy
-from usdcop_assets.defs.registry import policy_for, registered_models
-from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.defs.registry import ModelStoreResource
 from usdcop_assets.defs.windows import own_window, session_output
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.rl.costs import live_costs
@@ -62,18 +61,17 @@ def build_l5_serving_assets(parts: Partitions, settings: Settings) -> list[dg.As
         context: dg.AssetExecutionContext,
         observations: pd.DataFrame,
         bars: pd.DataFrame,
-        lake: LakeResource,
-        warehouse: WarehouseResource,
+        model_store: ModelStoreResource,
     ) -> dg.Output[pd.DataFrame]:
         start, end = own_window(context)
-        models = registered_models(warehouse)
+        models = model_store.registered()
         actions, fallbacks = decide_bars(
             observations,
             bars,
             start,
             end,
             models,
-            lambda row: policy_for(lake, row, context.instance),
+            lambda row: model_store.policy(row, context.instance),
             load_config(),
             log=context.log.warning,
             limits=live_limits(),

@@ -12,7 +12,6 @@ import threading
 import dagster as dg
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import environ
 from usdcop_assets.defs.live.recorder import DagsterRecorder
 from usdcop_assets.defs.quality.live_parity import layer_specs
 from usdcop_assets.live.live_store import LiveStore
@@ -36,39 +35,42 @@ def build_loop(
     from usdcop_assets.defs.automation.alerts import deliver, webhook_url
     from usdcop_assets.defs.automation.jobs import SESSION_JOB
     from usdcop_assets.defs.definitions import build_defs
-    from usdcop_assets.defs.registry import policy_for
+    from usdcop_assets.defs.registry import ModelStoreResource
     from usdcop_assets.defs.resources import LakeResource, WarehouseResource
     from usdcop_assets.observation.builder import load_config
     from usdcop_assets.rl.costs import live_costs
     from usdcop_assets.rl.risk import live_limits
     from usdcop_assets.sources import require_available, resolve_source
 
-    env = environ() if env is None else env
     config = Settings.from_env(env)
     defs = build_defs(config)  # the code location, built once for the life of the process
     specs, keys = layer_specs(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))
     lake = LakeResource(url=config.lake.url)
     lake.store().check()
+    models = ModelStoreResource(
+        lake=lake, warehouse=WarehouseResource(url=config.warehouse_url.render_as_string(hide_password=False))
+    )
     warehouse = WarehouseResource(url=config.warehouse_url.render_as_string(hide_password=False)).warehouse()
     warehouse.ensure_schema()
     start = config.history.start
     days = cal.trading_days(start, start.replace(year=start.year + 1))
     store = LiveStore(lake.store(), warehouse, specs, first_day=days[0] if days else None)
     job = defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection=set(keys.values()), asset_check_selection=set())
-    instance = instance or dg.DagsterInstance.get()
+    # opened from its directory: the CLI no longer exports DAGSTER_HOME (docs/decisions/0011-configuration.md)
+    instance = instance or dg.DagsterInstance.from_config(str(config.dagster_home))
     recorder = DagsterRecorder(instance, job, keys, specs)
-    name = require_available(resolve_source(env))
+    name = require_available(resolve_source(config))
     hook = webhook_url(config.automation)
     return LiveLoop(
-        source=source or BarSource(name, env),
+        source=source or BarSource(name, config),
         store=store,
-        obs_config=load_config(env=env),
-        policy_of=lambda row: policy_for(lake, row, instance),
+        obs_config=load_config(settings=config),
+        policy_of=lambda row: models.policy(row, instance),
         limits=live_limits(),
         costs=live_costs(),
         recorder=recorder,
         clock=clock,
-        settings=settings or LiveSettings.from_env(env),
+        settings=settings or config.live,
         alert=alert or (lambda text: deliver({"text": text, "kind": "live_source"}, url=hook)),
         stop=stop,
         source_name=name,
