@@ -294,7 +294,7 @@ def test_backfill_past_the_data_lands_the_partial_session_and_reports_the_rest(u
 _WRITER = """
 import os, sys, time
 import dagster as dg
-from usdcop_assets.cli import prepare_environment
+from usdcop_assets.cli import open_instance, prepare_environment
 from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.definitions import build_defs
 from usdcop_assets.defs.automation.jobs import layers_job
@@ -302,7 +302,7 @@ from usdcop_assets.defs.automation.jobs import layers_job
 prepare_environment()
 job = layers_job(build_defs(Settings.from_env()), "L0,L1,L2")
 tags = {"dagster/asset_partition_range_start": sys.argv[1], "dagster/asset_partition_range_end": sys.argv[2]}
-with dg.DagsterInstance.get() as instance:
+with open_instance() as instance:  # DAGSTER_HOME's directory, from the settings (the CLI exports nothing)
     print("ready", flush=True)
     while not os.path.exists(sys.argv[4]):  # start together with the other writer
         time.sleep(0.01)
