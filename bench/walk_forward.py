@@ -251,6 +251,37 @@ SELECTION_RULE_TEXT = (
 )
 
 
+_TRAIN_INPUTS: dict = {}  # what the (forked) training workers read: set by run_experiments before they start
+
+
+def _train_task(key: str, experiment, seeds) -> tuple:
+    """Train ``experiment``'s seeds on fold ``key`` (the episodes strictly before it): (ExperimentFold, wall s)."""
+    import torch
+
+    from usdcop_assets.core import calendar as cal
+    from usdcop_assets.rl.ensemble import train_experiment_fold
+    from usdcop_assets.rl.folds import fold_sessions, fold_windows, warm_sessions
+
+    torch.set_num_threads(1)
+    x = _TRAIN_INPUTS
+    episodes = x["episodes"]
+    before = episodes[episodes["time"] < cal.session_open(fold_sessions(key)[0])]
+    fold = fold_windows(key, warm_sessions(before), **experiment.fold_options(x["options"]))
+    with Clock() as c:
+        out = train_experiment_fold(
+            before,
+            fold,
+            experiment,
+            x["obs_config"],
+            x["costs"],
+            risk=x["limits"],
+            obs_stats=x["stats"],
+            timesteps=x["timesteps"],
+            seeds=seeds,
+        )
+    return out, c.wall
+
+
 def run_experiments(args, experiments) -> int:
     """``--experiment`` mode: each experiment's seeds per fold, the per-fold selection (``rl.selection``), the
     selected one traded out of sample, beside the baselines, LightGBM and every experiment; DSR with N = the
@@ -270,7 +301,7 @@ def run_experiments(args, experiments) -> int:
     )
     from usdcop_assets.core import calendar as cal
     from usdcop_assets.rl.costs import live_costs
-    from usdcop_assets.rl.ensemble import spread, train_experiment_fold
+    from usdcop_assets.rl.ensemble import spread
     from usdcop_assets.rl.folds import fold_options_from_env, fold_sessions, fold_windows, warm_sessions
     from usdcop_assets.rl.risk import live_limits
     from usdcop_assets.rl.selection import SelectionRule, ValidationResult, select
@@ -304,7 +335,30 @@ def run_experiments(args, experiments) -> int:
 
         gbm_config = GbmConfig(seed=experiments[0].seeds[0])
 
-    # L5: per fold, every experiment's seeds (every N-th fold), then the selection on validation only
+    # L5: per fold, every experiment's seeds (every N-th fold), then the selection on validation only. The
+    # (fold, experiment) trainings are independent: with --jobs N they run in N forked worker processes (each torch
+    # at one thread), which inherit the episodes built above.
+    train_keys = [k for i, k in enumerate(keys) if i % args.every == 0]
+    _TRAIN_INPUTS.update(
+        episodes=episodes,
+        obs_config=obs_config,
+        stats=stats,
+        costs=costs,
+        limits=limits,
+        options=options,
+        timesteps=args.timesteps,
+    )
+    tasks = [(k, e, seeds_of[e.name]) for k in train_keys for e in experiments]
+    pool = None
+    if args.jobs > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        pool = concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork"))
+        futures = {(k, e.name): pool.submit(_train_task, k, e, s) for k, e, s in tasks}
+        log(f"[L5] {len(tasks)} (fold, experiment) trainings on {args.jobs} worker processes")
+    else:
+        futures = None
     trained: dict[str, dict] = {}  # fold key of training -> experiment name -> ExperimentFold
     fold_rows, gbm_pos = [], {}
     current = None
@@ -318,23 +372,14 @@ def run_experiments(args, experiments) -> int:
         if i % args.every == 0:
             trained[key] = {}
             for e in experiments:
-                fold = fold_windows(key, available, **e.fold_options(options))
-                with Clock() as c:
-                    trained[key][e.name] = train_experiment_fold(
-                        before,
-                        fold,
-                        e,
-                        obs_config,
-                        costs,
-                        risk=limits,
-                        obs_stats=stats,
-                        timesteps=args.timesteps,
-                        seeds=seeds_of[e.name],
-                    )
-                t_train += c.wall
+                if futures is not None:
+                    trained[key][e.name], wall = futures[(key, e.name)].result()
+                else:
+                    trained[key][e.name], wall = _train_task(key, e, seeds_of[e.name])
+                t_train += wall
                 v = trained[key][e.name].validation
                 log(
-                    f"[L5] fold {key} {e.name}: {len(seeds_of[e.name])} seeds in {c.wall:.0f}s; ensemble validation "
+                    f"[L5] fold {key} {e.name}: {len(seeds_of[e.name])} seeds in {wall:.0f}s; ensemble validation "
                     f"Sharpe {fnum(v['sharpe'], '{:.2f}')}, turnover {fnum(v['turnover_per_session'], '{:.2f}')}"
                     f"/session ({v['first_session']}..{v['last_session']})"
                 )
@@ -366,6 +411,8 @@ def run_experiments(args, experiments) -> int:
         )
         log(f"[select] fold {key}: {selection.selected} ({selection.reason})")
 
+    if pool is not None:
+        pool.shutdown()
     # inference: each month with the experiments of its fold's model
     oos = month_of.isin(keys).to_numpy()
     bars = episodes[oos].reset_index(drop=True)
@@ -579,6 +626,9 @@ def main() -> int:
     )
     ap.add_argument("--experiments-dir", default=None, help="a user folder of experiment files (overrides by name)")
     ap.add_argument("--seeds", type=int, default=None, help="use only the first N seeds of each experiment (screening)")
+    ap.add_argument(
+        "--jobs", type=int, default=1, help="train the (fold, experiment) pairs in N processes (--experiment mode; 1)"
+    )
     args = ap.parse_args()
     if args.every < 1:
         ap.error("--every must be >= 1")
