@@ -278,6 +278,8 @@ class TrainingSettings(_EnvGroup):
     train_sessions: int = _int("USDCOP_TRAIN_SESSIONS", 250)  # the rolling window's length
     valid_sessions: int = _int("USDCOP_VALID_SESSIONS", 20)
     min_train_sessions: int = _int("USDCOP_MIN_TRAIN_SESSIONS", 60)
+    # a folder of experiment files (rl/experiments.py) beside the package's; default: <USDCOP_HOME>/experiments
+    experiments_dir: Path | None = Field(None, alias="USDCOP_EXPERIMENTS_DIR")
 
     def fold_options(self) -> dict:
         """The keyword arguments of ``rl.folds.fold_windows``."""
@@ -383,6 +385,16 @@ class Settings:
     @cached_property
     def training(self) -> TrainingSettings:
         return TrainingSettings.from_env(self.env)
+
+    @property
+    def experiments_dir(self) -> Path | None:
+        """The user's folder of experiment files: ``USDCOP_EXPERIMENTS_DIR`` (which must exist), else
+        ``<home>/experiments`` when it exists, else None (the package's files only)."""
+        chosen = self.training.experiments_dir
+        if chosen is not None:
+            return Path(chosen).expanduser().absolute()
+        default = self.home / "experiments"
+        return default if default.is_dir() else None
 
     @cached_property
     def observation(self) -> ObservationSettings:

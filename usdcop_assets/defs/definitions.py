@@ -13,6 +13,9 @@ from usdcop_assets.defs.automation.conditions import (
     with_session_automation,
 )
 from usdcop_assets.defs.automation.jobs import (
+    EXPERIMENT_JOB,
+    EXPERIMENT_PERFORMANCE_JOB,
+    EXPERIMENT_SELECTION_JOB,
     MACRO_JOB,
     MODEL_JOB,
     PERFORMANCE_JOB,
@@ -28,9 +31,11 @@ from usdcop_assets.defs.layers.l1_standardized import build_l1_assets
 from usdcop_assets.defs.layers.l2_indicators import build_l2_assets
 from usdcop_assets.defs.layers.l3_features import build_l3_assets
 from usdcop_assets.defs.layers.l4_rl_ready import build_l4_assets
+from usdcop_assets.defs.layers.l5_experiments import build_l5_experiment_assets
 from usdcop_assets.defs.layers.l5_model import build_l5_model_assets
 from usdcop_assets.defs.layers.l5_serving import build_l5_serving_assets
 from usdcop_assets.defs.layers.l6_backtest import build_l6_assets
+from usdcop_assets.defs.layers.l6_experiments import build_l6_experiment_assets
 from usdcop_assets.defs.layers.macro_daily import build_macro_assets
 from usdcop_assets.defs.partitions import build_partitions
 from usdcop_assets.defs.quality.checks import build_session_checks
@@ -71,7 +76,10 @@ def build_defs(settings: Settings, *, today: dt.date | None = None) -> dg.Defini
     """The code location for ``settings`` (a deployment's configuration): partitions from its history start through
     next year's holidays (``today``: the current date unless given), assets, checks, jobs, schedules, sensors,
     resources and executor. Sensors and assets that need a setting at run time use this snapshot of it."""
-    parts = build_partitions(settings.history.start, today or dt.date.today())
+    from usdcop_assets.rl.experiments import list_experiments
+
+    experiments = tuple(row["name"] for row in list_experiments(settings.experiments_dir))
+    parts = build_partitions(settings.history.start, today or dt.date.today(), experiments)
     l4 = build_l4_assets(parts, settings)
     l6 = build_l6_assets(parts, settings)
     session_layers = [
@@ -91,13 +99,20 @@ def build_defs(settings: Settings, *, today: dt.date | None = None) -> dg.Defini
     stats_assets = with_code_version([a for a in l4 if a.partitions_def == parts.month])
     model_assets = with_code_version(build_l5_model_assets(parts, settings))
     performance_assets = with_code_version([a for a in l6 if a.partitions_def is None])
+    # research: experiments x folds, the selection per fold and the comparison (l5_experiments.py, l6_experiments.py)
+    research = with_code_version(
+        [*build_l5_experiment_assets(parts, settings), *build_l6_experiment_assets(parts, settings)]
+    )
+    by_partitions = {None: [], parts.fold: [], parts.experiment_fold: []}
+    for a in research:
+        by_partitions[a.partitions_def].append(a)
     # Data checks on the session layers themselves, partitioned like them (quality/checks.py), and live rows ==
     # batch rows, per session, after the session's run (quality/live_parity.py).
     session_checks = build_session_checks(session_assets, parts.session)
     parity_checks = build_live_parity_checks(session_assets, parts.session)
     # Freshness policies of the bar and session layers, applied here in one place (freshness.py), and the alerts.
     assets = with_freshness_policies(
-        [*session_assets, *daily_assets, *stats_assets, *model_assets, *performance_assets]
+        [*session_assets, *daily_assets, *stats_assets, *model_assets, *performance_assets, *research]
     )
     built = [
         build_session_chain_job(session_assets, [*session_checks, *parity_checks], session_partitions=parts.session),
@@ -105,6 +120,9 @@ def build_defs(settings: Settings, *, today: dt.date | None = None) -> dg.Defini
         build_asset_job(STATS_JOB, stats_assets),
         build_asset_job(MODEL_JOB, model_assets),
         build_asset_job(PERFORMANCE_JOB, performance_assets),
+        build_asset_job(EXPERIMENT_JOB, by_partitions[parts.experiment_fold]),
+        build_asset_job(EXPERIMENT_SELECTION_JOB, by_partitions[parts.fold]),
+        build_asset_job(EXPERIMENT_PERFORMANCE_JOB, by_partitions[None]),
     ]
     jobs = {job.name: job for job in built}
     automation = settings.automation

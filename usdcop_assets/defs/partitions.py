@@ -18,6 +18,9 @@ nothing here reads the environment or the clock (``build_defs`` passes both in).
   before the bar history so a one-year z-score window is warm at the first bar.
 - ``fold``: calendar months of the walk-forward folds (``l5/ppo_model``), from ``FOLD_OFFSET_MONTHS`` after the
   history's first month, the current month included.
+- ``experiment``: the names of the experiment files (``rl/experiments/`` and the user's folder); ``experiment_fold``:
+  experiment x fold, the research assets' multi-partition (``l5/experiment_model``, ``l6/experiment_backtest``).
+  Adding an experiment is adding a file: the code location lists it at its next load.
 """
 
 from __future__ import annotations
@@ -66,11 +69,28 @@ class Partitions:
     macro: dg.DailyPartitionsDefinition
     month: dg.MonthlyPartitionsDefinition
     fold: dg.MonthlyPartitionsDefinition
+    experiment: dg.StaticPartitionsDefinition
+    experiment_fold: dg.MultiPartitionsDefinition
 
 
-def build_partitions(history_start: dt.date, today: dt.date) -> Partitions:
+EXPERIMENT_DIM, FOLD_DIM = "experiment", "fold"
+
+
+def build_partitions(history_start: dt.date, today: dt.date, experiments: tuple[str, ...] = ()) -> Partitions:
     """Partitions from ``history_start`` on. ``today`` bounds the holiday list (through next year): the code
-    location is rebuilt (new code version) at least once a year."""
+    location is rebuilt (new code version) at least once a year. ``experiments``: the experiment names (default:
+    the package's files)."""
+    if not experiments:
+        from usdcop_assets.rl.experiments import list_experiments
+
+        experiments = tuple(row["name"] for row in list_experiments())
+    fold = dg.MonthlyPartitionsDefinition(
+        start_date=fold_start_date(history_start).strftime("%Y-%m"),
+        fmt="%Y-%m",
+        timezone=cal.TZ_NAME,
+        end_offset=1,
+    )
+    experiment = dg.StaticPartitionsDefinition(sorted(experiments))
     return Partitions(
         session=build_session_partitions(history_start, today.year + 1),
         macro=dg.DailyPartitionsDefinition(
@@ -80,12 +100,9 @@ def build_partitions(history_start: dt.date, today: dt.date) -> Partitions:
             start_date=history_start.replace(day=1).strftime("%Y-%m"), fmt="%Y-%m", timezone=cal.TZ_NAME, end_offset=1
         ),
         # end_offset=1: the current month's fold exists from its first day (it is trained on the sessions before it).
-        fold=dg.MonthlyPartitionsDefinition(
-            start_date=fold_start_date(history_start).strftime("%Y-%m"),
-            fmt="%Y-%m",
-            timezone=cal.TZ_NAME,
-            end_offset=1,
-        ),
+        fold=fold,
+        experiment=experiment,
+        experiment_fold=dg.MultiPartitionsDefinition({EXPERIMENT_DIM: experiment, FOLD_DIM: fold}),
     )
 
 

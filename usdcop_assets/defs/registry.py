@@ -6,13 +6,17 @@ import threading
 from collections import OrderedDict
 
 import dagster as dg
+import pandas as pd
 
 from usdcop_assets.defs.keys import PPO_MODEL
 from usdcop_assets.defs.resources import LakeResource, WarehouseResource
+from usdcop_assets.observation.builder import obs_version
+from usdcop_assets.observation.normalization import read_month_stats
 from usdcop_assets.rl.policy import PolicyFunction
 from usdcop_assets.rl.training import load_policy_artifact, weights_sha256
 
 REGISTRY_TABLE = "rl_models"
+ARTIFACT_NAME = "policy.safetensors"  # a model's weights-only artifact, beside its metadata.json
 
 
 def registered_models(warehouse: WarehouseResource) -> dict[str, dict]:
@@ -124,3 +128,16 @@ class ModelStoreResource(dg.ConfigurableResource):
         if not reused or store.get(f"{path}/metadata.json") is None:
             store.put(f"{path}/metadata.json", metadata_json)
         return not reused
+
+
+def normalization_summary(store, obs_config, episodes: pd.DataFrame, fold) -> dict:
+    """How the fold's observations were normalized: the rule and each month's statistics version (metadata of the
+    model)."""
+    sessions = [str(d) for d in (*fold.train_sessions, *fold.valid_sessions)]
+    months = sorted({s[:7] for s in sessions})
+    stored = read_month_stats(store, months)
+    return {
+        "rule": obs_config.rule_text(),
+        "obs_version": obs_version(obs_config),
+        "stats_versions": {m: (stored[m]["stats_version"] if m in stored else None) for m in months},
+    }

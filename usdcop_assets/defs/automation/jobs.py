@@ -44,6 +44,9 @@ MACRO_JOB = "macro_daily"
 STATS_JOB = "observation_stats"
 MODEL_JOB = "ppo_model"
 PERFORMANCE_JOB = "performance"
+EXPERIMENT_JOB = "experiment_fold"  # research: experiment x fold
+EXPERIMENT_SELECTION_JOB = "experiment_selection"
+EXPERIMENT_PERFORMANCE_JOB = "experiment_performance"
 
 # name -> (description, carry the assets' checks); partitioning comes from the assets.
 JOB_SPECS = {
@@ -55,6 +58,15 @@ JOB_SPECS = {
     ),
     MODEL_JOB: ("Train the PPO agent of a walk-forward fold (month) on the L4 episodes before it.", True),
     PERFORMANCE_JOB: ("Agent vs baselines over every stored session backtest: rl_metrics and the HTML report.", True),
+    EXPERIMENT_JOB: (
+        "Research: train an experiment's seeds on a fold and trade them on the fold's month (experiment x fold).",
+        True,
+    ),
+    EXPERIMENT_SELECTION_JOB: ("Research: pick each fold's experiment on validation sessions before it.", True),
+    EXPERIMENT_PERFORMANCE_JOB: (
+        "Research: every experiment, the selected one, LightGBM and the baselines out of sample, with DSR and PBO.",
+        True,
+    ),
 }
 
 

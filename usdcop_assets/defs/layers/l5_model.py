@@ -31,18 +31,16 @@ import pandas as pd
 from usdcop_assets.core.settings import ConfigError, Settings
 from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
 from usdcop_assets.defs.partitions import Partitions
-from usdcop_assets.defs.registry import REGISTRY_TABLE, ModelStoreResource
+from usdcop_assets.defs.registry import ARTIFACT_NAME, REGISTRY_TABLE, ModelStoreResource, normalization_summary
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.defs.windows import own_window
-from usdcop_assets.observation.builder import load_config, obs_version
-from usdcop_assets.observation.normalization import read_month_stats
+from usdcop_assets.observation.builder import load_config
 from usdcop_assets.rl.costs import live_costs
 from usdcop_assets.rl.folds import fold_options_from_env, fold_windows, warm_sessions
 from usdcop_assets.rl.risk import live_limits
 from usdcop_assets.rl.training import TrainConfig, curve_markdown, train_config_from_env, train_fold
 
 MODELS_PREFIX = "models/ppo"
-ARTIFACT_NAME = "policy.safetensors"
 
 
 class PPOModelConfig(dg.Config):
@@ -101,19 +99,6 @@ class PPOModelConfig(dg.Config):
 
 def model_dir(fold_key: str, version: str) -> str:
     return f"{MODELS_PREFIX}/{fold_key}/{version}"
-
-
-def normalization_summary(store, obs_config, episodes: pd.DataFrame, fold) -> dict:
-    """How the fold's observations were normalized: the rule and each month's statistics version (metadata of the
-    model)."""
-    sessions = [str(d) for d in (*fold.train_sessions, *fold.valid_sessions)]
-    months = sorted({s[:7] for s in sessions})
-    stored = read_month_stats(store, months)
-    return {
-        "rule": obs_config.rule_text(),
-        "obs_version": obs_version(obs_config),
-        "stats_versions": {m: (stored[m]["stats_version"] if m in stored else None) for m in months},
-    }
 
 
 def build_l5_model_assets(parts: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:

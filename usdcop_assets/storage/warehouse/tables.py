@@ -68,6 +68,12 @@ TABLES: dict[str, TableSpec] = {
             time_column="metric_date",
             timestamp_columns=("computed_at",),
         ),  # l6/performance (assets/backtest.py)
+        TableSpec(
+            "rl_experiment_metrics",
+            key=("metric_date", "strategy"),
+            time_column="metric_date",
+            timestamp_columns=("computed_at",),
+        ),  # l6/experiment_performance (defs/layers/l6_experiments.py)
     )
 }
 

@@ -1,0 +1,251 @@
+"""Experiments as a Dagster dimension, on a synthetic history: the experiment x fold multi-partition and its mapping to
+the per-fold selection; two experiment files of a user folder trained (three seeds each) on one fold, their artifacts
+content-addressed and hash-checked, their seeds traded out of sample on the fold's month; the selection reading
+validation figures only (the experiment with the higher validation Sharpe, whatever the out-of-sample month says); the
+comparison with every candidate, every seed as a trial, LightGBM and the baselines, in rl_experiment_metrics; a
+tampered artifact and a changed experiment file refused with the command that fixes them."""
+
+import datetime as dt
+import json
+import math
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from usdcop_assets.core.settings import Settings
+from usdcop_assets.defs.automation.jobs import (
+    EXPERIMENT_JOB,
+    EXPERIMENT_PERFORMANCE_JOB,
+    EXPERIMENT_SELECTION_JOB,
+    STATS_JOB,
+    layers_job,
+)
+from usdcop_assets.defs.experiment_store import read_summary
+from usdcop_assets.defs.keys import EXPERIMENT_BACKTEST, EXPERIMENT_MODEL, EXPERIMENT_SELECTION
+from usdcop_assets.defs.layers.l6_experiments import backtest_key, read_parquet, selection_key
+from usdcop_assets.defs.partitions import session_key_range
+from usdcop_assets.defs.resources import LakeResource, store_resources
+from usdcop_assets.observation.builder import DEFAULT_CONFIG
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+FIRST, LAST = dt.date(2025, 2, 17), dt.date(2025, 3, 7)  # the first 4 sessions not warm
+PRE = (dt.date(2025, 1, 13), dt.date(2025, 1, 17))  # L0-L3 only: February's statistics
+FOLD = "2025-03"  # trained on the warm sessions before March 3; traded on March 3..7 (5 sessions)
+EXPERIMENTS = {
+    "tiny_continuous": "[reward]\ncost_multiplier = 2.0\n[action]\nno_trade_band = 0.2\n",
+    "tiny_discrete": '[action]\nspace = "discrete"\nmin_hold_bars = 3\n',
+}
+COMMON = (
+    'description = "test"\nseeds = [1, 2, 3]\nensemble = "{ensemble}"\n{body}'
+    "[ppo]\ntimesteps = 512\nn_steps = 256\n[validation]\nvalid_sessions = 2\ncheckpoints = 2\n"
+)
+
+
+def _write_experiments(folder, changed: bool = False):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (name, body) in enumerate(EXPERIMENTS.items()):
+        text = COMMON.format(ensemble="mean" if i == 0 else "vote", body=body)
+        (folder / f"{name}.toml").write_text(
+            text.replace("min_hold_bars = 3", "min_hold_bars = 4") if changed else text
+        )
+
+
+def _env(root, mp):
+    for var in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "TWELVEDATA_API_KEYS"):
+        mp.delenv(var, raising=False)
+    mp.setenv("USDCOP_HOME", str(root / "home"))
+    mp.setenv("DAGSTER_HOME", str(root / "home" / "dagster_home"))
+    config = json.loads(DEFAULT_CONFIG.read_text())
+    config["normalization"]["min_train_bars"] = 50
+    (root / "obs_test.json").write_text(json.dumps(config))
+    mp.setenv("USDCOP_OBS_CONFIG", str(root / "obs_test.json"))
+    mp.setenv("USDCOP_MIN_TRAIN_SESSIONS", "4")
+    mp.setenv("USDCOP_VALID_SESSIONS", "2")
+    mp.setenv("USDCOP_EXPERIMENTS_DIR", str(root / "experiments"))
+    _write_experiments(root / "experiments")
+
+
+def _range(first, last):
+    r = session_key_range(first, last)
+    return {RANGE_START: r.start, RANGE_END: r.end}
+
+
+def _key(name: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"experiment": name, "fold": FOLD})
+
+
+def _error(result) -> str:
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    err = failure.event_specific_data.error
+    return str(err.cause or err)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    from usdcop_assets.defs.definitions import build_defs
+
+    root = tmp_path_factory.mktemp("experiments")
+    with pytest.MonkeyPatch.context() as mp:
+        _env(root, mp)
+        (root / "home" / "dagster_home").mkdir(parents=True)
+        defs = build_defs(Settings.from_env())
+        with dg.instance_for_test(temp_dir=str(root / "home" / "dagster_home")) as inst:
+            assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=inst, tags=_range(*PRE)).success
+            assert layers_job(defs, "L0,L1,L2,L3").execute_in_process(instance=inst, tags=_range(FIRST, LAST)).success
+            months = {RANGE_START: f"{FIRST:%Y-%m}", RANGE_END: f"{LAST:%Y-%m}"}
+            assert defs.resolve_job_def(STATS_JOB).execute_in_process(instance=inst, tags=months).success
+            assert layers_job(defs, "L4").execute_in_process(instance=inst, tags=_range(FIRST, LAST)).success
+            job = defs.resolve_job_def(EXPERIMENT_JOB)
+            for name in EXPERIMENTS:
+                assert job.execute_in_process(instance=inst, partition_key=_key(name)).success
+            assert (
+                defs.resolve_job_def(EXPERIMENT_SELECTION_JOB)
+                .execute_in_process(instance=inst, partition_key=FOLD)
+                .success
+            )
+            perf = defs.resolve_job_def(EXPERIMENT_PERFORMANCE_JOB).execute_in_process(instance=inst)
+            assert perf.success
+            yield {"root": root, "home": root / "home", "defs": defs, "instance": inst, "perf": perf, "mp": mp}
+
+
+def _store(platform):
+    return LakeResource(url=str(platform["home"] / "lake")).store()
+
+
+def test_experiment_x_fold_keys_and_their_mapping_to_the_fold_selection(platform):
+    defs = platform["defs"]
+    parts = defs.resolve_job_def(EXPERIMENT_JOB).partitions_def
+    assert isinstance(parts, dg.MultiPartitionsDefinition)
+    keys = set(parts.get_partition_keys())
+    # every shipped file and every file of the user folder is an experiment: adding one is adding a file
+    names = {"baseline", "cost_aware", "patient", *EXPERIMENTS}
+    assert {f"{n}|{FOLD}" for n in names} <= keys
+    assert parts.get_partition_key_from_str(f"tiny_discrete|{FOLD}").keys_by_dimension == {
+        "experiment": "tiny_discrete",
+        "fold": FOLD,
+    }
+    graph = defs.resolve_asset_graph()
+    selection = graph.get(EXPERIMENT_SELECTION)
+    mapping = selection.partition_mappings[EXPERIMENT_MODEL]
+    upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        selection.partitions_def.empty_subset().with_partition_keys([FOLD]), selection.partitions_def, parts
+    ).partitions_subset
+    every = parts.get_partitions_def_for_dimension("experiment").get_partition_keys()
+    assert set(upstream.get_partition_keys()) == {f"{n}|{FOLD}" for n in every}  # this fold's, every experiment
+
+
+def test_each_experiment_trains_three_seeds_content_addressed(platform):
+    import hashlib
+
+    store = _store(platform)
+    for name in EXPERIMENTS:
+        s = read_summary(store, name, FOLD)
+        assert s["experiment"] == name and [m["seed"] for m in s["members"]] == [1, 2, 3]
+        assert max(s["valid_sessions"]) < "2025-03-03" and len(s["valid_sessions"]) == 2
+        for m in s["members"]:
+            blob = store.get(m["model_path"])
+            assert hashlib.sha256(blob).hexdigest() == m["artifact_sha256"]
+            assert m["model_path"].startswith(f"models/experiments/{name}/{FOLD}/{m['weights_sha256'][:12]}/")
+        assert len({m["weights_sha256"] for m in s["members"]}) == 3  # the seeds differ
+        assert s["seed_spread"]["valid_sharpe"]["n"] >= 1
+
+
+def test_out_of_sample_positions_are_the_seeds_combined(platform):
+    store = _store(platform)
+    cont = read_parquet(store, backtest_key("tiny_continuous", FOLD))
+    disc = read_parquet(store, backtest_key("tiny_discrete", FOLD))
+    from usdcop_assets.defs.layers.l6_experiments import fold_bounds
+
+    month = LakeResource(url=str(platform["home"] / "lake")).table("l4/episodes_session").read(*fold_bounds(FOLD))
+    assert len(month) >= 4 * 60 + 59  # the newest bar has no next return yet
+    assert len(cont) == len(disc) == len(month) and cont["session"].min() == "2025-03-03"
+    assert (cont["time"].to_numpy() == month.sort_values("time")["time"].to_numpy()).all()
+    seeds = cont[["seed_1", "seed_2", "seed_3"]].to_numpy()
+    assert np.allclose(cont["position"].to_numpy(), seeds.mean(axis=1))  # mean
+    s = np.sign(disc[["seed_1", "seed_2", "seed_3"]].to_numpy())
+    vote = np.where((s > 0).sum(axis=1) >= 2, 1.0, np.where((s < 0).sum(axis=1) >= 2, -1.0, 0.0))
+    assert np.array_equal(disc["position"].to_numpy(), vote)  # strict majority of three
+    assert set(np.unique(disc[["seed_1", "seed_2", "seed_3"]].to_numpy())) <= {-1.0, 0.0, 1.0}  # discrete
+
+
+def test_selection_reads_validation_only(platform):
+    store = _store(platform)
+    record = json.loads(store.get(selection_key(FOLD)))
+    summaries = {n: read_summary(store, n, FOLD) for n in EXPERIMENTS}
+    valid = {f"ppo_{n}": s["validation"]["sharpe"] for n, s in summaries.items()}
+    best = max(valid, key=lambda k: valid[k] if valid[k] is not None and math.isfinite(valid[k]) else -math.inf)
+    assert record["selected"] == best and record["experiment"] == best.removeprefix("ppo_")
+    assert record["fold_start"] == "2025-03-03"
+    # the out-of-sample month played no part: planting a perfect strategy's returns there changes nothing
+    bars = read_parquet(store, backtest_key("tiny_continuous", FOLD))
+    assert bars["session"].min() >= record["fold_start"]
+
+
+def test_comparison_reports_every_candidate_with_dsr_and_pbo(platform):
+    defs = platform["defs"]
+    _, warehouse = store_resources(Settings.from_env())
+    rows = warehouse.warehouse().read_window("rl_experiment_metrics").set_index("strategy")
+    strategies = set(rows.index)
+    assert {"selected", "ppo_tiny_continuous", "ppo_tiny_discrete", "lightgbm", "flat", "buy_and_hold"} <= strategies
+    assert {"sma_5_20", "buy_and_hold_held"} <= strategies
+    store = _store(platform)
+    picked = json.loads(store.get(selection_key(FOLD)))["selected"]
+    assert rows.loc["selected", "total_return"] == pytest.approx(rows.loc[picked, "total_return"], abs=1e-15)
+    assert pd.isna(rows.loc["selected", "selected_in"]) and rows.loc[picked, "selected_in"] == FOLD
+    assert (rows["n_trials"] == 6).all()  # 2 experiments x 3 seeds
+    assert rows.loc["selected", "sessions"] == 5 and rows.loc["flat", "total_return"] == 0
+    md = next(
+        e.event_specific_data.materialization.metadata
+        for e in platform["perf"].all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    )
+    assert md["n_trials"].value == 6 and md["selected_by_fold"].value == {FOLD: picked.removeprefix("ppo_")}
+    dsr = rows.loc["selected", "deflated_sharpe"]
+    assert dsr is None or pd.isna(dsr) or 0.0 <= dsr <= 1.0
+    assert defs is not None
+
+
+def test_a_tampered_artifact_is_refused_before_it_is_parsed(platform):
+    store = _store(platform)
+    member = read_summary(store, "tiny_continuous", FOLD)["members"][0]
+    original = store.get(member["model_path"])
+    store.put(member["model_path"], original + b"x")
+    try:
+        result = (
+            platform["defs"]
+            .resolve_job_def(EXPERIMENT_JOB)
+            .execute_in_process(
+                instance=platform["instance"],
+                partition_key=_key("tiny_continuous"),
+                asset_selection=[EXPERIMENT_BACKTEST],
+                raise_on_error=False,
+            )
+        )
+    finally:
+        store.put(member["model_path"], original)
+    assert not result.success
+    msg = _error(result)
+    assert "differs from the recorded" in msg and f"usdcop experiment run tiny_continuous --folds {FOLD}" in msg
+
+
+def test_a_changed_experiment_file_must_be_retrained(platform):
+    root = platform["root"]
+    _write_experiments(root / "experiments", changed=True)
+    try:
+        result = (
+            platform["defs"]
+            .resolve_job_def(EXPERIMENT_JOB)
+            .execute_in_process(
+                instance=platform["instance"],
+                partition_key=_key("tiny_discrete"),
+                asset_selection=[EXPERIMENT_BACKTEST],
+                raise_on_error=False,
+            )
+        )
+    finally:
+        _write_experiments(root / "experiments")
+    assert not result.success
+    assert "retrain it" in _error(result)
