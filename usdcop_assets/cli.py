@@ -17,6 +17,7 @@ import click
 import pandas as pd
 from rich.console import Console
 
+from usdcop_assets.cli_experiment import register as register_experiment_commands
 from usdcop_assets.console import Stages, current_log, dagster_logs_to, new_log_path
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import ConfigError, Settings, environ
@@ -1457,6 +1458,10 @@ def ui(port: int, args: tuple[str, ...]) -> None:
         *args,
     ]
     sys.exit(subprocess.call(cmd, cwd=PROJECT_ROOT, env=child_env))
+
+
+# `usdcop experiment list|run|compare` (cli_experiment.py), with this module's instance and error helpers
+register_experiment_commands(main, open_instance, _defs, _failure_lines, check_home, prepare_environment)
 
 
 if __name__ == "__main__":

@@ -249,3 +249,38 @@ def test_a_changed_experiment_file_must_be_retrained(platform):
         _write_experiments(root / "experiments")
     assert not result.success
     assert "retrain it" in _error(result)
+
+
+def test_the_experiment_command_lists_runs_and_compares(platform):
+    from click.testing import CliRunner
+
+    from usdcop_assets.cli import main
+
+    runner = CliRunner()
+    listed = runner.invoke(main, ["experiment", "list"])
+    assert listed.exit_code == 0, listed.output
+    line = next(x for x in listed.output.splitlines() if x.startswith("tiny_discrete"))
+    assert "user" in line and f"{FOLD}..{FOLD} (1)" in line and "1,2,3" in line
+    assert any(x.startswith("baseline ") and "package" in x for x in listed.output.splitlines())
+
+    bad = runner.invoke(main, ["experiment", "run", "no_such_thing", "--folds", FOLD])
+    assert bad.exit_code == 1 and "no experiment 'no_such_thing'" in bad.output and "Traceback" not in bad.output
+    bad = runner.invoke(main, ["experiment", "run", "tiny_discrete", "--folds", "March"])
+    assert bad.exit_code == 1 and "expected YYYY-MM..YYYY-MM" in bad.output
+
+    ran = runner.invoke(
+        main, ["experiment", "run", "tiny_continuous", "tiny_discrete", "--folds", f"{FOLD}..{FOLD}", "--seeds", "2"]
+    )
+    assert ran.exit_code == 0, ran.output
+    out = ran.output.splitlines()
+    assert sum(x.startswith(f"{FOLD} tiny_") for x in out) == 2 and any(
+        x.startswith(f"{FOLD} selected ppo_") for x in out
+    )
+    assert any(x.startswith("selected ") for x in out) and "4 trials (experiments x seeds)" in ran.output
+    store = _store(platform)
+    assert [m["seed"] for m in read_summary(store, "tiny_continuous", FOLD)["members"]] == [1, 2]
+
+    compared = runner.invoke(main, ["experiment", "compare", "--no-lightgbm"])
+    assert compared.exit_code == 0, compared.output
+    assert "lightgbm" not in compared.output and "ppo_tiny_discrete" in compared.output
+    assert "rl_experiment_metrics" in compared.output
