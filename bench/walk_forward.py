@@ -292,13 +292,7 @@ def run_experiments(args, experiments) -> int:
     import torch
 
     from usdcop_assets.backtest import metrics as M
-    from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold_held
-    from usdcop_assets.backtest.engine import backtest_actions, compare
-    from usdcop_assets.backtest.overfitting import (
-        deflated_sharpe_ratio,
-        probability_of_backtest_overfitting,
-        session_sharpe,
-    )
+    from usdcop_assets.backtest.experiment_comparison import experiment_comparison
     from usdcop_assets.core import calendar as cal
     from usdcop_assets.rl.costs import live_costs
     from usdcop_assets.rl.ensemble import spread
@@ -418,8 +412,6 @@ def run_experiments(args, experiments) -> int:
     bars = episodes[oos].reset_index(drop=True)
     months = month_of[oos].reset_index(drop=True).to_numpy()
     sessions = bars["session"].astype(str).to_numpy()
-    next_ret = bars["next_ret"].to_numpy(dtype="float64")
-    close = bars["close"].to_numpy(dtype="float64")
     ens = {e.name: [] for e in experiments}
     per_seed = {(e.name, s): [] for e in experiments for s in seeds_of[e.name]}
     selected_pos = []
@@ -436,48 +428,26 @@ def run_experiments(args, experiments) -> int:
         selected_pos.append(month_pos.get(row["selected"], np.zeros(len(frame))))  # a fallback name: flat
     t_inf = time.perf_counter() - t0
 
-    strategies = {
-        "selected": np.concatenate(selected_pos),
-        **{strat[n]: np.concatenate(v) for n, v in ens.items()},
-        **all_baselines(close, sessions),
-    }
-    if gbm_config:
-        strategies["lightgbm"] = np.concatenate([gbm_pos[k] for k in keys])
-    held = buy_and_hold_held(close, next_ret, sessions, costs)
-    table = compare(
-        strategies,
-        next_ret,
-        sessions,
+    # the comparison l6/experiment_performance makes (backtest.experiment_comparison): every ensemble, the selected
+    # one, LightGBM and the baselines on the same bars; DSR over the experiments x seeds trials; PBO by CSCV
+    comparison = experiment_comparison(
+        bars,
+        {strat[n]: np.concatenate(v) for n, v in ens.items()},
+        {f"{n}_seed{s}": np.concatenate(v) for (n, s), v in per_seed.items()},
+        np.concatenate(selected_pos),
+        {"lightgbm": np.concatenate([gbm_pos[k] for k in keys])} if gbm_config else None,
         costs,
         limits,
-        reference="buy_and_hold",
         n_boot=args.n_boot,
-        seed=0,
-        simulated={"buy_and_hold_held": held},
     )
-    _, codes = np.unique(sessions, return_inverse=True)
-    frames = {n: backtest_actions(t, next_ret, sessions, costs, limits) for n, t in strategies.items()}
-    session_pnl = {n: np.bincount(codes, weights=f["pnl"].to_numpy()) for n, f in frames.items()}
-    seed_frames = {
-        k: backtest_actions(np.concatenate(v), next_ret, sessions, costs, limits) for k, v in per_seed.items()
-    }
-    trials = {f"{n}_seed{s}": np.bincount(codes, weights=f["pnl"].to_numpy()) for (n, s), f in seed_frames.items()}
-    trial_sharpes = [session_sharpe(x) for x in trials.values()]
+    table, frames = comparison["table"], comparison["frames"]
+    seed_frames = {(n, s): comparison["trial_frames"][f"{n}_seed{s}"] for (n, s) in per_seed}
+    trials = comparison["trial_sharpe_per_session"]
+    pbo_trials, pbo_experiments = comparison["pbo"], comparison["pbo_candidates"]
+    dsr_of = dict(zip(table["strategy"], table["deflated_sharpe"]))
 
     def dsr(name):
-        try:
-            return deflated_sharpe_ratio(session_pnl[name], trial_sharpes).dsr
-        except ValueError:
-            return None  # degenerate returns (e.g. never trades)
-
-    def pbo_of(columns: dict):
-        s = min(16, int(codes.max() + 1) // 2 * 2)  # 16 splits, fewer on a short period
-        if len(columns) < 2 or s < 2:
-            return None
-        return probability_of_backtest_overfitting(np.column_stack(list(columns.values())), n_splits=s).to_dict()
-
-    pbo_trials = pbo_of(trials)
-    pbo_experiments = pbo_of({strat[n]: session_pnl[strat[n]] for n in ens})
+        return dsr_of.get(name)
 
     # per experiment: validation vs out of sample, per-seed spread
     rows = {r["strategy"]: r for r in table.to_dict("records")}
@@ -542,7 +512,7 @@ def run_experiments(args, experiments) -> int:
         "selected_by_fold": {r["fold"]: r["selected"] for r in fold_rows},
         "experiments": exp_table,
         "n_trials": len(trials),
-        "trial_sharpe_per_session": dict(zip(trials, trial_sharpes)),
+        "trial_sharpe_per_session": dict(trials),
         "pbo": pbo_trials["pbo"] if pbo_trials else None,
         "pbo_detail": {"trials": pbo_trials, "experiments": pbo_experiments},
         "table": table.to_dict("records"),

@@ -57,8 +57,8 @@ def experiment_comparison(
 
     Returns ``table`` (``backtest.engine.compare`` rows plus ``deflated_sharpe`` for the selected strategy, every
     candidate and ``extra``), ``n_trials``, ``trial_sharpe_per_session``, ``pbo`` (CSCV over the trials; None when
-    there are fewer than 2 or too few sessions), ``pbo_candidates`` (over the ensembles) and ``session_pnl`` (per
-    strategy, per session, time order).
+    there are fewer than 2 or too few sessions), ``pbo_candidates`` (over the ensembles), ``session_pnl`` (per
+    strategy, per session, time order) and the per-bar backtest ``frames`` and ``trial_frames``.
     """
     n = len(bars)
     for name, p in {SELECTED: selected, **candidates, **trials, **(extra or {})}.items():
@@ -84,11 +84,10 @@ def experiment_comparison(
     )
     _, codes = np.unique(sessions, return_inverse=True)  # ISO dates: sorted = time order
 
-    def per_session(target) -> np.ndarray:
-        return np.bincount(codes, weights=backtest_actions(target, next_ret, sessions, costs, limits)["pnl"].to_numpy())
-
-    session_pnl = {name: per_session(t) for name, t in strategies.items()}
-    trial_pnl = {name: per_session(t) for name, t in trials.items()}
+    frames = {name: backtest_actions(t, next_ret, sessions, costs, limits) for name, t in strategies.items()}
+    trial_frames = {name: backtest_actions(t, next_ret, sessions, costs, limits) for name, t in trials.items()}
+    session_pnl = {name: np.bincount(codes, weights=f["pnl"].to_numpy()) for name, f in frames.items()}
+    trial_pnl = {name: np.bincount(codes, weights=f["pnl"].to_numpy()) for name, f in trial_frames.items()}
     trial_sharpes = [session_sharpe(x) for x in trial_pnl.values()]
 
     def dsr(name: str) -> float | None:
@@ -109,4 +108,6 @@ def experiment_comparison(
         "pbo": _pbo(trial_pnl, n_sessions),
         "pbo_candidates": _pbo({k: session_pnl[k] for k in candidates}, n_sessions),
         "session_pnl": session_pnl,
+        "frames": frames,  # per strategy: backtest_actions' per-bar frame
+        "trial_frames": trial_frames,
     }
