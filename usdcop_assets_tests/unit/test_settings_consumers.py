@@ -51,8 +51,9 @@ def test_bar_and_macro_sources_resolve_from_the_sources_group():
     assert resolve_source(Settings.from_env({"USDCOP_SOURCE": " file:/x.csv ", "TWELVEDATA_API_KEYS": "k"})) == (
         "file:/x.csv"
     )
-    # The mapping path defs/ still uses until the defs/ merge.
-    assert resolve_source({"TWELVEDATA_API_KEYS": "k"}) == "twelvedata"
+    # The mapping path of before the defs/ merge is gone: a mapping is refused, not read as the environment.
+    with pytest.raises(TypeError, match="Settings.from_env"):
+        resolve_source({"TWELVEDATA_API_KEYS": "k"})
     assert resolve_macro_source(Settings.from_env({"FRED_API_KEY": "k"})) == ("fred",)
 
 
