@@ -209,12 +209,11 @@ def fill_instance(home: Path, days: list) -> int:
     """One runless materialization per session of each session asset (with a data version), one per other asset."""
     import dagster as dg
 
-    from usdcop_assets.cli import prepare_environment
+    from usdcop_assets.cli import open_instance, prepare_environment
     from usdcop_assets.storage.lake.datasets import SESSION_DATASETS
 
     os.environ["USDCOP_HOME"] = str(home)
-    prepare_environment()
-    instance = dg.DagsterInstance.get()
+    instance = open_instance(prepare_environment())  # from the settings' DAGSTER_HOME (the CLI exports none)
     session_assets = SESSION_DATASETS
     n = 0
     for asset in session_assets:

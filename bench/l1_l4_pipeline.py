@@ -130,17 +130,14 @@ class Clock:
 def dagster_child(first_s: str, last_s: str) -> dict:
     t_proc = time.perf_counter()
     with Clock() as c_start:
-        import dagster as dg
-
-        from usdcop_assets.cli import prepare_environment, session_range
-        from usdcop_assets.core.settings import Settings
+        from usdcop_assets.cli import open_instance, prepare_environment, session_range
         from usdcop_assets.defs.automation.jobs import SESSION_JOB, STATS_JOB, layers_job
         from usdcop_assets.defs.definitions import build_defs
         from usdcop_assets.defs.keys import EPISODES, OBSERVATIONS
 
-        prepare_environment()  # DAGSTER_HOME, batched event log, one planned event per asset (as the CLI)
-        defs = build_defs(Settings.from_env())
-        instance = dg.DagsterInstance.get()
+        settings = prepare_environment()  # DAGSTER_HOME, batched event log, one planned event per asset (as the CLI)
+        defs = build_defs(settings)
+        instance = open_instance(settings)  # from the settings' DAGSTER_HOME (the CLI exports none)
     first, last = dt.date.fromisoformat(first_s), dt.date.fromisoformat(last_s)
     sessions = session_range(first, last)
     session_tags = {

@@ -46,10 +46,14 @@ def current_settings() -> Settings:
     return Settings.from_env(environ())
 
 
-def as_settings(settings: Settings | Mapping[str, str] | None = None) -> Settings:
-    """``settings`` itself, else ``Settings.from_env`` of the environment now. A mapping is still accepted because
-    defs/ and cli.py pass ``env=`` mappings today; the defs/ merge drops that path (issue 18)."""
-    return settings if isinstance(settings, Settings) else Settings.from_env(settings)
+def as_settings(settings: Settings | None = None) -> Settings:
+    """``settings`` itself, else (None) ``Settings.from_env`` of the environment now. Anything else is a TypeError (the
+    mapping path of before the defs/ merge is gone: build ``Settings.from_env(mapping)`` instead)."""
+    if settings is None:
+        return Settings.from_env()
+    if isinstance(settings, Settings):
+        return settings
+    raise TypeError(f"expected Settings or None, got {type(settings).__name__} (use Settings.from_env(mapping))")
 
 
 def child_environ(drop_prefixes: tuple[str, ...] = ()) -> dict[str, str]:

@@ -96,9 +96,11 @@ class MacroSourceResource(dg.ConfigurableResource):
 
     source: str | None = None
 
-    def specs(self) -> tuple[str, ...]:
-        # the FRED key is a deployment secret: read from the settings, never from run config
-        return macro_specs(self.source, bool(Settings.from_env().sources.fred_key))
+    def specs(self, has_fred_key: bool) -> tuple[str, ...]:
+        """The sources to read. ``has_fred_key``: whether the deployment's settings carry a FRED key (what ``None``
+        falls back on), passed by the asset from the settings it was built with: the FRED key is a deployment
+        secret, read from the settings (by the FRED client), never from run config."""
+        return macro_specs(self.source, has_fred_key)
 
 
 def source_resources(settings: Settings) -> tuple[BarSourceResource, MacroSourceResource]:

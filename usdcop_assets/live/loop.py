@@ -32,7 +32,7 @@ import pandas as pd
 
 from usdcop_assets import clock as platform_clock
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import LiveSettings, Settings, as_settings
+from usdcop_assets.core.settings import LiveSettings, Settings
 from usdcop_assets.live.live_store import LiveStore
 from usdcop_assets.live.session import (
     ACTIONS,
@@ -58,14 +58,15 @@ class Clock:
     """The platform clock (``USDCOP_REPLAY_CLOCK`` honoured) and real-time waits on a stop event."""
 
     def __init__(self, settings: Settings | None = None):
-        spec = as_settings(settings).live.replay_clock
+        self.platform = platform_clock.PlatformClock.from_settings(settings)  # resolved once, not per tick
+        spec = self.platform.replay
         self.speed = 1.0
         if spec:
             platform_clock.replay_clock(spec, pd.Timestamp.now(tz="UTC"))  # validates the spec, naming the variable
             self.speed = float(spec.rpartition("x")[2] or 1) if "x" in spec.partition("@")[2] else 1.0
 
     def now(self) -> pd.Timestamp:
-        return platform_clock.utc_now()
+        return self.platform.now()
 
     def real_seconds(self, clock_seconds: float) -> float:
         return max(0.0, clock_seconds) / self.speed

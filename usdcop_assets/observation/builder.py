@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,13 +87,10 @@ def _train_window(text: str, name: str = TRAIN_WINDOW_ENV) -> tuple[dt.date, dt.
     return a, b
 
 
-def load_config(
-    path: str | Path | None = None, settings: Settings | None = None, *, env: Mapping[str, str] | None = None
-) -> ObservationConfig:
+def load_config(path: str | Path | None = None, settings: Settings | None = None) -> ObservationConfig:
     """The observation config at ``path`` (default ``USDCOP_OBS_CONFIG``, else obs_v1.json), its normalization rule
-    overridden by ``USDCOP_OBS_TRAIN_WINDOW`` when set. ``env``: a mapping still passed by defs/ (dropped at the
-    defs/ merge)."""
-    observation = as_settings(settings if settings is not None else env).observation
+    overridden by ``USDCOP_OBS_TRAIN_WINDOW`` when set."""
+    observation = as_settings(settings).observation
     path = Path(path or observation.config_path or DEFAULT_CONFIG)
     try:
         raw = json.loads(path.read_text())

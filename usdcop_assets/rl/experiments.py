@@ -34,7 +34,7 @@ setting changes it. ``train_config`` maps an experiment (and a seed) to ``traini
 environment fields reach ``env.EnvConfig`` (``training.make_env_config``). Backtests never read the reward
 section: they always charge the real costs.
 
-Pure Python (tomllib); no Dagster.
+Pure Python (tomllib) and ``training.TrainConfig`` (whose defaults the [ppo] table's are); no Dagster.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from usdcop_assets.rl.training import TrainConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "experiments"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -71,20 +73,24 @@ class Action:
     min_hold_bars: int = 0
 
 
+# the PPO hyperparameters' defaults are TrainConfig's (one place; a default changed there changes them here)
+_TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
 @dataclass(frozen=True)
 class Ppo:
-    timesteps: int = 50_000
-    learning_rate: float = 3e-4
-    n_steps: int = 2048
-    batch_size: int = 64
-    n_epochs: int = 10
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    net_arch: tuple[int, ...] = (64, 64)
+    timesteps: int = 50_000  # per seed and fold (TrainConfig.total_timesteps' default is the l5 asset's)
+    learning_rate: float = _TRAIN["learning_rate"]
+    n_steps: int = _TRAIN["n_steps"]
+    batch_size: int = _TRAIN["batch_size"]
+    n_epochs: int = _TRAIN["n_epochs"]
+    gamma: float = _TRAIN["gamma"]
+    gae_lambda: float = _TRAIN["gae_lambda"]
+    clip_range: float = _TRAIN["clip_range"]
+    ent_coef: float = _TRAIN["ent_coef"]
+    vf_coef: float = _TRAIN["vf_coef"]
+    max_grad_norm: float = _TRAIN["max_grad_norm"]
+    net_arch: tuple[int, ...] = _TRAIN["net_arch"]
 
 
 @dataclass(frozen=True)
@@ -120,8 +126,6 @@ class Experiment:
 
     def train_config(self, seed: int | None = None, *, timesteps: int | None = None, torch_threads: int = 1):
         """The ``TrainConfig`` of one seed (default: the first); ``timesteps`` overrides the file's (screening)."""
-        from usdcop_assets.rl.training import TrainConfig
-
         p, r, a, v = self.ppo, self.reward, self.action, self.validation
         n_steps = p.n_steps
         return TrainConfig(

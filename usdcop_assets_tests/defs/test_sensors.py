@@ -63,7 +63,7 @@ def clock(monkeypatch):
 
     def set_now(text: str) -> None:
         now = _bogota(text).tz_convert("UTC")
-        monkeypatch.setattr(sensors, "utc_now", lambda: now)
+        monkeypatch.setattr(sensors, "utc_now", lambda clock=None: now)
 
     return set_now
 

@@ -30,6 +30,7 @@ from usdcop_assets.defs.automation.jobs import MODEL_JOB, STATS_JOB, layers_job
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
+from usdcop_assets.storage.lake.datasets import SESSION_DATASETS
 from usdcop_assets.storage.warehouse.database import Warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,19 +47,7 @@ SESSION = dt.date(2025, 3, 5)  # "today": a Wednesday of fold 2025-03
 INTRADAY = ("09:02", "10:31", "13:01")  # Bogota wall clock of the three runs of today's session
 
 # Every bar layer of the session, in the lake and (serving tables) in the warehouse.
-LAKE = (
-    "l0/ohlcv_m5",
-    "l1/ohlcv_m5",
-    "l1/ohlcv_m5_rejects",
-    "l2/indicators_m5",
-    "l3/features_m5",
-    "l4/observations_m5",
-    "l4/episodes_session",
-    "l5/actions_m5",
-    "l5/paper_trades",
-    "l5/paper_positions",
-    "l6/backtest_session",
-)
+LAKE = SESSION_DATASETS
 WAREHOUSE = (
     "usdcop_m5_ohlcv",
     "ohlcv_m5_rejects",

@@ -25,6 +25,15 @@ def test_package_experiments_load_and_baseline_is_todays_behaviour():
         make_env_config(e.train_config(e.seeds[-1]))
 
 
+def test_ppo_defaults_are_train_config_defaults():
+    # the [ppo] table's defaults come from TrainConfig (one place), apart from the per-fold timesteps
+    import dataclasses
+
+    train = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    ppo = {f.name: f.default for f in dataclasses.fields(X.Ppo) if f.name != "timesteps"}
+    assert ppo and all(train[k] == v for k, v in ppo.items())
+
+
 def test_version_is_content_hash(tmp_path):
     (tmp_path / "a.toml").write_text("[reward]\nturnover_penalty = 0.0001\n")
     (tmp_path / "b.toml").write_text('description = "same settings"\n[reward]\nturnover_penalty = 1e-4\n')

@@ -51,8 +51,9 @@ def test_bar_and_macro_sources_resolve_from_the_sources_group():
     assert resolve_source(Settings.from_env({"USDCOP_SOURCE": " file:/x.csv ", "TWELVEDATA_API_KEYS": "k"})) == (
         "file:/x.csv"
     )
-    # The mapping path defs/ still uses until the defs/ merge.
-    assert resolve_source({"TWELVEDATA_API_KEYS": "k"}) == "twelvedata"
+    # The mapping path of before the defs/ merge is gone: a mapping is refused, not read as the environment.
+    with pytest.raises(TypeError, match="Settings.from_env"):
+        resolve_source({"TWELVEDATA_API_KEYS": "k"})
     assert resolve_macro_source(Settings.from_env({"FRED_API_KEY": "k"})) == ("fred",)
 
 
@@ -63,6 +64,24 @@ def test_the_replay_clock_is_the_live_groups():
     assert Clock(s).speed == 30.0
     with pytest.raises(ValueError, match="^USDCOP_REPLAY_CLOCK='soon'"):
         clock.utc_now(Settings.from_env({"USDCOP_REPLAY_CLOCK": "soon"}))
+
+
+def test_a_resolved_platform_clock_reads_no_settings_per_call(monkeypatch):
+    start = pd.Timestamp("2025-03-04T17:00:00Z")
+    s = Settings.from_env({"USDCOP_REPLAY_CLOCK": f"{start.isoformat()}@{pd.Timestamp.now(tz='UTC').timestamp()}x30"})
+    resolved, live = clock.PlatformClock.from_settings(s), Clock(s)
+    assert (
+        resolved.replay == s.live.replay_clock
+        and clock.PlatformClock.from_settings(Settings.from_env({})).replay is None
+    )
+
+    def no_settings(*a, **k):
+        raise AssertionError("settings read per call")
+
+    monkeypatch.setattr(Settings, "from_env", no_settings)
+    for now in (clock.utc_now(clock=resolved), resolved.now(), live.now()):  # the live clock's is its settings'
+        assert abs(now - start) < pd.Timedelta(minutes=5)
+    assert abs(clock.utc_now(clock=clock.PlatformClock()) - pd.Timestamp.now(tz="UTC")) < pd.Timedelta(minutes=1)
 
 
 def test_storage_options_reach_the_stores(tmp_path):

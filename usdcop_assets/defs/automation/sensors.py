@@ -27,7 +27,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from usdcop_assets.clock import CLOCK_ENV, replay_clock  # noqa: F401 (re-exported)
+from usdcop_assets.clock import CLOCK_ENV, PlatformClock, replay_clock  # noqa: F401 (re-exported)
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.automation.jobs import SESSION_JOB
@@ -41,11 +41,12 @@ PARTITION_TAG = "dagster/partition"
 TRIGGER_TAG = "usdcop/trigger"
 
 
-def utc_now() -> pd.Timestamp:
-    """The current instant (UTC), or the replay clock's (``USDCOP_REPLAY_CLOCK``); tests monkeypatch this."""
-    from usdcop_assets import clock
+def utc_now(clock: PlatformClock | None = None) -> pd.Timestamp:
+    """The current instant (UTC), or the replay clock's (``USDCOP_REPLAY_CLOCK``): ``clock``'s, resolved once from the
+    settings the sensor was built with (None: the environment's, read now); tests monkeypatch this."""
+    from usdcop_assets import clock as platform_clock
 
-    return clock.utc_now()
+    return platform_clock.utc_now(clock=clock)
 
 
 # --- realtime -----------------------------------------------------------------------------------
@@ -80,6 +81,7 @@ def build_realtime_bar_sensor(settings: Settings) -> dg.SensorDefinition:
     the session's L0..L6 in one run, or ``l0``, the session's L0 with declarative automation requesting L1..L6)
     from ``settings``."""
     mode = settings.automation.realtime_run
+    clock = PlatformClock.from_settings(settings)  # resolved once, not per tick
 
     @dg.sensor(
         name="realtime_bar_sensor",
@@ -92,7 +94,7 @@ def build_realtime_bar_sensor(settings: Settings) -> dg.SensorDefinition:
         "publishes it.",
     )
     def realtime_bar_sensor(context: dg.SensorEvaluationContext, bar_source: BarSourceResource):
-        now = utc_now()
+        now = utc_now(clock)
         bar = cal.last_closed_bar(now)
         if bar is None:
             return dg.SkipReason(f"no closed bar in the two weeks before {now.isoformat()}")
@@ -190,6 +192,7 @@ def build_gap_fill_sensor(settings: Settings) -> dg.SensorDefinition:
     sessions = settings.automation.gap_fill_sessions
     grace = settings.automation.gap_fill_grace_minutes
     start = settings.history.start
+    clock = PlatformClock.from_settings(settings)  # resolved once, not per tick
 
     @dg.sensor(
         name="gap_fill_sensor",
@@ -200,7 +203,7 @@ def build_gap_fill_sensor(settings: Settings) -> dg.SensorDefinition:
         "session.",
     )
     def gap_fill_sensor(context: dg.SensorEvaluationContext):
-        recent = recent_sessions(utc_now(), sessions, grace, start)
+        recent = recent_sessions(utc_now(clock), sessions, grace, start)
         if not recent:
             return dg.SkipReason("no closed bar in the sessions looked at")
         in_flight = _in_flight_sessions(context.instance)

@@ -49,7 +49,7 @@ def build_macro_assets(parts: Partitions, settings: Settings) -> list[dg.AssetsD
         description="Daily macro observations in long form as the source(s) gave them (one lake object per date).",
     )
     def l0_macro_daily(context: dg.AssetExecutionContext, macro_source: MacroSourceResource) -> dg.Output[pd.DataFrame]:
-        specs = macro_source.specs()
+        specs = macro_source.specs(bool(settings.sources.fred_key))  # the settings this asset was built with
         labels = [source_label(s) for s in specs]
         first, last = _window_dates(context)
         context.log.info(f"macro source(s): {', '.join(labels)} for {first}..{last}")

@@ -15,7 +15,7 @@ from usdcop_assets.core import calendar as cal
 from usdcop_assets.defs.live.recorder import DagsterRecorder
 from usdcop_assets.defs.quality.live_parity import layer_specs
 from usdcop_assets.live.live_store import LiveStore
-from usdcop_assets.live.loop import LiveLoop, LiveSettings
+from usdcop_assets.live.loop import Clock, LiveLoop, LiveSettings
 from usdcop_assets.live.source import BarSource
 
 log = logging.getLogger("usdcop_assets.live")
@@ -69,7 +69,7 @@ def build_loop(
         limits=live_limits(),
         costs=live_costs(),
         recorder=recorder,
-        clock=clock,
+        clock=clock or Clock(config),  # the deployment's replay clock, resolved once
         settings=settings or config.live,
         alert=alert or (lambda text: deliver({"text": text, "kind": "live_source"}, url=hook)),
         stop=stop,

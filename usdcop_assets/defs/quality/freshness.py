@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import dagster as dg
 
 from usdcop_assets.core import calendar as cal
+from usdcop_assets.storage.lake.datasets import BAR_DATASETS, CLOSE_DATASETS
 
 BAR_DEADLINE_CRON = "9-59/5 8-12 * * 1-5"
 BAR_LOWER_BOUND = dt.timedelta(minutes=cal.BAR_MINUTES)
@@ -36,17 +37,9 @@ def _keys(*names: str) -> tuple[dg.AssetKey, ...]:
 
 
 # Materialized by every bar's run (realtime) during the session.
-BAR_KEYS = _keys(
-    "l0/ohlcv_m5",
-    "l1/ohlcv_m5",
-    "l1/ohlcv_m5_rejects",
-    "l2/indicators_m5",
-    "l3/features_m5",
-    "l4/observations_m5",
-    "l5/actions_m5",
-)
+BAR_KEYS = _keys(*BAR_DATASETS)
 # Complete once the session has closed.
-SESSION_KEYS = _keys("l4/episodes_session", "l5/paper_trades", "l5/paper_positions", "l6/backtest_session")
+SESSION_KEYS = _keys(*CLOSE_DATASETS)
 POLICIES: Mapping[dg.AssetKey, dg.FreshnessPolicy] = {
     **{k: BAR_POLICY for k in BAR_KEYS},
     **{k: SESSION_POLICY for k in SESSION_KEYS},

@@ -14,4 +14,8 @@ SESSION_DATASETS = (
     "l5/paper_positions",
     "l6/backtest_session",
 )
+# Of the session datasets, those complete only once the session has closed; the others (``BAR_DATASETS``) are
+# written by every bar's run of the session.
+CLOSE_DATASETS = ("l4/episodes_session", "l5/paper_trades", "l5/paper_positions", "l6/backtest_session")
+BAR_DATASETS = tuple(d for d in SESSION_DATASETS if d not in CLOSE_DATASETS)
 MACRO_DATASETS = ("l0/macro_daily", "l1/macro_daily")
