@@ -319,7 +319,7 @@ def test_page_on_empty_platform(page, tmp_path, monkeypatch):
     assert not (tmp_path / "empty").exists()  # read-only: nothing created
 
 
-def _research_home(home: Path) -> Path:
+def _research_home(home: Path, warehouse_url: str | None = None) -> Path:
     """A home with two evaluations of ``rl_experiment_metrics`` (the older one must not show) and two folds'
     selection records in the lake, written as l6/experiment_performance and l6/experiment_selection write them."""
     from usdcop_assets.core.settings import Settings
@@ -360,7 +360,7 @@ def _research_home(home: Path) -> Path:
             row("selected", 9.99, 9.0, 11.0, 0.9, 9.0, 0.99, metric_date="2025-02-28"),  # an older evaluation
         ]
     )
-    wh = Warehouse(f"sqlite:///{home / 'warehouse.sqlite'}")
+    wh = Warehouse(warehouse_url or f"sqlite:///{home / 'warehouse.sqlite'}")
     wh.ensure_schema()
     wh.upsert("rl_experiment_metrics", rows)
     wh.dispose()
@@ -403,6 +403,20 @@ def test_research_page_shows_the_latest_evaluation(tmp_path, monkeypatch):
     (dots,) = fig["data"]
     assert list(dots["y"]) == order
     assert _values(dots["error_x"]["array"])[0] == pytest.approx(2.35 - 1.234)  # CI high above the selected dot
+
+
+@pytest.mark.pg
+def test_research_page_on_postgres(tmp_path, fresh_pg_url, monkeypatch):
+    """The same evaluation from a PostgreSQL warehouse (DATE columns come back as dates, not text)."""
+    _point_at(monkeypatch, _research_home(tmp_path / "research", fresh_pg_url))
+    monkeypatch.setenv("USDCOP_WAREHOUSE_URL", fresh_pg_url)
+    at = _run(RESEARCH)
+    assert not at.error and not at.info, _texts(at.error) + _texts(at.info)
+    assert (_metrics(at)["Selected Sharpe"], _metrics(at)["Folds"]) == ("+1.23", "2025-02 … 2025-03")
+    table, picks = (d.value for d in at.dataframe)
+    assert table["strategy"].tolist() == ["selected", "ppo_a", "ppo_b", "lightgbm", "flat", "buy_and_hold"]
+    assert picks["fold"].tolist() == ["2025-02", "2025-03"]
+    assert "Evaluation of 2025-02-03 … 2025-03-31" in _texts(at.caption)
 
 
 def test_research_page_without_experiments(tmp_path, monkeypatch):
