@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
     "terminal": "views/terminal.py",
     "model": "views/model.py",
+    "research": "views/research.py",
     "pipeline": "views/pipeline.py",
     "features": "views/features.py",
     "quality": "views/quality.py",

@@ -18,6 +18,7 @@ st.set_page_config(page_title="USD/COP platform", page_icon="💱", layout="wide
 pages = [
     st.Page("views/terminal.py", title="Trading terminal", icon="📈", default=True),
     st.Page("views/model.py", title="Model and backtest", icon="🤖"),
+    st.Page("views/research.py", title="Research", icon="🧪"),
     st.Page("views/pipeline.py", title="Pipeline", icon="🛠️"),
     st.Page("views/features.py", title="Features", icon="🧮"),
     st.Page("views/quality.py", title="Data quality", icon="🔍"),

@@ -274,3 +274,29 @@ def history_chart(df: pd.DataFrame, columns: list[str], title: str) -> go.Figure
         tickformatstops=TICKS,
     )
     return _layout(fig, title, 300)
+
+
+def sharpe_intervals(frame: pd.DataFrame, title: str, highlight: str = "selected") -> go.Figure:
+    """Each strategy's Sharpe as a dot with its 95% CI as error bars, one row per strategy in ``frame``'s order
+    (top down); ``highlight`` drawn in its own colour, a dotted line at zero."""
+    y = frame["strategy"].astype(str).tolist()
+    x = frame["sharpe_ratio"].to_numpy(dtype="float64")
+    hi = frame["sharpe_ci_high"].to_numpy(dtype="float64") - x
+    lo = x - frame["sharpe_ci_low"].to_numpy(dtype="float64")
+    colors = [UP if s == highlight else "#1f77b4" if s.startswith("ppo_") else "#9e9e9e" for s in y]
+    fig = go.Figure(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers",
+            name="Sharpe (95% CI)",
+            marker=dict(size=11, color=colors),
+            error_x=dict(type="data", symmetric=False, array=hi, arrayminus=lo, thickness=1.5, width=6),
+        )
+    )
+    fig.add_vline(x=0, line=dict(color="#999", dash="dot"))
+    fig.update_xaxes(title_text="annualized Sharpe, out of sample (95% session-bootstrap CI)")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig = _layout(fig, title, max(260, 34 * len(y) + 120))
+    fig.update_layout(hovermode="closest", showlegend=False)
+    return fig

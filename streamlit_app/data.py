@@ -619,6 +619,70 @@ def materialized(src: Sources) -> dict[str, bool]:
     }
 
 
+# -- research: experiments compared out of sample (l6/experiment_*) ---------------------------------------
+
+EXPERIMENT_METRICS = "rl_experiment_metrics"  # l6/experiment_performance (defs/layers/l6_experiments.py)
+SELECTION_PREFIX = "experiments/selection"  # l6/experiment_selection's <fold>.json in the lake (same module)
+SELECTED = "selected"
+EXPERIMENT_COMMAND = f"{CLI} experiment run NAME... --folds YYYY-MM..YYYY-MM"
+# After the selected strategy and the experiments (ppo_*): the supervised baseline, then the rule baselines.
+BASELINE_ORDER = ("lightgbm", "flat", "buy_and_hold", "sma_5_20", "buy_and_hold_held")
+
+
+def strategy_rank(strategy: str) -> tuple:
+    """Sort key: ``selected``, the experiments (``ppo_*``, by name), LightGBM and the baselines, anything else."""
+    if strategy == SELECTED:
+        return (0, 0, strategy)
+    if strategy.startswith("ppo_"):
+        return (1, 0, strategy)
+    if strategy in BASELINE_ORDER:
+        return (2, BASELINE_ORDER.index(strategy), strategy)
+    return (3, 0, strategy)
+
+
+def experiment_rows(src: Sources) -> pd.DataFrame:
+    """The latest ``rl_experiment_metrics`` evaluation (one row per strategy, ``strategy_rank`` order), empty when
+    ``l6/experiment_performance`` never ran."""
+    wh = src.warehouse
+    if not wh.has_table(EXPERIMENT_METRICS):
+        return pd.DataFrame()
+    df = wh.query(
+        f"SELECT * FROM {EXPERIMENT_METRICS} WHERE metric_date = (SELECT MAX(metric_date) FROM {EXPERIMENT_METRICS})",
+        times=("computed_at",),
+    )
+    if df.empty:
+        return df
+    for c in ("metric_date", "first_session"):
+        df[c] = df[c].map(lambda v: None if v is None else str(v)[:10])
+    order = sorted(df["strategy"], key=strategy_rank)
+    return df.set_index("strategy").loc[order].reset_index()
+
+
+def experiment_picks(src: Sources) -> pd.DataFrame:
+    """One row per ``experiments/selection/<fold>.json`` in the lake: fold, selected, reason, then each candidate's
+    validation Sharpe (a column per candidate, NaN where it was not a candidate or not finite)."""
+    cols = ["fold", "selected", "reason"]
+    rows = []
+    for key in sorted(k for k in src.store.list(SELECTION_PREFIX + "/") if k.endswith(".json")):
+        blob = src.store.get(key)
+        if not blob:
+            continue
+        rec = json.loads(blob)
+        row = {
+            "fold": rec.get("fold") or key.rsplit("/", 1)[-1].removesuffix(".json"),
+            "selected": rec.get("selected"),
+            "reason": rec.get("reason"),
+        }
+        for name, score in (rec.get("scores") or {}).items():
+            row[name] = np.nan if score is None else float(score)
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame(rows)
+    candidates = sorted((c for c in out.columns if c not in cols), key=strategy_rank)
+    return out[cols + candidates].sort_values("fold", kind="stable").reset_index(drop=True)
+
+
 # -- data quality -------------------------------------------------------------------------------------
 
 
@@ -1065,6 +1129,14 @@ if st is not None:
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_performance(env) -> pd.DataFrame:
         return performance_rows(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_experiments(env) -> pd.DataFrame:
+        return experiment_rows(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_experiment_picks(env) -> pd.DataFrame:
+        return experiment_picks(sources(env))
 
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_models(env) -> pd.DataFrame:

@@ -36,6 +36,8 @@ PAGES = [
 ]
 TITLES = dict(zip(PAGES, ["Trading terminal", "Model and backtest", "Pipeline", "Features", "Data quality", "Audit"]))
 MAIN = ".venv/bin/usdcop run"  # the main job every empty page points at
+RESEARCH = "views/research.py"  # not in PAGES: its empty state names `usdcop experiment run`, not the main job
+TITLES[RESEARCH] = "Research"
 
 
 def _point_at(monkeypatch, home: Path) -> None:
@@ -314,6 +316,118 @@ def test_page_on_empty_platform(page, tmp_path, monkeypatch):
         assert "usdcop train --fold YYYY-MM" in info and "usdcop backtest --start" in info
     if page == "views/features.py":
         assert "`l4/observations_m5` not materialized yet" in info and "backfill --layers L4" in info
+    assert not (tmp_path / "empty").exists()  # read-only: nothing created
+
+
+def _research_home(home: Path, warehouse_url: str | None = None) -> Path:
+    """A home with two evaluations of ``rl_experiment_metrics`` (the older one must not show) and two folds'
+    selection records in the lake, written as l6/experiment_performance and l6/experiment_selection write them."""
+    from usdcop_assets.core.settings import Settings
+    from usdcop_assets.storage.lake.store import open_store
+    from usdcop_assets.storage.warehouse.database import Warehouse
+
+    def row(strategy, sharpe, lo, hi, ret, turnover, dsr, selected_in=None, metric_date="2025-03-31"):
+        return dict(
+            metric_date=metric_date,
+            strategy=strategy,
+            first_session="2025-02-03",
+            first_fold="2025-02",
+            last_fold="2025-03",
+            folds=2,
+            sessions=39,
+            bars=39 * cal.BARS_PER_SESSION,
+            total_return=ret,
+            sharpe_ratio=sharpe,
+            sharpe_ci_low=lo,
+            sharpe_ci_high=hi,
+            turnover_per_session=turnover,
+            deflated_sharpe=dsr,
+            n_trials=6,
+            pbo=0.25,
+            pbo_candidates=0.5,
+            selected_in=selected_in,
+            computed_at=pd.Timestamp("2025-04-01 15:00", tz="UTC"),
+        )
+
+    rows = pd.DataFrame(
+        [  # stored out of order: the page puts selected, the experiments, then LightGBM and the baselines
+            row("buy_and_hold", -0.4, -1.5, 0.7, -0.01, 0.0, None),
+            row("ppo_b", 0.9, -0.3, 2.1, 0.03, 2.0, 0.6, "2025-03"),
+            row("flat", 0.0, 0.0, 0.0, 0.0, 0.0, None),
+            row("selected", 1.234, 0.11, 2.35, 0.0456, 1.5, 0.87),
+            row("lightgbm", 0.2, -0.9, 1.3, 0.005, 3.0, None),
+            row("ppo_a", 1.1, 0.05, 2.2, 0.04, 1.2, 0.8, "2025-02"),
+            row("selected", 9.99, 9.0, 11.0, 0.9, 9.0, 0.99, metric_date="2025-02-28"),  # an older evaluation
+        ]
+    )
+    wh = Warehouse(warehouse_url or f"sqlite:///{home / 'warehouse.sqlite'}")
+    wh.ensure_schema()
+    wh.upsert("rl_experiment_metrics", rows)
+    wh.dispose()
+    store = open_store(Settings.from_env({"USDCOP_HOME": str(home)}).lake)
+    for fold, selected, scores in (
+        ("2025-02", "ppo_a", {"ppo_a": 0.8, "ppo_b": 0.3}),
+        ("2025-03", "ppo_b", {"ppo_a": None, "ppo_b": 0.5}),
+    ):
+        record = {"fold": fold, "selected": selected, "reason": f"highest validation Sharpe ({fold})", "scores": scores}
+        store.put(f"experiments/selection/{fold}.json", json.dumps(record).encode())
+    return home
+
+
+def test_research_page_shows_the_latest_evaluation(tmp_path, monkeypatch):
+    from usdcop_assets.defs.layers import l6_experiments
+
+    assert (data.EXPERIMENT_METRICS, data.SELECTION_PREFIX) == (
+        l6_experiments.METRICS_TABLE,
+        l6_experiments.SELECTION_PREFIX,
+    )
+    _point_at(monkeypatch, _research_home(tmp_path / "research"))
+    at = _run(RESEARCH)
+    assert not at.error and not at.info, _texts(at.error) + _texts(at.info)
+    metrics, deltas = _metrics(at), _deltas(at)
+    assert (metrics["Selected Sharpe"], deltas["Selected Sharpe"]) == ("+1.23", "95% CI +0.11 … +2.35")
+    assert metrics["Selected total return"] == "+4.56%" and metrics["Turnover per session"] == "1.50"
+    assert (metrics["Deflated Sharpe ratio"], deltas["Deflated Sharpe ratio"]) == ("0.87", "N = 6 trials")
+    assert metrics["PBO"] == "0.25" and metrics["Folds"] == "2025-02 … 2025-03"
+
+    table, picks = (d.value for d in at.dataframe)
+    order = ["selected", "ppo_a", "ppo_b", "lightgbm", "flat", "buy_and_hold"]
+    assert table["strategy"].tolist() == order
+    assert table.set_index("strategy")["selected_in"].to_dict()["ppo_a"] == "2025-02"
+    assert table.set_index("strategy")["sharpe_ratio"]["selected"] == pytest.approx(1.234)  # not the older 9.99
+
+    assert picks[["fold", "selected"]].values.tolist() == [["2025-02", "ppo_a"], ["2025-03", "ppo_b"]]
+    assert picks["ppo_b"].tolist() == [0.3, 0.5] and np.isnan(picks["ppo_a"].iloc[1])
+
+    (fig,) = _figures(at)
+    (dots,) = fig["data"]
+    assert list(dots["y"]) == order
+    assert _values(dots["error_x"]["array"])[0] == pytest.approx(2.35 - 1.234)  # CI high above the selected dot
+
+
+@pytest.mark.pg
+def test_research_page_on_postgres(tmp_path, fresh_pg_url, monkeypatch):
+    """The same evaluation from a PostgreSQL warehouse (DATE columns come back as dates, not text)."""
+    _point_at(monkeypatch, _research_home(tmp_path / "research", fresh_pg_url))
+    monkeypatch.setenv("USDCOP_WAREHOUSE_URL", fresh_pg_url)
+    at = _run(RESEARCH)
+    assert not at.error and not at.info, _texts(at.error) + _texts(at.info)
+    assert (_metrics(at)["Selected Sharpe"], _metrics(at)["Folds"]) == ("+1.23", "2025-02 … 2025-03")
+    table, picks = (d.value for d in at.dataframe)
+    assert table["strategy"].tolist() == ["selected", "ppo_a", "ppo_b", "lightgbm", "flat", "buy_and_hold"]
+    assert picks["fold"].tolist() == ["2025-02", "2025-03"]
+    assert "Evaluation of 2025-02-03 … 2025-03-31" in _texts(at.caption)
+
+
+def test_research_page_without_experiments(tmp_path, monkeypatch):
+    _point_at(monkeypatch, tmp_path / "empty")
+    at = _run(RESEARCH)
+    assert [i.value for i in at.info] == [
+        "`l6/experiment_performance` not materialized yet: run `.venv/bin/usdcop experiment run NAME... --folds "
+        "YYYY-MM..YYYY-MM` (trains each experiment per fold, trades it on the fold's month, selects per fold on "
+        "validation sessions and compares them all)"
+    ]
+    assert not at.dataframe and not at.get("plotly_chart")
     assert not (tmp_path / "empty").exists()  # read-only: nothing created
 
 
