@@ -1461,7 +1461,7 @@ def ui(port: int, args: tuple[str, ...]) -> None:
 
 
 # `usdcop experiment list|run|compare` (cli_experiment.py), with this module's instance and error helpers
-register_experiment_commands(main, open_instance, _defs, _failure_lines, check_home, prepare_environment)
+register_experiment_commands(main, open_instance, _defs, _failure_lines, check_home, prepare_environment, fold_history)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ def metrics_table(rows: pd.DataFrame) -> list[str]:
     return lines
 
 
-def register(main: click.Group, open_instance, defs_of, failure_lines, check_home, prepare_environment) -> None:
+def register(
+    main: click.Group, open_instance, defs_of, failure_lines, check_home, prepare_environment, fold_history
+) -> None:
     """Add the ``experiment`` group to the ``usdcop`` command group (``cli.py`` passes its helpers)."""
 
     @main.group()
@@ -123,10 +125,16 @@ def register(main: click.Group, open_instance, defs_of, failure_lines, check_hom
         try:
             settings = prepare_environment()
             folds = fold_range(folds_spec)
-            for n in names:
-                load_experiment(n, settings.experiments_dir)
+            experiments = [load_experiment(n, settings.experiments_dir) for n in names]
         except (ValueError, ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
+        # refused before anything runs: a fold without enough L4 episodes before it, naming the backfill that helps
+        for fold in folds:
+            for e in experiments:
+                try:
+                    fold_history(settings, fold, e.fold_options(settings.training.fold_options()))
+                except ValueError as exc:
+                    raise click.ClickException(f"{e.name}: {exc}") from None
         check_home(writes=True)
         with dagster_logs_to(new_log_path(settings.home, "experiment")):
             _run(settings, names, folds, timesteps, seeds, no_lightgbm)
@@ -163,7 +171,7 @@ def register(main: click.Group, open_instance, defs_of, failure_lines, check_hom
                 bt = _metadata(result, "l6/experiment_backtest")
                 click.echo(
                     f"{fold} {name}@{md['experiment_version']}: seeds {md['seeds']}, validation Sharpe "
-                    f"{_fmt(md['valid_sharpe'])} ({md['valid_window']}); out of sample {bt['sessions']} sessions, "
+                    f"{_fmt(md['valid_sharpe'])} over {md['valid_window']}; out of sample {bt['sessions']} sessions, "
                     f"return {_fmt(bt['total_return'] * 100, '{:.2f}%')}, turnover {_fmt(bt['turnover_per_session'])}"
                     f"/session (run {result.run_id[:8]})"
                 )

@@ -267,6 +267,9 @@ def test_the_experiment_command_lists_runs_and_compares(platform):
     assert bad.exit_code == 1 and "no experiment 'no_such_thing'" in bad.output and "Traceback" not in bad.output
     bad = runner.invoke(main, ["experiment", "run", "tiny_discrete", "--folds", "March"])
     assert bad.exit_code == 1 and "expected YYYY-MM..YYYY-MM" in bad.output
+    bad = runner.invoke(main, ["experiment", "run", "tiny_discrete", "--folds", "2025-02..2025-03"])
+    assert bad.exit_code == 1 and "not enough history before 2025-02-03" in bad.output
+    assert "usdcop backfill --start" in bad.output and "Traceback" not in bad.output
 
     ran = runner.invoke(
         main, ["experiment", "run", "tiny_continuous", "tiny_discrete", "--folds", f"{FOLD}..{FOLD}", "--seeds", "2"]
