@@ -12,7 +12,7 @@ metadata. Downstream (``l6_experiments``) the out-of-sample backtest loads the s
 and the selection reads the validation figures only.
 
 These models are research candidates: ``l5/ppo_model`` stays the model that ``l5/actions_m5`` and the live process
-trade. Thin wiring: the logic lives in ``usdcop_assets.rl``.
+trade (docs/decisions/0012-experiments-dimension.md). Thin wiring: the logic lives in ``usdcop_assets.rl``.
 """
 
 import hashlib
