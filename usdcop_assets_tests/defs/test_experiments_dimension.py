@@ -27,7 +27,7 @@ from usdcop_assets.defs.keys import EXPERIMENT_BACKTEST, EXPERIMENT_MODEL, EXPER
 from usdcop_assets.defs.layers.l6_experiments import backtest_key, read_parquet, selection_key
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource, store_resources
-from usdcop_assets.observation.builder import DEFAULT_CONFIG
+from usdcop_assets_tests.defs_helpers import short_history_env
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -54,16 +54,7 @@ def _write_experiments(folder, changed: bool = False):
 
 
 def _env(root, mp):
-    for var in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "TWELVEDATA_API_KEYS"):
-        mp.delenv(var, raising=False)
-    mp.setenv("USDCOP_HOME", str(root / "home"))
-    mp.setenv("DAGSTER_HOME", str(root / "home" / "dagster_home"))
-    config = json.loads(DEFAULT_CONFIG.read_text())
-    config["normalization"]["min_train_bars"] = 50
-    (root / "obs_test.json").write_text(json.dumps(config))
-    mp.setenv("USDCOP_OBS_CONFIG", str(root / "obs_test.json"))
-    mp.setenv("USDCOP_MIN_TRAIN_SESSIONS", "4")
-    mp.setenv("USDCOP_VALID_SESSIONS", "2")
+    short_history_env(root, mp)
     mp.setenv("USDCOP_EXPERIMENTS_DIR", str(root / "experiments"))
     _write_experiments(root / "experiments")
 
@@ -208,22 +199,26 @@ def test_comparison_reports_every_candidate_with_dsr_and_pbo(platform):
     assert defs is not None
 
 
+def _backtest_again(platform, name: str):
+    return (
+        platform["defs"]
+        .resolve_job_def(EXPERIMENT_JOB)
+        .execute_in_process(
+            instance=platform["instance"],
+            partition_key=_key(name),
+            asset_selection=[EXPERIMENT_BACKTEST],
+            raise_on_error=False,
+        )
+    )
+
+
 def test_a_tampered_artifact_is_refused_before_it_is_parsed(platform):
     store = _store(platform)
     member = read_summary(store, "tiny_continuous", FOLD)["members"][0]
     original = store.get(member["model_path"])
     store.put(member["model_path"], original + b"x")
     try:
-        result = (
-            platform["defs"]
-            .resolve_job_def(EXPERIMENT_JOB)
-            .execute_in_process(
-                instance=platform["instance"],
-                partition_key=_key("tiny_continuous"),
-                asset_selection=[EXPERIMENT_BACKTEST],
-                raise_on_error=False,
-            )
-        )
+        result = _backtest_again(platform, "tiny_continuous")
     finally:
         store.put(member["model_path"], original)
     assert not result.success
@@ -235,16 +230,7 @@ def test_a_changed_experiment_file_must_be_retrained(platform):
     root = platform["root"]
     _write_experiments(root / "experiments", changed=True)
     try:
-        result = (
-            platform["defs"]
-            .resolve_job_def(EXPERIMENT_JOB)
-            .execute_in_process(
-                instance=platform["instance"],
-                partition_key=_key("tiny_discrete"),
-                asset_selection=[EXPERIMENT_BACKTEST],
-                raise_on_error=False,
-            )
-        )
+        result = _backtest_again(platform, "tiny_discrete")
     finally:
         _write_experiments(root / "experiments")
     assert not result.success

@@ -20,11 +20,11 @@ from usdcop_assets.defs.automation.jobs import STATS_JOB, layers_job
 from usdcop_assets.defs.keys import PERFORMANCE, PPO_MODEL
 from usdcop_assets.defs.partitions import session_key_range
 from usdcop_assets.defs.resources import LakeResource
-from usdcop_assets.observation.builder import DEFAULT_CONFIG
 from usdcop_assets.rl.costs import CostConfig, live_costs
 from usdcop_assets.rl.decisions import FLAT_VERSION
 from usdcop_assets.rl.training import load_model, weights_sha256
 from usdcop_assets.storage.lake.session_table import read_object
+from usdcop_assets_tests.defs_helpers import short_history_env
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -42,20 +42,11 @@ NO_MODEL_SESSION = dt.date(2025, 2, 28)  # fold 2025-02 is never trained
 
 
 def _env(root, mp):
-    for var in ("USDCOP_LAKE_URL", "USDCOP_WAREHOUSE_URL", "USDCOP_SOURCE", "TWELVEDATA_API_KEYS"):
-        mp.delenv(var, raising=False)
-    mp.setenv("USDCOP_HOME", str(root / "home"))
-    mp.setenv("DAGSTER_HOME", str(root / "home" / "dagster_home"))
-    config = json.loads(DEFAULT_CONFIG.read_text())
-    config["normalization"]["min_train_bars"] = 50
-    (root / "obs_test.json").write_text(json.dumps(config))
-    mp.setenv("USDCOP_OBS_CONFIG", str(root / "obs_test.json"))
-    # a tiny, fast PPO and short folds
+    short_history_env(root, mp)
+    # a tiny, fast PPO
     mp.setenv("USDCOP_PPO_TIMESTEPS", "1500")
     mp.setenv("USDCOP_PPO_CHECKPOINTS", "2")
     mp.setenv("USDCOP_PPO_N_STEPS", "256")
-    mp.setenv("USDCOP_VALID_SESSIONS", "2")
-    mp.setenv("USDCOP_MIN_TRAIN_SESSIONS", "4")
 
 
 def _defs():
