@@ -25,25 +25,12 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.rl.costs import CostConfig
-from usdcop_assets.rl.experiments import ENSEMBLES, Experiment
+from usdcop_assets.rl.experiments import Experiment
 from usdcop_assets.rl.folds import Fold
+from usdcop_assets.rl.policy import combine_positions  # the one definition, shared with serving
 from usdcop_assets.rl.risk import RiskLimits
 
-
-def combine_positions(positions, how: str = "mean") -> np.ndarray:
-    """Seeds x bars positions -> one position per bar (``mean`` or ``vote``, module docstring)."""
-    if how not in ENSEMBLES:
-        raise ValueError(f"ensemble {how!r}: expected one of {list(ENSEMBLES)}")
-    p = np.asarray(positions, dtype="float64")
-    if p.ndim != 2 or p.shape[0] < 1:
-        raise ValueError(f"combine_positions: expected seeds x bars, got shape {p.shape}")
-    if not np.isfinite(p).all():
-        raise ValueError("combine_positions: positions must be finite")
-    if how == "mean":
-        return p.mean(axis=0)
-    half = p.shape[0] / 2.0
-    s = np.sign(p)
-    return np.where((s > 0).sum(axis=0) > half, 1.0, np.where((s < 0).sum(axis=0) > half, -1.0, 0.0))
+__all__ = ["ExperimentFold", "combine_positions", "evaluate_positions", "seed_positions", "spread"]
 
 
 def spread(values) -> dict:

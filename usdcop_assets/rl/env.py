@@ -44,6 +44,7 @@ import gymnasium as gym
 import numpy as np
 
 from usdcop_assets.rl.costs import CostConfig
+from usdcop_assets.rl.policy import discretize  # the one definition, shared with serving
 from usdcop_assets.rl.risk import RiskLimits, RiskState
 
 EXTRA_FEATURES = ("position", "time_frac")
@@ -242,11 +243,6 @@ class EnvConfig:
         return np.array([names.index(f) for f in self.features], dtype="int64")
 
 
-def discretize(target: float) -> float:
-    """Short/flat/long from a target in [-1, 1]: thirds of the interval (a < -1/3 short, a > 1/3 long)."""
-    return 1.0 if target > 1.0 / 3.0 else (-1.0 if target < -1.0 / 3.0 else 0.0)
-
-
 class UsdCopTradingEnv(gym.Env):
     """One session per episode; action = target position in [-1, 1]; ends flat. See the module docstring for the reward.
 
@@ -307,7 +303,9 @@ class UsdCopTradingEnv(gym.Env):
 
     # -- gymnasium API ----------------------------------------------------------------------------
     def _shape(self, target: float) -> float:
-        """The action rules of the config: discrete quantization, no-trade band, minimum hold."""
+        """The action rules of the config: discrete quantization, no-trade band, minimum hold.
+
+        Serving applies the same rules with ``rl.policy.ActionRules.shape`` (parity: test_ensemble_serving)."""
         if not math.isfinite(target):
             return target  # the env's own rule (flat) applies below
         target = min(1.0, max(-1.0, target))

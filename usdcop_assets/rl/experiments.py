@@ -48,12 +48,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from usdcop_assets.rl.policy import ENSEMBLES
 from usdcop_assets.rl.training import TrainConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "experiments"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 DEFAULT_SEEDS = (7, 8, 9)  # 7 = the historical USDCOP_PPO_SEED default
-ENSEMBLES = ("mean", "vote")
 ACTION_SPACES = ("continuous", "discrete")
 METRICS = ("sharpe", "mean_reward")
 
