@@ -251,6 +251,18 @@ SELECTION_RULE_TEXT = (
 )
 
 
+def rule_text(rule) -> str:
+    """The selection rule in words, with its optional turnover cap and flat fallback."""
+    text = SELECTION_RULE_TEXT
+    if rule.max_turnover_per_session is not None:
+        text += f"; only experiments with validation turnover <= {rule.max_turnover_per_session:g} units/session"
+    if rule.min_sharpe is not None:
+        text += f"; traded only when that Sharpe is >= {rule.min_sharpe:g}"
+    if rule.fallback is not None:
+        text += f", otherwise {rule.fallback}"
+    return text
+
+
 _TRAIN_INPUTS: dict = {}  # what the (forked) training workers read: set by run_experiments before they start
 
 
@@ -304,7 +316,7 @@ def run_experiments(args, experiments) -> int:
     costs, limits = live_costs(), live_limits()
     options = fold_options_from_env()
     keys = month_keys(args.folds)
-    rule = SelectionRule()
+    rule = SelectionRule(max_turnover_per_session=args.max_turnover, min_sharpe=args.min_sharpe, fallback=args.fallback)
     strat = {e.name: f"ppo_{e.name}" for e in experiments}
     seeds_of = {e.name: tuple(e.seeds[: args.seeds] if args.seeds else e.seeds) for e in experiments}
     json_path = Path(args.json or f"/tmp/walk_forward_{time.strftime('%Y%m%d_%H%M%S')}.json")
@@ -315,7 +327,7 @@ def run_experiments(args, experiments) -> int:
     log(
         f"experiments {[f'{e.name}@{e.version}' for e in experiments]}, seeds {seeds_of}, timesteps "
         f"{args.timesteps or 'per file'}; folds {keys[0]}..{keys[-1]} ({len(keys)}), train every {args.every}; "
-        f"fold options {options}; selection: {SELECTION_RULE_TEXT}"
+        f"fold options {options}; selection: {rule_text(rule)}"
     )
     with Clock() as c_l4:
         episodes, stats, obs_config, info = build_episodes(args.bars, args.macro)
@@ -504,7 +516,7 @@ def run_experiments(args, experiments) -> int:
         "rate_bps": costs.rate * 1e4,
         "risk": dataclasses.asdict(limits),
         "fold_options": options,
-        "selection_rule": {**rule.to_dict(), "text": SELECTION_RULE_TEXT},
+        "selection_rule": {**rule.to_dict(), "text": rule_text(rule)},
         "lightgbm_config": gbm_config.to_dict() if gbm_config else None,
         "l0_l4": {**info, "wall_s": c_l4.wall},
         "folds": fold_rows,
@@ -599,7 +611,16 @@ def main() -> int:
     ap.add_argument(
         "--jobs", type=int, default=1, help="train the (fold, experiment) pairs in N processes (--experiment mode; 1)"
     )
+    ap.add_argument(
+        "--max-turnover", type=float, default=None, help="selection: only experiments at most this validation turnover"
+    )
+    ap.add_argument("--min-sharpe", type=float, default=None, help="selection: trade only at this validation Sharpe")
+    ap.add_argument(
+        "--fallback", default=None, choices=["flat"], help="selection: what is traded otherwise (e.g. flat)"
+    )
     args = ap.parse_args()
+    if args.min_sharpe is not None and args.fallback is None:
+        ap.error("--min-sharpe needs --fallback (e.g. --fallback flat)")
     if args.every < 1:
         ap.error("--every must be >= 1")
     for name in ("bars", "macro"):
