@@ -284,6 +284,9 @@ class TrainingSettings(_EnvGroup):
     min_train_sessions: int = _int("USDCOP_MIN_TRAIN_SESSIONS", 60)
     # a folder of experiment files (rl/experiments.py) beside the package's; default: <USDCOP_HOME>/experiments
     experiments_dir: Path | None = Field(None, alias="USDCOP_EXPERIMENTS_DIR")
+    # what l5/actions_m5 and the live process trade: the fold's l5/ppo_model (registry rl_models), or the seed
+    # ensemble l6/experiment_selection chose on validation sessions before the fold (registry rl_served_models)
+    serve: Literal["ppo_model", "selection"] = Field("ppo_model", alias="USDCOP_SERVE")
 
     def fold_options(self) -> dict:
         """The keyword arguments of ``rl.folds.fold_windows``."""

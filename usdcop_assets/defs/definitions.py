@@ -144,7 +144,7 @@ def build_defs(settings: Settings, *, today: dt.date | None = None) -> dg.Defini
             "lake": lake,
             "bar_source": bar_source,
             "macro_source": macro_source,
-            "model_store": ModelStoreResource(lake=lake, warehouse=warehouse),
+            "model_store": ModelStoreResource(lake=lake, warehouse=warehouse, serve=settings.training.serve),
             "warehouse": warehouse,
             "lake_io_manager": LakeIOManager(lake=lake),
             "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse),

@@ -32,7 +32,12 @@ JOURNAL_PREFIX = "live"
 MACRO_DATASET = "l1/macro_daily"
 STATS_DATASET = "l4/observation_stats"
 MODEL_DATASET = "l5/ppo_model"
-REGISTRY_TABLE = "rl_models"  # the model registry in the warehouse (assets/model.py)
+REGISTRY_TABLE = "rl_models"  # the model registry in the warehouse (defs/layers/l5_model.py)
+# what each deployment choice (USDCOP_SERVE) serves: the registry table and the asset that writes it (defs/registry.py)
+REGISTRIES = {
+    "ppo_model": (REGISTRY_TABLE, MODEL_DATASET),
+    "selection": ("rl_served_models", "l6/experiment_selection"),
+}
 MACRO_REFRESH_DAYS = 10  # recent macro days re-read after each bar (older ones do not change during a session)
 
 
@@ -42,11 +47,21 @@ def fold_start(day: dt.date) -> pd.Timestamp:
 
 
 class LiveStore:
-    def __init__(self, objects, warehouse, specs: dict[str, LayerSpec], first_day: dt.date | None = None):
+    def __init__(
+        self,
+        objects,
+        warehouse,
+        specs: dict[str, LayerSpec],
+        first_day: dt.date | None = None,
+        serve: str = "ppo_model",
+    ):
         self.objects = objects  # lake ObjectStore
         self.warehouse = warehouse  # warehouse.database.Warehouse
         self.specs = specs
         self.first_day = first_day  # the first session partition: look-backs do not reach before it
+        if serve not in REGISTRIES:
+            raise ValueError(f"serve {serve!r}: expected one of {list(REGISTRIES)}")
+        self.registry_table, self.registry_asset = REGISTRIES[serve]
         self._stats_sha: str | None = None
 
     def table(self, dataset: str, time_column: str = "time") -> SessionTable:
@@ -79,6 +94,7 @@ class LiveStore:
             config=config,
             stats=self.read_stats(day),
             models=self.models_of(day),
+            registry=self.registry_asset,
         )
         return warm
 
@@ -98,7 +114,8 @@ class LiveStore:
         return json.loads(blob).get("sha256") if blob else None
 
     def models_of(self, day: dt.date) -> dict:
-        """fold -> the session's fold row of the model registry (warehouse ``rl_models``, as serving reads it).
+        """fold -> the session's fold row of the model registry (warehouse ``rl_models``, or ``rl_served_models``
+        when the deployment serves the selection: the table ``l5/actions_m5`` reads).
 
         The registry, not the lake's copy of the row, is what makes a model trusted: whoever can write the
         lake could rewrite that copy along with the artifact (the artifact hash is checked before parsing).
@@ -106,7 +123,7 @@ class LiveStore:
         if self.warehouse is None:
             return {}
         start = fold_start(day)
-        frame = self.warehouse.read_window(REGISTRY_TABLE, start, start + pd.Timedelta(days=1))
+        frame = self.warehouse.read_window(self.registry_table, start, start + pd.Timedelta(days=1))
         if frame.empty:
             return {}
         return {str(r["fold"]): r for r in frame.sort_values("time").to_dict("records")}
@@ -129,7 +146,7 @@ class LiveStore:
         fold = fold_of_session(cal.session_key(warm.day))
         if _model_id(models.get(fold)) != _model_id(warm.models.get(fold)):
             warm.models = models
-            changed.append(MODEL_DATASET)
+            changed.append(self.registry_asset)
         return changed
 
     # -- writes ----------------------------------------------------------------------------------------
@@ -177,7 +194,9 @@ def _model_id(row) -> tuple | None:
     return (
         None
         if row is None
-        else (str(row.get("version")), str(row.get("weights_sha256")), str(row.get("artifact_sha256")))
+        else tuple(
+            str(row.get(k)) for k in ("version", "weights_sha256", "artifact_sha256", "summary_sha256", "flat_reason")
+        )
     )
 
 

@@ -86,7 +86,8 @@ class WarmState:
     macro_wide: pd.DataFrame  # l1/macro_daily over macro_window(day)
     config: ObservationConfig
     stats: dict | None  # the session month's l4/observation_stats; None: not materialized (bars not warm, decided flat)
-    models: dict  # fold -> l5/ppo_model row (the session's fold, when trained)
+    models: dict  # fold -> registry row (the session's fold, when trained or selected)
+    registry: str = "l5/ppo_model"  # the asset whose rows ``models`` holds (l6/experiment_selection: serve=selection)
     _macro: pd.DataFrame | None = field(default=None, repr=False)
     _pit: pd.DataFrame | None = field(default=None, repr=False)
 
@@ -178,7 +179,17 @@ def decide_session(raw: pd.DataFrame, warm: WarmState, policy_of, limits, costs,
 
     # L5 (assets/serving.py)
     actions, fallbacks = decide_bars(
-        observations, kept, start, end, warm.models, policy_of, warm.config, log=log, limits=limits, costs=costs
+        observations,
+        kept,
+        start,
+        end,
+        warm.models,
+        policy_of,
+        warm.config,
+        log=log,
+        limits=limits,
+        costs=costs,
+        registry=warm.registry,
     )
     frames[ACTIONS] = actions
     return SessionRows(day, frames, fallbacks, None, time.perf_counter() - t0)

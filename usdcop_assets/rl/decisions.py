@@ -20,7 +20,7 @@ import pandas as pd
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.observation.episodes import next_bar_returns
 from usdcop_assets.rl.costs import CostConfig
-from usdcop_assets.rl.policy import decide_session
+from usdcop_assets.rl.policy import EnsemblePolicy, decide_session
 from usdcop_assets.rl.risk import RiskLimits
 
 FLAT_VERSION = "none (flat)"
@@ -40,6 +40,11 @@ ACTION_COLUMNS = [
     "inference_latency_ms",
     "fallback",
 ]
+
+
+def _present(value) -> bool:
+    """A registry cell that holds something (a warehouse NULL reads back as None or NaN)."""
+    return value is not None and not (isinstance(value, float) and np.isnan(value)) and str(value) != ""
 
 
 def fold_of_session(session: str) -> str:
@@ -74,12 +79,17 @@ def decide_bars(
     log=None,
     limits: RiskLimits | None = None,
     costs: CostConfig | None = None,
+    registry: str = "l5/ppo_model",
 ) -> tuple[pd.DataFrame, list[str]]:
     """Actions for the bars in ``[start, end)``, each session decided from its open (pure apart from ``policy_of``).
 
     ``observations``/``bars``: L4 and L1 rows covering at least the sessions of the window from their open.
-    ``models``: fold -> l5/ppo_model row; ``policy_of(row)`` -> ``PolicyFunction``. ``limits``/``costs``: the
-    platform's (``assets.model.live_limits``/``live_costs``, which are the defaults).
+    ``models``: fold -> registry row (an l5/ppo_model row, or the selection's row when the deployment serves the
+    selection); ``policy_of(row)`` -> ``PolicyFunction``, or ``EnsemblePolicy`` for a selected experiment's seeds
+    (decided with ``decide_session_ensemble``, as research rolled them out). A row with a ``flat_reason`` (the
+    selection fell back to flat) is recorded flat with that reason. ``limits``/``costs``: the platform's
+    (``rl.risk.live_limits``/``rl.costs.live_costs``, which are the defaults). ``registry``: the asset whose
+    rows ``models`` holds (named when a fold has none).
     """
     if observations.empty:
         return pd.DataFrame(columns=ACTION_COLUMNS), []
@@ -111,7 +121,9 @@ def decide_bars(
         obs_versions = frame["obs_version"].astype(str)
         reason = None
         if row is None:
-            reason = f"no l5/ppo_model for fold {fold}"
+            reason = f"no {registry} for fold {fold}"
+        elif _present(row.get("flat_reason")):
+            reason = f"the selection for fold {fold} is flat: {row['flat_reason']}"
         elif str(row.get("obs_version")) not in set(obs_versions):
             reason = (
                 f"model {row['version']} was trained on observations {row.get('obs_version')}, these are "
@@ -131,7 +143,11 @@ def decide_bars(
             cold = ~frame["warm"].to_numpy(dtype=bool) if "warm" in frame.columns else np.zeros(n, dtype=bool)
             usable = matrix.copy()
             usable[cold] = np.nan  # decided flat: features not warm
-            decided = decide_session(policy_of(row), usable, frac, rets, is_last, session, limits, costs)
+            policy = policy_of(row)
+            if isinstance(policy, EnsemblePolicy):
+                decided = policy.decide(usable, frac, rets, is_last, session, limits, costs)
+            else:
+                decided = decide_session(policy, usable, frac, rets, is_last, session, limits, costs)
             raw, target, position, flags = (
                 decided.raw_action,
                 np.nan_to_num(decided.target),

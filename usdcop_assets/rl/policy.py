@@ -365,3 +365,36 @@ def decide_session_ensemble(
         members=per,
         member_decisions=decided,
     )
+
+
+@dataclass(frozen=True)
+class EnsemblePolicy:
+    """What serving trades when the fold's registry row is a selected experiment: its seeds' policies, how they are
+    combined, and the experiment's action rules and feature subset (``serving_inputs``), so a served session is
+    decided exactly as research rolled the ensemble out (``decide_session_ensemble``)."""
+
+    members: tuple[PolicyFunction, ...]
+    how: str = "mean"
+    rules: ActionRules | None = None
+    features: np.ndarray | None = None  # observation column indices, None = every feature
+
+    def __post_init__(self):
+        if not self.members:
+            raise ValueError("an ensemble policy needs at least one member")
+        if self.how not in ENSEMBLES:
+            raise ValueError(f"ensemble {self.how!r}: expected one of {list(ENSEMBLES)}")
+
+    def decide(self, obs, time_frac, bar_returns, is_last, session_id=0, limits=None, costs=None) -> EnsembleDecisions:
+        return decide_session_ensemble(
+            self.members,
+            self.how,
+            obs,
+            time_frac,
+            bar_returns,
+            is_last,
+            session_id,
+            limits,
+            costs,
+            self.rules,
+            self.features,
+        )

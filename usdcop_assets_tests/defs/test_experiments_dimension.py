@@ -35,7 +35,7 @@ FIRST, LAST = dt.date(2025, 2, 17), dt.date(2025, 3, 7)  # the first 4 sessions 
 PRE = (dt.date(2025, 1, 13), dt.date(2025, 1, 17))  # L0-L3 only: February's statistics
 FOLD = "2025-03"  # trained on the warm sessions before March 3; traded on March 3..7 (5 sessions)
 EXPERIMENTS = {
-    "tiny_continuous": "[reward]\ncost_multiplier = 2.0\n[action]\nno_trade_band = 0.2\n",
+    "tiny_continuous": "[reward]\ncost_multiplier = 2.0\n[action]\nno_trade_band = 0.005\n",
     "tiny_discrete": '[action]\nspace = "discrete"\nmin_hold_bars = 3\n',
 }
 COMMON = (
@@ -236,6 +236,165 @@ def test_a_changed_experiment_file_must_be_retrained(platform):
     assert "retrain it" in _error(result)
 
 
+# --- serving the selection (USDCOP_SERVE=selection) ---------------------------------------------------------------
+
+MARCH = (dt.date(2025, 3, 3), dt.date(2025, 3, 7))
+
+
+def _selection_defs(platform):
+    from usdcop_assets.defs.definitions import build_defs
+
+    platform["mp"].setenv("USDCOP_SERVE", "selection")
+    try:
+        settings = Settings.from_env()
+        return build_defs(settings), settings
+    finally:
+        platform["mp"].delenv("USDCOP_SERVE")
+
+
+def _serve(platform, defs):
+    return layers_job(defs, "L5").execute_in_process(
+        instance=platform["instance"], tags=_range(*MARCH), raise_on_error=False
+    )
+
+
+def _served(platform) -> dict:
+    _, warehouse = store_resources(Settings.from_env())
+    return warehouse.warehouse().read_window("rl_served_models").set_index("fold").loc[FOLD].to_dict() | {"fold": FOLD}
+
+
+def _force_served(platform, experiment: str | None):
+    """Register ``experiment`` (None: the flat fallback) as the fold's served row, as the selection would."""
+    from usdcop_assets.defs.layers.l6_experiments import served_row
+    from usdcop_assets.rl.selection import Selection
+
+    name = f"ppo_{experiment}" if experiment else "flat"
+    chosen = Selection(
+        dt.date(2025, 3, 3),
+        name,
+        "forced by the test",
+        {name: 1.0},
+        (),
+        {"experiment": experiment} if experiment else None,
+    )
+    start = pd.Timestamp("2025-03-01", tz="America/Bogota").tz_convert("UTC")
+    _, warehouse = store_resources(Settings.from_env())
+    warehouse.warehouse().upsert("rl_served_models", served_row(_store(platform), FOLD, start, chosen))
+
+
+def _march_actions(platform) -> pd.DataFrame:
+    from usdcop_assets.core import calendar as cal
+
+    lake = LakeResource(url=str(platform["home"] / "lake"))
+    return lake.table("l5/actions_m5").read(cal.session_open(MARCH[0]), cal.session_end(MARCH[1])).sort_values("time")
+
+
+def test_the_selection_registers_what_it_chose_with_the_summary_hash_dagster_recorded(platform):
+    store = _store(platform)
+    record = json.loads(store.get(selection_key(FOLD)))
+    row = _served(platform)
+    assert row["selected"] == record["selected"] and row["experiment"] == record["experiment"]
+    summary = read_summary(store, row["experiment"], FOLD)
+    assert row["experiment_version"] == summary["version"] and row["seeds"] == len(summary["members"]) >= 2
+    assert row["ensemble"] == summary["ensemble"] and row["obs_version"] == summary["obs_version"]
+    assert pd.isna(row["flat_reason"]) and row["version"].startswith(f"{row['experiment']}@{summary['version']}:")
+    from usdcop_assets.defs.registry import dagster_summary_sha256
+
+    assert dagster_summary_sha256(platform["instance"], row["experiment"], FOLD) == row["summary_sha256"]
+    assert pd.Timestamp(row["time"]) == pd.Timestamp("2025-03-01", tz="America/Bogota")
+
+
+def test_serving_the_selection_trades_each_ensemble_as_research_did_batch_and_live(platform):
+    """Each experiment registered as the fold's served model (the selected one, then the other forced): l5/actions_m5
+    trades its seeds combined exactly as l6/experiment_backtest did out of sample (mean with a no-trade band; vote of
+    discrete seeds with a minimum hold), and the live process decides a session to the same rows."""
+    import dagster as dg
+
+    from usdcop_assets.defs.quality.live_parity import layer_specs
+    from usdcop_assets.defs.registry import ModelStoreResource
+    from usdcop_assets.live.live_store import LiveStore
+    from usdcop_assets.live.session import ACTIONS, compute_session
+    from usdcop_assets.observation.builder import load_config
+    from usdcop_assets.rl.costs import live_costs
+    from usdcop_assets.rl.risk import live_limits
+
+    defs, settings = _selection_defs(platform)
+    store = _store(platform)
+    chosen = _served(platform)["experiment"]
+    order = [chosen, *[n for n in EXPERIMENTS if n != chosen]]
+    lake, warehouse = store_resources(settings)
+    traded = {}
+    try:
+        for name in order:
+            if name != chosen:
+                _force_served(platform, name)
+            version = _served(platform)["version"]
+            assert _serve(platform, defs).success
+            actions = _march_actions(platform).set_index("time")
+            research = read_parquet(store, backtest_key(name, FOLD)).set_index("time")
+            common = research.index.intersection(actions.index)
+            assert len(common) == len(research) >= 4 * 60 + 59
+            # the combination (target) and the position after the book's risk manager, as research traded them
+            np.testing.assert_allclose(actions.loc[common, "target"], research.loc[common, "position"], atol=1e-5)
+            np.testing.assert_allclose(actions.loc[common, "position"], research.loc[common, "position"], atol=1e-5)
+            assert (actions["model_version"] == version).all() and actions["fallback"].isna().all()
+            traded[name] = float(actions["position"].abs().sum())
+            # the live process: the same registry row, the same policies, the same rows
+            day = MARCH[0] + dt.timedelta(days=2)
+            live = LiveStore(
+                lake.store(),
+                warehouse.warehouse(),
+                layer_specs(a for a in defs.assets if isinstance(a, dg.AssetsDefinition))[0],
+                serve="selection",
+            )
+            warm = live.load_warm(day, load_config())
+            assert warm.registry == "l6/experiment_selection" and warm.models[FOLD]["version"] == version
+            models = ModelStoreResource(lake=lake, warehouse=warehouse, serve="selection")
+            rows = compute_session(
+                live.stored_raw(day),
+                warm,
+                lambda r: models.policy(r, platform["instance"], load_config().features),
+                live_limits(),
+                live_costs(),
+            )
+            got = rows.frames[ACTIONS].set_index("time")
+            want = actions[actions["session"] == day.isoformat()]
+            assert len(got) == len(want) == 60
+            for column in ("target", "position", "risk_flags", "model_version", "obs_hash"):
+                assert (got[column].to_numpy() == want[column].to_numpy()).all(), column
+    finally:
+        _force_served(platform, chosen)
+    assert max(traded.values()) > 0, traded  # the comparisons were not all between flat books
+
+
+def test_serving_refuses_a_summary_whose_bytes_differ_and_records_a_flat_selection_flat(platform):
+    from usdcop_assets.defs import registry
+
+    defs, _ = _selection_defs(platform)
+    store = _store(platform)
+    row = _served(platform)
+    original = store.get(row["summary_path"])
+    store.put(row["summary_path"], original + b" ")
+    registry._policies.clear()  # a policy verified earlier in this process stays trusted; load it afresh
+    try:
+        result = _serve(platform, defs)
+    finally:
+        store.put(row["summary_path"], original)
+    assert not result.success
+    msg = _error(result)
+    assert "differs from the registered" in msg and f"usdcop experiment run {row['experiment']} --folds {FOLD}" in msg
+    # the rule fell back to flat: every bar recorded flat with the reason, nothing parsed
+    _force_served(platform, None)
+    try:
+        assert _serve(platform, defs).success
+        actions = _march_actions(platform)
+    finally:
+        _force_served(platform, row["experiment"])
+    assert (actions["position"] == 0).all() and (actions["model_version"] == "none (flat)").all()
+    assert actions["fallback"].str.contains(f"the selection for fold {FOLD} is flat: forced by the test").all()
+
+
+# last: it re-trains the fold with two seeds
 def test_the_experiment_command_lists_runs_and_compares(platform):
     from click.testing import CliRunner
 

@@ -23,7 +23,15 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.core.settings import Settings
-from usdcop_assets.defs.keys import ACTIONS, L1_OHLCV, OBSERVATIONS, PAPER_POSITIONS, PAPER_TRADES, PPO_MODEL
+from usdcop_assets.defs.keys import (
+    ACTIONS,
+    EXPERIMENT_SELECTION,
+    L1_OHLCV,
+    OBSERVATIONS,
+    PAPER_POSITIONS,
+    PAPER_TRADES,
+    PPO_MODEL,
+)
 from usdcop_assets.defs.partitions import Partitions
 from usdcop_assets.defs.policies import session_backfill_policy
 from usdcop_assets.defs.registry import ModelStoreResource
@@ -39,13 +47,15 @@ from usdcop_assets.rl.risk import describe_flags, live_limits
 
 def build_l5_serving_assets(parts: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
     """The serving layer (L5 actions and paper ledger) of a code location."""
+    # what is traded (USDCOP_SERVE): the fold's l5/ppo_model, or the seed ensemble its selection chose
+    served_key = EXPERIMENT_SELECTION if settings.training.serve == "selection" else PPO_MODEL
 
     @dg.asset(
         key=ACTIONS,
         ins={"observations": dg.AssetIn(OBSERVATIONS), "bars": dg.AssetIn(L1_OHLCV)},
         deps=[
             dg.AssetDep(
-                PPO_MODEL, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+                served_key, partition_mapping=dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
             )
         ],
         partitions_def=parts.session,
@@ -54,8 +64,9 @@ def build_l5_serving_assets(parts: Partitions, settings: Settings) -> list[dg.As
         group_name="l5_serving",
         kinds={"parquet", "sql"},
         metadata={"time_column": "time", "warehouse_table": "fact_rl_inference"},
-        description="Target position in [-1, 1] per bar from its fold's PPO model, after the risk manager (flat and "
-        "recorded when there is no usable model).",
+        description="Target position in [-1, 1] per bar from its fold's PPO model (or, with USDCOP_SERVE=selection, "
+        "the seed ensemble l6/experiment_selection chose), after the risk manager (flat and recorded when there is "
+        "no usable model).",
     )
     def l5_actions_m5(
         context: dg.AssetExecutionContext,
@@ -65,17 +76,19 @@ def build_l5_serving_assets(parts: Partitions, settings: Settings) -> list[dg.As
     ) -> dg.Output[pd.DataFrame]:
         start, end = own_window(context)
         models = model_store.registered()
+        obs_config = load_config()
         actions, fallbacks = decide_bars(
             observations,
             bars,
             start,
             end,
             models,
-            lambda row: model_store.policy(row, context.instance),
-            load_config(),
+            lambda row: model_store.policy(row, context.instance, obs_config.features),
+            obs_config,
             log=context.log.warning,
             limits=live_limits(),
             costs=live_costs(),
+            registry="/".join(served_key.path),
         )
         flagged = actions.loc[actions["risk_flags"] > 0, "risk_flags"] if len(actions) else pd.Series(dtype="int64")
         flag_counts: dict[str, int] = {}

@@ -29,7 +29,7 @@ from usdcop_assets.backtest.experiment_comparison import SELECTED, experiment_co
 from usdcop_assets.backtest.report import finite_or_none
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import Settings
-from usdcop_assets.defs.experiment_store import partition_dims, read_summary
+from usdcop_assets.defs.experiment_store import partition_dims, read_summary, summary_key
 from usdcop_assets.defs.keys import (
     EPISODES,
     EXPERIMENT_BACKTEST,
@@ -38,7 +38,9 @@ from usdcop_assets.defs.keys import (
     EXPERIMENT_SELECTION,
 )
 from usdcop_assets.defs.partitions import FOLD_DIM, Partitions
+from usdcop_assets.defs.registry import ModelStoreResource
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.windows import own_window
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.rl.costs import live_costs
 from usdcop_assets.rl.experiments import load_experiment
@@ -102,6 +104,47 @@ def load_members(store, summary: dict) -> list:
             )
         models.append(load_policy_artifact(blob))
     return models
+
+
+def served_row(store, fold: str, fold_start: pd.Timestamp, chosen) -> pd.DataFrame:
+    """The fold's ``rl_served_models`` row: the selected experiment's summary (path and SHA-256 of its bytes, which
+    list the seeds' hashes), its combination, action rules and feature subset as the summary recorded them; or, when
+    the rule fell back, a flat row saying why."""
+    experiment = (chosen.detail or {}).get("experiment")
+    base = {
+        "time": fold_start,  # the fold partition's start, as l5/ppo_model's row (live_store.fold_start)
+        "fold": fold,
+        "selected": chosen.selected,
+        "reason": chosen.reason,
+        "valid_sharpe": chosen.scores.get(chosen.selected),
+    }
+    if experiment is None:
+        return pd.DataFrame([{**base, "version": f"flat ({chosen.selected})", "flat_reason": chosen.reason}])
+    blob = store.get(summary_key(experiment, fold))
+    if blob is None:
+        raise FileNotFoundError(f"{summary_key(experiment, fold)} vanished: {_remedy(experiment, fold)}")
+    digest = hashlib.sha256(blob).hexdigest()
+    summary = json.loads(blob)
+    action, features = summary["experiment_file"]["action"], summary["experiment_file"].get("features")
+    return pd.DataFrame(
+        [
+            {
+                **base,
+                "experiment": experiment,
+                "experiment_version": summary["version"],
+                "version": f"{experiment}@{summary['version']}:{digest[:12]}",
+                "ensemble": summary["ensemble"],
+                "seeds": len(summary["members"]),
+                "summary_path": summary_key(experiment, fold),
+                "summary_sha256": digest,
+                "obs_version": summary["obs_version"],
+                "action_space": action["space"],
+                "no_trade_band": float(action["no_trade_band"]),
+                "min_hold_bars": int(action["min_hold_bars"]),
+                "features": json.dumps(list(features)) if features is not None else None,
+            }
+        ]
+    )
 
 
 def read_parquet(store, key: str) -> pd.DataFrame | None:
@@ -184,7 +227,9 @@ def build_l6_experiment_assets(parts: Partitions, settings: Settings) -> list[dg
         description="The experiment to trade in the fold, chosen by a rule fixed in advance (highest validation "
         "Sharpe of the seed ensemble) on validation sessions before the fold only.",
     )
-    def l6_experiment_selection(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    def l6_experiment_selection(
+        context: dg.AssetExecutionContext, lake: LakeResource, model_store: ModelStoreResource
+    ) -> dg.MaterializeResult:
         fold_key = context.partition_key
         store = lake.store()
         summaries = {
@@ -214,13 +259,16 @@ def build_l6_experiment_assets(parts: Partitions, settings: Settings) -> list[dg
             "versions": {n: s["version"] for n, s in summaries.items()},
         }
         store.put(selection_key(fold_key), json.dumps(record, sort_keys=True, indent=1).encode())
-        context.log.info(f"fold {fold_key}: {chosen.selected} ({chosen.reason})")
+        served = served_row(store, fold_key, own_window(context)[0], chosen)
+        model_store.register_served(served)  # what USDCOP_SERVE=selection trades in the fold
+        context.log.info(f"fold {fold_key}: {chosen.selected} ({chosen.reason}); served as {served['version'][0]}")
         return dg.MaterializeResult(
             metadata={
                 "selected": chosen.selected,
                 "reason": chosen.reason,
                 "scores": dg.MetadataValue.json(chosen.scores),
                 "candidates": len(candidates),
+                "served_version": str(served["version"][0]),
             }
         )
 

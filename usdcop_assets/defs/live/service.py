@@ -48,13 +48,16 @@ def build_loop(
     lake = LakeResource(url=config.lake.url)
     lake.store().check()
     models = ModelStoreResource(
-        lake=lake, warehouse=WarehouseResource(url=config.warehouse_url.render_as_string(hide_password=False))
+        lake=lake,
+        warehouse=WarehouseResource(url=config.warehouse_url.render_as_string(hide_password=False)),
+        serve=config.training.serve,
     )
     warehouse = WarehouseResource(url=config.warehouse_url.render_as_string(hide_password=False)).warehouse()
     warehouse.ensure_schema()
     start = config.history.start
     days = cal.trading_days(start, start.replace(year=start.year + 1))
-    store = LiveStore(lake.store(), warehouse, specs, first_day=days[0] if days else None)
+    store = LiveStore(lake.store(), warehouse, specs, first_day=days[0] if days else None, serve=config.training.serve)
+    obs_config = load_config(settings=config)
     job = defs.resolve_job_def(SESSION_JOB).get_subset(asset_selection=set(keys.values()), asset_check_selection=set())
     # opened from its directory: the CLI no longer exports DAGSTER_HOME (docs/decisions/0011-configuration.md)
     instance = instance or dg.DagsterInstance.from_config(str(config.dagster_home))
@@ -64,8 +67,8 @@ def build_loop(
     return LiveLoop(
         source=source or BarSource(name, config),
         store=store,
-        obs_config=load_config(settings=config),
-        policy_of=lambda row: models.policy(row, instance),
+        obs_config=obs_config,
+        policy_of=lambda row: models.policy(row, instance, obs_config.features),
         limits=live_limits(),
         costs=live_costs(),
         recorder=recorder,

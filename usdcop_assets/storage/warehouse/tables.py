@@ -62,6 +62,8 @@ TABLES: dict[str, TableSpec] = {
         ),  # l5/paper_trades
         TableSpec("paper_positions", key=("time", "symbol")),  # l5/paper_positions
         TableSpec("rl_models", key=("fold",)),  # l5/ppo_model: the model registry serving trusts (assets/model.py)
+        # l6/experiment_selection: the selected seed ensemble per fold, served when USDCOP_SERVE=selection
+        TableSpec("rl_served_models", key=("fold",)),
         TableSpec(
             "rl_metrics",
             key=("metric_date", "symbol", "strategy"),
