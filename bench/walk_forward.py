@@ -645,9 +645,10 @@ def main() -> int:
     import torch
 
     from usdcop_assets.backtest import metrics as M
-    from usdcop_assets.backtest.baselines import all_baselines, buy_and_hold_held
-    from usdcop_assets.backtest.engine import backtest_actions, compare
-    from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio, selection_statistics, session_sharpe
+    from usdcop_assets.backtest.baselines import all_baselines
+    from usdcop_assets.backtest.engine import compare
+    from usdcop_assets.backtest.experiment_comparison import HELD, SELECTED, experiment_comparison
+    from usdcop_assets.backtest.overfitting import deflated_sharpe_ratio, session_sharpe
     from usdcop_assets.core import calendar as cal
     from usdcop_assets.rl.costs import live_costs
     from usdcop_assets.rl.env import EnvConfig
@@ -817,27 +818,37 @@ def main() -> int:
     fixed_first = np.concatenate([positions(first_model, k) for k in keys])
     log(f"[L5] inference walk-forward + first model fixed: {t_inf:.1f}s")
 
-    # L6
+    # L6: the comparison l6/experiment_performance makes (backtest.experiment_comparison), with the agent as the one
+    # candidate and the selected strategy. The harness does not choose among the strategies (the checkpoint choice on
+    # validation is inside each fold), so every strategy compared (the held buy-and-hold aside) is a trial: the N of
+    # the agent's DSR and the columns of the PBO.
     with Clock() as c_bt:
         strategies = {"ppo_walk_forward": wf, f"ppo_fixed_{first_model}": fixed_first, **all_baselines(close, sessions)}
         if gbm_config:
             strategies["lightgbm"] = np.concatenate([gbm[k] for k in keys])
-        # buy-and-hold held over the whole out-of-sample period (overnight gaps, outside the risk rules;
-        # backtest.baselines)
-        held = buy_and_hold_held(close, next_ret, sessions, costs)
-        table = compare(
+        comparison = experiment_comparison(
+            bars,
+            {"ppo_walk_forward": wf},
             strategies,
-            next_ret,
-            sessions,
+            wf,
+            {k: v for k, v in strategies.items() if k in (f"ppo_fixed_{first_model}", "lightgbm")},
             costs,
             limits,
-            reference="buy_and_hold",
             n_boot=args.n_boot,
             seed=0,
-            simulated={"buy_and_hold_held": held},
+        )
+        # the agent is its own selection: its row once, the rows in the order listed above, the held one last
+        # (buy-and-hold held over the whole out-of-sample period: overnight gaps, outside the risk rules)
+        order = {name: i for i, name in enumerate([*strategies, HELD])}
+        table = (
+            comparison["table"]
+            .loc[lambda t: t["strategy"] != SELECTED]
+            .sort_values("strategy", key=lambda s: s.map(order), kind="stable")
+            .drop(columns="deflated_sharpe")
+            .reset_index(drop=True)
         )
         # per-fold: the month's bars only
-        frames = {name: backtest_actions(t, next_ret, sessions, costs, limits) for name, t in strategies.items()}
+        frames, held = {name: comparison["frames"][name] for name in strategies}, comparison["held"]
         gross = {
             name: {
                 "gross_total_return": float(np.expm1(f["gross"].sum())),
@@ -854,12 +865,24 @@ def main() -> int:
         table["gross_total_return"] = table["strategy"].map(lambda n: gross[n]["gross_total_return"])
         table["gross_sharpe"] = table["strategy"].map(lambda n: gross[n]["gross_sharpe"])
         table["total_cost_log"] = table["strategy"].map(lambda n: gross[n]["total_cost"])
-        # per-session net returns (session ids are ISO dates: np.unique's order is time order) -> DSR of the agent, PBO
+        # per-session net returns (time order); the agent's DSR in full (sr, sr0, PSR) for the report
+        session_pnl = {name: comparison["session_pnl"][name] for name in strategies}
         _, codes = np.unique(sessions, return_inverse=True)
-        session_pnl = {name: np.bincount(codes, weights=f["pnl"].to_numpy()) for name, f in frames.items()}
-        overfit = selection_statistics(
-            session_pnl, "ppo_walk_forward"
-        )  # the held reference is not a candidate: not a trial
+        overfit = {
+            "candidates": list(strategies),
+            "n_trials": comparison["n_trials"],
+            "selected": "ppo_walk_forward",
+            "n_sessions": int(codes.max() + 1),
+            "sharpe_per_session": comparison["trial_sharpe_per_session"],
+            "deflated_sharpe": None,
+            "pbo": comparison["pbo"],
+        }
+        try:
+            overfit["deflated_sharpe"] = deflated_sharpe_ratio(
+                session_pnl["ppo_walk_forward"], list(overfit["sharpe_per_session"].values())
+            ).to_dict()
+        except ValueError as e:
+            overfit["deflated_sharpe_error"] = str(e)
         held_session_pnl = np.bincount(codes, weights=held["pnl"])
         for row in fold_rows:
             m = (months == row["fold"]).to_numpy()

@@ -58,7 +58,8 @@ def experiment_comparison(
     Returns ``table`` (``backtest.engine.compare`` rows plus ``deflated_sharpe`` for the selected strategy, every
     candidate and ``extra``), ``n_trials``, ``trial_sharpe_per_session``, ``pbo`` (CSCV over the trials; None when
     there are fewer than 2 or too few sessions), ``pbo_candidates`` (over the ensembles), ``session_pnl`` (per
-    strategy, per session, time order) and the per-bar backtest ``frames`` and ``trial_frames``.
+    strategy, per session, time order), the per-bar backtest ``frames`` and ``trial_frames``, and ``held``
+    (``buy_and_hold_held``'s per-bar arrays: the held reference is not in ``frames``).
     """
     n = len(bars)
     for name, p in {SELECTED: selected, **candidates, **trials, **(extra or {})}.items():
@@ -110,4 +111,5 @@ def experiment_comparison(
         "session_pnl": session_pnl,
         "frames": frames,  # per strategy: backtest_actions' per-bar frame
         "trial_frames": trial_frames,
+        "held": held,
     }

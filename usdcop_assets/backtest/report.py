@@ -79,6 +79,48 @@ def metrics_rows(table: pd.DataFrame, bt: pd.DataFrame, computed_at: pd.Timestam
     return out
 
 
+def experiment_metric_rows(
+    comparison: dict,
+    sessions: pd.Series,
+    folds: list[str],
+    selected_by_fold: dict[str, str],
+    computed_at: pd.Timestamp,
+) -> pd.DataFrame:
+    """``experiment_comparison`` output -> ``rl_experiment_metrics`` rows, one per strategy of its table.
+
+    ``sessions``: the compared bars' sessions; ``folds``: the folds compared, in order; ``selected_by_fold``: fold ->
+    the strategy name selected on it (a row's ``selected_in`` lists the folds that selected it, or None)."""
+    metric_date = str(sessions.max())
+    pbo = comparison["pbo"]["pbo"] if comparison["pbo"] else None
+    pbo_candidates = comparison["pbo_candidates"]["pbo"] if comparison["pbo_candidates"] else None
+    return pd.DataFrame(
+        [
+            {
+                "metric_date": metric_date,
+                "strategy": r["strategy"],
+                "first_session": str(sessions.min()),
+                "first_fold": folds[0],
+                "last_fold": folds[-1],
+                "folds": len(folds),
+                "sessions": int(r["sessions"]),
+                "bars": int(r["bars"]),
+                "total_return": finite_or_none(r["total_return"]),
+                "sharpe_ratio": finite_or_none(r["sharpe"]),
+                "sharpe_ci_low": finite_or_none(r.get("sharpe_ci_low")),
+                "sharpe_ci_high": finite_or_none(r.get("sharpe_ci_high")),
+                "turnover_per_session": finite_or_none(r["turnover_per_session"]),
+                "deflated_sharpe": finite_or_none(r["deflated_sharpe"]),
+                "n_trials": comparison["n_trials"],
+                "pbo": finite_or_none(pbo),
+                "pbo_candidates": finite_or_none(pbo_candidates),
+                "selected_in": ",".join(f for f in folds if selected_by_fold[f] == r["strategy"]) or None,
+                "computed_at": computed_at,
+            }
+            for r in comparison["table"].to_dict("records")
+        ]
+    )
+
+
 def _svg_lines(series: dict[str, np.ndarray], width: int = 900, height: int = 320) -> str:
     """Cumulative log P&L per strategy as an inline SVG line chart (no plotting library needed)."""
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]

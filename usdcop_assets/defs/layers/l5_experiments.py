@@ -21,12 +21,13 @@ import json
 import dagster as dg
 
 from usdcop_assets.core import calendar as cal
-from usdcop_assets.core.settings import ConfigError, Settings
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.experiment_store import experiment_dir, partition_dims, summary_key
 from usdcop_assets.defs.keys import EPISODES, EXPERIMENT_MODEL, OBS_STATS
 from usdcop_assets.defs.partitions import Partitions
 from usdcop_assets.defs.registry import ARTIFACT_NAME, ModelStoreResource, normalization_summary
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.run_config import at_least
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.rl.costs import live_costs
 from usdcop_assets.rl.experiments import load_experiment
@@ -42,9 +43,7 @@ class ExperimentModelConfig(dg.Config):
 
     def checked(self) -> "ExperimentModelConfig":
         for name in ("timesteps", "seeds"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"ExperimentModelConfig.{name}={value!r} must be at least 1")
+            at_least(self, name)
         return self
 
 

@@ -28,11 +28,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from usdcop_assets.core.settings import ConfigError, Settings
+from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.keys import EPISODES, OBS_STATS, PPO_MODEL
 from usdcop_assets.defs.partitions import Partitions
 from usdcop_assets.defs.registry import ARTIFACT_NAME, REGISTRY_TABLE, ModelStoreResource, normalization_summary
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.run_config import at_least
 from usdcop_assets.defs.windows import own_window
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.rl.costs import live_costs
@@ -57,22 +58,15 @@ class PPOModelConfig(dg.Config):
     valid_sessions: int | None = None
     min_train_sessions: int | None = None
 
-    def _at_least(self, name: str, minimum: int = 1) -> int | None:
-        value = getattr(self, name)
-        if value is not None and value < minimum:
-            # The same refusal as the environment variable's (core/settings.py), naming the run config field.
-            raise ConfigError(f"PPOModelConfig.{name}={value!r} must be at least {minimum}")
-        return value
-
     def train_config(self) -> TrainConfig:
         config = train_config_from_env()
-        n_steps = self._at_least("n_steps")
+        n_steps = at_least(self, "n_steps")
         changes = {
             k: v
             for k, v in (
-                ("total_timesteps", self._at_least("timesteps")),
-                ("seed", self._at_least("seed", 0)),
-                ("n_checkpoints", self._at_least("checkpoints")),
+                ("total_timesteps", at_least(self, "timesteps")),
+                ("seed", at_least(self, "seed", 0)),
+                ("n_checkpoints", at_least(self, "checkpoints")),
                 ("n_steps", n_steps),
                 ("batch_size", None if n_steps is None else min(TrainConfig.batch_size, n_steps)),
             )
@@ -87,9 +81,9 @@ class PPOModelConfig(dg.Config):
                 k: v
                 for k, v in (
                     ("scheme", self.scheme),
-                    ("train_sessions", self._at_least("train_sessions")),
-                    ("valid_sessions", self._at_least("valid_sessions")),
-                    ("min_train_sessions", self._at_least("min_train_sessions")),
+                    ("train_sessions", at_least(self, "train_sessions")),
+                    ("valid_sessions", at_least(self, "valid_sessions")),
+                    ("min_train_sessions", at_least(self, "min_train_sessions")),
                 )
                 if v is not None
             }

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.backtest.experiment_comparison import SELECTED, experiment_comparison
-from usdcop_assets.backtest.report import finite_or_none
+from usdcop_assets.backtest.report import experiment_metric_rows, finite_or_none
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.experiment_store import partition_dims, read_summary, summary_key
@@ -354,36 +354,11 @@ def build_l6_experiment_assets(parts: Partitions, settings: Settings) -> list[dg
             live_costs(),
             live_limits(),
         )
-        table = comparison["table"]
         computed_at = pd.Timestamp.now(tz="UTC").floor("s")
         metric_date = str(bars_df["session"].max())
         pbo = comparison["pbo"]["pbo"] if comparison["pbo"] else None
-        pbo_candidates = comparison["pbo_candidates"]["pbo"] if comparison["pbo_candidates"] else None
-        rows = pd.DataFrame(
-            [
-                {
-                    "metric_date": metric_date,
-                    "strategy": r["strategy"],
-                    "first_session": str(bars_df["session"].min()),
-                    "first_fold": folds[0],
-                    "last_fold": folds[-1],
-                    "folds": len(folds),
-                    "sessions": int(r["sessions"]),
-                    "bars": int(r["bars"]),
-                    "total_return": finite_or_none(r["total_return"]),
-                    "sharpe_ratio": finite_or_none(r["sharpe"]),
-                    "sharpe_ci_low": finite_or_none(r.get("sharpe_ci_low")),
-                    "sharpe_ci_high": finite_or_none(r.get("sharpe_ci_high")),
-                    "turnover_per_session": finite_or_none(r["turnover_per_session"]),
-                    "deflated_sharpe": finite_or_none(r["deflated_sharpe"]),
-                    "n_trials": comparison["n_trials"],
-                    "pbo": finite_or_none(pbo),
-                    "pbo_candidates": finite_or_none(pbo_candidates),
-                    "selected_in": ",".join(f for f in folds if strategy_name(picks[f]) == r["strategy"]) or None,
-                    "computed_at": computed_at,
-                }
-                for r in table.to_dict("records")
-            ]
+        rows = experiment_metric_rows(
+            comparison, bars_df["session"], folds, {f: strategy_name(picks[f]) for f in folds}, computed_at
         )
         sel = rows.set_index("strategy").loc[SELECTED]
         return dg.Output(
