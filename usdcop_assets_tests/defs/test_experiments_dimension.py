@@ -430,4 +430,4 @@ def test_the_experiment_command_lists_runs_and_compares(platform):
     compared = runner.invoke(main, ["experiment", "compare", "--no-lightgbm"])
     assert compared.exit_code == 0, compared.output
     assert "lightgbm" not in compared.output and "ppo_tiny_discrete" in compared.output
-    assert "rl_experiment_metrics" in compared.output
+    assert "rl_experiment_metrics" in compared.output and "USDCOP_SERVE=selection" in compared.output
