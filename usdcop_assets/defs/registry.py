@@ -42,15 +42,20 @@ def registered_models(warehouse: WarehouseResource, table: str = REGISTRY_TABLE)
     return {str(r["fold"]): r for r in frame.sort_values("time").to_dict("records")}
 
 
-def dagster_artifact_sha256(instance: dg.DagsterInstance, fold: str) -> str | None:
-    """The ``artifact_sha256`` of the fold's latest l5/ppo_model materialization in the Dagster instance."""
+def _recorded(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition, name: str) -> str | None:
+    """Metadata ``name`` of the partition's latest materialization in the Dagster instance (None: never)."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=PPO_MODEL, asset_partitions=[fold]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
     ).records
     if not records:
         return None
-    value = records[0].asset_materialization.metadata.get("artifact_sha256")
+    value = records[0].asset_materialization.metadata.get(name)
     return str(value.value) if value is not None else None
+
+
+def dagster_artifact_sha256(instance: dg.DagsterInstance, fold: str) -> str | None:
+    """The ``artifact_sha256`` of the fold's latest l5/ppo_model materialization in the Dagster instance."""
+    return _recorded(instance, PPO_MODEL, fold, "artifact_sha256")
 
 
 def _remedy(fold: str) -> str:
@@ -97,13 +102,7 @@ def load_fold_model(lake: LakeResource, row: dict, instance: dg.DagsterInstance 
 def dagster_summary_sha256(instance: dg.DagsterInstance, experiment: str, fold: str) -> str | None:
     """The ``summary_sha256`` of the latest l5/experiment_model materialization of ``experiment`` x ``fold``."""
     key = dg.MultiPartitionKey({EXPERIMENT_DIM: experiment, FOLD_DIM: fold})
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=EXPERIMENT_MODEL, asset_partitions=[key]), limit=1
-    ).records
-    if not records:
-        return None
-    value = records[0].asset_materialization.metadata.get("summary_sha256")
-    return str(value.value) if value is not None else None
+    return _recorded(instance, EXPERIMENT_MODEL, key, "summary_sha256")
 
 
 def _ensemble_remedy(row: dict) -> str:
