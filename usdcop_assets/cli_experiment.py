@@ -238,6 +238,8 @@ def _compare(defs, instance, names, first, last, lightgbm, failure_lines, tags) 
         f"deflated Sharpe of 'selected' {_fmt(md.get('selected_deflated_sharpe'), '{:.3f}')} (N = {md['n_trials']}); "
         f"PBO over the trials {_fmt(md.get('pbo'), '{:.2f}')}; rows in the warehouse table rl_experiment_metrics"
     )
+    if md.get("report"):
+        click.echo(f"report: {md['report']}")
     click.echo(
         "each fold's pick is registered in rl_served_models: USDCOP_SERVE=selection makes l5/actions_m5 and the live "
         "process trade it"

@@ -123,7 +123,18 @@ def experiment_metric_rows(
 
 def _svg_lines(series: dict[str, np.ndarray], width: int = 900, height: int = 320) -> str:
     """Cumulative log P&L per strategy as an inline SVG line chart (no plotting library needed)."""
-    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    colors = [  # the ten "tab10" colours: a research comparison draws up to ~10 strategies
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
+    ]
     values = np.concatenate([v for v in series.values() if len(v)] or [np.zeros(1)])
     lo, hi = float(min(values.min(), 0.0)), float(max(values.max(), 0.0))
     span = hi - lo or 1.0
@@ -211,3 +222,56 @@ def report_html(
         f"{_overfitting_html(overfit)}"
         "</body></html>"
     )
+
+
+def experiment_report_html(rows: pd.DataFrame, comparison: dict, picks: dict[str, str | None]) -> str:
+    """The research comparison as one self-contained HTML page (inline SVG, no JavaScript or network): the selected
+    strategy, every experiment's ensemble, LightGBM and the baselines out of sample (cumulative net log P&L, then the
+    ``rl_experiment_metrics`` rows), the deflated Sharpe with N = experiments x seeds, PBO over the seed trials and
+    over the ensembles, and what each fold selected (``picks``: fold -> experiment, None = the rule's fallback)."""
+    frames = comparison["frames"]
+    curves = {name: np.cumsum(f["pnl"].to_numpy()) for name, f in frames.items() if name != "flat"}
+    curves["buy_and_hold_held"] = np.cumsum(np.asarray(comparison["held"]["pnl"], dtype="float64"))
+    shown = rows.drop(columns=[c for c in ("computed_at", "metric_date") if c in rows.columns])
+    first = rows.iloc[0]
+    selected = rows.set_index("strategy").loc["selected"] if (rows["strategy"] == "selected").any() else None
+
+    def pbo_text(p) -> str:
+        return f"{p['pbo']:.4f} (CSCV, {p['n_splits']} splits, {p['n_combinations']} combinations)" if p else "n/a"
+
+    dsr = (
+        "n/a"
+        if selected is None or not _finite(selected.get("deflated_sharpe"))
+        else f"{float(selected['deflated_sharpe']):.4f}"
+    )
+    pick_rows = "".join(
+        f"<tr><td>{html.escape(f)}</td><td>{html.escape(p or 'flat (fallback)')}</td></tr>" for f, p in picks.items()
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>USD/COP experiments out of sample</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}</style></head><body>"
+        "<h1>USD/COP experiments: the validation-selected strategy vs every candidate and the baselines</h1>"
+        f"<p>Folds {html.escape(str(first['first_fold']))} .. {html.escape(str(first['last_fold']))} "
+        f"({int(first['folds'])}), sessions from {html.escape(str(first['first_session']))}: {int(first['sessions'])} "
+        "sessions out of sample. Each fold's experiment was chosen on validation sessions before the fold only; the "
+        "same bars, costs and risk rules for every strategy (but buy_and_hold_held, held over the whole period with "
+        "its overnight gaps); P&amp;L in log-return units.</p>"
+        f"<h2>Cumulative net log P&amp;L</h2>{_svg_lines(curves)}"
+        f"<h2>Metrics</h2>{shown.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}"
+        "<h2>Overfitting</h2>"
+        f"<p>Deflated Sharpe ratio of the selected strategy (Bailey &amp; López de Prado 2014), with the "
+        f"{comparison['n_trials']} trials tried (experiments x seeds): {dsr}.</p>"
+        "<p>Probability of backtest overfitting (Bailey, Borwein, López de Prado &amp; Zhu 2016) over the seed "
+        f"trials: {pbo_text(comparison['pbo'])}; over the experiments' ensembles: "
+        f"{pbo_text(comparison['pbo_candidates'])}.</p>"
+        f"<h2>Selected per fold</h2><table><tr><th>fold</th><th>experiment</th></tr>{pick_rows}</table>"
+        "</body></html>"
+    )
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -196,6 +196,15 @@ def test_comparison_reports_every_candidate_with_dsr_and_pbo(platform):
     assert md["n_trials"].value == 6 and md["selected_by_fold"].value == {FOLD: picked.removeprefix("ppo_")}
     dsr = rows.loc["selected", "deflated_sharpe"]
     assert dsr is None or pd.isna(dsr) or 0.0 <= dsr <= 1.0
+    # the report: one self-contained page with every strategy, the DSR with its N, PBO and the picks
+    report = md["report"].value
+    assert report.endswith(f"reports/experiments/{rows.loc['selected', 'metric_date']}.html")
+    page = store.get(report.split("/lake/", 1)[1]).decode()
+    assert "<script" not in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+    for name in strategies:
+        assert f">{name}<" in page, name
+    assert "with the 6 trials tried (experiments x seeds)" in page and "Probability of backtest overfitting" in page
+    assert f"<td>{FOLD}</td><td>{picked.removeprefix('ppo_')}</td>" in page
 
 
 def _backtest_again(platform, name: str):
@@ -431,3 +440,4 @@ def test_the_experiment_command_lists_runs_and_compares(platform):
     assert compared.exit_code == 0, compared.output
     assert "lightgbm" not in compared.output and "ppo_tiny_discrete" in compared.output
     assert "rl_experiment_metrics" in compared.output and "USDCOP_SERVE=selection" in compared.output
+    assert "reports/experiments/" in compared.output

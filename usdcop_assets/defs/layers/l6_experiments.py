@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from usdcop_assets.backtest.experiment_comparison import SELECTED, experiment_comparison
-from usdcop_assets.backtest.report import experiment_metric_rows, finite_or_none
+from usdcop_assets.backtest.report import experiment_metric_rows, experiment_report_html, finite_or_none
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import Settings
 from usdcop_assets.defs.experiment_store import partition_dims, read_summary, summary_key
@@ -51,6 +51,7 @@ from usdcop_assets.rl.selection import SelectionRule, ValidationResult, select
 BACKTEST_PREFIX = "experiments/backtest"
 SELECTION_PREFIX = "experiments/selection"
 METRICS_TABLE = "rl_experiment_metrics"
+REPORTS_PREFIX = "reports/experiments"  # one self-contained HTML page per evaluation date
 SELECTION_RULE = SelectionRule()  # fixed in advance: the highest validation Sharpe of the ensemble
 
 
@@ -361,6 +362,8 @@ def build_l6_experiment_assets(parts: Partitions, settings: Settings) -> list[dg
             comparison, bars_df["session"], folds, {f: strategy_name(picks[f]) for f in folds}, computed_at
         )
         sel = rows.set_index("strategy").loc[SELECTED]
+        report = f"{REPORTS_PREFIX}/{metric_date}.html"
+        store.put(report, experiment_report_html(rows, comparison, {f: picks[f] for f in folds}).encode())
         return dg.Output(
             rows,
             metadata={
@@ -373,6 +376,7 @@ def build_l6_experiment_assets(parts: Partitions, settings: Settings) -> list[dg
                 "selected_turnover_per_session": finite_or_none(sel["turnover_per_session"]),
                 "n_trials": comparison["n_trials"],
                 "pbo": finite_or_none(pbo),
+                "report": dg.MetadataValue.path(f"{lake.location}/{report}"),
                 "metrics": dg.MetadataValue.md(
                     rows[
                         [
