@@ -1309,6 +1309,13 @@ def doctor() -> None:
     for name, value in settings.describe().items():
         click.echo(f"{name:22} {value}")
     click.echo(f"{'source':22} {resolve_source()}")
+    try:
+        serve = settings.training.serve
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}")
+        sys.exit(1)
+    registry = "l5/ppo_model (rl_models)" if serve == "ppo_model" else "l6/experiment_selection (rl_served_models)"
+    click.echo(f"{'serving':22} {registry}: what l5/actions_m5 and the live process trade (USDCOP_SERVE)")
 
     from usdcop_assets.storage.lake.store import open_store
     from usdcop_assets.storage.warehouse.database import Warehouse

@@ -78,6 +78,18 @@ def test_doctor_reports_embedded_default(usdcop_env):
     assert f"sqlite:///{usdcop_env / 'warehouse.sqlite'}" in result.output
     assert "source                 synthetic" in result.output
     assert "warehouse              ok: sqlite" in result.output
+    assert "serving                l5/ppo_model (rl_models)" in result.output
+
+
+def test_doctor_says_what_trades_and_names_a_bad_choice(usdcop_env, monkeypatch):
+    monkeypatch.setenv("USDCOP_SERVE", "selection")
+    result = _invoke("doctor")
+    assert result.exit_code == 0, result.output
+    assert "serving                l6/experiment_selection (rl_served_models)" in result.output
+    monkeypatch.setenv("USDCOP_SERVE", "best")
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "configuration error: USDCOP_SERVE='best': input should be 'ppo_model' or 'selection'" in result.output
 
 
 @pytest.mark.pg
