@@ -56,7 +56,7 @@ from usdcop_assets.observation.builder import build_observations, load_config, o
 from usdcop_assets.rl.costs import CostConfig  # noqa: E402
 from usdcop_assets.rl.env import EnvConfig, SessionEpisodes, UsdCopTradingEnv  # noqa: E402
 from usdcop_assets.rl.risk import RiskLimits, apply_risk  # noqa: E402
-from usdcop_assets.rl.training import TrainConfig, load_model, policy_artifact  # noqa: E402
+from usdcop_assets.rl.training import TrainConfig, load_model, policy_artifact, silent_logger  # noqa: E402
 
 BARS = 60
 RISK = RiskLimits(max_position=0.8, daily_loss_stop=0.004, max_drawdown=0.02, drawdown_cooldown_sessions=2)
@@ -160,7 +160,7 @@ def make_ppo(episodes: SessionEpisodes, cfg: TrainConfig, env_cfg: EnvConfig):
 
     set_random_seed(cfg.seed)
     venv = DummyVecEnv([lambda: Monitor(UsdCopTradingEnv(episodes, env_cfg))])
-    return PPO(
+    model = PPO(
         "MlpPolicy",
         venv,
         n_steps=cfg.n_steps,
@@ -178,6 +178,8 @@ def make_ppo(episodes: SessionEpisodes, cfg: TrainConfig, env_cfg: EnvConfig):
         device="cpu",
         verbose=0,
     )
+    model.set_logger(silent_logger())  # as train_fold: no $TMPDIR/SB3-* folder per learn call
+    return model
 
 
 def _timing_callback(store: dict):

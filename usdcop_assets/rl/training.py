@@ -530,6 +530,14 @@ def select_checkpoint(curve: list[dict], metric: str = "sharpe") -> int:
     return best
 
 
+def silent_logger():
+    """An SB3 logger with no output: without one, every ``learn`` call makes an empty ``$TMPDIR/SB3-<time>`` folder
+    (SB3's ``configure`` default), thousands of them over a walk-forward."""
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(folder=None, output_formats=[])
+
+
 def train_fold(
     episodes_df: pd.DataFrame,
     fold: Fold,
@@ -597,6 +605,7 @@ def train_fold(
         device="cpu",
         verbose=0,
     )
+    model.set_logger(silent_logger())
     chunk = config.chunk_timesteps
     curve: list[dict] = []
     snapshots: list[tuple[bytes, str]] = []  # (policy_artifact, weights hash) per checkpoint

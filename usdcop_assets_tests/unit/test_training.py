@@ -145,8 +145,12 @@ def test_train_fold_artifact_selection_and_curve(trained, fold):
     assert "| checkpoint |" in T.curve_markdown(curve)
 
 
-def test_same_data_seed_config_same_weights_different_seed_differs(trained, frame, fold):
+def test_same_data_seed_config_same_weights_different_seed_differs(trained, frame, fold, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # SB3's default log folder would land here
     again = T.train_fold(frame, fold, TINY, CONFIG, CostConfig())
+    assert list(tmp_path.iterdir()) == []  # training writes no SB3-<time> folder per learn call
     assert again.weights_sha256 == trained.weights_sha256 and again.artifact == trained.artifact
     assert [r["weights_sha256"] for r in again.curve] == [r["weights_sha256"] for r in trained.curve]
     other = T.train_fold(
