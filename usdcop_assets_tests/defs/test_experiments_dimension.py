@@ -395,10 +395,15 @@ def test_serving_refuses_a_summary_whose_bytes_differ_and_records_a_flat_selecti
     # the rule fell back to flat: every bar recorded flat with the reason, nothing parsed
     _force_served(platform, None)
     try:
+        flat = _served(platform)  # a flat pick over an experiment's row clears the experiment's columns
         assert _serve(platform, defs).success
         actions = _march_actions(platform)
     finally:
         _force_served(platform, row["experiment"])
+    back = _served(platform)  # the pick after a flat one: nothing of the flat row is left
+    assert back["experiment"] == row["experiment"] and back["summary_sha256"] == row["summary_sha256"]
+    assert back["flat_reason"] is None or pd.isna(back["flat_reason"])
+    assert all(v is None or pd.isna(v) for v in (flat["experiment"], flat["summary_sha256"], flat["seeds"]))
     assert (actions["position"] == 0).all() and (actions["model_version"] == "none (flat)").all()
     assert actions["fallback"].str.contains(f"the selection for fold {FOLD} is flat: forced by the test").all()
 

@@ -107,6 +107,28 @@ def load_members(store, summary: dict) -> list:
     return models
 
 
+SERVED_COLUMNS = [  # sql/tables/rl_served_models.sql
+    "time",
+    "fold",
+    "selected",
+    "experiment",
+    "experiment_version",
+    "version",
+    "ensemble",
+    "seeds",
+    "summary_path",
+    "summary_sha256",
+    "obs_version",
+    "action_space",
+    "no_trade_band",
+    "min_hold_bars",
+    "features",
+    "valid_sharpe",
+    "reason",
+    "flat_reason",
+]
+
+
 def served_row(store, fold: str, fold_start: pd.Timestamp, chosen) -> pd.DataFrame:
     """The fold's ``rl_served_models`` row: the selected experiment's summary (path and SHA-256 of its bytes, which
     list the seeds' hashes), its combination, action rules and feature subset as the summary recorded them; or, when
@@ -120,7 +142,8 @@ def served_row(store, fold: str, fold_start: pd.Timestamp, chosen) -> pd.DataFra
         "valid_sharpe": chosen.scores.get(chosen.selected),
     }
     if experiment is None:
-        return pd.DataFrame([{**base, "version": f"flat ({chosen.selected})", "flat_reason": chosen.reason}])
+        row = {**base, "version": f"flat ({chosen.selected})", "flat_reason": chosen.reason}
+        return pd.DataFrame([{c: row.get(c) for c in SERVED_COLUMNS}])  # every column: an upsert clears the old pick
     blob = store.get(summary_key(experiment, fold))
     if blob is None:
         raise FileNotFoundError(f"{summary_key(experiment, fold)} vanished: {_remedy(experiment, fold)}")
@@ -143,9 +166,10 @@ def served_row(store, fold: str, fold_start: pd.Timestamp, chosen) -> pd.DataFra
                 "no_trade_band": float(action["no_trade_band"]),
                 "min_hold_bars": int(action["min_hold_bars"]),
                 "features": json.dumps(list(features)) if features is not None else None,
+                "flat_reason": None,  # every column: an upsert over a flat fold clears its reason
             }
         ]
-    )
+    )[SERVED_COLUMNS]
 
 
 def read_parquet(store, key: str) -> pd.DataFrame | None:
