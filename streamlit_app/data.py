@@ -79,6 +79,7 @@ CONFIG_VARS = (
     "USDCOP_OBS_CONFIG",
     "USDCOP_OBS_TRAIN_WINDOW",
     "AWS_ENDPOINT_URL",
+    "USDCOP_SERVE",  # not where data is read from, but what the deployment trades (shown on Research, Terminal)
 )
 
 
@@ -683,6 +684,65 @@ def experiment_picks(src: Sources) -> pd.DataFrame:
     return out[cols + candidates].sort_values("fold", kind="stable").reset_index(drop=True)
 
 
+SERVED_MODELS = "rl_served_models"  # l6/experiment_selection's row per fold (defs/registry.py SERVED_TABLE)
+# USDCOP_SERVE -> what l5/actions_m5 and the live process trade, and its registry (defs/registry.py SERVES)
+SERVES = {
+    "ppo_model": ("l5/ppo_model", "rl_models"),
+    "selection": ("the selection's picks", SERVED_MODELS),
+}
+
+
+def served_models(src: Sources) -> pd.DataFrame:
+    """The ``rl_served_models`` rows, newest fold first, as a trader reads them: what each fold trades
+    (``model_version``: ``experiment@version:summaryhash12`` as its actions name it, or ``flat (...)``), its action
+    rules, and why (the flat reason when the rule fell back to flat); empty when ``l6/experiment_selection`` never
+    registered a fold (no table on an older warehouse)."""
+    wh = src.warehouse
+    if not wh.has_table(SERVED_MODELS):
+        return pd.DataFrame()
+    df = wh.query(f"SELECT * FROM {SERVED_MODELS} ORDER BY fold DESC", times=())
+    if df.empty:
+        return df
+    df["action_rules"] = [
+        None if pd.isna(space) else f"{space}, band {float(band):g}, hold ≥ {int(hold)} bars"
+        for space, band, hold in zip(df["action_space"], df["no_trade_band"], df["min_hold_bars"])
+    ]
+    df["reason"] = [f if isinstance(f, str) and f else r for f, r in zip(df["flat_reason"], df["reason"])]
+    df["seeds"] = df["seeds"].astype("Int64")  # NULL on flat rows
+    df["valid_sharpe"] = pd.to_numeric(df["valid_sharpe"], errors="coerce")
+    cols = ["fold", "selected", "version", "ensemble", "seeds", "action_rules", "valid_sharpe", "reason"]
+    return df[cols].rename(columns={"version": "model_version"})
+
+
+def serving(src: Sources) -> tuple[str, str, str]:
+    """``USDCOP_SERVE`` (ConfigError on a bad value), what it trades and the registry it reads."""
+    serve = src.settings.training.serve
+    return (serve, *SERVES[serve])
+
+
+def serve_line(src: Sources) -> str:
+    """One sentence: what this deployment trades, and how to trade the other (ConfigError on a bad value)."""
+    serve, what, table = serving(src)
+    if serve == "ppo_model":
+        return (
+            f"This deployment trades {what} (USDCOP_SERVE={serve}, registry `{table}`); set USDCOP_SERVE=selection to "
+            f"trade the selection's picks (`{SERVED_MODELS}`)."
+        )
+    return (
+        f"This deployment trades {what} (USDCOP_SERVE={serve}, registry `{table}`): per fold its seed ensemble, or "
+        "flat; unset USDCOP_SERVE to trade l5/ppo_model."
+    )
+
+
+def serving_note(src: Sources) -> str:
+    """The short form, beside the model versions a chart names: the actions of a window may predate the setting."""
+    try:
+        serve, what, _ = serving(src)
+    except ConfigError as exc:
+        return f"serving: {exc}"
+    return f"now serving {what}, USDCOP_SERVE={serve}"
+
+
 # -- data quality -------------------------------------------------------------------------------------
 
 
@@ -1137,6 +1197,10 @@ if st is not None:
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_experiment_picks(env) -> pd.DataFrame:
         return experiment_picks(sources(env))
+
+    @st.cache_data(ttl=TTL, show_spinner=False)
+    def cached_served_models(env) -> pd.DataFrame:
+        return served_models(sources(env))
 
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_models(env) -> pd.DataFrame:

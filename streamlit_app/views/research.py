@@ -1,6 +1,7 @@
 """Research: the experiments compared out of sample (``l6/experiment_performance`` → ``rl_experiment_metrics``, its
 latest evaluation), the experiment each fold selected on validation sessions (``experiments/selection/<fold>.json``
-in the lake), or the command that produces them."""
+in the lake), or the command that produces them; and what trades: the registry this deployment serves
+(``USDCOP_SERVE``) and the selection's row per fold in ``rl_served_models``."""
 
 import math
 
@@ -139,4 +140,30 @@ else:
         "Per fold, the experiment the fixed rule chose (highest validation Sharpe of the seed ensemble) on validation "
         "sessions before the fold only; the candidate columns are their validation Sharpe "
         f"(`{data.SELECTION_PREFIX}/<fold>.json`)"
+    )
+
+# -- what trades: the deployment's registry, and the selection's registered row per fold -------------------------------
+st.subheader("Served per fold")
+try:
+    st.caption(data.serve_line(ctx.src))
+except data.ConfigError as exc:
+    st.error(f"configuration error: {exc}")
+served = data.cached_served_models(ctx.env)
+if not served.empty:  # no table or no row yet: the line above says enough
+    st.dataframe(
+        served,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "model_version": st.column_config.TextColumn(
+                help="experiment@version:summary hash, as l5/actions_m5 and the live process name it; flat (...) when "
+                "the rule fell back to flat"
+            ),
+            "valid_sharpe": st.column_config.NumberColumn(format="%.2f", help="validation Sharpe of the pick"),
+            "reason": st.column_config.TextColumn(help="why the rule chose it, or why it fell back to flat"),
+        },
+    )
+    st.caption(
+        f"`{data.SERVED_MODELS}`, newest fold first: per fold what l6/experiment_selection registered (fixed on "
+        "validation sessions before the fold); traded when USDCOP_SERVE=selection"
     )

@@ -111,7 +111,8 @@ def terminal() -> None:
         st.caption(
             f"Agent: {int((n['kind'] != 'exit').sum())} entries and {int((n['kind'] == 'exit').sum())} exits in the "
             "window "
-            f"(models {', '.join(sorted(positions['model_version'].astype(str).unique()))})"
+            f"(models {', '.join(sorted(positions['model_version'].astype(str).unique()))}; "
+            f"{data.serving_note(ctx.src)})"
         )
     if paper is None:
         st.caption("Paper ledger (latest fill, session P&L): " + data.what_to_run("l5/paper_positions"))

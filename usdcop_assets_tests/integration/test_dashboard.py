@@ -131,6 +131,8 @@ def test_terminal_shows_the_warehouse(main_job_home, monkeypatch):
     shown = sum(len(traces[f"agent {k}"]["x"]) for k in ("long", "short", "exit") if f"agent {k}" in traces)
     assert shown == len(expected) > 0
     assert _values(traces["agent position"]["y"]).tolist() == window["position"].tolist()
+    models = ", ".join(sorted(window["model_version"].astype(str).unique()))
+    assert f"(models {models}; now serving l5/ppo_model, USDCOP_SERVE=ppo_model)" in _texts(at.caption)
 
 
 def test_model_page_is_the_tear_sheet(main_job_home, monkeypatch):
@@ -374,6 +376,96 @@ def _research_home(home: Path, warehouse_url: str | None = None) -> Path:
     return home
 
 
+SERVE_LINE = (
+    "This deployment trades l5/ppo_model (USDCOP_SERVE=ppo_model, registry `rl_models`); set USDCOP_SERVE=selection "
+    "to trade the selection's picks (`rl_served_models`)."
+)
+FLAT_REASON = "no candidate passed the rule: fallback"
+
+
+def _write_served(home: Path, warehouse_url: str | None = None) -> None:
+    """Two folds of ``rl_served_models`` as l6/experiment_selection registers them (l6_experiments.served_row): a
+    seed ensemble in 2025-02, flat in 2025-03."""
+    from usdcop_assets.storage.warehouse.database import Warehouse
+
+    digest = "ab12" * 16
+    rows = [
+        dict(
+            time=pd.Timestamp("2025-02-01 05:00", tz="UTC"),
+            fold="2025-02",
+            selected="ppo_a",
+            experiment="a",
+            experiment_version="v3",
+            version=f"a@v3:{digest[:12]}",
+            ensemble="mean",
+            seeds=3,
+            summary_path="experiments/models/a/2025-02/summary.json",
+            summary_sha256=digest,
+            obs_version="obs1",
+            action_space="discrete",
+            no_trade_band=0.5,
+            min_hold_bars=6,
+            features=json.dumps(["ret_1", "rsi_14"]),
+            valid_sharpe=0.8,
+            reason="highest validation Sharpe 0.800 over 20 sessions before 2025-02-03",
+        ),
+        dict(
+            time=pd.Timestamp("2025-03-01 05:00", tz="UTC"),
+            fold="2025-03",
+            selected="flat",
+            version="flat (flat)",
+            reason=FLAT_REASON,
+            flat_reason=FLAT_REASON,
+        ),
+    ]
+    wh = Warehouse(warehouse_url or f"sqlite:///{home / 'warehouse.sqlite'}")
+    wh.ensure_schema()
+    for row in rows:  # a frame per fold, as the selection registers them (seeds stays an integer)
+        wh.upsert(data.SERVED_MODELS, pd.DataFrame([row]))
+    wh.dispose()
+
+
+def _assert_served(at) -> None:
+    *_, served = (d.value for d in at.dataframe)
+    assert served["fold"].tolist() == ["2025-03", "2025-02"]  # newest fold first
+    flat, picked = (r.to_dict() for _, r in served.iterrows())
+    assert (flat["selected"], flat["model_version"], flat["reason"]) == ("flat", "flat (flat)", FLAT_REASON)
+    assert pd.isna(flat["seeds"]) and pd.isna(flat["action_rules"])  # a flat fold trades no ensemble
+    assert (picked["selected"], picked["model_version"], picked["ensemble"], picked["seeds"]) == (
+        "ppo_a",
+        "a@v3:ab12ab12ab12",  # the model_version its actions carry
+        "mean",
+        3,
+    )
+    assert picked["action_rules"] == "discrete, band 0.5, hold ≥ 6 bars"
+    assert picked["valid_sharpe"] == pytest.approx(0.8) and picked["reason"].startswith("highest validation Sharpe")
+    assert SERVE_LINE in _texts(at.caption)
+
+
+def test_research_page_shows_what_is_served(tmp_path, monkeypatch):
+    from usdcop_assets.defs import registry
+
+    assert data.SERVED_MODELS == registry.SERVED_TABLE
+    assert {serve: table for serve, (_, table) in data.SERVES.items()} == registry.SERVES
+    home = _research_home(tmp_path / "research")
+    _write_served(home)
+    _point_at(monkeypatch, home)
+    at = _run(RESEARCH)
+    assert not at.error and not at.info, _texts(at.error) + _texts(at.info)
+    assert "Served per fold" in [s.value for s in at.subheader]
+    _assert_served(at)
+
+    monkeypatch.setenv("USDCOP_SERVE", "selection")  # part of the cache key: the line follows the setting
+    at = _run(RESEARCH)
+    assert (
+        "This deployment trades the selection's picks (USDCOP_SERVE=selection, registry `rl_served_models`): per "
+        "fold its seed ensemble, or flat; unset USDCOP_SERVE to trade l5/ppo_model." in _texts(at.caption)
+    )
+    monkeypatch.setenv("USDCOP_SERVE", "nope")
+    at = _run(RESEARCH)
+    assert "USDCOP_SERVE='nope'" in _texts(at.error)
+
+
 def test_research_page_shows_the_latest_evaluation(tmp_path, monkeypatch):
     from usdcop_assets.defs.layers import l6_experiments
 
@@ -403,17 +495,21 @@ def test_research_page_shows_the_latest_evaluation(tmp_path, monkeypatch):
     (dots,) = fig["data"]
     assert list(dots["y"]) == order
     assert _values(dots["error_x"]["array"])[0] == pytest.approx(2.35 - 1.234)  # CI high above the selected dot
+    assert SERVE_LINE in _texts(at.caption)  # no rl_served_models row yet: the line, no table (two dataframes above)
 
 
 @pytest.mark.pg
 def test_research_page_on_postgres(tmp_path, fresh_pg_url, monkeypatch):
     """The same evaluation from a PostgreSQL warehouse (DATE columns come back as dates, not text)."""
-    _point_at(monkeypatch, _research_home(tmp_path / "research", fresh_pg_url))
+    home = _research_home(tmp_path / "research", fresh_pg_url)
+    _write_served(home, fresh_pg_url)
+    _point_at(monkeypatch, home)
     monkeypatch.setenv("USDCOP_WAREHOUSE_URL", fresh_pg_url)
     at = _run(RESEARCH)
     assert not at.error and not at.info, _texts(at.error) + _texts(at.info)
     assert (_metrics(at)["Selected Sharpe"], _metrics(at)["Folds"]) == ("+1.23", "2025-02 … 2025-03")
-    table, picks = (d.value for d in at.dataframe)
+    _assert_served(at)  # BIGINT and DOUBLE PRECISION as PostgreSQL returns them
+    table, picks, _ = (d.value for d in at.dataframe)
     assert table["strategy"].tolist() == ["selected", "ppo_a", "ppo_b", "lightgbm", "flat", "buy_and_hold"]
     assert picks["fold"].tolist() == ["2025-02", "2025-03"]
     assert "Evaluation of 2025-02-03 … 2025-03-31" in _texts(at.caption)
@@ -428,6 +524,7 @@ def test_research_page_without_experiments(tmp_path, monkeypatch):
         "validation sessions and compares them all)"
     ]
     assert not at.dataframe and not at.get("plotly_chart")
+    assert SERVE_LINE in _texts(at.caption)  # no warehouse, no rl_served_models: the line only
     assert not (tmp_path / "empty").exists()  # read-only: nothing created
 
 
