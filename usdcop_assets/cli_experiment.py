@@ -78,7 +78,8 @@ def register(
     def list_() -> None:
         """Every experiment file: name, where it comes from, version (a hash of its settings), seeds, budget, and
         the folds trained in this home."""
-        from usdcop_assets.defs.experiment_store import EXPERIMENTS_PREFIX
+        from usdcop_assets.defs.experiment_store import EXPERIMENTS_PREFIX, read_summary
+        from usdcop_assets.defs.layers.l6_experiments import backtest_key
         from usdcop_assets.rl.experiments import list_experiments, load_experiment
         from usdcop_assets.storage.lake.store import open_store
 
@@ -88,7 +89,9 @@ def register(
         except (ValueError, ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
         store = open_store(settings.lake)
-        click.echo(f"{'name':16} {'origin':8} {'version':12} {'seeds':10} {'timesteps':>9}  trained folds  description")
+        click.echo(
+            f"{'name':16} {'origin':8} {'version':12} {'seeds':10} {'timesteps':>9}  {'trained folds':30}  description"
+        )
         for row in rows:
             e = load_experiment(row["name"], settings.experiments_dir)
             folds = sorted(
@@ -98,11 +101,15 @@ def register(
                     if k.endswith("summary.json")
                 }
             )
-            trained = f"{folds[0]}..{folds[-1]} ({len(folds)})" if folds else "-"
+            # trained = a summary; traded = its out-of-sample backtest too; stale = trained as another version
+            traded = sum(store.get(backtest_key(row["name"], f)) is not None for f in folds)
+            stale = sum((read_summary(store, row["name"], f) or {}).get("version") != e.version for f in folds)
+            trained = f"{folds[0]}..{folds[-1]} ({len(folds)}, traded {traded}" if folds else "-"
+            trained += (f", stale {stale})" if stale else ")") if folds else ""
             origin = row["origin"] + ("*" if row["overrides"] else "")
             click.echo(
                 f"{row['name']:16} {origin:8} {row['version']:12} {','.join(map(str, e.seeds)):10} "
-                f"{e.ppo.timesteps:>9}  {trained:13}  {row['description'][:70]}"
+                f"{e.ppo.timesteps:>9}  {trained:30}  {row['description'][:70]}"
             )
         folder = settings.experiments_dir
         click.echo(

@@ -418,7 +418,7 @@ def test_the_experiment_command_lists_runs_and_compares(platform):
     listed = runner.invoke(main, ["experiment", "list"])
     assert listed.exit_code == 0, listed.output
     line = next(x for x in listed.output.splitlines() if x.startswith("tiny_discrete"))
-    assert "user" in line and f"{FOLD}..{FOLD} (1)" in line and "1,2,3" in line
+    assert "user" in line and f"{FOLD}..{FOLD} (1, traded 1)" in line and "1,2,3" in line
     assert any(x.startswith("baseline ") and "package" in x for x in listed.output.splitlines())
 
     bad = runner.invoke(main, ["experiment", "run", "no_such_thing", "--folds", FOLD])
