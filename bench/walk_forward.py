@@ -266,8 +266,20 @@ def rule_text(rule) -> str:
 _TRAIN_INPUTS: dict = {}  # what the (forked) training workers read: set by run_experiments before they start
 
 
-def _train_task(key: str, experiment, seeds) -> tuple:
-    """Train ``experiment``'s seeds on fold ``key`` (the episodes strictly before it): (ExperimentFold, wall s)."""
+def _train_group(experiments, seeds_of) -> list[list]:
+    """The experiments grouped so that those whose seeds train the same models (they differ only in how the seeds
+    are combined) share one task and its training cache."""
+    groups: dict[str, list] = {}
+    for e in experiments:
+        settings = e.settings()
+        settings.pop("ensemble", None)
+        groups.setdefault(json.dumps([settings, list(seeds_of[e.name])], sort_keys=True, default=str), []).append(e)
+    return list(groups.values())
+
+
+def _train_task(key: str, experiments, seeds_of) -> tuple:
+    """Train the seeds of each of ``experiments`` on fold ``key`` (the episodes strictly before it), a seed's training
+    shared by the experiments that would repeat it: ({name: ExperimentFold}, wall s)."""
     import torch
 
     from usdcop_assets.core import calendar as cal
@@ -278,19 +290,23 @@ def _train_task(key: str, experiment, seeds) -> tuple:
     x = _TRAIN_INPUTS
     episodes = x["episodes"]
     before = episodes[episodes["time"] < cal.session_open(fold_sessions(key)[0])]
-    fold = fold_windows(key, warm_sessions(before), **experiment.fold_options(x["options"]))
+    cache: dict = {}
+    out = {}
     with Clock() as c:
-        out = train_experiment_fold(
-            before,
-            fold,
-            experiment,
-            x["obs_config"],
-            x["costs"],
-            risk=x["limits"],
-            obs_stats=x["stats"],
-            timesteps=x["timesteps"],
-            seeds=seeds,
-        )
+        for experiment in experiments:
+            fold = fold_windows(key, warm_sessions(before), **experiment.fold_options(x["options"]))
+            out[experiment.name] = train_experiment_fold(
+                before,
+                fold,
+                experiment,
+                x["obs_config"],
+                x["costs"],
+                risk=x["limits"],
+                obs_stats=x["stats"],
+                timesteps=x["timesteps"],
+                seeds=seeds_of[experiment.name],
+                cache=cache,
+            )
     return out, c.wall
 
 
@@ -354,15 +370,19 @@ def run_experiments(args, experiments) -> int:
         options=options,
         timesteps=args.timesteps,
     )
-    tasks = [(k, e, seeds_of[e.name]) for k in train_keys for e in experiments]
+    groups = _train_group(experiments, seeds_of)
+    shared = [[e.name for e in g] for g in groups if len(g) > 1]
+    if shared:
+        log(f"[L5] trained once per fold for each of {shared} (same seeds and training; only the combination differs)")
+    tasks = [(k, i, g) for k in train_keys for i, g in enumerate(groups)]
     pool = None
     if args.jobs > 1:
         import concurrent.futures
         import multiprocessing
 
         pool = concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork"))
-        futures = {(k, e.name): pool.submit(_train_task, k, e, s) for k, e, s in tasks}
-        log(f"[L5] {len(tasks)} (fold, experiment) trainings on {args.jobs} worker processes")
+        futures = {(k, i): pool.submit(_train_task, k, g, seeds_of) for k, i, g in tasks}
+        log(f"[L5] {len(tasks)} (fold, experiment group) trainings on {args.jobs} worker processes")
     else:
         futures = None
     trained: dict[str, dict] = {}  # fold key of training -> experiment name -> ExperimentFold
@@ -377,18 +397,23 @@ def run_experiments(args, experiments) -> int:
             gbm_pos[key] = gbm_targets(g, episodes.loc[episodes.index[month_of == key]], obs_config)
         if i % args.every == 0:
             trained[key] = {}
-            for e in experiments:
+            for i, group in enumerate(groups):
                 if futures is not None:
-                    trained[key][e.name], wall = futures[(key, e.name)].result()
+                    got, wall = futures[(key, i)].result()
                 else:
-                    trained[key][e.name], wall = _train_task(key, e, seeds_of[e.name])
+                    got, wall = _train_task(key, group, seeds_of)
                 t_train += wall
-                v = trained[key][e.name].validation
-                log(
-                    f"[L5] fold {key} {e.name}: {len(seeds_of[e.name])} seeds in {wall:.0f}s; ensemble validation "
-                    f"Sharpe {fnum(v['sharpe'], '{:.2f}')}, turnover {fnum(v['turnover_per_session'], '{:.2f}')}"
-                    f"/session ({v['first_session']}..{v['last_session']})"
-                )
+                for e in group:
+                    trained[key][e.name] = got[e.name]
+                    v = got[e.name].validation
+                    others = ", ".join(x.name for x in group if x is not e)
+                    log(
+                        f"[L5] fold {key} {e.name}: {len(seeds_of[e.name])} seeds in {wall:.0f}s"
+                        f"{f' (shared with {others})' if others else ''}; ensemble validation Sharpe "
+                        f"{fnum(v['sharpe'], '{:.2f}')}, turnover {fnum(v['turnover_per_session'], '{:.2f}')}/session "
+                        f"({v['first_session']}..{v['last_session']})"
+                    )
+            trained[key] = {e.name: trained[key][e.name] for e in experiments}  # in the order listed
             current = key
             candidates = [
                 ValidationResult(

@@ -18,6 +18,7 @@ Pure numpy/pandas/torch/SB3; no Dagster.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -144,6 +145,14 @@ class ExperimentFold:
         }
 
 
+def _training_key(fold: Fold, config) -> str:
+    """What determines a seed's training on given episodes: the fold's windows and the full training config."""
+    import json
+
+    windows = (fold.key, [str(d) for d in fold.train_sessions], [str(d) for d in fold.valid_sessions])
+    return json.dumps([windows, dataclasses.asdict(config)], sort_keys=True, default=str)
+
+
 def train_experiment_fold(
     episodes_df: pd.DataFrame,
     fold: Fold,
@@ -156,12 +165,16 @@ def train_experiment_fold(
     timesteps: int | None = None,
     seeds=None,
     log=None,
+    cache: dict | None = None,
 ) -> ExperimentFold:
     """Train every seed of ``experiment`` on ``fold`` and evaluate their combination on its validation sessions.
 
     ``episodes_df``: the episodes available before the fold (what ``l5/ppo_model`` reads); ``timesteps`` and
     ``seeds`` override the file's (screening runs). The fold's validation window is the experiment's own
-    (``fold.valid_sessions``), made by the caller with ``experiment.fold_options``.
+    (``fold.valid_sessions``), made by the caller with ``experiment.fold_options``. ``cache``: a dict shared by the
+    caller's calls on the same episodes; a seed whose training config and fold windows were trained before is taken
+    from it instead of trained again (experiments that differ only in how seeds are combined, e.g. mean vs vote,
+    train the same models: the trainer is deterministic given data, config and seed).
     """
     from usdcop_assets.rl.training import train_fold
 
@@ -175,7 +188,12 @@ def train_experiment_fold(
     for seed in seeds:
         cfg = experiment.train_config(seed, timesteps=timesteps)
         config = config or cfg
-        trained = train_fold(episodes_df, fold, cfg, obs_config, costs, risk=risk, obs_stats=obs_stats)
+        key = _training_key(fold, cfg) if cache is not None else None
+        trained = cache.get(key) if key is not None else None
+        if trained is None:
+            trained = train_fold(episodes_df, fold, cfg, obs_config, costs, risk=risk, obs_stats=obs_stats)
+            if key is not None:
+                cache[key] = trained
         sel = trained.metadata["selection"]
         models.append(trained)
         per_seed.append(

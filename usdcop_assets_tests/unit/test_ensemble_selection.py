@@ -111,3 +111,29 @@ def test_train_experiment_fold_three_seeds_tiny():
     np.testing.assert_array_equal(combined, E.combine_positions(per, "vote"))
     again = E.train_experiment_fold(before, fold, exp, load_config(), CostConfig(), timesteps=512, seeds=[8])
     assert again.per_seed[0]["weights_sha256"] == out.per_seed[1]["weights_sha256"]  # a seed reproduces
+
+
+def test_experiments_that_differ_only_in_the_combination_train_once_with_a_shared_cache():
+    days = cal.trading_days(dt.date(2024, 1, 1), dt.date(2024, 4, 30))
+    frame = episodes_frame(days)
+    base = X.load_experiment("baseline")
+    mean = dataclasses.replace(
+        base,
+        seeds=(7, 8),
+        ppo=dataclasses.replace(base.ppo, n_steps=256, batch_size=64, n_epochs=2, net_arch=(16, 16)),
+        validation=dataclasses.replace(base.validation, checkpoints=2, valid_sessions=10),
+    )
+    vote = dataclasses.replace(mean, name="baseline_vote", ensemble="vote")
+    before = frame[frame["session"] < START.isoformat()]
+    fold = fold_windows(FOLD, sorted(before["session"].unique()), **mean.fold_options({"min_train_sessions": 30}))
+    cache: dict = {}
+    a = E.train_experiment_fold(before, fold, mean, load_config(), CostConfig(), timesteps=512, cache=cache)
+    assert len(cache) == 2  # one training per seed
+    b = E.train_experiment_fold(before, fold, vote, load_config(), CostConfig(), timesteps=512, cache=cache)
+    assert len(cache) == 2 and all(x is y for x, y in zip(a.models, b.models))  # taken from the cache, not retrained
+    fresh = E.train_experiment_fold(before, fold, vote, load_config(), CostConfig(), timesteps=512)
+    assert [r["weights_sha256"] for r in fresh.per_seed] == [r["weights_sha256"] for r in b.per_seed]
+    assert b.validation == fresh.validation  # the vote's own figures, exactly as a training of its own gives them
+    other = dataclasses.replace(mean, reward=dataclasses.replace(mean.reward, cost_multiplier=2.0))
+    E.train_experiment_fold(before, fold, other, load_config(), CostConfig(), timesteps=512, cache=cache)
+    assert len(cache) == 4  # another training config trains its own seeds
