@@ -256,13 +256,10 @@ def direct_child(first_s: str, last_s: str) -> dict:
         from usdcop_assets.defs.definitions import build_defs
         from usdcop_assets.defs.keys import EPISODES as _EPISODES
         from usdcop_assets.defs.keys import L1_MACRO
-        from usdcop_assets.defs.layers.l5_model import (
-            latest_models,
-        )  # no longer defined there (broken before this change)
 
         l4_episodes_session = build_defs(Settings.from_env()).resolve_assets_def(_EPISODES)
-        from usdcop_assets.defs.registry import policy_for
-        from usdcop_assets.defs.resources import LakeResource
+        from usdcop_assets.defs.registry import ModelStoreResource
+        from usdcop_assets.defs.resources import LakeResource, WarehouseResource
         from usdcop_assets.defs.windows import complete_from
         from usdcop_assets.features.engineering import (
             FEATURE_LOOKBACK_SESSIONS,
@@ -308,7 +305,13 @@ def direct_child(first_s: str, last_s: str) -> dict:
 
         settings = Settings.from_env()
         store = open_store(settings.lake)
-        lake = LakeResource(url=settings.lake.url)  # latest_models / policy_for take the resource (no Dagster run)
+        lake = LakeResource(url=settings.lake.url)
+        # what l5/actions_m5 reads through (the registry, then the hash-checked policy), without a Dagster run
+        model_store = ModelStoreResource(
+            lake=lake,
+            warehouse=WarehouseResource(url=settings.warehouse_url.render_as_string(hide_password=False)),
+            serve=settings.training.serve,
+        )
         wh = Warehouse(settings.warehouse_url)
         table = lambda name: SessionTable(store, name)  # noqa: E731
         timed("setup", "write", store.check)
@@ -407,7 +410,7 @@ def direct_child(first_s: str, last_s: str) -> dict:
         write("L4", "l4/episodes_session", episodes, own)
 
         # L5
-        models = timed("L5", "read", latest_models, lake)
+        models = timed("L5", "read", model_store.registered)
         actions, _ = timed(
             "L5",
             "compute",
@@ -417,7 +420,7 @@ def direct_child(first_s: str, last_s: str) -> dict:
             own[0],
             own[1],
             models,
-            lambda row: policy_for(lake, row),
+            lambda row: model_store.policy(row, None, load_config().features),
             load_config(),
         )
         write("L5", "l5/actions_m5", actions, own, "fact_rl_inference")
