@@ -78,8 +78,7 @@ def register(
     def list_() -> None:
         """Every experiment file: name, where it comes from, version (a hash of its settings), seeds, budget, and
         the folds trained in this home."""
-        from usdcop_assets.defs.experiment_store import EXPERIMENTS_PREFIX, read_summary
-        from usdcop_assets.defs.layers.l6_experiments import backtest_key
+        from usdcop_assets.defs.experiment_store import EXPERIMENTS_PREFIX, backtest_key, read_summary
         from usdcop_assets.rl.experiments import list_experiments, load_experiment
         from usdcop_assets.storage.lake.store import open_store
 

@@ -6,6 +6,7 @@ import json
 from usdcop_assets.defs.partitions import EXPERIMENT_DIM, FOLD_DIM
 
 EXPERIMENTS_PREFIX = "models/experiments"
+BACKTEST_PREFIX = "experiments/backtest"  # l6/experiment_backtest's per-bar positions
 SUMMARY_NAME = "summary.json"
 
 
@@ -27,3 +28,8 @@ def partition_dims(context) -> tuple[str, str]:
     """(experiment, fold) of an ``experiment_fold`` partition."""
     keys = context.partition_key.keys_by_dimension
     return keys[EXPERIMENT_DIM], keys[FOLD_DIM]
+
+
+def backtest_key(experiment: str, fold: str) -> str:
+    """The lake object of the partition's out-of-sample positions (``l6/experiment_backtest``)."""
+    return f"{BACKTEST_PREFIX}/{experiment}/{fold}.parquet"

@@ -29,7 +29,7 @@ from usdcop_assets.backtest.experiment_comparison import SELECTED, experiment_co
 from usdcop_assets.backtest.report import experiment_metric_rows, experiment_report_html, finite_or_none
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import Settings
-from usdcop_assets.defs.experiment_store import partition_dims, read_summary, summary_key
+from usdcop_assets.defs.experiment_store import backtest_key, partition_dims, read_summary, summary_key
 from usdcop_assets.defs.keys import (
     EPISODES,
     EXPERIMENT_BACKTEST,
@@ -48,7 +48,6 @@ from usdcop_assets.rl.folds import fold_sessions, fold_windows, warm_sessions
 from usdcop_assets.rl.risk import live_limits
 from usdcop_assets.rl.selection import SelectionRule, ValidationResult, select
 
-BACKTEST_PREFIX = "experiments/backtest"
 SELECTION_PREFIX = "experiments/selection"
 METRICS_TABLE = "rl_experiment_metrics"
 REPORTS_PREFIX = "reports/experiments"  # one self-contained HTML page per evaluation date
@@ -66,10 +65,6 @@ class ExperimentPerformanceConfig(dg.Config):
 
 def strategy_name(experiment: str) -> str:
     return f"ppo_{experiment}"
-
-
-def backtest_key(experiment: str, fold: str) -> str:
-    return f"{BACKTEST_PREFIX}/{experiment}/{fold}.parquet"
 
 
 def selection_key(fold: str) -> str:
