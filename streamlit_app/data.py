@@ -398,11 +398,62 @@ def lake_dates(src: Sources, dataset: str) -> list[dt.date]:
         return []
 
 
-def read_lake(src: Sources, dataset: str, days: list[dt.date]) -> pd.DataFrame:
+def _read_object(store, key: str, columns: list[str] | None):
+    """One session object, only ``columns`` of it (those it has): ``ParquetFile.read`` costs ~0.1 ms per object
+    where ``pq.read_table`` (the dataset machinery ``SessionTable`` uses) costs ~1 ms, and the others are not
+    decoded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    blob = store.get(key)
+    if blob is None:
+        return None
+    file = pq.ParquetFile(pa.BufferReader(blob))
+    names = set(file.schema_arrow.names)
+    return file.read(columns=None if columns is None else [c for c in columns if c in names], use_threads=False)
+
+
+def read_sessions(
+    src: Sources, dataset: str, days: list[dt.date], start, end, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """``SessionTable.read(start, end, columns)`` of the listed session objects ``days`` (every listed day of the
+    window): the same rows, columns and types, read faster (``_read_object``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+
+    table = src.lake_table(dataset)
+    with ThreadPoolExecutor(max_workers=table.max_workers) as pool:
+        parts = [
+            t
+            for t in pool.map(lambda d: _read_object(table.store, table.object_key(d), columns), days)
+            if t is not None
+        ]
+    if not parts:
+        empty = pd.DataFrame(columns=columns if columns is not None else [table.time_column])
+        if table.time_column in empty.columns:
+            empty = empty.astype({table.time_column: "datetime64[ns, UTC]"})
+        return empty
+    arrow = pa.concat_tables(parts, promote_options="permissive")
+    ns = arrow.column(table.time_column).cast(pa.int64()).to_numpy()
+    start, end = cal.as_utc(start, "read start"), cal.as_utc(end, "read end")
+    arrow = arrow.filter(pa.array((ns >= start.value) & (ns < end.value)))
+    if columns is not None:
+        arrow = arrow.select(columns)
+    return arrow.to_pandas()
+
+
+def read_lake(src: Sources, dataset: str, days: list[dt.date], columns: list[str] | None = None) -> pd.DataFrame:
+    """The session objects of ``days`` (consecutive listed days, as ``lake_dates`` returns them)."""
     if not days:
         return pd.DataFrame()
-    return src.lake_table(dataset).read(
-        cal.session_open(days[0]) - pd.Timedelta(hours=8), cal.session_end(days[-1]) + pd.Timedelta(hours=11)
+    return read_sessions(
+        src,
+        dataset,
+        days,
+        cal.session_open(days[0]) - pd.Timedelta(hours=8),
+        cal.session_end(days[-1]) + pd.Timedelta(hours=11),
+        columns,
     )
 
 
@@ -411,7 +462,7 @@ def agent_positions(src: Sources, sessions: list[dt.date]) -> pd.DataFrame | Non
     days = [d for d in lake_dates(src, "l5/actions_m5") if sessions and sessions[0] <= d <= sessions[-1]]
     if not days:
         return None
-    df = read_lake(src, "l5/actions_m5", days)
+    df = read_lake(src, "l5/actions_m5", days, ["time", "position", "model_version"])
     if "position" not in df.columns or df.empty:
         return None
     return df[["time", "position", "model_version"]].reset_index(drop=True)
@@ -548,11 +599,7 @@ def read_all_lake(src: Sources, dataset: str, columns: list[str] | None = None) 
     days = lake_dates(src, dataset)
     if not days:
         return pd.DataFrame(columns=columns or [])
-    return src.lake_table(dataset).read(
-        cal.session_open(days[0]) - pd.Timedelta(hours=8),
-        cal.session_end(days[-1]) + pd.Timedelta(hours=11),
-        columns=columns,
-    )
+    return read_lake(src, dataset, days, columns)
 
 
 BACKTEST_READ = ["time", "session", "position", "pnl", "next_ret", "close", "model_version"]
@@ -564,8 +611,8 @@ def backtest(src: Sources, days: list[dt.date] | None = None) -> pd.DataFrame:
         return read_all_lake(src, "l6/backtest_session", BACKTEST_READ)
     if not days:
         return pd.DataFrame(columns=BACKTEST_READ)
-    return src.lake_table("l6/backtest_session").read(
-        cal.session_open(days[0]), cal.session_end(days[-1]), columns=BACKTEST_READ
+    return read_sessions(
+        src, "l6/backtest_session", days, cal.session_open(days[0]), cal.session_end(days[-1]), BACKTEST_READ
     )
 
 
