@@ -417,7 +417,7 @@ def read_sessions(
     src: Sources, dataset: str, days: list[dt.date], start, end, columns: list[str] | None = None
 ) -> pd.DataFrame:
     """``SessionTable.read(start, end, columns)`` of the listed session objects ``days`` (every listed day of the
-    window): the same rows, columns and types, read faster (``_read_object``)."""
+    window; a None bound is open): the same rows, columns and types, read faster (``_read_object``)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow as pa
@@ -435,9 +435,14 @@ def read_sessions(
             empty = empty.astype({table.time_column: "datetime64[ns, UTC]"})
         return empty
     arrow = pa.concat_tables(parts, promote_options="permissive")
-    ns = arrow.column(table.time_column).cast(pa.int64()).to_numpy()
-    start, end = cal.as_utc(start, "read start"), cal.as_utc(end, "read end")
-    arrow = arrow.filter(pa.array((ns >= start.value) & (ns < end.value)))
+    if start is not None or end is not None:
+        ns = arrow.column(table.time_column).cast(pa.int64()).to_numpy()
+        keep = np.ones(len(ns), dtype=bool)
+        if start is not None:
+            keep &= ns >= cal.as_utc(start, "read start").value
+        if end is not None:
+            keep &= ns < cal.as_utc(end, "read end").value
+        arrow = arrow.filter(pa.array(keep))
     if columns is not None:
         arrow = arrow.select(columns)
     return arrow.to_pandas()
@@ -532,7 +537,8 @@ def normalization(src: Sources) -> pd.DataFrame | None:
     days = lake_dates(src, "l4/observation_stats")
     if not days:
         return None
-    frame = src.lake_table("l4/observation_stats").read()
+    # a month's rows are timed at its first day (normalization.month_start): the newest object holds the newest month
+    frame = read_sessions(src, "l4/observation_stats", days[-1:], None, None)
     return (
         frame[frame["month"] == frame["month"].max()].reset_index(drop=True)
         if len(frame) and "month" in frame
