@@ -16,6 +16,7 @@ The module has two halves:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import threading
@@ -869,11 +870,17 @@ def _ts(seconds: float | None) -> pd.Timestamp | None:
     return None if seconds is None else pd.Timestamp(seconds, unit="s", tz="UTC")
 
 
+@functools.lru_cache(maxsize=64)
+def _trading_days(first: dt.date, last: dt.date) -> tuple[dt.date, ...]:
+    """``cal.trading_days``, once per span: the pipeline page asks for the same six years per session asset."""
+    return tuple(cal.trading_days(first, last))
+
+
 def expected_partitions(kind: str, first: str, last: str) -> list[str]:
     """Partition keys the calendar expects from ``first`` to ``last`` (same kind, inclusive)."""
     a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
     if kind == "session":
-        return [d.isoformat() for d in cal.trading_days(a, b)]
+        return [d.isoformat() for d in _trading_days(a, b)]
     return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
@@ -889,7 +896,7 @@ def freshness(kind: str | None, latest: str | None, now=None) -> str:
         return "unknown"
     last_day = last_bar.tz_convert(cal.TZ).date()
     start = dt.date.fromisoformat(latest) + dt.timedelta(days=1)
-    behind = len(cal.trading_days(start, last_day)) if kind == "session" else max((last_day - start).days + 1, 0)
+    behind = len(_trading_days(start, last_day)) if kind == "session" else max((last_day - start).days + 1, 0)
     unit = "sessions" if kind == "session" else "days"
     return "fresh" if behind <= 0 else f"stale: {behind} {unit} behind"
 
@@ -898,6 +905,8 @@ def layer_status(instance, now=None) -> pd.DataFrame:
     """One row per asset of L0-L6: latest partition, when, run, partitions materialized, gaps, freshness."""
     rows = []
     known = {"/".join(k.path) for k in instance.get_asset_keys()} if instance is not None else set()
+    listed = [_key(a) for assets in LAYERS.values() for a, _ in assets if a in known]
+    latest_events = instance.get_latest_materialization_events(listed) if listed else {}  # one query, not one each
     for layer, assets in LAYERS.items():
         for asset, kind in assets:
             row = {
@@ -914,7 +923,7 @@ def layer_status(instance, now=None) -> pd.DataFrame:
                 "what_to_run": what_to_run(asset),
             }
             if asset in known:
-                event = instance.get_latest_materialization_event(_key(asset))
+                event = latest_events.get(_key(asset))
                 if event is not None:
                     mat = event.asset_materialization
                     row.update(materialized_at=_ts(event.timestamp), run_id=event.run_id, what_to_run="")
