@@ -663,13 +663,17 @@ def paper_history(src: Sources, start=None, end=None) -> pd.DataFrame:
     return src.warehouse.window("paper_positions", cols, start, end)
 
 
-def materialized(src: Sources) -> dict[str, bool]:
-    """Which L5/L6 outputs exist in the stores right now (the pages read this, never a fixed text)."""
+def materialized(src: Sources, registry=None, performance=None, dates=None) -> dict[str, bool]:
+    """Which L5/L6 outputs exist in the stores right now (the pages read this, never a fixed text). ``registry``,
+    ``performance`` (frames) and ``dates`` (dataset -> listed dates) are what the caller already read, else read."""
+    registry = models(src) if registry is None else registry
+    performance = performance_rows(src) if performance is None else performance
+    dates = dates or (lambda dataset: lake_dates(src, dataset))
     return {
-        "l5/ppo_model": not models(src).empty,
-        "l5/actions_m5": bool(lake_dates(src, "l5/actions_m5")),
-        "l6/backtest_session": bool(lake_dates(src, "l6/backtest_session")),
-        "l6/performance": not performance_rows(src).empty,
+        "l5/ppo_model": not registry.empty,
+        "l5/actions_m5": bool(dates("l5/actions_m5")),
+        "l6/backtest_session": bool(dates("l6/backtest_session")),
+        "l6/performance": not performance.empty,
         "l5/paper_positions": src.warehouse.has_table("paper_positions"),
     }
 
@@ -1278,7 +1282,10 @@ if st is not None:
 
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_materialized(env) -> dict:
-        return materialized(sources(env))
+        # the page reads these too: one read of each (same TTL) instead of two
+        return materialized(
+            sources(env), cached_models(env), cached_performance(env), lambda dataset: cached_lake_dates(env, dataset)
+        )
 
     @st.cache_resource(show_spinner=False)
     def cached_instance(env):
