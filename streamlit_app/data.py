@@ -206,7 +206,11 @@ class WarehouseReader:
     def query(self, sql: str, params: dict | None = None, times: tuple[str, ...] = ("time",)) -> pd.DataFrame:
         with self.engine.connect() as conn:
             result = conn.execute(sa.text(sql), params or {})
-            df = pd.DataFrame.from_records([tuple(r) for r in result.fetchall()], columns=list(result.keys()))
+            # the driver's own tuples: a textual query has no result types for SQLAlchemy to process, and making a
+            # Row of each and a tuple of that was 3/4 of reading six years of bars (0.28 -> 0.09 CPU s for 88k rows)
+            cursor = getattr(result, "cursor", None)
+            rows = cursor.fetchall() if cursor is not None else [tuple(r) for r in result.fetchall()]
+            df = pd.DataFrame.from_records(rows, columns=list(result.keys()))
         for c in times:
             if c in df.columns:
                 df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
