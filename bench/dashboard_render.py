@@ -7,7 +7,7 @@ temporary ``USDCOP_HOME`` (through Dagster, six years of layers would take hours
 - L1: six years of synthetic bars, ``refine.standardize_bars`` -> warehouse ``usdcop_m5_ohlcv`` + lake;
 - L2: ``features.indicators.compute_indicators`` -> warehouse ``usdcop_m5_indicators`` + lake;
 - L3: STAND-IN feature values (the observation config's feature columns, seeded normal noise: the pages
-  only read them), then the real ``fit_normalization`` / ``build_observations`` (L4) and
+  only read them), then the real monthly ``fit_months`` / ``build_observations`` (L4) and
   ``build_episodes``;
 - L5: a stand-in policy (sign of EMA20 - EMA50, half size, flat at the session end) as ``l5/actions_m5``,
   ``rl.paper.paper_ledger`` -> warehouse ``paper_trades`` / ``paper_positions``; one ``rl_models`` row
@@ -68,14 +68,15 @@ def build_home(home: Path, years: int, warehouse_url: str, instance: bool) -> di
     from usdcop_assets.core import calendar as cal
     from usdcop_assets.core.settings import Settings
     from usdcop_assets.features.indicators import compute_indicators
-    from usdcop_assets.observation.builder import build_observations, fit_normalization, load_config, stats_to_frame
+    from usdcop_assets.observation.builder import build_observations, load_config, stats_to_frame
     from usdcop_assets.observation.episodes import build_episodes
+    from usdcop_assets.observation.normalization import fit_months, month_start, months_between, shift_month
     from usdcop_assets.refine.standardize import standardize_bars
     from usdcop_assets.rl.costs import live_costs
     from usdcop_assets.rl.paper import paper_ledger
     from usdcop_assets.rl.risk import live_limits
     from usdcop_assets.sources.synthetic import synthetic_bars
-    from usdcop_assets.storage.lake.session_table import SessionTable, write_object
+    from usdcop_assets.storage.lake.session_table import SessionTable
     from usdcop_assets.storage.lake.store import open_store
     from usdcop_assets.storage.warehouse.database import Warehouse
 
@@ -112,8 +113,11 @@ def build_home(home: Path, years: int, warehouse_url: str, instance: bool) -> di
         feats[name] = rng.normal(size=len(kept))
     feats["warm"] = True
     lake("l3/features_m5", feats)
-    stats = stats_to_frame(fit_normalization(feats, config))
-    write_object(store, "l4/observation_stats", stats)
+    months = months_between(days[0], days[-1])
+    stats = stats_to_frame(fit_months(feats, config, months))  # monthly, as L4 fits them
+    SessionTable(store, "l4/observation_stats").write(
+        stats, month_start(months[0]), month_start(shift_month(months[-1], 1))
+    )
     from usdcop_assets.observation.builder import stats_from_frame
 
     obs = build_observations(feats, config, stats_from_frame(stats))

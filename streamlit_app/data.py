@@ -16,6 +16,7 @@ The module has two halves:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import threading
@@ -205,7 +206,11 @@ class WarehouseReader:
     def query(self, sql: str, params: dict | None = None, times: tuple[str, ...] = ("time",)) -> pd.DataFrame:
         with self.engine.connect() as conn:
             result = conn.execute(sa.text(sql), params or {})
-            df = pd.DataFrame.from_records([tuple(r) for r in result.fetchall()], columns=list(result.keys()))
+            # the driver's own tuples: a textual query has no result types for SQLAlchemy to process, and making a
+            # Row of each and a tuple of that was 3/4 of reading six years of bars (0.28 -> 0.09 CPU s for 88k rows)
+            cursor = getattr(result, "cursor", None)
+            rows = cursor.fetchall() if cursor is not None else [tuple(r) for r in result.fetchall()]
+            df = pd.DataFrame.from_records(rows, columns=list(result.keys()))
         for c in times:
             if c in df.columns:
                 df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
@@ -398,11 +403,67 @@ def lake_dates(src: Sources, dataset: str) -> list[dt.date]:
         return []
 
 
-def read_lake(src: Sources, dataset: str, days: list[dt.date]) -> pd.DataFrame:
+def _read_object(store, key: str, columns: list[str] | None):
+    """One session object, only ``columns`` of it (those it has): ``ParquetFile.read`` costs ~0.1 ms per object
+    where ``pq.read_table`` (the dataset machinery ``SessionTable`` uses) costs ~1 ms, and the others are not
+    decoded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    blob = store.get(key)
+    if blob is None:
+        return None
+    file = pq.ParquetFile(pa.BufferReader(blob))
+    names = set(file.schema_arrow.names)
+    return file.read(columns=None if columns is None else [c for c in columns if c in names], use_threads=False)
+
+
+def read_sessions(
+    src: Sources, dataset: str, days: list[dt.date], start, end, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """``SessionTable.read(start, end, columns)`` of the listed session objects ``days`` (every listed day of the
+    window; a None bound is open): the same rows, columns and types, read faster (``_read_object``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+
+    table = src.lake_table(dataset)
+    with ThreadPoolExecutor(max_workers=table.max_workers) as pool:
+        parts = [
+            t
+            for t in pool.map(lambda d: _read_object(table.store, table.object_key(d), columns), days)
+            if t is not None
+        ]
+    if not parts:
+        empty = pd.DataFrame(columns=columns if columns is not None else [table.time_column])
+        if table.time_column in empty.columns:
+            empty = empty.astype({table.time_column: "datetime64[ns, UTC]"})
+        return empty
+    arrow = pa.concat_tables(parts, promote_options="permissive")
+    if start is not None or end is not None:
+        ns = arrow.column(table.time_column).cast(pa.int64()).to_numpy()
+        keep = np.ones(len(ns), dtype=bool)
+        if start is not None:
+            keep &= ns >= cal.as_utc(start, "read start").value
+        if end is not None:
+            keep &= ns < cal.as_utc(end, "read end").value
+        arrow = arrow.filter(pa.array(keep))
+    if columns is not None:
+        arrow = arrow.select(columns)
+    return arrow.to_pandas()
+
+
+def read_lake(src: Sources, dataset: str, days: list[dt.date], columns: list[str] | None = None) -> pd.DataFrame:
+    """The session objects of ``days`` (consecutive listed days, as ``lake_dates`` returns them)."""
     if not days:
         return pd.DataFrame()
-    return src.lake_table(dataset).read(
-        cal.session_open(days[0]) - pd.Timedelta(hours=8), cal.session_end(days[-1]) + pd.Timedelta(hours=11)
+    return read_sessions(
+        src,
+        dataset,
+        days,
+        cal.session_open(days[0]) - pd.Timedelta(hours=8),
+        cal.session_end(days[-1]) + pd.Timedelta(hours=11),
+        columns,
     )
 
 
@@ -411,7 +472,7 @@ def agent_positions(src: Sources, sessions: list[dt.date]) -> pd.DataFrame | Non
     days = [d for d in lake_dates(src, "l5/actions_m5") if sessions and sessions[0] <= d <= sessions[-1]]
     if not days:
         return None
-    df = read_lake(src, "l5/actions_m5", days)
+    df = read_lake(src, "l5/actions_m5", days, ["time", "position", "model_version"])
     if "position" not in df.columns or df.empty:
         return None
     return df[["time", "position", "model_version"]].reset_index(drop=True)
@@ -481,7 +542,8 @@ def normalization(src: Sources) -> pd.DataFrame | None:
     days = lake_dates(src, "l4/observation_stats")
     if not days:
         return None
-    frame = src.lake_table("l4/observation_stats").read()
+    # a month's rows are timed at its first day (normalization.month_start): the newest object holds the newest month
+    frame = read_sessions(src, "l4/observation_stats", days[-1:], None, None)
     return (
         frame[frame["month"] == frame["month"].max()].reset_index(drop=True)
         if len(frame) and "month" in frame
@@ -548,11 +610,7 @@ def read_all_lake(src: Sources, dataset: str, columns: list[str] | None = None) 
     days = lake_dates(src, dataset)
     if not days:
         return pd.DataFrame(columns=columns or [])
-    return src.lake_table(dataset).read(
-        cal.session_open(days[0]) - pd.Timedelta(hours=8),
-        cal.session_end(days[-1]) + pd.Timedelta(hours=11),
-        columns=columns,
-    )
+    return read_lake(src, dataset, days, columns)
 
 
 BACKTEST_READ = ["time", "session", "position", "pnl", "next_ret", "close", "model_version"]
@@ -564,8 +622,8 @@ def backtest(src: Sources, days: list[dt.date] | None = None) -> pd.DataFrame:
         return read_all_lake(src, "l6/backtest_session", BACKTEST_READ)
     if not days:
         return pd.DataFrame(columns=BACKTEST_READ)
-    return src.lake_table("l6/backtest_session").read(
-        cal.session_open(days[0]), cal.session_end(days[-1]), columns=BACKTEST_READ
+    return read_sessions(
+        src, "l6/backtest_session", days, cal.session_open(days[0]), cal.session_end(days[-1]), BACKTEST_READ
     )
 
 
@@ -609,13 +667,17 @@ def paper_history(src: Sources, start=None, end=None) -> pd.DataFrame:
     return src.warehouse.window("paper_positions", cols, start, end)
 
 
-def materialized(src: Sources) -> dict[str, bool]:
-    """Which L5/L6 outputs exist in the stores right now (the pages read this, never a fixed text)."""
+def materialized(src: Sources, registry=None, performance=None, dates=None) -> dict[str, bool]:
+    """Which L5/L6 outputs exist in the stores right now (the pages read this, never a fixed text). ``registry``,
+    ``performance`` (frames) and ``dates`` (dataset -> listed dates) are what the caller already read, else read."""
+    registry = models(src) if registry is None else registry
+    performance = performance_rows(src) if performance is None else performance
+    dates = dates or (lambda dataset: lake_dates(src, dataset))
     return {
-        "l5/ppo_model": not models(src).empty,
-        "l5/actions_m5": bool(lake_dates(src, "l5/actions_m5")),
-        "l6/backtest_session": bool(lake_dates(src, "l6/backtest_session")),
-        "l6/performance": not performance_rows(src).empty,
+        "l5/ppo_model": not registry.empty,
+        "l5/actions_m5": bool(dates("l5/actions_m5")),
+        "l6/backtest_session": bool(dates("l6/backtest_session")),
+        "l6/performance": not performance.empty,
         "l5/paper_positions": src.warehouse.has_table("paper_positions"),
     }
 
@@ -816,11 +878,17 @@ def _ts(seconds: float | None) -> pd.Timestamp | None:
     return None if seconds is None else pd.Timestamp(seconds, unit="s", tz="UTC")
 
 
+@functools.lru_cache(maxsize=64)
+def _trading_days(first: dt.date, last: dt.date) -> tuple[dt.date, ...]:
+    """``cal.trading_days``, once per span: the pipeline page asks for the same six years per session asset."""
+    return tuple(cal.trading_days(first, last))
+
+
 def expected_partitions(kind: str, first: str, last: str) -> list[str]:
     """Partition keys the calendar expects from ``first`` to ``last`` (same kind, inclusive)."""
     a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
     if kind == "session":
-        return [d.isoformat() for d in cal.trading_days(a, b)]
+        return [d.isoformat() for d in _trading_days(a, b)]
     return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
@@ -836,7 +904,7 @@ def freshness(kind: str | None, latest: str | None, now=None) -> str:
         return "unknown"
     last_day = last_bar.tz_convert(cal.TZ).date()
     start = dt.date.fromisoformat(latest) + dt.timedelta(days=1)
-    behind = len(cal.trading_days(start, last_day)) if kind == "session" else max((last_day - start).days + 1, 0)
+    behind = len(_trading_days(start, last_day)) if kind == "session" else max((last_day - start).days + 1, 0)
     unit = "sessions" if kind == "session" else "days"
     return "fresh" if behind <= 0 else f"stale: {behind} {unit} behind"
 
@@ -845,6 +913,8 @@ def layer_status(instance, now=None) -> pd.DataFrame:
     """One row per asset of L0-L6: latest partition, when, run, partitions materialized, gaps, freshness."""
     rows = []
     known = {"/".join(k.path) for k in instance.get_asset_keys()} if instance is not None else set()
+    listed = [_key(a) for assets in LAYERS.values() for a, _ in assets if a in known]
+    latest_events = instance.get_latest_materialization_events(listed) if listed else {}  # one query, not one each
     for layer, assets in LAYERS.items():
         for asset, kind in assets:
             row = {
@@ -861,7 +931,7 @@ def layer_status(instance, now=None) -> pd.DataFrame:
                 "what_to_run": what_to_run(asset),
             }
             if asset in known:
-                event = instance.get_latest_materialization_event(_key(asset))
+                event = latest_events.get(_key(asset))
                 if event is not None:
                     mat = event.asset_materialization
                     row.update(materialized_at=_ts(event.timestamp), run_id=event.run_id, what_to_run="")
@@ -1216,7 +1286,10 @@ if st is not None:
 
     @st.cache_data(ttl=TTL, show_spinner=False)
     def cached_materialized(env) -> dict:
-        return materialized(sources(env))
+        # the page reads these too: one read of each (same TTL) instead of two
+        return materialized(
+            sources(env), cached_models(env), cached_performance(env), lambda dataset: cached_lake_dates(env, dataset)
+        )
 
     @st.cache_resource(show_spinner=False)
     def cached_instance(env):

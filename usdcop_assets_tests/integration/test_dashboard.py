@@ -528,6 +528,36 @@ def test_research_page_without_experiments(tmp_path, monkeypatch):
     assert not (tmp_path / "empty").exists()  # read-only: nothing created
 
 
+def test_lake_reads_equal_the_session_table(main_job_home):
+    """The dashboard's own lake reads (only the asked columns of each listed object) return what
+    ``SessionTable.read`` returns: rows, columns, types; a window's bounds cut the same rows."""
+    src = data.sources((("USDCOP_HOME", str(main_job_home)),))
+    for dataset, columns in (
+        ("l6/backtest_session", data.BACKTEST_READ),
+        ("l5/actions_m5", ["time", "position", "model_version"]),
+        ("l4/observations_m5", None),
+    ):
+        days = data.lake_dates(src, dataset)
+        assert len(days) > 2, dataset
+        table = src.lake_table(dataset)
+        start, end = (
+            cal.session_open(days[0]) - pd.Timedelta(hours=8),
+            cal.session_end(days[-1]) + pd.Timedelta(hours=11),
+        )
+        pd.testing.assert_frame_equal(
+            data.read_sessions(src, dataset, days, start, end, columns), table.read(start, end, columns)
+        )
+        inside = (cal.session_open(days[1]) + pd.Timedelta(hours=1), cal.session_open(days[-1]) + pd.Timedelta(hours=2))
+        pd.testing.assert_frame_equal(
+            data.read_sessions(src, dataset, days[1:], *inside, columns), table.read(*inside, columns)
+        )
+    assert data.read_sessions(src, "l5/actions_m5", [], None, None, ["time", "position"]).empty
+    stats = src.lake_table("l4/observation_stats").read()  # every month: Features shows the newest
+    pd.testing.assert_frame_equal(
+        data.normalization(src), stats[stats["month"] == stats["month"].max()].reset_index(drop=True)
+    )
+
+
 def test_terminal_full_history_is_daily(main_job_home, monkeypatch):
     _point_at(monkeypatch, main_job_home)
     at = _run(PAGES[0])
