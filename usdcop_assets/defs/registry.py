@@ -62,6 +62,20 @@ def _remedy(fold: str) -> str:
     return f"re-materialize l5/ppo_model for the fold (usdcop train --fold {fold})"
 
 
+def _registered_bytes(lake: LakeResource, key: str, expected: str, name: str, kind: str, fix: str) -> bytes:
+    """The lake object ``key``, refused unless its bytes hash to the registered ``expected`` (nothing parsed yet)."""
+    blob = lake.store().get(key)
+    if blob is None:
+        raise FileNotFoundError(f"{name} is missing from the lake: {fix}")
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != expected:
+        raise ValueError(
+            f"{key}: {kind} sha256 {digest[:12]} differs from the registered {expected[:12]} "
+            f"(altered, corrupted or replaced; not parsed): {fix}"
+        )
+    return blob
+
+
 def load_fold_model(lake: LakeResource, row: dict, instance: dg.DagsterInstance | None = None, remedy: str = ""):
     """The fold's policy from the lake, checked against the registry before a byte of it is parsed.
 
@@ -81,15 +95,7 @@ def load_fold_model(lake: LakeResource, row: dict, instance: dg.DagsterInstance 
                 f"fold {fold}: Dagster records artifact hash {str(recorded)[:12]} but the registry "
                 f"{REGISTRY_TABLE} holds {expected[:12]}: {fix}"
             )
-    blob = lake.store().get(key)
-    if blob is None:
-        raise FileNotFoundError(f"model artifact {key} registered for fold {fold} is missing from the lake: {fix}")
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != expected:
-        raise ValueError(
-            f"{key}: artifact sha256 {digest[:12]} differs from the registered {expected[:12]} "
-            f"(altered, corrupted or replaced; not parsed): {fix}"
-        )
+    blob = _registered_bytes(lake, key, expected, f"model artifact {key} registered for fold {fold}", "artifact", fix)
     model = load_policy_artifact(blob)
     weights = weights_sha256(model)
     if weights != row["weights_sha256"]:
@@ -130,16 +136,8 @@ def load_served_ensemble(lake: LakeResource, row: dict, feature_names, instance:
                 f"fold {fold}: Dagster records summary hash {str(recorded)[:12]} for {row['experiment']} but the "
                 f"registry {SERVED_TABLE} holds {expected[:12]}: {_ensemble_remedy(row)}"
             )
-    store = lake.store()
-    blob = store.get(str(row["summary_path"]))
-    if blob is None:
-        raise FileNotFoundError(f"{row['summary_path']} is missing from the lake: {_ensemble_remedy(row)}")
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != expected:
-        raise ValueError(
-            f"{row['summary_path']}: sha256 {digest[:12]} differs from the registered {expected[:12]} (altered, "
-            f"corrupted or replaced; not parsed): {_ensemble_remedy(row)}"
-        )
+    path = str(row["summary_path"])
+    blob = _registered_bytes(lake, path, expected, path, "summary", _ensemble_remedy(row))
     summary = json.loads(blob)
     if summary.get("version") != row.get("experiment_version"):
         raise ValueError(
