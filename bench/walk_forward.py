@@ -874,18 +874,13 @@ def main() -> int:
         )
         # per-fold: the month's bars only
         frames, held = {name: comparison["frames"][name] for name in strategies}, comparison["held"]
-        gross = {
+        gross = {  # the backtest frames and the held simulation's arrays alike
             name: {
-                "gross_total_return": float(np.expm1(f["gross"].sum())),
-                "gross_sharpe": M.sharpe(f["gross"].to_numpy()),
-                "total_cost": float(f["cost"].sum()),
+                "gross_total_return": float(np.expm1(np.sum(f["gross"]))),
+                "gross_sharpe": M.sharpe(np.asarray(f["gross"], dtype="float64")),
+                "total_cost": float(np.sum(f["cost"])),
             }
-            for name, f in frames.items()
-        }
-        gross["buy_and_hold_held"] = {
-            "gross_total_return": float(np.expm1(held["gross"].sum())),
-            "gross_sharpe": M.sharpe(held["gross"]),
-            "total_cost": float(held["cost"].sum()),
+            for name, f in {**frames, "buy_and_hold_held": held}.items()
         }
         table["gross_total_return"] = table["strategy"].map(lambda n: gross[n]["gross_total_return"])
         table["gross_sharpe"] = table["strategy"].map(lambda n: gross[n]["gross_sharpe"])

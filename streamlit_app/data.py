@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import ConfigError, Settings, mask_url
 from usdcop_assets.storage.lake.datasets import MACRO_DATASETS, SESSION_DATASETS
+from usdcop_assets.storage.warehouse.tables import SERVED_REGISTRIES
 
 OHLCV = "usdcop_m5_ohlcv"
 INDICATORS = "usdcop_m5_indicators"
@@ -746,10 +747,10 @@ def experiment_picks(src: Sources) -> pd.DataFrame:
     return out[cols + candidates].sort_values("fold", kind="stable").reset_index(drop=True)
 
 
-SERVED_MODELS = "rl_served_models"  # l6/experiment_selection's row per fold (defs/registry.py SERVED_TABLE)
-# USDCOP_SERVE -> what l5/actions_m5 and the live process trade, and its registry (defs/registry.py SERVES)
+SERVED_MODELS = SERVED_REGISTRIES["selection"][0]  # l6/experiment_selection's row per fold
+# USDCOP_SERVE -> what l5/actions_m5 and the live process trade, in a trader's words, and its registry table
 SERVES = {
-    "ppo_model": ("l5/ppo_model", "rl_models"),
+    "ppo_model": ("l5/ppo_model", SERVED_REGISTRIES["ppo_model"][0]),
     "selection": ("the selection's picks", SERVED_MODELS),
 }
 

@@ -1314,8 +1314,10 @@ def doctor() -> None:
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}")
         sys.exit(1)
-    registry = "l5/ppo_model (rl_models)" if serve == "ppo_model" else "l6/experiment_selection (rl_served_models)"
-    click.echo(f"{'serving':22} {registry}: what l5/actions_m5 and the live process trade (USDCOP_SERVE)")
+    from usdcop_assets.storage.warehouse.tables import SERVED_REGISTRIES
+
+    table, asset = SERVED_REGISTRIES[serve]
+    click.echo(f"{'serving':22} {asset} ({table}): what l5/actions_m5 and the live process trade (USDCOP_SERVE)")
 
     from usdcop_assets.storage.lake.store import open_store
     from usdcop_assets.storage.warehouse.database import Warehouse

@@ -103,8 +103,8 @@ def register(
             # trained = a summary; traded = its out-of-sample backtest too; stale = trained as another version
             traded = sum(store.get(backtest_key(row["name"], f)) is not None for f in folds)
             stale = sum((read_summary(store, row["name"], f) or {}).get("version") != e.version for f in folds)
-            trained = f"{folds[0]}..{folds[-1]} ({len(folds)}, traded {traded}" if folds else "-"
-            trained += (f", stale {stale})" if stale else ")") if folds else ""
+            stale_text = f", stale {stale}" if stale else ""
+            trained = f"{folds[0]}..{folds[-1]} ({len(folds)}, traded {traded}{stale_text})" if folds else "-"
             origin = row["origin"] + ("*" if row["overrides"] else "")
             click.echo(
                 f"{row['name']:16} {origin:8} {row['version']:12} {','.join(map(str, e.seeds)):10} "

@@ -239,11 +239,8 @@ def experiment_report_html(rows: pd.DataFrame, comparison: dict, picks: dict[str
     def pbo_text(p) -> str:
         return f"{p['pbo']:.4f} (CSCV, {p['n_splits']} splits, {p['n_combinations']} combinations)" if p else "n/a"
 
-    dsr = (
-        "n/a"
-        if selected is None or not _finite(selected.get("deflated_sharpe"))
-        else f"{float(selected['deflated_sharpe']):.4f}"
-    )
+    dsr = finite_or_none(selected.get("deflated_sharpe")) if selected is not None else None
+    dsr = "n/a" if dsr is None else f"{dsr:.4f}"
     pick_rows = "".join(
         f"<tr><td>{html.escape(f)}</td><td>{html.escape(p or 'flat (fallback)')}</td></tr>" for f, p in picks.items()
     )
@@ -268,10 +265,3 @@ def experiment_report_html(rows: pd.DataFrame, comparison: dict, picks: dict[str
         f"<h2>Selected per fold</h2><table><tr><th>fold</th><th>experiment</th></tr>{pick_rows}</table>"
         "</body></html>"
     )
-
-
-def _finite(value) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False

@@ -24,10 +24,11 @@ from usdcop_assets.observation.builder import obs_version
 from usdcop_assets.observation.normalization import read_month_stats
 from usdcop_assets.rl.policy import ActionRules, EnsemblePolicy, PolicyFunction
 from usdcop_assets.rl.training import load_policy_artifact, weights_sha256
+from usdcop_assets.storage.warehouse.tables import SERVED_REGISTRIES
 
-REGISTRY_TABLE = "rl_models"
-SERVED_TABLE = "rl_served_models"  # l6/experiment_selection's row per fold: what USDCOP_SERVE=selection trades
-SERVES = {"ppo_model": REGISTRY_TABLE, "selection": SERVED_TABLE}
+REGISTRY_TABLE = SERVED_REGISTRIES["ppo_model"][0]
+SERVED_TABLE = SERVED_REGISTRIES["selection"][0]  # l6/experiment_selection's row per fold
+SERVES = {serve: table for serve, (table, _) in SERVED_REGISTRIES.items()}  # USDCOP_SERVE -> registry table
 ARTIFACT_NAME = "policy.safetensors"  # a model's weights-only artifact, beside its metadata.json
 
 
@@ -177,8 +178,8 @@ def policy_for(
 ) -> PolicyFunction | EnsemblePolicy:
     """The fold model's policy (or the selected ensemble's), loaded and hash-verified once per process (a realtime
     worker reuses it)."""
-    if is_served_ensemble(row):
-        key = (str(lake.location), "ensemble", str(row["summary_sha256"]), str(row.get("features")), str(row))
+    if is_served_ensemble(row):  # every column of the row shapes the policy, and so do the observation's features
+        key = (str(lake.location), str(row), tuple(feature_names))
     else:
         key = (str(lake.location), str(row["model_path"]), str(row.get("artifact_sha256")), str(row["weights_sha256"]))
     with _policies_lock:

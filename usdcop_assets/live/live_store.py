@@ -27,17 +27,13 @@ from usdcop_assets.observation.builder import ObservationConfig
 from usdcop_assets.observation.normalization import month_key, month_start, read_month_stats
 from usdcop_assets.rl.decisions import fold_of_session
 from usdcop_assets.storage.lake.session_table import MANIFEST_FILE, SessionTable
+from usdcop_assets.storage.warehouse.tables import SERVED_REGISTRIES
 
 JOURNAL_PREFIX = "live"
 MACRO_DATASET = "l1/macro_daily"
 STATS_DATASET = "l4/observation_stats"
 MODEL_DATASET = "l5/ppo_model"
 REGISTRY_TABLE = "rl_models"  # the model registry in the warehouse (defs/layers/l5_model.py)
-# what each deployment choice (USDCOP_SERVE) serves: the registry table and the asset that writes it (defs/registry.py)
-REGISTRIES = {
-    "ppo_model": (REGISTRY_TABLE, MODEL_DATASET),
-    "selection": ("rl_served_models", "l6/experiment_selection"),
-}
 MACRO_REFRESH_DAYS = 10  # recent macro days re-read after each bar (older ones do not change during a session)
 
 
@@ -59,9 +55,9 @@ class LiveStore:
         self.warehouse = warehouse  # warehouse.database.Warehouse
         self.specs = specs
         self.first_day = first_day  # the first session partition: look-backs do not reach before it
-        if serve not in REGISTRIES:
-            raise ValueError(f"serve {serve!r}: expected one of {list(REGISTRIES)}")
-        self.registry_table, self.registry_asset = REGISTRIES[serve]
+        if serve not in SERVED_REGISTRIES:
+            raise ValueError(f"serve {serve!r}: expected one of {list(SERVED_REGISTRIES)}")
+        self.registry_table, self.registry_asset = SERVED_REGISTRIES[serve]
         self._stats_sha: str | None = None
 
     def table(self, dataset: str, time_column: str = "time") -> SessionTable:

@@ -42,11 +42,6 @@ ACTION_COLUMNS = [
 ]
 
 
-def _present(value) -> bool:
-    """A registry cell that holds something (a warehouse NULL reads back as None or NaN)."""
-    return value is not None and not (isinstance(value, float) and np.isnan(value)) and str(value) != ""
-
-
 def fold_of_session(session: str) -> str:
     return str(session)[:7]
 
@@ -122,7 +117,7 @@ def decide_bars(
         reason = None
         if row is None:
             reason = f"no {registry} for fold {fold}"
-        elif _present(row.get("flat_reason")):
+        elif pd.notna(row.get("flat_reason")):  # a warehouse NULL reads back as None or NaN
             reason = f"the selection for fold {fold} is flat: {row['flat_reason']}"
         elif str(row.get("obs_version")) not in set(obs_versions):
             reason = (

@@ -19,6 +19,7 @@ Pure numpy/pandas/torch/SB3; no Dagster.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -147,8 +148,6 @@ class ExperimentFold:
 
 def _training_key(fold: Fold, config) -> str:
     """What determines a seed's training on given episodes: the fold's windows and the full training config."""
-    import json
-
     windows = (fold.key, [str(d) for d in fold.train_sessions], [str(d) for d in fold.valid_sessions])
     return json.dumps([windows, dataclasses.asdict(config)], sort_keys=True, default=str)
 

@@ -22,7 +22,7 @@ from usdcop_assets.defs.automation.jobs import (
     STATS_JOB,
     layers_job,
 )
-from usdcop_assets.defs.experiment_store import read_summary
+from usdcop_assets.defs.experiment_store import read_summary, summary_key
 from usdcop_assets.defs.keys import EXPERIMENT_BACKTEST, EXPERIMENT_MODEL, EXPERIMENT_SELECTION
 from usdcop_assets.defs.layers.l6_experiments import backtest_key, read_parquet, selection_key
 from usdcop_assets.defs.partitions import session_key_range
@@ -288,7 +288,8 @@ def _force_served(platform, experiment: str | None):
     )
     start = pd.Timestamp("2025-03-01", tz="America/Bogota").tz_convert("UTC")
     _, warehouse = store_resources(Settings.from_env())
-    warehouse.warehouse().upsert("rl_served_models", served_row(_store(platform), FOLD, start, chosen))
+    blob = _store(platform).get(summary_key(experiment, FOLD)) if experiment else None
+    warehouse.warehouse().upsert("rl_served_models", served_row(FOLD, start, chosen, blob))
 
 
 def _march_actions(platform) -> pd.DataFrame:

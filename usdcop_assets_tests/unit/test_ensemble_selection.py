@@ -88,18 +88,23 @@ def test_rule_turnover_cap_min_sharpe_fallback_and_ties():
 # --- training an experiment's seeds on a fold -----------------------------------------------------------
 
 
-def test_train_experiment_fold_three_seeds_tiny():
-    days = cal.trading_days(dt.date(2024, 1, 1), dt.date(2024, 4, 30))
-    frame = episodes_frame(days)
+def _tiny(**changes):
+    """(episodes, the episodes before the fold, the fold, the baseline experiment made tiny with ``changes``)."""
+    frame = episodes_frame(cal.trading_days(dt.date(2024, 1, 1), dt.date(2024, 4, 30)))
     base = X.load_experiment("baseline")
     exp = dataclasses.replace(
         base,
-        ensemble="vote",
         ppo=dataclasses.replace(base.ppo, n_steps=256, batch_size=64, n_epochs=2, net_arch=(16, 16)),
         validation=dataclasses.replace(base.validation, checkpoints=2, valid_sessions=10),
+        **changes,
     )
     before = frame[frame["session"] < START.isoformat()]
     fold = fold_windows(FOLD, sorted(before["session"].unique()), **exp.fold_options({"min_train_sessions": 30}))
+    return frame, before, fold, exp
+
+
+def test_train_experiment_fold_three_seeds_tiny():
+    frame, before, fold, exp = _tiny(ensemble="vote")
     out = E.train_experiment_fold(before, fold, exp, load_config(), CostConfig(), timesteps=512)
     assert [r["seed"] for r in out.per_seed] == [7, 8, 9] and len(out.models) == 3
     assert len({r["weights_sha256"] for r in out.per_seed}) == 3  # the seeds differ
@@ -114,18 +119,8 @@ def test_train_experiment_fold_three_seeds_tiny():
 
 
 def test_experiments_that_differ_only_in_the_combination_train_once_with_a_shared_cache():
-    days = cal.trading_days(dt.date(2024, 1, 1), dt.date(2024, 4, 30))
-    frame = episodes_frame(days)
-    base = X.load_experiment("baseline")
-    mean = dataclasses.replace(
-        base,
-        seeds=(7, 8),
-        ppo=dataclasses.replace(base.ppo, n_steps=256, batch_size=64, n_epochs=2, net_arch=(16, 16)),
-        validation=dataclasses.replace(base.validation, checkpoints=2, valid_sessions=10),
-    )
+    _, before, fold, mean = _tiny(seeds=(7, 8))
     vote = dataclasses.replace(mean, name="baseline_vote", ensemble="vote")
-    before = frame[frame["session"] < START.isoformat()]
-    fold = fold_windows(FOLD, sorted(before["session"].unique()), **mean.fold_options({"min_train_sessions": 30}))
     cache: dict = {}
     a = E.train_experiment_fold(before, fold, mean, load_config(), CostConfig(), timesteps=512, cache=cache)
     assert len(cache) == 2  # one training per seed

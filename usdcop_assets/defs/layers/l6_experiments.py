@@ -124,10 +124,10 @@ SERVED_COLUMNS = [  # sql/tables/rl_served_models.sql
 ]
 
 
-def served_row(store, fold: str, fold_start: pd.Timestamp, chosen) -> pd.DataFrame:
-    """The fold's ``rl_served_models`` row: the selected experiment's summary (path and SHA-256 of its bytes, which
-    list the seeds' hashes), its combination, action rules and feature subset as the summary recorded them; or, when
-    the rule fell back, a flat row saying why."""
+def served_row(fold: str, fold_start: pd.Timestamp, chosen, summary_blob: bytes | None) -> pd.DataFrame:
+    """The fold's ``rl_served_models`` row: the selected experiment's summary (path and SHA-256 of its bytes
+    ``summary_blob``, which list the seeds' hashes), its combination, action rules and feature subset as the summary
+    recorded them; or, when the rule fell back, a flat row saying why."""
     experiment = (chosen.detail or {}).get("experiment")
     base = {
         "time": fold_start,  # the fold partition's start, as l5/ppo_model's row (live_store.fold_start)
@@ -139,11 +139,8 @@ def served_row(store, fold: str, fold_start: pd.Timestamp, chosen) -> pd.DataFra
     if experiment is None:
         row = {**base, "version": f"flat ({chosen.selected})", "flat_reason": chosen.reason}
         return pd.DataFrame([{c: row.get(c) for c in SERVED_COLUMNS}])  # every column: an upsert clears the old pick
-    blob = store.get(summary_key(experiment, fold))
-    if blob is None:
-        raise FileNotFoundError(f"{summary_key(experiment, fold)} vanished: {_remedy(experiment, fold)}")
-    digest = hashlib.sha256(blob).hexdigest()
-    summary = json.loads(blob)
+    digest = hashlib.sha256(summary_blob).hexdigest()
+    summary = json.loads(summary_blob)
     action, features = summary["experiment_file"]["action"], summary["experiment_file"].get("features")
     return pd.DataFrame(
         [
@@ -252,9 +249,10 @@ def build_l6_experiment_assets(parts: Partitions, settings: Settings) -> list[dg
     ) -> dg.MaterializeResult:
         fold_key = context.partition_key
         store = lake.store()
-        summaries = {
-            n: s for n in parts.experiment.get_partition_keys() if (s := read_summary(store, n, fold_key)) is not None
+        blobs = {  # each summary read once: its bytes are hashed for the served row, then parsed
+            n: b for n in parts.experiment.get_partition_keys() if (b := store.get(summary_key(n, fold_key)))
         }
+        summaries = {n: json.loads(b) for n, b in blobs.items()}
         if not summaries:
             raise ValueError(
                 f"no experiment was trained for fold {fold_key}: `usdcop experiment run NAME --folds "
@@ -279,7 +277,8 @@ def build_l6_experiment_assets(parts: Partitions, settings: Settings) -> list[dg
             "versions": {n: s["version"] for n, s in summaries.items()},
         }
         store.put(selection_key(fold_key), json.dumps(record, sort_keys=True, indent=1).encode())
-        served = served_row(store, fold_key, own_window(context)[0], chosen)
+        picked = (chosen.detail or {}).get("experiment")
+        served = served_row(fold_key, own_window(context)[0], chosen, blobs.get(picked))
         model_store.register_served(served)  # what USDCOP_SERVE=selection trades in the fold
         context.log.info(f"fold {fold_key}: {chosen.selected} ({chosen.reason}); served as {served['version'][0]}")
         return dg.MaterializeResult(

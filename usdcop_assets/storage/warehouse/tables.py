@@ -17,6 +17,12 @@ class TableSpec:
     timestamp_columns: tuple[str, ...] = ("time",)
 
 
+# USDCOP_SERVE -> (the registry table l5/actions_m5 and the live process read, the asset that writes it)
+SERVED_REGISTRIES: dict[str, tuple[str, str]] = {
+    "ppo_model": ("rl_models", "l5/ppo_model"),
+    "selection": ("rl_served_models", "l6/experiment_selection"),
+}
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
