@@ -55,11 +55,35 @@ def prepare_environment() -> Settings:
     settings = Settings.from_env()
     for name, value in DAGSTER_PROCESS_KNOBS.items():
         os.environ.setdefault(name, value)
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    target = settings.dagster_home / "dagster.yaml"
-    if not target.exists():
-        target.write_text(instance_yaml(settings.dagster_home))
+    init_instance_home(settings.dagster_home)
     return settings
+
+
+def init_instance_home(dagster_home: Path) -> None:
+    """Write the embedded instance's dagster.yaml if it is missing, and create its storages once.
+
+    Dagster's SQLite storages stamp their schema on first open; two processes opening a fresh home at once
+    (a daemon and a CLI run) can both stamp it and leave it with two alembic heads, which no later open
+    recovers from. Creating the storages here, under a lock, before any other process sees the config
+    closes that race."""
+    import fcntl
+
+    import dagster as dg
+
+    dagster_home = Path(dagster_home)
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    target = dagster_home / "dagster.yaml"
+    if target.exists():
+        return
+    with open(dagster_home / ".init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():  # another process initialised it while this one waited
+            return
+        staged = dagster_home / "dagster.yaml.init"
+        staged.write_text(instance_yaml(dagster_home))
+        with dg.DagsterInstance.from_config(str(dagster_home), config_filename=staged.name):
+            pass
+        staged.replace(target)  # the config appears only once its storages exist
 
 
 def open_instance(settings: Settings | None = None):

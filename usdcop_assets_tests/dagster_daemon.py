@@ -18,7 +18,7 @@ VENV_BIN = Path(sys.executable).parent
 
 def home_env(root: Path, **extra: str) -> dict:
     """The environment of an embedded-default home under ``root`` (synthetic source), its dagster.yaml written."""
-    from usdcop_assets.cli import instance_yaml
+    from usdcop_assets.cli import init_instance_home
 
     env = {
         k: v
@@ -28,7 +28,7 @@ def home_env(root: Path, **extra: str) -> dict:
     home = root / "home"
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text(instance_yaml(dagster_home))
+    init_instance_home(dagster_home)
     env.update(
         {
             "USDCOP_HOME": str(home),

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from usdcop_assets.cli import default_recent_range, instance_yaml
+from usdcop_assets.cli import default_recent_range, init_instance_home
 from usdcop_assets.core import calendar as cal
 from usdcop_assets.core.settings import child_environ
 from usdcop_assets.observation.builder import DEFAULT_CONFIG
@@ -147,7 +147,7 @@ def replay(
         env = _env(root, server.url, history)
         home = Path(env["DAGSTER_HOME"])
         home.mkdir(parents=True, exist_ok=True)
-        (home / "dagster.yaml").write_text(instance_yaml(home))
+        init_instance_home(home)
         t0 = time.time()
         done = subprocess.run(
             [
