@@ -47,7 +47,9 @@ then picks the experiment with the highest validation Sharpe of its ensemble on 
 month by month. The JSON adds ``experiments`` (validation vs out-of-sample Sharpe, turnover, per-seed spread),
 ``selected_by_fold``; ``deflated_sharpe`` uses N = experiments x seeds tried (each seed traded alone is a
 trial) and ``pbo`` is CSCV over those trials (``pbo_detail.experiments``: over the experiments' ensembles).
-``--seeds N`` keeps the first N seeds of each file, ``--timesteps`` overrides the files' (screening).
+``--prior-trials N`` adds the trials of earlier screens on other periods to the deflated Sharpe's N: a run that
+follows screens is judged against everything tried, not only its own candidates. ``--seeds N`` keeps the first
+N seeds of each file, ``--timesteps`` overrides the files' (screening).
 
     .venv/bin/python bench/walk_forward.py --folds 2023-01..2023-06 --timesteps 10000 \
         --experiment baseline discrete_hold cost_aware                        # screen experiments
@@ -476,6 +478,7 @@ def run_experiments(args, experiments) -> int:
         costs,
         limits,
         n_boot=args.n_boot,
+        prior_trials=args.prior_trials,
     )
     table, frames = comparison["table"], comparison["frames"]
     seed_frames = {(n, s): comparison["trial_frames"][f"{n}_seed{s}"] for (n, s) in per_seed}
@@ -548,7 +551,8 @@ def run_experiments(args, experiments) -> int:
         "selected": "selected",
         "selected_by_fold": {r["fold"]: r["selected"] for r in fold_rows},
         "experiments": exp_table,
-        "n_trials": len(trials),
+        "n_trials": comparison["n_trials"],  # this run's experiments x seeds, plus --prior-trials
+        "prior_trials": args.prior_trials,
         "trial_sharpe_per_session": dict(trials),
         "pbo": pbo_trials["pbo"] if pbo_trials else None,
         "pbo_detail": {"trials": pbo_trials, "experiments": pbo_experiments},
@@ -565,7 +569,7 @@ def run_experiments(args, experiments) -> int:
         for r in table.to_dict("records")
     }
     for name in ["selected", *strat.values(), *(["lightgbm"] if gbm_config else [])]:
-        report["strategies"][name]["deflated_sharpe"] = dsr(name)  # N = experiments x seeds tried
+        report["strategies"][name]["deflated_sharpe"] = dsr(name)  # N = experiments x seeds tried (+ prior trials)
     report["strategies"]["selected"]["picks"] = report["selected_by_fold"]
 
     log()
@@ -589,6 +593,8 @@ def run_experiments(args, experiments) -> int:
         )
     for line in lines + [""] + xlines:
         log(line)
+    if args.prior_trials:
+        log(f"deflated Sharpe: N = {report['n_trials']} ({len(trials)} trials here + {args.prior_trials} before)")
     log(
         f"PBO over {len(trials)} trials (experiments x seeds): {fnum(report['pbo'])}; over the experiments: "
         f"{fnum(pbo_experiments['pbo'] if pbo_experiments else None)}"
@@ -643,7 +649,15 @@ def main() -> int:
     ap.add_argument(
         "--fallback", default=None, choices=["flat"], help="selection: what is traded otherwise (e.g. flat)"
     )
+    ap.add_argument(
+        "--prior-trials",
+        type=int,
+        default=0,
+        help="trials of earlier screens (other periods) counted in the deflated Sharpe's N (--experiment mode; 0)",
+    )
     args = ap.parse_args()
+    if args.prior_trials < 0:
+        ap.error("--prior-trials must be >= 0")
     if args.min_sharpe is not None and args.fallback is None:
         ap.error("--min-sharpe needs --fallback (e.g. --fallback flat)")
     if args.every < 1:

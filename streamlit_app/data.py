@@ -405,9 +405,8 @@ def lake_dates(src: Sources, dataset: str) -> list[dt.date]:
 
 
 def _read_object(store, key: str, columns: list[str] | None):
-    """One session object, only ``columns`` of it (those it has): ``ParquetFile.read`` costs ~0.1 ms per object
-    where ``pq.read_table`` (the dataset machinery ``SessionTable`` uses) costs ~1 ms, and the others are not
-    decoded."""
+    """One session object, only ``columns`` of it (those it has; the others are not decoded), read as
+    ``SessionTable`` reads a day."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -124,7 +124,20 @@ def register(
     @click.option("--timesteps", type=click.IntRange(min=1), help="PPO timesteps per seed (default: the file's)")
     @click.option("--seeds", type=click.IntRange(min=1), help="only the first N seeds of each file (screening)")
     @click.option("--no-lightgbm", is_flag=True, help="leave the LightGBM baseline out of the comparison")
-    def run(names: tuple[str, ...], folds_spec: str, timesteps: int | None, seeds: int | None, no_lightgbm: bool):
+    @click.option(
+        "--prior-trials",
+        type=click.IntRange(min=0),
+        default=0,
+        help="trials of earlier screens on other periods, counted in the deflated Sharpe's N",
+    )
+    def run(
+        names: tuple[str, ...],
+        folds_spec: str,
+        timesteps: int | None,
+        seeds: int | None,
+        no_lightgbm: bool,
+        prior_trials: int,
+    ):
         """Train and trade NAMES on every fold of --folds, select per fold on validation, compare out of sample."""
         from usdcop_assets.rl.experiments import load_experiment
 
@@ -143,9 +156,9 @@ def register(
                     raise click.ClickException(f"{e.name}: {exc}") from None
         check_home(writes=True)
         with dagster_logs_to(new_log_path(settings.home, "experiment")):
-            _run(settings, names, folds, timesteps, seeds, no_lightgbm)
+            _run(settings, names, folds, timesteps, seeds, no_lightgbm, prior_trials)
 
-    def _run(settings, names, folds, timesteps, seeds, no_lightgbm) -> None:
+    def _run(settings, names, folds, timesteps, seeds, no_lightgbm, prior_trials) -> None:
         from usdcop_assets.defs.automation.jobs import EXPERIMENT_JOB, EXPERIMENT_SELECTION_JOB
 
         defs = defs_of()
@@ -190,13 +203,19 @@ def register(
                 )
             s = _metadata(sel, "l6/experiment_selection")
             click.echo(f"{fold} selected {s['selected']}: {s['reason']}")
-        _compare(defs, instance, list(names), folds[0], folds[-1], not no_lightgbm, failure_lines, tags)
+        _compare(defs, instance, list(names), folds[0], folds[-1], not no_lightgbm, failure_lines, tags, prior_trials)
 
     @experiment.command()
     @click.argument("names", nargs=-1)
     @click.option("--folds", "folds_spec", help="fold months YYYY-MM..YYYY-MM (default: every fold stored)")
     @click.option("--no-lightgbm", is_flag=True, help="leave the LightGBM baseline out")
-    def compare(names: tuple[str, ...], folds_spec: str | None, no_lightgbm: bool) -> None:
+    @click.option(
+        "--prior-trials",
+        type=click.IntRange(min=0),
+        default=0,
+        help="trials of earlier screens on other periods, counted in the deflated Sharpe's N",
+    )
+    def compare(names: tuple[str, ...], folds_spec: str | None, no_lightgbm: bool, prior_trials: int) -> None:
         """Compare stored experiments out of sample (default: those the latest selection chose among)."""
         try:
             settings = prepare_environment()
@@ -206,7 +225,17 @@ def register(
         check_home(writes=True)
         tags = {"usdcop/launched_by": "usdcop experiment compare"}
         with dagster_logs_to(new_log_path(settings.home, "experiment")):
-            _compare(defs_of(), open_instance(), list(names), folds[0], folds[-1], not no_lightgbm, failure_lines, tags)
+            _compare(
+                defs_of(),
+                open_instance(),
+                list(names),
+                folds[0],
+                folds[-1],
+                not no_lightgbm,
+                failure_lines,
+                tags,
+                prior_trials,
+            )
 
 
 def _metadata(result, key: str) -> dict:
@@ -218,10 +247,16 @@ def _metadata(result, key: str) -> dict:
     raise KeyError(key)
 
 
-def _compare(defs, instance, names, first, last, lightgbm, failure_lines, tags) -> None:
+def _compare(defs, instance, names, first, last, lightgbm, failure_lines, tags, prior_trials: int = 0) -> None:
     from usdcop_assets.defs.automation.jobs import EXPERIMENT_PERFORMANCE_JOB
 
-    config = {"experiments": names or None, "first_fold": first, "last_fold": last, "lightgbm": lightgbm}
+    config = {
+        "experiments": names or None,
+        "first_fold": first,
+        "last_fold": last,
+        "lightgbm": lightgbm,
+        "prior_trials": prior_trials,
+    }
     result = defs.resolve_job_def(EXPERIMENT_PERFORMANCE_JOB).execute_in_process(
         instance=instance,
         raise_on_error=False,
@@ -236,7 +271,7 @@ def _compare(defs, instance, names, first, last, lightgbm, failure_lines, tags) 
     rows = result.output_for_node(PERFORMANCE_OP)
     click.echo(
         f"out of sample, folds {md['folds']}: selected by fold {md['selected_by_fold']}; "
-        f"{md['n_trials']} trials (experiments x seeds)"
+        f"{md['n_trials']} trials (experiments x seeds{f' + {prior_trials} tried before' if prior_trials else ''})"
     )
     for line in metrics_table(rows):
         click.echo(line)

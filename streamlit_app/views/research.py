@@ -71,8 +71,9 @@ else:
         )
         m6.metric(
             "Folds",
-            f"{sel['first_fold']} … {sel['last_fold']}",
-            f"{int(sel['folds'])} folds, {int(sel['sessions']):,} sessions",
+            # the count as the value and the months below it: "2023-01 … 2024-06" is cut off in a sixth of the width
+            f"{int(sel['folds'])}",
+            f"{sel['first_fold']} … {sel['last_fold']}, {int(sel['sessions']):,} sessions",
             delta_color="off",
             delta_arrow="off",
         )

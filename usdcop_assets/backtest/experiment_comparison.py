@@ -52,8 +52,12 @@ def experiment_comparison(
     limits: RiskLimits | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    prior_trials: int = 0,
 ) -> dict:
     """The out-of-sample comparison (module docstring) on ``bars`` (``session``, ``next_ret``, ``close`` per bar).
+
+    ``prior_trials``: trials of earlier screens on other periods, counted in the deflated Sharpe's N
+    (``overfitting.deflated_sharpe_ratio``); ``n_trials`` includes them.
 
     Returns ``table`` (``backtest.engine.compare`` rows plus ``deflated_sharpe`` for the selected strategy, every
     candidate and ``extra``), ``n_trials``, ``trial_sharpe_per_session``, ``pbo`` (CSCV over the trials; None when
@@ -95,7 +99,7 @@ def experiment_comparison(
         if not trial_sharpes:
             return None
         try:
-            return deflated_sharpe_ratio(session_pnl[name], trial_sharpes).dsr
+            return deflated_sharpe_ratio(session_pnl[name], trial_sharpes, prior_trials).dsr
         except ValueError:
             return None  # degenerate returns (e.g. never trades)
 
@@ -104,7 +108,7 @@ def experiment_comparison(
     n_sessions = int(codes.max() + 1) if n else 0
     return {
         "table": table,
-        "n_trials": len(trials),
+        "n_trials": len(trials) + prior_trials,
         "trial_sharpe_per_session": dict(zip(trial_pnl, trial_sharpes)),
         "pbo": _pbo(trial_pnl, n_sessions),
         "pbo_candidates": _pbo({k: session_pnl[k] for k in candidates}, n_sessions),

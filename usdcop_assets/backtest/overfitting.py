@@ -105,12 +105,14 @@ def _moments(returns) -> tuple[np.ndarray, float, float, float]:
     return x, float(x.mean()) / sd, float(np.mean(d**3)) / m2**1.5, float(np.mean(d**4)) / m2**2
 
 
-def deflated_sharpe_ratio(returns, trial_sharpes) -> DeflatedSharpe:
+def deflated_sharpe_ratio(returns, trial_sharpes, prior_trials: int = 0) -> DeflatedSharpe:
     """DSR = PSR(SR0) (Bailey & López de Prado 2014), SR0 = ``expected_max_sharpe(N, var(trial_sharpes))``.
 
     ``returns``: the selected strategy's returns per period (per session on the platform), at least 3, not constant.
     ``trial_sharpes``: the non-annualized Sharpe ratios per period of ALL N strategies tried, the selected one
     included (N = len); with N = 1 there is no selection and SR0 = 0 (DSR = PSR(0)).
+    ``prior_trials``: trials made before this comparison whose Sharpes are not on these periods (earlier screens on
+    other months): they count in N, the variance stays that of ``trial_sharpes``.
     Sharpe = mean / std(ddof=1); skewness and raw kurtosis from the population moments.
     """
     x, sr, skew, kurt = _moments(returns)
@@ -119,12 +121,15 @@ def deflated_sharpe_ratio(returns, trial_sharpes) -> DeflatedSharpe:
         raise ValueError("deflated_sharpe_ratio: trial_sharpes is empty (the selected strategy is one trial)")
     if not np.isfinite(t).all():
         raise ValueError(f"deflated_sharpe_ratio: {int((~np.isfinite(t)).sum())} trial Sharpe ratios are not finite")
+    if prior_trials < 0:
+        raise ValueError(f"deflated_sharpe_ratio: prior_trials must be >= 0, got {prior_trials}")
     var_t = float(t.var(ddof=1)) if len(t) > 1 else 0.0
-    sr0 = expected_max_sharpe(len(t), var_t)
+    n_trials = int(len(t)) + int(prior_trials)
+    sr0 = expected_max_sharpe(n_trials, var_t)
     return DeflatedSharpe(
         sr=sr,
         sr0=sr0,
-        n_trials=int(len(t)),
+        n_trials=n_trials,
         var_trials=var_t,
         n_obs=int(len(x)),
         skew=skew,

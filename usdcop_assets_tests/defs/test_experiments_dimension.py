@@ -447,3 +447,9 @@ def test_the_experiment_command_lists_runs_and_compares(platform):
     assert "lightgbm" not in compared.output and "ppo_tiny_discrete" in compared.output
     assert "rl_experiment_metrics" in compared.output and "USDCOP_SERVE=selection" in compared.output
     assert "reports/experiments/" in compared.output
+    # after screening elsewhere: the earlier trials count in the deflated Sharpe's N
+    later = runner.invoke(main, ["experiment", "compare", "--no-lightgbm", "--prior-trials", "10"])
+    assert later.exit_code == 0, later.output
+    assert "14 trials (experiments x seeds + 10 tried before)" in later.output and "(N = 14)" in later.output
+    bad = runner.invoke(main, ["experiment", "compare", "--prior-trials", "-1"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

@@ -480,7 +480,7 @@ def test_research_page_shows_the_latest_evaluation(tmp_path, monkeypatch):
     assert (metrics["Selected Sharpe"], deltas["Selected Sharpe"]) == ("+1.23", "95% CI +0.11 … +2.35")
     assert metrics["Selected total return"] == "+4.56%" and metrics["Turnover per session"] == "1.50"
     assert (metrics["Deflated Sharpe ratio"], deltas["Deflated Sharpe ratio"]) == ("0.87", "N = 6 trials")
-    assert metrics["PBO"] == "0.25" and metrics["Folds"] == "2025-02 … 2025-03"
+    assert metrics["PBO"] == "0.25" and (metrics["Folds"], deltas["Folds"]) == ("2", "2025-02 … 2025-03, 39 sessions")
 
     table, picks = (d.value for d in at.dataframe)
     order = ["selected", "ppo_a", "ppo_b", "lightgbm", "flat", "buy_and_hold"]
@@ -507,7 +507,7 @@ def test_research_page_on_postgres(tmp_path, fresh_pg_url, monkeypatch):
     monkeypatch.setenv("USDCOP_WAREHOUSE_URL", fresh_pg_url)
     at = _run(RESEARCH)
     assert not at.error and not at.info, _texts(at.error) + _texts(at.info)
-    assert (_metrics(at)["Selected Sharpe"], _metrics(at)["Folds"]) == ("+1.23", "2025-02 … 2025-03")
+    assert (_metrics(at)["Selected Sharpe"], _deltas(at)["Folds"]) == ("+1.23", "2025-02 … 2025-03, 39 sessions")
     _assert_served(at)  # BIGINT and DOUBLE PRECISION as PostgreSQL returns them
     table, picks, _ = (d.value for d in at.dataframe)
     assert table["strategy"].tolist() == ["selected", "ppo_a", "ppo_b", "lightgbm", "flat", "buy_and_hold"]

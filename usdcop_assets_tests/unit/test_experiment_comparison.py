@@ -42,6 +42,12 @@ def test_the_selected_strategy_trials_and_baselines_on_the_same_bars():
     assert pd.isna(table.loc["flat", "deflated_sharpe"])  # baselines are not candidates
     # PBO over the trials: the oracle is best in every split, so picking the in-sample best never overfits
     assert out["pbo"]["pbo"] == 0.0 and out["pbo_candidates"]["pbo"] == 0.0
+    # earlier screens' trials count in N (and only there): a lower DSR, the same table otherwise
+    later = experiment_comparison(bars, {"ppo_a": a, "ppo_b": b}, trials, selected=a, prior_trials=20)
+    assert later["n_trials"] == 24
+    dsr_later = later["table"].set_index("strategy").loc["ppo_b", "deflated_sharpe"]
+    assert dsr_later == pytest.approx(deflated_sharpe_ratio(pnl, trial_sharpes, prior_trials=20).dsr)
+    assert dsr_later < table.loc["ppo_b", "deflated_sharpe"]
     # costs are charged: the net total is below the gross
     gross = float(np.expm1(np.sum(b * bars["next_ret"].to_numpy())))
     assert table.loc["ppo_b", "total_return"] < gross

@@ -250,3 +250,17 @@ def test_selection_statistics_degenerate_agent_and_bad_input():
     assert (
         s["deflated_sharpe"] is None and "at least 3 returns, got 1" in s["deflated_sharpe_error"] and s["pbo"] is None
     )
+
+
+def test_dsr_counts_prior_trials_in_n_with_this_runs_variance():
+    # the hand case above with 7 earlier trials: N = 10, V = 0.16 (this run's trials only)
+    #   SR0 = 0.4 * (0.422784 * Phi^-1(0.9) + 0.577216 * Phi^-1(1 - 1/(10e)))
+    #       = 0.4 * (0.422784 * 1.281552 + 0.577216 * 1.789242) = 0.629839
+    #   DSR = Phi((0.632456 - 0.629839) * 2 / sqrt(1.07)) = 0.50202
+    d = deflated_sharpe_ratio([1.0, -1.0, 2.0, 0.0, 3.0], [0.6, 0.2, -0.2], prior_trials=7)
+    assert (d.n_trials, d.var_trials) == (10, pytest.approx(0.16))
+    assert d.sr0 == pytest.approx(0.629839, abs=1e-6)
+    assert d.dsr == pytest.approx(0.50202, abs=1e-5)
+    assert d.dsr < deflated_sharpe_ratio([1.0, -1.0, 2.0, 0.0, 3.0], [0.6, 0.2, -0.2]).dsr
+    with pytest.raises(ValueError, match="prior_trials"):
+        deflated_sharpe_ratio([1.0, -1.0, 2.0, 0.0, 3.0], [0.6], prior_trials=-1)

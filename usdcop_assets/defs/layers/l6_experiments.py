@@ -40,6 +40,7 @@ from usdcop_assets.defs.keys import (
 from usdcop_assets.defs.partitions import FOLD_DIM, Partitions
 from usdcop_assets.defs.registry import ModelStoreResource
 from usdcop_assets.defs.resources import LakeResource
+from usdcop_assets.defs.run_config import at_least
 from usdcop_assets.defs.windows import own_window
 from usdcop_assets.observation.builder import load_config
 from usdcop_assets.rl.costs import live_costs
@@ -61,6 +62,9 @@ class ExperimentPerformanceConfig(dg.Config):
     first_fold: str | None = None
     last_fold: str | None = None
     lightgbm: bool = True  # LightGBM per fold on the same windows, beside the experiments
+    # trials tried before on other periods (earlier screens): counted in the deflated Sharpe's N, so a comparison
+    # made after screening is judged against everything tried, not only the experiments compared here
+    prior_trials: int = 0
 
 
 def strategy_name(experiment: str) -> str:
@@ -372,6 +376,7 @@ def build_l6_experiment_assets(parts: Partitions, settings: Settings) -> list[dg
             extra,
             live_costs(),
             live_limits(),
+            prior_trials=at_least(config, "prior_trials", 0),
         )
         computed_at = pd.Timestamp.now(tz="UTC").floor("s")
         metric_date = str(bars_df["session"].max())
