@@ -55,17 +55,24 @@ def prepare_environment() -> Settings:
     settings = Settings.from_env()
     for name, value in DAGSTER_PROCESS_KNOBS.items():
         os.environ.setdefault(name, value)
-    init_instance_home(settings.dagster_home)
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    target = settings.dagster_home / "dagster.yaml"
+    if not target.exists():
+        target.write_text(instance_yaml(settings.dagster_home))
     return settings
 
 
+# what Dagster's embedded (SQLite) instance creates on its first open
+_EMBEDDED_STORAGES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
+
+
 def init_instance_home(dagster_home: Path) -> None:
-    """Write the embedded instance's dagster.yaml if it is missing, and create its storages once.
+    """Write the embedded instance's dagster.yaml if it is missing, and create its storages once, under a lock.
 
     Dagster's SQLite storages stamp their schema on first open; two processes opening a fresh home at once
     (a daemon and a CLI run) can both stamp it and leave it with two alembic heads, which no later open
-    recovers from. Creating the storages here, under a lock, before any other process sees the config
-    closes that race."""
+    recovers from. Every process of this project that opens or serves the instance (``open_instance``,
+    ``usdcop ui``, the test daemons) comes through here first. The lock lives beside the home, not in it."""
     import fcntl
 
     import dagster as dg
@@ -73,17 +80,17 @@ def init_instance_home(dagster_home: Path) -> None:
     dagster_home = Path(dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)
     target = dagster_home / "dagster.yaml"
-    if target.exists():
+    if target.exists() and (
+        "postgres" in target.read_text()  # a server-backed instance: no SQLite schema to stamp here
+        or all((dagster_home / s).exists() for s in _EMBEDDED_STORAGES)
+    ):
         return
-    with open(dagster_home / ".init.lock", "w") as lock:
+    with open(dagster_home.parent / f".{dagster_home.name}.init.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.exists():  # another process initialised it while this one waited
-            return
-        staged = dagster_home / "dagster.yaml.init"
-        staged.write_text(instance_yaml(dagster_home))
-        with dg.DagsterInstance.from_config(str(dagster_home), config_filename=staged.name):
-            pass
-        staged.replace(target)  # the config appears only once its storages exist
+        if not target.exists():
+            target.write_text(instance_yaml(dagster_home))
+        with dg.DagsterInstance.from_config(str(dagster_home)):
+            pass  # the storages exist from here on; a server-backed instance (PostgreSQL) just connects
 
 
 def open_instance(settings: Settings | None = None):
@@ -91,7 +98,9 @@ def open_instance(settings: Settings | None = None):
     environment)."""
     import dagster as dg
 
-    return dg.DagsterInstance.from_config(str((settings or Settings.from_env()).dagster_home))
+    dagster_home = (settings or Settings.from_env()).dagster_home
+    init_instance_home(dagster_home)
+    return dg.DagsterInstance.from_config(str(dagster_home))
 
 
 def instance_yaml(dagster_home: Path) -> str:
@@ -1477,6 +1486,7 @@ def ui(port: int, args: tuple[str, ...]) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     check_home(writes=False)
+    init_instance_home(settings.dagster_home)  # before dagster dev starts its webserver and daemon at once
     # the child's environment, not this process's: dagster dev finds its instance through DAGSTER_HOME
     child_env = {**environ(), **DAGSTER_PROCESS_KNOBS, "DAGSTER_HOME": str(settings.dagster_home)}
     cmd = [

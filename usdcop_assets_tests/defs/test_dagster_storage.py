@@ -129,4 +129,3 @@ def test_processes_opening_a_fresh_home_at_once_leave_one_schema_version(tmp_pat
         for db in (home / "schedules" / "schedules.db", home / "history" / "runs.db"):
             with sqlite3.connect(db) as con:
                 assert len(con.execute("SELECT version_num FROM alembic_version").fetchall()) == 1, db
-        assert not (home / "dagster.yaml.init").exists()
